@@ -1,0 +1,80 @@
+# tokenformer: one binary, CPU (OpenBLAS + OpenMP) and, when nvcc is found, CUDA.
+#   make            build ./tokenformer (CUDA=0 forces a CPU-only build)
+#   make test       build and run the test suite (what CI runs)
+#   make asan       AddressSanitizer + UBSan build, then the test suite on it
+#   make test-cuda  CUDA tests (prints SKIP without a GPU)
+#   make deps       install missing Debian packages
+#   make data       fetch data/input.txt (tiny shakespeare)
+
+CC      ?= gcc
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA    ?= $(if $(NVCC),1,0)
+OPT     ?= -O3 -march=native
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter $(OPT) -fopenmp -Iinclude -I/usr/include/cjson
+LDLIBS  += -lopenblas -lcjson -lm -fopenmp
+BUILD   ?= build
+
+SRC_C   := $(wildcard src/*.c src/commands/*.c src/cpu/*.c)
+OBJ     := $(SRC_C:%.c=$(BUILD)/%.o)
+
+ifeq ($(CUDA),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
+NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+SRC_CU    := $(wildcard src/cuda/*.cu)
+OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o)
+CFLAGS    += -DTF_CUDA
+LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+
+.PHONY: all test test-cuda asan deps data clean bench fuzz
+all: tokenformer
+
+tokenformer: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu $(wildcard include/*.h src/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
+
+# Test programs link every object but main.
+LIB_OBJ := $(filter-out $(BUILD)/src/main.o,$(OBJ))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: tests/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+test: tokenformer $(TEST_BIN)
+	@BUILD=$(BUILD) ./tests/run_tests.sh
+
+test-cuda: tokenformer $(TEST_BIN)
+	@BUILD=$(BUILD) ./tests/run_cuda_tests.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CUDA=0 OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDLIBS="-lopenblas -lcjson -lm -fopenmp -fsanitize=address,undefined" tokenformer-asan
+	ASAN_OPTIONS=detect_leaks=1 TF_BIN=./tokenformer-asan $(MAKE) BUILD=build-asan CUDA=0 \
+	    OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDLIBS="-lopenblas -lcjson -lm -fopenmp -fsanitize=address,undefined" test-asan-run
+
+tokenformer-asan: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+test-asan-run: $(TEST_BIN)
+	@BUILD=$(BUILD) TF_BIN=./tokenformer-asan ./tests/run_tests.sh
+
+deps:
+	@./scripts/deps.sh
+
+data: data/input.txt
+data/input.txt:
+	@./scripts/get_data.sh
+
+clean:
+	rm -rf build build-asan tokenformer tokenformer-asan

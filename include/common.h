@@ -1,0 +1,31 @@
+/* Shared helpers: error reporting, checked allocation, timing. */
+#ifndef TF_COMMON_H
+#define TF_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TF_ERRLEN 512
+
+/* Print "tokenformer: error: ..." as one line on stderr and exit(1).
+ * Used only at command level; library code returns -1 and fills an
+ * error buffer so that callers can clean up (temporary files) first. */
+void tf_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void tf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf into a caller's error buffer (size TF_ERRLEN); returns -1 for `return tf_err(...)`. */
+int tf_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Allocation that names what it failed to allocate instead of crashing. */
+void *tf_malloc(size_t bytes, const char *what);
+void *tf_calloc(size_t n, size_t size, const char *what);
+
+double tf_now_seconds(void);
+
+/* Multiply sizes, returning -1 on overflow (for user-controlled shapes). */
+int tf_mul_overflows(size_t a, size_t b, size_t *out);
+
+/* Parse helpers for CLI flags: whole string must be a number in [lo, hi]. */
+int tf_parse_int(const char *s, long lo, long hi, long *out);
+int tf_parse_float(const char *s, double lo, double hi, double *out);
+
+#endif

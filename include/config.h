@@ -1,0 +1,49 @@
+/* Model and training configuration, presets (SPEC section 4). */
+#ifndef TF_CONFIG_H
+#define TF_CONFIG_H
+
+typedef struct {
+    int n_layer;
+    int d_model;
+    int n_head;
+    int n_attn;      /* parameter tokens of each attention Pattention (q, k, v, o) */
+    int n_ffn;       /* parameter tokens of the FFN Pattention */
+    int block_size;  /* T: context length */
+    int vocab_size;  /* set from the data / checkpoint */
+    float rope_frac; /* fraction of each head's dims that get RoPE */
+    float dropout;
+    int pnorm;       /* PNormMode */
+} ModelConfig;
+
+typedef struct {
+    int batch_size;
+    int max_iters;
+    float lr;
+    float min_lr;       /* cosine floor; default lr / 10 */
+    int warmup_iters;
+    float weight_decay;
+    float beta1, beta2, adam_eps;
+    float grad_clip;    /* 0 disables */
+    int eval_interval;
+    int eval_iters;
+    int log_interval;
+    unsigned long long seed;
+} TrainConfig;
+
+typedef struct {
+    const char *name;
+    ModelConfig model;
+    TrainConfig train;
+} Preset;
+
+const Preset *preset_find(const char *name);
+const char *preset_names(void); /* "tiny, shakespeare, gpt2-124m" */
+/* Check a model config; 0 or -1 with a message in err (TF_ERRLEN). */
+int model_config_validate(const ModelConfig *c, char *err);
+int train_config_validate(const TrainConfig *c, char *err);
+const char *pnorm_name(int mode);
+int pnorm_parse(const char *s); /* -1 if unknown */
+/* Rotary dims per head: rope_frac * head_dim rounded down to even. */
+int model_config_rot_dims(const ModelConfig *c);
+
+#endif

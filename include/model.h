@@ -1,0 +1,114 @@
+/* The TokenFormer language model (SPEC section 2): parameters, optimizer
+ * state, preallocated activations, and one forward/backward/update pass,
+ * all through an Ops table. */
+#ifndef TF_MODEL_H
+#define TF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ops.h"
+#include "tensor.h"
+
+/* The five Pattentions of a block. */
+enum { PATT_Q = 0, PATT_K, PATT_V, PATT_O, PATT_FFN, PATT_PER_LAYER };
+
+#define PARAMS_PER_LAYER (2 * PATT_PER_LAYER) /* key + value of each */
+#define MAX_SEGMENTS 32
+
+/* Rows appended by `grow` get their own Adam step count: rows >= row_start
+ * were born at optimizer step `birth` (bias correction uses step - birth).
+ * Frozen segments are not updated (--freeze-old). */
+typedef struct {
+    int row_start;
+    int birth;
+    int frozen;
+} RowSegment;
+
+typedef struct {
+    Tensor t;           /* value, on the model's device */
+    float *grad, *m, *v; /* same shape, same device */
+    int decay;          /* weight decay applies (2-D tensors) */
+    int n_seg;
+    RowSegment seg[MAX_SEGMENTS];
+} Param;
+
+typedef struct {
+    int l;      /* layer */
+    int which;  /* PATT_Q..PATT_FFN */
+} PattId;
+
+/* Per-layer activations saved for backward (pointers into one buffer). */
+typedef struct {
+    float *x;                 /* block input (residual), N x d */
+    float *ln1, *ln1_mean, *ln1_rstd;
+    float *A[PATT_PER_LAYER]; /* scores, N x n */
+    float *S[PATT_PER_LAYER]; /* normalized scores, N x n */
+    float *q, *k, *v;         /* after RoPE for q, k; N x d */
+    float *att;               /* B x H x T x T */
+    float *y;                 /* attention output before P_o, N x d */
+    float *o;                 /* P_o output, N x d */
+    float *h;                 /* x + drop(o), N x d */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *f;                 /* FFN output, N x d */
+} LayerActs;
+
+typedef struct Model {
+    ModelConfig cfg;
+    const Ops *ops;
+
+    Param *params;   /* wte, then per layer (q,k,v,o,ffn) x (key,value), then ln_f w, b */
+    int n_params;
+    float *tau;      /* host, n_layer * PATT_PER_LAYER */
+    float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
+    size_t n_param_elems;
+    int step;        /* optimizer steps taken */
+
+    /* activations, sized by model_alloc_activations(B, T) */
+    int B, T;
+    float *act_mem;
+    LayerActs *layers;
+    float *x_final, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs;
+    float *grad_scratch; /* backward scratch block */
+    int *tokens, *targets; /* device */
+    int has_targets;
+    int last_training;   /* forward ran with dropout */
+    uint64_t last_dropout_seed;
+} Model;
+
+/* Create a model with parameters allocated (zero) on ops' device.
+ * rows: n per Pattention (n_layer * PATT_PER_LAYER) or NULL for the config's
+ * n_attn / n_ffn. Returns 0 or -1 with err. */
+int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
+void model_free(Model *m);
+/* Official init (SPEC section 1), deterministic in seed; tau = sqrt(n). */
+void model_init_weights(Model *m, uint64_t seed);
+
+int model_alloc_activations(Model *m, int B, int T, char *err);
+
+/* Forward over B x T tokens (host arrays). With targets, returns the mean
+ * cross-entropy; without, returns 0 and leaves logits. training enables
+ * dropout with masks derived from dropout_seed. */
+float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
+                    uint64_t dropout_seed);
+void model_zero_grad(Model *m);
+/* Gradients of the mean loss of the last forward (which had targets). */
+void model_backward(Model *m);
+/* Global L2 norm of the gradients of the trainable parameters. */
+float model_grad_norm(Model *m);
+/* One AdamW update of every unfrozen row; grad_scale multiplies gradients (clipping). */
+void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
+
+/* Rows (n) of a Pattention and the index of its key param. */
+int model_patt_rows(const Model *m, int layer, int which);
+int model_patt_param(int layer, int which); /* key index; value is +1 */
+float *model_patt_tau(Model *m, int layer, int which);
+size_t model_num_params(const Model *m, int include_embedding);
+/* Copy the logits row of (batch b, position t) to host. */
+void model_logits_row(const Model *m, int b, int t, float *host_out);
+
+/* Parameter names, as in docs/FORMAT.md. */
+void model_param_name(int index, int n_layer, char *out, size_t len);
+
+#endif

@@ -1,0 +1,121 @@
+/* The ops table: every numerical operation the model needs, forward and
+ * backward. Each backend (src/cpu, src/cuda) fills one table; the model
+ * calls only through it and never branches on the device.
+ *
+ * Conventions (all backends):
+ *  - every float* / int* points to memory of the backend's device;
+ *  - matrices are row-major, fp32; N = number of token rows (B*T);
+ *  - "accumulates" means += into the output (parameter gradients and
+ *    gradients of tensors with several consumers); otherwise outputs are
+ *    overwritten;
+ *  - functions returning a float return it on the host (a sync point).
+ */
+#ifndef TF_OPS_H
+#define TF_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pattention's modified softmax (SPEC section 1). */
+typedef enum {
+    PNORM_L2_GELU = 0, /* GeLU(tau * A / ||A||)           (default) */
+    PNORM_GELU_L2 = 1, /* tau * GeLU(A) / ||GeLU(A)||              */
+    PNORM_SOFTMAX = 2  /* n * softmax(A)                             */
+} PNormMode;
+
+#define PNORM_EPS 1e-6f
+#define LAYERNORM_EPS 1e-5f
+
+typedef struct Ops {
+    const char *name; /* "cpu" or "cuda" */
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes); /* zero-filled; NULL when out of memory */
+    void (*free)(void *p);
+    void (*to_device)(void *dst, const void *host_src, size_t bytes);
+    void (*to_host)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes); /* device to device */
+    void (*zero)(void *p, size_t bytes);
+    void (*synchronize)(void);
+
+    /* C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N.
+     * trans_a: A is stored K x M; trans_b: B is stored N x K. */
+    void (*matmul)(float *C, const float *A, const float *B, int M, int N, int K,
+                   int trans_a, int trans_b, float alpha, float beta);
+
+    /* out[i,:] = wte[tokens[i],:] ; backward accumulates into dwte. */
+    void (*embedding_forward)(float *out, const int *tokens, const float *wte, int N, int C);
+    void (*embedding_backward)(float *dwte, const float *dout, const int *tokens, int N, int C);
+
+    /* LayerNorm over the last dim (C) with eps LAYERNORM_EPS. w and b may be
+     * NULL (non-parametric LN: weight 1, bias 0). mean/rstd (N each) are saved
+     * for backward. Backward: dx accumulates; dw, db accumulate and may be NULL. */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x,
+                              const float *w, const float *b, int N, int C);
+    void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout,
+                               const float *x, const float *w, const float *mean,
+                               const float *rstd, int N, int C);
+
+    /* Pattention (SPEC section 1): X (N x d_in), keys K (n x d_in), values
+     * V (n x d_out). Forward saves the scores A = X K^T and the normalized
+     * scores S (both N x n) and writes Y = S V (N x d_out).
+     * Backward: dX, dK, dV accumulate; dA (N x n) is scratch. */
+    void (*pattention_forward)(float *Y, float *A, float *S, const float *X, const float *K,
+                               const float *V, float tau, int mode, int N, int d_in, int n,
+                               int d_out);
+    void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                                const float *X, const float *K, const float *V, const float *A,
+                                const float *S, float tau, int mode, int N, int d_in, int n,
+                                int d_out);
+
+    /* Rotary embedding in place on x laid out (B, T, H, hd), GPT-NeoX style:
+     * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
+     * with i + rot/2, angle = t * 10000^(-2i/rot). inverse=1 rotates by -angle
+     * (that is the backward pass). */
+    void (*rope)(float *x, int B, int T, int H, int hd, int rot, int inverse);
+
+    /* Causal softmax attention, q/k/v/out laid out (B, T, H*hd); att (B, H, T, T)
+     * holds the probabilities (zero above the diagonal) for backward.
+     * Backward overwrites dq, dk, dv; datt (B, H, T, T) is scratch. */
+    void (*attention_forward)(float *out, float *att, const float *q, const float *k,
+                              const float *v, int B, int T, int H, int hd);
+    void (*attention_backward)(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                               const float *q, const float *k, const float *v, const float *att,
+                               int B, int T, int H, int hd);
+
+    /* Inverted dropout. The keep mask of element i is a pure function of
+     * (seed, i) (tf_dropout_keep in rng.h), so backends agree bit for bit and
+     * backward recomputes the mask instead of storing it. In place allowed. */
+    void (*dropout_forward)(float *out, const float *x, float p, uint64_t seed, size_t n);
+    void (*dropout_backward)(float *dx, const float *dout, float p, uint64_t seed, size_t n);
+
+    /* out = a + b (out may alias a or b); y += x. */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+    void (*accumulate)(float *y, const float *x, size_t n);
+    void (*scale)(float *x, float s, size_t n);
+
+    /* Softmax cross-entropy over V classes per row. Forward writes probs
+     * (N x V) and returns the mean loss over rows whose target >= 0.
+     * Backward: dlogits = (probs - onehot(target)) * scale (overwrites). */
+    float (*cross_entropy_forward)(float *probs, const float *logits, const int *targets, int N,
+                                   int V);
+    void (*cross_entropy_backward)(float *dlogits, const float *probs, const int *targets,
+                                   float scale, int N, int V);
+
+    /* sum of x_i^2 (accumulated in at least fp32 with pairwise/blocked sums). */
+    float (*sum_squares)(const float *x, size_t n);
+
+    /* AdamW on n elements: g is multiplied by grad_scale first (clipping);
+     * bias correction uses step t (t >= 1); decoupled decay lr*wd*p. */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, float grad_scale, int t);
+} Ops;
+
+/* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
+ * is usable (then `why` says why). */
+const Ops *ops_cpu(void);
+const Ops *ops_cuda(char *why, size_t why_len);
+/* "cpu", "cuda" or "auto" (cuda when usable, else cpu). NULL + message on failure. */
+const Ops *ops_by_name(const char *name, char *err, size_t err_len);
+
+#endif

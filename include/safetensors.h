@@ -1,0 +1,64 @@
+/* safetensors files: a validating reader and an atomic writer.
+ * Format: u64 little-endian header length, a JSON header
+ * {"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...,
+ *  "__metadata__": {"key": "string", ...}}, then the raw tensor bytes. */
+#ifndef TF_SAFETENSORS_H
+#define TF_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+#define ST_MAX_DIMS 8
+#define ST_MAX_HEADER (100u << 20) /* refuse headers over 100 MiB */
+
+typedef struct {
+    char *name;
+    DType dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    size_t offset; /* into data */
+    size_t nbytes;
+} StEntry;
+
+typedef struct {
+    StEntry *entries;
+    int n_entries;
+    char **meta_keys;
+    char **meta_vals;
+    int n_meta;
+    const unsigned char *data; /* start of the byte buffer (points into buf) */
+    size_t data_len;
+    unsigned char *buf; /* whole file, owned */
+    size_t buf_len;
+} StFile;
+
+/* Read and validate a whole file. Returns 0, or -1 with a message in err
+ * (TF_ERRLEN bytes). Validation: header length vs file size, JSON, dtype,
+ * shape, offsets in range, sizes matching shape, no overlaps. */
+int st_read(const char *path, StFile *out, char *err);
+/* Same on a buffer in memory (takes ownership of buf on success and failure). */
+int st_parse(unsigned char *buf, size_t len, StFile *out, char *err);
+void st_free(StFile *f);
+
+const StEntry *st_find(const StFile *f, const char *name);
+const char *st_meta(const StFile *f, const char *key);
+static inline const void *st_data(const StFile *f, const StEntry *e) { return f->data + e->offset; }
+
+typedef struct {
+    const char *name;
+    DType dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data; /* host memory */
+} StTensorOut;
+
+/* Write tensors + string metadata to path atomically: write path.tmp.PID,
+ * fsync, rename over path, fsync the directory. On any failure the
+ * temporary file is removed and an existing file at path is untouched. */
+int st_write_atomic(const char *path, const StTensorOut *tensors, int n_tensors,
+                    const char *const *meta_keys, const char *const *meta_vals, int n_meta,
+                    char *err);
+
+#endif

@@ -1,0 +1,32 @@
+/* Character tokenizer: Unicode code points of UTF-8 text. The vocabulary is
+ * the sorted set of distinct code points of the training text. */
+#ifndef TF_TOKENIZER_H
+#define TF_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int size;
+    uint32_t *codepoints; /* sorted ascending, `size` entries */
+} Vocab;
+
+/* Decode UTF-8 into code points (malloc'd *out, *n_out). Invalid UTF-8
+ * (bad lead/continuation byte, overlong, surrogate, > U+10FFFF, truncated)
+ * is an error naming the byte offset. NUL bytes are rejected as binary. */
+int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_out, char *err);
+/* Encode one code point; returns bytes written (1..4) into buf[4]. */
+int utf8_encode(uint32_t cp, char *buf);
+
+int vocab_build(Vocab *v, const uint32_t *cps, size_t n, char *err);
+void vocab_free(Vocab *v);
+/* Token id of a code point, or -1. */
+int vocab_lookup(const Vocab *v, uint32_t cp);
+/* Map code points to ids; an unknown character is an error naming it. */
+int vocab_encode(const Vocab *v, const uint32_t *cps, size_t n, int *ids, char *err);
+/* The vocabulary as a UTF-8 string (for checkpoint metadata), malloc'd. */
+char *vocab_to_utf8(const Vocab *v);
+/* Parse it back: must be strictly increasing distinct code points. */
+int vocab_from_utf8(Vocab *v, const char *s, char *err);
+
+#endif
