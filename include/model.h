@@ -66,7 +66,8 @@ typedef struct Model {
     int step;        /* optimizer steps taken */
 
     /* activations, sized by model_alloc_activations(B, T) */
-    int B, T;
+    int B_alloc, T_alloc; /* what the buffers hold */
+    int B, T;             /* the last forward's shape (<= allocated) */
     float *act_mem;
     LayerActs *layers;
     float *x_final, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs;

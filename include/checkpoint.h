@@ -1,0 +1,35 @@
+/* Checkpoints: a model, its vocabulary and the training state in one
+ * safetensors file (docs/FORMAT.md). Loading validates every tensor and
+ * the config against the shapes before anything is trusted. */
+#ifndef TF_CHECKPOINT_H
+#define TF_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+#include "tokenizer.h"
+
+#define CHECKPOINT_FORMAT "tokenformer-1"
+
+typedef struct {
+    int iter;            /* training iterations completed */
+    float best_val;      /* best validation loss so far (INFINITY if none) */
+    uint64_t data_rng;   /* the training batch sampler's state */
+    int has_train;       /* train config below is meaningful */
+    TrainConfig train;
+    int stage_start;     /* iteration where the LR schedule (warmup+cosine) restarts */
+} TrainState;
+
+void train_state_init(TrainState *ts);
+
+/* with_optimizer: include Adam moments (needed for an exact --resume). */
+int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
+                    int with_optimizer, char *err);
+/* Builds *m on ops (activations not allocated), fills vocab and train state. */
+int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
+                    char *err);
+/* True when the file held optimizer moments (set by the last load). */
+int checkpoint_had_optimizer(void);
+
+#endif

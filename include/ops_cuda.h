@@ -1,0 +1,29 @@
+/* CUDA backend entry points (src/cuda). Only present when built with CUDA
+ * (the Makefile defines TF_CUDA for C files then). */
+#ifndef TF_OPS_CUDA_H
+#define TF_OPS_CUDA_H
+
+#include <stddef.h>
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Initialise the CUDA device (once; later calls return the same table).
+ * Returns NULL and writes a one-line reason into `why` when no GPU is usable
+ * (no driver, no device, a device this binary has no kernels for, cuBLAS
+ * failing to start). */
+const Ops *ops_cuda_create(char *why, size_t why_len);
+
+/* Global switch: 1 lets cuBLAS use TF32 tensor cores for fp32 GEMMs (faster,
+ * ~1e-3 relative error), 0 (the default) keeps full fp32. May be called
+ * before or after ops_cuda_create. */
+void ops_cuda_set_tf32(int on);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

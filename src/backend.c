@@ -1,0 +1,42 @@
+/* Choosing a backend: "cpu", "cuda" or "auto". */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+#ifdef TF_CUDA
+#include "ops_cuda.h"
+#endif
+
+const Ops *ops_cuda(char *why, size_t why_len) {
+#ifdef TF_CUDA
+    static const Ops *cached;
+    static char cached_why[256];
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        cached = ops_cuda_create(cached_why, sizeof cached_why);
+    }
+    if (!cached && why) snprintf(why, why_len, "%s", cached_why);
+    return cached;
+#else
+    if (why) snprintf(why, why_len, "this tokenformer was built without CUDA (nvcc not found or CUDA=0)");
+    return NULL;
+#endif
+}
+
+const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
+    char why[256] = "";
+    if (strcmp(name, "cpu") == 0) return ops_cpu();
+    if (strcmp(name, "cuda") == 0) {
+        const Ops *o = ops_cuda(why, sizeof why);
+        if (!o) snprintf(err, err_len, "--device cuda: no usable GPU: %s", why);
+        return o;
+    }
+    if (strcmp(name, "auto") == 0) {
+        const Ops *o = ops_cuda(why, sizeof why);
+        return o ? o : ops_cpu();
+    }
+    snprintf(err, err_len, "unknown device '%s' (expected cpu, cuda or auto)", name);
+    return NULL;
+}

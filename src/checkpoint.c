@@ -1,0 +1,387 @@
+/* Saving and loading checkpoints (format in docs/FORMAT.md). */
+#include "checkpoint.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "safetensors.h"
+
+static int g_had_optimizer;
+int checkpoint_had_optimizer(void) { return g_had_optimizer; }
+
+void train_state_init(TrainState *ts) {
+    memset(ts, 0, sizeof *ts);
+    ts->best_val = INFINITY;
+}
+
+static const char *PATT_TAU_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
+
+static void tau_name(int l, int w, char *out, size_t len) {
+    snprintf(out, len, "h.%d.%s.tau", l, PATT_TAU_NAMES[w]);
+}
+
+/* ---------------- metadata JSON ---------------- */
+
+static char *model_config_json(const ModelConfig *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "arch", "tokenformer");
+    cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(j, "d_model", c->d_model);
+    cJSON_AddNumberToObject(j, "n_head", c->n_head);
+    cJSON_AddNumberToObject(j, "n_attn", c->n_attn);
+    cJSON_AddNumberToObject(j, "n_ffn", c->n_ffn);
+    cJSON_AddNumberToObject(j, "block_size", c->block_size);
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(j, "rope_frac", c->rope_frac);
+    cJSON_AddNumberToObject(j, "dropout", c->dropout);
+    cJSON_AddStringToObject(j, "pnorm", pnorm_name(c->pnorm));
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static char *train_config_json(const TrainState *ts) {
+    const TrainConfig *t = &ts->train;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "batch_size", t->batch_size);
+    cJSON_AddNumberToObject(j, "max_iters", t->max_iters);
+    cJSON_AddNumberToObject(j, "lr", t->lr);
+    cJSON_AddNumberToObject(j, "min_lr", t->min_lr);
+    cJSON_AddNumberToObject(j, "warmup_iters", t->warmup_iters);
+    cJSON_AddNumberToObject(j, "weight_decay", t->weight_decay);
+    cJSON_AddNumberToObject(j, "beta1", t->beta1);
+    cJSON_AddNumberToObject(j, "beta2", t->beta2);
+    cJSON_AddNumberToObject(j, "adam_eps", t->adam_eps);
+    cJSON_AddNumberToObject(j, "grad_clip", t->grad_clip);
+    cJSON_AddNumberToObject(j, "eval_interval", t->eval_interval);
+    cJSON_AddNumberToObject(j, "eval_iters", t->eval_iters);
+    cJSON_AddNumberToObject(j, "log_interval", t->log_interval);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", t->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "stage_start", ts->stage_start);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* Segments are written only for parameters that have grown or are frozen. */
+static char *segments_json(const Model *m) {
+    cJSON *j = cJSON_CreateObject();
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (p->n_seg == 1 && p->seg[0].birth == 0 && !p->seg[0].frozen) continue;
+        cJSON *arr = cJSON_AddArrayToObject(j, p->t.name);
+        for (int k = 0; k < p->n_seg; k++) {
+            int v[3] = {p->seg[k].row_start, p->seg[k].birth, p->seg[k].frozen};
+            cJSON_AddItemToArray(arr, cJSON_CreateIntArray(v, 3));
+        }
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int json_int(const cJSON *obj, const char *key, long lo, long hi, int *out, char *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < lo ||
+        it->valuedouble > hi)
+        return tf_err(err, "config field '%s' is missing or not an integer in [%ld, %ld]", key, lo, hi);
+    *out = (int)it->valuedouble;
+    return 0;
+}
+
+static int json_float(const cJSON *obj, const char *key, float *out, char *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        return tf_err(err, "config field '%s' is missing or not a number", key);
+    *out = (float)it->valuedouble;
+    return 0;
+}
+
+static int parse_model_config(const char *s, ModelConfig *c, char *err) {
+    cJSON *j = cJSON_Parse(s);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return tf_err(err, "metadata 'config' is not a JSON object");
+    }
+    memset(c, 0, sizeof *c);
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "arch");
+    const cJSON *pn = cJSON_GetObjectItemCaseSensitive(j, "pnorm");
+    int rc = 0;
+    if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "tokenformer") != 0)
+        rc = tf_err(err, "config 'arch' must be \"tokenformer\"");
+    else if (json_int(j, "n_layer", 1, 256, &c->n_layer, err) ||
+             json_int(j, "d_model", 1, 65536, &c->d_model, err) ||
+             json_int(j, "n_head", 1, 65536, &c->n_head, err) ||
+             json_int(j, "n_attn", 1, 1 << 22, &c->n_attn, err) ||
+             json_int(j, "n_ffn", 1, 1 << 22, &c->n_ffn, err) ||
+             json_int(j, "block_size", 1, 1 << 16, &c->block_size, err) ||
+             json_int(j, "vocab_size", 1, 0x110000, &c->vocab_size, err) ||
+             json_float(j, "rope_frac", &c->rope_frac, err) ||
+             json_float(j, "dropout", &c->dropout, err))
+        rc = -1;
+    else if (!cJSON_IsString(pn) || (c->pnorm = pnorm_parse(pn->valuestring)) < 0)
+        rc = tf_err(err, "config 'pnorm' is missing or unknown");
+    cJSON_Delete(j);
+    return rc ? rc : model_config_validate(c, err);
+}
+
+static void parse_train_config(const char *s, TrainState *ts) {
+    cJSON *j = cJSON_Parse(s);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return;
+    }
+    TrainConfig *t = &ts->train;
+    char ignore[TF_ERRLEN];
+    int ok = !json_int(j, "batch_size", 1, 1 << 16, &t->batch_size, ignore) &&
+             !json_int(j, "max_iters", 0, 1 << 30, &t->max_iters, ignore) &&
+             !json_float(j, "lr", &t->lr, ignore) && !json_float(j, "min_lr", &t->min_lr, ignore) &&
+             !json_int(j, "warmup_iters", 0, 1 << 30, &t->warmup_iters, ignore) &&
+             !json_float(j, "weight_decay", &t->weight_decay, ignore) &&
+             !json_float(j, "beta1", &t->beta1, ignore) && !json_float(j, "beta2", &t->beta2, ignore) &&
+             !json_float(j, "adam_eps", &t->adam_eps, ignore) &&
+             !json_float(j, "grad_clip", &t->grad_clip, ignore) &&
+             !json_int(j, "eval_interval", 1, 1 << 30, &t->eval_interval, ignore) &&
+             !json_int(j, "eval_iters", 1, 1 << 30, &t->eval_iters, ignore) &&
+             !json_int(j, "log_interval", 1, 1 << 30, &t->log_interval, ignore);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (ok && cJSON_IsString(seed)) t->seed = strtoull(seed->valuestring, NULL, 10);
+    else ok = 0;
+    int stage = 0;
+    if (!json_int(j, "stage_start", 0, 1 << 30, &stage, ignore)) ts->stage_start = stage;
+    ts->has_train = ok && !train_config_validate(t, ignore);
+    cJSON_Delete(j);
+}
+
+/* ---------------- save ---------------- */
+
+int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
+                    int with_optimizer, char *err) {
+    const Ops *o = m->ops;
+    int L = m->cfg.n_layer, n_tau = L * PATT_PER_LAYER;
+    int n_out = m->n_params * (with_optimizer ? 3 : 1) + n_tau;
+    StTensorOut *outs = tf_calloc((size_t)n_out, sizeof *outs, "checkpoint table");
+    char (*names)[TF_NAME_LEN + 8] = tf_calloc((size_t)n_out, sizeof *names, "checkpoint names");
+    int64_t one = 1;
+
+    /* Everything comes to the host first: params, then m, then v. */
+    size_t P = m->n_param_elems;
+    float *host = tf_malloc(P * sizeof(float) * (with_optimizer ? 3 : 1), "checkpoint buffer");
+    o->to_host(host, m->param_mem, P * sizeof(float));
+    if (with_optimizer) {
+        o->to_host(host + P, m->m_mem, P * sizeof(float));
+        o->to_host(host + 2 * P, m->v_mem, P * sizeof(float));
+    }
+    int k = 0;
+    static const char *prefix[3] = {"", "opt.m.", "opt.v."};
+    for (int part = 0; part < (with_optimizer ? 3 : 1); part++) {
+        size_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            const Param *p = &m->params[i];
+            snprintf(names[k], sizeof names[k], "%s%s", prefix[part], p->t.name);
+            outs[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, p->t.shape,
+                                    host + part * P + off};
+            off += tensor_numel(&p->t);
+            k++;
+        }
+    }
+    for (int l = 0; l < L; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            tau_name(l, w, names[k], sizeof names[k]);
+            outs[k] = (StTensorOut){names[k], DTYPE_F32, 1, &one, &m->tau[l * PATT_PER_LAYER + w]};
+            k++;
+        }
+
+    char *cfg = model_config_json(&m->cfg), *tcfg = train_config_json(ts), *segs = segments_json(m);
+    char *vocab = vocab_to_utf8(v);
+    char step[32], iter[32], best[32], rng[32];
+    snprintf(step, sizeof step, "%d", m->step);
+    snprintf(iter, sizeof iter, "%d", ts->iter);
+    snprintf(best, sizeof best, "%.9g", ts->best_val);
+    snprintf(rng, sizeof rng, "%llu", (unsigned long long)ts->data_rng);
+    const char *keys[] = {"format", "config", "train_config", "vocab", "step", "iter",
+                          "best_val_loss", "data_rng", "row_segments", "optimizer"};
+    const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, vocab, step, iter, best, rng, segs,
+                          with_optimizer ? "adamw" : "none"};
+    int rc = st_write_atomic(path, outs, n_out, keys, vals, (int)(sizeof keys / sizeof keys[0]), err);
+    free(cfg);
+    free(tcfg);
+    free(segs);
+    free(vocab);
+    free(host);
+    free(names);
+    free(outs);
+    return rc;
+}
+
+/* ---------------- load ---------------- */
+
+static int expect_f32(const StFile *f, const char *name, int ndim, const int64_t *shape,
+                      const StEntry **out, char *err) {
+    const StEntry *e = st_find(f, name);
+    if (!e) return tf_err(err, "tensor '%s' is missing", name);
+    if (e->dtype != DTYPE_F32) return tf_err(err, "tensor '%s' must be F32", name);
+    int same = e->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = e->shape[i] == shape[i];
+    if (!same) {
+        char want[64] = "", got[64] = "";
+        for (int i = 0; i < ndim; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), i ? ", %lld" : "%lld", (long long)shape[i]);
+        for (int i = 0; i < e->ndim && i < 4; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), i ? ", %lld" : "%lld", (long long)e->shape[i]);
+        return tf_err(err, "tensor '%s' has shape [%s], expected [%s]", name, got, want);
+    }
+    *out = e;
+    return 0;
+}
+
+/* Row counts of every Pattention, read off the key tensors. */
+static int read_rows(const StFile *f, const ModelConfig *c, int *rows, char *err) {
+    for (int l = 0; l < c->n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            char name[TF_NAME_LEN];
+            model_param_name(model_patt_param(l, w), c->n_layer, name, sizeof name);
+            const StEntry *e = st_find(f, name);
+            if (!e) return tf_err(err, "tensor '%s' is missing", name);
+            if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > (1 << 22) || e->shape[1] != c->d_model)
+                return tf_err(err, "tensor '%s' must have shape [n, %d] with 1 <= n <= 4194304", name, c->d_model);
+            rows[l * PATT_PER_LAYER + w] = (int)e->shape[0];
+        }
+    return 0;
+}
+
+static int load_segments(Model *m, const char *json, char *err) {
+    if (!json) return 0;
+    cJSON *j = cJSON_Parse(json);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return tf_err(err, "metadata 'row_segments' is not a JSON object");
+    }
+    int rc = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, j) {
+        Param *p = NULL;
+        for (int i = 0; i < m->n_params && !p; i++)
+            if (strcmp(m->params[i].t.name, item->string) == 0) p = &m->params[i];
+        int n = cJSON_GetArraySize(item);
+        if (!p || !cJSON_IsArray(item) || n < 1 || n > MAX_SEGMENTS) {
+            rc = tf_err(err, "row_segments: bad entry '%s'", item->string);
+            break;
+        }
+        int rows = p->t.ndim == 2 ? (int)p->t.shape[0] : 1, prev = -1;
+        p->n_seg = n;
+        for (int k = 0; k < n && !rc; k++) {
+            const cJSON *s = cJSON_GetArrayItem(item, k);
+            const cJSON *a = cJSON_GetArrayItem(s, 0), *b = cJSON_GetArrayItem(s, 1),
+                        *c = cJSON_GetArrayItem(s, 2);
+            if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !cJSON_IsNumber(c) ||
+                a->valueint <= prev || a->valueint >= rows || (k == 0 && a->valueint != 0) ||
+                b->valueint < 0 || b->valueint > m->step) {
+                rc = tf_err(err, "row_segments: bad segment %d of '%s'", k, item->string);
+                break;
+            }
+            p->seg[k] = (RowSegment){a->valueint, b->valueint, c->valueint != 0};
+            prev = a->valueint;
+        }
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int load_tensors(Model *m, const StFile *f, char *err) {
+    const Ops *o = m->ops;
+    g_had_optimizer = st_find(f, "opt.m.wte") != NULL;
+    static const char *prefix[3] = {"", "opt.m.", "opt.v."};
+    float *dst[3] = {m->param_mem, m->m_mem, m->v_mem};
+    for (int part = 0; part < (g_had_optimizer ? 3 : 1); part++) {
+        size_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            const Param *p = &m->params[i];
+            char name[TF_NAME_LEN + 8];
+            snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
+            const StEntry *e = NULL;
+            if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
+            o->to_device(dst[part] + off, st_data(f, e), e->nbytes);
+            off += tensor_numel(&p->t);
+        }
+    }
+    int64_t one = 1;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            char name[TF_NAME_LEN];
+            tau_name(l, w, name, sizeof name);
+            const StEntry *e = NULL;
+            if (expect_f32(f, name, 1, &one, &e, err)) return -1;
+            float tau;
+            memcpy(&tau, st_data(f, e), sizeof tau);
+            if (!isfinite(tau) || tau <= 0.0f) return tf_err(err, "tensor '%s' must be a positive number", name);
+            *model_patt_tau(m, l, w) = tau;
+        }
+    return 0;
+}
+
+static int parse_int_meta(const StFile *f, const char *key, long lo, long hi, long *out, char *err) {
+    const char *s = st_meta(f, key);
+    if (!s || tf_parse_int(s, lo, hi, out)) return tf_err(err, "metadata '%s' is missing or invalid", key);
+    return 0;
+}
+
+static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainState *ts, char *err) {
+    const char *format = st_meta(f, "format");
+    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+        return tf_err(err, "not a tokenformer checkpoint (metadata 'format' is %s%s%s, expected '%s')",
+                      format ? "'" : "", format ? format : "missing", format ? "'" : "", CHECKPOINT_FORMAT);
+    const char *cfg_s = st_meta(f, "config"), *vocab_s = st_meta(f, "vocab");
+    if (!cfg_s) return tf_err(err, "metadata 'config' is missing");
+    if (!vocab_s) return tf_err(err, "metadata 'vocab' is missing");
+    ModelConfig cfg;
+    if (parse_model_config(cfg_s, &cfg, err)) return -1;
+    if (vocab_from_utf8(v, vocab_s, err)) return -1;
+    if (v->size != cfg.vocab_size) {
+        int n = v->size;
+        vocab_free(v);
+        return tf_err(err, "vocabulary has %d characters but config says vocab_size %d", n, cfg.vocab_size);
+    }
+    int *rows = tf_calloc((size_t)cfg.n_layer * PATT_PER_LAYER, sizeof(int), "row counts");
+    long step = 0, iter = 0;
+    int rc = read_rows(f, &cfg, rows, err);
+    if (!rc) rc = parse_int_meta(f, "step", 0, 1L << 30, &step, err);
+    if (!rc) rc = parse_int_meta(f, "iter", 0, 1L << 30, &iter, err);
+    if (!rc) rc = model_create(m, &cfg, rows, ops, err);
+    free(rows);
+    if (rc) {
+        vocab_free(v);
+        return -1;
+    }
+    m->step = (int)step;
+    train_state_init(ts);
+    ts->iter = (int)iter;
+    const char *best = st_meta(f, "best_val_loss"), *rng = st_meta(f, "data_rng");
+    if (best) ts->best_val = strtof(best, NULL);
+    if (rng) ts->data_rng = strtoull(rng, NULL, 10);
+    const char *tcfg = st_meta(f, "train_config");
+    if (tcfg) parse_train_config(tcfg, ts);
+    if (load_tensors(m, f, err) || load_segments(m, st_meta(f, "row_segments"), err)) {
+        model_free(m);
+        vocab_free(v);
+        return -1;
+    }
+    return 0;
+}
+
+int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
+                    char *err) {
+    StFile f;
+    char inner[TF_ERRLEN];
+    if (st_read(path, &f, inner)) return tf_err(err, "%s", inner);
+    int rc = load_from(&f, ops, m, v, ts, inner);
+    st_free(&f);
+    if (rc) return tf_err(err, "%s: %s", path, inner);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* Functions of the CPU backend shared between its source files. */
+#ifndef TF_CPU_OPS_H
+#define TF_CPU_OPS_H
+
+#include "ops.h"
+
+
+void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
+                            const float *V, float tau, int mode, int N, int d_in, int n, int d_out);
+void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                             const float *X, const float *K, const float *V, const float *A,
+                             const float *S, float tau, int mode, int N, int d_in, int n,
+                             int d_out);
+void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
+void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           int B, int T, int H, int hd);
+void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *q, const float *k, const float *v, const float *att, int B,
+                            int T, int H, int hd);
+
+#endif

@@ -1,0 +1,224 @@
+/* CPU backend: memory, GEMM (OpenBLAS), and the element-wise and per-row
+ * ops. Pattention lives in pattention.c, attention and RoPE in attention.c. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+#include "rng.h"
+
+static void *cpu_alloc(size_t bytes) {
+    /* 64-byte alignment for SIMD; aligned_alloc wants a multiple of it. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes) return NULL;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static void cpu_free(void *p) { free(p); }
+static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+static void cpu_zero(void *p, size_t bytes) {
+    if (bytes) memset(p, 0, bytes);
+}
+static void cpu_synchronize(void) {}
+
+static void cpu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
+                       int trans_b, float alpha, float beta) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, trans_a ? M : K, B,
+                trans_b ? K : N, beta, C, N);
+}
+
+static void cpu_embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, sizeof(float) * C);
+}
+
+/* Serial over rows: two rows with the same token would race. */
+static void cpu_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    for (int i = 0; i < N; i++) {
+        float *d = dwte + (size_t)tokens[i] * C;
+        const float *g = dout + (size_t)i * C;
+        for (int j = 0; j < C; j++) d[j] += g[j];
+    }
+}
+
+static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                  const float *w, const float *b, int N, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (size_t)i * C;
+        float *oi = out + (size_t)i * C;
+        float mu = 0.0f;
+        for (int j = 0; j < C; j++) mu += xi[j];
+        mu /= (float)C;
+        float var = 0.0f;
+        for (int j = 0; j < C; j++) {
+            float d = xi[j] - mu;
+            var += d * d;
+        }
+        float rs = 1.0f / sqrtf(var / (float)C + LAYERNORM_EPS);
+        for (int j = 0; j < C; j++) {
+            float n = (xi[j] - mu) * rs;
+            oi[j] = w ? n * w[j] + b[j] : n;
+        }
+        mean[i] = mu;
+        rstd[i] = rs;
+    }
+}
+
+static void cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+                                   const float *x, const float *w, const float *mean,
+                                   const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (size_t)i * C, *gi = dout + (size_t)i * C;
+        float mu = mean[i], rs = rstd[i];
+        float sum_g = 0.0f, sum_gn = 0.0f;
+        for (int j = 0; j < C; j++) {
+            float g = w ? gi[j] * w[j] : gi[j];
+            sum_g += g;
+            sum_gn += g * (xi[j] - mu) * rs;
+        }
+        sum_g /= (float)C;
+        sum_gn /= (float)C;
+        float *dxi = dx + (size_t)i * C;
+        for (int j = 0; j < C; j++) {
+            float g = w ? gi[j] * w[j] : gi[j];
+            float n = (xi[j] - mu) * rs;
+            dxi[j] += rs * (g - sum_g - n * sum_gn);
+        }
+    }
+    if (!dw) return;
+#pragma omp parallel for
+    for (int j = 0; j < C; j++) {
+        float sw = 0.0f, sb = 0.0f;
+        for (int i = 0; i < N; i++) {
+            float g = dout[(size_t)i * C + j];
+            sw += g * (x[(size_t)i * C + j] - mean[i]) * rstd[i];
+            sb += g;
+        }
+        dw[j] += sw;
+        if (db) db[j] += sb;
+    }
+}
+
+static void cpu_dropout_forward(float *out, const float *x, float p, uint64_t seed, size_t n) {
+    float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = tf_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
+}
+
+static void cpu_dropout_backward(float *dx, const float *dout, float p, uint64_t seed, size_t n) {
+    cpu_dropout_forward(dx, dout, p, seed, n); /* the same mask and scale */
+}
+
+static void cpu_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void cpu_accumulate(float *y, const float *x, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_scale(float *x, float s, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static float cpu_cross_entropy_forward(float *probs, const float *logits, const int *targets,
+                                       int N, int V) {
+    double total = 0.0;
+    int counted = 0;
+#pragma omp parallel for reduction(+ : total, counted)
+    for (int i = 0; i < N; i++) {
+        const float *li = logits + (size_t)i * V;
+        float *pi = probs + (size_t)i * V;
+        float mx = li[0];
+        for (int j = 1; j < V; j++) mx = li[j] > mx ? li[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < V; j++) {
+            pi[j] = expf(li[j] - mx);
+            sum += pi[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < V; j++) pi[j] *= inv;
+        if (targets && targets[i] >= 0) {
+            total += -log((double)pi[targets[i]]);
+            counted++;
+        }
+    }
+    return counted ? (float)(total / counted) : 0.0f;
+}
+
+static void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,
+                                       float scale, int N, int V) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        float *di = dlogits + (size_t)i * V;
+        const float *pi = probs + (size_t)i * V;
+        int t = targets[i];
+        for (int j = 0; j < V; j++) di[j] = t >= 0 ? (pi[j] - (j == t)) * scale : 0.0f;
+    }
+}
+
+static float cpu_sum_squares(const float *x, size_t n) {
+    double s = 0.0;
+#pragma omp parallel for reduction(+ : s)
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return (float)s;
+}
+
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                      int t) {
+    float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi / bc1, vhat = vi / bc2;
+        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
+    }
+}
+
+static const Ops CPU_OPS = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_memcpy,
+    .to_host = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .synchronize = cpu_synchronize,
+    .matmul = cpu_matmul,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .pattention_forward = cpu_pattention_forward,
+    .pattention_backward = cpu_pattention_backward,
+    .rope = cpu_rope,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .add = cpu_add,
+    .accumulate = cpu_accumulate,
+    .scale = cpu_scale,
+    .cross_entropy_forward = cpu_cross_entropy_forward,
+    .cross_entropy_backward = cpu_cross_entropy_backward,
+    .sum_squares = cpu_sum_squares,
+    .adamw = cpu_adamw,
+};
+
+const Ops *ops_cpu(void) { return &CPU_OPS; }

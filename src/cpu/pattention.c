@@ -1,0 +1,134 @@
+/* Pattention on the CPU (SPEC section 1): the three GEMMs go to OpenBLAS,
+ * the modified softmax runs row by row.
+ *
+ *   forward:  A = X K^T,  S = pnorm(A),  Y = S V
+ *   backward: dS = dY V^T, dA = pnorm'(dS), dX += dA K, dK += dA^T X, dV += S^T dY
+ */
+#include <cblas.h>
+#include <math.h>
+
+#include "cpu_ops.h"
+
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
+
+static inline float gelu_grad(float x) {
+    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+}
+
+static float row_l2(const float *a, int n) {
+    float s = 0.0f;
+    for (int j = 0; j < n; j++) s += a[j] * a[j];
+    return sqrtf(s + PNORM_EPS);
+}
+
+/* ---- one row of each mode, forward ---- */
+
+static void l2_norm_gelu_row(float *s, const float *a, float tau, int n) {
+    float k = tau / row_l2(a, n);
+    for (int j = 0; j < n; j++) s[j] = gelu(k * a[j]);
+}
+
+static void gelu_l2_norm_row(float *s, const float *a, float tau, int n) {
+    for (int j = 0; j < n; j++) s[j] = gelu(a[j]);
+    float k = tau / row_l2(s, n);
+    for (int j = 0; j < n; j++) s[j] *= k;
+}
+
+static void softmax_row(float *s, const float *a, int n) {
+    float mx = a[0];
+    for (int j = 1; j < n; j++) mx = a[j] > mx ? a[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        s[j] = expf(a[j] - mx);
+        sum += s[j];
+    }
+    float k = (float)n / sum;
+    for (int j = 0; j < n; j++) s[j] *= k;
+}
+
+/* ---- one row of each mode, backward: d holds dS on entry, dA on exit ---- */
+
+/* u = tau a / r: dA = (tau/r) (dU - u (dU . u) / tau^2), dU = dS GeLU'(u). */
+static void l2_norm_gelu_row_backward(float *d, const float *a, float tau, int n) {
+    float k = tau / row_l2(a, n);
+    float dot = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float u = k * a[j];
+        d[j] *= gelu_grad(u);
+        dot += d[j] * u;
+    }
+    float c = dot / (tau * tau);
+    for (int j = 0; j < n; j++) d[j] = k * (d[j] - k * a[j] * c);
+}
+
+/* s = tau g / r(g): dg = (tau/r) (dS - s (dS . s) / tau^2), dA = dg GeLU'(a). */
+static void gelu_l2_norm_row_backward(float *d, const float *a, const float *s, float tau, int n) {
+    float r2 = 0.0f, dot = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float g = gelu(a[j]);
+        r2 += g * g;
+        dot += d[j] * s[j];
+    }
+    float k = tau / sqrtf(r2 + PNORM_EPS);
+    float c = dot / (tau * tau);
+    for (int j = 0; j < n; j++) d[j] = k * (d[j] - s[j] * c) * gelu_grad(a[j]);
+}
+
+/* s = n p: dA = s (dS - (dS . s) / n). */
+static void softmax_row_backward(float *d, const float *s, int n) {
+    float dot = 0.0f;
+    for (int j = 0; j < n; j++) dot += d[j] * s[j];
+    dot /= (float)n;
+    for (int j = 0; j < n; j++) d[j] = s[j] * (d[j] - dot);
+}
+
+static void pnorm_forward(float *S, const float *A, float tau, int mode, int N, int n) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const float *a = A + (size_t)i * n;
+        float *s = S + (size_t)i * n;
+        if (mode == PNORM_GELU_L2) gelu_l2_norm_row(s, a, tau, n);
+        else if (mode == PNORM_SOFTMAX) softmax_row(s, a, n);
+        else l2_norm_gelu_row(s, a, tau, n);
+    }
+}
+
+static void pnorm_backward(float *dA, const float *A, const float *S, float tau, int mode, int N,
+                           int n) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        float *d = dA + (size_t)i * n;
+        const float *a = A + (size_t)i * n, *s = S + (size_t)i * n;
+        if (mode == PNORM_GELU_L2) gelu_l2_norm_row_backward(d, a, s, tau, n);
+        else if (mode == PNORM_SOFTMAX) softmax_row_backward(d, s, n);
+        else l2_norm_gelu_row_backward(d, a, tau, n);
+    }
+}
+
+void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
+                            const float *V, float tau, int mode, int N, int d_in, int n,
+                            int d_out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, d_in, 1.0f, X, d_in, K, d_in, 0.0f,
+                A, n);
+    pnorm_forward(S, A, tau, mode, N, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d_out, n, 1.0f, S, n, V, d_out,
+                0.0f, Y, d_out);
+}
+
+void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                             const float *X, const float *K, const float *V, const float *A,
+                             const float *S, float tau, int mode, int N, int d_in, int n,
+                             int d_out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, d_out, 1.0f, dY, d_out, V, d_out,
+                0.0f, dA, n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d_out, N, 1.0f, S, n, dY, d_out, 1.0f,
+                dV, d_out);
+    pnorm_backward(dA, A, S, tau, mode, N, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d_in, n, 1.0f, dA, n, K, d_in, 1.0f,
+                dX, d_in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d_in, N, 1.0f, dA, n, X, d_in, 1.0f,
+                dK, d_in);
+}

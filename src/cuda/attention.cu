@@ -1,0 +1,172 @@
+// Causal multi-head attention (llm.c style: permute to (B,H,T,hd), batched
+// cuBLAS GEMMs, a causal softmax kernel) and rotary embeddings.
+#include "common.cuh"
+
+// ---------------------------------------------------------------- RoPE
+
+// x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2.
+__global__ void rope_kernel(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+    int half = rot / 2;
+    size_t total = (size_t)B * T * H * half;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(idx % half);
+        size_t bth = idx / half; // (b*T + t)*H + h
+        int t = (int)((bth / H) % T);
+        float inv_freq = powf(10000.0f, -(float)(2 * i) / (float)rot);
+        float ang = (float)t * inv_freq;
+        float s, c;
+        sincosf(ang, &s, &c);
+        if (inverse) s = -s;
+        float *p = x + bth * hd;
+        float x1 = p[i], x2 = p[i + half];
+        p[i] = x1 * c - x2 * s;
+        p[i + half] = x2 * c + x1 * s;
+    }
+}
+
+void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+    if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
+    size_t total = (size_t)B * T * H * (rot / 2);
+    rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, B, T, H, hd, rot, inverse);
+    KERNEL_CHECK();
+}
+
+// ---------------------------------------------------------------- layout
+
+struct Perm3 {
+    float *dst[3];
+    const float *src[3];
+};
+
+// src (B, T, H, hd) -> dst (B, H, T, hd), up to three tensors (blockIdx.y).
+__global__ void permute_kernel(Perm3 p, int B, int T, int H, int hd) {
+    float *dst = p.dst[blockIdx.y];
+    const float *src = p.src[blockIdx.y];
+    size_t total = (size_t)B * T * H * hd;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (size_t)gridDim.x * blockDim.x) {
+        size_t r = idx;
+        int d = (int)(r % hd); r /= hd;
+        int t = (int)(r % T); r /= T;
+        int h = (int)(r % H); r /= H;
+        size_t b = r;
+        dst[idx] = src[((b * T + t) * H + h) * hd + d];
+    }
+}
+
+// src (B, H, T, hd) -> dst (B, T, H, hd).
+__global__ void unpermute_kernel(Perm3 p, int B, int T, int H, int hd) {
+    float *dst = p.dst[blockIdx.y];
+    const float *src = p.src[blockIdx.y];
+    size_t total = (size_t)B * T * H * hd;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (size_t)gridDim.x * blockDim.x) {
+        size_t r = idx;
+        int d = (int)(r % hd); r /= hd;
+        int h = (int)(r % H); r /= H;
+        int t = (int)(r % T); r /= T;
+        size_t b = r;
+        dst[idx] = src[((b * H + h) * T + t) * hd + d];
+    }
+}
+
+static void launch_perm(int un, int count, float *d0, const float *s0, float *d1, const float *s1,
+                        float *d2, const float *s2, int B, int T, int H, int hd) {
+    Perm3 p = {{d0, d1, d2}, {s0, s1, s2}};
+    size_t total = (size_t)B * T * H * hd;
+    dim3 grid(tfc_blocks(total, 256, 65535u * 4u), count);
+    if (un)
+        unpermute_kernel<<<grid, 256>>>(p, B, T, H, hd);
+    else
+        permute_kernel<<<grid, 256>>>(p, B, T, H, hd);
+    KERNEL_CHECK();
+}
+
+// ---------------------------------------------------------------- softmax
+
+#define ATT_WARPS 8
+
+// Row r of att (B*H*T rows of T) holds scaled scores; query position i = r % T.
+// Writes probabilities for j <= i and zeros above the diagonal.
+__global__ void causal_softmax_kernel(float *att, int rows, int T) {
+    int r = blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    int i = r % T;
+    float *a = att + (size_t)r * T;
+    float mx = -INFINITY;
+    for (int j = lane; j <= i; j += 32) mx = fmaxf(mx, a[j]);
+    mx = tfc_warp_max(mx);
+    float sum = 0.0f;
+    for (int j = lane; j <= i; j += 32) {
+        float e = expf(a[j] - mx);
+        a[j] = e;
+        sum += e;
+    }
+    sum = tfc_warp_sum(sum);
+    float inv = 1.0f / sum;
+    for (int j = lane; j < T; j += 32) a[j] = j <= i ? a[j] * inv : 0.0f;
+}
+
+// In place on datt: dpre_j = att_j (datt_j - sum_k att_k datt_k); zero above the diagonal.
+__global__ void causal_softmax_backward_kernel(float *datt, const float *att, int rows, int T) {
+    int r = blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    int i = r % T;
+    const float *a = att + (size_t)r * T;
+    float *d = datt + (size_t)r * T;
+    float dot = 0.0f;
+    for (int j = lane; j <= i; j += 32) dot += a[j] * d[j];
+    dot = tfc_warp_sum(dot);
+    for (int j = lane; j < T; j += 32) d[j] = j <= i ? a[j] * (d[j] - dot) : 0.0f;
+}
+
+// ---------------------------------------------------------------- attention
+
+void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           int B, int T, int H, int hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    size_t nt = (size_t)B * T * H * hd;
+    float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 4 * nt * sizeof(float));
+    float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *op = ws + 3 * nt;
+    launch_perm(0, 3, qp, q, kp, k, vp, v, B, T, H, hd);
+    int BH = B * H;
+    long long sq = (long long)T * hd, sa = (long long)T * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    // att = scale * q k^T (per head), then the causal softmax in place
+    tfc_matmul_strided(att, qp, kp, T, T, hd, 0, 1, scale, 0.0f, sq, sq, sa, BH);
+    int rows = BH * T;
+    causal_softmax_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS>>>(att, rows, T);
+    KERNEL_CHECK();
+    // o = att v
+    tfc_matmul_strided(op, att, vp, T, hd, T, 0, 0, 1.0f, 0.0f, sa, sq, sq, BH);
+    launch_perm(1, 1, out, op, nullptr, nullptr, nullptr, nullptr, B, T, H, hd);
+}
+
+void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *q, const float *k, const float *v, const float *att,
+                            int B, int T, int H, int hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    size_t nt = (size_t)B * T * H * hd;
+    float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 7 * nt * sizeof(float));
+    float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *dop = ws + 3 * nt;
+    float *dqp = ws + 4 * nt, *dkp = ws + 5 * nt, *dvp = ws + 6 * nt;
+    launch_perm(0, 3, qp, q, kp, k, vp, v, B, T, H, hd);
+    launch_perm(0, 1, dop, dout, nullptr, nullptr, nullptr, nullptr, B, T, H, hd);
+    int BH = B * H;
+    long long sq = (long long)T * hd, sa = (long long)T * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    // datt = do v^T ; dv = att^T do
+    tfc_matmul_strided(datt, dop, vp, T, T, hd, 0, 1, 1.0f, 0.0f, sq, sq, sa, BH);
+    tfc_matmul_strided(dvp, att, dop, T, hd, T, 1, 0, 1.0f, 0.0f, sa, sq, sq, BH);
+    int rows = BH * T;
+    causal_softmax_backward_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS>>>(
+        datt, att, rows, T);
+    KERNEL_CHECK();
+    // dq = scale dpre k ; dk = scale dpre^T q
+    tfc_matmul_strided(dqp, datt, kp, T, hd, T, 0, 0, scale, 0.0f, sa, sq, sq, BH);
+    tfc_matmul_strided(dkp, datt, qp, T, hd, T, 1, 0, scale, 0.0f, sa, sq, sq, BH);
+    launch_perm(1, 3, dq, dqp, dk, dkp, dv, dvp, B, T, H, hd);
+}

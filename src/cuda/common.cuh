@@ -1,0 +1,139 @@
+// Shared helpers of the CUDA backend: error checks, reductions, scratch
+// buffers and the GEMM wrappers used by several files.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ops.h"
+
+// Print one line and exit(1): the backend has no way to recover from a
+// failed kernel or library call.
+[[noreturn]] void tfc_fail(const char *what, const char *detail, const char *file, int line);
+const char *tfc_cublas_status_string(cublasStatus_t s);
+extern int tfc_debug_sync; // TF_CUDA_SYNC=1: synchronize after every launch
+
+#define CUDA_CHECK(call)                                                        \
+    do {                                                                        \
+        cudaError_t e_ = (call);                                                \
+        if (e_ != cudaSuccess) tfc_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                      \
+    do {                                                                        \
+        cublasStatus_t s_ = (call);                                             \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                        \
+            tfc_fail(#call, tfc_cublas_status_string(s_), __FILE__, __LINE__); \
+    } while (0)
+
+// After every kernel launch.
+#define KERNEL_CHECK()                                                          \
+    do {                                                                        \
+        cudaError_t e_ = cudaGetLastError();                                    \
+        if (e_ == cudaSuccess && tfc_debug_sync) e_ = cudaDeviceSynchronize();  \
+        if (e_ != cudaSuccess) tfc_fail("kernel launch", cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+
+static inline unsigned tfc_blocks(size_t n, unsigned threads, unsigned max_blocks = 65535u * 16u) {
+    size_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > max_blocks) b = max_blocks;
+    return (unsigned)b;
+}
+
+// Block size for a "one block per row" kernel over rows of length n.
+static inline int tfc_row_threads(int n, int max_threads = 256) {
+    int t = ((n + 31) / 32) * 32;
+    if (t < 32) t = 32;
+    if (t > max_threads) t = max_threads;
+    return t;
+}
+
+// ---- device math ----
+#define TFC_INV_SQRT2 0.70710678118654752440f
+#define TFC_INV_SQRT_2PI 0.39894228040143267794f
+
+static __device__ __forceinline__ float tfc_gelu(float x) {
+    return 0.5f * x * (1.0f + erff(x * TFC_INV_SQRT2));
+}
+static __device__ __forceinline__ float tfc_gelu_grad(float x) {
+    float cdf = 0.5f * (1.0f + erff(x * TFC_INV_SQRT2));
+    float pdf = TFC_INV_SQRT_2PI * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+// ---- reductions (blockDim.x a multiple of 32, at most 1024) ----
+template <typename T> static __device__ __forceinline__ T tfc_warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float tfc_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Every thread of the block gets the total; fixed order, so deterministic.
+// `sh` is shared scratch of 32 elements; safe to call repeatedly.
+template <typename T> static __device__ __forceinline__ T tfc_block_sum(T v, T *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = tfc_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    return tfc_warp_sum(v);
+}
+static __device__ __forceinline__ float tfc_block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = tfc_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return tfc_warp_max(v);
+}
+
+// ---- shared state (ops_cuda.cu) ----
+extern cublasHandle_t tfc_cublas;
+
+// Scratch buffers owned by the backend, grown on demand (never shrunk).
+enum { TFC_WS_ATTN = 0, TFC_WS_LOSS, TFC_WS_LNORM, TFC_WS_REDUCE, TFC_WS_COUNT };
+void *tfc_workspace(int slot, size_t bytes);
+
+// Row-major GEMM: C[M,N] = alpha op(A) op(B) + beta C (see ops.h).
+void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
+                int trans_b, float alpha, float beta);
+// Same, over `batch` matrices at fixed element strides.
+void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, int K,
+                        int trans_a, int trans_b, float alpha, float beta, long long stride_a,
+                        long long stride_b, long long stride_c, int batch);
+
+// ---- ops implemented in the other files ----
+void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int N, int C);
+void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
+                            const float *V, float tau, int mode, int N, int d_in, int n,
+                            int d_out);
+void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                             const float *X, const float *K, const float *V, const float *A,
+                             const float *S, float tau, int mode, int N, int d_in, int n,
+                             int d_out);
+void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
+void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           int B, int T, int H, int hd);
+void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *q, const float *k, const float *v, const float *att,
+                            int B, int T, int H, int hd);
+float tfc_cross_entropy_forward(float *probs, const float *logits, const int *targets, int N,
+                                int V);
+void tfc_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,
+                                float scale, int N, int V);
+float tfc_sum_squares(const float *x, size_t n);
+void tfc_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+               float beta2, float eps, float weight_decay, float grad_scale, int t);

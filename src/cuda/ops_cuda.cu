@@ -1,0 +1,351 @@
+// CUDA backend: the Ops table, device memory, cuBLAS GEMMs and the small
+// elementwise ops (embedding, dropout, add/accumulate/scale).
+#include <string.h>
+
+#include "common.cuh"
+#include "ops_cuda.h"
+#include "rng.h"
+
+cublasHandle_t tfc_cublas = nullptr;
+int tfc_debug_sync = 0;
+static int g_tf32 = 0;
+
+void tfc_fail(const char *what, const char *detail, const char *file, int line) {
+    fprintf(stderr, "tokenformer: error: CUDA %s failed: %s: %s:%d\n", what, detail, file, line);
+    fflush(stderr);
+    exit(1);
+}
+
+const char *tfc_cublas_status_string(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "unknown cuBLAS status";
+    }
+}
+
+// ---------------------------------------------------------------- workspace
+
+static void *g_ws[TFC_WS_COUNT];
+static size_t g_ws_bytes[TFC_WS_COUNT];
+
+void *tfc_workspace(int slot, size_t bytes) {
+    if (bytes <= g_ws_bytes[slot]) return g_ws[slot];
+    size_t want = bytes + bytes / 4; // some headroom against repeated growth
+    if (g_ws[slot]) {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CUDA_CHECK(cudaFree(g_ws[slot]));
+        g_ws[slot] = nullptr;
+        g_ws_bytes[slot] = 0;
+    }
+    void *p = nullptr;
+    cudaError_t e = cudaMalloc(&p, want);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        e = cudaMalloc(&p, bytes); // without headroom
+        want = bytes;
+    }
+    if (e != cudaSuccess) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s (workspace of %zu bytes)", cudaGetErrorString(e), bytes);
+        tfc_fail("cudaMalloc", msg, __FILE__, __LINE__);
+    }
+    g_ws[slot] = p;
+    g_ws_bytes[slot] = want;
+    return p;
+}
+
+// ---------------------------------------------------------------- memory
+
+static void *cu_alloc(size_t bytes) {
+    void *p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); // clear the sticky-free error state
+        return nullptr;
+    }
+    e = cudaMemset(p, 0, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        cudaFree(p);
+        return nullptr;
+    }
+    return p;
+}
+
+static void cu_free(void *p) {
+    if (p) CUDA_CHECK(cudaFree(p));
+}
+
+static void cu_to_device(void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+static void cu_to_host(void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+static void cu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+}
+
+static void cu_zero(void *p, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
+}
+
+static void cu_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+// ---------------------------------------------------------------- elementwise
+
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+__global__ void accumulate_kernel(float *y, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += x[i];
+}
+
+static void cu_scale(float *x, float s, size_t n) {
+    if (!n) return;
+    scale_kernel<<<tfc_blocks(n, 256), 256>>>(x, s, n);
+    KERNEL_CHECK();
+}
+
+static void cu_add(float *out, const float *a, const float *b, size_t n) {
+    if (!n) return;
+    add_kernel<<<tfc_blocks(n, 256), 256>>>(out, a, b, n);
+    KERNEL_CHECK();
+}
+
+static void cu_accumulate(float *y, const float *x, size_t n) {
+    if (!n) return;
+    accumulate_kernel<<<tfc_blocks(n, 256), 256>>>(y, x, n);
+    KERNEL_CHECK();
+}
+
+// out = keep(seed, i) ? x / (1 - p) : 0. Backward is the same map on dout.
+__global__ void dropout_kernel(float *out, const float *x, float p, float scale, uint64_t seed,
+                               size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = tf_dropout_keep(seed, (uint64_t)i, p) ? x[i] * scale : 0.0f;
+}
+
+static void cu_dropout(float *out, const float *x, float p, uint64_t seed, size_t n) {
+    if (!n) return;
+    if (p <= 0.0f) {
+        cu_copy(out, x, n * sizeof(float));
+        return;
+    }
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    dropout_kernel<<<tfc_blocks(n, 256), 256>>>(out, x, p, scale, seed, n);
+    KERNEL_CHECK();
+}
+
+static void cu_dropout_forward(float *out, const float *x, float p, uint64_t seed, size_t n) {
+    cu_dropout(out, x, p, seed, n);
+}
+
+static void cu_dropout_backward(float *dx, const float *dout, float p, uint64_t seed, size_t n) {
+    cu_dropout(dx, dout, p, seed, n);
+}
+
+// ---------------------------------------------------------------- embedding
+
+__global__ void embedding_forward_kernel(float *out, const int *tokens, const float *wte, int N,
+                                         int C) {
+    size_t total = (size_t)N * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t row = i / C, c = i % C;
+        out[i] = wte[(size_t)tokens[row] * C + c];
+    }
+}
+
+__global__ void embedding_backward_kernel(float *dwte, const float *dout, const int *tokens, int N,
+                                          int C) {
+    size_t total = (size_t)N * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t row = i / C, c = i % C;
+        atomicAdd(&dwte[(size_t)tokens[row] * C + c], dout[i]);
+    }
+}
+
+static void cu_embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    embedding_forward_kernel<<<tfc_blocks((size_t)N * C, 256), 256>>>(out, tokens, wte, N, C);
+    KERNEL_CHECK();
+}
+
+static void cu_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    embedding_backward_kernel<<<tfc_blocks((size_t)N * C, 256), 256>>>(dwte, dout, tokens, N, C);
+    KERNEL_CHECK();
+}
+
+// ---------------------------------------------------------------- GEMM
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
+// operands and keep the transpose flags.
+void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
+                int trans_b, float alpha, float beta) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { // empty sum: C = beta C
+        if (beta == 0.0f)
+            cu_zero(C, (size_t)M * N * sizeof(float));
+        else if (beta != 1.0f)
+            cu_scale(C, beta, (size_t)M * N);
+        return;
+    }
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = trans_a ? M : K;
+    int ldb = trans_b ? K : N;
+    CUBLAS_CHECK(cublasSgemm(tfc_cublas, opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, N));
+}
+
+void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, int K,
+                        int trans_a, int trans_b, float alpha, float beta, long long stride_a,
+                        long long stride_b, long long stride_c, int batch) {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (K <= 0) {
+        tfc_fail("tfc_matmul_strided", "K must be positive", __FILE__, __LINE__);
+    }
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = trans_a ? M : K;
+    int ldb = trans_b ? K : N;
+    CUBLAS_CHECK(cublasSgemmStridedBatched(tfc_cublas, opB, opA, N, M, K, &alpha, B, ldb, stride_b,
+                                           A, lda, stride_a, &beta, C, N, stride_c, batch));
+}
+
+static void cu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
+                      int trans_b, float alpha, float beta) {
+    tfc_matmul(C, A, B, M, N, K, trans_a, trans_b, alpha, beta);
+}
+
+// ---------------------------------------------------------------- table
+
+static void apply_math_mode(void) {
+    if (!tfc_cublas) return;
+    CUBLAS_CHECK(cublasSetMathMode(tfc_cublas,
+                                   g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+extern "C" void ops_cuda_set_tf32(int on) {
+    g_tf32 = on ? 1 : 0;
+    apply_math_mode();
+}
+
+__global__ void probe_kernel(int *x) { *x = 42; }
+
+static Ops g_ops;
+static int g_ready = 0;
+
+static void set_why(char *why, size_t why_len, const char *fmt, const char *a, const char *b) {
+    if (why && why_len) snprintf(why, why_len, fmt, a, b);
+}
+
+extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
+    if (g_ready) return &g_ops;
+    const char *dbg = getenv("TF_CUDA_SYNC");
+    tfc_debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        set_why(why, why_len, "no usable CUDA device (cudaGetDeviceCount: %s)%s",
+                cudaGetErrorString(e), "");
+        return nullptr;
+    }
+    if (count <= 0) {
+        set_why(why, why_len, "no CUDA device found%s%s", "", "");
+        return nullptr;
+    }
+    int dev = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        set_why(why, why_len, "cannot query the CUDA device%s%s", "", "");
+        return nullptr;
+    }
+
+    // A device this binary has no kernel image for fails on the first launch:
+    // find out now, while the caller can still fall back to the CPU.
+    int *probe = nullptr;
+    e = cudaMalloc(&probe, sizeof(int));
+    if (e == cudaSuccess) {
+        probe_kernel<<<1, 1>>>(probe);
+        e = cudaGetLastError();
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
+        int host = 0;
+        if (e == cudaSuccess) e = cudaMemcpy(&host, probe, sizeof(int), cudaMemcpyDeviceToHost);
+        if (e == cudaSuccess && host != 42) e = cudaErrorUnknown;
+        cudaFree(probe);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        char dname[320];
+        snprintf(dname, sizeof dname, "%s, sm_%d%d", prop.name, prop.major, prop.minor);
+        set_why(why, why_len, "CUDA device unusable (%s): %s", dname, cudaGetErrorString(e));
+        return nullptr;
+    }
+
+    cublasStatus_t s = cublasCreate(&tfc_cublas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        tfc_cublas = nullptr;
+        set_why(why, why_len, "cuBLAS failed to start: %s%s", tfc_cublas_status_string(s), "");
+        return nullptr;
+    }
+    apply_math_mode();
+
+    g_ops.name = "cuda";
+    g_ops.alloc = cu_alloc;
+    g_ops.free = cu_free;
+    g_ops.to_device = cu_to_device;
+    g_ops.to_host = cu_to_host;
+    g_ops.copy = cu_copy;
+    g_ops.zero = cu_zero;
+    g_ops.synchronize = cu_synchronize;
+    g_ops.matmul = cu_matmul;
+    g_ops.embedding_forward = cu_embedding_forward;
+    g_ops.embedding_backward = cu_embedding_backward;
+    g_ops.layernorm_forward = tfc_layernorm_forward;
+    g_ops.layernorm_backward = tfc_layernorm_backward;
+    g_ops.pattention_forward = tfc_pattention_forward;
+    g_ops.pattention_backward = tfc_pattention_backward;
+    g_ops.rope = tfc_rope;
+    g_ops.attention_forward = tfc_attention_forward;
+    g_ops.attention_backward = tfc_attention_backward;
+    g_ops.dropout_forward = cu_dropout_forward;
+    g_ops.dropout_backward = cu_dropout_backward;
+    g_ops.add = cu_add;
+    g_ops.accumulate = cu_accumulate;
+    g_ops.scale = cu_scale;
+    g_ops.cross_entropy_forward = tfc_cross_entropy_forward;
+    g_ops.cross_entropy_backward = tfc_cross_entropy_backward;
+    g_ops.sum_squares = tfc_sum_squares;
+    g_ops.adamw = tfc_adamw;
+    g_ready = 1;
+    return &g_ops;
+}

@@ -1,0 +1,152 @@
+/* The training text: read and validated, tokenized, split 90/10 into
+ * train/val, and served as seeded random windows (SPEC section 4). */
+#define _POSIX_C_SOURCE 200809L
+#include "data.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common.h"
+
+/* ------------------------------------------------------------- reading */
+
+/* Read the whole stream. The size from fstat is only a first guess for the
+ * buffer: pipes and /proc files report 0, and a file may grow meanwhile. */
+static int read_whole_stream(FILE *f, const char *path, size_t size_hint, unsigned char **data, size_t *len,
+                             char *err) {
+    size_t cap = size_hint + 1; /* +1 so a correct hint reaches EOF without growing */
+    unsigned char *buf = tf_malloc(cap, "file contents");
+    size_t used = 0;
+    for (;;) {
+        if (used == cap) {
+            if (cap > SIZE_MAX / 2) {
+                free(buf);
+                return tf_err(err, "'%s' is too large to read into memory", path);
+            }
+            unsigned char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                return tf_err(err, "out of memory reading '%s'", path);
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + used, 1, cap - used, f);
+        used += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        int saved = errno;
+        free(buf);
+        return tf_err(err, "error reading '%s': %s", path, saved ? strerror(saved) : "read failed");
+    }
+    *data = buf;
+    *len = used;
+    return 0;
+}
+
+/* Open and check that `path` names something we can read text from. */
+static FILE *open_text_file(const char *path, size_t *size_hint, char *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tf_err(err, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        tf_err(err, "cannot stat '%s': %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
+    }
+    /* glibc's fopen succeeds on a directory; only the first read fails. */
+    if (S_ISDIR(st.st_mode)) {
+        tf_err(err, "'%s' is a directory", path);
+        fclose(f);
+        return NULL;
+    }
+    *size_hint = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size : 0;
+    return f;
+}
+
+int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
+    *cps = NULL;
+    *n = 0;
+    size_t size_hint;
+    FILE *f = open_text_file(path, &size_hint, err);
+    if (!f) return -1;
+    unsigned char *bytes;
+    size_t len;
+    int rc = read_whole_stream(f, path, size_hint, &bytes, &len, err);
+    fclose(f);
+    if (rc) return -1;
+    if (len == 0) {
+        free(bytes);
+        return tf_err(err, "'%s' is empty", path);
+    }
+    char why[TF_ERRLEN];
+    rc = utf8_decode(bytes, len, cps, n, why);
+    free(bytes);
+    if (rc) return tf_err(err, "'%s': %s", path, why);
+    return 0;
+}
+
+/* ------------------------------------------------------------- dataset */
+
+/* floor(n * 9 / 10) without overflowing n * 9 for huge n. */
+static size_t train_split_size(size_t n) { return n / 10 * 9 + n % 10 * 9 / 10; }
+
+/* A split must fit one full window: block_size inputs plus the next target. */
+static int check_split_fits_block(const char *name, size_t len, int block_size, char *err) {
+    size_t need = (size_t)block_size + 1;
+    if (len < need)
+        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu",
+                      name, len, block_size, need);
+    return 0;
+}
+
+int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size, char *err) {
+    memset(d, 0, sizeof *d);
+    if (block_size < 1) return tf_err(err, "block_size must be at least 1 (got %d)", block_size);
+    size_t n_train = train_split_size(n);
+    /* Check sizes before tokenizing: the error is cheaper and more useful. */
+    if (check_split_fits_block("train", n_train, block_size, err)) return -1;
+    if (check_split_fits_block("val", n - n_train, block_size, err)) return -1;
+    int *ids = tf_malloc(n * sizeof *ids, "token ids");
+    if (vocab_encode(v, cps, n, ids, err)) {
+        free(ids);
+        return -1;
+    }
+    d->ids = ids;
+    d->n = n;
+    d->n_train = n_train;
+    return 0;
+}
+
+void dataset_free(Dataset *d) {
+    free(d->ids);
+    memset(d, 0, sizeof *d);
+}
+
+/* --------------------------------------------------------------- batches */
+
+/* One draw per row, in row order, so a run is reproducible from its seed and
+ * the same on every backend. Offsets cover [0, len - T - 1]: every window of
+ * T+1 tokens that lies wholly inside the split. */
+void dataset_batch(const Dataset *d, Split split, Rng *rng, int B, int T, int *tokens, int *targets) {
+    const int *base = split == SPLIT_TRAIN ? d->ids : d->ids + d->n_train;
+    size_t len = split == SPLIT_TRAIN ? d->n_train : d->n - d->n_train;
+    assert(T >= 1 && (size_t)T + 1 <= len); /* dataset_build guaranteed it for T <= block_size */
+    size_t n_offsets = len - (size_t)T;
+    for (int b = 0; b < B; b++) {
+        size_t off = (size_t)rng_below(rng, n_offsets);
+        const int *window = base + off;
+        int *row_tokens = tokens + (size_t)b * T;
+        int *row_targets = targets + (size_t)b * T;
+        memcpy(row_tokens, window, (size_t)T * sizeof *row_tokens);
+        memcpy(row_targets, window + 1, (size_t)T * sizeof *row_targets);
+    }
+}

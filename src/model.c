@@ -1,0 +1,466 @@
+/* The TokenFormer model: parameters in one device block, activations in
+ * another, and forward / backward / update as one clear pass each through
+ * the ops table (in the manner of llm.c's train_gpt2.c). */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "rng.h"
+
+/* ------------------------------------------------------------------ */
+/* parameter layout                                                     */
+
+static const char *PATT_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
+
+static int n_params_for(int n_layer) { return 1 + PARAMS_PER_LAYER * n_layer + 2; }
+static int lnf_w_index(const Model *m) { return m->n_params - 2; }
+static int lnf_b_index(const Model *m) { return m->n_params - 1; }
+
+int model_patt_param(int layer, int which) { return 1 + layer * PARAMS_PER_LAYER + 2 * which; }
+
+int model_patt_rows(const Model *m, int layer, int which) {
+    return (int)m->params[model_patt_param(layer, which)].t.shape[0];
+}
+
+float *model_patt_tau(Model *m, int layer, int which) {
+    return &m->tau[layer * PATT_PER_LAYER + which];
+}
+
+void model_param_name(int index, int n_layer, char *out, size_t len) {
+    if (index == 0) {
+        snprintf(out, len, "wte");
+    } else if (index >= 1 + PARAMS_PER_LAYER * n_layer) {
+        snprintf(out, len, index == 1 + PARAMS_PER_LAYER * n_layer ? "ln_f.weight" : "ln_f.bias");
+    } else {
+        int k = index - 1, l = k / PARAMS_PER_LAYER, which = (k % PARAMS_PER_LAYER) / 2;
+        snprintf(out, len, "h.%d.%s.%s", l, PATT_NAMES[which], (k % 2) ? "value" : "key");
+    }
+}
+
+size_t model_num_params(const Model *m, int include_embedding) {
+    size_t n = 0;
+    for (int i = include_embedding ? 0 : 1; i < m->n_params; i++) n += tensor_numel(&m->params[i].t);
+    return n;
+}
+
+static int default_rows(const ModelConfig *c, int which) {
+    return which == PATT_FFN ? c->n_ffn : c->n_attn;
+}
+
+int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
+    memset(m, 0, sizeof *m);
+    if (model_config_validate(cfg, err)) return -1;
+    m->cfg = *cfg;
+    m->ops = ops;
+    m->n_params = n_params_for(cfg->n_layer);
+    m->params = tf_calloc((size_t)m->n_params, sizeof(Param), "parameter table");
+    m->tau = tf_calloc((size_t)cfg->n_layer * PATT_PER_LAYER, sizeof(float), "tau");
+    int64_t d = cfg->d_model;
+
+    int64_t shape[2] = {cfg->vocab_size, d};
+    tensor_init(&m->params[0].t, "wte", DTYPE_F32, 2, shape);
+    for (int l = 0; l < cfg->n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            int n = rows ? rows[l * PATT_PER_LAYER + w] : default_rows(cfg, w);
+            if (n < 1 || n > (1 << 22)) {
+                model_free(m);
+                return tf_err(err, "layer %d %s: row count %d out of range", l, PATT_NAMES[w], n);
+            }
+            for (int kv = 0; kv < 2; kv++) {
+                int idx = model_patt_param(l, w) + kv;
+                char name[TF_NAME_LEN];
+                model_param_name(idx, cfg->n_layer, name, sizeof name);
+                int64_t s[2] = {n, d};
+                tensor_init(&m->params[idx].t, name, DTYPE_F32, 2, s);
+            }
+        }
+    int64_t sd[1] = {d};
+    tensor_init(&m->params[lnf_w_index(m)].t, "ln_f.weight", DTYPE_F32, 1, sd);
+    tensor_init(&m->params[lnf_b_index(m)].t, "ln_f.bias", DTYPE_F32, 1, sd);
+
+    size_t total = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        p->decay = p->t.ndim == 2;
+        p->n_seg = 1;
+        p->seg[0] = (RowSegment){0, 0, 0};
+        p->t.device = strcmp(ops->name, "cpu") == 0 ? DEVICE_CPU : DEVICE_CUDA;
+        total += tensor_numel(&p->t);
+    }
+    m->n_param_elems = total;
+    size_t bytes;
+    if (tf_mul_overflows(total, sizeof(float), &bytes)) {
+        model_free(m);
+        return tf_err(err, "model too large (%zu parameters)", total);
+    }
+    float **blocks[4] = {&m->param_mem, &m->grad_mem, &m->m_mem, &m->v_mem};
+    for (int b = 0; b < 4; b++) {
+        *blocks[b] = ops->alloc(bytes);
+        if (!*blocks[b]) {
+            model_free(m);
+            return tf_err(err, "out of %s memory: the model needs 4 x %.1f MiB for %zu parameters",
+                          ops->name, bytes / 1048576.0, total);
+        }
+    }
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        p->t.data = m->param_mem + off;
+        p->grad = m->grad_mem + off;
+        p->m = m->m_mem + off;
+        p->v = m->v_mem + off;
+        off += tensor_numel(&p->t);
+    }
+    return 0;
+}
+
+void model_free(Model *m) {
+    const Ops *o = m->ops;
+    if (o) {
+        o->free(m->param_mem);
+        o->free(m->grad_mem);
+        o->free(m->m_mem);
+        o->free(m->v_mem);
+        o->free(m->act_mem);
+        o->free(m->grad_scratch);
+        o->free(m->tokens);
+        o->free(m->targets);
+    }
+    free(m->params);
+    free(m->tau);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+static void fill_normal(float *host, size_t n, float std, Rng *r) {
+    for (size_t i = 0; i < n; i++) host[i] = std * rng_normal(r);
+}
+
+void model_init_weights(Model *m, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *host = tf_malloc(m->n_param_elems * sizeof(float), "initial weights");
+    size_t off = 0;
+    float value_std = 2.0f / ((float)m->cfg.n_layer * sqrtf((float)m->cfg.d_model));
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        size_t n = tensor_numel(&p->t);
+        float *h = host + off;
+        if (i == lnf_w_index(m)) {
+            for (size_t j = 0; j < n; j++) h[j] = 1.0f;
+        } else if (i == lnf_b_index(m)) {
+            memset(h, 0, n * sizeof(float));
+        } else {
+            int is_value = i > 0 && ((i - 1) % 2 == 1);
+            fill_normal(h, n, is_value ? value_std : 0.02f, &r);
+        }
+        off += n;
+    }
+    m->ops->to_device(m->param_mem, host, m->n_param_elems * sizeof(float));
+    free(host);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++)
+            *model_patt_tau(m, l, w) = sqrtf((float)model_patt_rows(m, l, w));
+}
+
+/* ------------------------------------------------------------------ */
+/* activations                                                          */
+
+static int max_rows(const Model *m) {
+    int mx = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++)
+            if (model_patt_rows(m, l, w) > mx) mx = model_patt_rows(m, l, w);
+    return mx;
+}
+
+/* Walks the activation layout twice: once to count (base NULL), once to
+ * hand out pointers, so that the two can never disagree. */
+static size_t layout_activations(Model *m, float *base, int B, int T) {
+    size_t N = (size_t)B * T, d = m->cfg.d_model, V = m->cfg.vocab_size, H = m->cfg.n_head;
+    size_t off = 0;
+#define TAKE(ptr, count)                            \
+    do {                                            \
+        if (base) (ptr) = base + off;               \
+        off += ((size_t)(count) + 15) & ~(size_t)15; \
+    } while (0)
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        LayerActs *a = &m->layers[l];
+        TAKE(a->x, N * d);
+        TAKE(a->ln1, N * d);
+        TAKE(a->ln1_mean, N);
+        TAKE(a->ln1_rstd, N);
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            size_t n = (size_t)model_patt_rows(m, l, w);
+            TAKE(a->A[w], N * n);
+            TAKE(a->S[w], N * n);
+        }
+        TAKE(a->q, N * d);
+        TAKE(a->k, N * d);
+        TAKE(a->v, N * d);
+        TAKE(a->att, (size_t)B * H * T * T);
+        TAKE(a->y, N * d);
+        TAKE(a->o, N * d);
+        TAKE(a->h, N * d);
+        TAKE(a->ln2, N * d);
+        TAKE(a->ln2_mean, N);
+        TAKE(a->ln2_rstd, N);
+        TAKE(a->f, N * d);
+    }
+    TAKE(m->x_final, N * d);
+    TAKE(m->lnf, N * d);
+    TAKE(m->lnf_mean, N);
+    TAKE(m->lnf_rstd, N);
+    TAKE(m->logits, N * V);
+    TAKE(m->probs, N * V);
+#undef TAKE
+    return off;
+}
+
+/* Backward scratch: residual gradient, branch gradients, scores, attention. */
+typedef struct {
+    float *dres, *dtmp, *dln, *dq, *dk, *dv, *dy, *dA, *datt, *dlogits;
+} Scratch;
+
+static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
+    size_t N = (size_t)m->B_alloc * m->T_alloc, d = m->cfg.d_model, V = m->cfg.vocab_size;
+    size_t att = (size_t)m->B_alloc * m->cfg.n_head * m->T_alloc * m->T_alloc;
+    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, N * (size_t)max_rows(m), att, N * V};
+    float **ptrs[10] = {&s->dres, &s->dtmp, &s->dln, &s->dq, &s->dk, &s->dv, &s->dy, &s->dA, &s->datt, &s->dlogits};
+    size_t off = 0;
+    for (int i = 0; i < 10; i++) {
+        if (base) *ptrs[i] = base + off;
+        off += (sizes[i] + 15) & ~(size_t)15;
+    }
+    return off;
+}
+
+static Scratch scratch_of(const Model *m) {
+    Scratch s;
+    layout_scratch(m, m->grad_scratch, &s);
+    return s;
+}
+
+int model_alloc_activations(Model *m, int B, int T, char *err) {
+    const Ops *o = m->ops;
+    if (T > m->cfg.block_size) return tf_err(err, "T=%d exceeds block_size %d", T, m->cfg.block_size);
+    o->free(m->act_mem);
+    o->free(m->grad_scratch);
+    o->free(m->tokens);
+    o->free(m->targets);
+    m->act_mem = m->grad_scratch = NULL;
+    m->tokens = m->targets = NULL;
+    free(m->layers);
+    m->layers = tf_calloc((size_t)m->cfg.n_layer, sizeof(LayerActs), "layer activations");
+    m->B = m->B_alloc = B;
+    m->T = m->T_alloc = T;
+    size_t n_act = layout_activations(m, NULL, B, T);
+    Scratch unused;
+    size_t n_scratch = layout_scratch(m, NULL, &unused);
+    size_t act_bytes, scratch_bytes;
+    if (tf_mul_overflows(n_act, sizeof(float), &act_bytes) ||
+        tf_mul_overflows(n_scratch, sizeof(float), &scratch_bytes))
+        return tf_err(err, "activations for B=%d, T=%d do not fit in memory", B, T);
+    m->act_mem = o->alloc(act_bytes);
+    m->grad_scratch = o->alloc(scratch_bytes);
+    m->tokens = o->alloc((size_t)B * T * sizeof(int));
+    m->targets = o->alloc((size_t)B * T * sizeof(int));
+    if (!m->act_mem || !m->grad_scratch || !m->tokens || !m->targets)
+        return tf_err(err, "out of %s memory: activations for B=%d, T=%d need %.1f MiB", o->name,
+                      B, T, (act_bytes + scratch_bytes) / 1048576.0);
+    layout_activations(m, m->act_mem, B, T);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* forward / backward                                                   */
+
+static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
+    return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
+}
+
+static void patt_forward(Model *m, int l, int w, float *out, const float *in, const LayerActs *a) {
+    int d = m->cfg.d_model, idx = model_patt_param(l, w);
+    m->ops->pattention_forward(out, a->A[w], a->S[w], in, tensor_f32(&m->params[idx].t),
+                               tensor_f32(&m->params[idx + 1].t), *model_patt_tau(m, l, w),
+                               m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
+}
+
+static void patt_backward(Model *m, int l, int w, float *din, float *dA, const float *dout,
+                          const float *in, const LayerActs *a) {
+    int d = m->cfg.d_model, idx = model_patt_param(l, w);
+    Param *key = &m->params[idx], *val = &m->params[idx + 1];
+    m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
+                                tensor_f32(&val->t), a->A[w], a->S[w], *model_patt_tau(m, l, w),
+                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
+}
+
+/* out = x + drop(branch); the dropped copy goes through scratch. */
+static void residual_with_dropout(Model *m, float *out, const float *x, const float *branch,
+                                  float *tmp, uint64_t seed) {
+    size_t n = (size_t)m->B * m->T * m->cfg.d_model;
+    if (m->last_training && m->cfg.dropout > 0.0f) {
+        m->ops->dropout_forward(tmp, branch, m->cfg.dropout, seed, n);
+        m->ops->add(out, x, tmp, n);
+    } else {
+        m->ops->add(out, x, branch, n);
+    }
+}
+
+float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
+                    uint64_t dropout_seed) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    /* Callers size activations first; a larger batch would overrun them. */
+    if ((size_t)B * T > (size_t)m->B_alloc * m->T_alloc || T > m->T_alloc)
+        tf_die("internal: forward with B=%d T=%d beyond allocated B=%d T=%d", B, T, m->B_alloc, m->T_alloc);
+    m->B = B;
+    m->T = T;
+    m->last_training = training;
+    m->last_dropout_seed = dropout_seed;
+    int N = B * T, d = c->d_model, H = c->n_head, hd = d / H, V = c->vocab_size;
+    int rot = model_config_rot_dims(c);
+    Scratch s = scratch_of(m);
+
+    o->to_device(m->tokens, tokens, (size_t)N * sizeof(int));
+    o->embedding_forward(m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs *a = &m->layers[l];
+        float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
+        o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d);
+        patt_forward(m, l, PATT_Q, a->q, a->ln1, a);
+        patt_forward(m, l, PATT_K, a->k, a->ln1, a);
+        patt_forward(m, l, PATT_V, a->v, a->ln1, a);
+        o->rope(a->q, B, T, H, hd, rot, 0);
+        o->rope(a->k, B, T, H, hd, rot, 0);
+        o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
+        patt_forward(m, l, PATT_O, a->o, a->y, a);
+        residual_with_dropout(m, a->h, a->x, a->o, s.dtmp, dropout_seed_for(dropout_seed, l, 0));
+        o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d);
+        patt_forward(m, l, PATT_FFN, a->f, a->ln2, a);
+        residual_with_dropout(m, x_next, a->h, a->f, s.dtmp, dropout_seed_for(dropout_seed, l, 1));
+    }
+    o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
+                         tensor_f32(&m->params[lnf_w_index(m)].t),
+                         tensor_f32(&m->params[lnf_b_index(m)].t), N, d);
+    /* tied head: logits = LN_f(x) wte^T */
+    o->matmul(m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
+    m->has_targets = targets != NULL;
+    if (!targets) return 0.0f;
+    o->to_device(m->targets, targets, (size_t)N * sizeof(int));
+    return o->cross_entropy_forward(m->probs, m->logits, m->targets, N, V);
+}
+
+void model_zero_grad(Model *m) { m->ops->zero(m->grad_mem, m->n_param_elems * sizeof(float)); }
+
+/* d(branch) from d(residual sum) through dropout: a copy when dropout is off. */
+static const float *branch_grad(Model *m, const float *dres, float *tmp, uint64_t seed) {
+    if (!(m->last_training && m->cfg.dropout > 0.0f)) return dres;
+    m->ops->dropout_backward(tmp, dres, m->cfg.dropout, seed, (size_t)m->B * m->T * m->cfg.d_model);
+    return tmp;
+}
+
+void model_backward(Model *m) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    if (!m->has_targets) tf_die("internal: backward without a forward with targets");
+    int B = m->B, T = m->T, N = B * T, d = c->d_model, H = c->n_head, hd = d / H,
+        V = c->vocab_size;
+    int rot = model_config_rot_dims(c);
+    size_t Nd = (size_t)N * d * sizeof(float);
+    Scratch s = scratch_of(m);
+    Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
+
+    o->cross_entropy_backward(s.dlogits, m->probs, m->targets, 1.0f / (float)N, N, V);
+    o->matmul(wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
+    o->matmul(s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
+    o->zero(s.dres, Nd);
+    o->layernorm_backward(s.dres, lnw->grad, lnb->grad, s.dln, m->x_final, tensor_f32(&lnw->t),
+                          m->lnf_mean, m->lnf_rstd, N, d);
+
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        LayerActs *a = &m->layers[l];
+        uint64_t seed = m->last_dropout_seed;
+        /* x_next = h + drop(f) */
+        const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
+        o->zero(s.dln, Nd);
+        patt_backward(m, l, PATT_FFN, s.dln, s.dA, df, a->ln2, a);
+        o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
+        /* h = x + drop(o) */
+        const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
+        o->zero(s.dy, Nd);
+        patt_backward(m, l, PATT_O, s.dy, s.dA, dout, a->y, a);
+        o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->q, a->k, a->v, a->att, B, T, H, hd);
+        o->rope(s.dq, B, T, H, hd, rot, 1);
+        o->rope(s.dk, B, T, H, hd, rot, 1);
+        o->zero(s.dln, Nd);
+        patt_backward(m, l, PATT_Q, s.dln, s.dA, s.dq, a->ln1, a);
+        patt_backward(m, l, PATT_K, s.dln, s.dA, s.dk, a->ln1, a);
+        patt_backward(m, l, PATT_V, s.dln, s.dA, s.dv, a->ln1, a);
+        o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
+    }
+    o->embedding_backward(wte->grad, s.dres, m->tokens, N, d);
+}
+
+/* ------------------------------------------------------------------ */
+/* optimizer                                                            */
+
+static size_t row_elems(const Param *p) {
+    return p->t.ndim == 2 ? (size_t)p->t.shape[1] : tensor_numel(&p->t);
+}
+
+static size_t segment_rows_end(const Param *p, int k) {
+    return k + 1 < p->n_seg ? (size_t)p->seg[k + 1].row_start
+                            : (p->t.ndim == 2 ? (size_t)p->t.shape[0] : 1);
+}
+
+/* True when every row of every parameter trains with the shared step count:
+ * then whole-block calls are exact and cheapest. */
+static int all_rows_uniform(const Model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (p->n_seg != 1 || p->seg[0].birth != 0 || p->seg[0].frozen) return 0;
+    }
+    return 1;
+}
+
+float model_grad_norm(Model *m) {
+    if (all_rows_uniform(m)) return sqrtf(m->ops->sum_squares(m->grad_mem, m->n_param_elems));
+    double total = 0.0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        size_t re = row_elems(p);
+        for (int k = 0; k < p->n_seg; k++) {
+            if (p->seg[k].frozen) continue;
+            size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
+            total += m->ops->sum_squares(p->grad + r0 * re, (r1 - r0) * re);
+        }
+    }
+    return (float)sqrt(total);
+}
+
+void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
+    m->step++;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        size_t re = row_elems(p);
+        float wd = p->decay ? tc->weight_decay : 0.0f;
+        for (int k = 0; k < p->n_seg; k++) {
+            if (p->seg[k].frozen) continue;
+            size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
+            size_t off = r0 * re, n = (r1 - r0) * re;
+            int t = m->step - p->seg[k].birth;
+            m->ops->adamw(tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n, lr,
+                          tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
+        }
+    }
+}
+
+void model_logits_row(const Model *m, int b, int t, float *host_out) {
+    size_t V = (size_t)m->cfg.vocab_size;
+    m->ops->to_host(host_out, m->logits + ((size_t)b * m->T + t) * V, V * sizeof(float));
+}
