@@ -117,5 +117,7 @@ const Ops *ops_cpu(void);
 const Ops *ops_cuda(char *why, size_t why_len);
 /* "cpu", "cuda" or "auto" (cuda when usable, else cpu). NULL + message on failure. */
 const Ops *ops_by_name(const char *name, char *err, size_t err_len);
+/* TF32 tensor-core matmuls on CUDA (no effect on the CPU). */
+void ops_set_tf32(const Ops *ops, int on);
 
 #endif

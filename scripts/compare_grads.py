@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the C model's loss and parameter gradients against the PyTorch reference.
 
-Input: a "gradient dump" safetensors file written by tests/test_model_torch.c:
+Input: one or more "gradient dump" safetensors file written by tests/test_model_torch.c:
   - every parameter under its name (wte, h.{l}.attn.{q,k,v,o}.{key,value,tau},
     h.{l}.ffn.{key,value,tau}, ln_f.weight, ln_f.bias),
   - grad.<name> for each trainable parameter (not tau),
@@ -40,23 +40,35 @@ def rel_err(c, r):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="compare C gradients with the PyTorch reference")
-    ap.add_argument("dump", help="gradient dump (.safetensors) from test_model_torch")
+    ap.add_argument("dumps", nargs="+", metavar="DUMP",
+                    help="gradient dump(s) (.safetensors) from test_model_torch")
     ap.add_argument("--tol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
     ap.add_argument("--device", default="cpu", help="device of the reference (cpu, cuda)")
     ap.add_argument("--label", default="", help="prefix for the printed lines")
     ap.add_argument("-v", "--verbose", action="store_true", help="also print max abs errors")
     args = ap.parse_args(argv)
-
-    try:
-        tensors, meta = ref.read_safetensors(args.dump)
-        cfg = ref.config_from_metadata(meta)
-    except Exception as e:  # noqa: BLE001
-        print("FAIL torch_dump: cannot read %s: %s" % (args.dump, e))
-        return 2
-    cfg["dropout"] = 0.0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("FAIL torch_device: --device %s but torch sees no GPU" % args.device)
         return 2
+    worst = 0
+    for path in args.dumps:
+        if len(args.dumps) > 1:
+            print("# %s" % path, flush=True)
+        worst = max(worst, compare_one(path, args))
+        sys.stdout.flush()
+    return worst
+
+
+def compare_one(path, args):
+    try:
+        tensors, meta = ref.read_safetensors(path)
+        cfg = ref.config_from_metadata(meta)
+    except Exception as e:  # noqa: BLE001
+        print("FAIL torch_dump: cannot read %s: %s" % (path, e))
+        return 2
+    if meta.get("case") and len(args.dumps) > 1:
+        print("# case %s" % meta["case"])
+    cfg["dropout"] = 0.0
     dev = torch.device(args.device)
     pre = (args.label + " ") if args.label else ""
 

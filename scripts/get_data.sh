@@ -10,7 +10,7 @@ EXPECTED_BYTES=1115394
 # Resolve paths from the script's own location so that it works from any cwd.
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
-shared_copy="$repo_root/../shared/data/tinyshakespeare.txt"
+shared_copy="$(cd "$repo_root/.." && pwd)/shared/data/tinyshakespeare.txt"
 dest="$repo_root/data/input.txt"
 
 if [[ -s "$dest" ]]; then
@@ -26,7 +26,7 @@ trap 'rm -f "$tmp"' EXIT
 
 fetch() {
     if [[ -f "$shared_copy" ]]; then
-        echo "get_data: copying $(cd "$(dirname "$shared_copy")" && pwd)/$(basename "$shared_copy")"
+        echo "get_data: copying $shared_copy"
         cp "$shared_copy" "$tmp" && return 0
     fi
     if command -v curl >/dev/null 2>&1; then
@@ -56,6 +56,7 @@ size="$(wc -c <"$tmp" | tr -d ' ')"
 if [[ "$size" != "$EXPECTED_BYTES" ]]; then
     echo "get_data: warning: got $size bytes, expected $EXPECTED_BYTES for tiny shakespeare" >&2
 fi
+chmod 644 "$tmp" # mktemp makes it private; the data is not
 mv "$tmp" "$dest"
 trap - EXIT
 echo "get_data: wrote $dest ($size bytes)"

@@ -40,3 +40,12 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
     snprintf(err, err_len, "unknown device '%s' (expected cpu, cuda or auto)", name);
     return NULL;
 }
+
+void ops_set_tf32(const Ops *ops, int on) {
+#ifdef TF_CUDA
+    if (strcmp(ops->name, "cuda") == 0) ops_cuda_set_tf32(on);
+#else
+    (void)ops;
+    (void)on;
+#endif
+}

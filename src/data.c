@@ -78,8 +78,8 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
     size_t size_hint;
     FILE *f = open_text_file(path, &size_hint, err);
     if (!f) return -1;
-    unsigned char *bytes;
-    size_t len;
+    unsigned char *bytes = NULL; /* set on success; initialized for -O3 -Wmaybe-uninitialized */
+    size_t len = 0;
     int rc = read_whole_stream(f, path, size_hint, &bytes, &len, err);
     fclose(f);
     if (rc) return -1;

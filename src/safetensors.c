@@ -321,9 +321,11 @@ done:
 /* Reader: files                                                       */
 
 /* Read a whole regular file. Directories, devices and FIFOs are refused:
- * reading them either fails obscurely or never ends. */
+ * reading them either fails obscurely or never ends. O_NONBLOCK keeps
+ * open() itself from waiting for a FIFO's writer; it does not affect
+ * reads of regular files. */
 static int read_whole_file(const char *path, unsigned char **buf_out, size_t *len_out, char *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return tf_err(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

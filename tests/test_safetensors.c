@@ -223,6 +223,14 @@ static void test_read_errors(void) {
     int rc = st_read(g_dir, &f, err);
     check(rc == -1 && strstr(err, g_dir) && strstr(err, "not a regular file"), "reject_directory", "rc=%d err=%s",
           rc, err);
+    path_in_dir(path, sizeof path, "fifo.safetensors");
+    if (mkfifo(path, 0600) == 0) {
+        err[0] = '\0';
+        rc = st_read(path, &f, err); /* must not block waiting for a writer */
+        check(rc == -1 && strstr(err, path) && strstr(err, "not a regular file"), "reject_fifo", "rc=%d err=%s", rc,
+              err);
+        unlink(path);
+    }
     path_in_dir(path, sizeof path, "does-not-exist.safetensors");
     err[0] = '\0';
     rc = st_read(path, &f, err);

@@ -4,8 +4,42 @@
 
 // ---------------------------------------------------------------- RoPE
 
+// cos/sin of t * 10000^(-2i/rot) for t < T, i < rot/2, computed on the host in
+// double exactly as the CPU backend does (so both agree bit for bit even at
+// large t, where a float angle would lose ~1e-4), cached per rot and grown with T.
+static float *g_rope_table = nullptr; // [T][half][2] = cos, sin
+static int g_rope_rot = 0, g_rope_T = 0;
+
+static const float *rope_table(int T, int rot) {
+    if (g_rope_table && rot == g_rope_rot && T <= g_rope_T) return g_rope_table;
+    int half = rot / 2;
+    int cap = T > g_rope_T && rot == g_rope_rot ? (T > 2 * g_rope_T ? T : 2 * g_rope_T) : T;
+    size_t count = (size_t)cap * half * 2;
+    float *host = (float *)malloc(count * sizeof(float));
+    if (!host) tfc_fail("rope table", "out of host memory", __FILE__, __LINE__);
+    for (int t = 0; t < cap; t++)
+        for (int i = 0; i < half; i++) {
+            double freq = pow(10000.0, -2.0 * i / (double)rot);
+            double ang = t * freq;
+            host[((size_t)t * half + i) * 2] = (float)cos(ang);
+            host[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
+        }
+    if (g_rope_table) {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CUDA_CHECK(cudaFree(g_rope_table));
+        g_rope_table = nullptr;
+    }
+    CUDA_CHECK(cudaMalloc(&g_rope_table, count * sizeof(float)));
+    CUDA_CHECK(cudaMemcpy(g_rope_table, host, count * sizeof(float), cudaMemcpyHostToDevice));
+    free(host);
+    g_rope_rot = rot;
+    g_rope_T = cap;
+    return g_rope_table;
+}
+
 // x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2.
-__global__ void rope_kernel(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+__global__ void rope_kernel(float *x, const float *table, int B, int T, int H, int hd, int rot,
+                            int inverse) {
     int half = rot / 2;
     size_t total = (size_t)B * T * H * half;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
@@ -13,10 +47,8 @@ __global__ void rope_kernel(float *x, int B, int T, int H, int hd, int rot, int 
         int i = (int)(idx % half);
         size_t bth = idx / half; // (b*T + t)*H + h
         int t = (int)((bth / H) % T);
-        float inv_freq = powf(10000.0f, -(float)(2 * i) / (float)rot);
-        float ang = (float)t * inv_freq;
-        float s, c;
-        sincosf(ang, &s, &c);
+        float c = table[((size_t)t * half + i) * 2];
+        float s = table[((size_t)t * half + i) * 2 + 1];
         if (inverse) s = -s;
         float *p = x + bth * hd;
         float x1 = p[i], x2 = p[i + half];
@@ -27,8 +59,9 @@ __global__ void rope_kernel(float *x, int B, int T, int H, int hd, int rot, int 
 
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
     if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
+    const float *table = rope_table(T, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
-    rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, B, T, H, hd, rot, inverse);
+    rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse);
     KERNEL_CHECK();
 }
 

@@ -1,0 +1,33 @@
+/* The command-line commands (one source file each under src/commands/)
+ * and the helpers they share. */
+#ifndef TF_CLI_H
+#define TF_CLI_H
+
+#include <getopt.h>
+
+#include "config.h"
+#include "ops.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_grow(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Pick the backend for --device (cpu|cuda|auto), set threads, say which. */
+const Ops *cli_open_device(const char *name, int threads, int quiet);
+/* Parse a flag value or die naming the flag: "--lr: expected a number in ...". */
+long cli_int(const char *flag, const char *value, long lo, long hi);
+double cli_float(const char *flag, const char *value, double lo, double hi);
+/* getopt_long's error for an unknown flag, turned into our one-line error. */
+void cli_unknown_flag(const char *cmd, char **argv);
+
+/* Model/training config flags shared by train (and documented in --help).
+ * Returns 1 when opt was one of them. */
+#define CLI_CONFIG_OPT_BASE 1000
+extern const struct option CLI_CONFIG_OPTIONS[];
+int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
+                          int *model_flag_seen);
+void cli_print_config_help(void);
+
+#endif

@@ -1,0 +1,124 @@
+/* Helpers shared by the commands: device selection, flag values, and the
+ * table of config flags (one row per overridable field). */
+#include "cli.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+
+void openblas_set_num_threads(int); /* from OpenBLAS, not in every cblas.h */
+
+const Ops *cli_open_device(const char *name, int threads, int quiet) {
+    char err[TF_ERRLEN];
+    const Ops *o = ops_by_name(name, err, sizeof err);
+    if (!o) tf_die("%s", err);
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    if (!quiet) {
+        if (strcmp(o->name, "cpu") == 0)
+            fprintf(stderr, "device: cpu (%d threads)\n", omp_get_max_threads());
+        else
+            fprintf(stderr, "device: %s\n", o->name);
+    }
+    return o;
+}
+
+long cli_int(const char *flag, const char *value, long lo, long hi) {
+    long v;
+    if (tf_parse_int(value, lo, hi, &v))
+        tf_die("%s: expected an integer in [%ld, %ld], got '%s'", flag, lo, hi, value ? value : "");
+    return v;
+}
+
+double cli_float(const char *flag, const char *value, double lo, double hi) {
+    double v;
+    if (tf_parse_float(value, lo, hi, &v))
+        tf_die("%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, value ? value : "");
+    return v;
+}
+
+void cli_unknown_flag(const char *cmd, char **argv) {
+    tf_die("%s: unknown or malformed option '%s' (see 'tokenformer %s --help')", cmd,
+           argv[optind - 1], cmd);
+}
+
+typedef enum { F_INT, F_FLOAT, F_U64 } FieldType;
+
+typedef struct {
+    const char *flag;
+    FieldType type;
+    int is_model;
+    size_t offset;
+    double lo, hi;
+    const char *help;
+} ConfigFlag;
+
+#define MF(field) 1, offsetof(ModelConfig, field)
+#define TF(field) 0, offsetof(TrainConfig, field)
+static const ConfigFlag FLAGS[] = {
+    {"n-layer", F_INT, MF(n_layer), 1, 256, "number of blocks"},
+    {"d-model", F_INT, MF(d_model), 1, 65536, "model width d"},
+    {"n-head", F_INT, MF(n_head), 1, 65536, "attention heads (must divide d-model)"},
+    {"n-attn", F_INT, MF(n_attn), 1, 1 << 20, "parameter tokens of each attention Pattention"},
+    {"n-ffn", F_INT, MF(n_ffn), 1, 1 << 22, "parameter tokens of the FFN Pattention"},
+    {"block-size", F_INT, MF(block_size), 1, 65536, "context length T"},
+    {"rope-frac", F_FLOAT, MF(rope_frac), 0, 1, "fraction of head dims with RoPE"},
+    {"dropout", F_FLOAT, MF(dropout), 0, 0.999, "dropout on the branch outputs"},
+    {"batch-size", F_INT, TF(batch_size), 1, 65536, "sequences per step B"},
+    {"max-iters", F_INT, TF(max_iters), 0, 1 << 30, "training iterations"},
+    {"lr", F_FLOAT, TF(lr), 1e-9, 9.99, "peak learning rate"},
+    {"min-lr", F_FLOAT, TF(min_lr), 0, 9.99, "cosine floor (default lr/10)"},
+    {"warmup-iters", F_INT, TF(warmup_iters), 0, 1 << 30, "linear warmup iterations"},
+    {"weight-decay", F_FLOAT, TF(weight_decay), 0, 100, "AdamW decoupled weight decay"},
+    {"beta1", F_FLOAT, TF(beta1), 0, 0.999999, "AdamW beta1"},
+    {"beta2", F_FLOAT, TF(beta2), 0, 0.999999, "AdamW beta2"},
+    {"grad-clip", F_FLOAT, TF(grad_clip), 0, 1e6, "global grad-norm clip (0: off)"},
+    {"eval-interval", F_INT, TF(eval_interval), 1, 1 << 30, "iterations between evaluations"},
+    {"eval-iters", F_INT, TF(eval_iters), 1, 1 << 20, "batches per evaluation"},
+    {"log-interval", F_INT, TF(log_interval), 1, 1 << 30, "iterations between progress lines"},
+    {"seed", F_U64, TF(seed), 0, 0, "random seed"},
+};
+#define N_FLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
+
+const struct option CLI_CONFIG_OPTIONS[] = {
+#define OPT(i) {FLAGS[i].flag, required_argument, NULL, CLI_CONFIG_OPT_BASE + i}
+    OPT(0), OPT(1), OPT(2), OPT(3), OPT(4), OPT(5), OPT(6), OPT(7), OPT(8), OPT(9), OPT(10),
+    OPT(11), OPT(12), OPT(13), OPT(14), OPT(15), OPT(16), OPT(17), OPT(18), OPT(19), OPT(20),
+#undef OPT
+    {"pnorm", required_argument, NULL, CLI_CONFIG_OPT_BASE + N_FLAGS},
+    {0, 0, 0, 0}};
+
+int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
+                          int *model_flag_seen) {
+    int i = opt - CLI_CONFIG_OPT_BASE;
+    if (i == N_FLAGS) {
+        int mode = pnorm_parse(value);
+        if (mode < 0) tf_die("--pnorm: expected l2_norm_gelu, gelu_l2_norm or softmax, got '%s'", value);
+        mc->pnorm = mode;
+        *model_flag_seen = 1;
+        return 1;
+    }
+    if (i < 0 || i > N_FLAGS) return 0;
+    const ConfigFlag *f = &FLAGS[i];
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", f->flag);
+    char *base = f->is_model ? (char *)mc : (char *)tc;
+    if (f->is_model) *model_flag_seen = 1;
+    if (f->type == F_INT) *(int *)(base + f->offset) = (int)cli_int(flag, value, (long)f->lo, (long)f->hi);
+    else if (f->type == F_FLOAT) *(float *)(base + f->offset) = (float)cli_float(flag, value, f->lo, f->hi);
+    else *(unsigned long long *)(base + f->offset) = (unsigned long long)cli_int(flag, value, 0, 0x7fffffffffffffffL);
+    return 1;
+}
+
+void cli_print_config_help(void) {
+    for (int i = 0; i < N_FLAGS; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "--%s %s", FLAGS[i].flag, FLAGS[i].type == F_INT || FLAGS[i].type == F_U64 ? "N" : "X");
+        printf("  %-22s %s\n", left, FLAGS[i].help);
+    }
+    printf("  %-22s %s\n", "--pnorm MODE", "l2_norm_gelu (default), gelu_l2_norm or softmax");
+}

@@ -1,0 +1,363 @@
+/* tokenformer train: the training loop (SPEC section 4). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "common.h"
+#include "data.h"
+#include "model.h"
+
+static void train_help(void) {
+    printf("usage: tokenformer train [FILE] [options]\n"
+           "\n"
+           "Train a TokenFormer on a UTF-8 text file (default data/input.txt; 'make data'\n"
+           "fetches tiny shakespeare). Prints 'step N: train loss X, val loss Y' at each\n"
+           "evaluation, progress lines with tokens/s and ETA, and keeps two checkpoints:\n"
+           "the latest and the best by val loss.\n"
+           "\n"
+           "options:\n"
+           "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
+           "  --out PATH             a directory (writes latest.safetensors and\n"
+           "                         best.safetensors in it) or a FILE.safetensors (best:\n"
+           "                         FILE.best.safetensors); default out/\n"
+           "  --resume CKPT          continue a run from a checkpoint exactly\n"
+           "  --new-stage            with --resume: restart warmup + cosine from the\n"
+           "                         checkpoint's iteration over --max-iters more iterations\n"
+           "                         (the official grow recipe); default continues the schedule\n"
+           "  --freeze-old           with --resume: train only rows added by 'grow'\n"
+           "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
+           "  --threads N            CPU threads (default: all cores)\n"
+           "  --tf32                 TF32 tensor-core matmuls on CUDA (default fp32)\n"
+           "  -h, --help             this help\n"
+           "\n"
+           "model and training settings (override the preset):\n");
+    cli_print_config_help();
+}
+
+/* ---------------- signals: finish the step, save, exit ---------------- */
+
+static volatile sig_atomic_t g_stop_requested;
+
+static void on_signal(int sig) {
+    if (g_stop_requested) _exit(128 + sig); /* second signal: at once */
+    g_stop_requested = sig;
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---------------- options ---------------- */
+
+typedef struct {
+    const char *file;
+    const char *out;
+    const char *resume;
+    const char *device;
+    int threads;
+    int tf32;
+    int new_stage;
+    int freeze_old;
+    ModelConfig mc;
+    TrainConfig tc;
+    int model_flag_seen;
+    int min_lr_set;
+    int max_iters_set;
+} TrainArgs;
+
+enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_NEW_STAGE, O_FREEZE, O_HELP };
+
+static void parse_train_args(int argc, char **argv, TrainArgs *a) {
+    static const struct option own[] = {
+        {"preset", required_argument, NULL, O_PRESET},   {"out", required_argument, NULL, O_OUT},
+        {"resume", required_argument, NULL, O_RESUME},   {"device", required_argument, NULL, O_DEVICE},
+        {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
+        {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
+        {"help", no_argument, NULL, O_HELP}};
+    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
+    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
+    struct option all[64];
+    memcpy(all, own, sizeof own);
+    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
+
+    /* The preset comes first so that other flags override it wherever they stand. */
+    const Preset *preset = preset_find("tiny");
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--preset") && i + 1 < argc) v = argv[i + 1];
+        else if (!strncmp(argv[i], "--preset=", 9)) v = argv[i] + 9;
+        if (v && !(preset = preset_find(v)))
+            tf_die("--preset: unknown preset '%s' (expected %s)", v, preset_names());
+    }
+    memset(a, 0, sizeof *a);
+    a->mc = preset->model;
+    a->tc = preset->train;
+    a->out = "out";
+    a->device = "auto";
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
+        switch (opt) {
+        case O_PRESET: break;
+        case O_OUT: a->out = optarg; break;
+        case O_RESUME: a->resume = optarg; break;
+        case O_DEVICE: a->device = optarg; break;
+        case O_THREADS: a->threads = (int)cli_int("--threads", optarg, 1, 4096); break;
+        case O_TF32: a->tf32 = 1; break;
+        case O_NEW_STAGE: a->new_stage = 1; break;
+        case O_FREEZE: a->freeze_old = 1; break;
+        case 'h':
+        case O_HELP: train_help(); exit(0);
+        default:
+            if (opt >= CLI_CONFIG_OPT_BASE &&
+                cli_apply_config_flag(opt, optarg, &a->mc, &a->tc, &a->model_flag_seen)) {
+                if (opt == CLI_CONFIG_OPT_BASE + 11) a->min_lr_set = 1;
+                if (opt == CLI_CONFIG_OPT_BASE + 9) a->max_iters_set = 1;
+                break;
+            }
+            cli_unknown_flag("train", argv);
+        }
+    }
+    if (optind < argc - 1) tf_die("train: expected one input file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
+    a->file = optind < argc ? argv[optind] : "data/input.txt";
+    if (!a->min_lr_set) a->tc.min_lr = a->tc.lr / 10.0f;
+    if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
+}
+
+/* ---------------- output paths ---------------- */
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static void output_paths(const char *out, char *latest, char *best, size_t len) {
+    if (ends_with(out, ".safetensors")) {
+        snprintf(latest, len, "%s", out);
+        snprintf(best, len, "%.*s.best.safetensors", (int)(strlen(out) - 12), out);
+        return;
+    }
+    struct stat st;
+    if (stat(out, &st) != 0) {
+        if (mkdir(out, 0755) != 0) tf_die("--out: cannot create directory '%s'", out);
+    } else if (!S_ISDIR(st.st_mode)) {
+        tf_die("--out: '%s' exists and is not a directory (give a directory or a .safetensors path)", out);
+    }
+    snprintf(latest, len, "%s/latest.safetensors", out);
+    snprintf(best, len, "%s/best.safetensors", out);
+}
+
+/* ---------------- schedule and evaluation ---------------- */
+
+/* Linear warmup, then cosine from lr to min_lr, measured from the stage start. */
+static float learning_rate(const TrainConfig *tc, int stage_start, int iter) {
+    int i = iter - stage_start, total = tc->max_iters - stage_start;
+    if (i < tc->warmup_iters) return tc->lr * (float)(i + 1) / (float)(tc->warmup_iters + 1);
+    if (i >= total) return tc->min_lr;
+    double ratio = (double)(i - tc->warmup_iters) / (double)(total - tc->warmup_iters);
+    double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
+    return tc->min_lr + (float)coeff * (tc->lr - tc->min_lr);
+}
+
+/* Mean loss over eval_iters batches of a split. Its own generator (seeded by
+ * the iteration) keeps the training batch stream untouched. */
+static float estimate_loss(Model *m, const Dataset *d, Split split, const TrainConfig *tc, int iter,
+                           int *tok, int *tgt) {
+    Rng r;
+    rng_seed(&r, tc->seed ^ tf_mix64(0xe7a1ULL + (uint64_t)iter * 2 + split));
+    double total = 0.0;
+    for (int k = 0; k < tc->eval_iters; k++) {
+        dataset_batch(d, split, &r, m->B_alloc, m->T_alloc, tok, tgt);
+        total += model_forward(m, tok, tgt, m->B_alloc, m->T_alloc, 0, 0);
+    }
+    return (float)(total / tc->eval_iters);
+}
+
+static void format_duration(double s, char *buf, size_t len) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, len, "%lds", t);
+}
+
+static void save_or_die(const char *path, const Model *m, const Vocab *v, const TrainState *ts) {
+    char err[TF_ERRLEN];
+    if (checkpoint_save(path, m, v, ts, 1, err)) tf_die("saving checkpoint: %s", err);
+}
+
+/* ---------------- setup ---------------- */
+
+static void mark_rows_frozen(Model *m) {
+    /* --freeze-old: everything that existed before the last grow stays put. */
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        int newest_birth = p->seg[p->n_seg - 1].birth;
+        for (int k = 0; k < p->n_seg; k++)
+            if (p->n_seg == 1 || p->seg[k].birth < newest_birth) p->seg[k].frozen = 1;
+    }
+}
+
+static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, TrainState *ts) {
+    char err[TF_ERRLEN];
+    if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
+    if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
+    if (!checkpoint_had_optimizer()) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
+    /* Training settings come from the checkpoint unless given again on the command line. */
+    if (ts->has_train && !a->new_stage) {
+        TrainConfig given = a->tc;
+        a->tc = ts->train;
+        if (a->max_iters_set) a->tc.max_iters = given.max_iters;
+    }
+    if (a->new_stage) {
+        ts->stage_start = ts->iter;
+        a->tc.max_iters = ts->iter + a->tc.max_iters;
+        printf("schedule: new stage from iteration %d: warmup %d + cosine to iteration %d\n",
+               ts->iter, a->tc.warmup_iters, a->tc.max_iters);
+    } else {
+        printf("schedule: continuing the checkpoint's schedule (stage start %d) to iteration %d\n",
+               ts->stage_start, a->tc.max_iters);
+    }
+    if (a->freeze_old) {
+        mark_rows_frozen(m);
+        printf("freeze-old: only rows added by grow are trained\n");
+    }
+    printf("resumed from %s at iteration %d (optimizer step %d, best val loss %.4f)\n", a->resume,
+           ts->iter, m->step, ts->best_val);
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a;
+    parse_train_args(argc, argv, &a);
+    char err[TF_ERRLEN];
+    uint32_t *cps;
+    size_t n_cps;
+    if (text_file_read(a.file, &cps, &n_cps, err)) tf_die("%s", err);
+
+    const Ops *ops = cli_open_device(a.device, a.threads, 0);
+    if (a.tf32) ops_set_tf32(ops, 1);
+    Model m;
+    Vocab vocab;
+    TrainState ts;
+    train_state_init(&ts);
+    if (a.resume) {
+        setup_resume(&a, ops, &m, &vocab, &ts);
+    } else {
+        if (vocab_build(&vocab, cps, n_cps, err)) tf_die("%s: %s", a.file, err);
+        a.mc.vocab_size = vocab.size;
+        if (model_create(&m, &a.mc, NULL, ops, err)) tf_die("%s", err);
+        model_init_weights(&m, a.tc.seed);
+        Rng r;
+        rng_seed(&r, a.tc.seed);
+        ts.data_rng = r.state;
+    }
+    if (train_config_validate(&a.tc, err)) tf_die("%s", err);
+    ts.train = a.tc;
+    ts.has_train = 1;
+
+    Dataset data;
+    if (dataset_build(&data, cps, n_cps, &vocab, m.cfg.block_size, err)) tf_die("%s: %s", a.file, err);
+    free(cps);
+    int B = a.tc.batch_size, T = m.cfg.block_size;
+    if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
+
+    char latest[4096], best[4096];
+    output_paths(a.out, latest, best, sizeof latest);
+    printf("model: %d layers, d=%d, %d heads, n_attn=%d, n_ffn=%d, T=%d, vocab=%d, pnorm=%s\n",
+           m.cfg.n_layer, m.cfg.d_model, m.cfg.n_head, m.cfg.n_attn, m.cfg.n_ffn, T,
+           m.cfg.vocab_size, pnorm_name(m.cfg.pnorm));
+    printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&m, 1), model_num_params(&m, 0));
+    printf("data: %s, %zu train / %zu val characters; batch %d x %d; %d iterations\n", a.file,
+           data.n_train, data.n - data.n_train, B, T, a.tc.max_iters);
+    fflush(stdout);
+
+    int *tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
+    int *tgt = tok + (size_t)B * T;
+    Rng data_rng = {ts.data_rng};
+    install_signal_handlers();
+    double t_start = tf_now_seconds(), t_last = t_start;
+    int first_iter = ts.iter, exit_code = 0;
+    float loss_acc = 0.0f;
+    int loss_count = 0;
+
+    for (int iter = ts.iter;; iter++) {
+        int last = iter >= a.tc.max_iters;
+        if (iter % a.tc.eval_interval == 0 || last) {
+            float tl = estimate_loss(&m, &data, SPLIT_TRAIN, &a.tc, iter, tok, tgt);
+            float vl = estimate_loss(&m, &data, SPLIT_VAL, &a.tc, iter, tok, tgt);
+            printf("step %d: train loss %.4f, val loss %.4f\n", iter, tl, vl);
+            fflush(stdout);
+            ts.iter = iter;
+            ts.data_rng = data_rng.state;
+            if (vl < ts.best_val && isfinite(vl)) {
+                ts.best_val = vl;
+                save_or_die(best, &m, &vocab, &ts);
+            }
+            save_or_die(latest, &m, &vocab, &ts);
+            t_last = tf_now_seconds(); /* keep evaluation out of the step timing */
+        }
+        if (last) break;
+        if (g_stop_requested) {
+            ts.iter = iter;
+            ts.data_rng = data_rng.state;
+            save_or_die(latest, &m, &vocab, &ts);
+            printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
+                   (int)g_stop_requested, iter, latest, latest);
+            exit_code = 130;
+            break;
+        }
+
+        float lr = learning_rate(&a.tc, ts.stage_start, iter);
+        dataset_batch(&data, SPLIT_TRAIN, &data_rng, B, T, tok, tgt);
+        uint64_t drop_seed = tf_mix64(a.tc.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
+        float loss = model_forward(&m, tok, tgt, B, T, 1, drop_seed);
+        model_zero_grad(&m);
+        model_backward(&m);
+        float norm = model_grad_norm(&m);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            fprintf(stderr, "tokenformer: error: non-finite %s at iteration %d; stopping. The last good checkpoint (%s) is intact.\n",
+                    isfinite(loss) ? "gradient norm" : "loss", iter, latest);
+            exit_code = 1;
+            break;
+        }
+        float scale = (a.tc.grad_clip > 0.0f && norm > a.tc.grad_clip) ? a.tc.grad_clip / norm : 1.0f;
+        model_update(&m, lr, &a.tc, scale);
+        loss_acc += loss;
+        loss_count++;
+
+        if ((iter + 1) % a.tc.log_interval == 0) {
+            double now = tf_now_seconds(), dt = (now - t_last) / loss_count;
+            double per_iter = (now - t_start) / (iter + 1 - first_iter);
+            char eta[32];
+            format_duration(per_iter * (a.tc.max_iters - iter - 1), eta, sizeof eta);
+            printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n",
+                   iter + 1, a.tc.max_iters, loss_acc / loss_count, lr, norm, dt * 1e3,
+                   (double)B * T / dt, eta);
+            fflush(stdout);
+            t_last = now;
+            loss_acc = 0.0f;
+            loss_count = 0;
+        }
+    }
+    if (exit_code == 0) {
+        char took[32];
+        format_duration(tf_now_seconds() - t_start, took, sizeof took);
+        printf("done in %s: best val loss %.4f (%s), latest %s\n", took, ts.best_val, best, latest);
+    }
+    free(tok);
+    dataset_free(&data);
+    vocab_free(&vocab);
+    model_free(&m);
+    return exit_code;
+}
