@@ -1,0 +1,516 @@
+/* Compares every op of the CUDA backend with the CPU backend on fresh random
+ * inputs (odd sizes, forward and backward, all three Pattention modes).
+ * Prints "PASS <name> (rel err X)" / "FAIL <name> ..." per check, where
+ * rel err = max_i |cuda_i - cpu_i| / max_i |cpu_i|; exits 1 on any failure.
+ * Without a usable GPU (or a build without CUDA) prints one SKIP line, exits 0. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "rng.h"
+#ifdef TF_CUDA
+#include "ops_cuda.h"
+#endif
+
+#ifndef TF_CUDA
+int main(void) {
+    printf("SKIP test_cuda_ops: built without CUDA (nvcc not found or CUDA=0)\n");
+    return 0;
+}
+#else
+
+#define TOL 2e-5 /* fp32 against fp32 (different summation orders) */
+
+static const Ops *GPU, *CPU;
+static Rng rng;
+static int n_pass, n_fail;
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "test_cuda_ops: out of host memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* A tensor on both backends: c on the host (CPU backend), g on the GPU. */
+typedef struct {
+    float *c, *g;
+    size_t n;
+} Buf;
+
+static float rand_val(float scale) {
+    float u;
+    do u = 2.0f * rng_uniform(&rng) - 1.0f;
+    while (fabsf(u) < 1e-3f); /* non-zero data */
+    return u * scale;
+}
+
+static Buf buf_from(const float *h, size_t n) {
+    Buf b = {xmalloc(n * sizeof(float)), GPU->alloc(n * sizeof(float)), n};
+    if (!b.g) {
+        fprintf(stderr, "test_cuda_ops: GPU alloc of %zu floats failed\n", n);
+        exit(1);
+    }
+    memcpy(b.c, h, n * sizeof(float));
+    GPU->to_device(b.g, h, n * sizeof(float));
+    return b;
+}
+
+static Buf buf_rand(size_t n, float scale) {
+    float *h = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = rand_val(scale);
+    Buf b = buf_from(h, n);
+    free(h);
+    return b;
+}
+
+/* An output that the op must overwrite: poisoned with NaN on the GPU so an
+ * element it forgets to write fails the comparison. */
+static Buf buf_out(size_t n) {
+    float *h = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    Buf b = buf_from(h, n);
+    free(h);
+    return b;
+}
+
+static void buf_free(Buf *b) {
+    free(b->c);
+    GPU->free(b->g);
+    b->c = b->g = NULL;
+}
+
+typedef struct {
+    int *c, *g;
+} IBuf;
+
+static IBuf ibuf_from(const int *h, size_t n) {
+    IBuf b = {xmalloc(n * sizeof(int)), GPU->alloc(n * sizeof(int))};
+    memcpy(b.c, h, n * sizeof(int));
+    GPU->to_device(b.g, h, n * sizeof(int));
+    return b;
+}
+
+static void ibuf_free(IBuf *b) {
+    free(b->c);
+    GPU->free(b->g);
+}
+
+/* max |gpu - cpu| / max |cpu|; infinite when the GPU has a NaN/Inf the CPU does not. */
+static double rel_err(const Buf *b) {
+    float *h = xmalloc(b->n * sizeof(float));
+    GPU->to_host(h, b->g, b->n * sizeof(float));
+    double maxdiff = 0.0, maxref = 0.0;
+    for (size_t i = 0; i < b->n; i++) {
+        double r = b->c[i], x = h[i];
+        if (!isfinite(x) && isfinite(r)) {
+            free(h);
+            return INFINITY;
+        }
+        double d = fabs(x - r);
+        if (d > maxdiff) maxdiff = d;
+        if (fabs(r) > maxref) maxref = fabs(r);
+    }
+    free(h);
+    return maxref > 0.0 ? maxdiff / maxref : maxdiff;
+}
+
+static double scalar_err(double gpu, double cpu) {
+    if (!isfinite(gpu)) return INFINITY;
+    double d = fabs(gpu - cpu);
+    return fabs(cpu) > 0.0 ? d / fabs(cpu) : d;
+}
+
+static void check(const char *name, double err, double tol) {
+    if (err <= tol) {
+        printf("PASS %s (rel err %.2e)\n", name, err);
+        n_pass++;
+    } else {
+        printf("FAIL %s (rel err %.2e > tol %.0e)\n", name, err, tol);
+        n_fail++;
+    }
+}
+
+static void check_flag(const char *name, int ok, const char *what) {
+    if (ok) {
+        printf("PASS %s\n", name);
+        n_pass++;
+    } else {
+        printf("FAIL %s: %s\n", name, what);
+        n_fail++;
+    }
+}
+
+static void checkb(const char *name, const Buf *b) { check(name, rel_err(b), TOL); }
+
+static void checkf(const char *fmt, const char *tag, const Buf *b) {
+    char name[128];
+    snprintf(name, sizeof name, fmt, tag);
+    checkb(name, b);
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static void test_memory(void) {
+    size_t n = 1001;
+    float *g = GPU->alloc(n * sizeof(float));
+    float *h = xmalloc(n * sizeof(float));
+    GPU->to_host(h, g, n * sizeof(float));
+    int zero = 1;
+    for (size_t i = 0; i < n; i++) zero &= h[i] == 0.0f;
+    check_flag("alloc_zero_filled", zero, "fresh allocation not zero");
+
+    float *src = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) src[i] = rand_val(3.0f);
+    float *g2 = GPU->alloc(n * sizeof(float));
+    GPU->to_device(g, src, n * sizeof(float));
+    GPU->copy(g2, g, n * sizeof(float));
+    GPU->synchronize();
+    GPU->to_host(h, g2, n * sizeof(float));
+    check_flag("to_device_copy_to_host", memcmp(h, src, n * sizeof(float)) == 0,
+               "round trip changed data");
+    GPU->zero(g2 + 10, 100 * sizeof(float));
+    GPU->to_host(h, g2, n * sizeof(float));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= (i >= 10 && i < 110) ? h[i] == 0.0f : h[i] == src[i];
+    check_flag("zero_range", ok, "zero wrote outside or missed its range");
+    GPU->free(g);
+    GPU->free(g2);
+    free(h);
+    free(src);
+
+    void *huge = GPU->alloc((size_t)1 << 50); /* 1 PiB */
+    check_flag("alloc_oom_returns_null", huge == NULL, "1 PiB allocation did not return NULL");
+    if (huge) GPU->free(huge);
+    /* the backend still works after a failed allocation */
+    float *g3 = GPU->alloc(16);
+    check_flag("alloc_after_oom", g3 != NULL, "allocation failed after an OOM");
+    if (g3) GPU->free(g3);
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+static double matmul_err(int M, int N, int K, int ta, int tb, float alpha, float beta) {
+    Buf A = buf_rand((size_t)M * K, 1.0f), B = buf_rand((size_t)K * N, 1.0f);
+    Buf C = beta != 0.0f ? buf_rand((size_t)M * N, 1.0f) : buf_out((size_t)M * N);
+    CPU->matmul(C.c, A.c, B.c, M, N, K, ta, tb, alpha, beta);
+    GPU->matmul(C.g, A.g, B.g, M, N, K, ta, tb, alpha, beta);
+    double e = rel_err(&C);
+    buf_free(&A);
+    buf_free(&B);
+    buf_free(&C);
+    return e;
+}
+
+static void test_matmul(void) {
+    const char *names[4] = {"nn", "nt", "tn", "tt"};
+    for (int tr = 0; tr < 4; tr++) {
+        int ta = tr >> 1, tb = tr & 1;
+        char name[64];
+        snprintf(name, sizeof name, "matmul_%s", names[tr]);
+        check(name, matmul_err(37, 53, 24, ta, tb, 0.7f, 0.3f), TOL);
+        snprintf(name, sizeof name, "matmul_%s_beta0", names[tr]);
+        check(name, matmul_err(53, 19, 37, ta, tb, 1.0f, 0.0f), TOL);
+    }
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+static void test_embedding(void) {
+    int N = 37, C = 24, vocab = 11; /* few ids: repeated tokens in backward */
+    int tok[37];
+    for (int i = 0; i < N; i++) tok[i] = (int)rng_below(&rng, vocab);
+    IBuf t = ibuf_from(tok, N);
+    Buf wte = buf_rand((size_t)vocab * C, 1.0f), out = buf_out((size_t)N * C);
+    CPU->embedding_forward(out.c, t.c, wte.c, N, C);
+    GPU->embedding_forward(out.g, t.g, wte.g, N, C);
+    checkb("embedding_forward", &out);
+    Buf dout = buf_rand((size_t)N * C, 1.0f);
+    Buf dwte = buf_rand((size_t)vocab * C, 1.0f); /* accumulates */
+    CPU->embedding_backward(dwte.c, dout.c, t.c, N, C);
+    GPU->embedding_backward(dwte.g, dout.g, t.g, N, C);
+    checkb("embedding_backward", &dwte);
+    ibuf_free(&t);
+    buf_free(&wte);
+    buf_free(&out);
+    buf_free(&dout);
+    buf_free(&dwte);
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+static void test_layernorm(int N, int C, int affine) {
+    const char *tag = affine ? "affine" : "nonparam";
+    char tagc[64];
+    snprintf(tagc, sizeof tagc, "%s_C%d", tag, C);
+    Buf x = buf_rand((size_t)N * C, 2.0f), out = buf_out((size_t)N * C);
+    Buf mean = buf_out(N), rstd = buf_out(N);
+    /* offset the rows so that the mean matters */
+    for (size_t i = 0; i < x.n; i++) x.c[i] += 0.5f;
+    GPU->to_device(x.g, x.c, x.n * sizeof(float));
+    Buf w = buf_rand(C, 1.0f), b = buf_rand(C, 1.0f);
+    CPU->layernorm_forward(out.c, mean.c, rstd.c, x.c, affine ? w.c : NULL, affine ? b.c : NULL,
+                           N, C);
+    GPU->layernorm_forward(out.g, mean.g, rstd.g, x.g, affine ? w.g : NULL, affine ? b.g : NULL,
+                           N, C);
+    checkf("layernorm_forward_%s_out", tagc, &out);
+    checkf("layernorm_forward_%s_mean", tagc, &mean);
+    checkf("layernorm_forward_%s_rstd", tagc, &rstd);
+    Buf dout = buf_rand((size_t)N * C, 1.0f), dx = buf_rand((size_t)N * C, 1.0f);
+    Buf dw = buf_rand(C, 1.0f), db = buf_rand(C, 1.0f);
+    CPU->layernorm_backward(dx.c, affine ? dw.c : NULL, affine ? db.c : NULL, dout.c, x.c,
+                            affine ? w.c : NULL, mean.c, rstd.c, N, C);
+    GPU->layernorm_backward(dx.g, affine ? dw.g : NULL, affine ? db.g : NULL, dout.g, x.g,
+                            affine ? w.g : NULL, mean.g, rstd.g, N, C);
+    checkf("layernorm_backward_%s_dx", tagc, &dx);
+    if (affine) {
+        checkf("layernorm_backward_%s_dw", tagc, &dw);
+        checkf("layernorm_backward_%s_db", tagc, &db);
+    }
+    Buf *all[] = {&x, &out, &mean, &rstd, &w, &b, &dout, &dx, &dw, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* ---------------------------------------------------------------- pattention */
+
+static void test_pattention(int mode, int N, int d_in, int n, int d_out) {
+    static const char *modes[3] = {"l2_norm_gelu", "gelu_l2_norm", "softmax"};
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s_N%d_n%d", modes[mode], N, n);
+    float tau = sqrtf((float)n);
+    Buf X = buf_rand((size_t)N * d_in, 1.0f), K = buf_rand((size_t)n * d_in, 0.5f);
+    Buf V = buf_rand((size_t)n * d_out, 0.5f);
+    Buf Y = buf_out((size_t)N * d_out), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d_in, n, d_out);
+    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d_in, n, d_out);
+    checkf("pattention_forward_%s_A", tag, &A);
+    checkf("pattention_forward_%s_S", tag, &S);
+    checkf("pattention_forward_%s_Y", tag, &Y);
+    Buf dY = buf_rand((size_t)N * d_out, 1.0f), dA = buf_out((size_t)N * n);
+    Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand((size_t)n * d_in, 1.0f);
+    Buf dV = buf_rand((size_t)n * d_out, 1.0f);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
+                             d_in, n, d_out);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
+                             d_in, n, d_out);
+    checkf("pattention_backward_%s_dA", tag, &dA);
+    checkf("pattention_backward_%s_dX", tag, &dX);
+    checkf("pattention_backward_%s_dK", tag, &dK);
+    checkf("pattention_backward_%s_dV", tag, &dV);
+    Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* ---------------------------------------------------------------- rope */
+
+static void test_rope(int B, int T, int H, int hd, int rot) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "T%d_rot%d", T, rot);
+    size_t n = (size_t)B * T * H * hd;
+    Buf x = buf_rand(n, 1.0f);
+    float *orig = xmalloc(n * sizeof(float));
+    memcpy(orig, x.c, n * sizeof(float));
+    CPU->rope(x.c, B, T, H, hd, rot, 0);
+    GPU->rope(x.g, B, T, H, hd, rot, 0);
+    checkf("rope_forward_%s", tag, &x);
+    CPU->rope(x.c, B, T, H, hd, rot, 1);
+    GPU->rope(x.g, B, T, H, hd, rot, 1);
+    checkf("rope_inverse_%s", tag, &x);
+    memcpy(x.c, orig, n * sizeof(float)); /* inverse(forward(x)) == x */
+    checkf("rope_roundtrip_%s", tag, &x);
+    free(orig);
+    buf_free(&x);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static void test_attention(int B, int T, int H, int hd) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "B%d_T%d_H%d_hd%d", B, T, H, hd);
+    size_t n = (size_t)B * T * H * hd, na = (size_t)B * H * T * T;
+    Buf q = buf_rand(n, 1.0f), k = buf_rand(n, 1.0f), v = buf_rand(n, 1.0f);
+    Buf out = buf_out(n), att = buf_out(na);
+    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    checkf("attention_forward_%s_out", tag, &out);
+    checkf("attention_forward_%s_att", tag, &att);
+    Buf dout = buf_rand(n, 1.0f), dq = buf_out(n), dk = buf_out(n), dv = buf_out(n);
+    Buf datt = buf_out(na);
+    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, q.c, k.c, v.c, att.c, B, T, H, hd);
+    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H, hd);
+    checkf("attention_backward_%s_dq", tag, &dq);
+    checkf("attention_backward_%s_dk", tag, &dk);
+    checkf("attention_backward_%s_dv", tag, &dv);
+    Buf *all[] = {&q, &k, &v, &out, &att, &dout, &dq, &dk, &dv, &datt};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* ---------------------------------------------------------------- dropout etc. */
+
+static void test_dropout(void) {
+    size_t n = 10007;
+    float p = 0.3f;
+    uint64_t seed = rng_next(&rng);
+    Buf x = buf_rand(n, 1.0f), out = buf_out(n);
+    CPU->dropout_forward(out.c, x.c, p, seed, n);
+    GPU->dropout_forward(out.g, x.g, p, seed, n);
+    checkb("dropout_forward", &out);
+    float *h = xmalloc(n * sizeof(float));
+    GPU->to_host(h, out.g, n * sizeof(float));
+    size_t mismatch = 0, dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        mismatch += (h[i] == 0.0f) != (out.c[i] == 0.0f);
+        dropped += out.c[i] == 0.0f;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%zu mask mismatches (%zu dropped on cpu)", mismatch, dropped);
+    check_flag("dropout_mask_identical", mismatch == 0 && dropped > 0 && dropped < n, what);
+    Buf dout = buf_rand(n, 1.0f), dx = buf_out(n);
+    CPU->dropout_backward(dx.c, dout.c, p, seed, n);
+    GPU->dropout_backward(dx.g, dout.g, p, seed, n);
+    checkb("dropout_backward", &dx);
+    CPU->dropout_forward(x.c, x.c, p, seed + 1, n); /* in place */
+    GPU->dropout_forward(x.g, x.g, p, seed + 1, n);
+    checkb("dropout_forward_inplace", &x);
+    free(h);
+    buf_free(&x);
+    buf_free(&out);
+    buf_free(&dout);
+    buf_free(&dx);
+}
+
+static void test_elementwise(void) {
+    size_t n = 100003;
+    Buf a = buf_rand(n, 1.0f), b = buf_rand(n, 1.0f), out = buf_out(n);
+    CPU->add(out.c, a.c, b.c, n);
+    GPU->add(out.g, a.g, b.g, n);
+    checkb("add", &out);
+    CPU->add(a.c, a.c, b.c, n); /* aliasing */
+    GPU->add(a.g, a.g, b.g, n);
+    checkb("add_inplace", &a);
+    CPU->accumulate(b.c, out.c, n);
+    GPU->accumulate(b.g, out.g, n);
+    checkb("accumulate", &b);
+    CPU->scale(b.c, -0.37f, n);
+    GPU->scale(b.g, -0.37f, n);
+    checkb("scale", &b);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&out);
+}
+
+static void test_cross_entropy(int N, int V) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "N%d_V%d", N, V);
+    Buf logits = buf_rand((size_t)N * V, 4.0f), probs = buf_out((size_t)N * V);
+    int *tg = xmalloc(N * sizeof(int));
+    int valid = 0;
+    for (int i = 0; i < N; i++) {
+        tg[i] = i % 7 == 3 ? -1 : (int)rng_below(&rng, V); /* some ignored rows */
+        valid += tg[i] >= 0;
+    }
+    IBuf t = ibuf_from(tg, N);
+    float lc = CPU->cross_entropy_forward(probs.c, logits.c, t.c, N, V);
+    float lg = GPU->cross_entropy_forward(probs.g, logits.g, t.g, N, V);
+    char name[96];
+    snprintf(name, sizeof name, "cross_entropy_forward_%s_loss", tag);
+    check(name, scalar_err(lg, lc), TOL);
+    checkf("cross_entropy_forward_%s_probs", tag, &probs);
+    Buf dl = buf_out((size_t)N * V);
+    float sc = 1.0f / (float)valid;
+    CPU->cross_entropy_backward(dl.c, probs.c, t.c, sc, N, V);
+    GPU->cross_entropy_backward(dl.g, probs.g, t.g, sc, N, V);
+    checkf("cross_entropy_backward_%s", tag, &dl);
+    free(tg);
+    ibuf_free(&t);
+    buf_free(&logits);
+    buf_free(&probs);
+    buf_free(&dl);
+}
+
+static void test_sum_squares(size_t n) {
+    Buf x = buf_rand(n, 1.0f);
+    float c = CPU->sum_squares(x.c, n);
+    float g1 = GPU->sum_squares(x.g, n), g2 = GPU->sum_squares(x.g, n);
+    char name[64];
+    snprintf(name, sizeof name, "sum_squares_n%zu", n);
+    check(name, scalar_err(g1, c), TOL);
+    snprintf(name, sizeof name, "sum_squares_n%zu_deterministic", n);
+    check_flag(name, memcmp(&g1, &g2, sizeof g1) == 0, "two calls differ");
+    buf_free(&x);
+}
+
+static void test_adamw(void) {
+    size_t n = 10007;
+    Buf p = buf_rand(n, 1.0f), m = buf_rand(n, 0.1f), v = buf_rand(n, 0.1f);
+    for (size_t i = 0; i < n; i++) v.c[i] = fabsf(v.c[i]); /* second moments are >= 0 */
+    GPU->to_device(v.g, v.c, n * sizeof(float));
+    for (int t = 1; t <= 5; t++) {
+        Buf g = buf_rand(n, 1.0f);
+        CPU->adamw(p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+        GPU->adamw(p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+        buf_free(&g);
+    }
+    checkb("adamw_p", &p);
+    checkb("adamw_m", &m);
+    checkb("adamw_v", &v);
+    buf_free(&p);
+    buf_free(&m);
+    buf_free(&v);
+}
+
+static void test_tf32(void) {
+    int M = 256, N = 192, K = 320;
+    ops_cuda_set_tf32(1);
+    check("matmul_tf32_on (tol 5e-3)", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), 5e-3);
+    ops_cuda_set_tf32(0);
+    check("matmul_tf32_off_fp32_again", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), TOL);
+}
+
+int main(void) {
+    char why[256] = "";
+    GPU = ops_cuda(why, sizeof why);
+    if (!GPU) {
+        printf("SKIP test_cuda_ops: %s\n", why[0] ? why : "no usable GPU");
+        return 0;
+    }
+    CPU = ops_cpu();
+    const char *seed_env = getenv("TF_TEST_SEED");
+    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 20241031ULL;
+    rng_seed(&rng, seed);
+    printf("test_cuda_ops: comparing %s against %s (seed %llu, tol %.0e)\n", GPU->name, CPU->name,
+           (unsigned long long)seed, TOL);
+
+    test_memory();
+    test_matmul();
+    test_embedding();
+    test_layernorm(37, 53, 1);
+    test_layernorm(37, 53, 0);
+    test_layernorm(5, 800, 1);
+    for (int mode = 0; mode < 3; mode++) {
+        test_pattention(mode, 37, 24, 53, 19);
+        test_pattention(mode, 5, 16, 1153, 8); /* n larger than a block */
+    }
+    test_rope(2, 13, 3, 8, 4);
+    test_rope(2, 13, 3, 8, 8);
+    test_rope(1, 300, 2, 16, 4); /* large t: angles must match the CPU's */
+    test_attention(2, 13, 3, 8);
+    test_attention(1, 70, 2, 16); /* rows longer than a warp */
+    test_dropout();
+    test_elementwise();
+    test_cross_entropy(37, 67);
+    test_cross_entropy(9, 700);
+    test_sum_squares(1000003);
+    test_sum_squares(37);
+    test_adamw();
+    test_tf32();
+    GPU->synchronize();
+
+    printf("test_cuda_ops: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
+#endif
