@@ -33,13 +33,13 @@ all: tokenformer
 tokenformer: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/%.o: %.cu $(wildcard include/*.h src/cuda/*.cuh)
+$(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c -o $@ $<
+	$(NVCC) $(NVFLAGS) -MMD -MP -c -o $@ $<
 
 # Test programs link every object but main.
 LIB_OBJ := $(filter-out $(BUILD)/src/main.o,$(OBJ))
@@ -75,6 +75,8 @@ deps:
 data: data/input.txt
 data/input.txt:
 	@./scripts/get_data.sh
+
+-include $(OBJ:.o=.d)
 
 clean:
 	rm -rf build build-asan tokenformer tokenformer-asan

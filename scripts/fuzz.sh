@@ -5,6 +5,8 @@
 # Output (binary, corpus, crash files) goes to FUZZ_OUT (default fuzz-out/).
 # The corpus persists between runs and is re-seeded with valid files each
 # time. Exit status is non-zero if the fuzzer found a crash, leak or hang.
+# FUZZ_COVERAGE=1 also replays the corpus through a clang source-coverage
+# build and prints line/branch coverage of src/safetensors.c (llvm-cov).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +55,15 @@ if [ "$RC" -ne 0 ]; then
     exit 1
 fi
 echo "fuzz.sh: no crashes in ${SECONDS_TO_RUN}s"
+
+if [ "${FUZZ_COVERAGE:-0}" = 1 ]; then
+    # libFuzzer's "cov:" counts edges only in instrumented code (not the
+    # system libcjson); this gives per-line numbers for our reader.
+    PROFDATA="$(command -v llvm-profdata || command -v llvm-profdata-14)"
+    LLVMCOV="$(command -v llvm-cov || command -v llvm-cov-14)"
+    "$CC_FUZZ" "${CFLAGS_FUZZ[@]}" -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
+        "${SRCS[@]}" tests/fuzz/fuzz_safetensors.c -lcjson -lm -o "$OUT/fuzz_cov"
+    LLVM_PROFILE_FILE="$OUT/cov.profraw" "$OUT/fuzz_cov" -runs=0 "$OUT/corpus" >/dev/null 2>&1
+    "$PROFDATA" merge -sparse "$OUT/cov.profraw" -o "$OUT/cov.profdata"
+    "$LLVMCOV" report "$OUT/fuzz_cov" -instr-profile="$OUT/cov.profdata" src/safetensors.c
+fi

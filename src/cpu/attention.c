@@ -43,6 +43,7 @@ void cpu_attention_forward(float *out, float *att, const float *q, const float *
                 for (int s = 0; s <= t; s++) {
                     const float *ks = k + ((size_t)b * T + s) * d + h * hd;
                     float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                     for (int i = 0; i < hd; i++) dot += qt[i] * ks[i];
                     p[s] = dot * scale;
                     mx = p[s] > mx ? p[s] : mx;
@@ -90,6 +91,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const 
                     const float *vs = v + ((size_t)b * T + s) * d + h * hd;
                     float *dvs = dv + ((size_t)b * T + s) * d + h * hd;
                     float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
                     for (int i = 0; i < hd; i++) {
                         acc += go[i] * vs[i];
                         dvs[i] += p[s] * go[i];

@@ -8,18 +8,14 @@
 #include <math.h>
 
 #include "cpu_ops.h"
+#include "fastmath.h"
 
-#define INV_SQRT2 0.70710678118654752f
-#define INV_SQRT_2PI 0.39894228040143268f
-
-static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
-
-static inline float gelu_grad(float x) {
-    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-}
+#define gelu fast_gelu
+#define gelu_grad fast_gelu_grad
 
 static float row_l2(const float *a, int n) {
     float s = 0.0f;
+#pragma omp simd reduction(+ : s)
     for (int j = 0; j < n; j++) s += a[j] * a[j];
     return sqrtf(s + PNORM_EPS);
 }
@@ -28,10 +24,12 @@ static float row_l2(const float *a, int n) {
 
 static void l2_norm_gelu_row(float *s, const float *a, float tau, int n) {
     float k = tau / row_l2(a, n);
+#pragma omp simd
     for (int j = 0; j < n; j++) s[j] = gelu(k * a[j]);
 }
 
 static void gelu_l2_norm_row(float *s, const float *a, float tau, int n) {
+#pragma omp simd
     for (int j = 0; j < n; j++) s[j] = gelu(a[j]);
     float k = tau / row_l2(s, n);
     for (int j = 0; j < n; j++) s[j] *= k;
@@ -55,18 +53,21 @@ static void softmax_row(float *s, const float *a, int n) {
 static void l2_norm_gelu_row_backward(float *d, const float *a, float tau, int n) {
     float k = tau / row_l2(a, n);
     float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
     for (int j = 0; j < n; j++) {
         float u = k * a[j];
         d[j] *= gelu_grad(u);
         dot += d[j] * u;
     }
     float c = dot / (tau * tau);
+#pragma omp simd
     for (int j = 0; j < n; j++) d[j] = k * (d[j] - k * a[j] * c);
 }
 
 /* s = tau g / r(g): dg = (tau/r) (dS - s (dS . s) / tau^2), dA = dg GeLU'(a). */
 static void gelu_l2_norm_row_backward(float *d, const float *a, const float *s, float tau, int n) {
     float r2 = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : r2, dot)
     for (int j = 0; j < n; j++) {
         float g = gelu(a[j]);
         r2 += g * g;
@@ -74,6 +75,7 @@ static void gelu_l2_norm_row_backward(float *d, const float *a, const float *s, 
     }
     float k = tau / sqrtf(r2 + PNORM_EPS);
     float c = dot / (tau * tau);
+#pragma omp simd
     for (int j = 0; j < n; j++) d[j] = k * (d[j] - s[j] * c) * gelu_grad(a[j]);
 }
 
