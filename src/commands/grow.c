@@ -1,11 +1,213 @@
 /* tokenformer grow: add or remove Pattention parameter tokens (SPEC section 5). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "data.h"
+#include "evaluate.h"
+#include "grow.h"
+
+static void grow_help(void) {
+    printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
+           "\n"
+           "Append N parameter tokens (key/value rows) to every attention Pattention\n"
+           "(q, k, v, o) and M to every FFN Pattention, or remove them with a negative\n"
+           "count. Training resumes from OUT with 'tokenformer train --resume OUT'.\n"
+           "\n"
+           "options:\n"
+           "  --ckpt IN              checkpoint to change (required)\n"
+           "  --out OUT              where to write the new checkpoint (required)\n"
+           "  --kv +N|-N             rows added to (removed from) q, k, v and o\n"
+           "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N)\n"
+           "  --init zero-key|random new rows: zero-key (default) keeps tau and sets new\n"
+           "                         keys to 0, so the model computes exactly the same\n"
+           "                         function; random is the official release (random keys\n"
+           "                         and values, tau reset to sqrt(n_new))\n"
+           "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
+           "  --data FILE            text for the loss before/after (and for ranking rows\n"
+           "                         when removing; default data/input.txt then)\n"
+           "  --batches N            evaluation batches (default 20)\n"
+           "  --seed S               seed for new rows and batches (default 1337)\n"
+           "  --threads N            CPU threads (default: all cores)\n"
+           "  -h, --help             this help\n"
+           "\n"
+           "Removing rows ranks each row j of a Pattention by its measured importance\n"
+           "mean_t |S_tj| * ||V_j|| over the val batches of --data, and drops the lowest.\n");
+}
+
+/* "0,2,4-5" -> mask[n_layer]; dies naming the bad part. */
+static void parse_layers(const char *s, int n_layer, int *mask) {
+    memset(mask, 0, sizeof(int) * (size_t)n_layer);
+    char *copy = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *dash = strchr(tok, '-');
+        long lo, hi;
+        if (dash) {
+            *dash = '\0';
+            lo = cli_int("--layers", tok, 0, n_layer - 1);
+            hi = cli_int("--layers", dash + 1, lo, n_layer - 1);
+        } else {
+            lo = hi = cli_int("--layers", tok, 0, n_layer - 1);
+        }
+        for (long l = lo; l <= hi; l++) mask[l] = 1;
+    }
+    free(copy);
+}
+
+/* Importance accumulation: column sums of |S| over every evaluated token. */
+typedef struct {
+    double **colsum;
+    long tokens;
+} Importance;
+
+static void accumulate_importance(Model *m, void *ctx) {
+    Importance *imp = ctx;
+    int N = m->B * m->T;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            int n = model_patt_rows(m, l, w);
+            const float *S = m->layers[l].S[w]; /* CPU backend: host memory */
+            double *cs = imp->colsum[l * PATT_PER_LAYER + w];
+            for (int t = 0; t < N; t++)
+                for (int j = 0; j < n; j++) cs[j] += fabsf(S[(size_t)t * n + j]);
+        }
+    imp->tokens += N;
+}
+
+static float **rank_rows(Model *m, const Dataset *d, int batches, uint64_t seed, int *tok, int *tgt) {
+    int n_patt = m->cfg.n_layer * PATT_PER_LAYER;
+    Importance imp = {tf_calloc((size_t)n_patt, sizeof(double *), "importance"), 0};
+    for (int p = 0; p < n_patt; p++)
+        imp.colsum[p] = tf_calloc((size_t)model_patt_rows(m, p / PATT_PER_LAYER, p % PATT_PER_LAYER), sizeof(double), "importance");
+    evaluate_loss_hooked(m, d, SPLIT_VAL, batches, seed, tok, tgt, accumulate_importance, &imp);
+    float **score = tf_calloc((size_t)n_patt, sizeof(float *), "importance");
+    for (int p = 0; p < n_patt; p++) {
+        int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER, n = model_patt_rows(m, l, w);
+        const float *V = tensor_f32(&m->params[model_patt_param(l, w) + 1].t);
+        score[p] = tf_malloc(sizeof(float) * (size_t)n, "importance");
+        for (int j = 0; j < n; j++) {
+            double vn = 0.0;
+            for (int k = 0; k < m->cfg.d_model; k++) vn += (double)V[(size_t)j * m->cfg.d_model + k] * V[(size_t)j * m->cfg.d_model + k];
+            score[p][j] = (float)(imp.colsum[p][j] / (double)imp.tokens * sqrt(vn));
+        }
+        free(imp.colsum[p]);
+    }
+    free(imp.colsum);
+    return score;
+}
+
+static long parse_signed_count(const char *flag, const char *s) {
+    return cli_int(flag, s[0] == '+' ? s + 1 : s, -(1L << 22), 1L << 22);
+}
 
 int cmd_grow(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    tf_die("grow: not implemented yet");
+    enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP };
+    static const struct option opts[] = {
+        {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
+        {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
+        {"init", required_argument, NULL, O_INIT},       {"layers", required_argument, NULL, O_LAYERS},
+        {"data", required_argument, NULL, O_DATA},       {"batches", required_argument, NULL, O_BATCHES},
+        {"seed", required_argument, NULL, O_SEED},       {"threads", required_argument, NULL, O_THREADS},
+        {"help", no_argument, NULL, O_HELP},             {0, 0, 0, 0}};
+    const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
+    long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
+    int kv_set = 0, ffn_set = 0;
+    GrowInit init = GROW_ZERO_KEY;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_CKPT: in = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_KV: kv = parse_signed_count("--kv", optarg); kv_set = 1; break;
+        case O_FFN: ffn = parse_signed_count("--ffn-kv", optarg); ffn_set = 1; break;
+        case O_INIT:
+            if (!strcmp(optarg, "zero-key")) init = GROW_ZERO_KEY;
+            else if (!strcmp(optarg, "random")) init = GROW_RANDOM;
+            else tf_die("--init: expected zero-key or random, got '%s'", optarg);
+            break;
+        case O_LAYERS: layers = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
+        case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
+        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
+        case 'h':
+        case O_HELP: grow_help(); return 0;
+        default: cli_unknown_flag("grow", argv);
+        }
+    }
+    if (optind < argc) tf_die("grow: unexpected argument '%s'", argv[optind]);
+    if (!in) tf_die("grow: --ckpt is required (see 'tokenformer grow --help')");
+    if (!out) tf_die("grow: --out is required");
+    if (!kv_set && !ffn_set) tf_die("grow: give --kv (and/or --ffn-kv) with a row count like +64 or -32");
+    if (!ffn_set) ffn = 4 * kv;
+    if ((kv < 0 && ffn > 0) || (kv > 0 && ffn < 0)) tf_die("grow: --kv and --ffn-kv must both add or both remove rows");
+    if (kv == 0 && ffn == 0) tf_die("grow: nothing to change (--kv 0)");
+    int shrinking = kv < 0 || ffn < 0;
+    if (shrinking && !data) data = "data/input.txt";
+
+    char err[TF_ERRLEN];
+    cli_open_device("cpu", (int)threads, 1);
+    Model m;
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(in, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
+    int L = m.cfg.n_layer, n_patt = L * PATT_PER_LAYER;
+    int *mask = tf_malloc(sizeof(int) * (size_t)L, "layer mask");
+    if (layers) parse_layers(layers, L, mask);
+    else for (int l = 0; l < L; l++) mask[l] = 1;
+    int *delta = tf_calloc((size_t)n_patt, sizeof(int), "row changes");
+    for (int p = 0; p < n_patt; p++)
+        if (mask[p / PATT_PER_LAYER]) delta[p] = (int)(p % PATT_PER_LAYER == PATT_FFN ? ffn : kv);
+
+    Dataset d = {0};
+    int *tok = NULL, *tgt = NULL;
+    float before = NAN;
+    uint64_t eval_seed = (uint64_t)seed * 2 + 1;
+    if (data) {
+        uint32_t *cps;
+        size_t n;
+        if (text_file_read(data, &cps, &n, err)) tf_die("%s", err);
+        if (dataset_build(&d, cps, n, &v, m.cfg.block_size, err)) tf_die("%s: %s", data, err);
+        free(cps);
+        int B = 16, T = m.cfg.block_size;
+        if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
+        tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
+        tgt = tok + (size_t)B * T;
+        before = evaluate_loss(&m, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
+    }
+    float **importance = shrinking ? rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
+
+    GrowSpec spec = {delta, init, (uint64_t)seed, importance};
+    Model g;
+    if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);
+    printf("%s: %zu parameters (%zu without the embedding)\n", in, model_num_params(&m, 1), model_num_params(&m, 0));
+    printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
+           layers ? layers : "every layer", shrinking ? "-" : (init == GROW_ZERO_KEY ? "zero keys, random values, tau kept" : "random keys and values, tau = sqrt(n)"));
+    printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
+    if (data) {
+        char e2[TF_ERRLEN];
+        if (model_alloc_activations(&g, m.B_alloc, m.T_alloc, e2)) tf_die("%s", e2);
+        float after = evaluate_loss(&g, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
+        printf("val loss on %ld fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before, after, after - before);
+    }
+    if (checkpoint_save(out, &g, &v, &ts, 1, err)) tf_die("%s", err);
+    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+
+    if (importance)
+        for (int p = 0; p < n_patt; p++) free(importance[p]);
+    free(importance);
+    free(tok);
+    free(mask);
+    free(delta);
+    if (data) dataset_free(&d);
+    model_free(&g);
+    model_free(&m);
+    vocab_free(&v);
+    return 0;
 }

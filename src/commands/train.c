@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "common.h"
 #include "data.h"
+#include "evaluate.h"
 #include "model.h"
 
 static void train_help(void) {
@@ -175,14 +176,8 @@ static float learning_rate(const TrainConfig *tc, int stage_start, int iter) {
  * the iteration) keeps the training batch stream untouched. */
 static float estimate_loss(Model *m, const Dataset *d, Split split, const TrainConfig *tc, int iter,
                            int *tok, int *tgt) {
-    Rng r;
-    rng_seed(&r, tc->seed ^ tf_mix64(0xe7a1ULL + (uint64_t)iter * 2 + split));
-    double total = 0.0;
-    for (int k = 0; k < tc->eval_iters; k++) {
-        dataset_batch(d, split, &r, m->B_alloc, m->T_alloc, tok, tgt);
-        total += model_forward(m, tok, tgt, m->B_alloc, m->T_alloc, 0, 0);
-    }
-    return (float)(total / tc->eval_iters);
+    uint64_t seed = tc->seed ^ tf_mix64(0xe7a1ULL + (uint64_t)iter * 2 + split);
+    return evaluate_loss(m, d, split, tc->eval_iters, seed, tok, tgt);
 }
 
 static void format_duration(double s, char *buf, size_t len) {
@@ -201,6 +196,9 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
 
 static void mark_rows_frozen(Model *m) {
     /* --freeze-old: everything that existed before the last grow stays put. */
+    int grown = 0;
+    for (int i = 0; i < m->n_params; i++) grown |= m->params[i].n_seg > 1;
+    if (!grown) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         int newest_birth = p->seg[p->n_seg - 1].birth;

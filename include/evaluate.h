@@ -1,0 +1,22 @@
+/* Mean loss of a model on seeded batches of a dataset split. */
+#ifndef TF_EVALUATE_H
+#define TF_EVALUATE_H
+
+#include <stdint.h>
+
+#include "data.h"
+#include "model.h"
+
+/* Mean cross-entropy (nats/char) over n_batches batches of shape
+ * (m->B_alloc, m->T_alloc) drawn with a generator seeded by `seed`: the same
+ * seed gives the same batches, so two checkpoints can be compared exactly.
+ * tok/tgt: host scratch of B*T ints each. Dropout off. */
+float evaluate_loss(Model *m, const Dataset *d, Split split, int n_batches, uint64_t seed,
+                    int *tok, int *tgt);
+
+/* Called after each forward of evaluate_loss (importance ranking uses it). */
+typedef void (*EvalHook)(Model *m, void *ctx);
+float evaluate_loss_hooked(Model *m, const Dataset *d, Split split, int n_batches, uint64_t seed,
+                           int *tok, int *tgt, EvalHook hook, void *ctx);
+
+#endif

@@ -1,0 +1,133 @@
+/* Growing and shrinking Pattentions by rebuilding the model with a row map. */
+#include "grow.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "rng.h"
+
+/* Rows of the old tensor to keep, in order: all of them when growing,
+ * all but the |delta| least important when shrinking. */
+static int *kept_rows(int n_old, int delta, const float *importance, int *n_kept) {
+    int *keep = tf_malloc(sizeof(int) * (size_t)n_old, "row map");
+    int k = 0;
+    if (delta >= 0) {
+        for (int r = 0; r < n_old; r++) keep[k++] = r;
+    } else {
+        char *drop = tf_calloc((size_t)n_old, 1, "row mask");
+        for (int removed = 0; removed < -delta; removed++) {
+            int worst = -1;
+            for (int r = 0; r < n_old; r++)
+                if (!drop[r] && (worst < 0 || importance[r] < importance[worst])) worst = r;
+            drop[worst] = 1;
+        }
+        for (int r = 0; r < n_old; r++)
+            if (!drop[r]) keep[k++] = r;
+        free(drop);
+    }
+    *n_kept = k;
+    return keep;
+}
+
+static int segment_of(const Param *p, int row) {
+    int k = 0;
+    while (k + 1 < p->n_seg && p->seg[k + 1].row_start <= row) k++;
+    return k;
+}
+
+/* Segments after the row map: runs of kept rows from one old segment, then
+ * one new segment for appended rows. */
+static int remap_segments(const Param *src, Param *dst, const int *keep, int n_kept, int n_new,
+                          int birth, char *err) {
+    dst->n_seg = 0;
+    int last = -1;
+    for (int i = 0; i < n_kept; i++) {
+        int s = segment_of(src, keep[i]);
+        if (s == last) continue;
+        if (dst->n_seg == MAX_SEGMENTS) return tf_err(err, "%s: too many growth stages", src->t.name);
+        dst->seg[dst->n_seg] = src->seg[s];
+        dst->seg[dst->n_seg++].row_start = i;
+        last = s;
+    }
+    if (n_new > 0) {
+        if (dst->n_seg == MAX_SEGMENTS) return tf_err(err, "%s: too many growth stages (max %d)", src->t.name, MAX_SEGMENTS);
+        dst->seg[dst->n_seg++] = (RowSegment){n_kept, birth, 0};
+    }
+    return 0;
+}
+
+static void copy_rows(float *dst, const float *src, const int *keep, int n_kept, size_t width) {
+    for (int i = 0; i < n_kept; i++) memcpy(dst + (size_t)i * width, src + (size_t)keep[i] * width, width * sizeof(float));
+}
+
+static void copy_param(const Param *s, Param *d) {
+    size_t n = tensor_numel(&s->t) * sizeof(float);
+    memcpy(d->t.data, s->t.data, n);
+    memcpy(d->m, s->m, n);
+    memcpy(d->v, s->v, n);
+    d->n_seg = s->n_seg;
+    memcpy(d->seg, s->seg, sizeof s->seg);
+}
+
+int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
+    const ModelConfig *c = &src->cfg;
+    int n_patt = c->n_layer * PATT_PER_LAYER;
+    int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
+    for (int i = 0; i < n_patt; i++) {
+        int n_old = model_patt_rows(src, i / PATT_PER_LAYER, i % PATT_PER_LAYER);
+        rows[i] = n_old + g->delta[i];
+        if (rows[i] < 1) {
+            free(rows);
+            return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)",
+                          i / PATT_PER_LAYER, -g->delta[i], n_old);
+        }
+    }
+    int rc = model_create(dst, c, rows, ops_cpu(), err);
+    free(rows);
+    if (rc) return -1;
+    dst->step = src->step;
+    memcpy(dst->tau, src->tau, sizeof(float) * (size_t)n_patt);
+
+    Rng rng;
+    rng_seed(&rng, g->seed);
+    float value_std = 2.0f / ((float)c->n_layer * sqrtf((float)c->d_model));
+    /* Unchanged tensors copy whole; resized Pattentions go through the row map. */
+    for (int i = 0; i < src->n_params; i++)
+        if (tensor_numel(&src->params[i].t) == tensor_numel(&dst->params[i].t) &&
+            (i == 0 || i >= 1 + PARAMS_PER_LAYER * c->n_layer || g->delta[(i - 1) / 2] == 0))
+            copy_param(&src->params[i], &dst->params[i]);
+    for (int p = 0; p < n_patt && !rc; p++) {
+        int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER;
+        if (g->delta[p] == 0) continue;
+        int n_old = model_patt_rows(src, l, w), n_kept;
+        int *keep = kept_rows(n_old, g->delta[p], g->importance ? g->importance[p] : NULL, &n_kept);
+        int n_new = model_patt_rows(dst, l, w) - n_kept;
+        for (int kv = 0; kv < 2 && !rc; kv++) {
+            const Param *s = &src->params[model_patt_param(l, w) + kv];
+            Param *d = &dst->params[model_patt_param(l, w) + kv];
+            size_t width = (size_t)c->d_model;
+            float *dv = tensor_f32(&d->t);
+            copy_rows(dv, tensor_f32(&s->t), keep, n_kept, width);
+            copy_rows(d->m, s->m, keep, n_kept, width);
+            copy_rows(d->v, s->v, keep, n_kept, width);
+            size_t start = (size_t)n_kept * width, count = (size_t)n_new * width;
+            memset(d->m + start, 0, count * sizeof(float));
+            memset(d->v + start, 0, count * sizeof(float));
+            int is_key = kv == 0;
+            for (size_t e = 0; e < count; e++) {
+                float x = 0.0f;
+                if (!is_key) x = value_std * rng_normal(&rng);
+                else if (g->init == GROW_RANDOM) x = 0.02f * rng_normal(&rng);
+                dv[start + e] = x;
+            }
+            rc = remap_segments(s, d, keep, n_kept, n_new, src->step, err);
+        }
+        if (g->init == GROW_RANDOM && n_new > 0)
+            *model_patt_tau(dst, l, w) = sqrtf((float)model_patt_rows(dst, l, w));
+        free(keep);
+    }
+    if (rc) model_free(dst);
+    return rc;
+}
