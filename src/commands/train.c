@@ -218,8 +218,12 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         a->tc = ts->train;
         if (a->max_iters_set) a->tc.max_iters = given.max_iters;
     }
+    if (!a->freeze_old) /* freezing lasts one run: a later resume trains every row again */
+        for (int i = 0; i < m->n_params; i++)
+            for (int k = 0; k < m->params[i].n_seg; k++) m->params[i].seg[k].frozen = 0;
     if (a->new_stage) {
         ts->stage_start = ts->iter;
+        ts->best_val = INFINITY; /* a new stage keeps its own best checkpoint */
         a->tc.max_iters = ts->iter + a->tc.max_iters;
         printf("schedule: new stage from iteration %d: warmup %d + cosine to iteration %d\n",
                ts->iter, a->tc.warmup_iters, a->tc.max_iters);
