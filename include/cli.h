@@ -13,6 +13,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_grow(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Pick the backend for --device (cpu|cuda|auto), set threads, say which. */
 const Ops *cli_open_device(const char *name, int threads, int quiet);

@@ -101,6 +101,13 @@ float model_grad_norm(Model *m);
 /* One AdamW update of every unfrozen row; grad_scale multiplies gradients (clipping). */
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
 
+/* One training step: forward (dropout on), backward, global-norm clip and
+ * AdamW at learning rate lr. When the loss or the gradient norm is not
+ * finite the update is skipped (the weights stay as they were); the caller
+ * checks with isfinite(). *norm_out gets the gradient norm before clipping. */
+float model_train_step(Model *m, const int *tokens, const int *targets, float lr,
+                       const TrainConfig *tc, uint64_t dropout_seed, float *norm_out);
+
 /* Rows (n) of a Pattention and the index of its key param. */
 int model_patt_rows(const Model *m, int layer, int which);
 int model_patt_param(int layer, int which); /* key index; value is +1 */

@@ -15,6 +15,7 @@ static void usage(FILE *out) {
             "  eval FILE      mean loss of a checkpoint on fixed batches of FILE\n"
             "  grow           add (or remove) parameter tokens of a checkpoint\n"
             "  info           show a checkpoint's config, sizes and training state\n"
+            "  bench          time training steps of a preset on random tokens\n"
             "\n"
             "'tokenformer <command> --help' describes each command.\n");
 }
@@ -33,7 +34,8 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } COMMANDS[] = {{"train", cmd_train}, {"sample", cmd_sample}, {"info", cmd_info},
-                    {"grow", cmd_grow},   {"eval", cmd_eval}};
+                    {"grow", cmd_grow},   {"eval", cmd_eval},
+                    {"bench", cmd_bench}};
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
     tf_die("unknown command '%s' (try 'tokenformer --help')", cmd);

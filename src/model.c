@@ -460,6 +460,19 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     }
 }
 
+float model_train_step(Model *m, const int *tokens, const int *targets, float lr,
+                       const TrainConfig *tc, uint64_t dropout_seed, float *norm_out) {
+    float loss = model_forward(m, tokens, targets, m->B_alloc, m->T_alloc, 1, dropout_seed);
+    model_zero_grad(m);
+    model_backward(m);
+    float norm = model_grad_norm(m);
+    *norm_out = norm;
+    if (!isfinite(loss) || !isfinite(norm)) return loss;
+    float scale = (tc->grad_clip > 0.0f && norm > tc->grad_clip) ? tc->grad_clip / norm : 1.0f;
+    model_update(m, lr, tc, scale);
+    return loss;
+}
+
 void model_logits_row(const Model *m, int b, int t, float *host_out) {
     size_t V = (size_t)m->cfg.vocab_size;
     m->ops->to_host(host_out, m->logits + ((size_t)b * m->T + t) * V, V * sizeof(float));

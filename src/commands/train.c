@@ -323,18 +323,14 @@ int cmd_train(int argc, char **argv) {
         float lr = learning_rate(&a.tc, ts.stage_start, iter);
         dataset_batch(&data, SPLIT_TRAIN, &data_rng, B, T, tok, tgt);
         uint64_t drop_seed = tf_mix64(a.tc.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
-        float loss = model_forward(&m, tok, tgt, B, T, 1, drop_seed);
-        model_zero_grad(&m);
-        model_backward(&m);
-        float norm = model_grad_norm(&m);
+        float norm;
+        float loss = model_train_step(&m, tok, tgt, lr, &a.tc, drop_seed, &norm);
         if (!isfinite(loss) || !isfinite(norm)) {
             fprintf(stderr, "tokenformer: error: non-finite %s at iteration %d; stopping. The last good checkpoint (%s) is intact.\n",
                     isfinite(loss) ? "gradient norm" : "loss", iter, latest);
             exit_code = 1;
             break;
         }
-        float scale = (a.tc.grad_clip > 0.0f && norm > a.tc.grad_clip) ? a.tc.grad_clip / norm : 1.0f;
-        model_update(&m, lr, &a.tc, scale);
         loss_acc += loss;
         loss_count++;
 

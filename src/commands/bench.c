@@ -1,0 +1,104 @@
+/* tokenformer bench: training throughput on random tokens, no data or
+ * checkpoints involved (compare with scripts/bench_torch.py). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "common.h"
+#include "model.h"
+#include "rng.h"
+
+static void bench_help(void) {
+    printf("usage: tokenformer bench [--preset P] [options]\n"
+           "\n"
+           "Time full training steps (forward, backward, clip, AdamW) of a preset's model\n"
+           "on random tokens (vocab 65) and print one JSON line with tokens/s and ms/step.\n"
+           "\n"
+           "options:\n"
+           "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
+           "  --steps N              timed steps (default 20)\n"
+           "  --warmup N             untimed steps first (default 3)\n"
+           "  --device D             cpu, cuda or auto (default auto)\n"
+           "  --threads N            CPU threads (default: all cores)\n"
+           "  --tf32                 TF32 matmuls on CUDA\n"
+           "  -h, --help             this help\n"
+           "plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_HELP };
+    static const struct option own[] = {
+        {"preset", required_argument, NULL, O_PRESET}, {"steps", required_argument, NULL, O_STEPS},
+        {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
+        {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
+        {"help", no_argument, NULL, O_HELP}};
+    struct option all[64];
+    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
+    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
+    memcpy(all, own, sizeof own);
+    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
+
+    const char *preset_name = "tiny", *device = "auto";
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--preset")) preset_name = argv[i + 1];
+    const Preset *preset = preset_find(preset_name);
+    if (!preset) tf_die("--preset: unknown preset '%s' (expected %s)", preset_name, preset_names());
+    ModelConfig mc = preset->model;
+    TrainConfig tc = preset->train;
+    long steps = 20, warmup = 3, threads = 0;
+    int tf32 = 0, seen = 0;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
+        switch (opt) {
+        case O_PRESET: break;
+        case O_STEPS: steps = cli_int("--steps", optarg, 1, 1000000); break;
+        case O_WARMUP: warmup = cli_int("--warmup", optarg, 0, 1000000); break;
+        case O_DEVICE: device = optarg; break;
+        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
+        case O_TF32: tf32 = 1; break;
+        case 'h':
+        case O_HELP: bench_help(); return 0;
+        default:
+            if (opt >= CLI_CONFIG_OPT_BASE && cli_apply_config_flag(opt, optarg, &mc, &tc, &seen)) break;
+            cli_unknown_flag("bench", argv);
+        }
+    }
+    if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
+    const Ops *ops = cli_open_device(device, (int)threads, 1);
+    if (tf32) ops_set_tf32(ops, 1);
+    mc.vocab_size = 65;
+    char err[TF_ERRLEN];
+    Model m;
+    int B = tc.batch_size, T = mc.block_size;
+    if (model_create(&m, &mc, NULL, ops, err) || model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
+    model_init_weights(&m, tc.seed);
+    size_t n = (size_t)B * T;
+    int *tok = tf_malloc(sizeof(int) * n * 2, "batch"), *tgt = tok + n;
+    Rng r;
+    rng_seed(&r, tc.seed);
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (int)rng_below(&r, 65);
+        tgt[i] = (int)rng_below(&r, 65);
+    }
+    float loss = 0.0f, norm;
+    double t0 = 0.0;
+    for (long s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            ops->synchronize();
+            t0 = tf_now_seconds();
+        }
+        loss = model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
+    }
+    ops->synchronize();
+    double dt = (tf_now_seconds() - t0) / (double)steps;
+    printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
+           "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
+           "\"params\": %zu}\n",
+           preset->name, ops->name, tf32 ? "tf32" : "fp32", B, T, (double)n / dt, dt * 1e3, loss,
+           model_num_params(&m, 1));
+    free(tok);
+    model_free(&m);
+    return 0;
+}
