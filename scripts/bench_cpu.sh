@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# CPU benchmark: tokenformer vs the PyTorch reference (scripts/bench_torch.py)
+# on the same model, threads and machine, in one run; then sampling speed.
+# Prints a markdown table (paste into docs/BENCHMARKS.md).
+#
+#   scripts/bench_cpu.sh [THREADS] [PRESETS...]      default: 2 tiny shakespeare
+# Env: STEPS (timed steps, default 20 for tiny, 5 for others), PY (python with torch)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+THREADS=${1:-2}
+shift || true
+PRESETS=("$@")
+[[ ${#PRESETS[@]} -gt 0 ]] || PRESETS=(tiny shakespeare)
+PY=${PY:-/usr/bin/python3}
+BIN=${TF_BIN:-./tokenformer}
+[[ -x $BIN ]] || make -s -j2
+
+json_field() { "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); v=r.get(sys.argv[1]); print("n/a" if v is None else v)' "$1"; }
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; threads used: $THREADS"
+echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
+echo
+echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio | tokenformer ms/step | PyTorch ms/step |"
+echo "|---|---|---|---|---|---|---|"
+for p in "${PRESETS[@]}"; do
+    steps=${STEPS:-$([[ $p == tiny ]] && echo 20 || echo 5)}
+    ours=$(OMP_NUM_THREADS=$THREADS "$BIN" bench --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+    theirs=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/bench_torch.py --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+    ot=$(echo "$ours" | json_field tokens_per_s); om=$(echo "$ours" | json_field ms_per_step)
+    tt=$(echo "$theirs" | json_field tokens_per_s); tm=$(echo "$theirs" | json_field ms_per_step)
+    bt="$(echo "$ours" | json_field batch) x $(echo "$ours" | json_field block)"
+    ratio=$("$PY" -c "print(f'{float($ot)/float($tt):.2f}x')")
+    printf '| %s | %s | %.0f | %.0f | %s | %.1f | %.1f |\n' "$p" "$bt" "$ot" "$tt" "$ratio" "$om" "$tm"
+done
+
+# Sampling: a tiny model trained for a few steps is enough to time generation.
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+[[ -f data/input.txt ]] || make -s data
+"$BIN" train --max-iters 1 --eval-iters 1 --threads "$THREADS" --out "$tmp" >/dev/null 2>&1
+N=2000
+t0=$(date +%s.%N)
+"$BIN" sample --ckpt "$tmp/latest.safetensors" --max-new-tokens $N --threads "$THREADS" --device cpu >/dev/null
+t1=$(date +%s.%N)
+echo
+"$PY" -c "print(f'sampling (tiny, context 64, cpu, $THREADS threads): {$N/($t1-$t0):.0f} characters/s ($N characters in {$t1-$t0:.2f} s, model load included)')"
