@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "ops.h"
 #include "rng.h"
 #ifdef TF_CUDA
@@ -69,11 +70,12 @@ static Buf buf_rand(size_t n, float scale) {
 }
 
 /* An output that the op must overwrite: poisoned with NaN on the GPU so an
- * element it forgets to write fails the comparison. */
+ * element it forgets to write fails the comparison (zeros on the CPU side). */
 static Buf buf_out(size_t n) {
     float *h = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) h[i] = NAN;
     Buf b = buf_from(h, n);
+    memset(b.c, 0, n * sizeof(float));
     free(h);
     return b;
 }
@@ -107,7 +109,7 @@ static double rel_err(const Buf *b) {
     double maxdiff = 0.0, maxref = 0.0;
     for (size_t i = 0; i < b->n; i++) {
         double r = b->c[i], x = h[i];
-        if (!isfinite(x) && isfinite(r)) {
+        if (!isfinite(x) || !isfinite(r)) {
             free(h);
             return INFINITY;
         }
@@ -463,6 +465,78 @@ static void test_adamw(void) {
     buf_free(&v);
 }
 
+/* Realistic sizes (the shakespeare preset's shapes): correctness at scale plus
+ * a rough GPU time per call, printed as INFO lines (not counted). */
+static void info_time(const char *what, double seconds, int reps) {
+    printf("INFO %s: %.3f ms per call\n", what, 1e3 * seconds / reps);
+}
+
+static void test_large(void) {
+    int N = 4096, d = 384, n = 1152, mode = PNORM_L2_GELU;
+    float tau = sqrtf((float)n);
+    Buf X = buf_rand((size_t)N * d, 1.0f), K = buf_rand((size_t)n * d, 0.05f);
+    Buf V = buf_rand((size_t)n * d, 0.05f), Y = buf_out((size_t)N * d);
+    Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
+    Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
+    Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
+    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d, n, d);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
+                             d, n, d);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
+                             d, n, d);
+    checkb("pattention_large_N4096_d384_n1152_Y", &Y);
+    checkb("pattention_large_N4096_d384_n1152_S", &S);
+    checkb("pattention_large_N4096_d384_n1152_dX", &dX);
+    checkb("pattention_large_N4096_d384_n1152_dK", &dK);
+    checkb("pattention_large_N4096_d384_n1152_dV", &dV);
+    int reps = 20;
+    GPU->synchronize();
+    double t0 = tf_now_seconds();
+    for (int r = 0; r < reps; r++)
+        GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d, n, d);
+    GPU->synchronize();
+    double t1 = tf_now_seconds();
+    for (int r = 0; r < reps; r++)
+        GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode,
+                                 N, d, n, d);
+    GPU->synchronize();
+    double t2 = tf_now_seconds();
+    info_time("pattention_forward N=4096 d=384 n=1152 (fp32)", t1 - t0, reps);
+    info_time("pattention_backward N=4096 d=384 n=1152 (fp32)", t2 - t1, reps);
+    Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dA, &dY, &dX, &dK, &dV};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+
+    int B = 4, T = 256, H = 6, hd = 64;
+    size_t nq = (size_t)B * T * H * hd, na = (size_t)B * H * T * T;
+    Buf q = buf_rand(nq, 1.0f), k = buf_rand(nq, 1.0f), v = buf_rand(nq, 1.0f);
+    Buf out = buf_out(nq), att = buf_out(na), dout = buf_rand(nq, 1.0f);
+    Buf dq = buf_out(nq), dk = buf_out(nq), dv = buf_out(nq), datt = buf_out(na);
+    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, q.c, k.c, v.c, att.c, B, T, H, hd);
+    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H, hd);
+    checkb("attention_large_B4_T256_H6_hd64_out", &out);
+    checkb("attention_large_B4_T256_H6_hd64_att", &att);
+    checkb("attention_large_B4_T256_H6_hd64_dq", &dq);
+    checkb("attention_large_B4_T256_H6_hd64_dk", &dk);
+    checkb("attention_large_B4_T256_H6_hd64_dv", &dv);
+    GPU->synchronize();
+    t0 = tf_now_seconds();
+    for (int r = 0; r < reps; r++) GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    GPU->synchronize();
+    t1 = tf_now_seconds();
+    for (int r = 0; r < reps; r++)
+        GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H,
+                                hd);
+    GPU->synchronize();
+    t2 = tf_now_seconds();
+    info_time("attention_forward B=4 T=256 H=6 hd=64", t1 - t0, reps);
+    info_time("attention_backward B=4 T=256 H=6 hd=64", t2 - t1, reps);
+    Buf *all2[] = {&q, &k, &v, &out, &att, &dout, &dq, &dk, &dv, &datt};
+    for (size_t i = 0; i < sizeof all2 / sizeof *all2; i++) buf_free(all2[i]);
+}
+
 static void test_tf32(void) {
     int M = 256, N = 192, K = 320;
     ops_cuda_set_tf32(1);
@@ -507,6 +581,8 @@ int main(void) {
     test_sum_squares(1000003);
     test_sum_squares(37);
     test_adamw();
+    const char *quick = getenv("TF_TEST_QUICK"); /* skip the large sizes (sanitizer runs) */
+    if (!quick || !*quick || strcmp(quick, "0") == 0) test_large();
     test_tf32();
     GPU->synchronize();
 
