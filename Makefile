@@ -12,7 +12,9 @@ CUDA    ?= $(if $(NVCC),1,0)
 OPT     ?= -O3 -march=native
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter $(OPT) -fopenmp -Iinclude -I/usr/include/cjson
 LDLIBS  += -lopenblas -lcjson -lm -fopenmp
-BUILD   ?= build
+
+# Objects of a CPU-only and a CUDA build never mix: each has its own folder.
+BUILD   ?= build/$(if $(filter 1,$(CUDA)),cuda,cpu)
 
 SRC_C   := $(wildcard src/*.c src/commands/*.c src/cpu/*.c)
 OBJ     := $(SRC_C:%.c=$(BUILD)/%.o)
@@ -79,4 +81,4 @@ data/input.txt:
 -include $(OBJ:.o=.d)
 
 clean:
-	rm -rf build build-asan tokenformer tokenformer-asan
+	rm -rf build build-asan build-dev tokenformer tokenformer-asan

@@ -27,7 +27,11 @@ typedef enum {
 #define LAYERNORM_EPS 1e-5f
 
 typedef struct Ops {
-    const char *name; /* "cpu" or "cuda" */
+    const char *name;   /* "cpu" or "cuda" */
+    const char *device; /* what it runs on, for logs: "NVIDIA H100 80GB HBM3, sm_90" */
+    /* Device memory this process holds now, in bytes (CUDA: in use on the GPU
+     * since the backend started, workspaces included; CPU: 0). */
+    size_t (*memory_in_use)(void);
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes); /* zero-filled; NULL when out of memory */

@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,32 +132,49 @@ static int parse_model_config(const char *s, ModelConfig *c, char *err) {
     return rc ? rc : model_config_validate(c, err);
 }
 
-static void parse_train_config(const char *s, TrainState *ts) {
+/* A decimal uint64 with nothing else around it (seeds, sampler states). */
+static int parse_u64(const char *s, uint64_t *out) {
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+/* The training settings, when present, must be whole: a silently skipped
+ * field would make --resume continue with other settings. */
+static int parse_train_config(const char *s, TrainState *ts, char *err) {
     cJSON *j = cJSON_Parse(s);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return;
+        return tf_err(err, "metadata 'train_config' is not a JSON object");
     }
     TrainConfig *t = &ts->train;
-    char ignore[TF_ERRLEN];
-    int ok = !json_int(j, "batch_size", 1, 1 << 16, &t->batch_size, ignore) &&
-             !json_int(j, "max_iters", 0, 1 << 30, &t->max_iters, ignore) &&
-             !json_float(j, "lr", &t->lr, ignore) && !json_float(j, "min_lr", &t->min_lr, ignore) &&
-             !json_int(j, "warmup_iters", 0, 1 << 30, &t->warmup_iters, ignore) &&
-             !json_float(j, "weight_decay", &t->weight_decay, ignore) &&
-             !json_float(j, "beta1", &t->beta1, ignore) && !json_float(j, "beta2", &t->beta2, ignore) &&
-             !json_float(j, "adam_eps", &t->adam_eps, ignore) &&
-             !json_float(j, "grad_clip", &t->grad_clip, ignore) &&
-             !json_int(j, "eval_interval", 1, 1 << 30, &t->eval_interval, ignore) &&
-             !json_int(j, "eval_iters", 1, 1 << 30, &t->eval_iters, ignore) &&
-             !json_int(j, "log_interval", 1, 1 << 30, &t->log_interval, ignore);
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (ok && cJSON_IsString(seed)) t->seed = strtoull(seed->valuestring, NULL, 10);
-    else ok = 0;
-    int stage = 0;
-    if (!json_int(j, "stage_start", 0, 1 << 30, &stage, ignore)) ts->stage_start = stage;
-    ts->has_train = ok && !train_config_validate(t, ignore);
+    uint64_t seed = 0;
+    int rc = 0;
+    if (json_int(j, "batch_size", 1, 1 << 16, &t->batch_size, err) ||
+        json_int(j, "max_iters", 0, 1 << 30, &t->max_iters, err) || json_float(j, "lr", &t->lr, err) ||
+        json_float(j, "min_lr", &t->min_lr, err) ||
+        json_int(j, "warmup_iters", 0, 1 << 30, &t->warmup_iters, err) ||
+        json_float(j, "weight_decay", &t->weight_decay, err) || json_float(j, "beta1", &t->beta1, err) ||
+        json_float(j, "beta2", &t->beta2, err) || json_float(j, "adam_eps", &t->adam_eps, err) ||
+        json_float(j, "grad_clip", &t->grad_clip, err) ||
+        json_int(j, "eval_interval", 1, 1 << 30, &t->eval_interval, err) ||
+        json_int(j, "eval_iters", 1, 1 << 30, &t->eval_iters, err) ||
+        json_int(j, "log_interval", 1, 1 << 30, &t->log_interval, err) ||
+        json_int(j, "stage_start", 0, 1 << 30, &ts->stage_start, err))
+        rc = -1;
+    else if (parse_u64(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "seed")), &seed))
+        rc = tf_err(err, "train_config field 'seed' is missing or not a decimal string");
+    else if (train_config_validate(t, err))
+        rc = -1;
     cJSON_Delete(j);
+    if (rc) return rc;
+    t->seed = seed;
+    ts->has_train = 1;
+    return 0;
 }
 
 /* ---------------- save ---------------- */
@@ -294,9 +312,28 @@ static int load_segments(Model *m, const char *json, char *err) {
     return rc;
 }
 
+/* A tensor that a checkpoint of this model holds: a parameter, its Adam
+ * moments (with_opt), or a Pattention tau. */
+static int is_expected_tensor(const Model *m, const char *name, int with_opt) {
+    int moment = with_opt && (strncmp(name, "opt.m.", 6) == 0 || strncmp(name, "opt.v.", 6) == 0);
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].t.name, moment ? name + 6 : name) == 0) return 1;
+    for (int l = 0; l < m->cfg.n_layer && !moment; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            char tau[TF_NAME_LEN];
+            tau_name(l, w, tau, sizeof tau);
+            if (strcmp(tau, name) == 0) return 1;
+        }
+    return 0;
+}
+
 static int load_tensors(Model *m, const StFile *f, char *err) {
     const Ops *o = m->ops;
+    const char *opt = st_meta(f, "optimizer");
     g_had_optimizer = st_find(f, "opt.m.wte") != NULL;
+    if (!opt || strcmp(opt, g_had_optimizer ? "adamw" : "none") != 0)
+        return tf_err(err, "metadata 'optimizer' does not match the file: optimizer tensors are %s",
+                      g_had_optimizer ? "present" : "absent");
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
     float *dst[3] = {m->param_mem, m->m_mem, m->v_mem};
     for (int part = 0; part < (g_had_optimizer ? 3 : 1); part++) {
@@ -322,6 +359,18 @@ static int load_tensors(Model *m, const StFile *f, char *err) {
             memcpy(&tau, st_data(f, e), sizeof tau);
             if (!isfinite(tau) || tau <= 0.0f) return tf_err(err, "tensor '%s' must be a positive number", name);
             *model_patt_tau(m, l, w) = tau;
+        }
+    /* Every expected tensor was found above and names are unique, so only a
+     * larger count means that the file holds something else: name it. */
+    int n_expected = m->n_params * (g_had_optimizer ? 3 : 1) + m->cfg.n_layer * PATT_PER_LAYER;
+    for (int i = 0; f->n_entries > n_expected && i < f->n_entries; i++)
+        if (!is_expected_tensor(m, f->entries[i].name, g_had_optimizer)) {
+            char shown[48];
+            int k = 0;
+            for (const char *c = f->entries[i].name; *c && k < 40; c++, k++)
+                shown[k] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+            shown[k] = '\0';
+            return tf_err(err, "unexpected tensor '%s%s'", shown, strlen(f->entries[i].name) > 40 ? "..." : "");
         }
     return 0;
 }
@@ -363,11 +412,21 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     train_state_init(ts);
     ts->iter = (int)iter;
     const char *best = st_meta(f, "best_val_loss"), *rng = st_meta(f, "data_rng");
-    if (best) ts->best_val = strtof(best, NULL);
-    if (rng) ts->data_rng = strtoull(rng, NULL, 10);
     const char *tcfg = st_meta(f, "train_config");
-    if (tcfg) parse_train_config(tcfg, ts);
-    if (load_tensors(m, f, err) || load_segments(m, st_meta(f, "row_segments"), err)) {
+    const char *segs = st_meta(f, "row_segments"), *opt = st_meta(f, "optimizer");
+    char *end = NULL;
+    if (best) ts->best_val = strtof(best, &end);
+    /* Everything the writer puts in is required: a missing key is a damaged header. */
+    if (!best || !rng || !tcfg || !segs || !opt)
+        rc = tf_err(err, "metadata '%s' is missing",
+                    !best ? "best_val_loss" : !rng ? "data_rng" : !tcfg ? "train_config" : !segs ? "row_segments" : "optimizer");
+    else if (end == best || *end || isnan(ts->best_val))
+        rc = tf_err(err, "metadata 'best_val_loss' is not a number");
+    else if (parse_u64(rng, &ts->data_rng))
+        rc = tf_err(err, "metadata 'data_rng' is not a decimal integer");
+    else
+        rc = parse_train_config(tcfg, ts, err);
+    if (rc || load_tensors(m, f, err) || load_segments(m, segs, err)) {
         model_free(m);
         vocab_free(v);
         return -1;

@@ -22,7 +22,7 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
         if (strcmp(o->name, "cpu") == 0)
             fprintf(stderr, "device: cpu (%d threads)\n", omp_get_max_threads());
         else
-            fprintf(stderr, "device: %s\n", o->name);
+            fprintf(stderr, "device: %s (%s)\n", o->name, o->device);
     }
     return o;
 }

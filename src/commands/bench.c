@@ -95,9 +95,9 @@ int cmd_bench(int argc, char **argv) {
     double dt = (tf_now_seconds() - t0) / (double)steps;
     printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
-           "\"params\": %zu}\n",
+           "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
            preset->name, ops->name, tf32 ? "tf32" : "fp32", B, T, (double)n / dt, dt * 1e3, loss,
-           model_num_params(&m, 1));
+           model_num_params(&m, 1), ops->memory_in_use() / 1048576.0);
     free(tok);
     model_free(&m);
     return 0;

@@ -26,8 +26,9 @@ static void grow_help(void) {
            "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N)\n"
            "  --init zero-key|random new rows: zero-key (default) keeps tau and sets new\n"
            "                         keys to 0, so the model computes exactly the same\n"
-           "                         function; random is the official release (random keys\n"
-           "                         and values, tau reset to sqrt(n_new))\n"
+           "                         function (not with --pnorm softmax); random is the\n"
+           "                         official release (random keys and values, tau\n"
+           "                         reset to sqrt(n_new))\n"
            "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
            "  --data FILE            text for the loss before/after (and for ranking rows\n"
            "                         when removing; default data/input.txt then)\n"
@@ -183,6 +184,9 @@ int cmd_grow(int argc, char **argv) {
     }
     float **importance = shrinking ? rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
 
+    if (!shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
+        tf_warn("pnorm softmax: zero-key rows do NOT keep the function (n * softmax(A) gives each new row "
+                "exp(0) of the mass and n changes); only l2_norm_gelu and gelu_l2_norm are preserved exactly");
     GrowSpec spec = {delta, init, (uint64_t)seed, importance};
     Model g;
     if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);

@@ -1,5 +1,6 @@
 /* tokenformer train: the training loop (SPEC section 4). */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -148,11 +149,19 @@ static void output_paths(const char *out, char *latest, char *best, size_t len) 
     if (ends_with(out, ".safetensors")) {
         snprintf(latest, len, "%s", out);
         snprintf(best, len, "%.*s.best.safetensors", (int)(strlen(out) - 12), out);
+        /* Check the directory now rather than fail at the first save. */
+        const char *slash = strrchr(out, '/');
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash == out ? 1 : slash - out) : 1, slash ? out : ".");
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            tf_die("--out: '%s' is not an existing directory (for '%s')", dir, out);
+        if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) tf_die("--out: '%s' is a directory", out);
         return;
     }
     struct stat st;
     if (stat(out, &st) != 0) {
-        if (mkdir(out, 0755) != 0) tf_die("--out: cannot create directory '%s'", out);
+        if (mkdir(out, 0755) != 0) tf_die("--out: cannot create directory '%s': %s", out, strerror(errno));
     } else if (!S_ISDIR(st.st_mode)) {
         tf_die("--out: '%s' exists and is not a directory (give a directory or a .safetensors path)", out);
     }
@@ -247,7 +256,8 @@ int cmd_train(int argc, char **argv) {
     size_t n_cps;
     if (text_file_read(a.file, &cps, &n_cps, err)) tf_die("%s", err);
 
-    const Ops *ops = cli_open_device(a.device, a.threads, 0);
+    /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
+    const Ops *ops = cli_open_device(a.device, a.threads, 1);
     if (a.tf32) ops_set_tf32(ops, 1);
     Model m;
     Vocab vocab;
@@ -276,6 +286,7 @@ int cmd_train(int argc, char **argv) {
 
     char latest[4096], best[4096];
     output_paths(a.out, latest, best, sizeof latest);
+    cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
     printf("model: %d layers, d=%d, %d heads, n_attn=%d, n_ffn=%d, T=%d, vocab=%d, pnorm=%s\n",
            m.cfg.n_layer, m.cfg.d_model, m.cfg.n_head, m.cfg.n_attn, m.cfg.n_ffn, T,
            m.cfg.vocab_size, pnorm_name(m.cfg.pnorm));

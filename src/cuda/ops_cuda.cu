@@ -260,6 +260,19 @@ __global__ void probe_kernel(int *x) { *x = 42; }
 
 static Ops g_ops;
 static int g_ready = 0;
+static size_t g_baseline_used;
+static char g_device_desc[320];
+
+static size_t gpu_bytes_used(void) {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return 0;
+    return total_b - free_b;
+}
+
+static size_t cu_memory_in_use(void) {
+    size_t used = gpu_bytes_used();
+    return used > g_baseline_used ? used - g_baseline_used : 0;
+}
 
 static void set_why(char *why, size_t why_len, const char *fmt, const char *a, const char *b) {
     if (why && why_len) snprintf(why, why_len, fmt, a, b);
@@ -320,6 +333,10 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     apply_math_mode();
 
     g_ops.name = "cuda";
+    snprintf(g_device_desc, sizeof g_device_desc, "%s, sm_%d%d", prop.name, prop.major, prop.minor);
+    g_ops.device = g_device_desc;
+    g_baseline_used = gpu_bytes_used();
+    g_ops.memory_in_use = cu_memory_in_use;
     g_ops.alloc = cu_alloc;
     g_ops.free = cu_free;
     g_ops.to_device = cu_to_device;

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# tokenformer grow (SPEC section 5): zero-key growth keeps the function exactly,
+# --init random does not; the grown model trains and its new rows come alive;
+# shrinking removes the least important rows (zero-key rows first, so grow then
+# shrink gives the original back); --freeze-old, --layers, optimizer moments and
+# row_segments of new rows; the schedule line of --new-stage.
+# Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN
+# (default ./tokenformer) so that `make asan` runs it on the sanitizer binary.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+BIN=${TF_BIN:-./tokenformer}
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=python3
+fail=0
+pass() { echo "PASS $*"; }
+failed() { echo "FAIL $*"; fail=1; }
+
+if [[ ! -f data/input.txt ]]; then
+    echo "SKIP test_grow: data/input.txt is missing (run 'make data')"
+    exit 0
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
+TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)
+
+# Checkpoint checks in Python (json header + numpy), one subcommand per check.
+cat >"$tmp/st.py" <<'PYEOF'
+import json, math, struct, sys
+import numpy as np
+
+def load(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    t = {}
+    for name, info in header.items():
+        assert info["dtype"] == "F32", name
+        a, b = info["data_offsets"]
+        t[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
+    segs = json.loads(meta.get("row_segments", "{}") or "{}")
+    return t, meta, segs
+
+def weights(t):
+    return {k: v for k, v in t.items() if not k.startswith("opt.")}
+
+def is_patt(name):
+    return name.endswith(".key") or name.endswith(".value")
+
+def grown_names(src, dst):
+    return [k for k in weights(dst) if is_patt(k) and dst[k].shape[0] != src[k].shape[0]]
+
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+
+cmd, args = sys.argv[1], sys.argv[2:]
+
+if cmd == "rows":  # rows CKPT -> "h.0.attn.q.key=16 ..." for every Pattention key
+    t, _, _ = load(args[0])
+    print(" ".join(f"{k}={v.shape[0]}" for k, v in t.items() if k.endswith(".key") and not k.startswith("opt.")))
+
+elif cmd == "grown":  # grown SRC DST INIT: weights, tau, Adam moments and row_segments of a grow
+    src, smeta, _ = load(args[0])
+    dst, dmeta, segs = load(args[1])
+    init = args[2]
+    step = int(smeta["step"])
+    names = grown_names(src, dst)
+    check(names, "no tensor grew")
+    for k in weights(dst):
+        if k in names:
+            n = src[k].shape[0]
+            check(np.array_equal(dst[k][:n], src[k]), f"{k}: old rows changed")
+            new = dst[k][n:]
+            if k.endswith(".key"):
+                if init == "zero-key":
+                    check(not new.any(), f"{k}: new key rows are not all zero")
+                else:
+                    check((np.abs(new).sum(1) > 0).all(), f"{k}: some new key row is zero under --init random")
+            else:
+                check((np.abs(new).sum(1) > 0).all(), f"{k}: some new value row is zero (dead rows)")
+            for mom in ("opt.m.", "opt.v."):
+                check(mom + k in dst, f"{mom}{k} missing")
+                if mom + k in dst:
+                    check(np.array_equal(dst[mom + k][:n], src[mom + k]), f"{mom}{k}: old rows differ from the source")
+                    check(not dst[mom + k][n:].any(), f"{mom}{k}: new rows not zero")
+            seg = segs.get(k)
+            check(seg is not None and seg[-1][:2] == [n, step],
+                  f"{k}: row_segments {seg} does not end with [{n}, {step}, ...] (new rows born at step {step})")
+        elif k.endswith(".tau"):
+            base = k[:-len(".tau")]
+            if base + ".key" in names:
+                want = math.sqrt(dst[base + ".key"].shape[0]) if init == "random" else float(src[k][0])
+                check(abs(float(dst[k][0]) - want) <= 1e-5 * want, f"{k}: tau {dst[k][0]} expected {want}")
+            else:
+                check(np.array_equal(dst[k], src[k]), f"{k}: changed although not grown")
+        else:
+            check(np.array_equal(dst[k], src[k]), f"{k}: changed although not grown")
+            check(k not in segs or len(segs[k]) == 1, f"{k}: has row_segments {segs.get(k)} although not grown")
+    print(f"{len(names)} grown tensors, new rows born at step {step}")
+
+elif cmd == "moved":  # moved SRC GROWN TRAINED: new rows moved away from their init, none dead
+    src, _, _ = load(args[0])
+    g, _, _ = load(args[1])
+    tr, _, _ = load(args[2])
+    names = grown_names(src, g)
+    check(names, "no tensor grew")
+    min_key, min_dv = math.inf, math.inf
+    for k in names:
+        n = src[k].shape[0]
+        new_g, new_t = g[k][n:], tr[k][n:]
+        delta = np.abs(new_t - new_g).max(1)
+        min_dv = min(min_dv, float(delta.min()))
+        check((delta > 0).all(), f"{k}: {(delta == 0).sum()} of {len(delta)} new rows did not move")
+        if k.endswith(".key"):
+            norms = np.linalg.norm(new_t, axis=1)
+            min_key = min(min_key, float(norms.min()))
+            check((norms > 0).all(), f"{k}: {(norms == 0).sum()} new key rows still zero")
+    print(f"{len(names)} grown tensors; smallest new key row norm {min_key:.3g}, smallest max|change| of a new row {min_dv:.3g}")
+
+elif cmd == "frozen":  # frozen SRC GROWN TRAINED: old rows and ungrown tensors bit-identical, new rows move
+    src, _, _ = load(args[0])
+    g, _, _ = load(args[1])
+    tr, _, _ = load(args[2])
+    names = grown_names(src, g)
+    check(names, "no tensor grew")
+    n_same = 0
+    for k in weights(g):
+        if k in names:
+            n = src[k].shape[0]
+            check(np.array_equal(tr[k][:n], g[k][:n]), f"{k}: frozen old rows changed (max {np.abs(tr[k][:n] - g[k][:n]).max():.3g})")
+            moved = np.abs(tr[k][n:] - g[k][n:]).max(1) > 0
+            check(moved.all(), f"{k}: {(~moved).sum()} new rows did not move")
+        else:
+            check(np.array_equal(tr[k], g[k]), f"{k}: changed although frozen (max {np.abs(tr[k] - g[k]).max():.3g})")
+            n_same += 1
+    print(f"{len(names)} grown tensors (old rows unchanged, new rows moved), {n_same} other tensors unchanged")
+
+elif cmd == "same":  # same A B: every weight and Adam moment bit-identical
+    a, am, _ = load(args[0])
+    b, bm, _ = load(args[1])
+    check(sorted(a) == sorted(b), "different tensor names")
+    for k in a:
+        if k in b:
+            check(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]), f"{k}: differs")
+
+elif cmd == "close":  # close X Y REL: |X - Y| <= REL * |X|
+    x, y, rel = map(float, args)
+    check(abs(x - y) <= rel * abs(x), f"{x} vs {y}: relative difference {abs(x - y) / abs(x):.2e} > {rel:g}")
+
+elif cmd == "differ":  # differ X Y MIN: |X - Y| > MIN
+    x, y, m = map(float, args)
+    check(abs(x - y) > m, f"{x} vs {y}: differ by {abs(x - y):.2e}, not more than {m:g}")
+
+elif cmd == "less":  # less X Y: X < Y
+    x, y = map(float, args)
+    check(x < y, f"{x} is not below {y}")
+
+for e in errors[:6]:
+    print("# " + e)
+if len(errors) > 6:
+    print(f"# ... and {len(errors) - 6} more")
+sys.exit(1 if errors else 0)
+PYEOF
+st() { "$PY" "$tmp/st.py" "$@"; }
+
+# "train loss A (...), val loss B (...)" -> "A B"
+ev() {
+    "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 "${@:2}" 2>&1 |
+        sed -n 's/^train loss \([0-9.]*\) .*, val loss \([0-9.]*\) .*/\1 \2/p'
+}
+# "val loss on ... before X, after Y (...)" in a grow log -> "X Y"
+before_after() { sed -n 's/.*before \([0-9.]*\), after \([0-9.]*\).*/\1 \2/p' "$1"; }
+grow() { "$BIN" grow --threads 1 --batches 4 --data data/input.txt "$@"; }
+
+# ---------------------------------------------------------------- base model
+if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --out "$tmp/base.safetensors" >"$tmp/base.log" 2>&1; then
+    tail -5 "$tmp/base.log"
+    failed "grow: training the base model"
+    exit 1
+fi
+base="$tmp/base.safetensors"
+read -r base_tl base_vl <<<"$(ev "$base")"
+
+# ---------------------------------------------------------------- zero-key: exact function
+if grow --ckpt "$base" --kv +8 --out "$tmp/g.safetensors" >"$tmp/g.log" 2>&1; then
+    read -r b a <<<"$(before_after "$tmp/g.log")"
+    if [[ -n ${a:-} ]] && out=$(st close "$b" "$a" 1e-6); then
+        pass "grow --kv +8 (zero-key): grow's own val loss before $b = after $a"
+    else
+        failed "grow --kv +8 (zero-key): before ${b:-?} vs after ${a:-?} ${out:-}"
+    fi
+    read -r g_tl g_vl <<<"$(ev "$tmp/g.safetensors")"
+    if [[ -n ${g_vl:-} ]] && out=$(st close "$base_vl" "$g_vl" 1e-6) && out2=$(st close "$base_tl" "$g_tl" 1e-6); then
+        pass "grow --kv +8 (zero-key): eval train/val loss $base_tl/$base_vl before = $g_tl/$g_vl after"
+    else
+        failed "grow --kv +8 (zero-key): eval $base_tl/$base_vl before vs ${g_tl:-?}/${g_vl:-?} after ${out:-} ${out2:-}"
+    fi
+    rows=$(st rows "$tmp/g.safetensors")
+    want="h.0.attn.q.key=24 h.0.attn.k.key=24 h.0.attn.v.key=24 h.0.attn.o.key=24 h.0.ffn.key=64 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=64"
+    [[ $rows == "$want" ]] && pass "grow --kv +8: attention 16 -> 24 rows, ffn 32 -> 64 (4N by default)" \
+        || failed "grow --kv +8: rows $rows, expected $want"
+    "$BIN" info --ckpt "$tmp/g.safetensors" 2>&1 | grep -q "layer 1: q=24 (tau 4) k=24 (tau 4) v=24 (tau 4) o=24 (tau 4) ffn=64 (tau 5.66)" \
+        && pass "info shows the grown row counts with tau kept" || failed "info on the grown checkpoint: $("$BIN" info --ckpt "$tmp/g.safetensors" 2>&1 | grep 'layer 1')"
+    out=$(st grown "$base" "$tmp/g.safetensors" zero-key) \
+        && pass "grow zero-key: old rows and other tensors copied, new keys 0, values random, tau kept; Adam moments of new rows 0, of old rows = source; row_segments birth = source step ($out)" \
+        || failed "grow zero-key checkpoint contents: $out"
+else
+    tail -3 "$tmp/g.log"
+    failed "grow --kv +8 (zero-key) exited non-zero"
+fi
+
+# ---------------------------------------------------------------- --init random: not function-preserving
+if grow --ckpt "$base" --kv +8 --init random --out "$tmp/r.safetensors" >"$tmp/r.log" 2>&1; then
+    read -r b a <<<"$(before_after "$tmp/r.log")"
+    read -r r_tl r_vl <<<"$(ev "$tmp/r.safetensors")"
+    if [[ -n ${a:-} && -n ${r_vl:-} ]] && st differ "$b" "$a" 1e-4 >/dev/null && st differ "$base_vl" "$r_vl" 1e-4 >/dev/null; then
+        pass "grow --init random changes the function: grow's val loss $b -> $a, eval $base_vl -> $r_vl"
+    else
+        failed "grow --init random: loss should change: grow ${b:-?} -> ${a:-?}, eval $base_vl -> ${r_vl:-?}"
+    fi
+    out=$(st grown "$base" "$tmp/r.safetensors" random) \
+        && pass "grow --init random: random new keys and values, tau = sqrt(n), new Adam moments 0 ($out)" \
+        || failed "grow --init random checkpoint contents: $out"
+else
+    tail -3 "$tmp/r.log"
+    failed "grow --init random exited non-zero"
+fi
+
+# ---------------------------------------------------------------- resume: loss falls, new rows come alive
+if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new-stage --max-iters 40 \
+    --out "$tmp/gt.safetensors" >"$tmp/gt.log" 2>&1; then
+    grep -q "^schedule: new stage from iteration 40: warmup 5 + cosine to iteration 80" "$tmp/gt.log" \
+        && pass "train --resume --new-stage logs that the schedule restarts ($(grep '^schedule' "$tmp/gt.log"))" \
+        || failed "train --new-stage: no 'schedule: new stage' line: $(grep '^schedule' "$tmp/gt.log")"
+    read -r t_tl t_vl <<<"$(ev "$tmp/gt.safetensors")"
+    [[ -n ${t_vl:-} ]] && st less "$t_vl" "$base_vl" >/dev/null \
+        && pass "40 steps after growing lower the val loss: $base_vl -> $t_vl" \
+        || failed "40 steps after growing: val loss $base_vl -> ${t_vl:-?}"
+    out=$(st moved "$base" "$tmp/g.safetensors" "$tmp/gt.safetensors") \
+        && pass "after 40 steps every new key row is non-zero and every new row moved from its init ($out)" \
+        || failed "new rows after 40 steps: $out"
+else
+    tail -3 "$tmp/gt.log"
+    failed "train --resume of the grown checkpoint exited non-zero"
+fi
+if "$BIN" train data/input.txt --threads 1 --resume "$tmp/g.safetensors" --max-iters 60 \
+    --out "$tmp/gc.safetensors" >"$tmp/gc.log" 2>&1; then
+    grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 60" "$tmp/gc.log" \
+        && pass "train --resume without --new-stage logs that the schedule continues" \
+        || failed "train --resume: no 'schedule: continuing' line: $(grep '^schedule' "$tmp/gc.log")"
+    grep -q "^step 60:" "$tmp/gc.log" && pass "train --resume continues to --max-iters 60" \
+        || failed "train --resume --max-iters 60: no 'step 60' line"
+else
+    tail -3 "$tmp/gc.log"
+    failed "train --resume (continuing schedule) exited non-zero"
+fi
+
+# ---------------------------------------------------------------- --freeze-old
+if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new-stage --freeze-old --max-iters 20 \
+    --out "$tmp/gf.safetensors" >"$tmp/gf.log" 2>&1; then
+    grep -q "^freeze-old: only rows added by grow are trained" "$tmp/gf.log" \
+        && pass "train --freeze-old says so in the log" || failed "train --freeze-old: no 'freeze-old' line"
+    out=$(st frozen "$base" "$tmp/g.safetensors" "$tmp/gf.safetensors") \
+        && pass "--freeze-old, 20 steps: old rows, wte, ln_f and tau bit-identical; every new row moved ($out)" \
+        || failed "--freeze-old: $out"
+else
+    tail -3 "$tmp/gf.log"
+    failed "train --freeze-old exited non-zero"
+fi
+if "$BIN" train data/input.txt --threads 1 --resume "$base" --freeze-old --max-iters 50 --out "$tmp/nf.safetensors" >"$tmp/nf.log" 2>&1; then
+    failed "train --freeze-old on a never-grown checkpoint should refuse"
+else
+    grep -q "no rows added by 'grow'" "$tmp/nf.log" && pass "train --freeze-old on a never-grown checkpoint refuses with a clear message" \
+        || failed "train --freeze-old on a never-grown checkpoint: $(tail -1 "$tmp/nf.log")"
+fi
+
+# ---------------------------------------------------------------- shrinking
+if grow --ckpt "$base" --kv -4 --out "$tmp/s.safetensors" >"$tmp/s.log" 2>&1; then
+    rows=$(st rows "$tmp/s.safetensors")
+    want="h.0.attn.q.key=12 h.0.attn.k.key=12 h.0.attn.v.key=12 h.0.attn.o.key=12 h.0.ffn.key=16 h.1.attn.q.key=12 h.1.attn.k.key=12 h.1.attn.v.key=12 h.1.attn.o.key=12 h.1.ffn.key=16"
+    [[ $rows == "$want" ]] && pass "grow --kv -4: attention 16 -> 12 rows, ffn 32 -> 16" || failed "grow --kv -4: rows $rows, expected $want"
+    read -r b a <<<"$(before_after "$tmp/s.log")"
+    [[ -n ${a:-} ]] && pass "grow --kv -4 reports the val loss before $b and after $a" \
+        || failed "grow --kv -4: no 'val loss ... before X, after Y' line: $(cat "$tmp/s.log")"
+    grep -q "^removed rows: attention -4, ffn -16" "$tmp/s.log" && pass "grow --kv -4 says it removed rows" \
+        || failed "grow --kv -4: no 'removed rows' line"
+    read -r s_tl s_vl <<<"$(ev "$tmp/s.safetensors")"
+    [[ -n ${s_vl:-} ]] && pass "the shrunk checkpoint loads and evaluates (val loss $base_vl -> $s_vl)" \
+        || failed "eval of the shrunk checkpoint failed"
+else
+    tail -3 "$tmp/s.log"
+    failed "grow --kv -4 exited non-zero"
+fi
+# grow +8 then shrink -8 (default data file): the zero-key rows go first, the original comes back
+if "$BIN" grow --threads 1 --batches 4 --ckpt "$tmp/g.safetensors" --kv -8 --out "$tmp/gs.safetensors" >"$tmp/gs.log" 2>&1; then
+    read -r gs_tl gs_vl <<<"$(ev "$tmp/gs.safetensors")"
+    [[ "$gs_tl $gs_vl" == "$base_tl $base_vl" ]] \
+        && pass "grow +8 then -8: eval losses $gs_tl/$gs_vl = original $base_tl/$base_vl" \
+        || failed "grow +8 then -8: eval ${gs_tl:-?}/${gs_vl:-?} vs original $base_tl/$base_vl"
+    out=$(st same "$base" "$tmp/gs.safetensors") \
+        && pass "grow +8 then -8: every weight and Adam moment bit-identical to the original (zero-key rows removed first)" \
+        || failed "grow +8 then -8 is not the original: $out"
+else
+    tail -3 "$tmp/gs.log"
+    failed "grow --kv -8 of the grown checkpoint exited non-zero"
+fi
+if "$BIN" grow --ckpt "$base" --kv -16 --threads 1 --batches 2 --out "$tmp/bad.safetensors" >"$tmp/bad.log" 2>&1; then
+    failed "grow --kv -16 of 16 rows should refuse"
+else
+    grep -q "at least one must stay" "$tmp/bad.log" && [[ ! -e "$tmp/bad.safetensors" ]] \
+        && pass "grow --kv -16 (all rows) refuses: $(tail -1 "$tmp/bad.log")" || failed "grow --kv -16: $(tail -1 "$tmp/bad.log")"
+fi
+
+# ---------------------------------------------------------------- --layers
+if grow --ckpt "$base" --kv +8 --ffn-kv +4 --layers 1 --out "$tmp/l.safetensors" >"$tmp/l.log" 2>&1; then
+    rows=$(st rows "$tmp/l.safetensors")
+    want="h.0.attn.q.key=16 h.0.attn.k.key=16 h.0.attn.v.key=16 h.0.attn.o.key=16 h.0.ffn.key=32 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=36"
+    [[ $rows == "$want" ]] && pass "grow --layers 1 --kv +8 --ffn-kv +4: only layer 1 changes shape" || failed "grow --layers 1: rows $rows, expected $want"
+    out=$(st grown "$base" "$tmp/l.safetensors" zero-key) && pass "grow --layers 1: layer 0 tensors untouched ($out)" \
+        || failed "grow --layers 1 contents: $out"
+    read -r b a <<<"$(before_after "$tmp/l.log")"
+    [[ -n ${a:-} ]] && st close "$b" "$a" 1e-6 >/dev/null && pass "grow --layers 1 (zero-key) keeps the loss: $b = $a" \
+        || failed "grow --layers 1: loss ${b:-?} -> ${a:-?}"
+    if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/l.safetensors" --new-stage --max-iters 10 --out "$tmp/lt.safetensors" >"$tmp/lt.log" 2>&1; then
+        pass "a checkpoint with different row counts per layer trains"
+    else
+        tail -3 "$tmp/lt.log"
+        failed "training a checkpoint grown in one layer"
+    fi
+else
+    tail -3 "$tmp/l.log"
+    failed "grow --layers 1 exited non-zero"
+fi
+
+# ---------------------------------------------------------------- the other pnorm modes
+# gelu_l2_norm: GeLU(0) = 0 adds nothing to the norm, so zero keys keep the function;
+# softmax (n * softmax(A)): a zero key still takes exp(0) of the mass, so grow must say so.
+for pn in gelu_l2_norm softmax; do
+    if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --pnorm $pn --max-iters 20 --out "$tmp/$pn.safetensors" >"$tmp/$pn.log" 2>&1; then
+        tail -3 "$tmp/$pn.log"
+        failed "training a --pnorm $pn model"
+        continue
+    fi
+    if ! grow --ckpt "$tmp/$pn.safetensors" --kv +8 --out "$tmp/g$pn.safetensors" >"$tmp/g$pn.log" 2>&1; then
+        tail -3 "$tmp/g$pn.log"
+        failed "grow --kv +8 of a --pnorm $pn model"
+        continue
+    fi
+    read -r b a <<<"$(before_after "$tmp/g$pn.log")"
+    if [[ $pn == softmax ]]; then
+        grep -q "warning.*softmax.*do NOT keep the function" "$tmp/g$pn.log" \
+            && pass "grow zero-key on a --pnorm softmax model warns that the function changes (loss $b -> $a)" \
+            || failed "grow zero-key on --pnorm softmax: no warning (loss ${b:-?} -> ${a:-?})"
+    else
+        [[ -n ${a:-} ]] && st close "$b" "$a" 1e-6 >/dev/null && ! grep -q warning "$tmp/g$pn.log" \
+            && pass "grow zero-key on a --pnorm $pn model keeps the loss: $b = $a" \
+            || failed "grow zero-key on --pnorm $pn: loss ${b:-?} -> ${a:-?} $(grep warning "$tmp/g$pn.log")"
+    fi
+done
+
+# ---------------------------------------------------------------- CUDA: zero-key on the GPU
+if "$BIN" eval --device cuda --ckpt "$base" --batches 1 --batch-size 2 --threads 1 >"$tmp/cuda_probe.log" 2>&1; then
+    read -r cb_tl cb_vl <<<"$(ev "$base" --device cuda)"
+    read -r cg_tl cg_vl <<<"$(ev "$tmp/g.safetensors" --device cuda)"
+    if [[ -n ${cg_vl:-} ]] && st close "$cb_vl" "$cg_vl" 1e-6 >/dev/null && st close "$cb_tl" "$cg_tl" 1e-6 >/dev/null; then
+        pass "cuda: zero-key grow keeps the eval loss ($cb_tl/$cb_vl before, $cg_tl/$cg_vl after)"
+    else
+        failed "cuda: zero-key grow changed the eval loss: ${cb_tl:-?}/${cb_vl:-?} -> ${cg_tl:-?}/${cg_vl:-?}"
+    fi
+else
+    echo "SKIP grow on cuda: eval --device cuda is not usable here ($(tail -1 "$tmp/cuda_probe.log"))"
+fi
+
+exit $fail
