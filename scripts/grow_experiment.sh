@@ -9,7 +9,7 @@
 # growth point as a markdown table, an ASCII plot, and a final long evaluation.
 #
 #   scripts/grow_experiment.sh [OUTDIR]          default out/grow_experiment
-# Env: BASE_ITERS (1000), GROW_ITERS (1000), KV (64), THREADS (2),
+# Env: BASE_ITERS (1000), GROW_ITERS (1000), KV (64), THREADS (2), OMP_WAIT_POLICY (passive),
 #      EVAL_INTERVAL (100 before growth; half of it after), EVAL_ITERS (20),
 #      FINAL_BATCHES (200), SCRATCH (1), SEED (1337), TF_BIN (./tokenformer)
 # Takes about 10 minutes on 2 cores (tiny at ~15k tokens/s).
@@ -32,6 +32,9 @@ SEED=${SEED:-1337}
 [[ -f data/input.txt ]] || make -s data
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=$THREADS
+# Passive waiting: on a shared 2-core machine spinning OpenMP threads made 2-thread
+# steps ~3x slower whenever another process was running.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 GROW_EVAL=$((EVAL_INTERVAL / 2 > 0 ? EVAL_INTERVAL / 2 : 1))
 EVAL=(--eval-iters "$EVAL_ITERS" --log-interval 100 --threads "$THREADS" --seed "$SEED")

@@ -32,6 +32,7 @@ run() { # run one test program, count its PASS/FAIL/SKIP lines
 }
 
 run "$BUILD/tests/test_cuda_ops"
+run tests/test_cuda_model.sh
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# GPU benchmark: tokenformer (fp32, tf32) vs the PyTorch reference
+# (scripts/bench_torch.py: eager fp32/tf32, torch.compile bf16) on the
+# same model, batch and GPU, in one run. Prints one markdown table with
+# tokens/s, ms/step, model-FLOPs utilisation and peak GPU memory, and the
+# ratio of each row to the best tokenformer row.
+#
+#   scripts/bench_gpu.sh [PRESETS...]        default: shakespeare gpt2-124m
+# Env: PY (python with torch, default python3), TF_BIN, STEPS, OUT_JSON (append raw JSON lines),
+#      TORCH_VARIANTS (default "eager:fp32 eager:tf32 compile:bf16"; also compile:tf32, eager:bf16)
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PY:-python3}
+BIN=${TF_BIN:-./tokenformer}
+PRESETS=("$@")
+[[ ${#PRESETS[@]} -gt 0 ]] || PRESETS=(shakespeare gpt2-124m)
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+
+# The bf16 matmul peak, measured (8192^3 products on random data).
+peak=$("$PY" - <<'PYEOF'
+import torch, time
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
+for _ in range(3): a @ b
+torch.cuda.synchronize(); t = time.perf_counter(); n = 20
+for _ in range(n): a @ b
+torch.cuda.synchronize(); print(f"{2 * 8192**3 * n / (time.perf_counter() - t) / 1e12:.0f}")
+PYEOF
+)
+echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); measured bf16 matmul peak: $peak TFLOP/s"
+echo "torch $("$PY" -c 'import torch; print(torch.__version__)')"
+
+for p in "${PRESETS[@]}"; do
+    steps=${STEPS:-$([[ $p == gpt2-124m ]] && echo 10 || echo 20)}
+    for prec in fp32 tf32; do
+        flag=$([[ $prec == tf32 ]] && echo --tf32)
+        "$BIN" bench --preset "$p" --device cuda --steps "$steps" --warmup 3 $flag | tail -1 >>"$raw"
+    done
+    for mode_prec in ${TORCH_VARIANTS:-eager:fp32 eager:tf32 compile:bf16}; do
+        timeout 400 "$PY" scripts/bench_torch.py --preset "$p" --device cuda --steps "$steps" --warmup 5 \
+            --mode "${mode_prec%%:*}" --precision "${mode_prec##*:}" 2>/dev/null | tail -1 >>"$raw"
+    done
+done
+[[ -n ${OUT_JSON:-} ]] && cat "$raw" >>"$OUT_JSON"
+
+"$PY" - "$raw" "$peak" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+peak = float(sys.argv[2]) * 1e12
+shapes = {"shakespeare": (6, 384, 288, 1152, 256), "gpt2-124m": (12, 768, 576, 2304, 1024)}
+print()
+print("| preset | implementation | precision | tokens/s | ms/step | MFU (bf16 peak) | peak GPU MiB | best tokenformer / this |")
+print("|---|---|---|---|---|---|---|---|")
+for preset in dict.fromkeys(r["preset"] for r in rows):
+    L, d, na, nf, T = shapes[preset]
+    # FLOPs per token: 6 x (non-embedding params + tied head) + causal attention (12 L d T, as nanoGPT counts)
+    n = L * (8 * d * na + 2 * d * nf) + 65 * d
+    fpt = 6 * n + 12 * L * d * T
+    rs = [r for r in rows if r["preset"] == preset]
+    ours = [r["tokens_per_s"] for r in rs if r.get("impl") == "tokenformer" and r.get("tokens_per_s")]
+    best = max(ours) if ours else None
+    for r in rs:
+        tps = r.get("tokens_per_s")
+        impl = "tokenformer" if r.get("impl") == "tokenformer" else "PyTorch " + r.get("mode", "?")
+        if not tps:
+            print(f"| {preset} | {impl} | {r.get('precision')} | {r.get('status', 'failed')}: {r.get('error', '')[:60]} | | | | |")
+            continue
+        mfu = tps * fpt / peak * 100
+        ratio = f"{best / tps:.2f}x" if best else ""
+        mem = r.get("peak_mem_mb")
+        print(f"| {preset} | {impl} | {r['precision']} | {tps:,.0f} | {r['ms_per_step']:.1f} | {mfu:.1f}% | {mem if mem is None else round(mem)} | {ratio} |")
+PYEOF
