@@ -11,7 +11,8 @@
 #   scripts/grow_experiment.sh [OUTDIR]          default out/grow_experiment
 # Env: BASE_ITERS (1000), GROW_ITERS (1000), KV (64), THREADS (2), OMP_WAIT_POLICY (passive),
 #      EVAL_INTERVAL (100 before growth; half of it after), EVAL_ITERS (20),
-#      FINAL_BATCHES (200), SCRATCH (1), SEED (1337), TF_BIN (./tokenformer)
+#      FINAL_BATCHES (200), SCRATCH (1), SEED (1337), TF_BIN (./tokenformer),
+#      STAGE_FLAGS (extra train flags for the three resumed runs, e.g. "--lr 3e-4")
 # Takes about 10 minutes on 2 cores (tiny at ~15k tokens/s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +29,7 @@ EVAL_ITERS=${EVAL_ITERS:-20}
 FINAL_BATCHES=${FINAL_BATCHES:-200}
 SCRATCH=${SCRATCH:-1}
 SEED=${SEED:-1337}
+read -r -a STAGE <<<"${STAGE_FLAGS:-}"
 [[ -x $BIN ]] || make -s -j2
 [[ -f data/input.txt ]] || make -s data
 mkdir -p "$OUT"
@@ -57,7 +59,7 @@ run grow_zero "$BIN" grow --ckpt "$OUT/small/latest.safetensors" --kv +"$KV" --i
     --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_zero.safetensors"
 run grow_random "$BIN" grow --ckpt "$OUT/small/latest.safetensors" --kv +"$KV" --init random \
     --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_random.safetensors"
-RESUME=(--new-stage --max-iters "$GROW_ITERS" "${EVAL[@]}" --eval-interval "$GROW_EVAL")
+RESUME=(--new-stage --max-iters "$GROW_ITERS" "${EVAL[@]}" --eval-interval "$GROW_EVAL" ${STAGE[@]+"${STAGE[@]}"})
 run zero "$BIN" train data/input.txt --resume "$OUT/grown_zero.safetensors" "${RESUME[@]}" --out "$OUT/zero"
 run random "$BIN" train data/input.txt --resume "$OUT/grown_random.safetensors" "${RESUME[@]}" --out "$OUT/random"
 run continued "$BIN" train data/input.txt --resume "$OUT/small/latest.safetensors" "${RESUME[@]}" --out "$OUT/continued"

@@ -386,6 +386,14 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
         return tf_err(err, "not a tokenformer checkpoint (metadata 'format' is %s%s%s, expected '%s')",
                       format ? "'" : "", format ? format : "missing", format ? "'" : "", CHECKPOINT_FORMAT);
+    /* The tensors (in range, not overlapping) must cover the data exactly, as
+     * the reference reader requires: a header length off by a few bytes of
+     * padding, or a file with bytes appended, would otherwise load shifted data. */
+    size_t covered = 0;
+    for (int i = 0; i < f->n_entries; i++) covered += f->entries[i].nbytes;
+    if (covered != f->data_len)
+        return tf_err(err, "the tensors cover %zu bytes but the data after the header is %zu bytes", covered,
+                      f->data_len);
     const char *cfg_s = st_meta(f, "config"), *vocab_s = st_meta(f, "vocab");
     if (!cfg_s) return tf_err(err, "metadata 'config' is missing");
     if (!vocab_s) return tf_err(err, "metadata 'vocab' is missing");

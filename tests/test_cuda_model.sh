@@ -31,7 +31,7 @@ fi
 
 # 2. 200 steps of tiny on tiny shakespeare: CPU and CUDA losses track
 common=(--max-iters 200 --eval-interval 50 --eval-iters 5 --log-interval 50 --seed 7)
-"$BIN" train data/input.txt "${common[@]}" --device cpu --out "$tmp/cpu" >"$tmp/cpu.log" 2>&1 || failed "cpu training run"
+"$BIN" train data/input.txt "${common[@]}" --device cpu --threads 4 --out "$tmp/cpu" >"$tmp/cpu.log" 2>&1 || failed "cpu training run"
 "$BIN" train data/input.txt "${common[@]}" --device cuda --out "$tmp/cuda" >"$tmp/cuda.log" 2>&1 || failed "cuda training run"
 python3 - "$tmp/cpu.log" "$tmp/cuda.log" <<'PYEOF' && pass "200 steps: cuda val losses track cpu (|diff| <= 0.02)" || failed "200 steps: cuda val losses diverge from cpu"
 import re, sys
