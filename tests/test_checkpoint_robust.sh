@@ -467,37 +467,56 @@ else
 fi
 
 # --------------------------------------------------------------- non-finite loss
-NOUT=$WORK/diverge
-timeout 120 "$BIN" train "$TEXT" --out "$NOUT" "${TINY[@]}" --lr 9 --grad-clip 0 --warmup-iters 0 \
-    --max-iters 2000 --eval-interval 50 --log-interval 1000 >"$WORK/diverge.out" 2>"$WORK/diverge.err"
-rc=$?
-grep -v '^device:' "$WORK/diverge.err" >"$WORK/diverge.err1" # the device line is normal output here
-classify $rc "$WORK/diverge.err1"
-if [[ $rc -eq 0 ]]; then
-    skip nonfinite_loss_stops "lr 9 without clipping did not diverge within 2000 iterations"
-elif [[ $CLASS == crash:* ]]; then
-    fail nonfinite_loss_stops "${CLASS#crash:}"
-elif ! grep -Eq 'non-finite .* at iteration [0-9]+' "$WORK/diverge.err"; then
-    fail nonfinite_loss_stops "message does not name the iteration: $(grep -v '^device:' "$WORK/diverge.err" | head -1)"
-else
-    it=$(sed -n 's/.*at iteration \([0-9]*\).*/\1/p' "$WORK/diverge.err" | head -1)
-    if ! grep -Fq "$NOUT/latest.safetensors" "$WORK/diverge.err"; then
-        fail nonfinite_loss_stops "message does not name the last good checkpoint: $(grep -v '^device:' "$WORK/diverge.err")"
-    elif ! timeout 60 "$BIN" info --ckpt "$NOUT/latest.safetensors" >"$WORK/diverge_info.out" 2>&1; then
-        fail nonfinite_loss_stops "last checkpoint does not load: $(head -1 "$WORK/diverge_info.out")"
-    elif ! timeout 60 "$BIN" sample --ckpt "$NOUT/latest.safetensors" --max-new-tokens 10 --threads 1 --device cpu \
+# lr 9 without clipping diverges; with no warmup in the first training step,
+# with a warmup (here) in an evaluation. Either way training must stop with
+# one error naming the iteration, and the checkpoint left behind must be a
+# good one: it loads, samples and evaluates to a finite loss.
+diverge() { # diverge NAME ARGS...
+    local name=$1 out=$WORK/$1 rc it saved
+    shift
+    timeout 120 "$BIN" train "$TEXT" --out "$out" "${TINY[@]}" --lr 9 --grad-clip 0 --max-iters 2000 \
+        --log-interval 1000 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    rc=$?
+    grep -v '^device:' "$WORK/$name.err" >"$WORK/$name.err1" # the device line is normal output here
+    classify $rc "$WORK/$name.err1"
+    if [[ $rc -eq 0 ]]; then
+        skip "$name" "lr 9 without clipping did not diverge within 2000 iterations"
+        return
+    elif [[ $CLASS == crash:* ]]; then
+        fail "$name" "${CLASS#crash:}"
+        return
+    elif ! [[ $ERR =~ non-finite\ .*\ at\ iteration\ ([0-9]+) ]]; then
+        fail "$name" "message does not name the iteration: $ERR"
+        return
+    fi
+    it=${BASH_REMATCH[1]}
+    if [[ ! -f $out/latest.safetensors ]]; then
+        [[ $ERR == *"before any checkpoint"* ]] && pass "$name (at iteration $it, before any checkpoint)" \
+            || fail "$name" "no checkpoint, and the message claims one: $ERR"
+        return
+    fi
+    if [[ $ERR != *"$out/latest.safetensors"* ]]; then
+        fail "$name" "message does not name the last good checkpoint: $ERR"
+    elif ! timeout 60 "$BIN" info --ckpt "$out/latest.safetensors" >"$WORK/$name.info" 2>&1; then
+        fail "$name" "last checkpoint does not load: $(head -1 "$WORK/$name.info")"
+    elif ! timeout 60 "$BIN" sample --ckpt "$out/latest.safetensors" --max-new-tokens 10 --threads 1 --device cpu \
             >/dev/null 2>&1; then
-        fail nonfinite_loss_stops "last checkpoint does not sample"
+        fail "$name" "last checkpoint does not sample"
+    elif ! timeout 60 "$BIN" eval --ckpt "$out/latest.safetensors" "$TEXT" --batches 2 --batch-size 4 --threads 1 \
+            --device cpu >"$WORK/$name.eval" 2>&1 ||
+        ! grep -Eq '^train loss [0-9.]+ .*val loss [0-9.]+ ' "$WORK/$name.eval"; then
+        fail "$name" "the checkpoint left behind is not finite: $(head -1 "$WORK/$name.eval")"
     else
-        saved=$(sed -n 's/.*iteration \([0-9]*\) (optimizer.*/\1/p; s/^optimizer step [0-9]*, iteration \([0-9]*\),.*/\1/p' \
-            "$WORK/diverge_info.out" | head -1)
+        saved=$(sed -n 's/.*, iteration \([0-9]*\),.*/\1/p' "$WORK/$name.info" | head -1)
         if [[ -n $saved && $saved -le $it ]]; then
-            pass "nonfinite_loss_stops (status $rc at iteration $it; checkpoint of iteration $saved intact)"
+            pass "$name (status $rc at iteration $it; checkpoint of iteration $saved intact: $(cut -d';' -f1 "$WORK/$name.eval"))"
         else
-            fail nonfinite_loss_stops "checkpoint iteration '$saved' is not before the failing iteration $it"
+            fail "$name" "checkpoint iteration '$saved' is not before the failing iteration $it"
         fi
     fi
-fi
+}
+diverge nonfinite_loss_in_step --warmup-iters 0 --eval-interval 50
+diverge nonfinite_loss_in_eval --warmup-iters 30 --eval-interval 5
 
 echo "checkpoint_robust: $failures failure(s)"
 [[ $failures -eq 0 ]]

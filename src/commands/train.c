@@ -196,6 +196,15 @@ static void format_duration(double s, char *buf, size_t len) {
     else snprintf(buf, len, "%lds", t);
 }
 
+static void report_nonfinite(const char *what, int iter, const char *latest) {
+    if (access(latest, F_OK) == 0)
+        fprintf(stderr, "tokenformer: error: non-finite %s at iteration %d; stopping. The last good checkpoint (%s) is intact.\n",
+                what, iter, latest);
+    else
+        fprintf(stderr, "tokenformer: error: non-finite %s at iteration %d; stopping before any checkpoint was written.\n",
+                what, iter);
+}
+
 static void save_or_die(const char *path, const Model *m, const Vocab *v, const TrainState *ts) {
     char err[TF_ERRLEN];
     if (checkpoint_save(path, m, v, ts, 1, err)) tf_die("saving checkpoint: %s", err);
@@ -311,6 +320,11 @@ int cmd_train(int argc, char **argv) {
             float vl = estimate_loss(&m, &data, SPLIT_VAL, &a.tc, iter, tok, tgt);
             printf("step %d: train loss %.4f, val loss %.4f\n", iter, tl, vl);
             fflush(stdout);
+            if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
+                report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, latest);
+                exit_code = 1;
+                break;
+            }
             ts.iter = iter;
             ts.data_rng = data_rng.state;
             if (vl < ts.best_val && isfinite(vl)) {
@@ -337,8 +351,7 @@ int cmd_train(int argc, char **argv) {
         float norm;
         float loss = model_train_step(&m, tok, tgt, lr, &a.tc, drop_seed, &norm);
         if (!isfinite(loss) || !isfinite(norm)) {
-            fprintf(stderr, "tokenformer: error: non-finite %s at iteration %d; stopping. The last good checkpoint (%s) is intact.\n",
-                    isfinite(loss) ? "gradient norm" : "loss", iter, latest);
+            report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, latest);
             exit_code = 1;
             break;
         }

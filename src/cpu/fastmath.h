@@ -23,7 +23,7 @@ static inline float fast_expf(float x) {
     p = p * f + 0.5f;
     p = p * f + 1.0f;
     p = p * f + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: a NaN x must not shift a negative */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
