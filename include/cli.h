@@ -30,5 +30,10 @@ extern const struct option CLI_CONFIG_OPTIONS[];
 int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
                           int *model_flag_seen);
 void cli_print_config_help(void);
+#define CLI_MAX_CONFIG_FLAGS 64
+/* seen[i] marks config flag i (opt - CLI_CONFIG_OPT_BASE) as given. */
+int cli_config_flag_seen(const int *seen, const char *flag);
+/* Copy into dst the training fields whose flags were given. */
+void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const int *seen);
 
 #endif

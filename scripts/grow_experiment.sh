@@ -95,7 +95,8 @@ cols = [("small, continued", {**small, **steps("continued")}),
         (f"random +{kv}", steps("random")),
         ("large from scratch", steps("scratch"))]
 cols = [(n, d) for n, d in cols if d]
-print(f"non-embedding parameters: small {params('small')}, grown {params('zero')}, scratch {params('scratch')}")
+print("non-embedding parameters: " + ", ".join(f"{n} {params(f)}" for n, f in
+      (("small", "small"), ("grown", "zero"), ("large from scratch", "scratch")) if steps(f)))
 print()
 print("val loss at each evaluation (eval batches are the same for every run at a given step;")
 print(f"step {base} is the growth point: the grown runs' first line is the grown model before any step)")

@@ -83,6 +83,9 @@ static const ConfigFlag FLAGS[] = {
     {"seed", F_U64, TF(seed), 0, 0, "random seed"},
 };
 #define N_FLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
+/* CLI_CONFIG_OPTIONS below lists OPT(0)..OPT(20) by hand: keep the two in step. */
+_Static_assert(sizeof FLAGS / sizeof FLAGS[0] == 21, "update CLI_CONFIG_OPTIONS");
+_Static_assert(sizeof FLAGS / sizeof FLAGS[0] < CLI_MAX_CONFIG_FLAGS, "raise CLI_MAX_CONFIG_FLAGS");
 
 const struct option CLI_CONFIG_OPTIONS[] = {
 #define OPT(i) {FLAGS[i].flag, required_argument, NULL, CLI_CONFIG_OPT_BASE + i}
@@ -121,4 +124,19 @@ void cli_print_config_help(void) {
         printf("  %-22s %s\n", left, FLAGS[i].help);
     }
     printf("  %-22s %s\n", "--pnorm MODE", "l2_norm_gelu (default), gelu_l2_norm or softmax");
+}
+
+int cli_config_flag_seen(const int *seen, const char *flag) {
+    for (int i = 0; i < N_FLAGS; i++)
+        if (!strcmp(FLAGS[i].flag, flag)) return seen[i];
+    return 0;
+}
+
+void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const int *seen) {
+    for (int i = 0; i < N_FLAGS; i++) {
+        const ConfigFlag *f = &FLAGS[i];
+        if (f->is_model || !seen[i]) continue;
+        size_t size = f->type == F_U64 ? sizeof(unsigned long long) : f->type == F_INT ? sizeof(int) : sizeof(float);
+        memcpy((char *)dst + f->offset, (const char *)given + f->offset, size);
+    }
 }

@@ -75,8 +75,7 @@ typedef struct {
     ModelConfig mc;
     TrainConfig tc;
     int model_flag_seen;
-    int min_lr_set;
-    int max_iters_set;
+    int flag_seen[CLI_MAX_CONFIG_FLAGS]; /* which config flags the command line gave */
 } TrainArgs;
 
 enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_NEW_STAGE, O_FREEZE, O_HELP };
@@ -125,8 +124,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         default:
             if (opt >= CLI_CONFIG_OPT_BASE &&
                 cli_apply_config_flag(opt, optarg, &a->mc, &a->tc, &a->model_flag_seen)) {
-                if (opt == CLI_CONFIG_OPT_BASE + 11) a->min_lr_set = 1;
-                if (opt == CLI_CONFIG_OPT_BASE + 9) a->max_iters_set = 1;
+                a->flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
                 break;
             }
             cli_unknown_flag("train", argv);
@@ -134,7 +132,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     }
     if (optind < argc - 1) tf_die("train: expected one input file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
     a->file = optind < argc ? argv[optind] : "data/input.txt";
-    if (!a->min_lr_set) a->tc.min_lr = a->tc.lr / 10.0f;
+    if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
     if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
 }
 
@@ -230,11 +228,14 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
     if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
     if (!checkpoint_had_optimizer()) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
-    /* Training settings come from the checkpoint unless given again on the command line. */
-    if (ts->has_train && !a->new_stage) {
+    /* Training settings come from the checkpoint unless given again on the command
+     * line; a new stage's length is --max-iters, else the checkpoint's max_iters. */
+    if (ts->has_train) {
         TrainConfig given = a->tc;
         a->tc = ts->train;
-        if (a->max_iters_set) a->tc.max_iters = given.max_iters;
+        cli_override_train_config(&a->tc, &given, a->flag_seen);
+        if (cli_config_flag_seen(a->flag_seen, "lr") && !cli_config_flag_seen(a->flag_seen, "min-lr"))
+            a->tc.min_lr = a->tc.lr / 10.0f;
     }
     if (!a->freeze_old) /* freezing lasts one run: a later resume trains every row again */
         for (int i = 0; i < m->n_params; i++)
