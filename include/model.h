@@ -74,6 +74,7 @@ typedef struct Model {
     float *grad_scratch; /* backward scratch block */
     int *tokens, *targets; /* device */
     int has_targets;
+    int n_targets;       /* rows of the last forward with a target in [0, V) */
     int last_training;   /* forward ran with dropout */
     uint64_t last_dropout_seed;
 } Model;

@@ -99,7 +99,8 @@ typedef struct Ops {
     void (*scale)(float *x, float s, size_t n);
 
     /* Softmax cross-entropy over V classes per row. Forward writes probs
-     * (N x V) and returns the mean loss over rows whose target >= 0.
+     * (N x V) and returns the mean loss over rows whose target is in [0, V);
+     * other rows are ignored (no loss, zero gradient).
      * Backward: dlogits = (probs - onehot(target)) * scale (overwrites). */
     float (*cross_entropy_forward)(float *probs, const float *logits, const int *targets, int N,
                                    int V);

@@ -352,6 +352,9 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     m->has_targets = targets != NULL;
     if (!targets) return 0.0f;
     o->to_device(m->targets, targets, (size_t)N * sizeof(int));
+    /* the loss is a mean over rows with a target (>= 0): backward scales by the same count */
+    m->n_targets = 0;
+    for (int i = 0; i < N; i++) m->n_targets += targets[i] >= 0 && targets[i] < V;
     return o->cross_entropy_forward(m->probs, m->logits, m->targets, N, V);
 }
 
@@ -375,7 +378,7 @@ void model_backward(Model *m) {
     Scratch s = scratch_of(m);
     Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
 
-    o->cross_entropy_backward(s.dlogits, m->probs, m->targets, 1.0f / (float)N, N, V);
+    o->cross_entropy_backward(s.dlogits, m->probs, m->targets, 1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
     o->matmul(wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
     o->matmul(s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
     o->zero(s.dres, Nd);

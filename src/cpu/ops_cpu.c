@@ -149,7 +149,7 @@ static float cpu_cross_entropy_forward(float *probs, const float *logits, const 
         }
         float inv = 1.0f / sum;
         for (int j = 0; j < V; j++) pi[j] *= inv;
-        if (targets && targets[i] >= 0) {
+        if (targets && targets[i] >= 0 && targets[i] < V) {
             total += -log((double)pi[targets[i]]);
             counted++;
         }
@@ -163,7 +163,7 @@ static void cpu_cross_entropy_backward(float *dlogits, const float *probs, const
     for (int i = 0; i < N; i++) {
         float *di = dlogits + (size_t)i * V;
         const float *pi = probs + (size_t)i * V;
-        int t = targets[i];
+        int t = targets[i] < V ? targets[i] : -1; /* out-of-range targets are ignored, as on CUDA */
         for (int j = 0; j < V; j++) di[j] = t >= 0 ? (pi[j] - (j == t)) * scale : 0.0f;
     }
 }
