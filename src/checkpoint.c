@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "crc32.h"
 #include "safetensors.h"
 
 static int g_had_optimizer;
@@ -177,6 +178,44 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
     return 0;
 }
 
+/* ---------------- integrity ---------------- */
+
+/* CRC-32 over the metadata (every key and value but "crc32" itself, in key
+ * order, each NUL-terminated) and then the data bytes: a flipped bit
+ * anywhere, even one that leaves the header well-formed, is caught. */
+static uint32_t checkpoint_crc(const char *const *keys, const char *const *vals, int n,
+                               const void *const *chunks, const size_t *chunk_len, int n_chunks) {
+    uint32_t crc = 0;
+    const char *prev = NULL;
+    for (int done = 0; done < n; done++) { /* selection by key: n is a dozen */
+        int next = -1;
+        for (int i = 0; i < n; i++)
+            if (strcmp(keys[i], "crc32") != 0 && (!prev || strcmp(keys[i], prev) > 0) &&
+                (next < 0 || strcmp(keys[i], keys[next]) < 0))
+                next = i;
+        if (next < 0) break;
+        crc = crc32_update(crc, keys[next], strlen(keys[next]) + 1);
+        crc = crc32_update(crc, vals[next], strlen(vals[next]) + 1);
+        prev = keys[next];
+    }
+    for (int c = 0; c < n_chunks; c++) crc = crc32_update(crc, chunks[c], chunk_len[c]);
+    return crc;
+}
+
+static int verify_crc(const StFile *f, char *err) {
+    const char *stored = st_meta(f, "crc32");
+    if (!stored) return tf_err(err, "metadata 'crc32' is missing");
+    const void *chunk = f->data;
+    size_t len = f->data_len;
+    uint32_t crc = checkpoint_crc((const char *const *)f->meta_keys, (const char *const *)f->meta_vals,
+                                  f->n_meta, &chunk, &len, 1);
+    char want[16];
+    snprintf(want, sizeof want, "%08x", crc);
+    if (strcmp(stored, want) != 0)
+        return tf_err(err, "checksum mismatch (crc32 stored %.16s, computed %s): the file is damaged", stored, want);
+    return 0;
+}
+
 /* ---------------- save ---------------- */
 
 int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
@@ -224,10 +263,23 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     snprintf(best, sizeof best, "%.9g", ts->best_val);
     snprintf(rng, sizeof rng, "%llu", (unsigned long long)ts->data_rng);
     const char *keys[] = {"format", "config", "train_config", "vocab", "step", "iter",
-                          "best_val_loss", "data_rng", "row_segments", "optimizer"};
+                          "best_val_loss", "data_rng", "row_segments", "optimizer", "crc32"};
     const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, vocab, step, iter, best, rng, segs,
-                          with_optimizer ? "adamw" : "none"};
-    int rc = st_write_atomic(path, outs, n_out, keys, vals, (int)(sizeof keys / sizeof keys[0]), err);
+                          with_optimizer ? "adamw" : "none", ""};
+    int n_meta = (int)(sizeof keys / sizeof keys[0]);
+    const void **chunks = tf_malloc(sizeof(void *) * (size_t)n_out, "checksum");
+    size_t *lens = tf_malloc(sizeof(size_t) * (size_t)n_out, "checksum");
+    for (int i = 0; i < n_out; i++) {
+        chunks[i] = outs[i].data;
+        lens[i] = sizeof(float);
+        for (int d = 0; d < outs[i].ndim; d++) lens[i] *= (size_t)outs[i].shape[d];
+    }
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08x", checkpoint_crc(keys, vals, n_meta, chunks, lens, n_out));
+    vals[n_meta - 1] = crc;
+    free(chunks);
+    free(lens);
+    int rc = st_write_atomic(path, outs, n_out, keys, vals, n_meta, err);
     free(cfg);
     free(tcfg);
     free(segs);
@@ -434,7 +486,8 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
         rc = tf_err(err, "metadata 'data_rng' is not a decimal integer");
     else
         rc = parse_train_config(tcfg, ts, err);
-    if (rc || load_tensors(m, f, err) || load_segments(m, segs, err)) {
+    /* The checksum last: structural problems get their own message first. */
+    if (rc || load_tensors(m, f, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
         model_free(m);
         vocab_free(v);
         return -1;
