@@ -4,7 +4,8 @@
 # Prints a markdown table (paste into docs/BENCHMARKS.md).
 #
 #   scripts/bench_cpu.sh [THREADS] [PRESETS...]      default: 2 tiny shakespeare
-# Env: STEPS (timed steps, default 20 for tiny, 5 for others), PY (python with torch)
+# Env: STEPS (timed steps, default 40 for tiny, 4 for others), REPEATS (default 3; medians),
+#      PY (python with torch)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 THREADS=${1:-2}
@@ -20,17 +21,26 @@ json_field() { "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read().strip().
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; threads used: $THREADS"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 echo
-echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio | tokenformer ms/step | PyTorch ms/step |"
+echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio | tokenformer ms/step | PyTorch ms/step |  (medians of $REPEATS)"
 echo "|---|---|---|---|---|---|---|"
+# Each side runs REPEATS times, interleaved, and the median counts: on a
+# shared VM single runs move by 10-20%.
+REPEATS=${REPEATS:-3}
+median() { "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 for p in "${PRESETS[@]}"; do
-    steps=${STEPS:-$([[ $p == tiny ]] && echo 20 || echo 5)}
-    ours=$(OMP_NUM_THREADS=$THREADS "$BIN" bench --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
-    theirs=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/bench_torch.py --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
-    ot=$(echo "$ours" | json_field tokens_per_s); om=$(echo "$ours" | json_field ms_per_step)
-    tt=$(echo "$theirs" | json_field tokens_per_s); tm=$(echo "$theirs" | json_field ms_per_step)
+    steps=${STEPS:-$([[ $p == tiny ]] && echo 40 || echo 4)}
+    ot=() om=() tt=() tm=()
+    for ((r = 0; r < REPEATS; r++)); do
+        ours=$(OMP_NUM_THREADS=$THREADS "$BIN" bench --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+        theirs=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/bench_torch.py --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+        ot+=("$(echo "$ours" | json_field tokens_per_s)"); om+=("$(echo "$ours" | json_field ms_per_step)")
+        tt+=("$(echo "$theirs" | json_field tokens_per_s)"); tm+=("$(echo "$theirs" | json_field ms_per_step)")
+    done
     bt="$(echo "$ours" | json_field batch) x $(echo "$ours" | json_field block)"
-    ratio=$("$PY" -c "print(f'{float($ot)/float($tt):.2f}x')")
-    printf '| %s | %s | %.0f | %.0f | %s | %.1f | %.1f |\n' "$p" "$bt" "$ot" "$tt" "$ratio" "$om" "$tm"
+    o=$(median "${ot[@]}"); t=$(median "${tt[@]}")
+    ratio=$("$PY" -c "print(f'{float($o)/float($t):.2f}x')")
+    printf '| %s | %s | %.0f | %.0f | %s | %.1f | %.1f |\n' "$p" "$bt" "$o" "$t" "$ratio" "$(median "${om[@]}")" "$(median "${tm[@]}")"
+    echo "  (runs: tokenformer ${ot[*]}; PyTorch ${tt[*]})" >&2
 done
 
 # Sampling: a tiny model trained for a few steps is enough to time generation.

@@ -448,6 +448,18 @@ float model_grad_norm(Model *m) {
 
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     m->step++;
+    if (all_rows_uniform(m)) {
+        /* Two launches: the decayed 2-D tensors are contiguous from wte up to
+         * ln_f, which (1-D, no decay) closes the block. */
+        size_t n_decay = (size_t)(tensor_f32(&m->params[lnf_w_index(m)].t) - m->param_mem);
+        const Ops *o = m->ops;
+        o->adamw(m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1, tc->beta2,
+                 tc->adam_eps, tc->weight_decay, grad_scale, m->step);
+        o->adamw(m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay,
+                 m->v_mem + n_decay, m->n_param_elems - n_decay, lr, tc->beta1, tc->beta2,
+                 tc->adam_eps, 0.0f, grad_scale, m->step);
+        return;
+    }
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t re = row_elems(p);

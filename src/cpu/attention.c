@@ -1,6 +1,9 @@
 /* Causal self-attention and rotary embeddings on the CPU. q, k, v are laid
  * out (B, T, H, hd) = rows of d = H*hd; each (batch, head) pair is
- * independent, so OpenMP splits over those. */
+ * independent, so OpenMP splits over those, and within a pair the products
+ * are small GEMMs on strided views (lda = d) through OpenBLAS, which runs
+ * single-threaded inside the parallel region. */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -28,6 +31,23 @@ void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
         }
 }
 
+/* Row t of P (T x T): softmax over the scores s <= t, zero above the diagonal. */
+static void causal_softmax_rows(float *P, int T, float scale) {
+    for (int t = 0; t < T; t++) {
+        float *p = P + (size_t)t * T;
+        float mx = -INFINITY;
+        for (int s = 0; s <= t; s++) mx = p[s] > mx ? p[s] : mx;
+        float sum = 0.0f;
+        for (int s = 0; s <= t; s++) {
+            p[s] = expf((p[s] - mx) * scale);
+            sum += p[s];
+        }
+        float inv = 1.0f / sum;
+        for (int s = 0; s <= t; s++) p[s] *= inv;
+        for (int s = t + 1; s < T; s++) p[s] = 0.0f;
+    }
+}
+
 void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd) {
     int d = H * hd;
@@ -35,34 +55,14 @@ void cpu_attention_forward(float *out, float *att, const float *q, const float *
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
+            size_t off = (size_t)b * T * d + (size_t)h * hd;
             float *P = att + ((size_t)b * H + h) * T * T;
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + ((size_t)b * T + t) * d + h * hd;
-                float *p = P + (size_t)t * T;
-                float mx = -INFINITY;
-                for (int s = 0; s <= t; s++) {
-                    const float *ks = k + ((size_t)b * T + s) * d + h * hd;
-                    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                    for (int i = 0; i < hd; i++) dot += qt[i] * ks[i];
-                    p[s] = dot * scale;
-                    mx = p[s] > mx ? p[s] : mx;
-                }
-                float sum = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    p[s] = expf(p[s] - mx);
-                    sum += p[s];
-                }
-                float inv = 1.0f / sum;
-                for (int s = 0; s <= t; s++) p[s] *= inv;
-                for (int s = t + 1; s < T; s++) p[s] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * d + h * hd;
-                memset(o, 0, sizeof(float) * hd);
-                for (int s = 0; s <= t; s++) {
-                    const float *vs = v + ((size_t)b * T + s) * d + h * hd;
-                    for (int i = 0; i < hd; i++) o[i] += p[s] * vs[i];
-                }
-            }
+            /* scores = Q K^T (unscaled; the scale goes into the exponent) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q + off, d,
+                        k + off, d, 0.0f, P, T);
+            causal_softmax_rows(P, T, scale);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v + off,
+                        d, 0.0f, out + off, d);
         }
 }
 
@@ -74,43 +74,27 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const 
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
+            size_t off = (size_t)b * T * d + (size_t)h * hd;
             const float *P = att + ((size_t)b * H + h) * T * T;
             float *dP = datt + ((size_t)b * H + h) * T * T;
-            for (int t = 0; t < T; t++) {
-                memset(dq + ((size_t)b * T + t) * d + h * hd, 0, sizeof(float) * hd);
-                memset(dk + ((size_t)b * T + t) * d + h * hd, 0, sizeof(float) * hd);
-                memset(dv + ((size_t)b * T + t) * d + h * hd, 0, sizeof(float) * hd);
-            }
+            /* dP = dO V^T ; dV = P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout + off, d,
+                        v + off, d, 0.0f, dP, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dout + off,
+                        d, 0.0f, dv + off, d);
+            /* softmax backward, with the score scale folded in: dS = P (dP - rowdot) scale */
             for (int t = 0; t < T; t++) {
                 const float *p = P + (size_t)t * T;
                 float *dp = dP + (size_t)t * T;
-                const float *go = dout + ((size_t)b * T + t) * d + h * hd;
-                /* dP = dout . v ; dv += p dout */
-                float dot_pdp = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    const float *vs = v + ((size_t)b * T + s) * d + h * hd;
-                    float *dvs = dv + ((size_t)b * T + s) * d + h * hd;
-                    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                    for (int i = 0; i < hd; i++) {
-                        acc += go[i] * vs[i];
-                        dvs[i] += p[s] * go[i];
-                    }
-                    dp[s] = acc;
-                    dot_pdp += p[s] * acc;
-                }
-                /* softmax backward, then the scaled dot product */
-                const float *qt = q + ((size_t)b * T + t) * d + h * hd;
-                float *dqt = dq + ((size_t)b * T + t) * d + h * hd;
-                for (int s = 0; s <= t; s++) {
-                    float ds = p[s] * (dp[s] - dot_pdp) * scale;
-                    const float *ks = k + ((size_t)b * T + s) * d + h * hd;
-                    float *dks = dk + ((size_t)b * T + s) * d + h * hd;
-                    for (int i = 0; i < hd; i++) {
-                        dqt[i] += ds * ks[i];
-                        dks[i] += ds * qt[i];
-                    }
-                }
+                float dot = 0.0f;
+                for (int s = 0; s <= t; s++) dot += p[s] * dp[s];
+                for (int s = 0; s <= t; s++) dp[s] = p[s] * (dp[s] - dot) * scale;
+                for (int s = t + 1; s < T; s++) dp[s] = 0.0f;
             }
+            /* dQ = dS K ; dK = dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, k + off,
+                        d, 0.0f, dq + off, d);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, q + off, d,
+                        0.0f, dk + off, d);
         }
 }

@@ -4,6 +4,10 @@
 
 #include "ops.h"
 
+/* C = alpha op(A) op(B) + beta C, row-major, split over C's rows across threads. */
+void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int trans_a,
+              int trans_b, float alpha, float beta);
+
 
 void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
                             const float *V, float tau, int mode, int N, int d_in, int n, int d_out);

@@ -4,7 +4,6 @@
  *   forward:  A = X K^T,  S = pnorm(A),  Y = S V
  *   backward: dS = dY V^T, dA = pnorm'(dS), dX += dA K, dK += dA^T X, dV += S^T dY
  */
-#include <cblas.h>
 #include <math.h>
 
 #include "cpu_ops.h"
@@ -113,24 +112,18 @@ static void pnorm_backward(float *dA, const float *A, const float *S, float tau,
 void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
                             const float *V, float tau, int mode, int N, int d_in, int n,
                             int d_out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, d_in, 1.0f, X, d_in, K, d_in, 0.0f,
-                A, n);
+    cpu_gemm(X, K, A, N, n, d_in, 0, 1, 1.0f, 0.0f);
     pnorm_forward(S, A, tau, mode, N, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d_out, n, 1.0f, S, n, V, d_out,
-                0.0f, Y, d_out);
+    cpu_gemm(S, V, Y, N, d_out, n, 0, 0, 1.0f, 0.0f);
 }
 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              const float *X, const float *K, const float *V, const float *A,
                              const float *S, float tau, int mode, int N, int d_in, int n,
                              int d_out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, d_out, 1.0f, dY, d_out, V, d_out,
-                0.0f, dA, n);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d_out, N, 1.0f, S, n, dY, d_out, 1.0f,
-                dV, d_out);
+    cpu_gemm(dY, V, dA, N, n, d_out, 0, 1, 1.0f, 0.0f);
+    cpu_gemm(S, dY, dV, n, d_out, N, 1, 0, 1.0f, 1.0f);
     pnorm_backward(dA, A, S, tau, mode, N, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d_in, n, 1.0f, dA, n, K, d_in, 1.0f,
-                dX, d_in);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d_in, N, 1.0f, dA, n, X, d_in, 1.0f,
-                dK, d_in);
+    cpu_gemm(dA, K, dX, N, d_in, n, 0, 0, 1.0f, 1.0f);
+    cpu_gemm(dA, X, dK, n, d_in, N, 1, 0, 1.0f, 1.0f);
 }
