@@ -18,6 +18,7 @@ BIN=${TF_BIN:-./tokenformer}
 
 json_field() { "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); v=r.get(sys.argv[1]); print("n/a" if v is None else v)' "$1"; }
 
+REPEATS=${REPEATS:-3}
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; threads used: $THREADS"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 echo
@@ -25,7 +26,6 @@ echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio | token
 echo "|---|---|---|---|---|---|---|"
 # Each side runs REPEATS times, interleaved, and the median counts: on a
 # shared VM single runs move by 10-20%.
-REPEATS=${REPEATS:-3}
 median() { "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 for p in "${PRESETS[@]}"; do
     steps=${STEPS:-$([[ $p == tiny ]] && echo 40 || echo 4)}
