@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checkpoint robustness: truncated, corrupted, foreign and hostile checkpoint
 # files get one clear error line (never a crash, hang or sanitizer report)
-# from `info`, `sample` and `train --resume`; flipped bytes in the tensor
-# data still load; checkpoints are written atomically (temporary file, fsync,
+# from `info`, `sample` and `train --resume`; flipped bits anywhere, the
+# tensor data included, are refused by the checksum; checkpoints are written atomically (temporary file, fsync,
 # rename), so SIGKILL at any moment leaves a loadable checkpoint; a
 # non-finite loss stops training, names the iteration and leaves the last
 # good checkpoint intact.
@@ -10,31 +10,7 @@
 # Environment: TF_BIN (binary under test, default ./tokenformer),
 # TF_FLIP_STRIDE (test every Nth header byte in the bit-flip sweep; default
 # 8, 60 for a sanitizer build).
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
-WORK=$(mktemp -d)
-KILL_PIDS=()
-cleanup() {
-    local p
-    for p in "${KILL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-export LC_ALL=C.UTF-8
-
-failures=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
-skip() { echo "SKIP $1: $2"; }
-
-if [[ ! -x $BIN ]]; then
-    fail checkpoint_robust "binary '$BIN' not found (build it first)"
-    exit 1
-fi
-SANITIZER_RE='AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|MemorySanitizer'
-SLOW=0
-[[ $BIN == *asan* ]] && SLOW=1
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" checkpoint_robust
 FLIP_STRIDE=${TF_FLIP_STRIDE:-$((SLOW ? 60 : 8))}
 
 TEXT=$WORK/text.txt
@@ -485,7 +461,7 @@ for k in $(seq 10); do
         --threads 1 --device cpu --max-iters 1000000)
     "${args[@]}" >"$WORK/kill_$k.log" 2>&1 &
     pid=$!
-    KILL_PIDS+=("$pid")
+    PIDS+=("$pid")
     # Wait for the first save of this run (or of the first run), then a random 0-400 ms.
     for _ in $(seq 300); do
         [[ -f $KOUT/latest.safetensors ]] && grep -q '^step' "$WORK/kill_$k.log" 2>/dev/null && break
@@ -507,7 +483,7 @@ for k in $(seq 10); do
     done
     [[ -n $kill_fail ]] && break
 done
-KILL_PIDS=()
+PIDS=()
 if [[ -n $kill_fail ]]; then
     fail sigkill_leaves_loadable_checkpoint "$kill_fail"
 else

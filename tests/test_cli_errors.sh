@@ -6,24 +6,8 @@
 # usage on stdout.
 #
 # Environment: TF_BIN (binary under test, default ./tokenformer).
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
-WORK=$(mktemp -d)
-trap 'chmod -R u+rwx "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-export LC_ALL=C.UTF-8
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" cli_errors
 
-failures=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
-skip() { echo "SKIP $1: $2"; }
-
-if [[ ! -x $BIN ]]; then
-    fail cli_errors "binary '$BIN' not found (build it first)"
-    exit 1
-fi
-
-SANITIZER_RE='AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|MemorySanitizer|ThreadSanitizer'
 # Under AddressSanitizer a huge malloc aborts unless told to return NULL like
 # the real one; it then prints this warning, which is not the program's output.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1"

@@ -5,30 +5,7 @@
 # one thread). A second signal ends the process at once.
 #
 # Environment: TF_BIN (binary under test, default ./tokenformer).
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-export LC_ALL=C.UTF-8
-
-failures=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
-skip() { echo "SKIP $1: $2"; }
-
-if [[ ! -x $BIN ]]; then
-    fail interrupt "binary '$BIN' not found (build it first)"
-    exit 1
-fi
-SLOW=0
-[[ $BIN == *asan* ]] && SLOW=1
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" interrupt
 
 TEXT=$WORK/text.txt
 if [[ -s data/input.txt ]]; then

@@ -6,22 +6,7 @@
 # reproducibly; `info` prints the config and the training state.
 #
 # Environment: TF_BIN (binary under test, default ./tokenformer).
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-export LC_ALL=C.UTF-8
-
-failures=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
-skip() { echo "SKIP $1: $2"; }
-
-if [[ ! -x $BIN ]]; then
-    fail resume "binary '$BIN' not found (build it first)"
-    exit 1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" resume
 
 # Text with multi-byte characters, so that characters and bytes differ.
 TEXT=$WORK/text.txt

@@ -1,0 +1,34 @@
+# Shared by the shell tests: the binary under test, a scratch folder removed
+# on exit (processes listed in PIDS are killed first), and PASS/FAIL/SKIP
+# lines with a failure count. Usage, first thing in a test:
+#     source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" TEST_NAME
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+BIN=${TF_BIN:-./tokenformer}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    chmod -R u+rwx "$WORK" 2>/dev/null # tests make unreadable files in it
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export LC_ALL=C.UTF-8
+
+failures=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
+skip() { echo "SKIP $1: $2"; }
+
+# What a sanitizer report looks like, in a command's output.
+SANITIZER_RE='AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|MemorySanitizer|ThreadSanitizer'
+
+# Sanitizer builds run several times slower: tests scale their work down.
+SLOW=0
+[[ $BIN == *asan* ]] && SLOW=1
+
+if [[ ! -x $BIN ]]; then
+    fail "${1:-test}" "binary '$BIN' not found (build it first)"
+    exit 1
+fi
