@@ -5,22 +5,46 @@
  * single-threaded inside the parallel region. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 #include "cpu_ops.h"
+
+/* cos/sin of t * 10000^(-2i/rot) for t < T, i < rot/2, computed in double
+ * once per (T, rot) and kept: the same angles serve every layer and step. */
+static const float *rope_table(int T, int rot) {
+    static float *table;
+    static int table_T, table_rot;
+    if (table && table_T >= T && table_rot == rot) return table;
+    int half = rot / 2;
+    float *t2 = realloc(table, sizeof(float) * 2 * (size_t)T * half);
+    if (!t2) tf_die("out of memory for the RoPE table");
+    table = t2;
+    table_T = T;
+    table_rot = rot;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double ang = t * pow(10000.0, -2.0 * i / (double)rot);
+            table[((size_t)t * half + i) * 2] = (float)cos(ang);
+            table[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
+        }
+    return table;
+}
 
 void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
     if (rot < 2) return;
     int half = rot / 2;
     int d = H * hd;
+    const float *cs = rope_table(T, rot);
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *row = x + ((size_t)b * T + t) * d;
             for (int i = 0; i < half; i++) {
-                double freq = pow(10000.0, -2.0 * i / (double)rot);
-                double ang = t * freq;
-                float c = (float)cos(ang), s = (float)(inverse ? -sin(ang) : sin(ang));
+                float c = cs[((size_t)t * half + i) * 2], s = cs[((size_t)t * half + i) * 2 + 1];
+                if (inverse) s = -s;
                 for (int h = 0; h < H; h++) {
                     float *p = row + h * hd;
                     float x1 = p[i], x2 = p[i + half];
