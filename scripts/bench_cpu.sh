@@ -4,7 +4,7 @@
 # Prints a markdown table (paste into docs/BENCHMARKS.md).
 #
 #   scripts/bench_cpu.sh [THREADS] [PRESETS...]      default: 2 tiny shakespeare
-# Env: STEPS (timed steps, default 40 for tiny, 4 for others), REPEATS (default 3; medians),
+# Env: STEPS (timed steps, default 40 for tiny, 4 for others), REPEATS (default 5; medians),
 #      PY (python with torch)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,14 +18,15 @@ BIN=${TF_BIN:-./tokenformer}
 
 json_field() { "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); v=r.get(sys.argv[1]); print("n/a" if v is None else v)' "$1"; }
 
-REPEATS=${REPEATS:-3}
+REPEATS=${REPEATS:-5}
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; threads used: $THREADS"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 echo
-echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio | tokenformer ms/step | PyTorch ms/step |  (medians of $REPEATS)"
+echo "| preset | B x T | tokenformer tok/s | PyTorch eager tok/s | ratio (median of pairs) | tokenformer ms/step | PyTorch ms/step |  (medians of $REPEATS)"
 echo "|---|---|---|---|---|---|---|"
-# Each side runs REPEATS times, interleaved, and the median counts: on a
-# shared VM single runs move by 10-20%.
+# Each side runs REPEATS times, interleaved, and medians count: on a shared
+# VM single runs move by 10-30%. The ratio is the median of the ratios of
+# back-to-back pairs.
 median() { "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 for p in "${PRESETS[@]}"; do
     steps=${STEPS:-$([[ $p == tiny ]] && echo 40 || echo 4)}
@@ -38,7 +39,8 @@ for p in "${PRESETS[@]}"; do
     done
     bt="$(echo "$ours" | json_field batch) x $(echo "$ours" | json_field block)"
     o=$(median "${ot[@]}"); t=$(median "${tt[@]}")
-    ratio=$("$PY" -c "print(f'{float($o)/float($t):.2f}x')")
+    # the ratio of each back-to-back pair, then their median: pairs share the machine's state
+    ratio=$("$PY" -c "import statistics; o=[float(x) for x in '${ot[*]}'.split()]; t=[float(x) for x in '${tt[*]}'.split()]; print(f'{statistics.median(a/b for a, b in zip(o, t)):.2f}x')")
     printf '| %s | %s | %.0f | %.0f | %s | %.1f | %.1f |\n' "$p" "$bt" "$o" "$t" "$ratio" "$(median "${om[@]}")" "$(median "${tm[@]}")"
     echo "  (runs: tokenformer ${ot[*]}; PyTorch ${tt[*]})" >&2
 done
