@@ -12,6 +12,8 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -621,6 +623,27 @@ static int write_temp_and_rename(const char *path, const char *tmp, const StrBuf
     return 0;
 }
 
+/* Temporary files of writers that died mid-save (SIGKILL, a second signal)
+ * would pile up beside the checkpoint: after a successful save, remove the
+ * ones whose process no longer exists. Best effort; errors are ignored. */
+static void remove_stale_temps(const char *path) {
+    size_t plen = strlen(path);
+    char *pattern = malloc(plen + 8);
+    if (!pattern) return;
+    snprintf(pattern, plen + 8, "%s.tmp.*", path);
+    glob_t g;
+    if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            char *end;
+            long pid = strtol(g.gl_pathv[i] + plen + 5, &end, 10);
+            if (*end || pid <= 0 || pid == (long)getpid()) continue;
+            if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlink(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    free(pattern);
+}
+
 int st_write_atomic(const char *path, const StTensorOut *tensors, int n_tensors, const char *const *meta_keys,
                     const char *const *meta_vals, int n_meta, char *err) {
     if (!path || !*path) return tf_err(err, "st_write_atomic: empty path");
@@ -644,6 +667,7 @@ int st_write_atomic(const char *path, const StTensorOut *tensors, int n_tensors,
             snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     }
     if (rc == 0) rc = write_temp_and_rename(path, tmp, &hdr, tensors, n_tensors, nbytes, err);
+    if (rc == 0) remove_stale_temps(path);
     free(tmp);
     free(hdr.p);
     free(nbytes);

@@ -542,5 +542,18 @@ diverge() { # diverge NAME ARGS...
 diverge nonfinite_loss_in_step --warmup-iters 0 --eval-interval 50
 diverge nonfinite_loss_in_eval --warmup-iters 30 --eval-interval 5
 
+# Temporary files of dead writers are swept by the next good save; a live
+# writer's (here: this shell's) is left alone.
+mkdir -p "$WORK/stale"
+dead=999999
+while kill -0 $dead 2>/dev/null; do dead=$((dead - 1)); done
+touch "$WORK/stale/c.safetensors.tmp.$dead" "$WORK/stale/c.safetensors.tmp.$$"
+"$BIN" train "$TEXT" "${TINY[@]}" --max-iters 2 --eval-interval 2 --eval-iters 1 --out "$WORK/stale/c.safetensors" >/dev/null 2>&1
+if [[ -f $WORK/stale/c.safetensors && ! -e $WORK/stale/c.safetensors.tmp.$dead && -e $WORK/stale/c.safetensors.tmp.$$ ]]; then
+    pass "stale_temp_files_swept (a dead writer's temp file removed, a live one kept)"
+else
+    fail stale_temp_files_swept "left: $(ls "$WORK/stale" | tr '\n' ' ')"
+fi
+
 echo "checkpoint_robust: $failures failure(s)"
 [[ $failures -eq 0 ]]
