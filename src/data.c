@@ -14,6 +14,11 @@
 
 /* ------------------------------------------------------------- reading */
 
+/* Texts past 1 GiB are refused: the tokens alone would take 4 GiB, and an
+ * endless stream (/dev/zero, a runaway pipe) must end in an error, not in
+ * the out-of-memory killer. */
+#define TEXT_MAX_BYTES ((size_t)1 << 30)
+
 /* Read the whole stream. The size from fstat is only a first guess for the
  * buffer: pipes and /proc files report 0, and a file may grow meanwhile. */
 static int read_whole_stream(FILE *f, const char *path, size_t size_hint, unsigned char **data, size_t *len,
@@ -22,18 +27,23 @@ static int read_whole_stream(FILE *f, const char *path, size_t size_hint, unsign
     unsigned char *buf = tf_malloc(cap, "file contents");
     size_t used = 0;
     for (;;) {
+        if (used > TEXT_MAX_BYTES) {
+            free(buf);
+            return tf_err(err, "'%s' is larger than 1 GiB; tokenformer trains on texts up to 1 GiB", path);
+        }
         if (used == cap) {
             if (cap > SIZE_MAX / 2) {
                 free(buf);
                 return tf_err(err, "'%s' is too large to read into memory", path);
             }
-            unsigned char *bigger = realloc(buf, cap * 2);
+            size_t grown = cap * 2 < TEXT_MAX_BYTES + 2 ? cap * 2 : TEXT_MAX_BYTES + 2;
+            unsigned char *bigger = realloc(buf, grown);
             if (!bigger) {
                 free(buf);
                 return tf_err(err, "out of memory reading '%s'", path);
             }
             buf = bigger;
-            cap *= 2;
+            cap = grown;
         }
         size_t got = fread(buf + used, 1, cap - used, f);
         used += got;
@@ -69,6 +79,11 @@ static FILE *open_text_file(const char *path, size_t *size_hint, char *err) {
         return NULL;
     }
     *size_hint = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size : 0;
+    if (*size_hint > TEXT_MAX_BYTES) {
+        tf_err(err, "'%s' is larger than 1 GiB; tokenformer trains on texts up to 1 GiB", path);
+        fclose(f);
+        return NULL;
+    }
     return f;
 }
 
