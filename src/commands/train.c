@@ -258,6 +258,150 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
            ts->iter, m->step, ts->best_val);
 }
 
+/* Everything one training run holds, so that its steps can be small functions. */
+typedef struct {
+    TrainArgs *a;
+    Model m;
+    Vocab vocab;
+    TrainState ts;
+    Dataset data;
+    int *tok, *tgt; /* host batch, B*T each */
+    Rng data_rng;
+    char latest[4096], best[4096];
+    double t_start, t_last;
+    int first_iter;
+    float loss_acc;
+    int loss_count;
+    int timed_steps; /* steps since t_last (evaluations reset both) */
+} TrainRun;
+
+/* Model, vocabulary and state: from --resume, or fresh from the text. */
+static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t n_cps) {
+    TrainArgs *a = r->a;
+    char err[TF_ERRLEN];
+    train_state_init(&r->ts);
+    if (a->resume) {
+        setup_resume(a, ops, &r->m, &r->vocab, &r->ts);
+    } else {
+        if (vocab_build(&r->vocab, cps, n_cps, err)) tf_die("%s: %s", a->file, err);
+        a->mc.vocab_size = r->vocab.size;
+        if (model_create(&r->m, &a->mc, NULL, ops, err)) tf_die("%s", err);
+        model_init_weights(&r->m, a->tc.seed);
+        Rng rng;
+        rng_seed(&rng, a->tc.seed);
+        r->ts.data_rng = rng.state;
+    }
+    if (train_config_validate(&a->tc, err)) tf_die("%s", err);
+    r->ts.train = a->tc;
+    r->ts.has_train = 1;
+}
+
+static void print_run_header(const TrainRun *r) {
+    const ModelConfig *c = &r->m.cfg;
+    printf("model: %d layers, d=%d, %d heads, n_attn=%d, n_ffn=%d, T=%d, vocab=%d, pnorm=%s\n",
+           c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size, c->vocab_size,
+           pnorm_name(c->pnorm));
+    printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&r->m, 1),
+           model_num_params(&r->m, 0));
+    printf("data: %s, %zu train / %zu val characters; batch %d x %d; %d iterations\n", r->a->file,
+           r->data.n_train, r->data.n - r->data.n_train, r->a->tc.batch_size, c->block_size,
+           r->a->tc.max_iters);
+    fflush(stdout);
+}
+
+/* The state a checkpoint written before iteration `iter` must carry. */
+static void mark_position(TrainRun *r, int iter) {
+    r->ts.iter = iter;
+    r->ts.data_rng = r->data_rng.state;
+}
+
+/* gpt.py's evaluation line, then the best and latest checkpoints. Returns -1
+ * (without saving) when a loss is not finite. */
+static int evaluate_and_save(TrainRun *r, int iter) {
+    const TrainConfig *tc = &r->a->tc;
+    float tl = estimate_loss(&r->m, &r->data, SPLIT_TRAIN, tc, iter, r->tok, r->tgt);
+    float vl = estimate_loss(&r->m, &r->data, SPLIT_VAL, tc, iter, r->tok, r->tgt);
+    printf("step %d: train loss %.4f, val loss %.4f\n", iter, tl, vl);
+    fflush(stdout);
+    if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
+        report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, r->latest);
+        return -1;
+    }
+    mark_position(r, iter);
+    if (vl < r->ts.best_val) {
+        r->ts.best_val = vl;
+        save_or_die(r->best, &r->m, &r->vocab, &r->ts);
+    }
+    save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
+    r->t_last = tf_now_seconds(); /* keep evaluation out of the step timing */
+    r->timed_steps = 0;
+    return 0;
+}
+
+/* One optimizer step on a fresh batch; -1 when the loss or gradient is not finite. */
+static int train_one_step(TrainRun *r, int iter, float *lr_out, float *norm_out) {
+    const TrainConfig *tc = &r->a->tc;
+    int B = tc->batch_size, T = r->m.cfg.block_size;
+    float lr = learning_rate(tc, r->ts.stage_start, iter);
+    dataset_batch(&r->data, SPLIT_TRAIN, &r->data_rng, B, T, r->tok, r->tgt);
+    uint64_t drop_seed = tf_mix64(tc->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
+    float loss = model_train_step(&r->m, r->tok, r->tgt, lr, tc, drop_seed, norm_out);
+    if (!isfinite(loss) || !isfinite(*norm_out)) {
+        report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, r->latest);
+        return -1;
+    }
+    r->loss_acc += loss;
+    r->loss_count++;
+    r->timed_steps++;
+    *lr_out = lr;
+    return 0;
+}
+
+/* "iter N/M: loss, lr, norm, ms/iter, tok/s, ETA" over the last log interval. */
+static void print_progress(TrainRun *r, int iter, float lr, float norm) {
+    const TrainConfig *tc = &r->a->tc;
+    double now = tf_now_seconds(), dt = (now - r->t_last) / (r->timed_steps ? r->timed_steps : 1);
+    double per_iter = (now - r->t_start) / (iter + 1 - r->first_iter);
+    char eta[32];
+    format_duration(per_iter * (tc->max_iters - iter - 1), eta, sizeof eta);
+    printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n", iter + 1,
+           tc->max_iters, r->loss_acc / r->loss_count, lr, norm, dt * 1e3,
+           (double)tc->batch_size * r->m.cfg.block_size / dt, eta);
+    fflush(stdout);
+    r->t_last = now;
+    r->timed_steps = 0;
+    r->loss_acc = 0.0f;
+    r->loss_count = 0;
+}
+
+/* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
+ * signal, step, log. Returns the exit status. */
+static int train_loop(TrainRun *r) {
+    const TrainConfig *tc = &r->a->tc;
+    install_signal_handlers();
+    r->t_start = r->t_last = tf_now_seconds();
+    r->first_iter = r->ts.iter;
+    for (int iter = r->ts.iter;; iter++) {
+        int last = iter >= tc->max_iters;
+        if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
+        if (last) break;
+        if (g_stop_requested) {
+            mark_position(r, iter);
+            save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
+            printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
+                   (int)g_stop_requested, iter, r->latest, r->latest);
+            return 130;
+        }
+        float lr, norm;
+        if (train_one_step(r, iter, &lr, &norm)) return 1;
+        if ((iter + 1) % tc->log_interval == 0) print_progress(r, iter, lr, norm);
+    }
+    char took[32];
+    format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
+    printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     TrainArgs a;
     parse_train_args(argc, argv, &a);
@@ -269,118 +413,25 @@ int cmd_train(int argc, char **argv) {
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
     if (a.tf32) ops_set_tf32(ops, 1);
-    Model m;
-    Vocab vocab;
-    TrainState ts;
-    train_state_init(&ts);
-    if (a.resume) {
-        setup_resume(&a, ops, &m, &vocab, &ts);
-    } else {
-        if (vocab_build(&vocab, cps, n_cps, err)) tf_die("%s: %s", a.file, err);
-        a.mc.vocab_size = vocab.size;
-        if (model_create(&m, &a.mc, NULL, ops, err)) tf_die("%s", err);
-        model_init_weights(&m, a.tc.seed);
-        Rng r;
-        rng_seed(&r, a.tc.seed);
-        ts.data_rng = r.state;
-    }
-    if (train_config_validate(&a.tc, err)) tf_die("%s", err);
-    ts.train = a.tc;
-    ts.has_train = 1;
-
-    Dataset data;
-    if (dataset_build(&data, cps, n_cps, &vocab, m.cfg.block_size, err)) tf_die("%s: %s", a.file, err);
+    TrainRun r;
+    memset(&r, 0, sizeof r);
+    r.a = &a;
+    setup_model(&r, ops, cps, n_cps);
+    if (dataset_build(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, err)) tf_die("%s: %s", a.file, err);
     free(cps);
-    int B = a.tc.batch_size, T = m.cfg.block_size;
-    if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
-
-    char latest[4096], best[4096];
-    output_paths(a.out, latest, best, sizeof latest);
+    int B = a.tc.batch_size, T = r.m.cfg.block_size;
+    if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
+    output_paths(a.out, r.latest, r.best, sizeof r.latest);
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
-    printf("model: %d layers, d=%d, %d heads, n_attn=%d, n_ffn=%d, T=%d, vocab=%d, pnorm=%s\n",
-           m.cfg.n_layer, m.cfg.d_model, m.cfg.n_head, m.cfg.n_attn, m.cfg.n_ffn, T,
-           m.cfg.vocab_size, pnorm_name(m.cfg.pnorm));
-    printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&m, 1), model_num_params(&m, 0));
-    printf("data: %s, %zu train / %zu val characters; batch %d x %d; %d iterations\n", a.file,
-           data.n_train, data.n - data.n_train, B, T, a.tc.max_iters);
-    fflush(stdout);
+    print_run_header(&r);
 
-    int *tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
-    int *tgt = tok + (size_t)B * T;
-    Rng data_rng = {ts.data_rng};
-    install_signal_handlers();
-    double t_start = tf_now_seconds(), t_last = t_start;
-    int first_iter = ts.iter, exit_code = 0;
-    float loss_acc = 0.0f;
-    int loss_count = 0;
-
-    for (int iter = ts.iter;; iter++) {
-        int last = iter >= a.tc.max_iters;
-        if (iter % a.tc.eval_interval == 0 || last) {
-            float tl = estimate_loss(&m, &data, SPLIT_TRAIN, &a.tc, iter, tok, tgt);
-            float vl = estimate_loss(&m, &data, SPLIT_VAL, &a.tc, iter, tok, tgt);
-            printf("step %d: train loss %.4f, val loss %.4f\n", iter, tl, vl);
-            fflush(stdout);
-            if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
-                report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, latest);
-                exit_code = 1;
-                break;
-            }
-            ts.iter = iter;
-            ts.data_rng = data_rng.state;
-            if (vl < ts.best_val && isfinite(vl)) {
-                ts.best_val = vl;
-                save_or_die(best, &m, &vocab, &ts);
-            }
-            save_or_die(latest, &m, &vocab, &ts);
-            t_last = tf_now_seconds(); /* keep evaluation out of the step timing */
-        }
-        if (last) break;
-        if (g_stop_requested) {
-            ts.iter = iter;
-            ts.data_rng = data_rng.state;
-            save_or_die(latest, &m, &vocab, &ts);
-            printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
-                   (int)g_stop_requested, iter, latest, latest);
-            exit_code = 130;
-            break;
-        }
-
-        float lr = learning_rate(&a.tc, ts.stage_start, iter);
-        dataset_batch(&data, SPLIT_TRAIN, &data_rng, B, T, tok, tgt);
-        uint64_t drop_seed = tf_mix64(a.tc.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
-        float norm;
-        float loss = model_train_step(&m, tok, tgt, lr, &a.tc, drop_seed, &norm);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, latest);
-            exit_code = 1;
-            break;
-        }
-        loss_acc += loss;
-        loss_count++;
-
-        if ((iter + 1) % a.tc.log_interval == 0) {
-            double now = tf_now_seconds(), dt = (now - t_last) / loss_count;
-            double per_iter = (now - t_start) / (iter + 1 - first_iter);
-            char eta[32];
-            format_duration(per_iter * (a.tc.max_iters - iter - 1), eta, sizeof eta);
-            printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n",
-                   iter + 1, a.tc.max_iters, loss_acc / loss_count, lr, norm, dt * 1e3,
-                   (double)B * T / dt, eta);
-            fflush(stdout);
-            t_last = now;
-            loss_acc = 0.0f;
-            loss_count = 0;
-        }
-    }
-    if (exit_code == 0) {
-        char took[32];
-        format_duration(tf_now_seconds() - t_start, took, sizeof took);
-        printf("done in %s: best val loss %.4f (%s), latest %s\n", took, ts.best_val, best, latest);
-    }
-    free(tok);
-    dataset_free(&data);
-    vocab_free(&vocab);
-    model_free(&m);
-    return exit_code;
+    r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
+    r.tgt = r.tok + (size_t)B * T;
+    r.data_rng.state = r.ts.data_rng;
+    int status = train_loop(&r);
+    free(r.tok);
+    dataset_free(&r.data);
+    vocab_free(&r.vocab);
+    model_free(&r.m);
+    return status;
 }
