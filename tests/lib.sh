@@ -21,6 +21,16 @@ pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
 skip() { echo "SKIP $1: $2"; }
 
+# sample_text BYTES LINES: the first BYTES of tiny shakespeare, or LINES of
+# generated prose when the corpus is missing (CI without network).
+sample_text() {
+    if [[ -s data/input.txt ]]; then
+        head -c "$1" data/input.txt
+    else
+        for i in $(seq "$2"); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done
+    fi
+}
+
 # What a sanitizer report looks like, in a command's output.
 SANITIZER_RE='AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|MemorySanitizer|ThreadSanitizer'
 

@@ -14,11 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" checkpoint_robust
 FLIP_STRIDE=${TF_FLIP_STRIDE:-$((SLOW ? 60 : 8))}
 
 TEXT=$WORK/text.txt
-if [[ -s data/input.txt ]]; then
-    head -c 20000 data/input.txt >"$TEXT"
-else
-    for i in $(seq 400); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done >"$TEXT"
-fi
+sample_text 20000 400 >"$TEXT"
 TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
       --eval-iters 1 --threads 1 --device cpu)
 

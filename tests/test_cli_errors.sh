@@ -15,11 +15,7 @@ ASAN_ALLOC_WARNING='^==[0-9]+==WARNING: AddressSanitizer failed to allocate 0x[0
 
 # Text for training: a slice of tiny shakespeare, or generated prose.
 TEXT=$WORK/text.txt
-if [[ -s data/input.txt ]]; then
-    head -c 20000 data/input.txt >"$TEXT"
-else
-    for i in $(seq 400); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done >"$TEXT"
-fi
+sample_text 20000 400 >"$TEXT"
 TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
       --max-iters 4 --eval-interval 2 --eval-iters 1 --threads 1 --device cpu)
 

@@ -8,11 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" interrupt
 
 TEXT=$WORK/text.txt
-if [[ -s data/input.txt ]]; then
-    head -c 50000 data/input.txt >"$TEXT"
-else
-    for i in $(seq 800); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done >"$TEXT"
-fi
+sample_text 50000 800 >"$TEXT"
 # A run of a few seconds, interrupted once it has logged iteration STOP_AT:
 # dropout and a short warmup so that the resumed run must restore the
 # dropout stream, the batch sampler, Adam and the cosine schedule exactly.

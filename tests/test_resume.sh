@@ -11,9 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" resume
 # Text with multi-byte characters, so that characters and bytes differ.
 TEXT=$WORK/text.txt
 {
-    if [[ -s data/input.txt ]]; then head -c 20000 data/input.txt; else
-        for i in $(seq 300); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done
-    fi
+    sample_text 20000 300
     for i in $(seq 40); do echo "Café — naïve façade, «déjà vu» ½ € 日本語 $i"; done
 } >"$TEXT"
 CFG=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
