@@ -27,7 +27,9 @@ sample_text() {
     if [[ -s data/input.txt ]]; then
         head -c "$1" data/input.txt
     else
-        for i in $(seq "$2"); do echo "The quick brown fox $i jumps over the lazy dog; what, ho! Said he."; done
+        for i in $(seq "$2"); do
+            echo "ROMEO: The quick brown fox $i jumps over the lazy dog; what, ho! Said he."
+        done
     fi
 }
 
