@@ -18,6 +18,8 @@ int cmd_bench(int argc, char **argv);
 /* Pick the backend for --device (cpu|cuda|auto), set threads, say which. */
 const Ops *cli_open_device(const char *name, int threads, int quiet);
 /* Parse a flag value or die naming the flag: "--lr: expected a number in ...". */
+/* --precision value -> MatmulPrecision; dies with a one-line error otherwise. */
+int cli_precision(const char *value);
 long cli_int(const char *flag, const char *value, long lo, long hi);
 double cli_float(const char *flag, const char *value, double lo, double hi);
 /* getopt_long's error for an unknown flag, turned into our one-line error. */

@@ -122,7 +122,13 @@ const Ops *ops_cpu(void);
 const Ops *ops_cuda(char *why, size_t why_len);
 /* "cpu", "cuda" or "auto" (cuda when usable, else cpu). NULL + message on failure. */
 const Ops *ops_by_name(const char *name, char *err, size_t err_len);
-/* TF32 tensor-core matmuls on CUDA (no effect on the CPU). */
-void ops_set_tf32(const Ops *ops, int on);
+/* How CUDA GEMMs multiply fp32 matrices (no effect on the CPU):
+ * fp32 (exact), tf32 (tensor cores, 10-bit mantissa inputs) or bf16
+ * (tensor cores, inputs rounded to bf16, fp32 accumulation and output). */
+typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecision;
+/* "fp32", "tf32", "bf16" -> MatmulPrecision, or -1. */
+int matmul_precision_parse(const char *name);
+const char *matmul_precision_name(int precision);
+void ops_set_matmul_precision(const Ops *ops, int precision);
 
 #endif

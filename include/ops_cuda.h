@@ -17,10 +17,10 @@ extern "C" {
  * failing to start). */
 const Ops *ops_cuda_create(char *why, size_t why_len);
 
-/* Global switch: 1 lets cuBLAS use TF32 tensor cores for fp32 GEMMs (faster,
- * ~1e-3 relative error), 0 (the default) keeps full fp32. May be called
- * before or after ops_cuda_create. */
-void ops_cuda_set_tf32(int on);
+/* Global switch for every GEMM: MATMUL_FP32 (the default), MATMUL_TF32 or
+ * MATMUL_BF16 tensor-core math (see ops.h). May be called before or after
+ * ops_cuda_create. */
+void ops_cuda_set_matmul_precision(int precision);
 
 #ifdef __cplusplus
 }

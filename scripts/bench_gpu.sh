@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU benchmark: tokenformer (fp32, tf32) vs the PyTorch reference
+# GPU benchmark: tokenformer (fp32, tf32, bf16 matmuls) vs the PyTorch reference
 # (scripts/bench_torch.py: eager fp32/tf32, torch.compile bf16) on the
 # same model, batch and GPU, in one run. Prints one markdown table with
 # tokens/s, ms/step, model-FLOPs utilisation and peak GPU memory, and the
@@ -7,6 +7,7 @@
 #
 #   scripts/bench_gpu.sh [PRESETS...]        default: shakespeare gpt2-124m
 # Env: PY (python with torch, default python3), TF_BIN, STEPS, OUT_JSON (append raw JSON lines),
+#      OUR_PRECISIONS (default "fp32 tf32 bf16"),
 #      TORCH_VARIANTS (default "eager:fp32 eager:tf32 compile:bf16"; also compile:tf32, eager:bf16)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,9 +33,8 @@ echo "torch $("$PY" -c 'import torch; print(torch.__version__)')"
 
 for p in "${PRESETS[@]}"; do
     steps=${STEPS:-$([[ $p == gpt2-124m ]] && echo 10 || echo 20)}
-    for prec in fp32 tf32; do
-        flag=$([[ $prec == tf32 ]] && echo --tf32)
-        "$BIN" bench --preset "$p" --device cuda --steps "$steps" --warmup 3 $flag | tail -1 >>"$raw"
+    for prec in ${OUR_PRECISIONS:-fp32 tf32 bf16}; do
+        "$BIN" bench --preset "$p" --device cuda --steps "$steps" --warmup 3 --precision "$prec" | tail -1 >>"$raw"
     done
     for mode_prec in ${TORCH_VARIANTS:-eager:fp32 eager:tf32 compile:bf16}; do
         timeout 400 "$PY" scripts/bench_torch.py --preset "$p" --device cuda --steps "$steps" --warmup 5 \

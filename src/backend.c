@@ -41,11 +41,23 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
     return NULL;
 }
 
-void ops_set_tf32(const Ops *ops, int on) {
+static const char *const PRECISION_NAMES[] = {"fp32", "tf32", "bf16"};
+
+int matmul_precision_parse(const char *name) {
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, PRECISION_NAMES[i]) == 0) return i;
+    return -1;
+}
+
+const char *matmul_precision_name(int precision) {
+    return precision >= 0 && precision < 3 ? PRECISION_NAMES[precision] : "?";
+}
+
+void ops_set_matmul_precision(const Ops *ops, int precision) {
 #ifdef TF_CUDA
-    if (strcmp(ops->name, "cuda") == 0) ops_cuda_set_tf32(on);
+    if (strcmp(ops->name, "cuda") == 0) ops_cuda_set_matmul_precision(precision);
 #else
     (void)ops;
-    (void)on;
+    (void)precision;
 #endif
 }

@@ -27,6 +27,12 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     return o;
 }
 
+int cli_precision(const char *value) {
+    int p = matmul_precision_parse(value);
+    if (p < 0) tf_die("--precision: expected fp32, tf32 or bf16, got '%s'", value ? value : "");
+    return p;
+}
+
 long cli_int(const char *flag, const char *value, long lo, long hi) {
     long v;
     if (tf_parse_int(value, lo, hi, &v))

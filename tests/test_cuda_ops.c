@@ -537,12 +537,20 @@ static void test_large(void) {
     for (size_t i = 0; i < sizeof all2 / sizeof *all2; i++) buf_free(all2[i]);
 }
 
-static void test_tf32(void) {
+/* Reduced-precision math must be in use (an error well above fp32's) and
+ * still close: tf32 keeps 10 mantissa bits, bf16 7. */
+static void test_matmul_precisions(void) {
     int M = 256, N = 192, K = 320;
-    ops_cuda_set_tf32(1);
-    check("matmul_tf32_on (tol 5e-3)", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), 5e-3);
-    ops_cuda_set_tf32(0);
-    check("matmul_tf32_off_fp32_again", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), TOL);
+    ops_cuda_set_matmul_precision(MATMUL_TF32);
+    double e_tf32 = matmul_err(M, N, K, 0, 1, 1.0f, 0.0f);
+    check("matmul_tf32 (tol 5e-3)", e_tf32, 5e-3);
+    check_flag("matmul_tf32_uses_tensor_cores", e_tf32 > 1e-5, "error not above fp32's");
+    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    double e_bf16 = matmul_err(M, N, K, 1, 0, 1.0f, 0.5f);
+    check("matmul_bf16 (tol 3e-2)", e_bf16, 3e-2);
+    check_flag("matmul_bf16_coarser_than_tf32", e_bf16 > e_tf32, "bf16 error not above tf32's");
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    check("matmul_fp32_again", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), TOL);
 }
 
 int main(void) {
@@ -583,7 +591,7 @@ int main(void) {
     test_adamw();
     const char *quick = getenv("TF_TEST_QUICK"); /* skip the large sizes (sanitizer runs) */
     if (!quick || !*quick || strcmp(quick, "0") == 0) test_large();
-    test_tf32();
+    test_matmul_precisions();
     GPU->synchronize();
 
     printf("test_cuda_ops: %d passed, %d failed\n", n_pass, n_fail);

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "common.h"
 #include "model.h"
+#include "profile.h"
 #include "rng.h"
 
 static void bench_help(void) {
@@ -21,17 +22,21 @@ static void bench_help(void) {
            "  --warmup N             untimed steps first (default 3)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
-           "  --tf32                 TF32 matmuls on CUDA\n"
+           "  --precision P          CUDA matmul math: fp32 (default), tf32 or bf16\n"
+           "  --tf32                 the same as --precision tf32\n"
+           "  --profile              also time every op (synchronizing around each call)\n"
+           "                         and print a table of where the step's time goes\n"
            "  -h, --help             this help\n"
            "plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
 }
 
 int cmd_bench(int argc, char **argv) {
-    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_HELP };
+    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"steps", required_argument, NULL, O_STEPS},
         {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
         {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
+        {"precision", required_argument, NULL, O_PRECISION}, {"profile", no_argument, NULL, O_PROFILE},
         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
@@ -47,7 +52,7 @@ int cmd_bench(int argc, char **argv) {
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3, threads = 0;
-    int tf32 = 0, seen = 0;
+    int precision = MATMUL_FP32, profile = 0, seen = 0;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -57,7 +62,9 @@ int cmd_bench(int argc, char **argv) {
         case O_WARMUP: warmup = cli_int("--warmup", optarg, 0, 1000000); break;
         case O_DEVICE: device = optarg; break;
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
-        case O_TF32: tf32 = 1; break;
+        case O_TF32: precision = MATMUL_TF32; break;
+        case O_PRECISION: precision = cli_precision(optarg); break;
+        case O_PROFILE: profile = 1; break;
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:
@@ -67,7 +74,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
-    if (tf32) ops_set_tf32(ops, 1);
+    ops_set_matmul_precision(ops, precision);
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
@@ -96,8 +103,16 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
-           preset->name, ops->name, tf32 ? "tf32" : "fp32", B, T, (double)n / dt, dt * 1e3, loss,
+           preset->name, ops->name, matmul_precision_name(precision), B, T, (double)n / dt, dt * 1e3, loss,
            model_num_params(&m, 1), ops->memory_in_use() / 1048576.0);
+    if (profile) { /* after the timing above, which it would disturb */
+        m.ops = ops_profiled(ops);
+        for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
+        fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", preset->name, ops->name,
+                matmul_precision_name(precision), B, T);
+        profile_print(stderr, (int)steps);
+        m.ops = ops;
+    }
     free(tok);
     model_free(&m);
     return 0;

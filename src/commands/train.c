@@ -36,7 +36,9 @@ static void train_help(void) {
            "  --freeze-old           with --resume: train only rows added by 'grow'\n"
            "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
            "  --threads N            CPU threads (default: all cores)\n"
-           "  --tf32                 TF32 tensor-core matmuls on CUDA (default fp32)\n"
+           "  --precision P          CUDA matmul math: fp32 (default), tf32 or bf16 (tensor\n"
+           "                         cores; weights, activations and sums stay fp32)\n"
+           "  --tf32                 the same as --precision tf32\n"
            "  -h, --help             this help\n"
            "\n"
            "model and training settings (override the preset):\n");
@@ -69,7 +71,7 @@ typedef struct {
     const char *resume;
     const char *device;
     int threads;
-    int tf32;
+    int precision; /* MatmulPrecision */
     int new_stage;
     int freeze_old;
     ModelConfig mc;
@@ -78,13 +80,14 @@ typedef struct {
     int flag_seen[CLI_MAX_CONFIG_FLAGS]; /* which config flags the command line gave */
 } TrainArgs;
 
-enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_NEW_STAGE, O_FREEZE, O_HELP };
+enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP };
 
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET},   {"out", required_argument, NULL, O_OUT},
         {"resume", required_argument, NULL, O_RESUME},   {"device", required_argument, NULL, O_DEVICE},
         {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
+        {"precision", required_argument, NULL, O_PRECISION},
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
         {"help", no_argument, NULL, O_HELP}};
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
@@ -116,7 +119,8 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_RESUME: a->resume = optarg; break;
         case O_DEVICE: a->device = optarg; break;
         case O_THREADS: a->threads = (int)cli_int("--threads", optarg, 1, 4096); break;
-        case O_TF32: a->tf32 = 1; break;
+        case O_TF32: a->precision = MATMUL_TF32; break;
+        case O_PRECISION: a->precision = cli_precision(optarg); break;
         case O_NEW_STAGE: a->new_stage = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
         case 'h':
@@ -412,7 +416,7 @@ int cmd_train(int argc, char **argv) {
 
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
-    if (a.tf32) ops_set_tf32(ops, 1);
+    ops_set_matmul_precision(ops, a.precision);
     TrainRun r;
     memset(&r, 0, sizeof r);
     r.a = &a;
@@ -423,6 +427,7 @@ int cmd_train(int argc, char **argv) {
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     output_paths(a.out, r.latest, r.best, sizeof r.latest);
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
+    if (strcmp(ops->name, "cuda") == 0) fprintf(stderr, "matmul precision: %s\n", matmul_precision_name(a.precision));
     print_run_header(&r);
 
     r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");

@@ -8,7 +8,7 @@
 
 cublasHandle_t tfc_cublas = nullptr;
 int tfc_debug_sync = 0;
-static int g_tf32 = 0;
+static int g_precision = MATMUL_FP32;
 
 void tfc_fail(const char *what, const char *detail, const char *file, int line) {
     fprintf(stderr, "tokenformer: error: CUDA %s failed: %s: %s:%d\n", what, detail, file, line);
@@ -204,6 +204,15 @@ static void cu_embedding_backward(float *dwte, const float *dout, const int *tok
 
 // ---------------------------------------------------------------- GEMM
 
+// fp32 storage everywhere; the precision only picks the tensor-core math.
+static cublasComputeType_t compute_type(void) {
+    switch (g_precision) {
+    case MATMUL_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case MATMUL_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F;
+    }
+}
+
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
 // operands and keep the transpose flags.
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
@@ -220,7 +229,9 @@ void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, i
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     int lda = trans_a ? M : K;
     int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasSgemm(tfc_cublas, opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, N));
+    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, A,
+                              CUDA_R_32F, lda, &beta, C, CUDA_R_32F, N, compute_type(),
+                              CUBLAS_GEMM_DEFAULT));
 }
 
 void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, int K,
@@ -234,8 +245,10 @@ void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, 
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     int lda = trans_a ? M : K;
     int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasSgemmStridedBatched(tfc_cublas, opB, opA, N, M, K, &alpha, B, ldb, stride_b,
-                                           A, lda, stride_a, &beta, C, N, stride_c, batch));
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F,
+                                            ldb, stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C,
+                                            CUDA_R_32F, N, stride_c, batch, compute_type(),
+                                            CUBLAS_GEMM_DEFAULT));
 }
 
 static void cu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
@@ -245,15 +258,8 @@ static void cu_matmul(float *C, const float *A, const float *B, int M, int N, in
 
 // ---------------------------------------------------------------- table
 
-static void apply_math_mode(void) {
-    if (!tfc_cublas) return;
-    CUBLAS_CHECK(cublasSetMathMode(tfc_cublas,
-                                   g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-}
-
-extern "C" void ops_cuda_set_tf32(int on) {
-    g_tf32 = on ? 1 : 0;
-    apply_math_mode();
+extern "C" void ops_cuda_set_matmul_precision(int precision) {
+    g_precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
 }
 
 __global__ void probe_kernel(int *x) { *x = 42; }
@@ -330,7 +336,6 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
         set_why(why, why_len, "cuBLAS failed to start: %s%s", tfc_cublas_status_string(s), "");
         return nullptr;
     }
-    apply_math_mode();
 
     g_ops.name = "cuda";
     snprintf(g_device_desc, sizeof g_device_desc, "%s, sm_%d%d", prop.name, prop.major, prop.minor);
