@@ -78,9 +78,14 @@ typedef struct Ops {
      * (that is the backward pass). */
     void (*rope)(float *x, int B, int T, int H, int hd, int rot, int inverse);
 
-    /* Causal softmax attention, q/k/v/out laid out (B, T, H*hd); att (B, H, T, T)
-     * holds the probabilities (zero above the diagonal) for backward.
-     * Backward overwrites dq, dk, dv; datt (B, H, T, T) is scratch. */
+    /* Causal softmax attention, q/k/v/out laid out (B, T, H*hd). att is the
+     * state forward saves for backward, datt backward's scratch; their sizes
+     * in floats come from attention_sizes (which may depend on the matmul
+     * precision: allocate after setting it). The CPU saves the probabilities
+     * (B, H, T, T, zero above the diagonal); a fused kernel may save less.
+     * Backward overwrites dq, dk, dv. */
+    void (*attention_sizes)(int B, int T, int H, int hd, size_t *att_floats,
+                            size_t *datt_floats);
     void (*attention_forward)(float *out, float *att, const float *q, const float *k,
                               const float *v, int B, int T, int H, int hd);
     void (*attention_backward)(float *dq, float *dk, float *dv, float *datt, const float *dout,
@@ -116,19 +121,32 @@ typedef struct Ops {
                   float beta2, float eps, float weight_decay, float grad_scale, int t);
 } Ops;
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* attention_sizes of a backend that keeps the B*H*T*T probabilities
+ * (att) and a B*H*T*T backward scratch (datt). */
+void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
+
 /* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
  * is usable (then `why` says why). */
 const Ops *ops_cpu(void);
 const Ops *ops_cuda(char *why, size_t why_len);
 /* "cpu", "cuda" or "auto" (cuda when usable, else cpu). NULL + message on failure. */
 const Ops *ops_by_name(const char *name, char *err, size_t err_len);
-/* How CUDA GEMMs multiply fp32 matrices (no effect on the CPU):
- * fp32 (exact), tf32 (tensor cores, 10-bit mantissa inputs) or bf16
- * (tensor cores, inputs rounded to bf16, fp32 accumulation and output). */
+/* How CUDA GEMMs multiply (no effect on the CPU): fp32 (exact), tf32
+ * (tensor cores, 10-bit mantissa inputs) or bf16 (the Pattention GEMMs take
+ * bf16 operands, the other GEMMs TF32). Weights, optimizer state, activations
+ * and reductions stay fp32 and every product accumulates in fp32. */
 typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecision;
 /* "fp32", "tf32", "bf16" -> MatmulPrecision, or -1. */
 int matmul_precision_parse(const char *name);
 const char *matmul_precision_name(int precision);
 void ops_set_matmul_precision(const Ops *ops, int precision);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

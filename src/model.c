@@ -182,6 +182,8 @@ static int max_rows(const Model *m) {
  * hand out pointers, so that the two can never disagree. */
 static size_t layout_activations(Model *m, float *base, int B, int T) {
     size_t N = (size_t)B * T, d = m->cfg.d_model, V = m->cfg.vocab_size, H = m->cfg.n_head;
+    size_t att_floats, datt_floats;
+    m->ops->attention_sizes(B, T, (int)H, (int)(d / H), &att_floats, &datt_floats);
     size_t off = 0;
 #define TAKE(ptr, count)                            \
     do {                                            \
@@ -202,7 +204,7 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->q, N * d);
         TAKE(a->k, N * d);
         TAKE(a->v, N * d);
-        TAKE(a->att, (size_t)B * H * T * T);
+        TAKE(a->att, att_floats);
         TAKE(a->y, N * d);
         TAKE(a->o, N * d);
         TAKE(a->h, N * d);
@@ -228,8 +230,10 @@ typedef struct {
 
 static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t N = (size_t)m->B_alloc * m->T_alloc, d = m->cfg.d_model, V = m->cfg.vocab_size;
-    size_t att = (size_t)m->B_alloc * m->cfg.n_head * m->T_alloc * m->T_alloc;
-    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, N * (size_t)max_rows(m), att, N * V};
+    size_t att, datt;
+    m->ops->attention_sizes(m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
+                            &att, &datt);
+    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, N * (size_t)max_rows(m), datt, N * V};
     float **ptrs[10] = {&s->dres, &s->dtmp, &s->dln, &s->dq, &s->dk, &s->dv, &s->dy, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
     for (int i = 0; i < 10; i++) {

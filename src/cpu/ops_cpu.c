@@ -239,6 +239,7 @@ static const Ops CPU_OPS = {
     .pattention_forward = cpu_pattention_forward,
     .pattention_backward = cpu_pattention_backward,
     .rope = cpu_rope,
+    .attention_sizes = ops_attention_sizes_full,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .dropout_forward = cpu_dropout_forward,

@@ -72,47 +72,33 @@ struct Perm3 {
     const float *src[3];
 };
 
-// src (B, T, H, hd) -> dst (B, H, T, hd), up to three tensors (blockIdx.y).
-__global__ void permute_kernel(Perm3 p, int B, int T, int H, int hd) {
+// One block per (b, t) row of the (B, T, H, hd) side, threads over its H*hd
+// elements: both sides move hd contiguous floats at a time and no thread
+// divides more than once (the general-index version spent most of the
+// attention time in 64-bit division).
+// un = 0: src (B, T, H, hd) -> dst (B, H, T, hd); un = 1: the other way.
+__global__ void permute_kernel(Perm3 p, int T, int H, int hd, int un) {
     float *dst = p.dst[blockIdx.y];
     const float *src = p.src[blockIdx.y];
-    size_t total = (size_t)B * T * H * hd;
-    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
-         idx += (size_t)gridDim.x * blockDim.x) {
-        size_t r = idx;
-        int d = (int)(r % hd); r /= hd;
-        int t = (int)(r % T); r /= T;
-        int h = (int)(r % H); r /= H;
-        size_t b = r;
-        dst[idx] = src[((b * T + t) * H + h) * hd + d];
-    }
-}
-
-// src (B, H, T, hd) -> dst (B, T, H, hd).
-__global__ void unpermute_kernel(Perm3 p, int B, int T, int H, int hd) {
-    float *dst = p.dst[blockIdx.y];
-    const float *src = p.src[blockIdx.y];
-    size_t total = (size_t)B * T * H * hd;
-    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
-         idx += (size_t)gridDim.x * blockDim.x) {
-        size_t r = idx;
-        int d = (int)(r % hd); r /= hd;
-        int h = (int)(r % H); r /= H;
-        int t = (int)(r % T); r /= T;
-        size_t b = r;
-        dst[idx] = src[((b * H + h) * T + t) * hd + d];
+    const size_t bt = blockIdx.x; // b * T + t
+    const size_t b = bt / T, t = bt % T;
+    const int row = H * hd;
+    for (int j = threadIdx.x; j < row; j += blockDim.x) {
+        int h = j / hd, d = j - h * hd;
+        size_t head_major = ((b * H + h) * T + t) * hd + d;
+        size_t token_major = bt * row + j;
+        if (un)
+            dst[token_major] = src[head_major];
+        else
+            dst[head_major] = src[token_major];
     }
 }
 
 static void launch_perm(int un, int count, float *d0, const float *s0, float *d1, const float *s1,
                         float *d2, const float *s2, int B, int T, int H, int hd) {
     Perm3 p = {{d0, d1, d2}, {s0, s1, s2}};
-    size_t total = (size_t)B * T * H * hd;
-    dim3 grid(tfc_blocks(total, 256, 65535u * 4u), count);
-    if (un)
-        unpermute_kernel<<<grid, 256>>>(p, B, T, H, hd);
-    else
-        permute_kernel<<<grid, 256>>>(p, B, T, H, hd);
+    dim3 grid((unsigned)((size_t)B * T), count);
+    permute_kernel<<<grid, tfc_row_threads(H * hd)>>>(p, T, H, hd, un);
     KERNEL_CHECK();
 }
 
@@ -157,6 +143,10 @@ __global__ void causal_softmax_backward_kernel(float *datt, const float *att, in
 }
 
 // ---------------------------------------------------------------- attention
+
+void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats) {
+    ops_attention_sizes_full(B, T, H, hd, att_floats, datt_floats);
+}
 
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stddef.h>
@@ -101,8 +102,27 @@ static __device__ __forceinline__ float tfc_block_max(float v, float *sh) {
 extern cublasHandle_t tfc_cublas;
 
 // Scratch buffers owned by the backend, grown on demand (never shrunk).
-enum { TFC_WS_ATTN = 0, TFC_WS_LOSS, TFC_WS_LNORM, TFC_WS_REDUCE, TFC_WS_COUNT };
+enum {
+    TFC_WS_ATTN = 0,
+    TFC_WS_LOSS,
+    TFC_WS_LNORM,
+    TFC_WS_REDUCE,
+    TFC_WS_BF16_X, // bf16 GEMM operands (--precision bf16)
+    TFC_WS_BF16_K,
+    TFC_WS_BF16_V,
+    TFC_WS_BF16_DY,
+    TFC_WS_BF16_DA,
+    TFC_WS_COUNT
+};
 void *tfc_workspace(int slot, size_t bytes);
+
+typedef __nv_bfloat16 bf16;
+int tfc_matmul_precision(void); // MatmulPrecision
+// src rounded to bf16 into workspace `slot` (grown as needed); returns it.
+bf16 *tfc_bf16_copy(int slot, const float *src, size_t n);
+// tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
+void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
+                     int trans_b, float alpha, float beta);
 
 // Row-major GEMM: C[M,N] = alpha op(A) op(B) + beta C (see ops.h).
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
@@ -125,6 +145,7 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              const float *S, float tau, int mode, int N, int d_in, int n,
                              int d_out);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
+void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);
 void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,

@@ -204,13 +204,58 @@ static void cu_embedding_backward(float *dwte, const float *dout, const int *tok
 
 // ---------------------------------------------------------------- GEMM
 
-// fp32 storage everywhere; the precision only picks the tensor-core math.
-static cublasComputeType_t compute_type(void) {
-    switch (g_precision) {
-    case MATMUL_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case MATMUL_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
-    default: return CUBLAS_COMPUTE_32F;
+int tfc_matmul_precision(void) { return g_precision; }
+
+__global__ void to_bf16_scalar_kernel(bf16 *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16(src[i]);
+}
+
+// Two elements per thread (8-byte loads, 4-byte stores); n may be odd.
+__global__ void to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
+    size_t pairs = n / 2;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < pairs;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float2 v = reinterpret_cast<const float2 *>(src)[i];
+        reinterpret_cast<__nv_bfloat162 *>(dst)[i] = __floats2bfloat162_rn(v.x, v.y);
     }
+    if (blockIdx.x == 0 && threadIdx.x == 0 && (n & 1)) dst[n - 1] = __float2bfloat16(src[n - 1]);
+}
+
+bf16 *tfc_bf16_copy(int slot, const float *src, size_t n) {
+    bf16 *dst = (bf16 *)tfc_workspace(slot, (n ? n : 1) * sizeof(bf16));
+    if (!n) return dst;
+    if ((uintptr_t)src % 8 == 0)
+        to_bf16_kernel<<<tfc_blocks(n / 2 + 1, 256), 256>>>(dst, src, n);
+    else
+        to_bf16_scalar_kernel<<<tfc_blocks(n, 256), 256>>>(dst, src, n);
+    KERNEL_CHECK();
+    return dst;
+}
+
+void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
+                     int trans_b, float alpha, float beta) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        tfc_matmul(C, nullptr, nullptr, M, N, 0, trans_a, trans_b, alpha, beta);
+        return;
+    }
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = trans_a ? M : K;
+    int ldb = trans_b ? K : N;
+    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A,
+                              CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
+// fp32 operands: the precision picks the tensor-core math. In bf16 mode the
+// fp32-operand GEMMs (head, attention) use TF32: cuBLAS's FAST_16BF compute
+// type ran TF32 kernels anyway on the H100 (same speed, same error), and
+// real bf16 needs bf16 operands (tfc_matmul_bf16, used by the Pattentions).
+static cublasComputeType_t compute_type(void) {
+    return g_precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
@@ -357,6 +402,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.pattention_forward = tfc_pattention_forward;
     g_ops.pattention_backward = tfc_pattention_backward;
     g_ops.rope = tfc_rope;
+    g_ops.attention_sizes = tfc_attention_sizes;
     g_ops.attention_forward = tfc_attention_forward;
     g_ops.attention_backward = tfc_attention_backward;
     g_ops.dropout_forward = cu_dropout_forward;

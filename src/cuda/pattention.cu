@@ -1,15 +1,25 @@
 // Pattention (SPEC section 1) forward and backward on the GPU.
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (one block per row), Y = S V
-//   backward: dA = dY V^T, dA = pnorm'(dA; A, S) in place,
+//   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
+// With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16
+// copies and the products accumulate in fp32: S is then stored as bf16 in
+// the S buffer (the layout of the saved state is the backend's business),
+// A and every output stay fp32.
 #include "common.cuh"
 
+static __device__ __forceinline__ float tfc_load(const float *p) { return *p; }
+static __device__ __forceinline__ float tfc_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void tfc_store(float *p, float x) { *p = x; }
+static __device__ __forceinline__ void tfc_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16(x); }
+
 // One block per row of A (length n, any size: threads stride over the row).
-__global__ void pnorm_forward_kernel(float *S, const float *A, float tau, int mode, int n) {
+template <typename ST>
+__global__ void pnorm_forward_kernel(ST *S, const float *A, float tau, int mode, int n) {
     __shared__ float sh[32];
     const size_t row = blockIdx.x;
     const float *a = A + row * n;
-    float *s = S + row * n;
+    ST *s = S + row * n;
     const int tid = threadIdx.x, nt = blockDim.x;
 
     if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
@@ -17,24 +27,19 @@ __global__ void pnorm_forward_kernel(float *S, const float *A, float tau, int mo
         for (int j = tid; j < n; j += nt) mx = fmaxf(mx, a[j]);
         mx = tfc_block_max(mx, sh);
         float sum = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float e = expf(a[j] - mx);
-            s[j] = e;
-            sum += e;
-        }
+        for (int j = tid; j < n; j += nt) sum += expf(a[j] - mx);
         sum = tfc_block_sum(sum, sh);
         float k = (float)n / sum;
-        for (int j = tid; j < n; j += nt) s[j] *= k;
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], expf(a[j] - mx) * k);
     } else if (mode == PNORM_GELU_L2) { // S = tau * g / sqrt(sum g^2 + eps), g = GeLU(A)
         float ss = 0.0f;
         for (int j = tid; j < n; j += nt) {
             float g = tfc_gelu(a[j]);
-            s[j] = g;
             ss += g * g;
         }
         ss = tfc_block_sum(ss, sh);
         float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) s[j] *= k;
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(a[j]) * k);
     } else { // PNORM_L2_GELU: S = GeLU(tau * A / sqrt(sum A^2 + eps))
         float ss = 0.0f;
         for (int j = tid; j < n; j += nt) {
@@ -43,26 +48,28 @@ __global__ void pnorm_forward_kernel(float *S, const float *A, float tau, int mo
         }
         ss = tfc_block_sum(ss, sh);
         float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) s[j] = tfc_gelu(k * a[j]);
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(k * a[j]));
     }
 }
 
-// In place: dA holds dS on entry and dL/dA on exit.
-__global__ void pnorm_backward_kernel(float *dA, const float *A, const float *S, float tau,
+// ds holds dS on entry (and is scratch); out gets dL/dA (out may be ds).
+template <typename ST, typename OT>
+__global__ void pnorm_backward_kernel(OT *out, float *ds, const float *A, const ST *S, float tau,
                                       int mode, int n) {
     __shared__ float sh[32];
     const size_t row = blockIdx.x;
     const float *a = A + row * n;
-    const float *s = S + row * n;
-    float *d = dA + row * n;
+    const ST *s = S + row * n;
+    float *d = ds + row * n;
+    OT *o = out + row * n;
     const int tid = threadIdx.x, nt = blockDim.x;
 
     if (mode == PNORM_SOFTMAX) {
         // S = n p: dA = n p (dS - sum dS p) = S (dS - sum(dS S) / n)
         float dot = 0.0f;
-        for (int j = tid; j < n; j += nt) dot += d[j] * s[j];
+        for (int j = tid; j < n; j += nt) dot += d[j] * tfc_load(&s[j]);
         dot = tfc_block_sum(dot, sh) / (float)n;
-        for (int j = tid; j < n; j += nt) d[j] = s[j] * (d[j] - dot);
+        for (int j = tid; j < n; j += nt) tfc_store(&o[j], tfc_load(&s[j]) * (d[j] - dot));
     } else if (mode == PNORM_GELU_L2) {
         // S = tau g / r, r = sqrt(sum g^2 + eps):
         // dg = (tau / r) (dS - g sum(dS g) / r^2), dA = dg GeLU'(A)
@@ -79,7 +86,7 @@ __global__ void pnorm_backward_kernel(float *dA, const float *A, const float *S,
         for (int j = tid; j < n; j += nt) {
             float x = a[j];
             float g = tfc_gelu(x);
-            d[j] = k * (d[j] - g * c) * tfc_gelu_grad(x);
+            tfc_store(&o[j], k * (d[j] - g * c) * tfc_gelu_grad(x));
         }
     } else {
         // u = tau A / r, dU = dS GeLU'(u),
@@ -95,12 +102,69 @@ __global__ void pnorm_backward_kernel(float *dA, const float *A, const float *S,
         for (int j = tid; j < n; j += nt) {
             float x = a[j];
             float du = d[j] * tfc_gelu_grad(k * x);
-            d[j] = du; // the same thread reads it back below
+            d[j] = du; // kept in fp32; the same thread reads it back below
             dot += du * x;
         }
         dot = tfc_block_sum(dot, sh);
         float c = dot / ss;
-        for (int j = tid; j < n; j += nt) d[j] = k * (d[j] - a[j] * c);
+        for (int j = tid; j < n; j += nt) tfc_store(&o[j], k * (d[j] - a[j] * c));
+    }
+}
+
+static void pattention_forward_fp32(float *Y, float *A, float *S, const float *X, const float *K,
+                                    const float *V, float tau, int mode, int N, int d_in, int n,
+                                    int d_out) {
+    tfc_matmul(A, X, K, N, n, d_in, 0, 1, 1.0f, 0.0f); // A = X K^T
+    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(S, A, tau, mode, n);
+    KERNEL_CHECK();
+    tfc_matmul(Y, S, V, N, d_out, n, 0, 0, 1.0f, 0.0f); // Y = S V
+}
+
+static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                                     const float *X, const float *K, const float *V, const float *A,
+                                     const float *S, float tau, int mode, int N, int d_in, int n,
+                                     int d_out) {
+    tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
+    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dA, dA, A, S, tau, mode, n);
+    KERNEL_CHECK();
+    if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, 1.0f); // dX += dA K
+    if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
+    if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
+}
+
+// bf16 copies of the operands live in workspaces; S lives in the S buffer.
+static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
+                                    const float *V, float tau, int mode, int N, int d_in, int n,
+                                    int d_out) {
+    bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
+    bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
+    bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
+    bf16 *Sb = (bf16 *)S;
+    tfc_matmul_bf16(A, Xb, Kb, N, n, d_in, 0, 1, 1.0f, 0.0f);
+    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(Sb, A, tau, mode, n);
+    KERNEL_CHECK();
+    tfc_matmul_bf16(Y, Sb, Vb, N, d_out, n, 0, 0, 1.0f, 0.0f);
+}
+
+static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                                     const float *X, const float *K, const float *V, const float *A,
+                                     const float *S, float tau, int mode, int N, int d_in, int n,
+                                     int d_out) {
+    bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
+    bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
+    const bf16 *Sb = (const bf16 *)S;
+    tfc_matmul_bf16(dA, dYb, Vb, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS, fp32
+    bf16 *dAb = (bf16 *)tfc_workspace(TFC_WS_BF16_DA, (size_t)N * n * sizeof(bf16));
+    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dAb, dA, A, Sb, tau, mode, n);
+    KERNEL_CHECK();
+    if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
+    if (dX) {
+        bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
+        tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, 1.0f);
+    }
+    if (dK) {
+        bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
+        tfc_matmul_bf16(dK, dAb, Xb, n, d_in, N, 1, 0, 1.0f, 1.0f);
     }
 }
 
@@ -108,12 +172,14 @@ void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const 
                             const float *V, float tau, int mode, int N, int d_in, int n,
                             int d_out) {
     if (N <= 0) return;
-    tfc_matmul(A, X, K, N, n, d_in, 0, 1, 1.0f, 0.0f); // A = X K^T
-    if (n > 0) {
-        pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(S, A, tau, mode, n);
-        KERNEL_CHECK();
+    if (n <= 0) { // no parameter tokens: Y = 0
+        tfc_matmul(Y, S, V, N, d_out, 0, 0, 0, 1.0f, 0.0f);
+        return;
     }
-    tfc_matmul(Y, S, V, N, d_out, n, 0, 0, 1.0f, 0.0f); // Y = S V
+    if (tfc_matmul_precision() == MATMUL_BF16)
+        pattention_forward_bf16(Y, A, S, X, K, V, tau, mode, N, d_in, n, d_out);
+    else
+        pattention_forward_fp32(Y, A, S, X, K, V, tau, mode, N, d_in, n, d_out);
 }
 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
@@ -121,10 +187,8 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              const float *S, float tau, int mode, int N, int d_in, int n,
                              int d_out) {
     if (N <= 0 || n <= 0) return;
-    tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
-    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dA, A, S, tau, mode, n);
-    KERNEL_CHECK();
-    if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, 1.0f); // dX += dA K
-    if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
-    if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
+    if (tfc_matmul_precision() == MATMUL_BF16)
+        pattention_backward_bf16(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out);
+    else
+        pattention_backward_fp32(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out);
 }
