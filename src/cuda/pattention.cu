@@ -2,10 +2,10 @@
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (one block per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
-// With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16
-// copies and the products accumulate in fp32: S is then stored as bf16 in
-// the S buffer (the layout of the saved state is the backend's business),
-// A and every output stay fp32.
+// With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
+// the products accumulate in fp32 (as under torch.autocast): the scores A,
+// S and dS/dA are then stored as bf16 in their buffers (the layout of the
+// saved state is the backend's business); Y, dX, dK and dV stay fp32.
 #include "common.cuh"
 
 static __device__ __forceinline__ float tfc_load(const float *p) { return *p; }
@@ -14,100 +14,105 @@ static __device__ __forceinline__ void tfc_store(float *p, float x) { *p = x; }
 static __device__ __forceinline__ void tfc_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16(x); }
 
 // One block per row of A (length n, any size: threads stride over the row).
-template <typename ST>
-__global__ void pnorm_forward_kernel(ST *S, const float *A, float tau, int mode, int n) {
+// AT/ST: float (fp32 mode) or bf16 (bf16 mode) for A and S.
+template <typename AT, typename ST>
+__global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n) {
     __shared__ float sh[32];
     const size_t row = blockIdx.x;
-    const float *a = A + row * n;
+    const AT *a = A + row * n;
     ST *s = S + row * n;
     const int tid = threadIdx.x, nt = blockDim.x;
 
     if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
         float mx = -INFINITY;
-        for (int j = tid; j < n; j += nt) mx = fmaxf(mx, a[j]);
+        for (int j = tid; j < n; j += nt) mx = fmaxf(mx, tfc_load(&a[j]));
         mx = tfc_block_max(mx, sh);
         float sum = 0.0f;
-        for (int j = tid; j < n; j += nt) sum += expf(a[j] - mx);
+        for (int j = tid; j < n; j += nt) sum += expf(tfc_load(&a[j]) - mx);
         sum = tfc_block_sum(sum, sh);
         float k = (float)n / sum;
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], expf(a[j] - mx) * k);
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], expf(tfc_load(&a[j]) - mx) * k);
     } else if (mode == PNORM_GELU_L2) { // S = tau * g / sqrt(sum g^2 + eps), g = GeLU(A)
         float ss = 0.0f;
         for (int j = tid; j < n; j += nt) {
-            float g = tfc_gelu(a[j]);
+            float g = tfc_gelu(tfc_load(&a[j]));
             ss += g * g;
         }
         ss = tfc_block_sum(ss, sh);
         float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(a[j]) * k);
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(tfc_load(&a[j])) * k);
     } else { // PNORM_L2_GELU: S = GeLU(tau * A / sqrt(sum A^2 + eps))
         float ss = 0.0f;
         for (int j = tid; j < n; j += nt) {
-            float x = a[j];
+            float x = tfc_load(&a[j]);
             ss += x * x;
         }
         ss = tfc_block_sum(ss, sh);
         float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(k * a[j]));
+        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(k * tfc_load(&a[j])));
     }
 }
 
-// ds holds dS on entry (and is scratch); out gets dL/dA (out may be ds).
-template <typename ST, typename OT>
-__global__ void pnorm_backward_kernel(OT *out, float *ds, const float *A, const ST *S, float tau,
+// dS in, dL/dA out (out may alias dS: each element is read and then written
+// by the same thread). Types as in the forward; DT is dS's and dA's type.
+template <typename AT, typename ST, typename DT>
+__global__ void pnorm_backward_kernel(DT *out, const DT *dS, const AT *A, const ST *S, float tau,
                                       int mode, int n) {
     __shared__ float sh[32];
     const size_t row = blockIdx.x;
-    const float *a = A + row * n;
+    const AT *a = A + row * n;
     const ST *s = S + row * n;
-    float *d = ds + row * n;
-    OT *o = out + row * n;
+    const DT *d = dS + row * n;
+    DT *o = out + row * n;
     const int tid = threadIdx.x, nt = blockDim.x;
 
     if (mode == PNORM_SOFTMAX) {
         // S = n p: dA = n p (dS - sum dS p) = S (dS - sum(dS S) / n)
         float dot = 0.0f;
-        for (int j = tid; j < n; j += nt) dot += d[j] * tfc_load(&s[j]);
+        for (int j = tid; j < n; j += nt) dot += tfc_load(&d[j]) * tfc_load(&s[j]);
         dot = tfc_block_sum(dot, sh) / (float)n;
-        for (int j = tid; j < n; j += nt) tfc_store(&o[j], tfc_load(&s[j]) * (d[j] - dot));
+        for (int j = tid; j < n; j += nt) tfc_store(&o[j], tfc_load(&s[j]) * (tfc_load(&d[j]) - dot));
     } else if (mode == PNORM_GELU_L2) {
         // S = tau g / r, r = sqrt(sum g^2 + eps):
         // dg = (tau / r) (dS - g sum(dS g) / r^2), dA = dg GeLU'(A)
         float ss = 0.0f, dot = 0.0f;
         for (int j = tid; j < n; j += nt) {
-            float g = tfc_gelu(a[j]);
+            float g = tfc_gelu(tfc_load(&a[j]));
             ss += g * g;
-            dot += d[j] * g;
+            dot += tfc_load(&d[j]) * g;
         }
         ss = tfc_block_sum(ss, sh) + PNORM_EPS;
         dot = tfc_block_sum(dot, sh);
         float k = tau / sqrtf(ss);
         float c = dot / ss;
         for (int j = tid; j < n; j += nt) {
-            float x = a[j];
+            float x = tfc_load(&a[j]);
             float g = tfc_gelu(x);
-            tfc_store(&o[j], k * (d[j] - g * c) * tfc_gelu_grad(x));
+            tfc_store(&o[j], k * (tfc_load(&d[j]) - g * c) * tfc_gelu_grad(x));
         }
     } else {
         // u = tau A / r, dU = dS GeLU'(u),
         // dA = (tau / r) (dU - u sum(dU u) / tau^2) = k dU - k A sum(dU A) / r^2
+        // dU is recomputed in the last pass rather than stored (one write less).
         float ss = 0.0f;
         for (int j = tid; j < n; j += nt) {
-            float x = a[j];
+            float x = tfc_load(&a[j]);
             ss += x * x;
         }
         ss = tfc_block_sum(ss, sh) + PNORM_EPS;
         float k = tau / sqrtf(ss);
         float dot = 0.0f;
         for (int j = tid; j < n; j += nt) {
-            float x = a[j];
-            float du = d[j] * tfc_gelu_grad(k * x);
-            d[j] = du; // kept in fp32; the same thread reads it back below
-            dot += du * x;
+            float x = tfc_load(&a[j]);
+            dot += tfc_load(&d[j]) * tfc_gelu_grad(k * x) * x;
         }
         dot = tfc_block_sum(dot, sh);
         float c = dot / ss;
-        for (int j = tid; j < n; j += nt) tfc_store(&o[j], k * (d[j] - a[j] * c));
+        for (int j = tid; j < n; j += nt) {
+            float x = tfc_load(&a[j]);
+            float du = tfc_load(&d[j]) * tfc_gelu_grad(k * x);
+            tfc_store(&o[j], k * (du - x * c));
+        }
     }
 }
 
@@ -125,23 +130,38 @@ static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
                                      int d_out) {
     tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
-    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dA, dA, A, S, tau, mode, n);
+    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dA, (const float *)dA, A, S, tau, mode, n);
     KERNEL_CHECK();
     if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, 1.0f); // dX += dA K
     if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
     if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
 }
 
-// bf16 copies of the operands live in workspaces; S lives in the S buffer.
+// C (bf16) = op(A) op(B) with bf16 operands and fp32 accumulation (row-major,
+// as tfc_matmul): for scores, whose consumer is the bf16 pnorm kernel.
+static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, int N, int K,
+                                int trans_a, int trans_b) {
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = trans_a ? M : K;
+    int ldb = trans_b ? K : N;
+    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A,
+                              CUDA_R_16BF, lda, &beta, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
+// bf16 mode: the A, S and dA buffers hold bf16 (half of each is used); the
+// operands X, K, V, dY are rounded into bf16 workspaces per call.
 static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
                                     const float *V, float tau, int mode, int N, int d_in, int n,
                                     int d_out) {
     bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
     bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    bf16 *Sb = (bf16 *)S;
-    tfc_matmul_bf16(A, Xb, Kb, N, n, d_in, 0, 1, 1.0f, 0.0f);
-    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(Sb, A, tau, mode, n);
+    bf16 *Ab = (bf16 *)A, *Sb = (bf16 *)S;
+    matmul_bf16_to_bf16(Ab, Xb, Kb, N, n, d_in, 0, 1);
+    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(Sb, (const bf16 *)Ab, tau, mode, n);
     KERNEL_CHECK();
     tfc_matmul_bf16(Y, Sb, Vb, N, d_out, n, 0, 0, 1.0f, 0.0f);
 }
@@ -152,10 +172,10 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
                                      int d_out) {
     bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    const bf16 *Sb = (const bf16 *)S;
-    tfc_matmul_bf16(dA, dYb, Vb, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS, fp32
-    bf16 *dAb = (bf16 *)tfc_workspace(TFC_WS_BF16_DA, (size_t)N * n * sizeof(bf16));
-    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dAb, dA, A, Sb, tau, mode, n);
+    const bf16 *Ab = (const bf16 *)A, *Sb = (const bf16 *)S;
+    bf16 *dAb = (bf16 *)dA;
+    matmul_bf16_to_bf16(dAb, dYb, Vb, N, n, d_out, 0, 1); // dS
+    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, n);
     KERNEL_CHECK();
     if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (dX) {
