@@ -83,14 +83,15 @@ typedef struct Ops {
      * in floats come from attention_sizes (which may depend on the matmul
      * precision: allocate after setting it). The CPU saves the probabilities
      * (B, H, T, T, zero above the diagonal); a fused kernel may save less.
-     * Backward overwrites dq, dk, dv. */
+     * Backward overwrites dq, dk, dv; it also takes forward's output `out`
+     * (a fused kernel needs rowsum(dout * out); others may ignore it). */
     void (*attention_sizes)(int B, int T, int H, int hd, size_t *att_floats,
                             size_t *datt_floats);
     void (*attention_forward)(float *out, float *att, const float *q, const float *k,
                               const float *v, int B, int T, int H, int hd);
     void (*attention_backward)(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                               const float *q, const float *k, const float *v, const float *att,
-                               int B, int T, int H, int hd);
+                               const float *out, const float *q, const float *k,
+                               const float *v, const float *att, int B, int T, int H, int hd);
 
     /* Inverted dropout. The keep mask of element i is a pure function of
      * (seed, i) (tf_dropout_keep in rng.h), so backends agree bit for bit and

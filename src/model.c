@@ -401,7 +401,7 @@ void model_backward(Model *m) {
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
         o->zero(s.dy, Nd);
         patt_backward(m, l, PATT_O, s.dy, s.dA, dout, a->y, a);
-        o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->q, a->k, a->v, a->att, B, T, H, hd);
+        o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
         o->rope(s.dq, B, T, H, hd, rot, 1);
         o->rope(s.dk, B, T, H, hd, rot, 1);
         o->zero(s.dln, Nd);

@@ -93,10 +93,10 @@ static void p_attention_forward(float *out, float *att, const float *q, const fl
     TIMED("attention_forward", g_inner->attention_forward(out, att, q, k, v, B, T, H, hd));
 }
 static void p_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                                 const float *q, const float *k, const float *v, const float *att,
-                                 int B, int T, int H, int hd) {
+                                 const float *out, const float *q, const float *k,
+                                 const float *v, const float *att, int B, int T, int H, int hd) {
     TIMED("attention_backward",
-          g_inner->attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, H, hd));
+          g_inner->attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd));
 }
 static void p_dropout_forward(float *out, const float *x, float p, uint64_t seed, size_t n) {
     TIMED("dropout_forward", g_inner->dropout_forward(out, x, p, seed, n));

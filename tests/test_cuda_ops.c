@@ -307,9 +307,9 @@ static void test_pattention(int mode, int N, int d_in, int n, int d_out) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
-/* --precision bf16: the GEMM operands are rounded to bf16 (8 significant
- * bits), so outputs agree with the fp32 CPU to ~1e-2; S and the dA scratch
- * then hold the backend's own format and are not compared. */
+/* --precision bf16: the GEMM operands and the scores are rounded to bf16
+ * (8 significant bits), so outputs agree with the fp32 CPU to ~1e-2; A, S
+ * and the dA scratch then hold the backend's own format and are not compared. */
 static void test_pattention_bf16(int mode, int N, int d_in, int n, int d_out) {
     const double tol = 2e-2;
     char name[128];
@@ -320,8 +320,6 @@ static void test_pattention_bf16(int mode, int N, int d_in, int n, int d_out) {
     ops_cuda_set_matmul_precision(MATMUL_BF16);
     CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d_in, n, d_out);
     GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d_in, n, d_out);
-    snprintf(name, sizeof name, "pattention_bf16_mode%d_n%d_A (tol 2e-2)", mode, n);
-    check(name, rel_err(&A), tol);
     snprintf(name, sizeof name, "pattention_bf16_mode%d_n%d_Y (tol 2e-2)", mode, n);
     check(name, rel_err(&Y), tol);
     Buf dY = buf_rand((size_t)N * d_out, 1.0f), dA = buf_out((size_t)N * n);
@@ -365,25 +363,156 @@ static void test_rope(int B, int T, int H, int hd, int rot) {
 
 /* ---------------------------------------------------------------- attention */
 
+/* The attention state buffers: each backend gets the sizes its
+ * attention_sizes asks for (the GPU's depend on the matmul precision). */
+typedef struct {
+    float *c, *g;
+    size_t nc, ng;
+} StateBuf;
+
+static StateBuf state_buf(size_t nc, size_t ng) {
+    StateBuf s = {xmalloc(nc * sizeof(float)), GPU->alloc(ng * sizeof(float) + 4), nc, ng};
+    if (!s.g) {
+        fprintf(stderr, "test_cuda_ops: GPU alloc of %zu floats failed\n", ng);
+        exit(1);
+    }
+    memset(s.c, 0, nc * sizeof(float));
+    return s;
+}
+
+static void state_free(StateBuf *s) {
+    free(s->c);
+    GPU->free(s->g);
+}
+
+static void attention_state(int B, int T, int H, int hd, StateBuf *att, StateBuf *datt) {
+    size_t ac, dc, ag, dg;
+    CPU->attention_sizes(B, T, H, hd, &ac, &dc);
+    GPU->attention_sizes(B, T, H, hd, &ag, &dg);
+    *att = state_buf(ac, ag);
+    *datt = state_buf(dc, dg);
+}
+
+/* rel_err of the saved probabilities, when both backends save them. */
+static void check_att_state(const char *tag, const StateBuf *att) {
+    if (att->ng != att->nc) return;
+    Buf b = {att->c, att->g, att->nc};
+    checkf("attention_forward_%s_att", tag, &b);
+}
+
 static void test_attention(int B, int T, int H, int hd) {
     char tag[64];
     snprintf(tag, sizeof tag, "B%d_T%d_H%d_hd%d", B, T, H, hd);
-    size_t n = (size_t)B * T * H * hd, na = (size_t)B * H * T * T;
+    size_t n = (size_t)B * T * H * hd;
     Buf q = buf_rand(n, 1.0f), k = buf_rand(n, 1.0f), v = buf_rand(n, 1.0f);
-    Buf out = buf_out(n), att = buf_out(na);
+    Buf out = buf_out(n);
+    StateBuf att, datt;
+    attention_state(B, T, H, hd, &att, &datt);
     CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
     GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
     checkf("attention_forward_%s_out", tag, &out);
-    checkf("attention_forward_%s_att", tag, &att);
+    check_att_state(tag, &att);
     Buf dout = buf_rand(n, 1.0f), dq = buf_out(n), dk = buf_out(n), dv = buf_out(n);
-    Buf datt = buf_out(na);
-    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, q.c, k.c, v.c, att.c, B, T, H, hd);
-    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H, hd);
+    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
+                            H, hd);
+    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
+                            H, hd);
     checkf("attention_backward_%s_dq", tag, &dq);
     checkf("attention_backward_%s_dk", tag, &dk);
     checkf("attention_backward_%s_dv", tag, &dv);
-    Buf *all[] = {&q, &k, &v, &out, &att, &dout, &dq, &dk, &dv, &datt};
+    Buf *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+    state_free(&att);
+    state_free(&datt);
+}
+
+/* The fused (flash) attention of --precision bf16: bf16 tensor-core products,
+ * only B*H*T floats of state. Against the fp32 CPU with tol 2e-2. q and k
+ * are scaled up so that the softmax is far from uniform. */
+static void test_attention_fused(int B, int T, int H, int hd) {
+    const double tol = 2e-2;
+    char name[128];
+    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    size_t n = (size_t)B * T * H * hd;
+    Buf q = buf_rand(n, 2.0f), k = buf_rand(n, 2.0f), v = buf_rand(n, 1.0f);
+    Buf out = buf_out(n);
+    StateBuf att, datt;
+    attention_state(B, T, H, hd, &att, &datt);
+    snprintf(name, sizeof name, "attention_fused_B%d_T%d_H%d_hd%d_state_is_BHT", B, T, H, hd);
+    check_flag(name, att.ng == (size_t)B * H * T && datt.ng <= (size_t)B * H * T,
+               "fused path not taken (full-size state)");
+    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    Buf dout = buf_rand(n, 1.0f), dq = buf_out(n), dk = buf_out(n), dv = buf_out(n);
+    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
+                            H, hd);
+    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
+                            H, hd);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    const char *what[4] = {"out", "dq", "dk", "dv"};
+    Buf *bufs[4] = {&out, &dq, &dk, &dv};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "attention_fused_B%d_T%d_H%d_hd%d_%s (tol 2e-2)", B, T, H, hd,
+                 what[i]);
+        check(name, rel_err(bufs[i]), tol);
+    }
+    Buf *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+    state_free(&att);
+    state_free(&datt);
+}
+
+/* GPU time per call of forward and backward at precision `prec` (fp32: the
+ * cuBLAS path; bf16: the fused one). */
+static void time_attention(int prec, int B, int T, int H, int hd, double *fwd_ms, double *bwd_ms) {
+    ops_cuda_set_matmul_precision(prec);
+    size_t n = (size_t)B * T * H * hd, na, nd;
+    GPU->attention_sizes(B, T, H, hd, &na, &nd);
+    float *q = GPU->alloc(n * 4), *k = GPU->alloc(n * 4), *v = GPU->alloc(n * 4);
+    float *out = GPU->alloc(n * 4), *dout = GPU->alloc(n * 4), *dq = GPU->alloc(n * 4);
+    float *dk = GPU->alloc(n * 4), *dv = GPU->alloc(n * 4);
+    float *att = GPU->alloc(na * 4 + 4), *datt = GPU->alloc(nd * 4 + 4);
+    float *h = xmalloc(n * sizeof(float));
+    if (!q || !k || !v || !out || !dout || !dq || !dk || !dv || !att || !datt) {
+        fprintf(stderr, "test_cuda_ops: GPU alloc for attention timing failed\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) h[i] = rand_val(1.0f);
+    GPU->to_device(q, h, n * 4);
+    GPU->to_device(k, h, n * 4);
+    GPU->to_device(v, h, n * 4);
+    GPU->to_device(dout, h, n * 4);
+    int reps = 10;
+    GPU->attention_forward(out, att, q, k, v, B, T, H, hd); /* warm-up */
+    GPU->attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd);
+    GPU->synchronize();
+    double t0 = tf_now_seconds();
+    for (int r = 0; r < reps; r++) GPU->attention_forward(out, att, q, k, v, B, T, H, hd);
+    GPU->synchronize();
+    double t1 = tf_now_seconds();
+    for (int r = 0; r < reps; r++)
+        GPU->attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd);
+    GPU->synchronize();
+    double t2 = tf_now_seconds();
+    *fwd_ms = 1e3 * (t1 - t0) / reps;
+    *bwd_ms = 1e3 * (t2 - t1) / reps;
+    float *bufs[] = {q, k, v, out, dout, dq, dk, dv, att, datt};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(h);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+}
+
+static void test_attention_timing(void) {
+    static const int shapes[2][4] = {{8, 1024, 12, 64}, {64, 256, 6, 64}};
+    for (int s = 0; s < 2; s++) {
+        int B = shapes[s][0], T = shapes[s][1], H = shapes[s][2], hd = shapes[s][3];
+        double f32f, f32b, fuf, fub;
+        time_attention(MATMUL_FP32, B, T, H, hd, &f32f, &f32b);
+        time_attention(MATMUL_BF16, B, T, H, hd, &fuf, &fub);
+        printf("INFO attention B=%d T=%d H=%d hd=%d: forward cublas-fp32 %.3f ms, fused-bf16 %.3f "
+               "ms; backward cublas-fp32 %.3f ms, fused-bf16 %.3f ms\n",
+               B, T, H, hd, f32f, fuf, f32b, fub);
+    }
 }
 
 /* ---------------------------------------------------------------- dropout etc. */
@@ -543,16 +672,20 @@ static void test_large(void) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 
     int B = 4, T = 256, H = 6, hd = 64;
-    size_t nq = (size_t)B * T * H * hd, na = (size_t)B * H * T * T;
+    size_t nq = (size_t)B * T * H * hd;
     Buf q = buf_rand(nq, 1.0f), k = buf_rand(nq, 1.0f), v = buf_rand(nq, 1.0f);
-    Buf out = buf_out(nq), att = buf_out(na), dout = buf_rand(nq, 1.0f);
-    Buf dq = buf_out(nq), dk = buf_out(nq), dv = buf_out(nq), datt = buf_out(na);
+    Buf out = buf_out(nq), dout = buf_rand(nq, 1.0f);
+    Buf dq = buf_out(nq), dk = buf_out(nq), dv = buf_out(nq);
+    StateBuf att, datt;
+    attention_state(B, T, H, hd, &att, &datt);
     CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
     GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
-    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, q.c, k.c, v.c, att.c, B, T, H, hd);
-    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H, hd);
+    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
+                            H, hd);
+    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
+                            H, hd);
     checkb("attention_large_B4_T256_H6_hd64_out", &out);
-    checkb("attention_large_B4_T256_H6_hd64_att", &att);
+    check_att_state("large_B4_T256_H6_hd64", &att);
     checkb("attention_large_B4_T256_H6_hd64_dq", &dq);
     checkb("attention_large_B4_T256_H6_hd64_dk", &dk);
     checkb("attention_large_B4_T256_H6_hd64_dv", &dv);
@@ -562,14 +695,17 @@ static void test_large(void) {
     GPU->synchronize();
     t1 = tf_now_seconds();
     for (int r = 0; r < reps; r++)
-        GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, q.g, k.g, v.g, att.g, B, T, H,
-                                hd);
+        GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                                T, H, hd);
     GPU->synchronize();
     t2 = tf_now_seconds();
     info_time("attention_forward B=4 T=256 H=6 hd=64", t1 - t0, reps);
     info_time("attention_backward B=4 T=256 H=6 hd=64", t2 - t1, reps);
-    Buf *all2[] = {&q, &k, &v, &out, &att, &dout, &dq, &dk, &dv, &datt};
+    Buf *all2[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
     for (size_t i = 0; i < sizeof all2 / sizeof *all2; i++) buf_free(all2[i]);
+    state_free(&att);
+    state_free(&datt);
+    test_attention_timing();
 }
 
 /* Reduced-precision math must be in use (an error well above fp32's) and
@@ -629,6 +765,16 @@ int main(void) {
     if (!quick || !*quick || strcmp(quick, "0") == 0) test_large();
     test_matmul_precisions();
     for (int mode = 0; mode < 3; mode++) test_pattention_bf16(mode, 300, 96, 200, 80);
+    test_attention_fused(2, 100, 3, 64);  /* T not a multiple of the 64-row tile */
+    test_attention_fused(3, 257, 2, 64);
+    test_attention_fused(4, 256, 12, 64);
+    test_attention_fused(2, 1024, 4, 64);
+    test_attention_fused(3, 1, 5, 64);    /* T = 1 */
+    test_attention_fused(2, 77, 3, 32);
+    test_attention_fused(2, 130, 2, 128);
+    /* fp32 again: back on the cuBLAS path */
+    test_attention(2, 13, 3, 8);
+    test_attention(2, 100, 2, 64);
     GPU->synchronize();
 
     printf("test_cuda_ops: %d passed, %d failed\n", n_pass, n_fail);

@@ -182,7 +182,7 @@ static void test_attention(void) {
     c.R = randn(n, 1.0f);
     float *dq = calloc(n, 4), *dk = calloc(n, 4), *dv = calloc(n, 4), *datt = calloc(na, 4);
     att_loss(&c);
-    O->attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.hd);
+    O->attention_backward(dq, dk, dv, datt, c.R, c.out, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.hd);
     check_grad("attention.dq", att_loss, &c, c.q, dq, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dk", att_loss, &c, c.k, dk, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dv", att_loss, &c, c.v, dv, n, 80, 1e-2f, 2e-2);

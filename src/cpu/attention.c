@@ -91,8 +91,8 @@ void cpu_attention_forward(float *out, float *att, const float *q, const float *
 }
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *q, const float *k, const float *v, const float *att, int B,
-                            int T, int H, int hd) {
+                            const float *out, const float *q, const float *k, const float *v,
+                            const float *att, int B, int T, int H, int hd) {
     int d = H * hd;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2)

@@ -19,7 +19,7 @@ void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);
 void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *q, const float *k, const float *v, const float *att, int B,
-                            int T, int H, int hd);
+                            const float *out, const float *q, const float *k, const float *v,
+                            const float *att, int B, int T, int H, int hd);
 
 #endif

@@ -1,5 +1,10 @@
-// Causal multi-head attention (llm.c style: permute to (B,H,T,hd), batched
-// cuBLAS GEMMs, a causal softmax kernel) and rotary embeddings.
+// Causal multi-head attention and rotary embeddings. Two paths, chosen by the
+// matmul precision (set before buffers are allocated, so the choice is stable):
+//  - fp32 and tf32: llm.c style, permute to (B,H,T,hd), batched cuBLAS GEMMs
+//    (TF32 math under tf32), a causal softmax kernel, the B*H*T*T
+//    probabilities saved for backward;
+//  - bf16 with hd in {32, 64, 128}: the fused kernels of flash_attention.cu
+//    (bf16 tensor cores, only B*H*T floats saved).
 #include "common.cuh"
 
 // ---------------------------------------------------------------- RoPE
@@ -144,13 +149,27 @@ __global__ void causal_softmax_backward_kernel(float *datt, const float *att, in
 
 // ---------------------------------------------------------------- attention
 
+static bool use_fused(int hd) {
+    return tfc_matmul_precision() == MATMUL_BF16 && tfc_flash_attention_supported(hd);
+}
+
+// Fused: att holds the log-sum-exp per (b, h, query row), datt the backward's
+// rowsum(dout * out) per row.
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats) {
+    if (use_fused(hd)) {
+        *att_floats = *datt_floats = (size_t)B * H * T;
+        return;
+    }
     ops_attention_sizes_full(B, T, H, hd, att_floats, datt_floats);
 }
 
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd) {
     if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    if (use_fused(hd)) {
+        tfc_flash_attention_forward(out, att, q, k, v, B, T, H, hd);
+        return;
+    }
     size_t nt = (size_t)B * T * H * hd;
     float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 4 * nt * sizeof(float));
     float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *op = ws + 3 * nt;
@@ -169,9 +188,14 @@ void tfc_attention_forward(float *out, float *att, const float *q, const float *
 }
 
 void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *q, const float *k, const float *v, const float *att,
-                            int B, int T, int H, int hd) {
+                            const float *out, const float *q, const float *k, const float *v,
+                            const float *att, int B, int T, int H, int hd) {
     if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    if (use_fused(hd)) {
+        if (!out) tfc_fail("attention backward", "the fused path needs out", __FILE__, __LINE__);
+        tfc_flash_attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd);
+        return;
+    }
     size_t nt = (size_t)B * T * H * hd;
     float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 7 * nt * sizeof(float));
     float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *dop = ws + 3 * nt;

@@ -111,7 +111,6 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
-    TFC_WS_BF16_DA,
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);
@@ -149,8 +148,17 @@ void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);
 void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *q, const float *k, const float *v, const float *att,
-                            int B, int T, int H, int hd);
+                            const float *out, const float *q, const float *k, const float *v,
+                            const float *att, int B, int T, int H, int hd);
+// Fused causal attention (flash_attention.cu), bf16 tensor-core products:
+// forward saves the per-row log-sum-exp (B*H*T floats, log2 units) in lse;
+// backward needs `out` and a B*H*T scratch Dv, and overwrites dq, dk, dv.
+int tfc_flash_attention_supported(int hd);
+void tfc_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                 const float *v, int B, int T, int H, int hd);
+void tfc_flash_attention_backward(float *dq, float *dk, float *dv, float *Dv, const float *dout,
+                                  const float *out, const float *q, const float *k,
+                                  const float *v, const float *lse, int B, int T, int H, int hd);
 float tfc_cross_entropy_forward(float *probs, const float *logits, const int *targets, int N,
                                 int V);
 void tfc_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,
