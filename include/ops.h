@@ -64,6 +64,11 @@ typedef struct Ops {
      * V (n x d_out). Forward saves the scores A = X K^T and the normalized
      * scores S (both N x n) and writes Y = S V (N x d_out).
      * Backward: dX, dK, dV accumulate; dA (N x n) is scratch. */
+    /* Floats to allocate for A, S (each) and the dA scratch of a Pattention
+     * over N rows and n parameter tokens: N*n each in fp32; a backend that
+     * keeps them in a narrower type (CUDA under bf16) asks for less. */
+    void (*pattention_sizes)(int N, int n, size_t *a_floats, size_t *s_floats,
+                             size_t *da_floats);
     void (*pattention_forward)(float *Y, float *A, float *S, const float *X, const float *K,
                                const float *V, float tau, int mode, int N, int d_in, int n,
                                int d_out);
@@ -125,6 +130,9 @@ typedef struct Ops {
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* pattention_sizes of a backend that keeps A, S and dA in fp32 (N*n each). */
+void ops_pattention_sizes_full(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats);
 
 /* attention_sizes of a backend that keeps the B*H*T*T probabilities
  * (att) and a B*H*T*T backward scratch (datt). */

@@ -197,9 +197,10 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
         for (int w = 0; w < PATT_PER_LAYER; w++) {
-            size_t n = (size_t)model_patt_rows(m, l, w);
-            TAKE(a->A[w], N * n);
-            TAKE(a->S[w], N * n);
+            size_t a_floats, s_floats, da_floats;
+            m->ops->pattention_sizes((int)N, model_patt_rows(m, l, w), &a_floats, &s_floats, &da_floats);
+            TAKE(a->A[w], a_floats);
+            TAKE(a->S[w], s_floats);
         }
         TAKE(a->q, N * d);
         TAKE(a->k, N * d);
@@ -233,7 +234,9 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t att, datt;
     m->ops->attention_sizes(m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
                             &att, &datt);
-    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, N * (size_t)max_rows(m), datt, N * V};
+    size_t a_floats, s_floats, da;
+    m->ops->pattention_sizes((int)N, max_rows(m), &a_floats, &s_floats, &da);
+    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, da, datt, N * V};
     float **ptrs[10] = {&s->dres, &s->dtmp, &s->dln, &s->dq, &s->dk, &s->dv, &s->dy, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
     for (int i = 0; i < 10; i++) {

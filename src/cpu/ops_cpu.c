@@ -236,6 +236,7 @@ static const Ops CPU_OPS = {
     .embedding_backward = cpu_embedding_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
+    .pattention_sizes = ops_pattention_sizes_full,
     .pattention_forward = cpu_pattention_forward,
     .pattention_backward = cpu_pattention_backward,
     .rope = cpu_rope,

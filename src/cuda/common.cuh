@@ -136,6 +136,7 @@ void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *b, int N, int C);
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C);
+void tfc_pattention_sizes(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats);
 void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
                             const float *V, float tau, int mode, int N, int d_in, int n,
                             int d_out);

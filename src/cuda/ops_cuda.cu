@@ -399,6 +399,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.embedding_backward = cu_embedding_backward;
     g_ops.layernorm_forward = tfc_layernorm_forward;
     g_ops.layernorm_backward = tfc_layernorm_backward;
+    g_ops.pattention_sizes = tfc_pattention_sizes;
     g_ops.pattention_forward = tfc_pattention_forward;
     g_ops.pattention_backward = tfc_pattention_backward;
     g_ops.rope = tfc_rope;

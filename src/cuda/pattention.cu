@@ -188,6 +188,12 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
     }
 }
 
+void tfc_pattention_sizes(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats) {
+    ops_pattention_sizes_full(N, n, a_floats, s_floats, da_floats);
+    if (tfc_matmul_precision() == MATMUL_BF16) // bf16 elements, two per float
+        *a_floats = *s_floats = *da_floats = ((size_t)N * n + 1) / 2;
+}
+
 void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
                             const float *V, float tau, int mode, int N, int d_in, int n,
                             int d_out) {
