@@ -190,10 +190,17 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         if (base) (ptr) = base + off;               \
         off += ((size_t)(count) + 15) & ~(size_t)15; \
     } while (0)
+    /* Shared by all layers: the LayerNorm outputs (backward recomputes them
+     * from x / h and the saved statistics) and the branch outputs o and f
+     * (consumed by the residual sum at once, not needed by backward). */
+    float *ln_shared = NULL, *branch_shared = NULL;
+    TAKE(ln_shared, N * d);
+    TAKE(branch_shared, N * d);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         LayerActs *a = &m->layers[l];
+        a->ln1 = a->ln2 = ln_shared;
+        a->o = a->f = branch_shared;
         TAKE(a->x, N * d);
-        TAKE(a->ln1, N * d);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
         for (int w = 0; w < PATT_PER_LAYER; w++) {
@@ -207,12 +214,9 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->v, N * d);
         TAKE(a->att, att_floats);
         TAKE(a->y, N * d);
-        TAKE(a->o, N * d);
         TAKE(a->h, N * d);
-        TAKE(a->ln2, N * d);
         TAKE(a->ln2_mean, N);
         TAKE(a->ln2_rstd, N);
-        TAKE(a->f, N * d);
     }
     TAKE(m->x_final, N * d);
     TAKE(m->lnf, N * d);
@@ -398,6 +402,7 @@ void model_backward(Model *m) {
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
         o->zero(s.dln, Nd);
+        o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d); /* recompute */
         patt_backward(m, l, PATT_FFN, s.dln, s.dA, df, a->ln2, a);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
         /* h = x + drop(o) */
@@ -408,6 +413,7 @@ void model_backward(Model *m) {
         o->rope(s.dq, B, T, H, hd, rot, 1);
         o->rope(s.dk, B, T, H, hd, rot, 1);
         o->zero(s.dln, Nd);
+        o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d); /* recompute */
         patt_backward(m, l, PATT_Q, s.dln, s.dA, s.dq, a->ln1, a);
         patt_backward(m, l, PATT_K, s.dln, s.dA, s.dk, a->ln1, a);
         patt_backward(m, l, PATT_V, s.dln, s.dA, s.dv, a->ln1, a);

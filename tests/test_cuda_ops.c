@@ -748,6 +748,8 @@ int main(void) {
     for (int mode = 0; mode < 3; mode++) {
         test_pattention(mode, 37, 24, 53, 19);
         test_pattention(mode, 5, 16, 1153, 8); /* n larger than a block */
+        test_pattention(mode, 37, 24, 54, 19);  /* even n: the warp-per-row kernels */
+        test_pattention(mode, 9, 16, 1152, 8);
     }
     test_rope(2, 13, 3, 8, 4);
     test_rope(2, 13, 3, 8, 8);

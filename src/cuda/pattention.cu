@@ -116,12 +116,160 @@ __global__ void pnorm_backward_kernel(DT *out, const DT *dS, const AT *A, const 
     }
 }
 
+// ---- warp-per-row variants (even n): no shared memory or block barriers,
+// two elements per lane per load (float2 / bf16x2). A row is read 2-3
+// times; after the first pass it comes from L1/L2. Same math as above.
+#define PN_WARPS 8
+
+static __device__ __forceinline__ float2 tfc_load2(const float *p) {
+    return *reinterpret_cast<const float2 *>(p);
+}
+static __device__ __forceinline__ float2 tfc_load2(const bf16 *p) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+}
+static __device__ __forceinline__ void tfc_store2(float *p, float x, float y) {
+    *reinterpret_cast<float2 *>(p) = make_float2(x, y);
+}
+static __device__ __forceinline__ void tfc_store2(bf16 *p, float x, float y) {
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(x, y);
+}
+
+template <typename AT, typename ST>
+__global__ void pnorm_forward_warp_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
+    if (row >= (size_t)rows) return;
+    const AT *a = A + row * n;
+    ST *s = S + row * n;
+    if (mode == PNORM_SOFTMAX) {
+        float mx = -INFINITY;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            mx = fmaxf(mx, fmaxf(x.x, x.y));
+        }
+        mx = tfc_warp_max(mx);
+        float sum = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            sum += expf(x.x - mx) + expf(x.y - mx);
+        }
+        float k = (float)n / tfc_warp_sum(sum);
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            tfc_store2(s + j, expf(x.x - mx) * k, expf(x.y - mx) * k);
+        }
+    } else if (mode == PNORM_GELU_L2) {
+        float ss = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
+            ss += g0 * g0 + g1 * g1;
+        }
+        float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            tfc_store2(s + j, tfc_gelu(x.x) * k, tfc_gelu(x.y) * k);
+        }
+    } else {
+        float ss = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            ss += x.x * x.x + x.y * x.y;
+        }
+        float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            tfc_store2(s + j, tfc_gelu(k * x.x), tfc_gelu(k * x.y));
+        }
+    }
+}
+
+template <typename AT, typename ST, typename DT>
+__global__ void pnorm_backward_warp_kernel(DT *out, const DT *dS, const AT *A, const ST *S,
+                                           float tau, int mode, int n, int rows) {
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
+    if (row >= (size_t)rows) return;
+    const AT *a = A + row * n;
+    const ST *s = S + row * n;
+    const DT *d = dS + row * n;
+    DT *o = out + row * n;
+    if (mode == PNORM_SOFTMAX) {
+        float dot = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 dv = tfc_load2(d + j), sv = tfc_load2(s + j);
+            dot += dv.x * sv.x + dv.y * sv.y;
+        }
+        dot = tfc_warp_sum(dot) / (float)n;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 dv = tfc_load2(d + j), sv = tfc_load2(s + j);
+            tfc_store2(o + j, sv.x * (dv.x - dot), sv.y * (dv.y - dot));
+        }
+    } else if (mode == PNORM_GELU_L2) {
+        float ss = 0.0f, dot = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+            float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
+            ss += g0 * g0 + g1 * g1;
+            dot += dv.x * g0 + dv.y * g1;
+        }
+        ss = tfc_warp_sum(ss) + PNORM_EPS;
+        dot = tfc_warp_sum(dot);
+        float k = tau / sqrtf(ss), c = dot / ss;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+            tfc_store2(o + j, k * (dv.x - tfc_gelu(x.x) * c) * tfc_gelu_grad(x.x),
+                       k * (dv.y - tfc_gelu(x.y) * c) * tfc_gelu_grad(x.y));
+        }
+    } else {
+        float ss = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j);
+            ss += x.x * x.x + x.y * x.y;
+        }
+        ss = tfc_warp_sum(ss) + PNORM_EPS;
+        float k = tau / sqrtf(ss);
+        float dot = 0.0f;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+            dot += dv.x * tfc_gelu_grad(k * x.x) * x.x + dv.y * tfc_gelu_grad(k * x.y) * x.y;
+        }
+        float c = tfc_warp_sum(dot) / ss;
+        for (int j = 2 * lane; j < n; j += 64) {
+            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+            float du0 = dv.x * tfc_gelu_grad(k * x.x), du1 = dv.y * tfc_gelu_grad(k * x.y);
+            tfc_store2(o + j, k * (du0 - x.x * c), k * (du1 - x.y * c));
+        }
+    }
+}
+
+// Launchers: the warp kernels for even n (pairs stay aligned), the block
+// kernels otherwise.
+template <typename AT, typename ST>
+static void pnorm_forward(ST *S, const AT *A, float tau, int mode, int N, int n) {
+    if (n % 2 == 0)
+        pnorm_forward_warp_kernel<<<(N + PN_WARPS - 1) / PN_WARPS, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
+    else
+        pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(S, A, tau, mode, n);
+    KERNEL_CHECK();
+}
+
+template <typename AT, typename ST, typename DT>
+static void pnorm_backward(DT *out, const DT *dS, const AT *A, const ST *S, float tau, int mode,
+                           int N, int n) {
+    if (n % 2 == 0)
+        pnorm_backward_warp_kernel<<<(N + PN_WARPS - 1) / PN_WARPS, 32 * PN_WARPS>>>(
+            out, dS, A, S, tau, mode, n, N);
+    else
+        pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(out, dS, A, S, tau, mode, n);
+    KERNEL_CHECK();
+}
+
 static void pattention_forward_fp32(float *Y, float *A, float *S, const float *X, const float *K,
                                     const float *V, float tau, int mode, int N, int d_in, int n,
                                     int d_out) {
     tfc_matmul(A, X, K, N, n, d_in, 0, 1, 1.0f, 0.0f); // A = X K^T
-    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(S, A, tau, mode, n);
-    KERNEL_CHECK();
+    pnorm_forward(S, A, tau, mode, N, n);
     tfc_matmul(Y, S, V, N, d_out, n, 0, 0, 1.0f, 0.0f); // Y = S V
 }
 
@@ -130,8 +278,7 @@ static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
                                      int d_out) {
     tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
-    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dA, (const float *)dA, A, S, tau, mode, n);
-    KERNEL_CHECK();
+    pnorm_backward(dA, (const float *)dA, A, S, tau, mode, N, n);
     if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, 1.0f); // dX += dA K
     if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
     if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
@@ -161,8 +308,7 @@ static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
     bf16 *Ab = (bf16 *)A, *Sb = (bf16 *)S;
     matmul_bf16_to_bf16(Ab, Xb, Kb, N, n, d_in, 0, 1);
-    pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(Sb, (const bf16 *)Ab, tau, mode, n);
-    KERNEL_CHECK();
+    pnorm_forward(Sb, (const bf16 *)Ab, tau, mode, N, n);
     tfc_matmul_bf16(Y, Sb, Vb, N, d_out, n, 0, 0, 1.0f, 0.0f);
 }
 
@@ -175,8 +321,7 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
     const bf16 *Ab = (const bf16 *)A, *Sb = (const bf16 *)S;
     bf16 *dAb = (bf16 *)dA;
     matmul_bf16_to_bf16(dAb, dYb, Vb, N, n, d_out, 0, 1); // dS
-    pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, n);
-    KERNEL_CHECK();
+    pnorm_backward(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, N, n);
     if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (dX) {
         bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
