@@ -64,9 +64,10 @@ typedef struct Ops {
      * V (n x d_out). Forward saves the scores A = X K^T and the normalized
      * scores S (both N x n) and writes Y = S V (N x d_out).
      * Backward: dX, dK, dV accumulate; dA (N x n) is scratch. */
-    /* Floats to allocate for A, S (each) and the dA scratch of a Pattention
-     * over N rows and n parameter tokens: N*n each in fp32; a backend that
-     * keeps them in a narrower type (CUDA under bf16) asks for less. */
+    /* Floats to allocate for A, S and the dA scratch of a Pattention over N
+     * rows and n parameter tokens: N*n each in fp32; a backend that keeps
+     * them in a narrower type or recomputes one (CUDA under bf16: A and dA
+     * in bf16, S recomputed from A in backward, 0 floats) asks for less. */
     void (*pattention_sizes)(int N, int n, size_t *a_floats, size_t *s_floats,
                              size_t *da_floats);
     void (*pattention_forward)(float *Y, float *A, float *S, const float *X, const float *K,

@@ -309,7 +309,8 @@ static void test_pattention(int mode, int N, int d_in, int n, int d_out) {
 
 /* --precision bf16: the GEMM operands and the scores are rounded to bf16
  * (8 significant bits), so outputs agree with the fp32 CPU to ~1e-2; A, S
- * and the dA scratch then hold the backend's own format and are not compared. */
+ * and the dA scratch then hold the backend's own format (S is not even
+ * written: backward recomputes it) and are not compared. */
 static void test_pattention_bf16(int mode, int N, int d_in, int n, int d_out) {
     const double tol = 2e-2;
     char name[128];

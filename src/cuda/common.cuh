@@ -111,6 +111,7 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
+    TFC_WS_BF16_S,
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);

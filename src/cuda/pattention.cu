@@ -298,15 +298,19 @@ static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, in
                               CUBLAS_GEMM_DEFAULT));
 }
 
-// bf16 mode: the A, S and dA buffers hold bf16 (half of each is used); the
-// operands X, K, V, dY are rounded into bf16 workspaces per call.
+// bf16 mode: the A and dA buffers hold bf16; S is not saved but recomputed
+// from A in backward (one elementwise pass buys N*n*2 bytes per Pattention,
+// a quarter of the activation memory); the operands X, K, V, dY are rounded
+// into bf16 workspaces per call.
 static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
                                     const float *V, float tau, int mode, int N, int d_in, int n,
                                     int d_out) {
     bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
     bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    bf16 *Ab = (bf16 *)A, *Sb = (bf16 *)S;
+    bf16 *Ab = (bf16 *)A;
+    bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
+    (void)S;
     matmul_bf16_to_bf16(Ab, Xb, Kb, N, n, d_in, 0, 1);
     pnorm_forward(Sb, (const bf16 *)Ab, tau, mode, N, n);
     tfc_matmul_bf16(Y, Sb, Vb, N, d_out, n, 0, 0, 1.0f, 0.0f);
@@ -318,7 +322,10 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
                                      int d_out) {
     bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    const bf16 *Ab = (const bf16 *)A, *Sb = (const bf16 *)S;
+    const bf16 *Ab = (const bf16 *)A;
+    bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
+    (void)S;
+    pnorm_forward(Sb, Ab, tau, mode, N, n); // S again, bit for bit
     bf16 *dAb = (bf16 *)dA;
     matmul_bf16_to_bf16(dAb, dYb, Vb, N, n, d_out, 0, 1); // dS
     pnorm_backward(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, N, n);
@@ -335,8 +342,10 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
 
 void tfc_pattention_sizes(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats) {
     ops_pattention_sizes_full(N, n, a_floats, s_floats, da_floats);
-    if (tfc_matmul_precision() == MATMUL_BF16) // bf16 elements, two per float
-        *a_floats = *s_floats = *da_floats = ((size_t)N * n + 1) / 2;
+    if (tfc_matmul_precision() == MATMUL_BF16) { // bf16 elements, two per float; S recomputed
+        *a_floats = *da_floats = ((size_t)N * n + 1) / 2;
+        *s_floats = 0;
+    }
 }
 
 void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
