@@ -746,6 +746,9 @@ int main(void) {
     test_layernorm(37, 53, 1);
     test_layernorm(37, 53, 0);
     test_layernorm(5, 800, 1);
+    test_layernorm(37, 384, 1); /* C = 128 V: the vector kernels */
+    test_layernorm(37, 384, 0);
+    test_layernorm(9, 768, 1);
     for (int mode = 0; mode < 3; mode++) {
         test_pattention(mode, 37, 24, 53, 19);
         test_pattention(mode, 5, 16, 1153, 8); /* n larger than a block */

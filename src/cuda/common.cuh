@@ -120,6 +120,10 @@ typedef __nv_bfloat16 bf16;
 int tfc_matmul_precision(void); // MatmulPrecision
 // src rounded to bf16 into workspace `slot` (grown as needed); returns it.
 bf16 *tfc_bf16_copy(int slot, const float *src, size_t n);
+// The general row-major GEMM behind the wrappers (K > 0; see tfc_matmul).
+void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
+                 int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
+                 cublasComputeType_t compute);
 // tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
                      int trans_b, float alpha, float beta);

@@ -1,4 +1,6 @@
 // LayerNorm over the last dim, one warp per row; weight/bias optional.
+// Rows of a multiple of 128 floats (the presets' d) take the vector kernels:
+// 16-byte loads, the row held in registers between its passes.
 #include "common.cuh"
 
 #define LN_ROWS_PER_BLOCK 4 // warps per block
@@ -59,6 +61,106 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
     }
 }
 
+// V float4 per lane: C == 128 V.
+template <int V>
+__global__ void layernorm_forward_vec_kernel(float *out, float *mean, float *rstd, const float *x,
+                                             const float *w, const float *b, int N) {
+    const int C = 128 * V;
+    int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C);
+    float4 *o = reinterpret_cast<float4 *>(out + (size_t)row * C);
+    float4 v[V];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        v[i] = xr[lane + 32 * i];
+        sum += (v[i].x + v[i].y) + (v[i].z + v[i].w);
+    }
+    float m = tfc_warp_sum(sum) / (float)C;
+    float var = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        float a = v[i].x - m, bb = v[i].y - m, c = v[i].z - m, d = v[i].w - m;
+        var += (a * a + bb * bb) + (c * c + d * d);
+    }
+    var = tfc_warp_sum(var) / (float)C;
+    float rs = 1.0f / sqrtf(var + LAYERNORM_EPS);
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int k = lane + 32 * i;
+        float4 y = make_float4((v[i].x - m) * rs, (v[i].y - m) * rs, (v[i].z - m) * rs,
+                               (v[i].w - m) * rs);
+        if (w) {
+            float4 ww = reinterpret_cast<const float4 *>(w)[k];
+            y.x *= ww.x; y.y *= ww.y; y.z *= ww.z; y.w *= ww.w;
+        }
+        if (b) {
+            float4 bv = reinterpret_cast<const float4 *>(b)[k];
+            y.x += bv.x; y.y += bv.y; y.z += bv.z; y.w += bv.w;
+        }
+        o[k] = y;
+    }
+    if (lane == 0) {
+        if (mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
+template <int V>
+__global__ void layernorm_backward_dx_vec_kernel(float *dx, const float *dout, const float *x,
+                                                 const float *w, const float *mean,
+                                                 const float *rstd, int N) {
+    const int C = 128 * V;
+    int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C);
+    const float4 *dr = reinterpret_cast<const float4 *>(dout + (size_t)row * C);
+    float4 *dxr = reinterpret_cast<float4 *>(dx + (size_t)row * C);
+    float m = mean[row], rs = rstd[row];
+    float4 dn[V], xh[V];
+    float s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int k = lane + 32 * i;
+        float4 d = dr[k], xv = xr[k];
+        if (w) {
+            float4 ww = reinterpret_cast<const float4 *>(w)[k];
+            d.x *= ww.x; d.y *= ww.y; d.z *= ww.z; d.w *= ww.w;
+        }
+        float4 h = make_float4((xv.x - m) * rs, (xv.y - m) * rs, (xv.z - m) * rs, (xv.w - m) * rs);
+        dn[i] = d;
+        xh[i] = h;
+        s1 += (d.x + d.y) + (d.z + d.w);
+        s2 += (d.x * h.x + d.y * h.y) + (d.z * h.z + d.w * h.w);
+    }
+    s1 = tfc_warp_sum(s1) / (float)C;
+    s2 = tfc_warp_sum(s2) / (float)C;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int k = lane + 32 * i;
+        float4 acc = dxr[k];
+        acc.x += rs * (dn[i].x - s1 - xh[i].x * s2);
+        acc.y += rs * (dn[i].y - s1 - xh[i].y * s2);
+        acc.z += rs * (dn[i].z - s1 - xh[i].z * s2);
+        acc.w += rs * (dn[i].w - s1 - xh[i].w * s2);
+        dxr[k] = acc;
+    }
+}
+
+// float4 count per lane when the vector kernels apply (C = 128 V, V in
+// {1, 2, 3, 4, 6, 8}, every pointer 16-byte aligned), else 0.
+static int vec_width(int C, const void *p0, const void *p1, const void *p2, const void *p3) {
+    uintptr_t bits = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3;
+    if (C % 128 != 0 || (bits & 15)) return 0;
+    int v = C / 128;
+    return v == 1 || v == 2 || v == 3 || v == 4 || v == 6 || v == 8 ? v : 0;
+}
+
+#define LN_VEC_CASES(X) X(1) X(2) X(3) X(4) X(6) X(8)
+
 // Column sums of dout * xhat and dout over a slice of rows: partial[chunk][c].
 // Block (32, 8): x walks columns, y walks rows; fixed order, so deterministic.
 __global__ void layernorm_backward_dwdb_partial(float *pdw, float *pdb, const float *dout,
@@ -104,8 +206,14 @@ __global__ void layernorm_backward_dwdb_final(float *dw, float *db, const float 
 void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                            const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK;
-    layernorm_forward_kernel<<<blocks, 32 * LN_ROWS_PER_BLOCK>>>(out, mean, rstd, x, w, b, N, C);
+    int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
+    switch (vec_width(C, out, x, w, b)) {
+#define LN_FWD_CASE(V)                                                                          \
+    case V: layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, mean, rstd, x, w, b, N); break;
+        LN_VEC_CASES(LN_FWD_CASE)
+#undef LN_FWD_CASE
+    default: layernorm_forward_kernel<<<blocks, threads>>>(out, mean, rstd, x, w, b, N, C);
+    }
     KERNEL_CHECK();
 }
 
@@ -113,9 +221,17 @@ void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, 
                             const float *w, const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dx) {
-        int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK;
-        layernorm_backward_dx_kernel<<<blocks, 32 * LN_ROWS_PER_BLOCK>>>(dx, dout, x, w, mean,
-                                                                         rstd, N, C);
+        int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
+        switch (vec_width(C, dx, dout, x, w)) {
+#define LN_BWD_CASE(V)                                                                          \
+    case V:                                                                                     \
+        layernorm_backward_dx_vec_kernel<V><<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N); \
+        break;
+            LN_VEC_CASES(LN_BWD_CASE)
+#undef LN_BWD_CASE
+        default:
+            layernorm_backward_dx_kernel<<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N, C);
+        }
         KERNEL_CHECK();
     }
     if (dw || db) {

@@ -234,6 +234,19 @@ bf16 *tfc_bf16_copy(int slot, const float *src, size_t n) {
     return dst;
 }
 
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
+// operands and keep the transpose flags. K > 0.
+void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
+                 int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
+                 cublasComputeType_t compute) {
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = trans_a ? M : K;
+    int ldb = trans_b ? K : N;
+    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, ab_type, ldb, A, ab_type,
+                              lda, &beta, C, c_type, N, compute, CUBLAS_GEMM_DEFAULT));
+}
+
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
                      int trans_b, float alpha, float beta) {
     if (M <= 0 || N <= 0) return;
@@ -241,13 +254,8 @@ void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K
         tfc_matmul(C, nullptr, nullptr, M, N, 0, trans_a, trans_b, alpha, beta);
         return;
     }
-    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = trans_a ? M : K;
-    int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A,
-                              CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+    tfc_gemm_ex(C, CUDA_R_32F, A, B, CUDA_R_16BF, M, N, K, trans_a, trans_b, alpha, beta,
+                CUBLAS_COMPUTE_32F);
 }
 
 // fp32 operands: the precision picks the tensor-core math. In bf16 mode the
@@ -258,8 +266,6 @@ static cublasComputeType_t compute_type(void) {
     return g_precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
-// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
-// operands and keep the transpose flags.
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
                 int trans_b, float alpha, float beta) {
     if (M <= 0 || N <= 0) return;
@@ -270,13 +276,8 @@ void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, i
             cu_scale(C, beta, (size_t)M * N);
         return;
     }
-    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = trans_a ? M : K;
-    int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, A,
-                              CUDA_R_32F, lda, &beta, C, CUDA_R_32F, N, compute_type(),
-                              CUBLAS_GEMM_DEFAULT));
+    tfc_gemm_ex(C, CUDA_R_32F, A, B, CUDA_R_32F, M, N, K, trans_a, trans_b, alpha, beta,
+                compute_type());
 }
 
 void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, int K,

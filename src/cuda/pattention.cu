@@ -1,5 +1,5 @@
 // Pattention (SPEC section 1) forward and backward on the GPU.
-//   forward:  A = X K^T (cuBLAS), S = pnorm(A) (one block per row), Y = S V
+//   forward:  A = X K^T (cuBLAS), S = pnorm(A) (one warp per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
@@ -8,185 +8,92 @@
 // saved state is the backend's business); Y, dX, dK and dV stay fp32.
 #include "common.cuh"
 
-static __device__ __forceinline__ float tfc_load(const float *p) { return *p; }
-static __device__ __forceinline__ float tfc_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void tfc_store(float *p, float x) { *p = x; }
-static __device__ __forceinline__ void tfc_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16(x); }
-
-// One block per row of A (length n, any size: threads stride over the row).
-// AT/ST: float (fp32 mode) or bf16 (bf16 mode) for A and S.
-template <typename AT, typename ST>
-__global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n) {
-    __shared__ float sh[32];
-    const size_t row = blockIdx.x;
-    const AT *a = A + row * n;
-    ST *s = S + row * n;
-    const int tid = threadIdx.x, nt = blockDim.x;
-
-    if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
-        float mx = -INFINITY;
-        for (int j = tid; j < n; j += nt) mx = fmaxf(mx, tfc_load(&a[j]));
-        mx = tfc_block_max(mx, sh);
-        float sum = 0.0f;
-        for (int j = tid; j < n; j += nt) sum += expf(tfc_load(&a[j]) - mx);
-        sum = tfc_block_sum(sum, sh);
-        float k = (float)n / sum;
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], expf(tfc_load(&a[j]) - mx) * k);
-    } else if (mode == PNORM_GELU_L2) { // S = tau * g / sqrt(sum g^2 + eps), g = GeLU(A)
-        float ss = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float g = tfc_gelu(tfc_load(&a[j]));
-            ss += g * g;
-        }
-        ss = tfc_block_sum(ss, sh);
-        float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(tfc_load(&a[j])) * k);
-    } else { // PNORM_L2_GELU: S = GeLU(tau * A / sqrt(sum A^2 + eps))
-        float ss = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float x = tfc_load(&a[j]);
-            ss += x * x;
-        }
-        ss = tfc_block_sum(ss, sh);
-        float k = tau / sqrtf(ss + PNORM_EPS);
-        for (int j = tid; j < n; j += nt) tfc_store(&s[j], tfc_gelu(k * tfc_load(&a[j])));
-    }
-}
-
-// dS in, dL/dA out (out may alias dS: each element is read and then written
-// by the same thread). Types as in the forward; DT is dS's and dA's type.
-template <typename AT, typename ST, typename DT>
-__global__ void pnorm_backward_kernel(DT *out, const DT *dS, const AT *A, const ST *S, float tau,
-                                      int mode, int n) {
-    __shared__ float sh[32];
-    const size_t row = blockIdx.x;
-    const AT *a = A + row * n;
-    const ST *s = S + row * n;
-    const DT *d = dS + row * n;
-    DT *o = out + row * n;
-    const int tid = threadIdx.x, nt = blockDim.x;
-
-    if (mode == PNORM_SOFTMAX) {
-        // S = n p: dA = n p (dS - sum dS p) = S (dS - sum(dS S) / n)
-        float dot = 0.0f;
-        for (int j = tid; j < n; j += nt) dot += tfc_load(&d[j]) * tfc_load(&s[j]);
-        dot = tfc_block_sum(dot, sh) / (float)n;
-        for (int j = tid; j < n; j += nt) tfc_store(&o[j], tfc_load(&s[j]) * (tfc_load(&d[j]) - dot));
-    } else if (mode == PNORM_GELU_L2) {
-        // S = tau g / r, r = sqrt(sum g^2 + eps):
-        // dg = (tau / r) (dS - g sum(dS g) / r^2), dA = dg GeLU'(A)
-        float ss = 0.0f, dot = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float g = tfc_gelu(tfc_load(&a[j]));
-            ss += g * g;
-            dot += tfc_load(&d[j]) * g;
-        }
-        ss = tfc_block_sum(ss, sh) + PNORM_EPS;
-        dot = tfc_block_sum(dot, sh);
-        float k = tau / sqrtf(ss);
-        float c = dot / ss;
-        for (int j = tid; j < n; j += nt) {
-            float x = tfc_load(&a[j]);
-            float g = tfc_gelu(x);
-            tfc_store(&o[j], k * (tfc_load(&d[j]) - g * c) * tfc_gelu_grad(x));
-        }
-    } else {
-        // u = tau A / r, dU = dS GeLU'(u),
-        // dA = (tau / r) (dU - u sum(dU u) / tau^2) = k dU - k A sum(dU A) / r^2
-        // dU is recomputed in the last pass rather than stored (one write less).
-        float ss = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float x = tfc_load(&a[j]);
-            ss += x * x;
-        }
-        ss = tfc_block_sum(ss, sh) + PNORM_EPS;
-        float k = tau / sqrtf(ss);
-        float dot = 0.0f;
-        for (int j = tid; j < n; j += nt) {
-            float x = tfc_load(&a[j]);
-            dot += tfc_load(&d[j]) * tfc_gelu_grad(k * x) * x;
-        }
-        dot = tfc_block_sum(dot, sh);
-        float c = dot / ss;
-        for (int j = tid; j < n; j += nt) {
-            float x = tfc_load(&a[j]);
-            float du = tfc_load(&d[j]) * tfc_gelu_grad(k * x);
-            tfc_store(&o[j], k * (du - x * c));
-        }
-    }
-}
-
-// ---- warp-per-row variants (even n): no shared memory or block barriers,
-// two elements per lane per load (float2 / bf16x2). A row is read 2-3
-// times; after the first pass it comes from L1/L2. Same math as above.
+// ---- pnorm: one warp per row, no shared memory or block barriers. Each lane
+// takes E consecutive elements per access: pairs (float2 / bf16x2 loads)
+// when n is even, so that rows stay aligned, single elements otherwise.
+// A row is read 2-3 times; after the first pass it comes from L1/L2.
+// AT, ST, DT: float (fp32 mode) or bf16 (bf16 mode) for A, S and dS/dA.
 #define PN_WARPS 8
 
-static __device__ __forceinline__ float2 tfc_load2(const float *p) {
-    return *reinterpret_cast<const float2 *>(p);
+template <int E> static __device__ __forceinline__ float2 ld(const float *p) {
+    return E == 2 ? *reinterpret_cast<const float2 *>(p) : make_float2(*p, 0.0f);
 }
-static __device__ __forceinline__ float2 tfc_load2(const bf16 *p) {
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+template <int E> static __device__ __forceinline__ float2 ld(const bf16 *p) {
+    return E == 2 ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p))
+                  : make_float2(__bfloat162float(*p), 0.0f);
 }
-static __device__ __forceinline__ void tfc_store2(float *p, float x, float y) {
-    *reinterpret_cast<float2 *>(p) = make_float2(x, y);
+template <int E> static __device__ __forceinline__ void st(float *p, float x, float y) {
+    if (E == 2)
+        *reinterpret_cast<float2 *>(p) = make_float2(x, y);
+    else
+        *p = x;
 }
-static __device__ __forceinline__ void tfc_store2(bf16 *p, float x, float y) {
-    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(x, y);
+template <int E> static __device__ __forceinline__ void st(bf16 *p, float x, float y) {
+    if (E == 2)
+        *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(x, y);
+    else
+        *p = __float2bfloat16(x);
 }
 
-template <typename AT, typename ST>
-__global__ void pnorm_forward_warp_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
+// With E = 1 the .y of every load is 0: it adds nothing to the sums below
+// (GeLU(0) = 0), except under softmax, which masks it.
+#define PN_ROW_LOOP(j) for (int j = E * lane; j < n; j += 32 * E)
+
+template <int E, typename AT, typename ST>
+__global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
     if (row >= (size_t)rows) return;
     const AT *a = A + row * n;
     ST *s = S + row * n;
-    if (mode == PNORM_SOFTMAX) {
+    if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
         float mx = -INFINITY;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
-            mx = fmaxf(mx, fmaxf(x.x, x.y));
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
+            mx = fmaxf(mx, E == 2 ? fmaxf(x.x, x.y) : x.x);
         }
         mx = tfc_warp_max(mx);
         float sum = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
-            sum += expf(x.x - mx) + expf(x.y - mx);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
+            sum += expf(x.x - mx) + (E == 2 ? expf(x.y - mx) : 0.0f);
         }
         float k = (float)n / tfc_warp_sum(sum);
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
-            tfc_store2(s + j, expf(x.x - mx) * k, expf(x.y - mx) * k);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
+            st<E>(s + j, expf(x.x - mx) * k, expf(x.y - mx) * k);
         }
-    } else if (mode == PNORM_GELU_L2) {
+    } else if (mode == PNORM_GELU_L2) { // S = tau * g / sqrt(sum g^2 + eps), g = GeLU(A)
         float ss = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
             float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
             ss += g0 * g0 + g1 * g1;
         }
         float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
-            tfc_store2(s + j, tfc_gelu(x.x) * k, tfc_gelu(x.y) * k);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
+            st<E>(s + j, tfc_gelu(x.x) * k, tfc_gelu(x.y) * k);
         }
-    } else {
+    } else { // PNORM_L2_GELU: S = GeLU(tau * A / sqrt(sum A^2 + eps))
         float ss = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
             ss += x.x * x.x + x.y * x.y;
         }
         float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
-            tfc_store2(s + j, tfc_gelu(k * x.x), tfc_gelu(k * x.y));
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
+            st<E>(s + j, tfc_gelu(k * x.x), tfc_gelu(k * x.y));
         }
     }
 }
 
-template <typename AT, typename ST, typename DT>
-__global__ void pnorm_backward_warp_kernel(DT *out, const DT *dS, const AT *A, const ST *S,
-                                           float tau, int mode, int n, int rows) {
+// dS in, dL/dA out; out may alias dS (each element is read and then written
+// by the same lane).
+template <int E, typename AT, typename ST, typename DT>
+__global__ void pnorm_backward_kernel(DT *out, const DT *dS, const AT *A, const ST *S, float tau,
+                                      int mode, int n, int rows) {
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
     if (row >= (size_t)rows) return;
@@ -195,20 +102,23 @@ __global__ void pnorm_backward_warp_kernel(DT *out, const DT *dS, const AT *A, c
     const DT *d = dS + row * n;
     DT *o = out + row * n;
     if (mode == PNORM_SOFTMAX) {
+        // S = n p: dA = n p (dS - sum dS p) = S (dS - sum(dS S) / n)
         float dot = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 dv = tfc_load2(d + j), sv = tfc_load2(s + j);
+        PN_ROW_LOOP(j) {
+            float2 dv = ld<E>(d + j), sv = ld<E>(s + j);
             dot += dv.x * sv.x + dv.y * sv.y;
         }
         dot = tfc_warp_sum(dot) / (float)n;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 dv = tfc_load2(d + j), sv = tfc_load2(s + j);
-            tfc_store2(o + j, sv.x * (dv.x - dot), sv.y * (dv.y - dot));
+        PN_ROW_LOOP(j) {
+            float2 dv = ld<E>(d + j), sv = ld<E>(s + j);
+            st<E>(o + j, sv.x * (dv.x - dot), sv.y * (dv.y - dot));
         }
     } else if (mode == PNORM_GELU_L2) {
+        // S = tau g / r, r = sqrt(sum g^2 + eps):
+        // dg = (tau / r) (dS - g sum(dS g) / r^2), dA = dg GeLU'(A)
         float ss = 0.0f, dot = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
             float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
             ss += g0 * g0 + g1 * g1;
             dot += dv.x * g0 + dv.y * g1;
@@ -216,52 +126,55 @@ __global__ void pnorm_backward_warp_kernel(DT *out, const DT *dS, const AT *A, c
         ss = tfc_warp_sum(ss) + PNORM_EPS;
         dot = tfc_warp_sum(dot);
         float k = tau / sqrtf(ss), c = dot / ss;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
-            tfc_store2(o + j, k * (dv.x - tfc_gelu(x.x) * c) * tfc_gelu_grad(x.x),
-                       k * (dv.y - tfc_gelu(x.y) * c) * tfc_gelu_grad(x.y));
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
+            st<E>(o + j, k * (dv.x - tfc_gelu(x.x) * c) * tfc_gelu_grad(x.x),
+                  k * (dv.y - tfc_gelu(x.y) * c) * tfc_gelu_grad(x.y));
         }
     } else {
+        // u = tau A / r, dU = dS GeLU'(u),
+        // dA = (tau / r) (dU - u sum(dU u) / tau^2) = k dU - k A sum(dU A) / r^2
+        // dU is recomputed in the last pass rather than stored (one write less).
         float ss = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j);
             ss += x.x * x.x + x.y * x.y;
         }
         ss = tfc_warp_sum(ss) + PNORM_EPS;
         float k = tau / sqrtf(ss);
         float dot = 0.0f;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
             dot += dv.x * tfc_gelu_grad(k * x.x) * x.x + dv.y * tfc_gelu_grad(k * x.y) * x.y;
         }
         float c = tfc_warp_sum(dot) / ss;
-        for (int j = 2 * lane; j < n; j += 64) {
-            float2 x = tfc_load2(a + j), dv = tfc_load2(d + j);
+        PN_ROW_LOOP(j) {
+            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
             float du0 = dv.x * tfc_gelu_grad(k * x.x), du1 = dv.y * tfc_gelu_grad(k * x.y);
-            tfc_store2(o + j, k * (du0 - x.x * c), k * (du1 - x.y * c));
+            st<E>(o + j, k * (du0 - x.x * c), k * (du1 - x.y * c));
         }
     }
 }
+#undef PN_ROW_LOOP
 
-// Launchers: the warp kernels for even n (pairs stay aligned), the block
-// kernels otherwise.
 template <typename AT, typename ST>
 static void pnorm_forward(ST *S, const AT *A, float tau, int mode, int N, int n) {
+    unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
     if (n % 2 == 0)
-        pnorm_forward_warp_kernel<<<(N + PN_WARPS - 1) / PN_WARPS, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
+        pnorm_forward_kernel<2><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
     else
-        pnorm_forward_kernel<<<N, tfc_row_threads(n)>>>(S, A, tau, mode, n);
+        pnorm_forward_kernel<1><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
     KERNEL_CHECK();
 }
 
 template <typename AT, typename ST, typename DT>
 static void pnorm_backward(DT *out, const DT *dS, const AT *A, const ST *S, float tau, int mode,
                            int N, int n) {
+    unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
     if (n % 2 == 0)
-        pnorm_backward_warp_kernel<<<(N + PN_WARPS - 1) / PN_WARPS, 32 * PN_WARPS>>>(
-            out, dS, A, S, tau, mode, n, N);
+        pnorm_backward_kernel<2><<<blocks, 32 * PN_WARPS>>>(out, dS, A, S, tau, mode, n, N);
     else
-        pnorm_backward_kernel<<<N, tfc_row_threads(n)>>>(out, dS, A, S, tau, mode, n);
+        pnorm_backward_kernel<1><<<blocks, 32 * PN_WARPS>>>(out, dS, A, S, tau, mode, n, N);
     KERNEL_CHECK();
 }
 
@@ -288,14 +201,8 @@ static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA,
 // as tfc_matmul): for scores, whose consumer is the bf16 pnorm kernel.
 static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, int N, int K,
                                 int trans_a, int trans_b) {
-    const float alpha = 1.0f, beta = 0.0f;
-    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = trans_a ? M : K;
-    int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A,
-                              CUDA_R_16BF, lda, &beta, C, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+    tfc_gemm_ex(C, CUDA_R_16BF, A, B, CUDA_R_16BF, M, N, K, trans_a, trans_b, 1.0f, 0.0f,
+                CUBLAS_COMPUTE_32F);
 }
 
 // bf16 mode: the A and dA buffers hold bf16; S is not saved but recomputed
