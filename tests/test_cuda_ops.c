@@ -341,6 +341,43 @@ static void test_pattention_bf16(int mode, int N, int d_in, int n, int d_out) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
+/* Under bf16 a LayerNorm output carries a bf16 shadow that the next
+ * Pattentions reuse instead of converting X again. It must be used (same
+ * result as converting) and must never outlive a write to X by another op. */
+static void test_bf16_shadow(int d) {
+    const int N = 64, n = 96;
+    const double tol = 2e-2;
+    float tau = sqrtf((float)n);
+    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    Buf xin = buf_rand((size_t)N * d, 1.0f), X = buf_out((size_t)N * d);
+    Buf mean = buf_out(N), rstd = buf_out(N);
+    Buf K = buf_rand((size_t)n * d, 0.5f), V = buf_rand((size_t)n * d, 0.5f);
+    Buf Y = buf_out((size_t)N * d), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    CPU->layernorm_forward(X.c, mean.c, rstd.c, xin.c, NULL, NULL, N, d);
+    GPU->layernorm_forward(X.g, mean.g, rstd.g, xin.g, NULL, NULL, N, d);
+    for (int rep = 0; rep < 2; rep++) { /* q, k, v read one LayerNorm output */
+        CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
+        GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+        check(rep ? "bf16_shadow_reused_again (tol 2e-2)" : "bf16_shadow_used (tol 2e-2)",
+              rel_err(&Y), tol);
+        check("bf16_shadow_layernorm_out", rel_err(&X), TOL);
+    }
+    /* another op writes X: the shadow must not be used any more */
+    CPU->scale(X.c, -3.0f, (size_t)N * d);
+    GPU->scale(X.g, -3.0f, (size_t)N * d);
+    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+    check("bf16_shadow_dropped_after_scale (tol 2e-2)", rel_err(&Y), tol);
+    for (size_t i = 0; i < (size_t)N * d; i++) X.c[i] = rand_val(1.0f);
+    GPU->to_device(X.g, X.c, (size_t)N * d * sizeof(float));
+    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+    check("bf16_shadow_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    Buf *all[] = {&xin, &X, &mean, &rstd, &K, &V, &Y, &A, &S};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
 /* ---------------------------------------------------------------- rope */
 
 static void test_rope(int B, int T, int H, int hd, int rot) {
@@ -771,6 +808,9 @@ int main(void) {
     if (!quick || !*quick || strcmp(quick, "0") == 0) test_large();
     test_matmul_precisions();
     for (int mode = 0; mode < 3; mode++) test_pattention_bf16(mode, 300, 96, 200, 80);
+    test_pattention_bf16(0, 50, 32, 53, 24); /* odd n */
+    test_bf16_shadow(128); /* the vector LayerNorm kernel */
+    test_bf16_shadow(100);
     test_attention_fused(2, 100, 3, 64);  /* T not a multiple of the 64-row tile */
     test_attention_fused(3, 257, 2, 64);
     test_attention_fused(4, 256, 12, 64);

@@ -112,6 +112,7 @@ enum {
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
     TFC_WS_BF16_S,
+    TFC_WS_BF16_SHADOW,
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);
@@ -124,6 +125,12 @@ bf16 *tfc_bf16_copy(int slot, const float *src, size_t n);
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
                  cublasComputeType_t compute);
+// The bf16 shadow of the last LayerNorm output (ops_cuda.cu): begin() returns
+// where the LayerNorm writes it (NULL when not in bf16 mode); input() returns
+// src in bf16: the shadow when it holds src, else a fresh copy into `slot`.
+void tfc_shadow_clear(void);
+bf16 *tfc_shadow_begin(const float *src, size_t n);
+bf16 *tfc_bf16_input(int slot, const float *src, size_t n);
 // tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
                      int trans_b, float alpha, float beta);

@@ -5,8 +5,10 @@
 
 #define LN_ROWS_PER_BLOCK 4 // warps per block
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *x,
-                                         const float *w, const float *b, int N, int C) {
+// shadow (optional): the output again, in bf16 (see tfc_shadow_begin).
+__global__ void layernorm_forward_kernel(float *out, bf16 *shadow, float *mean, float *rstd,
+                                         const float *x, const float *w, const float *b, int N,
+                                         int C) {
     int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -27,6 +29,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
         if (w) y *= w[j];
         if (b) y += b[j];
         o[j] = y;
+        if (shadow) shadow[(size_t)row * C + j] = __float2bfloat16(y);
     }
     if (lane == 0) {
         if (mean) mean[row] = m;
@@ -63,8 +66,8 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
 
 // V float4 per lane: C == 128 V.
 template <int V>
-__global__ void layernorm_forward_vec_kernel(float *out, float *mean, float *rstd, const float *x,
-                                             const float *w, const float *b, int N) {
+__global__ void layernorm_forward_vec_kernel(float *out, bf16 *shadow, float *mean, float *rstd,
+                                             const float *x, const float *w, const float *b, int N) {
     const int C = 128 * V;
     int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -101,6 +104,11 @@ __global__ void layernorm_forward_vec_kernel(float *out, float *mean, float *rst
             y.x += bv.x; y.y += bv.y; y.z += bv.z; y.w += bv.w;
         }
         o[k] = y;
+        if (shadow) {
+            __nv_bfloat162 *sh = reinterpret_cast<__nv_bfloat162 *>(shadow + (size_t)row * C) + 2 * k;
+            sh[0] = __floats2bfloat162_rn(y.x, y.y);
+            sh[1] = __floats2bfloat162_rn(y.z, y.w);
+        }
     }
     if (lane == 0) {
         if (mean) mean[row] = m;
@@ -207,12 +215,15 @@ void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
+    bf16 *sh = tfc_shadow_begin(out, (size_t)N * C);
     switch (vec_width(C, out, x, w, b)) {
 #define LN_FWD_CASE(V)                                                                          \
-    case V: layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, mean, rstd, x, w, b, N); break;
+    case V:                                                                                     \
+        layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, sh, mean, rstd, x, w, b, N);  \
+        break;
         LN_VEC_CASES(LN_FWD_CASE)
 #undef LN_FWD_CASE
-    default: layernorm_forward_kernel<<<blocks, threads>>>(out, mean, rstd, x, w, b, N, C);
+    default: layernorm_forward_kernel<<<blocks, threads>>>(out, sh, mean, rstd, x, w, b, N, C);
     }
     KERNEL_CHECK();
 }

@@ -212,7 +212,7 @@ static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, in
 static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
                                     const float *V, float tau, int mode, int N, int d_in, int n,
                                     int d_out) {
-    bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
+    bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
     bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
     bf16 *Ab = (bf16 *)A;
@@ -242,7 +242,7 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
         tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, 1.0f);
     }
     if (dK) {
-        bf16 *Xb = tfc_bf16_copy(TFC_WS_BF16_X, X, (size_t)N * d_in);
+        bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
         tfc_matmul_bf16(dK, dAb, Xb, n, d_in, N, 1, 0, 1.0f, 1.0f);
     }
 }
