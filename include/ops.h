@@ -63,7 +63,8 @@ typedef struct Ops {
     /* Pattention (SPEC section 1): X (N x d_in), keys K (n x d_in), values
      * V (n x d_out). Forward saves the scores A = X K^T and the normalized
      * scores S (both N x n) and writes Y = S V (N x d_out).
-     * Backward: dX, dK, dV accumulate; dA (N x n) is scratch. */
+     * Backward: dK, dV accumulate; dX accumulates when accumulate_dx is 1 and
+     * is overwritten when 0; dA (N x n) is scratch. */
     /* Floats to allocate for A, S and the dA scratch of a Pattention over N
      * rows and n parameter tokens: N*n each in fp32; a backend that keeps
      * them in a narrower type or recomputes one (CUDA under bf16: A and dA
@@ -76,7 +77,7 @@ typedef struct Ops {
     void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                 const float *X, const float *K, const float *V, const float *A,
                                 const float *S, float tau, int mode, int N, int d_in, int n,
-                                int d_out);
+                                int d_out, int accumulate_dx);
 
     /* Rotary embedding in place on x laid out (B, T, H, hd), GPT-NeoX style:
      * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
@@ -104,6 +105,11 @@ typedef struct Ops {
      * backward recomputes the mask instead of storing it. In place allowed. */
     void (*dropout_forward)(float *out, const float *x, float p, uint64_t seed, size_t n);
     void (*dropout_backward)(float *dx, const float *dout, float p, uint64_t seed, size_t n);
+
+    /* The residual step out = x + dropout(branch) in one pass, with the mask
+     * of dropout_forward (p = 0: out = x + branch). out may alias x. */
+    void (*dropout_add)(float *out, const float *x, const float *branch, float p, uint64_t seed,
+                        size_t n);
 
     /* out = a + b (out may alias a or b); y += x. */
     void (*add)(float *out, const float *a, const float *b, size_t n);

@@ -301,25 +301,23 @@ static void patt_forward(Model *m, int l, int w, float *out, const float *in, co
                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
 }
 
-static void patt_backward(Model *m, int l, int w, float *din, float *dA, const float *dout,
-                          const float *in, const LayerActs *a) {
+/* din += (accumulate) or = the input gradient of Pattention w of layer l. */
+static void patt_backward(Model *m, int l, int w, float *din, int accumulate, float *dA,
+                          const float *dout, const float *in, const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     Param *key = &m->params[idx], *val = &m->params[idx + 1];
     m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
                                 tensor_f32(&val->t), a->A[w], a->S[w], *model_patt_tau(m, l, w),
-                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
+                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
+                                accumulate);
 }
 
-/* out = x + drop(branch); the dropped copy goes through scratch. */
+/* out = x + drop(branch) (dropout only while training). */
 static void residual_with_dropout(Model *m, float *out, const float *x, const float *branch,
-                                  float *tmp, uint64_t seed) {
+                                  uint64_t seed) {
     size_t n = (size_t)m->B * m->T * m->cfg.d_model;
-    if (m->last_training && m->cfg.dropout > 0.0f) {
-        m->ops->dropout_forward(tmp, branch, m->cfg.dropout, seed, n);
-        m->ops->add(out, x, tmp, n);
-    } else {
-        m->ops->add(out, x, branch, n);
-    }
+    float p = m->last_training ? m->cfg.dropout : 0.0f;
+    m->ops->dropout_add(out, x, branch, p, seed, n);
 }
 
 float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
@@ -335,7 +333,6 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     m->last_dropout_seed = dropout_seed;
     int N = B * T, d = c->d_model, H = c->n_head, hd = d / H, V = c->vocab_size;
     int rot = model_config_rot_dims(c);
-    Scratch s = scratch_of(m);
 
     o->to_device(m->tokens, tokens, (size_t)N * sizeof(int));
     o->embedding_forward(m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
@@ -350,10 +347,10 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         o->rope(a->k, B, T, H, hd, rot, 0);
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         patt_forward(m, l, PATT_O, a->o, a->y, a);
-        residual_with_dropout(m, a->h, a->x, a->o, s.dtmp, dropout_seed_for(dropout_seed, l, 0));
+        residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
         o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d);
         patt_forward(m, l, PATT_FFN, a->f, a->ln2, a);
-        residual_with_dropout(m, x_next, a->h, a->f, s.dtmp, dropout_seed_for(dropout_seed, l, 1));
+        residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
     }
     o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
                          tensor_f32(&m->params[lnf_w_index(m)].t),
@@ -401,22 +398,19 @@ void model_backward(Model *m) {
         uint64_t seed = m->last_dropout_seed;
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
-        o->zero(s.dln, Nd);
         o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d); /* recompute */
-        patt_backward(m, l, PATT_FFN, s.dln, s.dA, df, a->ln2, a);
+        patt_backward(m, l, PATT_FFN, s.dln, 0, s.dA, df, a->ln2, a);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
-        o->zero(s.dy, Nd);
-        patt_backward(m, l, PATT_O, s.dy, s.dA, dout, a->y, a);
+        patt_backward(m, l, PATT_O, s.dy, 0, s.dA, dout, a->y, a);
         o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
         o->rope(s.dq, B, T, H, hd, rot, 1);
         o->rope(s.dk, B, T, H, hd, rot, 1);
-        o->zero(s.dln, Nd);
         o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d); /* recompute */
-        patt_backward(m, l, PATT_Q, s.dln, s.dA, s.dq, a->ln1, a);
-        patt_backward(m, l, PATT_K, s.dln, s.dA, s.dk, a->ln1, a);
-        patt_backward(m, l, PATT_V, s.dln, s.dA, s.dv, a->ln1, a);
+        patt_backward(m, l, PATT_Q, s.dln, 0, s.dA, s.dq, a->ln1, a);
+        patt_backward(m, l, PATT_K, s.dln, 1, s.dA, s.dk, a->ln1, a);
+        patt_backward(m, l, PATT_V, s.dln, 1, s.dA, s.dv, a->ln1, a);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
     }
     o->embedding_backward(wte->grad, s.dres, m->tokens, N, d);

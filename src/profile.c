@@ -79,11 +79,11 @@ static void p_pattention_forward(float *Y, float *A, float *S, const float *X, c
 static void p_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                   const float *X, const float *K, const float *V, const float *A,
                                   const float *S, float tau, int mode, int N, int d_in, int n,
-                                  int d_out) {
+                                  int d_out, int accumulate_dx) {
     char key[80];
     snprintf(key, sizeof key, "pattention_backward n=%d", n);
     TIMED(key, g_inner->pattention_backward(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in,
-                                            n, d_out));
+                                            n, d_out, accumulate_dx));
 }
 static void p_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
     TIMED(inverse ? "rope_backward" : "rope_forward", g_inner->rope(x, B, T, H, hd, rot, inverse));
@@ -103,6 +103,10 @@ static void p_dropout_forward(float *out, const float *x, float p, uint64_t seed
 }
 static void p_dropout_backward(float *dx, const float *dout, float p, uint64_t seed, size_t n) {
     TIMED("dropout_backward", g_inner->dropout_backward(dx, dout, p, seed, n));
+}
+static void p_dropout_add(float *out, const float *x, const float *branch, float p, uint64_t seed,
+                          size_t n) {
+    TIMED("dropout_add", g_inner->dropout_add(out, x, branch, p, seed, n));
 }
 static void p_add(float *out, const float *a, const float *b, size_t n) {
     TIMED("add", g_inner->add(out, a, b, n));
@@ -151,6 +155,7 @@ const Ops *ops_profiled(const Ops *inner) {
     g_wrapped.attention_backward = p_attention_backward;
     g_wrapped.dropout_forward = p_dropout_forward;
     g_wrapped.dropout_backward = p_dropout_backward;
+    g_wrapped.dropout_add = p_dropout_add;
     g_wrapped.add = p_add;
     g_wrapped.accumulate = p_accumulate;
     g_wrapped.scale = p_scale;

@@ -150,7 +150,7 @@ static void check_flag(const char *name, int ok, const char *what) {
 static void checkb(const char *name, const Buf *b) { check(name, rel_err(b), TOL); }
 
 static void checkf(const char *fmt, const char *tag, const Buf *b) {
-    char name[128];
+    char name[192];
     snprintf(name, sizeof name, fmt, tag);
     checkb(name, b);
 }
@@ -296,13 +296,19 @@ static void test_pattention(int mode, int N, int d_in, int n, int d_out) {
     Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand((size_t)n * d_in, 1.0f);
     Buf dV = buf_rand((size_t)n * d_out, 1.0f);
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
-                             d_in, n, d_out);
+                             d_in, n, d_out, 1);
     GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
-                             d_in, n, d_out);
+                             d_in, n, d_out, 1);
     checkf("pattention_backward_%s_dA", tag, &dA);
     checkf("pattention_backward_%s_dX", tag, &dX);
     checkf("pattention_backward_%s_dK", tag, &dK);
     checkf("pattention_backward_%s_dV", tag, &dV);
+    /* accumulate_dx = 0 overwrites dX (whatever it held) */
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
+                             d_in, n, d_out, 0);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
+                             d_in, n, d_out, 0);
+    checkf("pattention_backward_%s_dX_overwrite", tag, &dX);
     Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
@@ -327,9 +333,9 @@ static void test_pattention_bf16(int mode, int N, int d_in, int n, int d_out) {
     Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand((size_t)n * d_in, 1.0f);
     Buf dV = buf_rand((size_t)n * d_out, 1.0f);
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
-                             d_in, n, d_out);
+                             d_in, n, d_out, 1);
     GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
-                             d_in, n, d_out);
+                             d_in, n, d_out, 1);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     const char *outs[3] = {"dX", "dK", "dV"};
     Buf *bufs[3] = {&dX, &dK, &dV};
@@ -580,6 +586,12 @@ static void test_dropout(void) {
     CPU->dropout_forward(x.c, x.c, p, seed + 1, n); /* in place */
     GPU->dropout_forward(x.g, x.g, p, seed + 1, n);
     checkb("dropout_forward_inplace", &x);
+    for (int k = 0; k < 2; k++) { /* the fused residual step, in place on its residual input */
+        float pk = k ? p : 0.0f;
+        CPU->dropout_add(x.c, x.c, dout.c, pk, seed + 2, n);
+        GPU->dropout_add(x.g, x.g, dout.g, pk, seed + 2, n);
+        checkb(k ? "dropout_add_p0.3" : "dropout_add_p0", &x);
+    }
     free(h);
     buf_free(&x);
     buf_free(&out);
@@ -684,9 +696,9 @@ static void test_large(void) {
     CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d, n, d);
     GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d, n, d);
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
-                             d, n, d);
+                             d, n, d, 1);
     GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
-                             d, n, d);
+                             d, n, d, 1);
     checkb("pattention_large_N4096_d384_n1152_Y", &Y);
     checkb("pattention_large_N4096_d384_n1152_S", &S);
     checkb("pattention_large_N4096_d384_n1152_dX", &dX);
@@ -701,7 +713,7 @@ static void test_large(void) {
     double t1 = tf_now_seconds();
     for (int r = 0; r < reps; r++)
         GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode,
-                                 N, d, n, d);
+                                 N, d, n, d, 1);
     GPU->synchronize();
     double t2 = tf_now_seconds();
     info_time("pattention_forward N=4096 d=384 n=1152 (fp32)", t1 - t0, reps);

@@ -112,7 +112,7 @@ static void test_pattention(int mode) {
     float *dX = calloc((size_t)c.N * c.din, 4), *dK = calloc((size_t)c.n * c.din, 4),
           *dV = calloc((size_t)c.n * c.dout, 4), *dA = calloc((size_t)c.N * c.n, 4);
     patt_loss(&c);
-    O->pattention_backward(dX, dK, dV, dA, c.R, c.X, c.K, c.V, c.A, c.S, c.tau, mode, c.N, c.din, c.n, c.dout);
+    O->pattention_backward(dX, dK, dV, dA, c.R, c.X, c.K, c.V, c.A, c.S, c.tau, mode, c.N, c.din, c.n, c.dout, 1);
     char name[64];
     const char *m = pnorm_name(mode);
     snprintf(name, sizeof name, "pattention.dX (%s)", m);
@@ -278,6 +278,21 @@ static void test_dropout(void) {
     int ok = fabs(rate - c.p) < 0.03;
     printf("%s dropout rate %.3f for p=%.2f\n", ok ? "PASS" : "FAIL", rate, c.p);
     g_fail |= !ok;
+    /* the fused residual step is dropout_forward + add, bit for bit */
+    float *res = randn(c.n, 1.0f), *fused = calloc(c.n, 4), *two = calloc(c.n, 4);
+    for (int k = 0; k < 2; k++) {
+        float p = k ? c.p : 0.0f;
+        O->dropout_add(fused, res, c.x, p, 91, c.n);
+        if (p > 0.0f)
+            O->dropout_forward(two, c.x, p, 91, c.n);
+        else
+            memcpy(two, c.x, c.n * 4);
+        O->add(two, res, two, c.n);
+        int same = memcmp(fused, two, c.n * 4) == 0;
+        printf("%s dropout_add equals dropout_forward + add (p=%.2f)\n", same ? "PASS" : "FAIL", p);
+        g_fail |= !same;
+    }
+    free(res); free(fused); free(two);
     free(c.x); free(c.y); free(c.R); free(d);
 }
 

@@ -14,7 +14,7 @@ void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              const float *X, const float *K, const float *V, const float *A,
                              const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out);
+                             int d_out, int accumulate_dx);
 void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);

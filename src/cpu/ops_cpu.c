@@ -140,6 +140,19 @@ static void cpu_dropout_forward(float *out, const float *x, float p, uint64_t se
     for (size_t i = 0; i < n; i++) out[i] = tf_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
 }
 
+static void cpu_dropout_add(float *out, const float *x, const float *branch, float p, uint64_t seed,
+                            size_t n) {
+    if (p <= 0.0f) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
+        return;
+    }
+    float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = x[i] + (tf_dropout_keep(seed, i, p) ? branch[i] * keep_scale : 0.0f);
+}
+
 static void cpu_dropout_backward(float *dx, const float *dout, float p, uint64_t seed, size_t n) {
     cpu_dropout_forward(dx, dout, p, seed, n); /* the same mask and scale */
 }
@@ -245,6 +258,7 @@ static const Ops CPU_OPS = {
     .attention_backward = cpu_attention_backward,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
+    .dropout_add = cpu_dropout_add,
     .add = cpu_add,
     .accumulate = cpu_accumulate,
     .scale = cpu_scale,

@@ -5,6 +5,7 @@
  *   backward: dS = dY V^T, dA = pnorm'(dS), dX += dA K, dK += dA^T X, dV += S^T dY
  */
 #include <math.h>
+#include <string.h>
 
 #include "cpu_ops.h"
 #include "fastmath.h"
@@ -120,10 +121,14 @@ void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              const float *X, const float *K, const float *V, const float *A,
                              const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out) {
+                             int d_out, int accumulate_dx) {
+    if (n <= 0) { /* no parameter tokens: dX (+)= 0 */
+        if (!accumulate_dx) memset(dX, 0, (size_t)N * d_in * sizeof(float));
+        return;
+    }
     cpu_gemm(dY, V, dA, N, n, d_out, 0, 1, 1.0f, 0.0f);
     cpu_gemm(S, dY, dV, n, d_out, N, 1, 0, 1.0f, 1.0f);
     pnorm_backward(dA, A, S, tau, mode, N, n);
-    cpu_gemm(dA, K, dX, N, d_in, n, 0, 0, 1.0f, 1.0f);
+    cpu_gemm(dA, K, dX, N, d_in, n, 0, 0, 1.0f, accumulate_dx ? 1.0f : 0.0f);
     cpu_gemm(dA, X, dK, n, d_in, N, 1, 0, 1.0f, 1.0f);
 }

@@ -160,6 +160,22 @@ static void cu_dropout(float *out, const float *x, float p, uint64_t seed, size_
     KERNEL_CHECK();
 }
 
+__global__ void dropout_add_kernel(float *out, const float *x, const float *branch, float p,
+                                   float scale, uint64_t seed, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = x[i] + (p <= 0.0f ? branch[i]
+                                   : (tf_dropout_keep(seed, (uint64_t)i, p) ? branch[i] * scale : 0.0f));
+}
+
+static void cu_dropout_add(float *out, const float *x, const float *branch, float p, uint64_t seed,
+                           size_t n) {
+    if (!n) return;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    dropout_add_kernel<<<tfc_blocks(n, 256), 256>>>(out, x, branch, p, scale, seed, n);
+    KERNEL_CHECK();
+}
+
 static void cu_dropout_forward(float *out, const float *x, float p, uint64_t seed, size_t n) {
     cu_dropout(out, x, p, seed, n);
 }
@@ -444,6 +460,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.attention_backward = CLEARING(tfc_attention_backward);
     g_ops.dropout_forward = CLEARING(cu_dropout_forward);
     g_ops.dropout_backward = CLEARING(cu_dropout_backward);
+    g_ops.dropout_add = CLEARING(cu_dropout_add);
     g_ops.add = CLEARING(cu_add);
     g_ops.accumulate = CLEARING(cu_accumulate);
     g_ops.scale = CLEARING(cu_scale);

@@ -189,10 +189,10 @@ static void pattention_forward_fp32(float *Y, float *A, float *S, const float *X
 static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                      const float *X, const float *K, const float *V, const float *A,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
-                                     int d_out) {
+                                     int d_out, float dx_beta) {
     tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
     pnorm_backward(dA, (const float *)dA, A, S, tau, mode, N, n);
-    if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, 1.0f); // dX += dA K
+    if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, dx_beta); // dX (+)= dA K
     if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
     if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
 }
@@ -226,7 +226,7 @@ static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X
 static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                      const float *X, const float *K, const float *V, const float *A,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
-                                     int d_out) {
+                                     int d_out, float dx_beta) {
     bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
     bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
     const bf16 *Ab = (const bf16 *)A;
@@ -239,7 +239,7 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
     if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (dX) {
         bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
-        tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, 1.0f);
+        tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, dx_beta);
     }
     if (dK) {
         bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
@@ -272,10 +272,17 @@ void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              const float *X, const float *K, const float *V, const float *A,
                              const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out) {
-    if (N <= 0 || n <= 0) return;
+                             int d_out, int accumulate_dx) {
+    if (N <= 0) return;
+    float dx_beta = accumulate_dx ? 1.0f : 0.0f;
+    if (n <= 0) { // no parameter tokens: dX (+)= 0
+        if (dX) tfc_matmul(dX, nullptr, nullptr, N, d_in, 0, 0, 0, 1.0f, dx_beta);
+        return;
+    }
     if (tfc_matmul_precision() == MATMUL_BF16)
-        pattention_backward_bf16(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out);
+        pattention_backward_bf16(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out,
+                                 dx_beta);
     else
-        pattention_backward_fp32(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out);
+        pattention_backward_fp32(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out,
+                                 dx_beta);
 }
