@@ -8,7 +8,10 @@
  *  - "accumulates" means += into the output (parameter gradients and
  *    gradients of tensors with several consumers); otherwise outputs are
  *    overwritten;
- *  - functions returning a float return it on the host (a sync point).
+ *  - functions returning a float return it on the host (a sync point);
+ *  - parameters change only through adamw and the memory ops (to_device,
+ *    copy, zero): a backend may keep derived copies of them (CUDA under
+ *    bf16 keeps a bf16 mirror that adamw refreshes and the memory ops drop).
  */
 #ifndef TF_OPS_H
 #define TF_OPS_H

@@ -384,6 +384,47 @@ static void test_bf16_shadow(int d) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
+/* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that the
+ * Pattentions read K and V from; two adjacent AdamW calls (decayed and not,
+ * as the model makes them) extend one mirror. It must match the fp32
+ * parameters and be dropped when a memory op writes them. */
+static void test_bf16_mirror(void) {
+    const int N = 48, d = 64, n = 80;
+    const size_t kn = (size_t)n * d, total = 2 * kn + 10;
+    const double tol = 2e-2;
+    float tau = sqrtf((float)n);
+    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    Buf P = buf_rand(total, 0.5f), G = buf_rand(total, 1.0f), M = buf_rand(total, 0.1f);
+    Buf Vs = buf_rand(total, 0.1f);
+    for (size_t i = 0; i < total; i++) Vs.c[i] = fabsf(Vs.c[i]);
+    GPU->to_device(Vs.g, Vs.c, total * sizeof(float));
+    Buf X = buf_rand((size_t)N * d, 1.0f), Y = buf_out((size_t)N * d);
+    Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    char name[96];
+    for (int step = 1; step <= 3; step++) {
+        size_t split = kn + 7;              /* two adjacent calls, as model_update makes */
+        for (int half = 0; half < 2; half++) {
+            size_t off = half ? split : 0, cnt = half ? total - split : split;
+            CPU->adamw(P.c + off, G.c + off, M.c + off, Vs.c + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                       half ? 0.0f : 0.1f, 1.0f, step);
+            GPU->adamw(P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                       half ? 0.0f : 0.1f, 1.0f, step);
+        }
+        CPU->pattention_forward(Y.c, A.c, S.c, X.c, P.c, P.c + kn, tau, 0, N, d, n, d);
+        GPU->pattention_forward(Y.g, A.g, S.g, X.g, P.g, P.g + kn, tau, 0, N, d, n, d);
+        snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
+        check(name, rel_err(&Y), tol);
+    }
+    for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
+    GPU->to_device(P.g, P.c, total * sizeof(float));
+    CPU->pattention_forward(Y.c, A.c, S.c, X.c, P.c, P.c + kn, tau, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, X.g, P.g, P.g + kn, tau, 0, N, d, n, d);
+    check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
 /* ---------------------------------------------------------------- rope */
 
 static void test_rope(int B, int T, int H, int hd, int rot) {
@@ -823,6 +864,7 @@ int main(void) {
     test_pattention_bf16(0, 50, 32, 53, 24); /* odd n */
     test_bf16_shadow(128); /* the vector LayerNorm kernel */
     test_bf16_shadow(100);
+    test_bf16_mirror();
     test_attention_fused(2, 100, 3, 64);  /* T not a multiple of the 64-row tile */
     test_attention_fused(3, 257, 2, 64);
     test_attention_fused(4, 256, 12, 64);

@@ -1,9 +1,10 @@
 // AdamW with decoupled weight decay (ops.h).
 #include "common.cuh"
 
-__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                             float beta1, float beta2, float eps, float wd, float grad_scale,
-                             float bc1, float bc2) {
+// mirror (optional): the updated parameters again, in bf16.
+__global__ void adamw_kernel(float *p, bf16 *mirror, const float *g, float *m, float *v, size_t n,
+                             float lr, float beta1, float beta2, float eps, float wd,
+                             float grad_scale, float bc1, float bc2) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i] * grad_scale;
@@ -14,7 +15,9 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
         float mhat = mi / bc1;
         float vhat = vi / bc2;
         float pi = p[i];
-        p[i] = pi - lr * (mhat / (sqrtf(vhat) + eps) + wd * pi);
+        float pn = pi - lr * (mhat / (sqrtf(vhat) + eps) + wd * pi);
+        p[i] = pn;
+        if (mirror) mirror[i] = __float2bfloat16(pn);
     }
 }
 
@@ -24,7 +27,8 @@ void tfc_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
     if (t < 1) t = 1;
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
-    adamw_kernel<<<tfc_blocks(n, 256), 256>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay,
-                                              grad_scale, bc1, bc2);
+    bf16 *mirror = tfc_mirror_extend(p, n);
+    adamw_kernel<<<tfc_blocks(n, 256), 256>>>(p, mirror, g, m, v, n, lr, beta1, beta2, eps,
+                                              weight_decay, grad_scale, bc1, bc2);
     KERNEL_CHECK();
 }

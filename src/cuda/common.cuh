@@ -131,6 +131,11 @@ void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cud
 void tfc_shadow_clear(void);
 bf16 *tfc_shadow_begin(const float *src, size_t n);
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n);
+// The bf16 weights mirror (ops_cuda.cu): AdamW over [p, p + n) writes the
+// updated values also at the pointer extend() returns (NULL: none kept);
+// memory ops writing into the range call forget().
+bf16 *tfc_mirror_extend(const float *p, size_t n);
+void tfc_mirror_forget(const void *p, size_t bytes);
 // tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
                      int trans_b, float alpha, float beta);

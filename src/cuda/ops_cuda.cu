@@ -82,10 +82,12 @@ static void *cu_alloc(size_t bytes) {
 }
 
 static void cu_free(void *p) {
+    tfc_mirror_forget(p, 1);
     if (p) CUDA_CHECK(cudaFree(p));
 }
 
 static void cu_to_device(void *dst, const void *src, size_t bytes) {
+    tfc_mirror_forget(dst, bytes);
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 
@@ -94,10 +96,12 @@ static void cu_to_host(void *dst, const void *src, size_t bytes) {
 }
 
 static void cu_copy(void *dst, const void *src, size_t bytes) {
+    tfc_mirror_forget(dst, bytes);
     if (bytes && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
 }
 
 static void cu_zero(void *p, size_t bytes) {
+    tfc_mirror_forget(p, bytes);
     if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
 }
 
@@ -124,18 +128,21 @@ __global__ void accumulate_kernel(float *y, const float *x, size_t n) {
 }
 
 static void cu_scale(float *x, float s, size_t n) {
+    tfc_mirror_forget(x, n * sizeof(float));
     if (!n) return;
     scale_kernel<<<tfc_blocks(n, 256), 256>>>(x, s, n);
     KERNEL_CHECK();
 }
 
 static void cu_add(float *out, const float *a, const float *b, size_t n) {
+    tfc_mirror_forget(out, n * sizeof(float));
     if (!n) return;
     add_kernel<<<tfc_blocks(n, 256), 256>>>(out, a, b, n);
     KERNEL_CHECK();
 }
 
 static void cu_accumulate(float *y, const float *x, size_t n) {
+    tfc_mirror_forget(y, n * sizeof(float));
     if (!n) return;
     accumulate_kernel<<<tfc_blocks(n, 256), 256>>>(y, x, n);
     KERNEL_CHECK();
@@ -257,9 +264,55 @@ bf16 *tfc_shadow_begin(const float *src, size_t n) {
     return dst;
 }
 
+// The weights mirror: a bf16 copy of the parameters that AdamW writes as it
+// updates them, so that the Pattentions need not convert K and V per call.
+// It covers [g_mirror_base, + g_mirror_len) (the model's two AdamW calls,
+// decayed and not, are adjacent and extend one range). Parameters change
+// only through AdamW and the memory ops (ops.h), which drop an overlapped
+// mirror; compute ops never write parameter memory.
+static const float *g_mirror_base;
+static size_t g_mirror_len;
+static bf16 *g_mirror_buf;
+static size_t g_mirror_cap; // elements
+
+void tfc_mirror_forget(const void *p, size_t bytes) {
+    if (!g_mirror_base) return;
+    const char *a = (const char *)p, *b = (const char *)g_mirror_base;
+    if (a < b + g_mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) g_mirror_base = nullptr;
+}
+
+// Room for `need` elements, keeping the first `keep`.
+static void mirror_reserve(size_t need, size_t keep) {
+    if (need <= g_mirror_cap) return;
+    size_t cap = need + need / 4;
+    bf16 *buf = nullptr;
+    CUDA_CHECK(cudaMalloc(&buf, cap * sizeof(bf16)));
+    if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, g_mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+    if (g_mirror_buf) {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CUDA_CHECK(cudaFree(g_mirror_buf));
+    }
+    g_mirror_buf = buf;
+    g_mirror_cap = cap;
+}
+
+bf16 *tfc_mirror_extend(const float *p, size_t n) {
+    if (g_precision != MATMUL_BF16 || !n) {
+        tfc_mirror_forget(p, n * sizeof(float));
+        return nullptr;
+    }
+    size_t off = g_mirror_base && p == g_mirror_base + g_mirror_len ? g_mirror_len : 0;
+    mirror_reserve(off + n, off);
+    if (!off) g_mirror_base = p;
+    g_mirror_len = off + n;
+    return g_mirror_buf + off;
+}
+
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n) {
     if (src && src == g_shadow_src && n == g_shadow_n)
         return (bf16 *)tfc_workspace(TFC_WS_BF16_SHADOW, n * sizeof(bf16));
+    if (g_mirror_base && src >= g_mirror_base && src + n <= g_mirror_base + g_mirror_len)
+        return g_mirror_buf + (src - g_mirror_base);
     return tfc_bf16_copy(slot, src, n);
 }
 
@@ -346,6 +399,7 @@ static void cu_matmul(float *C, const float *A, const float *B, int M, int N, in
 
 extern "C" void ops_cuda_set_matmul_precision(int precision) {
     tfc_shadow_clear();
+    g_mirror_base = nullptr;
     g_precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
 }
 

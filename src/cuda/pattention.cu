@@ -208,13 +208,14 @@ static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, in
 // bf16 mode: the A and dA buffers hold bf16; S is not saved but recomputed
 // from A in backward (one elementwise pass buys N*n*2 bytes per Pattention,
 // a quarter of the activation memory); the operands X, K, V, dY are rounded
-// into bf16 workspaces per call.
+// into bf16 workspaces per call unless a bf16 copy exists already (the
+// LayerNorm shadow for X, the AdamW mirror for K and V).
 static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
                                     const float *V, float tau, int mode, int N, int d_in, int n,
                                     int d_out) {
     bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
-    bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
-    bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
+    bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)n * d_in);
+    bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)n * d_out);
     bf16 *Ab = (bf16 *)A;
     bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
     (void)S;
@@ -228,7 +229,7 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
                                      int d_out, float dx_beta) {
     bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
-    bf16 *Vb = tfc_bf16_copy(TFC_WS_BF16_V, V, (size_t)n * d_out);
+    bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)n * d_out);
     const bf16 *Ab = (const bf16 *)A;
     bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
     (void)S;
@@ -238,7 +239,7 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
     pnorm_backward(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, N, n);
     if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (dX) {
-        bf16 *Kb = tfc_bf16_copy(TFC_WS_BF16_K, K, (size_t)n * d_in);
+        bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)n * d_in);
         tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, dx_beta);
     }
     if (dK) {
