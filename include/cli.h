@@ -20,6 +20,9 @@ const Ops *cli_open_device(const char *name, int threads, int quiet);
 /* Parse a flag value or die naming the flag: "--lr: expected a number in ...". */
 /* --precision value -> MatmulPrecision; dies with a one-line error otherwise. */
 int cli_precision(const char *value);
+/* The stderr line that says which matmul precision runs (on the CPU: a note
+ * that --precision has no effect). */
+void cli_report_precision(const Ops *ops, int precision);
 long cli_int(const char *flag, const char *value, long lo, long hi);
 double cli_float(const char *flag, const char *value, double lo, double hi);
 /* getopt_long's error for an unknown flag, turned into our one-line error. */

@@ -27,6 +27,14 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     return o;
 }
 
+void cli_report_precision(const Ops *ops, int precision) {
+    if (strcmp(ops->name, "cuda") == 0)
+        fprintf(stderr, "matmul precision: %s\n", matmul_precision_name(precision));
+    else if (precision != MATMUL_FP32)
+        fprintf(stderr, "note: --precision %s has no effect on the CPU (it computes in fp32)\n",
+                matmul_precision_name(precision));
+}
+
 int cli_precision(const char *value) {
     int p = matmul_precision_parse(value);
     if (p < 0) tf_die("--precision: expected fp32, tf32 or bf16, got '%s'", value ? value : "");

@@ -100,7 +100,7 @@ else
 fi
 expect_error unknown_command "unknown command 'frobnicate'" -- "$BIN" frobnicate
 
-for cmd in "" train sample info eval grow; do
+for cmd in "" train sample info eval grow bench; do
     for h in --help -h; do
         name="help_${cmd:-main}${h//-/_}"
         # shellcheck disable=SC2086
@@ -187,6 +187,9 @@ train_error train_min_lr_above_lr "min_lr must be in \[0, lr\]" -- "$TEXT" "${TI
 train_error train_bad_preset "unknown preset 'enormous'" -- "$TEXT" "${TINY[@]}" --preset enormous
 train_error train_bad_pnorm "--pnorm: expected .* got 'cubic'" -- "$TEXT" "${TINY[@]}" --pnorm cubic
 train_error train_bad_device "unknown device 'tpu'" -- "$TEXT" "${TINY[@]/cpu/tpu}"
+train_error train_bad_precision "--precision: expected fp32, tf32 or bf16, got 'fp16'" -- "$TEXT" "${TINY[@]}" --precision fp16
+expect_error bench_bad_precision "--precision: expected fp32, tf32 or bf16, got 'int8'" -- "$BIN" bench --device cpu --precision int8
+expect_error bench_precision_missing_value "option '--precision'" -- "$BIN" bench --device cpu --precision
 train_error train_new_stage_without_resume "need --resume" -- "$TEXT" "${TINY[@]}" --new-stage
 train_error train_freeze_old_without_resume "need --resume" -- "$TEXT" "${TINY[@]}" --freeze-old
 check_error train_out_is_a_file "--out: '.*text\.txt' exists and is not a directory" - -- \

@@ -22,7 +22,7 @@ static void bench_help(void) {
            "  --warmup N             untimed steps first (default 3)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          CUDA matmul math: fp32 (default), tf32 or bf16\n"
+           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
            "  --tf32                 the same as --precision tf32\n"
            "  --profile              also time every op (synchronizing around each call)\n"
            "                         and print a table of where the step's time goes\n"
@@ -75,6 +75,7 @@ int cmd_bench(int argc, char **argv) {
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
     ops_set_matmul_precision(ops, precision);
+    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
@@ -103,13 +104,13 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
-           preset->name, ops->name, matmul_precision_name(precision), B, T, (double)n / dt, dt * 1e3, loss,
+           preset->name, ops->name, strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32", B, T, (double)n / dt, dt * 1e3, loss,
            model_num_params(&m, 1), ops->memory_in_use() / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
         fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", preset->name, ops->name,
-                matmul_precision_name(precision), B, T);
+                strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32", B, T);
         profile_print(stderr, (int)steps);
         m.ops = ops;
     }

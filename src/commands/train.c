@@ -36,8 +36,9 @@ static void train_help(void) {
            "  --freeze-old           with --resume: train only rows added by 'grow'\n"
            "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
            "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          CUDA matmul math: fp32 (default), tf32 or bf16 (tensor\n"
-           "                         cores; weights, activations and sums stay fp32)\n"
+           "  --precision P          GPU math: fp32 (default, the reference), tf32 (TF32\n"
+           "                         GEMMs) or bf16 (bf16 tensor-core Pattentions and fused\n"
+           "                         attention; fp32 weights, optimizer state and sums)\n"
            "  --tf32                 the same as --precision tf32\n"
            "  -h, --help             this help\n"
            "\n"
@@ -427,7 +428,7 @@ int cmd_train(int argc, char **argv) {
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     output_paths(a.out, r.latest, r.best, sizeof r.latest);
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
-    if (strcmp(ops->name, "cuda") == 0) fprintf(stderr, "matmul precision: %s\n", matmul_precision_name(a.precision));
+    cli_report_precision(ops, a.precision);
     print_run_header(&r);
 
     r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
