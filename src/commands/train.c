@@ -311,6 +311,11 @@ static void print_run_header(const TrainRun *r) {
     printf("data: %s, %zu train / %zu val characters; batch %d x %d; %d iterations\n", r->a->file,
            r->data.n_train, r->data.n - r->data.n_train, r->a->tc.batch_size, c->block_size,
            r->a->tc.max_iters);
+    const TrainConfig *t = &r->a->tc;
+    printf("train: lr %g (min %g, warmup %d), dropout %g, rope_frac %g, weight decay %g, "
+           "grad clip %g, seed %llu; eval every %d iterations over %d batches\n",
+           t->lr, t->min_lr, t->warmup_iters, c->dropout, c->rope_frac, t->weight_decay,
+           t->grad_clip, (unsigned long long)t->seed, t->eval_interval, t->eval_iters);
     fflush(stdout);
 }
 
