@@ -76,6 +76,8 @@ int cmd_bench(int argc, char **argv) {
     const Ops *ops = cli_open_device(device, (int)threads, 1);
     ops_set_matmul_precision(ops, precision);
     if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
+    /* what actually runs: the CPU computes in fp32 whatever was asked */
+    const char *prec_name = strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32";
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
@@ -104,13 +106,13 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
-           preset->name, ops->name, strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32", B, T, (double)n / dt, dt * 1e3, loss,
+           preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
            model_num_params(&m, 1), ops->memory_in_use() / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
         fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", preset->name, ops->name,
-                strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32", B, T);
+                prec_name, B, T);
         profile_print(stderr, (int)steps);
         m.ops = ops;
     }
