@@ -219,7 +219,9 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->ln2_rstd, N);
     }
     TAKE(m->x_final, N * d);
-    TAKE(m->lnf, N * d);
+    /* ln_f's output is read by the head and, at the start of backward, by the
+     * head's gradient, before any LayerNorm is recomputed into ln_shared. */
+    m->lnf = ln_shared;
     TAKE(m->lnf_mean, N);
     TAKE(m->lnf_rstd, N);
     TAKE(m->logits, N * V);
@@ -240,13 +242,20 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
                             &att, &datt);
     size_t a_floats, s_floats, da;
     m->ops->pattention_sizes((int)N, max_rows(m), &a_floats, &s_floats, &da);
-    size_t sizes[10] = {N * d, N * d, N * d, N * d, N * d, N * d, N * d, da, datt, N * V};
-    float **ptrs[10] = {&s->dres, &s->dtmp, &s->dln, &s->dq, &s->dk, &s->dv, &s->dy, &s->dA, &s->datt, &s->dlogits};
+    size_t sizes[8] = {N * d, N * d, N * d, N * d, N * d, da, datt, N * V};
+    float **ptrs[8] = {&s->dres, &s->dtmp, &s->dln, &s->dk, &s->dv, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 8; i++) {
         if (base) *ptrs[i] = base + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
+    /* Two pairs never live at once within a layer's backward (model_backward):
+     * dy (O's input gradient) is born after LayerNorm 2's backward has read
+     * dln and dies in attention's backward, before Q's backward writes dln;
+     * dq is born in attention's backward, after O's backward has read the
+     * dropout gradient in dtmp, and dies before the next layer's dropout. */
+    s->dy = s->dln;
+    s->dq = s->dtmp;
     return off;
 }
 

@@ -738,9 +738,10 @@ int main(void) {
     test_layernorm(9, 768, 1);
     for (int mode = 0; mode < 3; mode++) {
         test_pattention(MATMUL_FP32, mode, 37, 24, 53, 19);
-        test_pattention(MATMUL_FP32, mode, 5, 16, 1153, 8); /* n larger than a block */
+        test_pattention(MATMUL_FP32, mode, 5, 16, 1153, 8); /* odd n: several windows */
         test_pattention(MATMUL_FP32, mode, 37, 24, 54, 19); /* even n: pairs per lane */
         test_pattention(MATMUL_FP32, mode, 9, 16, 1152, 8);
+        test_pattention(MATMUL_FP32, mode, 5, 16, 2306, 8); /* even n past 36 slots: windows */
     }
     test_rope(2, 13, 3, 8, 4);
     test_rope(2, 13, 3, 8, 8);
@@ -759,6 +760,7 @@ int main(void) {
     test_matmul_precisions();
     for (int mode = 0; mode < 3; mode++) test_pattention(MATMUL_BF16, mode, 300, 96, 200, 80);
     test_pattention(MATMUL_BF16, 0, 50, 32, 53, 24); /* odd n */
+    test_pattention(MATMUL_BF16, 0, 20, 32, 2400, 24); /* windows */
     test_bf16_shadow(128); /* the vector LayerNorm kernel */
     test_bf16_shadow(100);
     test_bf16_mirror();
