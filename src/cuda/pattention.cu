@@ -8,10 +8,13 @@
 // saved state is the backend's business); Y, dX, dK and dV stay fp32.
 #include "common.cuh"
 
-// ---- pnorm: one warp per row, no shared memory or block barriers. Each lane
-// takes E consecutive elements per access: pairs (float2 / bf16x2 loads)
-// when n is even, so that rows stay aligned, single elements otherwise.
-// A row is read 2-3 times; after the first pass it comes from L1/L2.
+// ---- pnorm: one warp per row, no shared memory or block barriers. A lane
+// owns E consecutive elements (pairs, as float2 / bf16x2, when n is even, so
+// that rows stay aligned; single elements otherwise) in each of C slots:
+// group w0 + E (lane + 32 c) of every window of W = 32 E C elements. When the
+// row fits one window it is read from memory once and kept in registers, and
+// the C loads of a lane are in flight together; longer rows are re-read per
+// pass (from L1/L2).
 // AT, ST, DT: float (fp32 mode) or bf16 (bf16 mode) for A, S and dS/dA.
 #define PN_WARPS 8
 
@@ -35,147 +38,252 @@ template <int E> static __device__ __forceinline__ void st(bf16 *p, float x, flo
         *p = __float2bfloat16(x);
 }
 
-// With E = 1 the .y of every load is 0: it adds nothing to the sums below
-// (GeLU(0) = 0), except under softmax, which masks it.
-#define PN_ROW_LOOP(j) for (int j = E * lane; j < n; j += 32 * E)
+// Slots past the end of the row (and the unused .y when E = 1) read as
+// `fill`, chosen so that they add nothing to any row sum: 0 for the L2 modes
+// (GeLU(0) = 0), -inf for softmax (exp(-inf) = 0).
+template <int E, int C, typename T>
+static __device__ __forceinline__ void pn_load(float2 (&x)[C], const T *row, int w0, int n,
+                                               int lane, float fill) {
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+        int j = w0 + E * (lane + 32 * c);
+        x[c] = j < n ? ld<E>(row + j) : make_float2(fill, fill);
+        if (E == 1) x[c].y = fill;
+    }
+}
 
-template <int E, typename AT, typename ST>
+template <int E, int C, typename T>
+static __device__ __forceinline__ void pn_store(T *row, int w0, int n, int lane, const float2 (&y)[C]) {
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+        int j = w0 + E * (lane + 32 * c);
+        if (j < n) st<E>(row + j, y[c].x, y[c].y);
+    }
+}
+
+static __device__ __forceinline__ float pn_fill(int mode) {
+    return mode == PNORM_SOFTMAX ? -INFINITY : 0.0f;
+}
+
+// Phi(u), the normal CDF, and phi(u), its density: GeLU(u) = u Phi(u),
+// GeLU'(u) = Phi(u) + u phi(u). Phi comes from erfc by Abramowitz & Stegun
+// 7.1.26 (|error| <= 1.5e-7, fp32 rounding's order), which shares its
+// exp(-u^2/2) with phi: one exponential and one reciprocal per element instead
+// of erff's branchy polynomial plus an expf, which made these kernels
+// compute-bound. Forward and backward both form GeLU as u * Phi(u) from this
+// function, so that the S the backward recomputes is the forward's, bit for bit.
+static __device__ __forceinline__ float pn_cdf_pdf(float u, float *pdf) {
+    const float x = fabsf(u) * TFC_INV_SQRT2;
+    const float t = __fdividef(1.0f, 1.0f + 0.3275911f * x);
+    const float e = __expf(-0.5f * u * u);
+    const float poly =
+        t * (0.254829592f +
+             t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    const float lower = 0.5f * poly * e; // Phi(-|u|)
+    *pdf = TFC_INV_SQRT_2PI * e;
+    return u >= 0.0f ? 1.0f - lower : lower;
+}
+static __device__ __forceinline__ float pn_cdf(float u) {
+    float unused;
+    return pn_cdf_pdf(u, &unused);
+}
+
+// What a row's outputs depend on besides its own element: the scale k, the
+// softmax max mx, and ss = sum of squares + eps for the L2 modes.
+struct PnRow {
+    float k, mx, ss;
+};
+
+// Row statistics; on return x holds the row's last window.
+template <int E, int C, typename AT>
+static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a, int n, int lane,
+                                                     float tau, int mode) {
+    constexpr int W = 32 * E * C;
+    const float fill = pn_fill(mode);
+    PnRow r = {0.0f, 0.0f, 0.0f};
+    if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
+        float mx = -INFINITY;
+        for (int w0 = 0; w0 < n; w0 += W) {
+            pn_load<E, C>(x, a, w0, n, lane, fill);
+#pragma unroll
+            for (int c = 0; c < C; c++) mx = fmaxf(mx, fmaxf(x[c].x, x[c].y));
+        }
+        r.mx = tfc_warp_max(mx);
+        float sum = 0.0f;
+        for (int w0 = 0; w0 < n; w0 += W) {
+            if (n > W) pn_load<E, C>(x, a, w0, n, lane, fill);
+#pragma unroll
+            for (int c = 0; c < C; c++) sum += expf(x[c].x - r.mx) + expf(x[c].y - r.mx);
+        }
+        r.k = (float)n / tfc_warp_sum(sum);
+    } else { // GELU_L2: ss over GeLU(A); L2_GELU: ss over A
+        float ss = 0.0f;
+        for (int w0 = 0; w0 < n; w0 += W) {
+            pn_load<E, C>(x, a, w0, n, lane, fill);
+#pragma unroll
+            for (int c = 0; c < C; c++) {
+                float u0 = x[c].x, u1 = x[c].y;
+                if (mode == PNORM_GELU_L2) u0 *= pn_cdf(u0), u1 *= pn_cdf(u1);
+                ss += u0 * u0 + u1 * u1;
+            }
+        }
+        r.ss = tfc_warp_sum(ss) + PNORM_EPS;
+        r.k = tau / sqrtf(r.ss);
+    }
+    return r;
+}
+
+// S from one element of A:
+//   SOFTMAX  S = n p = exp(A - mx) k
+//   GELU_L2  S = tau g / r, g = GeLU(A), r = sqrt(sum g^2 + eps)
+//   L2_GELU  S = GeLU(tau A / r), r = sqrt(sum A^2 + eps)
+static __device__ __forceinline__ float pn_value(float a, const PnRow &r, int mode) {
+    if (mode == PNORM_SOFTMAX) return expf(a - r.mx) * r.k;
+    if (mode == PNORM_GELU_L2) return a * pn_cdf(a) * r.k;
+    float u = r.k * a;
+    return u * pn_cdf(u);
+}
+
+// One element's share of the backward (dS in, dA out). With the row's
+// c = sum(t) / (n for softmax, ss otherwise), dA = m (p - c q), m = k (1 for
+// softmax):
+//   SOFTMAX  dA = S (dS - sum(dS S) / n)
+//   GELU_L2  dA = k (dS - g sum(dS g) / ss) GeLU'(A)
+//   L2_GELU  dA = k dU - k A sum(dU A) / ss, dU = dS GeLU'(k A)
+// Each element costs one exponential, shared by S, GeLU and GeLU'.
+struct PnBack {
+    float p, q, t, s;
+};
+static __device__ __forceinline__ PnBack pn_back(float a, float ds, const PnRow &r, int mode) {
+    PnBack e;
+    if (mode == PNORM_SOFTMAX) {
+        e.s = e.q = expf(a - r.mx) * r.k;
+        e.p = e.t = ds * e.s;
+    } else if (mode == PNORM_GELU_L2) {
+        float pdf, cdf = pn_cdf_pdf(a, &pdf), g = a * cdf, gp = cdf + a * pdf;
+        e.s = g * r.k;
+        e.p = ds * gp;
+        e.q = g * gp;
+        e.t = ds * g;
+    } else {
+        float u = r.k * a, pdf, cdf = pn_cdf_pdf(u, &pdf);
+        e.s = u * cdf;
+        e.p = ds * (cdf + u * pdf);
+        e.q = a;
+        e.t = e.p * a;
+    }
+    return e;
+}
+
+template <int E, int C, typename AT, typename ST>
 __global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
+    constexpr int W = 32 * E * C;
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
     if (row >= (size_t)rows) return;
     const AT *a = A + row * n;
     ST *s = S + row * n;
-    if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
-        float mx = -INFINITY;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            mx = fmaxf(mx, E == 2 ? fmaxf(x.x, x.y) : x.x);
-        }
-        mx = tfc_warp_max(mx);
-        float sum = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            sum += expf(x.x - mx) + (E == 2 ? expf(x.y - mx) : 0.0f);
-        }
-        float k = (float)n / tfc_warp_sum(sum);
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            st<E>(s + j, expf(x.x - mx) * k, expf(x.y - mx) * k);
-        }
-    } else if (mode == PNORM_GELU_L2) { // S = tau * g / sqrt(sum g^2 + eps), g = GeLU(A)
-        float ss = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
-            ss += g0 * g0 + g1 * g1;
-        }
-        float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            st<E>(s + j, tfc_gelu(x.x) * k, tfc_gelu(x.y) * k);
-        }
-    } else { // PNORM_L2_GELU: S = GeLU(tau * A / sqrt(sum A^2 + eps))
-        float ss = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            ss += x.x * x.x + x.y * x.y;
-        }
-        float k = tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS);
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            st<E>(s + j, tfc_gelu(k * x.x), tfc_gelu(k * x.y));
-        }
+    float2 x[C];
+    const PnRow r = pn_row_stats<E, C>(x, a, n, lane, tau, mode);
+    for (int w0 = 0; w0 < n; w0 += W) {
+        if (n > W) pn_load<E, C>(x, a, w0, n, lane, pn_fill(mode));
+#pragma unroll
+        for (int c = 0; c < C; c++) x[c] = make_float2(pn_value(x[c].x, r, mode), pn_value(x[c].y, r, mode));
+        pn_store<E, C>(s, w0, n, lane, x);
     }
 }
 
-// dS in, dL/dA out; out may alias dS (each element is read and then written
-// by the same lane).
-template <int E, typename AT, typename ST, typename DT>
-__global__ void pnorm_backward_kernel(DT *out, const DT *dS, const AT *A, const ST *S, float tau,
+// dS in, dL/dA out; out may alias dS (each element is read before it is
+// written, by the same lane). S is recomputed from A, and written to S_out
+// when that is not null (bf16 mode does not keep S from the forward). A row
+// that fits one window keeps p, q and S in registers between the passes.
+template <int E, int C, typename AT, typename ST, typename DT>
+__global__ void pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, float tau,
                                       int mode, int n, int rows) {
+    constexpr int W = 32 * E * C;
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
     if (row >= (size_t)rows) return;
     const AT *a = A + row * n;
-    const ST *s = S + row * n;
     const DT *d = dS + row * n;
-    DT *o = out + row * n;
-    if (mode == PNORM_SOFTMAX) {
-        // S = n p: dA = n p (dS - sum dS p) = S (dS - sum(dS S) / n)
-        float dot = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 dv = ld<E>(d + j), sv = ld<E>(s + j);
-            dot += dv.x * sv.x + dv.y * sv.y;
-        }
-        dot = tfc_warp_sum(dot) / (float)n;
-        PN_ROW_LOOP(j) {
-            float2 dv = ld<E>(d + j), sv = ld<E>(s + j);
-            st<E>(o + j, sv.x * (dv.x - dot), sv.y * (dv.y - dot));
-        }
-    } else if (mode == PNORM_GELU_L2) {
-        // S = tau g / r, r = sqrt(sum g^2 + eps):
-        // dg = (tau / r) (dS - g sum(dS g) / r^2), dA = dg GeLU'(A)
-        float ss = 0.0f, dot = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
-            float g0 = tfc_gelu(x.x), g1 = tfc_gelu(x.y);
-            ss += g0 * g0 + g1 * g1;
-            dot += dv.x * g0 + dv.y * g1;
-        }
-        ss = tfc_warp_sum(ss) + PNORM_EPS;
-        dot = tfc_warp_sum(dot);
-        float k = tau / sqrtf(ss), c = dot / ss;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
-            st<E>(o + j, k * (dv.x - tfc_gelu(x.x) * c) * tfc_gelu_grad(x.x),
-                  k * (dv.y - tfc_gelu(x.y) * c) * tfc_gelu_grad(x.y));
-        }
-    } else {
-        // u = tau A / r, dU = dS GeLU'(u),
-        // dA = (tau / r) (dU - u sum(dU u) / tau^2) = k dU - k A sum(dU A) / r^2
-        // dU is recomputed in the last pass rather than stored (one write less).
-        float ss = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j);
-            ss += x.x * x.x + x.y * x.y;
-        }
-        ss = tfc_warp_sum(ss) + PNORM_EPS;
-        float k = tau / sqrtf(ss);
-        float dot = 0.0f;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
-            dot += dv.x * tfc_gelu_grad(k * x.x) * x.x + dv.y * tfc_gelu_grad(k * x.y) * x.y;
-        }
-        float c = tfc_warp_sum(dot) / ss;
-        PN_ROW_LOOP(j) {
-            float2 x = ld<E>(a + j), dv = ld<E>(d + j);
-            float du0 = dv.x * tfc_gelu_grad(k * x.x), du1 = dv.y * tfc_gelu_grad(k * x.y);
-            st<E>(o + j, k * (du0 - x.x * c), k * (du1 - x.y * c));
+    const float fill = pn_fill(mode);
+    float2 p[C], q[C], sv[C]; // p, q start as A and dS
+    const PnRow r = pn_row_stats<E, C>(q, a, n, lane, tau, mode);
+    float dot = 0.0f;
+    for (int w0 = 0; w0 < n; w0 += W) {
+        if (n > W) pn_load<E, C>(q, a, w0, n, lane, fill);
+        pn_load<E, C>(p, d, w0, n, lane, 0.0f);
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
+            dot += e0.t + e1.t;
+            p[c] = make_float2(e0.p, e1.p);
+            q[c] = make_float2(e0.q, e1.q);
+            sv[c] = make_float2(e0.s, e1.s);
         }
     }
+    const float cdot = tfc_warp_sum(dot) / (mode == PNORM_SOFTMAX ? (float)n : r.ss);
+    const float m = mode == PNORM_SOFTMAX ? 1.0f : r.k;
+    for (int w0 = 0; w0 < n; w0 += W) {
+        if (n > W) { // the row did not fit: its window again, from cache
+            pn_load<E, C>(q, a, w0, n, lane, fill);
+            pn_load<E, C>(p, d, w0, n, lane, 0.0f);
+#pragma unroll
+            for (int c = 0; c < C; c++) {
+                PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
+                p[c] = make_float2(e0.p, e1.p);
+                q[c] = make_float2(e0.q, e1.q);
+                sv[c] = make_float2(e0.s, e1.s);
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < C; c++)
+            p[c] = make_float2(m * (p[c].x - cdot * q[c].x), m * (p[c].y - cdot * q[c].y));
+        pn_store<E, C>(out + row * n, w0, n, lane, p);
+        if (S_out) pn_store<E, C>(S_out + row * n, w0, n, lane, sv);
+    }
 }
-#undef PN_ROW_LOOP
+
+// Row shapes the kernels are built for: pairs in the fewest slots C that hold
+// a whole row, up to MAXC slots (longer rows make several windows; the
+// backward, which keeps three values per element, stops at fewer slots so
+// that enough warps fit an SM); single elements, windows of 8 slots, for odd n.
+template <int E, int C> struct PnShape {
+    static constexpr int e = E, c = C;
+};
+template <int MAXC, typename Launch> static void pn_dispatch(int n, Launch launch) {
+    int slots = (n + 63) / 64;
+    if (n % 2) launch(PnShape<1, 8>());
+    else if (slots <= 1) launch(PnShape<2, 1>());
+    else if (slots <= 2) launch(PnShape<2, 2>());
+    else if (slots <= 3) launch(PnShape<2, 3>());
+    else if (slots <= 4) launch(PnShape<2, 4>());
+    else if (slots <= 5) launch(PnShape<2, 5>());
+    else if (slots <= 6) launch(PnShape<2, 6>());
+    else if constexpr (MAXC <= 9) launch(PnShape<2, 9>());
+    else if (slots <= 9) launch(PnShape<2, 9>());
+    else if (slots <= 12) launch(PnShape<2, 12>());
+    else launch(PnShape<2, 18>());
+    KERNEL_CHECK();
+}
 
 template <typename AT, typename ST>
 static void pnorm_forward(ST *S, const AT *A, float tau, int mode, int N, int n) {
     unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
-    if (n % 2 == 0)
-        pnorm_forward_kernel<2><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
-    else
-        pnorm_forward_kernel<1><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
-    KERNEL_CHECK();
+    pn_dispatch<18>(n, [&](auto sh) {
+        using Sh = decltype(sh);
+        pnorm_forward_kernel<Sh::e, Sh::c><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
+    });
 }
 
 template <typename AT, typename ST, typename DT>
-static void pnorm_backward(DT *out, const DT *dS, const AT *A, const ST *S, float tau, int mode,
+static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, float tau, int mode,
                            int N, int n) {
     unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
-    if (n % 2 == 0)
-        pnorm_backward_kernel<2><<<blocks, 32 * PN_WARPS>>>(out, dS, A, S, tau, mode, n, N);
-    else
-        pnorm_backward_kernel<1><<<blocks, 32 * PN_WARPS>>>(out, dS, A, S, tau, mode, n, N);
-    KERNEL_CHECK();
+    pn_dispatch<9>(n, [&](auto sh) {
+        using Sh = decltype(sh);
+        pnorm_backward_kernel<Sh::e, Sh::c><<<blocks, 32 * PN_WARPS>>>(out, S_out, dS, A, tau, mode, n, N);
+    });
 }
 
 static void pattention_forward_fp32(float *Y, float *A, float *S, const float *X, const float *K,
@@ -191,7 +299,7 @@ static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA,
                                      const float *S, float tau, int mode, int N, int d_in, int n,
                                      int d_out, float dx_beta) {
     tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
-    pnorm_backward(dA, (const float *)dA, A, S, tau, mode, N, n);
+    pnorm_backward(dA, (float *)nullptr, (const float *)dA, A, tau, mode, N, n);
     if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, dx_beta); // dX (+)= dA K
     if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
     if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
@@ -206,8 +314,8 @@ static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, in
 }
 
 // bf16 mode: the A and dA buffers hold bf16; S is not saved but recomputed
-// from A in backward (one elementwise pass buys N*n*2 bytes per Pattention,
-// a quarter of the activation memory); the operands X, K, V, dY are rounded
+// from A by the pnorm backward, which reads A anyway (N*n*2 bytes less per
+// Pattention, a quarter of the activation memory, for one more write); the operands X, K, V, dY are rounded
 // into bf16 workspaces per call unless a bf16 copy exists already (the
 // LayerNorm shadow for X, the AdamW mirror for K and V).
 static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
@@ -233,10 +341,9 @@ static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA,
     const bf16 *Ab = (const bf16 *)A;
     bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
     (void)S;
-    pnorm_forward(Sb, Ab, tau, mode, N, n); // S again, bit for bit
     bf16 *dAb = (bf16 *)dA;
     matmul_bf16_to_bf16(dAb, dYb, Vb, N, n, d_out, 0, 1); // dS
-    pnorm_backward(dAb, (const bf16 *)dAb, Ab, Sb, tau, mode, N, n);
+    pnorm_backward(dAb, Sb, (const bf16 *)dAb, Ab, tau, mode, N, n); // and S again, bit for bit
     if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (dX) {
         bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)n * d_in);
