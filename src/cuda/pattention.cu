@@ -8,13 +8,15 @@
 // saved state is the backend's business); Y, dX, dK and dV stay fp32.
 #include "common.cuh"
 
-// ---- pnorm: one warp per row, no shared memory or block barriers. A lane
+// ---- pnorm: a team of G warps per row (G = 1 up to 576 elements). A lane
 // owns E consecutive elements (pairs, as float2 / bf16x2, when n is even, so
 // that rows stay aligned; single elements otherwise) in each of C slots:
-// group w0 + E (lane + 32 c) of every window of W = 32 E C elements. When the
-// row fits one window it is read from memory once and kept in registers, and
-// the C loads of a lane are in flight together; longer rows are re-read per
-// pass (from L1/L2).
+// group w0 + E (lane + 32 c) of a window of W = 32 E C elements; warp g of a
+// team takes windows g, g + G, ... When each warp of the team has one window
+// the row is read from memory once and kept in registers, and the C loads of
+// a lane are in flight together; longer rows are re-read per pass (from
+// L1/L2). A team sums over the row in a fixed order (each warp, then the
+// warps in turn), so that forward and backward get the same statistics.
 // AT, ST, DT: float (fp32 mode) or bf16 (bf16 mode) for A, S and dS/dA.
 #define PN_WARPS 8
 
@@ -94,32 +96,70 @@ struct PnRow {
     float k, mx, ss;
 };
 
-// Row statistics; on return x holds the row's last window.
-template <int E, int C, typename AT>
-static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a, int n, int lane,
-                                                     float tau, int mode) {
+// Where a warp works: its row, its part of the team's windows, and the
+// block's reduction slots. Warps of a row past the last one take part in the
+// team's barriers with an empty row (n = 0).
+template <int G> struct PnTeam {
+    int lane, warp, part, n;
+    size_t row;
+    float *red; // PN_WARPS floats of shared memory
+    __device__ PnTeam(int n_, int rows, float *red_) : red(red_) {
+        lane = threadIdx.x & 31;
+        warp = threadIdx.x >> 5;
+        part = warp % G;
+        size_t r = (size_t)blockIdx.x * (PN_WARPS / G) + warp / G;
+        n = r < (size_t)rows ? n_ : 0;
+        row = r < (size_t)rows ? r : 0;
+    }
+    template <typename Op> __device__ float reduce(float v, Op op) {
+        for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if constexpr (G == 1) {
+            return v;
+        } else {
+            __syncthreads(); // the slots' previous values have been read
+            if (lane == 0) red[warp] = v;
+            __syncthreads();
+            const int first = warp - part;
+            float t = red[first];
+            for (int i = 1; i < G; i++) t = op(t, red[first + i]);
+            return t;
+        }
+    }
+    __device__ float sum(float v) {
+        return reduce(v, [](float x, float y) { return x + y; });
+    }
+    __device__ float max(float v) {
+        return reduce(v, [](float x, float y) { return fmaxf(x, y); });
+    }
+};
+
+// Row statistics; on return x holds the warp's last window.
+template <int E, int C, int G, typename AT>
+static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a, PnTeam<G> &tm,
+                                                     int n_full, float tau, int mode) {
     constexpr int W = 32 * E * C;
+    const int n = tm.n;
     const float fill = pn_fill(mode);
     PnRow r = {0.0f, 0.0f, 0.0f};
     if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
         float mx = -INFINITY;
-        for (int w0 = 0; w0 < n; w0 += W) {
-            pn_load<E, C>(x, a, w0, n, lane, fill);
+        for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
+            pn_load<E, C>(x, a, w0, n, tm.lane, fill);
 #pragma unroll
             for (int c = 0; c < C; c++) mx = fmaxf(mx, fmaxf(x[c].x, x[c].y));
         }
-        r.mx = tfc_warp_max(mx);
+        r.mx = tm.max(mx);
         float sum = 0.0f;
-        for (int w0 = 0; w0 < n; w0 += W) {
-            if (n > W) pn_load<E, C>(x, a, w0, n, lane, fill);
+        for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
+            if (n > G * W) pn_load<E, C>(x, a, w0, n, tm.lane, fill);
 #pragma unroll
             for (int c = 0; c < C; c++) sum += expf(x[c].x - r.mx) + expf(x[c].y - r.mx);
         }
-        r.k = (float)n / tfc_warp_sum(sum);
+        r.k = (float)n_full / tm.sum(sum);
     } else { // GELU_L2: ss over GeLU(A); L2_GELU: ss over A
         float ss = 0.0f;
-        for (int w0 = 0; w0 < n; w0 += W) {
-            pn_load<E, C>(x, a, w0, n, lane, fill);
+        for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
+            pn_load<E, C>(x, a, w0, n, tm.lane, fill);
 #pragma unroll
             for (int c = 0; c < C; c++) {
                 float u0 = x[c].x, u1 = x[c].y;
@@ -127,7 +167,7 @@ static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a
                 ss += u0 * u0 + u1 * u1;
             }
         }
-        r.ss = tfc_warp_sum(ss) + PNORM_EPS;
+        r.ss = tm.sum(ss) + PNORM_EPS;
         r.k = tau / sqrtf(r.ss);
     }
     return r;
@@ -175,44 +215,44 @@ static __device__ __forceinline__ PnBack pn_back(float a, float ds, const PnRow 
     return e;
 }
 
-template <int E, int C, typename AT, typename ST>
+template <int E, int C, int G, typename AT, typename ST>
 __global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
     constexpr int W = 32 * E * C;
-    const int lane = threadIdx.x & 31;
-    const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
-    if (row >= (size_t)rows) return;
-    const AT *a = A + row * n;
-    ST *s = S + row * n;
+    __shared__ float red[PN_WARPS];
+    PnTeam<G> tm(n, rows, red);
+    const AT *a = A + tm.row * n;
+    ST *s = S + tm.row * n;
     float2 x[C];
-    const PnRow r = pn_row_stats<E, C>(x, a, n, lane, tau, mode);
-    for (int w0 = 0; w0 < n; w0 += W) {
-        if (n > W) pn_load<E, C>(x, a, w0, n, lane, pn_fill(mode));
+    const PnRow r = pn_row_stats<E, C>(x, a, tm, n, tau, mode);
+    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
+        if (tm.n > G * W) pn_load<E, C>(x, a, w0, tm.n, tm.lane, pn_fill(mode));
 #pragma unroll
         for (int c = 0; c < C; c++) x[c] = make_float2(pn_value(x[c].x, r, mode), pn_value(x[c].y, r, mode));
-        pn_store<E, C>(s, w0, n, lane, x);
+        pn_store<E, C>(s, w0, tm.n, tm.lane, x);
     }
 }
 
 // dS in, dL/dA out; out may alias dS (each element is read before it is
 // written, by the same lane). S is recomputed from A, and written to S_out
 // when that is not null (bf16 mode does not keep S from the forward). A row
-// that fits one window keeps p, q and S in registers between the passes.
-template <int E, int C, typename AT, typename ST, typename DT>
-__global__ void pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, float tau,
+// that fits the team's windows keeps p, q and S in registers between passes.
+// (At least 3 blocks per SM: left alone, nvcc gives the team kernels twice
+// the registers of G = 1 for the same per-warp work.)
+template <int E, int C, int G, typename AT, typename ST, typename DT>
+__global__ void __launch_bounds__(32 * PN_WARPS, 3) pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, float tau,
                                       int mode, int n, int rows) {
     constexpr int W = 32 * E * C;
-    const int lane = threadIdx.x & 31;
-    const size_t row = (size_t)blockIdx.x * PN_WARPS + (threadIdx.x >> 5);
-    if (row >= (size_t)rows) return;
-    const AT *a = A + row * n;
-    const DT *d = dS + row * n;
+    __shared__ float red[PN_WARPS];
+    PnTeam<G> tm(n, rows, red);
+    const AT *a = A + tm.row * n;
+    const DT *d = dS + tm.row * n;
     const float fill = pn_fill(mode);
     float2 p[C], q[C], sv[C]; // p, q start as A and dS
-    const PnRow r = pn_row_stats<E, C>(q, a, n, lane, tau, mode);
+    const PnRow r = pn_row_stats<E, C>(q, a, tm, n, tau, mode);
     float dot = 0.0f;
-    for (int w0 = 0; w0 < n; w0 += W) {
-        if (n > W) pn_load<E, C>(q, a, w0, n, lane, fill);
-        pn_load<E, C>(p, d, w0, n, lane, 0.0f);
+    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
+        if (tm.n > G * W) pn_load<E, C>(q, a, w0, tm.n, tm.lane, fill);
+        pn_load<E, C>(p, d, w0, tm.n, tm.lane, 0.0f);
 #pragma unroll
         for (int c = 0; c < C; c++) {
             PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
@@ -222,12 +262,12 @@ __global__ void pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT
             sv[c] = make_float2(e0.s, e1.s);
         }
     }
-    const float cdot = tfc_warp_sum(dot) / (mode == PNORM_SOFTMAX ? (float)n : r.ss);
+    const float cdot = tm.sum(dot) / (mode == PNORM_SOFTMAX ? (float)n : r.ss);
     const float m = mode == PNORM_SOFTMAX ? 1.0f : r.k;
-    for (int w0 = 0; w0 < n; w0 += W) {
-        if (n > W) { // the row did not fit: its window again, from cache
-            pn_load<E, C>(q, a, w0, n, lane, fill);
-            pn_load<E, C>(p, d, w0, n, lane, 0.0f);
+    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
+        if (tm.n > G * W) { // the row did not fit: this window again, from cache
+            pn_load<E, C>(q, a, w0, tm.n, tm.lane, fill);
+            pn_load<E, C>(p, d, w0, tm.n, tm.lane, 0.0f);
 #pragma unroll
             for (int c = 0; c < C; c++) {
                 PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
@@ -239,50 +279,55 @@ __global__ void pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT
 #pragma unroll
         for (int c = 0; c < C; c++)
             p[c] = make_float2(m * (p[c].x - cdot * q[c].x), m * (p[c].y - cdot * q[c].y));
-        pn_store<E, C>(out + row * n, w0, n, lane, p);
-        if (S_out) pn_store<E, C>(S_out + row * n, w0, n, lane, sv);
+        pn_store<E, C>(out + tm.row * n, w0, tm.n, tm.lane, p);
+        if (S_out) pn_store<E, C>(S_out + tm.row * n, w0, tm.n, tm.lane, sv);
     }
 }
 
-// Row shapes the kernels are built for: pairs in the fewest slots C that hold
-// a whole row, up to MAXC slots (longer rows make several windows; the
-// backward, which keeps three values per element, stops at fewer slots so
-// that enough warps fit an SM); single elements, windows of 8 slots, for odd n.
-template <int E, int C> struct PnShape {
-    static constexpr int e = E, c = C;
+// Row shapes the kernels are built for, the same for forward and backward
+// (so that both sum a row in the same order): pairs in the fewest slots that
+// hold a whole row, up to 9 slots per warp (the backward keeps three values
+// per element in registers; more would leave too few warps per SM), then
+// teams of 2 and 4 warps; longer rows make several windows per warp. Odd n:
+// single elements, one warp, windows of 8 slots.
+template <int E, int C, int G> struct PnShape {
+    static constexpr int e = E, c = C, g = G;
 };
-template <int MAXC, typename Launch> static void pn_dispatch(int n, Launch launch) {
+template <typename Launch> static void pn_dispatch(int N, int n, Launch launch) {
     int slots = (n + 63) / 64;
-    if (n % 2) launch(PnShape<1, 8>());
-    else if (slots <= 1) launch(PnShape<2, 1>());
-    else if (slots <= 2) launch(PnShape<2, 2>());
-    else if (slots <= 3) launch(PnShape<2, 3>());
-    else if (slots <= 4) launch(PnShape<2, 4>());
-    else if (slots <= 5) launch(PnShape<2, 5>());
-    else if (slots <= 6) launch(PnShape<2, 6>());
-    else if constexpr (MAXC <= 9) launch(PnShape<2, 9>());
-    else if (slots <= 9) launch(PnShape<2, 9>());
-    else if (slots <= 12) launch(PnShape<2, 12>());
-    else launch(PnShape<2, 18>());
+    if (n % 2) launch(N, PnShape<1, 8, 1>());
+    else if (slots <= 1) launch(N, PnShape<2, 1, 1>());
+    else if (slots <= 2) launch(N, PnShape<2, 2, 1>());
+    else if (slots <= 3) launch(N, PnShape<2, 3, 1>());
+    else if (slots <= 4) launch(N, PnShape<2, 4, 1>());
+    else if (slots <= 5) launch(N, PnShape<2, 5, 1>());
+    else if (slots <= 6) launch(N, PnShape<2, 6, 1>());
+    else if (slots <= 9) launch(N, PnShape<2, 9, 1>());
+    else if (slots <= 18) launch(N, PnShape<2, 9, 2>());
+    else launch(N, PnShape<2, 9, 4>());
     KERNEL_CHECK();
+}
+template <typename Sh> static unsigned pn_blocks(int N) {
+    constexpr int rows_per_block = PN_WARPS / Sh::g;
+    return (unsigned)((N + rows_per_block - 1) / rows_per_block);
 }
 
 template <typename AT, typename ST>
 static void pnorm_forward(ST *S, const AT *A, float tau, int mode, int N, int n) {
-    unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
-    pn_dispatch<18>(n, [&](auto sh) {
+    pn_dispatch(N, n, [&](int rows, auto sh) {
         using Sh = decltype(sh);
-        pnorm_forward_kernel<Sh::e, Sh::c><<<blocks, 32 * PN_WARPS>>>(S, A, tau, mode, n, N);
+        pnorm_forward_kernel<Sh::e, Sh::c, Sh::g>
+            <<<pn_blocks<Sh>(rows), 32 * PN_WARPS>>>(S, A, tau, mode, n, rows);
     });
 }
 
 template <typename AT, typename ST, typename DT>
 static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, float tau, int mode,
                            int N, int n) {
-    unsigned blocks = (unsigned)((N + PN_WARPS - 1) / PN_WARPS);
-    pn_dispatch<9>(n, [&](auto sh) {
+    pn_dispatch(N, n, [&](int rows, auto sh) {
         using Sh = decltype(sh);
-        pnorm_backward_kernel<Sh::e, Sh::c><<<blocks, 32 * PN_WARPS>>>(out, S_out, dS, A, tau, mode, n, N);
+        pnorm_backward_kernel<Sh::e, Sh::c, Sh::g>
+            <<<pn_blocks<Sh>(rows), 32 * PN_WARPS>>>(out, S_out, dS, A, tau, mode, n, rows);
     });
 }
 
