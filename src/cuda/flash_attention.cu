@@ -1,223 +1,377 @@
 // Fused causal attention (FlashAttention-2 style) on tensor cores: q, k, v,
 // out and their gradients stay fp32 in the model's (B, T, H, hd) layout;
 // tiles are rounded to bf16 as they are staged in shared memory and multiplied
-// with WMMA (m16n16k16, fp32 accumulators). The T x T matrix never exists:
-// forward keeps a running max/sum per query row and saves only the row's
-// log-sum-exp; backward recomputes the probabilities from q, k and it.
+// with mma.sync m16n8k16 (bf16 operands, fp32 accumulators). The T x T matrix
+// never exists: forward keeps a running max/sum per query row and saves only
+// the row's log-sum-exp; backward recomputes the probabilities from q, k and it.
 //
-// Layout of a block: 4 warps, 64 rows (16 per warp) of the tile it owns, and
-// 64-row tiles of the other side streamed through shared memory. For the
-// softmax, lane l of a warp owns row l/2 of the warp's 16 rows and the float4
-// columns 8c + 4(l&1) (c = 0, 1, ...): both lanes of a row reduce with one shuffle.
-#include <mma.h>
-
+// Every product runs on 16-row warp tiles. The accumulator of m16n8k16 gives
+// lane l rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1 of each 8-column
+// slice; two adjacent slices packed to bf16 are exactly the A operand of the
+// next product over those 16 columns. So scores and probabilities never leave
+// registers: forward computes S = Q K^T and feeds P to P V; backward computes
+// the transposed S^T = K Q^T so that P^T and dS^T feed dV += P^T dO and
+// dK += dS^T Q directly, and only dS goes through shared memory (for dQ,
+// whose sum runs over the keys of all warps).
+//
+// The next tile's fp32 global loads are issued into registers before the
+// current tile's products and written (as bf16) to the other of two shared
+// buffers after them, so one barrier per tile suffices and the load latency
+// hides behind the tensor-core work (backward: the next Q and dO tiles from
+// the start to the end of a tile; forward, short of registers: the next K
+// across S = Q K^T, the next V across the softmax and P V).
 #include "common.cuh"
-
-using namespace nvcuda;
 
 namespace {
 
-constexpr int FA_THREADS = 128; // 4 warps
-constexpr int FA_TILE = 64;     // rows per tile, both sides
 constexpr float FA_LOG2E = 1.4426950408889634f;
+constexpr int FA_KT = 64;        // streamed tile: keys (forward), queries (backward)
+constexpr int FWD_THREADS = 128; // 4 warps
+// Backward: 16 keys per warp. Eight warps halve, against four, the L2 traffic
+// of re-reading the query-side tiles and of the dQ reductions per key (H100,
+// B=8 T=1024 H=12 hd=64: 250 us against 283 us with four).
+constexpr int BWD_WARPS = 8;
+constexpr int BWD_THREADS = 32 * BWD_WARPS;
+constexpr int BWD_KEYS = 16 * BWD_WARPS;
+constexpr int DQ_SPLIT = BWD_WARPS / 4; // warps sharing one 16-query tile of dQ (by columns)
 
-// Blocks per SM the register allocation must allow (up to hd 64, where it
-// costs no spills on sm_90: 128 registers forward, 168 backward).
-#define FA_FWD_MIN_BLOCKS(hd) ((hd) <= 64 ? 4 : 1)
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define FA_BWD_MIN_BLOCKS(hd) 1
-#else
-#define FA_BWD_MIN_BLOCKS(hd) ((hd) <= 64 ? 3 : 1)
-#endif
+// Forward: 16-row tiles per warp. Two let each K and V fragment read from
+// shared memory feed two products, which halves the shared-memory traffic
+// per product (H100, B=8 T=1024 H=12 hd=64: 91 us against 103 us with one);
+// at hd 128 their accumulators would not fit in registers.
+constexpr int FWD_MT = 2;
+template <int HD> __host__ __device__ constexpr int fwd_mt() { return HD <= 64 ? FWD_MT : 1; }
+template <int HD> __host__ __device__ constexpr int fwd_rows() { return 64 * fwd_mt<HD>(); }
+
+// Blocks per SM the register allocation must allow at hd <= 64.
+constexpr int FWD_BLOCKS = 2, BWD_BLOCKS = 1;
 
 template <int HD> struct FaDims {
-    static constexpr int LDB = HD + 8;                // bf16 tile row stride (elements)
-    static constexpr int SC = HD > FA_TILE ? HD : FA_TILE; // per-warp scratch columns
-    static constexpr int LDS = SC + 8;                // fp32 scratch row stride (floats)
-    static constexpr int LDP = 2 * LDS;               // the same rows read as bf16
-    static constexpr int LDD = FA_TILE + 8;           // dS^T tile row stride (bf16)
-    static constexpr size_t TILE_BYTES = (size_t)FA_TILE * LDB * sizeof(bf16);
-    static constexpr size_t SCRATCH_BYTES = (size_t)4 * 16 * LDS * sizeof(float);
-    static constexpr size_t FWD_SMEM = 3 * TILE_BYTES + SCRATCH_BYTES;
-    static constexpr size_t BWD_SMEM = 4 * TILE_BYTES + (size_t)FA_TILE * LDD * sizeof(bf16) +
-                                       2 * FA_TILE * sizeof(float) + SCRATCH_BYTES;
+    // +8 bf16 per row: the eight 16-byte rows one ldmatrix phase reads fall in
+    // distinct banks (row strides of 80, 144, 272 bytes).
+    static constexpr int LDB = HD + 8;
+    static constexpr int LDD = FA_KT + 8; // dS^T rows (keys x queries)
+    static constexpr size_t TILE_BYTES = (size_t)FA_KT * LDB * sizeof(bf16);
+    static constexpr size_t FWD_SMEM = (size_t)fwd_rows<HD>() * LDB * sizeof(bf16) + 4 * TILE_BYTES;
+    static constexpr size_t BWD_SMEM = (size_t)2 * BWD_KEYS * LDB * sizeof(bf16) + 4 * TILE_BYTES +
+                                       (size_t)2 * BWD_KEYS * LDD * sizeof(bf16) +
+                                       4 * FA_KT * sizeof(float);
 };
 
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> FragAc;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBc;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+// ------------------------------------------------------------------ PTX helpers
 
-// Rows [0, 64) of a head's tile (src points at row 0 of the head; rows are
-// `stride` floats apart) to bf16 in dst (row stride LDB); rows >= nvalid are zero.
-template <int HD>
-__device__ __forceinline__ void load_tile(bf16 *dst, const float *src, size_t stride,
-                                          int nvalid) {
-    constexpr int V4 = HD / 4;
-    for (int idx = threadIdx.x; idx < FA_TILE * V4; idx += FA_THREADS) {
-        int r = idx / V4, c = (idx - r * V4) * 4;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (r < nvalid) x = __ldg(reinterpret_cast<const float4 *>(src + r * stride + c));
-        __nv_bfloat162 *d =
-            reinterpret_cast<__nv_bfloat162 *>(dst + r * FaDims<HD>::LDB + c);
-        d[0] = __floats2bfloat162_rn(x.x, x.y);
-        d[1] = __floats2bfloat162_rn(x.z, x.w);
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+// Shared addresses in bytes, so that tile offsets fold into the instruction.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// volatile keeps the prefetch where it is written: left free, the compiler
+// hoists every tile's loads to the top of the loop and runs out of registers.
+__device__ __forceinline__ float4 ldg4(const float *p) {
+    float4 x;
+    asm volatile("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(x.x), "=f"(x.y), "=f"(x.z), "=f"(x.w)
+                 : "l"(p));
+    return x;
+}
+
+// c += a b for one 16x8 tile, k = 16.
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x in one MUFU op (2^-inf = 0); exp2f adds range fix-ups that the
+// softmax, whose arguments are <= 0 and whose results are rounded to bf16, does
+// not need.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// A operand over accumulator columns [16kk, 16kk + 16) of a 16-row tile.
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&lo)[4],
+                                         const float (&hi)[4]) {
+    a[0] = pack_bf16(lo[0], lo[1]);
+    a[1] = pack_bf16(lo[2], lo[3]);
+    a[2] = pack_bf16(hi[0], hi[1]);
+    a[3] = pack_bf16(hi[2], hi[3]);
+}
+
+// Per-lane byte offsets (row stride ld elements) of the ldmatrix.x4 row addresses.
+// a_off: A operand of rows [0,16) x cols [0,16) of a row-major tile.
+// b_off: B operands of two 8-row slices [0,8), [8,16) x cols [0,16) of a
+//   row-major n x k tile (the K of Q K^T): regs 0,1 slice 0, regs 2,3 slice 1.
+// t_off (with .trans): B operands of a row-major k x n tile (the V of P V),
+//   rows [0,16) x cols [0,8) in regs 0,1 and cols [8,16) in regs 2,3.
+__device__ __forceinline__ int a_off(int lane, int ld) {
+    return 2 * (((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4));
+}
+__device__ __forceinline__ int b_off(int lane, int ld) {
+    return 2 * (((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1));
+}
+__device__ __forceinline__ int t_off(int lane, int ld) { return a_off(lane, ld); }
+
+// Byte offset of element (r, c) of a bf16 tile with row stride ld.
+__host__ __device__ constexpr int eo(int r, int c, int ld) { return 2 * (r * ld + c); }
+
+// A ROWS x HD fp32 tile of one head (rows `stride` floats apart; rows >=
+// nvalid read as zeros) held in registers between fetch and store.
+template <int HD, int ROWS, int THREADS> struct Stage {
+    static constexpr int V4 = HD / 4;
+    static constexpr int N = ROWS * V4 / THREADS;
+    static_assert(N * THREADS == ROWS * V4, "tile does not split evenly over the block");
+    float4 x[N];
+
+    __device__ __forceinline__ void fetch(const float *src, size_t stride, int nvalid) {
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
+            x[i] = r < nvalid ? ldg4(src + r * stride + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
     }
-}
-
-__device__ __forceinline__ void store_bf16x4(bf16 *dst, float a, float b, float c, float d) {
-    __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst);
-    p[0] = __floats2bfloat162_rn(a, b);
-    p[1] = __floats2bfloat162_rn(c, d);
-}
+    __device__ __forceinline__ void store(bf16 *dst) const {
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
+            *reinterpret_cast<uint2 *>(dst + r * FaDims<HD>::LDB + c) =
+                make_uint2(pack_bf16(x[i].x, x[i].y), pack_bf16(x[i].z, x[i].w));
+        }
+    }
+};
 
 // ------------------------------------------------------------------ forward
 
-// grid (B*H, ceil(T/64)); block: the 64 query rows of tile qt (largest first).
+// grid (B*H, ceil(T/ROWS)); block: the ROWS query rows of tile qb (largest first),
+// MT 16-row tiles per warp.
 template <int HD>
-__global__ void __launch_bounds__(FA_THREADS, FA_FWD_MIN_BLOCKS(HD))
+__global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
     flash_fwd_kernel(float *__restrict__ out, float *__restrict__ lse,
                      const float *__restrict__ q, const float *__restrict__ k,
                      const float *__restrict__ v, int T, int H, float scale_log2) {
     typedef FaDims<HD> D;
+    constexpr int LDB = D::LDB, MT = fwd_mt<HD>(), ROWS = fwd_rows<HD>();
     extern __shared__ __align__(128) unsigned char fa_smem[];
     bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
-    bf16 *Ks = Qs + FA_TILE * D::LDB;
-    bf16 *Vs = Ks + FA_TILE * D::LDB;
-    float *scratch = reinterpret_cast<float *>(Vs + FA_TILE * D::LDB);
+    bf16 *Ks = Qs + ROWS * LDB; // two buffers
+    bf16 *Vs = Ks + 2 * FA_KT * LDB;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *ws = scratch + warp * 16 * D::LDS;
-    bf16 *wp = reinterpret_cast<bf16 *>(ws);
-    const int nqt = (T + FA_TILE - 1) / FA_TILE;
-    const int qt = nqt - 1 - (int)blockIdx.y;
+    const int g = lane >> 2, t = lane & 3;
+    const int nqb = (T + ROWS - 1) / ROWS;
+    const int qb = nqb - 1 - (int)blockIdx.y;
     const int bh = blockIdx.x, b = bh / H, h = bh - b * H;
     const size_t rs = (size_t)H * HD;
     const size_t head = ((size_t)b * T * H + h) * HD;
-    const int q0 = qt * FA_TILE;
+    const int q0 = qb * ROWS;
+    const int w0 = q0 + warp * 16 * MT; // this warp's first query row
+    const int nkt = (min(q0 + ROWS, T) - 1) / FA_KT + 1;
 
-    load_tile<HD>(Qs, q + head + q0 * rs, rs, min(FA_TILE, T - q0));
+    Stage<HD, FA_KT, FWD_THREADS> pf;
+    {
+        Stage<HD, ROWS, FWD_THREADS> sq;
+        sq.fetch(q + head + (size_t)q0 * rs, rs, T - q0);
+        pf.fetch(k + head, rs, T);
+        sq.store(Qs);
+        pf.store(Ks);
+        pf.fetch(v + head, rs, T);
+        pf.store(Vs);
+    }
+    __syncthreads();
 
-    const int r = lane >> 1, hf = lane & 1;
-    const int qi = q0 + warp * 16 + r;
-    float m = -INFINITY, l = 0.0f;
-    float o[HD / 2];
+    const int aoff = a_off(lane, LDB), boff = b_off(lane, LDB), toff = t_off(lane, LDB);
+    const uint32_t sK = smem_addr(Ks), sV = smem_addr(Vs);
+    uint32_t qf[MT][HD / 16][4];
 #pragma unroll
-    for (int e = 0; e < HD / 2; e++) o[e] = 0.0f;
-
-    for (int kt = 0; kt <= qt; kt++) {
-        const int k0 = kt * FA_TILE;
-        __syncthreads(); // everyone is done with the previous K, V
-        load_tile<HD>(Ks, k + head + k0 * rs, rs, min(FA_TILE, T - k0));
-        load_tile<HD>(Vs, v + head + k0 * rs, rs, min(FA_TILE, T - k0));
-        __syncthreads();
-
-        // S = Q_w K^T (16 x 64)
-        {
-            FragC sf[4];
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int n = 0; n < 4; n++) wmma::fill_fragment(sf[n], 0.0f);
+        for (int kk = 0; kk < HD / 16; kk++)
+            ldsm_x4(qf[mt][kk], smem_addr(Qs) + eo(warp * 16 * MT + 16 * mt, kk * 16, LDB) + aoff);
+
+    float o[MT][HD / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[mt][n][e] = 0.0f;
+    // rows g and g + 8 of each 16-row tile: running max of the raw scores,
+    // this lane's part of the sum
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
+
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * FA_KT;
+        const uint32_t kc = sK + (kt & 1) * (uint32_t)D::TILE_BYTES + boff;
+        const uint32_t vc = sV + (kt & 1) * (uint32_t)D::TILE_BYTES + toff;
+        bf16 *Kn = Ks + ((kt + 1) & 1) * FA_KT * LDB, *Vn = Vs + ((kt + 1) & 1) * FA_KT * LDB;
+        const bool more = kt + 1 < nkt;
+        const size_t next = head + (size_t)(k0 + FA_KT) * rs;
+        if (more) pf.fetch(k + next, rs, T - k0 - FA_KT);
+        // warps whose rows all precede this tile (or lie past T) skip it
+        const bool active = k0 <= w0 + 16 * MT - 1 && w0 < T;
+
+        float s[MT][FA_KT / 8][4];
+        if (active) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < FA_KT / 8; j++)
+                    s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
-                FragA a;
-                wmma::load_matrix_sync(a, Qs + warp * 16 * D::LDB + kk * 16, D::LDB);
 #pragma unroll
-                for (int n = 0; n < 4; n++) {
-                    FragBc bk;
-                    wmma::load_matrix_sync(bk, Ks + n * 16 * D::LDB + kk * 16, D::LDB);
-                    wmma::mma_sync(sf[n], a, bk, sf[n]);
+                for (int jp = 0; jp < FA_KT / 16; jp++) {
+                    uint32_t bk[4];
+                    ldsm_x4(bk, kc + eo(jp * 16, kk * 16, LDB));
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(s[mt][2 * jp], qf[mt][kk], bk[0], bk[1]);
+                        mma16816(s[mt][2 * jp + 1], qf[mt][kk], bk[2], bk[3]);
+                    }
+                }
+            }
+        }
+        if (more) {
+            pf.store(Kn);
+            pf.fetch(v + next, rs, T - k0 - FA_KT);
+        }
+        if (active) {
+            if (k0 + FA_KT - 1 > w0 || k0 + FA_KT > T) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int j = 0; j < FA_KT / 8; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int key = k0 + 8 * j + 2 * t + (e & 1);
+                            const int row = w0 + 16 * mt + g + 8 * (e >> 1);
+                            if (key > row || key >= T) s[mt][j][e] = -INFINITY;
+                        }
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                // Row max and sum as trees rather than a 32-long dependent
+                // chain per row, for the short critical path with only two
+                // warps per scheduler (no difference measured at hd 64).
+                float r[2][FA_KT / 8];
+#pragma unroll
+                for (int j = 0; j < FA_KT / 8; j++) {
+                    r[0][j] = fmaxf(s[mt][j][0], s[mt][j][1]);
+                    r[1][j] = fmaxf(s[mt][j][2], s[mt][j][3]);
+                }
+#pragma unroll
+                for (int w = FA_KT / 16; w >= 1; w /= 2)
+#pragma unroll
+                    for (int j = 0; j < w; j++) {
+                        r[0][j] = fmaxf(r[0][j], r[0][j + w]);
+                        r[1][j] = fmaxf(r[1][j], r[1][j + w]);
+                    }
+                float mx[2] = {fmaxf(m[mt][0], r[0][0]), fmaxf(m[mt][1], r[1][0])};
+                float base[2], alpha[2];
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+                    // a row with nothing visible yet keeps alpha = 0 and p = 0
+                    base[i] = mx[i] == -INFINITY ? 0.0f : mx[i] * scale_log2;
+                    alpha[i] = fast_exp2(m[mt][i] * scale_log2 - base[i]);
+                    m[mt][i] = mx[i];
+                }
+#pragma unroll
+                for (int j = 0; j < FA_KT / 8; j++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        s[mt][j][e] = fast_exp2(fmaf(s[mt][j][e], scale_log2, -base[e >> 1]));
+                    r[0][j] = s[mt][j][0] + s[mt][j][1];
+                    r[1][j] = s[mt][j][2] + s[mt][j][3];
+                }
+#pragma unroll
+                for (int w = FA_KT / 16; w >= 1; w /= 2)
+#pragma unroll
+                    for (int j = 0; j < w; j++) {
+                        r[0][j] += r[0][j + w];
+                        r[1][j] += r[1][j + w];
+                    }
+                l[mt][0] = fmaf(l[mt][0], alpha[0], r[0][0]);
+                l[mt][1] = fmaf(l[mt][1], alpha[1], r[1][0]);
+#pragma unroll
+                for (int n = 0; n < HD / 8; n++) {
+                    o[mt][n][0] *= alpha[0];
+                    o[mt][n][1] *= alpha[0];
+                    o[mt][n][2] *= alpha[1];
+                    o[mt][n][3] *= alpha[1];
                 }
             }
 #pragma unroll
-            for (int n = 0; n < 4; n++)
-                wmma::store_matrix_sync(ws + n * 16, sf[n], D::LDS, wmma::mem_row_major);
-        }
-        __syncwarp();
-
-        // online softmax over this lane's 32 scores
-        float s[32];
-        const bool full = kt < qt && k0 + FA_TILE <= T; // no masking needed
+            for (int kk = 0; kk < FA_KT / 16; kk++) {
+                uint32_t pa[MT][4];
 #pragma unroll
-        for (int c = 0; c < 8; c++) {
-            float4 x = *reinterpret_cast<const float4 *>(ws + r * D::LDS + 8 * c + 4 * hf);
-            s[4 * c] = x.x;
-            s[4 * c + 1] = x.y;
-            s[4 * c + 2] = x.z;
-            s[4 * c + 3] = x.w;
-        }
-        float mx = -INFINITY;
+                for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
-        for (int e = 0; e < 32; e++) {
-            int j = k0 + 8 * (e >> 2) + 4 * hf + (e & 3);
-            bool ok = full || (j <= qi && j < T);
-            s[e] = ok ? s[e] * scale_log2 : -INFINITY;
-            mx = fmaxf(mx, s[e]);
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        const float m_new = fmaxf(m, mx);
-        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-        const float alpha = exp2f(m - m_use);
-        float psum = 0.0f;
+                for (int np = 0; np < HD / 16; np++) {
+                    uint32_t bv[4];
+                    ldsm_x4_t(bv, vc + eo(kk * 16, np * 16, LDB));
 #pragma unroll
-        for (int e = 0; e < 32; e++) {
-            s[e] = exp2f(s[e] - m_use);
-            psum += s[e];
-        }
-        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-        l = l * alpha + psum;
-        m = m_new;
-#pragma unroll
-        for (int e = 0; e < HD / 2; e++) o[e] *= alpha;
-        __syncwarp(); // all lanes have read S before P overwrites it
-#pragma unroll
-        for (int c = 0; c < 8; c++)
-            store_bf16x4(wp + r * D::LDP + 8 * c + 4 * hf, s[4 * c], s[4 * c + 1], s[4 * c + 2],
-                         s[4 * c + 3]);
-        __syncwarp();
-
-        // O_w += P V (16 x HD)
-        {
-            FragC of[HD / 16];
-#pragma unroll
-            for (int n = 0; n < HD / 16; n++) wmma::fill_fragment(of[n], 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < FA_TILE / 16; kk++) {
-                FragA a;
-                wmma::load_matrix_sync(a, wp + kk * 16, D::LDP);
-#pragma unroll
-                for (int n = 0; n < HD / 16; n++) {
-                    FragB bv;
-                    wmma::load_matrix_sync(bv, Vs + kk * 16 * D::LDB + n * 16, D::LDB);
-                    wmma::mma_sync(of[n], a, bv, of[n]);
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(o[mt][2 * np], pa[mt], bv[0], bv[1]);
+                        mma16816(o[mt][2 * np + 1], pa[mt], bv[2], bv[3]);
+                    }
                 }
             }
-            __syncwarp(); // P fully read before the product overwrites it
-#pragma unroll
-            for (int n = 0; n < HD / 16; n++)
-                wmma::store_matrix_sync(ws + n * 16, of[n], D::LDS, wmma::mem_row_major);
         }
-        __syncwarp();
-#pragma unroll
-        for (int c = 0; c < HD / 8; c++) {
-            float4 x = *reinterpret_cast<const float4 *>(ws + r * D::LDS + 8 * c + 4 * hf);
-            o[4 * c] += x.x;
-            o[4 * c + 1] += x.y;
-            o[4 * c + 2] += x.z;
-            o[4 * c + 3] += x.w;
-        }
+        if (more) pf.store(Vn);
+        __syncthreads(); // the next tile is in place; nobody reads this one any more
     }
 
-    if (qi < T) {
-        const float inv = 1.0f / l;
-        float *dst = out + head + (size_t)qi * rs;
 #pragma unroll
-        for (int c = 0; c < HD / 8; c++)
-            *reinterpret_cast<float4 *>(dst + 8 * c + 4 * hf) =
-                make_float4(o[4 * c] * inv, o[4 * c + 1] * inv, o[4 * c + 2] * inv,
-                            o[4 * c + 3] * inv);
-        if (hf == 0) lse[(size_t)bh * T + qi] = m + log2f(l); // log2 units of scaled scores
-    }
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            l[mt][i] += __shfl_xor_sync(0xffffffffu, l[mt][i], 1);
+            l[mt][i] += __shfl_xor_sync(0xffffffffu, l[mt][i], 2);
+        }
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int row = w0 + 16 * mt + g + 8 * i;
+            if (row >= T) continue;
+            const float inv = 1.0f / l[mt][i];
+            float *dst = out + head + (size_t)row * rs + 2 * t;
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++)
+                *reinterpret_cast<float2 *>(dst + 8 * n) =
+                    make_float2(o[mt][n][2 * i] * inv, o[mt][n][2 * i + 1] * inv);
+            // log2 units of scaled scores
+            if (t == 0) lse[(size_t)bh * T + row] = m[mt][i] * scale_log2 + log2f(l[mt][i]);
+        }
 }
 
 // ------------------------------------------------------------------ backward
@@ -251,205 +405,277 @@ __global__ void flash_bwd_pre_kernel(float *__restrict__ Dv, float *__restrict__
     }
 }
 
-// grid (B*H, ceil(T/64)); block: the 64 keys of tile kt, over query tiles kt..end.
+// dq[0..3] += x, one vector reduction where the hardware has it.
+__device__ __forceinline__ void add4(float *dst, float4 x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4 *>(dst), x);
+#else
+    atomicAdd(dst, x.x);
+    atomicAdd(dst + 1, x.y);
+    atomicAdd(dst + 2, x.z);
+    atomicAdd(dst + 3, x.w);
+#endif
+}
+
+// grid (B*H, ceil(T/KEYS)); block: the KEYS keys of tile kt, over the 64-query
+// tiles from the first that sees them to the end.
 template <int HD>
-__global__ void __launch_bounds__(FA_THREADS, FA_BWD_MIN_BLOCKS(HD))
+__global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
     flash_bwd_kernel(float *__restrict__ dq, float *__restrict__ dk, float *__restrict__ dv,
                      const float *__restrict__ q, const float *__restrict__ k,
                      const float *__restrict__ v, const float *__restrict__ dout,
                      const float *__restrict__ lse, const float *__restrict__ Dv, int T, int H,
                      float scale_log2, float scale) {
     typedef FaDims<HD> D;
+    constexpr int LDB = D::LDB, LDD = D::LDD;
+    // at hd 128 the accumulators leave no registers for a tile in flight
+    constexpr bool PREFETCH = HD <= 64;
     extern __shared__ __align__(128) unsigned char fa_smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(fa_smem);
-    bf16 *Vs = Ks + FA_TILE * D::LDB;
-    bf16 *Qs = Vs + FA_TILE * D::LDB;
-    bf16 *dOs = Qs + FA_TILE * D::LDB;
-    bf16 *dSs = dOs + FA_TILE * D::LDB; // dS^T: keys x queries, row stride LDD
-    float *lse_s = reinterpret_cast<float *>(dSs + FA_TILE * D::LDD);
-    float *D_s = lse_s + FA_TILE;
-    float *scratch = D_s + FA_TILE;
+    bf16 *Vs = Ks + BWD_KEYS * LDB;
+    bf16 *Qs = Vs + BWD_KEYS * LDB;   // two buffers
+    bf16 *dOs = Qs + 2 * FA_KT * LDB; // two buffers
+    bf16 *dSs = dOs + 2 * FA_KT * LDB; // dS^T (keys x queries), two buffers
+    float *lse_s = reinterpret_cast<float *>(dSs + 2 * BWD_KEYS * LDD); // two buffers
+    float *D_s = lse_s + 2 * FA_KT;                                  // two buffers
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *ws = scratch + warp * 16 * D::LDS;
-    bf16 *wp = reinterpret_cast<bf16 *>(ws);
-    const int nqt = (T + FA_TILE - 1) / FA_TILE;
+    const int g = lane >> 2, t = lane & 3;
+    const int nqt = (T + FA_KT - 1) / FA_KT;
     const int kt = blockIdx.y;
     const int bh = blockIdx.x, b = bh / H, h = bh - b * H;
     const size_t rs = (size_t)H * HD;
     const size_t head = ((size_t)b * T * H + h) * HD;
-    const int k0 = kt * FA_TILE;
-    const int r = lane >> 1, hf = lane & 1;
-    const int kj = k0 + warp * 16 + r; // this lane's key
+    const int k0 = kt * BWD_KEYS, qt0 = k0 / FA_KT;
+    const int kw = k0 + warp * 16; // this warp's first key
+    const float *lse_h = lse + (size_t)bh * T, *Dv_h = Dv + (size_t)bh * T;
 
-    load_tile<HD>(Ks, k + head + k0 * rs, rs, min(FA_TILE, T - k0));
-    load_tile<HD>(Vs, v + head + k0 * rs, rs, min(FA_TILE, T - k0));
-
-    FragC dKf[HD / 16], dVf[HD / 16];
-#pragma unroll
-    for (int n = 0; n < HD / 16; n++) {
-        wmma::fill_fragment(dKf[n], 0.0f);
-        wmma::fill_fragment(dVf[n], 0.0f);
-    }
-
-    for (int qt = kt; qt < nqt; qt++) {
-        const int q0 = qt * FA_TILE;
-        const int nq = min(FA_TILE, T - q0);
-        __syncthreads(); // previous Q, dO, dS^T no longer in use
-        load_tile<HD>(Qs, q + head + q0 * rs, rs, nq);
-        load_tile<HD>(dOs, dout + head + q0 * rs, rs, nq);
-        if (threadIdx.x < FA_TILE) {
-            int i = q0 + threadIdx.x;
-            lse_s[threadIdx.x] = i < T ? lse[(size_t)bh * T + i] : 0.0f;
-            D_s[threadIdx.x] = i < T ? Dv[(size_t)bh * T + i] : 0.0f;
+    Stage<HD, FA_KT, BWD_THREADS> pf, pf2;
+    {
+        // two tiles in flight while registers are free
+        const size_t first = head + (size_t)k0 * rs;
+        {
+            Stage<HD, BWD_KEYS, BWD_THREADS> p1, p2;
+            p1.fetch(k + first, rs, T - k0);
+            p2.fetch(v + first, rs, T - k0);
+            p1.store(Ks);
+            p2.store(Vs);
         }
+        Stage<HD, FA_KT, BWD_THREADS> p2;
+        pf.fetch(q + first, rs, T - k0);
+        p2.fetch(dout + first, rs, T - k0);
+        pf.store(Qs);
+        p2.store(dOs);
+    }
+    if (threadIdx.x < 2 * FA_KT) {
+        const int i = k0 + (threadIdx.x & (FA_KT - 1));
+        float *dst = threadIdx.x < FA_KT ? lse_s : D_s;
+        const float *src = threadIdx.x < FA_KT ? lse_h : Dv_h;
+        dst[threadIdx.x & (FA_KT - 1)] = i < T ? src[i] : 0.0f;
+    }
+    __syncthreads();
+
+    const int aoff = a_off(lane, LDB), boff = b_off(lane, LDB), toff = t_off(lane, LDB);
+    const int doff = b_off(lane, LDD); // dS^T read as the A operand dS via .trans
+    const uint32_t sK = smem_addr(Ks), sV = smem_addr(Vs);
+    const uint32_t kw_a = sK + eo(warp * 16, 0, LDB) + aoff;
+    const uint32_t vw_a = sV + eo(warp * 16, 0, LDB) + aoff;
+    const uint32_t k_t = sK + toff;
+
+    float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dka[n][e] = dva[n][e] = 0.0f;
+
+    for (int qt = qt0; qt < nqt; qt++) {
+        const int cur = (qt - qt0) & 1, nxt = cur ^ 1;
+        const int q0 = qt * FA_KT;
+        const uint32_t qc = smem_addr(Qs) + cur * (uint32_t)D::TILE_BYTES;
+        const uint32_t oc = smem_addr(dOs) + cur * (uint32_t)D::TILE_BYTES;
+        const float *lse_c = lse_s + cur * FA_KT, *D_c = D_s + cur * FA_KT;
+        bf16 *dSc = dSs + cur * BWD_KEYS * LDD;
+        const bool more = qt + 1 < nqt;
+        const size_t next = head + (size_t)(q0 + FA_KT) * rs;
+        const int nv_next = T - q0 - FA_KT;
+        float row_next = 0.0f; // lse (threads < 64) or D (< 128) of the next tile
+        if (more) {
+            const int i = q0 + FA_KT + (threadIdx.x & (FA_KT - 1));
+            if (i < T && threadIdx.x < 2 * FA_KT)
+                row_next = threadIdx.x < FA_KT ? lse_h[i] : Dv_h[i];
+            if (PREFETCH) {
+                pf.fetch(q + next, rs, nv_next);
+                pf2.fetch(dout + next, rs, nv_next);
+            }
+        }
+
+        // S^T = K_w Q^T (16 keys x 64 queries) -> P^T. A warp whose keys all
+        // follow this tile's queries (or lie past T) has P = dS = 0 here: it
+        // skips the products and only writes its zero rows of dS^T.
+        const bool live = kw <= q0 + FA_KT - 1 && kw < T;
+        float s[FA_KT / 8][4];
+#pragma unroll
+        for (int j = 0; j < FA_KT / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        if (live) {
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                uint32_t ka[4];
+                ldsm_x4(ka, kw_a + eo(0, kk * 16, LDB));
+#pragma unroll
+                for (int jp = 0; jp < FA_KT / 16; jp++) {
+                    uint32_t bq[4];
+                    ldsm_x4(bq, qc + boff + eo(jp * 16, kk * 16, LDB));
+                    mma16816(s[2 * jp], ka, bq[0], bq[1]);
+                    mma16816(s[2 * jp + 1], ka, bq[2], bq[3]);
+                }
+            }
+            const bool full = q0 >= kw + 15 && q0 + FA_KT <= T;
+#pragma unroll
+            for (int j = 0; j < FA_KT / 8; j++) {
+                const float2 L = *reinterpret_cast<const float2 *>(lse_c + 8 * j + 2 * t);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = q0 + 8 * j + 2 * t + (e & 1), key = kw + g + 8 * (e >> 1);
+                    const float p = fast_exp2(fmaf(s[j][e], scale_log2, (e & 1) ? -L.y : -L.x));
+                    s[j][e] = full || (i >= key && i < T) ? p : 0.0f;
+                }
+            }
+        }
+        if (more) {
+            if (!PREFETCH) pf.fetch(q + next, rs, nv_next);
+            pf.store(Qs + nxt * FA_KT * LDB);
+        }
+
+        // dV_w += P^T dO
+        if (live) {
+#pragma unroll
+            for (int kk = 0; kk < FA_KT / 16; kk++) {
+                uint32_t pa[4];
+                acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+                for (int np = 0; np < HD / 16; np++) {
+                    uint32_t bo[4];
+                    ldsm_x4_t(bo, oc + toff + eo(kk * 16, np * 16, LDB));
+                    mma16816(dva[2 * np], pa, bo[0], bo[1]);
+                    mma16816(dva[2 * np + 1], pa, bo[2], bo[3]);
+                }
+            }
+        }
+
+        // dP^T = V_w dO^T -> dS^T = P^T (dP^T - D)
+        if (live) {
+            float dp[FA_KT / 8][4];
+#pragma unroll
+            for (int j = 0; j < FA_KT / 8; j++) dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                uint32_t va[4];
+                ldsm_x4(va, vw_a + eo(0, kk * 16, LDB));
+#pragma unroll
+                for (int jp = 0; jp < FA_KT / 16; jp++) {
+                    uint32_t bo[4];
+                    ldsm_x4(bo, oc + boff + eo(jp * 16, kk * 16, LDB));
+                    mma16816(dp[2 * jp], va, bo[0], bo[1]);
+                    mma16816(dp[2 * jp + 1], va, bo[2], bo[3]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < FA_KT / 8; j++) {
+                const float2 Dq = *reinterpret_cast<const float2 *>(D_c + 8 * j + 2 * t);
+                s[j][0] *= dp[j][0] - Dq.x;
+                s[j][1] *= dp[j][1] - Dq.y;
+                s[j][2] *= dp[j][2] - Dq.x;
+                s[j][3] *= dp[j][3] - Dq.y;
+            }
+        }
+
+        // dK_w += dS^T Q; dS^T to shared memory for dQ
+#pragma unroll
+        for (int kk = 0; kk < FA_KT / 16; kk++) {
+            uint32_t sa[4];
+            acc_to_a(sa, s[2 * kk], s[2 * kk + 1]);
+            bf16 *d = dSc + (warp * 16 + g) * LDD + kk * 16 + 2 * t;
+            *reinterpret_cast<uint32_t *>(d) = sa[0];
+            *reinterpret_cast<uint32_t *>(d + 8 * LDD) = sa[1];
+            *reinterpret_cast<uint32_t *>(d + 8) = sa[2];
+            *reinterpret_cast<uint32_t *>(d + 8 * LDD + 8) = sa[3];
+            if (live) {
+#pragma unroll
+                for (int np = 0; np < HD / 16; np++) {
+                    uint32_t bq[4];
+                    ldsm_x4_t(bq, qc + toff + eo(kk * 16, np * 16, LDB));
+                    mma16816(dka[2 * np], sa, bq[0], bq[1]);
+                    mma16816(dka[2 * np + 1], sa, bq[2], bq[3]);
+                }
+            }
+        }
+        if (more) {
+            if (!PREFETCH) pf2.fetch(dout + next, rs, nv_next);
+            pf2.store(dOs + nxt * FA_KT * LDB);
+            if (threadIdx.x < 2 * FA_KT)
+                (threadIdx.x < FA_KT ? lse_s : D_s)[nxt * FA_KT + (threadIdx.x & (FA_KT - 1))] =
+                    row_next;
+        }
+        // dS^T complete; also publishes the next tile (every reader of the
+        // buffers it overwrote finished before the previous barrier)
         __syncthreads();
 
-        // S^T = K_w Q^T (16 keys x 64 queries) -> P^T
-        float p[32];
+        // dQ (16 queries x DQC columns per warp) += scale * dS K, summed over
+        // the block's keys
         {
-            FragC sf[4];
+            constexpr int DQC = HD / DQ_SPLIT;
+            const int mq = warp & 3, c0 = (warp >> 2) * DQC;
+            // even and odd key slices in separate accumulators: twice the
+            // independent products between dependent ones
+            float dqa[DQC / 8][4], dqb[DQC / 8][4];
 #pragma unroll
-            for (int n = 0; n < 4; n++) wmma::fill_fragment(sf[n], 0.0f);
+            for (int n = 0; n < DQC / 8; n++)
 #pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                FragA a;
-                wmma::load_matrix_sync(a, Ks + warp * 16 * D::LDB + kk * 16, D::LDB);
+                for (int e = 0; e < 4; e++) dqa[n][e] = dqb[n][e] = 0.0f;
 #pragma unroll
-                for (int n = 0; n < 4; n++) {
-                    FragBc bq;
-                    wmma::load_matrix_sync(bq, Qs + n * 16 * D::LDB + kk * 16, D::LDB);
-                    wmma::mma_sync(sf[n], a, bq, sf[n]);
+            for (int kk = 0; kk < BWD_KEYS / 16; kk++) {
+                uint32_t da[4];
+                ldsm_x4_t(da, smem_addr(dSc) + doff + eo(kk * 16, mq * 16, LDD));
+#pragma unroll
+                for (int np = 0; np < DQC / 16; np++) {
+                    uint32_t bk[4];
+                    ldsm_x4_t(bk, k_t + eo(kk * 16, c0 + np * 16, LDB));
+                    mma16816((kk & 1) ? dqb[2 * np] : dqa[2 * np], da, bk[0], bk[1]);
+                    mma16816((kk & 1) ? dqb[2 * np + 1] : dqa[2 * np + 1], da, bk[2], bk[3]);
                 }
             }
 #pragma unroll
-            for (int n = 0; n < 4; n++)
-                wmma::store_matrix_sync(ws + n * 16, sf[n], D::LDS, wmma::mem_row_major);
-        }
-        __syncwarp();
-        const bool full = qt > kt && q0 + FA_TILE <= T;
+            for (int n = 0; n < DQC / 8; n++)
 #pragma unroll
-        for (int c = 0; c < 8; c++) {
-            float4 x = *reinterpret_cast<const float4 *>(ws + r * D::LDS + 8 * c + 4 * hf);
-            float sv[4] = {x.x, x.y, x.z, x.w};
+                for (int e = 0; e < 4; e++) dqa[n][e] += dqb[n][e];
+            // lanes t and t^1 swap halves so each adds 4 consecutive floats of one row
+            const bool odd = t & 1;
+            const int row = q0 + mq * 16 + g + (odd ? 8 : 0);
+            float *dst = dq + head + (size_t)row * rs + c0 + 2 * (t & ~1);
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = 8 * c + 4 * hf + e, i = q0 + col;
-                bool ok = full || (i < T && i >= kj);
-                p[4 * c + e] = ok ? exp2f(sv[e] * scale_log2 - lse_s[col]) : 0.0f;
+            for (int n = 0; n < DQC / 8; n++) {
+                const float x0 = __shfl_xor_sync(0xffffffffu, odd ? dqa[n][0] : dqa[n][2], 1);
+                const float x1 = __shfl_xor_sync(0xffffffffu, odd ? dqa[n][1] : dqa[n][3], 1);
+                const float4 val =
+                    odd ? make_float4(x0 * scale, x1 * scale, dqa[n][2] * scale, dqa[n][3] * scale)
+                        : make_float4(dqa[n][0] * scale, dqa[n][1] * scale, x0 * scale, x1 * scale);
+                if (row < T) add4(dst + 8 * n, val);
             }
-        }
-        __syncwarp();
-
-        // dP^T = V_w dO^T (16 x 64) -> dS^T = P^T (dP^T - D)
-        {
-            FragC sf[4];
-#pragma unroll
-            for (int n = 0; n < 4; n++) wmma::fill_fragment(sf[n], 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                FragA a;
-                wmma::load_matrix_sync(a, Vs + warp * 16 * D::LDB + kk * 16, D::LDB);
-#pragma unroll
-                for (int n = 0; n < 4; n++) {
-                    FragBc bo;
-                    wmma::load_matrix_sync(bo, dOs + n * 16 * D::LDB + kk * 16, D::LDB);
-                    wmma::mma_sync(sf[n], a, bo, sf[n]);
-                }
-            }
-#pragma unroll
-            for (int n = 0; n < 4; n++)
-                wmma::store_matrix_sync(ws + n * 16, sf[n], D::LDS, wmma::mem_row_major);
-        }
-        __syncwarp();
-        float ds[32];
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            float4 x = *reinterpret_cast<const float4 *>(ws + r * D::LDS + 8 * c + 4 * hf);
-            float dp[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = 8 * c + 4 * hf + e;
-                ds[4 * c + e] = p[4 * c + e] * (dp[e] - D_s[col]);
-            }
-        }
-        __syncwarp();
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            store_bf16x4(wp + r * D::LDP + 8 * c + 4 * hf, p[4 * c], p[4 * c + 1], p[4 * c + 2],
-                         p[4 * c + 3]);
-            store_bf16x4(dSs + (warp * 16 + r) * D::LDD + 8 * c + 4 * hf, ds[4 * c],
-                         ds[4 * c + 1], ds[4 * c + 2], ds[4 * c + 3]);
-        }
-        __syncwarp();
-
-        // dV_w += P^T dO ; dK_w += dS^T Q
-#pragma unroll
-        for (int kk = 0; kk < FA_TILE / 16; kk++) {
-            FragA ap, as;
-            wmma::load_matrix_sync(ap, wp + kk * 16, D::LDP);
-            wmma::load_matrix_sync(as, dSs + warp * 16 * D::LDD + kk * 16, D::LDD);
-#pragma unroll
-            for (int n = 0; n < HD / 16; n++) {
-                FragB bo, bq;
-                wmma::load_matrix_sync(bo, dOs + kk * 16 * D::LDB + n * 16, D::LDB);
-                wmma::mma_sync(dVf[n], ap, bo, dVf[n]);
-                wmma::load_matrix_sync(bq, Qs + kk * 16 * D::LDB + n * 16, D::LDB);
-                wmma::mma_sync(dKf[n], as, bq, dKf[n]);
-            }
-        }
-        __syncthreads(); // the whole dS^T tile is written (and P^T read)
-
-        // dQ[queries of warp] += scale * dS K : dS (queries x keys) is dS^T read col-major
-        {
-            FragC qf[HD / 16];
-#pragma unroll
-            for (int n = 0; n < HD / 16; n++) wmma::fill_fragment(qf[n], 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < FA_TILE / 16; kk++) {
-                FragAc a;
-                wmma::load_matrix_sync(a, dSs + kk * 16 * D::LDD + warp * 16, D::LDD);
-#pragma unroll
-                for (int n = 0; n < HD / 16; n++) {
-                    FragB bk;
-                    wmma::load_matrix_sync(bk, Ks + kk * 16 * D::LDB + n * 16, D::LDB);
-                    wmma::mma_sync(qf[n], a, bk, qf[n]);
-                }
-            }
-#pragma unroll
-            for (int n = 0; n < HD / 16; n++)
-                wmma::store_matrix_sync(ws + n * 16, qf[n], D::LDS, wmma::mem_row_major);
-        }
-        __syncwarp();
-        const int qrow0 = warp * 16;
-        const int rows_here = min(16, nq - qrow0);
-        for (int idx = lane; idx < rows_here * HD; idx += 32) {
-            int rr = idx / HD, c = idx - rr * HD;
-            atomicAdd(dq + head + (size_t)(q0 + qrow0 + rr) * rs + c, ws[rr * D::LDS + c] * scale);
         }
     }
 
-    // write dK (scaled) and dV of this warp's 16 keys
-    const int nk = min(16, T - (k0 + warp * 16));
+    // dK (scaled) and dV of this warp's 16 keys
 #pragma unroll
-    for (int pass = 0; pass < 2; pass++) {
-        __syncwarp();
+    for (int i = 0; i < 2; i++) {
+        const int key = kw + g + 8 * i;
+        if (key >= T) continue;
+        const size_t off = head + (size_t)key * rs + 2 * t;
 #pragma unroll
-        for (int n = 0; n < HD / 16; n++) {
-            if (pass == 0) {
-#pragma unroll
-                for (int t = 0; t < dKf[n].num_elements; t++) dKf[n].x[t] *= scale;
-                wmma::store_matrix_sync(ws + n * 16, dKf[n], D::LDS, wmma::mem_row_major);
-            } else {
-                wmma::store_matrix_sync(ws + n * 16, dVf[n], D::LDS, wmma::mem_row_major);
-            }
-        }
-        __syncwarp();
-        float *dst = pass == 0 ? dk : dv;
-        for (int idx = lane; idx < nk * (HD / 4); idx += 32) {
-            int rr = idx / (HD / 4), c = (idx - rr * (HD / 4)) * 4;
-            *reinterpret_cast<float4 *>(dst + head + (size_t)(k0 + warp * 16 + rr) * rs + c) =
-                *reinterpret_cast<const float4 *>(ws + rr * D::LDS + c);
+        for (int n = 0; n < HD / 8; n++) {
+            *reinterpret_cast<float2 *>(dk + off + 8 * n) =
+                make_float2(dka[n][2 * i] * scale, dka[n][2 * i + 1] * scale);
+            *reinterpret_cast<float2 *>(dv + off + 8 * n) =
+                make_float2(dva[n][2 * i], dva[n][2 * i + 1]);
         }
     }
 }
@@ -467,9 +693,9 @@ void flash_forward(float *out, float *lse, const float *q, const float *k, const
         configured = true;
     }
     float scale_log2 = FA_LOG2E / sqrtf((float)HD);
-    dim3 grid((unsigned)(B * H), (unsigned)((T + FA_TILE - 1) / FA_TILE));
-    flash_fwd_kernel<HD><<<grid, FA_THREADS, FaDims<HD>::FWD_SMEM>>>(out, lse, q, k, v, T, H,
-                                                                      scale_log2);
+    dim3 grid((unsigned)(B * H), (unsigned)((T + fwd_rows<HD>() - 1) / fwd_rows<HD>()));
+    flash_fwd_kernel<HD><<<grid, FWD_THREADS, FaDims<HD>::FWD_SMEM>>>(out, lse, q, k, v, T, H,
+                                                                       scale_log2);
     KERNEL_CHECK();
 }
 
@@ -491,8 +717,8 @@ void flash_backward(float *dq, float *dk, float *dv, float *Dv, const float *dou
                                                                              rows, T, H);
     KERNEL_CHECK();
     float scale = 1.0f / sqrtf((float)HD);
-    dim3 grid((unsigned)(B * H), (unsigned)((T + FA_TILE - 1) / FA_TILE));
-    flash_bwd_kernel<HD><<<grid, FA_THREADS, FaDims<HD>::BWD_SMEM>>>(
+    dim3 grid((unsigned)(B * H), (unsigned)((T + BWD_KEYS - 1) / BWD_KEYS));
+    flash_bwd_kernel<HD><<<grid, BWD_THREADS, FaDims<HD>::BWD_SMEM>>>(
         dq, dk, dv, q, k, v, dout, lse, Dv, T, H, scale * FA_LOG2E, scale);
     KERNEL_CHECK();
 }
