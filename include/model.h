@@ -45,9 +45,12 @@ typedef struct {
 typedef struct {
     float *x;                 /* block input (residual), N x d */
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *A[PATT_PER_LAYER]; /* scores, N x n */
-    float *S[PATT_PER_LAYER]; /* normalized scores, N x n */
-    float *q, *k, *v;         /* after RoPE for q, k; N x d */
+    /* Saved state of each Pattention (ops.h): when q, k and v have the same
+     * rows they run as one group, whose state is in A[PATT_Q], S[PATT_Q]. */
+    int qkv_group;            /* 3 (grouped) or 1 */
+    float *A[PATT_PER_LAYER]; /* scores */
+    float *S[PATT_PER_LAYER]; /* normalized scores */
+    float *q, *k, *v;         /* after RoPE for q, k; N x d each, one after another */
     float *att;               /* B x H x T x T */
     float *y;                 /* attention output before P_o, N x d */
     float *o;                 /* P_o output, N x d */
@@ -60,7 +63,8 @@ typedef struct Model {
     ModelConfig cfg;
     const Ops *ops;
 
-    Param *params;   /* wte, then per layer (q,k,v,o,ffn) x (key,value), then ln_f w, b */
+    Param *params;   /* wte, then per layer (q,k,v,o,ffn) x (key,value), then ln_f w, b
+                        (memory order differs: model_param_offset) */
     int n_params;
     float *tau;      /* host, n_layer * PATT_PER_LAYER */
     float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
@@ -111,6 +115,9 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
 float model_train_step(Model *m, const int *tokens, const int *targets, float lr,
                        const TrainConfig *tc, uint64_t dropout_seed, float *norm_out);
 
+/* Where parameter `index` starts in param_mem (and grad_mem, m_mem, v_mem),
+ * in floats: the memory order is not the index order (model.c). */
+size_t model_param_offset(const Model *m, int index);
 /* Rows (n) of a Pattention and the index of its key param. */
 int model_patt_rows(const Model *m, int layer, int which);
 int model_patt_param(int layer, int which); /* key index; value is +1 */

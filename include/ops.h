@@ -27,6 +27,7 @@ typedef enum {
 } PNormMode;
 
 #define PNORM_EPS 1e-6f
+#define PATT_MAX_GROUP 4 /* members of a Pattention group (q, k, v: 3) */
 #define LAYERNORM_EPS 1e-5f
 
 typedef struct Ops {
@@ -63,24 +64,33 @@ typedef struct Ops {
                                const float *x, const float *w, const float *mean,
                                const float *rstd, int N, int C);
 
-    /* Pattention (SPEC section 1): X (N x d_in), keys K (n x d_in), values
-     * V (n x d_out). Forward saves the scores A = X K^T and the normalized
-     * scores S (both N x n) and writes Y = S V (N x d_out).
-     * Backward: dK, dV accumulate; dX accumulates when accumulate_dx is 1 and
-     * is overwritten when 0; dA (N x n) is scratch. */
-    /* Floats to allocate for A, S and the dA scratch of a Pattention over N
-     * rows and n parameter tokens: N*n each in fp32; a backend that keeps
-     * them in a narrower type or recomputes one (CUDA under bf16: A and dA
-     * in bf16, S recomputed from A in backward, 0 floats) asks for less. */
-    void (*pattention_sizes)(int N, int n, size_t *a_floats, size_t *s_floats,
+    /* Pattention (SPEC section 1) over a group of G members (1 <= G <=
+     * PATT_MAX_GROUP) that share the input X (N x d_in) and the row count n:
+     * member g has keys K + g*n*d_in (n x d_in: the group's keys are stacked,
+     * G*n x d_in), values V + g*n*d_out, scale tau[g] (a host array), and
+     * writes Y + g*N*d_out. G = 1 is one Pattention. The q, k and v of a
+     * block form a group of 3, which a backend may compute as one (CUDA: one
+     * score GEMM over the stacked keys, one dX GEMM); the result is that of
+     * G separate Pattentions. Forward saves the scores A = X K^T and the
+     * normalized scores S in A and S, whose layout is the backend's; dA is
+     * scratch for both directions (the same buffer may serve both).
+     * Backward consumes the saved state: it may overwrite A and S (CUDA under
+     * bf16 writes S over A). dY is stacked like Y, dK and dV like K and V and
+     * accumulate; dX (N x d_in) gets the sum over members, accumulated when
+     * accumulate_dx is 1, overwritten when 0. */
+    /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
+     * in fp32; a backend that keeps them in a narrower type or recomputes one
+     * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
+     * floats) asks for less. */
+    void (*pattention_sizes)(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                              size_t *da_floats);
-    void (*pattention_forward)(float *Y, float *A, float *S, const float *X, const float *K,
-                               const float *V, float tau, int mode, int N, int d_in, int n,
-                               int d_out);
+    void (*pattention_forward)(float *Y, float *A, float *S, float *dA, const float *X,
+                               const float *K, const float *V, const float *tau, int G, int mode,
+                               int N, int d_in, int n, int d_out);
     void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                const float *X, const float *K, const float *V, const float *A,
-                                const float *S, float tau, int mode, int N, int d_in, int n,
-                                int d_out, int accumulate_dx);
+                                const float *X, const float *K, const float *V, float *A,
+                                float *S, const float *tau, int G, int mode, int N, int d_in,
+                                int n, int d_out, int accumulate_dx);
 
     /* Rotary embedding in place on x laid out (B, T, H, hd), GPT-NeoX style:
      * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
@@ -141,8 +151,10 @@ typedef struct Ops {
 extern "C" {
 #endif
 
-/* pattention_sizes of a backend that keeps A, S and dA in fp32 (N*n each). */
-void ops_pattention_sizes_full(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats);
+/* pattention_sizes of a backend that keeps A, S and dA in fp32 (G*N*n each;
+ * the CPU keeps member g's N x n scores at g*N*n). */
+void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                               size_t *da_floats);
 
 /* attention_sizes of a backend that keeps the B*H*T*T probabilities
  * (att) and a B*H*T*T backward scratch (datt). */

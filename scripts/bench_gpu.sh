@@ -8,7 +8,8 @@
 #   scripts/bench_gpu.sh [PRESETS...]        default: shakespeare gpt2-124m
 # Env: PY (python with torch, default python3), TF_BIN, STEPS, OUT_JSON (append raw JSON lines),
 #      OUR_PRECISIONS (default "fp32 tf32 bf16"),
-#      TORCH_VARIANTS (default "eager:fp32 eager:tf32 compile:bf16"; also compile:tf32, eager:bf16)
+#      TORCH_VARIANTS (default "eager:fp32 eager:tf32 compile:bf16"; also compile:tf32, eager:bf16),
+#      TORCH_REPEATS (runs of each torch.compile variant, the fastest kept; default 2)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-python3}
@@ -37,15 +38,32 @@ for p in "${PRESETS[@]}"; do
         "$BIN" bench --preset "$p" --device cuda --steps "$steps" --warmup 3 --precision "$prec" | tail -1 >>"$raw"
     done
     for mode_prec in ${TORCH_VARIANTS:-eager:fp32 eager:tf32 compile:bf16}; do
-        timeout 400 "$PY" scripts/bench_torch.py --preset "$p" --device cuda --steps "$steps" --warmup 5 \
-            --mode "${mode_prec%%:*}" --precision "${mode_prec##*:}" 2>/dev/null | tail -1 >>"$raw"
+        # torch.compile's speed has varied by up to 1.4x between processes:
+        # it runs TORCH_REPEATS times and the table keeps its fastest run.
+        reps=1
+        [[ ${mode_prec%%:*} == compile ]] && reps=${TORCH_REPEATS:-2}
+        for ((rep = 0; rep < reps; rep++)); do
+            timeout 400 "$PY" scripts/bench_torch.py --preset "$p" --device cuda --steps "$steps" --warmup 5 \
+                --mode "${mode_prec%%:*}" --precision "${mode_prec##*:}" 2>/dev/null | tail -1 >>"$raw"
+        done
     done
 done
 [[ -n ${OUT_JSON:-} ]] && cat "$raw" >>"$OUT_JSON"
 
 "$PY" - "$raw" "$peak" <<'PYEOF'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+rows, runs = [], {}
+for l in open(sys.argv[1]):
+    if not l.strip().startswith("{"):
+        continue
+    r = json.loads(l)
+    key = (r.get("preset"), r.get("impl"), r.get("mode"), r.get("precision"))
+    runs[key] = runs.get(key, 0) + 1
+    same = [i for i, q in enumerate(rows) if (q.get("preset"), q.get("impl"), q.get("mode"), q.get("precision")) == key]
+    if not same:
+        rows.append(r)
+    elif (r.get("tokens_per_s") or 0) > (rows[same[0]].get("tokens_per_s") or 0):
+        rows[same[0]] = r  # repeated torch.compile runs: keep the fastest
 peak = float(sys.argv[2]) * 1e12
 shapes = {"shakespeare": (6, 384, 288, 1152, 256), "gpt2-124m": (12, 768, 576, 2304, 1024)}
 print()
@@ -62,6 +80,9 @@ for preset in dict.fromkeys(r["preset"] for r in rows):
     for r in rs:
         tps = r.get("tokens_per_s")
         impl = "tokenformer" if r.get("impl") == "tokenformer" else "PyTorch " + r.get("mode", "?")
+        n_runs = runs[(r.get("preset"), r.get("impl"), r.get("mode"), r.get("precision"))]
+        if n_runs > 1:
+            impl += f" (best of {n_runs})"
         if not tps:
             print(f"| {preset} | {impl} | {r.get('precision')} | {r.get('status', 'failed')}: {r.get('error', '')[:60]} | | | | |")
             continue

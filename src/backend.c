@@ -41,8 +41,9 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
     return NULL;
 }
 
-void ops_pattention_sizes_full(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats) {
-    *a_floats = *s_floats = *da_floats = (size_t)N * n;
+void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                               size_t *da_floats) {
+    *a_floats = *s_floats = *da_floats = (size_t)G * N * n;
 }
 
 void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats) {

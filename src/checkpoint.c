@@ -238,13 +238,11 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     int k = 0;
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
     for (int part = 0; part < (with_optimizer ? 3 : 1); part++) {
-        size_t off = 0;
         for (int i = 0; i < m->n_params; i++) {
             const Param *p = &m->params[i];
             snprintf(names[k], sizeof names[k], "%s%s", prefix[part], p->t.name);
             outs[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, p->t.shape,
-                                    host + part * P + off};
-            off += tensor_numel(&p->t);
+                                    host + part * P + model_param_offset(m, i)};
             k++;
         }
     }
@@ -389,15 +387,13 @@ static int load_tensors(Model *m, const StFile *f, char *err) {
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
     float *dst[3] = {m->param_mem, m->m_mem, m->v_mem};
     for (int part = 0; part < (g_had_optimizer ? 3 : 1); part++) {
-        size_t off = 0;
         for (int i = 0; i < m->n_params; i++) {
             const Param *p = &m->params[i];
             char name[TF_NAME_LEN + 8];
             snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
             const StEntry *e = NULL;
             if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
-            o->to_device(dst[part] + off, st_data(f, e), e->nbytes);
-            off += tensor_numel(&p->t);
+            o->to_device(dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
         }
     }
     int64_t one = 1;

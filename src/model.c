@@ -47,6 +47,21 @@ size_t model_num_params(const Model *m, int include_embedding) {
     return n;
 }
 
+/* Which parameter sits at memory slot k: wte; per layer the keys of q, k
+ * and v, then their values (so that a block's q, k, v keys are one stacked
+ * matrix, and so are its values: the Pattention group of ops.h), then o and
+ * the FFN, key then value; then ln_f. Parameter indices (names, checkpoint
+ * order) do not change with it. */
+static int memory_slot_param(const Model *m, int k) {
+    int first = 1, per_layer = PARAMS_PER_LAYER;
+    if (k < first || k >= first + per_layer * m->cfg.n_layer) return k;
+    int l = (k - first) / per_layer, j = (k - first) % per_layer;
+    static const int LAYER_ORDER[PARAMS_PER_LAYER] = {
+        2 * PATT_Q, 2 * PATT_K, 2 * PATT_V, 2 * PATT_Q + 1, 2 * PATT_K + 1, 2 * PATT_V + 1,
+        2 * PATT_O, 2 * PATT_O + 1, 2 * PATT_FFN, 2 * PATT_FFN + 1};
+    return first + l * per_layer + LAYER_ORDER[j];
+}
+
 static int default_rows(const ModelConfig *c, int which) {
     return which == PATT_FFN ? c->n_ffn : c->n_attn;
 }
@@ -107,8 +122,8 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         }
     }
     size_t off = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
+    for (int k = 0; k < m->n_params; k++) {
+        Param *p = &m->params[memory_slot_param(m, k)];
         p->t.data = m->param_mem + off;
         p->grad = m->grad_mem + off;
         p->m = m->m_mem + off;
@@ -116,6 +131,10 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         off += tensor_numel(&p->t);
     }
     return 0;
+}
+
+size_t model_param_offset(const Model *m, int index) {
+    return (size_t)(tensor_f32(&m->params[index].t) - m->param_mem);
 }
 
 void model_free(Model *m) {
@@ -144,12 +163,11 @@ void model_init_weights(Model *m, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);
     float *host = tf_malloc(m->n_param_elems * sizeof(float), "initial weights");
-    size_t off = 0;
     float value_std = 2.0f / ((float)m->cfg.n_layer * sqrtf((float)m->cfg.d_model));
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t n = tensor_numel(&p->t);
-        float *h = host + off;
+        float *h = host + model_param_offset(m, i);
         if (i == lnf_w_index(m)) {
             for (size_t j = 0; j < n; j++) h[j] = 1.0f;
         } else if (i == lnf_b_index(m)) {
@@ -158,7 +176,6 @@ void model_init_weights(Model *m, uint64_t seed) {
             int is_value = i > 0 && ((i - 1) % 2 == 1);
             fill_normal(h, n, is_value ? value_std : 0.02f, &r);
         }
-        off += n;
     }
     m->ops->to_device(m->param_mem, host, m->n_param_elems * sizeof(float));
     free(host);
@@ -170,12 +187,24 @@ void model_init_weights(Model *m, uint64_t seed) {
 /* ------------------------------------------------------------------ */
 /* activations                                                          */
 
-static int max_rows(const Model *m) {
-    int mx = 0;
+/* q, k and v of layer l run as one Pattention group (ops.h) when they have
+ * the same rows, which `grow` keeps so. */
+static int qkv_group_size(const Model *m, int l) {
+    int n = model_patt_rows(m, l, PATT_Q);
+    return model_patt_rows(m, l, PATT_K) == n && model_patt_rows(m, l, PATT_V) == n ? 3 : 1;
+}
+
+/* The dA scratch serves every Pattention (group) of the model in turn. */
+static size_t dA_scratch_floats(const Model *m, int N) {
+    size_t most = 0;
     for (int l = 0; l < m->cfg.n_layer; l++)
-        for (int w = 0; w < PATT_PER_LAYER; w++)
-            if (model_patt_rows(m, l, w) > mx) mx = model_patt_rows(m, l, w);
-    return mx;
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            int G = w == PATT_Q ? qkv_group_size(m, l) : 1;
+            size_t a, s, da;
+            m->ops->pattention_sizes(G, N, model_patt_rows(m, l, w), &a, &s, &da);
+            if (da > most) most = da;
+        }
+    return most;
 }
 
 /* Walks the activation layout twice: once to count (base NULL), once to
@@ -203,15 +232,18 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->x, N * d);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
+        a->qkv_group = qkv_group_size(m, l);
         for (int w = 0; w < PATT_PER_LAYER; w++) {
+            int G = w == PATT_Q ? a->qkv_group : 1;
+            a->A[w] = a->S[w] = NULL;
+            if (w > PATT_Q && w < PATT_Q + a->qkv_group) continue; /* in q's group */
             size_t a_floats, s_floats, da_floats;
-            m->ops->pattention_sizes((int)N, model_patt_rows(m, l, w), &a_floats, &s_floats, &da_floats);
+            m->ops->pattention_sizes(G, (int)N, model_patt_rows(m, l, w), &a_floats, &s_floats,
+                                     &da_floats);
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
         }
-        TAKE(a->q, N * d);
-        TAKE(a->k, N * d);
-        TAKE(a->v, N * d);
+        TAKE(a->q, 3 * N * d); /* q, k, v: stack_qkv places k and v */
         TAKE(a->att, att_floats);
         TAKE(a->y, N * d);
         TAKE(a->h, N * d);
@@ -240,22 +272,26 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t att, datt;
     m->ops->attention_sizes(m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
                             &att, &datt);
-    size_t a_floats, s_floats, da;
-    m->ops->pattention_sizes((int)N, max_rows(m), &a_floats, &s_floats, &da);
-    size_t sizes[8] = {N * d, N * d, N * d, N * d, N * d, da, datt, N * V};
-    float **ptrs[8] = {&s->dres, &s->dtmp, &s->dln, &s->dk, &s->dv, &s->dA, &s->datt, &s->dlogits};
+    size_t da = dA_scratch_floats(m, (int)N);
+    size_t sizes[6] = {N * d, 3 * N * d, N * d, da, datt, N * V};
+    float **ptrs[6] = {&s->dres, &s->dq, &s->dln, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 6; i++) {
         if (base) *ptrs[i] = base + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
+    if (!base) return off;
+    /* dq, dk, dv stacked for the current shape, as q, k, v (stack_qkv) */
+    size_t Nd = (size_t)m->B * m->T * d;
+    s->dk = s->dq + Nd;
+    s->dv = s->dk + Nd;
     /* Two pairs never live at once within a layer's backward (model_backward):
      * dy (O's input gradient) is born after LayerNorm 2's backward has read
      * dln and dies in attention's backward, before Q's backward writes dln;
      * dq is born in attention's backward, after O's backward has read the
      * dropout gradient in dtmp, and dies before the next layer's dropout. */
     s->dy = s->dln;
-    s->dq = s->dtmp;
+    s->dtmp = s->dq;
     return off;
 }
 
@@ -303,22 +339,50 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
     return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
 }
 
-static void patt_forward(Model *m, int l, int w, float *out, const float *in, const LayerActs *a) {
+/* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
+ * values, taus and outputs are stacked) on the same input. */
+static void patt_forward(Model *m, int l, int w, int G, float *out, const float *in,
+                         const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
-    m->ops->pattention_forward(out, a->A[w], a->S[w], in, tensor_f32(&m->params[idx].t),
-                               tensor_f32(&m->params[idx + 1].t), *model_patt_tau(m, l, w),
+    float *scratch = scratch_of(m).dA;
+    m->ops->pattention_forward(out, a->A[w], a->S[w], scratch, in, tensor_f32(&m->params[idx].t),
+                               tensor_f32(&m->params[idx + 1].t), model_patt_tau(m, l, w), G,
                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
 }
 
-/* din += (accumulate) or = the input gradient of Pattention w of layer l. */
-static void patt_backward(Model *m, int l, int w, float *din, int accumulate, float *dA,
+/* din += (accumulate) or = the input gradient of the Pattention (group)
+ * starting at w of layer l; dout is stacked like its outputs. */
+static void patt_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, const float *in, const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     Param *key = &m->params[idx], *val = &m->params[idx + 1];
     m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
-                                tensor_f32(&val->t), a->A[w], a->S[w], *model_patt_tau(m, l, w),
+                                tensor_f32(&val->t), a->A[w], a->S[w], model_patt_tau(m, l, w), G,
                                 m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
                                 accumulate);
+}
+
+/* q, k, v = P_q(x), P_k(x), P_v(x): one group, or three Pattentions. */
+static void qkv_forward(Model *m, int l, LayerActs *a) {
+    if (a->qkv_group == 3) {
+        patt_forward(m, l, PATT_Q, 3, a->q, a->ln1, a);
+        return;
+    }
+    patt_forward(m, l, PATT_Q, 1, a->q, a->ln1, a);
+    patt_forward(m, l, PATT_K, 1, a->k, a->ln1, a);
+    patt_forward(m, l, PATT_V, 1, a->v, a->ln1, a);
+}
+
+/* dln = d(ln1) from dq, dk, dv (stacked). */
+static void qkv_backward(Model *m, int l, const LayerActs *a, const float *dqkv, float *dln,
+                         float *dA) {
+    size_t Nd = (size_t)m->B * m->T * m->cfg.d_model;
+    if (a->qkv_group == 3) {
+        patt_backward(m, l, PATT_Q, 3, dln, 0, dA, dqkv, a->ln1, a);
+        return;
+    }
+    for (int w = PATT_Q; w <= PATT_V; w++)
+        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, dqkv + (w - PATT_Q) * Nd, a->ln1, a);
 }
 
 /* out = x + drop(branch) (dropout only while training). */
@@ -327,6 +391,18 @@ static void residual_with_dropout(Model *m, float *out, const float *x, const fl
     size_t n = (size_t)m->B * m->T * m->cfg.d_model;
     float p = m->last_training ? m->cfg.dropout : 0.0f;
     m->ops->dropout_add(out, x, branch, p, seed, n);
+}
+
+/* The q, k, v group writes its members one after another, N x d apart for
+ * the N of the call: k and v follow q at that distance (inside the block
+ * allocated for the largest N). */
+static void stack_qkv(Model *m, size_t N) {
+    size_t Nd = N * (size_t)m->cfg.d_model;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        LayerActs *a = &m->layers[l];
+        a->k = a->q + Nd;
+        a->v = a->k + Nd;
+    }
 }
 
 float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
@@ -338,6 +414,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         tf_die("internal: forward with B=%d T=%d beyond allocated B=%d T=%d", B, T, m->B_alloc, m->T_alloc);
     m->B = B;
     m->T = T;
+    stack_qkv(m, (size_t)B * T);
     m->last_training = training;
     m->last_dropout_seed = dropout_seed;
     int N = B * T, d = c->d_model, H = c->n_head, hd = d / H, V = c->vocab_size;
@@ -349,16 +426,14 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
         o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d);
-        patt_forward(m, l, PATT_Q, a->q, a->ln1, a);
-        patt_forward(m, l, PATT_K, a->k, a->ln1, a);
-        patt_forward(m, l, PATT_V, a->v, a->ln1, a);
+        qkv_forward(m, l, a);
         o->rope(a->q, B, T, H, hd, rot, 0);
         o->rope(a->k, B, T, H, hd, rot, 0);
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
-        patt_forward(m, l, PATT_O, a->o, a->y, a);
+        patt_forward(m, l, PATT_O, 1, a->o, a->y, a);
         residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
         o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d);
-        patt_forward(m, l, PATT_FFN, a->f, a->ln2, a);
+        patt_forward(m, l, PATT_FFN, 1, a->f, a->ln2, a);
         residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
     }
     o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
@@ -408,18 +483,16 @@ void model_backward(Model *m) {
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
         o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d); /* recompute */
-        patt_backward(m, l, PATT_FFN, s.dln, 0, s.dA, df, a->ln2, a);
+        patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, a->ln2, a);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
-        patt_backward(m, l, PATT_O, s.dy, 0, s.dA, dout, a->y, a);
+        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, a->y, a);
         o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
         o->rope(s.dq, B, T, H, hd, rot, 1);
         o->rope(s.dk, B, T, H, hd, rot, 1);
         o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d); /* recompute */
-        patt_backward(m, l, PATT_Q, s.dln, 0, s.dA, s.dq, a->ln1, a);
-        patt_backward(m, l, PATT_K, s.dln, 1, s.dA, s.dk, a->ln1, a);
-        patt_backward(m, l, PATT_V, s.dln, 1, s.dA, s.dv, a->ln1, a);
+        qkv_backward(m, l, a, s.dq, s.dln, s.dA);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
     }
     o->embedding_backward(wte->grad, s.dres, m->tokens, N, d);

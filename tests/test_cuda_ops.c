@@ -286,40 +286,48 @@ static void test_layernorm(int N, int C, int affine) {
  * so outputs agree to ~1e-2, and A, S and the dA scratch hold the backend's
  * own format (S is not even written: backward recomputes it): only Y, dX, dK
  * and dV are compared then. */
-static void test_pattention(int prec, int mode, int N, int d_in, int n, int d_out) {
+/* A group of G Pattentions sharing X (G = 1: one). The saved scores A, S
+ * and the dA scratch are compared only for G = 1 in fp32: their layout is
+ * each backend's own (ops.h). */
+static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, int d_out) {
     static const char *modes[3] = {"l2_norm_gelu", "gelu_l2_norm", "softmax"};
-    const int bf16 = prec == MATMUL_BF16;
+    const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1;
     const double tol = bf16 ? 2e-2 : TOL;
+    const size_t g = (size_t)G;
     char tag[96];
-    snprintf(tag, sizeof tag, "%s_N%d_n%d%s", modes[mode], N, n, bf16 ? "_bf16" : "");
-    float tau = sqrtf((float)n);
-    Buf X = buf_rand((size_t)N * d_in, 1.0f), K = buf_rand((size_t)n * d_in, 0.5f);
-    Buf V = buf_rand((size_t)n * d_out, 0.5f);
-    Buf Y = buf_out((size_t)N * d_out), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s", modes[mode], G, N, n, bf16 ? "_bf16" : "");
+    float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
+    Buf X = buf_rand((size_t)N * d_in, 1.0f), K = buf_rand(g * n * d_in, 0.5f);
+    Buf V = buf_rand(g * n * d_out, 0.5f);
+    Buf Y = buf_out(g * N * d_out), A = buf_out(g * N * n), S = buf_out(g * N * n);
+    Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
     ops_cuda_set_matmul_precision(prec);
-    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d_in, n, d_out);
-    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d_in, n, d_out);
-    if (!bf16) {
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    if (raw) {
         checkf("pattention_forward_%s_A", tag, &A);
         checkf("pattention_forward_%s_S", tag, &S);
     }
     checkf_tol("pattention_forward_%s_Y", tag, &Y, tol);
-    Buf dY = buf_rand((size_t)N * d_out, 1.0f), dA = buf_out((size_t)N * n);
-    Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand((size_t)n * d_in, 1.0f);
-    Buf dV = buf_rand((size_t)n * d_out, 1.0f);
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
-                             d_in, n, d_out, 1);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
-                             d_in, n, d_out, 1);
-    if (!bf16) checkf("pattention_backward_%s_dA", tag, &dA);
+    Buf dY = buf_rand(g * N * d_out, 1.0f);
+    Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand(g * n * d_in, 1.0f);
+    Buf dV = buf_rand(g * n * d_out, 1.0f);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, G, mode,
+                             N, d_in, n, d_out, 1);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, G, mode,
+                             N, d_in, n, d_out, 1);
+    if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
     checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
     checkf_tol("pattention_backward_%s_dK", tag, &dK, tol);
     checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
-    /* accumulate_dx = 0 overwrites dX (whatever it held) */
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
-                             d_in, n, d_out, 0);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
-                             d_in, n, d_out, 0);
+    /* accumulate_dx = 0 overwrites dX (whatever it held); backward consumed
+     * the saved state (ops.h), so forward again first */
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, G, mode,
+                             N, d_in, n, d_out, 0);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, G, mode,
+                             N, d_in, n, d_out, 0);
     checkf_tol("pattention_backward_%s_dX_overwrite", tag, &dX, tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV};
@@ -336,6 +344,7 @@ static void test_bf16_shadow(int d) {
     const double tol = 2e-2;
     float tau = sqrtf((float)n);
     ops_cuda_set_matmul_precision(MATMUL_BF16);
+    /* Pattention forwards below: S doubles as the scratch (bf16 keeps no S) */
     Buf xin = buf_rand((size_t)N * d, 1.0f), X = buf_out((size_t)N * d);
     Buf mean = buf_out(N), rstd = buf_out(N);
     Buf K = buf_rand((size_t)n * d, 0.5f), V = buf_rand((size_t)n * d, 0.5f);
@@ -343,8 +352,8 @@ static void test_bf16_shadow(int d) {
     CPU->layernorm_forward(X.c, mean.c, rstd.c, xin.c, NULL, NULL, N, d);
     GPU->layernorm_forward(X.g, mean.g, rstd.g, xin.g, NULL, NULL, N, d);
     for (int rep = 0; rep < 2; rep++) { /* q, k, v read one LayerNorm output */
-        CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
-        GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+        CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
+        GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
         check(rep ? "bf16_shadow_second_reader (tol 2e-2)" : "bf16_shadow_first_reader (tol 2e-2)",
               rel_err(&Y), tol);
         check("bf16_shadow_layernorm_out", rel_err(&X), TOL);
@@ -352,13 +361,13 @@ static void test_bf16_shadow(int d) {
     /* another op writes X: the shadow must not be used any more */
     CPU->scale(X.c, -3.0f, (size_t)N * d);
     GPU->scale(X.g, -3.0f, (size_t)N * d);
-    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
     check("bf16_shadow_dropped_after_scale (tol 2e-2)", rel_err(&Y), tol);
     for (size_t i = 0; i < (size_t)N * d; i++) X.c[i] = rand_val(1.0f);
     GPU->to_device(X.g, X.c, (size_t)N * d * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, 0, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
     check("bf16_shadow_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&xin, &X, &mean, &rstd, &K, &V, &Y, &A, &S};
@@ -380,7 +389,7 @@ static void test_bf16_mirror(void) {
     for (size_t i = 0; i < total; i++) Vs.c[i] = fabsf(Vs.c[i]);
     GPU->to_device(Vs.g, Vs.c, total * sizeof(float));
     Buf X = buf_rand((size_t)N * d, 1.0f), Y = buf_out((size_t)N * d);
-    Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n); /* S: also the scratch */
     char name[96];
     for (int step = 1; step <= 3; step++) {
         size_t split = kn + 7;              /* two adjacent calls, as model_update makes */
@@ -391,15 +400,15 @@ static void test_bf16_mirror(void) {
             GPU->adamw(P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
                        half ? 0.0f : 0.1f, 1.0f, step);
         }
-        CPU->pattention_forward(Y.c, A.c, S.c, X.c, P.c, P.c + kn, tau, 0, N, d, n, d);
-        GPU->pattention_forward(Y.g, A.g, S.g, X.g, P.g, P.g + kn, tau, 0, N, d, n, d);
+        CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
+        GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
         snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
         check(name, rel_err(&Y), tol);
     }
     for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
     GPU->to_device(P.g, P.c, total * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, X.c, P.c, P.c + kn, tau, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, X.g, P.g, P.g + kn, tau, 0, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
     check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
@@ -658,14 +667,14 @@ static void test_large(void) {
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
     Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
     Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
-    CPU->pattention_forward(Y.c, A.c, S.c, X.c, K.c, V.c, tau, mode, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, X.g, K.g, V.g, tau, mode, N, d, n, d);
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, mode, N,
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, &tau, 1, mode, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, &tau, 1, mode, N, d, n, d);
+    checkb("pattention_large_N4096_d384_n1152_S", &S); /* before backward consumes it */
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, &tau, 1, mode, N,
                              d, n, d, 1);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, mode, N,
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, &tau, 1, mode, N,
                              d, n, d, 1);
     checkb("pattention_large_N4096_d384_n1152_Y", &Y);
-    checkb("pattention_large_N4096_d384_n1152_S", &S);
     checkb("pattention_large_N4096_d384_n1152_dX", &dX);
     checkb("pattention_large_N4096_d384_n1152_dK", &dK);
     checkb("pattention_large_N4096_d384_n1152_dV", &dV);
@@ -737,11 +746,11 @@ int main(void) {
     test_layernorm(37, 384, 0);
     test_layernorm(9, 768, 1);
     for (int mode = 0; mode < 3; mode++) {
-        test_pattention(MATMUL_FP32, mode, 37, 24, 53, 19);
-        test_pattention(MATMUL_FP32, mode, 5, 16, 1153, 8); /* odd n: several windows */
-        test_pattention(MATMUL_FP32, mode, 37, 24, 54, 19); /* even n: pairs per lane */
-        test_pattention(MATMUL_FP32, mode, 9, 16, 1152, 8);
-        test_pattention(MATMUL_FP32, mode, 5, 16, 2306, 8); /* even n past 36 slots: windows */
+        test_pattention(MATMUL_FP32, mode, 1, 37, 24, 53, 19);
+        test_pattention(MATMUL_FP32, mode, 1, 5, 16, 1153, 8); /* odd n: several windows */
+        test_pattention(MATMUL_FP32, mode, 1, 37, 24, 54, 19); /* even n: pairs per lane */
+        test_pattention(MATMUL_FP32, mode, 1, 9, 16, 1152, 8);
+        test_pattention(MATMUL_FP32, mode, 1, 5, 16, 2306, 8); /* even n past 36 slots: windows */
     }
     test_rope(2, 13, 3, 8, 4);
     test_rope(2, 13, 3, 8, 8);
@@ -758,9 +767,15 @@ int main(void) {
     const char *quick = getenv("TF_TEST_QUICK"); /* skip the large sizes (sanitizer runs) */
     if (!quick || !*quick || strcmp(quick, "0") == 0) test_large();
     test_matmul_precisions();
-    for (int mode = 0; mode < 3; mode++) test_pattention(MATMUL_BF16, mode, 300, 96, 200, 80);
-    test_pattention(MATMUL_BF16, 0, 50, 32, 53, 24); /* odd n */
-    test_pattention(MATMUL_BF16, 0, 20, 32, 2400, 24); /* windows */
+    for (int mode = 0; mode < 3; mode++) test_pattention(MATMUL_BF16, mode, 1, 300, 96, 200, 80);
+    test_pattention(MATMUL_BF16, 0, 1, 50, 32, 53, 24); /* odd n */
+    test_pattention(MATMUL_BF16, 0, 1, 20, 32, 2400, 24); /* windows */
+    for (int mode = 0; mode < 3; mode++) { /* the q, k, v group */
+        test_pattention(MATMUL_FP32, mode, 3, 37, 24, 54, 24);
+        test_pattention(MATMUL_BF16, mode, 3, 300, 96, 200, 96);
+    }
+    test_pattention(MATMUL_FP32, 0, 3, 37, 24, 53, 24); /* odd n in a group */
+    test_pattention(MATMUL_FP32, 0, 2, 9, 16, 1152, 16); /* teams of warps in a group */
     test_bf16_shadow(128); /* the vector LayerNorm kernel */
     test_bf16_shadow(100);
     test_bf16_mirror();

@@ -88,39 +88,45 @@ static void test_layernorm(int affine) {
 }
 
 /* ---------------- pattention ---------------- */
+/* A group of G Pattentions on the same X (G = 1: one): stacked keys, values,
+ * taus and outputs; dX sums over the members. */
 typedef struct {
-    int N, din, n, dout, mode;
-    float tau;
-    float *X, *K, *V, *Y, *A, *S, *R;
+    int N, din, n, dout, mode, G;
+    float tau[3];
+    float *X, *K, *V, *Y, *A, *S, *dA, *R;
 } PattCtx;
 
 static double patt_loss(void *p) {
     PattCtx *c = p;
-    O->pattention_forward(c->Y, c->A, c->S, c->X, c->K, c->V, c->tau, c->mode, c->N, c->din, c->n, c->dout);
-    return dot(c->Y, c->R, (size_t)c->N * c->dout);
+    O->pattention_forward(c->Y, c->A, c->S, c->dA, c->X, c->K, c->V, c->tau, c->G, c->mode, c->N,
+                          c->din, c->n, c->dout);
+    return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
 
-static void test_pattention(int mode) {
-    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .tau = 2.7f};
+static void test_pattention(int mode, int G) {
+    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .G = G, .tau = {2.7f, 1.9f, 3.4f}};
+    size_t g = (size_t)G;
     c.X = randn((size_t)c.N * c.din, 1.0f);
-    c.K = randn((size_t)c.n * c.din, 0.5f);
-    c.V = randn((size_t)c.n * c.dout, 0.5f);
-    c.Y = calloc((size_t)c.N * c.dout, 4);
-    c.A = calloc((size_t)c.N * c.n, 4);
-    c.S = calloc((size_t)c.N * c.n, 4);
-    c.R = randn((size_t)c.N * c.dout, 1.0f);
-    float *dX = calloc((size_t)c.N * c.din, 4), *dK = calloc((size_t)c.n * c.din, 4),
-          *dV = calloc((size_t)c.n * c.dout, 4), *dA = calloc((size_t)c.N * c.n, 4);
+    c.K = randn(g * c.n * c.din, 0.5f);
+    c.V = randn(g * c.n * c.dout, 0.5f);
+    c.Y = calloc(g * c.N * c.dout, 4);
+    c.A = calloc(g * c.N * c.n, 4);
+    c.S = calloc(g * c.N * c.n, 4);
+    c.R = randn(g * c.N * c.dout, 1.0f);
+    float *dX = calloc((size_t)c.N * c.din, 4), *dK = calloc(g * c.n * c.din, 4),
+          *dV = calloc(g * c.n * c.dout, 4), *dA = calloc(g * c.N * c.n, 4);
+    c.dA = dA;
     patt_loss(&c);
-    O->pattention_backward(dX, dK, dV, dA, c.R, c.X, c.K, c.V, c.A, c.S, c.tau, mode, c.N, c.din, c.n, c.dout, 1);
+    O->pattention_backward(dX, dK, dV, dA, c.R, c.X, c.K, c.V, c.A, c.S, c.tau, G, mode, c.N, c.din,
+                           c.n, c.dout, 1);
     char name[64];
     const char *m = pnorm_name(mode);
-    snprintf(name, sizeof name, "pattention.dX (%s)", m);
+    snprintf(name, sizeof name, "pattention.dX (%s, G=%d)", m, G);
     check_grad(name, patt_loss, &c, c.X, dX, (size_t)c.N * c.din, 60, 1e-2f, 2e-2);
-    snprintf(name, sizeof name, "pattention.dK (%s)", m);
-    check_grad(name, patt_loss, &c, c.K, dK, (size_t)c.n * c.din, 60, 1e-2f, 2e-2);
-    snprintf(name, sizeof name, "pattention.dV (%s)", m);
-    check_grad(name, patt_loss, &c, c.V, dV, (size_t)c.n * c.dout, 60, 1e-2f, 2e-2);
+    snprintf(name, sizeof name, "pattention.dK (%s, G=%d)", m, G);
+    check_grad(name, patt_loss, &c, c.K, dK, g * c.n * c.din, 60, 1e-2f, 2e-2);
+    snprintf(name, sizeof name, "pattention.dV (%s, G=%d)", m, G);
+    check_grad(name, patt_loss, &c, c.V, dV, g * c.n * c.dout, 60, 1e-2f, 2e-2);
     free(c.X); free(c.K); free(c.V); free(c.Y); free(c.A); free(c.S); free(c.R);
     free(dX); free(dK); free(dV); free(dA);
 }
@@ -398,7 +404,8 @@ int main(void) {
     test_matmul();
     test_layernorm(0);
     test_layernorm(1);
-    for (int mode = 0; mode < 3; mode++) test_pattention(mode);
+    for (int mode = 0; mode < 3; mode++) test_pattention(mode, 1);
+    test_pattention(PNORM_L2_GELU, 3); /* the q, k, v group */
     test_rope();
     test_attention();
     test_cross_entropy();

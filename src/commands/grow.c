@@ -60,6 +60,17 @@ static void parse_layers(const char *s, int n_layer, int *mask) {
     free(copy);
 }
 
+/* The normalized scores (N x n) of Pattention w of layer l from the last
+ * forward. Ranking runs on the CPU backend: host memory, in the layout of
+ * ops_pattention_sizes_full, a group's members one after another. */
+static const float *cpu_scores(const Model *m, int l, int w) {
+    const LayerActs *a = &m->layers[l];
+    int in_group = w >= PATT_Q && w < PATT_Q + a->qkv_group;
+    if (!in_group) return a->S[w];
+    size_t member = (size_t)(w - PATT_Q), N = (size_t)m->B * m->T;
+    return a->S[PATT_Q] + member * N * (size_t)model_patt_rows(m, l, w);
+}
+
 /* Importance accumulation: column sums of |S| over every evaluated token. */
 typedef struct {
     double **colsum;
@@ -72,7 +83,7 @@ static void accumulate_importance(Model *m, void *ctx) {
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             int n = model_patt_rows(m, l, w);
-            const float *S = m->layers[l].S[w]; /* CPU backend: host memory */
+            const float *S = cpu_scores(m, l, w);
             double *cs = imp->colsum[l * PATT_PER_LAYER + w];
             for (int t = 0; t < N; t++)
                 for (int j = 0; j < n; j++) cs[j] += fabsf(S[(size_t)t * n + j]);

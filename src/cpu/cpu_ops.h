@@ -9,12 +9,13 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
               int trans_b, float alpha, float beta);
 
 
-void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
-                            const float *V, float tau, int mode, int N, int d_in, int n, int d_out);
+void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+                            const float *K, const float *V, const float *tau, int G, int mode,
+                            int N, int d_in, int n, int d_out);
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, const float *A,
-                             const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out, int accumulate_dx);
+                             const float *X, const float *K, const float *V, float *A, float *S,
+                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                             int accumulate_dx);
 void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);

@@ -110,18 +110,18 @@ static void pnorm_backward(float *dA, const float *A, const float *S, float tau,
     }
 }
 
-void cpu_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
-                            const float *V, float tau, int mode, int N, int d_in, int n,
-                            int d_out) {
+static void pattention_forward_one(float *Y, float *A, float *S, const float *X, const float *K,
+                                  const float *V, float tau, int mode, int N, int d_in, int n,
+                                  int d_out) {
     cpu_gemm(X, K, A, N, n, d_in, 0, 1, 1.0f, 0.0f);
     pnorm_forward(S, A, tau, mode, N, n);
     cpu_gemm(S, V, Y, N, d_out, n, 0, 0, 1.0f, 0.0f);
 }
 
-void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, const float *A,
-                             const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out, int accumulate_dx) {
+static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                                   const float *X, const float *K, const float *V,
+                                   const float *A, const float *S, float tau, int mode, int N,
+                                   int d_in, int n, int d_out, int accumulate_dx) {
     if (n <= 0) { /* no parameter tokens: dX (+)= 0 */
         if (!accumulate_dx) memset(dX, 0, (size_t)N * d_in * sizeof(float));
         return;
@@ -131,4 +131,28 @@ void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
     pnorm_backward(dA, A, S, tau, mode, N, n);
     cpu_gemm(dA, K, dX, N, d_in, n, 0, 0, 1.0f, accumulate_dx ? 1.0f : 0.0f);
     cpu_gemm(dA, X, dK, n, d_in, N, 1, 0, 1.0f, 1.0f);
+}
+
+/* A group is its members one after another; A and S hold member g's N x n
+ * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared. */
+void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+                            const float *K, const float *V, const float *tau, int G, int mode,
+                            int N, int d_in, int n, int d_out) {
+    (void)dA; /* S is saved: no scratch needed */
+    size_t nn = (size_t)N * n;
+    for (int g = 0; g < G; g++)
+        pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
+                               K + (size_t)g * n * d_in, V + (size_t)g * n * d_out, tau[g], mode,
+                               N, d_in, n, d_out);
+}
+
+void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
+                             const float *X, const float *K, const float *V, float *A, float *S,
+                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                             int accumulate_dx) {
+    size_t nn = (size_t)N * n, kin = (size_t)n * d_in, kout = (size_t)n * d_out;
+    for (int g = 0; g < G; g++)
+        pattention_backward_one(dX, dK + g * kin, dV + g * kout, dA, dY + (size_t)g * N * d_out,
+                                X, K + g * kin, V + g * kout, A + g * nn, S + g * nn, tau[g],
+                                mode, N, d_in, n, d_out, g == 0 ? accumulate_dx : 1);
 }

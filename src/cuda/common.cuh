@@ -111,7 +111,6 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
-    TFC_WS_BF16_S,
     TFC_WS_BF16_SHADOW,
     TFC_WS_COUNT
 };
@@ -121,7 +120,20 @@ typedef __nv_bfloat16 bf16;
 int tfc_matmul_precision(void); // MatmulPrecision
 // src rounded to bf16 into workspace `slot` (grown as needed); returns it.
 bf16 *tfc_bf16_copy(int slot, const float *src, size_t n);
-// The general row-major GEMM behind the wrappers (K > 0; see tfc_matmul).
+// A matrix operand of a row-major GEMM: its data, its row stride and, in a
+// batch, the stride between its matrices (elements).
+struct TfcOperand {
+    const void *p;
+    int ld;
+    long long stride;
+};
+// The general row-major GEMM behind the wrappers (K > 0; see tfc_matmul):
+// C_b = alpha op(A_b) op(B_b) + beta C_b for b < batch, C_b at C + b stride_c
+// with row stride ldc.
+void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type, TfcOperand A,
+                      TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                      int trans_b, float alpha, float beta, int batch, cublasComputeType_t compute);
+// Its common case: one product of packed matrices.
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
                  cublasComputeType_t compute);
@@ -136,6 +148,8 @@ bf16 *tfc_bf16_input(int slot, const float *src, size_t n);
 // memory ops writing into the range call forget().
 bf16 *tfc_mirror_extend(const float *p, size_t n);
 void tfc_mirror_forget(const void *p, size_t bytes);
+// What fp32-operand GEMMs compute in: fp32, or TF32 under --precision tf32/bf16.
+cublasComputeType_t tfc_fp32_compute(void);
 // tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
                      int trans_b, float alpha, float beta);
@@ -153,14 +167,15 @@ void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *b, int N, int C);
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C);
-void tfc_pattention_sizes(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats);
-void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
-                            const float *V, float tau, int mode, int N, int d_in, int n,
-                            int d_out);
+void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                         size_t *da_floats);
+void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+                            const float *K, const float *V, const float *tau, int G, int mode,
+                            int N, int d_in, int n, int d_out);
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, const float *A,
-                             const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out, int accumulate_dx);
+                             const float *X, const float *K, const float *V, float *A, float *S,
+                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                             int accumulate_dx);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,

@@ -39,7 +39,10 @@ static size_t g_ws_bytes[TFC_WS_COUNT];
 
 void *tfc_workspace(int slot, size_t bytes) {
     if (bytes <= g_ws_bytes[slot]) return g_ws[slot];
-    size_t want = bytes + bytes / 4; // some headroom against repeated growth
+    // Some headroom against repeated growth (sampling grows T a token at a
+    // time), capped so that the large training workspaces stay near exact.
+    const size_t cap = (size_t)4 << 20;
+    size_t want = bytes + (bytes / 4 < cap ? bytes / 4 : cap);
     if (g_ws[slot]) {
         CUDA_CHECK(cudaDeviceSynchronize());
         CUDA_CHECK(cudaFree(g_ws[slot]));
@@ -329,15 +332,28 @@ bf16 *tfc_bf16_copy(int slot, const float *src, size_t n) {
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
 // operands and keep the transpose flags. K > 0.
+void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type, TfcOperand A,
+                      TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                      int trans_b, float alpha, float beta, int batch, cublasComputeType_t compute) {
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (batch == 1)
+        CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
+                                  ab_type, A.ld, &beta, C, c_type, ldc, compute,
+                                  CUBLAS_GEMM_DEFAULT));
+    else
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+            tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type,
+            A.ld, A.stride, &beta, C, c_type, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT));
+}
+
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
                  cublasComputeType_t compute) {
-    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = trans_a ? M : K;
-    int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, ab_type, ldb, A, ab_type,
-                              lda, &beta, C, c_type, N, compute, CUBLAS_GEMM_DEFAULT));
+    TfcOperand a = {A, trans_a ? M : K, 0}, b = {B, trans_b ? K : N, 0};
+    tfc_gemm_batched(C, N, 0, c_type, a, b, ab_type, M, N, K, trans_a, trans_b, alpha, beta, 1,
+                     compute);
 }
 
 void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
@@ -355,7 +371,7 @@ void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K
 // fp32-operand GEMMs (head, attention) use TF32: cuBLAS's FAST_16BF compute
 // type ran TF32 kernels anyway on the H100 (same speed, same error), and
 // real bf16 needs bf16 operands (tfc_matmul_bf16, used by the Pattentions).
-static cublasComputeType_t compute_type(void) {
+cublasComputeType_t tfc_fp32_compute(void) {
     return g_precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
@@ -370,7 +386,7 @@ void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, i
         return;
     }
     tfc_gemm_ex(C, CUDA_R_32F, A, B, CUDA_R_32F, M, N, K, trans_a, trans_b, alpha, beta,
-                compute_type());
+                tfc_fp32_compute());
 }
 
 void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, int K,
@@ -380,14 +396,9 @@ void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, 
     if (K <= 0) {
         tfc_fail("tfc_matmul_strided", "K must be positive", __FILE__, __LINE__);
     }
-    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = trans_a ? M : K;
-    int ldb = trans_b ? K : N;
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(tfc_cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F,
-                                            ldb, stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C,
-                                            CUDA_R_32F, N, stride_c, batch, compute_type(),
-                                            CUBLAS_GEMM_DEFAULT));
+    TfcOperand a = {A, trans_a ? M : K, stride_a}, b = {B, trans_b ? K : N, stride_b};
+    tfc_gemm_batched(C, N, stride_c, CUDA_R_32F, a, b, CUDA_R_32F, M, N, K, trans_a, trans_b,
+                     alpha, beta, batch, tfc_fp32_compute());
 }
 
 static void cu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,

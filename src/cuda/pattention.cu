@@ -1,5 +1,6 @@
-// Pattention (SPEC section 1) forward and backward on the GPU.
-//   forward:  A = X K^T (cuBLAS), S = pnorm(A) (one warp per row), Y = S V
+// Pattention (SPEC section 1) forward and backward on the GPU, for a group
+// of G members sharing X (G = 1: one Pattention; q, k, v: G = 3):
+//   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
@@ -94,6 +95,14 @@ static __device__ __forceinline__ float pn_cdf(float u) {
 // softmax max mx, and ss = sum of squares + eps for the L2 modes.
 struct PnRow {
     float k, mx, ss;
+};
+
+// The tau of each member of a Pattention group: row r of the (N G) x n
+// scores belongs to member r % G (the scores of a group are N x G n).
+struct PnTaus {
+    float t[PATT_MAX_GROUP];
+    int G;
+    __device__ float of(size_t row) const { return t[row % G]; }
 };
 
 // Where a warp works: its row, its part of the team's windows, and the
@@ -216,14 +225,14 @@ static __device__ __forceinline__ PnBack pn_back(float a, float ds, const PnRow 
 }
 
 template <int E, int C, int G, typename AT, typename ST>
-__global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, int n, int rows) {
+__global__ void pnorm_forward_kernel(ST *S, const AT *A, PnTaus taus, int mode, int n, int rows) {
     constexpr int W = 32 * E * C;
     __shared__ float red[PN_WARPS];
     PnTeam<G> tm(n, rows, red);
     const AT *a = A + tm.row * n;
     ST *s = S + tm.row * n;
     float2 x[C];
-    const PnRow r = pn_row_stats<E, C>(x, a, tm, n, tau, mode);
+    const PnRow r = pn_row_stats<E, C>(x, a, tm, n, taus.of(tm.row), mode);
     for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
         if (tm.n > G * W) pn_load<E, C>(x, a, w0, tm.n, tm.lane, pn_fill(mode));
 #pragma unroll
@@ -232,15 +241,17 @@ __global__ void pnorm_forward_kernel(ST *S, const AT *A, float tau, int mode, in
     }
 }
 
-// dS in, dL/dA out; out may alias dS (each element is read before it is
-// written, by the same lane). S is recomputed from A, and written to S_out
-// when that is not null (bf16 mode does not keep S from the forward). A row
+// dS in, dL/dA out. S is recomputed from A, and written to S_out when that
+// is not null (bf16 mode does not keep S from the forward). out may alias dS
+// and S_out may alias A: each element is read before it is written, by the
+// same lane, and the warps of a team own disjoint windows. A row
 // that fits the team's windows keeps p, q and S in registers between passes.
 // (At least 3 blocks per SM: left alone, nvcc gives the team kernels twice
 // the registers of G = 1 for the same per-warp work.)
 template <int E, int C, int G, typename AT, typename ST, typename DT>
-__global__ void __launch_bounds__(32 * PN_WARPS, 3) pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, float tau,
-                                      int mode, int n, int rows) {
+__global__ void __launch_bounds__(32 * PN_WARPS, 3)
+    pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
+                          int n, int rows) {
     constexpr int W = 32 * E * C;
     __shared__ float red[PN_WARPS];
     PnTeam<G> tm(n, rows, red);
@@ -248,7 +259,7 @@ __global__ void __launch_bounds__(32 * PN_WARPS, 3) pnorm_backward_kernel(DT *ou
     const DT *d = dS + tm.row * n;
     const float fill = pn_fill(mode);
     float2 p[C], q[C], sv[C]; // p, q start as A and dS
-    const PnRow r = pn_row_stats<E, C>(q, a, tm, n, tau, mode);
+    const PnRow r = pn_row_stats<E, C>(q, a, tm, n, taus.of(tm.row), mode);
     float dot = 0.0f;
     for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
         if (tm.n > G * W) pn_load<E, C>(q, a, w0, tm.n, tm.lane, fill);
@@ -313,129 +324,140 @@ template <typename Sh> static unsigned pn_blocks(int N) {
 }
 
 template <typename AT, typename ST>
-static void pnorm_forward(ST *S, const AT *A, float tau, int mode, int N, int n) {
-    pn_dispatch(N, n, [&](int rows, auto sh) {
+static void pnorm_forward(ST *S, const AT *A, PnTaus taus, int mode, int rows, int n) {
+    pn_dispatch(rows, n, [&](int r, auto sh) {
         using Sh = decltype(sh);
         pnorm_forward_kernel<Sh::e, Sh::c, Sh::g>
-            <<<pn_blocks<Sh>(rows), 32 * PN_WARPS>>>(S, A, tau, mode, n, rows);
+            <<<pn_blocks<Sh>(r), 32 * PN_WARPS>>>(S, A, taus, mode, n, r);
     });
 }
 
 template <typename AT, typename ST, typename DT>
-static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, float tau, int mode,
-                           int N, int n) {
-    pn_dispatch(N, n, [&](int rows, auto sh) {
+static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
+                           int rows, int n) {
+    pn_dispatch(rows, n, [&](int r, auto sh) {
         using Sh = decltype(sh);
         pnorm_backward_kernel<Sh::e, Sh::c, Sh::g>
-            <<<pn_blocks<Sh>(rows), 32 * PN_WARPS>>>(out, S_out, dS, A, tau, mode, n, rows);
+            <<<pn_blocks<Sh>(r), 32 * PN_WARPS>>>(out, S_out, dS, A, taus, mode, n, r);
     });
 }
 
-static void pattention_forward_fp32(float *Y, float *A, float *S, const float *X, const float *K,
-                                    const float *V, float tau, int mode, int N, int d_in, int n,
-                                    int d_out) {
-    tfc_matmul(A, X, K, N, n, d_in, 0, 1, 1.0f, 0.0f); // A = X K^T
-    pnorm_forward(S, A, tau, mode, N, n);
-    tfc_matmul(Y, S, V, N, d_out, n, 0, 0, 1.0f, 0.0f); // Y = S V
+// ---- a group of G Pattentions sharing X (ops.h). Its scores are one N x Gn
+// matrix, member g in columns [g n, (g + 1) n): one GEMM over the stacked
+// keys gives them all, the pnorm kernels see (N G) rows of n, and dX and dK
+// are again single GEMMs over the stacked rows; only the products with the
+// values, Y_g = S_g V_g and their gradients, are batched per member.
+// T is the element type of the stored scores and of the GEMM operands.
+template <typename T> struct Dt;
+template <> struct Dt<float> {
+    static cudaDataType type() { return CUDA_R_32F; }
+    static cublasComputeType_t compute() { return tfc_fp32_compute(); }
+};
+template <> struct Dt<bf16> {
+    static cudaDataType type() { return CUDA_R_16BF; }
+    static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+
+// Row-major C_b (+)= op(A_b) op(B_b), b < batch (leading dims and batch strides in elements).
+template <typename TC, typename T>
+static void gemm(TC *C, int ldc, long long sc, const T *A, int lda, long long sa, const T *B,
+                 int ldb, long long sb, int M, int N, int K, int trans_a, int trans_b, float beta,
+                 int batch) {
+    tfc_gemm_batched(C, ldc, sc, Dt<TC>::type(), TfcOperand{A, lda, sa}, TfcOperand{B, ldb, sb},
+                     Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch, Dt<T>::compute());
 }
 
-static void pattention_backward_fp32(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                     const float *X, const float *K, const float *V, const float *A,
-                                     const float *S, float tau, int mode, int N, int d_in, int n,
-                                     int d_out, float dx_beta) {
-    tfc_matmul(dA, dY, V, N, n, d_out, 0, 1, 1.0f, 0.0f); // dS = dY V^T
-    pnorm_backward(dA, (float *)nullptr, (const float *)dA, A, tau, mode, N, n);
-    if (dX) tfc_matmul(dX, dA, K, N, d_in, n, 0, 0, 1.0f, dx_beta); // dX (+)= dA K
-    if (dK) tfc_matmul(dK, dA, X, n, d_in, N, 1, 0, 1.0f, 1.0f); // dK += dA^T X
-    if (dV) tfc_matmul(dV, S, dY, n, d_out, N, 1, 0, 1.0f, 1.0f); // dV += S^T dY
+template <typename T>
+static void group_forward(float *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
+                          int mode, int N, int d_in, int n, int d_out) {
+    const int G = taus.G, Gn = G * n;
+    gemm(A, Gn, 0, X, d_in, 0, K, d_in, 0, N, Gn, d_in, 0, 1, 0.0f, 1); // A = X K^T
+    pnorm_forward(S, (const T *)A, taus, mode, N * G, n);
+    gemm(Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
+         d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
 }
 
-// C (bf16) = op(A) op(B) with bf16 operands and fp32 accumulation (row-major,
-// as tfc_matmul): for scores, whose consumer is the bf16 pnorm kernel.
-static void matmul_bf16_to_bf16(bf16 *C, const bf16 *A, const bf16 *B, int M, int N, int K,
-                                int trans_a, int trans_b) {
-    tfc_gemm_ex(C, CUDA_R_16BF, A, B, CUDA_R_16BF, M, N, K, trans_a, trans_b, 1.0f, 0.0f,
-                CUBLAS_COMPUTE_32F);
+// S_out: where the pnorm backward writes S (bf16 mode, which does not keep
+// it: over A) or NULL; S: the S that dV takes (S_out, or the forward's).
+template <typename T>
+static void group_backward(float *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
+                           const T *dY, const T *X, const T *K, const T *V, const T *A,
+                           PnTaus taus, int mode, int N, int d_in, int n, int d_out,
+                           float dx_beta) {
+    const int G = taus.G, Gn = G * n;
+    const long long y_stride = (long long)N * d_out, v_stride = (long long)n * d_out;
+    gemm(dA, Gn, n, dY, d_out, y_stride, V, d_out, v_stride, N, n, d_out, 0, 1, 0.0f, G); // dS_g = dY_g V_g^T
+    pnorm_backward(dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
+    if (dV) gemm(dV, d_out, v_stride, S, Gn, n, dY, d_out, y_stride, n, d_out, N, 1, 0, 1.0f, G); // dV_g += S_g^T dY_g
+    if (dX) gemm(dX, d_in, 0, (const T *)dA, Gn, 0, K, d_in, 0, N, d_in, Gn, 0, 0, dx_beta, 1); // dX (+)= dA K
+    if (dK) gemm(dK, d_in, 0, (const T *)dA, Gn, 0, X, d_in, 0, Gn, d_in, N, 1, 0, 1.0f, 1); // dK += dA^T X
 }
 
-// bf16 mode: the A and dA buffers hold bf16; S is not saved but recomputed
-// from A by the pnorm backward, which reads A anyway (N*n*2 bytes less per
-// Pattention, a quarter of the activation memory, for one more write); the operands X, K, V, dY are rounded
-// into bf16 workspaces per call unless a bf16 copy exists already (the
-// LayerNorm shadow for X, the AdamW mirror for K and V).
-static void pattention_forward_bf16(float *Y, float *A, float *S, const float *X, const float *K,
-                                    const float *V, float tau, int mode, int N, int d_in, int n,
-                                    int d_out) {
-    bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
-    bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)n * d_in);
-    bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    bf16 *Ab = (bf16 *)A;
-    bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
-    (void)S;
-    matmul_bf16_to_bf16(Ab, Xb, Kb, N, n, d_in, 0, 1);
-    pnorm_forward(Sb, (const bf16 *)Ab, tau, mode, N, n);
-    tfc_matmul_bf16(Y, Sb, Vb, N, d_out, n, 0, 0, 1.0f, 0.0f);
+static PnTaus taus_of(const float *tau, int G) {
+    if (G < 1 || G > PATT_MAX_GROUP) tfc_fail("pattention", "group size out of range", __FILE__, __LINE__);
+    PnTaus t = {};
+    for (int g = 0; g < G; g++) t.t[g] = tau[g];
+    t.G = G;
+    return t;
 }
 
-static void pattention_backward_bf16(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                     const float *X, const float *K, const float *V, const float *A,
-                                     const float *S, float tau, int mode, int N, int d_in, int n,
-                                     int d_out, float dx_beta) {
-    bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)N * d_out);
-    bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)n * d_out);
-    const bf16 *Ab = (const bf16 *)A;
-    bf16 *Sb = (bf16 *)tfc_workspace(TFC_WS_BF16_S, (size_t)N * n * sizeof(bf16));
-    (void)S;
-    bf16 *dAb = (bf16 *)dA;
-    matmul_bf16_to_bf16(dAb, dYb, Vb, N, n, d_out, 0, 1); // dS
-    pnorm_backward(dAb, Sb, (const bf16 *)dAb, Ab, tau, mode, N, n); // and S again, bit for bit
-    if (dV) tfc_matmul_bf16(dV, Sb, dYb, n, d_out, N, 1, 0, 1.0f, 1.0f);
-    if (dX) {
-        bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)n * d_in);
-        tfc_matmul_bf16(dX, dAb, Kb, N, d_in, n, 0, 0, 1.0f, dx_beta);
-    }
-    if (dK) {
-        bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
-        tfc_matmul_bf16(dK, dAb, Xb, n, d_in, N, 1, 0, 1.0f, 1.0f);
-    }
-}
-
-void tfc_pattention_sizes(int N, int n, size_t *a_floats, size_t *s_floats, size_t *da_floats) {
-    ops_pattention_sizes_full(N, n, a_floats, s_floats, da_floats);
+// bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
+// writes it into the dA scratch for the Y product, backward recomputes it
+// from A inside the pnorm backward (which reads A anyway) and writes it over
+// A (each element read before it is written, by the same lane), so that no
+// Pattention needs memory for S (N*n*2 bytes each, a quarter of the
+// activations). The operands X, K, V, dY are rounded into bf16 workspaces
+// per call unless a bf16 copy exists already (the LayerNorm shadow for X,
+// the AdamW mirror for K and V).
+void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                          size_t *da_floats) {
+    ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
     if (tfc_matmul_precision() == MATMUL_BF16) { // bf16 elements, two per float; S recomputed
-        *a_floats = *da_floats = ((size_t)N * n + 1) / 2;
+        *a_floats = *da_floats = ((size_t)G * N * n + 1) / 2;
         *s_floats = 0;
     }
 }
 
-void tfc_pattention_forward(float *Y, float *A, float *S, const float *X, const float *K,
-                            const float *V, float tau, int mode, int N, int d_in, int n,
-                            int d_out) {
+void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+                            const float *K, const float *V, const float *tau, int G, int mode,
+                            int N, int d_in, int n, int d_out) {
+    PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
     if (n <= 0) { // no parameter tokens: Y = 0
-        tfc_matmul(Y, S, V, N, d_out, 0, 0, 0, 1.0f, 0.0f);
+        tfc_matmul(Y, nullptr, nullptr, G * N, d_out, 0, 0, 0, 1.0f, 0.0f);
         return;
     }
-    if (tfc_matmul_precision() == MATMUL_BF16)
-        pattention_forward_bf16(Y, A, S, X, K, V, tau, mode, N, d_in, n, d_out);
-    else
-        pattention_forward_fp32(Y, A, S, X, K, V, tau, mode, N, d_in, n, d_out);
+    if (tfc_matmul_precision() != MATMUL_BF16) {
+        group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out);
+        return;
+    }
+    const bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
+    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
+    const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
+    group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out);
 }
 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, const float *A,
-                             const float *S, float tau, int mode, int N, int d_in, int n,
-                             int d_out, int accumulate_dx) {
+                             const float *X, const float *K, const float *V, float *A, float *S,
+                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                             int accumulate_dx) {
+    PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
     float dx_beta = accumulate_dx ? 1.0f : 0.0f;
     if (n <= 0) { // no parameter tokens: dX (+)= 0
         if (dX) tfc_matmul(dX, nullptr, nullptr, N, d_in, 0, 0, 0, 1.0f, dx_beta);
         return;
     }
-    if (tfc_matmul_precision() == MATMUL_BF16)
-        pattention_backward_bf16(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out,
-                                 dx_beta);
-    else
-        pattention_backward_fp32(dX, dK, dV, dA, dY, X, K, V, A, S, tau, mode, N, d_in, n, d_out,
-                                 dx_beta);
+    if (tfc_matmul_precision() != MATMUL_BF16) {
+        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, X, K, V, A, taus, mode, N, d_in, n,
+                              d_out, dx_beta);
+        return;
+    }
+    const bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
+    const bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
+    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
+    const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
+    bf16 *Ab = (bf16 *)A; // becomes S
+    group_backward<bf16>(dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N, d_in,
+                         n, d_out, dx_beta);
 }
