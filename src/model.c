@@ -427,8 +427,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
         o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d);
         qkv_forward(m, l, a);
-        o->rope(a->q, B, T, H, hd, rot, 0);
-        o->rope(a->k, B, T, H, hd, rot, 0);
+        o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         patt_forward(m, l, PATT_O, 1, a->o, a->y, a);
         residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
@@ -489,8 +488,7 @@ void model_backward(Model *m) {
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
         patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, a->y, a);
         o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
-        o->rope(s.dq, B, T, H, hd, rot, 1);
-        o->rope(s.dk, B, T, H, hd, rot, 1);
+        o->rope(s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d); /* recompute */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);

@@ -750,7 +750,9 @@ int main(void) {
         test_pattention(MATMUL_FP32, mode, 1, 5, 16, 1153, 8); /* odd n: several windows */
         test_pattention(MATMUL_FP32, mode, 1, 37, 24, 54, 19); /* even n: pairs per lane */
         test_pattention(MATMUL_FP32, mode, 1, 9, 16, 1152, 8);
-        test_pattention(MATMUL_FP32, mode, 1, 5, 16, 2306, 8); /* even n past 36 slots: windows */
+        test_pattention(MATMUL_FP32, mode, 1, 5, 16, 2306, 8); /* pairs, several windows */
+        test_pattention(MATMUL_FP32, mode, 1, 37, 24, 200, 19); /* n a multiple of 4 */
+        test_pattention(MATMUL_FP32, mode, 1, 9, 16, 2400, 8); /* a team, several windows */
     }
     test_rope(2, 13, 3, 8, 4);
     test_rope(2, 13, 3, 8, 8);
@@ -769,7 +771,8 @@ int main(void) {
     test_matmul_precisions();
     for (int mode = 0; mode < 3; mode++) test_pattention(MATMUL_BF16, mode, 1, 300, 96, 200, 80);
     test_pattention(MATMUL_BF16, 0, 1, 50, 32, 53, 24); /* odd n */
-    test_pattention(MATMUL_BF16, 0, 1, 20, 32, 2400, 24); /* windows */
+    test_pattention(MATMUL_BF16, 0, 1, 20, 32, 2400, 24); /* a team, several windows */
+    test_pattention(MATMUL_BF16, 0, 1, 21, 32, 5000, 24); /* long rows */
     for (int mode = 0; mode < 3; mode++) { /* the q, k, v group */
         test_pattention(MATMUL_FP32, mode, 3, 37, 24, 54, 24);
         test_pattention(MATMUL_BF16, mode, 3, 300, 96, 200, 96);

@@ -151,12 +151,34 @@ static void cu_accumulate(float *y, const float *x, size_t n) {
     KERNEL_CHECK();
 }
 
+// Dropout maps element i by its own hash (tf_dropout_keep, as the CPU does).
+// Threads take four consecutive elements, with 16-byte loads and stores when
+// every pointer allows them: four independent hashes per thread hide more of
+// their integer work behind the memory traffic than one.
+static __device__ __forceinline__ float dropped(float v, float p, float scale, uint64_t seed,
+                                                size_t i) {
+    return tf_dropout_keep(seed, (uint64_t)i, p) ? v * scale : 0.0f;
+}
+
+static bool aligned16(const void *a, const void *b, const void *c) {
+    return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15) == 0;
+}
+
 // out = keep(seed, i) ? x / (1 - p) : 0. Backward is the same map on dout.
+template <bool VEC>
 __global__ void dropout_kernel(float *out, const float *x, float p, float scale, uint64_t seed,
                                size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        out[i] = tf_dropout_keep(seed, (uint64_t)i, p) ? x[i] * scale : 0.0f;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = 4 * (blockIdx.x * (size_t)blockDim.x + threadIdx.x);
+    for (; i + 3 < n; i += 4 * stride) {
+        float v[4];
+        if (VEC) *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(x + i);
+        else for (int k = 0; k < 4; k++) v[k] = x[i + k];
+        for (int k = 0; k < 4; k++) v[k] = dropped(v[k], p, scale, seed, i + k);
+        if (VEC) *reinterpret_cast<float4 *>(out + i) = *reinterpret_cast<const float4 *>(v);
+        else for (int k = 0; k < 4; k++) out[i + k] = v[k];
+    }
+    for (; i < n; i++) out[i] = dropped(x[i], p, scale, seed, i); // the tail, one thread
 }
 
 static void cu_dropout(float *out, const float *x, float p, uint64_t seed, size_t n) {
@@ -166,23 +188,43 @@ static void cu_dropout(float *out, const float *x, float p, uint64_t seed, size_
         return;
     }
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_kernel<<<tfc_blocks(n, 256), 256>>>(out, x, p, scale, seed, n);
+    unsigned blocks = tfc_blocks((n + 3) / 4, 256);
+    if (aligned16(out, x, x))
+        dropout_kernel<true><<<blocks, 256>>>(out, x, p, scale, seed, n);
+    else
+        dropout_kernel<false><<<blocks, 256>>>(out, x, p, scale, seed, n);
     KERNEL_CHECK();
 }
 
+template <bool VEC>
 __global__ void dropout_add_kernel(float *out, const float *x, const float *branch, float p,
                                    float scale, uint64_t seed, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        out[i] = x[i] + (p <= 0.0f ? branch[i]
-                                   : (tf_dropout_keep(seed, (uint64_t)i, p) ? branch[i] * scale : 0.0f));
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = 4 * (blockIdx.x * (size_t)blockDim.x + threadIdx.x);
+    for (; i + 3 < n; i += 4 * stride) {
+        float a[4], b[4];
+        if (VEC) {
+            *reinterpret_cast<float4 *>(a) = *reinterpret_cast<const float4 *>(x + i);
+            *reinterpret_cast<float4 *>(b) = *reinterpret_cast<const float4 *>(branch + i);
+        } else {
+            for (int k = 0; k < 4; k++) a[k] = x[i + k], b[k] = branch[i + k];
+        }
+        for (int k = 0; k < 4; k++) a[k] += p <= 0.0f ? b[k] : dropped(b[k], p, scale, seed, i + k);
+        if (VEC) *reinterpret_cast<float4 *>(out + i) = *reinterpret_cast<const float4 *>(a);
+        else for (int k = 0; k < 4; k++) out[i + k] = a[k];
+    }
+    for (; i < n; i++) out[i] = x[i] + (p <= 0.0f ? branch[i] : dropped(branch[i], p, scale, seed, i));
 }
 
 static void cu_dropout_add(float *out, const float *x, const float *branch, float p, uint64_t seed,
                            size_t n) {
     if (!n) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_add_kernel<<<tfc_blocks(n, 256), 256>>>(out, x, branch, p, scale, seed, n);
+    unsigned blocks = tfc_blocks((n + 3) / 4, 256);
+    if (aligned16(out, x, branch))
+        dropout_add_kernel<true><<<blocks, 256>>>(out, x, branch, p, scale, seed, n);
+    else
+        dropout_add_kernel<false><<<blocks, 256>>>(out, x, branch, p, scale, seed, n);
     KERNEL_CHECK();
 }
 
