@@ -137,6 +137,43 @@ __device__ __forceinline__ int t_off(int lane, int ld) { return a_off(lane, ld);
 // Byte offset of element (r, c) of a bf16 tile with row stride ld.
 __host__ __device__ constexpr int eo(int r, int c, int ld) { return 2 * (r * ld + c); }
 
+// acc (16 x FA_KT) = this warp's 16 x HD rows at `mine` (A fragments, lane
+// offset included) times the FA_KT x HD tile at `other` (lane offset
+// included), transposed: the backward's S^T = K_w Q^T and dP^T = V_w dO^T.
+template <int HD, int LDB>
+__device__ __forceinline__ void mma_rows_by_tile_t(float (&acc)[FA_KT / 8][4], uint32_t mine,
+                                                   uint32_t other) {
+#pragma unroll
+    for (int j = 0; j < FA_KT / 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t a[4];
+        ldsm_x4(a, mine + eo(0, kk * 16, LDB));
+#pragma unroll
+        for (int jp = 0; jp < FA_KT / 16; jp++) {
+            uint32_t b[4];
+            ldsm_x4(b, other + eo(jp * 16, kk * 16, LDB));
+            mma16816(acc[2 * jp], a, b[0], b[1]);
+            mma16816(acc[2 * jp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc (16 x HD) += a (16 x 16) times rows [16 kk, 16 kk + 16) of the
+// row-major bf16 tile at shared address `tile` (this lane's ldmatrix offset
+// included), read transposed: the backward's dV += P^T dO and dK += dS^T Q.
+template <int HD, int LDB>
+__device__ __forceinline__ void mma_tile_rows(float (&acc)[HD / 8][4], const uint32_t (&a)[4],
+                                              uint32_t tile, int kk) {
+#pragma unroll
+    for (int np = 0; np < HD / 16; np++) {
+        uint32_t b[4];
+        ldsm_x4_t(b, tile + eo(kk * 16, np * 16, LDB));
+        mma16816(acc[2 * np], a, b[0], b[1]);
+        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    }
+}
+
 // A ROWS x HD fp32 tile of one head (rows `stride` floats apart; rows >=
 // nvalid read as zeros) held in registers between fetch and store.
 template <int HD, int ROWS, int THREADS> struct Stage {
@@ -517,18 +554,7 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
 #pragma unroll
         for (int j = 0; j < FA_KT / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
         if (live) {
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t ka[4];
-                ldsm_x4(ka, kw_a + eo(0, kk * 16, LDB));
-#pragma unroll
-                for (int jp = 0; jp < FA_KT / 16; jp++) {
-                    uint32_t bq[4];
-                    ldsm_x4(bq, qc + boff + eo(jp * 16, kk * 16, LDB));
-                    mma16816(s[2 * jp], ka, bq[0], bq[1]);
-                    mma16816(s[2 * jp + 1], ka, bq[2], bq[3]);
-                }
-            }
+            mma_rows_by_tile_t<HD, LDB>(s, kw_a, qc + boff);
             const bool full = q0 >= kw + 15 && q0 + FA_KT <= T;
 #pragma unroll
             for (int j = 0; j < FA_KT / 8; j++) {
@@ -552,33 +578,14 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
             for (int kk = 0; kk < FA_KT / 16; kk++) {
                 uint32_t pa[4];
                 acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-                for (int np = 0; np < HD / 16; np++) {
-                    uint32_t bo[4];
-                    ldsm_x4_t(bo, oc + toff + eo(kk * 16, np * 16, LDB));
-                    mma16816(dva[2 * np], pa, bo[0], bo[1]);
-                    mma16816(dva[2 * np + 1], pa, bo[2], bo[3]);
-                }
+                mma_tile_rows<HD, LDB>(dva, pa, oc + toff, kk);
             }
         }
 
         // dP^T = V_w dO^T -> dS^T = P^T (dP^T - D)
         if (live) {
             float dp[FA_KT / 8][4];
-#pragma unroll
-            for (int j = 0; j < FA_KT / 8; j++) dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t va[4];
-                ldsm_x4(va, vw_a + eo(0, kk * 16, LDB));
-#pragma unroll
-                for (int jp = 0; jp < FA_KT / 16; jp++) {
-                    uint32_t bo[4];
-                    ldsm_x4(bo, oc + boff + eo(jp * 16, kk * 16, LDB));
-                    mma16816(dp[2 * jp], va, bo[0], bo[1]);
-                    mma16816(dp[2 * jp + 1], va, bo[2], bo[3]);
-                }
-            }
+            mma_rows_by_tile_t<HD, LDB>(dp, vw_a, oc + boff);
 #pragma unroll
             for (int j = 0; j < FA_KT / 8; j++) {
                 const float2 Dq = *reinterpret_cast<const float2 *>(D_c + 8 * j + 2 * t);
@@ -599,15 +606,7 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
             *reinterpret_cast<uint32_t *>(d + 8 * LDD) = sa[1];
             *reinterpret_cast<uint32_t *>(d + 8) = sa[2];
             *reinterpret_cast<uint32_t *>(d + 8 * LDD + 8) = sa[3];
-            if (live) {
-#pragma unroll
-                for (int np = 0; np < HD / 16; np++) {
-                    uint32_t bq[4];
-                    ldsm_x4_t(bq, qc + toff + eo(kk * 16, np * 16, LDB));
-                    mma16816(dka[2 * np], sa, bq[0], bq[1]);
-                    mma16816(dka[2 * np + 1], sa, bq[2], bq[3]);
-                }
-            }
+            if (live) mma_tile_rows<HD, LDB>(dka, sa, qc + toff, kk);
         }
         if (more) {
             if (!PREFETCH) pf2.fetch(dout + next, rs, nv_next);
