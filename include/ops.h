@@ -30,6 +30,18 @@ typedef enum {
 #define PATT_MAX_GROUP 4 /* members of a Pattention group (q, k, v: 3) */
 #define LAYERNORM_EPS 1e-5f
 
+/* The input of a Pattention (group): x (N x d_in) itself, or LayerNorm(x)
+ * (no affine, eps LAYERNORM_EPS) when mean and rstd are set. Then forward
+ * writes the row statistics there and backward reads them (it may rewrite
+ * the same values), and xn is N x d_in floats of scratch a backend may use
+ * for the normalized rows (CUDA under bf16 keeps them in bf16 of its own
+ * and never writes xn): fusing the normalization into the Pattention spares
+ * a backend writing and reading an fp32 LayerNorm output it does not need. */
+typedef struct {
+    const float *x;
+    float *xn, *mean, *rstd;
+} PattInput;
+
 typedef struct Ops {
     const char *name;   /* "cpu" or "cuda" */
     const char *device; /* what it runs on, for logs: "NVIDIA H100 80GB HBM3, sm_90" */
@@ -65,7 +77,8 @@ typedef struct Ops {
                                const float *rstd, int N, int C);
 
     /* Pattention (SPEC section 1) over a group of G members (1 <= G <=
-     * PATT_MAX_GROUP) that share the input X (N x d_in) and the row count n:
+     * PATT_MAX_GROUP) that share the input X (N x d_in, see PattInput) and
+     * the row count n:
      * member g has keys K + g*n*d_in (n x d_in: the group's keys are stacked,
      * G*n x d_in), values V + g*n*d_out, scale tau[g] (a host array), and
      * writes Y + g*N*d_out. G = 1 is one Pattention. The q, k and v of a
@@ -76,21 +89,23 @@ typedef struct Ops {
      * scratch for both directions (the same buffer may serve both).
      * Backward consumes the saved state: it may overwrite A and S (CUDA under
      * bf16 writes S over A). dY is stacked like Y, dK and dV like K and V and
-     * accumulate; dX (N x d_in) gets the sum over members, accumulated when
-     * accumulate_dx is 1, overwritten when 0. */
+     * accumulate; dX (N x d_in) gets the sum over members (the gradient of
+     * X, the LayerNorm output when the input is normalized: the caller runs
+     * layernorm_backward), accumulated when accumulate_dx is 1, overwritten
+     * when 0. */
     /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
      * in fp32; a backend that keeps them in a narrower type or recomputes one
      * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
      * floats) asks for less. */
     void (*pattention_sizes)(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                              size_t *da_floats);
-    void (*pattention_forward)(float *Y, float *A, float *S, float *dA, const float *X,
+    void (*pattention_forward)(float *Y, float *A, float *S, float *dA, PattInput X,
                                const float *K, const float *V, const float *tau, int G, int mode,
                                int N, int d_in, int n, int d_out);
     void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                const float *X, const float *K, const float *V, float *A,
-                                float *S, const float *tau, int G, int mode, int N, int d_in,
-                                int n, int d_out, int accumulate_dx);
+                                PattInput X, const float *K, const float *V, float *A, float *S,
+                                const float *tau, int G, int mode, int N, int d_in, int n,
+                                int d_out, int accumulate_dx);
 
     /* Rotary embedding in place on x laid out (B, T, H, hd), GPT-NeoX style:
      * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs

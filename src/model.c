@@ -219,9 +219,10 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         if (base) (ptr) = base + off;               \
         off += ((size_t)(count) + 15) & ~(size_t)15; \
     } while (0)
-    /* Shared by all layers: the LayerNorm outputs (backward recomputes them
-     * from x / h and the saved statistics) and the branch outputs o and f
-     * (consumed by the residual sum at once, not needed by backward). */
+    /* Shared by all layers: the LayerNorm outputs (scratch of the
+     * Pattentions, which normalize their input themselves, forward and
+     * backward, from x / h and the saved statistics) and the branch outputs o
+     * and f (consumed by the residual sum at once, not needed by backward). */
     float *ln_shared = NULL, *branch_shared = NULL;
     TAKE(ln_shared, N * d);
     TAKE(branch_shared, N * d);
@@ -252,7 +253,7 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
     }
     TAKE(m->x_final, N * d);
     /* ln_f's output is read by the head and, at the start of backward, by the
-     * head's gradient, before any LayerNorm is recomputed into ln_shared. */
+     * head's gradient, before any Pattention backward normalizes into ln_shared. */
     m->lnf = ln_shared;
     TAKE(m->lnf_mean, N);
     TAKE(m->lnf_rstd, N);
@@ -339,9 +340,20 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
     return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
 }
 
+/* A Pattention's input: y itself, or LayerNorm(x) of a block (non-parametric,
+ * statistics saved for its backward), which the op normalizes itself
+ * (ops.h PattInput); the shared LayerNorm buffer is its scratch. */
+static PattInput plain_input(const float *y) { return (PattInput){y, NULL, NULL, NULL}; }
+static PattInput ln1_input(LayerActs *a) {
+    return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd};
+}
+static PattInput ln2_input(LayerActs *a) {
+    return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd};
+}
+
 /* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
  * values, taus and outputs are stacked) on the same input. */
-static void patt_forward(Model *m, int l, int w, int G, float *out, const float *in,
+static void patt_forward(Model *m, int l, int w, int G, float *out, PattInput in,
                          const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     float *scratch = scratch_of(m).dA;
@@ -350,10 +362,11 @@ static void patt_forward(Model *m, int l, int w, int G, float *out, const float 
                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
 }
 
-/* din += (accumulate) or = the input gradient of the Pattention (group)
- * starting at w of layer l; dout is stacked like its outputs. */
+/* din += (accumulate) or = the gradient of the input rows (the LayerNorm
+ * output, for a normalized input) of the Pattention (group) starting at w of
+ * layer l; dout is stacked like its outputs. */
 static void patt_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
-                          const float *dout, const float *in, const LayerActs *a) {
+                          const float *dout, PattInput in, const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     Param *key = &m->params[idx], *val = &m->params[idx + 1];
     m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
@@ -362,27 +375,27 @@ static void patt_backward(Model *m, int l, int w, int G, float *din, int accumul
                                 accumulate);
 }
 
-/* q, k, v = P_q(x), P_k(x), P_v(x): one group, or three Pattentions. */
+/* q, k, v = P_q(LN1(x)), P_k(LN1(x)), P_v(LN1(x)): one group, or three Pattentions. */
 static void qkv_forward(Model *m, int l, LayerActs *a) {
     if (a->qkv_group == 3) {
-        patt_forward(m, l, PATT_Q, 3, a->q, a->ln1, a);
+        patt_forward(m, l, PATT_Q, 3, a->q, ln1_input(a), a);
         return;
     }
-    patt_forward(m, l, PATT_Q, 1, a->q, a->ln1, a);
-    patt_forward(m, l, PATT_K, 1, a->k, a->ln1, a);
-    patt_forward(m, l, PATT_V, 1, a->v, a->ln1, a);
+    patt_forward(m, l, PATT_Q, 1, a->q, ln1_input(a), a);
+    patt_forward(m, l, PATT_K, 1, a->k, ln1_input(a), a);
+    patt_forward(m, l, PATT_V, 1, a->v, ln1_input(a), a);
 }
 
-/* dln = d(ln1) from dq, dk, dv (stacked). */
-static void qkv_backward(Model *m, int l, const LayerActs *a, const float *dqkv, float *dln,
+/* dln = d(LN1(x)) from dq, dk, dv (stacked). */
+static void qkv_backward(Model *m, int l, LayerActs *a, const float *dqkv, float *dln,
                          float *dA) {
     size_t Nd = (size_t)m->B * m->T * m->cfg.d_model;
     if (a->qkv_group == 3) {
-        patt_backward(m, l, PATT_Q, 3, dln, 0, dA, dqkv, a->ln1, a);
+        patt_backward(m, l, PATT_Q, 3, dln, 0, dA, dqkv, ln1_input(a), a);
         return;
     }
     for (int w = PATT_Q; w <= PATT_V; w++)
-        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, dqkv + (w - PATT_Q) * Nd, a->ln1, a);
+        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, dqkv + (w - PATT_Q) * Nd, ln1_input(a), a);
 }
 
 /* out = x + drop(branch) (dropout only while training). */
@@ -425,14 +438,12 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
-        o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d);
         qkv_forward(m, l, a);
         o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
-        patt_forward(m, l, PATT_O, 1, a->o, a->y, a);
+        patt_forward(m, l, PATT_O, 1, a->o, plain_input(a->y), a);
         residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
-        o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d);
-        patt_forward(m, l, PATT_FFN, 1, a->f, a->ln2, a);
+        patt_forward(m, l, PATT_FFN, 1, a->f, ln2_input(a), a);
         residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
     }
     o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
@@ -481,15 +492,13 @@ void model_backward(Model *m) {
         uint64_t seed = m->last_dropout_seed;
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
-        o->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, NULL, NULL, N, d); /* recompute */
-        patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, a->ln2, a);
+        patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(a), a);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
-        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, a->y, a);
+        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, plain_input(a->y), a);
         o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
         o->rope(s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
-        o->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, NULL, NULL, N, d); /* recompute */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
     }

@@ -69,19 +69,19 @@ static void p_layernorm_backward(float *dx, float *dw, float *db, const float *d
                                  const float *w, const float *mean, const float *rstd, int N, int C) {
     TIMED("layernorm_backward", g_inner->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C));
 }
-static void p_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+static void p_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                                  const float *K, const float *V, const float *tau, int G, int mode,
                                  int N, int d_in, int n, int d_out) {
     char key[80];
-    snprintf(key, sizeof key, "pattention_forward n=%d x%d", n, G);
+    snprintf(key, sizeof key, "pattention_forward n=%d x%d%s", n, G, X.mean ? " +LN" : "");
     TIMED(key, g_inner->pattention_forward(Y, A, S, dA, X, K, V, tau, G, mode, N, d_in, n, d_out));
 }
 static void p_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                  const float *X, const float *K, const float *V, float *A,
-                                  float *S, const float *tau, int G, int mode, int N, int d_in,
-                                  int n, int d_out, int accumulate_dx) {
+                                  PattInput X, const float *K, const float *V, float *A, float *S,
+                                  const float *tau, int G, int mode, int N, int d_in, int n,
+                                  int d_out, int accumulate_dx) {
     char key[80];
-    snprintf(key, sizeof key, "pattention_backward n=%d x%d", n, G);
+    snprintf(key, sizeof key, "pattention_backward n=%d x%d%s", n, G, X.mean ? " +LN" : "");
     TIMED(key, g_inner->pattention_backward(dX, dK, dV, dA, dY, X, K, V, A, S, tau, G, mode, N,
                                             d_in, n, d_out, accumulate_dx));
 }

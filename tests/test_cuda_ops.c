@@ -286,24 +286,39 @@ static void test_layernorm(int N, int C, int affine) {
  * so outputs agree to ~1e-2, and A, S and the dA scratch hold the backend's
  * own format (S is not even written: backward recomputes it): only Y, dX, dK
  * and dV are compared then. */
+/* A Pattention input without a LayerNorm. */
+static PattInput plain(const float *x) { return (PattInput){x, NULL, NULL, NULL}; }
+
 /* A group of G Pattentions sharing X (G = 1: one). The saved scores A, S
  * and the dA scratch are compared only for G = 1 in fp32: their layout is
  * each backend's own (ops.h). */
-static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, int d_out) {
+static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n, int d_out,
+                               int ln) {
     static const char *modes[3] = {"l2_norm_gelu", "gelu_l2_norm", "softmax"};
     const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1;
     const double tol = bf16 ? 2e-2 : TOL;
     const size_t g = (size_t)G;
     char tag[96];
-    snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s", modes[mode], G, N, n, bf16 ? "_bf16" : "");
+    snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
+             ln ? "_ln" : "");
     float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
     Buf X = buf_rand((size_t)N * d_in, 1.0f), K = buf_rand(g * n * d_in, 0.5f);
     Buf V = buf_rand(g * n * d_out, 0.5f);
     Buf Y = buf_out(g * N * d_out), A = buf_out(g * N * n), S = buf_out(g * N * n);
     Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
+    Buf xn = buf_out((size_t)N * d_in), mean = buf_out(N), rstd = buf_out(N);
+    PattInput in_c = plain(X.c), in_g = plain(X.g);
+    if (ln) {
+        in_c = (PattInput){X.c, xn.c, mean.c, rstd.c};
+        in_g = (PattInput){X.g, xn.g, mean.g, rstd.g};
+    }
     ops_cuda_set_matmul_precision(prec);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    if (ln) {
+        checkf("pattention_forward_%s_ln_mean", tag, &mean);
+        checkf("pattention_forward_%s_ln_rstd", tag, &rstd);
+    }
     if (raw) {
         checkf("pattention_forward_%s_A", tag, &A);
         checkf("pattention_forward_%s_S", tag, &S);
@@ -312,9 +327,9 @@ static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, i
     Buf dY = buf_rand(g * N * d_out, 1.0f);
     Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand(g * n * d_in, 1.0f);
     Buf dV = buf_rand(g * n * d_out, 1.0f);
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, G, mode,
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
                              N, d_in, n, d_out, 1);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, G, mode,
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
                              N, d_in, n, d_out, 1);
     if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
     checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
@@ -322,56 +337,25 @@ static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, i
     checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
     /* accumulate_dx = 0 overwrites dX (whatever it held); backward consumed
      * the saved state (ops.h), so forward again first */
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, tau, G, mode,
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
                              N, d_in, n, d_out, 0);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, tau, G, mode,
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
                              N, d_in, n, d_out, 0);
     checkf_tol("pattention_backward_%s_dX_overwrite", tag, &dX, tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
-    Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV};
+    Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV, &xn, &mean, &rstd};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
-/* Under bf16 a LayerNorm output carries a bf16 shadow that the next
- * Pattentions reuse instead of converting X again. Readers of it must get the
- * same result as from a conversion, and it must never outlive a write to X by
- * another op (these checks see correctness; whether it saves time is for
- * `tokenformer bench --profile`). */
-static void test_bf16_shadow(int d) {
-    const int N = 64, n = 96;
-    const double tol = 2e-2;
-    float tau = sqrtf((float)n);
-    ops_cuda_set_matmul_precision(MATMUL_BF16);
-    /* Pattention forwards below: S doubles as the scratch (bf16 keeps no S) */
-    Buf xin = buf_rand((size_t)N * d, 1.0f), X = buf_out((size_t)N * d);
-    Buf mean = buf_out(N), rstd = buf_out(N);
-    Buf K = buf_rand((size_t)n * d, 0.5f), V = buf_rand((size_t)n * d, 0.5f);
-    Buf Y = buf_out((size_t)N * d), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
-    CPU->layernorm_forward(X.c, mean.c, rstd.c, xin.c, NULL, NULL, N, d);
-    GPU->layernorm_forward(X.g, mean.g, rstd.g, xin.g, NULL, NULL, N, d);
-    for (int rep = 0; rep < 2; rep++) { /* q, k, v read one LayerNorm output */
-        CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
-        GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
-        check(rep ? "bf16_shadow_second_reader (tol 2e-2)" : "bf16_shadow_first_reader (tol 2e-2)",
-              rel_err(&Y), tol);
-        check("bf16_shadow_layernorm_out", rel_err(&X), TOL);
-    }
-    /* another op writes X: the shadow must not be used any more */
-    CPU->scale(X.c, -3.0f, (size_t)N * d);
-    GPU->scale(X.g, -3.0f, (size_t)N * d);
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
-    check("bf16_shadow_dropped_after_scale (tol 2e-2)", rel_err(&Y), tol);
-    for (size_t i = 0; i < (size_t)N * d; i++) X.c[i] = rand_val(1.0f);
-    GPU->to_device(X.g, X.c, (size_t)N * d * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, K.c, V.c, &tau, 1, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, K.g, V.g, &tau, 1, 0, N, d, n, d);
-    check("bf16_shadow_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
-    Buf *all[] = {&xin, &X, &mean, &rstd, &K, &V, &Y, &A, &S};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, int d_out) {
+    test_pattention_in(prec, mode, G, N, d_in, n, d_out, 0);
+}
+/* The input normalized by the op (PattInput with statistics), as in a block:
+ * the statistics and everything downstream match the CPU. */
+static void test_pattention_ln(int prec, int G, int N, int d, int n, int d_out) {
+    test_pattention_in(prec, PNORM_L2_GELU, G, N, d, n, d_out, 1);
 }
 
 /* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that the
@@ -400,15 +384,17 @@ static void test_bf16_mirror(void) {
             GPU->adamw(P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
                        half ? 0.0f : 0.1f, 1.0f, step);
         }
-        CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
-        GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
+        CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
+                                d);
+        GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n,
+                                d);
         snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
         check(name, rel_err(&Y), tol);
     }
     for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
     GPU->to_device(P.g, P.c, total * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, X.c, P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, X.g, P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
     check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
@@ -667,13 +653,13 @@ static void test_large(void) {
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
     Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
     Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, X.c, K.c, V.c, &tau, 1, mode, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, X.g, K.g, V.g, &tau, 1, mode, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d);
     checkb("pattention_large_N4096_d384_n1152_S", &S); /* before backward consumes it */
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, X.c, K.c, V.c, A.c, S.c, &tau, 1, mode, N,
-                             d, n, d, 1);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, X.g, K.g, V.g, A.g, S.g, &tau, 1, mode, N,
-                             d, n, d, 1);
+    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, plain(X.c), K.c, V.c, A.c, S.c, &tau, 1,
+                             mode, N, d, n, d, 1);
+    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, plain(X.g), K.g, V.g, A.g, S.g, &tau, 1,
+                             mode, N, d, n, d, 1);
     checkb("pattention_large_N4096_d384_n1152_Y", &Y);
     checkb("pattention_large_N4096_d384_n1152_dX", &dX);
     checkb("pattention_large_N4096_d384_n1152_dK", &dK);
@@ -779,8 +765,12 @@ int main(void) {
     }
     test_pattention(MATMUL_FP32, 0, 3, 37, 24, 53, 24); /* odd n in a group */
     test_pattention(MATMUL_FP32, 0, 2, 9, 16, 1152, 16); /* teams of warps in a group */
-    test_bf16_shadow(128); /* the vector LayerNorm kernel */
-    test_bf16_shadow(100);
+    /* LayerNorm inputs (normalized by the op, as in a block): the vector and
+     * the scalar LayerNorm kernels, bf16 and fp32 */
+    test_pattention_ln(MATMUL_BF16, 3, 64, 128, 96, 128);
+    test_pattention_ln(MATMUL_BF16, 1, 37, 100, 54, 100);
+    test_pattention_ln(MATMUL_FP32, 3, 37, 128, 54, 128);
+    test_pattention_ln(MATMUL_FP32, 1, 9, 100, 1152, 100);
     test_bf16_mirror();
     test_attention_fused(2, 100, 3, 64);  /* T not a multiple of the 64-row tile */
     test_attention_fused(3, 257, 2, 64);

@@ -89,46 +89,58 @@ static void test_layernorm(int affine) {
 
 /* ---------------- pattention ---------------- */
 /* A group of G Pattentions on the same X (G = 1: one): stacked keys, values,
- * taus and outputs; dX sums over the members. */
+ * taus and outputs; dX sums over the members. With ln, the input is
+ * LayerNorm(X), normalized by the op; X's gradient is then layernorm_backward
+ * of the op's dX. */
 typedef struct {
-    int N, din, n, dout, mode, G;
+    int N, din, n, dout, mode, G, ln;
     float tau[3];
-    float *X, *K, *V, *Y, *A, *S, *dA, *R;
+    float *X, *K, *V, *Y, *A, *S, *dA, *R, *xn, *mean, *rstd;
 } PattCtx;
+
+static PattInput patt_input(PattCtx *c) {
+    return c->ln ? (PattInput){c->X, c->xn, c->mean, c->rstd} : (PattInput){c->X, NULL, NULL, NULL};
+}
 
 static double patt_loss(void *p) {
     PattCtx *c = p;
-    O->pattention_forward(c->Y, c->A, c->S, c->dA, c->X, c->K, c->V, c->tau, c->G, c->mode, c->N,
-                          c->din, c->n, c->dout);
+    O->pattention_forward(c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
+                          c->mode, c->N, c->din, c->n, c->dout);
     return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
 
-static void test_pattention(int mode, int G) {
-    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .G = G, .tau = {2.7f, 1.9f, 3.4f}};
-    size_t g = (size_t)G;
-    c.X = randn((size_t)c.N * c.din, 1.0f);
+static void test_pattention(int mode, int G, int ln) {
+    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .G = G, .ln = ln,
+                 .tau = {2.7f, 1.9f, 3.4f}};
+    size_t g = (size_t)G, nx = (size_t)c.N * c.din;
+    c.X = randn(nx, 1.0f);
     c.K = randn(g * c.n * c.din, 0.5f);
     c.V = randn(g * c.n * c.dout, 0.5f);
     c.Y = calloc(g * c.N * c.dout, 4);
     c.A = calloc(g * c.N * c.n, 4);
     c.S = calloc(g * c.N * c.n, 4);
     c.R = randn(g * c.N * c.dout, 1.0f);
-    float *dX = calloc((size_t)c.N * c.din, 4), *dK = calloc(g * c.n * c.din, 4),
-          *dV = calloc(g * c.n * c.dout, 4), *dA = calloc(g * c.N * c.n, 4);
+    c.xn = calloc(nx, 4);
+    c.mean = calloc((size_t)c.N, 4);
+    c.rstd = calloc((size_t)c.N, 4);
+    float *dX = calloc(nx, 4), *dK = calloc(g * c.n * c.din, 4), *dV = calloc(g * c.n * c.dout, 4),
+          *dA = calloc(g * c.N * c.n, 4), *dx = calloc(nx, 4);
     c.dA = dA;
     patt_loss(&c);
-    O->pattention_backward(dX, dK, dV, dA, c.R, c.X, c.K, c.V, c.A, c.S, c.tau, G, mode, c.N, c.din,
-                           c.n, c.dout, 1);
-    char name[64];
-    const char *m = pnorm_name(mode);
-    snprintf(name, sizeof name, "pattention.dX (%s, G=%d)", m, G);
-    check_grad(name, patt_loss, &c, c.X, dX, (size_t)c.N * c.din, 60, 1e-2f, 2e-2);
-    snprintf(name, sizeof name, "pattention.dK (%s, G=%d)", m, G);
+    O->pattention_backward(dX, dK, dV, dA, c.R, patt_input(&c), c.K, c.V, c.A, c.S, c.tau, G, mode,
+                           c.N, c.din, c.n, c.dout, 1);
+    if (ln) O->layernorm_backward(dx, NULL, NULL, dX, c.X, NULL, c.mean, c.rstd, c.N, c.din);
+    char name[80];
+    const char *m = pnorm_name(mode), *in = ln ? ", LayerNorm input" : "";
+    snprintf(name, sizeof name, "pattention.dX (%s, G=%d%s)", m, G, in);
+    check_grad(name, patt_loss, &c, c.X, ln ? dx : dX, nx, 60, 1e-2f, 2e-2);
+    snprintf(name, sizeof name, "pattention.dK (%s, G=%d%s)", m, G, in);
     check_grad(name, patt_loss, &c, c.K, dK, g * c.n * c.din, 60, 1e-2f, 2e-2);
-    snprintf(name, sizeof name, "pattention.dV (%s, G=%d)", m, G);
+    snprintf(name, sizeof name, "pattention.dV (%s, G=%d%s)", m, G, in);
     check_grad(name, patt_loss, &c, c.V, dV, g * c.n * c.dout, 60, 1e-2f, 2e-2);
     free(c.X); free(c.K); free(c.V); free(c.Y); free(c.A); free(c.S); free(c.R);
-    free(dX); free(dK); free(dV); free(dA);
+    free(c.xn); free(c.mean); free(c.rstd);
+    free(dX); free(dK); free(dV); free(dA); free(dx);
 }
 
 /* ---------------- rope ---------------- */
@@ -404,8 +416,10 @@ int main(void) {
     test_matmul();
     test_layernorm(0);
     test_layernorm(1);
-    for (int mode = 0; mode < 3; mode++) test_pattention(mode, 1);
-    test_pattention(PNORM_L2_GELU, 3); /* the q, k, v group */
+    for (int mode = 0; mode < 3; mode++) test_pattention(mode, 1, 0);
+    test_pattention(PNORM_L2_GELU, 3, 0); /* the q, k, v group */
+    test_pattention(PNORM_L2_GELU, 3, 1); /* ... on LayerNorm(x), as in a block */
+    test_pattention(PNORM_SOFTMAX, 1, 1);
     test_rope();
     test_attention();
     test_cross_entropy();

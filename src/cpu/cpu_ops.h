@@ -9,11 +9,13 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
               int trans_b, float alpha, float beta);
 
 
-void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
-                            const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out);
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int N, int C);
+void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X, const float *K,
+                            const float *V, const float *tau, int G, int mode, int N, int d_in,
+                            int n, int d_out);
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, float *A, float *S,
+                             PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx);
 void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);

@@ -74,8 +74,8 @@ static void cpu_embedding_backward(float *dwte, const float *dout, const int *to
     }
 }
 
-static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
-                                  const float *w, const float *b, int N, int C) {
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C;

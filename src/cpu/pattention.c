@@ -133,12 +133,21 @@ static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, 
     cpu_gemm(dA, X, dK, n, d_in, N, 1, 0, 1.0f, 1.0f);
 }
 
+/* The rows the products take: x, or LayerNorm(x) written into xn (backward
+ * recomputes it, rewriting the same statistics). */
+static const float *input_rows(PattInput in, int N, int d_in) {
+    if (!in.mean) return in.x;
+    cpu_layernorm_forward(in.xn, in.mean, in.rstd, in.x, NULL, NULL, N, d_in);
+    return in.xn;
+}
+
 /* A group is its members one after another; A and S hold member g's N x n
  * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared. */
-void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
-                            const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out) {
+void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in, const float *K,
+                            const float *V, const float *tau, int G, int mode, int N, int d_in,
+                            int n, int d_out) {
     (void)dA; /* S is saved: no scratch needed */
+    const float *X = input_rows(in, N, d_in);
     size_t nn = (size_t)N * n;
     for (int g = 0; g < G; g++)
         pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
@@ -147,9 +156,10 @@ void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, const float
 }
 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, float *A, float *S,
+                             PattInput in, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx) {
+    const float *X = input_rows(in, N, d_in);
     size_t nn = (size_t)N * n, kin = (size_t)n * d_in, kout = (size_t)n * d_out;
     for (int g = 0; g < G; g++)
         pattention_backward_one(dX, dK + g * kin, dV + g * kout, dA, dY + (size_t)g * N * d_out,

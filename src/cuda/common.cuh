@@ -111,7 +111,6 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
-    TFC_WS_BF16_SHADOW,
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);
@@ -137,11 +136,8 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
                  cublasComputeType_t compute);
-// The bf16 shadow of the last LayerNorm output (ops_cuda.cu): begin() returns
-// where the LayerNorm writes it (NULL when not in bf16 mode); input() returns
-// src in bf16: the shadow when it holds src, else a fresh copy into `slot`.
-void tfc_shadow_clear(void);
-bf16 *tfc_shadow_begin(const float *src, size_t n);
+// src in bf16: the weights mirror's copy when src lies in it, else a fresh
+// copy into workspace `slot`.
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n);
 // The bf16 weights mirror (ops_cuda.cu): AdamW over [p, p + n) writes the
 // updated values also at the pointer extend() returns (NULL: none kept);
@@ -165,15 +161,18 @@ void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, 
 // ---- ops implemented in the other files ----
 void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                            const float *b, int N, int C);
+// The same, writing the output to out (fp32) and/or out16 (bf16); either may be NULL.
+void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
+                        const float *w, const float *b, int N, int C);
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C);
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                          size_t *da_floats);
-void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                             const float *K, const float *V, const float *tau, int G, int mode,
                             int N, int d_in, int n, int d_out);
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, float *A, float *S,
+                             PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);

@@ -5,15 +5,15 @@
 
 #define LN_ROWS_PER_BLOCK 4 // warps per block
 
-// shadow (optional): the output again, in bf16 (see tfc_shadow_begin).
-__global__ void layernorm_forward_kernel(float *out, bf16 *shadow, float *mean, float *rstd,
+// The output goes to out (fp32) and/or out16 (bf16; the normalized input of
+// a Pattention under --precision bf16); either may be NULL.
+__global__ void layernorm_forward_kernel(float *out, bf16 *out16, float *mean, float *rstd,
                                          const float *x, const float *w, const float *b, int N,
                                          int C) {
     int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
-    float *o = out + (size_t)row * C;
     float sum = 0.0f;
     for (int j = lane; j < C; j += 32) sum += xr[j];
     float m = tfc_warp_sum(sum) / (float)C;
@@ -28,8 +28,8 @@ __global__ void layernorm_forward_kernel(float *out, bf16 *shadow, float *mean, 
         float y = (xr[j] - m) * rs;
         if (w) y *= w[j];
         if (b) y += b[j];
-        o[j] = y;
-        if (shadow) shadow[(size_t)row * C + j] = __float2bfloat16(y);
+        if (out) out[(size_t)row * C + j] = y;
+        if (out16) out16[(size_t)row * C + j] = __float2bfloat16(y);
     }
     if (lane == 0) {
         if (mean) mean[row] = m;
@@ -66,14 +66,13 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
 
 // V float4 per lane: C == 128 V.
 template <int V>
-__global__ void layernorm_forward_vec_kernel(float *out, bf16 *shadow, float *mean, float *rstd,
+__global__ void layernorm_forward_vec_kernel(float *out, bf16 *out16, float *mean, float *rstd,
                                              const float *x, const float *w, const float *b, int N) {
     const int C = 128 * V;
     int row = blockIdx.x * LN_ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
     const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C);
-    float4 *o = reinterpret_cast<float4 *>(out + (size_t)row * C);
     float4 v[V];
     float sum = 0.0f;
 #pragma unroll
@@ -103,11 +102,11 @@ __global__ void layernorm_forward_vec_kernel(float *out, bf16 *shadow, float *me
             float4 bv = reinterpret_cast<const float4 *>(b)[k];
             y.x += bv.x; y.y += bv.y; y.z += bv.z; y.w += bv.w;
         }
-        o[k] = y;
-        if (shadow) {
-            __nv_bfloat162 *sh = reinterpret_cast<__nv_bfloat162 *>(shadow + (size_t)row * C) + 2 * k;
-            sh[0] = __floats2bfloat162_rn(y.x, y.y);
-            sh[1] = __floats2bfloat162_rn(y.z, y.w);
+        if (out) reinterpret_cast<float4 *>(out + (size_t)row * C)[k] = y;
+        if (out16) {
+            __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(out16 + (size_t)row * C) + 2 * k;
+            h[0] = __floats2bfloat162_rn(y.x, y.y);
+            h[1] = __floats2bfloat162_rn(y.z, y.w);
         }
     }
     if (lane == 0) {
@@ -211,21 +210,25 @@ __global__ void layernorm_backward_dwdb_final(float *dw, float *db, const float 
     if (db) db[c] += ab;
 }
 
-void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C) {
+void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
+                        const float *w, const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
-    bf16 *sh = tfc_shadow_begin(out, (size_t)N * C);
     switch (vec_width(C, out, x, w, b)) {
-#define LN_FWD_CASE(V)                                                                          \
-    case V:                                                                                     \
-        layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, sh, mean, rstd, x, w, b, N);  \
+#define LN_FWD_CASE(V)                                                                            \
+    case V:                                                                                       \
+        layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N); \
         break;
         LN_VEC_CASES(LN_FWD_CASE)
 #undef LN_FWD_CASE
-    default: layernorm_forward_kernel<<<blocks, threads>>>(out, sh, mean, rstd, x, w, b, N, C);
+    default: layernorm_forward_kernel<<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N, C);
     }
     KERNEL_CHECK();
+}
+
+void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int N, int C) {
+    tfc_layernorm_rows(out, nullptr, mean, rstd, x, w, b, N, C);
 }
 
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,

@@ -291,24 +291,6 @@ __global__ void to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
     if (blockIdx.x == 0 && threadIdx.x == 0 && (n & 1)) dst[n - 1] = __float2bfloat16(src[n - 1]);
 }
 
-// The bf16 shadow: a bf16 copy of the last LayerNorm output, written by the
-// LayerNorm kernel itself under bf16, so that the Pattentions reading that
-// output (q, k, v share one) skip their own conversion. Any other op may
-// write memory, so each one clears it on entry (see `clearing` below).
-static const float *g_shadow_src;
-static size_t g_shadow_n;
-
-void tfc_shadow_clear(void) { g_shadow_src = nullptr; }
-
-bf16 *tfc_shadow_begin(const float *src, size_t n) {
-    g_shadow_src = nullptr;
-    if (g_precision != MATMUL_BF16 || !n) return nullptr;
-    bf16 *dst = (bf16 *)tfc_workspace(TFC_WS_BF16_SHADOW, n * sizeof(bf16));
-    g_shadow_src = src;
-    g_shadow_n = n;
-    return dst;
-}
-
 // The weights mirror: a bf16 copy of the parameters that AdamW writes as it
 // updates them, so that the Pattentions need not convert K and V per call.
 // It covers [g_mirror_base, + g_mirror_len) (the model's two AdamW calls,
@@ -354,8 +336,6 @@ bf16 *tfc_mirror_extend(const float *p, size_t n) {
 }
 
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n) {
-    if (src && src == g_shadow_src && n == g_shadow_n)
-        return (bf16 *)tfc_workspace(TFC_WS_BF16_SHADOW, n * sizeof(bf16));
     if (g_mirror_base && src >= g_mirror_base && src + n <= g_mirror_base + g_mirror_len)
         return g_mirror_buf + (src - g_mirror_base);
     return tfc_bf16_copy(slot, src, n);
@@ -451,20 +431,9 @@ static void cu_matmul(float *C, const float *A, const float *B, int M, int N, in
 // ---------------------------------------------------------------- table
 
 extern "C" void ops_cuda_set_matmul_precision(int precision) {
-    tfc_shadow_clear();
     g_mirror_base = nullptr;
     g_precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
 }
-
-// Table entries that may write device memory clear the bf16 shadow first.
-template <auto F> struct Clearing;
-template <typename R, typename... Args, R (*F)(Args...)> struct Clearing<F> {
-    static R call(Args... args) {
-        tfc_shadow_clear();
-        return F(args...);
-    }
-};
-#define CLEARING(f) Clearing<f>::call
 
 __global__ void probe_kernel(int *x) { *x = 42; }
 
@@ -547,34 +516,34 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_baseline_used = gpu_bytes_used();
     g_ops.memory_in_use = cu_memory_in_use;
     g_ops.alloc = cu_alloc;
-    g_ops.free = CLEARING(cu_free);
-    g_ops.to_device = CLEARING(cu_to_device);
+    g_ops.free = cu_free;
+    g_ops.to_device = cu_to_device;
     g_ops.to_host = cu_to_host;
-    g_ops.copy = CLEARING(cu_copy);
-    g_ops.zero = CLEARING(cu_zero);
+    g_ops.copy = cu_copy;
+    g_ops.zero = cu_zero;
     g_ops.synchronize = cu_synchronize;
-    g_ops.matmul = CLEARING(cu_matmul);
-    g_ops.embedding_forward = CLEARING(cu_embedding_forward);
-    g_ops.embedding_backward = CLEARING(cu_embedding_backward);
+    g_ops.matmul = cu_matmul;
+    g_ops.embedding_forward = cu_embedding_forward;
+    g_ops.embedding_backward = cu_embedding_backward;
     g_ops.layernorm_forward = tfc_layernorm_forward;
-    g_ops.layernorm_backward = CLEARING(tfc_layernorm_backward);
+    g_ops.layernorm_backward = tfc_layernorm_backward;
     g_ops.pattention_sizes = tfc_pattention_sizes;
     g_ops.pattention_forward = tfc_pattention_forward;
     g_ops.pattention_backward = tfc_pattention_backward;
-    g_ops.rope = CLEARING(tfc_rope);
+    g_ops.rope = tfc_rope;
     g_ops.attention_sizes = tfc_attention_sizes;
-    g_ops.attention_forward = CLEARING(tfc_attention_forward);
-    g_ops.attention_backward = CLEARING(tfc_attention_backward);
-    g_ops.dropout_forward = CLEARING(cu_dropout_forward);
-    g_ops.dropout_backward = CLEARING(cu_dropout_backward);
-    g_ops.dropout_add = CLEARING(cu_dropout_add);
-    g_ops.add = CLEARING(cu_add);
-    g_ops.accumulate = CLEARING(cu_accumulate);
-    g_ops.scale = CLEARING(cu_scale);
-    g_ops.cross_entropy_forward = CLEARING(tfc_cross_entropy_forward);
-    g_ops.cross_entropy_backward = CLEARING(tfc_cross_entropy_backward);
+    g_ops.attention_forward = tfc_attention_forward;
+    g_ops.attention_backward = tfc_attention_backward;
+    g_ops.dropout_forward = cu_dropout_forward;
+    g_ops.dropout_backward = cu_dropout_backward;
+    g_ops.dropout_add = cu_dropout_add;
+    g_ops.add = cu_add;
+    g_ops.accumulate = cu_accumulate;
+    g_ops.scale = cu_scale;
+    g_ops.cross_entropy_forward = tfc_cross_entropy_forward;
+    g_ops.cross_entropy_backward = tfc_cross_entropy_backward;
     g_ops.sum_squares = tfc_sum_squares;
-    g_ops.adamw = CLEARING(tfc_adamw);
+    g_ops.adamw = tfc_adamw;
     g_ready = 1;
     return &g_ops;
 }

@@ -401,14 +401,31 @@ static PnTaus taus_of(const float *tau, int G) {
     return t;
 }
 
+// The rows the products take, from the op's input (ops.h PattInput): in
+// bf16 mode x rounded to bf16, or LayerNorm(x) written straight to bf16 (no
+// fp32 copy); else x, or LayerNorm(x) in the caller's xn. Backward calls them
+// again: the LayerNorm kernel rewrites the statistics with the same values.
+static const bf16 *input_bf16(PattInput in, int N, int d_in) {
+    size_t n = (size_t)N * d_in;
+    if (!in.mean) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, n);
+    bf16 *xb = (bf16 *)tfc_workspace(TFC_WS_BF16_X, n * sizeof(bf16));
+    tfc_layernorm_rows(nullptr, xb, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
+    return xb;
+}
+static const float *input_fp32(PattInput in, int N, int d_in) {
+    if (!in.mean) return in.x;
+    tfc_layernorm_rows(in.xn, nullptr, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
+    return in.xn;
+}
+
 // bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
 // writes it into the dA scratch for the Y product, backward recomputes it
 // from A inside the pnorm backward (which reads A anyway) and writes it over
 // A (each element read before it is written, by the same lane), so that no
 // Pattention needs memory for S (N*n*2 bytes each, a quarter of the
 // activations). The operands X, K, V, dY are rounded into bf16 workspaces
-// per call unless a bf16 copy exists already (the LayerNorm shadow for X,
-// the AdamW mirror for K and V).
+// per call, except K and V when the AdamW mirror holds them and a normalized
+// X, which the LayerNorm kernel writes in bf16 directly.
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                           size_t *da_floats) {
     ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
@@ -418,27 +435,30 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
     }
 }
 
-void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, const float *X,
+void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in,
                             const float *K, const float *V, const float *tau, int G, int mode,
                             int N, int d_in, int n, int d_out) {
     PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
+    const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
+    // the input first: it writes the LayerNorm statistics even when n = 0
+    const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in) : nullptr;
+    const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in);
     if (n <= 0) { // no parameter tokens: Y = 0
         tfc_matmul(Y, nullptr, nullptr, G * N, d_out, 0, 0, 0, 1.0f, 0.0f);
         return;
     }
-    if (tfc_matmul_precision() != MATMUL_BF16) {
+    if (!bf16_mode) {
         group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out);
         return;
     }
-    const bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out);
 }
 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             const float *X, const float *K, const float *V, float *A, float *S,
+                             PattInput in, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx) {
     PnTaus taus = taus_of(tau, G);
@@ -449,12 +469,12 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
         return;
     }
     if (tfc_matmul_precision() != MATMUL_BF16) {
-        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, X, K, V, A, taus, mode, N, d_in, n,
-                              d_out, dx_beta);
+        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, input_fp32(in, N, d_in), K, V, A,
+                              taus, mode, N, d_in, n, d_out, dx_beta);
         return;
     }
     const bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
-    const bf16 *Xb = tfc_bf16_input(TFC_WS_BF16_X, X, (size_t)N * d_in);
+    const bf16 *Xb = input_bf16(in, N, d_in);
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     bf16 *Ab = (bf16 *)A; // becomes S
