@@ -1,5 +1,6 @@
 // Pattention (SPEC section 1) forward and backward on the GPU, for a group
-// of G members sharing X (G = 1: one Pattention; q, k, v: G = 3):
+// of G members sharing X (G = 1: one Pattention; q, k, v: G = 3); X is the
+// op's input or, for a block's LayerNorm, normalized here (ops.h PattInput):
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
