@@ -6,7 +6,9 @@
 # has them (--clock-control none), so the times match ordinary runs.
 #
 #   scripts/ncu_kernels.sh [PRESET] [PRECISION]    default: shakespeare bf16
-# Env: TF_BIN (./tokenformer), PY (python3), TOP (25 rows), NCU (ncu)
+# Env: TF_BIN (./tokenformer), PY (python3), TOP (25 rows), NCU (ncu),
+#      CACHE_CONTROL (all: ncu flushes the caches before each kernel, its default;
+#      none: kernels see the caches the previous one left, as in a real step)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=${1:-shakespeare}
@@ -16,7 +18,7 @@ NCU=${NCU:-ncu}
 command -v "$NCU" >/dev/null || { echo "ncu_kernels: '$NCU' not found (Nsight Compute)" >&2; exit 1; }
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
-"$NCU" --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+"$NCU" --clock-control none --cache-control "${CACHE_CONTROL:-all}" --metrics gpu__time_duration.sum --print-summary per-kernel \
     "$BIN" bench --preset "$PRESET" --device cuda --steps 1 --warmup 0 --precision "$PREC" >"$raw" 2>&1
 "${PY:-python3}" - "$raw" "${TOP:-25}" <<'PYEOF'
 import re, sys
