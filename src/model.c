@@ -353,11 +353,10 @@ static PattInput ln2_input(LayerActs *a) {
 
 /* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
  * values, taus and outputs are stacked) on the same input. */
-static void patt_forward(Model *m, int l, int w, int G, float *out, PattInput in,
+static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
                          const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
-    float *scratch = scratch_of(m).dA;
-    m->ops->pattention_forward(out, a->A[w], a->S[w], scratch, in, tensor_f32(&m->params[idx].t),
+    m->ops->pattention_forward(out, a->A[w], a->S[w], dA, in, tensor_f32(&m->params[idx].t),
                                tensor_f32(&m->params[idx + 1].t), model_patt_tau(m, l, w), G,
                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
 }
@@ -376,14 +375,14 @@ static void patt_backward(Model *m, int l, int w, int G, float *din, int accumul
 }
 
 /* q, k, v = P_q(LN1(x)), P_k(LN1(x)), P_v(LN1(x)): one group, or three Pattentions. */
-static void qkv_forward(Model *m, int l, LayerActs *a) {
+static void qkv_forward(Model *m, int l, LayerActs *a, float *dA) {
     if (a->qkv_group == 3) {
-        patt_forward(m, l, PATT_Q, 3, a->q, ln1_input(a), a);
+        patt_forward(m, l, PATT_Q, 3, a->q, dA, ln1_input(a), a);
         return;
     }
-    patt_forward(m, l, PATT_Q, 1, a->q, ln1_input(a), a);
-    patt_forward(m, l, PATT_K, 1, a->k, ln1_input(a), a);
-    patt_forward(m, l, PATT_V, 1, a->v, ln1_input(a), a);
+    patt_forward(m, l, PATT_Q, 1, a->q, dA, ln1_input(a), a);
+    patt_forward(m, l, PATT_K, 1, a->k, dA, ln1_input(a), a);
+    patt_forward(m, l, PATT_V, 1, a->v, dA, ln1_input(a), a);
 }
 
 /* dln = d(LN1(x)) from dq, dk, dv (stacked). */
@@ -432,18 +431,19 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     m->last_dropout_seed = dropout_seed;
     int N = B * T, d = c->d_model, H = c->n_head, hd = d / H, V = c->vocab_size;
     int rot = model_config_rot_dims(c);
+    float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
 
     o->to_device(m->tokens, tokens, (size_t)N * sizeof(int));
     o->embedding_forward(m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
-        qkv_forward(m, l, a);
+        qkv_forward(m, l, a, dA);
         o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
-        patt_forward(m, l, PATT_O, 1, a->o, plain_input(a->y), a);
+        patt_forward(m, l, PATT_O, 1, a->o, dA, plain_input(a->y), a);
         residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
-        patt_forward(m, l, PATT_FFN, 1, a->f, ln2_input(a), a);
+        patt_forward(m, l, PATT_FFN, 1, a->f, dA, ln2_input(a), a);
         residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
     }
     o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
