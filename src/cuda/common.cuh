@@ -146,9 +146,6 @@ bf16 *tfc_mirror_extend(const float *p, size_t n);
 void tfc_mirror_forget(const void *p, size_t bytes);
 // What fp32-operand GEMMs compute in: fp32, or TF32 under --precision tf32/bf16.
 cublasComputeType_t tfc_fp32_compute(void);
-// tfc_matmul with bf16 operands, fp32 C and fp32 accumulation.
-void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
-                     int trans_b, float alpha, float beta);
 
 // Row-major GEMM: C[M,N] = alpha op(A) op(B) + beta C (see ops.h).
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,

@@ -352,12 +352,11 @@ bf16 *tfc_bf16_copy(int slot, const float *src, size_t n) {
     return dst;
 }
 
-// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
-// operands and keep the transpose flags. K > 0.
 void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type, TfcOperand A,
                       TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
                       int trans_b, float alpha, float beta, int batch, cublasComputeType_t compute) {
-    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap
+    // the operands and keep the transpose flags.
     cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batch == 1)
@@ -378,21 +377,10 @@ void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cud
                      compute);
 }
 
-void tfc_matmul_bf16(float *C, const bf16 *A, const bf16 *B, int M, int N, int K, int trans_a,
-                     int trans_b, float alpha, float beta) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        tfc_matmul(C, nullptr, nullptr, M, N, 0, trans_a, trans_b, alpha, beta);
-        return;
-    }
-    tfc_gemm_ex(C, CUDA_R_32F, A, B, CUDA_R_16BF, M, N, K, trans_a, trans_b, alpha, beta,
-                CUBLAS_COMPUTE_32F);
-}
-
 // fp32 operands: the precision picks the tensor-core math. In bf16 mode the
 // fp32-operand GEMMs (head, attention) use TF32: cuBLAS's FAST_16BF compute
 // type ran TF32 kernels anyway on the H100 (same speed, same error), and
-// real bf16 needs bf16 operands (tfc_matmul_bf16, used by the Pattentions).
+// real bf16 needs bf16 operands (the Pattentions' own, pattention.cu).
 cublasComputeType_t tfc_fp32_compute(void) {
     return g_precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
