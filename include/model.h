@@ -51,6 +51,7 @@ typedef struct {
     int qkv_group;            /* 3 (grouped) or 1 */
     float *A[PATT_PER_LAYER]; /* scores */
     float *S[PATT_PER_LAYER]; /* normalized scores */
+    /* q, k, v and y are attention tensors (ops.h: bf16 under CUDA bf16) */
     float *q, *k, *v;         /* after RoPE for q, k; N x d each, one after another */
     float *att;               /* B x H x T x T */
     float *y;                 /* attention output before P_o, N x d */

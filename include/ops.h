@@ -40,7 +40,18 @@ typedef enum {
 typedef struct {
     const float *x;
     float *xn, *mean, *rstd;
+    int attn; /* x is an attention tensor (below); then no mean/rstd */
 } PattInput;
+
+/* Attention tensors: q, k, v, the attention output and their gradients.
+ * They hold attn_elem_bytes() bytes per element: 4 (fp32) on the CPU and
+ * under CUDA fp32/tf32; 2 (bf16) under CUDA bf16, where they only ever feed
+ * bf16 products (the fused attention, the Pattention GEMMs), so that fp32
+ * copies would cost a conversion per use and twice the memory. The table
+ * keeps float * for them; a buffer of n elements takes n * attn_elem_bytes()
+ * bytes. rope and attention_forward/backward read and write only attention
+ * tensors; a Pattention does where flagged: its input (PattInput.attn, and
+ * then dX) and its output (y_attn: Y, and then dY). */
 
 typedef struct Ops {
     const char *name;   /* "cpu" or "cuda" */
@@ -48,6 +59,9 @@ typedef struct Ops {
     /* Device memory this process holds now, in bytes (CUDA: in use on the GPU
      * since the backend started, workspaces included; CPU: 0). */
     size_t (*memory_in_use)(void);
+    /* Bytes per element of an attention tensor (see above): 4 or 2. May
+     * change with the matmul precision: allocate after setting it. */
+    size_t (*attn_elem_bytes)(void);
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes); /* zero-filled; NULL when out of memory */
@@ -92,7 +106,8 @@ typedef struct Ops {
      * accumulate; dX (N x d_in) gets the sum over members (the gradient of
      * X, the LayerNorm output when the input is normalized: the caller runs
      * layernorm_backward), accumulated when accumulate_dx is 1, overwritten
-     * when 0. */
+     * when 0 (which an attention-tensor dX requires). y_attn: Y and dY are
+     * attention tensors. */
     /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
      * in fp32; a backend that keeps them in a narrower type or recomputes one
      * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
@@ -101,19 +116,20 @@ typedef struct Ops {
                              size_t *da_floats);
     void (*pattention_forward)(float *Y, float *A, float *S, float *dA, PattInput X,
                                const float *K, const float *V, const float *tau, int G, int mode,
-                               int N, int d_in, int n, int d_out);
+                               int N, int d_in, int n, int d_out, int y_attn);
     void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                 PattInput X, const float *K, const float *V, float *A, float *S,
                                 const float *tau, int G, int mode, int N, int d_in, int n,
-                                int d_out, int accumulate_dx);
+                                int d_out, int accumulate_dx, int y_attn);
 
-    /* Rotary embedding in place on x laid out (B, T, H, hd), GPT-NeoX style:
+    /* Rotary embedding in place on x (an attention tensor) laid out (B, T, H, hd), GPT-NeoX style:
      * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
      * with i + rot/2, angle = t * 10000^(-2i/rot). inverse=1 rotates by -angle
      * (that is the backward pass). */
     void (*rope)(float *x, int B, int T, int H, int hd, int rot, int inverse);
 
-    /* Causal softmax attention, q/k/v/out laid out (B, T, H*hd). att is the
+    /* Causal softmax attention, q/k/v/out (attention tensors, as are dq, dk,
+     * dv, dout) laid out (B, T, H*hd). att is the
      * state forward saves for backward, datt backward's scratch; their sizes
      * in floats come from attention_sizes (which may depend on the matmul
      * precision: allocate after setting it). The CPU saves the probabilities
@@ -183,8 +199,9 @@ const Ops *ops_cuda(char *why, size_t why_len);
 const Ops *ops_by_name(const char *name, char *err, size_t err_len);
 /* How CUDA GEMMs multiply (no effect on the CPU): fp32 (exact), tf32
  * (tensor cores, 10-bit mantissa inputs) or bf16 (the Pattention GEMMs take
- * bf16 operands, the other GEMMs TF32). Weights, optimizer state, activations
- * and reductions stay fp32 and every product accumulates in fp32. */
+ * bf16 operands, the other GEMMs TF32). Weights, optimizer state, the
+ * residual stream and reductions stay fp32, attention tensors become bf16
+ * (attn_elem_bytes), and every product accumulates in fp32. */
 typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecision;
 /* "fp32", "tf32", "bf16" -> MatmulPrecision, or -1. */
 int matmul_precision_parse(const char *name);

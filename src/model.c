@@ -194,6 +194,15 @@ static int qkv_group_size(const Model *m, int l) {
     return model_patt_rows(m, l, PATT_K) == n && model_patt_rows(m, l, PATT_V) == n ? 3 : 1;
 }
 
+/* Floats that hold n elements of an attention tensor (ops.h), and the
+ * tensor that starts n elements after p. */
+static size_t attn_floats(const Model *m, size_t n) {
+    return (n * m->ops->attn_elem_bytes() + sizeof(float) - 1) / sizeof(float);
+}
+static float *attn_offset(const Model *m, float *p, size_t n) {
+    return (float *)((char *)p + n * m->ops->attn_elem_bytes());
+}
+
 /* The dA scratch serves every Pattention (group) of the model in turn. */
 static size_t dA_scratch_floats(const Model *m, int N) {
     size_t most = 0;
@@ -244,9 +253,9 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
         }
-        TAKE(a->q, 3 * N * d); /* q, k, v: stack_qkv places k and v */
+        TAKE(a->q, attn_floats(m, 3 * N * d)); /* q, k, v: stack_qkv places k and v */
         TAKE(a->att, att_floats);
-        TAKE(a->y, N * d);
+        TAKE(a->y, attn_floats(m, N * d));
         TAKE(a->h, N * d);
         TAKE(a->ln2_mean, N);
         TAKE(a->ln2_rstd, N);
@@ -274,7 +283,10 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     m->ops->attention_sizes(m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
                             &att, &datt);
     size_t da = dA_scratch_floats(m, (int)N);
-    size_t sizes[6] = {N * d, 3 * N * d, N * d, da, datt, N * V};
+    /* dq, dk, dv (attention tensors) share their block with dtmp (N x d
+     * floats); dy, an attention tensor too, shares dln's */
+    size_t dqkv = attn_floats(m, 3 * N * d);
+    size_t sizes[6] = {N * d, dqkv > N * d ? dqkv : N * d, N * d, da, datt, N * V};
     float **ptrs[6] = {&s->dres, &s->dq, &s->dln, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
     for (int i = 0; i < 6; i++) {
@@ -284,8 +296,8 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     if (!base) return off;
     /* dq, dk, dv stacked for the current shape, as q, k, v (stack_qkv) */
     size_t Nd = (size_t)m->B * m->T * d;
-    s->dk = s->dq + Nd;
-    s->dv = s->dk + Nd;
+    s->dk = attn_offset(m, s->dq, Nd);
+    s->dv = attn_offset(m, s->dk, Nd);
     /* Two pairs never live at once within a layer's backward (model_backward):
      * dy (O's input gradient) is born after LayerNorm 2's backward has read
      * dln and dies in attention's backward, before Q's backward writes dln;
@@ -340,16 +352,19 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
     return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
 }
 
-/* A Pattention's input: y itself, or LayerNorm(x) of a block (non-parametric,
+/* A Pattention's input: the attention output y, or LayerNorm(x) of a block (non-parametric,
  * statistics saved for its backward), which the op normalizes itself
  * (ops.h PattInput); the shared LayerNorm buffer is its scratch. */
-static PattInput plain_input(const float *y) { return (PattInput){y, NULL, NULL, NULL}; }
+static PattInput attn_input(const float *y) { return (PattInput){y, NULL, NULL, NULL, 1}; }
 static PattInput ln1_input(LayerActs *a) {
-    return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd};
+    return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd, 0};
 }
 static PattInput ln2_input(LayerActs *a) {
-    return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd};
+    return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd, 0};
 }
+
+/* q, k and v are attention tensors (ops.h), the outputs of o and the FFN not. */
+static int output_is_attn(int w) { return w <= PATT_V; }
 
 /* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
  * values, taus and outputs are stacked) on the same input. */
@@ -358,7 +373,8 @@ static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, P
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     m->ops->pattention_forward(out, a->A[w], a->S[w], dA, in, tensor_f32(&m->params[idx].t),
                                tensor_f32(&m->params[idx + 1].t), model_patt_tau(m, l, w), G,
-                               m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d);
+                               m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
+                               output_is_attn(w));
 }
 
 /* din += (accumulate) or = the gradient of the input rows (the LayerNorm
@@ -371,7 +387,7 @@ static void patt_backward(Model *m, int l, int w, int G, float *din, int accumul
     m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
                                 tensor_f32(&val->t), a->A[w], a->S[w], model_patt_tau(m, l, w), G,
                                 m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
-                                accumulate);
+                                accumulate, output_is_attn(w));
 }
 
 /* q, k, v = P_q(LN1(x)), P_k(LN1(x)), P_v(LN1(x)): one group, or three Pattentions. */
@@ -386,7 +402,7 @@ static void qkv_forward(Model *m, int l, LayerActs *a, float *dA) {
 }
 
 /* dln = d(LN1(x)) from dq, dk, dv (stacked). */
-static void qkv_backward(Model *m, int l, LayerActs *a, const float *dqkv, float *dln,
+static void qkv_backward(Model *m, int l, LayerActs *a, float *dqkv, float *dln,
                          float *dA) {
     size_t Nd = (size_t)m->B * m->T * m->cfg.d_model;
     if (a->qkv_group == 3) {
@@ -394,7 +410,8 @@ static void qkv_backward(Model *m, int l, LayerActs *a, const float *dqkv, float
         return;
     }
     for (int w = PATT_Q; w <= PATT_V; w++)
-        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, dqkv + (w - PATT_Q) * Nd, ln1_input(a), a);
+        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, attn_offset(m, dqkv, (w - PATT_Q) * Nd),
+                      ln1_input(a), a);
 }
 
 /* out = x + drop(branch) (dropout only while training). */
@@ -412,8 +429,8 @@ static void stack_qkv(Model *m, size_t N) {
     size_t Nd = N * (size_t)m->cfg.d_model;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         LayerActs *a = &m->layers[l];
-        a->k = a->q + Nd;
-        a->v = a->k + Nd;
+        a->k = attn_offset(m, a->q, Nd);
+        a->v = attn_offset(m, a->k, Nd);
     }
 }
 
@@ -441,7 +458,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         qkv_forward(m, l, a, dA);
         o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
-        patt_forward(m, l, PATT_O, 1, a->o, dA, plain_input(a->y), a);
+        patt_forward(m, l, PATT_O, 1, a->o, dA, attn_input(a->y), a);
         residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
         patt_forward(m, l, PATT_FFN, 1, a->f, dA, ln2_input(a), a);
         residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
@@ -496,7 +513,7 @@ void model_backward(Model *m) {
         o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
-        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, plain_input(a->y), a);
+        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, attn_input(a->y), a);
         o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
         o->rope(s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);

@@ -71,19 +71,20 @@ static void p_layernorm_backward(float *dx, float *dw, float *db, const float *d
 }
 static void p_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                                  const float *K, const float *V, const float *tau, int G, int mode,
-                                 int N, int d_in, int n, int d_out) {
+                                 int N, int d_in, int n, int d_out, int y_attn) {
     char key[80];
     snprintf(key, sizeof key, "pattention_forward n=%d x%d%s", n, G, X.mean ? " +LN" : "");
-    TIMED(key, g_inner->pattention_forward(Y, A, S, dA, X, K, V, tau, G, mode, N, d_in, n, d_out));
+    TIMED(key, g_inner->pattention_forward(Y, A, S, dA, X, K, V, tau, G, mode, N, d_in, n, d_out,
+                                           y_attn));
 }
 static void p_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                   PattInput X, const float *K, const float *V, float *A, float *S,
                                   const float *tau, int G, int mode, int N, int d_in, int n,
-                                  int d_out, int accumulate_dx) {
+                                  int d_out, int accumulate_dx, int y_attn) {
     char key[80];
     snprintf(key, sizeof key, "pattention_backward n=%d x%d%s", n, G, X.mean ? " +LN" : "");
     TIMED(key, g_inner->pattention_backward(dX, dK, dV, dA, dY, X, K, V, A, S, tau, G, mode, N,
-                                            d_in, n, d_out, accumulate_dx));
+                                            d_in, n, d_out, accumulate_dx, y_attn));
 }
 static void p_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
     TIMED(inverse ? "rope_backward" : "rope_forward", g_inner->rope(x, B, T, H, hd, rot, inverse));

@@ -37,11 +37,29 @@ static void *xmalloc(size_t bytes) {
     return p;
 }
 
-/* A tensor on both backends: c on the host (CPU backend), g on the GPU. */
+/* A tensor on both backends: c on the host (CPU backend), g on the GPU.
+ * half: g holds bf16 (an attention tensor under bf16, ops.h); then c holds
+ * the same values, rounded to bf16, so that both backends see one input. */
 typedef struct {
     float *c, *g;
     size_t n;
+    int half;
 } Buf;
+
+/* fp32 <-> bf16 bits on the host, rounding to nearest even (inputs are finite
+ * or NaN: NaN stays a NaN). */
+static uint16_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if (isnan(x)) return 0x7fc0;
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float bf16_value(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
 
 static float rand_val(float scale) {
     float u;
@@ -50,34 +68,63 @@ static float rand_val(float scale) {
     return u * scale;
 }
 
-static Buf buf_from(const float *h, size_t n) {
-    Buf b = {xmalloc(n * sizeof(float)), GPU->alloc(n * sizeof(float)), n};
+/* attn: the tensor is an attention tensor, in the GPU's current precision. */
+static Buf buf_from_t(const float *h, size_t n, int attn) {
+    int half = attn && GPU->attn_elem_bytes() == 2;
+    size_t esize = half ? 2 : sizeof(float);
+    Buf b = {xmalloc(n * sizeof(float)), GPU->alloc(n * esize), n, half};
     if (!b.g) {
-        fprintf(stderr, "test_cuda_ops: GPU alloc of %zu floats failed\n", n);
+        fprintf(stderr, "test_cuda_ops: GPU alloc of %zu elements failed\n", n);
         exit(1);
     }
     memcpy(b.c, h, n * sizeof(float));
-    GPU->to_device(b.g, h, n * sizeof(float));
+    if (!half) {
+        GPU->to_device(b.g, h, n * sizeof(float));
+        return b;
+    }
+    uint16_t *bits = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        bits[i] = bf16_bits(h[i]);
+        b.c[i] = bf16_value(bits[i]);
+    }
+    GPU->to_device(b.g, bits, n * 2);
+    free(bits);
     return b;
 }
 
-static Buf buf_rand(size_t n, float scale) {
+static Buf buf_rand_t(size_t n, float scale, int attn) {
     float *h = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) h[i] = rand_val(scale);
-    Buf b = buf_from(h, n);
+    Buf b = buf_from_t(h, n, attn);
     free(h);
     return b;
 }
+static Buf buf_rand(size_t n, float scale) { return buf_rand_t(n, scale, 0); }
 
 /* An output that the op must overwrite: poisoned with NaN on the GPU so an
  * element it forgets to write fails the comparison (zeros on the CPU side). */
-static Buf buf_out(size_t n) {
+static Buf buf_out_t(size_t n, int attn) {
     float *h = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) h[i] = NAN;
-    Buf b = buf_from(h, n);
+    Buf b = buf_from_t(h, n, attn);
     memset(b.c, 0, n * sizeof(float));
     free(h);
     return b;
+}
+static Buf buf_out(size_t n) { return buf_out_t(n, 0); }
+
+/* The GPU's values as floats (from bf16 for a half buffer). */
+static float *gpu_values(const Buf *b) {
+    float *h = xmalloc(b->n * sizeof(float));
+    if (!b->half) {
+        GPU->to_host(h, b->g, b->n * sizeof(float));
+        return h;
+    }
+    uint16_t *bits = xmalloc(b->n * 2);
+    GPU->to_host(bits, b->g, b->n * 2);
+    for (size_t i = 0; i < b->n; i++) h[i] = bf16_value(bits[i]);
+    free(bits);
+    return h;
 }
 
 static void buf_free(Buf *b) {
@@ -104,8 +151,7 @@ static void ibuf_free(IBuf *b) {
 
 /* max |gpu - cpu| / max |cpu|; infinite when the GPU has a NaN/Inf the CPU does not. */
 static double rel_err(const Buf *b) {
-    float *h = xmalloc(b->n * sizeof(float));
-    GPU->to_host(h, b->g, b->n * sizeof(float));
+    float *h = gpu_values(b);
     double maxdiff = 0.0, maxref = 0.0;
     for (size_t i = 0; i < b->n; i++) {
         double r = b->c[i], x = h[i];
@@ -287,34 +333,38 @@ static void test_layernorm(int N, int C, int affine) {
  * own format (S is not even written: backward recomputes it): only Y, dX, dK
  * and dV are compared then. */
 /* A Pattention input without a LayerNorm. */
-static PattInput plain(const float *x) { return (PattInput){x, NULL, NULL, NULL}; }
+static PattInput plain(const float *x) { return (PattInput){x, NULL, NULL, NULL, 0}; }
 
 /* A group of G Pattentions sharing X (G = 1: one). The saved scores A, S
  * and the dA scratch are compared only for G = 1 in fp32: their layout is
- * each backend's own (ops.h). */
+ * each backend's own (ops.h). ln: X is normalized by the op; x_attn: X
+ * (and so dX) is an attention tensor, y_attn: Y (and so dY) is (ops.h; bf16
+ * under bf16). An attention-tensor dX is only ever overwritten. */
 static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n, int d_out,
-                               int ln) {
+                               int ln, int x_attn, int y_attn) {
     static const char *modes[3] = {"l2_norm_gelu", "gelu_l2_norm", "softmax"};
     const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1;
     const double tol = bf16 ? 2e-2 : TOL;
     const size_t g = (size_t)G;
-    char tag[96];
-    snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
-             ln ? "_ln" : "");
+    char tag[112];
+    snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
+             ln ? "_ln" : "", x_attn ? "_xattn" : "", y_attn ? "_yattn" : "");
     float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
-    Buf X = buf_rand((size_t)N * d_in, 1.0f), K = buf_rand(g * n * d_in, 0.5f);
+    ops_cuda_set_matmul_precision(prec); /* before the buffers: it sets their types */
+    Buf X = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), K = buf_rand(g * n * d_in, 0.5f);
     Buf V = buf_rand(g * n * d_out, 0.5f);
-    Buf Y = buf_out(g * N * d_out), A = buf_out(g * N * n), S = buf_out(g * N * n);
+    Buf Y = buf_out_t(g * N * d_out, y_attn), A = buf_out(g * N * n), S = buf_out(g * N * n);
     Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
     Buf xn = buf_out((size_t)N * d_in), mean = buf_out(N), rstd = buf_out(N);
-    PattInput in_c = plain(X.c), in_g = plain(X.g);
+    PattInput in_c = {X.c, NULL, NULL, NULL, x_attn}, in_g = {X.g, NULL, NULL, NULL, x_attn};
     if (ln) {
-        in_c = (PattInput){X.c, xn.c, mean.c, rstd.c};
-        in_g = (PattInput){X.g, xn.g, mean.g, rstd.g};
+        in_c = (PattInput){X.c, xn.c, mean.c, rstd.c, 0};
+        in_g = (PattInput){X.g, xn.g, mean.g, rstd.g, 0};
     }
-    ops_cuda_set_matmul_precision(prec);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
+                            y_attn);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
+                            y_attn);
     if (ln) {
         checkf("pattention_forward_%s_ln_mean", tag, &mean);
         checkf("pattention_forward_%s_ln_rstd", tag, &rstd);
@@ -324,38 +374,52 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         checkf("pattention_forward_%s_S", tag, &S);
     }
     checkf_tol("pattention_forward_%s_Y", tag, &Y, tol);
-    Buf dY = buf_rand(g * N * d_out, 1.0f);
-    Buf dX = buf_rand((size_t)N * d_in, 1.0f), dK = buf_rand(g * n * d_in, 1.0f);
+    Buf dY = buf_rand_t(g * N * d_out, 1.0f, y_attn);
+    Buf dX = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), dK = buf_rand(g * n * d_in, 1.0f);
     Buf dV = buf_rand(g * n * d_out, 1.0f);
+    if (!x_attn) {
+        CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G,
+                                 mode, N, d_in, n, d_out, 1, y_attn);
+        GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G,
+                                 mode, N, d_in, n, d_out, 1, y_attn);
+        if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
+        checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
+        checkf_tol("pattention_backward_%s_dK", tag, &dK, tol);
+        checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
+        /* accumulate_dx = 0 overwrites dX (whatever it held); backward
+         * consumed the saved state (ops.h), so forward again first */
+        CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n,
+                                d_out, y_attn);
+        GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n,
+                                d_out, y_attn);
+    }
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
-                             N, d_in, n, d_out, 1);
+                             N, d_in, n, d_out, 0, y_attn);
     GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
-                             N, d_in, n, d_out, 1);
-    if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
-    checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
-    checkf_tol("pattention_backward_%s_dK", tag, &dK, tol);
-    checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
-    /* accumulate_dx = 0 overwrites dX (whatever it held); backward consumed
-     * the saved state (ops.h), so forward again first */
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out);
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
-                             N, d_in, n, d_out, 0);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
-                             N, d_in, n, d_out, 0);
+                             N, d_in, n, d_out, 0, y_attn);
     checkf_tol("pattention_backward_%s_dX_overwrite", tag, &dX, tol);
+    if (x_attn) {
+        checkf_tol("pattention_backward_%s_dK", tag, &dK, tol);
+        checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
+    }
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV, &xn, &mean, &rstd};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
 static void test_pattention(int prec, int mode, int G, int N, int d_in, int n, int d_out) {
-    test_pattention_in(prec, mode, G, N, d_in, n, d_out, 0);
+    test_pattention_in(prec, mode, G, N, d_in, n, d_out, 0, 0, 0);
 }
 /* The input normalized by the op (PattInput with statistics), as in a block:
  * the statistics and everything downstream match the CPU. */
 static void test_pattention_ln(int prec, int G, int N, int d, int n, int d_out) {
-    test_pattention_in(prec, PNORM_L2_GELU, G, N, d, n, d_out, 1);
+    test_pattention_in(prec, PNORM_L2_GELU, G, N, d, n, d_out, 1, 0, 0);
+}
+/* As in a block: q, k, v (a LayerNorm input, attention-tensor outputs) and
+ * o (an attention-tensor input). */
+static void test_pattention_attn(int prec, int G, int N, int d, int n) {
+    if (G == 3) test_pattention_in(prec, PNORM_L2_GELU, G, N, d, n, d, 1, 0, 1);
+    else test_pattention_in(prec, PNORM_L2_GELU, G, N, d, n, d, 0, 1, 0);
 }
 
 /* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that the
@@ -385,41 +449,50 @@ static void test_bf16_mirror(void) {
                        half ? 0.0f : 0.1f, 1.0f, step);
         }
         CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
-                                d);
+                                d, 0);
         GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n,
-                                d);
+                                d, 0);
         snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
         check(name, rel_err(&Y), tol);
     }
     for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
     GPU->to_device(P.g, P.c, total * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d, 0);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d, 0);
     check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
+
 /* ---------------------------------------------------------------- rope */
 
-static void test_rope(int B, int T, int H, int hd, int rot) {
+/* Under bf16 x is bf16 (an attention tensor): the CPU rotates the same
+ * rounded values, and the GPU's results are rounded again (tol 1e-2). */
+static void test_rope_prec(int prec, int B, int T, int H, int hd, int rot) {
     char tag[64];
-    snprintf(tag, sizeof tag, "T%d_rot%d", T, rot);
+    const double tol = prec == MATMUL_BF16 ? 1e-2 : TOL;
+    snprintf(tag, sizeof tag, "T%d_rot%d%s", T, rot, prec == MATMUL_BF16 ? "_bf16" : "");
     size_t n = (size_t)B * T * H * hd;
-    Buf x = buf_rand(n, 1.0f);
+    ops_cuda_set_matmul_precision(prec);
+    Buf x = buf_rand_t(n, 1.0f, 1);
     float *orig = xmalloc(n * sizeof(float));
     memcpy(orig, x.c, n * sizeof(float));
     CPU->rope(x.c, B, T, H, hd, rot, 0);
     GPU->rope(x.g, B, T, H, hd, rot, 0);
-    checkf("rope_forward_%s", tag, &x);
+    checkf_tol("rope_forward_%s", tag, &x, tol);
     CPU->rope(x.c, B, T, H, hd, rot, 1);
     GPU->rope(x.g, B, T, H, hd, rot, 1);
-    checkf("rope_inverse_%s", tag, &x);
+    checkf_tol("rope_inverse_%s", tag, &x, tol);
     memcpy(x.c, orig, n * sizeof(float)); /* inverse(forward(x)) == x */
-    checkf("rope_roundtrip_%s", tag, &x);
+    checkf_tol("rope_roundtrip_%s", tag, &x, tol);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
     free(orig);
     buf_free(&x);
+}
+static void test_rope(int B, int T, int H, int hd, int rot) {
+    test_rope_prec(MATMUL_FP32, B, T, H, hd, rot);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -457,34 +530,44 @@ static void attention_state(int B, int T, int H, int hd, StateBuf *att, StateBuf
 /* rel_err of the saved probabilities, when both backends save them. */
 static void check_att_state(const char *tag, const StateBuf *att) {
     if (att->ng != att->nc) return;
-    Buf b = {att->c, att->g, att->nc};
+    Buf b = {att->c, att->g, att->nc, 0};
     checkf("attention_forward_%s_att", tag, &b);
 }
 
-static void test_attention(int B, int T, int H, int hd) {
+/* The cuBLAS path: fp32, or under bf16 a head size the fused kernels lack
+ * (then on fp32 copies of the bf16 tensors, TF32 products: tol 2e-2). */
+static void test_attention_prec(int prec, int B, int T, int H, int hd) {
     char tag[64];
-    snprintf(tag, sizeof tag, "B%d_T%d_H%d_hd%d", B, T, H, hd);
+    const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
+    snprintf(tag, sizeof tag, "B%d_T%d_H%d_hd%d%s", B, T, H, hd, prec == MATMUL_BF16 ? "_bf16" : "");
     size_t n = (size_t)B * T * H * hd;
-    Buf q = buf_rand(n, 1.0f), k = buf_rand(n, 1.0f), v = buf_rand(n, 1.0f);
-    Buf out = buf_out(n);
+    ops_cuda_set_matmul_precision(prec);
+    Buf q = buf_rand_t(n, 1.0f, 1), k = buf_rand_t(n, 1.0f, 1), v = buf_rand_t(n, 1.0f, 1);
+    Buf out = buf_out_t(n, 1);
     StateBuf att, datt;
     attention_state(B, T, H, hd, &att, &datt);
     CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
     GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
-    checkf("attention_forward_%s_out", tag, &out);
-    check_att_state(tag, &att);
-    Buf dout = buf_rand(n, 1.0f), dq = buf_out(n), dk = buf_out(n), dv = buf_out(n);
+    checkf_tol("attention_forward_%s_out", tag, &out, tol);
+    if (prec != MATMUL_BF16) check_att_state(tag, &att);
+    Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
+    Buf dv = buf_out_t(n, 1);
     CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
                             H, hd);
     GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
                             H, hd);
-    checkf("attention_backward_%s_dq", tag, &dq);
-    checkf("attention_backward_%s_dk", tag, &dk);
-    checkf("attention_backward_%s_dv", tag, &dv);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    checkf_tol("attention_backward_%s_dq", tag, &dq, tol);
+    checkf_tol("attention_backward_%s_dk", tag, &dk, tol);
+    checkf_tol("attention_backward_%s_dv", tag, &dv, tol);
     Buf *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
     state_free(&att);
     state_free(&datt);
+}
+
+static void test_attention(int B, int T, int H, int hd) {
+    test_attention_prec(MATMUL_FP32, B, T, H, hd);
 }
 
 /* The fused (flash) attention of --precision bf16: bf16 tensor-core products,
@@ -495,16 +578,19 @@ static void test_attention_fused(int B, int T, int H, int hd) {
     char name[128];
     ops_cuda_set_matmul_precision(MATMUL_BF16);
     size_t n = (size_t)B * T * H * hd;
-    Buf q = buf_rand(n, 2.0f), k = buf_rand(n, 2.0f), v = buf_rand(n, 1.0f);
-    Buf out = buf_out(n);
+    Buf q = buf_rand_t(n, 2.0f, 1), k = buf_rand_t(n, 2.0f, 1), v = buf_rand_t(n, 1.0f, 1);
+    Buf out = buf_out_t(n, 1);
     StateBuf att, datt;
     attention_state(B, T, H, hd, &att, &datt);
     snprintf(name, sizeof name, "attention_fused_B%d_T%d_H%d_hd%d_state_is_BHT", B, T, H, hd);
-    check_flag(name, att.ng == (size_t)B * H * T && datt.ng <= (size_t)B * H * T,
+    check_flag(name, att.ng == (size_t)B * H * T && datt.ng <= (size_t)B * H * T + 3 + n,
                "fused path not taken (full-size state)");
+    snprintf(name, sizeof name, "attention_fused_B%d_T%d_H%d_hd%d_tensors_are_bf16", B, T, H, hd);
+    check_flag(name, q.half && out.half, "attention tensors not bf16 under bf16");
     CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
     GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
-    Buf dout = buf_rand(n, 1.0f), dq = buf_out(n), dk = buf_out(n), dv = buf_out(n);
+    Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
+    Buf dv = buf_out_t(n, 1);
     CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
                             H, hd);
     GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
@@ -653,13 +739,13 @@ static void test_large(void) {
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
     Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
     Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d, 0);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d, 0);
     checkb("pattention_large_N4096_d384_n1152_S", &S); /* before backward consumes it */
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, plain(X.c), K.c, V.c, A.c, S.c, &tau, 1,
-                             mode, N, d, n, d, 1);
+                             mode, N, d, n, d, 1, 0);
     GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, plain(X.g), K.g, V.g, A.g, S.g, &tau, 1,
-                             mode, N, d, n, d, 1);
+                             mode, N, d, n, d, 1, 0);
     checkb("pattention_large_N4096_d384_n1152_Y", &Y);
     checkb("pattention_large_N4096_d384_n1152_dX", &dX);
     checkb("pattention_large_N4096_d384_n1152_dK", &dK);
@@ -771,6 +857,13 @@ int main(void) {
     test_pattention_ln(MATMUL_BF16, 1, 37, 100, 54, 100);
     test_pattention_ln(MATMUL_FP32, 3, 37, 128, 54, 128);
     test_pattention_ln(MATMUL_FP32, 1, 9, 100, 1152, 100);
+    /* attention tensors in and out: bf16 under bf16, fp32 otherwise */
+    test_pattention_attn(MATMUL_BF16, 3, 64, 128, 96);
+    test_pattention_attn(MATMUL_BF16, 1, 37, 100, 54);
+    test_pattention_attn(MATMUL_FP32, 3, 37, 24, 54);
+    test_pattention_attn(MATMUL_FP32, 1, 9, 16, 1152);
+    test_rope_prec(MATMUL_BF16, 2, 13, 3, 8, 8);
+    test_rope_prec(MATMUL_BF16, 1, 300, 2, 16, 4);
     test_bf16_mirror();
     test_attention_fused(2, 100, 3, 64);  /* T not a multiple of the 64-row tile */
     test_attention_fused(3, 257, 2, 64);
@@ -779,6 +872,7 @@ int main(void) {
     test_attention_fused(3, 1, 5, 64);    /* T = 1 */
     test_attention_fused(2, 77, 3, 32);
     test_attention_fused(2, 130, 2, 128);
+    test_attention_prec(MATMUL_BF16, 2, 37, 3, 16); /* bf16 tensors, a head size without kernels */
     /* fp32 again: back on the cuBLAS path */
     test_attention(2, 13, 3, 8);
     test_attention(2, 100, 2, 64);

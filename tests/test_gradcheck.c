@@ -99,13 +99,13 @@ typedef struct {
 } PattCtx;
 
 static PattInput patt_input(PattCtx *c) {
-    return c->ln ? (PattInput){c->X, c->xn, c->mean, c->rstd} : (PattInput){c->X, NULL, NULL, NULL};
+    return c->ln ? (PattInput){c->X, c->xn, c->mean, c->rstd, 0} : (PattInput){c->X, NULL, NULL, NULL, 0};
 }
 
 static double patt_loss(void *p) {
     PattCtx *c = p;
     O->pattention_forward(c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
-                          c->mode, c->N, c->din, c->n, c->dout);
+                          c->mode, c->N, c->din, c->n, c->dout, 0);
     return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
 
@@ -128,7 +128,7 @@ static void test_pattention(int mode, int G, int ln) {
     c.dA = dA;
     patt_loss(&c);
     O->pattention_backward(dX, dK, dV, dA, c.R, patt_input(&c), c.K, c.V, c.A, c.S, c.tau, G, mode,
-                           c.N, c.din, c.n, c.dout, 1);
+                           c.N, c.din, c.n, c.dout, 1, 0);
     if (ln) O->layernorm_backward(dx, NULL, NULL, dX, c.X, NULL, c.mean, c.rstd, c.N, c.din);
     char name[80];
     const char *m = pnorm_name(mode), *in = ln ? ", LayerNorm input" : "";

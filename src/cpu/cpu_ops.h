@@ -13,11 +13,11 @@ void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *b, int N, int C);
 void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X, const float *K,
                             const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out);
+                            int n, int d_out, int y_attn);
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx);
+                             int accumulate_dx, int y_attn);
 void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);

@@ -233,10 +233,13 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, fl
 
 static size_t cpu_memory_in_use(void) { return 0; }
 
+static size_t cpu_attn_elem_bytes(void) { return sizeof(float); }
+
 static const Ops CPU_OPS = {
     .name = "cpu",
     .device = "cpu (OpenBLAS + OpenMP)",
     .memory_in_use = cpu_memory_in_use,
+    .attn_elem_bytes = cpu_attn_elem_bytes,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_memcpy,

@@ -145,8 +145,9 @@ static const float *input_rows(PattInput in, int N, int d_in) {
  * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared. */
 void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in, const float *K,
                             const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out) {
+                            int n, int d_out, int y_attn) {
     (void)dA; /* S is saved: no scratch needed */
+    (void)y_attn; /* attention tensors are fp32 here */
     const float *X = input_rows(in, N, d_in);
     size_t nn = (size_t)N * n;
     for (int g = 0; g < G; g++)
@@ -158,7 +159,8 @@ void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput in, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx) {
+                             int accumulate_dx, int y_attn) {
+    (void)y_attn;
     const float *X = input_rows(in, N, d_in);
     size_t nn = (size_t)N * n, kin = (size_t)n * d_in, kout = (size_t)n * d_out;
     for (int g = 0; g < G; g++)

@@ -5,6 +5,8 @@
 //    probabilities saved for backward;
 //  - bf16 with hd in {32, 64, 128}: the fused kernels of flash_attention.cu
 //    (bf16 tensor cores, only B*H*T floats saved).
+// Under bf16 q, k, v, out and their gradients are bf16 (ops.h attention
+// tensors); the cuBLAS path, for other head sizes, then works on fp32 copies.
 #include "common.cuh"
 
 // ---------------------------------------------------------------- RoPE
@@ -42,8 +44,10 @@ static const float *rope_table(int T, int rot) {
     return g_rope_table;
 }
 
-// x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2.
-__global__ void rope_kernel(float *x, const float *table, int B, int T, int H, int hd, int rot,
+// x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2. X: float
+// or bf16 (attention tensors under bf16; the rotation is computed in fp32).
+template <typename X>
+__global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int hd, int rot,
                             int inverse) {
     int half = rot / 2;
     size_t total = (size_t)B * T * H * half;
@@ -55,10 +59,10 @@ __global__ void rope_kernel(float *x, const float *table, int B, int T, int H, i
         float c = table[((size_t)t * half + i) * 2];
         float s = table[((size_t)t * half + i) * 2 + 1];
         if (inverse) s = -s;
-        float *p = x + bth * hd;
-        float x1 = p[i], x2 = p[i + half];
-        p[i] = x1 * c - x2 * s;
-        p[i + half] = x2 * c + x1 * s;
+        X *p = x + bth * hd;
+        float x1 = (float)p[i], x2 = (float)p[i + half];
+        p[i] = (X)(x1 * c - x2 * s);
+        p[i + half] = (X)(x2 * c + x1 * s);
     }
 }
 
@@ -66,7 +70,10 @@ void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
     if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
     const float *table = rope_table(T, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
-    rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse);
+    if (tfc_attn_bf16())
+        rope_kernel<<<tfc_blocks(total, 256), 256>>>((bf16 *)x, table, B, T, H, hd, rot, inverse);
+    else
+        rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse);
     KERNEL_CHECK();
 }
 
@@ -154,22 +161,22 @@ static bool use_fused(int hd) {
 }
 
 // Fused: att holds the log-sum-exp per (b, h, query row), datt the backward's
-// rowsum(dout * out) per row.
+// rowsum(dout * out) per row and then, 16-byte aligned for the kernels'
+// vector accesses, the fp32 sums of dq.
+static size_t dq_acc_offset(int B, int T, int H) { return ((size_t)B * H * T + 3) & ~(size_t)3; }
+
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats) {
     if (use_fused(hd)) {
-        *att_floats = *datt_floats = (size_t)B * H * T;
+        *att_floats = (size_t)B * H * T;
+        *datt_floats = dq_acc_offset(B, T, H) + (size_t)B * T * H * hd;
         return;
     }
     ops_attention_sizes_full(B, T, H, hd, att_floats, datt_floats);
 }
 
-void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                           int B, int T, int H, int hd) {
-    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
-    if (use_fused(hd)) {
-        tfc_flash_attention_forward(out, att, q, k, v, B, T, H, hd);
-        return;
-    }
+// The cuBLAS path on fp32 tensors (B, T, H, hd).
+static void attention_forward_fp32(float *out, float *att, const float *q, const float *k,
+                                   const float *v, int B, int T, int H, int hd) {
     size_t nt = (size_t)B * T * H * hd;
     float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 4 * nt * sizeof(float));
     float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *op = ws + 3 * nt;
@@ -187,15 +194,9 @@ void tfc_attention_forward(float *out, float *att, const float *q, const float *
     launch_perm(1, 1, out, op, nullptr, nullptr, nullptr, nullptr, B, T, H, hd);
 }
 
-void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *out, const float *q, const float *k, const float *v,
-                            const float *att, int B, int T, int H, int hd) {
-    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
-    if (use_fused(hd)) {
-        if (!out) tfc_fail("attention backward", "the fused path needs out", __FILE__, __LINE__);
-        tfc_flash_attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd);
-        return;
-    }
+static void attention_backward_fp32(float *dq, float *dk, float *dv, float *datt,
+                                    const float *dout, const float *q, const float *k,
+                                    const float *v, const float *att, int B, int T, int H, int hd) {
     size_t nt = (size_t)B * T * H * hd;
     float *ws = (float *)tfc_workspace(TFC_WS_ATTN, 7 * nt * sizeof(float));
     float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *dop = ws + 3 * nt;
@@ -216,4 +217,58 @@ void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const 
     tfc_matmul_strided(dqp, datt, kp, T, hd, T, 0, 0, scale, 0.0f, sa, sq, sq, BH);
     tfc_matmul_strided(dkp, datt, qp, T, hd, T, 1, 0, scale, 0.0f, sa, sq, sq, BH);
     launch_perm(1, 3, dq, dqp, dk, dkp, dv, dvp, B, T, H, hd);
+}
+
+// fp32 copies of bf16 attention tensors for the cuBLAS path (head sizes the
+// fused kernels lack), in their own workspace of `slots` tensors of nt
+// elements: the first n_src hold src, the others the results.
+static float *fp32_copies(const bf16 *const *src, int n_src, int slots, size_t nt) {
+    float *ws = (float *)tfc_workspace(TFC_WS_ATTN_FP32, (size_t)slots * nt * sizeof(float));
+    for (int i = 0; i < n_src; i++) tfc_to_f32(ws + i * nt, src[i], nt);
+    return ws;
+}
+
+void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           int B, int T, int H, int hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    if (use_fused(hd)) {
+        tfc_flash_attention_forward((bf16 *)out, att, (const bf16 *)q, (const bf16 *)k,
+                                    (const bf16 *)v, B, T, H, hd);
+        return;
+    }
+    if (!tfc_attn_bf16()) {
+        attention_forward_fp32(out, att, q, k, v, B, T, H, hd);
+        return;
+    }
+    size_t nt = (size_t)B * T * H * hd;
+    const bf16 *src[3] = {(const bf16 *)q, (const bf16 *)k, (const bf16 *)v};
+    float *f = fp32_copies(src, 3, 4, nt); // q, k, v, out
+    attention_forward_fp32(f + 3 * nt, att, f, f + nt, f + 2 * nt, B, T, H, hd);
+    tfc_to_bf16((bf16 *)out, f + 3 * nt, nt);
+}
+
+void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *out, const float *q, const float *k, const float *v,
+                            const float *att, int B, int T, int H, int hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return;
+    size_t nt = (size_t)B * T * H * hd;
+    if (use_fused(hd)) {
+        if (!out) tfc_fail("attention backward", "the fused path needs out", __FILE__, __LINE__);
+        float *Dv = datt, *dq_acc = datt + dq_acc_offset(B, T, H);
+        tfc_flash_attention_backward((bf16 *)dq, (bf16 *)dk, (bf16 *)dv, dq_acc, Dv,
+                                     (const bf16 *)dout, (const bf16 *)out, (const bf16 *)q,
+                                     (const bf16 *)k, (const bf16 *)v, att, B, T, H, hd);
+        return;
+    }
+    if (!tfc_attn_bf16()) {
+        attention_backward_fp32(dq, dk, dv, datt, dout, q, k, v, att, B, T, H, hd);
+        return;
+    }
+    const bf16 *src[4] = {(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout};
+    float *f = fp32_copies(src, 4, 7, nt); // q, k, v, dout, dq, dk, dv
+    attention_backward_fp32(f + 4 * nt, f + 5 * nt, f + 6 * nt, datt, f + 3 * nt, f, f + nt,
+                            f + 2 * nt, att, B, T, H, hd);
+    tfc_to_bf16((bf16 *)dq, f + 4 * nt, nt);
+    tfc_to_bf16((bf16 *)dk, f + 5 * nt, nt);
+    tfc_to_bf16((bf16 *)dv, f + 6 * nt, nt);
 }

@@ -104,6 +104,7 @@ extern cublasHandle_t tfc_cublas;
 // Scratch buffers owned by the backend, grown on demand (never shrunk).
 enum {
     TFC_WS_ATTN = 0,
+    TFC_WS_ATTN_FP32, // fp32 copies of bf16 attention tensors (attention.cu)
     TFC_WS_LOSS,
     TFC_WS_LNORM,
     TFC_WS_REDUCE,
@@ -117,6 +118,12 @@ void *tfc_workspace(int slot, size_t bytes);
 
 typedef __nv_bfloat16 bf16;
 int tfc_matmul_precision(void); // MatmulPrecision
+// Attention tensors (ops.h) are bf16 under --precision bf16, else fp32.
+bool tfc_attn_bf16(void);
+size_t tfc_attn_elem_bytes(void);
+// Element-wise conversions between fp32 and bf16 buffers (n may be odd).
+void tfc_to_bf16(bf16 *dst, const float *src, size_t n);
+void tfc_to_f32(float *dst, const bf16 *src, size_t n);
 // src rounded to bf16 into workspace `slot` (grown as needed); returns it.
 bf16 *tfc_bf16_copy(int slot, const float *src, size_t n);
 // A matrix operand of a row-major GEMM: its data, its row stride and, in a
@@ -167,11 +174,11 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
                          size_t *da_floats);
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                             const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out);
+                            int N, int d_in, int n, int d_out, int y_attn);
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx);
+                             int accumulate_dx, int y_attn);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
@@ -179,15 +186,18 @@ void tfc_attention_forward(float *out, float *att, const float *q, const float *
 void tfc_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
                             const float *out, const float *q, const float *k, const float *v,
                             const float *att, int B, int T, int H, int hd);
-// Fused causal attention (flash_attention.cu), bf16 tensor-core products:
-// forward saves the per-row log-sum-exp (B*H*T floats, log2 units) in lse;
-// backward needs `out` and a B*H*T scratch Dv, and overwrites dq, dk, dv.
+// Fused causal attention (flash_attention.cu) on bf16 tensors, bf16
+// tensor-core products: forward saves the per-row log-sum-exp (B*H*T floats,
+// log2 units) in lse; backward needs `out`, a B*H*T scratch Dv and a
+// B*T*H*hd fp32 scratch dq_acc (dQ sums over key blocks), and overwrites
+// dq, dk, dv.
 int tfc_flash_attention_supported(int hd);
-void tfc_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                 const float *v, int B, int T, int H, int hd);
-void tfc_flash_attention_backward(float *dq, float *dk, float *dv, float *Dv, const float *dout,
-                                  const float *out, const float *q, const float *k,
-                                  const float *v, const float *lse, int B, int T, int H, int hd);
+void tfc_flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                 const bf16 *v, int B, int T, int H, int hd);
+void tfc_flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
+                                  const bf16 *dout, const bf16 *out, const bf16 *q,
+                                  const bf16 *k, const bf16 *v, const float *lse, int B, int T,
+                                  int H, int hd);
 float tfc_cross_entropy_forward(float *probs, const float *logits, const int *targets, int N,
                                 int V);
 void tfc_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,

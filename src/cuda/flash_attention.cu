@@ -1,7 +1,8 @@
 // Fused causal attention (FlashAttention-2 style) on tensor cores: q, k, v,
-// out and their gradients stay fp32 in the model's (B, T, H, hd) layout;
-// tiles are rounded to bf16 as they are staged in shared memory and multiplied
-// with mma.sync m16n8k16 (bf16 operands, fp32 accumulators). The T x T matrix
+// out and their gradients are bf16 in the model's (B, T, H, hd) layout (ops.h
+// attention tensors), staged in shared memory and multiplied with mma.sync
+// m16n8k16 (bf16 operands, fp32 accumulators); dQ, summed over key blocks,
+// accumulates in an fp32 scratch and is rounded at the end. The T x T matrix
 // never exists: forward keeps a running max/sum per query row and saves only
 // the row's log-sum-exp; backward recomputes the probabilities from q, k and it.
 //
@@ -14,8 +15,8 @@
 // dK += dS^T Q directly, and only dS goes through shared memory (for dQ,
 // whose sum runs over the keys of all warps).
 //
-// The next tile's fp32 global loads are issued into registers before the
-// current tile's products and written (as bf16) to the other of two shared
+// The next tile's global loads are issued into registers before the
+// current tile's products and written to the other of two shared
 // buffers after them, so one barrier per tile suffices and the load latency
 // hides behind the tensor-core work (backward: the next Q and dO tiles from
 // the start to the end of a tile; forward, short of registers: the next K
@@ -78,14 +79,20 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
                  : "r"(addr));
 }
 
-// volatile keeps the prefetch where it is written: left free, the compiler
-// hoists every tile's loads to the top of the loop and runs out of registers.
-__device__ __forceinline__ float4 ldg4(const float *p) {
-    float4 x;
-    asm volatile("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=f"(x.x), "=f"(x.y), "=f"(x.z), "=f"(x.w)
-                 : "l"(p));
+// Four bf16. volatile keeps the prefetch where it is written: left free, the
+// compiler hoists every tile's loads to the top of the loop and runs out of
+// registers.
+__device__ __forceinline__ uint2 ldg4(const bf16 *p) {
+    uint2 x;
+    asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];\n" : "=r"(x.x), "=r"(x.y) : "l"(p));
     return x;
+}
+
+// Four floats as bf16 (one row's dot products, the pre-kernel's).
+__device__ __forceinline__ float4 bf16x4_to_float4(uint2 v) {
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&v.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&v.y));
+    return make_float4(a.x, a.y, b.x, b.y);
 }
 
 // c += a b for one 16x8 tile, k = 16.
@@ -174,27 +181,27 @@ __device__ __forceinline__ void mma_tile_rows(float (&acc)[HD / 8][4], const uin
     }
 }
 
-// A ROWS x HD fp32 tile of one head (rows `stride` floats apart; rows >=
-// nvalid read as zeros) held in registers between fetch and store.
+// A ROWS x HD bf16 tile of one head (rows `stride` elements apart; rows >=
+// nvalid read as zeros) held in registers between fetch and store, four
+// elements (8 bytes) at a time.
 template <int HD, int ROWS, int THREADS> struct Stage {
     static constexpr int V4 = HD / 4;
     static constexpr int N = ROWS * V4 / THREADS;
     static_assert(N * THREADS == ROWS * V4, "tile does not split evenly over the block");
-    float4 x[N];
+    uint2 x[N];
 
-    __device__ __forceinline__ void fetch(const float *src, size_t stride, int nvalid) {
+    __device__ __forceinline__ void fetch(const bf16 *src, size_t stride, int nvalid) {
 #pragma unroll
         for (int i = 0; i < N; i++) {
             const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
-            x[i] = r < nvalid ? ldg4(src + r * stride + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+            x[i] = r < nvalid ? ldg4(src + r * stride + c) : make_uint2(0u, 0u);
         }
     }
     __device__ __forceinline__ void store(bf16 *dst) const {
 #pragma unroll
         for (int i = 0; i < N; i++) {
             const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
-            *reinterpret_cast<uint2 *>(dst + r * FaDims<HD>::LDB + c) =
-                make_uint2(pack_bf16(x[i].x, x[i].y), pack_bf16(x[i].z, x[i].w));
+            *reinterpret_cast<uint2 *>(dst + r * FaDims<HD>::LDB + c) = x[i];
         }
     }
 };
@@ -205,9 +212,9 @@ template <int HD, int ROWS, int THREADS> struct Stage {
 // MT 16-row tiles per warp.
 template <int HD>
 __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
-    flash_fwd_kernel(float *__restrict__ out, float *__restrict__ lse,
-                     const float *__restrict__ q, const float *__restrict__ k,
-                     const float *__restrict__ v, int T, int H, float scale_log2) {
+    flash_fwd_kernel(bf16 *__restrict__ out, float *__restrict__ lse,
+                     const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                     const bf16 *__restrict__ v, int T, int H, float scale_log2) {
     typedef FaDims<HD> D;
     constexpr int LDB = D::LDB, MT = fwd_mt<HD>(), ROWS = fwd_rows<HD>();
     extern __shared__ __align__(128) unsigned char fa_smem[];
@@ -401,11 +408,11 @@ __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
             const int row = w0 + 16 * mt + g + 8 * i;
             if (row >= T) continue;
             const float inv = 1.0f / l[mt][i];
-            float *dst = out + head + (size_t)row * rs + 2 * t;
+            bf16 *dst = out + head + (size_t)row * rs + 2 * t;
 #pragma unroll
             for (int n = 0; n < HD / 8; n++)
-                *reinterpret_cast<float2 *>(dst + 8 * n) =
-                    make_float2(o[mt][n][2 * i] * inv, o[mt][n][2 * i + 1] * inv);
+                *reinterpret_cast<uint32_t *>(dst + 8 * n) =
+                    pack_bf16(o[mt][n][2 * i] * inv, o[mt][n][2 * i + 1] * inv);
             // log2 units of scaled scores
             if (t == 0) lse[(size_t)bh * T + row] = m[mt][i] * scale_log2 + log2f(l[mt][i]);
         }
@@ -413,12 +420,12 @@ __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
 
 // ------------------------------------------------------------------ backward
 
-// Dv[(b*H + h)*T + i] = sum_d dout[b,i,h,d] out[b,i,h,d]; zeroes dq (which the
-// backward kernel accumulates into). LPR lanes per (b, i, h) row.
+// Dv[(b*H + h)*T + i] = sum_d dout[b,i,h,d] out[b,i,h,d]; zeroes dq (the fp32
+// sums the backward kernel accumulates into). LPR lanes per (b, i, h) row.
 template <int HD>
 __global__ void flash_bwd_pre_kernel(float *__restrict__ Dv, float *__restrict__ dq,
-                                     const float *__restrict__ dout,
-                                     const float *__restrict__ out, int rows, int T, int H) {
+                                     const bf16 *__restrict__ dout,
+                                     const bf16 *__restrict__ out, int rows, int T, int H) {
     constexpr int LPR = HD / 4 < 32 ? HD / 4 : 32;
     const int gid = blockIdx.x * blockDim.x + threadIdx.x;
     const int row = gid / LPR, sub = gid % LPR;
@@ -427,8 +434,8 @@ __global__ void flash_bwd_pre_kernel(float *__restrict__ Dv, float *__restrict__
     if (active) {
         const size_t base = (size_t)row * HD;
         for (int c = sub * 4; c < HD; c += LPR * 4) {
-            float4 a = __ldg(reinterpret_cast<const float4 *>(dout + base + c));
-            float4 o = __ldg(reinterpret_cast<const float4 *>(out + base + c));
+            float4 a = bf16x4_to_float4(__ldg(reinterpret_cast<const uint2 *>(dout + base + c)));
+            float4 o = bf16x4_to_float4(__ldg(reinterpret_cast<const uint2 *>(out + base + c)));
             acc += a.x * o.x + a.y * o.y + a.z * o.z + a.w * o.w;
             *reinterpret_cast<float4 *>(dq + base + c) = make_float4(0.f, 0.f, 0.f, 0.f);
         }
@@ -458,9 +465,9 @@ __device__ __forceinline__ void add4(float *dst, float4 x) {
 // tiles from the first that sees them to the end.
 template <int HD>
 __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
-    flash_bwd_kernel(float *__restrict__ dq, float *__restrict__ dk, float *__restrict__ dv,
-                     const float *__restrict__ q, const float *__restrict__ k,
-                     const float *__restrict__ v, const float *__restrict__ dout,
+    flash_bwd_kernel(float *__restrict__ dq, bf16 *__restrict__ dk, bf16 *__restrict__ dv,
+                     const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                     const bf16 *__restrict__ v, const bf16 *__restrict__ dout,
                      const float *__restrict__ lse, const float *__restrict__ Dv, int T, int H,
                      float scale_log2, float scale) {
     typedef FaDims<HD> D;
@@ -671,10 +678,9 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
         const size_t off = head + (size_t)key * rs + 2 * t;
 #pragma unroll
         for (int n = 0; n < HD / 8; n++) {
-            *reinterpret_cast<float2 *>(dk + off + 8 * n) =
-                make_float2(dka[n][2 * i] * scale, dka[n][2 * i + 1] * scale);
-            *reinterpret_cast<float2 *>(dv + off + 8 * n) =
-                make_float2(dva[n][2 * i], dva[n][2 * i + 1]);
+            *reinterpret_cast<uint32_t *>(dk + off + 8 * n) =
+                pack_bf16(dka[n][2 * i] * scale, dka[n][2 * i + 1] * scale);
+            *reinterpret_cast<uint32_t *>(dv + off + 8 * n) = pack_bf16(dva[n][2 * i], dva[n][2 * i + 1]);
         }
     }
 }
@@ -682,7 +688,7 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
 // ------------------------------------------------------------------ launch
 
 template <int HD>
-void flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B,
+void flash_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
                    int T, int H) {
     static bool configured = false;
     if (!configured) {
@@ -699,8 +705,8 @@ void flash_forward(float *out, float *lse, const float *q, const float *k, const
 }
 
 template <int HD>
-void flash_backward(float *dq, float *dk, float *dv, float *Dv, const float *dout,
-                    const float *out, const float *q, const float *k, const float *v,
+void flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv, const bf16 *dout,
+                    const bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
                     const float *lse, int B, int T, int H) {
     static bool configured = false;
     if (!configured) {
@@ -712,22 +718,23 @@ void flash_backward(float *dq, float *dk, float *dv, float *Dv, const float *dou
     int rows = B * T * H;
     constexpr int LPR = HD / 4 < 32 ? HD / 4 : 32;
     size_t threads = (size_t)rows * LPR;
-    flash_bwd_pre_kernel<HD><<<tfc_blocks(threads, 256, 0x7fffffffu), 256>>>(Dv, dq, dout, out,
-                                                                             rows, T, H);
+    flash_bwd_pre_kernel<HD><<<tfc_blocks(threads, 256, 0x7fffffffu), 256>>>(Dv, dq_acc, dout,
+                                                                             out, rows, T, H);
     KERNEL_CHECK();
     float scale = 1.0f / sqrtf((float)HD);
     dim3 grid((unsigned)(B * H), (unsigned)((T + BWD_KEYS - 1) / BWD_KEYS));
     flash_bwd_kernel<HD><<<grid, BWD_THREADS, FaDims<HD>::BWD_SMEM>>>(
-        dq, dk, dv, q, k, v, dout, lse, Dv, T, H, scale * FA_LOG2E, scale);
+        dq_acc, dk, dv, q, k, v, dout, lse, Dv, T, H, scale * FA_LOG2E, scale);
     KERNEL_CHECK();
+    tfc_to_bf16(dq, dq_acc, (size_t)rows * HD);
 }
 
 } // namespace
 
 int tfc_flash_attention_supported(int hd) { return hd == 32 || hd == 64 || hd == 128; }
 
-void tfc_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                 const float *v, int B, int T, int H, int hd) {
+void tfc_flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                 const bf16 *v, int B, int T, int H, int hd) {
     switch (hd) {
     case 32: flash_forward<32>(out, lse, q, k, v, B, T, H); break;
     case 64: flash_forward<64>(out, lse, q, k, v, B, T, H); break;
@@ -736,13 +743,17 @@ void tfc_flash_attention_forward(float *out, float *lse, const float *q, const f
     }
 }
 
-void tfc_flash_attention_backward(float *dq, float *dk, float *dv, float *Dv, const float *dout,
-                                  const float *out, const float *q, const float *k,
-                                  const float *v, const float *lse, int B, int T, int H, int hd) {
+void tfc_flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
+                                  const bf16 *dout, const bf16 *out, const bf16 *q,
+                                  const bf16 *k, const bf16 *v, const float *lse, int B, int T,
+                                  int H, int hd) {
+#define TFC_FLASH_BWD(HD) \
+    flash_backward<HD>(dq, dk, dv, dq_acc, Dv, dout, out, q, k, v, lse, B, T, H)
     switch (hd) {
-    case 32: flash_backward<32>(dq, dk, dv, Dv, dout, out, q, k, v, lse, B, T, H); break;
-    case 64: flash_backward<64>(dq, dk, dv, Dv, dout, out, q, k, v, lse, B, T, H); break;
-    case 128: flash_backward<128>(dq, dk, dv, Dv, dout, out, q, k, v, lse, B, T, H); break;
+    case 32: TFC_FLASH_BWD(32); break;
+    case 64: TFC_FLASH_BWD(64); break;
+    case 128: TFC_FLASH_BWD(128); break;
     default: tfc_fail("flash attention", "unsupported head size", __FILE__, __LINE__);
     }
+#undef TFC_FLASH_BWD
 }

@@ -273,6 +273,8 @@ static void cu_embedding_backward(float *dwte, const float *dout, const int *tok
 // ---------------------------------------------------------------- GEMM
 
 int tfc_matmul_precision(void) { return g_precision; }
+bool tfc_attn_bf16(void) { return g_precision == MATMUL_BF16; }
+size_t tfc_attn_elem_bytes(void) { return tfc_attn_bf16() ? sizeof(bf16) : sizeof(float); }
 
 __global__ void to_bf16_scalar_kernel(bf16 *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -289,6 +291,27 @@ __global__ void to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
         reinterpret_cast<__nv_bfloat162 *>(dst)[i] = __floats2bfloat162_rn(v.x, v.y);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0 && (n & 1)) dst[n - 1] = __float2bfloat16(src[n - 1]);
+}
+
+__global__ void to_f32_kernel(float *dst, const bf16 *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+
+void tfc_to_bf16(bf16 *dst, const float *src, size_t n) {
+    if (!n) return;
+    if ((uintptr_t)src % 8 == 0 && (uintptr_t)dst % 4 == 0)
+        to_bf16_kernel<<<tfc_blocks(n / 2 + 1, 256), 256>>>(dst, src, n);
+    else
+        to_bf16_scalar_kernel<<<tfc_blocks(n, 256), 256>>>(dst, src, n);
+    KERNEL_CHECK();
+}
+
+void tfc_to_f32(float *dst, const bf16 *src, size_t n) {
+    if (!n) return;
+    to_f32_kernel<<<tfc_blocks(n, 256), 256>>>(dst, src, n);
+    KERNEL_CHECK();
 }
 
 // The weights mirror: a bf16 copy of the parameters that AdamW writes as it
@@ -343,12 +366,7 @@ bf16 *tfc_bf16_input(int slot, const float *src, size_t n) {
 
 bf16 *tfc_bf16_copy(int slot, const float *src, size_t n) {
     bf16 *dst = (bf16 *)tfc_workspace(slot, (n ? n : 1) * sizeof(bf16));
-    if (!n) return dst;
-    if ((uintptr_t)src % 8 == 0)
-        to_bf16_kernel<<<tfc_blocks(n / 2 + 1, 256), 256>>>(dst, src, n);
-    else
-        to_bf16_scalar_kernel<<<tfc_blocks(n, 256), 256>>>(dst, src, n);
-    KERNEL_CHECK();
+    tfc_to_bf16(dst, src, n);
     return dst;
 }
 
@@ -503,6 +521,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.device = g_device_desc;
     g_baseline_used = gpu_bytes_used();
     g_ops.memory_in_use = cu_memory_in_use;
+    g_ops.attn_elem_bytes = tfc_attn_elem_bytes;
     g_ops.alloc = cu_alloc;
     g_ops.free = cu_free;
     g_ops.to_device = cu_to_device;

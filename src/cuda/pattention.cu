@@ -368,8 +368,9 @@ static void gemm(TC *C, int ldc, long long sc, const T *A, int lda, long long sa
                      Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch, Dt<T>::compute());
 }
 
-template <typename T>
-static void group_forward(float *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
+// TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16 mode).
+template <typename T, typename TY>
+static void group_forward(TY *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
                           int mode, int N, int d_in, int n, int d_out) {
     const int G = taus.G, Gn = G * n;
     gemm(A, Gn, 0, X, d_in, 0, K, d_in, 0, N, Gn, d_in, 0, 1, 0.0f, 1); // A = X K^T
@@ -380,8 +381,9 @@ static void group_forward(float *Y, T *A, T *S, const T *X, const T *K, const T 
 
 // S_out: where the pnorm backward writes S (bf16 mode, which does not keep
 // it: over A) or NULL; S: the S that dV takes (S_out, or the forward's).
-template <typename T>
-static void group_backward(float *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
+// TX: the type of dX (that of X).
+template <typename T, typename TX>
+static void group_backward(TX *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
                            const T *dY, const T *X, const T *K, const T *V, const T *A,
                            PnTaus taus, int mode, int N, int d_in, int n, int d_out,
                            float dx_beta) {
@@ -403,11 +405,13 @@ static PnTaus taus_of(const float *tau, int G) {
 }
 
 // The rows the products take, from the op's input (ops.h PattInput): in
-// bf16 mode x rounded to bf16, or LayerNorm(x) written straight to bf16 (no
-// fp32 copy); else x, or LayerNorm(x) in the caller's xn. Backward calls them
-// again: the LayerNorm kernel rewrites the statistics with the same values.
+// bf16 mode an attention tensor as it is, x rounded to bf16, or LayerNorm(x)
+// written straight to bf16 (no fp32 copy); else x, or LayerNorm(x) in the
+// caller's xn. Backward calls them again: the LayerNorm kernel rewrites the
+// statistics with the same values.
 static const bf16 *input_bf16(PattInput in, int N, int d_in) {
     size_t n = (size_t)N * d_in;
+    if (in.attn) return (const bf16 *)in.x;
     if (!in.mean) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, n);
     bf16 *xb = (bf16 *)tfc_workspace(TFC_WS_BF16_X, n * sizeof(bf16));
     tfc_layernorm_rows(nullptr, xb, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
@@ -419,14 +423,21 @@ static const float *input_fp32(PattInput in, int N, int d_in) {
     return in.xn;
 }
 
+// Zeroes n elements of a tensor that is an attention tensor when `attn`.
+static void zero_rows(float *p, size_t n, bool attn) {
+    CUDA_CHECK(cudaMemsetAsync(p, 0, n * (attn ? tfc_attn_elem_bytes() : sizeof(float)), 0));
+}
+
 // bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
 // writes it into the dA scratch for the Y product, backward recomputes it
 // from A inside the pnorm backward (which reads A anyway) and writes it over
 // A (each element read before it is written, by the same lane), so that no
 // Pattention needs memory for S (N*n*2 bytes each, a quarter of the
 // activations). The operands X, K, V, dY are rounded into bf16 workspaces
-// per call, except K and V when the AdamW mirror holds them and a normalized
-// X, which the LayerNorm kernel writes in bf16 directly.
+// per call, except K and V when the AdamW mirror holds them, a normalized
+// X, which the LayerNorm kernel writes in bf16 directly, and attention
+// tensors (ops.h), which are bf16 already; an attention-tensor Y or dX is
+// written in bf16 by its GEMM.
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                           size_t *da_floats) {
     ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
@@ -438,15 +449,16 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
 
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in,
                             const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out) {
+                            int N, int d_in, int n, int d_out, int y_attn) {
     PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
+    if (in.attn && in.mean) tfc_fail("pattention", "an attention-tensor input with a LayerNorm", __FILE__, __LINE__);
     const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
     // the input first: it writes the LayerNorm statistics even when n = 0
     const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in) : nullptr;
     const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in);
     if (n <= 0) { // no parameter tokens: Y = 0
-        tfc_matmul(Y, nullptr, nullptr, G * N, d_out, 0, 0, 0, 1.0f, 0.0f);
+        zero_rows(Y, (size_t)G * N * d_out, y_attn);
         return;
     }
     if (!bf16_mode) {
@@ -455,18 +467,24 @@ void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
     }
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
-    group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out);
+    if (y_attn)
+        group_forward<bf16>((bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
+                            d_out);
+    else
+        group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out);
 }
 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput in, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx) {
+                             int accumulate_dx, int y_attn) {
     PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
+    if (in.attn && accumulate_dx)
+        tfc_fail("pattention", "accumulating into an attention-tensor dX", __FILE__, __LINE__);
     float dx_beta = accumulate_dx ? 1.0f : 0.0f;
     if (n <= 0) { // no parameter tokens: dX (+)= 0
-        if (dX) tfc_matmul(dX, nullptr, nullptr, N, d_in, 0, 0, 0, 1.0f, dx_beta);
+        if (dX && !accumulate_dx) zero_rows(dX, (size_t)N * d_in, in.attn);
         return;
     }
     if (tfc_matmul_precision() != MATMUL_BF16) {
@@ -474,11 +492,16 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                               taus, mode, N, d_in, n, d_out, dx_beta);
         return;
     }
-    const bf16 *dYb = tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
+    const bf16 *dYb =
+        y_attn ? (const bf16 *)dY : tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
     const bf16 *Xb = input_bf16(in, N, d_in);
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     bf16 *Ab = (bf16 *)A; // becomes S
-    group_backward<bf16>(dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N, d_in,
-                         n, d_out, dx_beta);
+    if (in.attn)
+        group_backward<bf16>((bf16 *)dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus,
+                             mode, N, d_in, n, d_out, dx_beta);
+    else
+        group_backward<bf16>(dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N,
+                             d_in, n, d_out, dx_beta);
 }
