@@ -40,9 +40,10 @@ typedef struct {
 } PattId;
 
 /* Per-layer activations saved for backward (pointers into one buffer).
- * ln1/ln2 and o/f point to buffers shared by all layers: ln1/ln2 is the
- * scratch of the Pattentions that normalize their input themselves (ops.h
- * PattInput), and o/f are not needed after the residual sum. */
+ * ln1/ln2 hold the normalized inputs that the Pattentions write in forward
+ * and read in backward (ops.h PattInput; bf16 under CUDA bf16); o/f point to
+ * one buffer shared by all layers, as they are not needed after the
+ * residual sum. */
 typedef struct {
     float *x;                 /* block input (residual), N x d */
     float *ln1, *ln1_mean, *ln1_rstd;

@@ -32,11 +32,12 @@ typedef enum {
 
 /* The input of a Pattention (group): x (N x d_in) itself, or LayerNorm(x)
  * (no affine, eps LAYERNORM_EPS) when mean and rstd are set. Then forward
- * writes the row statistics there and backward reads them (it may rewrite
- * the same values), and xn is N x d_in floats of scratch a backend may use
- * for the normalized rows (CUDA under bf16 keeps them in bf16 of its own
- * and never writes xn): fusing the normalization into the Pattention spares
- * a backend writing and reading an fp32 LayerNorm output it does not need. */
+ * writes the row statistics there and the normalized rows to xn (N x d_in
+ * elements of the attention tensors' type, below: bf16 under CUDA bf16, in
+ * which the products take them), and backward reads the rows back from xn;
+ * the caller keeps x, mean, rstd and xn intact from a forward to its
+ * backward. Fusing the normalization into the Pattention spares a backend
+ * writing and reading an fp32 LayerNorm output it does not need. */
 typedef struct {
     const float *x;
     float *xn, *mean, *rstd;

@@ -228,17 +228,17 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         if (base) (ptr) = base + off;               \
         off += ((size_t)(count) + 15) & ~(size_t)15; \
     } while (0)
-    /* Shared by all layers: the LayerNorm outputs (scratch of the
-     * Pattentions, which normalize their input themselves, forward and
-     * backward, from x / h and the saved statistics) and the branch outputs o
-     * and f (consumed by the residual sum at once, not needed by backward). */
-    float *ln_shared = NULL, *branch_shared = NULL;
-    TAKE(ln_shared, N * d);
+    /* Shared by all layers: the branch outputs o and f (consumed by the
+     * residual sum at once, not needed by backward). */
+    float *branch_shared = NULL;
     TAKE(branch_shared, N * d);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         LayerActs *a = &m->layers[l];
-        a->ln1 = a->ln2 = ln_shared;
         a->o = a->f = branch_shared;
+        /* the normalized inputs of the Pattentions, which normalize them
+         * themselves in forward (ops.h PattInput): attention-tensor typed */
+        TAKE(a->ln1, attn_floats(m, N * d));
+        TAKE(a->ln2, attn_floats(m, N * d));
         TAKE(a->x, N * d);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
@@ -261,9 +261,7 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
         TAKE(a->ln2_rstd, N);
     }
     TAKE(m->x_final, N * d);
-    /* ln_f's output is read by the head and, at the start of backward, by the
-     * head's gradient, before any Pattention backward normalizes into ln_shared. */
-    m->lnf = ln_shared;
+    TAKE(m->lnf, N * d);
     TAKE(m->lnf_mean, N);
     TAKE(m->lnf_rstd, N);
     TAKE(m->logits, N * V);

@@ -355,7 +355,8 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
     Buf V = buf_rand(g * n * d_out, 0.5f);
     Buf Y = buf_out_t(g * N * d_out, y_attn), A = buf_out(g * N * n), S = buf_out(g * N * n);
     Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
-    Buf xn = buf_out((size_t)N * d_in), mean = buf_out(N), rstd = buf_out(N);
+    /* the normalized rows have the attention tensors' type (ops.h PattInput) */
+    Buf xn = buf_out_t((size_t)N * d_in, 1), mean = buf_out(N), rstd = buf_out(N);
     PattInput in_c = {X.c, NULL, NULL, NULL, x_attn}, in_g = {X.g, NULL, NULL, NULL, x_attn};
     if (ln) {
         in_c = (PattInput){X.c, xn.c, mean.c, rstd.c, 0};

@@ -133,11 +133,11 @@ static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, 
     cpu_gemm(dA, X, dK, n, d_in, N, 1, 0, 1.0f, 1.0f);
 }
 
-/* The rows the products take: x, or LayerNorm(x) written into xn (backward
- * recomputes it, rewriting the same statistics). */
-static const float *input_rows(PattInput in, int N, int d_in) {
+/* The rows the products take: x, or LayerNorm(x), which forward writes into
+ * xn and backward finds there (ops.h PattInput). */
+static const float *input_rows(PattInput in, int N, int d_in, int forward) {
     if (!in.mean) return in.x;
-    cpu_layernorm_forward(in.xn, in.mean, in.rstd, in.x, NULL, NULL, N, d_in);
+    if (forward) cpu_layernorm_forward(in.xn, in.mean, in.rstd, in.x, NULL, NULL, N, d_in);
     return in.xn;
 }
 
@@ -148,7 +148,7 @@ void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
                             int n, int d_out, int y_attn) {
     (void)dA; /* S is saved: no scratch needed */
     (void)y_attn; /* attention tensors are fp32 here */
-    const float *X = input_rows(in, N, d_in);
+    const float *X = input_rows(in, N, d_in, 1);
     size_t nn = (size_t)N * n;
     for (int g = 0; g < G; g++)
         pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
@@ -161,7 +161,7 @@ void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx, int y_attn) {
     (void)y_attn;
-    const float *X = input_rows(in, N, d_in);
+    const float *X = input_rows(in, N, d_in, 0);
     size_t nn = (size_t)N * n, kin = (size_t)n * d_in, kout = (size_t)n * d_out;
     for (int g = 0; g < G; g++)
         pattention_backward_one(dX, dK + g * kin, dV + g * kout, dA, dY + (size_t)g * N * d_out,

@@ -7,28 +7,53 @@
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
 // the products accumulate in fp32 (as under torch.autocast): the scores A,
 // S and dS/dA are then stored as bf16 in their buffers (the layout of the
-// saved state is the backend's business); Y, dX, dK and dV stay fp32.
+// saved state is the backend's business); dK and dV stay fp32, and so do Y
+// and dX unless they are attention tensors (ops.h), which are bf16 then.
 #include "common.cuh"
 
 // ---- pnorm: a team of G warps per row (G = 1 up to 576 elements). A lane
 // owns E consecutive elements (pairs, as float2 / bf16x2, when n is even, so
 // that rows stay aligned; single elements otherwise) in each of C slots:
 // group w0 + E (lane + 32 c) of a window of W = 32 E C elements; warp g of a
-// team takes windows g, g + G, ... When each warp of the team has one window
-// the row is read from memory once and kept in registers, and the C loads of
-// a lane are in flight together; longer rows are re-read per pass (from
-// L1/L2). A team sums over the row in a fixed order (each warp, then the
-// warps in turn), so that forward and backward get the same statistics.
+// team takes windows g, g + G, ... A team sums over the row in a fixed order
+// (each warp, then the warps in turn), so that forward and backward get the
+// same statistics.
+// The grid holds as many blocks as fit on the GPU at once, and each block
+// takes rows in turns (PN_WARPS / G rows a turn). When each warp of a team
+// has one window, the row is kept in registers in its stored form, and a
+// warp issues the loads of its next row before working on the current one:
+// the loads of a row are then in flight while the previous row is computed
+// (with one row per warp and a block per 8 rows, a warp's load, sums and
+// stores ran one after the other: 1.4-2.0 TB/s on an H100, against 2.1-2.6
+// this way). Longer rows ("long", only for teams of 4 and odd n) are re-read
+// per pass (from L1/L2) with no such overlap. MODE (PNORM_*) is a template
+// argument, so that each kernel holds one mode's code and registers.
 // AT, ST, DT: float (fp32 mode) or bf16 (bf16 mode) for A, S and dS/dA.
 #define PN_WARPS 8
 
-template <int E> static __device__ __forceinline__ float2 ld(const float *p) {
-    return E == 2 ? *reinterpret_cast<const float2 *>(p) : make_float2(*p, 0.0f);
-}
-template <int E> static __device__ __forceinline__ float2 ld(const bf16 *p) {
-    return E == 2 ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p))
-                  : make_float2(__bfloat162float(*p), 0.0f);
-}
+// A lane's slot in its stored form: a pair (E = 2) or one element.
+template <int E, typename T> struct PnVec {
+    using type = T;
+};
+template <> struct PnVec<2, float> {
+    using type = float2;
+};
+template <> struct PnVec<2, bf16> {
+    using type = __nv_bfloat162;
+};
+template <int E, typename T> using pn_vec = typename PnVec<E, T>::type;
+
+static __device__ __forceinline__ float2 pn_f2(float2 v) { return v; }
+static __device__ __forceinline__ float2 pn_f2(__nv_bfloat162 v) { return __bfloat1622float2(v); }
+static __device__ __forceinline__ float2 pn_f2(float v) { return make_float2(v, 0.0f); }
+static __device__ __forceinline__ float2 pn_f2(bf16 v) { return make_float2(__bfloat162float(v), 0.0f); }
+
+// The stored form of `fill` (exact in bf16: 0 or -inf).
+static __device__ __forceinline__ void pn_set(float2 &v, float f) { v = make_float2(f, f); }
+static __device__ __forceinline__ void pn_set(float &v, float f) { v = f; }
+static __device__ __forceinline__ void pn_set(__nv_bfloat162 &v, float f) { v = __float2bfloat162_rn(f); }
+static __device__ __forceinline__ void pn_set(bf16 &v, float f) { v = __float2bfloat16(f); }
+
 template <int E> static __device__ __forceinline__ void st(float *p, float x, float y) {
     if (E == 2)
         *reinterpret_cast<float2 *>(p) = make_float2(x, y);
@@ -42,31 +67,59 @@ template <int E> static __device__ __forceinline__ void st(bf16 *p, float x, flo
         *p = __float2bfloat16(x);
 }
 
-// Slots past the end of the row (and the unused .y when E = 1) read as
-// `fill`, chosen so that they add nothing to any row sum: 0 for the L2 modes
-// (GeLU(0) = 0), -inf for softmax (exp(-inf) = 0).
+template <int E> static __device__ __forceinline__ int pn_col(int w0, int lane, int c) {
+    return w0 + E * (lane + 32 * c);
+}
+
+// Issue the loads of window w0 of a row, in its stored form. Slots past the
+// end of the row hold `fill`, chosen so that they add nothing to any row
+// sum: 0 for the L2 modes (GeLU(0) = 0) and for dS, -inf for softmax
+// (exp(-inf) = 0).
+template <int E, int C, typename T>
+static __device__ __forceinline__ void pn_fetch(pn_vec<E, T> (&v)[C], const T *row, int w0, int n,
+                                                int lane, float fill) {
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+        const int j = pn_col<E>(w0, lane, c);
+        if (j < n)
+            v[c] = *reinterpret_cast<const pn_vec<E, T> *>(row + j);
+        else
+            pn_set(v[c], fill);
+    }
+}
+
+// A slot in fp32 (when E = 1, .y is the fill).
+template <int E, typename V> static __device__ __forceinline__ float2 pn_slot(V v, float fill) {
+    float2 x = pn_f2(v);
+    if (E == 1) x.y = fill;
+    return x;
+}
+
+template <int E, int C, typename V>
+static __device__ __forceinline__ void pn_unpack(float2 (&x)[C], const V (&v)[C], float fill) {
+#pragma unroll
+    for (int c = 0; c < C; c++) x[c] = pn_slot<E>(v[c], fill);
+}
+
 template <int E, int C, typename T>
 static __device__ __forceinline__ void pn_load(float2 (&x)[C], const T *row, int w0, int n,
                                                int lane, float fill) {
-#pragma unroll
-    for (int c = 0; c < C; c++) {
-        int j = w0 + E * (lane + 32 * c);
-        x[c] = j < n ? ld<E>(row + j) : make_float2(fill, fill);
-        if (E == 1) x[c].y = fill;
-    }
+    pn_vec<E, T> v[C];
+    pn_fetch<E, C>(v, row, w0, n, lane, fill);
+    pn_unpack<E, C>(x, v, fill);
 }
 
 template <int E, int C, typename T>
 static __device__ __forceinline__ void pn_store(T *row, int w0, int n, int lane, const float2 (&y)[C]) {
 #pragma unroll
     for (int c = 0; c < C; c++) {
-        int j = w0 + E * (lane + 32 * c);
+        const int j = pn_col<E>(w0, lane, c);
         if (j < n) st<E>(row + j, y[c].x, y[c].y);
     }
 }
 
-static __device__ __forceinline__ float pn_fill(int mode) {
-    return mode == PNORM_SOFTMAX ? -INFINITY : 0.0f;
+template <int MODE> static __device__ __forceinline__ float pn_fill() {
+    return MODE == PNORM_SOFTMAX ? -INFINITY : 0.0f;
 }
 
 // Phi(u), the normal CDF, and phi(u), its density: GeLU(u) = u Phi(u),
@@ -103,35 +156,64 @@ struct PnRow {
 struct PnTaus {
     float t[PATT_MAX_GROUP];
     int G;
-    __device__ float of(size_t row) const { return t[row % G]; }
+    // (selected, not indexed: an indexed t would live in local memory)
+    __device__ float of(unsigned row) const {
+        const unsigned g = row % (unsigned)G;
+        float v = t[0];
+#pragma unroll
+        for (int i = 1; i < PATT_MAX_GROUP; i++)
+            if (g == (unsigned)i) v = t[i];
+        return v;
+    }
 };
 
-// Where a warp works: its row, its part of the team's windows, and the
-// block's reduction slots. Warps of a row past the last one take part in the
-// team's barriers with an empty row (n = 0).
+// A warp's row in one turn of its block; past the last row, row 0 with n = 0
+// (the warp still takes part in its team's barriers).
+struct PnAt {
+    unsigned row;
+    int n;
+};
+
+// Waits for the G warps of this warp's team only (named barrier 1 + team;
+// 0 is __syncthreads'), so that the teams of a block do not wait for each other.
+template <int G> static __device__ __forceinline__ void pn_team_sync(int team) {
+    asm volatile("bar.sync %0, %1;" ::"r"(team + 1), "r"(32 * G) : "memory");
+}
+
+// Where a warp works: its part of the team's windows, its rows, and the
+// block's reduction slots. A team's sums take one barrier each: successive
+// sums use the two sets of slots in turn, and a warp writes a set again only
+// after the barrier of the sum between, which every warp of the team reaches
+// after reading that set.
 template <int G> struct PnTeam {
-    int lane, warp, part, n;
-    size_t row;
-    float *red; // PN_WARPS floats of shared memory
-    __device__ PnTeam(int n_, int rows, float *red_) : red(red_) {
+    static constexpr int rows_per_turn = PN_WARPS / G;
+    int lane, warp, part, set;
+    float (*red)[PN_WARPS]; // two sets of PN_WARPS floats of shared memory
+    __device__ explicit PnTeam(float (*red_)[PN_WARPS]) : set(0), red(red_) {
         lane = threadIdx.x & 31;
         warp = threadIdx.x >> 5;
         part = warp % G;
-        size_t r = (size_t)blockIdx.x * (PN_WARPS / G) + warp / G;
-        n = r < (size_t)rows ? n_ : 0;
-        row = r < (size_t)rows ? r : 0;
+    }
+    // The first row of the block's turns is `first`, each turn moves by `step`.
+    // (rows < 2^31, so that the turns count in 32 bits)
+    __device__ unsigned first() const { return blockIdx.x * rows_per_turn; }
+    __device__ unsigned step() const { return gridDim.x * rows_per_turn; }
+    __device__ PnAt at(unsigned base, int rows, int n) const {
+        const unsigned r = base + warp / G;
+        return r < (unsigned)rows ? PnAt{r, n} : PnAt{0, 0};
     }
     template <typename Op> __device__ float reduce(float v, Op op) {
         for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
         if constexpr (G == 1) {
             return v;
         } else {
-            __syncthreads(); // the slots' previous values have been read
-            if (lane == 0) red[warp] = v;
-            __syncthreads();
-            const int first = warp - part;
-            float t = red[first];
-            for (int i = 1; i < G; i++) t = op(t, red[first + i]);
+            float *slots = red[set];
+            set ^= 1;
+            if (lane == 0) slots[warp] = v;
+            pn_team_sync<G>(warp / G);
+            const int first_warp = warp - part;
+            float t = slots[first_warp];
+            for (int i = 1; i < G; i++) t = op(t, slots[first_warp + i]);
             return t;
         }
     }
@@ -143,25 +225,26 @@ template <int G> struct PnTeam {
     }
 };
 
-// Row statistics; on return x holds the warp's last window.
-template <int E, int C, int G, typename AT>
-static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a, PnTeam<G> &tm,
-                                                     int n_full, float tau, int mode) {
-    constexpr int W = 32 * E * C;
-    const int n = tm.n;
-    const float fill = pn_fill(mode);
+// Row statistics over the warp's windows of a row of n elements; load(x, w0)
+// puts window w0 in x (from registers, or from memory for a long row, which
+// is read again for the second pass of softmax). On return x holds the
+// warp's last window.
+template <int MODE, bool LONG, int W, int C, int G, typename Load>
+static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], PnTeam<G> &tm, int n,
+                                                     int n_full, float tau, Load load) {
+    const bool reload = LONG && n > G * W;
     PnRow r = {0.0f, 0.0f, 0.0f};
-    if (mode == PNORM_SOFTMAX) { // S = n * softmax(A)
+    if constexpr (MODE == PNORM_SOFTMAX) { // S = n * softmax(A)
         float mx = -INFINITY;
         for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
-            pn_load<E, C>(x, a, w0, n, tm.lane, fill);
+            load(x, w0);
 #pragma unroll
             for (int c = 0; c < C; c++) mx = fmaxf(mx, fmaxf(x[c].x, x[c].y));
         }
         r.mx = tm.max(mx);
         float sum = 0.0f;
         for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
-            if (n > G * W) pn_load<E, C>(x, a, w0, n, tm.lane, fill);
+            if (reload) load(x, w0);
 #pragma unroll
             for (int c = 0; c < C; c++) sum += expf(x[c].x - r.mx) + expf(x[c].y - r.mx);
         }
@@ -169,12 +252,12 @@ static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a
     } else { // GELU_L2: ss over GeLU(A); L2_GELU: ss over A
         float ss = 0.0f;
         for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
-            pn_load<E, C>(x, a, w0, n, tm.lane, fill);
+            load(x, w0);
 #pragma unroll
             for (int c = 0; c < C; c++) {
                 float u0 = x[c].x, u1 = x[c].y;
-                if (mode == PNORM_GELU_L2) u0 *= pn_cdf(u0), u1 *= pn_cdf(u1);
-                ss += u0 * u0 + u1 * u1;
+                if (MODE == PNORM_GELU_L2) u0 *= pn_cdf(u0), u1 *= pn_cdf(u1);
+                ss += fmaf(u0, u0, u1 * u1); // (an explicit fma: see pn_dot)
             }
         }
         r.ss = tm.sum(ss) + PNORM_EPS;
@@ -187,9 +270,9 @@ static __device__ __forceinline__ PnRow pn_row_stats(float2 (&x)[C], const AT *a
 //   SOFTMAX  S = n p = exp(A - mx) k
 //   GELU_L2  S = tau g / r, g = GeLU(A), r = sqrt(sum g^2 + eps)
 //   L2_GELU  S = GeLU(tau A / r), r = sqrt(sum A^2 + eps)
-static __device__ __forceinline__ float pn_value(float a, const PnRow &r, int mode) {
-    if (mode == PNORM_SOFTMAX) return expf(a - r.mx) * r.k;
-    if (mode == PNORM_GELU_L2) return a * pn_cdf(a) * r.k;
+template <int MODE> static __device__ __forceinline__ float pn_value(float a, const PnRow &r) {
+    if constexpr (MODE == PNORM_SOFTMAX) return expf(a - r.mx) * r.k;
+    if constexpr (MODE == PNORM_GELU_L2) return a * pn_cdf(a) * r.k;
     float u = r.k * a;
     return u * pn_cdf(u);
 }
@@ -202,87 +285,161 @@ static __device__ __forceinline__ float pn_value(float a, const PnRow &r, int mo
 //   L2_GELU  dA = k dU - k A sum(dU A) / ss, dU = dS GeLU'(k A)
 // Each element costs one exponential, shared by S, GeLU and GeLU'.
 struct PnBack {
-    float p, q, t, s;
+    float p, q, t1, t2, s; // t = t1 t2
 };
-static __device__ __forceinline__ PnBack pn_back(float a, float ds, const PnRow &r, int mode) {
+
+// A pair's share of sum(t). Written as an fma, so that the compiler cannot
+// contract t0 + t1 as t0 + round(t1) in one kernel and round(t0) + t1 in
+// another: which product it fused used to depend on the surrounding code.
+static __device__ __forceinline__ float pn_dot(const PnBack &e0, const PnBack &e1) {
+    return fmaf(e0.t1, e0.t2, e1.t1 * e1.t2);
+}
+template <int MODE>
+static __device__ __forceinline__ PnBack pn_back(float a, float ds, const PnRow &r) {
     PnBack e;
-    if (mode == PNORM_SOFTMAX) {
+    if constexpr (MODE == PNORM_SOFTMAX) {
         e.s = e.q = expf(a - r.mx) * r.k;
-        e.p = e.t = ds * e.s;
-    } else if (mode == PNORM_GELU_L2) {
+        e.p = ds * e.s;
+        e.t1 = ds, e.t2 = e.s;
+    } else if constexpr (MODE == PNORM_GELU_L2) {
         float pdf, cdf = pn_cdf_pdf(a, &pdf), g = a * cdf, gp = cdf + a * pdf;
         e.s = g * r.k;
         e.p = ds * gp;
         e.q = g * gp;
-        e.t = ds * g;
+        e.t1 = ds, e.t2 = g;
     } else {
         float u = r.k * a, pdf, cdf = pn_cdf_pdf(u, &pdf);
         e.s = u * cdf;
         e.p = ds * (cdf + u * pdf);
         e.q = a;
-        e.t = e.p * a;
+        e.t1 = e.p, e.t2 = a;
     }
     return e;
 }
 
-template <int E, int C, int G, typename AT, typename ST>
-__global__ void pnorm_forward_kernel(ST *S, const AT *A, PnTaus taus, int mode, int n, int rows) {
+// The forward of one row; load(x, w0) as for pn_row_stats.
+template <int MODE, bool LONG, int E, int C, int G, typename ST, typename Load>
+static __device__ __forceinline__ void pn_forward_row(ST *s, PnTeam<G> &tm, PnAt at, int n_full,
+                                                      float tau, Load load) {
     constexpr int W = 32 * E * C;
-    __shared__ float red[PN_WARPS];
-    PnTeam<G> tm(n, rows, red);
-    const AT *a = A + tm.row * n;
-    ST *s = S + tm.row * n;
     float2 x[C];
-    const PnRow r = pn_row_stats<E, C>(x, a, tm, n, taus.of(tm.row), mode);
-    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
-        if (tm.n > G * W) pn_load<E, C>(x, a, w0, tm.n, tm.lane, pn_fill(mode));
+    const PnRow r = pn_row_stats<MODE, LONG, W>(x, tm, at.n, n_full, tau, load);
+    for (int w0 = tm.part * W; w0 < at.n; w0 += G * W) {
+        if (LONG && at.n > G * W) load(x, w0);
 #pragma unroll
-        for (int c = 0; c < C; c++) x[c] = make_float2(pn_value(x[c].x, r, mode), pn_value(x[c].y, r, mode));
-        pn_store<E, C>(s, w0, tm.n, tm.lane, x);
+        for (int c = 0; c < C; c++) x[c] = make_float2(pn_value<MODE>(x[c].x, r), pn_value<MODE>(x[c].y, r));
+        pn_store<E, C>(s, w0, at.n, tm.lane, x);
     }
 }
 
-// dS in, dL/dA out. S is recomputed from A, and written to S_out when that
-// is not null (bf16 mode does not keep S from the forward). out may alias dS
-// and S_out may alias A: each element is read before it is written, by the
-// same lane, and the warps of a team own disjoint windows. A row
-// that fits the team's windows keeps p, q and S in registers between passes.
-// (At least 3 blocks per SM: left alone, nvcc gives the team kernels twice
-// the registers of G = 1 for the same per-warp work.)
-template <int E, int C, int G, typename AT, typename ST, typename DT>
-__global__ void __launch_bounds__(32 * PN_WARPS, 3)
-    pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
-                          int n, int rows) {
+template <int MODE, bool LONG, int E, int C, int G, typename AT, typename ST>
+__global__ void pnorm_forward_kernel(ST *S, const AT *A, PnTaus taus, int n, int rows) {
     constexpr int W = 32 * E * C;
-    __shared__ float red[PN_WARPS];
-    PnTeam<G> tm(n, rows, red);
-    const AT *a = A + tm.row * n;
-    const DT *d = dS + tm.row * n;
-    const float fill = pn_fill(mode);
-    float2 p[C], q[C], sv[C]; // p, q start as A and dS
-    const PnRow r = pn_row_stats<E, C>(q, a, tm, n, taus.of(tm.row), mode);
+    const float fill = pn_fill<MODE>();
+    __shared__ float red[2][PN_WARPS];
+    PnTeam<G> tm(red);
+    if constexpr (LONG) {
+        for (unsigned base = tm.first(); base < (unsigned)rows; base += tm.step()) {
+            const PnAt at = tm.at(base, rows, n);
+            const AT *a = A + (size_t)at.row * n;
+            pn_forward_row<MODE, LONG, E, C>(S + (size_t)at.row * n, tm, at, n, taus.of(at.row),
+                                             [&](float2(&x)[C], int w) { pn_load<E, C>(x, a, w, at.n, tm.lane, fill); });
+        }
+    } else {
+        const int w0 = tm.part * W;
+        pn_vec<E, AT> next[C];
+        PnAt at = tm.at(tm.first(), rows, n);
+        pn_fetch<E, C>(next, A + (size_t)at.row * n, w0, at.n, tm.lane, fill);
+        for (unsigned base = tm.first(); base < (unsigned)rows; base += tm.step()) {
+            const PnAt cur = at;
+            pn_vec<E, AT> v[C];
+#pragma unroll
+            for (int c = 0; c < C; c++) v[c] = next[c];
+            at = tm.at(base + tm.step(), rows, n);
+            pn_fetch<E, C>(next, A + (size_t)at.row * n, w0, at.n, tm.lane, fill);
+            pn_forward_row<MODE, LONG, E, C>(S + (size_t)cur.row * n, tm, cur, n, taus.of(cur.row),
+                                             [&](float2(&x)[C], int w) { pn_unpack<E, C>(x, v, fill); });
+        }
+    }
+}
+
+// Backward: dS in, dL/dA out. S is recomputed from A, and written to S_out
+// when that is not null (bf16 mode does not keep S from the forward). out
+// may alias dS and S_out may alias A: each element is read before it is
+// written, by the same lane, and the warps of a team own disjoint windows;
+// the loads issued ahead are of another row.
+
+// A row that fits the team's windows, from its A and dS in registers: S is
+// stored on the first pass, p and q are kept for the second.
+template <int MODE, int E, int C, int G, typename ST, typename DT, typename VA, typename VD>
+static __device__ __forceinline__ void pn_backward_row(DT *out, ST *s_out, PnTeam<G> &tm, PnAt at,
+                                                       int n_full, float tau, const VA (&va)[C],
+                                                       const VD (&vd)[C]) {
+    constexpr int W = 32 * E * C;
+    const float fill = pn_fill<MODE>();
+    const int w0 = tm.part * W;
+    float2 p[C], q[C];
+    const PnRow r = pn_row_stats<MODE, false, W>(
+        q, tm, at.n, n_full, tau, [&](float2(&x)[C], int w) { pn_unpack<E, C>(x, va, fill); });
     float dot = 0.0f;
-    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
-        if (tm.n > G * W) pn_load<E, C>(q, a, w0, tm.n, tm.lane, fill);
-        pn_load<E, C>(p, d, w0, tm.n, tm.lane, 0.0f);
+    if (w0 < at.n) {
+        float2 sv[C];
 #pragma unroll
         for (int c = 0; c < C; c++) {
-            PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
-            dot += e0.t + e1.t;
+            const float2 a = pn_slot<E>(va[c], fill), d = pn_slot<E>(vd[c], 0.0f);
+            const PnBack e0 = pn_back<MODE>(a.x, d.x, r), e1 = pn_back<MODE>(a.y, d.y, r);
+            dot += pn_dot(e0, e1);
+            p[c] = make_float2(e0.p, e1.p);
+            if (MODE != PNORM_L2_GELU) q[c] = make_float2(e0.q, e1.q);
+            sv[c] = make_float2(e0.s, e1.s);
+        }
+        if (s_out) pn_store<E, C>(s_out, w0, at.n, tm.lane, sv);
+    }
+    const float cdot = tm.sum(dot) / (MODE == PNORM_SOFTMAX ? (float)n_full : r.ss);
+    const float m = MODE == PNORM_SOFTMAX ? 1.0f : r.k;
+    if (w0 < at.n) {
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            if (MODE == PNORM_L2_GELU) q[c] = pn_slot<E>(va[c], fill); // q = A: 9 registers, not 18
+            p[c] = make_float2(m * (p[c].x - cdot * q[c].x), m * (p[c].y - cdot * q[c].y));
+        }
+        pn_store<E, C>(out, w0, at.n, tm.lane, p);
+    }
+}
+
+// A row longer than the team's windows: each pass reads it again.
+template <int MODE, int E, int C, int G, typename AT, typename ST, typename DT>
+static __device__ __forceinline__ void pn_backward_long_row(DT *out, ST *s_out, const DT *d,
+                                                            const AT *a, PnTeam<G> &tm, PnAt at,
+                                                            int n_full, float tau) {
+    constexpr int W = 32 * E * C;
+    const float fill = pn_fill<MODE>();
+    const int n = at.n;
+    float2 p[C], q[C], sv[C]; // p, q start as dS and A
+    const PnRow r = pn_row_stats<MODE, true, W>(
+        q, tm, n, n_full, tau, [&](float2(&x)[C], int w) { pn_load<E, C>(x, a, w, n, tm.lane, fill); });
+    float dot = 0.0f;
+    for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
+        if (n > G * W) pn_load<E, C>(q, a, w0, n, tm.lane, fill);
+        pn_load<E, C>(p, d, w0, n, tm.lane, 0.0f);
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            PnBack e0 = pn_back<MODE>(q[c].x, p[c].x, r), e1 = pn_back<MODE>(q[c].y, p[c].y, r);
+            dot += pn_dot(e0, e1);
             p[c] = make_float2(e0.p, e1.p);
             q[c] = make_float2(e0.q, e1.q);
             sv[c] = make_float2(e0.s, e1.s);
         }
     }
-    const float cdot = tm.sum(dot) / (mode == PNORM_SOFTMAX ? (float)n : r.ss);
-    const float m = mode == PNORM_SOFTMAX ? 1.0f : r.k;
-    for (int w0 = tm.part * W; w0 < tm.n; w0 += G * W) {
-        if (tm.n > G * W) { // the row did not fit: this window again, from cache
-            pn_load<E, C>(q, a, w0, tm.n, tm.lane, fill);
-            pn_load<E, C>(p, d, w0, tm.n, tm.lane, 0.0f);
+    const float cdot = tm.sum(dot) / (MODE == PNORM_SOFTMAX ? (float)n_full : r.ss);
+    const float m = MODE == PNORM_SOFTMAX ? 1.0f : r.k;
+    for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
+        if (n > G * W) { // the row did not fit: this window again, from cache
+            pn_load<E, C>(q, a, w0, n, tm.lane, fill);
+            pn_load<E, C>(p, d, w0, n, tm.lane, 0.0f);
 #pragma unroll
             for (int c = 0; c < C; c++) {
-                PnBack e0 = pn_back(q[c].x, p[c].x, r, mode), e1 = pn_back(q[c].y, p[c].y, r, mode);
+                PnBack e0 = pn_back<MODE>(q[c].x, p[c].x, r), e1 = pn_back<MODE>(q[c].y, p[c].y, r);
                 p[c] = make_float2(e0.p, e1.p);
                 q[c] = make_float2(e0.q, e1.q);
                 sv[c] = make_float2(e0.s, e1.s);
@@ -291,8 +448,47 @@ __global__ void __launch_bounds__(32 * PN_WARPS, 3)
 #pragma unroll
         for (int c = 0; c < C; c++)
             p[c] = make_float2(m * (p[c].x - cdot * q[c].x), m * (p[c].y - cdot * q[c].y));
-        pn_store<E, C>(out + tm.row * n, w0, tm.n, tm.lane, p);
-        if (S_out) pn_store<E, C>(S_out + tm.row * n, w0, tm.n, tm.lane, sv);
+        pn_store<E, C>(out, w0, n, tm.lane, p);
+        if (s_out) pn_store<E, C>(s_out, w0, n, tm.lane, sv);
+    }
+}
+
+// At least 2 blocks per SM (up to 128 registers): the next row's A and dS
+// take 2 C registers more than one row; capped at 80 (3 blocks), the
+// kernels spilled and ran 10-20% slower on an H100.
+template <int MODE, bool LONG, int E, int C, int G, typename AT, typename ST, typename DT>
+__global__ void __launch_bounds__(32 * PN_WARPS, 2)
+    pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int n,
+                          int rows) {
+    constexpr int W = 32 * E * C;
+    __shared__ float red[2][PN_WARPS];
+    PnTeam<G> tm(red);
+    auto s_row = [&](unsigned row) { return S_out ? S_out + (size_t)row * n : nullptr; };
+    if constexpr (LONG) {
+        for (unsigned base = tm.first(); base < (unsigned)rows; base += tm.step()) {
+            const PnAt at = tm.at(base, rows, n);
+            pn_backward_long_row<MODE, E, C>(out + (size_t)at.row * n, s_row(at.row), dS + (size_t)at.row * n,
+                                             A + (size_t)at.row * n, tm, at, n, taus.of(at.row));
+        }
+    } else {
+        const int w0 = tm.part * W;
+        pn_vec<E, AT> next_a[C];
+        pn_vec<E, DT> next_d[C];
+        PnAt at = tm.at(tm.first(), rows, n);
+        pn_fetch<E, C>(next_a, A + (size_t)at.row * n, w0, at.n, tm.lane, pn_fill<MODE>());
+        pn_fetch<E, C>(next_d, dS + (size_t)at.row * n, w0, at.n, tm.lane, 0.0f);
+        for (unsigned base = tm.first(); base < (unsigned)rows; base += tm.step()) {
+            const PnAt cur = at;
+            pn_vec<E, AT> va[C];
+            pn_vec<E, DT> vd[C];
+#pragma unroll
+            for (int c = 0; c < C; c++) va[c] = next_a[c], vd[c] = next_d[c];
+            at = tm.at(base + tm.step(), rows, n);
+            pn_fetch<E, C>(next_a, A + (size_t)at.row * n, w0, at.n, tm.lane, pn_fill<MODE>());
+            pn_fetch<E, C>(next_d, dS + (size_t)at.row * n, w0, at.n, tm.lane, 0.0f);
+            pn_backward_row<MODE, E, C>(out + (size_t)cur.row * n, s_row(cur.row), tm, cur, n,
+                                        taus.of(cur.row), va, vd);
+        }
     }
 }
 
@@ -300,46 +496,79 @@ __global__ void __launch_bounds__(32 * PN_WARPS, 3)
 // (so that both sum a row in the same order): pairs in the fewest slots that
 // hold a whole row, up to 9 slots per warp (the backward keeps three values
 // per element in registers; more would leave too few warps per SM), then
-// teams of 2 and 4 warps; longer rows make several windows per warp. Odd n:
-// single elements, one warp, windows of 8 slots.
+// teams of 2 and 4 warps; longer rows make several windows per warp ("long":
+// teams of 4 and odd n only). Odd n: single elements, one warp, windows of 8
+// slots.
 template <int E, int C, int G> struct PnShape {
-    static constexpr int e = E, c = C, g = G;
+    static constexpr int e = E, c = C, g = G, w = 32 * E * C;
+    static constexpr bool may_be_long = G == 4 || E == 1;
 };
-template <typename Launch> static void pn_dispatch(int N, int n, Launch launch) {
+template <int MODE, bool LONG> struct PnKind {
+    static constexpr int mode = MODE;
+    static constexpr bool long_rows = LONG;
+};
+template <bool LONG, typename Sh, typename Launch>
+static void pn_launch_mode(int mode, Sh sh, Launch launch) {
+    if (mode == PNORM_SOFTMAX) launch(sh, PnKind<PNORM_SOFTMAX, LONG>());
+    else if (mode == PNORM_GELU_L2) launch(sh, PnKind<PNORM_GELU_L2, LONG>());
+    else launch(sh, PnKind<PNORM_L2_GELU, LONG>());
+}
+template <typename Sh, typename Launch> static void pn_launch_shape(int mode, int n, Sh sh, Launch launch) {
+    if constexpr (Sh::may_be_long) {
+        if (n > Sh::g * Sh::w) return pn_launch_mode<true>(mode, sh, launch);
+    }
+    pn_launch_mode<false>(mode, sh, launch);
+}
+template <typename Launch> static void pn_dispatch(int mode, int n, Launch launch) {
     int slots = (n + 63) / 64;
-    if (n % 2) launch(N, PnShape<1, 8, 1>());
-    else if (slots <= 1) launch(N, PnShape<2, 1, 1>());
-    else if (slots <= 2) launch(N, PnShape<2, 2, 1>());
-    else if (slots <= 3) launch(N, PnShape<2, 3, 1>());
-    else if (slots <= 4) launch(N, PnShape<2, 4, 1>());
-    else if (slots <= 5) launch(N, PnShape<2, 5, 1>());
-    else if (slots <= 6) launch(N, PnShape<2, 6, 1>());
-    else if (slots <= 9) launch(N, PnShape<2, 9, 1>());
-    else if (slots <= 18) launch(N, PnShape<2, 9, 2>());
-    else launch(N, PnShape<2, 9, 4>());
+    if (n % 2) pn_launch_shape(mode, n, PnShape<1, 8, 1>(), launch);
+    else if (slots <= 1) pn_launch_shape(mode, n, PnShape<2, 1, 1>(), launch);
+    else if (slots <= 2) pn_launch_shape(mode, n, PnShape<2, 2, 1>(), launch);
+    else if (slots <= 3) pn_launch_shape(mode, n, PnShape<2, 3, 1>(), launch);
+    else if (slots <= 4) pn_launch_shape(mode, n, PnShape<2, 4, 1>(), launch);
+    else if (slots <= 5) pn_launch_shape(mode, n, PnShape<2, 5, 1>(), launch);
+    else if (slots <= 6) pn_launch_shape(mode, n, PnShape<2, 6, 1>(), launch);
+    else if (slots <= 9) pn_launch_shape(mode, n, PnShape<2, 9, 1>(), launch);
+    else if (slots <= 18) pn_launch_shape(mode, n, PnShape<2, 9, 2>(), launch);
+    else pn_launch_shape(mode, n, PnShape<2, 9, 4>(), launch);
     KERNEL_CHECK();
 }
-template <typename Sh> static unsigned pn_blocks(int N) {
-    constexpr int rows_per_block = PN_WARPS / Sh::g;
-    return (unsigned)((N + rows_per_block - 1) / rows_per_block);
+
+// Blocks for N rows: at most those that fit on the GPU at once (the blocks
+// take rows in turns), asked once per kernel.
+template <auto Kernel> static unsigned pn_blocks(int N, int rows_per_turn) {
+    static unsigned resident = 0;
+    if (!resident) {
+        int dev, sms, per_sm;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, 32 * PN_WARPS, 0));
+        resident = (unsigned)(sms * (per_sm > 0 ? per_sm : 1));
+    }
+    const size_t turns = ((size_t)N + rows_per_turn - 1) / rows_per_turn;
+    return (unsigned)(turns < resident ? turns : resident);
 }
 
 template <typename AT, typename ST>
 static void pnorm_forward(ST *S, const AT *A, PnTaus taus, int mode, int rows, int n) {
-    pn_dispatch(rows, n, [&](int r, auto sh) {
+    pn_dispatch(mode, n, [&](auto sh, auto kind) {
         using Sh = decltype(sh);
-        pnorm_forward_kernel<Sh::e, Sh::c, Sh::g>
-            <<<pn_blocks<Sh>(r), 32 * PN_WARPS>>>(S, A, taus, mode, n, r);
+        using K = decltype(kind);
+        constexpr auto kernel = pnorm_forward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST>;
+        kernel<<<pn_blocks<kernel>(rows, PN_WARPS / Sh::g), 32 * PN_WARPS>>>(S, A, taus, n, rows);
     });
 }
 
 template <typename AT, typename ST, typename DT>
 static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
                            int rows, int n) {
-    pn_dispatch(rows, n, [&](int r, auto sh) {
+    pn_dispatch(mode, n, [&](auto sh, auto kind) {
         using Sh = decltype(sh);
-        pnorm_backward_kernel<Sh::e, Sh::c, Sh::g>
-            <<<pn_blocks<Sh>(r), 32 * PN_WARPS>>>(out, S_out, dS, A, taus, mode, n, r);
+        using K = decltype(kind);
+        constexpr auto kernel =
+            pnorm_backward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST, DT>;
+        kernel<<<pn_blocks<kernel>(rows, PN_WARPS / Sh::g), 32 * PN_WARPS>>>(out, S_out, dS, A,
+                                                                             taus, n, rows);
     });
 }
 
@@ -405,21 +634,21 @@ static PnTaus taus_of(const float *tau, int G) {
 }
 
 // The rows the products take, from the op's input (ops.h PattInput): in
-// bf16 mode an attention tensor as it is, x rounded to bf16, or LayerNorm(x)
-// written straight to bf16 (no fp32 copy); else x, or LayerNorm(x) in the
-// caller's xn. Backward calls them again: the LayerNorm kernel rewrites the
-// statistics with the same values.
-static const bf16 *input_bf16(PattInput in, int N, int d_in) {
-    size_t n = (size_t)N * d_in;
+// bf16 mode an attention tensor as it is, x rounded to bf16, or LayerNorm(x),
+// which the forward's LayerNorm kernel writes straight to bf16 in xn (no
+// fp32 copy) and backward finds there; else x, or LayerNorm(x) in xn.
+static const bf16 *input_bf16(PattInput in, int N, int d_in, bool forward) {
     if (in.attn) return (const bf16 *)in.x;
-    if (!in.mean) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, n);
-    bf16 *xb = (bf16 *)tfc_workspace(TFC_WS_BF16_X, n * sizeof(bf16));
-    tfc_layernorm_rows(nullptr, xb, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
-    return xb;
+    if (!in.mean) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, (size_t)N * d_in);
+    if (forward)
+        tfc_layernorm_rows(nullptr, (bf16 *)in.xn, in.mean, in.rstd, in.x, nullptr, nullptr, N,
+                           d_in);
+    return (const bf16 *)in.xn;
 }
-static const float *input_fp32(PattInput in, int N, int d_in) {
+static const float *input_fp32(PattInput in, int N, int d_in, bool forward) {
     if (!in.mean) return in.x;
-    tfc_layernorm_rows(in.xn, nullptr, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
+    if (forward)
+        tfc_layernorm_rows(in.xn, nullptr, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
     return in.xn;
 }
 
@@ -435,7 +664,8 @@ static void zero_rows(float *p, size_t n, bool attn) {
 // Pattention needs memory for S (N*n*2 bytes each, a quarter of the
 // activations). The operands X, K, V, dY are rounded into bf16 workspaces
 // per call, except K and V when the AdamW mirror holds them, a normalized
-// X, which the LayerNorm kernel writes in bf16 directly, and attention
+// X, which the LayerNorm kernel writes in bf16 directly (and backward reads
+// back), and attention
 // tensors (ops.h), which are bf16 already; an attention-tensor Y or dX is
 // written in bf16 by its GEMM.
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
@@ -455,8 +685,8 @@ void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
     if (in.attn && in.mean) tfc_fail("pattention", "an attention-tensor input with a LayerNorm", __FILE__, __LINE__);
     const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
     // the input first: it writes the LayerNorm statistics even when n = 0
-    const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in) : nullptr;
-    const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in);
+    const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in, true) : nullptr;
+    const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in, true);
     if (n <= 0) { // no parameter tokens: Y = 0
         zero_rows(Y, (size_t)G * N * d_out, y_attn);
         return;
@@ -488,13 +718,13 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
         return;
     }
     if (tfc_matmul_precision() != MATMUL_BF16) {
-        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, input_fp32(in, N, d_in), K, V, A,
+        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, input_fp32(in, N, d_in, false), K, V, A,
                               taus, mode, N, d_in, n, d_out, dx_beta);
         return;
     }
     const bf16 *dYb =
         y_attn ? (const bf16 *)dY : tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
-    const bf16 *Xb = input_bf16(in, N, d_in);
+    const bf16 *Xb = input_bf16(in, N, d_in, false);
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     bf16 *Ab = (bf16 *)A; // becomes S

@@ -1,0 +1,179 @@
+// The bf16-operand GEMMs (the Pattentions') through cublasLt, with the
+// kernel chosen by measurement. cuBLAS's own choice (cublasGemmEx) is the
+// first of its heuristic's candidates; for some of the Pattention shapes a
+// later candidate is faster (docs/BENCHMARKS.md). So the first call of each
+// shape times the heuristic's candidates on a scratch output and keeps the
+// fastest; later calls of that shape reuse it. TF_GEMM_TUNE=0 turns this
+// off (every GEMM then goes through cublasGemmEx), for comparisons.
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublasLt.h>
+
+#include "common.cuh"
+
+namespace {
+
+constexpr int TUNE_CANDIDATES = 16;
+constexpr int TUNE_REPEATS = 5;
+constexpr size_t LT_WORKSPACE = (size_t)32 << 20; // cuBLAS's own default on Hopper
+
+// What determines the kernel choice of one call (column-major view, see
+// tfc_gemm_batched). Pointer alignment is part of it: a kernel chosen for
+// 16-byte aligned operands may not take less.
+struct Shape {
+    int m, n, k, op_a, op_b, lda, ldb, ldc, batch, c_type, compute, beta_zero, align;
+    long long stride_a, stride_b, stride_c;
+    bool operator==(const Shape &o) const {
+        return m == o.m && n == o.n && k == o.k && op_a == o.op_a && op_b == o.op_b &&
+               lda == o.lda && ldb == o.ldb && ldc == o.ldc && batch == o.batch &&
+               c_type == o.c_type && compute == o.compute && beta_zero == o.beta_zero &&
+               align == o.align && stride_a == o.stride_a && stride_b == o.stride_b &&
+               stride_c == o.stride_c;
+    }
+};
+
+struct Plan {
+    Shape shape;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+};
+
+cublasLtHandle_t g_lt;
+Plan *g_plans;
+int g_n_plans, g_cap_plans;
+int g_enabled = -1; // -1: not read from the environment yet
+
+#define LT_CHECK(call)                                                              \
+    do {                                                                            \
+        cublasStatus_t s_ = (call);                                                 \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                            \
+            tfc_fail(#call, tfc_cublas_status_string(s_), __FILE__, __LINE__);      \
+    } while (0)
+
+int alignment_of(const void *p) {
+    uintptr_t u = (uintptr_t)p;
+    return u % 16 == 0 ? 16 : u % 8 == 0 ? 8 : u % 4 == 0 ? 4 : 2;
+}
+
+cublasLtMatrixLayout_t layout(cudaDataType type, int rows, int cols, int ld, int batch,
+                              long long stride) {
+    cublasLtMatrixLayout_t l;
+    LT_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
+    if (batch > 1) {
+        LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                  sizeof batch));
+        LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                  &stride, sizeof stride));
+    }
+    return l;
+}
+
+void describe(Plan *p, cudaDataType ab_type) {
+    const Shape &s = p->shape;
+    cublasOperation_t op_a = (cublasOperation_t)s.op_a, op_b = (cublasOperation_t)s.op_b;
+    LT_CHECK(cublasLtMatmulDescCreate(&p->op, (cublasComputeType_t)s.compute, CUDA_R_32F));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+    const bool ta = op_a != CUBLAS_OP_N, tb = op_b != CUBLAS_OP_N;
+    p->a = layout(ab_type, ta ? s.k : s.m, ta ? s.m : s.k, s.lda, s.batch, s.stride_a);
+    p->b = layout(ab_type, tb ? s.n : s.k, tb ? s.k : s.n, s.ldb, s.batch, s.stride_b);
+    p->c = layout((cudaDataType)s.c_type, s.m, s.n, s.ldc, s.batch, s.stride_c);
+}
+
+void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *C, const void *A, const void *B,
+         float alpha, float beta) {
+    void *ws = tfc_workspace(TFC_WS_GEMM, LT_WORKSPACE);
+    LT_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c, algo,
+                            ws, LT_WORKSPACE, 0));
+}
+
+// The fastest of the heuristic's candidates on this call's operands, writing
+// a scratch output (C itself may hold values the call accumulates into).
+// False when the heuristic offers nothing.
+bool choose(Plan *p, const void *A, const void *B, float alpha, float beta) {
+    cublasLtMatmulPreference_t pref;
+    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = LT_WORKSPACE;
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t found[TUNE_CANDIDATES];
+    int n_found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->c, p->c, pref,
+                                                       TUNE_CANDIDATES, found, &n_found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || n_found == 0) return false;
+    const Shape &s = p->shape;
+    size_t elem = s.c_type == CUDA_R_32F ? 4 : 2;
+    size_t extent = (size_t)s.stride_c * (s.batch - 1) + (size_t)s.ldc * s.n;
+    void *scratch = tfc_workspace(TFC_WS_GEMM_TUNE, extent * elem);
+    cudaEvent_t t0, t1;
+    CUDA_CHECK(cudaEventCreate(&t0));
+    CUDA_CHECK(cudaEventCreate(&t1));
+    float best = INFINITY;
+    for (int i = 0; i < n_found; i++) {
+        run(p, &found[i].algo, scratch, A, B, alpha, beta); // warm-up
+        CUDA_CHECK(cudaEventRecord(t0, 0));
+        for (int r = 0; r < TUNE_REPEATS; r++) run(p, &found[i].algo, scratch, A, B, alpha, beta);
+        CUDA_CHECK(cudaEventRecord(t1, 0));
+        CUDA_CHECK(cudaEventSynchronize(t1));
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
+        if (ms < best) {
+            best = ms;
+            p->algo = found[i].algo;
+        }
+    }
+    CUDA_CHECK(cudaEventDestroy(t0));
+    CUDA_CHECK(cudaEventDestroy(t1));
+    return true;
+}
+
+Plan *plan_for(const Shape &s, cudaDataType ab_type, const void *A, const void *B, float alpha,
+               float beta) {
+    for (int i = 0; i < g_n_plans; i++)
+        if (g_plans[i].shape == s) return &g_plans[i];
+    if (!g_lt) LT_CHECK(cublasLtCreate(&g_lt));
+    if (g_n_plans == g_cap_plans) {
+        int cap = g_cap_plans ? 2 * g_cap_plans : 32;
+        Plan *grown = (Plan *)realloc(g_plans, (size_t)cap * sizeof(Plan));
+        if (!grown) tfc_fail("GEMM plans", "out of host memory", __FILE__, __LINE__);
+        g_plans = grown;
+        g_cap_plans = cap;
+    }
+    Plan *p = &g_plans[g_n_plans];
+    memset(p, 0, sizeof *p);
+    p->shape = s;
+    describe(p, ab_type);
+    if (!choose(p, A, B, alpha, beta)) return nullptr;
+    g_n_plans++;
+    return p;
+}
+
+} // namespace
+
+bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, const void *A,
+                    int lda, long long stride_a, const void *B, int ldb, long long stride_b,
+                    cudaDataType ab_type, cublasOperation_t op_a, cublasOperation_t op_b, int m,
+                    int n, int k, float alpha, float beta, int batch,
+                    cublasComputeType_t compute) {
+    if (g_enabled < 0) {
+        const char *env = getenv("TF_GEMM_TUNE");
+        g_enabled = !(env && strcmp(env, "0") == 0);
+    }
+    if (!g_enabled || ab_type != CUDA_R_16BF) return false;
+    Shape s;
+    s.m = m, s.n = n, s.k = k, s.op_a = op_a, s.op_b = op_b, s.lda = lda, s.ldb = ldb;
+    s.ldc = ldc, s.batch = batch, s.c_type = c_type, s.compute = compute;
+    s.beta_zero = beta == 0.0f;
+    s.align = alignment_of(A) < alignment_of(B) ? alignment_of(A) : alignment_of(B);
+    if (alignment_of(C) < s.align) s.align = alignment_of(C);
+    s.stride_a = batch > 1 ? stride_a : 0;
+    s.stride_b = batch > 1 ? stride_b : 0;
+    s.stride_c = batch > 1 ? stride_c : 0;
+    const Plan *p = plan_for(s, ab_type, A, B, alpha, beta);
+    if (!p) return false;
+    run(p, &p->algo, C, A, B, alpha, beta);
+    return true;
+}
