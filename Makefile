@@ -26,7 +26,7 @@ NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno
 SRC_CU    := $(wildcard src/cuda/*.cu)
 OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o)
 CFLAGS    += -DTF_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublas -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 endif
 
 .PHONY: all test test-cuda asan deps data clean bench fuzz

@@ -112,9 +112,12 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
+    TFC_WS_GEMM,      // cublasLt's workspace (gemm_tuned.cu)
+    TFC_WS_GEMM_TUNE, // scratch output while timing GEMM candidates
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);
+void tfc_workspace_release(int slot); // frees it (after a synchronization)
 
 typedef __nv_bfloat16 bf16;
 int tfc_matmul_precision(void); // MatmulPrecision
@@ -139,6 +142,14 @@ struct TfcOperand {
 void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type, TfcOperand A,
                       TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
                       int trans_b, float alpha, float beta, int batch, cublasComputeType_t compute);
+// The same in column-major terms through cublasLt with a measured choice of
+// kernel (gemm_tuned.cu), for bf16 operands; false when it does not take
+// the call (other types, TF_GEMM_TUNE=0, no candidate), which then goes to
+// cublasGemmEx.
+bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, const void *A,
+                    int lda, long long stride_a, const void *B, int ldb, long long stride_b,
+                    cudaDataType ab_type, cublasOperation_t op_a, cublasOperation_t op_b, int m,
+                    int n, int k, float alpha, float beta, int batch, cublasComputeType_t compute);
 // Its common case: one product of packed matrices.
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,

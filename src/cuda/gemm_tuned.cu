@@ -89,10 +89,11 @@ void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *C, const void *A
                             ws, LT_WORKSPACE, 0));
 }
 
-// The fastest of the heuristic's candidates on this call's operands, writing
-// a scratch output (C itself may hold values the call accumulates into).
-// False when the heuristic offers nothing.
-bool choose(Plan *p, const void *A, const void *B, float alpha, float beta) {
+// The fastest of the heuristic's candidates on this call's operands. They
+// write C itself when the call overwrites it (beta = 0), else a scratch
+// output that is freed afterwards (C holds values the call accumulates
+// into). False when the heuristic offers nothing.
+bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float beta) {
     cublasLtMatmulPreference_t pref;
     LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = LT_WORKSPACE;
@@ -107,7 +108,7 @@ bool choose(Plan *p, const void *A, const void *B, float alpha, float beta) {
     const Shape &s = p->shape;
     size_t elem = s.c_type == CUDA_R_32F ? 4 : 2;
     size_t extent = (size_t)s.stride_c * (s.batch - 1) + (size_t)s.ldc * s.n;
-    void *scratch = tfc_workspace(TFC_WS_GEMM_TUNE, extent * elem);
+    void *scratch = beta == 0.0f ? C : tfc_workspace(TFC_WS_GEMM_TUNE, extent * elem);
     cudaEvent_t t0, t1;
     CUDA_CHECK(cudaEventCreate(&t0));
     CUDA_CHECK(cudaEventCreate(&t1));
@@ -127,11 +128,12 @@ bool choose(Plan *p, const void *A, const void *B, float alpha, float beta) {
     }
     CUDA_CHECK(cudaEventDestroy(t0));
     CUDA_CHECK(cudaEventDestroy(t1));
+    if (scratch != C) tfc_workspace_release(TFC_WS_GEMM_TUNE);
     return true;
 }
 
-Plan *plan_for(const Shape &s, cudaDataType ab_type, const void *A, const void *B, float alpha,
-               float beta) {
+Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, const void *B,
+               float alpha, float beta) {
     for (int i = 0; i < g_n_plans; i++)
         if (g_plans[i].shape == s) return &g_plans[i];
     if (!g_lt) LT_CHECK(cublasLtCreate(&g_lt));
@@ -146,7 +148,7 @@ Plan *plan_for(const Shape &s, cudaDataType ab_type, const void *A, const void *
     memset(p, 0, sizeof *p);
     p->shape = s;
     describe(p, ab_type);
-    if (!choose(p, A, B, alpha, beta)) return nullptr;
+    if (!choose(p, C, A, B, alpha, beta)) return nullptr;
     g_n_plans++;
     return p;
 }
@@ -172,7 +174,7 @@ bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, c
     s.stride_a = batch > 1 ? stride_a : 0;
     s.stride_b = batch > 1 ? stride_b : 0;
     s.stride_c = batch > 1 ? stride_c : 0;
-    const Plan *p = plan_for(s, ab_type, A, B, alpha, beta);
+    const Plan *p = plan_for(s, ab_type, C, A, B, alpha, beta);
     if (!p) return false;
     run(p, &p->algo, C, A, B, alpha, beta);
     return true;

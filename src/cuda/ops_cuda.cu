@@ -37,18 +37,21 @@ const char *tfc_cublas_status_string(cublasStatus_t s) {
 static void *g_ws[TFC_WS_COUNT];
 static size_t g_ws_bytes[TFC_WS_COUNT];
 
+void tfc_workspace_release(int slot) {
+    if (!g_ws[slot]) return;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(g_ws[slot]));
+    g_ws[slot] = nullptr;
+    g_ws_bytes[slot] = 0;
+}
+
 void *tfc_workspace(int slot, size_t bytes) {
     if (bytes <= g_ws_bytes[slot]) return g_ws[slot];
     // Some headroom against repeated growth (sampling grows T a token at a
     // time), capped so that the large training workspaces stay near exact.
     const size_t cap = (size_t)4 << 20;
     size_t want = bytes + (bytes / 4 < cap ? bytes / 4 : cap);
-    if (g_ws[slot]) {
-        CUDA_CHECK(cudaDeviceSynchronize());
-        CUDA_CHECK(cudaFree(g_ws[slot]));
-        g_ws[slot] = nullptr;
-        g_ws_bytes[slot] = 0;
-    }
+    tfc_workspace_release(slot);
     void *p = nullptr;
     cudaError_t e = cudaMalloc(&p, want);
     if (e != cudaSuccess) {
@@ -377,6 +380,9 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
     // the operands and keep the transpose flags.
     cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (tfc_gemm_tuned(C, ldc, stride_c, c_type, B.p, B.ld, B.stride, A.p, A.ld, A.stride,
+                       ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
+        return;
     if (batch == 1)
         CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
                                   ab_type, A.ld, &beta, C, c_type, ldc, compute,
