@@ -15,22 +15,26 @@
 // dK += dS^T Q directly, and only dS goes through shared memory (for dQ,
 // whose sum runs over the keys of all warps).
 //
-// The next tile's global loads are issued into registers before the
-// current tile's products and written to the other of two shared
-// buffers after them, so one barrier per tile suffices and the load latency
-// hides behind the tensor-core work (backward: the next Q and dO tiles from
-// the start to the end of a tile; forward, short of registers: the next K
-// across S = Q K^T, the next V across the softmax and P V).
+// The streamed tiles (forward: K and V; backward: Q and dO) go from global
+// to the other of two shared buffers by cp.async, issued at the start of the
+// current tile's work and awaited at its end: one barrier per tile, the load
+// latency hidden behind the tensor-core work, and neither registers nor
+// instructions spent on staging (H100, B=8 T=1024 H=12 hd=64, against staging
+// through registers: forward 73 -> 60 us, backward 206 -> 190 us).
 #include "common.cuh"
 
 namespace {
 
 constexpr float FA_LOG2E = 1.4426950408889634f;
 constexpr int FA_KT = 64;        // streamed tile: keys (forward), queries (backward)
-constexpr int FWD_THREADS = 128; // 4 warps
+// Forward: 4 warps, 2 blocks per SM. 8 warps (256 rows, 1 block per SM)
+// measured slower (H100, B=8 T=1024 H=12 hd=64: 72 us against 60 us).
+constexpr int FWD_WARPS = 4;
+constexpr int FWD_THREADS = 32 * FWD_WARPS;
 // Backward: 16 keys per warp. Eight warps halve, against four, the L2 traffic
 // of re-reading the query-side tiles and of the dQ reductions per key (H100,
-// B=8 T=1024 H=12 hd=64: 250 us against 283 us with four).
+// B=8 T=1024 H=12 hd=64: 250 us against 283 us with four; with cp.async
+// and 2 blocks per SM of four, 191 us against 184 us).
 constexpr int BWD_WARPS = 8;
 constexpr int BWD_THREADS = 32 * BWD_WARPS;
 constexpr int BWD_KEYS = 16 * BWD_WARPS;
@@ -42,10 +46,12 @@ constexpr int DQ_SPLIT = BWD_WARPS / 4; // warps sharing one 16-query tile of dQ
 // at hd 128 their accumulators would not fit in registers.
 constexpr int FWD_MT = 2;
 template <int HD> __host__ __device__ constexpr int fwd_mt() { return HD <= 64 ? FWD_MT : 1; }
-template <int HD> __host__ __device__ constexpr int fwd_rows() { return 64 * fwd_mt<HD>(); }
+template <int HD> __host__ __device__ constexpr int fwd_rows() {
+    return 16 * FWD_WARPS * fwd_mt<HD>();
+}
 
 // Blocks per SM the register allocation must allow at hd <= 64.
-constexpr int FWD_BLOCKS = 2, BWD_BLOCKS = 1;
+constexpr int FWD_BLOCKS = 8 / FWD_WARPS, BWD_BLOCKS = 1;
 
 template <int HD> struct FaDims {
     // +8 bf16 per row: the eight 16-byte rows one ldmatrix phase reads fall in
@@ -79,13 +85,20 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
                  : "r"(addr));
 }
 
-// Four bf16. volatile keeps the prefetch where it is written: left free, the
-// compiler hoists every tile's loads to the top of the loop and runs out of
-// registers.
-__device__ __forceinline__ uint2 ldg4(const bf16 *p) {
-    uint2 x;
-    asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];\n" : "=r"(x.x), "=r"(x.y) : "l"(p));
-    return x;
+// 16 bytes global -> shared without passing through registers. An invalid
+// chunk (a row past T) reads nothing and zero-fills; it is given `fallback`,
+// a mapped address, rather than its own, which may lie past the tensor.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const bf16 *src, const bf16 *fallback,
+                                           bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
+                 "l"(valid ? src : fallback), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
 // Four floats as bf16 (one row's dot products, the pre-kernel's).
@@ -144,72 +157,176 @@ __device__ __forceinline__ int t_off(int lane, int ld) { return a_off(lane, ld);
 // Byte offset of element (r, c) of a bf16 tile with row stride ld.
 __host__ __device__ constexpr int eo(int r, int c, int ld) { return 2 * (r * ld + c); }
 
-// acc (16 x FA_KT) = this warp's 16 x HD rows at `mine` (A fragments, lane
-// offset included) times the FA_KT x HD tile at `other` (lane offset
-// included), transposed: the backward's S^T = K_w Q^T and dP^T = V_w dO^T.
-template <int HD, int LDB>
-__device__ __forceinline__ void mma_rows_by_tile_t(float (&acc)[FA_KT / 8][4], uint32_t mine,
-                                                   uint32_t other) {
-#pragma unroll
-    for (int j = 0; j < FA_KT / 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t a[4];
-        ldsm_x4(a, mine + eo(0, kk * 16, LDB));
-#pragma unroll
-        for (int jp = 0; jp < FA_KT / 16; jp++) {
-            uint32_t b[4];
-            ldsm_x4(b, other + eo(jp * 16, kk * 16, LDB));
-            mma16816(acc[2 * jp], a, b[0], b[1]);
-            mma16816(acc[2 * jp + 1], a, b[2], b[3]);
-        }
-    }
+// A 16 x 16 A-operand fragment (acc_to_a's layout) to rows and columns
+// [0, 16) of the shared bf16 tile at dst (row stride LD). sm_90's stmatrix,
+// the inverse of ldmatrix (lanes 8i..8i+7 address the rows of matrix i, held
+// in a[i]), does it in one instruction instead of four.
+template <int LD> __device__ __forceinline__ void store_a(bf16 *dst, const uint32_t (&a)[4]) {
+    const int lane = threadIdx.x & 31;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                     smem_addr(dst) + a_off(lane, LD)),
+                 "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
+                 : "memory");
+#else
+    bf16 *d = dst + (lane >> 2) * LD + 2 * (lane & 3);
+    *reinterpret_cast<uint32_t *>(d) = a[0];
+    *reinterpret_cast<uint32_t *>(d + 8 * LD) = a[1];
+    *reinterpret_cast<uint32_t *>(d + 8) = a[2];
+    *reinterpret_cast<uint32_t *>(d + 8 * LD + 8) = a[3];
+#endif
 }
 
-// acc (16 x HD) += a (16 x 16) times rows [16 kk, 16 kk + 16) of the
-// row-major bf16 tile at shared address `tile` (this lane's ldmatrix offset
-// included), read transposed: the backward's dV += P^T dO and dK += dS^T Q.
-template <int HD, int LDB>
-__device__ __forceinline__ void mma_tile_rows(float (&acc)[HD / 8][4], const uint32_t (&a)[4],
-                                              uint32_t tile, int kk) {
+// Asynchronous copy of a ROWS x HD bf16 tile of one head (rows `stride`
+// elements apart; rows >= nvalid become zeros) to the padded shared tile at
+// `dst`, 16 bytes per copy spread over THREADS threads.
+template <int HD, int ROWS, int THREADS>
+__device__ __forceinline__ void load_tile_async(uint32_t dst, const bf16 *src, size_t stride,
+                                                int nvalid, const bf16 *fallback) {
+    constexpr int C16 = HD / 8; // 16-byte chunks per row
+    constexpr int N = ROWS * C16 / THREADS;
+    static_assert(N * THREADS == ROWS * C16, "tile does not split evenly over the block");
 #pragma unroll
-    for (int np = 0; np < HD / 16; np++) {
-        uint32_t b[4];
-        ldsm_x4_t(b, tile + eo(kk * 16, np * 16, LDB));
-        mma16816(acc[2 * np], a, b[0], b[1]);
-        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    for (int i = 0; i < N; i++) {
+        const int idx = (int)threadIdx.x + i * THREADS, r = idx / C16, c = (idx - r * C16) * 8;
+        cp_async16(dst + eo(r, c, FaDims<HD>::LDB), src + r * stride + c, fallback, r < nvalid);
     }
 }
-
-// A ROWS x HD bf16 tile of one head (rows `stride` elements apart; rows >=
-// nvalid read as zeros) held in registers between fetch and store, four
-// elements (8 bytes) at a time.
-template <int HD, int ROWS, int THREADS> struct Stage {
-    static constexpr int V4 = HD / 4;
-    static constexpr int N = ROWS * V4 / THREADS;
-    static_assert(N * THREADS == ROWS * V4, "tile does not split evenly over the block");
-    uint2 x[N];
-
-    __device__ __forceinline__ void fetch(const bf16 *src, size_t stride, int nvalid) {
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
-            x[i] = r < nvalid ? ldg4(src + r * stride + c) : make_uint2(0u, 0u);
-        }
-    }
-    __device__ __forceinline__ void store(bf16 *dst) const {
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            const int idx = (int)threadIdx.x + i * THREADS, r = idx / V4, c = (idx - r * V4) * 4;
-            *reinterpret_cast<uint2 *>(dst + r * FaDims<HD>::LDB + c) = x[i];
-        }
-    }
-};
 
 // ------------------------------------------------------------------ forward
 
+// s (MT 16-row tiles x FA_KT keys) = Q K^T for the key tile at `kc` (this
+// lane's ldmatrix offset included).
+template <int HD, int MT, int LDB>
+__device__ __forceinline__ void fwd_scores(float (&s)[MT][FA_KT / 8][4],
+                                           const uint32_t (&qf)[MT][HD / 16][4], uint32_t kc) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < FA_KT / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[mt][j][e] = 0.0f;
+    // each K fragment read from shared memory feeds all MT row tiles (one
+    // row tile after the other, to overlap the first's softmax with the
+    // second's products, measured no faster: 60.1 against 59.6 us)
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+        for (int jp = 0; jp < FA_KT / 16; jp++) {
+            uint32_t bk[4];
+            ldsm_x4(bk, kc + eo(jp * 16, kk * 16, LDB));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(s[mt][2 * jp], qf[mt][kk], bk[0], bk[1]);
+                mma16816(s[mt][2 * jp + 1], qf[mt][kk], bk[2], bk[3]);
+            }
+        }
+}
+
+// Online softmax of one 16-row tile: s (raw scores) becomes the unnormalised
+// probabilities against the updated running max m; l and o are rescaled.
+template <int HD>
+__device__ __forceinline__ void fwd_softmax(float (&s)[FA_KT / 8][4], float (&o)[HD / 8][4],
+                                            float (&m)[2], float (&l)[2], float scale_log2) {
+    // Row max and sum as trees rather than a 32-long dependent chain per row,
+    // for the short critical path with only two warps per scheduler.
+    float r[2][FA_KT / 8];
+#pragma unroll
+    for (int j = 0; j < FA_KT / 8; j++) {
+        r[0][j] = fmaxf(s[j][0], s[j][1]);
+        r[1][j] = fmaxf(s[j][2], s[j][3]);
+    }
+#pragma unroll
+    for (int w = FA_KT / 16; w >= 1; w /= 2)
+#pragma unroll
+        for (int j = 0; j < w; j++) {
+            r[0][j] = fmaxf(r[0][j], r[0][j + w]);
+            r[1][j] = fmaxf(r[1][j], r[1][j + w]);
+        }
+    float mx[2] = {fmaxf(m[0], r[0][0]), fmaxf(m[1], r[1][0])};
+    float base[2], alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        // a row with nothing visible yet keeps alpha = 0 and p = 0
+        base[i] = mx[i] == -INFINITY ? 0.0f : mx[i] * scale_log2;
+        alpha[i] = fast_exp2(m[i] * scale_log2 - base[i]);
+        m[i] = mx[i];
+    }
+#pragma unroll
+    for (int j = 0; j < FA_KT / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = fast_exp2(fmaf(s[j][e], scale_log2, -base[e >> 1]));
+        r[0][j] = s[j][0] + s[j][1];
+        r[1][j] = s[j][2] + s[j][3];
+    }
+#pragma unroll
+    for (int w = FA_KT / 16; w >= 1; w /= 2)
+#pragma unroll
+        for (int j = 0; j < w; j++) {
+            r[0][j] += r[0][j + w];
+            r[1][j] += r[1][j + w];
+        }
+    l[0] = fmaf(l[0], alpha[0], r[0][0]);
+    l[1] = fmaf(l[1], alpha[1], r[1][0]);
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1];
+        o[n][3] *= alpha[1];
+    }
+}
+
+// One key tile (keys k0.., K at kc, V at vc) for this warp's MT row tiles
+// from row w0. MASK (the diagonal tile and the one crossing T only) hides
+// keys after the row or past T. A template rather than a branch, so that each
+// version is one straight block the scheduler can interleave freely.
+template <int HD, int MT, int LDB, bool MASK>
+__device__ __forceinline__ void fwd_tile(float (&o)[MT][HD / 8][4], float (&m)[MT][2],
+                                         float (&l)[MT][2], const uint32_t (&qf)[MT][HD / 16][4],
+                                         uint32_t kc, uint32_t vc, int k0, int w0, int T,
+                                         float scale_log2) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    float s[MT][FA_KT / 8][4];
+    fwd_scores<HD, MT, LDB>(s, qf, kc);
+    if (MASK) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int j = 0; j < FA_KT / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = k0 + 8 * j + 2 * t + (e & 1);
+                    const int row = w0 + 16 * mt + g + 8 * (e >> 1);
+                    if (key > row || key >= T) s[mt][j][e] = -INFINITY;
+                }
+    }
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) fwd_softmax<HD>(s[mt], o[mt], m[mt], l[mt], scale_log2);
+#pragma unroll
+    for (int kk = 0; kk < FA_KT / 16; kk++) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
+#pragma unroll
+        for (int np = 0; np < HD / 16; np++) {
+            uint32_t bv[4];
+            ldsm_x4_t(bv, vc + eo(kk * 16, np * 16, LDB));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(o[mt][2 * np], pa[mt], bv[0], bv[1]);
+                mma16816(o[mt][2 * np + 1], pa[mt], bv[2], bv[3]);
+            }
+        }
+    }
+}
+
 // grid (B*H, ceil(T/ROWS)); block: the ROWS query rows of tile qb (largest first),
-// MT 16-row tiles per warp.
+// MT 16-row tiles per warp. K and V tiles stream through two shared buffers
+// by cp.async: the next tile's copies are issued before the current tile's
+// work and awaited after it, so one barrier per tile suffices.
 template <int HD>
 __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
     flash_fwd_kernel(bf16 *__restrict__ out, float *__restrict__ lse,
@@ -218,9 +335,9 @@ __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
     typedef FaDims<HD> D;
     constexpr int LDB = D::LDB, MT = fwd_mt<HD>(), ROWS = fwd_rows<HD>();
     extern __shared__ __align__(128) unsigned char fa_smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
-    bf16 *Ks = Qs + ROWS * LDB; // two buffers
-    bf16 *Vs = Ks + 2 * FA_KT * LDB;
+    const uint32_t sQ = smem_addr(fa_smem);
+    const uint32_t sK = sQ + ROWS * LDB * (uint32_t)sizeof(bf16); // two buffers
+    const uint32_t sV = sK + 2 * (uint32_t)D::TILE_BYTES;         // two buffers
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -233,26 +350,20 @@ __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
     const int w0 = q0 + warp * 16 * MT; // this warp's first query row
     const int nkt = (min(q0 + ROWS, T) - 1) / FA_KT + 1;
 
-    Stage<HD, FA_KT, FWD_THREADS> pf;
-    {
-        Stage<HD, ROWS, FWD_THREADS> sq;
-        sq.fetch(q + head + (size_t)q0 * rs, rs, T - q0);
-        pf.fetch(k + head, rs, T);
-        sq.store(Qs);
-        pf.store(Ks);
-        pf.fetch(v + head, rs, T);
-        pf.store(Vs);
-    }
+    load_tile_async<HD, ROWS, FWD_THREADS>(sQ, q + head + (size_t)q0 * rs, rs, T - q0, q + head);
+    load_tile_async<HD, FA_KT, FWD_THREADS>(sK, k + head, rs, T, k + head);
+    load_tile_async<HD, FA_KT, FWD_THREADS>(sV, v + head, rs, T, v + head);
+    cp_async_commit();
+    cp_async_wait_all();
     __syncthreads();
 
     const int aoff = a_off(lane, LDB), boff = b_off(lane, LDB), toff = t_off(lane, LDB);
-    const uint32_t sK = smem_addr(Ks), sV = smem_addr(Vs);
     uint32_t qf[MT][HD / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
-            ldsm_x4(qf[mt][kk], smem_addr(Qs) + eo(warp * 16 * MT + 16 * mt, kk * 16, LDB) + aoff);
+            ldsm_x4(qf[mt][kk], sQ + eo(warp * 16 * MT + 16 * mt, kk * 16, LDB) + aoff);
 
     float o[MT][HD / 8][4];
 #pragma unroll
@@ -272,125 +383,24 @@ __global__ void __launch_bounds__(FWD_THREADS, HD <= 64 ? FWD_BLOCKS : 1)
 
     for (int kt = 0; kt < nkt; kt++) {
         const int k0 = kt * FA_KT;
-        const uint32_t kc = sK + (kt & 1) * (uint32_t)D::TILE_BYTES + boff;
-        const uint32_t vc = sV + (kt & 1) * (uint32_t)D::TILE_BYTES + toff;
-        bf16 *Kn = Ks + ((kt + 1) & 1) * FA_KT * LDB, *Vn = Vs + ((kt + 1) & 1) * FA_KT * LDB;
-        const bool more = kt + 1 < nkt;
-        const size_t next = head + (size_t)(k0 + FA_KT) * rs;
-        if (more) pf.fetch(k + next, rs, T - k0 - FA_KT);
+        const uint32_t cur = (kt & 1) * (uint32_t)D::TILE_BYTES, nxt = D::TILE_BYTES - cur;
+        if (kt + 1 < nkt) {
+            // the other buffers' last readers finished before the previous barrier
+            const size_t next = head + (size_t)(k0 + FA_KT) * rs;
+            const int nv = T - k0 - FA_KT;
+            load_tile_async<HD, FA_KT, FWD_THREADS>(sK + nxt, k + next, rs, nv, k + head);
+            load_tile_async<HD, FA_KT, FWD_THREADS>(sV + nxt, v + next, rs, nv, v + head);
+            cp_async_commit();
+        }
         // warps whose rows all precede this tile (or lie past T) skip it
-        const bool active = k0 <= w0 + 16 * MT - 1 && w0 < T;
-
-        float s[MT][FA_KT / 8][4];
-        if (active) {
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int j = 0; j < FA_KT / 8; j++)
-                    s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-#pragma unroll
-                for (int jp = 0; jp < FA_KT / 16; jp++) {
-                    uint32_t bk[4];
-                    ldsm_x4(bk, kc + eo(jp * 16, kk * 16, LDB));
-#pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        mma16816(s[mt][2 * jp], qf[mt][kk], bk[0], bk[1]);
-                        mma16816(s[mt][2 * jp + 1], qf[mt][kk], bk[2], bk[3]);
-                    }
-                }
-            }
+        if (k0 <= w0 + 16 * MT - 1 && w0 < T) {
+            const uint32_t kc = sK + cur + boff, vc = sV + cur + toff;
+            if (k0 + FA_KT - 1 > w0 || k0 + FA_KT > T)
+                fwd_tile<HD, MT, LDB, true>(o, m, l, qf, kc, vc, k0, w0, T, scale_log2);
+            else
+                fwd_tile<HD, MT, LDB, false>(o, m, l, qf, kc, vc, k0, w0, T, scale_log2);
         }
-        if (more) {
-            pf.store(Kn);
-            pf.fetch(v + next, rs, T - k0 - FA_KT);
-        }
-        if (active) {
-            if (k0 + FA_KT - 1 > w0 || k0 + FA_KT > T) {
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int j = 0; j < FA_KT / 8; j++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            const int key = k0 + 8 * j + 2 * t + (e & 1);
-                            const int row = w0 + 16 * mt + g + 8 * (e >> 1);
-                            if (key > row || key >= T) s[mt][j][e] = -INFINITY;
-                        }
-            }
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                // Row max and sum as trees rather than a 32-long dependent
-                // chain per row, for the short critical path with only two
-                // warps per scheduler (no difference measured at hd 64).
-                float r[2][FA_KT / 8];
-#pragma unroll
-                for (int j = 0; j < FA_KT / 8; j++) {
-                    r[0][j] = fmaxf(s[mt][j][0], s[mt][j][1]);
-                    r[1][j] = fmaxf(s[mt][j][2], s[mt][j][3]);
-                }
-#pragma unroll
-                for (int w = FA_KT / 16; w >= 1; w /= 2)
-#pragma unroll
-                    for (int j = 0; j < w; j++) {
-                        r[0][j] = fmaxf(r[0][j], r[0][j + w]);
-                        r[1][j] = fmaxf(r[1][j], r[1][j + w]);
-                    }
-                float mx[2] = {fmaxf(m[mt][0], r[0][0]), fmaxf(m[mt][1], r[1][0])};
-                float base[2], alpha[2];
-#pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-                    // a row with nothing visible yet keeps alpha = 0 and p = 0
-                    base[i] = mx[i] == -INFINITY ? 0.0f : mx[i] * scale_log2;
-                    alpha[i] = fast_exp2(m[mt][i] * scale_log2 - base[i]);
-                    m[mt][i] = mx[i];
-                }
-#pragma unroll
-                for (int j = 0; j < FA_KT / 8; j++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++)
-                        s[mt][j][e] = fast_exp2(fmaf(s[mt][j][e], scale_log2, -base[e >> 1]));
-                    r[0][j] = s[mt][j][0] + s[mt][j][1];
-                    r[1][j] = s[mt][j][2] + s[mt][j][3];
-                }
-#pragma unroll
-                for (int w = FA_KT / 16; w >= 1; w /= 2)
-#pragma unroll
-                    for (int j = 0; j < w; j++) {
-                        r[0][j] += r[0][j + w];
-                        r[1][j] += r[1][j + w];
-                    }
-                l[mt][0] = fmaf(l[mt][0], alpha[0], r[0][0]);
-                l[mt][1] = fmaf(l[mt][1], alpha[1], r[1][0]);
-#pragma unroll
-                for (int n = 0; n < HD / 8; n++) {
-                    o[mt][n][0] *= alpha[0];
-                    o[mt][n][1] *= alpha[0];
-                    o[mt][n][2] *= alpha[1];
-                    o[mt][n][3] *= alpha[1];
-                }
-            }
-#pragma unroll
-            for (int kk = 0; kk < FA_KT / 16; kk++) {
-                uint32_t pa[MT][4];
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-#pragma unroll
-                for (int np = 0; np < HD / 16; np++) {
-                    uint32_t bv[4];
-                    ldsm_x4_t(bv, vc + eo(kk * 16, np * 16, LDB));
-#pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        mma16816(o[mt][2 * np], pa[mt], bv[0], bv[1]);
-                        mma16816(o[mt][2 * np + 1], pa[mt], bv[2], bv[3]);
-                    }
-                }
-            }
-        }
-        if (more) pf.store(Vn);
+        cp_async_wait_all();
         __syncthreads(); // the next tile is in place; nobody reads this one any more
     }
 
@@ -461,6 +471,98 @@ __device__ __forceinline__ void add4(float *dst, float4 x) {
 #endif
 }
 
+// The A operands of S^T = K_w Q^T and dP^T = V_w dO^T, the warp's own rows
+// of K and V, are the same at every query tile: at hd <= 64 they stay in
+// registers (32) rather than being re-read from shared memory, whose
+// bandwidth the backward is closest to (H100, B=8 T=1024 H=12 hd=64: 179 us
+// against 184 us); at hd 128 there is no room for them.
+template <int HD> __host__ __device__ constexpr bool bwd_keep_kv() { return HD <= 64; }
+
+// One query tile (q0.., Q at qc, dO at oc, their lse and D at lse_c, D_c) for
+// this warp's 16 keys from kw: dV_w += P^T dO, dK_w += dS^T Q, and the warp's
+// 16 rows of dS^T to dSw. ALL: every key of the warp precedes every query of
+// the tile, all before T (no masking, no idle warp); a template rather than
+// branches, so that that common case is one straight block to schedule.
+// (This version of the common case, the interleaved products below and
+// stmatrix for dS^T measured 190 -> 184 us together, H100, B=8 T=1024 H=12
+// hd=64.)
+template <int HD, bool ALL>
+__device__ __forceinline__ void bwd_tile(float (&dka)[HD / 8][4], float (&dva)[HD / 8][4],
+                                         const uint32_t (&kvf)[2][HD / 16][4], uint32_t kw_a,
+                                         uint32_t vw_a, uint32_t qc, uint32_t oc,
+                                         const float *lse_c, const float *D_c, bf16 *dSw, int q0,
+                                         int kw, int T, float scale_log2) {
+    constexpr int LDB = FaDims<HD>::LDB, LDD = FaDims<HD>::LDD;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int boff = b_off(lane, LDB), toff = t_off(lane, LDB);
+    // S^T = K_w Q^T and dP^T = V_w dO^T side by side (two independent chains
+    // of products), then dS^T = P^T (dP^T - D) in place of dP^T, then dV_w +=
+    // P^T dO and dK_w += dS^T Q side by side. A warp whose keys all follow
+    // this tile's queries (or lie past T) has P = dS = 0: it skips the
+    // products and only writes its zero rows of dS^T.
+    const bool live = ALL || (kw <= q0 + FA_KT - 1 && kw < T);
+    float s[FA_KT / 8][4], dp[FA_KT / 8][4];
+#pragma unroll
+    for (int j = 0; j < FA_KT / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
+    if (live) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            uint32_t ak[4], av[4];
+            if (bwd_keep_kv<HD>()) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) ak[e] = kvf[0][kk][e], av[e] = kvf[1][kk][e];
+            } else {
+                ldsm_x4(ak, kw_a + eo(0, kk * 16, LDB));
+                ldsm_x4(av, vw_a + eo(0, kk * 16, LDB));
+            }
+#pragma unroll
+            for (int jp = 0; jp < FA_KT / 16; jp++) {
+                uint32_t bq[4], bo[4];
+                ldsm_x4(bq, qc + boff + eo(jp * 16, kk * 16, LDB));
+                ldsm_x4(bo, oc + boff + eo(jp * 16, kk * 16, LDB));
+                mma16816(s[2 * jp], ak, bq[0], bq[1]);
+                mma16816(s[2 * jp + 1], ak, bq[2], bq[3]);
+                mma16816(dp[2 * jp], av, bo[0], bo[1]);
+                mma16816(dp[2 * jp + 1], av, bo[2], bo[3]);
+            }
+        }
+        const bool full = ALL || (q0 >= kw + 15 && q0 + FA_KT <= T);
+#pragma unroll
+        for (int j = 0; j < FA_KT / 8; j++) {
+            const float2 L = *reinterpret_cast<const float2 *>(lse_c + 8 * j + 2 * t);
+            const float2 Dq = *reinterpret_cast<const float2 *>(D_c + 8 * j + 2 * t);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = q0 + 8 * j + 2 * t + (e & 1), key = kw + g + 8 * (e >> 1);
+                const float p = fast_exp2(fmaf(s[j][e], scale_log2, (e & 1) ? -L.y : -L.x));
+                s[j][e] = full || (i >= key && i < T) ? p : 0.0f;
+                dp[j][e] = s[j][e] * (dp[j][e] - ((e & 1) ? Dq.y : Dq.x));
+            }
+        }
+    }
+#pragma unroll
+    for (int kk = 0; kk < FA_KT / 16; kk++) {
+        uint32_t pa[4], sa[4];
+        acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+        acc_to_a(sa, dp[2 * kk], dp[2 * kk + 1]);
+        store_a<LDD>(dSw + kk * 16, sa);
+        if (live) {
+#pragma unroll
+            for (int np = 0; np < HD / 16; np++) {
+                uint32_t bo[4], bq[4];
+                ldsm_x4_t(bo, oc + toff + eo(kk * 16, np * 16, LDB));
+                ldsm_x4_t(bq, qc + toff + eo(kk * 16, np * 16, LDB));
+                mma16816(dva[2 * np], pa, bo[0], bo[1]);
+                mma16816(dva[2 * np + 1], pa, bo[2], bo[3]);
+                mma16816(dka[2 * np], sa, bq[0], bq[1]);
+                mma16816(dka[2 * np + 1], sa, bq[2], bq[3]);
+            }
+        }
+    }
+}
+
 // grid (B*H, ceil(T/KEYS)); block: the KEYS keys of tile kt, over the 64-query
 // tiles from the first that sees them to the end.
 template <int HD>
@@ -472,8 +574,6 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
                      float scale_log2, float scale) {
     typedef FaDims<HD> D;
     constexpr int LDB = D::LDB, LDD = D::LDD;
-    // at hd 128 the accumulators leave no registers for a tile in flight
-    constexpr bool PREFETCH = HD <= 64;
     extern __shared__ __align__(128) unsigned char fa_smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(fa_smem);
     bf16 *Vs = Ks + BWD_KEYS * LDB;
@@ -494,22 +594,14 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
     const int kw = k0 + warp * 16; // this warp's first key
     const float *lse_h = lse + (size_t)bh * T, *Dv_h = Dv + (size_t)bh * T;
 
-    Stage<HD, FA_KT, BWD_THREADS> pf, pf2;
     {
-        // two tiles in flight while registers are free
         const size_t first = head + (size_t)k0 * rs;
-        {
-            Stage<HD, BWD_KEYS, BWD_THREADS> p1, p2;
-            p1.fetch(k + first, rs, T - k0);
-            p2.fetch(v + first, rs, T - k0);
-            p1.store(Ks);
-            p2.store(Vs);
-        }
-        Stage<HD, FA_KT, BWD_THREADS> p2;
-        pf.fetch(q + first, rs, T - k0);
-        p2.fetch(dout + first, rs, T - k0);
-        pf.store(Qs);
-        p2.store(dOs);
+        load_tile_async<HD, BWD_KEYS, BWD_THREADS>(smem_addr(Ks), k + first, rs, T - k0, k + head);
+        load_tile_async<HD, BWD_KEYS, BWD_THREADS>(smem_addr(Vs), v + first, rs, T - k0, v + head);
+        load_tile_async<HD, FA_KT, BWD_THREADS>(smem_addr(Qs), q + first, rs, T - k0, q + head);
+        load_tile_async<HD, FA_KT, BWD_THREADS>(smem_addr(dOs), dout + first, rs, T - k0,
+                                                 dout + head);
+        cp_async_commit();
     }
     if (threadIdx.x < 2 * FA_KT) {
         const int i = k0 + (threadIdx.x & (FA_KT - 1));
@@ -517,13 +609,22 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
         const float *src = threadIdx.x < FA_KT ? lse_h : Dv_h;
         dst[threadIdx.x & (FA_KT - 1)] = i < T ? src[i] : 0.0f;
     }
+    cp_async_wait_all();
     __syncthreads();
 
-    const int aoff = a_off(lane, LDB), boff = b_off(lane, LDB), toff = t_off(lane, LDB);
+    const int aoff = a_off(lane, LDB), toff = t_off(lane, LDB);
     const int doff = b_off(lane, LDD); // dS^T read as the A operand dS via .trans
     const uint32_t sK = smem_addr(Ks), sV = smem_addr(Vs);
     const uint32_t kw_a = sK + eo(warp * 16, 0, LDB) + aoff;
     const uint32_t vw_a = sV + eo(warp * 16, 0, LDB) + aoff;
+    uint32_t kvf[2][HD / 16][4];
+    if (bwd_keep_kv<HD>()) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            ldsm_x4(kvf[0][kk], kw_a + eo(0, kk * 16, LDB));
+            ldsm_x4(kvf[1][kk], vw_a + eo(0, kk * 16, LDB));
+        }
+    }
     const uint32_t k_t = sK + toff;
 
     float dka[HD / 8][4], dva[HD / 8][4];
@@ -547,77 +648,24 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
             const int i = q0 + FA_KT + (threadIdx.x & (FA_KT - 1));
             if (i < T && threadIdx.x < 2 * FA_KT)
                 row_next = threadIdx.x < FA_KT ? lse_h[i] : Dv_h[i];
-            if (PREFETCH) {
-                pf.fetch(q + next, rs, nv_next);
-                pf2.fetch(dout + next, rs, nv_next);
-            }
+            // the next buffers' last readers finished before the previous barrier
+            load_tile_async<HD, FA_KT, BWD_THREADS>(smem_addr(Qs + nxt * FA_KT * LDB), q + next,
+                                                     rs, nv_next, q + head);
+            load_tile_async<HD, FA_KT, BWD_THREADS>(smem_addr(dOs + nxt * FA_KT * LDB),
+                                                     dout + next, rs, nv_next, dout + head);
+            cp_async_commit();
         }
 
-        // S^T = K_w Q^T (16 keys x 64 queries) -> P^T. A warp whose keys all
-        // follow this tile's queries (or lie past T) has P = dS = 0 here: it
-        // skips the products and only writes its zero rows of dS^T.
-        const bool live = kw <= q0 + FA_KT - 1 && kw < T;
-        float s[FA_KT / 8][4];
-#pragma unroll
-        for (int j = 0; j < FA_KT / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-        if (live) {
-            mma_rows_by_tile_t<HD, LDB>(s, kw_a, qc + boff);
-            const bool full = q0 >= kw + 15 && q0 + FA_KT <= T;
-#pragma unroll
-            for (int j = 0; j < FA_KT / 8; j++) {
-                const float2 L = *reinterpret_cast<const float2 *>(lse_c + 8 * j + 2 * t);
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = q0 + 8 * j + 2 * t + (e & 1), key = kw + g + 8 * (e >> 1);
-                    const float p = fast_exp2(fmaf(s[j][e], scale_log2, (e & 1) ? -L.y : -L.x));
-                    s[j][e] = full || (i >= key && i < T) ? p : 0.0f;
-                }
-            }
-        }
+        // every warp's keys precede all of the tile's queries, which all lie before T
+        bf16 *dSw = dSc + warp * 16 * LDD;
+        if (q0 >= k0 + BWD_KEYS - 1 && q0 + FA_KT <= T)
+            bwd_tile<HD, true>(dka, dva, kvf, kw_a, vw_a, qc, oc, lse_c, D_c, dSw, q0, kw, T,
+                               scale_log2);
+        else
+            bwd_tile<HD, false>(dka, dva, kvf, kw_a, vw_a, qc, oc, lse_c, D_c, dSw, q0, kw, T,
+                                scale_log2);
+        cp_async_wait_all();
         if (more) {
-            if (!PREFETCH) pf.fetch(q + next, rs, nv_next);
-            pf.store(Qs + nxt * FA_KT * LDB);
-        }
-
-        // dV_w += P^T dO
-        if (live) {
-#pragma unroll
-            for (int kk = 0; kk < FA_KT / 16; kk++) {
-                uint32_t pa[4];
-                acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-                mma_tile_rows<HD, LDB>(dva, pa, oc + toff, kk);
-            }
-        }
-
-        // dP^T = V_w dO^T -> dS^T = P^T (dP^T - D)
-        if (live) {
-            float dp[FA_KT / 8][4];
-            mma_rows_by_tile_t<HD, LDB>(dp, vw_a, oc + boff);
-#pragma unroll
-            for (int j = 0; j < FA_KT / 8; j++) {
-                const float2 Dq = *reinterpret_cast<const float2 *>(D_c + 8 * j + 2 * t);
-                s[j][0] *= dp[j][0] - Dq.x;
-                s[j][1] *= dp[j][1] - Dq.y;
-                s[j][2] *= dp[j][2] - Dq.x;
-                s[j][3] *= dp[j][3] - Dq.y;
-            }
-        }
-
-        // dK_w += dS^T Q; dS^T to shared memory for dQ
-#pragma unroll
-        for (int kk = 0; kk < FA_KT / 16; kk++) {
-            uint32_t sa[4];
-            acc_to_a(sa, s[2 * kk], s[2 * kk + 1]);
-            bf16 *d = dSc + (warp * 16 + g) * LDD + kk * 16 + 2 * t;
-            *reinterpret_cast<uint32_t *>(d) = sa[0];
-            *reinterpret_cast<uint32_t *>(d + 8 * LDD) = sa[1];
-            *reinterpret_cast<uint32_t *>(d + 8) = sa[2];
-            *reinterpret_cast<uint32_t *>(d + 8 * LDD + 8) = sa[3];
-            if (live) mma_tile_rows<HD, LDB>(dka, sa, qc + toff, kk);
-        }
-        if (more) {
-            if (!PREFETCH) pf2.fetch(dout + next, rs, nv_next);
-            pf2.store(dOs + nxt * FA_KT * LDB);
             if (threadIdx.x < 2 * FA_KT)
                 (threadIdx.x < FA_KT ? lse_s : D_s)[nxt * FA_KT + (threadIdx.x & (FA_KT - 1))] =
                     row_next;
