@@ -108,7 +108,10 @@ typedef struct Ops {
      * X, the LayerNorm output when the input is normalized: the caller runs
      * layernorm_backward), accumulated when accumulate_dx is 1, overwritten
      * when 0 (which an attention-tensor dX requires). y_attn: Y and dY are
-     * attention tensors. */
+     * attention tensors. residual (forward; NULL or N x d_out, G = 1, Y not
+     * an attention tensor): Y = residual + the Pattention's output, the
+     * block's residual step when there is no dropout, which a backend may
+     * fuse into its product (CUDA: the GEMM's epilogue reads residual). */
     /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
      * in fp32; a backend that keeps them in a narrower type or recomputes one
      * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
@@ -117,7 +120,8 @@ typedef struct Ops {
                              size_t *da_floats);
     void (*pattention_forward)(float *Y, float *A, float *S, float *dA, PattInput X,
                                const float *K, const float *V, const float *tau, int G, int mode,
-                               int N, int d_in, int n, int d_out, int y_attn);
+                               int N, int d_in, int n, int d_out, int y_attn,
+                               const float *residual);
     void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                 PattInput X, const float *K, const float *V, float *A, float *S,
                                 const float *tau, int G, int mode, int N, int d_in, int n,

@@ -365,14 +365,19 @@ static PattInput ln2_input(LayerActs *a) {
 static int output_is_attn(int w) { return w <= PATT_V; }
 
 /* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
- * values, taus and outputs are stacked) on the same input. */
-static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
-                         const LayerActs *a) {
+ * values, taus and outputs are stacked) on the same input; out = residual +
+ * their output when residual is set (G = 1). */
+static void patt_forward_onto(Model *m, int l, int w, int G, float *out, const float *residual,
+                              float *dA, PattInput in, const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(l, w);
     m->ops->pattention_forward(out, a->A[w], a->S[w], dA, in, tensor_f32(&m->params[idx].t),
                                tensor_f32(&m->params[idx + 1].t), model_patt_tau(m, l, w), G,
                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
-                               output_is_attn(w));
+                               output_is_attn(w), residual);
+}
+static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
+                         const LayerActs *a) {
+    patt_forward_onto(m, l, w, G, out, NULL, dA, in, a);
 }
 
 /* din += (accumulate) or = the gradient of the input rows (the LayerNorm
@@ -412,11 +417,20 @@ static void qkv_backward(Model *m, int l, LayerActs *a, float *dqkv, float *dln,
                       ln1_input(a), a);
 }
 
-/* out = x + drop(branch) (dropout only while training). */
-static void residual_with_dropout(Model *m, float *out, const float *x, const float *branch,
-                                  uint64_t seed) {
+/* out = x + drop(P_w(in)) for the block's o (w = PATT_O) or FFN, dropout only
+ * while training. Without dropout the Pattention adds x itself (ops.h: a
+ * backend may fuse the sum into its product); with it, its output goes to
+ * the branch buffer and dropout_add makes the sum. */
+static void residual_branch(Model *m, int l, int w, float *out, const float *x, float *dA,
+                            PattInput in, LayerActs *a, uint64_t seed) {
     size_t n = (size_t)m->B * m->T * m->cfg.d_model;
     float p = m->last_training ? m->cfg.dropout : 0.0f;
+    if (p <= 0.0f) {
+        patt_forward_onto(m, l, w, 1, out, x, dA, in, a);
+        return;
+    }
+    float *branch = w == PATT_O ? a->o : a->f;
+    patt_forward(m, l, w, 1, branch, dA, in, a);
     m->ops->dropout_add(out, x, branch, p, seed, n);
 }
 
@@ -456,10 +470,10 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         qkv_forward(m, l, a, dA);
         o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
         o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
-        patt_forward(m, l, PATT_O, 1, a->o, dA, attn_input(a->y), a);
-        residual_with_dropout(m, a->h, a->x, a->o, dropout_seed_for(dropout_seed, l, 0));
-        patt_forward(m, l, PATT_FFN, 1, a->f, dA, ln2_input(a), a);
-        residual_with_dropout(m, x_next, a->h, a->f, dropout_seed_for(dropout_seed, l, 1));
+        residual_branch(m, l, PATT_O, a->h, a->x, dA, attn_input(a->y), a,
+                        dropout_seed_for(dropout_seed, l, 0));
+        residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(a), a,
+                        dropout_seed_for(dropout_seed, l, 1));
     }
     o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
                          tensor_f32(&m->params[lnf_w_index(m)].t),

@@ -71,11 +71,12 @@ static void p_layernorm_backward(float *dx, float *dw, float *db, const float *d
 }
 static void p_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                                  const float *K, const float *V, const float *tau, int G, int mode,
-                                 int N, int d_in, int n, int d_out, int y_attn) {
+                                 int N, int d_in, int n, int d_out, int y_attn,
+                                 const float *residual) {
     char key[80];
     snprintf(key, sizeof key, "pattention_forward n=%d x%d%s", n, G, X.mean ? " +LN" : "");
     TIMED(key, g_inner->pattention_forward(Y, A, S, dA, X, K, V, tau, G, mode, N, d_in, n, d_out,
-                                           y_attn));
+                                           y_attn, residual));
 }
 static void p_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                                   PattInput X, const float *K, const float *V, float *A, float *S,

@@ -363,9 +363,9 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         in_g = (PattInput){X.g, xn.g, mean.g, rstd.g, 0};
     }
     CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
-                            y_attn);
+                            y_attn, NULL);
     GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
-                            y_attn);
+                            y_attn, NULL);
     if (ln) {
         checkf("pattention_forward_%s_ln_mean", tag, &mean);
         checkf("pattention_forward_%s_ln_rstd", tag, &rstd);
@@ -390,9 +390,9 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         /* accumulate_dx = 0 overwrites dX (whatever it held); backward
          * consumed the saved state (ops.h), so forward again first */
         CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n,
-                                d_out, y_attn);
+                                d_out, y_attn, NULL);
         GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n,
-                                d_out, y_attn);
+                                d_out, y_attn, NULL);
     }
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
                              N, d_in, n, d_out, 0, y_attn);
@@ -450,22 +450,48 @@ static void test_bf16_mirror(void) {
                        half ? 0.0f : 0.1f, 1.0f, step);
         }
         CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
-                                d, 0);
+                                d, 0, NULL);
         GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n,
-                                d, 0);
+                                d, 0, NULL);
         snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
         check(name, rel_err(&Y), tol);
     }
     for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
     GPU->to_device(P.g, P.c, total * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d, 0);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d, 0);
+    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d,
+                            0, NULL);
+    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d,
+                            0, NULL);
     check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
     ops_cuda_set_matmul_precision(MATMUL_FP32);
     Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
+
+/* Y = residual + the Pattention's output (ops.h), as the model's residual
+ * step without dropout: Y must not be read (NaN-poisoned) and residual
+ * must stay as it was. */
+static void test_pattention_residual(int prec, int N, int d, int n) {
+    const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
+    char tag[64];
+    snprintf(tag, sizeof tag, "N%d_n%d%s", N, n, prec == MATMUL_BF16 ? "_bf16" : "");
+    float tau = sqrtf((float)n);
+    ops_cuda_set_matmul_precision(prec);
+    Buf X = buf_rand((size_t)N * d, 1.0f), K = buf_rand((size_t)n * d, 0.5f);
+    Buf V = buf_rand((size_t)n * d, 0.5f), R = buf_rand((size_t)N * d, 2.0f);
+    Buf Y = buf_out((size_t)N * d), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
+    Buf dA = buf_out((size_t)N * n);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, PNORM_L2_GELU, N,
+                            d, n, d, 0, R.c);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, PNORM_L2_GELU, N,
+                            d, n, d, 0, R.g);
+    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    checkf_tol("pattention_forward_residual_%s_Y", tag, &Y, tol);
+    checkf("pattention_forward_residual_%s_residual_unchanged", tag, &R);
+    Buf *all[] = {&X, &K, &V, &R, &Y, &A, &S, &dA};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
 
 /* ---------------------------------------------------------------- rope */
 
@@ -740,8 +766,10 @@ static void test_large(void) {
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
     Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
     Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d, 0);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d, 0);
+    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d,
+                            0, NULL);
+    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d,
+                            0, NULL);
     checkb("pattention_large_N4096_d384_n1152_S", &S); /* before backward consumes it */
     CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, plain(X.c), K.c, V.c, A.c, S.c, &tau, 1,
                              mode, N, d, n, d, 1, 0);
@@ -863,6 +891,9 @@ int main(void) {
     test_pattention_attn(MATMUL_BF16, 1, 37, 100, 54);
     test_pattention_attn(MATMUL_FP32, 3, 37, 24, 54);
     test_pattention_attn(MATMUL_FP32, 1, 9, 16, 1152);
+    test_pattention_residual(MATMUL_FP32, 37, 24, 54);
+    test_pattention_residual(MATMUL_BF16, 300, 96, 200);
+    test_pattention_residual(MATMUL_BF16, 64, 128, 1152); /* a team of warps */
     test_rope_prec(MATMUL_BF16, 2, 13, 3, 8, 8);
     test_rope_prec(MATMUL_BF16, 1, 300, 2, 16, 4);
     test_bf16_mirror();

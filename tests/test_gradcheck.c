@@ -105,7 +105,7 @@ static PattInput patt_input(PattCtx *c) {
 static double patt_loss(void *p) {
     PattCtx *c = p;
     O->pattention_forward(c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
-                          c->mode, c->N, c->din, c->n, c->dout, 0);
+                          c->mode, c->N, c->din, c->n, c->dout, 0, NULL);
     return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
 

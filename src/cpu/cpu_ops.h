@@ -13,7 +13,7 @@ void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                            const float *b, int N, int C);
 void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X, const float *K,
                             const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out, int y_attn);
+                            int n, int d_out, int y_attn, const float *residual);
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,

@@ -145,7 +145,7 @@ static const float *input_rows(PattInput in, int N, int d_in, int forward) {
  * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared. */
 void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in, const float *K,
                             const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out, int y_attn) {
+                            int n, int d_out, int y_attn, const float *residual) {
     (void)dA; /* S is saved: no scratch needed */
     (void)y_attn; /* attention tensors are fp32 here */
     const float *X = input_rows(in, N, d_in, 1);
@@ -154,6 +154,8 @@ void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
         pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
                                K + (size_t)g * n * d_in, V + (size_t)g * n * d_out, tau[g], mode,
                                N, d_in, n, d_out);
+    if (residual)
+        for (size_t i = 0; i < (size_t)N * d_out; i++) Y[i] += residual[i];
 }
 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,

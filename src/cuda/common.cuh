@@ -145,11 +145,16 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
 // The same in column-major terms through cublasLt with a measured choice of
 // kernel (gemm_tuned.cu), for bf16 operands; false when it does not take
 // the call (other types, TF_GEMM_TUNE=0, no candidate), which then goes to
-// cublasGemmEx.
-bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, const void *A,
-                    int lda, long long stride_a, const void *B, int ldb, long long stride_b,
+// cublasGemmEx. beta scales C_in (NULL: C itself), the result goes to C.
+bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cudaDataType c_type,
+                    const void *A, int lda, long long stride_a, const void *B, int ldb,
+                    long long stride_b,
                     cudaDataType ab_type, cublasOperation_t op_a, cublasOperation_t op_b, int m,
                     int n, int k, float alpha, float beta, int batch, cublasComputeType_t compute);
+// C = alpha op(A) op(B) + beta C_in, one product, C_in a matrix laid out as C.
+void tfc_gemm_from(void *C, const void *C_in, int ldc, cudaDataType c_type, TfcOperand A,
+                   TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                   int trans_b, float alpha, float beta, cublasComputeType_t compute);
 // Its common case: one product of packed matrices.
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,
                  int M, int N, int K, int trans_a, int trans_b, float alpha, float beta,
@@ -185,7 +190,8 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
                          size_t *da_floats);
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,
                             const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out, int y_attn);
+                            int N, int d_in, int n, int d_out, int y_attn,
+                            const float *residual);
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
                              PattInput X, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,

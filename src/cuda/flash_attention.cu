@@ -117,6 +117,28 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Two independent 16 x 16 products side by side, for the tensor pipe:
+// (x0 | x1) += ax times the 16 x 16 bf16 tile at shared address bx, and
+// (y0 | y1) += ay times the one at by (row-major n x k tiles read by
+// ldmatrix, or k x n tiles read transposed when TRANS).
+template <bool TRANS>
+__device__ __forceinline__ void mma_pair(float (&x0)[4], float (&x1)[4], const uint32_t (&ax)[4],
+                                         uint32_t bx, float (&y0)[4], float (&y1)[4],
+                                         const uint32_t (&ay)[4], uint32_t by) {
+    uint32_t fx[4], fy[4];
+    if (TRANS) {
+        ldsm_x4_t(fx, bx);
+        ldsm_x4_t(fy, by);
+    } else {
+        ldsm_x4(fx, bx);
+        ldsm_x4(fy, by);
+    }
+    mma16816(x0, ax, fx[0], fx[1]);
+    mma16816(x1, ax, fx[2], fx[3]);
+    mma16816(y0, ay, fy[0], fy[1]);
+    mma16816(y1, ay, fy[2], fy[3]);
+}
+
 // 2^x in one MUFU op (2^-inf = 0); exp2f adds range fix-ups that the
 // softmax, whose arguments are <= 0 and whose results are rounded to bf16, does
 // not need.
@@ -518,15 +540,10 @@ __device__ __forceinline__ void bwd_tile(float (&dka)[HD / 8][4], float (&dva)[H
                 ldsm_x4(av, vw_a + eo(0, kk * 16, LDB));
             }
 #pragma unroll
-            for (int jp = 0; jp < FA_KT / 16; jp++) {
-                uint32_t bq[4], bo[4];
-                ldsm_x4(bq, qc + boff + eo(jp * 16, kk * 16, LDB));
-                ldsm_x4(bo, oc + boff + eo(jp * 16, kk * 16, LDB));
-                mma16816(s[2 * jp], ak, bq[0], bq[1]);
-                mma16816(s[2 * jp + 1], ak, bq[2], bq[3]);
-                mma16816(dp[2 * jp], av, bo[0], bo[1]);
-                mma16816(dp[2 * jp + 1], av, bo[2], bo[3]);
-            }
+            for (int jp = 0; jp < FA_KT / 16; jp++)
+                mma_pair<false>(s[2 * jp], s[2 * jp + 1], ak, qc + boff + eo(jp * 16, kk * 16, LDB),
+                                dp[2 * jp], dp[2 * jp + 1], av,
+                                oc + boff + eo(jp * 16, kk * 16, LDB));
         }
         const bool full = ALL || (q0 >= kw + 15 && q0 + FA_KT <= T);
 #pragma unroll
@@ -550,15 +567,10 @@ __device__ __forceinline__ void bwd_tile(float (&dka)[HD / 8][4], float (&dva)[H
         store_a<LDD>(dSw + kk * 16, sa);
         if (live) {
 #pragma unroll
-            for (int np = 0; np < HD / 16; np++) {
-                uint32_t bo[4], bq[4];
-                ldsm_x4_t(bo, oc + toff + eo(kk * 16, np * 16, LDB));
-                ldsm_x4_t(bq, qc + toff + eo(kk * 16, np * 16, LDB));
-                mma16816(dva[2 * np], pa, bo[0], bo[1]);
-                mma16816(dva[2 * np + 1], pa, bo[2], bo[3]);
-                mma16816(dka[2 * np], sa, bq[0], bq[1]);
-                mma16816(dka[2 * np + 1], sa, bq[2], bq[3]);
-            }
+            for (int np = 0; np < HD / 16; np++)
+                mma_pair<true>(dva[2 * np], dva[2 * np + 1], pa,
+                               oc + toff + eo(kk * 16, np * 16, LDB), dka[2 * np],
+                               dka[2 * np + 1], sa, qc + toff + eo(kk * 16, np * 16, LDB));
         }
     }
 }

@@ -45,13 +45,6 @@ Plan *g_plans;
 int g_n_plans, g_cap_plans;
 int g_enabled = -1; // -1: not read from the environment yet
 
-#define LT_CHECK(call)                                                              \
-    do {                                                                            \
-        cublasStatus_t s_ = (call);                                                 \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                            \
-            tfc_fail(#call, tfc_cublas_status_string(s_), __FILE__, __LINE__);      \
-    } while (0)
-
 int alignment_of(const void *p) {
     uintptr_t u = (uintptr_t)p;
     return u % 16 == 0 ? 16 : u % 8 == 0 ? 8 : u % 4 == 0 ? 4 : 2;
@@ -60,11 +53,11 @@ int alignment_of(const void *p) {
 cublasLtMatrixLayout_t layout(cudaDataType type, int rows, int cols, int ld, int batch,
                               long long stride) {
     cublasLtMatrixLayout_t l;
-    LT_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
     if (batch > 1) {
-        LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+        CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
                                                   sizeof batch));
-        LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+        CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                                                   &stride, sizeof stride));
     }
     return l;
@@ -73,31 +66,32 @@ cublasLtMatrixLayout_t layout(cudaDataType type, int rows, int cols, int ld, int
 void describe(Plan *p, cudaDataType ab_type) {
     const Shape &s = p->shape;
     cublasOperation_t op_a = (cublasOperation_t)s.op_a, op_b = (cublasOperation_t)s.op_b;
-    LT_CHECK(cublasLtMatmulDescCreate(&p->op, (cublasComputeType_t)s.compute, CUDA_R_32F));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, (cublasComputeType_t)s.compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
     const bool ta = op_a != CUBLAS_OP_N, tb = op_b != CUBLAS_OP_N;
     p->a = layout(ab_type, ta ? s.k : s.m, ta ? s.m : s.k, s.lda, s.batch, s.stride_a);
     p->b = layout(ab_type, tb ? s.n : s.k, tb ? s.k : s.n, s.ldb, s.batch, s.stride_b);
     p->c = layout((cudaDataType)s.c_type, s.m, s.n, s.ldc, s.batch, s.stride_c);
 }
 
-void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *C, const void *A, const void *B,
-         float alpha, float beta) {
+// D = alpha op(A) op(B) + beta C_in (C_in and D may be one matrix).
+void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *D, const void *C_in,
+         const void *A, const void *B, float alpha, float beta) {
     void *ws = tfc_workspace(TFC_WS_GEMM, LT_WORKSPACE);
-    LT_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c, algo,
-                            ws, LT_WORKSPACE, 0));
+    CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, A, p->a, B, p->b, &beta, C_in, p->c, D, p->c,
+                            algo, ws, LT_WORKSPACE, 0));
 }
 
 // The fastest of the heuristic's candidates on this call's operands. They
 // write C itself when the call overwrites it (beta = 0), else a scratch
 // output that is freed afterwards (C holds values the call accumulates
-// into). False when the heuristic offers nothing.
+// into, or reads). False when the heuristic offers nothing.
 bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float beta) {
     cublasLtMatmulPreference_t pref;
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = LT_WORKSPACE;
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                   &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t found[TUNE_CANDIDATES];
     int n_found = 0;
@@ -114,9 +108,10 @@ bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float b
     CUDA_CHECK(cudaEventCreate(&t1));
     float best = INFINITY;
     for (int i = 0; i < n_found; i++) {
-        run(p, &found[i].algo, scratch, A, B, alpha, beta); // warm-up
+        run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta); // warm-up
         CUDA_CHECK(cudaEventRecord(t0, 0));
-        for (int r = 0; r < TUNE_REPEATS; r++) run(p, &found[i].algo, scratch, A, B, alpha, beta);
+        for (int r = 0; r < TUNE_REPEATS; r++)
+            run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta);
         CUDA_CHECK(cudaEventRecord(t1, 0));
         CUDA_CHECK(cudaEventSynchronize(t1));
         float ms = 0.0f;
@@ -136,7 +131,7 @@ Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, con
                float alpha, float beta) {
     for (int i = 0; i < g_n_plans; i++)
         if (g_plans[i].shape == s) return &g_plans[i];
-    if (!g_lt) LT_CHECK(cublasLtCreate(&g_lt));
+    if (!g_lt) CUBLAS_CHECK(cublasLtCreate(&g_lt));
     if (g_n_plans == g_cap_plans) {
         int cap = g_cap_plans ? 2 * g_cap_plans : 32;
         Plan *grown = (Plan *)realloc(g_plans, (size_t)cap * sizeof(Plan));
@@ -155,7 +150,8 @@ Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, con
 
 } // namespace
 
-bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, const void *A,
+bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cudaDataType c_type,
+                    const void *A,
                     int lda, long long stride_a, const void *B, int ldb, long long stride_b,
                     cudaDataType ab_type, cublasOperation_t op_a, cublasOperation_t op_b, int m,
                     int n, int k, float alpha, float beta, int batch,
@@ -174,8 +170,10 @@ bool tfc_gemm_tuned(void *C, int ldc, long long stride_c, cudaDataType c_type, c
     s.stride_a = batch > 1 ? stride_a : 0;
     s.stride_b = batch > 1 ? stride_b : 0;
     s.stride_c = batch > 1 ? stride_c : 0;
-    const Plan *p = plan_for(s, ab_type, C, A, B, alpha, beta);
+    if (C_in && alignment_of(C_in) < s.align) s.align = alignment_of(C_in);
+    // a C_in apart from C: tune as an accumulation (on scratch, leaving C alone)
+    const Plan *p = plan_for(s, ab_type, C, A, B, alpha, C_in && C_in != C ? 1.0f : beta);
     if (!p) return false;
-    run(p, &p->algo, C, A, B, alpha, beta);
+    run(p, &p->algo, C, C_in ? C_in : C, A, B, alpha, beta);
     return true;
 }

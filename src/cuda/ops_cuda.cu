@@ -380,8 +380,8 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
     // the operands and keep the transpose flags.
     cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (tfc_gemm_tuned(C, ldc, stride_c, c_type, B.p, B.ld, B.stride, A.p, A.ld, A.stride,
-                       ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
+    if (tfc_gemm_tuned(C, nullptr, ldc, stride_c, c_type, B.p, B.ld, B.stride, A.p, A.ld,
+                       A.stride, ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
         return;
     if (batch == 1)
         CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
@@ -391,6 +391,23 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(
             tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type,
             A.ld, A.stride, &beta, C, c_type, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void tfc_gemm_from(void *C, const void *C_in, int ldc, cudaDataType c_type, TfcOperand A,
+                   TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                   int trans_b, float alpha, float beta, cublasComputeType_t compute) {
+    cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (tfc_gemm_tuned(C, C_in, ldc, 0, c_type, B.p, B.ld, 0, A.p, A.ld, 0, ab_type, opB, opA, N,
+                       M, K, alpha, beta, 1, compute))
+        return;
+    if (C_in != C) { // cublasGemmEx reads and writes one C
+        size_t elem = c_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16);
+        CUDA_CHECK(cudaMemcpyAsync(C, C_in, ((size_t)(M - 1) * ldc + N) * elem,
+                                   cudaMemcpyDeviceToDevice, 0));
+    }
+    tfc_gemm_batched(C, ldc, 0, c_type, A, B, ab_type, M, N, K, trans_a, trans_b, alpha, beta, 1,
+                     compute);
 }
 
 void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cudaDataType ab_type,

@@ -597,13 +597,20 @@ static void gemm(TC *C, int ldc, long long sc, const T *A, int lda, long long sa
                      Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch, Dt<T>::compute());
 }
 
-// TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16 mode).
+// TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16
+// mode). residual (G = 1, fp32 Y): Y = residual + S V, in the GEMM.
 template <typename T, typename TY>
 static void group_forward(TY *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
-                          int mode, int N, int d_in, int n, int d_out) {
+                          int mode, int N, int d_in, int n, int d_out, const float *residual) {
     const int G = taus.G, Gn = G * n;
     gemm(A, Gn, 0, X, d_in, 0, K, d_in, 0, N, Gn, d_in, 0, 1, 0.0f, 1); // A = X K^T
     pnorm_forward(S, (const T *)A, taus, mode, N * G, n);
+    if (residual) { // Y = residual + S V
+        tfc_gemm_from(Y, residual, d_out, Dt<TY>::type(), TfcOperand{S, Gn, 0},
+                      TfcOperand{V, d_out, 0}, Dt<T>::type(), N, d_out, n, 0, 0, 1.0f, 1.0f,
+                      Dt<T>::compute());
+        return;
+    }
     gemm(Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
          d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
 }
@@ -679,29 +686,38 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
 
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in,
                             const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out, int y_attn) {
+                            int N, int d_in, int n, int d_out, int y_attn,
+                            const float *residual) {
     PnTaus taus = taus_of(tau, G);
     if (N <= 0) return;
     if (in.attn && in.mean) tfc_fail("pattention", "an attention-tensor input with a LayerNorm", __FILE__, __LINE__);
+    if (residual && (G != 1 || y_attn))
+        tfc_fail("pattention", "a residual with a group or an attention-tensor output", __FILE__,
+                 __LINE__);
     const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
     // the input first: it writes the LayerNorm statistics even when n = 0
     const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in, true) : nullptr;
     const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in, true);
-    if (n <= 0) { // no parameter tokens: Y = 0
-        zero_rows(Y, (size_t)G * N * d_out, y_attn);
+    if (n <= 0) { // no parameter tokens: Y = 0 (+ residual)
+        if (residual)
+            CUDA_CHECK(cudaMemcpyAsync(Y, residual, (size_t)N * d_out * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, 0));
+        else
+            zero_rows(Y, (size_t)G * N * d_out, y_attn);
         return;
     }
     if (!bf16_mode) {
-        group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out);
+        group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out, residual);
         return;
     }
     const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     if (y_attn)
         group_forward<bf16>((bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
-                            d_out);
+                            d_out, nullptr);
     else
-        group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out);
+        group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out,
+                            residual);
 }
 
 void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
