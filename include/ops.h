@@ -127,8 +127,8 @@ typedef struct Ops {
                                 const float *tau, int G, int mode, int N, int d_in, int n,
                                 int d_out, int accumulate_dx, int y_attn);
 
-    /* Rotary embedding in place on x (an attention tensor) laid out (B, T, H, hd), GPT-NeoX style:
-     * over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
+    /* Rotary embedding in place on x (an attention tensor) laid out (B, T, H,
+     * hd), GPT-NeoX style: over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
      * with i + rot/2, angle = t * 10000^(-2i/rot). inverse=1 rotates by -angle
      * (that is the backward pass). */
     void (*rope)(float *x, int B, int T, int H, int hd, int rot, int inverse);
