@@ -350,9 +350,9 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
     return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
 }
 
-/* A Pattention's input: the attention output y, or LayerNorm(x) of a block (non-parametric,
- * statistics saved for its backward), which the op normalizes itself
- * (ops.h PattInput); the shared LayerNorm buffer is its scratch. */
+/* A Pattention's input: the attention output y, or LayerNorm(x) of a block
+ * (non-parametric), which the op normalizes itself (ops.h PattInput), saving
+ * the statistics and the normalized rows (the layer's ln1/ln2) for backward. */
 static PattInput attn_input(const float *y) { return (PattInput){y, NULL, NULL, NULL, 1}; }
 static PattInput ln1_input(LayerActs *a) {
     return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd, 0};
