@@ -9,6 +9,7 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
               int trans_b, float alpha, float beta);
 
 
+void cpu_accumulate(float *y, const float *x, size_t n);
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                            const float *b, int N, int C);
 void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X, const float *K,

@@ -162,7 +162,7 @@ static void cpu_add(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-static void cpu_accumulate(float *y, const float *x, size_t n) {
+void cpu_accumulate(float *y, const float *x, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }

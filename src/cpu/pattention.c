@@ -154,8 +154,7 @@ void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
         pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
                                K + (size_t)g * n * d_in, V + (size_t)g * n * d_out, tau[g], mode,
                                N, d_in, n, d_out);
-    if (residual)
-        for (size_t i = 0; i < (size_t)N * d_out; i++) Y[i] += residual[i];
+    if (residual) cpu_accumulate(Y, residual, (size_t)N * d_out);
 }
 
 void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
