@@ -42,6 +42,7 @@ struct Plan {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
+    bool usable; // false: the heuristic offered nothing (cublasGemmEx takes the shape)
 };
 
 cublasLtHandle_t g_lt;
@@ -147,7 +148,7 @@ Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, con
     memset(p, 0, sizeof *p);
     p->shape = s;
     describe(p, ab_type);
-    if (!choose(p, C, A, B, alpha, beta)) return nullptr;
+    p->usable = choose(p, C, A, B, alpha, beta); // kept either way: asked once per shape
     g_n_plans++;
     return p;
 }
@@ -155,11 +156,10 @@ Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, con
 } // namespace
 
 bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cudaDataType c_type,
-                    const void *A,
-                    int lda, long long stride_a, const void *B, int ldb, long long stride_b,
-                    cudaDataType ab_type, cublasOperation_t op_a, cublasOperation_t op_b, int m,
-                    int n, int k, float alpha, float beta, int batch,
-                    cublasComputeType_t compute) {
+                    const void *A, int lda, long long stride_a, const void *B, int ldb,
+                    long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
+                    cublasOperation_t op_b, int m, int n, int k, float alpha, float beta,
+                    int batch, cublasComputeType_t compute) {
     if (g_enabled < 0) {
         const char *env = getenv("TF_GEMM_TUNE");
         g_enabled = !(env && strcmp(env, "0") == 0);
@@ -177,7 +177,7 @@ bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cuda
     if (C_in && alignment_of(C_in) < s.align) s.align = alignment_of(C_in);
     // a C_in apart from C: tune as an accumulation (on scratch, leaving C alone)
     const Plan *p = plan_for(s, ab_type, C, A, B, alpha, C_in && C_in != C ? 1.0f : beta);
-    if (!p) return false;
+    if (!p->usable) return false;
     run(p, &p->algo, C, C_in ? C_in : C, A, B, alpha, beta);
     return true;
 }
