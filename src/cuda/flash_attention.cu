@@ -139,6 +139,25 @@ __device__ __forceinline__ void mma_pair(float (&x0)[4], float (&x1)[4], const u
     mma16816(y1, ay, fy[2], fy[3]);
 }
 
+// One 16 x 16 bf16 tile at shared address b (row-major n x k read by
+// ldmatrix, or k x n read transposed when TRANS) feeds every 16-row tile of
+// the warp: (acc[mt][2 j] | acc[mt][2 j + 1]) += a(mt) times it, mt < MT, so
+// that each B fragment read from shared memory serves MT products.
+template <bool TRANS, int MT, int NJ, typename AFrag>
+__device__ __forceinline__ void mma_tiles_shared_b(float (&acc)[MT][NJ][4], int j, AFrag a,
+                                                   uint32_t b) {
+    uint32_t f[4];
+    if (TRANS)
+        ldsm_x4_t(f, b);
+    else
+        ldsm_x4(f, b);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        mma16816(acc[mt][2 * j], a(mt), f[0], f[1]);
+        mma16816(acc[mt][2 * j + 1], a(mt), f[2], f[3]);
+    }
+}
+
 // 2^x in one MUFU op (2^-inf = 0); exp2f adds range fix-ups that the
 // softmax, whose arguments are <= 0 and whose results are rounded to bf16, does
 // not need.
@@ -234,15 +253,10 @@ __device__ __forceinline__ void fwd_scores(float (&s)[MT][FA_KT / 8][4],
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
 #pragma unroll
-        for (int jp = 0; jp < FA_KT / 16; jp++) {
-            uint32_t bk[4];
-            ldsm_x4(bk, kc + eo(jp * 16, kk * 16, LDB));
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                mma16816(s[mt][2 * jp], qf[mt][kk], bk[0], bk[1]);
-                mma16816(s[mt][2 * jp + 1], qf[mt][kk], bk[2], bk[3]);
-            }
-        }
+        for (int jp = 0; jp < FA_KT / 16; jp++)
+            mma_tiles_shared_b<false>(
+                s, jp, [&](int mt) -> const uint32_t(&)[4] { return qf[mt][kk]; },
+                kc + eo(jp * 16, kk * 16, LDB));
 }
 
 // Online softmax of one 16-row tile: s (raw scores) becomes the unnormalised
@@ -333,15 +347,10 @@ __device__ __forceinline__ void fwd_tile(float (&o)[MT][HD / 8][4], float (&m)[M
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
-        for (int np = 0; np < HD / 16; np++) {
-            uint32_t bv[4];
-            ldsm_x4_t(bv, vc + eo(kk * 16, np * 16, LDB));
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                mma16816(o[mt][2 * np], pa[mt], bv[0], bv[1]);
-                mma16816(o[mt][2 * np + 1], pa[mt], bv[2], bv[3]);
-            }
-        }
+        for (int np = 0; np < HD / 16; np++)
+            mma_tiles_shared_b<true>(
+                o, np, [&](int mt) -> const uint32_t(&)[4] { return pa[mt]; },
+                vc + eo(kk * 16, np * 16, LDB));
     }
 }
 
