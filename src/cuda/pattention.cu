@@ -407,6 +407,22 @@ static __device__ __forceinline__ void pn_backward_row(DT *out, ST *s_out, PnTea
     }
 }
 
+// One window's backward values, from A in q and dS in p: p, q and S (in sv)
+// as pn_back gives them, and the window's terms of sum(t) added to dot.
+template <int MODE, int C>
+static __device__ __forceinline__ void pn_back_window(float2 (&p)[C], float2 (&q)[C],
+                                                      float2 (&sv)[C], float &dot,
+                                                      const PnRow &r) {
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+        PnBack e0 = pn_back<MODE>(q[c].x, p[c].x, r), e1 = pn_back<MODE>(q[c].y, p[c].y, r);
+        dot += pn_dot(e0, e1);
+        p[c] = make_float2(e0.p, e1.p);
+        q[c] = make_float2(e0.q, e1.q);
+        sv[c] = make_float2(e0.s, e1.s);
+    }
+}
+
 // A row longer than the team's windows: each pass reads it again.
 template <int MODE, int E, int C, int G, typename AT, typename ST, typename DT>
 static __device__ __forceinline__ void pn_backward_long_row(DT *out, ST *s_out, const DT *d,
@@ -422,14 +438,7 @@ static __device__ __forceinline__ void pn_backward_long_row(DT *out, ST *s_out, 
     for (int w0 = tm.part * W; w0 < n; w0 += G * W) {
         if (n > G * W) pn_load<E, C>(q, a, w0, n, tm.lane, fill);
         pn_load<E, C>(p, d, w0, n, tm.lane, 0.0f);
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            PnBack e0 = pn_back<MODE>(q[c].x, p[c].x, r), e1 = pn_back<MODE>(q[c].y, p[c].y, r);
-            dot += pn_dot(e0, e1);
-            p[c] = make_float2(e0.p, e1.p);
-            q[c] = make_float2(e0.q, e1.q);
-            sv[c] = make_float2(e0.s, e1.s);
-        }
+        pn_back_window<MODE>(p, q, sv, dot, r);
     }
     const float cdot = tm.sum(dot) / (MODE == PNORM_SOFTMAX ? (float)n_full : r.ss);
     const float m = MODE == PNORM_SOFTMAX ? 1.0f : r.k;
@@ -437,13 +446,8 @@ static __device__ __forceinline__ void pn_backward_long_row(DT *out, ST *s_out, 
         if (n > G * W) { // the row did not fit: this window again, from cache
             pn_load<E, C>(q, a, w0, n, tm.lane, fill);
             pn_load<E, C>(p, d, w0, n, tm.lane, 0.0f);
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                PnBack e0 = pn_back<MODE>(q[c].x, p[c].x, r), e1 = pn_back<MODE>(q[c].y, p[c].y, r);
-                p[c] = make_float2(e0.p, e1.p);
-                q[c] = make_float2(e0.q, e1.q);
-                sv[c] = make_float2(e0.s, e1.s);
-            }
+            float unused = 0.0f; // sum(t) was taken on the first pass
+            pn_back_window<MODE>(p, q, sv, unused, r);
         }
 #pragma unroll
         for (int c = 0; c < C; c++)
