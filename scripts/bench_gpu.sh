@@ -52,18 +52,18 @@ done
 
 "$PY" - "$raw" "$peak" <<'PYEOF'
 import json, sys
-rows, runs = [], {}
+def variant(r):
+    return (r.get("preset"), r.get("impl"), r.get("mode"), r.get("precision"))
+fastest, runs = {}, {}  # per variant, in the order first seen
 for l in open(sys.argv[1]):
     if not l.strip().startswith("{"):
         continue
     r = json.loads(l)
-    key = (r.get("preset"), r.get("impl"), r.get("mode"), r.get("precision"))
-    runs[key] = runs.get(key, 0) + 1
-    same = [i for i, q in enumerate(rows) if (q.get("preset"), q.get("impl"), q.get("mode"), q.get("precision")) == key]
-    if not same:
-        rows.append(r)
-    elif (r.get("tokens_per_s") or 0) > (rows[same[0]].get("tokens_per_s") or 0):
-        rows[same[0]] = r  # repeated torch.compile runs: keep the fastest
+    k = variant(r)
+    runs[k] = runs.get(k, 0) + 1
+    if (r.get("tokens_per_s") or 0) > (fastest.get(k, {}).get("tokens_per_s") or -1):
+        fastest[k] = r  # repeated torch.compile runs: keep the fastest
+rows = list(fastest.values())
 peak = float(sys.argv[2]) * 1e12
 shapes = {"shakespeare": (6, 384, 288, 1152, 256), "gpt2-124m": (12, 768, 576, 2304, 1024)}
 print()
@@ -80,9 +80,8 @@ for preset in dict.fromkeys(r["preset"] for r in rows):
     for r in rs:
         tps = r.get("tokens_per_s")
         impl = "tokenformer" if r.get("impl") == "tokenformer" else "PyTorch " + r.get("mode", "?")
-        n_runs = runs[(r.get("preset"), r.get("impl"), r.get("mode"), r.get("precision"))]
-        if n_runs > 1:
-            impl += f" (best of {n_runs})"
+        if runs[variant(r)] > 1:
+            impl += f" (best of {runs[variant(r)]})"
         if not tps:
             print(f"| {preset} | {impl} | {r.get('precision')} | {r.get('status', 'failed')}: {r.get('error', '')[:60]} | | | | |")
             continue
