@@ -19,6 +19,10 @@ typedef struct {
     int has_train;       /* train config below is meaningful */
     TrainConfig train;
     int stage_start;     /* iteration where the LR schedule (warmup+cosine) restarts */
+    /* Data accounting, carried across --resume and grow (docs/MODEL.md 3a). */
+    double train_tokens; /* tokens trained on so far */
+    double train_flops;  /* cumulative training FLOPs so far */
+    int split[3];        /* train/val/test parts of the text (DATA_SPLIT_DEFAULT) */
 } TrainState;
 
 void train_state_init(TrainState *ts);

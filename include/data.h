@@ -12,21 +12,39 @@
 typedef struct {
     int *ids;        /* whole text as token ids */
     size_t n;
-    size_t n_train;  /* first 90% is train, the rest val */
+    size_t n_train;  /* ids[0, n_train) is train */
+    size_t n_val;    /* then n_val tokens of val; the rest (often none) is test */
 } Dataset;
 
-typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } Split;
+typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2 } Split;
+
+/* The default split, in parts of the text: 90% train, 10% val, no test. */
+#define DATA_SPLIT_DEFAULT {90, 10, 0}
 
 /* Read a text file into code points. Errors (one line, naming the file):
  * missing/unreadable, a directory, empty, invalid UTF-8 (with byte offset),
  * binary (NUL bytes). */
 int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err);
 
+/* The same, as the byte tokenizer sees it when `bytes`: every byte one
+ * token (value 0..255), no UTF-8 check. */
+int text_file_read_as(const char *path, int bytes, uint32_t **cps, size_t *n, char *err);
+
+/* Parse "TRAIN,VAL[,TEST]" (non-negative integers, train and val > 0, sum at
+ * most 1000) into parts[3]; e.g. "90,5,5" is enwik8's 90M/5M/5M. */
+int data_split_parse(const char *s, int parts[3], char *err);
+
 /* Tokenize with vocab (which must cover the text) and split. Each split
  * must hold at least block_size + 1 tokens, else an error says how many. */
 int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
                   char *err);
+/* The same with the text cut into train/val/test in proportion to parts[3]
+ * (floor of n * part / sum at each boundary; a test part of 0 is no test). */
+int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                        const int parts[3], char *err);
 void dataset_free(Dataset *d);
+/* Where a split starts in d->ids and how many tokens it has. */
+const int *dataset_split(const Dataset *d, Split split, size_t *len);
 
 /* Fill tokens/targets (B*T each) with B random windows of the split. */
 void dataset_batch(const Dataset *d, Split split, Rng *rng, int B, int T, int *tokens,

@@ -19,4 +19,11 @@ typedef void (*EvalHook)(Model *m, void *ctx);
 float evaluate_loss_hooked(Model *m, const Dataset *d, Split split, int n_batches, uint64_t seed,
                            int *tok, int *tgt, EvalHook hook, void *ctx);
 
+/* The exact mean cross-entropy (nats/token) over a whole split: the split is
+ * cut into non-overlapping windows of m->T_alloc inputs (the last one
+ * shorter), so every token but the first is predicted exactly once, from
+ * the context inside its window. Batches of up to m->B_alloc windows;
+ * deterministic. *count: the tokens predicted (split length - 1). */
+double evaluate_full(Model *m, const Dataset *d, Split split, int *tok, int *tgt, size_t *count);
+
 #endif

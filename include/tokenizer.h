@@ -9,6 +9,7 @@
 typedef struct {
     int size;
     uint32_t *codepoints; /* sorted ascending, `size` entries */
+    int bytes;            /* 1: byte tokenizer (ids are the 256 byte values) */
 } Vocab;
 
 /* Decode UTF-8 into code points (malloc'd *out, *n_out). Invalid UTF-8
@@ -17,6 +18,13 @@ typedef struct {
 int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_out, char *err);
 /* Encode one code point; returns bytes written (1..4) into buf[4]. */
 int utf8_encode(uint32_t cp, char *buf);
+
+/* The byte tokenizer's vocabulary: all 256 byte values, so that bits per
+ * character on byte-level benchmarks (enwik8) are comparable with published
+ * tables. Its "code points" are the byte values 0..255. */
+void vocab_bytes(Vocab *v);
+/* "chars" or "bytes". */
+const char *vocab_kind_name(const Vocab *v);
 
 int vocab_build(Vocab *v, const uint32_t *cps, size_t n, char *err);
 void vocab_free(Vocab *v);

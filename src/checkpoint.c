@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "crc32.h"
+#include "data.h"
 #include "safetensors.h"
 
 static int g_had_optimizer;
@@ -18,7 +19,55 @@ int checkpoint_had_optimizer(void) { return g_had_optimizer; }
 void train_state_init(TrainState *ts) {
     memset(ts, 0, sizeof *ts);
     ts->best_val = INFINITY;
+    ts->split[0] = 90; /* DATA_SPLIT_DEFAULT */
+    ts->split[1] = 10;
 }
+
+/* ---------------- data accounting metadata (tokenizer, split, tokens, FLOPs) ----------------
+ * Optional keys: a checkpoint without them is a character-tokenizer model on
+ * the 90/10 split with no accounting yet. */
+
+#define DATA_META_KEYS 4
+
+static void data_meta_format(const Vocab *v, const TrainState *ts, char vals[DATA_META_KEYS][48]) {
+    snprintf(vals[0], 48, "%s", vocab_kind_name(v));
+    snprintf(vals[1], 48, "%d,%d,%d", ts->split[0], ts->split[1], ts->split[2]);
+    snprintf(vals[2], 48, "%.17g", ts->train_tokens);
+    snprintf(vals[3], 48, "%.17g", ts->train_flops);
+}
+
+static const char *DATA_META_NAMES[DATA_META_KEYS] = {"tokenizer", "data_split", "train_tokens", "train_flops"};
+
+static int parse_nonneg_double(const char *s, double *out) {
+    char *end = NULL;
+    double x = strtod(s, &end);
+    if (end == s || *end || !isfinite(x) || x < 0) return -1;
+    *out = x;
+    return 0;
+}
+
+/* The tokenizer kind decides the vocabulary, so it is read before it. */
+static int data_meta_is_bytes(const StFile *f, int *bytes, char *err) {
+    const char *kind = st_meta(f, "tokenizer");
+    *bytes = kind && !strcmp(kind, "bytes");
+    if (kind && !*bytes && strcmp(kind, "chars"))
+        return tf_err(err, "metadata 'tokenizer' is '%.32s', expected 'chars' or 'bytes'", kind);
+    return 0;
+}
+
+static int data_meta_load(const StFile *f, TrainState *ts, char *err) {
+    const char *split = st_meta(f, "data_split"), *tok = st_meta(f, "train_tokens"),
+               *flops = st_meta(f, "train_flops");
+    char inner[TF_ERRLEN];
+    if (split && data_split_parse(split, ts->split, inner))
+        return tf_err(err, "metadata 'data_split' is invalid: '%.32s'", split);
+    if (tok && parse_nonneg_double(tok, &ts->train_tokens))
+        return tf_err(err, "metadata 'train_tokens' is not a non-negative number");
+    if (flops && parse_nonneg_double(flops, &ts->train_flops))
+        return tf_err(err, "metadata 'train_flops' is not a non-negative number");
+    return 0;
+}
+/* ---------------- end of data accounting metadata ---------------- */
 
 static const char *PATT_TAU_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
 
@@ -260,10 +309,14 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     snprintf(iter, sizeof iter, "%d", ts->iter);
     snprintf(best, sizeof best, "%.9g", ts->best_val);
     snprintf(rng, sizeof rng, "%llu", (unsigned long long)ts->data_rng);
+    char data_meta[DATA_META_KEYS][48];
+    data_meta_format(v, ts, data_meta);
     const char *keys[] = {"format", "config", "train_config", "vocab", "step", "iter",
-                          "best_val_loss", "data_rng", "row_segments", "optimizer", "crc32"};
-    const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, vocab, step, iter, best, rng, segs,
-                          with_optimizer ? "adamw" : "none", ""};
+                          "best_val_loss", "data_rng", "row_segments", "optimizer",
+                          DATA_META_NAMES[0], DATA_META_NAMES[1], DATA_META_NAMES[2], DATA_META_NAMES[3], "crc32"};
+    const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, v->bytes ? "" : vocab, step, iter, best, rng, segs,
+                          with_optimizer ? "adamw" : "none",
+                          data_meta[0], data_meta[1], data_meta[2], data_meta[3], ""};
     int n_meta = (int)(sizeof keys / sizeof keys[0]);
     const void **chunks = tf_malloc(sizeof(void *) * (size_t)n_out, "checksum");
     size_t *lens = tf_malloc(sizeof(size_t) * (size_t)n_out, "checksum");
@@ -447,7 +500,12 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     if (!vocab_s) return tf_err(err, "metadata 'vocab' is missing");
     ModelConfig cfg;
     if (parse_model_config(cfg_s, &cfg, err)) return -1;
-    if (vocab_from_utf8(v, vocab_s, err)) return -1;
+    int bytes;
+    if (data_meta_is_bytes(f, &bytes, err)) return -1;
+    if (bytes)
+        vocab_bytes(v); /* the byte tokenizer stores an empty 'vocab' */
+    else if (vocab_from_utf8(v, vocab_s, err))
+        return -1;
     if (v->size != cfg.vocab_size) {
         int n = v->size;
         vocab_free(v);
@@ -482,6 +540,7 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
         rc = tf_err(err, "metadata 'data_rng' is not a decimal integer");
     else
         rc = parse_train_config(tcfg, ts, err);
+    if (!rc) rc = data_meta_load(f, ts, err);
     /* The checksum last: structural problems get their own message first. */
     if (rc || load_tensors(m, f, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
         model_free(m);

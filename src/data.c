@@ -1,5 +1,5 @@
-/* The training text: read and validated, tokenized, split 90/10 into
- * train/val, and served as seeded random windows (SPEC section 4). */
+/* The training text: read and validated, tokenized, split (90/10 by
+ * default, or train/val/test), and served as seeded random windows (SPEC section 4). */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 
@@ -109,10 +109,56 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
     return 0;
 }
 
+int text_file_read_as(const char *path, int bytes, uint32_t **cps, size_t *n, char *err) {
+    if (!bytes) return text_file_read(path, cps, n, err);
+    *cps = NULL;
+    *n = 0;
+    size_t size_hint;
+    FILE *f = open_text_file(path, &size_hint, err);
+    if (!f) return -1;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    int rc = read_whole_stream(f, path, size_hint, &raw, &len, err);
+    fclose(f);
+    if (rc) return -1;
+    if (len == 0) {
+        free(raw);
+        return tf_err(err, "'%s' is empty", path);
+    }
+    uint32_t *out = tf_malloc(len * sizeof *out, "text bytes");
+    for (size_t i = 0; i < len; i++) out[i] = raw[i];
+    free(raw);
+    *cps = out;
+    *n = len;
+    return 0;
+}
+
+int data_split_parse(const char *s, int parts[3], char *err) {
+    long v[3] = {0, 0, 0};
+    int k = 0;
+    const char *p = s ? s : "";
+    for (;;) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 1000 || *p == '-' || *p == '+' || *p == ' ') break;
+        v[k++] = x;
+        p = end;
+        if (*p == '\0' || k == 3) break;
+        if (*p != ',') break;
+        p++;
+    }
+    if (k < 2 || *p != '\0' || v[0] == 0 || v[1] == 0 || v[0] + v[1] + v[2] > 1000)
+        return tf_err(err, "--split: expected TRAIN,VAL[,TEST] as non-negative integers with TRAIN and VAL > 0 "
+                           "(e.g. 90,5,5), got '%s'", s ? s : "");
+    for (int i = 0; i < 3; i++) parts[i] = (int)v[i];
+    return 0;
+}
+
 /* ------------------------------------------------------------- dataset */
 
-/* floor(n * 9 / 10) without overflowing n * 9 for huge n. */
-static size_t train_split_size(size_t n) { return n / 10 * 9 + n % 10 * 9 / 10; }
+/* floor(n * num / den) without overflowing n * num for huge n. */
+static size_t scaled(size_t n, size_t num, size_t den) { return n / den * num + n % den * num / den; }
 
 /* A split must fit one full window: block_size inputs plus the next target. */
 static int check_split_fits_block(const char *name, size_t len, int block_size, char *err) {
@@ -124,12 +170,21 @@ static int check_split_fits_block(const char *name, size_t len, int block_size, 
 }
 
 int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size, char *err) {
+    static const int parts[3] = DATA_SPLIT_DEFAULT;
+    return dataset_build_split(d, cps, n, v, block_size, parts, err);
+}
+
+int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                        const int parts[3], char *err) {
     memset(d, 0, sizeof *d);
     if (block_size < 1) return tf_err(err, "block_size must be at least 1 (got %d)", block_size);
-    size_t n_train = train_split_size(n);
+    size_t sum = (size_t)parts[0] + (size_t)parts[1] + (size_t)parts[2];
+    size_t n_train = scaled(n, (size_t)parts[0], sum);
+    size_t val_end = parts[2] ? scaled(n, (size_t)parts[0] + (size_t)parts[1], sum) : n;
     /* Check sizes before tokenizing: the error is cheaper and more useful. */
     if (check_split_fits_block("train", n_train, block_size, err)) return -1;
-    if (check_split_fits_block("val", n - n_train, block_size, err)) return -1;
+    if (check_split_fits_block("val", val_end - n_train, block_size, err)) return -1;
+    if (parts[2] && check_split_fits_block("test", n - val_end, block_size, err)) return -1;
     int *ids = tf_malloc(n * sizeof *ids, "token ids");
     if (vocab_encode(v, cps, n, ids, err)) {
         free(ids);
@@ -138,7 +193,21 @@ int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int
     d->ids = ids;
     d->n = n;
     d->n_train = n_train;
+    d->n_val = val_end - n_train;
     return 0;
+}
+
+const int *dataset_split(const Dataset *d, Split split, size_t *len) {
+    if (split == SPLIT_TRAIN) {
+        *len = d->n_train;
+        return d->ids;
+    }
+    if (split == SPLIT_VAL) {
+        *len = d->n_val;
+        return d->ids + d->n_train;
+    }
+    *len = d->n - d->n_train - d->n_val;
+    return d->ids + d->n_train + d->n_val;
 }
 
 void dataset_free(Dataset *d) {
@@ -152,8 +221,8 @@ void dataset_free(Dataset *d) {
  * the same on every backend. Offsets cover [0, len - T - 1]: every window of
  * T+1 tokens that lies wholly inside the split. */
 void dataset_batch(const Dataset *d, Split split, Rng *rng, int B, int T, int *tokens, int *targets) {
-    const int *base = split == SPLIT_TRAIN ? d->ids : d->ids + d->n_train;
-    size_t len = split == SPLIT_TRAIN ? d->n_train : d->n - d->n_train;
+    size_t len;
+    const int *base = dataset_split(d, split, &len);
     assert(T >= 1 && (size_t)T + 1 <= len); /* dataset_build guaranteed it for T <= block_size */
     size_t n_offsets = len - (size_t)T;
     for (int b = 0; b < B; b++) {

@@ -134,9 +134,19 @@ static int check_vocab_codepoint(uint32_t cp, size_t index, char *err) {
     return 0;
 }
 
+void vocab_bytes(Vocab *v) {
+    v->size = 256;
+    v->bytes = 1;
+    v->codepoints = tf_malloc(256 * sizeof *v->codepoints, "vocabulary");
+    for (uint32_t b = 0; b < 256; b++) v->codepoints[b] = b;
+}
+
+const char *vocab_kind_name(const Vocab *v) { return v->bytes ? "bytes" : "chars"; }
+
 int vocab_build(Vocab *v, const uint32_t *cps, size_t n, char *err) {
     v->size = 0;
     v->codepoints = NULL;
+    v->bytes = 0;
     if (n == 0) return tf_err(err, "cannot build a vocabulary from empty text");
     uint64_t *seen = tf_calloc(BITSET_WORDS, sizeof *seen, "vocabulary bitset");
     size_t distinct = 0;
@@ -164,6 +174,7 @@ void vocab_free(Vocab *v) {
     free(v->codepoints);
     v->codepoints = NULL;
     v->size = 0;
+    v->bytes = 0;
 }
 
 /* Binary search: the vocabulary is sorted, and small (tens to thousands). */
@@ -236,6 +247,7 @@ static int check_strictly_increasing(const uint32_t *cps, size_t n, char *err) {
 int vocab_from_utf8(Vocab *v, const char *s, char *err) {
     v->size = 0;
     v->codepoints = NULL;
+    v->bytes = 0;
     uint32_t *cps;
     size_t n;
     char inner[TF_ERRLEN];

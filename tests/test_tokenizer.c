@@ -382,6 +382,7 @@ static void build_identity_dataset(Dataset *d, size_t n) {
     for (size_t i = 0; i < n; i++) d->ids[i] = (int)i;
     d->n = n;
     d->n_train = n * 9 / 10;
+    d->n_val = n - d->n_train;
 }
 
 static void test_batch_windows(void) {

@@ -19,8 +19,8 @@ if ! "$BIN" train data/input.txt --preset tiny --max-iters 400 --eval-interval 2
     exit 1
 fi
 grep '^step' "$tmp/log"
-first=$(sed -n 's/^step 0: .*val loss \([0-9.]*\)/\1/p' "$tmp/log")
-last=$(sed -n 's/^step 400: .*val loss \([0-9.]*\)/\1/p' "$tmp/log")
+first=$(sed -n 's/^step 0: .*val loss \([0-9.]*\).*/\1/p' "$tmp/log")
+last=$(sed -n 's/^step 400: .*val loss \([0-9.]*\).*/\1/p' "$tmp/log")
 if awk -v a="$first" -v b="$last" 'BEGIN { exit !(a > 4.0 && b < 2.25) }'; then
     echo "PASS train tiny 400 iterations: val loss $first -> $last (bound 2.25)"
 else

@@ -1,7 +1,9 @@
-/* tokenformer eval: mean loss of a checkpoint on fixed, seeded batches. */
+/* tokenformer eval: mean loss of a checkpoint on fixed, seeded batches, or
+ * (--full) exactly over a whole split. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -15,10 +17,14 @@ static void eval_help(void) {
            "Mean cross-entropy (nats and bits per character) of a checkpoint on fixed,\n"
            "seeded batches of FILE's train (first 90%%) and val parts, so that two\n"
            "checkpoints can be compared on exactly the same data. FILE defaults to\n"
-           "data/input.txt.\n"
+           "data/input.txt. With --full, the exact mean over a whole split instead:\n"
+           "non-overlapping windows of block_size, every token predicted once.\n"
            "\n"
            "options:\n"
            "  --ckpt CKPT            checkpoint to evaluate (required)\n"
+           "  --full[=SPLIT]         exact loss over all of SPLIT: val (default), test or train\n"
+           "  --split TRAIN,VAL[,TEST]  the text's parts (default: the checkpoint's, which\n"
+           "                         is 90,10 unless train was given --split; enwik8: 90,5,5)\n"
            "  --batches N            batches per split (default 50)\n"
            "  --batch-size B         sequences per batch (default 16)\n"
            "  --seed S               batch seed (default 1337)\n"
@@ -27,15 +33,41 @@ static void eval_help(void) {
            "  -h, --help             this help\n");
 }
 
+static int parse_split_name(const char *s, Split *out) {
+    if (!strcmp(s, "val")) *out = SPLIT_VAL;
+    else if (!strcmp(s, "test")) *out = SPLIT_TEST;
+    else if (!strcmp(s, "train")) *out = SPLIT_TRAIN;
+    else return -1;
+    return 0;
+}
+
+static const char *split_label(Split s) { return s == SPLIT_TRAIN ? "train" : s == SPLIT_VAL ? "val" : "test"; }
+
+/* --full: one line with the exact mean loss, bits per token and the count. */
+static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char *device) {
+    char err[TF_ERRLEN];
+    int T = m->cfg.block_size;
+    if (model_alloc_activations(m, bs, T, err)) tf_die("%s", err);
+    int *tok = tf_malloc(sizeof(int) * (size_t)bs * T * 2, "batch");
+    size_t count;
+    double loss = evaluate_full(m, d, split, tok, tok + (size_t)bs * T, &count);
+    printf("full %s loss %.6f (%.4f bits/char) over %zu tokens in windows of %d, %s\n", split_label(split), loss,
+           loss / log(2.0), count, T, device);
+    free(tok);
+    return isfinite(loss) ? 0 : 1;
+}
+
 int cmd_eval(int argc, char **argv) {
-    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP };
+    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT };
     static const struct option opts[] = {
+        {"full", optional_argument, NULL, O_FULL},     {"split", required_argument, NULL, O_SPLIT},
         {"ckpt", required_argument, NULL, O_CKPT},     {"batches", required_argument, NULL, O_BATCHES},
         {"batch-size", required_argument, NULL, O_BS}, {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE}, {"threads", required_argument, NULL, O_THREADS},
         {"help", no_argument, NULL, O_HELP},           {0, 0, 0, 0}};
     const char *ckpt = NULL, *device = "auto";
     long batches = 50, bs = 16, seed = 1337, threads = 0;
+    const char *full = NULL, *split_arg = NULL;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -46,6 +78,8 @@ int cmd_eval(int argc, char **argv) {
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_DEVICE: device = optarg; break;
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
+        case O_FULL: full = optarg ? optarg : "val"; break;
+        case O_SPLIT: split_arg = optarg; break;
         case 'h':
         case O_HELP: eval_help(); return 0;
         default: cli_unknown_flag("eval", argv);
@@ -56,17 +90,32 @@ int cmd_eval(int argc, char **argv) {
     if (!ckpt) tf_die("eval: --ckpt is required (see 'tokenformer eval --help')");
 
     char err[TF_ERRLEN];
-    uint32_t *cps;
-    size_t n;
-    if (text_file_read(file, &cps, &n, err)) tf_die("%s", err);
+    Split full_split = SPLIT_VAL;
+    if (full && parse_split_name(full, &full_split)) tf_die("--full: expected val, test or train, got '%s'", full);
+    int parts[3];
+    if (split_arg && data_split_parse(split_arg, parts, err)) tf_die("%s", err);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
     Model m;
     Vocab v;
     TrainState ts;
     if (checkpoint_load(ckpt, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    if (!split_arg) memcpy(parts, ts.split, sizeof parts);
+    if (full_split == SPLIT_TEST && parts[2] == 0)
+        tf_die("--full=test: the split %d,%d has no test part (give --split TRAIN,VAL,TEST, e.g. 90,5,5)", parts[0],
+               parts[1]);
+    uint32_t *cps;
+    size_t n;
+    if (text_file_read_as(file, v.bytes, &cps, &n, err)) tf_die("%s", err);
     Dataset d;
-    if (dataset_build(&d, cps, n, &v, m.cfg.block_size, err)) tf_die("%s: %s", file, err);
+    if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, parts, err)) tf_die("%s: %s", file, err);
     free(cps);
+    if (full) {
+        int status = eval_full(&m, &d, full_split, (int)bs, ops->name);
+        dataset_free(&d);
+        vocab_free(&v);
+        model_free(&m);
+        return status;
+    }
     if (model_alloc_activations(&m, (int)bs, m.cfg.block_size, err)) tf_die("%s", err);
     int *tok = tf_malloc(sizeof(int) * (size_t)bs * m.cfg.block_size * 2, "batch");
     int *tgt = tok + (size_t)bs * m.cfg.block_size;

@@ -184,8 +184,8 @@ int cmd_grow(int argc, char **argv) {
     if (data) {
         uint32_t *cps;
         size_t n;
-        if (text_file_read(data, &cps, &n, err)) tf_die("%s", err);
-        if (dataset_build(&d, cps, n, &v, m.cfg.block_size, err)) tf_die("%s: %s", data, err);
+        if (text_file_read_as(data, v.bytes, &cps, &n, err)) tf_die("%s", err);
+        if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, ts.split, err)) tf_die("%s: %s", data, err);
         free(cps);
         int B = 16, T = m.cfg.block_size;
         if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);

@@ -104,8 +104,13 @@ int cmd_sample(int argc, char **argv) {
 
     uint32_t *cps;
     size_t n_prompt;
-    if (utf8_decode((const unsigned char *)prompt, strlen(prompt), &cps, &n_prompt, err))
+    if (vocab.bytes) {
+        n_prompt = strlen(prompt);
+        cps = tf_malloc((n_prompt ? n_prompt : 1) * sizeof *cps, "prompt");
+        for (size_t i = 0; i < n_prompt; i++) cps[i] = (unsigned char)prompt[i];
+    } else if (utf8_decode((const unsigned char *)prompt, strlen(prompt), &cps, &n_prompt, err)) {
         tf_die("--prompt: %s", err);
+    }
     if (n_prompt == 0) { /* an empty prompt starts from the first vocabulary character */
         free(cps);
         cps = tf_malloc(sizeof(uint32_t), "prompt");
@@ -132,7 +137,10 @@ int cmd_sample(int argc, char **argv) {
         int next = sample_token(logits, V, (float)temperature, (int)top_k, &rng, logits + V);
         ids[len++] = next;
         char buf[4];
-        fwrite(buf, 1, (size_t)utf8_encode(vocab.codepoints[next], buf), stdout);
+        if (vocab.bytes) /* a byte model's output is bytes, UTF-8 or not */
+            fputc(next, stdout);
+        else
+            fwrite(buf, 1, (size_t)utf8_encode(vocab.codepoints[next], buf), stdout);
         fflush(stdout);
     }
     fputc('\n', stdout);

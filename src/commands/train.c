@@ -40,6 +40,12 @@ static void train_help(void) {
            "                         GEMMs) or bf16 (bf16 tensor-core Pattentions and fused\n"
            "                         attention; fp32 weights, optimizer state and sums)\n"
            "  --tf32                 the same as --precision tf32\n"
+           "  --tokenizer K          chars (default: the text's distinct characters) or bytes\n"
+           "                         (all 256 byte values; byte-level benchmarks like enwik8)\n"
+           "  --split TRAIN,VAL[,TEST]  parts of the text (default 90,10; enwik8: 90,5,5);\n"
+           "                         stored in the checkpoint for eval\n"
+           "  --log FILE.csv         append one CSV row per evaluation and progress line\n"
+           "                         (iter, tokens, cumulative FLOPs, lr, losses, tok/s, ...)\n"
            "  -h, --help             this help\n"
            "\n"
            "model and training settings (override the preset):\n");
@@ -75,13 +81,18 @@ typedef struct {
     int precision; /* MatmulPrecision */
     int new_stage;
     int freeze_old;
+    /* data options (tokenizer, split, CSV log) */
+    int tokenizer_seen, bytes;
+    const char *split_arg;
+    const char *log_path;
     ModelConfig mc;
     TrainConfig tc;
     int model_flag_seen;
     int flag_seen[CLI_MAX_CONFIG_FLAGS]; /* which config flags the command line gave */
 } TrainArgs;
 
-enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP };
+enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
+       O_TOKENIZER, O_SPLIT, O_LOG };
 
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
@@ -90,7 +101,9 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
         {"precision", required_argument, NULL, O_PRECISION},
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
-        {"help", no_argument, NULL, O_HELP}};
+        {"help", no_argument, NULL, O_HELP},
+        {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
+        {"log", required_argument, NULL, O_LOG}};
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
     while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
     struct option all[64];
@@ -124,6 +137,14 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_PRECISION: a->precision = cli_precision(optarg); break;
         case O_NEW_STAGE: a->new_stage = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
+        case O_TOKENIZER:
+            if (strcmp(optarg, "chars") && strcmp(optarg, "bytes"))
+                tf_die("--tokenizer: expected chars or bytes, got '%s'", optarg);
+            a->bytes = !strcmp(optarg, "bytes");
+            a->tokenizer_seen = 1;
+            break;
+        case O_SPLIT: a->split_arg = optarg; break;
+        case O_LOG: a->log_path = optarg; break;
         case 'h':
         case O_HELP: train_help(); exit(0);
         default:
@@ -139,6 +160,10 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     a->file = optind < argc ? argv[optind] : "data/input.txt";
     if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
     if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
+    if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
+    int parts[3];
+    char err[TF_ERRLEN];
+    if (a->split_arg && data_split_parse(a->split_arg, parts, err)) tf_die("%s", err);
 }
 
 /* ---------------- output paths ---------------- */
@@ -278,7 +303,84 @@ typedef struct {
     float loss_acc;
     int loss_count;
     int timed_steps; /* steps since t_last (evaluations reset both) */
+    double flops_per_token; /* of the model as it is in this run */
+    FILE *log;              /* --log CSV, or NULL */
+    int bar_shown;          /* a progress bar is on the terminal's last line */
 } TrainRun;
+
+/* ---------------- data accounting: FLOPs, CSV log, progress bar ---------------- */
+
+/* Training FLOPs per token (docs/MODEL.md 3a): 6 P + 12 L d T, where P counts
+ * the non-embedding parameters plus the vocab x d output projection. */
+static double training_flops_per_token(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    double P = (double)model_num_params(m, 0) + (double)c->vocab_size * c->d_model;
+    return 6.0 * P + 12.0 * c->n_layer * (double)c->d_model * c->block_size;
+}
+
+static const char LOG_HEADER[] = "iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch";
+
+/* Append to the log; the header only when the file is new or empty, so that
+ * a resumed or grown run continues the same table. */
+static void open_log(TrainRun *r) {
+    const char *path = r->a->log_path;
+    if (!path) return;
+    r->log = fopen(path, "a");
+    if (!r->log) tf_die("--log: cannot open '%s': %s", path, strerror(errno));
+    if (ftell(r->log) == 0) fprintf(r->log, "%s\n", LOG_HEADER);
+    fflush(r->log);
+}
+
+/* One CSV row; a NAN value is an empty cell. */
+static void log_row(TrainRun *r, int iter, const char *event, double lr, double train_loss, double val_loss,
+                    double tok_per_s) {
+    if (!r->log) return;
+    char cells[4][32];
+    const double v[4] = {lr, train_loss, val_loss, tok_per_s};
+    for (int i = 0; i < 4; i++) {
+        if (isnan(v[i])) cells[i][0] = '\0';
+        else snprintf(cells[i], sizeof cells[i], i == 3 ? "%.0f" : "%.6g", v[i]);
+    }
+    fprintf(r->log, "%d,%.0f,%.6e,%s,%s,%s,%s,%zu,%s,tokenformer\n", iter, r->ts.train_tokens, r->ts.train_flops,
+            cells[0], cells[1], cells[2], cells[3], model_num_params(&r->m, 1), event);
+    fflush(r->log);
+}
+
+/* A resumed checkpoint whose newest rows were born at its current optimizer
+ * step has been grown and not trained since: the log marks a growth point. */
+static int just_grown(const Model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (p->n_seg > 1 && p->seg[p->n_seg - 1].birth == m->step) return 1;
+    }
+    return 0;
+}
+
+static void account_step(TrainRun *r) {
+    double tokens = (double)r->a->tc.batch_size * r->m.cfg.block_size;
+    r->ts.train_tokens += tokens;
+    r->ts.train_flops += tokens * r->flops_per_token;
+}
+
+/* On a terminal the progress line is redrawn in place; anything else printed
+ * meanwhile first clears it. */
+static void clear_bar(TrainRun *r) {
+    if (!r->bar_shown) return;
+    fputs("\r\033[K", stdout);
+    r->bar_shown = 0;
+}
+
+static void draw_bar(TrainRun *r, int iter, float loss, double tok_s, const char *eta) {
+    enum { WIDTH = 24 };
+    int max = r->a->tc.max_iters, filled = max > 0 ? (int)((long)WIDTH * iter / max) : WIDTH;
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+    printf("\r\033[K[%s] iter %d/%d, loss %.4f, %.0f tok/s, ETA %s", bar, iter, max, loss, tok_s, eta);
+    fflush(stdout);
+    r->bar_shown = 1;
+}
+/* ---------------- end of data accounting ---------------- */
 
 /* Model, vocabulary and state: from --resume, or fresh from the text. */
 static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t n_cps) {
@@ -288,7 +390,8 @@ static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t
     if (a->resume) {
         setup_resume(a, ops, &r->m, &r->vocab, &r->ts);
     } else {
-        if (vocab_build(&r->vocab, cps, n_cps, err)) tf_die("%s: %s", a->file, err);
+        if (a->bytes) vocab_bytes(&r->vocab);
+        else if (vocab_build(&r->vocab, cps, n_cps, err)) tf_die("%s: %s", a->file, err);
         a->mc.vocab_size = r->vocab.size;
         if (model_create(&r->m, &a->mc, NULL, ops, err)) tf_die("%s", err);
         model_init_weights(&r->m, a->tc.seed);
@@ -308,8 +411,10 @@ static void print_run_header(const TrainRun *r) {
            pnorm_name(c->pnorm));
     printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&r->m, 1),
            model_num_params(&r->m, 0));
-    printf("data: %s, %zu train / %zu val characters; batch %d x %d; %d iterations\n", r->a->file,
-           r->data.n_train, r->data.n - r->data.n_train, r->a->tc.batch_size, c->block_size,
+    char test[48] = "";
+    if (r->ts.split[2]) snprintf(test, sizeof test, " / %zu test", r->data.n - r->data.n_train - r->data.n_val);
+    printf("data: %s, %zu train / %zu val%s %s; batch %d x %d; %d iterations\n", r->a->file, r->data.n_train,
+           r->data.n_val, test, r->vocab.bytes ? "bytes" : "characters", r->a->tc.batch_size, c->block_size,
            r->a->tc.max_iters);
     const TrainConfig *t = &r->a->tc;
     printf("train: lr %g (min %g, warmup %d), dropout %g, rope_frac %g, weight decay %g, "
@@ -331,8 +436,10 @@ static int evaluate_and_save(TrainRun *r, int iter) {
     const TrainConfig *tc = &r->a->tc;
     float tl = estimate_loss(&r->m, &r->data, SPLIT_TRAIN, tc, iter, r->tok, r->tgt);
     float vl = estimate_loss(&r->m, &r->data, SPLIT_VAL, tc, iter, r->tok, r->tgt);
-    printf("step %d: train loss %.4f, val loss %.4f\n", iter, tl, vl);
+    clear_bar(r);
+    printf("step %d: train loss %.4f, val loss %.4f, flops %.3e\n", iter, tl, vl, r->ts.train_flops);
     fflush(stdout);
+    log_row(r, iter, "eval", NAN, tl, vl, NAN);
     if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
         report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, r->latest);
         return -1;
@@ -360,6 +467,7 @@ static int train_one_step(TrainRun *r, int iter, float *lr_out, float *norm_out)
         report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, r->latest);
         return -1;
     }
+    account_step(r);
     r->loss_acc += loss;
     r->loss_count++;
     r->timed_steps++;
@@ -374,10 +482,15 @@ static void print_progress(TrainRun *r, int iter, float lr, float norm) {
     double per_iter = (now - r->t_start) / (iter + 1 - r->first_iter);
     char eta[32];
     format_duration(per_iter * (tc->max_iters - iter - 1), eta, sizeof eta);
-    printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n", iter + 1,
-           tc->max_iters, r->loss_acc / r->loss_count, lr, norm, dt * 1e3,
-           (double)tc->batch_size * r->m.cfg.block_size / dt, eta);
+    double tok_s = (double)tc->batch_size * r->m.cfg.block_size / dt;
+    float loss = r->loss_acc / r->loss_count;
+    if (isatty(STDOUT_FILENO))
+        draw_bar(r, iter + 1, loss, tok_s, eta);
+    else
+        printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n", iter + 1,
+               tc->max_iters, loss, lr, norm, dt * 1e3, tok_s, eta);
     fflush(stdout);
+    log_row(r, iter + 1, "progress", lr, loss, NAN, tok_s);
     r->t_last = now;
     r->timed_steps = 0;
     r->loss_acc = 0.0f;
@@ -396,6 +509,7 @@ static int train_loop(TrainRun *r) {
         if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
         if (last) break;
         if (g_stop_requested) {
+            clear_bar(r);
             mark_position(r, iter);
             save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
             printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
@@ -406,6 +520,7 @@ static int train_loop(TrainRun *r) {
         if (train_one_step(r, iter, &lr, &norm)) return 1;
         if ((iter + 1) % tc->log_interval == 0) print_progress(r, iter, lr, norm);
     }
+    clear_bar(r);
     char took[32];
     format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
     printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
@@ -416,9 +531,10 @@ int cmd_train(int argc, char **argv) {
     TrainArgs a;
     parse_train_args(argc, argv, &a);
     char err[TF_ERRLEN];
-    uint32_t *cps;
-    size_t n_cps;
-    if (text_file_read(a.file, &cps, &n_cps, err)) tf_die("%s", err);
+    uint32_t *cps = NULL;
+    size_t n_cps = 0;
+    /* A fresh run's tokenizer is --tokenizer; a resumed one's, the checkpoint's. */
+    if (!a.resume && text_file_read_as(a.file, a.bytes, &cps, &n_cps, err)) tf_die("%s", err);
 
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
@@ -427,7 +543,10 @@ int cmd_train(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     r.a = &a;
     setup_model(&r, ops, cps, n_cps);
-    if (dataset_build(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, err)) tf_die("%s: %s", a.file, err);
+    if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
+    if (a.split_arg) data_split_parse(a.split_arg, r.ts.split, err); /* checked when parsing */
+    if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
+        tf_die("%s: %s", a.file, err);
     free(cps);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
@@ -439,7 +558,11 @@ int cmd_train(int argc, char **argv) {
     r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
     r.tgt = r.tok + (size_t)B * T;
     r.data_rng.state = r.ts.data_rng;
+    r.flops_per_token = training_flops_per_token(&r.m);
+    open_log(&r);
+    if (a.resume) log_row(&r, r.ts.iter, just_grown(&r.m) ? "grow" : "resume", NAN, NAN, NAN, NAN);
     int status = train_loop(&r);
+    if (r.log && fclose(r.log)) tf_warn("--log: error writing '%s'", a.log_path);
     free(r.tok);
     dataset_free(&r.data);
     vocab_free(&r.vocab);
