@@ -4,7 +4,7 @@
 #   make asan       AddressSanitizer + UBSan build, then the test suite on it
 #   make test-cuda  CUDA tests (prints SKIP without a GPU)
 #   make deps       install missing Debian packages
-#   make data       fetch data/input.txt (tiny shakespeare)
+#   make data       fetch data/input.txt (tiny shakespeare; CORPUS=linux-docs|enwik8 for others)
 
 CC      ?= gcc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -74,9 +74,11 @@ test-asan-run: $(TEST_BIN)
 deps:
 	@./scripts/deps.sh
 
-data: data/input.txt
-data/input.txt:
-	@./scripts/get_data.sh
+# CORPUS: shakespeare (default, data/input.txt), linux-docs (data/linux-docs.txt)
+# or enwik8 (data/enwik8); see scripts/get_data.sh.
+CORPUS ?= shakespeare
+data:
+	@./scripts/get_data.sh $(CORPUS)
 
 -include $(OBJ:.o=.d)
 

@@ -12,6 +12,7 @@ PACKAGES=(
     clang                  # libFuzzer targets
     libclang-rt-14-dev     # clang's sanitizer/fuzzer runtimes
     curl                   # scripts/get_data.sh
+    gnuplot-nox            # scripts/plot.sh (training curves)
 )
 
 # dpkg -s also succeeds for removed-but-configured packages, so read the
