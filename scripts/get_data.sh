@@ -14,12 +14,13 @@
 #                from mattmahoney.net (needs internet). Train it as bytes:
 #                --tokenizer bytes --split 90,5,5.
 #
+# Environment (for the tests): TF_DATA_DIR replaces data/, TF_ENWIK8_URL the URL.
 # Each output appears complete or not at all (written beside it, then renamed).
 set -euo pipefail
 
 SHAKESPEARE_URL="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_BYTES=1115394
-ENWIK8_URL="http://mattmahoney.net/dc/enwik8.zip"
+ENWIK8_URL="${TF_ENWIK8_URL:-http://mattmahoney.net/dc/enwik8.zip}"
 ENWIK8_BYTES=100000000
 LINUX_DOC_PACKAGE="linux-doc-6.1"
 
@@ -38,7 +39,7 @@ esac
 # Resolve paths from the script's own location so that it works from any cwd.
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
-data_dir="$repo_root/data"
+data_dir="${TF_DATA_DIR:-$repo_root/data}" # the override is for the tests
 
 work=""
 tmp=""
