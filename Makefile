@@ -52,8 +52,9 @@ $(BUILD)/tests/%: tests/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# T="name ..." runs just those tests (e.g. make test T="test_tokenizer test_resume").
 test: tokenformer $(TEST_BIN)
-	@BUILD=$(BUILD) ./tests/run_tests.sh
+	@BUILD=$(BUILD) ./tests/run_tests.sh $(T)
 
 test-cuda: tokenformer $(TEST_BIN)
 	@BUILD=$(BUILD) ./tests/run_cuda_tests.sh

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Test runner for `make test` / `make asan`.
 #
-# Runs every test program $BUILD/tests/test_* (except CUDA ones, which belong
-# to `make test-cuda`) and every script tests/test_*.sh. Each prints one line
-# per check beginning with "PASS ", "FAIL " or "SKIP " and exits non-zero if
-# anything failed; a non-zero exit with no FAIL line counts as one failure (a
-# crash, a sanitizer report, a timeout). The last line printed is exactly
+# Runs every C test program $BUILD/tests/test_* and every script
+# tests/test_*.sh, except the CUDA ones (test_cuda_*: `make test-cuda` runs
+# them). The list is printed first. Each test prints one line per check
+# beginning with "PASS ", "FAIL " or "SKIP " and exits non-zero if anything
+# failed; a non-zero exit with no FAIL line counts as one failure (a crash, a
+# sanitizer report, a timeout). The last line printed is exactly
 # "N passed, N failed, N skipped"; the exit status is 1 if any failed.
 #
 # Environment: BUILD (build dir, default build), TF_BIN (binary under test,
-# default ./tokenformer), TF_TEST_TIMEOUT (seconds per program, default 1200).
-# Arguments, if any, name the tests to run (e.g. test_tokenizer test_cli.sh).
+# default ./tokenformer), TF_TEST_TIMEOUT (seconds per test, default 1200).
+# Arguments, if any, name the tests to run, with or without .sh and path:
+#     tests/run_tests.sh test_tokenizer test_resume.sh
+#     make test T="test_tokenizer test_resume"
+# A name that matches no test is an error (so that a typo does not pass).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -18,44 +22,47 @@ export BUILD="${BUILD:-build}"
 export TF_BIN="${TF_BIN:-./tokenformer}"
 TIMEOUT="${TF_TEST_TIMEOUT:-1200}"
 
-# Ordering: quick unit tests first so that a broken basic piece shows up in
-# seconds; then the other programs, the slow ones, and the CLI scripts last.
-FAST_FIRST=(test_tokenizer test_rng test_config test_tensor test_safetensors)
-is_slow() { [[ "$1" == *train* || "$1" == *converge* || "$1" == *slow* || "$1" == *e2e* ]]; }
+is_cuda_test() { [[ "$1" == test_cuda_* ]]; }
 
-is_cuda_test() { [[ "$1" == *cuda* ]]; }
-
-wanted() {
-    local name=$1 arg
-    [[ ${#SELECTED[@]} -eq 0 ]] && return 0
-    for arg in "${SELECTED[@]}"; do [[ "$(basename "$arg")" == "$name" ]] && return 0; done
-    return 1
+# Order: the C programs first (unit tests, seconds, so that a broken basic
+# piece shows up at once), then the scripts, which drive the binary.
+all_tests() {
+    local f
+    for f in "$BUILD"/tests/test_*; do
+        [[ -f "$f" && -x "$f" ]] && ! is_cuda_test "$(basename "$f")" && echo "$f"
+    done
+    for f in tests/test_*.sh; do
+        [[ -f "$f" ]] && ! is_cuda_test "$(basename "$f")" && echo "$f"
+    done
 }
 
-# Echo test commands, one per line, in run order.
+# The name a test is selected by: its file name without directory and .sh.
+test_name() { local b; b="$(basename "$1")"; echo "${b%.sh}"; }
+
+# Echo the tests to run, in run order; exit 2 naming any selection that
+# matches nothing.
 list_tests() {
-    local fast=() normal=() slow=() f name
-    for f in "$BUILD"/tests/test_*; do
-        [[ -f "$f" && -x "$f" ]] || continue
-        name="$(basename "$f")"
-        is_cuda_test "$name" && continue
-        wanted "$name" || continue
-        if [[ " ${FAST_FIRST[*]} " == *" $name "* ]]; then
-            fast+=("$name")
-        elif is_slow "$name"; then
-            slow+=("$f")
-        else
-            normal+=("$f")
-        fi
+    local all sel t found missing=()
+    mapfile -t all < <(all_tests)
+    if [[ ${#SELECTED[@]} -eq 0 ]]; then
+        printf '%s\n' "${all[@]}"
+        return 0
+    fi
+    for sel in "${SELECTED[@]}"; do
+        found=0
+        for t in "${all[@]}"; do [[ "$(test_name "$t")" == "$(test_name "$sel")" ]] && found=1; done
+        [[ $found -eq 1 ]] || missing+=("$sel")
     done
-    for name in "${FAST_FIRST[@]}"; do
-        [[ " ${fast[*]} " == *" $name "* ]] && echo "$BUILD/tests/$name"
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "run_tests: no test named ${missing[*]} (tests: $(for t in "${all[@]}"; do printf '%s ' "$(test_name "$t")"; done))" >&2
+        return 2
+    fi
+    for t in "${all[@]}"; do
+        for sel in "${SELECTED[@]}"; do
+            [[ "$(test_name "$t")" == "$(test_name "$sel")" ]] && { echo "$t"; break; }
+        done
     done
-    for f in "${normal[@]}" "${slow[@]}"; do echo "$f"; done
-    for f in tests/test_*.sh; do
-        [[ -f "$f" ]] || continue
-        wanted "$(basename "$f")" && echo "$f"
-    done
+    return 0
 }
 
 count_lines() { grep -c "^$1 " "$2" || true; }
@@ -90,8 +97,11 @@ run_one() {
     skipped=$((skipped + s))
 }
 
-SELECTED=("$@")
-mapfile -t TESTS < <(list_tests)
+SELECTED=()
+for arg in "$@"; do for word in $arg; do SELECTED+=("$word"); done; done # T="a b" arrives as one word
+listing="$(list_tests)" || exit 2
+mapfile -t TESTS < <([[ -n "$listing" ]] && echo "$listing")
+echo "running ${#TESTS[@]} tests: $(for t in "${TESTS[@]}"; do printf '%s ' "$(test_name "$t")"; done)"
 if [[ ${#TESTS[@]} -eq 0 ]]; then
     echo "FAIL run_tests: no test programs in $BUILD/tests nor scripts tests/test_*.sh"
     failed=1

@@ -464,6 +464,7 @@ static int train_one_step(TrainRun *r, int iter, float *lr_out, float *norm_out)
     uint64_t drop_seed = tf_mix64(tc->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
     float loss = model_train_step(&r->m, r->tok, r->tgt, lr, tc, drop_seed, norm_out);
     if (!isfinite(loss) || !isfinite(*norm_out)) {
+        clear_bar(r);
         report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, r->latest);
         return -1;
     }
