@@ -83,7 +83,7 @@ typedef struct {
     int freeze_old;
     /* data options (tokenizer, split, CSV log) */
     int tokenizer_seen, bytes;
-    const char *split_arg;
+    int split_seen, split[3]; /* --split, parsed */
     const char *log_path;
     ModelConfig mc;
     TrainConfig tc;
@@ -143,7 +143,12 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
             a->bytes = !strcmp(optarg, "bytes");
             a->tokenizer_seen = 1;
             break;
-        case O_SPLIT: a->split_arg = optarg; break;
+        case O_SPLIT: {
+            char err[TF_ERRLEN];
+            if (data_split_parse(optarg, a->split, err)) tf_die("%s", err);
+            a->split_seen = 1;
+            break;
+        }
         case O_LOG: a->log_path = optarg; break;
         case 'h':
         case O_HELP: train_help(); exit(0);
@@ -161,9 +166,6 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
     if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
-    int parts[3];
-    char err[TF_ERRLEN];
-    if (a->split_arg && data_split_parse(a->split_arg, parts, err)) tf_die("%s", err);
 }
 
 /* ---------------- output paths ---------------- */
@@ -545,7 +547,7 @@ int cmd_train(int argc, char **argv) {
     r.a = &a;
     setup_model(&r, ops, cps, n_cps);
     if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
-    if (a.split_arg) data_split_parse(a.split_arg, r.ts.split, err); /* checked when parsing */
+    if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
     free(cps);
