@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BIN=${TF_BIN:-./tokenformer}
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" # see run_tests.sh
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

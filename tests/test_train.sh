@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${TF_BIN:-./tokenformer}
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" # see run_tests.sh
 [[ -f data/input.txt ]] || make -s data >/dev/null 2>&1
 if [[ ! -f data/input.txt ]]; then
     echo "SKIP train tiny 400 iterations: data/input.txt is missing and 'make data' could not fetch it"
