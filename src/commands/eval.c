@@ -1,9 +1,11 @@
 /* tokenformer eval: mean loss of a checkpoint on fixed, seeded batches, or
  * (--full) exactly over a whole split. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -91,6 +93,9 @@ int cmd_eval(int argc, char **argv) {
 
     char err[TF_ERRLEN];
     Split full_split = SPLIT_VAL;
+    Split ignored;
+    if (full && optind < argc && !parse_split_name(file, &ignored) && access(file, F_OK) != 0)
+        tf_die("eval: '%s' is not a file; a split for --full is written --full=%s", file, file);
     if (full && parse_split_name(full, &full_split)) tf_die("--full: expected val, test or train, got '%s'", full);
     int parts[3];
     if (split_arg && data_split_parse(split_arg, parts, err)) tf_die("%s", err);
