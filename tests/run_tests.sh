@@ -105,7 +105,9 @@ SELECTED=()
 for arg in "$@"; do for word in $arg; do SELECTED+=("$word"); done; done # T="a b" arrives as one word
 listing="$(list_tests)" || exit 2
 mapfile -t TESTS < <([[ -n "$listing" ]] && echo "$listing")
-echo "running ${#TESTS[@]} tests: $(for t in "${TESTS[@]}"; do printf '%s ' "$(test_name "$t")"; done)"
+names=()
+for t in "${TESTS[@]}"; do names+=("$(test_name "$t")"); done
+echo "running ${#TESTS[@]} tests: ${names[*]}"
 if [[ ${#TESTS[@]} -eq 0 ]]; then
     echo "FAIL run_tests: no test programs in $BUILD/tests nor scripts tests/test_*.sh"
     failed=1
