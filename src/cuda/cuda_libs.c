@@ -181,7 +181,11 @@ void *cuda_libs_open_first(const char *what, const char *const *names, int n, ch
 static int check_cublaslt(void *handle, const char *file, char *why, size_t why_len) {
     size_t (*get_version)(void);
     *(void **)&get_version = dlsym(handle, "cublasLtGetVersion");
-    size_t v = get_version ? get_version() : 0;
+    if (!get_version) {
+        snprintf(why, why_len, "%s is too old: it lacks cublasLtGetVersion", file);
+        return -1;
+    }
+    size_t v = get_version();
     if (v / 10000 == CUBLAS_VER_MAJOR) return 0;
     snprintf(why, why_len, "%s is cuBLASLt %zu.%zu; this tokenformer was built for %d.x", file,
              v / 10000, v / 100 % 100, CUBLAS_VER_MAJOR);
@@ -191,11 +195,13 @@ static int check_cublaslt(void *handle, const char *file, char *why, size_t why_
 static int check_cublas(void *handle, const char *file, char *why, size_t why_len) {
     cublasStatus_t (*get_property)(libraryPropertyType, int *);
     *(void **)&get_property = dlsym(handle, "cublasGetProperty");
-    int major = -1, minor = -1;
-    if (get_property) {
-        get_property(MAJOR_VERSION, &major);
-        get_property(MINOR_VERSION, &minor);
+    if (!get_property) {
+        snprintf(why, why_len, "%s is too old: it lacks cublasGetProperty", file);
+        return -1;
     }
+    int major = -1, minor = -1;
+    get_property(MAJOR_VERSION, &major);
+    get_property(MINOR_VERSION, &minor);
     if (major == CUBLAS_VER_MAJOR) return 0;
     snprintf(why, why_len, "%s is cuBLAS %d.%d; this tokenformer was built for %d.x", file, major,
              minor, CUBLAS_VER_MAJOR);
