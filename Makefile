@@ -24,9 +24,14 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
 NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
 SRC_CU    := $(wildcard src/cuda/*.cu)
-OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o)
-CFLAGS    += -DTF_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
+CFLAGS    += -DTF_CUDA -I$(CUDA_HOME)/include
+# The CUDA runtime is linked statically (it opens the driver on the first CUDA
+# call); cuBLAS, cuBLASLt and NCCL are opened by src/cuda/cuda_libs.c on first
+# use, found through the run paths below. Nothing CUDA is mapped at start.
+CUDA_RPATH := $(CUDA_HOME)/lib64 $(if $(wildcard $(CUDA_HOME)/lib/libnccl.so*),$(CUDA_HOME)/lib)
+LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lpthread -lstdc++ \
+             $(foreach d,$(CUDA_RPATH),-Wl,-rpath,$(d))
 endif
 
 .PHONY: all test test-cuda asan deps data clean bench fuzz

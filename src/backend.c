@@ -5,6 +5,7 @@
 #include "common.h"
 #include "ops.h"
 #ifdef TF_CUDA
+#include "cuda_libs.h"
 #include "ops_cuda.h"
 #endif
 
@@ -16,6 +17,10 @@ const Ops *ops_cuda(char *why, size_t why_len) {
     if (!tried) {
         tried = 1;
         cached = ops_cuda_create(cached_why, sizeof cached_why);
+        /* cuBLAS loads on its first call, inside ops_cuda_create, which can
+         * only say it failed to start: the loader knows which file was missing. */
+        if (!cached && cuda_libs_error()[0])
+            snprintf(cached_why, sizeof cached_why, "%s", cuda_libs_error());
     }
     if (!cached && why) snprintf(why, why_len, "%s", cached_why);
     return cached;

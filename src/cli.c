@@ -10,6 +10,17 @@
 
 void openblas_set_num_threads(int); /* from OpenBLAS, not in every cblas.h */
 
+/* Why --device auto chose what it did, for the device line. */
+static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
+    char why[TF_ERRLEN] = "";
+    if (strcmp(chosen->name, "cpu") != 0) {
+        snprintf(out, out_len, "; auto: a usable GPU was found");
+        return;
+    }
+    ops_cuda(why, sizeof why); /* the answer auto got, cached: writes why it was NULL */
+    snprintf(out, out_len, "; auto: no usable GPU: %s", why);
+}
+
 const Ops *cli_open_device(const char *name, int threads, int quiet) {
     char err[TF_ERRLEN];
     const Ops *o = ops_by_name(name, err, sizeof err);
@@ -19,10 +30,12 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
         openblas_set_num_threads(threads);
     }
     if (!quiet) {
+        char choice[TF_ERRLEN + 64] = "";
+        if (strcmp(name, "auto") == 0) describe_auto_choice(o, choice, sizeof choice);
         if (strcmp(o->name, "cpu") == 0)
-            fprintf(stderr, "device: cpu (%d threads)\n", omp_get_max_threads());
+            fprintf(stderr, "device: cpu (%d threads)%s\n", omp_get_max_threads(), choice);
         else
-            fprintf(stderr, "device: %s (%s)\n", o->name, o->device);
+            fprintf(stderr, "device: %s (%s)%s\n", o->name, o->device, choice);
     }
     return o;
 }
