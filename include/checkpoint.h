@@ -19,6 +19,7 @@ typedef struct {
     int has_train;       /* train config below is meaningful */
     TrainConfig train;
     int stage_start;     /* iteration where the LR schedule (warmup+cosine) restarts */
+    int has_optimizer;   /* set by checkpoint_load: the file held Adam moments */
 } TrainState;
 
 void train_state_init(TrainState *ts);
@@ -29,7 +30,5 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
 /* Builds *m on ops (activations not allocated), fills vocab and train state. */
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err);
-/* True when the file held optimizer moments (set by the last load). */
-int checkpoint_had_optimizer(void);
 
 #endif

@@ -38,6 +38,12 @@ typedef struct {
  * (TF_ERRLEN bytes). Validation: header length vs file size, JSON, dtype,
  * shape, offsets in range, sizes matching shape, no overlaps. */
 int st_read(const char *path, StFile *out, char *err);
+
+/* A file-supplied name made fit for a one-line error message: at most
+ * ST_SHOW_LEN bytes (then "..."), control characters replaced by '?'.
+ * buf must hold ST_SHOW_LEN + 4 bytes. */
+#define ST_SHOW_LEN 64
+const char *st_show_name(const char *s, char *buf);
 /* Same on a buffer in memory (takes ownership of buf on success and failure). */
 int st_parse(unsigned char *buf, size_t len, StFile *out, char *err);
 void st_free(StFile *f);

@@ -25,15 +25,11 @@
 
 /* Largest integer a JSON number (a double in cJSON) holds exactly. */
 #define ST_MAX_JSON_INT 9007199254740992.0 /* 2^53 */
-#define ST_SHOW_LEN 64                     /* name characters shown in errors */
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-/* Copy a file-supplied name into buf for an error message: at most
- * ST_SHOW_LEN bytes, control characters replaced so the message stays
- * one line. buf must hold ST_SHOW_LEN + 4 bytes. */
-static const char *show(const char *s, char *buf) {
+const char *st_show_name(const char *s, char *buf) {
     size_t i = 0;
     if (!s) s = "(null)";
     for (; s[i] && i < ST_SHOW_LEN; i++) {
@@ -47,6 +43,7 @@ static const char *show(const char *s, char *buf) {
     buf[i] = '\0';
     return buf;
 }
+#define show st_show_name
 
 /* strdup that reports failure instead of exiting (strdup is not C11). */
 static char *dup_str(const char *s) {
@@ -647,6 +644,9 @@ static void remove_stale_temps(const char *path) {
 int st_write_atomic(const char *path, const StTensorOut *tensors, int n_tensors, const char *const *meta_keys,
                     const char *const *meta_vals, int n_meta, char *err) {
     if (!path || !*path) return tf_err(err, "st_write_atomic: empty path");
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* rename would replace a device node or FIFO */
+        return tf_err(err, "%s: exists and is not a regular file; not replacing it", path);
     if (n_tensors < 0 || n_meta < 0 || (n_tensors > 0 && !tensors) || (n_meta > 0 && (!meta_keys || !meta_vals)))
         return tf_err(err, "%s: invalid arguments", path);
     for (int i = 0; i < n_meta; i++)

@@ -56,10 +56,10 @@ int cmd_info(int argc, char **argv) {
         printf("\n");
     }
     printf("optimizer step %d, iteration %d, optimizer state %s\n", m.step, ts.iter,
-           checkpoint_had_optimizer() ? "included" : "absent");
+           ts.has_optimizer ? "included" : "absent");
     if (isfinite(ts.best_val)) printf("best val loss %.4f\n", ts.best_val);
     else printf("best val loss: none recorded\n");
     vocab_free(&v);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }
