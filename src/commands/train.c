@@ -232,7 +232,7 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
     char err[TF_ERRLEN];
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
     if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
-    if (!checkpoint_had_optimizer()) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
+    if (!ts->has_optimizer) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
     /* Training settings come from the checkpoint unless given again on the command
      * line; a new stage's length is --max-iters, else the checkpoint's max_iters. */
     if (ts->has_train) {
