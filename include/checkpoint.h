@@ -31,4 +31,8 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err);
 
+/* The best val loss recorded in a checkpoint's header (INFINITY when the file
+ * is missing or unreadable); reads no tensors. */
+float checkpoint_peek_best_val(const char *path);
+
 #endif

@@ -500,6 +500,13 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     return 0;
 }
 
+float checkpoint_peek_best_val(const char *path) {
+    char s[64], *end;
+    if (st_peek_meta(path, "best_val_loss", s, sizeof s)) return INFINITY;
+    float v = strtof(s, &end);
+    return end != s && !*end && !isnan(v) ? v : INFINITY;
+}
+
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err) {
     StFile f;

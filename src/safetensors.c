@@ -374,6 +374,31 @@ int st_read(const char *path, StFile *out, char *err) {
     return 0;
 }
 
+int st_peek_meta(const char *path, const char *key, char *out, size_t len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    unsigned char n8[8];
+    uint64_t n = 0;
+    int rc = -1;
+    if (fread(n8, 1, 8, fp) == 8) {
+        for (int i = 7; i >= 0; i--) n = n << 8 | n8[i];
+        char *hdr = n > 0 && n <= ((uint64_t)1 << 27) ? malloc((size_t)n + 1) : NULL;
+        if (hdr && fread(hdr, 1, (size_t)n, fp) == (size_t)n) {
+            hdr[n] = '\0';
+            cJSON *j = cJSON_Parse(hdr);
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "__metadata__"), key);
+            if (cJSON_IsString(v) && strlen(v->valuestring) < len) {
+                strcpy(out, v->valuestring);
+                rc = 0;
+            }
+            cJSON_Delete(j);
+        }
+        free(hdr);
+    }
+    fclose(fp);
+    return rc;
+}
+
 void st_free(StFile *f) {
     if (!f) return;
     if (f->entries)
