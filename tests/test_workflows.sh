@@ -160,6 +160,28 @@ PY
     "$BIN" info --ckpt "$WORK/nan.safetensors" >/dev/null 2>"$WORK/nan.err"
     grep -q "tensor '[a-z_]*' holds a non-finite value" "$WORK/nan.err" && pass nonfinite_weights_refused \
         || fail nonfinite_weights_refused "$(cat "$WORK/nan.err")"
+    # grow on a checkpoint without optimizer state does not claim to have any
+    python3 - "$WORK/B/latest.safetensors" "$WORK/noopt.safetensors" <<'PY'
+import json, struct, sys, zlib
+raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
+h = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+meta = h.pop('__metadata__'); meta['optimizer'] = 'none'
+out, blob = {}, b''
+for name, e in sorted(h.items(), key=lambda kv: kv[1]['data_offsets'][0]):
+    if name.startswith('opt.'): continue
+    b, end = e['data_offsets']
+    out[name] = dict(e, data_offsets=[len(blob), len(blob) + end - b]); blob += data[b:end]
+crc = 0
+for k in sorted(k for k in meta if k != 'crc32'):
+    crc = zlib.crc32(k.encode() + b'\0' + meta[k].encode() + b'\0', crc)
+meta['crc32'] = '%08x' % zlib.crc32(blob, crc)
+out['__metadata__'] = meta
+hdr = json.dumps(out).encode(); hdr += b' ' * (-len(hdr) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hdr)) + hdr + blob)
+PY
+    "$BIN" grow --ckpt "$WORK/noopt.safetensors" --kv +4 --out "$WORK/noopt2.safetensors" --threads 1 >/dev/null 2>"$WORK/no.err"
+    "$BIN" info --ckpt "$WORK/noopt2.safetensors" 2>&1 | grep -q "optimizer state absent" && pass grow_keeps_no_optimizer \
+        || fail grow_keeps_no_optimizer "$(cat "$WORK/no.err"; "$BIN" info --ckpt "$WORK/noopt2.safetensors" 2>&1 | grep optim)"
 fi
 "$BIN" train -dash.txt >/dev/null 2>"$WORK/o.err"
 grep -q "'-d' in '-dash.txt'" "$WORK/o.err" && pass unknown_short_option_named || fail unknown_short_option_named "$(cat "$WORK/o.err")"
