@@ -10,17 +10,18 @@ sample_text 60000 800 >"$TEXT"
 TINY=(--preset tiny --n-layer 2 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16
       --batch-size 4 --eval-iters 2 --warmup-iters 2 --threads 1 --device cpu)
 RES=(--eval-iters 2 --threads 1 --device cpu)
+ABIN=$(realpath "$BIN")
 train() { "$BIN" train "$TEXT" "$@"; }
 hash() { cksum <"$1" 2>/dev/null; }
 
 # 1. --resume without --out writes next to its checkpoint; a better best of another run stays.
-(cd "$WORK" && "$OLDPWD/$BIN" train "$TEXT" "${TINY[@]}" --max-iters 60 --eval-interval 20 >/dev/null 2>&1)
+(cd "$WORK" && "$ABIN" train "$TEXT" "${TINY[@]}" --max-iters 60 --eval-interval 20 >/dev/null 2>&1)
 train "${TINY[@]}" --max-iters 4 --out "$WORK/B" >/dev/null 2>&1
 before=$(hash "$WORK/out/best.safetensors")
-(cd "$WORK" && "$OLDPWD/$BIN" train "$TEXT" "${RES[@]}" --resume B/latest.safetensors --max-iters 6 >"$WORK/r1.log" 2>&1)
+(cd "$WORK" && "$ABIN" train "$TEXT" "${RES[@]}" --resume B/latest.safetensors --max-iters 6 >"$WORK/r1.log" 2>&1)
 [[ $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "^writing B/latest.safetensors" "$WORK/r1.log" \
     && pass resume_writes_next_to_checkpoint || fail resume_writes_next_to_checkpoint "out/best changed or: $(head -1 "$WORK/r1.log")"
-(cd "$WORK" && "$OLDPWD/$BIN" train "$TEXT" "${TINY[@]}" --max-iters 2 >"$WORK/r2.log" 2>&1)
+(cd "$WORK" && "$ABIN" train "$TEXT" "${TINY[@]}" --max-iters 2 >"$WORK/r2.log" 2>&1)
 [[ $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "only a better model replaces it" "$WORK/r2.log" \
     && pass better_best_of_other_run_kept || fail better_best_of_other_run_kept "out/best replaced by a worse run"
 # 4. every path printed at the end exists
