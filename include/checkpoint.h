@@ -23,6 +23,7 @@ typedef struct {
     double train_tokens; /* tokens trained on so far */
     double train_flops;  /* cumulative training FLOPs so far */
     int split[3];        /* train/val/test parts of the text (DATA_SPLIT_DEFAULT) */
+    int has_optimizer;   /* set by checkpoint_load: the file held Adam moments */
 } TrainState;
 
 void train_state_init(TrainState *ts);
@@ -33,7 +34,9 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
 /* Builds *m on ops (activations not allocated), fills vocab and train state. */
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err);
-/* True when the file held optimizer moments (set by the last load). */
-int checkpoint_had_optimizer(void);
+
+/* The best val loss recorded in a checkpoint's header (INFINITY when the file
+ * is missing or unreadable); reads no tensors. */
+float checkpoint_peek_best_val(const char *path);
 
 #endif

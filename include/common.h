@@ -12,6 +12,12 @@
  * error buffer so that callers can clean up (temporary files) first. */
 void tf_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void tf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Dies unless path is absent or a regular file: a writer must never replace
+ * a device node, a FIFO or a directory with its output. */
+void tf_require_writable_target(const char *flag, const char *path);
+/* A command's last word on stdout: flushes it and, when a write failed (disk
+ * full, closed pipe), says so on stderr and returns a failing status. */
+int tf_finish_stdout(int status);
 /* printf into a caller's error buffer (size TF_ERRLEN); returns -1 for `return tf_err(...)`. */
 int tf_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -38,9 +38,18 @@ typedef struct {
  * (TF_ERRLEN bytes). Validation: header length vs file size, JSON, dtype,
  * shape, offsets in range, sizes matching shape, no overlaps. */
 int st_read(const char *path, StFile *out, char *err);
+
+/* A file-supplied name made fit for a one-line error message: at most
+ * ST_SHOW_LEN bytes (then "..."), control characters replaced by '?'.
+ * buf must hold ST_SHOW_LEN + 4 bytes. */
+#define ST_SHOW_LEN 64
+const char *st_show_name(const char *s, char *buf);
 /* Same on a buffer in memory (takes ownership of buf on success and failure). */
 int st_parse(unsigned char *buf, size_t len, StFile *out, char *err);
 void st_free(StFile *f);
+/* One __metadata__ value read from the header alone (no tensor data): 0, or
+ * -1 when the file, the header or the key is missing or the value is longer than len-1. */
+int st_peek_meta(const char *path, const char *key, char *out, size_t len);
 
 const StEntry *st_find(const StFile *f, const char *name);
 const char *st_meta(const StFile *f, const char *key);

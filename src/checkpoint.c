@@ -13,8 +13,6 @@
 #include "data.h"
 #include "safetensors.h"
 
-static int g_had_optimizer;
-int checkpoint_had_optimizer(void) { return g_had_optimizer; }
 
 void train_state_init(TrainState *ts) {
     memset(ts, 0, sizeof *ts);
@@ -430,22 +428,37 @@ static int is_expected_tensor(const Model *m, const char *name, int with_opt) {
     return 0;
 }
 
-static int load_tensors(Model *m, const StFile *f, char *err) {
+/* Index of the first nan/inf among nbytes of little-endian float32, or -1. */
+static long first_nonfinite(const void *data, size_t nbytes) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i + 4 <= nbytes; i += 4) {
+        float x;
+        memcpy(&x, b + i, sizeof x);
+        if (!isfinite(x)) return (long)(i / 4);
+    }
+    return -1;
+}
+
+/* Copies the weights (and moments, when the file has them: *has_opt) to the
+ * device; refuses non-finite values, which would only surface later as a nan loss. */
+static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
     const Ops *o = m->ops;
     const char *opt = st_meta(f, "optimizer");
-    g_had_optimizer = st_find(f, "opt.m.wte") != NULL;
-    if (!opt || strcmp(opt, g_had_optimizer ? "adamw" : "none") != 0)
+    *has_opt = st_find(f, "opt.m.wte") != NULL;
+    if (!opt || strcmp(opt, *has_opt ? "adamw" : "none") != 0)
         return tf_err(err, "metadata 'optimizer' does not match the file: optimizer tensors are %s",
-                      g_had_optimizer ? "present" : "absent");
+                      *has_opt ? "present" : "absent");
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
     float *dst[3] = {m->param_mem, m->m_mem, m->v_mem};
-    for (int part = 0; part < (g_had_optimizer ? 3 : 1); part++) {
+    for (int part = 0; part < (*has_opt ? 3 : 1); part++) {
         for (int i = 0; i < m->n_params; i++) {
             const Param *p = &m->params[i];
             char name[TF_NAME_LEN + 8];
             snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
             const StEntry *e = NULL;
             if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
+            long bad = first_nonfinite(st_data(f, e), e->nbytes);
+            if (bad >= 0) return tf_err(err, "tensor '%s' holds a non-finite value (nan or inf) at element %ld", name, bad);
             o->to_device(dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
         }
     }
@@ -463,15 +476,11 @@ static int load_tensors(Model *m, const StFile *f, char *err) {
         }
     /* Every expected tensor was found above and names are unique, so only a
      * larger count means that the file holds something else: name it. */
-    int n_expected = m->n_params * (g_had_optimizer ? 3 : 1) + m->cfg.n_layer * PATT_PER_LAYER;
+    int n_expected = m->n_params * (*has_opt ? 3 : 1) + m->cfg.n_layer * PATT_PER_LAYER;
     for (int i = 0; f->n_entries > n_expected && i < f->n_entries; i++)
-        if (!is_expected_tensor(m, f->entries[i].name, g_had_optimizer)) {
-            char shown[48];
-            int k = 0;
-            for (const char *c = f->entries[i].name; *c && k < 40; c++, k++)
-                shown[k] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
-            shown[k] = '\0';
-            return tf_err(err, "unexpected tensor '%s%s'", shown, strlen(f->entries[i].name) > 40 ? "..." : "");
+        if (!is_expected_tensor(m, f->entries[i].name, *has_opt)) {
+            char shown[ST_SHOW_LEN + 4];
+            return tf_err(err, "unexpected tensor '%s'", st_show_name(f->entries[i].name, shown));
         }
     return 0;
 }
@@ -542,12 +551,19 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
         rc = parse_train_config(tcfg, ts, err);
     if (!rc) rc = data_meta_load(f, ts, err);
     /* The checksum last: structural problems get their own message first. */
-    if (rc || load_tensors(m, f, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
+    if (rc || load_tensors(m, f, &ts->has_optimizer, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
         model_free(m);
         vocab_free(v);
         return -1;
     }
     return 0;
+}
+
+float checkpoint_peek_best_val(const char *path) {
+    char s[64], *end;
+    if (st_peek_meta(path, "best_val_loss", s, sizeof s)) return INFINITY;
+    float v = strtof(s, &end);
+    return end != s && !*end && !isnan(v) ? v : INFINITY;
 }
 
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,

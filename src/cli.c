@@ -68,7 +68,22 @@ double cli_float(const char *flag, const char *value, double lo, double hi) {
     return v;
 }
 
+/* Whether arg is a cluster of short options ("-xyz") that holds c. */
+static int short_cluster_has(const char *arg, int c) {
+    return arg && arg[0] == '-' && arg[1] && arg[1] != '-' && strchr(arg + 1, c);
+}
+
 void cli_unknown_flag(const char *cmd, char **argv) {
+    /* getopt leaves optind on the element it is inside while it walks a
+     * cluster of short options, and moves past it after its last one. */
+    if (optopt > ' ' && optopt < 0x7f) {
+        const char *arg = short_cluster_has(argv[optind - 1], optopt) && optind > 1 ? argv[optind - 1]
+                          : short_cluster_has(argv[optind], optopt)                 ? argv[optind]
+                                                                                    : NULL;
+        if (arg)
+            tf_die("%s: unknown option '-%c' in '%s' (see 'tokenformer %s --help'; a file name starting with '-' "
+                   "needs a path like ./%s)", cmd, optopt, arg, cmd, arg);
+    }
     tf_die("%s: unknown or malformed option '%s' (see 'tokenformer %s --help')", cmd,
            argv[optind - 1], cmd);
 }

@@ -6,14 +6,28 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+
+/* Messages echo names and values read from files: control bytes (an ESC
+ * sequence, a newline) are written as \xHH so that a message stays one
+ * plain line and cannot drive the terminal. */
+static void put_message(const char *prefix, const char *fmt, va_list ap) {
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fputs(prefix, stderr);
+    for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f) fprintf(stderr, "\\x%02X", *c);
+        else fputc(*c, stderr);
+    }
+    fputc('\n', stderr);
+}
 
 void tf_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("tokenformer: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    put_message("tokenformer: error: ", fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -21,10 +35,24 @@ void tf_die(const char *fmt, ...) {
 void tf_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("tokenformer: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    put_message("tokenformer: warning: ", fmt, ap);
     va_end(ap);
+}
+
+void tf_require_writable_target(const char *flag, const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        tf_die("%s: '%s' exists and is not a regular file (%s); give a new path or a regular file",
+               flag, path, S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+               S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "a special file");
+}
+
+int tf_finish_stdout(int status) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return status;
+    int e = errno;
+    fprintf(stderr, "tokenformer: error: writing to standard output failed: %s\n", e ? strerror(e) : "I/O error");
+    return status ? status : 1;
 }
 
 int tf_err(char *err, const char *fmt, ...) {

@@ -102,8 +102,15 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
         free(bytes);
         return tf_err(err, "'%s' is empty", path);
     }
+    /* A byte order mark is an encoding marker, not text: it must not become a vocabulary character. */
+    size_t skip = len >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
+    if (skip) fprintf(stderr, "note: '%s' starts with a UTF-8 byte order mark; skipped\n", path);
+    if (len == skip) {
+        free(bytes);
+        return tf_err(err, "'%s' is empty", path);
+    }
     char why[TF_ERRLEN];
-    rc = utf8_decode(bytes, len, cps, n, why);
+    rc = utf8_decode(bytes + skip, len - skip, cps, n, why);
     free(bytes);
     if (rc) return tf_err(err, "'%s': %s", path, why);
     return 0;

@@ -25,15 +25,11 @@
 
 /* Largest integer a JSON number (a double in cJSON) holds exactly. */
 #define ST_MAX_JSON_INT 9007199254740992.0 /* 2^53 */
-#define ST_SHOW_LEN 64                     /* name characters shown in errors */
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-/* Copy a file-supplied name into buf for an error message: at most
- * ST_SHOW_LEN bytes, control characters replaced so the message stays
- * one line. buf must hold ST_SHOW_LEN + 4 bytes. */
-static const char *show(const char *s, char *buf) {
+const char *st_show_name(const char *s, char *buf) {
     size_t i = 0;
     if (!s) s = "(null)";
     for (; s[i] && i < ST_SHOW_LEN; i++) {
@@ -97,7 +93,7 @@ static int parse_dtype(const cJSON *obj, StEntry *e, const char *nm, char *err) 
     if (!cJSON_IsString(j) || !j->valuestring) return tf_err(err, "tensor '%s' dtype is not a string", nm);
     if (dtype_from_name(j->valuestring, &e->dtype) != 0)
         return tf_err(err, "tensor '%s' has unsupported dtype '%s' (only F32 and I32 are supported)", nm,
-                      show(j->valuestring, b));
+                      st_show_name(j->valuestring, b));
     return 0;
 }
 
@@ -143,7 +139,7 @@ static int parse_offsets(const cJSON *obj, StEntry *e, size_t data_len, const ch
 
 static int parse_entry(const cJSON *item, StEntry *e, size_t data_len, char *err) {
     char nm[ST_SHOW_LEN + 4];
-    show(item->string, nm);
+    st_show_name(item->string, nm);
     if (!cJSON_IsObject(item)) return tf_err(err, "tensor '%s' is not a JSON object", nm);
     if (parse_dtype(item, e, nm, err) != 0 || parse_shape(item, e, nm, err) != 0 ||
         parse_offsets(item, e, data_len, nm, err) != 0)
@@ -165,7 +161,7 @@ static int parse_metadata(const cJSON *meta, StFile *f, char *err) {
     if (!f->meta_keys || !f->meta_vals) return tf_err(err, "out of memory");
     for (const cJSON *m = meta->child; m; m = m->next) {
         if (!cJSON_IsString(m) || !m->valuestring || !m->string)
-            return tf_err(err, "__metadata__ value for '%s' is not a string", show(m->string, b));
+            return tf_err(err, "__metadata__ value for '%s' is not a string", st_show_name(m->string, b));
         /* Count each pair as soon as it is allocated so st_free releases it. */
         f->meta_keys[f->n_meta] = dup_str(m->string);
         f->meta_vals[f->n_meta] = dup_str(m->valuestring);
@@ -190,7 +186,7 @@ static int check_unique(char **names, int n, const char *what, char *err) {
     qsort(tmp, (size_t)n, sizeof *tmp, cmp_str_ptr);
     int rc = 0;
     for (int i = 1; i < n && rc == 0; i++)
-        if (strcmp(tmp[i - 1], tmp[i]) == 0) rc = tf_err(err, "duplicate %s '%s'", what, show(tmp[i], b));
+        if (strcmp(tmp[i - 1], tmp[i]) == 0) rc = tf_err(err, "duplicate %s '%s'", what, st_show_name(tmp[i], b));
     free(tmp);
     return rc;
 }
@@ -227,8 +223,8 @@ static int check_overlaps(const StFile *f, char *err) {
     const StEntry *far = v[0];
     for (int i = 1; i < f->n_entries && rc == 0; i++) {
         if (v[i]->offset < far->offset + far->nbytes)
-            rc = tf_err(err, "tensors '%s' and '%s' overlap (bytes %zu..%zu and %zu..%zu)", show(far->name, b1),
-                        show(v[i]->name, b2), far->offset, far->offset + far->nbytes, v[i]->offset,
+            rc = tf_err(err, "tensors '%s' and '%s' overlap (bytes %zu..%zu and %zu..%zu)", st_show_name(far->name, b1),
+                        st_show_name(v[i]->name, b2), far->offset, far->offset + far->nbytes, v[i]->offset,
                         v[i]->offset + v[i]->nbytes);
         if (v[i]->offset + v[i]->nbytes > far->offset + far->nbytes) far = v[i];
     }
@@ -377,6 +373,31 @@ int st_read(const char *path, StFile *out, char *err) {
     return 0;
 }
 
+int st_peek_meta(const char *path, const char *key, char *out, size_t len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    unsigned char n8[8];
+    uint64_t n = 0;
+    int rc = -1;
+    if (fread(n8, 1, 8, fp) == 8) {
+        for (int i = 7; i >= 0; i--) n = n << 8 | n8[i];
+        char *hdr = n > 0 && n <= ((uint64_t)1 << 27) ? malloc((size_t)n + 1) : NULL;
+        if (hdr && fread(hdr, 1, (size_t)n, fp) == (size_t)n) {
+            hdr[n] = '\0';
+            cJSON *j = cJSON_Parse(hdr);
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "__metadata__"), key);
+            if (cJSON_IsString(v) && strlen(v->valuestring) < len) {
+                strcpy(out, v->valuestring);
+                rc = 0;
+            }
+            cJSON_Delete(j);
+        }
+        free(hdr);
+    }
+    fclose(fp);
+    return rc;
+}
+
 void st_free(StFile *f) {
     if (!f) return;
     if (f->entries)
@@ -472,18 +493,18 @@ static int check_tensors(const char *path, const StTensorOut *t, int n, size_t *
         if (!t[i].name || strcmp(t[i].name, "__metadata__") == 0)
             return tf_err(err, "%s: tensor %d has an invalid name", path, i);
         if (t[i].ndim < 0 || t[i].ndim > ST_MAX_DIMS || (t[i].ndim > 0 && !t[i].shape))
-            return tf_err(err, "%s: tensor '%s' has an invalid shape", path, show(t[i].name, b));
+            return tf_err(err, "%s: tensor '%s' has an invalid shape", path, st_show_name(t[i].name, b));
         if (t[i].dtype != DTYPE_F32 && t[i].dtype != DTYPE_I32)
-            return tf_err(err, "%s: tensor '%s' has an invalid dtype", path, show(t[i].name, b));
+            return tf_err(err, "%s: tensor '%s' has an invalid dtype", path, st_show_name(t[i].name, b));
         size_t bytes = dtype_size(t[i].dtype);
         for (int d = 0; d < t[i].ndim; d++)
             if (t[i].shape[d] < 0 || (uint64_t)t[i].shape[d] > SIZE_MAX ||
                 tf_mul_overflows(bytes, (size_t)t[i].shape[d], &bytes) != 0)
-                return tf_err(err, "%s: tensor '%s' has an invalid shape", path, show(t[i].name, b));
-        if (bytes > 0 && !t[i].data) return tf_err(err, "%s: tensor '%s' has no data", path, show(t[i].name, b));
+                return tf_err(err, "%s: tensor '%s' has an invalid shape", path, st_show_name(t[i].name, b));
+        if (bytes > 0 && !t[i].data) return tf_err(err, "%s: tensor '%s' has no data", path, st_show_name(t[i].name, b));
         for (int j = 0; j < i; j++)
             if (strcmp(t[j].name, t[i].name) == 0)
-                return tf_err(err, "%s: duplicate tensor name '%s'", path, show(t[i].name, b));
+                return tf_err(err, "%s: duplicate tensor name '%s'", path, st_show_name(t[i].name, b));
         nbytes[i] = bytes;
     }
     return 0;
@@ -647,6 +668,9 @@ static void remove_stale_temps(const char *path) {
 int st_write_atomic(const char *path, const StTensorOut *tensors, int n_tensors, const char *const *meta_keys,
                     const char *const *meta_vals, int n_meta, char *err) {
     if (!path || !*path) return tf_err(err, "st_write_atomic: empty path");
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* rename would replace a device node or FIFO */
+        return tf_err(err, "%s: exists and is not a regular file; not replacing it", path);
     if (n_tensors < 0 || n_meta < 0 || (n_tensors > 0 && !tensors) || (n_meta > 0 && (!meta_keys || !meta_vals)))
         return tf_err(err, "%s: invalid arguments", path);
     for (int i = 0; i < n_meta; i++)

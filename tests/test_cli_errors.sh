@@ -163,7 +163,7 @@ train_error train_text_one_short "minimal_minus\.txt.*too short.*val split has 1
 
 # --------------------------------------------------------------- train: flags
 train_error train_unknown_flag "unknown or malformed option '--frobnicate'" -- "$TEXT" "${TINY[@]}" --frobnicate
-train_error train_unknown_short_flag "unknown or malformed option '-x'" -- "$TEXT" "${TINY[@]}" -x
+train_error train_unknown_short_flag "unknown option '-x' in '-x'" -- "$TEXT" "${TINY[@]}" -x
 check_error train_flag_missing_value "option '--d-model'" "$WORK/out_missing_value" -- \
     "$BIN" train "$TEXT" "${TINY[@]}" --out "$WORK/out_missing_value" --d-model
 train_error train_two_files "expected one input file" -- "$TEXT" "$TEXT" "${TINY[@]}"

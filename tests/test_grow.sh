@@ -271,7 +271,7 @@ fi
 # ---------------------------------------------------------------- --freeze-old
 if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new-stage --freeze-old --max-iters 20 \
     --out "$tmp/gf.safetensors" >"$tmp/gf.log" 2>&1; then
-    grep -q "^freeze-old: only rows added by grow are trained" "$tmp/gf.log" \
+    grep -q "^freeze-old: only rows added by the latest grow are trained" "$tmp/gf.log" \
         && pass "train --freeze-old says so in the log" || failed "train --freeze-old: no 'freeze-old' line"
     out=$(st frozen "$base" "$tmp/g.safetensors" "$tmp/gf.safetensors") \
         && pass "--freeze-old, 20 steps: old rows, wte, ln_f and tau bit-identical; every new row moved ($out)" \

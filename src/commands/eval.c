@@ -132,5 +132,5 @@ int cmd_eval(int argc, char **argv) {
     dataset_free(&d);
     vocab_free(&v);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }

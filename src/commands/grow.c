@@ -44,6 +44,7 @@ static void grow_help(void) {
 /* "0,2,4-5" -> mask[n_layer]; dies naming the bad part. */
 static void parse_layers(const char *s, int n_layer, int *mask) {
     memset(mask, 0, sizeof(int) * (size_t)n_layer);
+    if (!strpbrk(s, "0123456789")) tf_die("--layers: expected a list like 0,2,4-5, got '%s' (an empty list changes nothing)", s);
     char *copy = strdup(s), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *dash = strchr(tok, '-');
@@ -156,6 +157,7 @@ int cmd_grow(int argc, char **argv) {
     if (optind < argc) tf_die("grow: unexpected argument '%s'", argv[optind]);
     if (!in) tf_die("grow: --ckpt is required (see 'tokenformer grow --help')");
     if (!out) tf_die("grow: --out is required");
+    tf_require_writable_target("--out", out);
     if (!kv_set && !ffn_set) tf_die("grow: give --kv (and/or --ffn-kv) with a row count like +64 or -32");
     if (!ffn_set) ffn = 4 * kv;
     if ((kv < 0 && ffn > 0) || (kv > 0 && ffn < 0)) tf_die("grow: --kv and --ffn-kv must both add or both remove rows");
@@ -211,7 +213,8 @@ int cmd_grow(int argc, char **argv) {
         float after = evaluate_loss(&g, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
         printf("val loss on %ld fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before, after, after - before);
     }
-    if (checkpoint_save(out, &g, &v, &ts, 1, err)) tf_die("%s", err);
+    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
+    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
     printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
 
     if (importance)
@@ -224,5 +227,5 @@ int cmd_grow(int argc, char **argv) {
     model_free(&g);
     model_free(&m);
     vocab_free(&v);
-    return 0;
+    return tf_finish_stdout(0);
 }

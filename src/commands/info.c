@@ -56,12 +56,12 @@ int cmd_info(int argc, char **argv) {
         printf("\n");
     }
     printf("optimizer step %d, iteration %d, optimizer state %s\n", m.step, ts.iter,
-           checkpoint_had_optimizer() ? "included" : "absent");
+           ts.has_optimizer ? "included" : "absent");
     if (isfinite(ts.best_val)) printf("best val loss %.4f\n", ts.best_val);
     else printf("best val loss: none recorded\n");
     printf("tokenizer %s, data split %d,%d,%d; trained on %.0f tokens, %.3e FLOPs\n", vocab_kind_name(&v),
            ts.split[0], ts.split[1], ts.split[2], ts.train_tokens, ts.train_flops);
     vocab_free(&v);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }

@@ -16,7 +16,8 @@ static void sample_help(void) {
            "\n"
            "options:\n"
            "  --ckpt CKPT            checkpoint to sample from (required)\n"
-           "  --prompt S             text to continue (default: a newline)\n"
+           "  --prompt S             text to continue (default: a newline, or the first\n"
+           "                         vocabulary character when the model has no newline)\n"
            "  --max-new-tokens N     characters to generate (default 500)\n"
            "  --temperature T        softmax temperature, > 0 (default 1.0); 0 = greedy\n"
            "  --top-k K              keep only the K most likely characters (default 0: all)\n"
@@ -72,7 +73,7 @@ int cmd_sample(int argc, char **argv) {
         {"top-k", required_argument, NULL, O_TOPK},     {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE},  {"threads", required_argument, NULL, O_THREADS},
         {"help", no_argument, NULL, O_HELP},            {0, 0, 0, 0}};
-    const char *ckpt = NULL, *prompt = "\n", *device = "auto";
+    const char *ckpt = NULL, *prompt = "", *device = "auto";
     long max_new = 500, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0;
     opterr = 0;
@@ -111,11 +112,14 @@ int cmd_sample(int argc, char **argv) {
     } else if (utf8_decode((const unsigned char *)prompt, strlen(prompt), &cps, &n_prompt, err)) {
         tf_die("--prompt: %s", err);
     }
-    if (n_prompt == 0) { /* an empty prompt starts from the first vocabulary character */
+    char start[5] = "";
+    if (n_prompt == 0) { /* no prompt: a newline where the vocabulary has one, else its first character */
         free(cps);
         cps = tf_malloc(sizeof(uint32_t), "prompt");
         cps[0] = vocab_lookup(&vocab, '\n') >= 0 ? '\n' : vocab.codepoints[0];
         n_prompt = 1;
+        start[utf8_encode(cps[0], start)] = '\0';
+        prompt = start;
     }
     int T = m.cfg.block_size, V = m.cfg.vocab_size;
     size_t cap = n_prompt + (size_t)max_new;
@@ -141,12 +145,12 @@ int cmd_sample(int argc, char **argv) {
             fputc(next, stdout);
         else
             fwrite(buf, 1, (size_t)utf8_encode(vocab.codepoints[next], buf), stdout);
-        fflush(stdout);
+        if (fflush(stdout) != 0) break; /* nowhere to write: tf_finish_stdout reports it */
     }
     fputc('\n', stdout);
     free(logits);
     free(ids);
     vocab_free(&vocab);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }

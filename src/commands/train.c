@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,12 +30,15 @@ static void train_help(void) {
            "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
            "  --out PATH             a directory (writes latest.safetensors and\n"
            "                         best.safetensors in it) or a FILE.safetensors (best:\n"
-           "                         FILE.best.safetensors); default out/\n"
+           "                         FILE.best.safetensors); default out/, and with\n"
+           "                         --resume where the checkpoint lives (README: 'Where\n"
+           "                         a run writes')\n"
            "  --resume CKPT          continue a run from a checkpoint exactly\n"
            "  --new-stage            with --resume: restart warmup + cosine from the\n"
            "                         checkpoint's iteration over --max-iters more iterations\n"
            "                         (the official grow recipe); default continues the schedule\n"
-           "  --freeze-old           with --resume: train only rows added by 'grow'\n"
+           "  --freeze-old           with --resume: train only the rows added by the latest\n"
+           "                         grow (older rows stay frozen in every layer)\n"
            "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
            "  --threads N            CPU threads (default: all cores)\n"
            "  --precision P          GPU math: fp32 (default, the reference), tf32 (TF32\n"
@@ -59,6 +64,11 @@ static volatile sig_atomic_t g_stop_requested;
 static void on_signal(int sig) {
     if (g_stop_requested) _exit(128 + sig); /* second signal: at once */
     g_stop_requested = sig;
+    /* An evaluation can take seconds: say at once that the signal was heard. */
+    static const char ack[] = "\ntokenformer: stopping after the current step or evaluation to save the "
+                              "latest checkpoint (signal again to quit without saving)\n";
+    ssize_t ignored = write(STDERR_FILENO, ack, sizeof ack - 1);
+    (void)ignored;
 }
 
 static void install_signal_handlers(void) {
@@ -68,6 +78,19 @@ static void install_signal_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* A reader that goes away (tee killed by the same Ctrl-C) must not kill the
+     * run: writes then fail with EPIPE, which flush_output notices. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---------------- stdout: a failed write stops the run, it does not kill it ---------------- */
+
+static int g_stdout_errno; /* first failed write to stdout (EPIPE, ENOSPC), 0 while fine */
+
+static void flush_output(void) {
+    if (g_stdout_errno) return;
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) g_stdout_errno = errno ? errno : EIO;
 }
 
 /* ---------------- options ---------------- */
@@ -122,7 +145,6 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     memset(a, 0, sizeof *a);
     a->mc = preset->model;
     a->tc = preset->train;
-    a->out = "out";
     a->device = "auto";
     opterr = 0;
     int opt;
@@ -199,6 +221,41 @@ static void output_paths(const char *out, char *latest, char *best, size_t len) 
     snprintf(best, len, "%s/best.safetensors", out);
 }
 
+/* Without --out a resumed run keeps writing where its checkpoint lives: next
+ * to DIR/latest.safetensors or DIR/best.safetensors into DIR, otherwise into
+ * the checkpoint file itself (best: FILE.best.safetensors). */
+static void default_out_for_resume(const char *resume, char *out, size_t len) {
+    const char *slash = strrchr(resume, '/'), *base = slash ? slash + 1 : resume;
+    if (strcmp(base, "latest.safetensors") && strcmp(base, "best.safetensors")) snprintf(out, len, "%s", resume);
+    else if (!slash) snprintf(out, len, ".");
+    else snprintf(out, len, "%.*s", slash == resume ? 1 : (int)(slash - resume), resume);
+}
+
+/* One run at a time per output: an exclusive flock on LATEST.lock, held until
+ * exit. The lock file stays (removing it would race with a run that just
+ * opened it) and holds the pid of the run that has it, for the message. */
+static void lock_output(const char *latest) {
+    char path[4200], holder[32] = "";
+    snprintf(path, sizeof path, "%s.lock", latest);
+    tf_require_writable_target("--out", path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) tf_die("--out: cannot create the lock file '%s': %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, holder, sizeof holder - 1, 0) : -1;
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            tf_die("--out: %s is in use by another training run (pid %s, lock %s); give another --out or wait for it",
+                   latest, *holder ? holder : "unknown", path);
+        tf_die("--out: cannot lock '%s': %s", path, strerror(e));
+    }
+    int n = snprintf(holder, sizeof holder, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)n, 0) != n)
+        tf_warn("cannot record this run's pid in %s: %s", path, strerror(errno));
+    /* fd stays open (and locked) for the life of the process */
+}
+
 /* ---------------- schedule and evaluation ---------------- */
 
 /* Linear warmup, then cosine from lr to min_lr, measured from the stage start. */
@@ -242,16 +299,21 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
 
 /* ---------------- setup ---------------- */
 
+/* --freeze-old: "old" is every row that existed before the latest grow (the
+ * largest birth step of any row), in every layer alike; only the rows that
+ * grow added then train. A layer the latest grow skipped trains nothing. */
 static void mark_rows_frozen(Model *m) {
-    /* --freeze-old: everything that existed before the last grow stays put. */
-    int grown = 0;
-    for (int i = 0; i < m->n_params; i++) grown |= m->params[i].n_seg > 1;
-    if (!grown) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
+    int latest = 0, oldest = 1 << 30;
+    for (int i = 0; i < m->n_params; i++)
+        for (int k = 0; k < m->params[i].n_seg; k++) {
+            int b = m->params[i].seg[k].birth;
+            latest = b > latest ? b : latest;
+            oldest = b < oldest ? b : oldest;
+        }
+    if (latest == oldest) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        int newest_birth = p->seg[p->n_seg - 1].birth;
-        for (int k = 0; k < p->n_seg; k++)
-            if (p->n_seg == 1 || p->seg[k].birth < newest_birth) p->seg[k].frozen = 1;
+        for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = p->seg[k].birth < latest;
     }
 }
 
@@ -259,7 +321,7 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
     char err[TF_ERRLEN];
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
     if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
-    if (!checkpoint_had_optimizer()) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
+    if (!ts->has_optimizer) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
     /* Training settings come from the checkpoint unless given again on the command
      * line; a new stage's length is --max-iters, else the checkpoint's max_iters. */
     if (ts->has_train) {
@@ -282,9 +344,15 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         printf("schedule: continuing the checkpoint's schedule (stage start %d) to iteration %d\n",
                ts->stage_start, a->tc.max_iters);
     }
+    if (!a->new_stage && a->tc.max_iters == ts->iter)
+        printf("nothing to train: %s is at iteration %d = --max-iters; evaluating it only\n", a->resume, ts->iter);
+    if (!a->new_stage && a->tc.max_iters < ts->iter)
+        tf_die("--resume: %s is already at iteration %d and --max-iters is %d, so nothing would train; "
+               "give a larger --max-iters (the total), or --new-stage --max-iters N for N more",
+               a->resume, ts->iter, a->tc.max_iters);
     if (a->freeze_old) {
         mark_rows_frozen(m);
-        printf("freeze-old: only rows added by grow are trained\n");
+        printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer)\n");
     }
     printf("resumed from %s at iteration %d (optimizer step %d, best val loss %.4f)\n", a->resume,
            ts->iter, m->step, ts->best_val);
@@ -300,6 +368,8 @@ typedef struct {
     int *tok, *tgt; /* host batch, B*T each */
     Rng data_rng;
     char latest[4096], best[4096];
+    float best_on_disk; /* val loss recorded in `best` before this run (INFINITY: none) */
+    int wrote_best;
     double t_start, t_last;
     int first_iter;
     float loss_acc;
@@ -379,7 +449,7 @@ static void draw_bar(TrainRun *r, int iter, float loss, double tok_s, const char
     for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
     bar[WIDTH] = '\0';
     printf("\r\033[K[%s] iter %d/%d, loss %.4f, %.0f tok/s, ETA %s", bar, iter, max, loss, tok_s, eta);
-    fflush(stdout);
+    flush_output();
     r->bar_shown = 1;
 }
 /* ---------------- end of data accounting ---------------- */
@@ -406,10 +476,35 @@ static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t
     r->ts.has_train = 1;
 }
 
+/* "N", or "LO-HI" when grow gave the layers (or the attention Pattentions) different row counts. */
+static void format_rows(const Model *m, int w_lo, int w_hi, char *buf, size_t len) {
+    int lo = 1 << 30, hi = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int w = w_lo; w <= w_hi; w++) {
+            int n = model_patt_rows(m, l, w);
+            lo = n < lo ? n : lo;
+            hi = n > hi ? n : hi;
+        }
+    if (lo == hi) snprintf(buf, len, "%d", lo);
+    else snprintf(buf, len, "%d-%d", lo, hi);
+}
+
+/* Said after the setup, so that a setup error stays the only line on stderr. */
+static void warn_unreached_warmup(const TrainRun *r) {
+    const TrainConfig *t = &r->a->tc;
+    int stage_len = t->max_iters - r->ts.stage_start;
+    if (t->warmup_iters >= stage_len)
+        tf_warn("--warmup-iters %d is not shorter than the %d iterations of this schedule: the peak lr %g is "
+                "never reached", t->warmup_iters, stage_len, t->lr);
+}
+
 static void print_run_header(const TrainRun *r) {
     const ModelConfig *c = &r->m.cfg;
-    printf("model: %d layers, d=%d, %d heads, n_attn=%d, n_ffn=%d, T=%d, vocab=%d, pnorm=%s\n",
-           c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size, c->vocab_size,
+    char attn[32], ffn[32];
+    format_rows(&r->m, PATT_Q, PATT_O, attn, sizeof attn);
+    format_rows(&r->m, PATT_FFN, PATT_FFN, ffn, sizeof ffn);
+    printf("model: %d layers, d=%d, %d heads, n_attn=%s, n_ffn=%s, T=%d, vocab=%d, pnorm=%s\n",
+           c->n_layer, c->d_model, c->n_head, attn, ffn, c->block_size, c->vocab_size,
            pnorm_name(c->pnorm));
     printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&r->m, 1),
            model_num_params(&r->m, 0));
@@ -423,7 +518,7 @@ static void print_run_header(const TrainRun *r) {
            "grad clip %g, seed %llu; eval every %d iterations over %d batches\n",
            t->lr, t->min_lr, t->warmup_iters, c->dropout, c->rope_frac, t->weight_decay,
            t->grad_clip, (unsigned long long)t->seed, t->eval_interval, t->eval_iters);
-    fflush(stdout);
+    flush_output();
 }
 
 /* The state a checkpoint written before iteration `iter` must carry. */
@@ -440,16 +535,18 @@ static int evaluate_and_save(TrainRun *r, int iter) {
     float vl = estimate_loss(&r->m, &r->data, SPLIT_VAL, tc, iter, r->tok, r->tgt);
     clear_bar(r);
     printf("step %d: train loss %.4f, val loss %.4f, flops %.3e\n", iter, tl, vl, r->ts.train_flops);
-    fflush(stdout);
+    flush_output();
     log_row(r, iter, "eval", NAN, tl, vl, NAN);
     if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
         report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, r->latest);
         return -1;
     }
     mark_position(r, iter);
-    if (vl < r->ts.best_val) {
-        r->ts.best_val = vl;
+    if (vl < r->ts.best_val) r->ts.best_val = vl;
+    if (vl == r->ts.best_val && vl < r->best_on_disk) { /* never replace a better model of another run */
         save_or_die(r->best, &r->m, &r->vocab, &r->ts);
+        r->best_on_disk = vl;
+        r->wrote_best = 1;
     }
     save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
     r->t_last = tf_now_seconds(); /* keep evaluation out of the step timing */
@@ -492,12 +589,65 @@ static void print_progress(TrainRun *r, int iter, float lr, float norm) {
     else
         printf("iter %d/%d: loss %.4f, lr %.2e, norm %.2f, %.1f ms/iter, %.0f tok/s, ETA %s\n", iter + 1,
                tc->max_iters, loss, lr, norm, dt * 1e3, tok_s, eta);
-    fflush(stdout);
+    flush_output();
     log_row(r, iter + 1, "progress", lr, loss, NAN, tok_s);
     r->t_last = now;
     r->timed_steps = 0;
     r->loss_acc = 0.0f;
     r->loss_count = 0;
+}
+
+/* A signal, or a stdout that can no longer be written (the reader of a pipe
+ * went away, a full disk): save the latest checkpoint and stop. */
+static int stop_early(TrainRun *r, int iter) {
+    mark_position(r, iter);
+    save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
+    if (g_stop_requested) {
+        printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
+               (int)g_stop_requested, iter, r->latest, r->latest);
+        flush_output();
+        if (g_stdout_errno)
+            fprintf(stderr, "tokenformer: interrupted before iteration %d: saved %s\n", iter, r->latest);
+        return 130;
+    }
+    fprintf(stderr, "tokenformer: error: writing to standard output failed (%s): stopped before iteration %d, "
+            "saved %s; continue with --resume %s\n", strerror(g_stdout_errno), iter, r->latest, r->latest);
+    return g_stdout_errno == EPIPE ? 130 : 1;
+}
+
+/* The last line names only files that exist: a resumed run whose evaluations
+ * never beat the checkpoint's best has written no best file of its own. */
+static void print_summary(const TrainRun *r) {
+    char took[32];
+    format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
+    if (r->wrote_best || (r->best_on_disk == r->ts.best_val && access(r->best, F_OK) == 0))
+        printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
+    else if (access(r->best, F_OK) == 0)
+        printf("done in %s: best val loss %.4f; %s kept (it holds val loss %.4f), latest %s\n", took,
+               r->ts.best_val, r->best, r->best_on_disk, r->latest);
+    else
+        printf("done in %s: best val loss %.4f (from the checkpoint; no better model, so no best file), latest %s\n",
+               took, r->ts.best_val, r->latest);
+}
+
+/* Where this run writes: paths, the lock, and what `best` already holds. */
+static void prepare_outputs(TrainRun *r) {
+    TrainArgs *a = r->a;
+    static char derived[4096]; /* a->out points here for the rest of the run */
+    if (!a->out && a->resume) {
+        default_out_for_resume(a->resume, derived, sizeof derived);
+        a->out = derived;
+    }
+    if (!a->out) a->out = "out";
+    output_paths(a->out, r->latest, r->best, sizeof r->latest);
+    tf_require_writable_target("--out", r->latest);
+    tf_require_writable_target("--out", r->best);
+    lock_output(r->latest);
+    r->best_on_disk = checkpoint_peek_best_val(r->best);
+    if (isfinite(r->best_on_disk) && r->best_on_disk < r->ts.best_val)
+        printf("note: %s holds val loss %.4f from an earlier run; only a better model replaces it\n", r->best,
+               r->best_on_disk);
+    printf("writing %s and %s\n", r->latest, r->best);
 }
 
 /* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
@@ -511,23 +661,17 @@ static int train_loop(TrainRun *r) {
         int last = iter >= tc->max_iters;
         if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
         if (last) break;
-        if (g_stop_requested) {
+        if (g_stop_requested || g_stdout_errno) {
             clear_bar(r);
-            mark_position(r, iter);
-            save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
-            printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
-                   (int)g_stop_requested, iter, r->latest, r->latest);
-            return 130;
+            return stop_early(r, iter);
         }
         float lr, norm;
         if (train_one_step(r, iter, &lr, &norm)) return 1;
         if ((iter + 1) % tc->log_interval == 0) print_progress(r, iter, lr, norm);
     }
     clear_bar(r);
-    char took[32];
-    format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
-    printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
-    return 0;
+    print_summary(r);
+    return tf_finish_stdout(0);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -553,10 +697,12 @@ int cmd_train(int argc, char **argv) {
     free(cps);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
-    output_paths(a.out, r.latest, r.best, sizeof r.latest);
+    prepare_outputs(&r);
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
     cli_report_precision(ops, a.precision);
     print_run_header(&r);
+    warn_unreached_warmup(&r);
+    if (g_stdout_errno) tf_die("writing to standard output failed: %s", strerror(g_stdout_errno));
 
     r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
     r.tgt = r.tok + (size_t)B * T;
