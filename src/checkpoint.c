@@ -230,10 +230,10 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     /* Everything comes to the host first: params, then m, then v. */
     size_t P = m->n_param_elems;
     float *host = tf_malloc(P * sizeof(float) * (with_optimizer ? 3 : 1), "checkpoint buffer");
-    o->to_host(host, m->param_mem, P * sizeof(float));
+    o->to_host(o, host, m->param_mem, P * sizeof(float));
     if (with_optimizer) {
-        o->to_host(host + P, m->m_mem, P * sizeof(float));
-        o->to_host(host + 2 * P, m->v_mem, P * sizeof(float));
+        o->to_host(o, host + P, m->m_mem, P * sizeof(float));
+        o->to_host(o, host + 2 * P, m->v_mem, P * sizeof(float));
     }
     int k = 0;
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
@@ -393,7 +393,7 @@ static int load_tensors(Model *m, const StFile *f, char *err) {
             snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
             const StEntry *e = NULL;
             if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
-            o->to_device(dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
+            o->to_device(o, dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
         }
     }
     int64_t one = 1;

@@ -19,7 +19,7 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
         openblas_set_num_threads(threads);
     }
     if (!quiet) {
-        if (strcmp(o->name, "cpu") == 0)
+        if (ops_is_cpu(o))
             fprintf(stderr, "device: cpu (%d threads)\n", omp_get_max_threads());
         else
             fprintf(stderr, "device: %s (%s)\n", o->name, o->device);
@@ -28,7 +28,7 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
 }
 
 void cli_report_precision(const Ops *ops, int precision) {
-    if (strcmp(ops->name, "cuda") == 0)
+    if (!ops_is_cpu(ops))
         fprintf(stderr, "matmul precision: %s\n", matmul_precision_name(precision));
     else if (precision != MATMUL_FP32)
         fprintf(stderr, "note: --precision %s has no effect on the CPU (it computes in fp32)\n",
