@@ -2,6 +2,10 @@
 #ifndef TF_CONFIG_H
 #define TF_CONFIG_H
 
+/* The most parameter tokens (rows of K and V) one Pattention may have: what
+ * configs, checkpoints and `grow` accept. */
+#define PATT_MAX_ROWS (1 << 22)
+
 typedef struct {
     int n_layer;
     int d_model;

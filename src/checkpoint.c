@@ -120,8 +120,8 @@ static int parse_model_config(const char *s, ModelConfig *c, char *err) {
     else if (json_int(j, "n_layer", 1, 256, &c->n_layer, err) ||
              json_int(j, "d_model", 1, 65536, &c->d_model, err) ||
              json_int(j, "n_head", 1, 65536, &c->n_head, err) ||
-             json_int(j, "n_attn", 1, 1 << 22, &c->n_attn, err) ||
-             json_int(j, "n_ffn", 1, 1 << 22, &c->n_ffn, err) ||
+             json_int(j, "n_attn", 1, PATT_MAX_ROWS, &c->n_attn, err) ||
+             json_int(j, "n_ffn", 1, PATT_MAX_ROWS, &c->n_ffn, err) ||
              json_int(j, "block_size", 1, 1 << 16, &c->block_size, err) ||
              json_int(j, "vocab_size", 1, 0x110000, &c->vocab_size, err) ||
              json_float(j, "rope_frac", &c->rope_frac, err) ||
@@ -317,8 +317,8 @@ static int read_rows(const StFile *f, const ModelConfig *c, int *rows, char *err
             model_param_name(model_patt_param(l, w), c->n_layer, name, sizeof name);
             const StEntry *e = st_find(f, name);
             if (!e) return tf_err(err, "tensor '%s' is missing", name);
-            if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > (1 << 22) || e->shape[1] != c->d_model)
-                return tf_err(err, "tensor '%s' must have shape [n, %d] with 1 <= n <= 4194304", name, c->d_model);
+            if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > PATT_MAX_ROWS || e->shape[1] != c->d_model)
+                return tf_err(err, "tensor '%s' must have shape [n, %d] with 1 <= n <= %d", name, c->d_model, PATT_MAX_ROWS);
             rows[l * PATT_PER_LAYER + w] = (int)e->shape[0];
         }
     return 0;

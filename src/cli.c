@@ -78,7 +78,7 @@ static const ConfigFlag FLAGS[] = {
     {"d-model", F_INT, MF(d_model), 1, 65536, "model width d"},
     {"n-head", F_INT, MF(n_head), 1, 65536, "attention heads (must divide d-model)"},
     {"n-attn", F_INT, MF(n_attn), 1, 1 << 20, "parameter tokens of each attention Pattention"},
-    {"n-ffn", F_INT, MF(n_ffn), 1, 1 << 22, "parameter tokens of the FFN Pattention"},
+    {"n-ffn", F_INT, MF(n_ffn), 1, PATT_MAX_ROWS, "parameter tokens of the FFN Pattention"},
     {"block-size", F_INT, MF(block_size), 1, 65536, "context length T"},
     {"rope-frac", F_FLOAT, MF(rope_frac), 0, 1, "fraction of head dims with RoPE"},
     {"dropout", F_FLOAT, MF(dropout), 0, 0.999, "dropout on the branch outputs"},

@@ -81,7 +81,7 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
     for (int l = 0; l < cfg->n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             int n = rows ? rows[l * PATT_PER_LAYER + w] : default_rows(cfg, w);
-            if (n < 1 || n > (1 << 22)) {
+            if (n < 1 || n > PATT_MAX_ROWS) {
                 model_free(m);
                 return tf_err(err, "layer %d %s: row count %d out of range", l, PATT_NAMES[w], n);
             }
@@ -159,11 +159,15 @@ static void fill_normal(float *host, size_t n, float std, Rng *r) {
     for (size_t i = 0; i < n; i++) host[i] = std * rng_normal(r);
 }
 
+float model_value_init_std(const ModelConfig *c) {
+    return 2.0f / ((float)c->n_layer * sqrtf((float)c->d_model));
+}
+
 void model_init_weights(Model *m, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);
     float *host = tf_malloc(m->n_param_elems * sizeof(float), "initial weights");
-    float value_std = 2.0f / ((float)m->cfg.n_layer * sqrtf((float)m->cfg.d_model));
+    float value_std = model_value_init_std(&m->cfg);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t n = tensor_numel(&p->t);
@@ -248,8 +252,8 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
             a->A[w] = a->S[w] = NULL;
             if (w > PATT_Q && w < PATT_Q + a->qkv_group) continue; /* in q's group */
             size_t a_floats, s_floats, da_floats;
-            m->ops->pattention_sizes(m->ops, G, (int)N, model_patt_rows(m, l, w), &a_floats, &s_floats,
-                                     &da_floats);
+            m->ops->pattention_sizes(m->ops, G, (int)N, model_patt_rows(m, l, w), &a_floats,
+                                     &s_floats, &da_floats);
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
         }
@@ -278,8 +282,8 @@ typedef struct {
 static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t N = (size_t)m->B_alloc * m->T_alloc, d = m->cfg.d_model, V = m->cfg.vocab_size;
     size_t att, datt;
-    m->ops->attention_sizes(m->ops, m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
-                            &att, &datt);
+    m->ops->attention_sizes(m->ops, m->B_alloc, m->T_alloc, m->cfg.n_head,
+                            m->cfg.d_model / m->cfg.n_head, &att, &datt);
     size_t da = dA_scratch_floats(m, (int)N);
     /* dq, dk, dv (attention tensors) share their block with dtmp (N x d
      * floats); dy, an attention tensor too, shares dln's */
@@ -359,6 +363,12 @@ static PattInput ln1_input(LayerActs *a) {
 }
 static PattInput ln2_input(LayerActs *a) {
     return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd, 0};
+}
+
+PattInput model_patt_last_input(const Model *m, int l, int w) {
+    const LayerActs *a = &m->layers[l];
+    const float *rows = w == PATT_O ? a->y : w == PATT_FFN ? a->ln2 : a->ln1;
+    return attn_input(rows);
 }
 
 /* q, k and v are attention tensors (ops.h), the outputs of o and the FFN not. */
@@ -511,12 +521,15 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     return o->cross_entropy_forward(o, m->probs, m->logits, m->targets, N, V);
 }
 
-void model_zero_grad(Model *m) { m->ops->zero(m->ops, m->grad_mem, m->n_param_elems * sizeof(float)); }
+void model_zero_grad(Model *m) {
+    m->ops->zero(m->ops, m->grad_mem, m->n_param_elems * sizeof(float));
+}
 
 /* d(branch) from d(residual sum) through dropout: a copy when dropout is off. */
 static const float *branch_grad(Model *m, const float *dres, float *tmp, uint64_t seed) {
     if (!(m->last_training && m->cfg.dropout > 0.0f)) return dres;
-    m->ops->dropout_backward(m->ops, tmp, dres, m->cfg.dropout, seed, (size_t)m->B * m->T * m->cfg.d_model);
+    m->ops->dropout_backward(m->ops, tmp, dres, m->cfg.dropout, seed,
+                             (size_t)m->B * m->T * m->cfg.d_model);
     return tmp;
 }
 
@@ -531,7 +544,8 @@ void model_backward(Model *m) {
     Scratch s = scratch_of(m);
     Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
 
-    o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets, 1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
+    o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets,
+                              1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
     o->matmul(o, wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
     o->matmul(o, s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
     o->zero(o, s.dres, Nd);
@@ -544,14 +558,17 @@ void model_backward(Model *m) {
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
         patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(a), a);
-        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
+        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N,
+                              d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
         patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, attn_input(a->y), a);
-        o->attention_backward(o, s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
+        o->attention_backward(o, s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B,
+                              T, H, hd);
         o->rope(o, s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
-        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
+        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N,
+                              d);
     }
     o->embedding_backward(o, wte->grad, s.dres, m->tokens, N, d);
 }
@@ -579,7 +596,8 @@ static int all_rows_uniform(const Model *m) {
 }
 
 float model_grad_norm(Model *m) {
-    if (all_rows_uniform(m)) return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_param_elems));
+    if (all_rows_uniform(m))
+        return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_param_elems));
     double total = 0.0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
@@ -600,8 +618,8 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
          * ln_f, which (1-D, no decay) closes the block. */
         size_t n_decay = (size_t)(tensor_f32(&m->params[lnf_w_index(m)].t) - m->param_mem);
         const Ops *o = m->ops;
-        o->adamw(o, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1, tc->beta2,
-                 tc->adam_eps, tc->weight_decay, grad_scale, m->step);
+        o->adamw(o, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1,
+                 tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, m->step);
         o->adamw(o, m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay,
                  m->v_mem + n_decay, m->n_param_elems - n_decay, lr, tc->beta1, tc->beta2,
                  tc->adam_eps, 0.0f, grad_scale, m->step);
@@ -616,8 +634,8 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
             size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
             size_t off = r0 * re, n = (r1 - r0) * re;
             int t = m->step - p->seg[k].birth;
-            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n, lr,
-                          tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
+            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n,
+                          lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
         }
     }
 }

@@ -324,10 +324,10 @@ static void test_layernorm(int N, int C, int affine) {
     for (size_t i = 0; i < x.n; i++) x.c[i] += 0.5f;
     GPU->to_device(GPU, x.g, x.c, x.n * sizeof(float));
     Buf w = buf_rand(C, 1.0f), b = buf_rand(C, 1.0f);
-    CPU->layernorm_forward(CPU, out.c, mean.c, rstd.c, x.c, affine ? w.c : NULL, affine ? b.c : NULL,
-                           N, C);
-    GPU->layernorm_forward(GPU, out.g, mean.g, rstd.g, x.g, affine ? w.g : NULL, affine ? b.g : NULL,
-                           N, C);
+    CPU->layernorm_forward(CPU, out.c, mean.c, rstd.c, x.c, affine ? w.c : NULL,
+                           affine ? b.c : NULL, N, C);
+    GPU->layernorm_forward(GPU, out.g, mean.g, rstd.g, x.g, affine ? w.g : NULL,
+                           affine ? b.g : NULL, N, C);
     checkf("layernorm_forward_%s_out", tagc, &out);
     checkf("layernorm_forward_%s_mean", tagc, &mean);
     checkf("layernorm_forward_%s_rstd", tagc, &rstd);
@@ -465,10 +465,10 @@ static void test_bf16_mirror(void) {
         size_t split = kn + 7;              /* two adjacent calls, as model_update makes */
         for (int half = 0; half < 2; half++) {
             size_t off = half ? split : 0, cnt = half ? total - split : split;
-            CPU->adamw(CPU, P.c + off, G.c + off, M.c + off, Vs.c + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
-                       half ? 0.0f : 0.1f, 1.0f, step);
-            GPU->adamw(GPU, P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
-                       half ? 0.0f : 0.1f, 1.0f, step);
+            CPU->adamw(CPU, P.c + off, G.c + off, M.c + off, Vs.c + off, cnt, 1e-2f, 0.9f, 0.95f,
+                       1e-8f, half ? 0.0f : 0.1f, 1.0f, step);
+            GPU->adamw(GPU, P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f,
+                       1e-8f, half ? 0.0f : 0.1f, 1.0f, step);
         }
         patt_fwd(CPU, Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
                                 d, 0, NULL);
@@ -600,10 +600,10 @@ static void test_attention_prec(int prec, int B, int T, int H, int hd) {
     if (prec != MATMUL_BF16) check_att_state(tag, &att);
     Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
     Buf dv = buf_out_t(n, 1);
-    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
     GPU->set_precision(GPU, MATMUL_FP32);
     checkf_tol("attention_backward_%s_dq", tag, &dq, tol);
     checkf_tol("attention_backward_%s_dk", tag, &dk, tol);
@@ -639,10 +639,10 @@ static void test_attention_fused(int B, int T, int H, int hd) {
     GPU->attention_forward(GPU, out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
     Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
     Buf dv = buf_out_t(n, 1);
-    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
     GPU->set_precision(GPU, MATMUL_FP32);
     const char *what[4] = {"out", "dq", "dk", "dv"};
     Buf *bufs[4] = {&out, &dq, &dk, &dv};
@@ -812,10 +812,10 @@ static void test_large(void) {
     attention_state(B, T, H, hd, &att, &datt);
     CPU->attention_forward(CPU, out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
     GPU->attention_forward(GPU, out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
-    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
     checkb("attention_large_B4_T256_H6_hd64_out", &out);
     check_att_state("large_B4_T256_H6_hd64", &att);
     checkb("attention_large_B4_T256_H6_hd64_dq", &dq);

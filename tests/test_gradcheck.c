@@ -82,7 +82,8 @@ typedef struct {
 
 static double ln_loss(void *p) {
     LnCtx *c = p;
-    O->layernorm_forward(O, c->out, c->mean, c->rstd, c->x, c->affine ? c->w : NULL, c->affine ? c->b : NULL, c->N, c->C);
+    O->layernorm_forward(O, c->out, c->mean, c->rstd, c->x, c->affine ? c->w : NULL,
+                         c->affine ? c->b : NULL, c->N, c->C);
     return dot(c->out, c->R, (size_t)c->N * c->C);
 }
 
@@ -98,7 +99,8 @@ static void test_layernorm(int affine) {
     c.R = randn(n, 1.0f);
     float *dx = calloc(n, 4), *dw = calloc(c.C, 4), *db = calloc(c.C, 4);
     ln_loss(&c);
-    O->layernorm_backward(O, dx, affine ? dw : NULL, affine ? db : NULL, c.R, c.x, affine ? c.w : NULL, c.mean, c.rstd, c.N, c.C);
+    O->layernorm_backward(O, dx, affine ? dw : NULL, affine ? db : NULL, c.R, c.x,
+                          affine ? c.w : NULL, c.mean, c.rstd, c.N, c.C);
     check_grad(affine ? "layernorm.dx (affine)" : "layernorm.dx", ln_loss, &c, c.x, dx, n, 60, 1e-2f, 2e-2);
     if (affine) {
         check_grad("layernorm.dw", ln_loss, &c, c.w, dw, c.C, 60, 1e-2f, 2e-2);
@@ -221,7 +223,8 @@ static void test_attention(void) {
     c.R = randn(n, 1.0f);
     float *dq = calloc(n, 4), *dk = calloc(n, 4), *dv = calloc(n, 4), *datt = calloc(na, 4);
     att_loss(&c);
-    O->attention_backward(O, dq, dk, dv, datt, c.R, c.out, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.hd);
+    O->attention_backward(O, dq, dk, dv, datt, c.R, c.out, c.q, c.k, c.v, c.att, c.B, c.T, c.H,
+                          c.hd);
     check_grad("attention.dq", att_loss, &c, c.q, dq, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dk", att_loss, &c, c.k, dk, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dv", att_loss, &c, c.v, dv, n, 80, 1e-2f, 2e-2);

@@ -10,15 +10,15 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
 
 
 void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n);
-void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C);
+void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int N, int C);
 void cpu_pattention_forward(const Ops *ops, const PattArgs *args);
 void cpu_pattention_backward(const Ops *ops, const PattArgs *args);
 void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);
-void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k, const float *v,
-                           int B, int T, int H, int hd);
-void cpu_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *out, const float *q, const float *k, const float *v,
-                            const float *att, int B, int T, int H, int hd);
+void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k,
+                           const float *v, int B, int T, int H, int hd);
+void cpu_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
+                            const float *dout, const float *out, const float *q, const float *k,
+                            const float *v, const float *att, int B, int T, int H, int hd);
 
 #endif

@@ -55,18 +55,20 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
     }
 }
 
-static void cpu_matmul(const Ops *ops, float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
-                       int trans_b, float alpha, float beta) {
+static void cpu_matmul(const Ops *ops, float *C, const float *A, const float *B, int M, int N,
+                       int K, int trans_a, int trans_b, float alpha, float beta) {
     cpu_gemm(A, B, C, M, N, K, trans_a, trans_b, alpha, beta);
 }
 
-static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte, int N, int C) {
+static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte,
+                                  int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, sizeof(float) * C);
 }
 
 /* Serial over rows: two rows with the same token would race. */
-static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dout, const int *tokens, int N, int C) {
+static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dout,
+                                   const int *tokens, int N, int C) {
     for (int i = 0; i < N; i++) {
         float *d = dwte + (size_t)tokens[i] * C;
         const float *g = dout + (size_t)i * C;
@@ -74,8 +76,8 @@ static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dou
     }
 }
 
-void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C) {
+void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C;
@@ -98,9 +100,9 @@ void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd,
     }
 }
 
-static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db, const float *dout,
-                                   const float *x, const float *w, const float *mean,
-                                   const float *rstd, int N, int C) {
+static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db,
+                                   const float *dout, const float *x, const float *w,
+                                   const float *mean, const float *rstd, int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C, *gi = dout + (size_t)i * C;
@@ -134,14 +136,15 @@ static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *
     }
 }
 
-static void cpu_dropout_forward(const Ops *ops, float *out, const float *x, float p, uint64_t seed, size_t n) {
+static void cpu_dropout_forward(const Ops *ops, float *out, const float *x, float p, uint64_t seed,
+                                size_t n) {
     float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = tf_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
 }
 
-static void cpu_dropout_add(const Ops *ops, float *out, const float *x, const float *branch, float p, uint64_t seed,
-                            size_t n) {
+static void cpu_dropout_add(const Ops *ops, float *out, const float *x, const float *branch,
+                            float p, uint64_t seed, size_t n) {
     if (p <= 0.0f) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
@@ -153,7 +156,8 @@ static void cpu_dropout_add(const Ops *ops, float *out, const float *x, const fl
         out[i] = x[i] + (tf_dropout_keep(seed, i, p) ? branch[i] * keep_scale : 0.0f);
 }
 
-static void cpu_dropout_backward(const Ops *ops, float *dx, const float *dout, float p, uint64_t seed, size_t n) {
+static void cpu_dropout_backward(const Ops *ops, float *dx, const float *dout, float p,
+                                 uint64_t seed, size_t n) {
     cpu_dropout_forward(ops, dx, dout, p, seed, n); /* the same mask and scale */
 }
 
@@ -172,8 +176,8 @@ static void cpu_scale(const Ops *ops, float *x, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-static float cpu_cross_entropy_forward(const Ops *ops, float *probs, const float *logits, const int *targets,
-                                       int N, int V) {
+static float cpu_cross_entropy_forward(const Ops *ops, float *probs, const float *logits,
+                                       const int *targets, int N, int V) {
     double total = 0.0;
     int counted = 0;
 #pragma omp parallel for reduction(+ : total, counted)
@@ -197,8 +201,8 @@ static float cpu_cross_entropy_forward(const Ops *ops, float *probs, const float
     return counted ? (float)(total / counted) : 0.0f;
 }
 
-static void cpu_cross_entropy_backward(const Ops *ops, float *dlogits, const float *probs, const int *targets,
-                                       float scale, int N, int V) {
+static void cpu_cross_entropy_backward(const Ops *ops, float *dlogits, const float *probs,
+                                       const int *targets, float scale, int N, int V) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         float *di = dlogits + (size_t)i * V;
@@ -215,9 +219,9 @@ static float cpu_sum_squares(const Ops *ops, const float *x, size_t n) {
     return (float)s;
 }
 
-static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                      int t) {
+static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {

@@ -321,41 +321,44 @@ void tfc_to_f32(float *dst, const bf16 *src, size_t n) {
 // mirror; compute ops never write parameter memory.
 
 void tfc_mirror_forget(const void *p, size_t bytes) {
-    if (!tfc_ctx.mirror_base) return;
-    const char *a = (const char *)p, *b = (const char *)tfc_ctx.mirror_base;
-    if (a < b + tfc_ctx.mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) tfc_ctx.mirror_base = nullptr;
+    OpsCtx *c = &tfc_ctx;
+    if (!c->mirror_base) return;
+    const char *a = (const char *)p, *b = (const char *)c->mirror_base;
+    if (a < b + c->mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) c->mirror_base = nullptr;
 }
 
 // Room for `need` elements, keeping the first `keep`.
-static void mirror_reserve(size_t need, size_t keep) {
-    if (need <= tfc_ctx.mirror_cap) return;
+static void mirror_reserve(OpsCtx *c, size_t need, size_t keep) {
+    if (need <= c->mirror_cap) return;
     size_t cap = need + need / 4;
     bf16 *buf = nullptr;
     CUDA_CHECK(cudaMalloc(&buf, cap * sizeof(bf16)));
-    if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, tfc_ctx.mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
-    if (tfc_ctx.mirror_buf) {
+    if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, c->mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+    if (c->mirror_buf) {
         CUDA_CHECK(cudaDeviceSynchronize());
-        CUDA_CHECK(cudaFree(tfc_ctx.mirror_buf));
+        CUDA_CHECK(cudaFree(c->mirror_buf));
     }
-    tfc_ctx.mirror_buf = buf;
-    tfc_ctx.mirror_cap = cap;
+    c->mirror_buf = buf;
+    c->mirror_cap = cap;
 }
 
 bf16 *tfc_mirror_extend(const float *p, size_t n) {
-    if (tfc_ctx.precision != MATMUL_BF16 || !n) {
+    OpsCtx *c = &tfc_ctx;
+    if (c->precision != MATMUL_BF16 || !n) {
         tfc_mirror_forget(p, n * sizeof(float));
         return nullptr;
     }
-    size_t off = tfc_ctx.mirror_base && p == tfc_ctx.mirror_base + tfc_ctx.mirror_len ? tfc_ctx.mirror_len : 0;
-    mirror_reserve(off + n, off);
-    if (!off) tfc_ctx.mirror_base = p;
-    tfc_ctx.mirror_len = off + n;
-    return tfc_ctx.mirror_buf + off;
+    size_t off = c->mirror_base && p == c->mirror_base + c->mirror_len ? c->mirror_len : 0;
+    mirror_reserve(c, off + n, off);
+    if (!off) c->mirror_base = p;
+    c->mirror_len = off + n;
+    return c->mirror_buf + off;
 }
 
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n) {
-    if (tfc_ctx.mirror_base && src >= tfc_ctx.mirror_base && src + n <= tfc_ctx.mirror_base + tfc_ctx.mirror_len)
-        return tfc_ctx.mirror_buf + (src - tfc_ctx.mirror_base);
+    const OpsCtx *c = &tfc_ctx;
+    if (c->mirror_base && src >= c->mirror_base && src + n <= c->mirror_base + c->mirror_len)
+        return c->mirror_buf + (src - c->mirror_base);
     return tfc_bf16_copy(slot, src, n);
 }
 
@@ -376,8 +379,8 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
                        A.stride, ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
         return;
     if (batch == 1)
-        CUBLAS_CHECK(cublasGemmEx(tfc_ctx.cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
-                                  ab_type, A.ld, &beta, C, c_type, ldc, compute,
+        CUBLAS_CHECK(cublasGemmEx(tfc_ctx.cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld,
+                                  A.p, ab_type, A.ld, &beta, C, c_type, ldc, compute,
                                   CUBLAS_GEMM_DEFAULT));
     else
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(
