@@ -285,13 +285,15 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     m->ops->attention_sizes(m->ops, m->B_alloc, m->T_alloc, m->cfg.n_head,
                             m->cfg.d_model / m->cfg.n_head, &att, &datt);
     size_t da = dA_scratch_floats(m, (int)N);
-    /* dq, dk, dv (attention tensors) share their block with dtmp (N x d
-     * floats); dy, an attention tensor too, shares dln's */
-    size_t dqkv = attn_floats(m, 3 * N * d);
-    size_t sizes[6] = {N * d, dqkv > N * d ? dqkv : N * d, N * d, da, datt, N * V};
-    float **ptrs[6] = {&s->dres, &s->dq, &s->dln, &s->dA, &s->datt, &s->dlogits};
+    /* Every gradient has its own buffer, so that no reordering of
+     * model_backward can clobber a live one; dy and dtmp cost N x d each,
+     * little beside the activations. dq, dk, dv and dy are attention
+     * tensors; dA and datt have the backend's sizes. */
+    size_t sizes[8] = {N * d, attn_floats(m, 3 * N * d), N * d, attn_floats(m, N * d), N * d,
+                       da, datt, N * V};
+    float **ptrs[8] = {&s->dres, &s->dq, &s->dln, &s->dy, &s->dtmp, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
         if (base) *ptrs[i] = base + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
@@ -300,13 +302,6 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t Nd = (size_t)m->B * m->T * d;
     s->dk = attn_offset(m, s->dq, Nd);
     s->dv = attn_offset(m, s->dk, Nd);
-    /* Two pairs never live at once within a layer's backward (model_backward):
-     * dy (O's input gradient) is born after LayerNorm 2's backward has read
-     * dln and dies in attention's backward, before Q's backward writes dln;
-     * dq is born in attention's backward, after O's backward has read the
-     * dropout gradient in dtmp, and dies before the next layer's dropout. */
-    s->dy = s->dln;
-    s->dtmp = s->dq;
     return off;
 }
 
