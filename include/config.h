@@ -1,4 +1,4 @@
-/* Model and training configuration, presets (SPEC section 4). */
+/* Model and training configuration, presets (docs/MODEL.md, training). */
 #ifndef TF_CONFIG_H
 #define TF_CONFIG_H
 

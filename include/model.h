@@ -1,4 +1,4 @@
-/* The TokenFormer language model (SPEC section 2): parameters, optimizer
+/* The TokenFormer language model (docs/MODEL.md, TokenFormer LM): parameters, optimizer
  * state, preallocated activations, and one forward/backward/update pass,
  * all through an Ops table. */
 #ifndef TF_MODEL_H
@@ -93,7 +93,7 @@ typedef struct Model {
  * n_attn / n_ffn. Returns 0 or -1 with err. */
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
 void model_free(Model *m);
-/* Official init (SPEC section 1), deterministic in seed; tau = sqrt(n). */
+/* Official init (docs/MODEL.md, Pattention), deterministic in seed; tau = sqrt(n). */
 void model_init_weights(Model *m, uint64_t seed);
 /* The std of a Pattention value row at init, 2 / (n_layer sqrt(d)); new rows
  * that growth appends are drawn the same way. */

@@ -6,7 +6,7 @@
 #include "common.h"
 #include "ops.h"
 
-/* Defaults beyond SPEC's table follow nanoGPT: warmup 100 iterations,
+/* Defaults that docs/MODEL.md (training) leaves open follow nanoGPT: warmup 100 iterations,
  * min_lr = lr/10, weight decay 0.1, betas (0.9, 0.95), clip 1.0. */
 static const Preset PRESETS[] = {
     {"tiny",

@@ -1,5 +1,5 @@
 /* The training text: read and validated, tokenized, split 90/10 into
- * train/val, and served as seeded random windows (SPEC section 4). */
+ * train/val, and served as seeded random windows (docs/MODEL.md, training). */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 

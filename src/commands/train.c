@@ -1,4 +1,4 @@
-/* tokenformer train: the training loop (SPEC section 4). */
+/* tokenformer train: the training loop (docs/MODEL.md, training). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>

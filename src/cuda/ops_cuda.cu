@@ -415,8 +415,8 @@ void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cud
 
 // fp32 operands: the precision picks the tensor-core math. In bf16 mode the
 // fp32-operand GEMMs (head, attention) use TF32: cuBLAS's FAST_16BF compute
-// type ran TF32 kernels anyway on the H100 (same speed, same error), and
-// real bf16 needs bf16 operands (the Pattentions' own, pattention.cu).
+// type runs TF32 kernels for fp32 operands anyway, and real bf16 needs bf16
+// operands (the Pattentions' own, pattention.cu).
 cublasComputeType_t tfc_fp32_compute(void) {
     return tfc_ctx.precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
