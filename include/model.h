@@ -139,5 +139,8 @@ void model_logits_row(const Model *m, int b, int t, float *host_out);
 
 /* Parameter names, as in docs/FORMAT.md. */
 void model_param_name(int index, int n_layer, char *out, size_t len);
+/* The name of Pattention `which` (PATT_Q ..) within a layer, "attn.q" ..
+ * "ffn": its tensors are h.<layer>.<name>.key / .value. */
+const char *model_patt_name(int which);
 
 #endif

@@ -30,6 +30,8 @@ float *model_patt_tau(Model *m, int layer, int which) {
     return &m->tau[layer * PATT_PER_LAYER + which];
 }
 
+const char *model_patt_name(int which) { return PATT_NAMES[which]; }
+
 void model_param_name(int index, int n_layer, char *out, size_t len) {
     if (index == 0) {
         snprintf(out, len, "wte");
@@ -83,7 +85,7 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
             int n = rows ? rows[l * PATT_PER_LAYER + w] : default_rows(cfg, w);
             if (n < 1 || n > PATT_MAX_ROWS) {
                 model_free(m);
-                return tf_err(err, "layer %d %s: row count %d out of range", l, PATT_NAMES[w], n);
+                return tf_err(err, "layer %d %s: row count %d out of range", l, model_patt_name(w), n);
             }
             for (int kv = 0; kv < 2; kv++) {
                 int idx = model_patt_param(l, w) + kv;
