@@ -1,6 +1,10 @@
-/* Model and training configuration, presets (SPEC section 4). */
+/* Model and training configuration, presets (docs/MODEL.md, training). */
 #ifndef TF_CONFIG_H
 #define TF_CONFIG_H
+
+/* The most parameter tokens (rows of K and V) one Pattention may have: what
+ * configs, checkpoints and `grow` accept. */
+#define PATT_MAX_ROWS (1 << 22)
 
 typedef struct {
     int n_layer;

@@ -1,5 +1,5 @@
 /* The training text: loaded, validated, tokenized, split 90/10, and served
- * as seeded random windows of T+1 tokens (SPEC section 4). */
+ * as seeded random windows of T+1 tokens (docs/MODEL.md, training). */
 #ifndef TF_DATA_H
 #define TF_DATA_H
 

@@ -1,4 +1,4 @@
-/* The TokenFormer language model (SPEC section 2): parameters, optimizer
+/* The TokenFormer language model (docs/MODEL.md, TokenFormer LM): parameters, optimizer
  * state, preallocated activations, and one forward/backward/update pass,
  * all through an Ops table. */
 #ifndef TF_MODEL_H
@@ -93,8 +93,11 @@ typedef struct Model {
  * n_attn / n_ffn. Returns 0 or -1 with err. */
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
 void model_free(Model *m);
-/* Official init (SPEC section 1), deterministic in seed; tau = sqrt(n). */
+/* Official init (docs/MODEL.md, Pattention), deterministic in seed; tau = sqrt(n). */
 void model_init_weights(Model *m, uint64_t seed);
+/* The std of a Pattention value row at init, 2 / (n_layer sqrt(d)); new rows
+ * that growth appends are drawn the same way. */
+float model_value_init_std(const ModelConfig *c);
 
 int model_alloc_activations(Model *m, int B, int T, char *err);
 
@@ -124,6 +127,11 @@ size_t model_param_offset(const Model *m, int index);
 /* Rows (n) of a Pattention and the index of its key param. */
 int model_patt_rows(const Model *m, int layer, int which);
 int model_patt_param(int layer, int which); /* key index; value is +1 */
+/* The rows Pattention `which` of layer `layer` took in the last forward, as
+ * an input another pattention_forward can take: an attention tensor (the
+ * normalized rows, or the attention output for PATT_O), valid until the
+ * next forward. */
+PattInput model_patt_last_input(const Model *m, int layer, int which);
 float *model_patt_tau(Model *m, int layer, int which);
 size_t model_num_params(const Model *m, int include_embedding);
 /* Copy the logits row of (batch b, position t) to host. */
@@ -131,5 +139,8 @@ void model_logits_row(const Model *m, int b, int t, float *host_out);
 
 /* Parameter names, as in docs/FORMAT.md. */
 void model_param_name(int index, int n_layer, char *out, size_t len);
+/* The name of Pattention `which` (PATT_Q ..) within a layer, "attn.q" ..
+ * "ffn": its tensors are h.<layer>.<name>.key / .value. */
+const char *model_patt_name(int which);
 
 #endif

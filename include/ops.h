@@ -12,6 +12,17 @@
  *  - parameters change only through adamw and the memory ops (to_device,
  *    copy, zero): a backend may keep derived copies of them (CUDA under
  *    bf16 keeps a bf16 mirror that adamw refreshes and the memory ops drop).
+ *
+ * Adding an op: declare the entry here, beside its kin, taking `const Ops *`
+ * first and documenting shapes, layout and what accumulates; group more than
+ * about eight arguments in a struct as PattArgs does. Implement it in both
+ * backends (src/cpu: a plain reference loop or BLAS call; src/cuda: the
+ * kernel in its own file, the adapter and the table entry in ops_cuda.cu)
+ * and, when it times anything interesting, wrap it in src/profile.c. Test
+ * it twice: tests/test_gradcheck.c checks the CPU backward against finite
+ * differences of the forward, and tests/test_cuda_ops.c checks the CUDA
+ * entry against the CPU one (per precision) on random inputs. An entry the
+ * model does not call belongs in the test-helpers section at the end.
  */
 #ifndef TF_OPS_H
 #define TF_OPS_H
@@ -19,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Pattention's modified softmax (SPEC section 1). */
+/* Pattention's modified softmax (docs/MODEL.md, Pattention). */
 typedef enum {
     PNORM_L2_GELU = 0, /* GeLU(tau * A / ||A||)           (default) */
     PNORM_GELU_L2 = 1, /* tau * GeLU(A) / ||GeLU(A)||              */
@@ -54,46 +65,82 @@ typedef struct {
  * tensors; a Pattention does where flagged: its input (PattInput.attn, and
  * then dX) and its output (y_attn: Y, and then dY). */
 
-typedef struct Ops {
+/* The arguments of a Pattention (group) call, forward and backward (see
+ * pattention_forward below). The caller fills one struct per Pattention and
+ * passes it to both directions; each reads only its own fields. */
+typedef struct {
+    /* both directions */
+    PattInput X;          /* N x d_in */
+    const float *K, *V;   /* G stacked n x d_in keys, n x d_out values */
+    const float *tau;     /* G scales (a host array) */
+    int G, mode;          /* group size, PNormMode */
+    int N, d_in, n, d_out;
+    int y_attn;           /* Y and dY are attention tensors */
+    float *A, *S, *dA;    /* saved scores, normalized scores, scratch */
+    /* forward */
+    float *Y;             /* G stacked N x d_out */
+    const float *residual; /* NULL or N x d_out (G = 1): Y = residual + output */
+    /* backward */
+    float *dX, *dK, *dV;  /* dK, dV accumulate; dX see accumulate_dx */
+    const float *dY;      /* stacked like Y */
+    int accumulate_dx;
+} PattArgs;
+
+typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
+
+/* A backend's own state (CUDA: cuBLAS handle, precision, workspaces, the
+ * bf16 weights mirror); opaque outside the backend, NULL on the CPU. */
+typedef struct OpsCtx OpsCtx;
+
+typedef struct Ops Ops;
+struct Ops {
+    BackendKind kind;
     const char *name;   /* "cpu" or "cuda" */
     const char *device; /* what it runs on, for logs: "NVIDIA H100 80GB HBM3, sm_90" */
+    OpsCtx *ctx;
+    /* Every entry takes the table itself first (its ctx is the state). */
+
     /* Device memory this process holds now, in bytes (CUDA: in use on the GPU
      * since the backend started, workspaces included; CPU: 0). */
-    size_t (*memory_in_use)(void);
+    size_t (*memory_in_use)(const Ops *ops);
+    /* How GEMMs multiply (MatmulPrecision, below; no effect on the CPU).
+     * Set it before allocating attention tensors and scratch: sizes follow it. */
+    void (*set_precision)(const Ops *ops, int precision);
     /* Bytes per element of an attention tensor (see above): 4 or 2. May
      * change with the matmul precision: allocate after setting it. */
-    size_t (*attn_elem_bytes)(void);
+    size_t (*attn_elem_bytes)(const Ops *ops);
 
     /* ---- memory ---- */
-    void *(*alloc)(size_t bytes); /* zero-filled; NULL when out of memory */
-    void (*free)(void *p);
-    void (*to_device)(void *dst, const void *host_src, size_t bytes);
-    void (*to_host)(void *host_dst, const void *src, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes); /* device to device */
-    void (*zero)(void *p, size_t bytes);
-    void (*synchronize)(void);
+    void *(*alloc)(const Ops *ops, size_t bytes); /* zero-filled; NULL when out of memory */
+    void (*free)(const Ops *ops, void *p);
+    void (*to_device)(const Ops *ops, void *dst, const void *host_src, size_t bytes);
+    void (*to_host)(const Ops *ops, void *host_dst, const void *src, size_t bytes);
+    void (*zero)(const Ops *ops, void *p, size_t bytes);
+    void (*synchronize)(const Ops *ops);
 
     /* C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N.
      * trans_a: A is stored K x M; trans_b: B is stored N x K. */
-    void (*matmul)(float *C, const float *A, const float *B, int M, int N, int K,
+    void (*matmul)(const Ops *ops, float *C, const float *A, const float *B, int M, int N, int K,
                    int trans_a, int trans_b, float alpha, float beta);
 
     /* out[i,:] = wte[tokens[i],:] ; backward accumulates into dwte. */
-    void (*embedding_forward)(float *out, const int *tokens, const float *wte, int N, int C);
-    void (*embedding_backward)(float *dwte, const float *dout, const int *tokens, int N, int C);
+    void (*embedding_forward)(const Ops *ops, float *out, const int *tokens, const float *wte,
+                              int N, int C);
+    void (*embedding_backward)(const Ops *ops, float *dwte, const float *dout, const int *tokens,
+                               int N, int C);
 
     /* LayerNorm over the last dim (C) with eps LAYERNORM_EPS. w and b may be
      * NULL (non-parametric LN: weight 1, bias 0). mean/rstd (N each) are saved
      * for backward. Backward: dx accumulates; dw, db accumulate and may be NULL. */
-    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x,
-                              const float *w, const float *b, int N, int C);
-    void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout,
-                               const float *x, const float *w, const float *mean,
-                               const float *rstd, int N, int C);
+    void (*layernorm_forward)(const Ops *ops, float *out, float *mean, float *rstd,
+                              const float *x, const float *w, const float *b, int N, int C);
+    void (*layernorm_backward)(const Ops *ops, float *dx, float *dw, float *db,
+                               const float *dout, const float *x, const float *w,
+                               const float *mean, const float *rstd, int N, int C);
 
-    /* Pattention (SPEC section 1) over a group of G members (1 <= G <=
-     * PATT_MAX_GROUP) that share the input X (N x d_in, see PattInput) and
-     * the row count n:
+    /* Pattention (docs/MODEL.md, Pattention) over a group of G members
+     * (1 <= G <= PATT_MAX_GROUP) that share the input X (N x d_in, see
+     * PattInput) and the row count n:
      * member g has keys K + g*n*d_in (n x d_in: the group's keys are stacked,
      * G*n x d_in), values V + g*n*d_out, scale tau[g] (a host array), and
      * writes Y + g*N*d_out. G = 1 is one Pattention. The q, k and v of a
@@ -116,22 +163,16 @@ typedef struct Ops {
      * in fp32; a backend that keeps them in a narrower type or recomputes one
      * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
      * floats) asks for less. */
-    void (*pattention_sizes)(int G, int N, int n, size_t *a_floats, size_t *s_floats,
-                             size_t *da_floats);
-    void (*pattention_forward)(float *Y, float *A, float *S, float *dA, PattInput X,
-                               const float *K, const float *V, const float *tau, int G, int mode,
-                               int N, int d_in, int n, int d_out, int y_attn,
-                               const float *residual);
-    void (*pattention_backward)(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                                PattInput X, const float *K, const float *V, float *A, float *S,
-                                const float *tau, int G, int mode, int N, int d_in, int n,
-                                int d_out, int accumulate_dx, int y_attn);
+    void (*pattention_sizes)(const Ops *ops, int G, int N, int n, size_t *a_floats,
+                             size_t *s_floats, size_t *da_floats);
+    void (*pattention_forward)(const Ops *ops, const PattArgs *args);
+    void (*pattention_backward)(const Ops *ops, const PattArgs *args);
 
     /* Rotary embedding in place on x (an attention tensor) laid out (B, T, H,
      * hd), GPT-NeoX style: over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
      * with i + rot/2, angle = t * 10000^(-2i/rot). inverse=1 rotates by -angle
      * (that is the backward pass). */
-    void (*rope)(float *x, int B, int T, int H, int hd, int rot, int inverse);
+    void (*rope)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);
 
     /* Causal softmax attention, q/k/v/out (attention tensors, as are dq, dk,
      * dv, dout) laid out (B, T, H*hd). att is the
@@ -141,47 +182,54 @@ typedef struct Ops {
      * (B, H, T, T, zero above the diagonal); a fused kernel may save less.
      * Backward overwrites dq, dk, dv; it also takes forward's output `out`
      * (a fused kernel needs rowsum(dout * out); others may ignore it). */
-    void (*attention_sizes)(int B, int T, int H, int hd, size_t *att_floats,
+    void (*attention_sizes)(const Ops *ops, int B, int T, int H, int hd, size_t *att_floats,
                             size_t *datt_floats);
-    void (*attention_forward)(float *out, float *att, const float *q, const float *k,
-                              const float *v, int B, int T, int H, int hd);
-    void (*attention_backward)(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                               const float *out, const float *q, const float *k,
-                               const float *v, const float *att, int B, int T, int H, int hd);
+    void (*attention_forward)(const Ops *ops, float *out, float *att, const float *q,
+                              const float *k, const float *v, int B, int T, int H, int hd);
+    void (*attention_backward)(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
+                               const float *dout, const float *out, const float *q,
+                               const float *k, const float *v, const float *att, int B, int T,
+                               int H, int hd);
 
     /* Inverted dropout. The keep mask of element i is a pure function of
      * (seed, i) (tf_dropout_keep in rng.h), so backends agree bit for bit and
      * backward recomputes the mask instead of storing it. In place allowed. */
-    void (*dropout_forward)(float *out, const float *x, float p, uint64_t seed, size_t n);
-    void (*dropout_backward)(float *dx, const float *dout, float p, uint64_t seed, size_t n);
+    void (*dropout_backward)(const Ops *ops, float *dx, const float *dout, float p,
+                             uint64_t seed, size_t n);
 
     /* The residual step out = x + dropout(branch) in one pass, with the mask
-     * of dropout_forward (p = 0: out = x + branch). out may alias x. */
-    void (*dropout_add)(float *out, const float *x, const float *branch, float p, uint64_t seed,
-                        size_t n);
-
-    /* out = a + b (out may alias a or b); y += x. */
-    void (*add)(float *out, const float *a, const float *b, size_t n);
-    void (*accumulate)(float *y, const float *x, size_t n);
-    void (*scale)(float *x, float s, size_t n);
+     * of dropout_backward (p = 0: out = x + branch). out may alias x. */
+    void (*dropout_add)(const Ops *ops, float *out, const float *x, const float *branch, float p,
+                        uint64_t seed, size_t n);
 
     /* Softmax cross-entropy over V classes per row. Forward writes probs
      * (N x V) and returns the mean loss over rows whose target is in [0, V);
      * other rows are ignored (no loss, zero gradient).
      * Backward: dlogits = (probs - onehot(target)) * scale (overwrites). */
-    float (*cross_entropy_forward)(float *probs, const float *logits, const int *targets, int N,
-                                   int V);
-    void (*cross_entropy_backward)(float *dlogits, const float *probs, const int *targets,
-                                   float scale, int N, int V);
+    float (*cross_entropy_forward)(const Ops *ops, float *probs, const float *logits,
+                                   const int *targets, int N, int V);
+    void (*cross_entropy_backward)(const Ops *ops, float *dlogits, const float *probs,
+                                   const int *targets, float scale, int N, int V);
 
     /* sum of x_i^2 (accumulated in at least fp32 with pairwise/blocked sums). */
-    float (*sum_squares)(const float *x, size_t n);
+    float (*sum_squares)(const Ops *ops, const float *x, size_t n);
 
     /* AdamW on n elements: g is multiplied by grad_scale first (clipping);
      * bias correction uses step t (t >= 1); decoupled decay lr*wd*p. */
-    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float grad_scale, int t);
-} Ops;
+    void (*adamw)(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay,
+                  float grad_scale, int t);
+
+    /* ---- test helpers: used by the tests and the profiler, not the model ---- */
+    void (*copy)(const Ops *ops, void *dst, const void *src, size_t bytes); /* device to device */
+    /* out = dropout(x) with the mask above. */
+    void (*dropout_forward)(const Ops *ops, float *out, const float *x, float p, uint64_t seed,
+                            size_t n);
+    /* out = a + b (out may alias a or b); y += x; x *= s. */
+    void (*add)(const Ops *ops, float *out, const float *a, const float *b, size_t n);
+    void (*accumulate)(const Ops *ops, float *y, const float *x, size_t n);
+    void (*scale)(const Ops *ops, float *x, float s, size_t n);
+};
 
 #ifdef __cplusplus
 extern "C" {
@@ -189,12 +237,13 @@ extern "C" {
 
 /* pattention_sizes of a backend that keeps A, S and dA in fp32 (G*N*n each;
  * the CPU keeps member g's N x n scores at g*N*n). */
-void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats, size_t *s_floats,
-                               size_t *da_floats);
+void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats,
+                               size_t *s_floats, size_t *da_floats);
 
 /* attention_sizes of a backend that keeps the B*H*T*T probabilities
  * (att) and a B*H*T*T backward scratch (datt). */
-void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
+void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats,
+                              size_t *datt_floats);
 
 /* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
  * is usable (then `why` says why). */
@@ -211,7 +260,10 @@ typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecisi
 /* "fp32", "tf32", "bf16" -> MatmulPrecision, or -1. */
 int matmul_precision_parse(const char *name);
 const char *matmul_precision_name(int precision);
-void ops_set_matmul_precision(const Ops *ops, int precision);
+
+/* Whether the table computes in host memory (the CPU backend): the one
+ * place that asks which backend a table is. */
+static inline int ops_is_cpu(const Ops *ops) { return ops->kind == BACKEND_CPU; }
 
 #ifdef __cplusplus
 }

@@ -17,11 +17,6 @@ extern "C" {
  * failing to start). */
 const Ops *ops_cuda_create(char *why, size_t why_len);
 
-/* Global switch for every GEMM: MATMUL_FP32 (the default), MATMUL_TF32 or
- * MATMUL_BF16 tensor-core math (see ops.h). May be called before or after
- * ops_cuda_create. */
-void ops_cuda_set_matmul_precision(int precision);
-
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference of the tokenformer model (docs: /work/shared/docs/SPEC.md).
+"""PyTorch reference of the tokenformer model (the model: docs/MODEL.md).
 
 Used (a) by tests (scripts/compare_grads.py) to check the C model's loss and
 every parameter gradient on identical weights, and (b) by benchmarks
@@ -126,7 +126,7 @@ def pattention_norm(A, tau, mode):
 
 
 class Pattention(nn.Module):
-    """Token-parameter attention: Y = pnorm(X K^T) V (SPEC section 1)."""
+    """Token-parameter attention: Y = pnorm(X K^T) V (docs/MODEL.md, Pattention)."""
 
     def __init__(self, d_in, d_out, n, mode="l2_norm_gelu"):
         super().__init__()
@@ -232,7 +232,7 @@ class Block(nn.Module):
 
 
 class TokenFormer(nn.Module):
-    """The TokenFormer LM (SPEC section 2). cfg: dict with CONFIG_KEYS.
+    """The TokenFormer LM (docs/MODEL.md, TokenFormer LM). cfg: dict with CONFIG_KEYS.
     rows: n per Pattention, n_layer * 5 in the order (q, k, v, o, ffn) per
     layer (as model_create's `rows`), or None for n_attn / n_ffn."""
 
@@ -464,7 +464,7 @@ def save_checkpoint(path, model, extra_metadata=None):
 # self tests (independent of autograd where possible)
 
 def _manual_pattention_backward(X, K, V, tau, mode, dY):
-    """SPEC section 1 backward formulas written out (float64)."""
+    """The Pattention backward formulas of docs/MODEL.md (Pattention) written out (float64)."""
     A = X @ K.T
     n = A.shape[-1]
     if mode == "l2_norm_gelu":
@@ -532,7 +532,7 @@ def selftest(verbose=True):
         if verbose:
             print("%s selftest %s (err %.3g)" % ("PASS" if good else "FAIL", name, err))
 
-    # 1. Pattention: manual SPEC backward vs autograd, and gradcheck.
+    # 1. Pattention: manual backward (docs/MODEL.md) vs autograd, and gradcheck.
     for mode in PNORM_MODES:
         N, din, n, dout = 7, 5, 9, 6
         X = torch.randn(N, din, dtype=dt, requires_grad=True)

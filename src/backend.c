@@ -67,12 +67,3 @@ int matmul_precision_parse(const char *name) {
 const char *matmul_precision_name(int precision) {
     return precision >= 0 && precision < 3 ? PRECISION_NAMES[precision] : "?";
 }
-
-void ops_set_matmul_precision(const Ops *ops, int precision) {
-#ifdef TF_CUDA
-    if (strcmp(ops->name, "cuda") == 0) ops_cuda_set_matmul_precision(precision);
-#else
-    (void)ops;
-    (void)precision;
-#endif
-}

@@ -167,8 +167,8 @@ static int parse_model_config(const char *s, ModelConfig *c, char *err) {
     else if (json_int(j, "n_layer", 1, 256, &c->n_layer, err) ||
              json_int(j, "d_model", 1, 65536, &c->d_model, err) ||
              json_int(j, "n_head", 1, 65536, &c->n_head, err) ||
-             json_int(j, "n_attn", 1, 1 << 22, &c->n_attn, err) ||
-             json_int(j, "n_ffn", 1, 1 << 22, &c->n_ffn, err) ||
+             json_int(j, "n_attn", 1, PATT_MAX_ROWS, &c->n_attn, err) ||
+             json_int(j, "n_ffn", 1, PATT_MAX_ROWS, &c->n_ffn, err) ||
              json_int(j, "block_size", 1, 1 << 16, &c->block_size, err) ||
              json_int(j, "vocab_size", 1, 0x110000, &c->vocab_size, err) ||
              json_float(j, "rope_frac", &c->rope_frac, err) ||
@@ -277,10 +277,10 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     /* Everything comes to the host first: params, then m, then v. */
     size_t P = m->n_param_elems;
     float *host = tf_malloc(P * sizeof(float) * (with_optimizer ? 3 : 1), "checkpoint buffer");
-    o->to_host(host, m->param_mem, P * sizeof(float));
+    o->to_host(o, host, m->param_mem, P * sizeof(float));
     if (with_optimizer) {
-        o->to_host(host + P, m->m_mem, P * sizeof(float));
-        o->to_host(host + 2 * P, m->v_mem, P * sizeof(float));
+        o->to_host(o, host + P, m->m_mem, P * sizeof(float));
+        o->to_host(o, host + 2 * P, m->v_mem, P * sizeof(float));
     }
     int k = 0;
     static const char *prefix[3] = {"", "opt.m.", "opt.v."};
@@ -368,8 +368,8 @@ static int read_rows(const StFile *f, const ModelConfig *c, int *rows, char *err
             model_param_name(model_patt_param(l, w), c->n_layer, name, sizeof name);
             const StEntry *e = st_find(f, name);
             if (!e) return tf_err(err, "tensor '%s' is missing", name);
-            if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > (1 << 22) || e->shape[1] != c->d_model)
-                return tf_err(err, "tensor '%s' must have shape [n, %d] with 1 <= n <= 4194304", name, c->d_model);
+            if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > PATT_MAX_ROWS || e->shape[1] != c->d_model)
+                return tf_err(err, "tensor '%s' must have shape [n, %d] with 1 <= n <= %d", name, c->d_model, PATT_MAX_ROWS);
             rows[l * PATT_PER_LAYER + w] = (int)e->shape[0];
         }
     return 0;
@@ -459,7 +459,7 @@ static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
             if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
             long bad = first_nonfinite(st_data(f, e), e->nbytes);
             if (bad >= 0) return tf_err(err, "tensor '%s' holds a non-finite value (nan or inf) at element %ld", name, bad);
-            o->to_device(dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
+            o->to_device(o, dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
         }
     }
     int64_t one = 1;

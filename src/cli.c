@@ -32,7 +32,7 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     if (!quiet) {
         char choice[TF_ERRLEN + 64] = "";
         if (strcmp(name, "auto") == 0) describe_auto_choice(o, choice, sizeof choice);
-        if (strcmp(o->name, "cpu") == 0)
+        if (ops_is_cpu(o))
             fprintf(stderr, "device: cpu (%d threads)%s\n", omp_get_max_threads(), choice);
         else
             fprintf(stderr, "device: %s (%s)%s\n", o->name, o->device, choice);
@@ -41,7 +41,7 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
 }
 
 void cli_report_precision(const Ops *ops, int precision) {
-    if (strcmp(ops->name, "cuda") == 0)
+    if (!ops_is_cpu(ops))
         fprintf(stderr, "matmul precision: %s\n", matmul_precision_name(precision));
     else if (precision != MATMUL_FP32)
         fprintf(stderr, "note: --precision %s has no effect on the CPU (it computes in fp32)\n",
@@ -106,7 +106,7 @@ static const ConfigFlag FLAGS[] = {
     {"d-model", F_INT, MF(d_model), 1, 65536, "model width d"},
     {"n-head", F_INT, MF(n_head), 1, 65536, "attention heads (must divide d-model)"},
     {"n-attn", F_INT, MF(n_attn), 1, 1 << 20, "parameter tokens of each attention Pattention"},
-    {"n-ffn", F_INT, MF(n_ffn), 1, 1 << 22, "parameter tokens of the FFN Pattention"},
+    {"n-ffn", F_INT, MF(n_ffn), 1, PATT_MAX_ROWS, "parameter tokens of the FFN Pattention"},
     {"block-size", F_INT, MF(block_size), 1, 65536, "context length T"},
     {"rope-frac", F_FLOAT, MF(rope_frac), 0, 1, "fraction of head dims with RoPE"},
     {"dropout", F_FLOAT, MF(dropout), 0, 0.999, "dropout on the branch outputs"},

@@ -6,7 +6,7 @@
 #include "common.h"
 #include "ops.h"
 
-/* Defaults beyond SPEC's table follow nanoGPT: warmup 100 iterations,
+/* Defaults that docs/MODEL.md (training) leaves open follow nanoGPT: warmup 100 iterations,
  * min_lr = lr/10, weight decay 0.1, betas (0.9, 0.95), clip 1.0. */
 static const Preset PRESETS[] = {
     {"tiny",
@@ -62,7 +62,8 @@ int model_config_validate(const ModelConfig *c, char *err) {
     if (c->d_model % c->n_head != 0)
         return tf_err(err, "n_head (%d) must divide d_model (%d)", c->n_head, c->d_model);
     if (c->n_attn < 1 || c->n_attn > (1 << 20)) return tf_err(err, "n_attn must be in [1, 1048576] (got %d)", c->n_attn);
-    if (c->n_ffn < 1 || c->n_ffn > (1 << 22)) return tf_err(err, "n_ffn must be in [1, 4194304] (got %d)", c->n_ffn);
+    if (c->n_ffn < 1 || c->n_ffn > PATT_MAX_ROWS)
+        return tf_err(err, "n_ffn must be in [1, %d] (got %d)", PATT_MAX_ROWS, c->n_ffn);
     if (c->block_size < 1 || c->block_size > (1 << 16)) return tf_err(err, "block_size must be in [1, 65536] (got %d)", c->block_size);
     if (c->vocab_size < 1 || c->vocab_size > 0x110000) return tf_err(err, "vocab_size must be in [1, 1114112] (got %d)", c->vocab_size);
     if (!(c->rope_frac >= 0.0f && c->rope_frac <= 1.0f)) return tf_err(err, "rope_frac must be in [0, 1] (got %g)", c->rope_frac);

@@ -1,5 +1,6 @@
 /* The training text: read and validated, tokenized, split (90/10 by
- * default, or train/val/test), and served as seeded random windows (SPEC section 4). */
+ * default, or train/val/test), and served as seeded random windows
+ * (docs/MODEL.md, training). */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 

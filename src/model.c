@@ -30,6 +30,8 @@ float *model_patt_tau(Model *m, int layer, int which) {
     return &m->tau[layer * PATT_PER_LAYER + which];
 }
 
+const char *model_patt_name(int which) { return PATT_NAMES[which]; }
+
 void model_param_name(int index, int n_layer, char *out, size_t len) {
     if (index == 0) {
         snprintf(out, len, "wte");
@@ -81,9 +83,9 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
     for (int l = 0; l < cfg->n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             int n = rows ? rows[l * PATT_PER_LAYER + w] : default_rows(cfg, w);
-            if (n < 1 || n > (1 << 22)) {
+            if (n < 1 || n > PATT_MAX_ROWS) {
                 model_free(m);
-                return tf_err(err, "layer %d %s: row count %d out of range", l, PATT_NAMES[w], n);
+                return tf_err(err, "layer %d %s: row count %d out of range", l, model_patt_name(w), n);
             }
             for (int kv = 0; kv < 2; kv++) {
                 int idx = model_patt_param(l, w) + kv;
@@ -103,7 +105,7 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         p->decay = p->t.ndim == 2;
         p->n_seg = 1;
         p->seg[0] = (RowSegment){0, 0, 0};
-        p->t.device = strcmp(ops->name, "cpu") == 0 ? DEVICE_CPU : DEVICE_CUDA;
+        p->t.device = ops_is_cpu(ops) ? DEVICE_CPU : DEVICE_CUDA;
         total += tensor_numel(&p->t);
     }
     m->n_param_elems = total;
@@ -114,7 +116,7 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
     }
     float **blocks[4] = {&m->param_mem, &m->grad_mem, &m->m_mem, &m->v_mem};
     for (int b = 0; b < 4; b++) {
-        *blocks[b] = ops->alloc(bytes);
+        *blocks[b] = ops->alloc(ops, bytes);
         if (!*blocks[b]) {
             model_free(m);
             return tf_err(err, "out of %s memory: the model needs 4 x %.1f MiB for %zu parameters",
@@ -140,14 +142,14 @@ size_t model_param_offset(const Model *m, int index) {
 void model_free(Model *m) {
     const Ops *o = m->ops;
     if (o) {
-        o->free(m->param_mem);
-        o->free(m->grad_mem);
-        o->free(m->m_mem);
-        o->free(m->v_mem);
-        o->free(m->act_mem);
-        o->free(m->grad_scratch);
-        o->free(m->tokens);
-        o->free(m->targets);
+        o->free(o, m->param_mem);
+        o->free(o, m->grad_mem);
+        o->free(o, m->m_mem);
+        o->free(o, m->v_mem);
+        o->free(o, m->act_mem);
+        o->free(o, m->grad_scratch);
+        o->free(o, m->tokens);
+        o->free(o, m->targets);
     }
     free(m->params);
     free(m->tau);
@@ -159,11 +161,15 @@ static void fill_normal(float *host, size_t n, float std, Rng *r) {
     for (size_t i = 0; i < n; i++) host[i] = std * rng_normal(r);
 }
 
+float model_value_init_std(const ModelConfig *c) {
+    return 2.0f / ((float)c->n_layer * sqrtf((float)c->d_model));
+}
+
 void model_init_weights(Model *m, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);
     float *host = tf_malloc(m->n_param_elems * sizeof(float), "initial weights");
-    float value_std = 2.0f / ((float)m->cfg.n_layer * sqrtf((float)m->cfg.d_model));
+    float value_std = model_value_init_std(&m->cfg);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t n = tensor_numel(&p->t);
@@ -177,7 +183,7 @@ void model_init_weights(Model *m, uint64_t seed) {
             fill_normal(h, n, is_value ? value_std : 0.02f, &r);
         }
     }
-    m->ops->to_device(m->param_mem, host, m->n_param_elems * sizeof(float));
+    m->ops->to_device(m->ops, m->param_mem, host, m->n_param_elems * sizeof(float));
     free(host);
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++)
@@ -197,10 +203,10 @@ static int qkv_group_size(const Model *m, int l) {
 /* Floats that hold n elements of an attention tensor (ops.h), and the
  * tensor that starts n elements after p. */
 static size_t attn_floats(const Model *m, size_t n) {
-    return (n * m->ops->attn_elem_bytes() + sizeof(float) - 1) / sizeof(float);
+    return (n * m->ops->attn_elem_bytes(m->ops) + sizeof(float) - 1) / sizeof(float);
 }
 static float *attn_offset(const Model *m, float *p, size_t n) {
-    return (float *)((char *)p + n * m->ops->attn_elem_bytes());
+    return (float *)((char *)p + n * m->ops->attn_elem_bytes(m->ops));
 }
 
 /* The dA scratch serves every Pattention (group) of the model in turn. */
@@ -210,7 +216,7 @@ static size_t dA_scratch_floats(const Model *m, int N) {
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             int G = w == PATT_Q ? qkv_group_size(m, l) : 1;
             size_t a, s, da;
-            m->ops->pattention_sizes(G, N, model_patt_rows(m, l, w), &a, &s, &da);
+            m->ops->pattention_sizes(m->ops, G, N, model_patt_rows(m, l, w), &a, &s, &da);
             if (da > most) most = da;
         }
     return most;
@@ -221,7 +227,7 @@ static size_t dA_scratch_floats(const Model *m, int N) {
 static size_t layout_activations(Model *m, float *base, int B, int T) {
     size_t N = (size_t)B * T, d = m->cfg.d_model, V = m->cfg.vocab_size, H = m->cfg.n_head;
     size_t att_floats, datt_floats;
-    m->ops->attention_sizes(B, T, (int)H, (int)(d / H), &att_floats, &datt_floats);
+    m->ops->attention_sizes(m->ops, B, T, (int)H, (int)(d / H), &att_floats, &datt_floats);
     size_t off = 0;
 #define TAKE(ptr, count)                            \
     do {                                            \
@@ -248,8 +254,8 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
             a->A[w] = a->S[w] = NULL;
             if (w > PATT_Q && w < PATT_Q + a->qkv_group) continue; /* in q's group */
             size_t a_floats, s_floats, da_floats;
-            m->ops->pattention_sizes(G, (int)N, model_patt_rows(m, l, w), &a_floats, &s_floats,
-                                     &da_floats);
+            m->ops->pattention_sizes(m->ops, G, (int)N, model_patt_rows(m, l, w), &a_floats,
+                                     &s_floats, &da_floats);
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
         }
@@ -278,16 +284,18 @@ typedef struct {
 static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t N = (size_t)m->B_alloc * m->T_alloc, d = m->cfg.d_model, V = m->cfg.vocab_size;
     size_t att, datt;
-    m->ops->attention_sizes(m->B_alloc, m->T_alloc, m->cfg.n_head, m->cfg.d_model / m->cfg.n_head,
-                            &att, &datt);
+    m->ops->attention_sizes(m->ops, m->B_alloc, m->T_alloc, m->cfg.n_head,
+                            m->cfg.d_model / m->cfg.n_head, &att, &datt);
     size_t da = dA_scratch_floats(m, (int)N);
-    /* dq, dk, dv (attention tensors) share their block with dtmp (N x d
-     * floats); dy, an attention tensor too, shares dln's */
-    size_t dqkv = attn_floats(m, 3 * N * d);
-    size_t sizes[6] = {N * d, dqkv > N * d ? dqkv : N * d, N * d, da, datt, N * V};
-    float **ptrs[6] = {&s->dres, &s->dq, &s->dln, &s->dA, &s->datt, &s->dlogits};
+    /* Every gradient has its own buffer, so that no reordering of
+     * model_backward can clobber a live one; dy and dtmp cost N x d each,
+     * little beside the activations. dq, dk, dv and dy are attention
+     * tensors; dA and datt have the backend's sizes. */
+    size_t sizes[8] = {N * d, attn_floats(m, 3 * N * d), N * d, attn_floats(m, N * d), N * d,
+                       da, datt, N * V};
+    float **ptrs[8] = {&s->dres, &s->dq, &s->dln, &s->dy, &s->dtmp, &s->dA, &s->datt, &s->dlogits};
     size_t off = 0;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
         if (base) *ptrs[i] = base + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
@@ -296,13 +304,6 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
     size_t Nd = (size_t)m->B * m->T * d;
     s->dk = attn_offset(m, s->dq, Nd);
     s->dv = attn_offset(m, s->dk, Nd);
-    /* Two pairs never live at once within a layer's backward (model_backward):
-     * dy (O's input gradient) is born after LayerNorm 2's backward has read
-     * dln and dies in attention's backward, before Q's backward writes dln;
-     * dq is born in attention's backward, after O's backward has read the
-     * dropout gradient in dtmp, and dies before the next layer's dropout. */
-    s->dy = s->dln;
-    s->dtmp = s->dq;
     return off;
 }
 
@@ -315,10 +316,10 @@ static Scratch scratch_of(const Model *m) {
 int model_alloc_activations(Model *m, int B, int T, char *err) {
     const Ops *o = m->ops;
     if (T > m->cfg.block_size) return tf_err(err, "T=%d exceeds block_size %d", T, m->cfg.block_size);
-    o->free(m->act_mem);
-    o->free(m->grad_scratch);
-    o->free(m->tokens);
-    o->free(m->targets);
+    o->free(o, m->act_mem);
+    o->free(o, m->grad_scratch);
+    o->free(o, m->tokens);
+    o->free(o, m->targets);
     m->act_mem = m->grad_scratch = NULL;
     m->tokens = m->targets = NULL;
     free(m->layers);
@@ -332,10 +333,10 @@ int model_alloc_activations(Model *m, int B, int T, char *err) {
     if (tf_mul_overflows(n_act, sizeof(float), &act_bytes) ||
         tf_mul_overflows(n_scratch, sizeof(float), &scratch_bytes))
         return tf_err(err, "activations for B=%d, T=%d do not fit in memory", B, T);
-    m->act_mem = o->alloc(act_bytes);
-    m->grad_scratch = o->alloc(scratch_bytes);
-    m->tokens = o->alloc((size_t)B * T * sizeof(int));
-    m->targets = o->alloc((size_t)B * T * sizeof(int));
+    m->act_mem = o->alloc(o, act_bytes);
+    m->grad_scratch = o->alloc(o, scratch_bytes);
+    m->tokens = o->alloc(o, (size_t)B * T * sizeof(int));
+    m->targets = o->alloc(o, (size_t)B * T * sizeof(int));
     if (!m->act_mem || !m->grad_scratch || !m->tokens || !m->targets)
         return tf_err(err, "out of %s memory: activations for B=%d, T=%d need %.1f MiB", o->name,
                       B, T, (act_bytes + scratch_bytes) / 1048576.0);
@@ -361,19 +362,45 @@ static PattInput ln2_input(LayerActs *a) {
     return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd, 0};
 }
 
+PattInput model_patt_last_input(const Model *m, int l, int w) {
+    const LayerActs *a = &m->layers[l];
+    const float *rows = w == PATT_O ? a->y : w == PATT_FFN ? a->ln2 : a->ln1;
+    return attn_input(rows);
+}
+
 /* q, k and v are attention tensors (ops.h), the outputs of o and the FFN not. */
 static int output_is_attn(int w) { return w <= PATT_V; }
 
 /* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
  * values, taus and outputs are stacked) on the same input; out = residual +
  * their output when residual is set (G = 1). */
+/* The arguments shared by both directions of the Pattention (group) that
+ * starts at w of layer l. */
+static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in,
+                          const LayerActs *a) {
+    int d = m->cfg.d_model, idx = model_patt_param(l, w);
+    return (PattArgs){.X = in,
+                      .K = tensor_f32(&m->params[idx].t),
+                      .V = tensor_f32(&m->params[idx + 1].t),
+                      .tau = model_patt_tau(m, l, w),
+                      .G = G,
+                      .mode = m->cfg.pnorm,
+                      .N = m->B * m->T,
+                      .d_in = d,
+                      .n = model_patt_rows(m, l, w),
+                      .d_out = d,
+                      .y_attn = output_is_attn(w),
+                      .A = a->A[w],
+                      .S = a->S[w],
+                      .dA = dA};
+}
+
 static void patt_forward_onto(Model *m, int l, int w, int G, float *out, const float *residual,
                               float *dA, PattInput in, const LayerActs *a) {
-    int d = m->cfg.d_model, idx = model_patt_param(l, w);
-    m->ops->pattention_forward(out, a->A[w], a->S[w], dA, in, tensor_f32(&m->params[idx].t),
-                               tensor_f32(&m->params[idx + 1].t), model_patt_tau(m, l, w), G,
-                               m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
-                               output_is_attn(w), residual);
+    PattArgs args = patt_args(m, l, w, G, dA, in, a);
+    args.Y = out;
+    args.residual = residual;
+    m->ops->pattention_forward(m->ops, &args);
 }
 static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
                          const LayerActs *a) {
@@ -385,12 +412,14 @@ static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, P
  * layer l; dout is stacked like its outputs. */
 static void patt_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, PattInput in, const LayerActs *a) {
-    int d = m->cfg.d_model, idx = model_patt_param(l, w);
-    Param *key = &m->params[idx], *val = &m->params[idx + 1];
-    m->ops->pattention_backward(din, key->grad, val->grad, dA, dout, in, tensor_f32(&key->t),
-                                tensor_f32(&val->t), a->A[w], a->S[w], model_patt_tau(m, l, w), G,
-                                m->cfg.pnorm, m->B * m->T, d, model_patt_rows(m, l, w), d,
-                                accumulate, output_is_attn(w));
+    int idx = model_patt_param(l, w);
+    PattArgs args = patt_args(m, l, w, G, dA, in, a);
+    args.dX = din;
+    args.dK = m->params[idx].grad;
+    args.dV = m->params[idx + 1].grad;
+    args.dY = dout;
+    args.accumulate_dx = accumulate;
+    m->ops->pattention_backward(m->ops, &args);
 }
 
 /* q, k, v = P_q(LN1(x)), P_k(LN1(x)), P_v(LN1(x)): one group, or three Pattentions. */
@@ -431,7 +460,7 @@ static void residual_branch(Model *m, int l, int w, float *out, const float *x, 
     }
     float *branch = w == PATT_O ? a->o : a->f;
     patt_forward(m, l, w, 1, branch, dA, in, a);
-    m->ops->dropout_add(out, x, branch, p, seed, n);
+    m->ops->dropout_add(m->ops, out, x, branch, p, seed, n);
 }
 
 /* The q, k, v group writes its members one after another, N x d apart for
@@ -462,39 +491,42 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     int rot = model_config_rot_dims(c);
     float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
 
-    o->to_device(m->tokens, tokens, (size_t)N * sizeof(int));
-    o->embedding_forward(m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
+    o->to_device(o, m->tokens, tokens, (size_t)N * sizeof(int));
+    o->embedding_forward(o, m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
         qkv_forward(m, l, a, dA);
-        o->rope(a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
-        o->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
+        o->rope(o, a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
+        o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         residual_branch(m, l, PATT_O, a->h, a->x, dA, attn_input(a->y), a,
                         dropout_seed_for(dropout_seed, l, 0));
         residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(a), a,
                         dropout_seed_for(dropout_seed, l, 1));
     }
-    o->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
+    o->layernorm_forward(o, m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
                          tensor_f32(&m->params[lnf_w_index(m)].t),
                          tensor_f32(&m->params[lnf_b_index(m)].t), N, d);
     /* tied head: logits = LN_f(x) wte^T */
-    o->matmul(m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
+    o->matmul(o, m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
     m->has_targets = targets != NULL;
     if (!targets) return 0.0f;
-    o->to_device(m->targets, targets, (size_t)N * sizeof(int));
+    o->to_device(o, m->targets, targets, (size_t)N * sizeof(int));
     /* the loss is a mean over rows with a target (>= 0): backward scales by the same count */
     m->n_targets = 0;
     for (int i = 0; i < N; i++) m->n_targets += targets[i] >= 0 && targets[i] < V;
-    return o->cross_entropy_forward(m->probs, m->logits, m->targets, N, V);
+    return o->cross_entropy_forward(o, m->probs, m->logits, m->targets, N, V);
 }
 
-void model_zero_grad(Model *m) { m->ops->zero(m->grad_mem, m->n_param_elems * sizeof(float)); }
+void model_zero_grad(Model *m) {
+    m->ops->zero(m->ops, m->grad_mem, m->n_param_elems * sizeof(float));
+}
 
 /* d(branch) from d(residual sum) through dropout: a copy when dropout is off. */
 static const float *branch_grad(Model *m, const float *dres, float *tmp, uint64_t seed) {
     if (!(m->last_training && m->cfg.dropout > 0.0f)) return dres;
-    m->ops->dropout_backward(tmp, dres, m->cfg.dropout, seed, (size_t)m->B * m->T * m->cfg.d_model);
+    m->ops->dropout_backward(m->ops, tmp, dres, m->cfg.dropout, seed,
+                             (size_t)m->B * m->T * m->cfg.d_model);
     return tmp;
 }
 
@@ -509,11 +541,12 @@ void model_backward(Model *m) {
     Scratch s = scratch_of(m);
     Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
 
-    o->cross_entropy_backward(s.dlogits, m->probs, m->targets, 1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
-    o->matmul(wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
-    o->matmul(s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
-    o->zero(s.dres, Nd);
-    o->layernorm_backward(s.dres, lnw->grad, lnb->grad, s.dln, m->x_final, tensor_f32(&lnw->t),
+    o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets,
+                              1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
+    o->matmul(o, wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
+    o->matmul(o, s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
+    o->zero(o, s.dres, Nd);
+    o->layernorm_backward(o, s.dres, lnw->grad, lnb->grad, s.dln, m->x_final, tensor_f32(&lnw->t),
                           m->lnf_mean, m->lnf_rstd, N, d);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -522,16 +555,19 @@ void model_backward(Model *m) {
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
         patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(a), a);
-        o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N, d);
+        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N,
+                              d);
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
         patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, attn_input(a->y), a);
-        o->attention_backward(s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B, T, H, hd);
-        o->rope(s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
+        o->attention_backward(o, s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B,
+                              T, H, hd);
+        o->rope(o, s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
-        o->layernorm_backward(s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N, d);
+        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N,
+                              d);
     }
-    o->embedding_backward(wte->grad, s.dres, m->tokens, N, d);
+    o->embedding_backward(o, wte->grad, s.dres, m->tokens, N, d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -557,7 +593,8 @@ static int all_rows_uniform(const Model *m) {
 }
 
 float model_grad_norm(Model *m) {
-    if (all_rows_uniform(m)) return sqrtf(m->ops->sum_squares(m->grad_mem, m->n_param_elems));
+    if (all_rows_uniform(m))
+        return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_param_elems));
     double total = 0.0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
@@ -565,7 +602,7 @@ float model_grad_norm(Model *m) {
         for (int k = 0; k < p->n_seg; k++) {
             if (p->seg[k].frozen) continue;
             size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
-            total += m->ops->sum_squares(p->grad + r0 * re, (r1 - r0) * re);
+            total += m->ops->sum_squares(m->ops, p->grad + r0 * re, (r1 - r0) * re);
         }
     }
     return (float)sqrt(total);
@@ -578,9 +615,9 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
          * ln_f, which (1-D, no decay) closes the block. */
         size_t n_decay = (size_t)(tensor_f32(&m->params[lnf_w_index(m)].t) - m->param_mem);
         const Ops *o = m->ops;
-        o->adamw(m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1, tc->beta2,
-                 tc->adam_eps, tc->weight_decay, grad_scale, m->step);
-        o->adamw(m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay,
+        o->adamw(o, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1,
+                 tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, m->step);
+        o->adamw(o, m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay,
                  m->v_mem + n_decay, m->n_param_elems - n_decay, lr, tc->beta1, tc->beta2,
                  tc->adam_eps, 0.0f, grad_scale, m->step);
         return;
@@ -594,8 +631,8 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
             size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
             size_t off = r0 * re, n = (r1 - r0) * re;
             int t = m->step - p->seg[k].birth;
-            m->ops->adamw(tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n, lr,
-                          tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
+            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n,
+                          lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
         }
     }
 }
@@ -615,5 +652,5 @@ float model_train_step(Model *m, const int *tokens, const int *targets, float lr
 
 void model_logits_row(const Model *m, int b, int t, float *host_out) {
     size_t V = (size_t)m->cfg.vocab_size;
-    m->ops->to_host(host_out, m->logits + ((size_t)b * m->T + t) * V, V * sizeof(float));
+    m->ops->to_host(m->ops, host_out, m->logits + ((size_t)b * m->T + t) * V, V * sizeof(float));
 }

@@ -13,6 +13,27 @@
 #include "rng.h"
 #ifdef TF_CUDA
 #include "ops_cuda.h"
+
+/* The ops table's Pattention calls with the arguments written out in the
+ * order of PattArgs, which keeps the cases below short. */
+static void patt_fwd(const Ops *o, float *Y, float *A, float *S, float *dA, PattInput X,
+                     const float *K, const float *V, const float *tau, int G, int mode, int N,
+                     int d_in, int n, int d_out, int y_attn, const float *residual) {
+    PattArgs a = {.X = X, .K = K, .V = V, .tau = tau, .G = G, .mode = mode, .N = N,
+                  .d_in = d_in, .n = n, .d_out = d_out, .y_attn = y_attn, .A = A, .S = S,
+                  .dA = dA, .Y = Y, .residual = residual};
+    o->pattention_forward(o, &a);
+}
+static void patt_bwd(const Ops *o, float *dX, float *dK, float *dV, float *dA, const float *dY,
+                     PattInput X, const float *K, const float *V, float *A, float *S,
+                     const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                     int accumulate_dx, int y_attn) {
+    PattArgs a = {.X = X, .K = K, .V = V, .tau = tau, .G = G, .mode = mode, .N = N,
+                  .d_in = d_in, .n = n, .d_out = d_out, .y_attn = y_attn, .A = A, .S = S,
+                  .dA = dA, .dX = dX, .dK = dK, .dV = dV, .dY = dY,
+                  .accumulate_dx = accumulate_dx};
+    o->pattention_backward(o, &a);
+}
 #endif
 
 #ifndef TF_CUDA
@@ -70,16 +91,16 @@ static float rand_val(float scale) {
 
 /* attn: the tensor is an attention tensor, in the GPU's current precision. */
 static Buf buf_from_t(const float *h, size_t n, int attn) {
-    int half = attn && GPU->attn_elem_bytes() == 2;
+    int half = attn && GPU->attn_elem_bytes(GPU) == 2;
     size_t esize = half ? 2 : sizeof(float);
-    Buf b = {xmalloc(n * sizeof(float)), GPU->alloc(n * esize), n, half};
+    Buf b = {xmalloc(n * sizeof(float)), GPU->alloc(GPU, n * esize), n, half};
     if (!b.g) {
         fprintf(stderr, "test_cuda_ops: GPU alloc of %zu elements failed\n", n);
         exit(1);
     }
     memcpy(b.c, h, n * sizeof(float));
     if (!half) {
-        GPU->to_device(b.g, h, n * sizeof(float));
+        GPU->to_device(GPU, b.g, h, n * sizeof(float));
         return b;
     }
     uint16_t *bits = xmalloc(n * 2);
@@ -87,7 +108,7 @@ static Buf buf_from_t(const float *h, size_t n, int attn) {
         bits[i] = bf16_bits(h[i]);
         b.c[i] = bf16_value(bits[i]);
     }
-    GPU->to_device(b.g, bits, n * 2);
+    GPU->to_device(GPU, b.g, bits, n * 2);
     free(bits);
     return b;
 }
@@ -117,11 +138,11 @@ static Buf buf_out(size_t n) { return buf_out_t(n, 0); }
 static float *gpu_values(const Buf *b) {
     float *h = xmalloc(b->n * sizeof(float));
     if (!b->half) {
-        GPU->to_host(h, b->g, b->n * sizeof(float));
+        GPU->to_host(GPU, h, b->g, b->n * sizeof(float));
         return h;
     }
     uint16_t *bits = xmalloc(b->n * 2);
-    GPU->to_host(bits, b->g, b->n * 2);
+    GPU->to_host(GPU, bits, b->g, b->n * 2);
     for (size_t i = 0; i < b->n; i++) h[i] = bf16_value(bits[i]);
     free(bits);
     return h;
@@ -129,7 +150,7 @@ static float *gpu_values(const Buf *b) {
 
 static void buf_free(Buf *b) {
     free(b->c);
-    GPU->free(b->g);
+    GPU->free(GPU, b->g);
     b->c = b->g = NULL;
 }
 
@@ -138,15 +159,15 @@ typedef struct {
 } IBuf;
 
 static IBuf ibuf_from(const int *h, size_t n) {
-    IBuf b = {xmalloc(n * sizeof(int)), GPU->alloc(n * sizeof(int))};
+    IBuf b = {xmalloc(n * sizeof(int)), GPU->alloc(GPU, n * sizeof(int))};
     memcpy(b.c, h, n * sizeof(int));
-    GPU->to_device(b.g, h, n * sizeof(int));
+    GPU->to_device(GPU, b.g, h, n * sizeof(int));
     return b;
 }
 
 static void ibuf_free(IBuf *b) {
     free(b->c);
-    GPU->free(b->g);
+    GPU->free(GPU, b->g);
 }
 
 /* max |gpu - cpu| / max |cpu|; infinite when the GPU has a NaN/Inf the CPU does not. */
@@ -207,39 +228,39 @@ static void checkf(const char *fmt, const char *tag, const Buf *b) { checkf_tol(
 
 static void test_memory(void) {
     size_t n = 1001;
-    float *g = GPU->alloc(n * sizeof(float));
+    float *g = GPU->alloc(GPU, n * sizeof(float));
     float *h = xmalloc(n * sizeof(float));
-    GPU->to_host(h, g, n * sizeof(float));
+    GPU->to_host(GPU, h, g, n * sizeof(float));
     int zero = 1;
     for (size_t i = 0; i < n; i++) zero &= h[i] == 0.0f;
     check_flag("alloc_zero_filled", zero, "fresh allocation not zero");
 
     float *src = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) src[i] = rand_val(3.0f);
-    float *g2 = GPU->alloc(n * sizeof(float));
-    GPU->to_device(g, src, n * sizeof(float));
-    GPU->copy(g2, g, n * sizeof(float));
-    GPU->synchronize();
-    GPU->to_host(h, g2, n * sizeof(float));
+    float *g2 = GPU->alloc(GPU, n * sizeof(float));
+    GPU->to_device(GPU, g, src, n * sizeof(float));
+    GPU->copy(GPU, g2, g, n * sizeof(float));
+    GPU->synchronize(GPU);
+    GPU->to_host(GPU, h, g2, n * sizeof(float));
     check_flag("to_device_copy_to_host", memcmp(h, src, n * sizeof(float)) == 0,
                "round trip changed data");
-    GPU->zero(g2 + 10, 100 * sizeof(float));
-    GPU->to_host(h, g2, n * sizeof(float));
+    GPU->zero(GPU, g2 + 10, 100 * sizeof(float));
+    GPU->to_host(GPU, h, g2, n * sizeof(float));
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (i >= 10 && i < 110) ? h[i] == 0.0f : h[i] == src[i];
     check_flag("zero_range", ok, "zero wrote outside or missed its range");
-    GPU->free(g);
-    GPU->free(g2);
+    GPU->free(GPU, g);
+    GPU->free(GPU, g2);
     free(h);
     free(src);
 
-    void *huge = GPU->alloc((size_t)1 << 50); /* 1 PiB */
+    void *huge = GPU->alloc(GPU, (size_t)1 << 50); /* 1 PiB */
     check_flag("alloc_oom_returns_null", huge == NULL, "1 PiB allocation did not return NULL");
-    if (huge) GPU->free(huge);
+    if (huge) GPU->free(GPU, huge);
     /* the backend still works after a failed allocation */
-    float *g3 = GPU->alloc(16);
+    float *g3 = GPU->alloc(GPU, 16);
     check_flag("alloc_after_oom", g3 != NULL, "allocation failed after an OOM");
-    if (g3) GPU->free(g3);
+    if (g3) GPU->free(GPU, g3);
 }
 
 /* ---------------------------------------------------------------- matmul */
@@ -247,8 +268,8 @@ static void test_memory(void) {
 static double matmul_err(int M, int N, int K, int ta, int tb, float alpha, float beta) {
     Buf A = buf_rand((size_t)M * K, 1.0f), B = buf_rand((size_t)K * N, 1.0f);
     Buf C = beta != 0.0f ? buf_rand((size_t)M * N, 1.0f) : buf_out((size_t)M * N);
-    CPU->matmul(C.c, A.c, B.c, M, N, K, ta, tb, alpha, beta);
-    GPU->matmul(C.g, A.g, B.g, M, N, K, ta, tb, alpha, beta);
+    CPU->matmul(CPU, C.c, A.c, B.c, M, N, K, ta, tb, alpha, beta);
+    GPU->matmul(GPU, C.g, A.g, B.g, M, N, K, ta, tb, alpha, beta);
     double e = rel_err(&C);
     buf_free(&A);
     buf_free(&B);
@@ -276,13 +297,13 @@ static void test_embedding(void) {
     for (int i = 0; i < N; i++) tok[i] = (int)rng_below(&rng, vocab);
     IBuf t = ibuf_from(tok, N);
     Buf wte = buf_rand((size_t)vocab * C, 1.0f), out = buf_out((size_t)N * C);
-    CPU->embedding_forward(out.c, t.c, wte.c, N, C);
-    GPU->embedding_forward(out.g, t.g, wte.g, N, C);
+    CPU->embedding_forward(CPU, out.c, t.c, wte.c, N, C);
+    GPU->embedding_forward(GPU, out.g, t.g, wte.g, N, C);
     checkb("embedding_forward", &out);
     Buf dout = buf_rand((size_t)N * C, 1.0f);
     Buf dwte = buf_rand((size_t)vocab * C, 1.0f); /* accumulates */
-    CPU->embedding_backward(dwte.c, dout.c, t.c, N, C);
-    GPU->embedding_backward(dwte.g, dout.g, t.g, N, C);
+    CPU->embedding_backward(CPU, dwte.c, dout.c, t.c, N, C);
+    GPU->embedding_backward(GPU, dwte.g, dout.g, t.g, N, C);
     checkb("embedding_backward", &dwte);
     ibuf_free(&t);
     buf_free(&wte);
@@ -301,20 +322,20 @@ static void test_layernorm(int N, int C, int affine) {
     Buf mean = buf_out(N), rstd = buf_out(N);
     /* offset the rows so that the mean matters */
     for (size_t i = 0; i < x.n; i++) x.c[i] += 0.5f;
-    GPU->to_device(x.g, x.c, x.n * sizeof(float));
+    GPU->to_device(GPU, x.g, x.c, x.n * sizeof(float));
     Buf w = buf_rand(C, 1.0f), b = buf_rand(C, 1.0f);
-    CPU->layernorm_forward(out.c, mean.c, rstd.c, x.c, affine ? w.c : NULL, affine ? b.c : NULL,
-                           N, C);
-    GPU->layernorm_forward(out.g, mean.g, rstd.g, x.g, affine ? w.g : NULL, affine ? b.g : NULL,
-                           N, C);
+    CPU->layernorm_forward(CPU, out.c, mean.c, rstd.c, x.c, affine ? w.c : NULL,
+                           affine ? b.c : NULL, N, C);
+    GPU->layernorm_forward(GPU, out.g, mean.g, rstd.g, x.g, affine ? w.g : NULL,
+                           affine ? b.g : NULL, N, C);
     checkf("layernorm_forward_%s_out", tagc, &out);
     checkf("layernorm_forward_%s_mean", tagc, &mean);
     checkf("layernorm_forward_%s_rstd", tagc, &rstd);
     Buf dout = buf_rand((size_t)N * C, 1.0f), dx = buf_rand((size_t)N * C, 1.0f);
     Buf dw = buf_rand(C, 1.0f), db = buf_rand(C, 1.0f);
-    CPU->layernorm_backward(dx.c, affine ? dw.c : NULL, affine ? db.c : NULL, dout.c, x.c,
+    CPU->layernorm_backward(CPU, dx.c, affine ? dw.c : NULL, affine ? db.c : NULL, dout.c, x.c,
                             affine ? w.c : NULL, mean.c, rstd.c, N, C);
-    GPU->layernorm_backward(dx.g, affine ? dw.g : NULL, affine ? db.g : NULL, dout.g, x.g,
+    GPU->layernorm_backward(GPU, dx.g, affine ? dw.g : NULL, affine ? db.g : NULL, dout.g, x.g,
                             affine ? w.g : NULL, mean.g, rstd.g, N, C);
     checkf("layernorm_backward_%s_dx", tagc, &dx);
     if (affine) {
@@ -350,7 +371,7 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
     snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
              ln ? "_ln" : "", x_attn ? "_xattn" : "", y_attn ? "_yattn" : "");
     float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
-    ops_cuda_set_matmul_precision(prec); /* before the buffers: it sets their types */
+    GPU->set_precision(GPU, prec); /* before the buffers: it sets their types */
     Buf X = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), K = buf_rand(g * n * d_in, 0.5f);
     Buf V = buf_rand(g * n * d_out, 0.5f);
     Buf Y = buf_out_t(g * N * d_out, y_attn), A = buf_out(g * N * n), S = buf_out(g * N * n);
@@ -362,9 +383,9 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         in_c = (PattInput){X.c, xn.c, mean.c, rstd.c, 0};
         in_g = (PattInput){X.g, xn.g, mean.g, rstd.g, 0};
     }
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
+    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
                             y_attn, NULL);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
+    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
                             y_attn, NULL);
     if (ln) {
         checkf("pattention_forward_%s_ln_mean", tag, &mean);
@@ -379,9 +400,9 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
     Buf dX = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), dK = buf_rand(g * n * d_in, 1.0f);
     Buf dV = buf_rand(g * n * d_out, 1.0f);
     if (!x_attn) {
-        CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G,
+        patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G,
                                  mode, N, d_in, n, d_out, 1, y_attn);
-        GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G,
+        patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G,
                                  mode, N, d_in, n, d_out, 1, y_attn);
         if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
         checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
@@ -389,21 +410,21 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
         /* accumulate_dx = 0 overwrites dX (whatever it held); backward
          * consumed the saved state (ops.h), so forward again first */
-        CPU->pattention_forward(Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n,
+        patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n,
                                 d_out, y_attn, NULL);
-        GPU->pattention_forward(Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n,
+        patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n,
                                 d_out, y_attn, NULL);
     }
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
+    patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
                              N, d_in, n, d_out, 0, y_attn);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
+    patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
                              N, d_in, n, d_out, 0, y_attn);
     checkf_tol("pattention_backward_%s_dX_overwrite", tag, &dX, tol);
     if (x_attn) {
         checkf_tol("pattention_backward_%s_dK", tag, &dK, tol);
         checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
     }
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    GPU->set_precision(GPU, MATMUL_FP32);
     Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV, &xn, &mean, &rstd};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
@@ -432,11 +453,11 @@ static void test_bf16_mirror(void) {
     const size_t kn = (size_t)n * d, total = 2 * kn + 10;
     const double tol = 2e-2;
     float tau = sqrtf((float)n);
-    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    GPU->set_precision(GPU, MATMUL_BF16);
     Buf P = buf_rand(total, 0.5f), G = buf_rand(total, 1.0f), M = buf_rand(total, 0.1f);
     Buf Vs = buf_rand(total, 0.1f);
     for (size_t i = 0; i < total; i++) Vs.c[i] = fabsf(Vs.c[i]);
-    GPU->to_device(Vs.g, Vs.c, total * sizeof(float));
+    GPU->to_device(GPU, Vs.g, Vs.c, total * sizeof(float));
     Buf X = buf_rand((size_t)N * d, 1.0f), Y = buf_out((size_t)N * d);
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n); /* S: also the scratch */
     char name[96];
@@ -444,26 +465,26 @@ static void test_bf16_mirror(void) {
         size_t split = kn + 7;              /* two adjacent calls, as model_update makes */
         for (int half = 0; half < 2; half++) {
             size_t off = half ? split : 0, cnt = half ? total - split : split;
-            CPU->adamw(P.c + off, G.c + off, M.c + off, Vs.c + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
-                       half ? 0.0f : 0.1f, 1.0f, step);
-            GPU->adamw(P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f, 1e-8f,
-                       half ? 0.0f : 0.1f, 1.0f, step);
+            CPU->adamw(CPU, P.c + off, G.c + off, M.c + off, Vs.c + off, cnt, 1e-2f, 0.9f, 0.95f,
+                       1e-8f, half ? 0.0f : 0.1f, 1.0f, step);
+            GPU->adamw(GPU, P.g + off, G.g + off, M.g + off, Vs.g + off, cnt, 1e-2f, 0.9f, 0.95f,
+                       1e-8f, half ? 0.0f : 0.1f, 1.0f, step);
         }
-        CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
+        patt_fwd(CPU, Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n,
                                 d, 0, NULL);
-        GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n,
+        patt_fwd(GPU, Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n,
                                 d, 0, NULL);
         snprintf(name, sizeof name, "bf16_mirror_step%d (tol 2e-2)", step);
         check(name, rel_err(&Y), tol);
     }
     for (size_t i = 0; i < total; i++) P.c[i] = rand_val(0.5f); /* new weights, uploaded */
-    GPU->to_device(P.g, P.c, total * sizeof(float));
-    CPU->pattention_forward(Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d,
+    GPU->to_device(GPU, P.g, P.c, total * sizeof(float));
+    patt_fwd(CPU, Y.c, A.c, S.c, S.c, plain(X.c), P.c, P.c + kn, &tau, 1, 0, N, d, n, d,
                             0, NULL);
-    GPU->pattention_forward(Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d,
+    patt_fwd(GPU, Y.g, A.g, S.g, S.g, plain(X.g), P.g, P.g + kn, &tau, 1, 0, N, d, n, d,
                             0, NULL);
     check("bf16_mirror_dropped_after_upload (tol 2e-2)", rel_err(&Y), tol);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    GPU->set_precision(GPU, MATMUL_FP32);
     Buf *all[] = {&P, &G, &M, &Vs, &X, &Y, &A, &S};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
@@ -477,16 +498,16 @@ static void test_pattention_residual(int prec, int N, int d, int n) {
     char tag[64];
     snprintf(tag, sizeof tag, "N%d_n%d%s", N, n, prec == MATMUL_BF16 ? "_bf16" : "");
     float tau = sqrtf((float)n);
-    ops_cuda_set_matmul_precision(prec);
+    GPU->set_precision(GPU, prec);
     Buf X = buf_rand((size_t)N * d, 1.0f), K = buf_rand((size_t)n * d, 0.5f);
     Buf V = buf_rand((size_t)n * d, 0.5f), R = buf_rand((size_t)N * d, 2.0f);
     Buf Y = buf_out((size_t)N * d), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
     Buf dA = buf_out((size_t)N * n);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, PNORM_L2_GELU, N,
+    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, PNORM_L2_GELU, N,
                             d, n, d, 0, R.c);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, PNORM_L2_GELU, N,
+    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, PNORM_L2_GELU, N,
                             d, n, d, 0, R.g);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    GPU->set_precision(GPU, MATMUL_FP32);
     checkf_tol("pattention_forward_residual_%s_Y", tag, &Y, tol);
     checkf("pattention_forward_residual_%s_residual_unchanged", tag, &R);
     Buf *all[] = {&X, &K, &V, &R, &Y, &A, &S, &dA};
@@ -502,19 +523,19 @@ static void test_rope_prec(int prec, int B, int T, int H, int hd, int rot) {
     const double tol = prec == MATMUL_BF16 ? 1e-2 : TOL;
     snprintf(tag, sizeof tag, "T%d_rot%d%s", T, rot, prec == MATMUL_BF16 ? "_bf16" : "");
     size_t n = (size_t)B * T * H * hd;
-    ops_cuda_set_matmul_precision(prec);
+    GPU->set_precision(GPU, prec);
     Buf x = buf_rand_t(n, 1.0f, 1);
     float *orig = xmalloc(n * sizeof(float));
     memcpy(orig, x.c, n * sizeof(float));
-    CPU->rope(x.c, B, T, H, hd, rot, 0);
-    GPU->rope(x.g, B, T, H, hd, rot, 0);
+    CPU->rope(CPU, x.c, B, T, H, hd, rot, 0);
+    GPU->rope(GPU, x.g, B, T, H, hd, rot, 0);
     checkf_tol("rope_forward_%s", tag, &x, tol);
-    CPU->rope(x.c, B, T, H, hd, rot, 1);
-    GPU->rope(x.g, B, T, H, hd, rot, 1);
+    CPU->rope(CPU, x.c, B, T, H, hd, rot, 1);
+    GPU->rope(GPU, x.g, B, T, H, hd, rot, 1);
     checkf_tol("rope_inverse_%s", tag, &x, tol);
     memcpy(x.c, orig, n * sizeof(float)); /* inverse(forward(x)) == x */
     checkf_tol("rope_roundtrip_%s", tag, &x, tol);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    GPU->set_precision(GPU, MATMUL_FP32);
     free(orig);
     buf_free(&x);
 }
@@ -532,7 +553,7 @@ typedef struct {
 } StateBuf;
 
 static StateBuf state_buf(size_t nc, size_t ng) {
-    StateBuf s = {xmalloc(nc * sizeof(float)), GPU->alloc(ng * sizeof(float) + 4), nc, ng};
+    StateBuf s = {xmalloc(nc * sizeof(float)), GPU->alloc(GPU, ng * sizeof(float) + 4), nc, ng};
     if (!s.g) {
         fprintf(stderr, "test_cuda_ops: GPU alloc of %zu floats failed\n", ng);
         exit(1);
@@ -543,13 +564,13 @@ static StateBuf state_buf(size_t nc, size_t ng) {
 
 static void state_free(StateBuf *s) {
     free(s->c);
-    GPU->free(s->g);
+    GPU->free(GPU, s->g);
 }
 
 static void attention_state(int B, int T, int H, int hd, StateBuf *att, StateBuf *datt) {
     size_t ac, dc, ag, dg;
-    CPU->attention_sizes(B, T, H, hd, &ac, &dc);
-    GPU->attention_sizes(B, T, H, hd, &ag, &dg);
+    CPU->attention_sizes(CPU, B, T, H, hd, &ac, &dc);
+    GPU->attention_sizes(GPU, B, T, H, hd, &ag, &dg);
     *att = state_buf(ac, ag);
     *datt = state_buf(dc, dg);
 }
@@ -568,22 +589,22 @@ static void test_attention_prec(int prec, int B, int T, int H, int hd) {
     const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
     snprintf(tag, sizeof tag, "B%d_T%d_H%d_hd%d%s", B, T, H, hd, prec == MATMUL_BF16 ? "_bf16" : "");
     size_t n = (size_t)B * T * H * hd;
-    ops_cuda_set_matmul_precision(prec);
+    GPU->set_precision(GPU, prec);
     Buf q = buf_rand_t(n, 1.0f, 1), k = buf_rand_t(n, 1.0f, 1), v = buf_rand_t(n, 1.0f, 1);
     Buf out = buf_out_t(n, 1);
     StateBuf att, datt;
     attention_state(B, T, H, hd, &att, &datt);
-    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
-    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    CPU->attention_forward(CPU, out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(GPU, out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
     checkf_tol("attention_forward_%s_out", tag, &out, tol);
     if (prec != MATMUL_BF16) check_att_state(tag, &att);
     Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
     Buf dv = buf_out_t(n, 1);
-    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
+    GPU->set_precision(GPU, MATMUL_FP32);
     checkf_tol("attention_backward_%s_dq", tag, &dq, tol);
     checkf_tol("attention_backward_%s_dk", tag, &dk, tol);
     checkf_tol("attention_backward_%s_dv", tag, &dv, tol);
@@ -603,7 +624,7 @@ static void test_attention(int B, int T, int H, int hd) {
 static void test_attention_fused(int B, int T, int H, int hd) {
     const double tol = 2e-2;
     char name[128];
-    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    GPU->set_precision(GPU, MATMUL_BF16);
     size_t n = (size_t)B * T * H * hd;
     Buf q = buf_rand_t(n, 2.0f, 1), k = buf_rand_t(n, 2.0f, 1), v = buf_rand_t(n, 1.0f, 1);
     Buf out = buf_out_t(n, 1);
@@ -614,15 +635,15 @@ static void test_attention_fused(int B, int T, int H, int hd) {
                "fused path not taken (full-size state)");
     snprintf(name, sizeof name, "attention_fused_B%d_T%d_H%d_hd%d_tensors_are_bf16", B, T, H, hd);
     check_flag(name, q.half && out.half, "attention tensors not bf16 under bf16");
-    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
-    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    CPU->attention_forward(CPU, out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(GPU, out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
     Buf dout = buf_rand_t(n, 1.0f, 1), dq = buf_out_t(n, 1), dk = buf_out_t(n, 1);
     Buf dv = buf_out_t(n, 1);
-    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
+    GPU->set_precision(GPU, MATMUL_FP32);
     const char *what[4] = {"out", "dq", "dk", "dv"};
     Buf *bufs[4] = {&out, &dq, &dk, &dv};
     for (int i = 0; i < 4; i++) {
@@ -643,11 +664,11 @@ static void test_dropout(void) {
     float p = 0.3f;
     uint64_t seed = rng_next(&rng);
     Buf x = buf_rand(n, 1.0f), out = buf_out(n);
-    CPU->dropout_forward(out.c, x.c, p, seed, n);
-    GPU->dropout_forward(out.g, x.g, p, seed, n);
+    CPU->dropout_forward(CPU, out.c, x.c, p, seed, n);
+    GPU->dropout_forward(GPU, out.g, x.g, p, seed, n);
     checkb("dropout_forward", &out);
     float *h = xmalloc(n * sizeof(float));
-    GPU->to_host(h, out.g, n * sizeof(float));
+    GPU->to_host(GPU, h, out.g, n * sizeof(float));
     size_t mismatch = 0, dropped = 0;
     for (size_t i = 0; i < n; i++) {
         mismatch += (h[i] == 0.0f) != (out.c[i] == 0.0f);
@@ -657,16 +678,16 @@ static void test_dropout(void) {
     snprintf(what, sizeof what, "%zu mask mismatches (%zu dropped on cpu)", mismatch, dropped);
     check_flag("dropout_mask_identical", mismatch == 0 && dropped > 0 && dropped < n, what);
     Buf dout = buf_rand(n, 1.0f), dx = buf_out(n);
-    CPU->dropout_backward(dx.c, dout.c, p, seed, n);
-    GPU->dropout_backward(dx.g, dout.g, p, seed, n);
+    CPU->dropout_backward(CPU, dx.c, dout.c, p, seed, n);
+    GPU->dropout_backward(GPU, dx.g, dout.g, p, seed, n);
     checkb("dropout_backward", &dx);
-    CPU->dropout_forward(x.c, x.c, p, seed + 1, n); /* in place */
-    GPU->dropout_forward(x.g, x.g, p, seed + 1, n);
+    CPU->dropout_forward(CPU, x.c, x.c, p, seed + 1, n); /* in place */
+    GPU->dropout_forward(GPU, x.g, x.g, p, seed + 1, n);
     checkb("dropout_forward_inplace", &x);
     for (int k = 0; k < 2; k++) { /* the fused residual step, in place on its residual input */
         float pk = k ? p : 0.0f;
-        CPU->dropout_add(x.c, x.c, dout.c, pk, seed + 2, n);
-        GPU->dropout_add(x.g, x.g, dout.g, pk, seed + 2, n);
+        CPU->dropout_add(CPU, x.c, x.c, dout.c, pk, seed + 2, n);
+        GPU->dropout_add(GPU, x.g, x.g, dout.g, pk, seed + 2, n);
         checkb(k ? "dropout_add_p0.3" : "dropout_add_p0", &x);
     }
     free(h);
@@ -679,17 +700,17 @@ static void test_dropout(void) {
 static void test_elementwise(void) {
     size_t n = 100003;
     Buf a = buf_rand(n, 1.0f), b = buf_rand(n, 1.0f), out = buf_out(n);
-    CPU->add(out.c, a.c, b.c, n);
-    GPU->add(out.g, a.g, b.g, n);
+    CPU->add(CPU, out.c, a.c, b.c, n);
+    GPU->add(GPU, out.g, a.g, b.g, n);
     checkb("add", &out);
-    CPU->add(a.c, a.c, b.c, n); /* aliasing */
-    GPU->add(a.g, a.g, b.g, n);
+    CPU->add(CPU, a.c, a.c, b.c, n); /* aliasing */
+    GPU->add(GPU, a.g, a.g, b.g, n);
     checkb("add_inplace", &a);
-    CPU->accumulate(b.c, out.c, n);
-    GPU->accumulate(b.g, out.g, n);
+    CPU->accumulate(CPU, b.c, out.c, n);
+    GPU->accumulate(GPU, b.g, out.g, n);
     checkb("accumulate", &b);
-    CPU->scale(b.c, -0.37f, n);
-    GPU->scale(b.g, -0.37f, n);
+    CPU->scale(CPU, b.c, -0.37f, n);
+    GPU->scale(GPU, b.g, -0.37f, n);
     checkb("scale", &b);
     buf_free(&a);
     buf_free(&b);
@@ -707,16 +728,16 @@ static void test_cross_entropy(int N, int V) {
         valid += tg[i] >= 0;
     }
     IBuf t = ibuf_from(tg, N);
-    float lc = CPU->cross_entropy_forward(probs.c, logits.c, t.c, N, V);
-    float lg = GPU->cross_entropy_forward(probs.g, logits.g, t.g, N, V);
+    float lc = CPU->cross_entropy_forward(CPU, probs.c, logits.c, t.c, N, V);
+    float lg = GPU->cross_entropy_forward(GPU, probs.g, logits.g, t.g, N, V);
     char name[96];
     snprintf(name, sizeof name, "cross_entropy_forward_%s_loss", tag);
     check(name, scalar_err(lg, lc), TOL);
     checkf("cross_entropy_forward_%s_probs", tag, &probs);
     Buf dl = buf_out((size_t)N * V);
     float sc = 1.0f / (float)valid;
-    CPU->cross_entropy_backward(dl.c, probs.c, t.c, sc, N, V);
-    GPU->cross_entropy_backward(dl.g, probs.g, t.g, sc, N, V);
+    CPU->cross_entropy_backward(CPU, dl.c, probs.c, t.c, sc, N, V);
+    GPU->cross_entropy_backward(GPU, dl.g, probs.g, t.g, sc, N, V);
     checkf("cross_entropy_backward_%s", tag, &dl);
     free(tg);
     ibuf_free(&t);
@@ -727,8 +748,8 @@ static void test_cross_entropy(int N, int V) {
 
 static void test_sum_squares(size_t n) {
     Buf x = buf_rand(n, 1.0f);
-    float c = CPU->sum_squares(x.c, n);
-    float g1 = GPU->sum_squares(x.g, n), g2 = GPU->sum_squares(x.g, n);
+    float c = CPU->sum_squares(CPU, x.c, n);
+    float g1 = GPU->sum_squares(GPU, x.g, n), g2 = GPU->sum_squares(GPU, x.g, n);
     char name[64];
     snprintf(name, sizeof name, "sum_squares_n%zu", n);
     check(name, scalar_err(g1, c), TOL);
@@ -741,11 +762,11 @@ static void test_adamw(void) {
     size_t n = 10007;
     Buf p = buf_rand(n, 1.0f), m = buf_rand(n, 0.1f), v = buf_rand(n, 0.1f);
     for (size_t i = 0; i < n; i++) v.c[i] = fabsf(v.c[i]); /* second moments are >= 0 */
-    GPU->to_device(v.g, v.c, n * sizeof(float));
+    GPU->to_device(GPU, v.g, v.c, n * sizeof(float));
     for (int t = 1; t <= 5; t++) {
         Buf g = buf_rand(n, 1.0f);
-        CPU->adamw(p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
-        GPU->adamw(p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+        CPU->adamw(CPU, p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+        GPU->adamw(GPU, p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
         buf_free(&g);
     }
     checkb("adamw_p", &p);
@@ -766,14 +787,14 @@ static void test_large(void) {
     Buf A = buf_out((size_t)N * n), S = buf_out((size_t)N * n), dA = buf_out((size_t)N * n);
     Buf dY = buf_rand((size_t)N * d, 1.0f), dX = buf_rand((size_t)N * d, 1.0f);
     Buf dK = buf_rand((size_t)n * d, 1.0f), dV = buf_rand((size_t)n * d, 1.0f);
-    CPU->pattention_forward(Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d,
+    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d,
                             0, NULL);
-    GPU->pattention_forward(Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d,
+    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d,
                             0, NULL);
     checkb("pattention_large_N4096_d384_n1152_S", &S); /* before backward consumes it */
-    CPU->pattention_backward(dX.c, dK.c, dV.c, dA.c, dY.c, plain(X.c), K.c, V.c, A.c, S.c, &tau, 1,
+    patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, plain(X.c), K.c, V.c, A.c, S.c, &tau, 1,
                              mode, N, d, n, d, 1, 0);
-    GPU->pattention_backward(dX.g, dK.g, dV.g, dA.g, dY.g, plain(X.g), K.g, V.g, A.g, S.g, &tau, 1,
+    patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, plain(X.g), K.g, V.g, A.g, S.g, &tau, 1,
                              mode, N, d, n, d, 1, 0);
     checkb("pattention_large_N4096_d384_n1152_Y", &Y);
     checkb("pattention_large_N4096_d384_n1152_dX", &dX);
@@ -789,12 +810,12 @@ static void test_large(void) {
     Buf dq = buf_out(nq), dk = buf_out(nq), dv = buf_out(nq);
     StateBuf att, datt;
     attention_state(B, T, H, hd, &att, &datt);
-    CPU->attention_forward(out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
-    GPU->attention_forward(out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
-    CPU->attention_backward(dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B, T,
-                            H, hd);
-    GPU->attention_backward(dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B, T,
-                            H, hd);
+    CPU->attention_forward(CPU, out.c, att.c, q.c, k.c, v.c, B, T, H, hd);
+    GPU->attention_forward(GPU, out.g, att.g, q.g, k.g, v.g, B, T, H, hd);
+    CPU->attention_backward(CPU, dq.c, dk.c, dv.c, datt.c, dout.c, out.c, q.c, k.c, v.c, att.c, B,
+                            T, H, hd);
+    GPU->attention_backward(GPU, dq.g, dk.g, dv.g, datt.g, dout.g, out.g, q.g, k.g, v.g, att.g, B,
+                            T, H, hd);
     checkb("attention_large_B4_T256_H6_hd64_out", &out);
     check_att_state("large_B4_T256_H6_hd64", &att);
     checkb("attention_large_B4_T256_H6_hd64_dq", &dq);
@@ -811,15 +832,15 @@ static void test_large(void) {
  * TF32 in bf16 mode too (the Pattentions' bf16 GEMMs are tested below). */
 static void test_matmul_precisions(void) {
     int M = 256, N = 192, K = 320;
-    ops_cuda_set_matmul_precision(MATMUL_TF32);
+    GPU->set_precision(GPU, MATMUL_TF32);
     double e_tf32 = matmul_err(M, N, K, 0, 1, 1.0f, 0.0f);
     check("matmul_tf32 (tol 5e-3)", e_tf32, 5e-3);
     check_flag("matmul_tf32_uses_tensor_cores", e_tf32 > 1e-5, "error not above fp32's");
-    ops_cuda_set_matmul_precision(MATMUL_BF16);
+    GPU->set_precision(GPU, MATMUL_BF16);
     double e_bf16 = matmul_err(M, N, K, 1, 0, 1.0f, 0.5f);
     check("matmul_in_bf16_mode (tol 5e-3)", e_bf16, 5e-3);
     check_flag("matmul_in_bf16_mode_uses_tensor_cores", e_bf16 > 1e-5, "error not above fp32's");
-    ops_cuda_set_matmul_precision(MATMUL_FP32);
+    GPU->set_precision(GPU, MATMUL_FP32);
     check("matmul_fp32_again", matmul_err(M, N, K, 0, 1, 1.0f, 0.0f), TOL);
 }
 
@@ -908,7 +929,7 @@ int main(void) {
     /* fp32 again: back on the cuBLAS path */
     test_attention(2, 13, 3, 8);
     test_attention(2, 100, 2, 64);
-    GPU->synchronize();
+    GPU->synchronize(GPU);
 
     printf("test_cuda_ops: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -10,6 +10,27 @@
 #include "ops.h"
 #include "rng.h"
 
+/* The ops table's Pattention calls with the arguments written out in the
+ * order of PattArgs, which keeps the cases below short. */
+static void patt_fwd(const Ops *o, float *Y, float *A, float *S, float *dA, PattInput X,
+                     const float *K, const float *V, const float *tau, int G, int mode, int N,
+                     int d_in, int n, int d_out, int y_attn, const float *residual) {
+    PattArgs a = {.X = X, .K = K, .V = V, .tau = tau, .G = G, .mode = mode, .N = N,
+                  .d_in = d_in, .n = n, .d_out = d_out, .y_attn = y_attn, .A = A, .S = S,
+                  .dA = dA, .Y = Y, .residual = residual};
+    o->pattention_forward(o, &a);
+}
+static void patt_bwd(const Ops *o, float *dX, float *dK, float *dV, float *dA, const float *dY,
+                     PattInput X, const float *K, const float *V, float *A, float *S,
+                     const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
+                     int accumulate_dx, int y_attn) {
+    PattArgs a = {.X = X, .K = K, .V = V, .tau = tau, .G = G, .mode = mode, .N = N,
+                  .d_in = d_in, .n = n, .d_out = d_out, .y_attn = y_attn, .A = A, .S = S,
+                  .dA = dA, .dX = dX, .dK = dK, .dV = dV, .dY = dY,
+                  .accumulate_dx = accumulate_dx};
+    o->pattention_backward(o, &a);
+}
+
 static int g_fail;
 static Rng g_rng;
 static const Ops *O;
@@ -61,7 +82,8 @@ typedef struct {
 
 static double ln_loss(void *p) {
     LnCtx *c = p;
-    O->layernorm_forward(c->out, c->mean, c->rstd, c->x, c->affine ? c->w : NULL, c->affine ? c->b : NULL, c->N, c->C);
+    O->layernorm_forward(O, c->out, c->mean, c->rstd, c->x, c->affine ? c->w : NULL,
+                         c->affine ? c->b : NULL, c->N, c->C);
     return dot(c->out, c->R, (size_t)c->N * c->C);
 }
 
@@ -77,7 +99,8 @@ static void test_layernorm(int affine) {
     c.R = randn(n, 1.0f);
     float *dx = calloc(n, 4), *dw = calloc(c.C, 4), *db = calloc(c.C, 4);
     ln_loss(&c);
-    O->layernorm_backward(dx, affine ? dw : NULL, affine ? db : NULL, c.R, c.x, affine ? c.w : NULL, c.mean, c.rstd, c.N, c.C);
+    O->layernorm_backward(O, dx, affine ? dw : NULL, affine ? db : NULL, c.R, c.x,
+                          affine ? c.w : NULL, c.mean, c.rstd, c.N, c.C);
     check_grad(affine ? "layernorm.dx (affine)" : "layernorm.dx", ln_loss, &c, c.x, dx, n, 60, 1e-2f, 2e-2);
     if (affine) {
         check_grad("layernorm.dw", ln_loss, &c, c.w, dw, c.C, 60, 1e-2f, 2e-2);
@@ -104,7 +127,7 @@ static PattInput patt_input(PattCtx *c) {
 
 static double patt_loss(void *p) {
     PattCtx *c = p;
-    O->pattention_forward(c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
+    patt_fwd(O, c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
                           c->mode, c->N, c->din, c->n, c->dout, 0, NULL);
     return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
@@ -127,9 +150,9 @@ static void test_pattention(int mode, int G, int ln) {
           *dA = calloc(g * c.N * c.n, 4), *dx = calloc(nx, 4);
     c.dA = dA;
     patt_loss(&c);
-    O->pattention_backward(dX, dK, dV, dA, c.R, patt_input(&c), c.K, c.V, c.A, c.S, c.tau, G, mode,
+    patt_bwd(O, dX, dK, dV, dA, c.R, patt_input(&c), c.K, c.V, c.A, c.S, c.tau, G, mode,
                            c.N, c.din, c.n, c.dout, 1, 0);
-    if (ln) O->layernorm_backward(dx, NULL, NULL, dX, c.X, NULL, c.mean, c.rstd, c.N, c.din);
+    if (ln) O->layernorm_backward(O, dx, NULL, NULL, dX, c.X, NULL, c.mean, c.rstd, c.N, c.din);
     char name[80];
     const char *m = pnorm_name(mode), *in = ln ? ", LayerNorm input" : "";
     snprintf(name, sizeof name, "pattention.dX (%s, G=%d%s)", m, G, in);
@@ -153,7 +176,7 @@ static double rope_loss(void *p) {
     RopeCtx *c = p;
     size_t n = (size_t)c->B * c->T * c->H * c->hd;
     memcpy(c->y, c->x, n * 4);
-    O->rope(c->y, c->B, c->T, c->H, c->hd, c->rot, 0);
+    O->rope(O, c->y, c->B, c->T, c->H, c->hd, c->rot, 0);
     return dot(c->y, c->R, n);
 }
 
@@ -165,7 +188,7 @@ static void test_rope(void) {
     c.R = randn(n, 1.0f);
     float *g = calloc(n, 4);
     memcpy(g, c.R, n * 4);
-    O->rope(g, c.B, c.T, c.H, c.hd, c.rot, 1);
+    O->rope(O, g, c.B, c.T, c.H, c.hd, c.rot, 1);
     check_grad("rope (backward = inverse rotation)", rope_loss, &c, c.x, g, n, 80, 1e-2f, 1e-2);
     /* The dims past rot are untouched, and rotation keeps the norm. */
     rope_loss(&c);
@@ -185,7 +208,7 @@ typedef struct {
 
 static double att_loss(void *p) {
     AttCtx *c = p;
-    O->attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->hd);
+    O->attention_forward(O, c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->hd);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->H * c->hd);
 }
 
@@ -200,7 +223,8 @@ static void test_attention(void) {
     c.R = randn(n, 1.0f);
     float *dq = calloc(n, 4), *dk = calloc(n, 4), *dv = calloc(n, 4), *datt = calloc(na, 4);
     att_loss(&c);
-    O->attention_backward(dq, dk, dv, datt, c.R, c.out, c.q, c.k, c.v, c.att, c.B, c.T, c.H, c.hd);
+    O->attention_backward(O, dq, dk, dv, datt, c.R, c.out, c.q, c.k, c.v, c.att, c.B, c.T, c.H,
+                          c.hd);
     check_grad("attention.dq", att_loss, &c, c.q, dq, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dk", att_loss, &c, c.k, dk, n, 80, 1e-2f, 2e-2);
     check_grad("attention.dv", att_loss, &c, c.v, dv, n, 80, 1e-2f, 2e-2);
@@ -228,7 +252,7 @@ typedef struct {
 
 static double ce_loss(void *p) {
     CeCtx *c = p;
-    return O->cross_entropy_forward(c->probs, c->logits, c->targets, c->N, c->V);
+    return O->cross_entropy_forward(O, c->probs, c->logits, c->targets, c->N, c->V);
 }
 
 static void test_cross_entropy(void) {
@@ -239,7 +263,7 @@ static void test_cross_entropy(void) {
     for (int i = 0; i < c.N; i++) c.targets[i] = (int)rng_below(&g_rng, c.V);
     float *d = calloc((size_t)c.N * c.V, 4);
     ce_loss(&c);
-    O->cross_entropy_backward(d, c.probs, c.targets, 1.0f / c.N, c.N, c.V);
+    O->cross_entropy_backward(O, d, c.probs, c.targets, 1.0f / c.N, c.N, c.V);
     check_grad("cross_entropy.dlogits", ce_loss, &c, c.logits, d, (size_t)c.N * c.V, 60, 1e-2f, 1e-2);
     free(c.logits); free(c.probs); free(c.targets); free(d);
 }
@@ -252,7 +276,7 @@ typedef struct {
 
 static double emb_loss(void *p) {
     EmbCtx *c = p;
-    O->embedding_forward(c->out, c->tok, c->wte, c->N, c->C);
+    O->embedding_forward(O, c->out, c->tok, c->wte, c->N, c->C);
     return dot(c->out, c->R, (size_t)c->N * c->C);
 }
 
@@ -264,7 +288,7 @@ static void test_embedding(void) {
     c.out = calloc((size_t)c.N * c.C, 4);
     c.R = randn((size_t)c.N * c.C, 1.0f);
     float *d = calloc((size_t)c.Vocab * c.C, 4);
-    O->embedding_backward(d, c.R, c.tok, c.N, c.C);
+    O->embedding_backward(O, d, c.R, c.tok, c.N, c.C);
     check_grad("embedding.dwte (repeated tokens)", emb_loss, &c, c.wte, d, (size_t)c.Vocab * c.C, 60, 1e-2f, 1e-2);
     free(c.tok); free(c.wte); free(c.out); free(c.R); free(d);
 }
@@ -277,7 +301,7 @@ typedef struct {
 
 static double drop_loss(void *p) {
     DropCtx *c = p;
-    O->dropout_forward(c->y, c->x, c->p, 77, c->n);
+    O->dropout_forward(O, c->y, c->x, c->p, 77, c->n);
     return dot(c->y, c->R, c->n);
 }
 
@@ -287,7 +311,7 @@ static void test_dropout(void) {
     c.y = calloc(c.n, 4);
     c.R = randn(c.n, 1.0f);
     float *d = calloc(c.n, 4);
-    O->dropout_backward(d, c.R, c.p, 77, c.n);
+    O->dropout_backward(O, d, c.R, c.p, 77, c.n);
     check_grad("dropout", drop_loss, &c, c.x, d, c.n, 60, 1e-2f, 1e-2);
     drop_loss(&c);
     size_t dropped = 0;
@@ -300,12 +324,12 @@ static void test_dropout(void) {
     float *res = randn(c.n, 1.0f), *fused = calloc(c.n, 4), *two = calloc(c.n, 4);
     for (int k = 0; k < 2; k++) {
         float p = k ? c.p : 0.0f;
-        O->dropout_add(fused, res, c.x, p, 91, c.n);
+        O->dropout_add(O, fused, res, c.x, p, 91, c.n);
         if (p > 0.0f)
-            O->dropout_forward(two, c.x, p, 91, c.n);
+            O->dropout_forward(O, two, c.x, p, 91, c.n);
         else
             memcpy(two, c.x, c.n * 4);
-        O->add(two, res, two, c.n);
+        O->add(O, two, res, two, c.n);
         int same = memcmp(fused, two, c.n * 4) == 0;
         printf("%s dropout_add equals dropout_forward + add (p=%.2f)\n", same ? "PASS" : "FAIL", p);
         g_fail |= !same;
@@ -329,7 +353,7 @@ static void test_adamw(void) {
         double mh = mi / (1 - pow(b1, t)), vh = vi / (1 - pow(b2, t));
         ref[i] = p[i] - lr * (mh / (sqrt(vh) + eps) + wd * p[i]);
     }
-    O->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, gs, t);
+    O->adamw(O, p, g, m, v, n, lr, b1, b2, eps, wd, gs, t);
     for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(p[i] - ref[i]) / fmax(fabs(ref[i]), 1e-3));
     int ok = worst < 1e-5;
     printf("%s adamw matches the formula (max rel err %.2e)\n", ok ? "PASS" : "FAIL", worst);
@@ -345,7 +369,7 @@ static void test_matmul(void) {
             float *A = randn((size_t)M * K, 1), *B = randn((size_t)K * N, 1), *C = randn((size_t)M * N, 1);
             float *C0 = calloc((size_t)M * N, 4);
             memcpy(C0, C, (size_t)M * N * 4);
-            O->matmul(C, A, B, M, N, K, ta, tb, 1.5f, 0.5f);
+            O->matmul(O, C, A, B, M, N, K, ta, tb, 1.5f, 0.5f);
             double worst = 0;
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {

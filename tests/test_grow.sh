@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tokenformer grow (SPEC section 5): zero-key growth keeps the function exactly,
+# tokenformer grow (docs/MODEL.md, growth): zero-key growth keeps the function exactly,
 # --init random does not; the grown model trains and its new rows come alive;
 # shrinking removes the least important rows (zero-key rows first, so grow then
 # shrink gives the original back); --freeze-old, --layers, optimizer moments and

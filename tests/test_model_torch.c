@@ -117,7 +117,7 @@ static void set_test_weights(Model *m, const Case *cs, uint64_t seed) {
             size_t z = (size_t)cs->zero_key_rows < rows ? (size_t)cs->zero_key_rows : rows - 1;
             memset(h + (rows - z) * cols, 0, z * cols * sizeof(float));
         }
-        o->to_device(p->t.data, h, n * sizeof(float));
+        o->to_device(o, p->t.data, h, n * sizeof(float));
         free(h);
     }
     /* tau away from sqrt(n): factors in [0.6, 1.4) */
@@ -137,7 +137,7 @@ static void check_init(Model *m) {
         Param *p = &m->params[i];
         size_t n = tensor_numel(&p->t);
         float *h = tf_malloc(n * sizeof(float), "init check");
-        o->to_host(h, p->t.data, n * sizeof(float));
+        o->to_host(o, h, p->t.data, n * sizeof(float));
         double s = 0, s2 = 0;
         for (size_t j = 0; j < n; j++) {
             s += h[j];
@@ -211,7 +211,7 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
     float loss = model_forward(&m, tokens, targets, B, T, 0, 0);
     model_zero_grad(&m);
     model_backward(&m);
-    ops->synchronize();
+    ops->synchronize(ops);
 
     /* tensors: params, grads, taus, batch, loss */
     int L = c.n_layer, P = m.n_params, ntau = L * PATT_PER_LAYER;
@@ -228,8 +228,8 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
         model_param_name(i, L, pname, sizeof pname);
         bufs[2 * i] = tf_malloc(bytes, "dump param");
         bufs[2 * i + 1] = tf_malloc(bytes, "dump grad");
-        ops->to_host(bufs[2 * i], p->t.data, bytes);
-        ops->to_host(bufs[2 * i + 1], p->grad, bytes);
+        ops->to_host(ops, bufs[2 * i], p->t.data, bytes);
+        ops->to_host(ops, bufs[2 * i + 1], p->grad, bytes);
         snprintf(names[k], sizeof names[k], "%s", pname);
         out[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, p->t.shape, bufs[2 * i]};
         k++;

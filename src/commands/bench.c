@@ -74,10 +74,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
-    ops_set_matmul_precision(ops, precision);
+    ops->set_precision(ops, precision);
     if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
     /* what actually runs: the CPU computes in fp32 whatever was asked */
-    const char *prec_name = strcmp(ops->name, "cuda") == 0 ? matmul_precision_name(precision) : "fp32";
+    const char *prec_name = !ops_is_cpu(ops) ? matmul_precision_name(precision) : "fp32";
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
@@ -96,18 +96,18 @@ int cmd_bench(int argc, char **argv) {
     double t0 = 0.0;
     for (long s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
-            ops->synchronize();
+            ops->synchronize(ops);
             t0 = tf_now_seconds();
         }
         loss = model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
     }
-    ops->synchronize();
+    ops->synchronize(ops);
     double dt = (tf_now_seconds() - t0) / (double)steps;
     printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
            preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
-           model_num_params(&m, 1), ops->memory_in_use() / 1048576.0);
+           model_num_params(&m, 1), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);

@@ -1,4 +1,4 @@
-/* tokenformer grow: add or remove Pattention parameter tokens (SPEC section 5). */
+/* tokenformer grow: add or remove Pattention parameter tokens (docs/MODEL.md, growth). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,8 @@
 #include "common.h"
 #include "data.h"
 #include "evaluate.h"
-#include "grow.h"
+#include "growth.h"
+#include "rank.h"
 
 static void grow_help(void) {
     printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
@@ -61,61 +62,8 @@ static void parse_layers(const char *s, int n_layer, int *mask) {
     free(copy);
 }
 
-/* The normalized scores (N x n) of Pattention w of layer l from the last
- * forward. Ranking runs on the CPU backend: host memory, in the layout of
- * ops_pattention_sizes_full, a group's members one after another. */
-static const float *cpu_scores(const Model *m, int l, int w) {
-    const LayerActs *a = &m->layers[l];
-    int in_group = w >= PATT_Q && w < PATT_Q + a->qkv_group;
-    if (!in_group) return a->S[w];
-    size_t member = (size_t)(w - PATT_Q), N = (size_t)m->B * m->T;
-    return a->S[PATT_Q] + member * N * (size_t)model_patt_rows(m, l, w);
-}
-
-/* Importance accumulation: column sums of |S| over every evaluated token. */
-typedef struct {
-    double **colsum;
-    long tokens;
-} Importance;
-
-static void accumulate_importance(Model *m, void *ctx) {
-    Importance *imp = ctx;
-    int N = m->B * m->T;
-    for (int l = 0; l < m->cfg.n_layer; l++)
-        for (int w = 0; w < PATT_PER_LAYER; w++) {
-            int n = model_patt_rows(m, l, w);
-            const float *S = cpu_scores(m, l, w);
-            double *cs = imp->colsum[l * PATT_PER_LAYER + w];
-            for (int t = 0; t < N; t++)
-                for (int j = 0; j < n; j++) cs[j] += fabsf(S[(size_t)t * n + j]);
-        }
-    imp->tokens += N;
-}
-
-static float **rank_rows(Model *m, const Dataset *d, int batches, uint64_t seed, int *tok, int *tgt) {
-    int n_patt = m->cfg.n_layer * PATT_PER_LAYER;
-    Importance imp = {tf_calloc((size_t)n_patt, sizeof(double *), "importance"), 0};
-    for (int p = 0; p < n_patt; p++)
-        imp.colsum[p] = tf_calloc((size_t)model_patt_rows(m, p / PATT_PER_LAYER, p % PATT_PER_LAYER), sizeof(double), "importance");
-    evaluate_loss_hooked(m, d, SPLIT_VAL, batches, seed, tok, tgt, accumulate_importance, &imp);
-    float **score = tf_calloc((size_t)n_patt, sizeof(float *), "importance");
-    for (int p = 0; p < n_patt; p++) {
-        int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER, n = model_patt_rows(m, l, w);
-        const float *V = tensor_f32(&m->params[model_patt_param(l, w) + 1].t);
-        score[p] = tf_malloc(sizeof(float) * (size_t)n, "importance");
-        for (int j = 0; j < n; j++) {
-            double vn = 0.0;
-            for (int k = 0; k < m->cfg.d_model; k++) vn += (double)V[(size_t)j * m->cfg.d_model + k] * V[(size_t)j * m->cfg.d_model + k];
-            score[p][j] = (float)(imp.colsum[p][j] / (double)imp.tokens * sqrt(vn));
-        }
-        free(imp.colsum[p]);
-    }
-    free(imp.colsum);
-    return score;
-}
-
 static long parse_signed_count(const char *flag, const char *s) {
-    return cli_int(flag, s[0] == '+' ? s + 1 : s, -(1L << 22), 1L << 22);
+    return cli_int(flag, s[0] == '+' ? s + 1 : s, -(long)PATT_MAX_ROWS, PATT_MAX_ROWS);
 }
 
 int cmd_grow(int argc, char **argv) {
@@ -166,11 +114,12 @@ int cmd_grow(int argc, char **argv) {
     if (shrinking && !data) data = "data/input.txt";
 
     char err[TF_ERRLEN];
-    cli_open_device("cpu", (int)threads, 1);
+    /* resizing rebuilds the model in host memory (growth.h) */
+    const Ops *ops = cli_open_device("cpu", (int)threads, 1);
     Model m;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(in, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
+    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
     int L = m.cfg.n_layer, n_patt = L * PATT_PER_LAYER;
     int *mask = tf_malloc(sizeof(int) * (size_t)L, "layer mask");
     if (layers) parse_layers(layers, L, mask);
@@ -195,7 +144,7 @@ int cmd_grow(int argc, char **argv) {
         tgt = tok + (size_t)B * T;
         before = evaluate_loss(&m, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
     }
-    float **importance = shrinking ? rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
+    float **importance = shrinking ? model_rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
 
     if (!shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
         tf_warn("pnorm softmax: zero-key rows do NOT keep the function (n * softmax(A) gives each new row "
@@ -217,9 +166,7 @@ int cmd_grow(int argc, char **argv) {
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
     printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
 
-    if (importance)
-        for (int p = 0; p < n_patt; p++) free(importance[p]);
-    free(importance);
+    model_free_ranks(&m, importance);
     free(tok);
     free(mask);
     free(delta);

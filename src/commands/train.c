@@ -1,4 +1,4 @@
-/* tokenformer train: the training loop (SPEC section 4). */
+/* tokenformer train: the training loop (docs/MODEL.md, training). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -685,7 +685,7 @@ int cmd_train(int argc, char **argv) {
 
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
-    ops_set_matmul_precision(ops, a.precision);
+    ops->set_precision(ops, a.precision);
     TrainRun r;
     memset(&r, 0, sizeof r);
     r.a = &a;

@@ -33,7 +33,7 @@ static const float *rope_table(int T, int rot) {
     return table;
 }
 
-void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
     if (rot < 2) return;
     int half = rot / 2;
     int d = H * hd;
@@ -72,8 +72,8 @@ static void causal_softmax_rows(float *P, int T, float scale) {
     }
 }
 
-void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                           int B, int T, int H, int hd) {
+void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k,
+                           const float *v, int B, int T, int H, int hd) {
     int d = H * hd;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2)
@@ -90,9 +90,9 @@ void cpu_attention_forward(float *out, float *att, const float *q, const float *
         }
 }
 
-void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *out, const float *q, const float *k, const float *v,
-                            const float *att, int B, int T, int H, int hd) {
+void cpu_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
+                            const float *dout, const float *out, const float *q, const float *k,
+                            const float *v, const float *att, int B, int T, int H, int hd) {
     int d = H * hd;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2)

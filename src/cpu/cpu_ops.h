@@ -9,21 +9,16 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
               int trans_b, float alpha, float beta);
 
 
-void cpu_accumulate(float *y, const float *x, size_t n);
-void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C);
-void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X, const float *K,
-                            const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out, int y_attn, const float *residual);
-void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             PattInput X, const float *K, const float *V, float *A, float *S,
-                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx, int y_attn);
-void cpu_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
-void cpu_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                           int B, int T, int H, int hd);
-void cpu_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *out, const float *q, const float *k, const float *v,
-                            const float *att, int B, int T, int H, int hd);
+void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n);
+void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int N, int C);
+void cpu_pattention_forward(const Ops *ops, const PattArgs *args);
+void cpu_pattention_backward(const Ops *ops, const PattArgs *args);
+void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);
+void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k,
+                           const float *v, int B, int T, int H, int hd);
+void cpu_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
+                            const float *dout, const float *out, const float *q, const float *k,
+                            const float *v, const float *att, int B, int T, int H, int hd);
 
 #endif

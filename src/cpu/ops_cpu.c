@@ -9,7 +9,7 @@
 #include "cpu_ops.h"
 #include "rng.h"
 
-static void *cpu_alloc(size_t bytes) {
+static void *cpu_alloc(const Ops *ops, size_t bytes) {
     /* 64-byte alignment for SIMD; aligned_alloc wants a multiple of it. */
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded < bytes) return NULL;
@@ -18,14 +18,14 @@ static void *cpu_alloc(size_t bytes) {
     return p;
 }
 
-static void cpu_free(void *p) { free(p); }
-static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
+static void cpu_free(const Ops *ops, void *p) { free(p); }
+static void cpu_memcpy(const Ops *ops, void *dst, const void *src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
 }
-static void cpu_zero(void *p, size_t bytes) {
+static void cpu_zero(const Ops *ops, void *p, size_t bytes) {
     if (bytes) memset(p, 0, bytes);
 }
-static void cpu_synchronize(void) {}
+static void cpu_synchronize(const Ops *ops) {}
 
 /* Row-parallel GEMM: each thread multiplies its own block of C's rows with a
  * single-threaded OpenBLAS call (OpenBLAS runs one thread inside an OpenMP
@@ -55,18 +55,20 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
     }
 }
 
-static void cpu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
-                       int trans_b, float alpha, float beta) {
+static void cpu_matmul(const Ops *ops, float *C, const float *A, const float *B, int M, int N,
+                       int K, int trans_a, int trans_b, float alpha, float beta) {
     cpu_gemm(A, B, C, M, N, K, trans_a, trans_b, alpha, beta);
 }
 
-static void cpu_embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte,
+                                  int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, sizeof(float) * C);
 }
 
 /* Serial over rows: two rows with the same token would race. */
-static void cpu_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dout,
+                                   const int *tokens, int N, int C) {
     for (int i = 0; i < N; i++) {
         float *d = dwte + (size_t)tokens[i] * C;
         const float *g = dout + (size_t)i * C;
@@ -74,8 +76,8 @@ static void cpu_embedding_backward(float *dwte, const float *dout, const int *to
     }
 }
 
-void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C) {
+void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C;
@@ -98,9 +100,9 @@ void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
     }
 }
 
-static void cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
-                                   const float *x, const float *w, const float *mean,
-                                   const float *rstd, int N, int C) {
+static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db,
+                                   const float *dout, const float *x, const float *w,
+                                   const float *mean, const float *rstd, int N, int C) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C, *gi = dout + (size_t)i * C;
@@ -134,14 +136,15 @@ static void cpu_layernorm_backward(float *dx, float *dw, float *db, const float 
     }
 }
 
-static void cpu_dropout_forward(float *out, const float *x, float p, uint64_t seed, size_t n) {
+static void cpu_dropout_forward(const Ops *ops, float *out, const float *x, float p, uint64_t seed,
+                                size_t n) {
     float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = tf_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
 }
 
-static void cpu_dropout_add(float *out, const float *x, const float *branch, float p, uint64_t seed,
-                            size_t n) {
+static void cpu_dropout_add(const Ops *ops, float *out, const float *x, const float *branch,
+                            float p, uint64_t seed, size_t n) {
     if (p <= 0.0f) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
@@ -153,27 +156,28 @@ static void cpu_dropout_add(float *out, const float *x, const float *branch, flo
         out[i] = x[i] + (tf_dropout_keep(seed, i, p) ? branch[i] * keep_scale : 0.0f);
 }
 
-static void cpu_dropout_backward(float *dx, const float *dout, float p, uint64_t seed, size_t n) {
-    cpu_dropout_forward(dx, dout, p, seed, n); /* the same mask and scale */
+static void cpu_dropout_backward(const Ops *ops, float *dx, const float *dout, float p,
+                                 uint64_t seed, size_t n) {
+    cpu_dropout_forward(ops, dx, dout, p, seed, n); /* the same mask and scale */
 }
 
-static void cpu_add(float *out, const float *a, const float *b, size_t n) {
+static void cpu_add(const Ops *ops, float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void cpu_accumulate(float *y, const float *x, size_t n) {
+void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void cpu_scale(float *x, float s, size_t n) {
+static void cpu_scale(const Ops *ops, float *x, float s, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-static float cpu_cross_entropy_forward(float *probs, const float *logits, const int *targets,
-                                       int N, int V) {
+static float cpu_cross_entropy_forward(const Ops *ops, float *probs, const float *logits,
+                                       const int *targets, int N, int V) {
     double total = 0.0;
     int counted = 0;
 #pragma omp parallel for reduction(+ : total, counted)
@@ -197,8 +201,8 @@ static float cpu_cross_entropy_forward(float *probs, const float *logits, const 
     return counted ? (float)(total / counted) : 0.0f;
 }
 
-static void cpu_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,
-                                       float scale, int N, int V) {
+static void cpu_cross_entropy_backward(const Ops *ops, float *dlogits, const float *probs,
+                                       const int *targets, float scale, int N, int V) {
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
         float *di = dlogits + (size_t)i * V;
@@ -208,16 +212,16 @@ static void cpu_cross_entropy_backward(float *dlogits, const float *probs, const
     }
 }
 
-static float cpu_sum_squares(const float *x, size_t n) {
+static float cpu_sum_squares(const Ops *ops, const float *x, size_t n) {
     double s = 0.0;
 #pragma omp parallel for reduction(+ : s)
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return (float)s;
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                      int t) {
+static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
@@ -231,14 +235,28 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, fl
     }
 }
 
-static size_t cpu_memory_in_use(void) { return 0; }
+static size_t cpu_memory_in_use(const Ops *ops) { return 0; }
 
-static size_t cpu_attn_elem_bytes(void) { return sizeof(float); }
+static size_t cpu_attn_elem_bytes(const Ops *ops) { return sizeof(float); }
+
+static void cpu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats,
+                                 size_t *s_floats, size_t *da_floats) {
+    ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
+}
+
+static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, size_t *att_floats,
+                                size_t *datt_floats) {
+    ops_attention_sizes_full(B, T, H, hd, att_floats, datt_floats);
+}
+
+static void cpu_set_precision(const Ops *ops, int precision) {} /* the CPU computes in fp32 */
 
 static const Ops CPU_OPS = {
+    .kind = BACKEND_CPU,
     .name = "cpu",
     .device = "cpu (OpenBLAS + OpenMP)",
     .memory_in_use = cpu_memory_in_use,
+    .set_precision = cpu_set_precision,
     .attn_elem_bytes = cpu_attn_elem_bytes,
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -252,11 +270,11 @@ static const Ops CPU_OPS = {
     .embedding_backward = cpu_embedding_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
-    .pattention_sizes = ops_pattention_sizes_full,
+    .pattention_sizes = cpu_pattention_sizes,
     .pattention_forward = cpu_pattention_forward,
     .pattention_backward = cpu_pattention_backward,
     .rope = cpu_rope,
-    .attention_sizes = ops_attention_sizes_full,
+    .attention_sizes = cpu_attention_sizes,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .dropout_forward = cpu_dropout_forward,

@@ -1,4 +1,4 @@
-/* Pattention on the CPU (SPEC section 1): the three GEMMs go to OpenBLAS,
+/* Pattention on the CPU (docs/MODEL.md, Pattention): the three GEMMs go to OpenBLAS,
  * the modified softmax runs row by row.
  *
  *   forward:  A = X K^T,  S = pnorm(A),  Y = S V
@@ -135,37 +135,34 @@ static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, 
 
 /* The rows the products take: x, or LayerNorm(x), which forward writes into
  * xn and backward finds there (ops.h PattInput). */
-static const float *input_rows(PattInput in, int N, int d_in, int forward) {
+static const float *input_rows(const Ops *ops, PattInput in, int N, int d_in, int forward) {
     if (!in.mean) return in.x;
-    if (forward) cpu_layernorm_forward(in.xn, in.mean, in.rstd, in.x, NULL, NULL, N, d_in);
+    if (forward) cpu_layernorm_forward(ops, in.xn, in.mean, in.rstd, in.x, NULL, NULL, N, d_in);
     return in.xn;
 }
 
 /* A group is its members one after another; A and S hold member g's N x n
- * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared. */
-void cpu_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in, const float *K,
-                            const float *V, const float *tau, int G, int mode, int N, int d_in,
-                            int n, int d_out, int y_attn, const float *residual) {
-    (void)dA; /* S is saved: no scratch needed */
-    (void)y_attn; /* attention tensors are fp32 here */
-    const float *X = input_rows(in, N, d_in, 1);
+ * scores at g*N*n (ops_pattention_sizes_full), the dA scratch is shared.
+ * S is saved, so forward needs no scratch; attention tensors are fp32 here,
+ * so y_attn changes nothing. */
+void cpu_pattention_forward(const Ops *ops, const PattArgs *a) {
+    int N = a->N, d_in = a->d_in, n = a->n, d_out = a->d_out;
+    const float *X = input_rows(ops, a->X, N, d_in, 1);
     size_t nn = (size_t)N * n;
-    for (int g = 0; g < G; g++)
-        pattention_forward_one(Y + (size_t)g * N * d_out, A + g * nn, S + g * nn, X,
-                               K + (size_t)g * n * d_in, V + (size_t)g * n * d_out, tau[g], mode,
-                               N, d_in, n, d_out);
-    if (residual) cpu_accumulate(Y, residual, (size_t)N * d_out);
+    for (int g = 0; g < a->G; g++)
+        pattention_forward_one(a->Y + (size_t)g * N * d_out, a->A + g * nn, a->S + g * nn, X,
+                               a->K + (size_t)g * n * d_in, a->V + (size_t)g * n * d_out,
+                               a->tau[g], a->mode, N, d_in, n, d_out);
+    if (a->residual) cpu_accumulate(ops, a->Y, a->residual, (size_t)N * d_out);
 }
 
-void cpu_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             PattInput in, const float *K, const float *V, float *A, float *S,
-                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx, int y_attn) {
-    (void)y_attn;
-    const float *X = input_rows(in, N, d_in, 0);
+void cpu_pattention_backward(const Ops *ops, const PattArgs *a) {
+    int N = a->N, d_in = a->d_in, n = a->n, d_out = a->d_out;
+    const float *X = input_rows(ops, a->X, N, d_in, 0);
     size_t nn = (size_t)N * n, kin = (size_t)n * d_in, kout = (size_t)n * d_out;
-    for (int g = 0; g < G; g++)
-        pattention_backward_one(dX, dK + g * kin, dV + g * kout, dA, dY + (size_t)g * N * d_out,
-                                X, K + g * kin, V + g * kout, A + g * nn, S + g * nn, tau[g],
-                                mode, N, d_in, n, d_out, g == 0 ? accumulate_dx : 1);
+    for (int g = 0; g < a->G; g++)
+        pattention_backward_one(a->dX, a->dK + g * kin, a->dV + g * kout, a->dA,
+                                a->dY + (size_t)g * N * d_out, X, a->K + g * kin,
+                                a->V + g * kout, a->A + g * nn, a->S + g * nn, a->tau[g], a->mode,
+                                N, d_in, n, d_out, g == 0 ? a->accumulate_dx : 1);
 }

@@ -86,8 +86,8 @@ struct Perm3 {
 
 // One block per (b, t) row of the (B, T, H, hd) side, threads over its H*hd
 // elements: both sides move hd contiguous floats at a time and no thread
-// divides more than once (the general-index version spent most of the
-// attention time in 64-bit division).
+// divides more than once (64-bit division per element would dominate the
+// permutation's time).
 // un = 0: src (B, T, H, hd) -> dst (B, H, T, hd); un = 1: the other way.
 __global__ void permute_kernel(Perm3 p, int T, int H, int hd, int un) {
     float *dst = p.dst[blockIdx.y];

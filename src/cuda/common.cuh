@@ -17,7 +17,6 @@
 // failed kernel or library call.
 [[noreturn]] void tfc_fail(const char *what, const char *detail, const char *file, int line);
 const char *tfc_cublas_status_string(cublasStatus_t s);
-extern int tfc_debug_sync; // TF_CUDA_SYNC=1: synchronize after every launch
 
 #define CUDA_CHECK(call)                                                        \
     do {                                                                        \
@@ -36,7 +35,7 @@ extern int tfc_debug_sync; // TF_CUDA_SYNC=1: synchronize after every launch
 #define KERNEL_CHECK()                                                          \
     do {                                                                        \
         cudaError_t e_ = cudaGetLastError();                                    \
-        if (e_ == cudaSuccess && tfc_debug_sync) e_ = cudaDeviceSynchronize();  \
+        if (e_ == cudaSuccess && tfc_ctx.debug_sync) e_ = cudaDeviceSynchronize();  \
         if (e_ != cudaSuccess) tfc_fail("kernel launch", cudaGetErrorString(e_), __FILE__, __LINE__); \
     } while (0)
 
@@ -99,7 +98,6 @@ static __device__ __forceinline__ float tfc_block_max(float v, float *sh) {
 }
 
 // ---- shared state (ops_cuda.cu) ----
-extern cublasHandle_t tfc_cublas;
 
 // Scratch buffers owned by the backend, grown on demand (never shrunk).
 enum {
@@ -120,6 +118,27 @@ void *tfc_workspace(int slot, size_t bytes);
 void tfc_workspace_release(int slot); // frees it (after a synchronization)
 
 typedef __nv_bfloat16 bf16;
+
+// The backend's state (ops.h OpsCtx). One per process, as the backend drives
+// one GPU: the table's ctx points at tfc_ctx, and the host code of the
+// kernels reads it there rather than taking it through every helper.
+struct OpsCtx {
+    cublasHandle_t cublas;
+    int debug_sync; // TF_CUDA_SYNC=1: synchronize after every launch
+    int precision;  // MatmulPrecision
+    void *ws[TFC_WS_COUNT]; // the workspaces (tfc_workspace)
+    size_t ws_bytes[TFC_WS_COUNT];
+    // The bf16 weights mirror (tfc_mirror_extend): a copy of the parameter
+    // range [mirror_base, + mirror_len) in mirror_buf (capacity mirror_cap).
+    const float *mirror_base;
+    size_t mirror_len;
+    bf16 *mirror_buf;
+    size_t mirror_cap;
+    size_t baseline_used; // GPU bytes in use before the backend started
+    char device_desc[320];
+    int ready; // ops_cuda_create has succeeded
+};
+extern OpsCtx tfc_ctx;
 int tfc_matmul_precision(void); // MatmulPrecision
 // Attention tensors (ops.h) are bf16 under --precision bf16, else fp32.
 bool tfc_attn_bf16(void);

@@ -19,22 +19,21 @@
 // to the other of two shared buffers by cp.async, issued at the start of the
 // current tile's work and awaited at its end: one barrier per tile, the load
 // latency hidden behind the tensor-core work, and neither registers nor
-// instructions spent on staging (H100, B=8 T=1024 H=12 hd=64, against staging
-// through registers: forward 73 -> 60 us, backward 206 -> 190 us).
+// instructions spent on staging (faster than staging through registers in
+// both directions: docs/BENCHMARKS.md).
 #include "common.cuh"
 
 namespace {
 
 constexpr float FA_LOG2E = 1.4426950408889634f;
 constexpr int FA_KT = 64;        // streamed tile: keys (forward), queries (backward)
-// Forward: 4 warps, 2 blocks per SM. 8 warps (256 rows, 1 block per SM)
-// measured slower (H100, B=8 T=1024 H=12 hd=64: 72 us against 60 us).
+// Forward: 4 warps, 2 blocks per SM, which beat 8 warps (256 rows, 1 block
+// per SM): two blocks overlap one's softmax with the other's products.
 constexpr int FWD_WARPS = 4;
 constexpr int FWD_THREADS = 32 * FWD_WARPS;
 // Backward: 16 keys per warp. Eight warps halve, against four, the L2 traffic
-// of re-reading the query-side tiles and of the dQ reductions per key (H100,
-// B=8 T=1024 H=12 hd=64: 250 us against 283 us with four; with cp.async
-// and 2 blocks per SM of four, 191 us against 184 us).
+// of re-reading the query-side tiles and of the dQ reductions per key, which
+// also beats four warps at 2 blocks per SM.
 constexpr int BWD_WARPS = 8;
 constexpr int BWD_THREADS = 32 * BWD_WARPS;
 constexpr int BWD_KEYS = 16 * BWD_WARPS;
@@ -42,8 +41,7 @@ constexpr int DQ_SPLIT = BWD_WARPS / 4; // warps sharing one 16-query tile of dQ
 
 // Forward: 16-row tiles per warp. Two let each K and V fragment read from
 // shared memory feed two products, which halves the shared-memory traffic
-// per product (H100, B=8 T=1024 H=12 hd=64: 91 us against 103 us with one);
-// at hd 128 their accumulators would not fit in registers.
+// per product; at hd 128 their accumulators would not fit in registers.
 constexpr int FWD_MT = 2;
 template <int HD> __host__ __device__ constexpr int fwd_mt() { return HD <= 64 ? FWD_MT : 1; }
 template <int HD> __host__ __device__ constexpr int fwd_rows() {
@@ -247,9 +245,7 @@ __device__ __forceinline__ void fwd_scores(float (&s)[MT][FA_KT / 8][4],
         for (int j = 0; j < FA_KT / 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[mt][j][e] = 0.0f;
-    // each K fragment read from shared memory feeds all MT row tiles (one
-    // row tile after the other, to overlap the first's softmax with the
-    // second's products, measured no faster: 60.1 against 59.6 us)
+    // each K fragment read from shared memory feeds all MT row tiles at once
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++)
 #pragma unroll
@@ -505,8 +501,8 @@ __device__ __forceinline__ void add4(float *dst, float4 x) {
 // The A operands of S^T = K_w Q^T and dP^T = V_w dO^T, the warp's own rows
 // of K and V, are the same at every query tile: at hd <= 64 they stay in
 // registers (32) rather than being re-read from shared memory, whose
-// bandwidth the backward is closest to (H100, B=8 T=1024 H=12 hd=64: 179 us
-// against 184 us); at hd 128 there is no room for them.
+// bandwidth is the backward's nearest limit; at hd 128 there is no room for
+// them.
 template <int HD> __host__ __device__ constexpr bool bwd_keep_kv() { return HD <= 64; }
 
 // One query tile (q0.., Q at qc, dO at oc, their lse and D at lse_c, D_c) for
@@ -514,9 +510,6 @@ template <int HD> __host__ __device__ constexpr bool bwd_keep_kv() { return HD <
 // 16 rows of dS^T to dSw. ALL: every key of the warp precedes every query of
 // the tile, all before T (no masking, no idle warp); a template rather than
 // branches, so that that common case is one straight block to schedule.
-// (This version of the common case, the interleaved products below and
-// stmatrix for dS^T measured 190 -> 184 us together, H100, B=8 T=1024 H=12
-// hd=64.)
 template <int HD, bool ALL>
 __device__ __forceinline__ void bwd_tile(float (&dka)[HD / 8][4], float (&dva)[HD / 8][4],
                                          const uint32_t (&kvf)[2][HD / 16][4], uint32_t kw_a,

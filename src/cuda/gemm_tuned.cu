@@ -6,9 +6,9 @@
 // choose) and keeps the fastest; later calls of that shape reuse it.
 // TF_GEMM_TUNE=0 turns this off (every GEMM then goes through
 // cublasGemmEx), for comparisons. The heuristic is asked with cuBLAS's
-// default alignment preference; narrowing it to the operands' own alignment
-// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*) is a step not yet taken and
-// measured: the CUDA tests pass operands aligned to only 2-64 bytes.
+// default alignment preference, not narrowed to the operands' own alignment
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*): the CUDA tests pass operands
+// aligned to only 2-64 bytes.
 #include <stdlib.h>
 #include <string.h>
 

@@ -6,9 +6,7 @@
 #include "ops_cuda.h"
 #include "rng.h"
 
-cublasHandle_t tfc_cublas = nullptr;
-int tfc_debug_sync = 0;
-static int g_precision = MATMUL_FP32;
+OpsCtx tfc_ctx; // zero: no handle, MATMUL_FP32, no workspaces, no mirror
 
 void tfc_fail(const char *what, const char *detail, const char *file, int line) {
     fprintf(stderr, "tokenformer: error: CUDA %s failed: %s: %s:%d\n", what, detail, file, line);
@@ -34,19 +32,17 @@ const char *tfc_cublas_status_string(cublasStatus_t s) {
 
 // ---------------------------------------------------------------- workspace
 
-static void *g_ws[TFC_WS_COUNT];
-static size_t g_ws_bytes[TFC_WS_COUNT];
 
 void tfc_workspace_release(int slot) {
-    if (!g_ws[slot]) return;
+    if (!tfc_ctx.ws[slot]) return;
     CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaFree(g_ws[slot]));
-    g_ws[slot] = nullptr;
-    g_ws_bytes[slot] = 0;
+    CUDA_CHECK(cudaFree(tfc_ctx.ws[slot]));
+    tfc_ctx.ws[slot] = nullptr;
+    tfc_ctx.ws_bytes[slot] = 0;
 }
 
 void *tfc_workspace(int slot, size_t bytes) {
-    if (bytes <= g_ws_bytes[slot]) return g_ws[slot];
+    if (bytes <= tfc_ctx.ws_bytes[slot]) return tfc_ctx.ws[slot];
     // Some headroom against repeated growth (sampling grows T a token at a
     // time), capped so that the large training workspaces stay near exact.
     const size_t cap = (size_t)4 << 20;
@@ -64,8 +60,8 @@ void *tfc_workspace(int slot, size_t bytes) {
         snprintf(msg, sizeof msg, "%s (workspace of %zu bytes)", cudaGetErrorString(e), bytes);
         tfc_fail("cudaMalloc", msg, __FILE__, __LINE__);
     }
-    g_ws[slot] = p;
-    g_ws_bytes[slot] = want;
+    tfc_ctx.ws[slot] = p;
+    tfc_ctx.ws_bytes[slot] = want;
     return p;
 }
 
@@ -275,8 +271,8 @@ static void cu_embedding_backward(float *dwte, const float *dout, const int *tok
 
 // ---------------------------------------------------------------- GEMM
 
-int tfc_matmul_precision(void) { return g_precision; }
-bool tfc_attn_bf16(void) { return g_precision == MATMUL_BF16; }
+int tfc_matmul_precision(void) { return tfc_ctx.precision; }
+bool tfc_attn_bf16(void) { return tfc_ctx.precision == MATMUL_BF16; }
 size_t tfc_attn_elem_bytes(void) { return tfc_attn_bf16() ? sizeof(bf16) : sizeof(float); }
 
 __global__ void to_bf16_scalar_kernel(bf16 *dst, const float *src, size_t n) {
@@ -319,51 +315,50 @@ void tfc_to_f32(float *dst, const bf16 *src, size_t n) {
 
 // The weights mirror: a bf16 copy of the parameters that AdamW writes as it
 // updates them, so that the Pattentions need not convert K and V per call.
-// It covers [g_mirror_base, + g_mirror_len) (the model's two AdamW calls,
+// It covers [mirror_base, + mirror_len) of tfc_ctx (the model's two AdamW calls,
 // decayed and not, are adjacent and extend one range). Parameters change
 // only through AdamW and the memory ops (ops.h), which drop an overlapped
 // mirror; compute ops never write parameter memory.
-static const float *g_mirror_base;
-static size_t g_mirror_len;
-static bf16 *g_mirror_buf;
-static size_t g_mirror_cap; // elements
 
 void tfc_mirror_forget(const void *p, size_t bytes) {
-    if (!g_mirror_base) return;
-    const char *a = (const char *)p, *b = (const char *)g_mirror_base;
-    if (a < b + g_mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) g_mirror_base = nullptr;
+    OpsCtx *c = &tfc_ctx;
+    if (!c->mirror_base) return;
+    const char *a = (const char *)p, *b = (const char *)c->mirror_base;
+    if (a < b + c->mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) c->mirror_base = nullptr;
 }
 
 // Room for `need` elements, keeping the first `keep`.
-static void mirror_reserve(size_t need, size_t keep) {
-    if (need <= g_mirror_cap) return;
+static void mirror_reserve(OpsCtx *c, size_t need, size_t keep) {
+    if (need <= c->mirror_cap) return;
     size_t cap = need + need / 4;
     bf16 *buf = nullptr;
     CUDA_CHECK(cudaMalloc(&buf, cap * sizeof(bf16)));
-    if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, g_mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
-    if (g_mirror_buf) {
+    if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, c->mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+    if (c->mirror_buf) {
         CUDA_CHECK(cudaDeviceSynchronize());
-        CUDA_CHECK(cudaFree(g_mirror_buf));
+        CUDA_CHECK(cudaFree(c->mirror_buf));
     }
-    g_mirror_buf = buf;
-    g_mirror_cap = cap;
+    c->mirror_buf = buf;
+    c->mirror_cap = cap;
 }
 
 bf16 *tfc_mirror_extend(const float *p, size_t n) {
-    if (g_precision != MATMUL_BF16 || !n) {
+    OpsCtx *c = &tfc_ctx;
+    if (c->precision != MATMUL_BF16 || !n) {
         tfc_mirror_forget(p, n * sizeof(float));
         return nullptr;
     }
-    size_t off = g_mirror_base && p == g_mirror_base + g_mirror_len ? g_mirror_len : 0;
-    mirror_reserve(off + n, off);
-    if (!off) g_mirror_base = p;
-    g_mirror_len = off + n;
-    return g_mirror_buf + off;
+    size_t off = c->mirror_base && p == c->mirror_base + c->mirror_len ? c->mirror_len : 0;
+    mirror_reserve(c, off + n, off);
+    if (!off) c->mirror_base = p;
+    c->mirror_len = off + n;
+    return c->mirror_buf + off;
 }
 
 bf16 *tfc_bf16_input(int slot, const float *src, size_t n) {
-    if (g_mirror_base && src >= g_mirror_base && src + n <= g_mirror_base + g_mirror_len)
-        return g_mirror_buf + (src - g_mirror_base);
+    const OpsCtx *c = &tfc_ctx;
+    if (c->mirror_base && src >= c->mirror_base && src + n <= c->mirror_base + c->mirror_len)
+        return c->mirror_buf + (src - c->mirror_base);
     return tfc_bf16_copy(slot, src, n);
 }
 
@@ -384,12 +379,12 @@ void tfc_gemm_batched(void *C, int ldc, long long stride_c, cudaDataType c_type,
                        A.stride, ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
         return;
     if (batch == 1)
-        CUBLAS_CHECK(cublasGemmEx(tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
-                                  ab_type, A.ld, &beta, C, c_type, ldc, compute,
+        CUBLAS_CHECK(cublasGemmEx(tfc_ctx.cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld,
+                                  A.p, ab_type, A.ld, &beta, C, c_type, ldc, compute,
                                   CUBLAS_GEMM_DEFAULT));
     else
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-            tfc_cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type,
+            tfc_ctx.cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type,
             A.ld, A.stride, &beta, C, c_type, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT));
 }
 
@@ -420,10 +415,10 @@ void tfc_gemm_ex(void *C, cudaDataType c_type, const void *A, const void *B, cud
 
 // fp32 operands: the precision picks the tensor-core math. In bf16 mode the
 // fp32-operand GEMMs (head, attention) use TF32: cuBLAS's FAST_16BF compute
-// type ran TF32 kernels anyway on the H100 (same speed, same error), and
-// real bf16 needs bf16 operands (the Pattentions' own, pattention.cu).
+// type runs TF32 kernels for fp32 operands anyway, and real bf16 needs bf16
+// operands (the Pattentions' own, pattention.cu).
 cublasComputeType_t tfc_fp32_compute(void) {
-    return g_precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    return tfc_ctx.precision == MATMUL_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
@@ -452,24 +447,18 @@ void tfc_matmul_strided(float *C, const float *A, const float *B, int M, int N, 
                      alpha, beta, batch, tfc_fp32_compute());
 }
 
-static void cu_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
-                      int trans_b, float alpha, float beta) {
-    tfc_matmul(C, A, B, M, N, K, trans_a, trans_b, alpha, beta);
-}
-
 // ---------------------------------------------------------------- table
 
-extern "C" void ops_cuda_set_matmul_precision(int precision) {
-    g_mirror_base = nullptr;
-    g_precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
+// Precision is part of the state: switching drops the weights mirror, whose
+// type follows it.
+static void set_precision(OpsCtx *c, int precision) {
+    c->mirror_base = nullptr;
+    c->precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
 }
 
 __global__ void probe_kernel(int *x) { *x = 42; }
 
 static Ops g_ops;
-static int g_ready = 0;
-static size_t g_baseline_used;
-static char g_device_desc[320];
 
 static size_t gpu_bytes_used(void) {
     size_t free_b = 0, total_b = 0;
@@ -477,9 +466,112 @@ static size_t gpu_bytes_used(void) {
     return total_b - free_b;
 }
 
-static size_t cu_memory_in_use(void) {
+// The table's entries: each takes the table first (ops.h) and calls the
+// backend's function, which finds the state in tfc_ctx (= ops->ctx).
+static size_t op_memory_in_use(const Ops *ops) {
     size_t used = gpu_bytes_used();
-    return used > g_baseline_used ? used - g_baseline_used : 0;
+    return used > ops->ctx->baseline_used ? used - ops->ctx->baseline_used : 0;
+}
+static void op_set_precision(const Ops *ops, int precision) { set_precision(ops->ctx, precision); }
+static size_t op_attn_elem_bytes(const Ops *ops) { return tfc_attn_elem_bytes(); }
+static void *op_alloc(const Ops *ops, size_t bytes) { return cu_alloc(bytes); }
+static void op_free(const Ops *ops, void *p) { cu_free(p); }
+static void op_to_device(const Ops *ops, void *dst, const void *host_src, size_t bytes) {
+    cu_to_device(dst, host_src, bytes);
+}
+static void op_to_host(const Ops *ops, void *host_dst, const void *src, size_t bytes) {
+    cu_to_host(host_dst, src, bytes);
+}
+static void op_zero(const Ops *ops, void *p, size_t bytes) { cu_zero(p, bytes); }
+static void op_synchronize(const Ops *ops) { cu_synchronize(); }
+static void op_matmul(const Ops *ops, float *C, const float *A, const float *B, int M, int N, int K,
+                      int trans_a, int trans_b, float alpha, float beta) {
+    tfc_matmul(C, A, B, M, N, K, trans_a, trans_b, alpha, beta);
+}
+static void op_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte,
+                                 int N, int C) {
+    cu_embedding_forward(out, tokens, wte, N, C);
+}
+static void op_embedding_backward(const Ops *ops, float *dwte, const float *dout, const int *tokens,
+                                  int N, int C) {
+    cu_embedding_backward(dwte, dout, tokens, N, C);
+}
+static void op_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd,
+                                 const float *x, const float *w, const float *b, int N, int C) {
+    tfc_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+}
+static void op_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db,
+                                  const float *dout, const float *x, const float *w,
+                                  const float *mean, const float *rstd, int N, int C) {
+    tfc_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+}
+static void op_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats,
+                                size_t *s_floats, size_t *da_floats) {
+    tfc_pattention_sizes(G, N, n, a_floats, s_floats, da_floats);
+}
+static void op_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
+    tfc_rope(x, B, T, H, hd, rot, inverse);
+}
+static void op_attention_sizes(const Ops *ops, int B, int T, int H, int hd, size_t *att_floats,
+                               size_t *datt_floats) {
+    tfc_attention_sizes(B, T, H, hd, att_floats, datt_floats);
+}
+static void op_attention_forward(const Ops *ops, float *out, float *att, const float *q,
+                                 const float *k, const float *v, int B, int T, int H, int hd) {
+    tfc_attention_forward(out, att, q, k, v, B, T, H, hd);
+}
+static void op_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
+                                  const float *dout, const float *out, const float *q,
+                                  const float *k, const float *v, const float *att, int B, int T,
+                                  int H, int hd) {
+    tfc_attention_backward(dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd);
+}
+static void op_dropout_backward(const Ops *ops, float *dx, const float *dout, float p,
+                                uint64_t seed, size_t n) {
+    cu_dropout_backward(dx, dout, p, seed, n);
+}
+static void op_dropout_add(const Ops *ops, float *out, const float *x, const float *branch, float p,
+                           uint64_t seed, size_t n) {
+    cu_dropout_add(out, x, branch, p, seed, n);
+}
+static float op_cross_entropy_forward(const Ops *ops, float *probs, const float *logits,
+                                      const int *targets, int N, int V) {
+    return tfc_cross_entropy_forward(probs, logits, targets, N, V);
+}
+static void op_cross_entropy_backward(const Ops *ops, float *dlogits, const float *probs,
+                                      const int *targets, float scale, int N, int V) {
+    tfc_cross_entropy_backward(dlogits, probs, targets, scale, N, V);
+}
+static float op_sum_squares(const Ops *ops, const float *x, size_t n) {
+    return tfc_sum_squares(x, n);
+}
+static void op_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
+                     float lr, float beta1, float beta2, float eps, float weight_decay,
+                     float grad_scale, int t) {
+    tfc_adamw(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+}
+static void op_copy(const Ops *ops, void *dst, const void *src, size_t bytes) {
+    cu_copy(dst, src, bytes);
+}
+static void op_dropout_forward(const Ops *ops, float *out, const float *x, float p, uint64_t seed,
+                               size_t n) {
+    cu_dropout_forward(out, x, p, seed, n);
+}
+static void op_add(const Ops *ops, float *out, const float *a, const float *b, size_t n) {
+    cu_add(out, a, b, n);
+}
+static void op_accumulate(const Ops *ops, float *y, const float *x, size_t n) {
+    cu_accumulate(y, x, n);
+}
+static void op_scale(const Ops *ops, float *x, float s, size_t n) { cu_scale(x, s, n); }
+static void op_pattention_forward(const Ops *ops, const PattArgs *a) {
+    tfc_pattention_forward(a->Y, a->A, a->S, a->dA, a->X, a->K, a->V, a->tau, a->G, a->mode, a->N,
+                           a->d_in, a->n, a->d_out, a->y_attn, a->residual);
+}
+static void op_pattention_backward(const Ops *ops, const PattArgs *a) {
+    tfc_pattention_backward(a->dX, a->dK, a->dV, a->dA, a->dY, a->X, a->K, a->V, a->A, a->S,
+                            a->tau, a->G, a->mode, a->N, a->d_in, a->n, a->d_out,
+                            a->accumulate_dx, a->y_attn);
 }
 
 static void set_why(char *why, size_t why_len, const char *fmt, const char *a, const char *b) {
@@ -487,9 +579,9 @@ static void set_why(char *why, size_t why_len, const char *fmt, const char *a, c
 }
 
 extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
-    if (g_ready) return &g_ops;
+    if (tfc_ctx.ready) return &g_ops;
     const char *dbg = getenv("TF_CUDA_SYNC");
-    tfc_debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+    tfc_ctx.debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
 
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -532,48 +624,52 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
         return nullptr;
     }
 
-    cublasStatus_t s = cublasCreate(&tfc_cublas);
+    cublasStatus_t s = cublasCreate(&tfc_ctx.cublas);
     if (s != CUBLAS_STATUS_SUCCESS) {
-        tfc_cublas = nullptr;
+        tfc_ctx.cublas = nullptr;
         set_why(why, why_len, "cuBLAS failed to start: %s%s", tfc_cublas_status_string(s), "");
         return nullptr;
     }
 
+    g_ops.kind = BACKEND_CUDA;
     g_ops.name = "cuda";
-    snprintf(g_device_desc, sizeof g_device_desc, "%s, sm_%d%d", prop.name, prop.major, prop.minor);
-    g_ops.device = g_device_desc;
-    g_baseline_used = gpu_bytes_used();
-    g_ops.memory_in_use = cu_memory_in_use;
-    g_ops.attn_elem_bytes = tfc_attn_elem_bytes;
-    g_ops.alloc = cu_alloc;
-    g_ops.free = cu_free;
-    g_ops.to_device = cu_to_device;
-    g_ops.to_host = cu_to_host;
-    g_ops.copy = cu_copy;
-    g_ops.zero = cu_zero;
-    g_ops.synchronize = cu_synchronize;
-    g_ops.matmul = cu_matmul;
-    g_ops.embedding_forward = cu_embedding_forward;
-    g_ops.embedding_backward = cu_embedding_backward;
-    g_ops.layernorm_forward = tfc_layernorm_forward;
-    g_ops.layernorm_backward = tfc_layernorm_backward;
-    g_ops.pattention_sizes = tfc_pattention_sizes;
-    g_ops.pattention_forward = tfc_pattention_forward;
-    g_ops.pattention_backward = tfc_pattention_backward;
-    g_ops.rope = tfc_rope;
-    g_ops.attention_sizes = tfc_attention_sizes;
-    g_ops.attention_forward = tfc_attention_forward;
-    g_ops.attention_backward = tfc_attention_backward;
-    g_ops.dropout_forward = cu_dropout_forward;
-    g_ops.dropout_backward = cu_dropout_backward;
-    g_ops.dropout_add = cu_dropout_add;
-    g_ops.add = cu_add;
-    g_ops.accumulate = cu_accumulate;
-    g_ops.scale = cu_scale;
-    g_ops.cross_entropy_forward = tfc_cross_entropy_forward;
-    g_ops.cross_entropy_backward = tfc_cross_entropy_backward;
-    g_ops.sum_squares = tfc_sum_squares;
-    g_ops.adamw = tfc_adamw;
-    g_ready = 1;
+    snprintf(tfc_ctx.device_desc, sizeof tfc_ctx.device_desc, "%s, sm_%d%d", prop.name, prop.major,
+             prop.minor);
+    g_ops.device = tfc_ctx.device_desc;
+    g_ops.ctx = &tfc_ctx;
+    tfc_ctx.baseline_used = gpu_bytes_used();
+    g_ops.memory_in_use = op_memory_in_use;
+    g_ops.set_precision = op_set_precision;
+    g_ops.attn_elem_bytes = op_attn_elem_bytes;
+    g_ops.alloc = op_alloc;
+    g_ops.free = op_free;
+    g_ops.to_device = op_to_device;
+    g_ops.to_host = op_to_host;
+    g_ops.zero = op_zero;
+    g_ops.synchronize = op_synchronize;
+    g_ops.matmul = op_matmul;
+    g_ops.embedding_forward = op_embedding_forward;
+    g_ops.embedding_backward = op_embedding_backward;
+    g_ops.layernorm_forward = op_layernorm_forward;
+    g_ops.layernorm_backward = op_layernorm_backward;
+    g_ops.pattention_sizes = op_pattention_sizes;
+    g_ops.pattention_forward = op_pattention_forward;
+    g_ops.pattention_backward = op_pattention_backward;
+    g_ops.rope = op_rope;
+    g_ops.attention_sizes = op_attention_sizes;
+    g_ops.attention_forward = op_attention_forward;
+    g_ops.attention_backward = op_attention_backward;
+    g_ops.dropout_backward = op_dropout_backward;
+    g_ops.dropout_add = op_dropout_add;
+    g_ops.cross_entropy_forward = op_cross_entropy_forward;
+    g_ops.cross_entropy_backward = op_cross_entropy_backward;
+    g_ops.sum_squares = op_sum_squares;
+    g_ops.adamw = op_adamw;
+    g_ops.copy = op_copy;
+    g_ops.dropout_forward = op_dropout_forward;
+    g_ops.add = op_add;
+    g_ops.accumulate = op_accumulate;
+    g_ops.scale = op_scale;
+    tfc_ctx.ready = 1;
     return &g_ops;
 }

@@ -1,4 +1,4 @@
-// Pattention (SPEC section 1) forward and backward on the GPU, for a group
+// Pattention (docs/MODEL.md, Pattention) forward and backward on the GPU, for a group
 // of G members sharing X (G = 1: one Pattention; q, k, v: G = 3); X is the
 // op's input or, for a block's LayerNorm, normalized here (ops.h PattInput):
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
@@ -22,10 +22,9 @@
 // takes rows in turns (PN_WARPS / G rows a turn). When each warp of a team
 // has one window, the row is kept in registers in its stored form, and a
 // warp issues the loads of its next row before working on the current one:
-// the loads of a row are then in flight while the previous row is computed
-// (with one row per warp and a block per 8 rows, a warp's load, sums and
-// stores ran one after the other: 1.4-2.0 TB/s on an H100, against 2.1-2.6
-// this way). Longer rows ("long", only for teams of 4 and odd n) are re-read
+// the loads of a row are then in flight while the previous row is computed,
+// where one row per warp would run a warp's load, sums and stores one after
+// the other. Longer rows ("long", only for teams of 4 and odd n) are re-read
 // per pass (from L1/L2) with no such overlap. MODE (PNORM_*) is a template
 // argument, so that each kernel holds one mode's code and registers.
 // AT, ST, DT: float (fp32 mode) or bf16 (bf16 mode) for A, S and dS/dA.
@@ -290,7 +289,8 @@ struct PnBack {
 
 // A pair's share of sum(t). Written as an fma, so that the compiler cannot
 // contract t0 + t1 as t0 + round(t1) in one kernel and round(t0) + t1 in
-// another: which product it fused used to depend on the surrounding code.
+// another: left to the compiler, which product it fuses depends on the
+// surrounding code.
 static __device__ __forceinline__ float pn_dot(const PnBack &e0, const PnBack &e1) {
     return fmaf(e0.t1, e0.t2, e1.t1 * e1.t2);
 }
@@ -458,8 +458,8 @@ static __device__ __forceinline__ void pn_backward_long_row(DT *out, ST *s_out, 
 }
 
 // At least 2 blocks per SM (up to 128 registers): the next row's A and dS
-// take 2 C registers more than one row; capped at 80 (3 blocks), the
-// kernels spilled and ran 10-20% slower on an H100.
+// take 2 C registers more than one row, and a cap of 80 (3 blocks) makes the
+// kernels spill.
 template <int MODE, bool LONG, int E, int C, int G, typename AT, typename ST, typename DT>
 __global__ void __launch_bounds__(32 * PN_WARPS, 2)
     pnorm_backward_kernel(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int n,

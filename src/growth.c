@@ -1,5 +1,6 @@
-/* Growing and shrinking Pattentions by rebuilding the model with a row map. */
-#include "grow.h"
+/* Model growth: appending and removing Pattention rows by rebuilding the
+ * model with a row map. */
+#include "growth.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ static void copy_param(const Param *s, Param *d) {
 
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     const ModelConfig *c = &src->cfg;
+    if (!ops_is_cpu(src->ops)) return tf_err(err, "resizing needs a model in host memory (CPU backend)");
     int n_patt = c->n_layer * PATT_PER_LAYER;
     int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
     for (int i = 0; i < n_patt; i++) {
@@ -84,7 +86,7 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
                           i / PATT_PER_LAYER, -g->delta[i], n_old);
         }
     }
-    int rc = model_create(dst, c, rows, ops_cpu(), err);
+    int rc = model_create(dst, c, rows, src->ops, err);
     free(rows);
     if (rc) return -1;
     dst->step = src->step;
@@ -92,12 +94,18 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
 
     Rng rng;
     rng_seed(&rng, g->seed);
-    float value_std = 2.0f / ((float)c->n_layer * sqrtf((float)c->d_model));
+    float value_std = model_value_init_std(c);
     /* Unchanged tensors copy whole; resized Pattentions go through the row map. */
+    unsigned char *whole = tf_malloc((size_t)src->n_params, "tensor map");
+    memset(whole, 1, (size_t)src->n_params);
+    for (int p = 0; p < n_patt; p++)
+        if (g->delta[p] != 0) {
+            int key = model_patt_param(p / PATT_PER_LAYER, p % PATT_PER_LAYER);
+            whole[key] = whole[key + 1] = 0;
+        }
     for (int i = 0; i < src->n_params; i++)
-        if (tensor_numel(&src->params[i].t) == tensor_numel(&dst->params[i].t) &&
-            (i == 0 || i >= 1 + PARAMS_PER_LAYER * c->n_layer || g->delta[(i - 1) / 2] == 0))
-            copy_param(&src->params[i], &dst->params[i]);
+        if (whole[i]) copy_param(&src->params[i], &dst->params[i]);
+    free(whole);
     for (int p = 0; p < n_patt && !rc; p++) {
         int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER;
         if (g->delta[p] == 0) continue;

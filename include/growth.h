@@ -1,8 +1,8 @@
-/* Changing a model's parameter tokens (SPEC section 5): append rows to
- * Pattentions (grow) or remove the least important ones (shrink). Both work
- * on models held by the CPU backend (checkpoint to checkpoint). */
-#ifndef TF_GROW_H
-#define TF_GROW_H
+/* Model growth (docs/MODEL.md, growth): append rows (parameter tokens) to
+ * Pattentions, or remove the least important ones (ranked by rank.h). Both
+ * work on models held by the CPU backend (checkpoint to checkpoint). */
+#ifndef TF_GROWTH_H
+#define TF_GROWTH_H
 
 #include <stdint.h>
 
