@@ -20,7 +20,8 @@ typedef struct {
 } ModelConfig;
 
 typedef struct {
-    int batch_size;
+    int batch_size;     /* sequences per micro-batch (per rank when data parallel) */
+    int grad_accum;     /* micro-batches per optimizer step (>= 1) */
     int max_iters;
     float lr;
     float min_lr;       /* cosine floor; default lr / 10 */

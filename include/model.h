@@ -107,12 +107,21 @@ int model_alloc_activations(Model *m, int B, int T, char *err);
 float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
                     uint64_t dropout_seed);
 void model_zero_grad(Model *m);
-/* Gradients of the mean loss of the last forward (which had targets). */
+/* Gradients of the mean loss of the last forward (which had targets),
+ * accumulated (+=) into the gradients: model_zero_grad starts a step. */
 void model_backward(Model *m);
+/* The same for loss_scale times that mean loss: 1/K for each of K equal
+ * micro-batches gives the gradient of the mean over all of them. */
+void model_backward_scaled(Model *m, float loss_scale);
 /* Global L2 norm of the gradients of the trainable parameters. */
 float model_grad_norm(Model *m);
 /* One AdamW update of every unfrozen row; grad_scale multiplies gradients (clipping). */
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
+
+/* The end of a step whose gradients are in place: the global norm into
+ * *norm_out, then (when loss_finite and the norm is finite) clipping and
+ * AdamW at learning rate lr. */
+void model_clip_and_update(Model *m, float lr, const TrainConfig *tc, int loss_finite, float *norm_out);
 
 /* One training step: forward (dropout on), backward, global-norm clip and
  * AdamW at learning rate lr. When the loss or the gradient norm is not

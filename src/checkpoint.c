@@ -97,6 +97,7 @@ static char *train_config_json(const TrainState *ts) {
     const TrainConfig *t = &ts->train;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "batch_size", t->batch_size);
+    cJSON_AddNumberToObject(j, "grad_accum", t->grad_accum);
     cJSON_AddNumberToObject(j, "max_iters", t->max_iters);
     cJSON_AddNumberToObject(j, "lr", t->lr);
     cJSON_AddNumberToObject(j, "min_lr", t->min_lr);
@@ -200,6 +201,7 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
         return tf_err(err, "metadata 'train_config' is not a JSON object");
     }
     TrainConfig *t = &ts->train;
+    t->grad_accum = 1;
     uint64_t seed = 0;
     int rc = 0;
     if (json_int(j, "batch_size", 1, 1 << 16, &t->batch_size, err) ||
@@ -213,6 +215,9 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
         json_int(j, "eval_iters", 1, 1 << 30, &t->eval_iters, err) ||
         json_int(j, "log_interval", 1, 1 << 30, &t->log_interval, err) ||
         json_int(j, "stage_start", 0, 1 << 30, &ts->stage_start, err))
+        rc = -1;
+    else if (cJSON_GetObjectItemCaseSensitive(j, "grad_accum") && /* absent before --grad-accum: 1 */
+             json_int(j, "grad_accum", 1, 1 << 16, &t->grad_accum, err))
         rc = -1;
     else if (parse_u64(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "seed")), &seed))
         rc = tf_err(err, "train_config field 'seed' is missing or not a decimal string");

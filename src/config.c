@@ -12,19 +12,19 @@ static const Preset PRESETS[] = {
     {"tiny",
      {.n_layer = 4, .d_model = 128, .n_head = 4, .n_attn = 96, .n_ffn = 384, .block_size = 64,
       .rope_frac = 0.25f, .dropout = 0.0f, .pnorm = PNORM_L2_GELU},
-     {.batch_size = 12, .max_iters = 2000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100,
+     {.batch_size = 12, .max_iters = 2000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
       .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337}},
     {"shakespeare",
      {.n_layer = 6, .d_model = 384, .n_head = 6, .n_attn = 288, .n_ffn = 1152, .block_size = 256,
       .rope_frac = 0.25f, .dropout = 0.2f, .pnorm = PNORM_L2_GELU},
-     {.batch_size = 64, .max_iters = 5000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100,
+     {.batch_size = 64, .max_iters = 5000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
       .eval_interval = 250, .eval_iters = 200, .log_interval = 10, .seed = 1337}},
     {"gpt2-124m",
      {.n_layer = 12, .d_model = 768, .n_head = 12, .n_attn = 576, .n_ffn = 2304,
       .block_size = 1024, .rope_frac = 0.25f, .dropout = 0.0f, .pnorm = PNORM_L2_GELU},
-     {.batch_size = 8, .max_iters = 5000, .lr = 6e-4f, .min_lr = 6e-5f, .warmup_iters = 100,
+     {.batch_size = 8, .max_iters = 5000, .lr = 6e-4f, .min_lr = 6e-5f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
       .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337}},
 };
@@ -74,6 +74,7 @@ int model_config_validate(const ModelConfig *c, char *err) {
 
 int train_config_validate(const TrainConfig *c, char *err) {
     if (c->batch_size < 1 || c->batch_size > (1 << 16)) return tf_err(err, "batch_size must be in [1, 65536] (got %d)", c->batch_size);
+    if (c->grad_accum < 1 || c->grad_accum > (1 << 16)) return tf_err(err, "grad_accum must be in [1, 65536] (got %d)", c->grad_accum);
     if (c->max_iters < 0) return tf_err(err, "max_iters must be >= 0 (got %d)", c->max_iters);
     if (!(c->lr > 0.0f && c->lr < 10.0f)) return tf_err(err, "learning rate must be in (0, 10) (got %g)", c->lr);
     if (!(c->min_lr >= 0.0f && c->min_lr <= c->lr)) return tf_err(err, "min_lr must be in [0, lr] (got %g)", c->min_lr);

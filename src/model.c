@@ -530,7 +530,9 @@ static const float *branch_grad(Model *m, const float *dres, float *tmp, uint64_
     return tmp;
 }
 
-void model_backward(Model *m) {
+void model_backward(Model *m) { model_backward_scaled(m, 1.0f); }
+
+void model_backward_scaled(Model *m, float loss_scale) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     if (!m->has_targets) tf_die("internal: backward without a forward with targets");
@@ -542,7 +544,7 @@ void model_backward(Model *m) {
     Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
 
     o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets,
-                              1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
+                              loss_scale / (float)(m->n_targets ? m->n_targets : 1), N, V);
     o->matmul(o, wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
     o->matmul(o, s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
     o->zero(o, s.dres, Nd);
@@ -642,12 +644,16 @@ float model_train_step(Model *m, const int *tokens, const int *targets, float lr
     float loss = model_forward(m, tokens, targets, m->B_alloc, m->T_alloc, 1, dropout_seed);
     model_zero_grad(m);
     model_backward(m);
+    model_clip_and_update(m, lr, tc, isfinite(loss), norm_out);
+    return loss;
+}
+
+void model_clip_and_update(Model *m, float lr, const TrainConfig *tc, int loss_finite, float *norm_out) {
     float norm = model_grad_norm(m);
     *norm_out = norm;
-    if (!isfinite(loss) || !isfinite(norm)) return loss;
+    if (!loss_finite || !isfinite(norm)) return;
     float scale = (tc->grad_clip > 0.0f && norm > tc->grad_clip) ? tc->grad_clip / norm : 1.0f;
     model_update(m, lr, tc, scale);
-    return loss;
 }
 
 void model_logits_row(const Model *m, int b, int t, float *host_out) {

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "common.h"
 #include "data.h"
+#include "distributed.h"
 #include "evaluate.h"
 #include "model.h"
 
@@ -378,7 +379,17 @@ typedef struct {
     double flops_per_token; /* of the model as it is in this run */
     FILE *log;              /* --log CSV, or NULL */
     int bar_shown;          /* a progress bar is on the terminal's last line */
+    Dist dist;              /* data-parallel ranks (a world of one without a launcher) */
+    int *step_tok, *step_tgt; /* the windows of one whole step, all ranks and micro-batches */
+    int stop_agreed;        /* some rank has been asked to stop (data parallel) */
 } TrainRun;
+
+/* Sequences one optimizer step consumes over every rank and micro-batch. */
+static int step_sequences(const TrainRun *r) {
+    return r->dist.world * r->a->tc.grad_accum * r->a->tc.batch_size;
+}
+
+static int is_rank0(const TrainRun *r) { return r->dist.rank == 0; }
 
 /* ---------------- data accounting: FLOPs, CSV log, progress bar ---------------- */
 
@@ -396,7 +407,7 @@ static const char LOG_HEADER[] = "iter,tokens,flops,lr,train_loss,val_loss,tok_p
  * a resumed or grown run continues the same table. */
 static void open_log(TrainRun *r) {
     const char *path = r->a->log_path;
-    if (!path) return;
+    if (!path || !is_rank0(r)) return;
     r->log = fopen(path, "a");
     if (!r->log) tf_die("--log: cannot open '%s': %s", path, strerror(errno));
     if (ftell(r->log) == 0) fprintf(r->log, "%s\n", LOG_HEADER);
@@ -429,7 +440,7 @@ static int just_grown(const Model *m) {
 }
 
 static void account_step(TrainRun *r) {
-    double tokens = (double)r->a->tc.batch_size * r->m.cfg.block_size;
+    double tokens = (double)step_sequences(r) * r->m.cfg.block_size;
     r->ts.train_tokens += tokens;
     r->ts.train_flops += tokens * r->flops_per_token;
 }
@@ -510,9 +521,14 @@ static void print_run_header(const TrainRun *r) {
            model_num_params(&r->m, 0));
     char test[48] = "";
     if (r->ts.split[2]) snprintf(test, sizeof test, " / %zu test", r->data.n - r->data.n_train - r->data.n_val);
-    printf("data: %s, %zu train / %zu val%s %s; batch %d x %d; %d iterations\n", r->a->file, r->data.n_train,
-           r->data.n_val, test, r->vocab.bytes ? "bytes" : "characters", r->a->tc.batch_size, c->block_size,
-           r->a->tc.max_iters);
+    char layout[96] = "";
+    if (r->a->tc.grad_accum > 1 || r->dist.world > 1)
+        snprintf(layout, sizeof layout, " (%d rank%s x %d micro-batch%s of %d)", r->dist.world,
+                 r->dist.world == 1 ? "" : "s", r->a->tc.grad_accum, r->a->tc.grad_accum == 1 ? "" : "es",
+                 r->a->tc.batch_size);
+    printf("data: %s, %zu train / %zu val%s %s; batch %d x %d%s; %d iterations\n", r->a->file, r->data.n_train,
+           r->data.n_val, test, r->vocab.bytes ? "bytes" : "characters", step_sequences(r), c->block_size,
+           layout, r->a->tc.max_iters);
     const TrainConfig *t = &r->a->tc;
     printf("train: lr %g (min %g, warmup %d), dropout %g, rope_frac %g, weight decay %g, "
            "grad clip %g, seed %llu; eval every %d iterations over %d batches\n",
@@ -538,10 +554,15 @@ static int evaluate_and_save(TrainRun *r, int iter) {
     flush_output();
     log_row(r, iter, "eval", NAN, tl, vl, NAN);
     if (!isfinite(tl) || !isfinite(vl)) { /* saving now would replace the last good checkpoint */
-        report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, r->latest);
+        if (is_rank0(r)) report_nonfinite(isfinite(tl) ? "val loss" : "train loss", iter, r->latest);
         return -1;
     }
     mark_position(r, iter);
+    if (!is_rank0(r)) { /* the others hold the same weights: rank 0 alone writes */
+        r->t_last = tf_now_seconds();
+        r->timed_steps = 0;
+        return 0;
+    }
     if (vl < r->ts.best_val) r->ts.best_val = vl;
     if (vl == r->ts.best_val && vl < r->best_on_disk) { /* never replace a better model of another run */
         save_or_die(r->best, &r->m, &r->vocab, &r->ts);
@@ -554,17 +575,50 @@ static int evaluate_and_save(TrainRun *r, int iter) {
     return 0;
 }
 
+/* The dropout seed of micro-batch g (counted over all ranks) of a step: the
+ * first keeps the single-batch seed, so one rank without accumulation draws
+ * the masks it always did. Other layouts draw other (equally random) masks:
+ * equal losses across layouts hold with dropout 0. */
+static uint64_t micro_batch_dropout_seed(uint64_t step_seed, int g) {
+    return g == 0 ? step_seed : tf_mix64(step_seed + 0xd1b54a32d192ed03ULL * (uint64_t)g);
+}
+
+/* Forward and backward of this rank's micro-batches, gradients summed over
+ * the ranks: the gradient of the mean loss over the whole step's windows.
+ * Returns that mean loss (the same on every rank). */
+static float accumulate_gradients(TrainRun *r, int iter) {
+    const TrainConfig *tc = &r->a->tc;
+    int B = tc->batch_size, T = r->m.cfg.block_size, K = tc->grad_accum, W = r->dist.world;
+    /* Every rank draws the whole step's windows, so that the generator moves
+     * as in a single process with batch W*K*B; rank r keeps [rKB, (r+1)KB). */
+    dataset_batch(&r->data, SPLIT_TRAIN, &r->data_rng, step_sequences(r), T, r->step_tok, r->step_tgt);
+    uint64_t step_seed = tf_mix64(tc->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
+    float loss_scale = 1.0f / (float)(K * W), loss_sum = 0.0f;
+    model_zero_grad(&r->m);
+    for (int k = 0; k < K; k++) {
+        int g = r->dist.rank * K + k;
+        size_t at = (size_t)g * B * T;
+        loss_sum += model_forward(&r->m, r->step_tok + at, r->step_tgt + at, B, T, 1,
+                                  micro_batch_dropout_seed(step_seed, g));
+        model_backward_scaled(&r->m, loss_scale);
+    }
+    dist_allreduce_sum(&r->dist, r->m.grad_mem, r->m.n_param_elems);
+    /* The mean loss, and whether some rank was asked to stop, agreed by all. */
+    float shared[2] = {loss_sum, (g_stop_requested || g_stdout_errno) ? 1.0f : 0.0f};
+    dist_allreduce_host(&r->dist, shared, 2);
+    r->stop_agreed = shared[1] > 0.0f;
+    return shared[0] / (float)(K * W);
+}
+
 /* One optimizer step on a fresh batch; -1 when the loss or gradient is not finite. */
 static int train_one_step(TrainRun *r, int iter, float *lr_out, float *norm_out) {
     const TrainConfig *tc = &r->a->tc;
-    int B = tc->batch_size, T = r->m.cfg.block_size;
     float lr = learning_rate(tc, r->ts.stage_start, iter);
-    dataset_batch(&r->data, SPLIT_TRAIN, &r->data_rng, B, T, r->tok, r->tgt);
-    uint64_t drop_seed = tf_mix64(tc->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)iter);
-    float loss = model_train_step(&r->m, r->tok, r->tgt, lr, tc, drop_seed, norm_out);
+    float loss = accumulate_gradients(r, iter);
+    model_clip_and_update(&r->m, lr, tc, isfinite(loss), norm_out);
     if (!isfinite(loss) || !isfinite(*norm_out)) {
         clear_bar(r);
-        report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, r->latest);
+        if (is_rank0(r)) report_nonfinite(isfinite(loss) ? "gradient norm" : "loss", iter, r->latest);
         return -1;
     }
     account_step(r);
@@ -582,7 +636,7 @@ static void print_progress(TrainRun *r, int iter, float lr, float norm) {
     double per_iter = (now - r->t_start) / (iter + 1 - r->first_iter);
     char eta[32];
     format_duration(per_iter * (tc->max_iters - iter - 1), eta, sizeof eta);
-    double tok_s = (double)tc->batch_size * r->m.cfg.block_size / dt;
+    double tok_s = (double)step_sequences(r) * r->m.cfg.block_size / dt;
     float loss = r->loss_acc / r->loss_count;
     if (isatty(STDOUT_FILENO))
         draw_bar(r, iter + 1, loss, tok_s, eta);
@@ -601,7 +655,14 @@ static void print_progress(TrainRun *r, int iter, float lr, float norm) {
  * went away, a full disk): save the latest checkpoint and stop. */
 static int stop_early(TrainRun *r, int iter) {
     mark_position(r, iter);
+    if (!is_rank0(r)) return g_stop_requested ? 130 : 1; /* rank 0 saves */
     save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
+    if (!g_stop_requested && !g_stdout_errno) { /* another rank was asked to stop */
+        printf("stopped: another rank was interrupted before iteration %d: saved %s; continue with --resume %s\n",
+               iter, r->latest, r->latest);
+        flush_output();
+        return 130;
+    }
     if (g_stop_requested) {
         printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
                (int)g_stop_requested, iter, r->latest, r->latest);
@@ -661,7 +722,8 @@ static int train_loop(TrainRun *r) {
         int last = iter >= tc->max_iters;
         if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
         if (last) break;
-        if (g_stop_requested || g_stdout_errno) {
+        /* Data-parallel ranks stop together, at the step after any of them was asked. */
+        if (r->dist.world > 1 ? r->stop_agreed : (g_stop_requested || g_stdout_errno)) {
             clear_bar(r);
             return stop_early(r, iter);
         }
@@ -674,6 +736,20 @@ static int train_loop(TrainRun *r) {
     return tf_finish_stdout(0);
 }
 
+/* Data-parallel ranks from the launcher's environment (a world of one
+ * without): every rank but 0 trains silently, on GPU LOCAL_RANK. */
+static void start_ranks(TrainRun *r) {
+    char err[TF_ERRLEN];
+    if (dist_from_env(&r->dist, err)) tf_die("%s", err);
+    if (r->dist.world == 1) return;
+    if (!strcmp(r->a->device, "cpu"))
+        tf_die("data parallel (%s, world %d) runs on GPUs only: drop --device cpu", r->dist.launcher,
+               r->dist.world);
+    if (dist_select_device(&r->dist, err)) tf_die("%s", err);
+    if (r->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
+        tf_die("rank %d: cannot silence standard output: %s", r->dist.rank, strerror(errno));
+}
+
 int cmd_train(int argc, char **argv) {
     TrainArgs a;
     parse_train_args(argc, argv, &a);
@@ -683,12 +759,14 @@ int cmd_train(int argc, char **argv) {
     /* A fresh run's tokenizer is --tokenizer; a resumed one's, the checkpoint's. */
     if (!a.resume && text_file_read_as(a.file, a.bytes, &cps, &n_cps, err)) tf_die("%s", err);
 
-    /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
-    const Ops *ops = cli_open_device(a.device, a.threads, 1);
-    ops->set_precision(ops, a.precision);
     TrainRun r;
     memset(&r, 0, sizeof r);
     r.a = &a;
+    start_ranks(&r);
+    /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
+    const Ops *ops = cli_open_device(a.device, a.threads, 1);
+    ops->set_precision(ops, a.precision);
+    if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
     setup_model(&r, ops, cps, n_cps);
     if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
@@ -697,7 +775,7 @@ int cmd_train(int argc, char **argv) {
     free(cps);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
-    prepare_outputs(&r);
+    if (is_rank0(&r)) prepare_outputs(&r);
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
     cli_report_precision(ops, a.precision);
     print_run_header(&r);
@@ -706,13 +784,18 @@ int cmd_train(int argc, char **argv) {
 
     r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
     r.tgt = r.tok + (size_t)B * T;
+    size_t step_ids = (size_t)step_sequences(&r) * T;
+    r.step_tok = tf_malloc(sizeof(int) * step_ids * 2, "step batch");
+    r.step_tgt = r.step_tok + step_ids;
     r.data_rng.state = r.ts.data_rng;
     r.flops_per_token = training_flops_per_token(&r.m);
     open_log(&r);
     if (a.resume) log_row(&r, r.ts.iter, just_grown(&r.m) ? "grow" : "resume", NAN, NAN, NAN, NAN);
     int status = train_loop(&r);
+    dist_finish(&r.dist);
     if (r.log && fclose(r.log)) tf_warn("--log: error writing '%s'", a.log_path);
     free(r.tok);
+    free(r.step_tok);
     dataset_free(&r.data);
     vocab_free(&r.vocab);
     model_free(&r.m);
