@@ -33,6 +33,7 @@ run() { # run one test program, count its PASS/FAIL/SKIP lines
 
 run "$BUILD/tests/test_cuda_ops"
 run tests/test_cuda_model.sh
+run tests/test_cuda_dp.sh
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

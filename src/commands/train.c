@@ -52,6 +52,9 @@ static void train_help(void) {
            "                         stored in the checkpoint for eval\n"
            "  --log FILE.csv         append one CSV row per evaluation and progress line\n"
            "                         (iter, tokens, cumulative FLOPs, lr, losses, tok/s, ...)\n"
+           "\n"
+           "Data parallel on several GPUs: start one process per GPU with torchrun\n"
+           "(--no-python), mpirun or srun; --batch-size is per GPU (docs/DISTRIBUTED.md).\n"
            "  -h, --help             this help\n"
            "\n"
            "model and training settings (override the preset):\n");
