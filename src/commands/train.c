@@ -52,10 +52,10 @@ static void train_help(void) {
            "                         stored in the checkpoint for eval\n"
            "  --log FILE.csv         append one CSV row per evaluation and progress line\n"
            "                         (iter, tokens, cumulative FLOPs, lr, losses, tok/s, ...)\n"
+           "  -h, --help             this help\n"
            "\n"
            "Data parallel on several GPUs: start one process per GPU with torchrun\n"
            "(--no-python), mpirun or srun; --batch-size is per GPU (docs/DISTRIBUTED.md).\n"
-           "  -h, --help             this help\n"
            "\n"
            "model and training settings (override the preset):\n");
     cli_print_config_help();
