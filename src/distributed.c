@@ -330,16 +330,27 @@ static DistState *state_new(int n_peers) {
     return s;
 }
 
+static void state_free(DistState *s) {
+    for (int i = 0; i < s->n_peers; i++)
+        if (s->fd[i] >= 0) close(s->fd[i]);
+    free(s->fd);
+    free(s->peer_rank);
+    free((void *)s->left);
+    free(s);
+}
+
 int dist_rendezvous(Dist *d, unsigned char id[DIST_ID_BYTES], char *err) {
     if (d->world <= 1) return 0;
     d->st = state_new(d->rank == 0 ? d->world - 1 : 1);
     int rc = d->rank == 0 ? serve_rendezvous(d, id, err) : join_rendezvous(d, id, err);
-    if (rc == 0) {
-        int one = 1;
-        for (int i = 0; i < d->st->n_peers; i++)
-            setsockopt(d->st->fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (rc != 0) {
+        state_free(d->st);
+        d->st = NULL;
+        return rc;
     }
-    return rc;
+    int one = 1;
+    for (int i = 0; i < d->st->n_peers; i++) setsockopt(d->st->fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- watchdog */
@@ -514,11 +525,6 @@ void dist_finish(Dist *d) {
 #ifdef TF_CUDA
     nccl_comm_free(s->comm);
 #endif
-    for (int i = 0; i < s->n_peers; i++)
-        if (s->fd[i] >= 0) close(s->fd[i]);
-    free(s->fd);
-    free(s->peer_rank);
-    free((void *)s->left);
-    free(s);
+    state_free(s);
     d->st = NULL;
 }
