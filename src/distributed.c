@@ -368,6 +368,11 @@ static void *abort_comm(void *arg) {
  * dead peer), and out: abort gets a bounded time, as it can itself hang. */
 static void fail_run(Dist *d, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void fail_run(Dist *d, const char *fmt, ...) {
+    /* The watchdog and the main thread (whose collective the abort ends) may
+     * both get here: the first says it and exits, the other waits for that. */
+    static atomic_int failing;
+    if (atomic_exchange(&failing, 1))
+        for (;;) pause();
     char msg[TF_ERRLEN];
     va_list ap;
     va_start(ap, fmt);
