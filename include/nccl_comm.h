@@ -8,7 +8,8 @@
 
 typedef struct NcclComm NcclComm;
 
-/* Make GPU `device` current for this process (before the backend starts). */
+/* Make GPU `device` current for this process (before the backend starts);
+ * with a single visible GPU, that one. */
 int nccl_set_device(int device, char *err);
 /* A fresh NCCL unique id (128 bytes), on rank 0. */
 int nccl_new_id(unsigned char *id, size_t id_bytes, char *err);

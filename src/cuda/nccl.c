@@ -38,6 +38,9 @@ int nccl_set_device(int device, char *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) return cuda_fail(err, "no usable CUDA device (cudaGetDeviceCount)", e);
+    /* A launcher that shows each rank only its own GPU (srun --gpus-per-task,
+     * CUDA_VISIBLE_DEVICES per rank) leaves one device: that one. */
+    if (count == 1) device = 0;
     if (device < 0 || device >= count)
         return tf_err(err, "local rank %d needs GPU %d, but this host shows %d GPU%s", device, device, count,
                       count == 1 ? "" : "s");
