@@ -82,13 +82,15 @@ fi
 mkdir -p "$tmp/kill"
 for r in 0 1; do
     RANK=$r LOCAL_RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((PORT + 2)) \
-        timeout 600 "$BIN" train "${CFG[@]}" --batch-size 8 --max-iters 1000000 --eval-interval 1000000 \
+        "$BIN" train "${CFG[@]}" --batch-size 8 --max-iters 1000000 --eval-interval 1000000 \
         --out "$tmp/kill" >"$tmp/kill.$r.log" 2>"$tmp/kill.$r.err" &
     PIDS+=($!)
 done
 for _ in $(seq 240); do grep -q '^iter ' "$tmp/kill.0.log" 2>/dev/null && break; sleep 0.5; done
 kill -9 "${PIDS[1]}"
 t0=$(date +%s)
+for _ in $(seq 120); do kill -0 "${PIDS[0]}" 2>/dev/null || break; sleep 0.5; done
+kill -9 "${PIDS[0]}" 2>/dev/null # still running after 60 s: the check below fails
 wait "${PIDS[0]}"
 st=$? took=$(($(date +%s) - t0))
 if [[ $st -ne 0 && $took -le 30 ]] && grep -q "rank 1 went away" "$tmp/kill.0.err" &&
