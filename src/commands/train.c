@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "crc32.h"
 #include "data.h"
 #include "distributed.h"
 #include "evaluate.h"
@@ -739,6 +740,34 @@ static int train_loop(TrainRun *r) {
     return tf_finish_stdout(0);
 }
 
+/* Every rank must start from the same weights (the same seed, or the same
+ * checkpoint). A CRC of them is compared across ranks in 4-bit pieces, with
+ * their squares: float sums carry those exactly, and sum(x) = W x and
+ * sum(x^2) = W x^2 hold on a rank only when every rank has x. */
+static void check_same_weights(TrainRun *r) {
+    if (r->dist.world == 1) return;
+    size_t bytes = r->m.n_param_elems * sizeof(float);
+    float *host = tf_malloc(bytes, "weights check");
+    r->m.ops->to_host(r->m.ops, host, r->m.param_mem, bytes);
+    uint32_t crc = crc32_update(0, host, bytes);
+    crc = crc32_update(crc, r->m.tau, sizeof(float) * (size_t)r->m.cfg.n_layer * PATT_PER_LAYER);
+    free(host);
+    float W = (float)r->dist.world;
+    for (int half = 0; half < 2; half++) {
+        float v[8], own[8];
+        for (int i = 0; i < 4; i++) {
+            float x = (float)((crc >> (16 * half + 4 * i)) & 15u);
+            own[i] = v[i] = x;
+            own[4 + i] = v[4 + i] = x * x;
+        }
+        dist_allreduce_host(&r->dist, v, 8);
+        for (int i = 0; i < 8; i++)
+            if (v[i] != W * own[i])
+                tf_die("data parallel: the ranks do not start from the same weights (a different --seed or "
+                       "checkpoint on some rank?)");
+    }
+}
+
 /* Data-parallel ranks from the launcher's environment (a world of one
  * without): every rank but 0 trains silently, on GPU LOCAL_RANK. */
 static void start_ranks(TrainRun *r) {
@@ -771,6 +800,7 @@ int cmd_train(int argc, char **argv) {
     ops->set_precision(ops, a.precision);
     if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
     setup_model(&r, ops, cps, n_cps);
+    check_same_weights(&r);
     if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
