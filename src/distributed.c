@@ -37,7 +37,7 @@ struct DistState {
     int *fd;           /* rank 0: one per other rank (index rank - 1); others: fd[0] is rank 0 */
     int *peer_rank;
     atomic_int *left;  /* the peer said goodbye */
-    NcclComm *comm;
+    NcclComm *_Atomic comm; /* set once started; the watchdog reads it */
     pthread_t watchdog;
     int watchdog_running;
     atomic_int stopping;     /* dist_finish has begun: the watchdog stands down */
@@ -381,9 +381,10 @@ static void fail_run(Dist *d, const char *fmt, ...) {
     fprintf(stderr, "tokenformer: error: data parallel (rank %d of %d): %s; stopping this rank\n", d->rank,
             d->world, msg);
     fflush(stderr);
-    if (d->st && d->st->comm) {
+    NcclComm *comm = d->st ? atomic_load(&d->st->comm) : NULL;
+    if (comm) {
         pthread_t t;
-        if (pthread_create(&t, NULL, abort_comm, d->st->comm) == 0) {
+        if (pthread_create(&t, NULL, abort_comm, comm) == 0) {
             double until = now_s() + ABORT_GRACE_S;
             while (now_s() < until && pthread_tryjoin_np(t, NULL) != 0) usleep(50 * 1000);
         }
@@ -438,7 +439,8 @@ static void *watchdog_main(void *arg) {
         }
 #ifdef TF_CUDA
         char err[TF_ERRLEN];
-        if (s->comm && nccl_async_error(s->comm, err)) fail_run(d, "%s", err);
+        NcclComm *comm = atomic_load(&s->comm);
+        if (comm && nccl_async_error(comm, err)) fail_run(d, "%s", err);
 #endif
     }
     free(pfd);
@@ -484,8 +486,10 @@ int dist_start(Dist *d, const Ops *ops, char *err) {
     dist_watchdog_start(d);
     /* ncclCommInitRank waits for every rank: the step timeout covers it too. */
     dist_busy(d, 1);
-    int rc = nccl_comm_start(&d->st->comm, id, sizeof id, d->world, d->rank, err);
+    NcclComm *comm = NULL;
+    int rc = nccl_comm_start(&comm, id, sizeof id, d->world, d->rank, err);
     dist_busy(d, 0);
+    atomic_store(&d->st->comm, comm);
     return rc;
 #else
     return tf_err(err, "data parallel needs a CUDA build of tokenformer");
@@ -497,7 +501,7 @@ void dist_allreduce_sum(Dist *d, float *buf, size_t n) {
 #ifdef TF_CUDA
     char err[TF_ERRLEN];
     dist_busy(d, 1);
-    if (nccl_allreduce_sum(d->st->comm, buf, n, err)) fail_run(d, "%s", err);
+    if (nccl_allreduce_sum(atomic_load(&d->st->comm), buf, n, err)) fail_run(d, "%s", err);
     dist_busy(d, 0);
 #else
     (void)buf, (void)n;
@@ -509,7 +513,7 @@ void dist_allreduce_host(Dist *d, float *vals, int n) {
 #ifdef TF_CUDA
     char err[TF_ERRLEN];
     dist_busy(d, 1);
-    if (nccl_allreduce_host(d->st->comm, vals, n, err)) fail_run(d, "%s", err);
+    if (nccl_allreduce_host(atomic_load(&d->st->comm), vals, n, err)) fail_run(d, "%s", err);
     dist_busy(d, 0);
 #else
     (void)vals, (void)n;
@@ -528,7 +532,7 @@ void dist_finish(Dist *d) {
             (void)ignored;
         }
 #ifdef TF_CUDA
-    nccl_comm_free(s->comm);
+    nccl_comm_free(atomic_load(&s->comm));
 #endif
     state_free(s);
     d->st = NULL;
