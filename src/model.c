@@ -354,12 +354,14 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
 /* A Pattention's input: the attention output y, or LayerNorm(x) of a block
  * (non-parametric), which the op normalizes itself (ops.h PattInput), saving
  * the statistics and the normalized rows (the layer's ln1/ln2) for backward. */
-static PattInput attn_input(const float *y) { return (PattInput){y, NULL, NULL, NULL, 1}; }
+static PattInput attn_input(const float *y) { return (PattInput){.x = y, .attn = 1}; }
 static PattInput ln1_input(LayerActs *a) {
-    return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd, 0};
+    return (PattInput){.x = a->x, .xn = a->ln1, .mean = a->ln1_mean, .rstd = a->ln1_rstd,
+                        .norm = NORM_LAYER};
 }
 static PattInput ln2_input(LayerActs *a) {
-    return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd, 0};
+    return (PattInput){.x = a->h, .xn = a->ln2, .mean = a->ln2_mean, .rstd = a->ln2_rstd,
+                        .norm = NORM_LAYER};
 }
 
 PattInput model_patt_last_input(const Model *m, int l, int w) {

@@ -122,7 +122,9 @@ typedef struct {
 } PattCtx;
 
 static PattInput patt_input(PattCtx *c) {
-    return c->ln ? (PattInput){c->X, c->xn, c->mean, c->rstd, 0} : (PattInput){c->X, NULL, NULL, NULL, 0};
+    return c->ln ? (PattInput){.x = c->X, .xn = c->xn, .mean = c->mean, .rstd = c->rstd,
+                               .norm = NORM_LAYER}
+                 : (PattInput){.x = c->X};
 }
 
 static double patt_loss(void *p) {
