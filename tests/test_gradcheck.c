@@ -509,8 +509,8 @@ static double model_loss(void *p) {
     return model_forward(c->m, c->tok, c->tgt, c->B, c->T, 1, 1234);
 }
 
-static void test_model(int pnorm, float dropout, float rope_frac) {
-    ModelConfig cfg = {.n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+static void test_model_arch(int arch, int pnorm, float dropout, float rope_frac) {
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
                        .block_size = 8, .vocab_size = 11, .rope_frac = rope_frac,
                        .dropout = dropout, .pnorm = pnorm};
     Model m;
@@ -537,12 +537,18 @@ static void test_model(int pnorm, float dropout, float rope_frac) {
     for (int i = 0; i < m.n_params; i++) {
         Param *p = &m.params[i];
         char name[128];
-        snprintf(name, sizeof name, "model %s (%s, dropout %.1f, rope %.2f)", p->t.name, pnorm_name(pnorm), dropout, rope_frac);
+        snprintf(name, sizeof name, "model %s%s%s (%s, dropout %.1f, rope %.2f)",
+                 arch ? arch_name(arch) : "", arch ? " " : "", p->t.name,
+                 arch ? "-" : pnorm_name(pnorm), dropout, rope_frac);
         check_grad(name, model_loss, &c, tensor_f32(&p->t), grad + (tensor_f32(&p->t) - m.param_mem),
                    tensor_numel(&p->t), 12, 1e-2f, 3e-2);
     }
     free(grad);
     model_free(&m);
+}
+
+static void test_model(int pnorm, float dropout, float rope_frac) {
+    test_model_arch(ARCH_TOKENFORMER, pnorm, dropout, rope_frac);
 }
 
 int main(void) {
@@ -572,5 +578,9 @@ int main(void) {
     test_model(PNORM_L2_GELU, 0.2f, 1.0f);
     test_model(PNORM_GELU_L2, 0.0f, 0.5f);
     test_model(PNORM_SOFTMAX, 0.0f, 0.5f);
+    test_model_arch(ARCH_TRANSFORMER, 0, 0.0f, 0.25f);
+    test_model_arch(ARCH_TRANSFORMER, 0, 0.2f, 0.5f);
+    test_model_arch(ARCH_TRANSFORMERPP, 0, 0.0f, 1.0f);
+    test_model_arch(ARCH_TRANSFORMERPP, 0, 0.2f, 1.0f);
     return g_fail;
 }
