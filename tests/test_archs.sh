@@ -5,7 +5,8 @@
 # round trip (info shows the arch, eval and sample load it, sampling is
 # reproducible, the PyTorch reference loads the same parameters when torch
 # is there), and bad input: an unknown --arch, an --arch on --resume that
-# contradicts the checkpoint.
+# contradicts the checkpoint; a checkpoint config without "arch" loads as a
+# tokenformer, one with an unknown arch is refused.
 #
 # Environment: TF_BIN (binary under test, default ./tokenformer), TF_PYTHON
 # (a python with torch, default /usr/bin/python3).
@@ -91,5 +92,48 @@ if [[ -s $CK ]]; then
     else
         fail resume_arch_contradiction "$(tr '\n' '|' <"$WORK/c.err")"
     fi
+fi
+
+# A checkpoint whose config has no "arch" (written before the baselines) is a
+# tokenformer; an unknown arch there is refused. The files are re-signed
+# (crc32 over the sorted metadata, then the data) so that only the config differs.
+if command -v python3 >/dev/null; then
+    if train tf_old "$TEXT" "${CFG[@]}" --n-attn 8 --n-ffn 16 --max-iters 2 --out "$WORK/tf_old"; then
+        cat >"$WORK/recfg.py" <<'PYEOF'
+import json, struct, sys, zlib
+src, dst, arch = sys.argv[1], sys.argv[2], sys.argv[3]
+raw = open(src, 'rb').read()
+hlen = struct.unpack('<Q', raw[:8])[0]
+h = json.loads(raw[8:8 + hlen])
+data = raw[8 + hlen:]
+meta = h['__metadata__']
+cfg = json.loads(meta['config'])
+if arch == '-':
+    del cfg['arch']
+else:
+    cfg['arch'] = arch
+meta['config'] = json.dumps(cfg)
+crc = 0
+for k in sorted(k for k in meta if k != 'crc32'):
+    crc = zlib.crc32(k.encode() + b'\0' + meta[k].encode() + b'\0', crc)
+meta['crc32'] = '%08x' % zlib.crc32(data, crc)
+hb = json.dumps(h).encode()
+hb += b' ' * ((8 - len(hb) % 8) % 8)
+open(dst, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
+PYEOF
+        python3 "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/noarch.safetensors" - &&
+            python3 "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/badarch.safetensors" mamba
+        out=$("$BIN" info "$WORK/noarch.safetensors" 2>&1)
+        grep -q "^arch: tokenformer" <<<"$out" && pass config_without_arch_is_tokenformer ||
+            fail config_without_arch_is_tokenformer "$(head -2 <<<"$out" | tr '\n' '|')"
+        if out=$("$BIN" info "$WORK/badarch.safetensors" 2>&1); then
+            fail config_unknown_arch "exit status 0"
+        else
+            grep -q "config 'arch' is not one of" <<<"$out" && pass config_unknown_arch ||
+                fail config_unknown_arch "$out"
+        fi
+    fi
+else
+    skip config_without_arch_is_tokenformer "python3 not found"
 fi
 exit $((failures > 0))
