@@ -422,20 +422,18 @@ static int have_op(const char *name, int cpu_has, int gpu_has) {
  * by the op (NormKind); x_attn: X (and so dX) is an attention tensor,
  * y_attn: Y (and so dY) is (ops.h; bf16 under bf16). An attention-tensor dX
  * is only ever overwritten. Under ACT_SWIGLU the keys have 2n rows (gate,
- * up) and the scores 2n columns; tau is ignored (NULL for the activations). */
+ * up) and the scores 2n columns; the activations ignore tau. */
 static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n, int d_out,
                                int norm, int x_attn, int y_attn) {
     static const char *modes[5] = {"l2_norm_gelu", "gelu_l2_norm", "softmax", "act_gelu",
                                    "act_swiglu"};
     const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1 && mode != ACT_SWIGLU;
-    const int act = mode == ACT_GELU || mode == ACT_SWIGLU;
     const double tol = bf16 ? 2e-2 : TOL;
     const size_t g = (size_t)G, kr = (size_t)n * (mode == ACT_SWIGLU ? 2 : 1); /* key rows */
     char tag[112];
     snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
              norm_tag(norm), x_attn ? "_xattn" : "", y_attn ? "_yattn" : "");
-    float taus[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
-    const float *tau = act ? NULL : taus;
+    float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
     GPU->set_precision(GPU, prec); /* before the buffers: it sets their types */
     TestInput in = input_new(N, d_in, norm, x_attn);
     Buf K = buf_rand(g * kr * d_in, 0.5f), V = buf_rand(g * n * d_out, 0.5f);
