@@ -621,23 +621,24 @@ template <int VW, typename T> static __device__ __forceinline__ void act_store(T
 static __device__ __forceinline__ float act_sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
 
 // Where a thread's units lie: offset of its first score (A, dA) and of its
-// first S element, for unit u of `per` VW-vectors per member row.
+// first S element, for unit u of `per` VW-vectors per member row. I, the
+// type of unit indices, is 32-bit unless there are 2^32 units or more (a
+// 64-bit division costs several times a 32-bit one).
 template <int W, int VW> struct ActAt {
     size_t a, s;
-    __device__ ActAt(size_t u, unsigned per, int n) {
-        const size_t rm = u / per; // row * G + member
+    template <typename I> __device__ ActAt(I u, I per, int n) {
+        const I rm = u / per; // row * G + member
         const int j = (int)(u - rm * per) * VW;
-        a = rm * (size_t)(W * n) + j;
-        s = rm * (size_t)n + j;
+        a = (size_t)rm * (size_t)(W * n) + j;
+        s = (size_t)rm * (size_t)n + j;
     }
 };
 
-template <int MODE, int VW, typename T>
-__global__ void act_forward_kernel(T *S, const T *A, int n, size_t units) {
+template <int MODE, int VW, typename T, typename I>
+__global__ void act_forward_kernel(T *S, const T *A, int n, I units) {
     constexpr int W = ActWidth<MODE>::w;
-    const unsigned per = (unsigned)(n / VW);
-    for (size_t u = blockIdx.x * (size_t)blockDim.x + threadIdx.x; u < units;
-         u += (size_t)gridDim.x * blockDim.x) {
+    const I per = (I)(n / VW);
+    for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
         const ActAt<W, VW> at(u, per, n);
         float a[VW], s[VW];
         act_load<VW>(a, A + at.a);
@@ -658,12 +659,11 @@ __global__ void act_forward_kernel(T *S, const T *A, int n, size_t units) {
 // score's own place; SwiGLU: the up column), so that each thread reads its
 // dS before it writes its dA. S, recomputed, goes to S_out (may alias A,
 // at the unit's first score) when that is not null.
-template <int MODE, int VW, typename T>
-__global__ void act_backward_kernel(T *dA, T *S_out, const T *A, int n, size_t units) {
+template <int MODE, int VW, typename T, typename I>
+__global__ void act_backward_kernel(T *dA, T *S_out, const T *A, int n, I units) {
     constexpr int W = ActWidth<MODE>::w;
-    const unsigned per = (unsigned)(n / VW);
-    for (size_t u = blockIdx.x * (size_t)blockDim.x + threadIdx.x; u < units;
-         u += (size_t)gridDim.x * blockDim.x) {
+    const I per = (I)(n / VW);
+    for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
         const ActAt<W, VW> at(u, per, n);
         float a[VW], ds[VW], s[VW];
         act_load<VW>(a, A + at.a);
@@ -709,20 +709,34 @@ static void act_dispatch(int mode, int n, const void *p0, const void *p1, Launch
     KERNEL_CHECK();
 }
 
+// Launches kernel<I>(units) over the units with 256-thread blocks, I the
+// narrowest index type that counts them (and the grid-stride steps past the
+// last one).
+template <typename Kernel32, typename Kernel64>
+static void act_launch(size_t units, Kernel32 k32, Kernel64 k64) {
+    const unsigned blocks = tfc_blocks(units, 256);
+    if (units + (size_t)blocks * 256 <= 0xffffffffu) k32(blocks, (unsigned)units);
+    else k64(blocks, units);
+}
+
 // S (rows x n) from the scores A (rows x W n); rows = N G.
 template <typename T> static void act_forward(T *S, const T *A, int mode, int rows, int n) {
     act_dispatch<T>(mode, n, S, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
-        const size_t units = (size_t)rows * n / VW;
-        act_forward_kernel<MODE, VW, T><<<tfc_blocks(units, 256), 256>>>(S, A, n, units);
+        act_launch(
+            (size_t)rows * n / VW,
+            [&](unsigned b, unsigned u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); },
+            [&](unsigned b, size_t u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); });
     });
 }
 
 template <typename T> static void act_backward(T *dA, T *S_out, const T *A, int mode, int rows, int n) {
     act_dispatch<T>(mode, n, dA, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
-        const size_t units = (size_t)rows * n / VW;
-        act_backward_kernel<MODE, VW, T><<<tfc_blocks(units, 256), 256>>>(dA, S_out, A, n, units);
+        act_launch(
+            (size_t)rows * n / VW,
+            [&](unsigned b, unsigned u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); },
+            [&](unsigned b, size_t u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); });
     });
 }
 
