@@ -1,9 +1,11 @@
 // Pattention (docs/MODEL.md, Pattention) forward and backward on the GPU, for a group
 // of G members sharing X (G = 1: one Pattention; q, k, v: G = 3); X is the
-// op's input or, for a block's LayerNorm, normalized here (ops.h PattInput):
+// op's input or, for a block's norm, normalized here (ops.h PattInput):
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
+// The baselines' MLP is the same op with an elementwise activation in place
+// of pnorm (ACT_GELU, ACT_SWIGLU: elementwise kernels, below).
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
 // the products accumulate in fp32 (as under torch.autocast): the scores A,
 // S and dS/dA are then stored as bf16 in their buffers (the layout of the
