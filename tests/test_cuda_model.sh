@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole model on CUDA: loss and gradients against the PyTorch reference,
-# 200 training steps tracking the CPU run, and checkpoints crossing devices.
+# 200 training steps tracking the CPU run (100 per baseline arch), and
+# checkpoints crossing devices.
 # Prints PASS/FAIL/SKIP lines; SKIP (exit 0) without a usable GPU.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
