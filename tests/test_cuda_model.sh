@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole model on CUDA: loss and gradients against the PyTorch reference,
-# 200 training steps tracking the CPU run, and checkpoints crossing devices.
+# 200 training steps tracking the CPU run (100 per baseline arch), and
+# checkpoints crossing devices.
 # Prints PASS/FAIL/SKIP lines; SKIP (exit 0) without a usable GPU.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,8 +45,30 @@ ok = ok and a[-1][2] < a[0][2] - 1.0
 sys.exit(0 if ok else 1)
 PYEOF
 
-# 3. checkpoints cross devices: same loss on fixed batches, resume and sample either way
+# eval loss of checkpoint $1 on device $2, on fixed batches
 ev() { "$BIN" eval --ckpt "$1" --device "$2" --batches 4 --seed 3 | sed -n 's/.*val loss \([0-9.]*\).*/\1/p'; }
+
+# 2b. the baseline archs: 100 steps each on both devices, losses track
+for arch in transformer transformerpp; do
+    a=(--max-iters 100 --eval-interval 50 --eval-iters 5 --log-interval 50 --seed 7 --arch "$arch")
+    "$BIN" train data/input.txt "${a[@]}" --device cpu --threads 4 --out "$tmp/cpu_$arch" >"$tmp/cpu_$arch.log" 2>&1 || failed "cpu training run --arch $arch"
+    "$BIN" train data/input.txt "${a[@]}" --device cuda --out "$tmp/cuda_$arch" >"$tmp/cuda_$arch.log" 2>&1 || failed "cuda training run --arch $arch"
+    python3 - "$tmp/cpu_$arch.log" "$tmp/cuda_$arch.log" <<'PYEOF' && pass "--arch $arch, 100 steps: cuda losses track cpu (|diff| <= 0.02)" || failed "--arch $arch, 100 steps: cuda losses diverge from cpu"
+import re, sys
+def steps(p):
+    return [(int(a), float(b), float(c)) for a, b, c in re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", open(p).read())]
+a, b = steps(sys.argv[1]), steps(sys.argv[2])
+print("# cpu ", a); print("# cuda", b)
+ok = len(a) == len(b) == 3 and all(x[0] == y[0] and abs(x[2] - y[2]) <= 0.02 and abs(x[1] - y[1]) <= 0.02 for x, y in zip(a, b))
+ok = ok and a[-1][2] < a[0][2] - 0.5
+sys.exit(0 if ok else 1)
+PYEOF
+    e1=$(ev "$tmp/cuda_$arch/latest.safetensors" cpu); e2=$(ev "$tmp/cuda_$arch/latest.safetensors" cuda)
+    python3 -c "import sys; a,b=float('$e1'),float('$e2'); sys.exit(0 if abs(a-b)<=1e-5*abs(a) else 1)" 2>/dev/null \
+        && pass "--arch $arch cuda checkpoint: eval on cpu $e1 = on cuda $e2" || failed "--arch $arch cuda checkpoint: eval on cpu $e1 vs cuda $e2"
+done
+
+# 3. checkpoints cross devices: same loss on fixed batches, resume and sample either way
 c1=$(ev "$tmp/cuda/latest.safetensors" cpu); c2=$(ev "$tmp/cuda/latest.safetensors" cuda)
 python3 -c "import sys; a,b=float('$c1'),float('$c2'); sys.exit(0 if abs(a-b)<=1e-5*abs(a) else 1)" \
     && pass "cuda checkpoint: eval on cpu $c1 = on cuda $c2" || failed "cuda checkpoint: eval on cpu $c1 vs cuda $c2"

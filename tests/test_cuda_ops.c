@@ -356,55 +356,107 @@ static void test_layernorm(int N, int C, int affine) {
 /* A Pattention input without a LayerNorm. */
 static PattInput plain(const float *x) { return (PattInput){.x = x}; }
 
+/* The input of a Pattention or linear on both backends (ops.h PattInput):
+ * X itself (norm NORM_NONE; an attention tensor when x_attn) or normalized
+ * by the op (NORM_LAYER, NORM_RMS with a random weight w), which writes xn
+ * (an attention tensor's type) and the row statistics. */
+typedef struct {
+    Buf x, xn, mean, rstd, w;
+    PattInput c, g;
+    int norm;
+} TestInput;
+
+static TestInput input_new(int N, int d_in, int norm, int x_attn) {
+    TestInput t = {.norm = norm};
+    t.x = buf_rand_t((size_t)N * d_in, 1.0f, x_attn);
+    for (size_t i = 0; norm == NORM_LAYER && i < t.x.n; i++) t.x.c[i] += 0.5f; /* the mean matters */
+    if (norm == NORM_LAYER) GPU->to_device(GPU, t.x.g, t.x.c, t.x.n * sizeof(float));
+    t.xn = buf_out_t((size_t)N * d_in, 1);
+    t.mean = buf_out(N);
+    t.rstd = buf_out(N);
+    t.w = buf_rand(d_in, 1.0f);
+    t.c = (PattInput){.x = t.x.c, .attn = x_attn};
+    t.g = (PattInput){.x = t.x.g, .attn = x_attn};
+    if (norm != NORM_NONE) {
+        const int rms = norm == NORM_RMS;
+        t.c = (PattInput){.x = t.x.c, .xn = t.xn.c, .mean = rms ? NULL : t.mean.c,
+                          .rstd = t.rstd.c, .norm = norm, .w = rms ? t.w.c : NULL};
+        t.g = (PattInput){.x = t.x.g, .xn = t.xn.g, .mean = rms ? NULL : t.mean.g,
+                          .rstd = t.rstd.g, .norm = norm, .w = rms ? t.w.g : NULL};
+    }
+    return t;
+}
+
+static const char *norm_tag(int norm) {
+    return norm == NORM_LAYER ? "_ln" : norm == NORM_RMS ? "_rms" : "";
+}
+
+/* The statistics a normalizing forward wrote (rstd; mean for LayerNorm). */
+static void input_check_stats(const TestInput *t, const char *op, const char *tag) {
+    char fmt[96];
+    if (t->norm == NORM_LAYER) {
+        snprintf(fmt, sizeof fmt, "%s_forward_%%s_ln_mean", op);
+        checkf(fmt, tag, &t->mean);
+    }
+    if (t->norm != NORM_NONE) {
+        snprintf(fmt, sizeof fmt, "%s_forward_%%s%s_rstd", op, norm_tag(t->norm));
+        checkf(fmt, tag, &t->rstd);
+    }
+}
+
+static void input_free(TestInput *t) {
+    Buf *all[] = {&t->x, &t->xn, &t->mean, &t->rstd, &t->w};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* Whether both backends have an op (a backend may not have it yet). */
+static int have_op(const char *name, int cpu_has, int gpu_has) {
+    if (cpu_has && gpu_has) return 1;
+    printf("SKIP %s: not in the %s backend\n", name, cpu_has ? "cuda" : "cpu");
+    return 0;
+}
+
 /* A group of G Pattentions sharing X (G = 1: one). The saved scores A, S
- * and the dA scratch are compared only for G = 1 in fp32: their layout is
- * each backend's own (ops.h). ln: X is normalized by the op; x_attn: X
- * (and so dX) is an attention tensor, y_attn: Y (and so dY) is (ops.h; bf16
- * under bf16). An attention-tensor dX is only ever overwritten. */
+ * and the dA scratch are compared only for G = 1 in fp32 and not under
+ * SwiGLU: their layout is each backend's own (ops.h). norm: X is normalized
+ * by the op (NormKind); x_attn: X (and so dX) is an attention tensor,
+ * y_attn: Y (and so dY) is (ops.h; bf16 under bf16). An attention-tensor dX
+ * is only ever overwritten. Under ACT_SWIGLU the keys have 2n rows (gate,
+ * up) and the scores 2n columns; the activations ignore tau. */
 static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n, int d_out,
-                               int ln, int x_attn, int y_attn) {
-    static const char *modes[3] = {"l2_norm_gelu", "gelu_l2_norm", "softmax"};
-    const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1;
+                               int norm, int x_attn, int y_attn) {
+    static const char *modes[5] = {"l2_norm_gelu", "gelu_l2_norm", "softmax", "act_gelu",
+                                   "act_swiglu"};
+    const int bf16 = prec == MATMUL_BF16, raw = !bf16 && G == 1 && mode != ACT_SWIGLU;
     const double tol = bf16 ? 2e-2 : TOL;
-    const size_t g = (size_t)G;
+    const size_t g = (size_t)G, kr = (size_t)n * (mode == ACT_SWIGLU ? 2 : 1); /* key rows */
     char tag[112];
     snprintf(tag, sizeof tag, "%s_G%d_N%d_n%d%s%s%s%s", modes[mode], G, N, n, bf16 ? "_bf16" : "",
-             ln ? "_ln" : "", x_attn ? "_xattn" : "", y_attn ? "_yattn" : "");
+             norm_tag(norm), x_attn ? "_xattn" : "", y_attn ? "_yattn" : "");
     float tau[3] = {sqrtf((float)n), 0.7f * sqrtf((float)n), 1.3f * sqrtf((float)n)};
     GPU->set_precision(GPU, prec); /* before the buffers: it sets their types */
-    Buf X = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), K = buf_rand(g * n * d_in, 0.5f);
-    Buf V = buf_rand(g * n * d_out, 0.5f);
-    Buf Y = buf_out_t(g * N * d_out, y_attn), A = buf_out(g * N * n), S = buf_out(g * N * n);
-    Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
-    /* the normalized rows have the attention tensors' type (ops.h PattInput) */
-    Buf xn = buf_out_t((size_t)N * d_in, 1), mean = buf_out(N), rstd = buf_out(N);
-    PattInput in_c = {.x = X.c, .attn = x_attn}, in_g = {.x = X.g, .attn = x_attn};
-    if (ln) {
-        in_c = (PattInput){.x = X.c, .xn = xn.c, .mean = mean.c, .rstd = rstd.c,
-                            .norm = NORM_LAYER};
-        in_g = (PattInput){.x = X.g, .xn = xn.g, .mean = mean.g, .rstd = rstd.g,
-                            .norm = NORM_LAYER};
-    }
-    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
+    TestInput in = input_new(N, d_in, norm, x_attn);
+    Buf K = buf_rand(g * kr * d_in, 0.5f), V = buf_rand(g * n * d_out, 0.5f);
+    /* sized as pattention_sizes asks with n = the score columns (ops.h) */
+    Buf Y = buf_out_t(g * N * d_out, y_attn), A = buf_out(g * N * kr), S = buf_out(g * N * kr);
+    Buf dA = buf_out(g * N * kr); /* scratch, forward and backward */
+    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in.c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
                             y_attn, NULL);
-    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
+    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in.g, K.g, V.g, tau, G, mode, N, d_in, n, d_out,
                             y_attn, NULL);
-    if (ln) {
-        checkf("pattention_forward_%s_ln_mean", tag, &mean);
-        checkf("pattention_forward_%s_ln_rstd", tag, &rstd);
-    }
+    input_check_stats(&in, "pattention", tag);
     if (raw) {
         checkf("pattention_forward_%s_A", tag, &A);
         checkf("pattention_forward_%s_S", tag, &S);
     }
     checkf_tol("pattention_forward_%s_Y", tag, &Y, tol);
     Buf dY = buf_rand_t(g * N * d_out, 1.0f, y_attn);
-    Buf dX = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), dK = buf_rand(g * n * d_in, 1.0f);
+    Buf dX = buf_rand_t((size_t)N * d_in, 1.0f, x_attn), dK = buf_rand(g * kr * d_in, 1.0f);
     Buf dV = buf_rand(g * n * d_out, 1.0f);
     if (!x_attn) {
-        patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G,
+        patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in.c, K.c, V.c, A.c, S.c, tau, G,
                                  mode, N, d_in, n, d_out, 1, y_attn);
-        patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G,
+        patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in.g, K.g, V.g, A.g, S.g, tau, G,
                                  mode, N, d_in, n, d_out, 1, y_attn);
         if (raw) checkf("pattention_backward_%s_dA", tag, &dA);
         checkf_tol("pattention_backward_%s_dX", tag, &dX, tol);
@@ -412,14 +464,14 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
         /* accumulate_dx = 0 overwrites dX (whatever it held); backward
          * consumed the saved state (ops.h), so forward again first */
-        patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n,
+        patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in.c, K.c, V.c, tau, G, mode, N, d_in, n,
                                 d_out, y_attn, NULL);
-        patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in_g, K.g, V.g, tau, G, mode, N, d_in, n,
+        patt_fwd(GPU, Y.g, A.g, S.g, dA.g, in.g, K.g, V.g, tau, G, mode, N, d_in, n,
                                 d_out, y_attn, NULL);
     }
-    patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in_c, K.c, V.c, A.c, S.c, tau, G, mode,
+    patt_bwd(CPU, dX.c, dK.c, dV.c, dA.c, dY.c, in.c, K.c, V.c, A.c, S.c, tau, G, mode,
                              N, d_in, n, d_out, 0, y_attn);
-    patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in_g, K.g, V.g, A.g, S.g, tau, G, mode,
+    patt_bwd(GPU, dX.g, dK.g, dV.g, dA.g, dY.g, in.g, K.g, V.g, A.g, S.g, tau, G, mode,
                              N, d_in, n, d_out, 0, y_attn);
     checkf_tol("pattention_backward_%s_dX_overwrite", tag, &dX, tol);
     if (x_attn) {
@@ -427,7 +479,8 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
         checkf_tol("pattention_backward_%s_dV", tag, &dV, tol);
     }
     GPU->set_precision(GPU, MATMUL_FP32);
-    Buf *all[] = {&X, &K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV, &xn, &mean, &rstd};
+    input_free(&in);
+    Buf *all[] = {&K, &V, &Y, &A, &S, &dY, &dA, &dX, &dK, &dV};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
@@ -494,26 +547,160 @@ static void test_bf16_mirror(void) {
 
 /* Y = residual + the Pattention's output (ops.h), as the model's residual
  * step without dropout: Y must not be read (NaN-poisoned) and residual
- * must stay as it was. */
-static void test_pattention_residual(int prec, int N, int d, int n) {
+ * must stay as it was. mode: a score normalization or an activation (the
+ * baselines' MLP, whose keys and scores are 2n wide under SwiGLU). */
+static void test_pattention_residual_mode(int prec, int mode, int N, int d, int n) {
     const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
+    const size_t kr = (size_t)n * (mode == ACT_SWIGLU ? 2 : 1);
     char tag[64];
-    snprintf(tag, sizeof tag, "N%d_n%d%s", N, n, prec == MATMUL_BF16 ? "_bf16" : "");
+    snprintf(tag, sizeof tag, "%sN%d_n%d%s",
+             mode == ACT_GELU ? "act_gelu_" : mode == ACT_SWIGLU ? "act_swiglu_" : "", N, n,
+             prec == MATMUL_BF16 ? "_bf16" : "");
     float tau = sqrtf((float)n);
     GPU->set_precision(GPU, prec);
-    Buf X = buf_rand((size_t)N * d, 1.0f), K = buf_rand((size_t)n * d, 0.5f);
+    Buf X = buf_rand((size_t)N * d, 1.0f), K = buf_rand(kr * d, 0.5f);
     Buf V = buf_rand((size_t)n * d, 0.5f), R = buf_rand((size_t)N * d, 2.0f);
-    Buf Y = buf_out((size_t)N * d), A = buf_out((size_t)N * n), S = buf_out((size_t)N * n);
-    Buf dA = buf_out((size_t)N * n);
-    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, PNORM_L2_GELU, N,
-                            d, n, d, 0, R.c);
-    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, PNORM_L2_GELU, N,
-                            d, n, d, 0, R.g);
+    Buf Y = buf_out((size_t)N * d), A = buf_out(N * kr), S = buf_out(N * kr);
+    Buf dA = buf_out(N * kr);
+    patt_fwd(CPU, Y.c, A.c, S.c, dA.c, plain(X.c), K.c, V.c, &tau, 1, mode, N, d, n, d, 0, R.c);
+    patt_fwd(GPU, Y.g, A.g, S.g, dA.g, plain(X.g), K.g, V.g, &tau, 1, mode, N, d, n, d, 0, R.g);
     GPU->set_precision(GPU, MATMUL_FP32);
     checkf_tol("pattention_forward_residual_%s_Y", tag, &Y, tol);
     checkf("pattention_forward_residual_%s_residual_unchanged", tag, &R);
     Buf *all[] = {&X, &K, &V, &R, &Y, &A, &S, &dA};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+static void test_pattention_residual(int prec, int N, int d, int n) {
+    test_pattention_residual_mode(prec, PNORM_L2_GELU, N, d, n);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+static void lin_fwd(const Ops *o, float *Y, PattInput X, const float *W, int G, int N, int d_in,
+                    int d_out, int y_attn, const float *residual) {
+    LinearArgs a = {.X = X, .W = W, .G = G, .N = N, .d_in = d_in, .d_out = d_out,
+                    .y_attn = y_attn, .Y = Y, .residual = residual};
+    o->linear_forward(o, &a);
+}
+static void lin_bwd(const Ops *o, float *dX, float *dW, const float *dY, PattInput X,
+                    const float *W, int G, int N, int d_in, int d_out, int y_attn,
+                    int accumulate_dx) {
+    LinearArgs a = {.X = X, .W = W, .G = G, .N = N, .d_in = d_in, .d_out = d_out,
+                    .y_attn = y_attn, .dX = dX, .dW = dW, .dY = dY,
+                    .accumulate_dx = accumulate_dx};
+    o->linear_backward(o, &a);
+}
+
+/* A linear group of G members sharing X (q, k, v: G = 3, a normalized
+ * input, attention-tensor outputs; o: an attention-tensor input; residual:
+ * Y = residual + X W^T, G = 1). Forward, then backward with dX accumulated
+ * (not for an attention-tensor dX) and overwritten; dW accumulates. */
+static void test_linear(int prec, int G, int N, int d_in, int d_out, int norm, int x_attn,
+                        int y_attn, int residual) {
+    const int bf16 = prec == MATMUL_BF16;
+    const double tol = bf16 ? 2e-2 : TOL;
+    const size_t g = (size_t)G;
+    char tag[112];
+    snprintf(tag, sizeof tag, "G%d_N%d_%dx%d%s%s%s%s%s", G, N, d_out, d_in, bf16 ? "_bf16" : "",
+             norm_tag(norm), x_attn ? "_xattn" : "", y_attn ? "_yattn" : "",
+             residual ? "_residual" : "");
+    char name[160];
+    snprintf(name, sizeof name, "linear_%s", tag);
+    if (!have_op(name, CPU->linear_forward != NULL, GPU->linear_forward != NULL)) return;
+    GPU->set_precision(GPU, prec);
+    TestInput in = input_new(N, d_in, norm, x_attn);
+    Buf W = buf_rand(g * d_out * d_in, 0.5f), Y = buf_out_t(g * N * d_out, y_attn);
+    Buf R = buf_rand((size_t)N * d_out, 2.0f);
+    const float *rc = residual ? R.c : NULL, *rg = residual ? R.g : NULL;
+    lin_fwd(CPU, Y.c, in.c, W.c, G, N, d_in, d_out, y_attn, rc);
+    lin_fwd(GPU, Y.g, in.g, W.g, G, N, d_in, d_out, y_attn, rg);
+    input_check_stats(&in, "linear", tag);
+    checkf_tol("linear_forward_%s_Y", tag, &Y, tol);
+    if (residual) checkf("linear_forward_%s_residual_unchanged", tag, &R);
+    Buf dY = buf_rand_t(g * N * d_out, 1.0f, y_attn), dW = buf_rand(g * d_out * d_in, 1.0f);
+    Buf dX = buf_rand_t((size_t)N * d_in, 1.0f, x_attn);
+    if (!x_attn) {
+        lin_bwd(CPU, dX.c, dW.c, dY.c, in.c, W.c, G, N, d_in, d_out, y_attn, 1);
+        lin_bwd(GPU, dX.g, dW.g, dY.g, in.g, W.g, G, N, d_in, d_out, y_attn, 1);
+        checkf_tol("linear_backward_%s_dX", tag, &dX, tol);
+        checkf_tol("linear_backward_%s_dW", tag, &dW, tol);
+    }
+    lin_bwd(CPU, dX.c, dW.c, dY.c, in.c, W.c, G, N, d_in, d_out, y_attn, 0);
+    lin_bwd(GPU, dX.g, dW.g, dY.g, in.g, W.g, G, N, d_in, d_out, y_attn, 0);
+    checkf_tol("linear_backward_%s_dX_overwrite", tag, &dX, tol);
+    checkf_tol("linear_backward_%s_dW_accumulated", tag, &dW, tol);
+    GPU->set_precision(GPU, MATMUL_FP32);
+    input_free(&in);
+    Buf *all[] = {&W, &Y, &R, &dY, &dW, &dX};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+/* The final norm's op (fp32 in and out), with and without a weight;
+ * backward accumulates into dx and dw. */
+static void test_rmsnorm(int N, int C, int weighted) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s_C%d", weighted ? "weighted" : "unit", C);
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_%s", tag);
+    if (!have_op(name, CPU->rmsnorm_forward != NULL, GPU->rmsnorm_forward != NULL)) return;
+    Buf x = buf_rand((size_t)N * C, 2.0f), out = buf_out((size_t)N * C), rstd = buf_out(N);
+    Buf w = buf_rand(C, 1.0f);
+    const float *wc = weighted ? w.c : NULL, *wg = weighted ? w.g : NULL;
+    CPU->rmsnorm_forward(CPU, out.c, rstd.c, x.c, wc, N, C);
+    GPU->rmsnorm_forward(GPU, out.g, rstd.g, x.g, wg, N, C);
+    checkf("rmsnorm_forward_%s_out", tag, &out);
+    checkf("rmsnorm_forward_%s_rstd", tag, &rstd);
+    Buf dout = buf_rand((size_t)N * C, 1.0f), dx = buf_rand((size_t)N * C, 1.0f);
+    Buf dw = buf_rand(C, 1.0f);
+    CPU->rmsnorm_backward(CPU, dx.c, weighted ? dw.c : NULL, dout.c, x.c, wc, rstd.c, N, C);
+    GPU->rmsnorm_backward(GPU, dx.g, weighted ? dw.g : NULL, dout.g, x.g, wg, rstd.g, N, C);
+    checkf("rmsnorm_backward_%s_dx", tag, &dx);
+    if (weighted) checkf("rmsnorm_backward_%s_dw", tag, &dw);
+    Buf *all[] = {&x, &out, &rstd, &w, &dout, &dx, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* The ops of the baseline archs (ops.h): RMSNorm, the Pattention path with
+ * an activation (the baselines' MLP), the fused RMS input normalization and
+ * the linear projection, at the matmul precisions. The activation modes
+ * and RMS inputs have no table entry of their own to look for: they are
+ * skipped with the rest while the CPU backend lacks the new entries. */
+static void test_baseline_ops(void) {
+    test_rmsnorm(37, 53, 1);
+    test_rmsnorm(37, 53, 0);
+    test_rmsnorm(37, 384, 1); /* C = 128 V: the vector kernels */
+    test_rmsnorm(9, 768, 0);
+    test_rmsnorm(5, 800, 1);
+    if (!have_op("pattention_act_and_rms_input", CPU->linear_forward && CPU->rmsnorm_forward, 1))
+        return;
+    for (int mode = ACT_GELU; mode <= ACT_SWIGLU; mode++) {
+        test_pattention_in(MATMUL_FP32, mode, 1, 37, 24, 53, 19, NORM_NONE, 0, 0); /* odd n: one unit per thread */
+        test_pattention_in(MATMUL_FP32, mode, 1, 37, 24, 64, 19, NORM_NONE, 0, 0); /* vectors */
+        test_pattention_in(MATMUL_FP32, mode, 3, 37, 24, 56, 24, NORM_NONE, 0, 0); /* a group */
+        test_pattention_in(MATMUL_FP32, mode, 1, 37, 128, 96, 128, NORM_LAYER, 0, 0);
+        test_pattention_in(MATMUL_FP32, mode, 1, 37, 128, 96, 128, NORM_RMS, 0, 0);
+        test_pattention_in(MATMUL_BF16, mode, 1, 300, 96, 200, 96, NORM_NONE, 0, 0);
+        test_pattention_in(MATMUL_BF16, mode, 1, 64, 128, 512, 128, NORM_RMS, 0, 0);
+        test_pattention_in(MATMUL_BF16, mode, 1, 50, 32, 53, 24, NORM_LAYER, 0, 0); /* odd n */
+        test_pattention_in(MATMUL_BF16, mode, 3, 64, 32, 72, 32, NORM_NONE, 0, 0);
+        test_pattention_residual_mode(MATMUL_FP32, mode, 37, 24, 56);
+        test_pattention_residual_mode(MATMUL_BF16, mode, 300, 96, 384);
+    }
+    /* the fused RMS input of the Pattention modes too */
+    test_pattention_in(MATMUL_FP32, PNORM_L2_GELU, 3, 37, 53, 54, 53, NORM_RMS, 0, 0);
+    test_pattention_in(MATMUL_BF16, PNORM_L2_GELU, 3, 64, 128, 96, 128, NORM_RMS, 0, 1);
+    for (int p = 0; p < 2; p++) {
+        const int prec = p ? MATMUL_BF16 : MATMUL_FP32;
+        test_linear(prec, 1, 37, 24, 19, NORM_NONE, 0, 0, 0);
+        test_linear(prec, 3, 37, 128, 128, NORM_LAYER, 0, 1, 0); /* q, k, v */
+        test_linear(prec, 3, 64, 128, 128, NORM_RMS, 0, 1, 0);
+        test_linear(prec, 3, 37, 53, 53, NORM_RMS, 0, 0, 0); /* C not a multiple of 128 */
+        test_linear(prec, 1, 64, 128, 128, NORM_NONE, 1, 0, 1); /* o: attention in, residual */
+        test_linear(prec, 1, 37, 96, 96, NORM_NONE, 0, 0, 1);
+        test_linear(prec, 2, 300, 96, 384, NORM_LAYER, 0, 0, 0);
+    }
 }
 
 /* ---------------------------------------------------------------- rope */
@@ -928,6 +1115,7 @@ int main(void) {
     test_attention_fused(2, 77, 3, 32);
     test_attention_fused(2, 130, 2, 128);
     test_attention_prec(MATMUL_BF16, 2, 37, 3, 16); /* bf16 tensors, a head size without kernels */
+    test_baseline_ops();
     /* fp32 again: back on the cuBLAS path */
     test_attention(2, 13, 3, 8);
     test_attention(2, 100, 2, 64);

@@ -189,6 +189,27 @@ void tfc_mirror_forget(const void *p, size_t bytes);
 // What fp32-operand GEMMs compute in: fp32, or TF32 under --precision tf32/bf16.
 cublasComputeType_t tfc_fp32_compute(void);
 
+// The cuBLAS types of a GEMM operand type T (float or bf16) and the
+// compute type its products take.
+template <typename T> struct Dt;
+template <> struct Dt<float> {
+    static cudaDataType type() { return CUDA_R_32F; }
+    static cublasComputeType_t compute() { return tfc_fp32_compute(); }
+};
+template <> struct Dt<bf16> {
+    static cudaDataType type() { return CUDA_R_16BF; }
+    static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+
+// Row-major C_b (+)= op(A_b) op(B_b), b < batch (leading dims and batch strides in elements).
+template <typename TC, typename T>
+static void tfc_gemm(TC *C, int ldc, long long sc, const T *A, int lda, long long sa, const T *B,
+                 int ldb, long long sb, int M, int N, int K, int trans_a, int trans_b, float beta,
+                 int batch) {
+    tfc_gemm_batched(C, ldc, sc, Dt<TC>::type(), TfcOperand{A, lda, sa}, TfcOperand{B, ldb, sb},
+                     Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch, Dt<T>::compute());
+}
+
 // Row-major GEMM: C[M,N] = alpha op(A) op(B) + beta C (see ops.h).
 void tfc_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a,
                 int trans_b, float alpha, float beta);
@@ -205,6 +226,21 @@ void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const
                         const float *w, const float *b, int N, int C);
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C);
+// RMSNorm (ops.h rmsnorm_forward/backward); tfc_rmsnorm_rows as tfc_layernorm_rows.
+void tfc_rmsnorm_rows(float *out, bf16 *out16, float *rstd, const float *x, const float *w, int N,
+                      int C);
+void tfc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C);
+void tfc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int N, int C);
+// The rows the products of a Pattention or linear take, from its input
+// (ops.h PattInput): in bf16 mode an attention tensor as it is, x rounded to
+// bf16 (into TFC_WS_BF16_X), or the normalized rows, which forward writes
+// straight to bf16 in xn (no fp32 copy) and backward finds there; else x, or
+// the normalized rows in xn.
+const bf16 *tfc_input_bf16(PattInput in, int N, int d_in, bool forward);
+const float *tfc_input_fp32(PattInput in, int N, int d_in, bool forward);
+void tfc_linear_forward(const LinearArgs *a);
+void tfc_linear_backward(const LinearArgs *a);
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                          size_t *da_floats);
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput X,

@@ -1,4 +1,6 @@
-// LayerNorm over the last dim, one warp per row; weight/bias optional.
+// LayerNorm and RMSNorm over the last dim, one warp per row; weight/bias
+// optional. RMSNorm is LayerNorm without centering (mean 0, no bias), so one
+// set of kernels serves both: RMS (a template argument) drops the mean.
 // Rows of a multiple of 128 floats (the presets' d) take the vector kernels:
 // 16-byte loads, the row held in registers between its passes.
 #include "common.cuh"
@@ -7,6 +9,8 @@
 
 // The output goes to out (fp32) and/or out16 (bf16; the normalized input of
 // a Pattention under --precision bf16); either may be NULL.
+// RMS: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + RMSNORM_EPS), no mean.
+template <bool RMS>
 __global__ void layernorm_forward_kernel(float *out, bf16 *out16, float *mean, float *rstd,
                                          const float *x, const float *w, const float *b, int N,
                                          int C) {
@@ -14,16 +18,19 @@ __global__ void layernorm_forward_kernel(float *out, bf16 *out16, float *mean, f
     int lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
-    float sum = 0.0f;
-    for (int j = lane; j < C; j += 32) sum += xr[j];
-    float m = tfc_warp_sum(sum) / (float)C;
+    float m = 0.0f;
+    if (!RMS) {
+        float sum = 0.0f;
+        for (int j = lane; j < C; j += 32) sum += xr[j];
+        m = tfc_warp_sum(sum) / (float)C;
+    }
     float var = 0.0f;
     for (int j = lane; j < C; j += 32) {
         float dx = xr[j] - m;
         var += dx * dx;
     }
     var = tfc_warp_sum(var) / (float)C;
-    float rs = 1.0f / sqrtf(var + LAYERNORM_EPS);
+    float rs = 1.0f / sqrtf(var + (RMS ? RMSNORM_EPS : LAYERNORM_EPS));
     for (int j = lane; j < C; j += 32) {
         float y = (xr[j] - m) * rs;
         if (w) y *= w[j];
@@ -32,12 +39,14 @@ __global__ void layernorm_forward_kernel(float *out, bf16 *out16, float *mean, f
         if (out16) out16[(size_t)row * C + j] = __float2bfloat16(y);
     }
     if (lane == 0) {
-        if (mean) mean[row] = m;
+        if (mean && !RMS) mean[row] = m;
         if (rstd) rstd[row] = rs;
     }
 }
 
-// dx += rstd (dn - mean(dn) - xhat mean(dn xhat)), dn = dout * w.
+// dx += rstd (dn - mean(dn) - xhat mean(dn xhat)), dn = dout * w; under RMS
+// (xhat = x rstd) without the mean(dn) term.
+template <bool RMS>
 __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const float *x,
                                              const float *w, const float *mean,
                                              const float *rstd, int N, int C) {
@@ -47,7 +56,7 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
     const float *xr = x + (size_t)row * C;
     const float *dr = dout + (size_t)row * C;
     float *dxr = dx + (size_t)row * C;
-    float m = mean[row], rs = rstd[row];
+    float m = RMS ? 0.0f : mean[row], rs = rstd[row];
     float s1 = 0.0f, s2 = 0.0f;
     for (int j = lane; j < C; j += 32) {
         float dn = w ? dr[j] * w[j] : dr[j];
@@ -55,7 +64,7 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
         s1 += dn;
         s2 += dn * xh;
     }
-    s1 = tfc_warp_sum(s1) / (float)C;
+    s1 = RMS ? 0.0f : tfc_warp_sum(s1) / (float)C;
     s2 = tfc_warp_sum(s2) / (float)C;
     for (int j = lane; j < C; j += 32) {
         float dn = w ? dr[j] * w[j] : dr[j];
@@ -65,7 +74,7 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
 }
 
 // V float4 per lane: C == 128 V.
-template <int V>
+template <bool RMS, int V>
 __global__ void layernorm_forward_vec_kernel(float *out, bf16 *out16, float *mean, float *rstd,
                                              const float *x, const float *w, const float *b, int N) {
     const int C = 128 * V;
@@ -80,7 +89,7 @@ __global__ void layernorm_forward_vec_kernel(float *out, bf16 *out16, float *mea
         v[i] = xr[lane + 32 * i];
         sum += (v[i].x + v[i].y) + (v[i].z + v[i].w);
     }
-    float m = tfc_warp_sum(sum) / (float)C;
+    float m = RMS ? 0.0f : tfc_warp_sum(sum) / (float)C;
     float var = 0.0f;
 #pragma unroll
     for (int i = 0; i < V; i++) {
@@ -88,7 +97,7 @@ __global__ void layernorm_forward_vec_kernel(float *out, bf16 *out16, float *mea
         var += (a * a + bb * bb) + (c * c + d * d);
     }
     var = tfc_warp_sum(var) / (float)C;
-    float rs = 1.0f / sqrtf(var + LAYERNORM_EPS);
+    float rs = 1.0f / sqrtf(var + (RMS ? RMSNORM_EPS : LAYERNORM_EPS));
 #pragma unroll
     for (int i = 0; i < V; i++) {
         int k = lane + 32 * i;
@@ -110,12 +119,12 @@ __global__ void layernorm_forward_vec_kernel(float *out, bf16 *out16, float *mea
         }
     }
     if (lane == 0) {
-        if (mean) mean[row] = m;
+        if (mean && !RMS) mean[row] = m;
         if (rstd) rstd[row] = rs;
     }
 }
 
-template <int V>
+template <bool RMS, int V>
 __global__ void layernorm_backward_dx_vec_kernel(float *dx, const float *dout, const float *x,
                                                  const float *w, const float *mean,
                                                  const float *rstd, int N) {
@@ -126,7 +135,7 @@ __global__ void layernorm_backward_dx_vec_kernel(float *dx, const float *dout, c
     const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C);
     const float4 *dr = reinterpret_cast<const float4 *>(dout + (size_t)row * C);
     float4 *dxr = reinterpret_cast<float4 *>(dx + (size_t)row * C);
-    float m = mean[row], rs = rstd[row];
+    float m = RMS ? 0.0f : mean[row], rs = rstd[row];
     float4 dn[V], xh[V];
     float s1 = 0.0f, s2 = 0.0f;
 #pragma unroll
@@ -143,7 +152,7 @@ __global__ void layernorm_backward_dx_vec_kernel(float *dx, const float *dout, c
         s1 += (d.x + d.y) + (d.z + d.w);
         s2 += (d.x * h.x + d.y * h.y) + (d.z * h.z + d.w * h.w);
     }
-    s1 = tfc_warp_sum(s1) / (float)C;
+    s1 = RMS ? 0.0f : tfc_warp_sum(s1) / (float)C;
     s2 = tfc_warp_sum(s2) / (float)C;
 #pragma unroll
     for (int i = 0; i < V; i++) {
@@ -170,6 +179,7 @@ static int vec_width(int C, const void *p0, const void *p1, const void *p2, cons
 
 // Column sums of dout * xhat and dout over a slice of rows: partial[chunk][c].
 // Block (32, 8): x walks columns, y walks rows; fixed order, so deterministic.
+template <bool RMS>
 __global__ void layernorm_backward_dwdb_partial(float *pdw, float *pdb, const float *dout,
                                                 const float *x, const float *mean,
                                                 const float *rstd, int N, int C) {
@@ -179,7 +189,7 @@ __global__ void layernorm_backward_dwdb_partial(float *pdw, float *pdb, const fl
     if (c < C) {
         for (int row = blockIdx.y * 8 + threadIdx.y; row < N; row += gridDim.y * 8) {
             float d = dout[(size_t)row * C + c];
-            float xh = (x[(size_t)row * C + c] - mean[row]) * rstd[row];
+            float xh = (x[(size_t)row * C + c] - (RMS ? 0.0f : mean[row])) * rstd[row];
             aw += d * xh;
             ab += d;
         }
@@ -210,20 +220,66 @@ __global__ void layernorm_backward_dwdb_final(float *dw, float *db, const float 
     if (db) db[c] += ab;
 }
 
-void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
-                        const float *w, const float *b, int N, int C) {
+template <bool RMS>
+static void norm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
+                      const float *w, const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
     switch (vec_width(C, out, x, w, b)) {
-#define LN_FWD_CASE(V)                                                                            \
-    case V:                                                                                       \
-        layernorm_forward_vec_kernel<V><<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N); \
+#define LN_FWD_CASE(V)                                                                       \
+    case V:                                                                                  \
+        layernorm_forward_vec_kernel<RMS, V>                                                 \
+            <<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N);                       \
         break;
         LN_VEC_CASES(LN_FWD_CASE)
 #undef LN_FWD_CASE
-    default: layernorm_forward_kernel<<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N, C);
+    default:
+        layernorm_forward_kernel<RMS><<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N, C);
     }
     KERNEL_CHECK();
+}
+
+template <bool RMS>
+static void norm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                          const float *w, const float *mean, const float *rstd, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    if (dx) {
+        int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
+        switch (vec_width(C, dx, dout, x, w)) {
+#define LN_BWD_CASE(V)                                                                       \
+    case V:                                                                                  \
+        layernorm_backward_dx_vec_kernel<RMS, V>                                             \
+            <<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N);                            \
+        break;
+            LN_VEC_CASES(LN_BWD_CASE)
+#undef LN_BWD_CASE
+        default:
+            layernorm_backward_dx_kernel<RMS><<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N, C);
+        }
+        KERNEL_CHECK();
+    }
+    if (dw || db) {
+        int chunks = (N + 63) / 64; // >= 64 rows per chunk
+        if (chunks > 128) chunks = 128;
+        float *part = (float *)tfc_workspace(TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
+        dim3 grid((C + 31) / 32, chunks), block(32, 8);
+        layernorm_backward_dwdb_partial<RMS><<<grid, block>>>(part, part + (size_t)chunks * C,
+                                                              dout, x, mean, rstd, N, C);
+        KERNEL_CHECK();
+        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256>>>(dw, db, part,
+                                                                part + (size_t)chunks * C, chunks, C);
+        KERNEL_CHECK();
+    }
+}
+
+void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
+                        const float *w, const float *b, int N, int C) {
+    norm_rows<false>(out, out16, mean, rstd, x, w, b, N, C);
+}
+
+void tfc_rmsnorm_rows(float *out, bf16 *out16, float *rstd, const float *x, const float *w, int N,
+                      int C) {
+    norm_rows<true>(out, out16, nullptr, rstd, x, w, nullptr, N, C);
 }
 
 void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
@@ -233,31 +289,45 @@ void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
 
 void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C) {
-    if (N <= 0 || C <= 0) return;
-    if (dx) {
-        int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
-        switch (vec_width(C, dx, dout, x, w)) {
-#define LN_BWD_CASE(V)                                                                          \
-    case V:                                                                                     \
-        layernorm_backward_dx_vec_kernel<V><<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N); \
-        break;
-            LN_VEC_CASES(LN_BWD_CASE)
-#undef LN_BWD_CASE
-        default:
-            layernorm_backward_dx_kernel<<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N, C);
-        }
-        KERNEL_CHECK();
-    }
-    if (dw || db) {
-        int chunks = (N + 63) / 64; // >= 64 rows per chunk
-        if (chunks > 128) chunks = 128;
-        float *part = (float *)tfc_workspace(TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
-        dim3 grid((C + 31) / 32, chunks), block(32, 8);
-        layernorm_backward_dwdb_partial<<<grid, block>>>(part, part + (size_t)chunks * C, dout, x,
-                                                         mean, rstd, N, C);
-        KERNEL_CHECK();
-        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256>>>(dw, db, part,
-                                                                part + (size_t)chunks * C, chunks, C);
-        KERNEL_CHECK();
-    }
+    norm_backward<false>(dx, dw, db, dout, x, w, mean, rstd, N, C);
+}
+
+void tfc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C) {
+    tfc_rmsnorm_rows(out, nullptr, rstd, x, w, N, C);
+}
+
+void tfc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int N, int C) {
+    norm_backward<true>(dx, dw, nullptr, dout, x, w, nullptr, rstd, N, C);
+}
+
+// ---- the input of a Pattention or linear (ops.h PattInput) ----
+
+static void check_input(PattInput in) {
+    if (in.attn && in.norm != NORM_NONE)
+        tfc_fail("op input", "an attention-tensor input with a normalization", __FILE__, __LINE__);
+}
+
+// Writes the normalized rows (statistics to in.mean / in.rstd) to out
+// (fp32) or out16 (bf16).
+static void normalize_input(PattInput in, float *out, bf16 *out16, int N, int d_in) {
+    if (in.norm == NORM_RMS)
+        tfc_rmsnorm_rows(out, out16, in.rstd, in.x, in.w, N, d_in);
+    else
+        tfc_layernorm_rows(out, out16, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
+}
+
+const bf16 *tfc_input_bf16(PattInput in, int N, int d_in, bool forward) {
+    check_input(in);
+    if (in.attn) return (const bf16 *)in.x;
+    if (in.norm == NORM_NONE) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, (size_t)N * d_in);
+    if (forward) normalize_input(in, nullptr, (bf16 *)in.xn, N, d_in);
+    return (const bf16 *)in.xn;
+}
+
+const float *tfc_input_fp32(PattInput in, int N, int d_in, bool forward) {
+    check_input(in);
+    if (in.norm == NORM_NONE) return in.x;
+    if (forward) normalize_input(in, in.xn, nullptr, N, d_in);
+    return in.xn;
 }

@@ -505,6 +505,16 @@ static void op_layernorm_backward(const Ops *ops, float *dx, float *dw, float *d
                                   const float *mean, const float *rstd, int N, int C) {
     tfc_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
 }
+static void op_rmsnorm_forward(const Ops *ops, float *out, float *rstd, const float *x,
+                               const float *w, int N, int C) {
+    tfc_rmsnorm_forward(out, rstd, x, w, N, C);
+}
+static void op_rmsnorm_backward(const Ops *ops, float *dx, float *dw, const float *dout,
+                                const float *x, const float *w, const float *rstd, int N, int C) {
+    tfc_rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+}
+static void op_linear_forward(const Ops *ops, const LinearArgs *a) { tfc_linear_forward(a); }
+static void op_linear_backward(const Ops *ops, const LinearArgs *a) { tfc_linear_backward(a); }
 static void op_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats,
                                 size_t *s_floats, size_t *da_floats) {
     tfc_pattention_sizes(G, N, n, a_floats, s_floats, da_floats);
@@ -652,10 +662,10 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.embedding_backward = op_embedding_backward;
     g_ops.layernorm_forward = op_layernorm_forward;
     g_ops.layernorm_backward = op_layernorm_backward;
-    g_ops.rmsnorm_forward = NULL;
-    g_ops.rmsnorm_backward = NULL;
-    g_ops.linear_forward = NULL;
-    g_ops.linear_backward = NULL;
+    g_ops.rmsnorm_forward = op_rmsnorm_forward;
+    g_ops.rmsnorm_backward = op_rmsnorm_backward;
+    g_ops.linear_forward = op_linear_forward;
+    g_ops.linear_backward = op_linear_backward;
     g_ops.pattention_sizes = op_pattention_sizes;
     g_ops.pattention_forward = op_pattention_forward;
     g_ops.pattention_backward = op_pattention_backward;

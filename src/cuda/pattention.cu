@@ -1,14 +1,18 @@
 // Pattention (docs/MODEL.md, Pattention) forward and backward on the GPU, for a group
 // of G members sharing X (G = 1: one Pattention; q, k, v: G = 3); X is the
-// op's input or, for a block's LayerNorm, normalized here (ops.h PattInput):
+// op's input or, for a block's norm, normalized here (ops.h PattInput):
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
+// The baselines' MLP is the same op with an elementwise activation in place
+// of pnorm (ACT_GELU, ACT_SWIGLU: elementwise kernels, below).
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
 // the products accumulate in fp32 (as under torch.autocast): the scores A,
 // S and dS/dA are then stored as bf16 in their buffers (the layout of the
 // saved state is the backend's business); dK and dV stay fp32, and so do Y
 // and dX unless they are attention tensors (ops.h), which are bf16 then.
+#include <type_traits>
+
 #include "common.cuh"
 
 // ---- pnorm: a team of G warps per row (G = 1 up to 576 elements). A lane
@@ -576,91 +580,225 @@ static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus
     });
 }
 
-// ---- a group of G Pattentions sharing X (ops.h). Its scores are one N x Gn
-// matrix, member g in columns [g n, (g + 1) n): one GEMM over the stacked
-// keys gives them all, the pnorm kernels see (N G) rows of n, and dX and dK
-// are again single GEMMs over the stacked rows; only the products with the
-// values, Y_g = S_g V_g and their gradients, are batched per member.
-// T is the element type of the stored scores and of the GEMM operands.
-template <typename T> struct Dt;
-template <> struct Dt<float> {
-    static cudaDataType type() { return CUDA_R_32F; }
-    static cublasComputeType_t compute() { return tfc_fp32_compute(); }
-};
-template <> struct Dt<bf16> {
-    static cudaDataType type() { return CUDA_R_16BF; }
-    static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+// ---- the elementwise activations of the baselines' MLP (ACT_GELU,
+// ACT_SWIGLU): S depends on its own element of A only (SwiGLU: on the gate
+// and up elements of its hidden unit), so no row statistics. The scores of
+// a group member's row are W n wide (W = 1, or 2 for SwiGLU: gate columns
+// then up columns, as the keys are stacked), its S row n wide. A thread
+// takes VW consecutive hidden units of one row (16 bytes of each operand
+// when n allows, else one), in a grid-stride loop.
+template <int MODE> struct ActWidth {
+    static constexpr int w = MODE == ACT_SWIGLU ? 2 : 1;
 };
 
-// Row-major C_b (+)= op(A_b) op(B_b), b < batch (leading dims and batch strides in elements).
-template <typename TC, typename T>
-static void gemm(TC *C, int ldc, long long sc, const T *A, int lda, long long sa, const T *B,
-                 int ldb, long long sb, int M, int N, int K, int trans_a, int trans_b, float beta,
-                 int batch) {
-    tfc_gemm_batched(C, ldc, sc, Dt<TC>::type(), TfcOperand{A, lda, sa}, TfcOperand{B, ldb, sb},
-                     Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch, Dt<T>::compute());
+static __device__ __forceinline__ float act_f(float v) { return v; }
+static __device__ __forceinline__ float act_f(bf16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ void act_set(float &d, float v) { d = v; }
+static __device__ __forceinline__ void act_set(bf16 &d, float v) { d = __float2bfloat16(v); }
+
+// VW elements from p (one 16-byte access when VW > 1) into fp32, and back.
+template <int VW, typename T> static __device__ __forceinline__ void act_load(float (&f)[VW], const T *p) {
+    if constexpr (VW == 1) {
+        f[0] = act_f(*p);
+    } else {
+        static_assert(VW * sizeof(T) == 16, "one 16-byte access");
+        alignas(16) T e[VW];
+        *reinterpret_cast<uint4 *>(e) = *reinterpret_cast<const uint4 *>(p);
+#pragma unroll
+        for (int i = 0; i < VW; i++) f[i] = act_f(e[i]);
+    }
 }
+template <int VW, typename T> static __device__ __forceinline__ void act_store(T *p, const float (&f)[VW]) {
+    if constexpr (VW == 1) {
+        act_set(*p, f[0]);
+    } else {
+        alignas(16) T e[VW];
+#pragma unroll
+        for (int i = 0; i < VW; i++) act_set(e[i], f[i]);
+        *reinterpret_cast<uint4 *>(p) = *reinterpret_cast<const uint4 *>(e);
+    }
+}
+
+// SiLU(g) = g sigmoid(g); its derivative sigmoid(g) (1 + g (1 - sigmoid(g))).
+static __device__ __forceinline__ float act_sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
+
+// Where a thread's units lie: offset of its first score (A, dA) and of its
+// first S element, for unit u of `per` VW-vectors per member row. I, the
+// type of unit indices, is 32-bit unless there are 2^32 units or more (a
+// 64-bit division costs several times a 32-bit one).
+template <int W, int VW> struct ActAt {
+    size_t a, s;
+    template <typename I> __device__ ActAt(I u, I per, int n) {
+        const I rm = u / per; // row * G + member
+        const int j = (int)(u - rm * per) * VW;
+        a = (size_t)rm * (size_t)(W * n) + j;
+        s = (size_t)rm * (size_t)n + j;
+    }
+};
+
+template <int MODE, int VW, typename T, typename I>
+__global__ void act_forward_kernel(T *S, const T *A, int n, I units) {
+    constexpr int W = ActWidth<MODE>::w;
+    const I per = (I)(n / VW);
+    for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
+        const ActAt<W, VW> at(u, per, n);
+        float a[VW], s[VW];
+        act_load<VW>(a, A + at.a);
+        if constexpr (MODE == ACT_SWIGLU) {
+            float up[VW];
+            act_load<VW>(up, A + at.a + n);
+#pragma unroll
+            for (int i = 0; i < VW; i++) s[i] = a[i] * act_sigmoid(a[i]) * up[i];
+        } else {
+#pragma unroll
+            for (int i = 0; i < VW; i++) s[i] = a[i] * pn_cdf(a[i]);
+        }
+        act_store<VW>(S + at.s, s);
+    }
+}
+
+// dA from dS, which lies in dA where the unit's last score lies (GeLU: the
+// score's own place; SwiGLU: the up column), so that each thread reads its
+// dS before it writes its dA. S, recomputed, goes to S_out (may alias A,
+// at the unit's first score) when that is not null.
+template <int MODE, int VW, typename T, typename I>
+__global__ void act_backward_kernel(T *dA, T *S_out, const T *A, int n, I units) {
+    constexpr int W = ActWidth<MODE>::w;
+    const I per = (I)(n / VW);
+    for (I u = blockIdx.x * (I)blockDim.x + threadIdx.x; u < units; u += (I)gridDim.x * blockDim.x) {
+        const ActAt<W, VW> at(u, per, n);
+        float a[VW], ds[VW], s[VW];
+        act_load<VW>(a, A + at.a);
+        if constexpr (MODE == ACT_SWIGLU) {
+            float up[VW], dup[VW];
+            act_load<VW>(up, A + at.a + n);
+            act_load<VW>(ds, dA + at.a + n);
+#pragma unroll
+            for (int i = 0; i < VW; i++) {
+                const float sg = act_sigmoid(a[i]), silu = a[i] * sg;
+                s[i] = silu * up[i];
+                dup[i] = ds[i] * silu;
+                ds[i] *= up[i] * sg * (1.0f + a[i] * (1.0f - sg)); // d gate
+            }
+            act_store<VW>(dA + at.a + n, dup);
+        } else {
+#pragma unroll
+            for (int i = 0; i < VW; i++) {
+                float pdf, cdf = pn_cdf_pdf(a[i], &pdf);
+                s[i] = a[i] * cdf;
+                ds[i] *= cdf + a[i] * pdf;
+            }
+        }
+        act_store<VW>(dA + at.a, ds);
+        if (S_out) act_store<VW>(S_out + at.a, s);
+    }
+}
+
+static bool act_mode(int mode) { return mode == ACT_GELU || mode == ACT_SWIGLU; }
+static int act_width(int mode) { return mode == ACT_SWIGLU ? 2 : 1; }
+
+// VW units per thread when n and every pointer allow 16-byte accesses.
+template <typename T, typename Launch>
+static void act_dispatch(int mode, int n, const void *p0, const void *p1, Launch launch) {
+    constexpr int VEC = 16 / sizeof(T);
+    const bool vec = n % VEC == 0 && (((uintptr_t)p0 | (uintptr_t)p1) & 15) == 0;
+    auto by_width = [&](auto mode_c) {
+        if (vec) launch(mode_c, std::integral_constant<int, VEC>());
+        else launch(mode_c, std::integral_constant<int, 1>());
+    };
+    if (mode == ACT_SWIGLU) by_width(std::integral_constant<int, ACT_SWIGLU>());
+    else by_width(std::integral_constant<int, ACT_GELU>());
+    KERNEL_CHECK();
+}
+
+// Launches kernel<I>(units) over the units with 256-thread blocks, I the
+// narrowest index type that counts them (and the grid-stride steps past the
+// last one).
+template <typename Kernel32, typename Kernel64>
+static void act_launch(size_t units, Kernel32 k32, Kernel64 k64) {
+    const unsigned blocks = tfc_blocks(units, 256);
+    if (units + (size_t)blocks * 256 <= 0xffffffffu) k32(blocks, (unsigned)units);
+    else k64(blocks, units);
+}
+
+// S (rows x n) from the scores A (rows x W n); rows = N G.
+template <typename T> static void act_forward(T *S, const T *A, int mode, int rows, int n) {
+    act_dispatch<T>(mode, n, S, A, [&](auto m, auto vw) {
+        constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
+        act_launch(
+            (size_t)rows * n / VW,
+            [&](unsigned b, unsigned u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); },
+            [&](unsigned b, size_t u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); });
+    });
+}
+
+template <typename T> static void act_backward(T *dA, T *S_out, const T *A, int mode, int rows, int n) {
+    act_dispatch<T>(mode, n, dA, A, [&](auto m, auto vw) {
+        constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
+        act_launch(
+            (size_t)rows * n / VW,
+            [&](unsigned b, unsigned u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); },
+            [&](unsigned b, size_t u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); });
+    });
+}
+
+// ---- a group of G Pattentions sharing X (ops.h). Its scores are one N x Gn
+// matrix (N x 2Gn under SwiGLU: member g's gate and up columns side by side),
+// member g in columns [g n, (g + 1) n): one GEMM over the stacked keys gives
+// them all, the pnorm kernels see (N G) rows of n, and dX and dK are again
+// single GEMMs over the stacked rows; only the products with the values,
+// Y_g = S_g V_g and their gradients, are batched per member. S is N x Gn in
+// every mode.
+// T is the element type of the stored scores and of the GEMM operands.
 
 // TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16
 // mode). residual (G = 1, fp32 Y): Y = residual + S V, in the GEMM.
 template <typename T, typename TY>
 static void group_forward(TY *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
                           int mode, int N, int d_in, int n, int d_out, const float *residual) {
-    const int G = taus.G, Gn = G * n;
-    gemm(A, Gn, 0, X, d_in, 0, K, d_in, 0, N, Gn, d_in, 0, 1, 0.0f, 1); // A = X K^T
-    pnorm_forward(S, (const T *)A, taus, mode, N * G, n);
+    const int G = taus.G, Gn = G * n, cols = Gn * act_width(mode);
+    tfc_gemm(A, cols, 0, X, d_in, 0, K, d_in, 0, N, cols, d_in, 0, 1, 0.0f, 1); // A = X K^T
+    if (act_mode(mode)) act_forward(S, (const T *)A, mode, N * G, n);
+    else pnorm_forward(S, (const T *)A, taus, mode, N * G, n);
     if (residual) { // Y = residual + S V
         tfc_gemm_from(Y, residual, d_out, Dt<TY>::type(), TfcOperand{S, Gn, 0},
                       TfcOperand{V, d_out, 0}, Dt<T>::type(), N, d_out, n, 0, 0, 1.0f, 1.0f,
                       Dt<T>::compute());
         return;
     }
-    gemm(Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
+    tfc_gemm(Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
          d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
 }
 
-// S_out: where the pnorm backward writes S (bf16 mode, which does not keep
-// it: over A) or NULL; S: the S that dV takes (S_out, or the forward's).
-// TX: the type of dX (that of X).
+// S_out: where the backward writes S (bf16 mode, which does not keep it:
+// over A, at the first score of each unit) or NULL; S: the S that dV takes
+// (S_out, or the forward's, N x Gn). TX: the type of dX (that of X).
 template <typename T, typename TX>
 static void group_backward(TX *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
                            const T *dY, const T *X, const T *K, const T *V, const T *A,
                            PnTaus taus, int mode, int N, int d_in, int n, int d_out,
                            float dx_beta) {
-    const int G = taus.G, Gn = G * n;
+    const int G = taus.G, Gn = G * n, w = act_width(mode), cols = Gn * w;
     const long long y_stride = (long long)N * d_out, v_stride = (long long)n * d_out;
-    gemm(dA, Gn, n, dY, d_out, y_stride, V, d_out, v_stride, N, n, d_out, 0, 1, 0.0f, G); // dS_g = dY_g V_g^T
-    pnorm_backward(dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
-    if (dV) gemm(dV, d_out, v_stride, S, Gn, n, dY, d_out, y_stride, n, d_out, N, 1, 0, 1.0f, G); // dV_g += S_g^T dY_g
-    if (dX) gemm(dX, d_in, 0, (const T *)dA, Gn, 0, K, d_in, 0, N, d_in, Gn, 0, 0, dx_beta, 1); // dX (+)= dA K
-    if (dK) gemm(dK, d_in, 0, (const T *)dA, Gn, 0, X, d_in, 0, Gn, d_in, N, 1, 0, 1.0f, 1); // dK += dA^T X
+    // dS_g = dY_g V_g^T: where the unit's last score lies (act_backward_kernel)
+    tfc_gemm(dA + (w - 1) * n, cols, (long long)w * n, dY, d_out, y_stride, V, d_out, v_stride, N,
+             n, d_out, 0, 1, 0.0f, G);
+    if (act_mode(mode)) act_backward(dA, S_out, (const T *)A, mode, N * G, n);
+    else pnorm_backward(dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
+    const int s_ld = S == S_out ? cols : Gn, s_stride = S == S_out ? w * n : n;
+    if (dV) tfc_gemm(dV, d_out, v_stride, S, s_ld, s_stride, dY, d_out, y_stride, n, d_out, N, 1, 0, 1.0f, G); // dV_g += S_g^T dY_g
+    if (dX) tfc_gemm(dX, d_in, 0, (const T *)dA, cols, 0, K, d_in, 0, N, d_in, cols, 0, 0, dx_beta, 1); // dX (+)= dA K
+    if (dK) tfc_gemm(dK, d_in, 0, (const T *)dA, cols, 0, X, d_in, 0, cols, d_in, N, 1, 0, 1.0f, 1); // dK += dA^T X
 }
 
-static PnTaus taus_of(const float *tau, int G) {
+// The activation modes have no tau (and may pass none).
+static PnTaus taus_of(const float *tau, int G, int mode) {
     if (G < 1 || G > PATT_MAX_GROUP) tfc_fail("pattention", "group size out of range", __FILE__, __LINE__);
+    if (mode < PNORM_L2_GELU || mode > ACT_SWIGLU) tfc_fail("pattention", "unknown mode", __FILE__, __LINE__);
     PnTaus t = {};
-    for (int g = 0; g < G; g++) t.t[g] = tau[g];
+    for (int g = 0; g < G; g++) t.t[g] = act_mode(mode) ? 0.0f : tau[g];
     t.G = G;
     return t;
-}
-
-// The rows the products take, from the op's input (ops.h PattInput): in
-// bf16 mode an attention tensor as it is, x rounded to bf16, or LayerNorm(x),
-// which the forward's LayerNorm kernel writes straight to bf16 in xn (no
-// fp32 copy) and backward finds there; else x, or LayerNorm(x) in xn.
-static const bf16 *input_bf16(PattInput in, int N, int d_in, bool forward) {
-    if (in.attn) return (const bf16 *)in.x;
-    if (!in.mean) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, (size_t)N * d_in);
-    if (forward)
-        tfc_layernorm_rows(nullptr, (bf16 *)in.xn, in.mean, in.rstd, in.x, nullptr, nullptr, N,
-                           d_in);
-    return (const bf16 *)in.xn;
-}
-static const float *input_fp32(PattInput in, int N, int d_in, bool forward) {
-    if (!in.mean) return in.x;
-    if (forward)
-        tfc_layernorm_rows(in.xn, nullptr, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
-    return in.xn;
 }
 
 // Zeroes n elements of a tensor that is an attention tensor when `attn`.
@@ -670,15 +808,16 @@ static void zero_rows(float *p, size_t n, bool attn) {
 
 // bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
 // writes it into the dA scratch for the Y product, backward recomputes it
-// from A inside the pnorm backward (which reads A anyway) and writes it over
-// A (each element read before it is written, by the same lane), so that no
-// Pattention needs memory for S (N*n*2 bytes each, a quarter of the
-// activations). The operands X, K, V, dY are rounded into bf16 workspaces
-// per call, except K and V when the AdamW mirror holds them, a normalized
-// X, which the LayerNorm kernel writes in bf16 directly (and backward reads
-// back), and attention
-// tensors (ops.h), which are bf16 already; an attention-tensor Y or dX is
-// written in bf16 by its GEMM.
+// from A inside the pnorm (or activation) backward (which reads A anyway)
+// and writes it over A (each element read before it is written, by the same
+// lane), so that no Pattention needs memory for S (N*n*2 bytes each, a
+// quarter of the activations). The operands X, K, V, dY are rounded into
+// bf16 workspaces per call, except K and V when the AdamW mirror holds them,
+// a normalized X, which the normalization kernel writes in bf16 directly
+// (and backward reads back), and attention tensors (ops.h), which are bf16
+// already; an attention-tensor Y or dX is written in bf16 by its GEMM.
+// Under ACT_SWIGLU the caller passes n = 2h (the score columns): S needs
+// only half of what is asked.
 void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
                           size_t *da_floats) {
     ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
@@ -692,16 +831,16 @@ void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
                             const float *K, const float *V, const float *tau, int G, int mode,
                             int N, int d_in, int n, int d_out, int y_attn,
                             const float *residual) {
-    PnTaus taus = taus_of(tau, G);
+    PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
-    if (in.attn && in.mean) tfc_fail("pattention", "an attention-tensor input with a LayerNorm", __FILE__, __LINE__);
     if (residual && (G != 1 || y_attn))
         tfc_fail("pattention", "a residual with a group or an attention-tensor output", __FILE__,
                  __LINE__);
     const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
-    // the input first: it writes the LayerNorm statistics even when n = 0
-    const bf16 *Xb = bf16_mode ? input_bf16(in, N, d_in, true) : nullptr;
-    const float *X = bf16_mode ? nullptr : input_fp32(in, N, d_in, true);
+    const size_t k_rows = (size_t)G * n * act_width(mode);
+    // the input first: it writes the normalization statistics even when n = 0
+    const bf16 *Xb = bf16_mode ? tfc_input_bf16(in, N, d_in, true) : nullptr;
+    const float *X = bf16_mode ? nullptr : tfc_input_fp32(in, N, d_in, true);
     if (n <= 0) { // no parameter tokens: Y = 0 (+ residual)
         if (residual)
             CUDA_CHECK(cudaMemcpyAsync(Y, residual, (size_t)N * d_out * sizeof(float),
@@ -714,7 +853,7 @@ void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
         group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out, residual);
         return;
     }
-    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
+    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, k_rows * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     if (y_attn)
         group_forward<bf16>((bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
@@ -728,7 +867,7 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              PattInput in, const float *K, const float *V, float *A, float *S,
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx, int y_attn) {
-    PnTaus taus = taus_of(tau, G);
+    PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
     if (in.attn && accumulate_dx)
         tfc_fail("pattention", "accumulating into an attention-tensor dX", __FILE__, __LINE__);
@@ -737,15 +876,16 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
         if (dX && !accumulate_dx) zero_rows(dX, (size_t)N * d_in, in.attn);
         return;
     }
+    const size_t k_rows = (size_t)G * n * act_width(mode);
     if (tfc_matmul_precision() != MATMUL_BF16) {
-        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, input_fp32(in, N, d_in, false), K, V, A,
-                              taus, mode, N, d_in, n, d_out, dx_beta);
+        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, tfc_input_fp32(in, N, d_in, false),
+                              K, V, A, taus, mode, N, d_in, n, d_out, dx_beta);
         return;
     }
     const bf16 *dYb =
         y_attn ? (const bf16 *)dY : tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
-    const bf16 *Xb = input_bf16(in, N, d_in, false);
-    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, (size_t)G * n * d_in);
+    const bf16 *Xb = tfc_input_bf16(in, N, d_in, false);
+    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, k_rows * d_in);
     const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     bf16 *Ab = (bf16 *)A; // becomes S
     if (in.attn)
