@@ -682,6 +682,7 @@ __global__ void act_backward_kernel(T *dA, T *S_out, const T *A, int n, I units)
             }
             act_store<VW>(dA + at.a + n, dup);
         } else {
+            act_load<VW>(ds, dA + at.a);
 #pragma unroll
             for (int i = 0; i < VW; i++) {
                 float pdf, cdf = pn_cdf_pdf(a[i], &pdf);
