@@ -88,7 +88,7 @@ static void softmax_row_backward(float *d, const float *s, int n) {
 }
 
 static void pnorm_forward(float *S, const float *A, float tau, int mode, int N, int n) {
-#pragma omp parallel for
+#pragma omp parallel for if (N > 1)
     for (int i = 0; i < N; i++) {
         const float *a = A + (size_t)i * n;
         float *s = S + (size_t)i * n;
