@@ -35,28 +35,35 @@ static const float *rope_table(int T, int rot) {
     return table;
 }
 
-/* Rotate rows at positions pos0 .. pos0+T-1 (by -angle when inverse). */
+/* Rotate row (b, t) at position pos0 + t (by -angle when inverse). */
+static void rope_row(float *x, const float *cs, int b, int t, int T, int H, int hd, int half,
+                     int pos0, int inverse) {
+    float *row = x + ((size_t)b * T + t) * H * hd;
+    const float *ct = cs + (size_t)(pos0 + t) * half * 2;
+    for (int i = 0; i < half; i++) {
+        float c = ct[2 * i], s = ct[2 * i + 1];
+        if (inverse) s = -s;
+        for (int h = 0; h < H; h++) {
+            float *p = row + h * hd;
+            float x1 = p[i], x2 = p[i + half];
+            p[i] = x1 * c - x2 * s;
+            p[i + half] = x2 * c + x1 * s;
+        }
+    }
+}
+
 static void rope_rows(float *x, int B, int T, int H, int hd, int rot, int pos0, int inverse) {
     if (rot < 2) return;
     int half = rot / 2;
-    int d = H * hd;
     const float *cs = rope_table(pos0 + T, rot);
-#pragma omp parallel for collapse(2) if (B * T > 2)
+    if (B * T <= 2) { /* decoding: no OpenMP team for a row or two */
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) rope_row(x, cs, b, t, T, H, hd, half, pos0, inverse);
+        return;
+    }
+#pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = x + ((size_t)b * T + t) * d;
-            const float *ct = cs + (size_t)(pos0 + t) * half * 2;
-            for (int i = 0; i < half; i++) {
-                float c = ct[2 * i], s = ct[2 * i + 1];
-                if (inverse) s = -s;
-                for (int h = 0; h < H; h++) {
-                    float *p = row + h * hd;
-                    float x1 = p[i], x2 = p[i + half];
-                    p[i] = x1 * c - x2 * s;
-                    p[i + half] = x2 * c + x1 * s;
-                }
-            }
-        }
+        for (int t = 0; t < T; t++) rope_row(x, cs, b, t, T, H, hd, half, pos0, inverse);
 }
 
 void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
@@ -74,46 +81,57 @@ void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, i
                sizeof(float) * (size_t)T * C);
 }
 
-/* The same arithmetic as attention_forward's row (unscaled scores, the
- * scale in the exponent, a plain sum), so that greedy decoding with a cache
- * picks what the full forward picks. */
-void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
-    int d = a->H * a->hd, n_ctx = a->pos0 + a->T;
+/* Head h of stream b, every new query; p holds pos0 + T scores. The same
+ * arithmetic as attention_forward's row (unscaled scores, the scale in the
+ * exponent, a plain sum), so that greedy decoding with a cache picks what
+ * the full forward picks. */
+static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
+    int d = a->H * a->hd;
     float scale = 1.0f / sqrtf((float)a->hd);
-#pragma omp parallel if ((long)a->B * a->H * n_ctx * a->hd > (1L << 16))
+    const float *K = a->k + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    const float *Vc = a->v + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    for (int t = 0; t < a->T; t++) {
+        const float *q = a->q + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
+        float *out = a->out + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
+        int n = a->pos0 + t + 1;
+        float mx = -INFINITY;
+        for (int s = 0; s < n; s++) {
+            const float *ks = K + (size_t)s * d;
+            float dot = 0.0f;
+            for (int i = 0; i < a->hd; i++) dot += q[i] * ks[i];
+            p[s] = dot;
+            mx = dot > mx ? dot : mx;
+        }
+        float sum = 0.0f;
+        for (int s = 0; s < n; s++) {
+            p[s] = expf((p[s] - mx) * scale);
+            sum += p[s];
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < a->hd; i++) out[i] = 0.0f;
+        for (int s = 0; s < n; s++) {
+            const float *vs = Vc + (size_t)s * d;
+            float w = p[s] * inv;
+            for (int i = 0; i < a->hd; i++) out[i] += w * vs[i];
+        }
+    }
+}
+
+void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
+    int n_ctx = a->pos0 + a->T;
+    if ((long)a->B * a->H * n_ctx * a->T * a->hd <= (1L << 16)) { /* a token's worth: serial */
+        float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
+        for (int b = 0; b < a->B; b++)
+            for (int h = 0; h < a->H; h++) decode_head(a, b, h, p);
+        free(p);
+        return;
+    }
+#pragma omp parallel
     {
         float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
 #pragma omp for collapse(2)
         for (int b = 0; b < a->B; b++)
-            for (int h = 0; h < a->H; h++) {
-                const float *K = a->k + (size_t)b * a->T_max * d + (size_t)h * a->hd;
-                const float *Vc = a->v + (size_t)b * a->T_max * d + (size_t)h * a->hd;
-                for (int t = 0; t < a->T; t++) {
-                    const float *q = a->q + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
-                    float *out = a->out + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
-                    int n = a->pos0 + t + 1;
-                    float mx = -INFINITY;
-                    for (int s = 0; s < n; s++) {
-                        const float *ks = K + (size_t)s * d;
-                        float dot = 0.0f;
-                        for (int i = 0; i < a->hd; i++) dot += q[i] * ks[i];
-                        p[s] = dot;
-                        mx = dot > mx ? dot : mx;
-                    }
-                    float sum = 0.0f;
-                    for (int s = 0; s < n; s++) {
-                        p[s] = expf((p[s] - mx) * scale);
-                        sum += p[s];
-                    }
-                    float inv = 1.0f / sum;
-                    for (int i = 0; i < a->hd; i++) out[i] = 0.0f;
-                    for (int s = 0; s < n; s++) {
-                        const float *vs = Vc + (size_t)s * d;
-                        float w = p[s] * inv;
-                        for (int i = 0; i < a->hd; i++) out[i] += w * vs[i];
-                    }
-                }
-            }
+            for (int h = 0; h < a->H; h++) decode_head(a, b, h, p);
         free(p);
     }
 }

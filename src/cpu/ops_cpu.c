@@ -67,8 +67,13 @@ static void gemv_columns(const float *a, const float *B, float *c, int N, int K,
  * columns. */
 static void gemm_few_rows(const float *A, const float *B, float *C, int M, int N, int K,
                           int trans_b, float alpha, float beta) {
-    int split = !omp_in_parallel() && omp_get_max_threads() > 1 && (long)N * K >= (1L << 15);
-#pragma omp parallel if (split)
+    int split = !omp_in_parallel() && omp_get_max_threads() > 1 && (long)N * K >= (1L << 18);
+    if (!split) {
+        for (int i = 0; i < M; i++)
+            gemv_columns(A + (size_t)i * K, B, C + (size_t)i * N, N, K, trans_b, alpha, beta, 0, N);
+        return;
+    }
+#pragma omp parallel
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
         int chunk = ((N + nt - 1) / nt + 15) & ~15;
@@ -116,7 +121,11 @@ static void cpu_matmul(const Ops *ops, float *C, const float *A, const float *B,
 
 static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte,
                                   int N, int C) {
-#pragma omp parallel for if (N > 1)
+    if (N == 1) { /* decoding: no OpenMP team for one row (libgomp syscalls even for if(0)) */
+        memcpy(out, wte + (size_t)tokens[0] * C, sizeof(float) * C);
+        return;
+    }
+#pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, sizeof(float) * C);
 }
 
@@ -130,28 +139,35 @@ static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dou
     }
 }
 
+static void layernorm_row(float *out, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int i, int C) {
+    const float *xi = x + (size_t)i * C;
+    float *oi = out + (size_t)i * C;
+    float mu = 0.0f;
+    for (int j = 0; j < C; j++) mu += xi[j];
+    mu /= (float)C;
+    float var = 0.0f;
+    for (int j = 0; j < C; j++) {
+        float d = xi[j] - mu;
+        var += d * d;
+    }
+    float rs = 1.0f / sqrtf(var / (float)C + LAYERNORM_EPS);
+    for (int j = 0; j < C; j++) {
+        float n = (xi[j] - mu) * rs;
+        oi[j] = w ? n * w[j] + b[j] : n;
+    }
+    mean[i] = mu;
+    rstd[i] = rs;
+}
+
 void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
                            const float *w, const float *b, int N, int C) {
-#pragma omp parallel for if (N > 1)
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (size_t)i * C;
-        float *oi = out + (size_t)i * C;
-        float mu = 0.0f;
-        for (int j = 0; j < C; j++) mu += xi[j];
-        mu /= (float)C;
-        float var = 0.0f;
-        for (int j = 0; j < C; j++) {
-            float d = xi[j] - mu;
-            var += d * d;
-        }
-        float rs = 1.0f / sqrtf(var / (float)C + LAYERNORM_EPS);
-        for (int j = 0; j < C; j++) {
-            float n = (xi[j] - mu) * rs;
-            oi[j] = w ? n * w[j] + b[j] : n;
-        }
-        mean[i] = mu;
-        rstd[i] = rs;
+    if (N == 1) { /* decoding: no OpenMP team for one row */
+        layernorm_row(out, mean, rstd, x, w, b, 0, C);
+        return;
     }
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) layernorm_row(out, mean, rstd, x, w, b, i, C);
 }
 
 static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db,
@@ -216,12 +232,16 @@ static void cpu_dropout_backward(const Ops *ops, float *dx, const float *dout, f
 }
 
 static void cpu_add(const Ops *ops, float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for if (n > 32768)
+#pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n) {
-#pragma omp parallel for if (n > 32768)
+    if (n <= 32768) { /* a decoding step's rows: not worth an OpenMP team */
+        for (size_t i = 0; i < n; i++) y[i] += x[i];
+        return;
+    }
+#pragma omp parallel for
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 

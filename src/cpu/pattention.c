@@ -87,15 +87,19 @@ static void softmax_row_backward(float *d, const float *s, int n) {
     for (int j = 0; j < n; j++) d[j] = s[j] * (d[j] - dot);
 }
 
+static void pnorm_row(float *s, const float *a, float tau, int mode, int n) {
+    if (mode == PNORM_GELU_L2) gelu_l2_norm_row(s, a, tau, n);
+    else if (mode == PNORM_SOFTMAX) softmax_row(s, a, n);
+    else l2_norm_gelu_row(s, a, tau, n);
+}
+
 static void pnorm_forward(float *S, const float *A, float tau, int mode, int N, int n) {
-#pragma omp parallel for if (N > 1)
-    for (int i = 0; i < N; i++) {
-        const float *a = A + (size_t)i * n;
-        float *s = S + (size_t)i * n;
-        if (mode == PNORM_GELU_L2) gelu_l2_norm_row(s, a, tau, n);
-        else if (mode == PNORM_SOFTMAX) softmax_row(s, a, n);
-        else l2_norm_gelu_row(s, a, tau, n);
+    if (N == 1) { /* decoding: no OpenMP team for one row */
+        pnorm_row(S, A, tau, mode, n);
+        return;
     }
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) pnorm_row(S + (size_t)i * n, A + (size_t)i * n, tau, mode, n);
 }
 
 static void pnorm_backward(float *dA, const float *A, const float *S, float tau, int mode, int N,
