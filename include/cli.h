@@ -17,6 +17,10 @@ int cmd_bench(int argc, char **argv);
 
 /* Pick the backend for --device (cpu|cuda|auto), set threads, say which. */
 const Ops *cli_open_device(const char *name, int threads, int quiet);
+/* Before sampling on the CPU: OpenBLAS single-threaded (the OpenMP threads
+ * split the large products; OpenBLAS's own threads, woken by the small
+ * products of a prompt, would spin beside the decoding thread). */
+void cli_threads_for_decoding(const Ops *ops);
 /* Parse a flag value or die naming the flag: "--lr: expected a number in ...". */
 /* --precision value -> MatmulPrecision; dies with a one-line error otherwise. */
 int cli_precision(const char *value);

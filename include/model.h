@@ -161,6 +161,28 @@ int model_params_per_layer(const ModelConfig *c);
 PattInput model_patt_last_input(const Model *m, int layer, int which);
 float *model_patt_tau(Model *m, int layer, int which);
 size_t model_num_params(const Model *m, int include_embedding);
+/* Incremental decoding: per layer, the rotated keys and the values of the
+ * positions fed so far (ops.h attention tensors, (B, T_max, d) each), so that
+ * a new token costs one token's forward. T_max is the block size. */
+typedef struct {
+    int B, T_max;    /* streams, positions the cache holds */
+    int pos;         /* positions cached: the next token's position */
+    float **k, **v;  /* per layer */
+    float *mem;      /* one device block */
+} KVCache;
+
+/* An empty cache (pos 0) for B streams. Returns 0 or -1 with err. */
+int model_kv_alloc(Model *m, KVCache *kv, int B, char *err);
+void model_kv_free(Model *m, KVCache *kv);
+/* Feed T new tokens per stream (host, B x T, stream-major) at positions
+ * kv->pos .. kv->pos+T-1 (which must fit in T_max) through the same layers
+ * as model_forward, attending over the cache; leaves the logits of the new
+ * positions (model_logits_last) and advances kv->pos. Needs activations
+ * for (kv->B, T). Setting kv->pos = 0 empties the cache. */
+void model_decode(Model *m, KVCache *kv, const int *tokens, int T);
+/* The logits of the last position of every stream of the last forward or
+ * decode, B x V on the host (one copy when T = 1). */
+void model_logits_last(const Model *m, float *host_out);
 /* Copy the logits row of (batch b, position t) to host. */
 void model_logits_row(const Model *m, int b, int t, float *host_out);
 

@@ -121,6 +121,18 @@ typedef struct {
     int accumulate_dx;
 } LinearArgs;
 
+/* attention_decode: q and out (B, T, H*hd) hold the T new positions
+ * pos0 .. pos0+T-1 of each stream; k and v are the caches (B, T_max, H*hd),
+ * filled up to position pos0+T-1 (the new rows included, kv_append). New
+ * query t attends to cached positions s <= pos0 + t with softmax(q.k /
+ * sqrt(hd)): causal among the new ones, as attention_forward over the
+ * whole sequence would be. All attention tensors. */
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    int B, T, pos0, T_max, H, hd;
+} DecodeAttnArgs;
+
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 
 /* A backend's own state (CUDA: cuBLAS handle, precision, workspaces, the
@@ -246,6 +258,19 @@ struct Ops {
                                const float *dout, const float *out, const float *q,
                                const float *k, const float *v, const float *att, int B, int T,
                                int H, int hd);
+
+    /* ---- incremental decoding (inference only: no backward, no gradcheck) ----
+     * A KV cache holds, per layer, the rotated keys and the values of every
+     * position decoded so far: attention tensors laid out (B, T_max, H*hd),
+     * stream b's position t at row b*T_max + t. */
+    /* rope (forward rotation) of rows at positions pos0 .. pos0+T-1. */
+    void (*rope_at)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0);
+    /* cache[b, pos0 + t, :] = x[b, t, :] for t < T; x is (B, T, C), cache
+     * (B, T_max, C), both attention tensors. */
+    void (*kv_append)(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
+                      int pos0, int C);
+    /* Attention of T new queries per stream over the cache (DecodeAttnArgs). */
+    void (*attention_decode)(const Ops *ops, const DecodeAttnArgs *args);
 
     /* Inverted dropout. The keep mask of element i is a pure function of
      * (seed, i) (tf_dropout_keep in rng.h), so backends agree bit for bit and

@@ -21,6 +21,10 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
     snprintf(out, out_len, "; auto: no usable GPU: %s", why);
 }
 
+void cli_threads_for_decoding(const Ops *ops) {
+    if (ops_is_cpu(ops)) openblas_set_num_threads(1);
+}
+
 const Ops *cli_open_device(const char *name, int threads, int quiet) {
     char err[TF_ERRLEN];
     const Ops *o = ops_by_name(name, err, sizeof err);

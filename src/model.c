@@ -682,8 +682,71 @@ static void final_norm_backward(Model *m, float *dx, const float *dout) {
                               tensor_f32(&w->t), m->lnf_mean, m->lnf_rstd, N, d);
 }
 
+/* The block's attention on its q, k, v (q and k adjacent: stack_qkv). The
+ * training forward rotates positions 0 .. T-1 and attends within the rows;
+ * decoding (kv set) rotates positions kv->pos .., appends k and v to the
+ * layer's cache and attends over everything cached. */
+static void attention_step(Model *m, int l, LayerActs *a, int B, int T, KVCache *kv) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    int d = c->d_model, H = c->n_head, hd = d / H, rot = model_config_rot_dims(c);
+    if (!kv) {
+        o->rope(o, a->q, 2 * B, T, H, hd, rot, 0);
+        o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
+        return;
+    }
+    o->rope_at(o, a->q, 2 * B, T, H, hd, rot, kv->pos);
+    o->kv_append(o, kv->k[l], a->k, B, T, kv->T_max, kv->pos, d);
+    o->kv_append(o, kv->v[l], a->v, B, T, kv->T_max, kv->pos, d);
+    DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = kv->k[l], .v = kv->v[l], .B = B, .T = T,
+                           .pos0 = kv->pos, .T_max = kv->T_max, .H = H, .hd = hd};
+    o->attention_decode(o, &args);
+}
+
+static float forward_pass(Model *m, const int *tokens, const int *targets, int B, int T,
+                          int training, uint64_t dropout_seed, KVCache *kv);
+
 float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
                     uint64_t dropout_seed) {
+    return forward_pass(m, tokens, targets, B, T, training, dropout_seed, NULL);
+}
+
+int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
+    const Ops *o = m->ops;
+    int L = m->cfg.n_layer;
+    memset(kv, 0, sizeof *kv);
+    kv->B = B;
+    kv->T_max = m->cfg.block_size;
+    size_t one = attn_floats(m, (size_t)B * kv->T_max * m->cfg.d_model);
+    kv->mem = o->alloc(o, 2 * (size_t)L * one * sizeof(float));
+    if (!kv->mem)
+        return tf_err(err, "out of %s memory: the KV cache for %d streams needs %.1f MiB", o->name,
+                      B, 2.0 * L * one * sizeof(float) / 1048576.0);
+    kv->k = tf_malloc(2 * (size_t)L * sizeof(float *), "KV cache table");
+    kv->v = kv->k + L;
+    for (int l = 0; l < L; l++) {
+        kv->k[l] = kv->mem + (2 * (size_t)l) * one;
+        kv->v[l] = kv->mem + (2 * (size_t)l + 1) * one;
+    }
+    return 0;
+}
+
+void model_kv_free(Model *m, KVCache *kv) {
+    if (kv->mem) m->ops->free(m->ops, kv->mem);
+    free(kv->k);
+    memset(kv, 0, sizeof *kv);
+}
+
+void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
+    if (T < 1 || kv->pos + T > kv->T_max)
+        tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
+               kv->T_max);
+    forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
+    kv->pos += T;
+}
+
+static float forward_pass(Model *m, const int *tokens, const int *targets, int B, int T,
+                          int training, uint64_t dropout_seed, KVCache *kv) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     /* Callers size activations first; a larger batch would overrun them. */
@@ -694,8 +757,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
     stack_qkv(m, (size_t)B * T);
     m->last_training = training;
     m->last_dropout_seed = dropout_seed;
-    int N = B * T, d = c->d_model, H = c->n_head, hd = d / H, V = c->vocab_size;
-    int rot = model_config_rot_dims(c);
+    int N = B * T, d = c->d_model, V = c->vocab_size;
     float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
 
     o->to_device(o, m->tokens, tokens, (size_t)N * sizeof(int));
@@ -704,8 +766,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
         qkv_forward(m, l, a, dA);
-        o->rope(o, a->q, 2 * B, T, H, hd, rot, 0); /* q and k: adjacent (stack_qkv) */
-        o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
+        attention_step(m, l, a, B, T, kv);
         residual_branch(m, l, PATT_O, a->h, a->x, dA, attn_input(a->y), a,
                         dropout_seed_for(dropout_seed, l, 0));
         residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(m, l, a), a,
@@ -858,6 +919,15 @@ void model_clip_and_update(Model *m, float lr, const TrainConfig *tc, int loss_f
     if (!loss_finite || !isfinite(norm)) return;
     float scale = (tc->grad_clip > 0.0f && norm > tc->grad_clip) ? tc->grad_clip / norm : 1.0f;
     model_update(m, lr, tc, scale);
+}
+
+void model_logits_last(const Model *m, float *host_out) {
+    size_t V = (size_t)m->cfg.vocab_size;
+    if (m->T == 1) { /* the rows are adjacent: one copy (one sync on a GPU) */
+        m->ops->to_host(m->ops, host_out, m->logits, (size_t)m->B * V * sizeof(float));
+        return;
+    }
+    for (int b = 0; b < m->B; b++) model_logits_row(m, b, m->T - 1, host_out + (size_t)b * V);
 }
 
 void model_logits_row(const Model *m, int b, int t, float *host_out) {

@@ -92,6 +92,9 @@ static void p_attention_forward(const Ops *ops, float *out, float *att, const fl
                                 const float *k, const float *v, int B, int T, int H, int hd) {
     TIMED("attention_forward", g_inner->attention_forward(g_inner, out, att, q, k, v, B, T, H, hd));
 }
+static void p_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
+    TIMED("attention_decode", g_inner->attention_decode(g_inner, a));
+}
 static void p_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
                                  const float *dout, const float *out, const float *q,
                                  const float *k, const float *v, const float *att, int B, int T,
@@ -163,6 +166,7 @@ const Ops *ops_profiled(const Ops *inner) {
     g_wrapped.rope = p_rope;
     g_wrapped.attention_forward = p_attention_forward;
     g_wrapped.attention_backward = p_attention_backward;
+    g_wrapped.attention_decode = p_attention_decode;
     g_wrapped.dropout_forward = p_dropout_forward;
     g_wrapped.dropout_backward = p_dropout_backward;
     g_wrapped.dropout_add = p_dropout_add;

@@ -78,4 +78,15 @@ python3 -c "import sys; a,b=float('$c1'),float('$c2'); sys.exit(0 if abs(a-b)<=1
     && pass "resume a cpu checkpoint on cuda" || failed "resume a cpu checkpoint on cuda"
 n=$("$BIN" sample --ckpt "$tmp/cpu/latest.safetensors" --device cuda --max-new-tokens 100 --prompt "ROMEO:" | python3 -c "import sys; print(len(sys.stdin.buffer.read().decode()))")
 [[ $n -eq 107 ]] && pass "sample --device cuda emits the prompt + 100 characters" || failed "sample --device cuda emitted $n characters, expected 107"
+
+# 4. sampling with the KV cache on cuda: greedy output equal to the no-cache
+# path over the first block_size (64) positions; a batch of streams
+ck=$tmp/cpu/latest.safetensors
+c=$("$BIN" sample --ckpt "$ck" --device cuda --temperature 0 --max-new-tokens 64 --prompt R)
+n=$("$BIN" sample --ckpt "$ck" --device cuda --temperature 0 --max-new-tokens 64 --prompt R --no-cache)
+[[ -n $c && "$c" == "$n" ]] && pass "cuda sample: KV cache greedy equals no-cache" \
+    || failed "cuda sample: KV cache greedy '$c' differs from no-cache '$n'"
+seps=$("$BIN" sample --ckpt "$ck" --device cuda --max-new-tokens 300 --prompt R --num-samples 8 | grep -c '^---------------$')
+[[ $seps -eq 8 ]] && pass "cuda sample: --num-samples 8 past block_size" \
+    || failed "cuda sample: --num-samples 8 printed $seps separators"
 exit $fail

@@ -732,6 +732,44 @@ static void test_rope(int B, int T, int H, int hd, int rot) {
     test_rope_prec(MATMUL_FP32, B, T, H, hd, rot);
 }
 
+/* ---------------------------------------------------------------- decoding */
+
+/* rope_at, kv_append and attention_decode on T new positions at pos0 over a
+ * cache of T_max rows (random history below pos0), attention tensors in the
+ * GPU's precision. */
+static void test_decode_prec(int prec, int B, int T, int pos0, int T_max, int H, int hd, int rot) {
+    char tag[96];
+    const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
+    snprintf(tag, sizeof tag, "B%d_T%d_pos%d_H%d_hd%d%s", B, T, pos0, H, hd,
+             prec == MATMUL_BF16 ? "_bf16" : "");
+    int d = H * hd;
+    GPU->set_precision(GPU, prec);
+    Buf q = buf_rand_t((size_t)B * T * d, 1.0f, 1), k = buf_rand_t((size_t)B * T * d, 1.0f, 1);
+    Buf v = buf_rand_t((size_t)B * T * d, 1.0f, 1);
+    Buf kc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1), vc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1);
+    Buf out = buf_out_t((size_t)B * T * d, 1);
+    CPU->rope_at(CPU, q.c, B, T, H, hd, rot, pos0);
+    GPU->rope_at(GPU, q.g, B, T, H, hd, rot, pos0);
+    checkf_tol("rope_at_%s", tag, &q, tol);
+    CPU->rope_at(CPU, k.c, B, T, H, hd, rot, pos0);
+    GPU->rope_at(GPU, k.g, B, T, H, hd, rot, pos0);
+    CPU->kv_append(CPU, kc.c, k.c, B, T, T_max, pos0, d);
+    GPU->kv_append(GPU, kc.g, k.g, B, T, T_max, pos0, d);
+    CPU->kv_append(CPU, vc.c, v.c, B, T, T_max, pos0, d);
+    GPU->kv_append(GPU, vc.g, v.g, B, T, T_max, pos0, d);
+    checkf_tol("kv_append_%s", tag, &vc, tol);
+    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .B = B, .T = T,
+                         .pos0 = pos0, .T_max = T_max, .H = H, .hd = hd};
+    DecodeAttnArgs ag = ac;
+    ag.out = out.g, ag.q = q.g, ag.k = kc.g, ag.v = vc.g;
+    CPU->attention_decode(CPU, &ac);
+    GPU->attention_decode(GPU, &ag);
+    checkf_tol("attention_decode_%s", tag, &out, tol);
+    GPU->set_precision(GPU, MATMUL_FP32);
+    Buf *all[] = {&q, &k, &v, &kc, &vc, &out};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
 /* ---------------------------------------------------------------- attention */
 
 /* The attention state buffers: each backend gets the sizes its
@@ -1070,6 +1108,14 @@ int main(void) {
     test_rope(1, 300, 2, 16, 4); /* large t: angles must match the CPU's */
     test_attention(2, 13, 3, 8);
     test_attention(1, 70, 2, 16); /* rows longer than a warp */
+    for (int prec = MATMUL_FP32; prec <= MATMUL_BF16; prec += MATMUL_BF16 - MATMUL_FP32) {
+        test_decode_prec(prec, 1, 1, 0, 16, 2, 16, 4);     /* the first token */
+        test_decode_prec(prec, 1, 1, 200, 256, 6, 64, 16); /* one token, a long cache */
+        test_decode_prec(prec, 3, 1, 37, 64, 4, 32, 8);    /* a batch of streams */
+        test_decode_prec(prec, 2, 19, 0, 64, 3, 24, 6);    /* a prefill: causal among new */
+        test_decode_prec(prec, 2, 7, 30, 64, 2, 128, 32);  /* a chunk after a history */
+        test_decode_prec(prec, 1, 1, 1000, 1024, 12, 64, 16); /* gpt2-124m shape */
+    }
     test_dropout();
     test_elementwise();
     test_cross_entropy(37, 67);

@@ -1,5 +1,6 @@
 /* tokenformer bench: training throughput on random tokens, no data or
- * checkpoints involved (compare with scripts/bench_torch.py). */
+ * checkpoints involved (compare with scripts/bench_torch.py); with --sample,
+ * decoding speed (compare with scripts/bench_decode_torch.py). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "model.h"
 #include "profile.h"
 #include "rng.h"
+#include "sampler.h"
 
 static void bench_help(void) {
     printf("usage: tokenformer bench [--preset P] [options]\n"
@@ -27,18 +29,74 @@ static void bench_help(void) {
            "  --tf32                 the same as --precision tf32\n"
            "  --profile              also time every op (synchronizing around each call)\n"
            "                         and print a table of where the step's time goes\n"
+           "  --sample               time sampling instead (the model of 'sample', random\n"
+           "                         weights): chars/s summed over streams, time to the\n"
+           "                         first character\n"
+           "  --num-samples N        with --sample: streams decoded as one batch (default 1)\n"
+           "  --prompt-len N         with --sample: prompt tokens (default 1)\n"
+           "  --max-new-tokens N     with --sample: characters per stream (default 500)\n"
+           "  --no-cache             with --sample: without the KV cache (the old path)\n"
            "  -h, --help             this help\n"
            "plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
 }
 
+typedef struct {
+    int enabled, streams, prompt_len, max_new, use_cache;
+} DecodeBench;
+
+/* Sampling speed of a randomly initialized model: what a user of `sample`
+ * waits for, prompt encoding included, weights do not matter. */
+static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *ops,
+                        const char *prec_name, const DecodeBench *dc, uint64_t seed) {
+    char err[TF_ERRLEN];
+    Model m;
+    if (model_create(&m, mc, NULL, ops, err)) tf_die("%s", err);
+    model_init_weights(&m, seed);
+    int *prompt = tf_malloc(sizeof(int) * dc->prompt_len, "prompt");
+    Rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < dc->prompt_len; i++) prompt[i] = (int)rng_below(&r, (uint64_t)mc->vocab_size);
+    Sampler s;
+    cli_threads_for_decoding(ops);
+    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache};
+    if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
+                     err))
+        tf_die("%s", err);
+    int *next = tf_malloc(sizeof(int) * dc->streams, "sampled tokens");
+    ops->synchronize(ops);
+    double t0 = tf_now_seconds(), t_first = 0.0;
+    for (int i = 0; i < dc->max_new; i++) {
+        sampler_step(&s, next); /* ends with the logits on the host: synchronized */
+        if (i == 0) t_first = tf_now_seconds() - t0;
+    }
+    double dt = tf_now_seconds() - t0;
+    double chars = (double)dc->streams * dc->max_new;
+    printf("{\"impl\": \"tokenformer\", \"mode\": \"sample\", \"preset\": \"%s\", \"device\": \"%s\", "
+           "\"precision\": \"%s\", \"cache\": %s, \"batch\": %d, \"prompt_len\": %d, "
+           "\"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
+           "\"first_char_ms\": %.3f, \"params\": %zu}\n",
+           preset, ops->name, prec_name, dc->use_cache ? "true" : "false", dc->streams,
+           dc->prompt_len, dc->max_new, mc->block_size, chars / dt, dt * 1e3 / dc->max_new,
+           t_first * 1e3, model_num_params(&m, 1));
+    free(next);
+    free(prompt);
+    sampler_free(&s);
+    model_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
-    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE, O_HELP };
+    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE,
+           O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW, O_NOCACHE, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"steps", required_argument, NULL, O_STEPS},
         {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
         {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
         {"precision", required_argument, NULL, O_PRECISION}, {"profile", no_argument, NULL, O_PROFILE},
-        {"help", no_argument, NULL, O_HELP}};
+        {"sample", no_argument, NULL, O_SAMPLE}, {"num-samples", required_argument, NULL, O_NUM},
+        {"prompt-len", required_argument, NULL, O_PROMPT_LEN},
+        {"max-new-tokens", required_argument, NULL, O_MAX_NEW},
+        {"no-cache", no_argument, NULL, O_NOCACHE}, {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
     while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
@@ -54,6 +112,7 @@ int cmd_bench(int argc, char **argv) {
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3, threads = 0;
     int precision = MATMUL_FP32, profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
+    DecodeBench dc = {0, 1, 1, 500, 1};
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -66,6 +125,11 @@ int cmd_bench(int argc, char **argv) {
         case O_TF32: precision = MATMUL_TF32; break;
         case O_PRECISION: precision = cli_precision(optarg); break;
         case O_PROFILE: profile = 1; break;
+        case O_SAMPLE: dc.enabled = 1; break;
+        case O_NUM: dc.streams = (int)cli_int("--num-samples", optarg, 1, 65536); break;
+        case O_PROMPT_LEN: dc.prompt_len = (int)cli_int("--prompt-len", optarg, 1, 1000000); break;
+        case O_MAX_NEW: dc.max_new = (int)cli_int("--max-new-tokens", optarg, 1, 100000000); break;
+        case O_NOCACHE: dc.use_cache = 0; break;
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:
@@ -86,6 +150,7 @@ int cmd_bench(int argc, char **argv) {
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
+    if (dc.enabled) return bench_decode(&mc, preset->name, ops, prec_name, &dc, tc.seed);
     int B = tc.batch_size, T = mc.block_size;
     if (model_create(&m, &mc, NULL, ops, err) || model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
     model_init_weights(&m, tc.seed);

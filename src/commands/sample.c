@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "common.h"
 #include "rng.h"
+#include "sampler.h"
 
 static void sample_help(void) {
     printf("usage: tokenformer sample --ckpt CKPT [options]\n"
@@ -21,60 +22,51 @@ static void sample_help(void) {
            "  --max-new-tokens N     characters to generate (default 500)\n"
            "  --temperature T        softmax temperature, > 0 (default 1.0); 0 = greedy\n"
            "  --top-k K              keep only the K most likely characters (default 0: all)\n"
-           "  --seed S               random seed (default 1337)\n"
+           "  --seed S               random seed (default 1337); stream i of --num-samples\n"
+           "                         draws from a seed made of (S, i), so its text does not\n"
+           "                         depend on how many streams run\n"
+           "  --num-samples N        N independent samples of the prompt, decoded as one\n"
+           "                         batch and printed one after another, each followed by\n"
+           "                         a line of dashes (default 1: streamed as it comes)\n"
+           "  --no-cache             re-run the whole context for every character instead\n"
+           "                         of the KV cache (slow; the reference for tests)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
            "  -h, --help             this help\n");
 }
 
-/* Pick the next token from logits: temperature, optional top-k, then a draw. */
-static int sample_token(float *logits, int V, float temperature, int top_k, Rng *rng, float *work) {
-    if (temperature <= 0.0f) {
-        int best = 0;
-        for (int i = 1; i < V; i++) best = logits[i] > logits[best] ? i : best;
-        return best;
+/* The bytes of token id: a byte model's output is bytes, UTF-8 or not. */
+static int token_bytes(const Vocab *vocab, int id, char *buf) {
+    if (vocab->bytes) {
+        buf[0] = (char)id;
+        return 1;
     }
-    float cutoff = -INFINITY;
-    if (top_k > 0 && top_k < V) {
-        memcpy(work, logits, sizeof(float) * V);
-        /* k-th largest by partial selection: V is a character vocabulary, small. */
-        for (int k = 0; k < top_k; k++) {
-            int arg = k;
-            for (int i = k + 1; i < V; i++) arg = work[i] > work[arg] ? i : arg;
-            float t = work[k];
-            work[k] = work[arg];
-            work[arg] = t;
-        }
-        cutoff = work[top_k - 1];
+    return utf8_encode(vocab->codepoints[id], buf);
+}
+
+/* Several streams: each one's text whole, then a separator line (nanoGPT's
+ * layout), once all are done. */
+static void print_streams(char **text, const size_t *len, int n, const char *prompt) {
+    for (int i = 0; i < n; i++) {
+        fputs(prompt, stdout);
+        fwrite(text[i], 1, len[i], stdout);
+        fputs("\n---------------\n", stdout);
     }
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) {
-        double p = logits[i] >= cutoff ? exp((logits[i] - mx) / temperature) : 0.0;
-        work[i] = (float)p;
-        sum += p;
-    }
-    double u = rng_uniform(rng) * sum, acc = 0.0;
-    for (int i = 0; i < V; i++) {
-        acc += work[i];
-        if (u < acc && work[i] > 0.0f) return i;
-    }
-    int last = V - 1;
-    while (last > 0 && work[last] == 0.0f) last--;
-    return last;
 }
 
 int cmd_sample(int argc, char **argv) {
-    enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_SEED, O_DEVICE, O_THREADS, O_HELP };
+    enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_SEED, O_DEVICE, O_THREADS, O_NUM,
+           O_NOCACHE, O_HELP };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},      {"prompt", required_argument, NULL, O_PROMPT},
         {"max-new-tokens", required_argument, NULL, O_MAX}, {"temperature", required_argument, NULL, O_TEMP},
         {"top-k", required_argument, NULL, O_TOPK},     {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE},  {"threads", required_argument, NULL, O_THREADS},
+        {"num-samples", required_argument, NULL, O_NUM}, {"no-cache", no_argument, NULL, O_NOCACHE},
         {"help", no_argument, NULL, O_HELP},            {0, 0, 0, 0}};
     const char *ckpt = NULL, *prompt = "", *device = "auto";
-    long max_new = 500, top_k = 0, seed = 1337, threads = 0;
+    long max_new = 500, top_k = 0, seed = 1337, threads = 0, n_samples = 1;
+    int use_cache = 1;
     double temperature = 1.0;
     opterr = 0;
     int opt;
@@ -88,6 +80,8 @@ int cmd_sample(int argc, char **argv) {
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_DEVICE: device = optarg; break;
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
+        case O_NUM: n_samples = cli_int("--num-samples", optarg, 1, 65536); break;
+        case O_NOCACHE: use_cache = 0; break;
         case 'h':
         case O_HELP: sample_help(); return 0;
         default: cli_unknown_flag("sample", argv);
@@ -121,35 +115,44 @@ int cmd_sample(int argc, char **argv) {
         start[utf8_encode(cps[0], start)] = '\0';
         prompt = start;
     }
-    int T = m.cfg.block_size, V = m.cfg.vocab_size;
-    size_t cap = n_prompt + (size_t)max_new;
-    int *ids = tf_malloc(sizeof(int) * cap, "context");
+    int *ids = tf_malloc(sizeof(int) * n_prompt, "prompt ids");
     if (vocab_encode(&vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
     free(cps);
-    if (model_alloc_activations(&m, 1, T, err)) tf_die("%s", err);
-    float *logits = tf_malloc(sizeof(float) * V * 2, "logits");
-    Rng rng;
-    rng_seed(&rng, (uint64_t)seed);
-
-    fputs(prompt, stdout);
-    fflush(stdout);
-    size_t len = n_prompt;
-    for (long i = 0; i < max_new; i++) {
-        int ctx = len > (size_t)T ? T : (int)len; /* crop to the last block_size tokens */
-        model_forward(&m, ids + len - ctx, NULL, 1, ctx, 0, 0);
-        model_logits_row(&m, 0, ctx - 1, logits);
-        int next = sample_token(logits, V, (float)temperature, (int)top_k, &rng, logits + V);
-        ids[len++] = next;
-        char buf[4];
-        if (vocab.bytes) /* a byte model's output is bytes, UTF-8 or not */
-            fputc(next, stdout);
-        else
-            fwrite(buf, 1, (size_t)utf8_encode(vocab.codepoints[next], buf), stdout);
-        if (fflush(stdout) != 0) break; /* nowhere to write: tf_finish_stdout reports it */
-    }
-    fputc('\n', stdout);
-    free(logits);
+    Sampler smp;
+    cli_threads_for_decoding(ops);
+    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache};
+    if (sampler_init(&smp, &m, (int)n_samples, ids, n_prompt, (size_t)max_new, &sc, err))
+        tf_die("%s", err);
     free(ids);
+    int n = (int)n_samples;
+    int *next = tf_malloc(sizeof(int) * n, "sampled tokens");
+    char **text = tf_calloc((size_t)n, sizeof(char *), "sample texts");
+    size_t *text_len = tf_calloc((size_t)n, sizeof(size_t), "sample lengths");
+    if (n > 1)
+        for (int i = 0; i < n; i++) text[i] = tf_malloc((size_t)max_new * 4 + 1, "sample text");
+    if (n == 1) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
+    for (long i = 0; i < max_new; i++) {
+        sampler_step(&smp, next);
+        char buf[4];
+        if (n == 1) {
+            fwrite(buf, 1, (size_t)token_bytes(&vocab, next[0], buf), stdout);
+            if (fflush(stdout) != 0) break; /* nowhere to write: tf_finish_stdout reports it */
+            continue;
+        }
+        for (int k = 0; k < n; k++) text_len[k] += (size_t)token_bytes(&vocab, next[k], text[k] + text_len[k]);
+    }
+    if (n == 1)
+        fputc('\n', stdout);
+    else
+        print_streams(text, text_len, n, prompt);
+    for (int i = 0; i < n; i++) free(text[i]);
+    free(text);
+    free(text_len);
+    free(next);
+    sampler_free(&smp);
     vocab_free(&vocab);
     model_free(&m);
     return tf_finish_stdout(0);

@@ -19,6 +19,8 @@ static const float *rope_table(int T, int rot) {
     static int table_T, table_rot;
     if (table && table_T >= T && table_rot == rot) return table;
     int half = rot / 2;
+    /* decoding asks for one more position per token: grow geometrically */
+    if (table && table_rot == rot && T < 2 * table_T) T = 2 * table_T;
     float *t2 = realloc(table, sizeof(float) * 2 * (size_t)T * half);
     if (!t2) tf_die("out of memory for the RoPE table");
     table = t2;
@@ -33,26 +35,105 @@ static const float *rope_table(int T, int rot) {
     return table;
 }
 
-void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
+/* Rotate row (b, t) at position pos0 + t (by -angle when inverse). */
+static void rope_row(float *x, const float *cs, int b, int t, int T, int H, int hd, int half,
+                     int pos0, int inverse) {
+    float *row = x + ((size_t)b * T + t) * H * hd;
+    const float *ct = cs + (size_t)(pos0 + t) * half * 2;
+    for (int i = 0; i < half; i++) {
+        float c = ct[2 * i], s = ct[2 * i + 1];
+        if (inverse) s = -s;
+        for (int h = 0; h < H; h++) {
+            float *p = row + h * hd;
+            float x1 = p[i], x2 = p[i + half];
+            p[i] = x1 * c - x2 * s;
+            p[i + half] = x2 * c + x1 * s;
+        }
+    }
+}
+
+static void rope_rows(float *x, int B, int T, int H, int hd, int rot, int pos0, int inverse) {
     if (rot < 2) return;
     int half = rot / 2;
-    int d = H * hd;
-    const float *cs = rope_table(T, rot);
+    const float *cs = rope_table(pos0 + T, rot);
+    if (B * T <= 2) { /* decoding: no OpenMP team for a row or two */
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) rope_row(x, cs, b, t, T, H, hd, half, pos0, inverse);
+        return;
+    }
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = x + ((size_t)b * T + t) * d;
-            for (int i = 0; i < half; i++) {
-                float c = cs[((size_t)t * half + i) * 2], s = cs[((size_t)t * half + i) * 2 + 1];
-                if (inverse) s = -s;
-                for (int h = 0; h < H; h++) {
-                    float *p = row + h * hd;
-                    float x1 = p[i], x2 = p[i + half];
-                    p[i] = x1 * c - x2 * s;
-                    p[i + half] = x2 * c + x1 * s;
-                }
-            }
+        for (int t = 0; t < T; t++) rope_row(x, cs, b, t, T, H, hd, half, pos0, inverse);
+}
+
+void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
+    rope_rows(x, B, T, H, hd, rot, 0, inverse);
+}
+
+void cpu_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0) {
+    rope_rows(x, B, T, H, hd, rot, pos0, 0);
+}
+
+void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
+                   int pos0, int C) {
+    for (int b = 0; b < B; b++)
+        memcpy(cache + ((size_t)b * T_max + pos0) * C, x + (size_t)b * T * C,
+               sizeof(float) * (size_t)T * C);
+}
+
+/* Head h of stream b, every new query; p holds pos0 + T scores. The same
+ * arithmetic as attention_forward's row (unscaled scores, the scale in the
+ * exponent, a plain sum), so that greedy decoding with a cache picks what
+ * the full forward picks. */
+static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
+    int d = a->H * a->hd;
+    float scale = 1.0f / sqrtf((float)a->hd);
+    const float *K = a->k + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    const float *Vc = a->v + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    for (int t = 0; t < a->T; t++) {
+        const float *q = a->q + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
+        float *out = a->out + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
+        int n = a->pos0 + t + 1;
+        float mx = -INFINITY;
+        for (int s = 0; s < n; s++) {
+            const float *ks = K + (size_t)s * d;
+            float dot = 0.0f;
+            for (int i = 0; i < a->hd; i++) dot += q[i] * ks[i];
+            p[s] = dot;
+            mx = dot > mx ? dot : mx;
         }
+        float sum = 0.0f;
+        for (int s = 0; s < n; s++) {
+            p[s] = expf((p[s] - mx) * scale);
+            sum += p[s];
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < a->hd; i++) out[i] = 0.0f;
+        for (int s = 0; s < n; s++) {
+            const float *vs = Vc + (size_t)s * d;
+            float w = p[s] * inv;
+            for (int i = 0; i < a->hd; i++) out[i] += w * vs[i];
+        }
+    }
+}
+
+void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
+    int n_ctx = a->pos0 + a->T;
+    if ((long)a->B * a->H * n_ctx * a->T * a->hd <= (1L << 16)) { /* a token's worth: serial */
+        float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
+        for (int b = 0; b < a->B; b++)
+            for (int h = 0; h < a->H; h++) decode_head(a, b, h, p);
+        free(p);
+        return;
+    }
+#pragma omp parallel
+    {
+        float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
+#pragma omp for collapse(2)
+        for (int b = 0; b < a->B; b++)
+            for (int h = 0; h < a->H; h++) decode_head(a, b, h, p);
+        free(p);
+    }
 }
 
 /* Row t of P (T x T): softmax over the scores s <= t, zero above the diagonal. */

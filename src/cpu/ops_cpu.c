@@ -31,9 +31,68 @@ static void cpu_synchronize(const Ops *ops) {}
  * single-threaded OpenBLAS call (OpenBLAS runs one thread inside an OpenMP
  * region). For the model's small, skinny products this avoids OpenBLAS's
  * per-block synchronisation between threads, which cost more than the split. */
+/* c[j0:j1] = alpha a op(B)[:, j0:j1] + beta c[j0:j1] for one row a: plain
+ * loops (the OpenBLAS here threads its matrix-vector products with its own
+ * pool, which fights the OpenMP threads). */
+static void gemv_columns(const float *a, const float *B, float *c, int N, int K, int trans_b,
+                         float alpha, float beta, int j0, int j1) {
+    if (trans_b) { /* B is N x K: dot products with its rows */
+        for (int j = j0; j < j1; j++) {
+            const float *b = B + (size_t)j * K;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int k = 0; k < K; k++) dot += a[k] * b[k];
+            c[j] = alpha * dot + (beta != 0.0f ? beta * c[j] : 0.0f);
+        }
+        return;
+    }
+    /* B is K x N: a sum of its rows' slices */
+    float acc[256];
+    for (int c0 = j0; c0 < j1; c0 += 256) {
+        int w = j1 - c0 < 256 ? j1 - c0 : 256;
+        for (int j = 0; j < w; j++) acc[j] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (size_t)k * N + c0;
+            float ak = a[k];
+#pragma omp simd
+            for (int j = 0; j < w; j++) acc[j] += ak * b[j];
+        }
+        for (int j = 0; j < w; j++)
+            c[c0 + j] = alpha * acc[j] + (beta != 0.0f ? beta * c[c0 + j] : 0.0f);
+    }
+}
+
+/* Few rows (decoding one token per stream): GEMM would pack all of B for
+ * them, so each row is a matrix-vector product, threads splitting the
+ * columns. */
+static void gemm_few_rows(const float *A, const float *B, float *C, int M, int N, int K,
+                          int trans_b, float alpha, float beta) {
+    int split = !omp_in_parallel() && omp_get_max_threads() > 1 && (long)N * K >= (1L << 18);
+    if (!split) {
+        for (int i = 0; i < M; i++)
+            gemv_columns(A + (size_t)i * K, B, C + (size_t)i * N, N, K, trans_b, alpha, beta, 0, N);
+        return;
+    }
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int chunk = ((N + nt - 1) / nt + 15) & ~15;
+        int j0 = id * chunk, j1 = j0 + chunk < N ? j0 + chunk : N;
+        for (int i = 0; i < M && j0 < j1; i++)
+            gemv_columns(A + (size_t)i * K, B, C + (size_t)i * N, N, K, trans_b, alpha, beta, j0,
+                         j1);
+    }
+}
+
+#define GEMM_FEW_ROWS 4
+
 void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int trans_a,
               int trans_b, float alpha, float beta) {
     int lda = trans_a ? M : K, ldb = trans_b ? K : N;
+    if (M <= GEMM_FEW_ROWS && !trans_a && K > 0) {
+        gemm_few_rows(A, B, C, M, N, K, trans_b, alpha, beta);
+        return;
+    }
     int threads = omp_get_max_threads();
     if (threads == 1 || omp_in_parallel() || (long)M * N * K < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
@@ -62,6 +121,10 @@ static void cpu_matmul(const Ops *ops, float *C, const float *A, const float *B,
 
 static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens, const float *wte,
                                   int N, int C) {
+    if (N == 1) { /* decoding: no OpenMP team for one row (libgomp syscalls even for if(0)) */
+        memcpy(out, wte + (size_t)tokens[0] * C, sizeof(float) * C);
+        return;
+    }
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(out + (size_t)i * C, wte + (size_t)tokens[i] * C, sizeof(float) * C);
 }
@@ -76,28 +139,35 @@ static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dou
     }
 }
 
+static void layernorm_row(float *out, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int i, int C) {
+    const float *xi = x + (size_t)i * C;
+    float *oi = out + (size_t)i * C;
+    float mu = 0.0f;
+    for (int j = 0; j < C; j++) mu += xi[j];
+    mu /= (float)C;
+    float var = 0.0f;
+    for (int j = 0; j < C; j++) {
+        float d = xi[j] - mu;
+        var += d * d;
+    }
+    float rs = 1.0f / sqrtf(var / (float)C + LAYERNORM_EPS);
+    for (int j = 0; j < C; j++) {
+        float n = (xi[j] - mu) * rs;
+        oi[j] = w ? n * w[j] + b[j] : n;
+    }
+    mean[i] = mu;
+    rstd[i] = rs;
+}
+
 void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
                            const float *w, const float *b, int N, int C) {
-#pragma omp parallel for
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (size_t)i * C;
-        float *oi = out + (size_t)i * C;
-        float mu = 0.0f;
-        for (int j = 0; j < C; j++) mu += xi[j];
-        mu /= (float)C;
-        float var = 0.0f;
-        for (int j = 0; j < C; j++) {
-            float d = xi[j] - mu;
-            var += d * d;
-        }
-        float rs = 1.0f / sqrtf(var / (float)C + LAYERNORM_EPS);
-        for (int j = 0; j < C; j++) {
-            float n = (xi[j] - mu) * rs;
-            oi[j] = w ? n * w[j] + b[j] : n;
-        }
-        mean[i] = mu;
-        rstd[i] = rs;
+    if (N == 1) { /* decoding: no OpenMP team for one row */
+        layernorm_row(out, mean, rstd, x, w, b, 0, C);
+        return;
     }
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) layernorm_row(out, mean, rstd, x, w, b, i, C);
 }
 
 static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db,
@@ -167,6 +237,10 @@ static void cpu_add(const Ops *ops, float *out, const float *a, const float *b, 
 }
 
 void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n) {
+    if (n <= 32768) { /* a decoding step's rows: not worth an OpenMP team */
+        for (size_t i = 0; i < n; i++) y[i] += x[i];
+        return;
+    }
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -281,6 +355,9 @@ static const Ops CPU_OPS = {
     .attention_sizes = cpu_attention_sizes,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .rope_at = cpu_rope_at,
+    .kv_append = cpu_kv_append,
+    .attention_decode = cpu_attention_decode,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
     .dropout_add = cpu_dropout_add,

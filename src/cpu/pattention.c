@@ -117,17 +117,21 @@ static void swiglu_row_backward(float *da, const float *d, const float *a, int n
     }
 }
 
+static void pnorm_row(float *s, const float *a, float tau, int mode, int n) {
+    if (mode == ACT_GELU) gelu_row(s, a, n);
+    else if (mode == ACT_SWIGLU) swiglu_row(s, a, n);
+    else if (mode == PNORM_GELU_L2) gelu_l2_norm_row(s, a, tau, n);
+    else if (mode == PNORM_SOFTMAX) softmax_row(s, a, n);
+    else l2_norm_gelu_row(s, a, tau, n);
+}
+
 static void pnorm_forward(float *S, const float *A, float tau, int mode, int N, int n) {
-#pragma omp parallel for
-    for (int i = 0; i < N; i++) {
-        const float *a = A + (size_t)i * score_cols(mode, n);
-        float *s = S + (size_t)i * n;
-        if (mode == ACT_GELU) gelu_row(s, a, n);
-        else if (mode == ACT_SWIGLU) swiglu_row(s, a, n);
-        else if (mode == PNORM_GELU_L2) gelu_l2_norm_row(s, a, tau, n);
-        else if (mode == PNORM_SOFTMAX) softmax_row(s, a, n);
-        else l2_norm_gelu_row(s, a, tau, n);
+    if (N == 1) { /* decoding: no OpenMP team for one row */
+        pnorm_row(S, A, tau, mode, n);
+        return;
     }
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) pnorm_row(S + (size_t)i * n, A + (size_t)i * score_cols(mode, n), tau, mode, n);
 }
 
 static void pnorm_backward(float *dA, const float *A, const float *S, float tau, int mode, int N,

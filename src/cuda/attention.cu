@@ -46,16 +46,18 @@ static const float *rope_table(int T, int rot) {
 
 // x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2. X: float
 // or bf16 (attention tensors under bf16; the rotation is computed in fp32).
+// Rows are at positions pos0 .. pos0+T-1 (0 in training, the cache's
+// length when decoding).
 template <typename X>
 __global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int hd, int rot,
-                            int inverse) {
+                            int inverse, int pos0) {
     int half = rot / 2;
     size_t total = (size_t)B * T * H * half;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
          idx += (size_t)gridDim.x * blockDim.x) {
         int i = (int)(idx % half);
         size_t bth = idx / half; // (b*T + t)*H + h
-        int t = (int)((bth / H) % T);
+        int t = pos0 + (int)((bth / H) % T);
         float c = table[((size_t)t * half + i) * 2];
         float s = table[((size_t)t * half + i) * 2 + 1];
         if (inverse) s = -s;
@@ -66,15 +68,24 @@ __global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int h
     }
 }
 
-void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+static void rope_launch(float *x, int B, int T, int H, int hd, int rot, int inverse, int pos0) {
     if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
-    const float *table = rope_table(T, rot);
+    const float *table = rope_table(pos0 + T, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
     if (tfc_attn_bf16())
-        rope_kernel<<<tfc_blocks(total, 256), 256>>>((bf16 *)x, table, B, T, H, hd, rot, inverse);
+        rope_kernel<<<tfc_blocks(total, 256), 256>>>((bf16 *)x, table, B, T, H, hd, rot, inverse,
+                                                     pos0);
     else
-        rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse);
+        rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse, pos0);
     KERNEL_CHECK();
+}
+
+void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
+    rope_launch(x, B, T, H, hd, rot, inverse, 0);
+}
+
+void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, int pos0) {
+    rope_launch(x, B, T, H, hd, rot, 0, pos0);
 }
 
 // ---------------------------------------------------------------- layout

@@ -252,6 +252,10 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
                              int accumulate_dx, int y_attn);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
+// Incremental decoding (decode.cu; ops.h for the layouts).
+void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, int pos0);
+void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, int pos0, int C);
+void tfc_attention_decode(const DecodeAttnArgs *args);
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int hd);

@@ -522,6 +522,16 @@ static void op_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_f
 static void op_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
     tfc_rope(x, B, T, H, hd, rot, inverse);
 }
+static void op_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0) {
+    tfc_rope_at(x, B, T, H, hd, rot, pos0);
+}
+static void op_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
+                         int pos0, int C) {
+    tfc_kv_append(cache, x, B, T, T_max, pos0, C);
+}
+static void op_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
+    tfc_attention_decode(a);
+}
 static void op_attention_sizes(const Ops *ops, int B, int T, int H, int hd, size_t *att_floats,
                                size_t *datt_floats) {
     tfc_attention_sizes(B, T, H, hd, att_floats, datt_floats);
@@ -673,6 +683,9 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.attention_sizes = op_attention_sizes;
     g_ops.attention_forward = op_attention_forward;
     g_ops.attention_backward = op_attention_backward;
+    g_ops.rope_at = op_rope_at;
+    g_ops.kv_append = op_kv_append;
+    g_ops.attention_decode = op_attention_decode;
     g_ops.dropout_backward = op_dropout_backward;
     g_ops.dropout_add = op_dropout_add;
     g_ops.cross_entropy_forward = op_cross_entropy_forward;

@@ -1,0 +1,51 @@
+/* Sampling: N independent streams that continue one prompt, decoded as one
+ * batch, with or without a KV cache (docs/DESIGN.md, Sampling). */
+#ifndef TF_SAMPLER_H
+#define TF_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "rng.h"
+
+typedef struct {
+    float temperature; /* 0: greedy */
+    int top_k;         /* 0: all */
+    uint64_t seed;     /* stream i draws from its own generator, sampler_stream_seed */
+    int use_cache;     /* 0: re-run the whole window for every token */
+} SamplerConfig;
+
+typedef struct {
+    Model *m;
+    SamplerConfig cfg;
+    int B;          /* streams */
+    size_t cap;     /* tokens a stream can hold: prompt + new */
+    size_t len;     /* tokens each stream has (all advance together) */
+    int *hist;      /* B x cap token ids */
+    int n_unfed;    /* tokens at the end of each stream not yet in the cache */
+    KVCache kv;
+    Rng *rng;       /* B generators */
+    int *feed;      /* B x block_size: the tokens of one model call */
+    float *logits;  /* B x V, host */
+    float *work;    /* V, host */
+} Sampler;
+
+/* The seed of stream i: a function of (seed, i) only, so that stream i's
+ * text does not depend on how many streams run; stream 0 uses seed itself. */
+uint64_t sampler_stream_seed(uint64_t seed, int i);
+
+/* Prepare n_streams streams that continue prompt (n_prompt >= 1 ids) by up
+ * to max_new tokens each; sizes the model's activations. 0 or -1 with err. */
+int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t n_prompt,
+                 size_t max_new, const SamplerConfig *cfg, char *err);
+/* One new token for every stream, written to out[0 .. B-1]. */
+void sampler_step(Sampler *s, int *out);
+void sampler_free(Sampler *s);
+
+/* Pick a token from V logits: temperature (0: argmax), optional top-k, then
+ * a draw from rng. work holds V floats. */
+int sample_token(const float *logits, int V, float temperature, int top_k, Rng *rng,
+                 float *work);
+
+#endif
