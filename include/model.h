@@ -111,7 +111,10 @@ void model_zero_grad(Model *m);
 void model_backward(Model *m);
 /* Global L2 norm of the gradients of the trainable parameters. */
 float model_grad_norm(Model *m);
-/* One AdamW update of every unfrozen row; grad_scale multiplies gradients (clipping). */
+/* The optimizer step at which the latest grow added rows (0: never grown). */
+int model_latest_birth(const Model *m);
+/* One AdamW update of every unfrozen row; grad_scale multiplies gradients
+ * (clipping); rows born in the latest grow train at lr * tc->new_row_lr_mult. */
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
 
 /* One training step: forward (dropout on), backward, global-norm clip and

@@ -125,17 +125,106 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             memset(d->v + start, 0, count * sizeof(float));
             int is_key = kv == 0;
             for (size_t e = 0; e < count; e++) {
-                float x = 0.0f;
-                if (!is_key) x = value_std * rng_normal(&rng);
-                else if (g->init == GROW_RANDOM) x = 0.02f * rng_normal(&rng);
-                dv[start + e] = x;
+                float std = is_key ? g->key_scale : value_std;
+                dv[start + e] = std > 0.0f ? std * rng_normal(&rng) : 0.0f;
             }
             rc = remap_segments(s, d, keep, n_kept, n_new, src->step, err);
         }
-        if (g->init == GROW_RANDOM && n_new > 0)
+        if (g->tau_reset && n_new > 0)
             *model_patt_tau(dst, l, w) = sqrtf((float)model_patt_rows(dst, l, w));
         free(keep);
     }
     if (rc) model_free(dst);
     return rc;
+}
+
+/* ---------------- depth growth ---------------- */
+
+/* Old layer that new layer k of n_new goes after (-1: before layer 0 never
+ * happens): the last one for GROW_AT_END, evenly spread for interleave. */
+static int insert_after(int k, int n_new, int n_old, GrowAt at) {
+    if (at == GROW_AT_END) return n_old - 1;
+    return (int)(((long)(k + 1) * n_old) / n_new) - 1;
+}
+
+/* map[j] = the old layer that new layer j copies, or -1 for an inserted one;
+ * like[j] = the old layer whose row counts an inserted layer takes. */
+static void layer_map(int n_old, int n_new, GrowAt at, int *map, int *like) {
+    int j = 0, k = 0;
+    for (int l = 0; l < n_old; l++) {
+        map[j] = l;
+        like[j++] = l;
+        while (k < n_new && insert_after(k, n_new, n_old, at) == l) {
+            map[j] = -1;
+            like[j++] = l;
+            k++;
+        }
+    }
+}
+
+/* Index of layer l's parameter j (0 .. PARAMS_PER_LAYER-1) in a model of any depth. */
+static int layer_param(int l, int j) { return model_patt_param(l, j / 2) + j % 2; }
+
+/* The output side of a block: what the residual stream receives. Zero there
+ * makes the block the identity, whatever its other weights are. */
+static int is_output_param(int j) {
+    int which = j / 2, is_value = j % 2;
+    return is_value && (which == PATT_O || which == PATT_FFN);
+}
+
+static void init_new_layer(Model *dst, int l, uint64_t seed, float value_std) {
+    Rng rng;
+    rng_seed(&rng, seed ^ tf_mix64(0x1a7e5ULL + (uint64_t)l));
+    for (int j = 0; j < PARAMS_PER_LAYER; j++) {
+        Param *p = &dst->params[layer_param(l, j)];
+        size_t n = tensor_numel(&p->t);
+        float *v = tensor_f32(&p->t);
+        float std = is_output_param(j) ? 0.0f : (j % 2 ? value_std : 0.02f);
+        for (size_t e = 0; e < n; e++) v[e] = std > 0.0f ? std * rng_normal(&rng) : 0.0f;
+        memset(p->m, 0, n * sizeof(float));
+        memset(p->v, 0, n * sizeof(float));
+        p->n_seg = 1;
+        p->seg[0] = (RowSegment){0, dst->step, 0};
+    }
+    for (int w = 0; w < PATT_PER_LAYER; w++)
+        *model_patt_tau(dst, l, w) = sqrtf((float)model_patt_rows(dst, l, w));
+}
+
+int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err) {
+    const ModelConfig *c = &src->cfg;
+    if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
+    if (n_new < 1 || c->n_layer + n_new > MAX_LAYERS)
+        return tf_err(err, "cannot add %d layers to %d (the total must be at most %d)", n_new, c->n_layer, MAX_LAYERS);
+    ModelConfig nc = *c;
+    nc.n_layer = c->n_layer + n_new;
+    int *map = tf_malloc(sizeof(int) * 2 * (size_t)nc.n_layer, "layer map"), *like = map + nc.n_layer;
+    layer_map(c->n_layer, n_new, at, map, like);
+    int *rows = tf_malloc(sizeof(int) * (size_t)nc.n_layer * PATT_PER_LAYER, "row counts");
+    for (int l = 0; l < nc.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) rows[l * PATT_PER_LAYER + w] = model_patt_rows(src, like[l], w);
+    int rc = model_create(dst, &nc, rows, src->ops, err);
+    free(rows);
+    if (rc) {
+        free(map);
+        return -1;
+    }
+    dst->step = src->step;
+    /* wte and the final norm keep their indices from the front and the back */
+    copy_param(&src->params[0], &dst->params[0]);
+    for (int t = 1; t <= src->n_params - model_patt_param(c->n_layer, 0); t++)
+        copy_param(&src->params[src->n_params - t], &dst->params[dst->n_params - t]);
+    /* Values of the new q, k, v rows as at init of a model of the new depth */
+    float value_std = model_value_init_std(&nc);
+    for (int l = 0; l < nc.n_layer; l++) {
+        if (map[l] < 0) {
+            init_new_layer(dst, l, seed, value_std);
+            continue;
+        }
+        for (int j = 0; j < PARAMS_PER_LAYER; j++)
+            copy_param(&src->params[layer_param(map[l], j)], &dst->params[layer_param(l, j)]);
+        for (int w = 0; w < PATT_PER_LAYER; w++)
+            *model_patt_tau(dst, l, w) = src->tau[map[l] * PATT_PER_LAYER + w];
+    }
+    free(map);
+    return 0;
 }
