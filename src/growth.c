@@ -140,11 +140,12 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
 
 /* ---------------- depth growth ---------------- */
 
-/* Old layer that new layer k of n_new goes after (-1: before layer 0 never
- * happens): the last one for GROW_AT_END, evenly spread for interleave. */
+/* Old layer that new layer k of n_new goes after: the last one for
+ * GROW_AT_END; for interleave spread evenly from layer 0 on (always in
+ * [0, n_old - 1], nondecreasing in k). */
 static int insert_after(int k, int n_new, int n_old, GrowAt at) {
     if (at == GROW_AT_END) return n_old - 1;
-    return (int)(((long)(k + 1) * n_old) / n_new) - 1;
+    return (int)(((long)k * n_old) / n_new);
 }
 
 /* map[j] = the old layer that new layer j copies, or -1 for an inserted one;
