@@ -36,8 +36,12 @@ int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConf
                           int *model_flag_seen);
 void cli_print_config_help(void);
 #define CLI_MAX_CONFIG_FLAGS 64
-/* seen[i] marks config flag i (opt - CLI_CONFIG_OPT_BASE) as given. */
+/* seen[i] marks config flag i (opt - CLI_CONFIG_OPT_BASE) as given
+ * ("arch" and the long flag names without dashes). */
 int cli_config_flag_seen(const int *seen, const char *flag);
+/* The arch's defaults (FFN width, transformerpp's full RoPE) for the
+ * model flags not given. */
+void cli_apply_arch_defaults(ModelConfig *mc, const int *seen);
 /* Copy into dst the training fields whose flags were given. */
 void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const int *seen);
 

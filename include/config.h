@@ -6,12 +6,19 @@
  * configs, checkpoints and `grow` accept. */
 #define PATT_MAX_ROWS (1 << 22)
 
+/* The model family (docs/MODEL.md): TokenFormer, or the baselines written in
+ * the same code path with linear projections and an MLP. */
+typedef enum { ARCH_TOKENFORMER = 0, ARCH_TRANSFORMER = 1, ARCH_TRANSFORMERPP = 2, ARCH_COUNT } Arch;
+
 typedef struct {
+    int arch;        /* Arch */
     int n_layer;
     int d_model;
     int n_head;
-    int n_attn;      /* parameter tokens of each attention Pattention (q, k, v, o) */
-    int n_ffn;       /* parameter tokens of the FFN Pattention */
+    int n_attn;      /* parameter tokens of each attention Pattention (q, k, v, o);
+                        no meaning for the baselines */
+    int n_ffn;       /* parameter tokens of the FFN Pattention; the baselines' FFN
+                        hidden width h */
     int block_size;  /* T: context length */
     int vocab_size;  /* set from the data / checkpoint */
     float rope_frac; /* fraction of each head's dims that get RoPE */
@@ -48,6 +55,15 @@ const char *preset_names(void); /* "tiny, shakespeare, gpt2-124m" */
 int model_config_validate(const ModelConfig *c, char *err);
 int train_config_validate(const TrainConfig *c, char *err);
 const char *pnorm_name(int mode);
+const char *arch_name(int arch);
+int arch_parse(const char *s); /* -1 if unknown */
+const char *arch_names(void);  /* "tokenformer, transformer, transformerpp" */
+/* The FFN hidden width of a baseline when none is given: 4d (transformer),
+ * 64 ceil(8d/3/64) (transformerpp); tokenformer: the config's n_ffn. */
+int arch_default_ffn(const ModelConfig *c);
+/* Fill in what an arch changes in a preset: the FFN width and (transformerpp)
+ * full RoPE, each unless given on the command line. */
+void model_config_apply_arch_defaults(ModelConfig *c, int ffn_given, int rope_given);
 int pnorm_parse(const char *s); /* -1 if unknown */
 /* Rotary dims per head: rope_frac * head_dim rounded down to even. */
 int model_config_rot_dims(const ModelConfig *c);

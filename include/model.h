@@ -11,10 +11,12 @@
 #include "ops.h"
 #include "tensor.h"
 
-/* The five Pattentions of a block. */
+/* The five projection sites of a block: Pattentions (tokenformer), or
+ * linears and the MLP (the baselines; docs/MODEL.md). */
 enum { PATT_Q = 0, PATT_K, PATT_V, PATT_O, PATT_FFN, PATT_PER_LAYER };
 
-#define PARAMS_PER_LAYER (2 * PATT_PER_LAYER) /* key + value of each */
+#define MAX_PARAMS_PER_LAYER 10 /* tokenformer: key + value of each site */
+#define MODEL_SITE_MAX_PARAMS 3 /* SwiGLU: gate, up, down */
 #define MAX_SEGMENTS 32
 
 /* Rows appended by `grow` get their own Adam step count: rows >= row_start
@@ -66,10 +68,11 @@ typedef struct Model {
     ModelConfig cfg;
     const Ops *ops;
 
-    Param *params;   /* wte, then per layer (q,k,v,o,ffn) x (key,value), then ln_f w, b
-                        (memory order differs: model_param_offset) */
+    Param *params;   /* wte, then per layer the arch's parameters (model.c ArchLayout;
+                        tokenformer: (q,k,v,o,ffn) x (key,value)), then the final
+                        norm (memory order differs: model_param_offset) */
     int n_params;
-    float *tau;      /* host, n_layer * PATT_PER_LAYER */
+    float *tau;      /* host, n_layer * PATT_PER_LAYER (1 and unused for the baselines) */
     float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
     size_t n_param_elems;
     int step;        /* optimizer steps taken */
@@ -127,9 +130,24 @@ float model_train_step(Model *m, const int *tokens, const int *targets, float lr
 /* Where parameter `index` starts in param_mem (and grad_mem, m_mem, v_mem),
  * in floats: the memory order is not the index order (model.c). */
 size_t model_param_offset(const Model *m, int index);
-/* Rows (n) of a Pattention and the index of its key param. */
+/* Rows of site `which` of layer `layer`: a Pattention's n, the baselines'
+ * FFN width h, d for a linear site. */
 int model_patt_rows(const Model *m, int layer, int which);
-int model_patt_param(int layer, int which); /* key index; value is +1 */
+/* The index of the site's first parameter (a Pattention's key, whose value
+ * is +1; a linear's weight; the MLP's up or, SwiGLU, gate). */
+int model_patt_param(const Model *m, int layer, int which);
+/* The same from a config (before a model exists: a checkpoint's reader). */
+int model_config_site_param(const ModelConfig *c, int layer, int which);
+/* Whether the model's sites have Pattention scales tau (tokenformer). */
+int model_has_tau(const ModelConfig *c);
+/* Whether the site is a linear projection (the baselines' q, k, v, o). */
+int model_site_is_linear(const Model *m, int which);
+/* The parameters of the site that grow along rows when its rows grow
+ * (Pattention: key, value; GeLU MLP: up, down; SwiGLU: gate, up, down;
+ * linear: none), written to idx; returns their count. Each is rows x d. */
+int model_site_row_params(const Model *m, int layer, int which, int idx[MODEL_SITE_MAX_PARAMS]);
+/* Parameters per layer of the config's arch. */
+int model_params_per_layer(const ModelConfig *c);
 /* The rows Pattention `which` of layer `layer` took in the last forward, as
  * an input another pattention_forward can take: an attention tensor (the
  * normalized rows, or the attention output for PATT_O), valid until the
@@ -140,8 +158,8 @@ size_t model_num_params(const Model *m, int include_embedding);
 /* Copy the logits row of (batch b, position t) to host. */
 void model_logits_row(const Model *m, int b, int t, float *host_out);
 
-/* Parameter names, as in docs/FORMAT.md. */
-void model_param_name(int index, int n_layer, char *out, size_t len);
+/* Parameter names (of the config's arch), as in docs/FORMAT.md. */
+void model_param_name(const ModelConfig *c, int index, char *out, size_t len);
 /* The name of Pattention `which` (PATT_Q ..) within a layer, "attn.q" ..
  * "ffn": its tensors are h.<layer>.<name>.key / .value. */
 const char *model_patt_name(int which);

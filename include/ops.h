@@ -34,15 +34,30 @@
 typedef enum {
     PNORM_L2_GELU = 0, /* GeLU(tau * A / ||A||)           (default) */
     PNORM_GELU_L2 = 1, /* tau * GeLU(A) / ||GeLU(A)||              */
-    PNORM_SOFTMAX = 2  /* n * softmax(A)                             */
+    PNORM_SOFTMAX = 2, /* n * softmax(A)                             */
+    /* The baselines' FFN is the same op with an elementwise activation in
+     * place of the row-normalized score (no tau, no row norm): */
+    ACT_GELU = 3,      /* S = GeLU(A): the GeLU MLP, K = mlp.up, V = mlp.down */
+    ACT_SWIGLU = 4     /* K holds 2n rows (n gate rows, then n up rows), so A
+                        * is N x 2n; S = SiLU(A_gate) * A_up is N x n: SwiGLU */
 } PNormMode;
 
 #define PNORM_EPS 1e-6f
 #define PATT_MAX_GROUP 4 /* members of a Pattention group (q, k, v: 3) */
 #define LAYERNORM_EPS 1e-5f
+#define RMSNORM_EPS 1e-5f
 
-/* The input of a Pattention (group): x (N x d_in) itself, or LayerNorm(x)
- * (no affine, eps LAYERNORM_EPS) when mean and rstd are set. Then forward
+/* How an op's input rows are normalized before the products take them. */
+typedef enum {
+    NORM_NONE = 0,  /* x itself */
+    NORM_LAYER = 1, /* LayerNorm(x), no affine, eps LAYERNORM_EPS: mean, rstd saved */
+    NORM_RMS = 2    /* x * rstd * w, rstd = 1/sqrt(mean(x^2) + RMSNORM_EPS): rstd saved */
+} NormKind;
+
+/* The input of a Pattention or linear (group): x (N x d_in) itself
+ * (norm NORM_NONE), LayerNorm(x) (NORM_LAYER: no affine, eps LAYERNORM_EPS;
+ * mean and rstd set) or RMSNorm(x) (NORM_RMS: x * rstd * w, w a d_in weight
+ * or NULL for 1; rstd set, mean unused). Then forward
  * writes the row statistics there and the normalized rows to xn (N x d_in
  * elements of the attention tensors' type, below: bf16 under CUDA bf16, in
  * which the products take them), and backward reads the rows back from xn;
@@ -52,7 +67,9 @@ typedef enum {
 typedef struct {
     const float *x;
     float *xn, *mean, *rstd;
-    int attn; /* x is an attention tensor (below); then no mean/rstd */
+    int attn;       /* x is an attention tensor (below); then norm is NORM_NONE */
+    int norm;       /* NormKind */
+    const float *w; /* NORM_RMS weight (d_in) or NULL (1) */
 } PattInput;
 
 /* Attention tensors: q, k, v, the attention output and their gradients.
@@ -85,6 +102,24 @@ typedef struct {
     const float *dY;      /* stacked like Y */
     int accumulate_dx;
 } PattArgs;
+
+/* The arguments of a linear projection (group), forward and backward (see
+ * linear_forward below), with the input convention and group stacking of
+ * PattArgs. */
+typedef struct {
+    /* both directions */
+    PattInput X;           /* N x d_in */
+    const float *W;        /* G stacked d_out x d_in weights (nn.Linear layout) */
+    int G, N, d_in, d_out;
+    int y_attn;            /* Y and dY are attention tensors */
+    /* forward */
+    float *Y;              /* G stacked N x d_out */
+    const float *residual; /* NULL or N x d_out (G = 1): Y = residual + output */
+    /* backward */
+    float *dX, *dW;        /* dW accumulates; dX see accumulate_dx */
+    const float *dY;       /* stacked like Y */
+    int accumulate_dx;
+} LinearArgs;
 
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 
@@ -138,6 +173,24 @@ struct Ops {
                                const float *dout, const float *x, const float *w,
                                const float *mean, const float *rstd, int N, int C);
 
+    /* RMSNorm over the last dim (C): out = x * rstd * w, rstd = 1 /
+     * sqrt(mean(x^2) + RMSNORM_EPS) saved (N) for backward; w may be NULL (1).
+     * Backward: dx accumulates; dw accumulates and may be NULL; dout is fp32
+     * (the d(xn) a fused PattInput's backward returns, or the final norm's). */
+    void (*rmsnorm_forward)(const Ops *ops, float *out, float *rstd, const float *x,
+                            const float *w, int N, int C);
+    void (*rmsnorm_backward)(const Ops *ops, float *dx, float *dw, const float *dout,
+                             const float *x, const float *w, const float *rstd, int N, int C);
+
+    /* Linear projection group (LinearArgs): member g < G shares the input X
+     * (PattInput: normalized as for a Pattention; backward returns d(xn)),
+     * weight W + g*d_out*d_in, output Y + g*N*d_out: Y_g = Xn W_g^T
+     * (+ residual). Backward: dW_g += dY_g^T Xn; dX = sum_g dY_g W_g,
+     * accumulated when accumulate_dx is 1, overwritten when 0. y_attn: Y and
+     * dY are attention tensors. */
+    void (*linear_forward)(const Ops *ops, const LinearArgs *args);
+    void (*linear_backward)(const Ops *ops, const LinearArgs *args);
+
     /* Pattention (docs/MODEL.md, Pattention) over a group of G members
      * (1 <= G <= PATT_MAX_GROUP) that share the input X (N x d_in, see
      * PattInput) and the row count n:
@@ -158,8 +211,11 @@ struct Ops {
      * attention tensors. residual (forward; NULL or N x d_out, G = 1, Y not
      * an attention tensor): Y = residual + the Pattention's output, the
      * block's residual step when there is no dropout, which a backend may
-     * fuse into its product (CUDA: the GEMM's epilogue reads residual). */
+     * fuse into its product (CUDA: the GEMM's epilogue reads residual).
+     * Modes ACT_GELU and ACT_SWIGLU (the baselines' MLP) ignore tau; under
+     * ACT_SWIGLU K + g*2n*d_in holds 2n key rows and A has 2n columns. */
     /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
+     * (under ACT_SWIGLU pass n = 2h, the score columns, for a hidden width h)
      * in fp32; a backend that keeps them in a narrower type or recomputes one
      * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
      * floats) asks for less. */

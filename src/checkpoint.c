@@ -139,7 +139,7 @@ static void tau_name(int l, int w, char *out, size_t len) {
 
 static char *model_config_json(const ModelConfig *c) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "arch", "tokenformer");
+    cJSON_AddStringToObject(j, "arch", arch_name(c->arch));
     cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
     cJSON_AddNumberToObject(j, "d_model", c->d_model);
     cJSON_AddNumberToObject(j, "n_head", c->n_head);
@@ -225,8 +225,9 @@ static int parse_model_config(const char *s, ModelConfig *c, char *err) {
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "arch");
     const cJSON *pn = cJSON_GetObjectItemCaseSensitive(j, "pnorm");
     int rc = 0;
-    if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "tokenformer") != 0)
-        rc = tf_err(err, "config 'arch' must be \"tokenformer\"");
+    /* a config without "arch" is a tokenformer's */
+    if (arch && (!cJSON_IsString(arch) || (c->arch = arch_parse(arch->valuestring)) < 0))
+        rc = tf_err(err, "config 'arch' is not one of %s", arch_names());
     else if (json_int(j, "n_layer", 1, 256, &c->n_layer, err) ||
              json_int(j, "d_model", 1, 65536, &c->d_model, err) ||
              json_int(j, "n_head", 1, 65536, &c->n_head, err) ||
@@ -338,7 +339,7 @@ static int verify_crc(const StFile *f, char *err) {
 int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
                     int with_optimizer, char *err) {
     const Ops *o = m->ops;
-    int L = m->cfg.n_layer, n_tau = L * PATT_PER_LAYER;
+    int L = m->cfg.n_layer, n_tau = model_has_tau(&m->cfg) ? L * PATT_PER_LAYER : 0;
     int n_out = m->n_params * (with_optimizer ? 3 : 1) + n_tau;
     StTensorOut *outs = tf_calloc((size_t)n_out, sizeof *outs, "checkpoint table");
     char (*names)[TF_NAME_LEN + 8] = tf_calloc((size_t)n_out, sizeof *names, "checkpoint names");
@@ -363,7 +364,7 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
             k++;
         }
     }
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L && n_tau; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             tau_name(l, w, names[k], sizeof names[k]);
             outs[k] = (StTensorOut){names[k], DTYPE_F32, 1, &one, &m->tau[l * PATT_PER_LAYER + w]};
@@ -437,7 +438,7 @@ static int read_rows(const StFile *f, const ModelConfig *c, int *rows, char *err
     for (int l = 0; l < c->n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             char name[TF_NAME_LEN];
-            model_param_name(model_patt_param(l, w), c->n_layer, name, sizeof name);
+            model_param_name(c, model_config_site_param(c, l, w), name, sizeof name);
             const StEntry *e = st_find(f, name);
             if (!e) return tf_err(err, "tensor '%s' is missing", name);
             if (e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > PATT_MAX_ROWS || e->shape[1] != c->d_model)
@@ -491,7 +492,7 @@ static int is_expected_tensor(const Model *m, const char *name, int with_opt) {
     int moment = with_opt && (strncmp(name, "opt.m.", 6) == 0 || strncmp(name, "opt.v.", 6) == 0);
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].t.name, moment ? name + 6 : name) == 0) return 1;
-    for (int l = 0; l < m->cfg.n_layer && !moment; l++)
+    for (int l = 0; l < m->cfg.n_layer && !moment && model_has_tau(&m->cfg); l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             char tau[TF_NAME_LEN];
             tau_name(l, w, tau, sizeof tau);
@@ -534,8 +535,8 @@ static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
             o->to_device(o, dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
         }
     }
-    int64_t one = 1;
-    for (int l = 0; l < m->cfg.n_layer; l++)
+    int64_t one = 1, n_tau = model_has_tau(&m->cfg) ? m->cfg.n_layer * PATT_PER_LAYER : 0;
+    for (int l = 0; l < m->cfg.n_layer && n_tau; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             char name[TF_NAME_LEN];
             tau_name(l, w, name, sizeof name);
@@ -548,7 +549,7 @@ static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
         }
     /* Every expected tensor was found above and names are unique, so only a
      * larger count means that the file holds something else: name it. */
-    int n_expected = m->n_params * (*has_opt ? 3 : 1) + m->cfg.n_layer * PATT_PER_LAYER;
+    int n_expected = m->n_params * (*has_opt ? 3 : 1) + (int)n_tau;
     for (int i = 0; f->n_entries > n_expected && i < f->n_entries; i++)
         if (!is_expected_tensor(m, f->entries[i].name, *has_opt)) {
             char shown[ST_SHOW_LEN + 4];

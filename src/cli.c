@@ -136,6 +136,7 @@ const struct option CLI_CONFIG_OPTIONS[] = {
     OPT(11), OPT(12), OPT(13), OPT(14), OPT(15), OPT(16), OPT(17), OPT(18), OPT(19), OPT(20), OPT(21),
 #undef OPT
     {"pnorm", required_argument, NULL, CLI_CONFIG_OPT_BASE + N_FLAGS},
+    {"arch", required_argument, NULL, CLI_CONFIG_OPT_BASE + N_FLAGS + 1},
     {0, 0, 0, 0}};
 
 int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
@@ -146,6 +147,12 @@ int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConf
         if (mode < 0) tf_die("--pnorm: expected l2_norm_gelu, gelu_l2_norm or softmax, got '%s'", value);
         mc->pnorm = mode;
         *model_flag_seen = 1;
+        return 1;
+    }
+    if (i == N_FLAGS + 1) { /* not a model flag for --resume: it may confirm the checkpoint's */
+        int arch = arch_parse(value);
+        if (arch < 0) tf_die("--arch: unknown arch '%s' (expected %s)", value, arch_names());
+        mc->arch = arch;
         return 1;
     }
     if (i < 0 || i > N_FLAGS) return 0;
@@ -167,12 +174,19 @@ void cli_print_config_help(void) {
         printf("  %-22s %s\n", left, FLAGS[i].help);
     }
     printf("  %-22s %s\n", "--pnorm MODE", "l2_norm_gelu (default), gelu_l2_norm or softmax");
+    printf("  %-22s %s\n", "--arch A", "tokenformer (default), transformer or transformerpp");
 }
 
 int cli_config_flag_seen(const int *seen, const char *flag) {
+    if (!strcmp(flag, "arch")) return seen[N_FLAGS + 1];
     for (int i = 0; i < N_FLAGS; i++)
         if (!strcmp(FLAGS[i].flag, flag)) return seen[i];
     return 0;
+}
+
+void cli_apply_arch_defaults(ModelConfig *mc, const int *seen) {
+    model_config_apply_arch_defaults(mc, cli_config_flag_seen(seen, "n-ffn"),
+                                     cli_config_flag_seen(seen, "rope-frac"));
 }
 
 void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const int *seen) {

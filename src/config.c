@@ -49,6 +49,31 @@ int pnorm_parse(const char *s) {
     return -1;
 }
 
+static const char *ARCH_NAMES[ARCH_COUNT] = {"tokenformer", "transformer", "transformerpp"};
+
+const char *arch_name(int arch) {
+    return (arch >= 0 && arch < ARCH_COUNT) ? ARCH_NAMES[arch] : "unknown";
+}
+
+int arch_parse(const char *s) {
+    for (int i = 0; i < ARCH_COUNT; i++)
+        if (strcmp(s, ARCH_NAMES[i]) == 0) return i;
+    return -1;
+}
+
+const char *arch_names(void) { return "tokenformer, transformer, transformerpp"; }
+
+int arch_default_ffn(const ModelConfig *c) {
+    if (c->arch == ARCH_TRANSFORMER) return 4 * c->d_model;
+    if (c->arch == ARCH_TRANSFORMERPP) return 64 * ((8 * c->d_model + 191) / 192); /* 64 ceil(8d / 192) */
+    return c->n_ffn;
+}
+
+void model_config_apply_arch_defaults(ModelConfig *c, int ffn_given, int rope_given) {
+    if (!ffn_given) c->n_ffn = arch_default_ffn(c);
+    if (!rope_given && c->arch == ARCH_TRANSFORMERPP) c->rope_frac = 1.0f;
+}
+
 int model_config_rot_dims(const ModelConfig *c) {
     int hd = c->d_model / c->n_head;
     int rot = (int)(c->rope_frac * (float)hd + 1e-4f);
@@ -56,6 +81,7 @@ int model_config_rot_dims(const ModelConfig *c) {
 }
 
 int model_config_validate(const ModelConfig *c, char *err) {
+    if (c->arch < 0 || c->arch >= ARCH_COUNT) return tf_err(err, "unknown arch %d", c->arch);
     if (c->n_layer < 1 || c->n_layer > 256) return tf_err(err, "n_layer must be in [1, 256] (got %d)", c->n_layer);
     if (c->d_model < 1 || c->d_model > 65536) return tf_err(err, "d_model must be in [1, 65536] (got %d)", c->d_model);
     if (c->n_head < 1) return tf_err(err, "n_head must be >= 1 (got %d)", c->n_head);

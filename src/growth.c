@@ -75,6 +75,8 @@ static void copy_param(const Param *s, Param *d) {
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     const ModelConfig *c = &src->cfg;
     if (!ops_is_cpu(src->ops)) return tf_err(err, "resizing needs a model in host memory (CPU backend)");
+    if (c->arch != ARCH_TOKENFORMER)
+        return tf_err(err, "growing a %s checkpoint is not supported yet", arch_name(c->arch));
     int n_patt = c->n_layer * PATT_PER_LAYER;
     int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
     for (int i = 0; i < n_patt; i++) {
@@ -100,7 +102,7 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     memset(whole, 1, (size_t)src->n_params);
     for (int p = 0; p < n_patt; p++)
         if (g->delta[p] != 0) {
-            int key = model_patt_param(p / PATT_PER_LAYER, p % PATT_PER_LAYER);
+            int key = model_patt_param(src, p / PATT_PER_LAYER, p % PATT_PER_LAYER);
             whole[key] = whole[key + 1] = 0;
         }
     for (int i = 0; i < src->n_params; i++)
@@ -113,8 +115,8 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
         int *keep = kept_rows(n_old, g->delta[p], g->importance ? g->importance[p] : NULL, &n_kept);
         int n_new = model_patt_rows(dst, l, w) - n_kept;
         for (int kv = 0; kv < 2 && !rc; kv++) {
-            const Param *s = &src->params[model_patt_param(l, w) + kv];
-            Param *d = &dst->params[model_patt_param(l, w) + kv];
+            const Param *s = &src->params[model_patt_param(src, l, w) + kv];
+            Param *d = &dst->params[model_patt_param(dst, l, w) + kv];
             size_t width = (size_t)c->d_model;
             float *dv = tensor_f32(&d->t);
             copy_rows(dv, tensor_f32(&s->t), keep, n_kept, width);

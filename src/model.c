@@ -14,16 +14,103 @@
 /* ------------------------------------------------------------------ */
 /* parameter layout                                                     */
 
+/* A layer's parameters per arch, in index order (names, checkpoint order).
+ * Each projection site (q, k, v, o, ffn) owns a run of them starting at
+ * site_first: a Pattention's key and value, a linear's weight, an MLP's
+ * (gate,) up and down. The RMSNorm weights (transformerpp) close the layer. */
+typedef struct {
+    int n;                                 /* parameters per layer */
+    const char *names[MAX_PARAMS_PER_LAYER];
+    int site_first[PATT_PER_LAYER], site_count[PATT_PER_LAYER];
+    /* memory order of the layer's 2-D tensors: a block's q, k, v keys (or
+     * weights) one stacked matrix, and so are its values (the groups of
+     * ops.h); SwiGLU's gate and up adjacent (its key of 2h rows) */
+    int n_matrix;
+    int mem_order[MAX_PARAMS_PER_LAYER];
+    int norm[2];                           /* norm1, norm2 weights, or -1 */
+    int n_final;
+    const char *final_names[2];
+} ArchLayout;
+
+static const ArchLayout LAYOUTS[ARCH_COUNT] = {
+    [ARCH_TOKENFORMER] = {10,
+                          {"attn.q.key", "attn.q.value", "attn.k.key", "attn.k.value",
+                           "attn.v.key", "attn.v.value", "attn.o.key", "attn.o.value", "ffn.key",
+                           "ffn.value"},
+                          {0, 2, 4, 6, 8},
+                          {2, 2, 2, 2, 2},
+                          10,
+                          {0, 2, 4, 1, 3, 5, 6, 7, 8, 9},
+                          {-1, -1},
+                          2,
+                          {"ln_f.weight", "ln_f.bias"}},
+    [ARCH_TRANSFORMER] = {6,
+                          {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
+                           "mlp.up", "mlp.down"},
+                          {0, 1, 2, 3, 4},
+                          {1, 1, 1, 1, 2},
+                          6,
+                          {0, 1, 2, 3, 4, 5},
+                          {-1, -1},
+                          2,
+                          {"ln_f.weight", "ln_f.bias"}},
+    [ARCH_TRANSFORMERPP] = {9,
+                            {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
+                             "mlp.gate", "mlp.up", "mlp.down", "norm1.weight", "norm2.weight"},
+                            {0, 1, 2, 3, 4},
+                            {1, 1, 1, 1, 3},
+                            7,
+                            {0, 1, 2, 3, 4, 5, 6},
+                            {7, 8},
+                            1,
+                            {"norm_f.weight", NULL}},
+};
+
 static const char *PATT_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
 
-static int n_params_for(int n_layer) { return 1 + PARAMS_PER_LAYER * n_layer + 2; }
-static int lnf_w_index(const Model *m) { return m->n_params - 2; }
-static int lnf_b_index(const Model *m) { return m->n_params - 1; }
+static const ArchLayout *layout_of(const ModelConfig *c) { return &LAYOUTS[c->arch]; }
 
-int model_patt_param(int layer, int which) { return 1 + layer * PARAMS_PER_LAYER + 2 * which; }
+static int n_params_for(const ModelConfig *c) {
+    const ArchLayout *L = layout_of(c);
+    return 1 + L->n * c->n_layer + L->n_final;
+}
+/* The final norm's weight and (LayerNorm only) bias; -1 when absent. */
+static int lnf_w_index(const Model *m) { return 1 + layout_of(&m->cfg)->n * m->cfg.n_layer; }
+static int lnf_b_index(const Model *m) {
+    return layout_of(&m->cfg)->n_final == 2 ? lnf_w_index(m) + 1 : -1;
+}
+/* The weight of RMSNorm k (0: before attention, 1: before the FFN) of layer l, or -1. */
+static int norm_param(const Model *m, int l, int k) {
+    const ArchLayout *L = layout_of(&m->cfg);
+    return L->norm[k] < 0 ? -1 : 1 + l * L->n + L->norm[k];
+}
+
+int model_params_per_layer(const ModelConfig *c) { return layout_of(c)->n; }
+
+int model_config_site_param(const ModelConfig *c, int layer, int which) {
+    const ArchLayout *L = layout_of(c);
+    return 1 + layer * L->n + L->site_first[which];
+}
+
+int model_patt_param(const Model *m, int layer, int which) {
+    return model_config_site_param(&m->cfg, layer, which);
+}
+
+int model_has_tau(const ModelConfig *c) { return c->arch == ARCH_TOKENFORMER; }
+
+int model_site_is_linear(const Model *m, int which) {
+    return m->cfg.arch != ARCH_TOKENFORMER && which != PATT_FFN;
+}
+
+int model_site_row_params(const Model *m, int layer, int which, int idx[MODEL_SITE_MAX_PARAMS]) {
+    if (model_site_is_linear(m, which)) return 0;
+    int first = model_patt_param(m, layer, which), n = layout_of(&m->cfg)->site_count[which];
+    for (int k = 0; k < n; k++) idx[k] = first + k;
+    return n;
+}
 
 int model_patt_rows(const Model *m, int layer, int which) {
-    return (int)m->params[model_patt_param(layer, which)].t.shape[0];
+    return (int)m->params[model_patt_param(m, layer, which)].t.shape[0];
 }
 
 float *model_patt_tau(Model *m, int layer, int which) {
@@ -32,15 +119,12 @@ float *model_patt_tau(Model *m, int layer, int which) {
 
 const char *model_patt_name(int which) { return PATT_NAMES[which]; }
 
-void model_param_name(int index, int n_layer, char *out, size_t len) {
-    if (index == 0) {
-        snprintf(out, len, "wte");
-    } else if (index >= 1 + PARAMS_PER_LAYER * n_layer) {
-        snprintf(out, len, index == 1 + PARAMS_PER_LAYER * n_layer ? "ln_f.weight" : "ln_f.bias");
-    } else {
-        int k = index - 1, l = k / PARAMS_PER_LAYER, which = (k % PARAMS_PER_LAYER) / 2;
-        snprintf(out, len, "h.%d.%s.%s", l, PATT_NAMES[which], (k % 2) ? "value" : "key");
-    }
+void model_param_name(const ModelConfig *c, int index, char *out, size_t len) {
+    const ArchLayout *L = layout_of(c);
+    int first_final = 1 + L->n * c->n_layer;
+    if (index == 0) snprintf(out, len, "wte");
+    else if (index >= first_final) snprintf(out, len, "%s", L->final_names[index - first_final]);
+    else snprintf(out, len, "h.%d.%s", (index - 1) / L->n, L->names[(index - 1) % L->n]);
 }
 
 size_t model_num_params(const Model *m, int include_embedding) {
@@ -49,23 +133,33 @@ size_t model_num_params(const Model *m, int include_embedding) {
     return n;
 }
 
-/* Which parameter sits at memory slot k: wte; per layer the keys of q, k
- * and v, then their values (so that a block's q, k, v keys are one stacked
- * matrix, and so are its values: the Pattention group of ops.h), then o and
- * the FFN, key then value; then ln_f. Parameter indices (names, checkpoint
- * order) do not change with it. */
+/* Which parameter sits at memory slot k: wte; per layer its matrices in the
+ * arch's memory order; then every 1-D tensor (the layers' norm weights, the
+ * final norm), so that the decayed tensors form one block. Parameter
+ * indices (names, checkpoint order) do not change with it. */
 static int memory_slot_param(const Model *m, int k) {
-    int first = 1, per_layer = PARAMS_PER_LAYER;
-    if (k < first || k >= first + per_layer * m->cfg.n_layer) return k;
-    int l = (k - first) / per_layer, j = (k - first) % per_layer;
-    static const int LAYER_ORDER[PARAMS_PER_LAYER] = {
-        2 * PATT_Q, 2 * PATT_K, 2 * PATT_V, 2 * PATT_Q + 1, 2 * PATT_K + 1, 2 * PATT_V + 1,
-        2 * PATT_O, 2 * PATT_O + 1, 2 * PATT_FFN, 2 * PATT_FFN + 1};
-    return first + l * per_layer + LAYER_ORDER[j];
+    const ArchLayout *L = layout_of(&m->cfg);
+    int nl = m->cfg.n_layer, n_vec = L->n - L->n_matrix;
+    if (k < 1) return k;
+    k -= 1;
+    if (k < L->n_matrix * nl) return 1 + (k / L->n_matrix) * L->n + L->mem_order[k % L->n_matrix];
+    k -= L->n_matrix * nl;
+    if (k < n_vec * nl) return 1 + (k / n_vec) * L->n + L->n_matrix + k % n_vec;
+    return 1 + L->n * nl + (k - n_vec * nl);
 }
 
+/* Rows of a site: Pattention tokens (n_attn, n_ffn); for the baselines d
+ * for the linears and the FFN width h (n_ffn). */
 static int default_rows(const ModelConfig *c, int which) {
-    return which == PATT_FFN ? c->n_ffn : c->n_attn;
+    if (which == PATT_FFN) return c->n_ffn;
+    return c->arch == ARCH_TOKENFORMER ? c->n_attn : c->d_model;
+}
+
+static void init_tensor(Model *m, int idx, int ndim, int64_t rows) {
+    char name[TF_NAME_LEN];
+    model_param_name(&m->cfg, idx, name, sizeof name);
+    int64_t s[2] = {ndim == 2 ? rows : m->cfg.d_model, m->cfg.d_model};
+    tensor_init(&m->params[idx].t, name, DTYPE_F32, ndim, s);
 }
 
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
@@ -73,31 +167,33 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
     if (model_config_validate(cfg, err)) return -1;
     m->cfg = *cfg;
     m->ops = ops;
-    m->n_params = n_params_for(cfg->n_layer);
+    m->n_params = n_params_for(cfg);
     m->params = tf_calloc((size_t)m->n_params, sizeof(Param), "parameter table");
     m->tau = tf_calloc((size_t)cfg->n_layer * PATT_PER_LAYER, sizeof(float), "tau");
+    const ArchLayout *L = layout_of(cfg);
     int64_t d = cfg->d_model;
 
     int64_t shape[2] = {cfg->vocab_size, d};
     tensor_init(&m->params[0].t, "wte", DTYPE_F32, 2, shape);
-    for (int l = 0; l < cfg->n_layer; l++)
+    for (int l = 0; l < cfg->n_layer; l++) {
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             int n = rows ? rows[l * PATT_PER_LAYER + w] : default_rows(cfg, w);
             if (n < 1 || n > PATT_MAX_ROWS) {
                 model_free(m);
                 return tf_err(err, "layer %d %s: row count %d out of range", l, model_patt_name(w), n);
             }
-            for (int kv = 0; kv < 2; kv++) {
-                int idx = model_patt_param(l, w) + kv;
-                char name[TF_NAME_LEN];
-                model_param_name(idx, cfg->n_layer, name, sizeof name);
-                int64_t s[2] = {n, d};
-                tensor_init(&m->params[idx].t, name, DTYPE_F32, 2, s);
+            if (model_site_is_linear(m, w) && n != d) {
+                model_free(m);
+                return tf_err(err, "layer %d %s: a %s projection has d = %d rows, not %d", l,
+                              model_patt_name(w), arch_name(cfg->arch), (int)d, n);
             }
+            for (int k = 0; k < L->site_count[w]; k++)
+                init_tensor(m, model_patt_param(m, l, w) + k, 2, n);
         }
-    int64_t sd[1] = {d};
-    tensor_init(&m->params[lnf_w_index(m)].t, "ln_f.weight", DTYPE_F32, 1, sd);
-    tensor_init(&m->params[lnf_b_index(m)].t, "ln_f.bias", DTYPE_F32, 1, sd);
+        for (int k = 0; k < 2; k++)
+            if (norm_param(m, l, k) >= 0) init_tensor(m, norm_param(m, l, k), 1, 0);
+    }
+    for (int k = 0; k < L->n_final; k++) init_tensor(m, lnf_w_index(m) + k, 1, 0);
 
     size_t total = 0;
     for (int i = 0; i < m->n_params; i++) {
@@ -165,29 +261,49 @@ float model_value_init_std(const ModelConfig *c) {
     return 2.0f / ((float)c->n_layer * sqrtf((float)c->d_model));
 }
 
+/* The std of parameter i's N(0, std) init, or a constant fill (norm
+ * weights 1, the final LayerNorm's bias 0) when *fill is set. */
+static float init_std(const Model *m, int i, int *fill, float *value) {
+    const ArchLayout *L = layout_of(&m->cfg);
+    *fill = 0;
+    if (m->params[i].t.ndim == 1) {
+        *fill = 1;
+        *value = i == lnf_b_index(m) ? 0.0f : 1.0f;
+        return 0.0f;
+    }
+    if (i == 0) return 0.02f;
+    int j = (i - 1) % L->n, w = 0;
+    while (w + 1 < PATT_PER_LAYER && L->site_first[w + 1] <= j) w++;
+    int last_of_site = j == L->site_first[w] + L->site_count[w] - 1;
+    if (m->cfg.arch == ARCH_TOKENFORMER) /* keys 0.02, values (the site's last) scaled */
+        return last_of_site ? model_value_init_std(&m->cfg) : 0.02f;
+    /* the baselines' output projections (attn.o, mlp.down) are scaled down */
+    if (w == PATT_O || (w == PATT_FFN && last_of_site))
+        return 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
+    return 0.02f;
+}
+
 void model_init_weights(Model *m, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);
     float *host = tf_malloc(m->n_param_elems * sizeof(float), "initial weights");
-    float value_std = model_value_init_std(&m->cfg);
     for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
-        size_t n = tensor_numel(&p->t);
-        float *h = host + model_param_offset(m, i);
-        if (i == lnf_w_index(m)) {
-            for (size_t j = 0; j < n; j++) h[j] = 1.0f;
-        } else if (i == lnf_b_index(m)) {
-            memset(h, 0, n * sizeof(float));
-        } else {
-            int is_value = i > 0 && ((i - 1) % 2 == 1);
-            fill_normal(h, n, is_value ? value_std : 0.02f, &r);
-        }
+        size_t n = tensor_numel(&m->params[i].t);
+        float *h = host + model_param_offset(m, i), value;
+        int fill;
+        float std = init_std(m, i, &fill, &value);
+        if (fill)
+            for (size_t j = 0; j < n; j++) h[j] = value;
+        else
+            fill_normal(h, n, std, &r);
     }
     m->ops->to_device(m->ops, m->param_mem, host, m->n_param_elems * sizeof(float));
     free(host);
+    /* tau = sqrt(n) for a Pattention; the baselines' MLP ignores it (1) */
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++)
-            *model_patt_tau(m, l, w) = sqrtf((float)model_patt_rows(m, l, w));
+            *model_patt_tau(m, l, w) =
+                m->cfg.arch == ARCH_TOKENFORMER ? sqrtf((float)model_patt_rows(m, l, w)) : 1.0f;
 }
 
 /* ------------------------------------------------------------------ */
@@ -209,14 +325,30 @@ static float *attn_offset(const Model *m, float *p, size_t n) {
     return (float *)((char *)p + n * m->ops->attn_elem_bytes(m->ops));
 }
 
+/* The mode a Pattention-op site runs (ops.h PNormMode): the config's
+ * normalization, or the baselines' MLP activation for their FFN. */
+static int site_mode(const Model *m, int w) {
+    if (w == PATT_FFN && m->cfg.arch == ARCH_TRANSFORMER) return ACT_GELU;
+    if (w == PATT_FFN && m->cfg.arch == ARCH_TRANSFORMERPP) return ACT_SWIGLU;
+    return m->cfg.pnorm;
+}
+
+/* The score columns of a Pattention-op site, as pattention_sizes takes
+ * them (2h under SwiGLU); 0 for a linear site, which saves no scores. */
+static int site_score_cols(const Model *m, int l, int w) {
+    if (model_site_is_linear(m, w)) return 0;
+    return model_patt_rows(m, l, w) * (site_mode(m, w) == ACT_SWIGLU ? 2 : 1);
+}
+
 /* The dA scratch serves every Pattention (group) of the model in turn. */
 static size_t dA_scratch_floats(const Model *m, int N) {
     size_t most = 0;
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
+            if (model_site_is_linear(m, w)) continue;
             int G = w == PATT_Q ? qkv_group_size(m, l) : 1;
             size_t a, s, da;
-            m->ops->pattention_sizes(m->ops, G, N, model_patt_rows(m, l, w), &a, &s, &da);
+            m->ops->pattention_sizes(m->ops, G, N, site_score_cols(m, l, w), &a, &s, &da);
             if (da > most) most = da;
         }
     return most;
@@ -253,8 +385,9 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
             int G = w == PATT_Q ? a->qkv_group : 1;
             a->A[w] = a->S[w] = NULL;
             if (w > PATT_Q && w < PATT_Q + a->qkv_group) continue; /* in q's group */
+            if (model_site_is_linear(m, w)) continue;
             size_t a_floats, s_floats, da_floats;
-            m->ops->pattention_sizes(m->ops, G, (int)N, model_patt_rows(m, l, w), &a_floats,
+            m->ops->pattention_sizes(m->ops, G, (int)N, site_score_cols(m, l, w), &a_floats,
                                      &s_floats, &da_floats);
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
@@ -351,15 +484,34 @@ static uint64_t dropout_seed_for(uint64_t seed, int layer, int site) {
     return tf_mix64(seed + 0x632be59bd9b4e019ULL * (uint64_t)(2 * layer + site + 1));
 }
 
-/* A Pattention's input: the attention output y, or LayerNorm(x) of a block
- * (non-parametric), which the op normalizes itself (ops.h PattInput), saving
- * the statistics and the normalized rows (the layer's ln1/ln2) for backward. */
-static PattInput attn_input(const float *y) { return (PattInput){y, NULL, NULL, NULL, 1}; }
-static PattInput ln1_input(LayerActs *a) {
-    return (PattInput){a->x, a->ln1, a->ln1_mean, a->ln1_rstd, 0};
+/* A site's input: the attention output y, or the block's norm of x (h)
+ * (non-affine LayerNorm, or RMSNorm with the layer's weight), which the op
+ * normalizes itself (ops.h PattInput), saving the statistics and the
+ * normalized rows (the layer's ln1/ln2) for backward. */
+static PattInput attn_input(const float *y) { return (PattInput){.x = y, .attn = 1}; }
+static PattInput block_norm_input(const Model *m, int l, int k, const float *x, float *xn,
+                                  float *mean, float *rstd) {
+    int w = norm_param(m, l, k);
+    return (PattInput){.x = x, .xn = xn, .mean = mean, .rstd = rstd,
+                       .norm = w >= 0 ? NORM_RMS : NORM_LAYER,
+                       .w = w >= 0 ? tensor_f32(&m->params[w].t) : NULL};
 }
-static PattInput ln2_input(LayerActs *a) {
-    return (PattInput){a->h, a->ln2, a->ln2_mean, a->ln2_rstd, 0};
+static PattInput ln1_input(const Model *m, int l, LayerActs *a) {
+    return block_norm_input(m, l, 0, a->x, a->ln1, a->ln1_mean, a->ln1_rstd);
+}
+static PattInput ln2_input(const Model *m, int l, LayerActs *a) {
+    return block_norm_input(m, l, 1, a->h, a->ln2, a->ln2_mean, a->ln2_rstd);
+}
+
+/* dx += the gradient through block norm k of layer l, given d(its output). */
+static void block_norm_backward(Model *m, int l, int k, float *dx, const float *dxn,
+                                PattInput in) {
+    const Ops *o = m->ops;
+    int N = m->B * m->T, d = m->cfg.d_model, w = norm_param(m, l, k);
+    if (in.norm == NORM_RMS)
+        o->rmsnorm_backward(o, dx, m->params[w].grad, dxn, in.x, in.w, in.rstd, N, d);
+    else
+        o->layernorm_backward(o, dx, NULL, NULL, dxn, in.x, NULL, in.mean, in.rstd, N, d);
 }
 
 PattInput model_patt_last_input(const Model *m, int l, int w) {
@@ -371,20 +523,19 @@ PattInput model_patt_last_input(const Model *m, int l, int w) {
 /* q, k and v are attention tensors (ops.h), the outputs of o and the FFN not. */
 static int output_is_attn(int w) { return w <= PATT_V; }
 
-/* Pattentions w .. w + G - 1 of layer l (a group when G > 1: their keys,
- * values, taus and outputs are stacked) on the same input; out = residual +
- * their output when residual is set (G = 1). */
-/* The arguments shared by both directions of the Pattention (group) that
- * starts at w of layer l. */
+/* The arguments shared by both directions of the Pattention-op site
+ * (group) that starts at w of layer l: key = the site's first parameter,
+ * value = its last (a Pattention's key/value, an MLP's (gate+)up/down). */
 static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in,
                           const LayerActs *a) {
-    int d = m->cfg.d_model, idx = model_patt_param(l, w);
+    int d = m->cfg.d_model, idx = model_patt_param(m, l, w);
+    int last = idx + layout_of(&m->cfg)->site_count[w] - 1;
     return (PattArgs){.X = in,
                       .K = tensor_f32(&m->params[idx].t),
-                      .V = tensor_f32(&m->params[idx + 1].t),
+                      .V = tensor_f32(&m->params[last].t),
                       .tau = model_patt_tau(m, l, w),
                       .G = G,
-                      .mode = m->cfg.pnorm,
+                      .mode = site_mode(m, w),
                       .N = m->B * m->T,
                       .d_in = d,
                       .n = model_patt_rows(m, l, w),
@@ -395,28 +546,59 @@ static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in
                       .dA = dA};
 }
 
-static void patt_forward_onto(Model *m, int l, int w, int G, float *out, const float *residual,
+static LinearArgs linear_args(Model *m, int l, int w, int G, PattInput in) {
+    int d = m->cfg.d_model;
+    return (LinearArgs){.X = in,
+                        .W = tensor_f32(&m->params[model_patt_param(m, l, w)].t),
+                        .G = G,
+                        .N = m->B * m->T,
+                        .d_in = d,
+                        .d_out = d,
+                        .y_attn = output_is_attn(w)};
+}
+
+/* Sites w .. w + G - 1 of layer l (a group when G > 1: their parameters
+ * and outputs are stacked) on the same input, through the arch's op (a
+ * Pattention, the MLP, or a linear); out = residual + their output when
+ * residual is set (G = 1). */
+static void site_forward_onto(Model *m, int l, int w, int G, float *out, const float *residual,
                               float *dA, PattInput in, const LayerActs *a) {
+    if (model_site_is_linear(m, w)) {
+        LinearArgs args = linear_args(m, l, w, G, in);
+        args.Y = out;
+        args.residual = residual;
+        m->ops->linear_forward(m->ops, &args);
+        return;
+    }
     PattArgs args = patt_args(m, l, w, G, dA, in, a);
     args.Y = out;
     args.residual = residual;
     m->ops->pattention_forward(m->ops, &args);
 }
-static void patt_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
+static void site_forward(Model *m, int l, int w, int G, float *out, float *dA, PattInput in,
                          const LayerActs *a) {
-    patt_forward_onto(m, l, w, G, out, NULL, dA, in, a);
+    site_forward_onto(m, l, w, G, out, NULL, dA, in, a);
 }
 
-/* din += (accumulate) or = the gradient of the input rows (the LayerNorm
- * output, for a normalized input) of the Pattention (group) starting at w of
+/* din += (accumulate) or = the gradient of the input rows (the norm's
+ * output, for a normalized input) of the site (group) starting at w of
  * layer l; dout is stacked like its outputs. */
-static void patt_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
+static void site_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, PattInput in, const LayerActs *a) {
-    int idx = model_patt_param(l, w);
+    int idx = model_patt_param(m, l, w);
+    if (model_site_is_linear(m, w)) {
+        LinearArgs args = linear_args(m, l, w, G, in);
+        args.dX = din;
+        args.dW = m->params[idx].grad;
+        args.dY = dout;
+        args.accumulate_dx = accumulate;
+        m->ops->linear_backward(m->ops, &args);
+        return;
+    }
     PattArgs args = patt_args(m, l, w, G, dA, in, a);
     args.dX = din;
     args.dK = m->params[idx].grad;
-    args.dV = m->params[idx + 1].grad;
+    args.dV = m->params[idx + layout_of(&m->cfg)->site_count[w] - 1].grad;
     args.dY = dout;
     args.accumulate_dx = accumulate;
     m->ops->pattention_backward(m->ops, &args);
@@ -425,12 +607,12 @@ static void patt_backward(Model *m, int l, int w, int G, float *din, int accumul
 /* q, k, v = P_q(LN1(x)), P_k(LN1(x)), P_v(LN1(x)): one group, or three Pattentions. */
 static void qkv_forward(Model *m, int l, LayerActs *a, float *dA) {
     if (a->qkv_group == 3) {
-        patt_forward(m, l, PATT_Q, 3, a->q, dA, ln1_input(a), a);
+        site_forward(m, l, PATT_Q, 3, a->q, dA, ln1_input(m, l, a), a);
         return;
     }
-    patt_forward(m, l, PATT_Q, 1, a->q, dA, ln1_input(a), a);
-    patt_forward(m, l, PATT_K, 1, a->k, dA, ln1_input(a), a);
-    patt_forward(m, l, PATT_V, 1, a->v, dA, ln1_input(a), a);
+    site_forward(m, l, PATT_Q, 1, a->q, dA, ln1_input(m, l, a), a);
+    site_forward(m, l, PATT_K, 1, a->k, dA, ln1_input(m, l, a), a);
+    site_forward(m, l, PATT_V, 1, a->v, dA, ln1_input(m, l, a), a);
 }
 
 /* dln = d(LN1(x)) from dq, dk, dv (stacked). */
@@ -438,12 +620,12 @@ static void qkv_backward(Model *m, int l, LayerActs *a, float *dqkv, float *dln,
                          float *dA) {
     size_t Nd = (size_t)m->B * m->T * m->cfg.d_model;
     if (a->qkv_group == 3) {
-        patt_backward(m, l, PATT_Q, 3, dln, 0, dA, dqkv, ln1_input(a), a);
+        site_backward(m, l, PATT_Q, 3, dln, 0, dA, dqkv, ln1_input(m, l, a), a);
         return;
     }
     for (int w = PATT_Q; w <= PATT_V; w++)
-        patt_backward(m, l, w, 1, dln, w != PATT_Q, dA, attn_offset(m, dqkv, (w - PATT_Q) * Nd),
-                      ln1_input(a), a);
+        site_backward(m, l, w, 1, dln, w != PATT_Q, dA, attn_offset(m, dqkv, (w - PATT_Q) * Nd),
+                      ln1_input(m, l, a), a);
 }
 
 /* out = x + drop(P_w(in)) for the block's o (w = PATT_O) or FFN, dropout only
@@ -455,11 +637,11 @@ static void residual_branch(Model *m, int l, int w, float *out, const float *x, 
     size_t n = (size_t)m->B * m->T * m->cfg.d_model;
     float p = m->last_training ? m->cfg.dropout : 0.0f;
     if (p <= 0.0f) {
-        patt_forward_onto(m, l, w, 1, out, x, dA, in, a);
+        site_forward_onto(m, l, w, 1, out, x, dA, in, a);
         return;
     }
     float *branch = w == PATT_O ? a->o : a->f;
-    patt_forward(m, l, w, 1, branch, dA, in, a);
+    site_forward(m, l, w, 1, branch, dA, in, a);
     m->ops->dropout_add(m->ops, out, x, branch, p, seed, n);
 }
 
@@ -473,6 +655,27 @@ static void stack_qkv(Model *m, size_t N) {
         a->k = attn_offset(m, a->q, Nd);
         a->v = attn_offset(m, a->k, Nd);
     }
+}
+
+/* The final norm: affine LayerNorm, or RMSNorm with weight (transformerpp). */
+static void final_norm_forward(Model *m) {
+    const Ops *o = m->ops;
+    int N = m->B * m->T, d = m->cfg.d_model, b = lnf_b_index(m);
+    const float *w = tensor_f32(&m->params[lnf_w_index(m)].t);
+    if (b < 0) o->rmsnorm_forward(o, m->lnf, m->lnf_rstd, m->x_final, w, N, d);
+    else
+        o->layernorm_forward(o, m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final, w,
+                             tensor_f32(&m->params[b].t), N, d);
+}
+
+static void final_norm_backward(Model *m, float *dx, const float *dout) {
+    const Ops *o = m->ops;
+    int N = m->B * m->T, d = m->cfg.d_model, b = lnf_b_index(m);
+    Param *w = &m->params[lnf_w_index(m)];
+    if (b < 0) o->rmsnorm_backward(o, dx, w->grad, dout, m->x_final, tensor_f32(&w->t), m->lnf_rstd, N, d);
+    else
+        o->layernorm_backward(o, dx, w->grad, m->params[b].grad, dout, m->x_final,
+                              tensor_f32(&w->t), m->lnf_mean, m->lnf_rstd, N, d);
 }
 
 float model_forward(Model *m, const int *tokens, const int *targets, int B, int T, int training,
@@ -501,12 +704,10 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
         o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         residual_branch(m, l, PATT_O, a->h, a->x, dA, attn_input(a->y), a,
                         dropout_seed_for(dropout_seed, l, 0));
-        residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(a), a,
+        residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(m, l, a), a,
                         dropout_seed_for(dropout_seed, l, 1));
     }
-    o->layernorm_forward(o, m->lnf, m->lnf_mean, m->lnf_rstd, m->x_final,
-                         tensor_f32(&m->params[lnf_w_index(m)].t),
-                         tensor_f32(&m->params[lnf_b_index(m)].t), N, d);
+    final_norm_forward(m);
     /* tied head: logits = LN_f(x) wte^T */
     o->matmul(o, m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
     m->has_targets = targets != NULL;
@@ -539,33 +740,30 @@ void model_backward(Model *m) {
     int rot = model_config_rot_dims(c);
     size_t Nd = (size_t)N * d * sizeof(float);
     Scratch s = scratch_of(m);
-    Param *wte = &m->params[0], *lnw = &m->params[lnf_w_index(m)], *lnb = &m->params[lnf_b_index(m)];
+    Param *wte = &m->params[0];
 
     o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets,
                               1.0f / (float)(m->n_targets ? m->n_targets : 1), N, V);
     o->matmul(o, wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
     o->matmul(o, s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
     o->zero(o, s.dres, Nd);
-    o->layernorm_backward(o, s.dres, lnw->grad, lnb->grad, s.dln, m->x_final, tensor_f32(&lnw->t),
-                          m->lnf_mean, m->lnf_rstd, N, d);
+    final_norm_backward(m, s.dres, s.dln);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
         LayerActs *a = &m->layers[l];
         uint64_t seed = m->last_dropout_seed;
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
-        patt_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(a), a);
-        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->h, NULL, a->ln2_mean, a->ln2_rstd, N,
-                              d);
+        site_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(m, l, a), a);
+        block_norm_backward(m, l, 1, s.dres, s.dln, ln2_input(m, l, a));
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
-        patt_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, attn_input(a->y), a);
+        site_backward(m, l, PATT_O, 1, s.dy, 0, s.dA, dout, attn_input(a->y), a);
         o->attention_backward(o, s.dq, s.dk, s.dv, s.datt, s.dy, a->y, a->q, a->k, a->v, a->att, B,
                               T, H, hd);
         o->rope(o, s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
-        o->layernorm_backward(o, s.dres, NULL, NULL, s.dln, a->x, NULL, a->ln1_mean, a->ln1_rstd, N,
-                              d);
+        block_norm_backward(m, l, 0, s.dres, s.dln, ln1_input(m, l, a));
     }
     o->embedding_backward(o, wte->grad, s.dres, m->tokens, N, d);
 }
@@ -619,9 +817,11 @@ int model_latest_birth(const Model *m) {
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     m->step++;
     if (all_rows_uniform(m)) {
-        /* Two launches: the decayed 2-D tensors are contiguous from wte up to
-         * ln_f, which (1-D, no decay) closes the block. */
-        size_t n_decay = (size_t)(tensor_f32(&m->params[lnf_w_index(m)].t) - m->param_mem);
+        /* Two launches: the decayed 2-D tensors are contiguous from wte on,
+         * the 1-D ones (no decay) close the block (memory_slot_param). */
+        size_t n_decay = 0;
+        for (int i = 0; i < m->n_params; i++)
+            if (m->params[i].decay) n_decay += tensor_numel(&m->params[i].t);
         const Ops *o = m->ops;
         o->adamw(o, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1,
                  tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, m->step);

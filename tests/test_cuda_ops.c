@@ -354,7 +354,7 @@ static void test_layernorm(int N, int C, int affine) {
  * own format (S is not even written: backward recomputes it): only Y, dX, dK
  * and dV are compared then. */
 /* A Pattention input without a LayerNorm. */
-static PattInput plain(const float *x) { return (PattInput){x, NULL, NULL, NULL, 0}; }
+static PattInput plain(const float *x) { return (PattInput){.x = x}; }
 
 /* A group of G Pattentions sharing X (G = 1: one). The saved scores A, S
  * and the dA scratch are compared only for G = 1 in fp32: their layout is
@@ -378,10 +378,12 @@ static void test_pattention_in(int prec, int mode, int G, int N, int d_in, int n
     Buf dA = buf_out(g * N * n); /* scratch, forward and backward */
     /* the normalized rows have the attention tensors' type (ops.h PattInput) */
     Buf xn = buf_out_t((size_t)N * d_in, 1), mean = buf_out(N), rstd = buf_out(N);
-    PattInput in_c = {X.c, NULL, NULL, NULL, x_attn}, in_g = {X.g, NULL, NULL, NULL, x_attn};
+    PattInput in_c = {.x = X.c, .attn = x_attn}, in_g = {.x = X.g, .attn = x_attn};
     if (ln) {
-        in_c = (PattInput){X.c, xn.c, mean.c, rstd.c, 0};
-        in_g = (PattInput){X.g, xn.g, mean.g, rstd.g, 0};
+        in_c = (PattInput){.x = X.c, .xn = xn.c, .mean = mean.c, .rstd = rstd.c,
+                            .norm = NORM_LAYER};
+        in_g = (PattInput){.x = X.g, .xn = xn.g, .mean = mean.g, .rstd = rstd.g,
+                            .norm = NORM_LAYER};
     }
     patt_fwd(CPU, Y.c, A.c, S.c, dA.c, in_c, K.c, V.c, tau, G, mode, N, d_in, n, d_out,
                             y_attn, NULL);

@@ -110,60 +110,171 @@ static void test_layernorm(int affine) {
     free(dx); free(dw); free(db);
 }
 
+/* ---------------- rmsnorm ---------------- */
+typedef struct {
+    int N, C;
+    float *x, *w, *out, *rstd, *R;
+} RmsCtx;
+
+static double rms_loss(void *p) {
+    RmsCtx *c = p;
+    O->rmsnorm_forward(O, c->out, c->rstd, c->x, c->w, c->N, c->C);
+    return dot(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_rmsnorm(void) {
+    RmsCtx c = {.N = 5, .C = 12};
+    size_t n = (size_t)c.N * c.C;
+    c.x = randn(n, 1.0f);
+    c.w = randn(c.C, 1.0f);
+    c.out = calloc(n, 4);
+    c.rstd = calloc(c.N, 4);
+    c.R = randn(n, 1.0f);
+    float *dx = calloc(n, 4), *dw = calloc(c.C, 4);
+    rms_loss(&c);
+    O->rmsnorm_backward(O, dx, dw, c.R, c.x, c.w, c.rstd, c.N, c.C);
+    check_grad("rmsnorm.dx", rms_loss, &c, c.x, dx, n, 60, 1e-2f, 2e-2);
+    check_grad("rmsnorm.dw", rms_loss, &c, c.w, dw, c.C, 60, 1e-2f, 2e-2);
+    free(c.x); free(c.w); free(c.out); free(c.rstd); free(c.R); free(dx); free(dw);
+}
+
+/* The input of an op that normalizes it itself (ops.h PattInput), and the
+ * gradient of x from the op's d(xn): the caller's norm backward. */
+typedef struct {
+    int norm;
+    float *x, *xn, *mean, *rstd, *w;
+} NormIn;
+
+static PattInput norm_input(const NormIn *in) {
+    return (PattInput){.x = in->x, .xn = in->xn, .mean = in->mean, .rstd = in->rstd,
+                       .norm = in->norm, .w = in->w};
+}
+
+static void norm_input_alloc(NormIn *in, int norm, int N, int C) {
+    in->norm = norm;
+    in->x = randn((size_t)N * C, 1.0f);
+    in->xn = calloc((size_t)N * C, 4);
+    in->mean = calloc((size_t)N, 4);
+    in->rstd = calloc((size_t)N, 4);
+    in->w = norm == NORM_RMS ? randn((size_t)C, 1.0f) : NULL;
+}
+
+static void norm_input_free(NormIn *in) {
+    free(in->x); free(in->xn); free(in->mean); free(in->rstd); free(in->w);
+}
+
+/* dx = d(x) from d(xn) (a copy without a norm); dw += d(w) under NORM_RMS. */
+static const float *norm_input_backward(const NormIn *in, float *dx, float *dw, const float *dxn,
+                                        int N, int C) {
+    if (in->norm == NORM_NONE) return dxn;
+    memset(dx, 0, (size_t)N * C * 4);
+    if (in->norm == NORM_RMS) O->rmsnorm_backward(O, dx, dw, dxn, in->x, in->w, in->rstd, N, C);
+    else O->layernorm_backward(O, dx, NULL, NULL, dxn, in->x, NULL, in->mean, in->rstd, N, C);
+    return dx;
+}
+
+static const char *norm_label(int norm) {
+    return norm == NORM_RMS ? ", RMSNorm input" : norm == NORM_LAYER ? ", LayerNorm input" : "";
+}
+
+/* ---------------- linear ---------------- */
+typedef struct {
+    int N, din, dout, G;
+    NormIn in;
+    float *W, *Y, *R;
+} LinCtx;
+
+static double lin_loss(void *p) {
+    LinCtx *c = p;
+    LinearArgs a = {.X = norm_input(&c->in), .W = c->W, .G = c->G, .N = c->N, .d_in = c->din,
+                    .d_out = c->dout, .Y = c->Y};
+    O->linear_forward(O, &a);
+    return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
+}
+
+static void test_linear(int G, int norm) {
+    LinCtx c = {.N = 6, .din = 10, .dout = 7, .G = G};
+    size_t g = (size_t)G, nx = (size_t)c.N * c.din, nw = g * c.dout * c.din;
+    norm_input_alloc(&c.in, norm, c.N, c.din);
+    c.W = randn(nw, 0.5f);
+    c.Y = calloc(g * c.N * c.dout, 4);
+    c.R = randn(g * c.N * c.dout, 1.0f);
+    float *dX = calloc(nx, 4), *dW = calloc(nw, 4), *dx = calloc(nx, 4), *dw = calloc(c.din, 4);
+    lin_loss(&c);
+    LinearArgs a = {.X = norm_input(&c.in), .W = c.W, .G = G, .N = c.N, .d_in = c.din,
+                    .d_out = c.dout, .dX = dX, .dW = dW, .dY = c.R};
+    O->linear_backward(O, &a);
+    const float *gx = norm_input_backward(&c.in, dx, dw, dX, c.N, c.din);
+    char name[80];
+    snprintf(name, sizeof name, "linear.dX (G=%d%s)", G, norm_label(norm));
+    check_grad(name, lin_loss, &c, c.in.x, gx, nx, 60, 1e-2f, 2e-2);
+    snprintf(name, sizeof name, "linear.dW (G=%d%s)", G, norm_label(norm));
+    check_grad(name, lin_loss, &c, c.W, dW, nw, 60, 1e-2f, 2e-2);
+    if (norm == NORM_RMS) check_grad("linear rms weight", lin_loss, &c, c.in.w, dw, c.din, 60, 1e-2f, 2e-2);
+    norm_input_free(&c.in);
+    free(c.W); free(c.Y); free(c.R); free(dX); free(dW); free(dx); free(dw);
+}
+
 /* ---------------- pattention ---------------- */
 /* A group of G Pattentions on the same X (G = 1: one): stacked keys, values,
- * taus and outputs; dX sums over the members. With ln, the input is
- * LayerNorm(X), normalized by the op; X's gradient is then layernorm_backward
- * of the op's dX. */
+ * taus and outputs; dX sums over the members. With a norm, the input is
+ * normalized by the op; X's gradient is then the norm's backward of the
+ * op's dX. Modes ACT_GELU / ACT_SWIGLU are the baselines' MLP (SwiGLU: 2n
+ * key rows). */
 typedef struct {
-    int N, din, n, dout, mode, G, ln;
+    int N, din, n, dout, mode, G;
     float tau[3];
-    float *X, *K, *V, *Y, *A, *S, *dA, *R, *xn, *mean, *rstd;
+    NormIn in;
+    float *K, *V, *Y, *A, *S, *dA, *R;
 } PattCtx;
 
-static PattInput patt_input(PattCtx *c) {
-    return c->ln ? (PattInput){c->X, c->xn, c->mean, c->rstd, 0} : (PattInput){c->X, NULL, NULL, NULL, 0};
+static PattInput patt_input(PattCtx *c) { return norm_input(&c->in); }
+
+static const char *mode_label(int mode) {
+    return mode == ACT_GELU ? "act gelu" : mode == ACT_SWIGLU ? "act swiglu" : pnorm_name(mode);
 }
 
 static double patt_loss(void *p) {
     PattCtx *c = p;
     patt_fwd(O, c->Y, c->A, c->S, c->dA, patt_input(c), c->K, c->V, c->tau, c->G,
-                          c->mode, c->N, c->din, c->n, c->dout, 0, NULL);
+             c->mode, c->N, c->din, c->n, c->dout, 0, NULL);
     return dot(c->Y, c->R, (size_t)c->G * c->N * c->dout);
 }
 
-static void test_pattention(int mode, int G, int ln) {
-    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .G = G, .ln = ln,
+static void test_pattention(int mode, int G, int norm) {
+    PattCtx c = {.N = 6, .din = 10, .n = 13, .dout = 7, .mode = mode, .G = G,
                  .tau = {2.7f, 1.9f, 3.4f}};
     size_t g = (size_t)G, nx = (size_t)c.N * c.din;
-    c.X = randn(nx, 1.0f);
-    c.K = randn(g * c.n * c.din, 0.5f);
+    size_t cols = mode == ACT_SWIGLU ? 2 * (size_t)c.n : (size_t)c.n, nk = g * cols * c.din;
+    norm_input_alloc(&c.in, norm, c.N, c.din);
+    c.K = randn(nk, 0.5f);
     c.V = randn(g * c.n * c.dout, 0.5f);
     c.Y = calloc(g * c.N * c.dout, 4);
-    c.A = calloc(g * c.N * c.n, 4);
-    c.S = calloc(g * c.N * c.n, 4);
+    c.A = calloc(g * c.N * cols, 4);
+    c.S = calloc(g * c.N * cols, 4);
     c.R = randn(g * c.N * c.dout, 1.0f);
-    c.xn = calloc(nx, 4);
-    c.mean = calloc((size_t)c.N, 4);
-    c.rstd = calloc((size_t)c.N, 4);
-    float *dX = calloc(nx, 4), *dK = calloc(g * c.n * c.din, 4), *dV = calloc(g * c.n * c.dout, 4),
-          *dA = calloc(g * c.N * c.n, 4), *dx = calloc(nx, 4);
+    float *dX = calloc(nx, 4), *dK = calloc(nk, 4), *dV = calloc(g * c.n * c.dout, 4),
+          *dA = calloc(g * c.N * cols, 4), *dx = calloc(nx, 4), *dw = calloc(c.din, 4);
     c.dA = dA;
     patt_loss(&c);
     patt_bwd(O, dX, dK, dV, dA, c.R, patt_input(&c), c.K, c.V, c.A, c.S, c.tau, G, mode,
-                           c.N, c.din, c.n, c.dout, 1, 0);
-    if (ln) O->layernorm_backward(O, dx, NULL, NULL, dX, c.X, NULL, c.mean, c.rstd, c.N, c.din);
-    char name[80];
-    const char *m = pnorm_name(mode), *in = ln ? ", LayerNorm input" : "";
+             c.N, c.din, c.n, c.dout, 1, 0);
+    const float *gx = norm_input_backward(&c.in, dx, dw, dX, c.N, c.din);
+    char name[100];
+    const char *m = mode_label(mode), *in = norm_label(norm);
     snprintf(name, sizeof name, "pattention.dX (%s, G=%d%s)", m, G, in);
-    check_grad(name, patt_loss, &c, c.X, ln ? dx : dX, nx, 60, 1e-2f, 2e-2);
+    check_grad(name, patt_loss, &c, c.in.x, gx, nx, 60, 1e-2f, 2e-2);
     snprintf(name, sizeof name, "pattention.dK (%s, G=%d%s)", m, G, in);
-    check_grad(name, patt_loss, &c, c.K, dK, g * c.n * c.din, 60, 1e-2f, 2e-2);
+    check_grad(name, patt_loss, &c, c.K, dK, nk, 60, 1e-2f, 2e-2);
     snprintf(name, sizeof name, "pattention.dV (%s, G=%d%s)", m, G, in);
     check_grad(name, patt_loss, &c, c.V, dV, g * c.n * c.dout, 60, 1e-2f, 2e-2);
-    free(c.X); free(c.K); free(c.V); free(c.Y); free(c.A); free(c.S); free(c.R);
-    free(c.xn); free(c.mean); free(c.rstd);
-    free(dX); free(dK); free(dV); free(dA); free(dx);
+    if (norm == NORM_RMS) {
+        snprintf(name, sizeof name, "pattention rms weight (%s, G=%d)", m, G);
+        check_grad(name, patt_loss, &c, c.in.w, dw, c.din, 60, 1e-2f, 2e-2);
+    }
+    norm_input_free(&c.in);
+    free(c.K); free(c.V); free(c.Y); free(c.A); free(c.S); free(c.R);
+    free(dX); free(dK); free(dV); free(dA); free(dx); free(dw);
 }
 
 /* ---------------- rope ---------------- */
@@ -398,8 +509,8 @@ static double model_loss(void *p) {
     return model_forward(c->m, c->tok, c->tgt, c->B, c->T, 1, 1234);
 }
 
-static void test_model(int pnorm, float dropout, float rope_frac) {
-    ModelConfig cfg = {.n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+static void test_model_arch(int arch, int pnorm, float dropout, float rope_frac) {
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
                        .block_size = 8, .vocab_size = 11, .rope_frac = rope_frac,
                        .dropout = dropout, .pnorm = pnorm};
     Model m;
@@ -426,12 +537,18 @@ static void test_model(int pnorm, float dropout, float rope_frac) {
     for (int i = 0; i < m.n_params; i++) {
         Param *p = &m.params[i];
         char name[128];
-        snprintf(name, sizeof name, "model %s (%s, dropout %.1f, rope %.2f)", p->t.name, pnorm_name(pnorm), dropout, rope_frac);
+        snprintf(name, sizeof name, "model %s%s%s (%s, dropout %.1f, rope %.2f)",
+                 arch ? arch_name(arch) : "", arch ? " " : "", p->t.name,
+                 arch ? "-" : pnorm_name(pnorm), dropout, rope_frac);
         check_grad(name, model_loss, &c, tensor_f32(&p->t), grad + (tensor_f32(&p->t) - m.param_mem),
                    tensor_numel(&p->t), 12, 1e-2f, 3e-2);
     }
     free(grad);
     model_free(&m);
+}
+
+static void test_model(int pnorm, float dropout, float rope_frac) {
+    test_model_arch(ARCH_TOKENFORMER, pnorm, dropout, rope_frac);
 }
 
 int main(void) {
@@ -442,8 +559,15 @@ int main(void) {
     test_layernorm(1);
     for (int mode = 0; mode < 3; mode++) test_pattention(mode, 1, 0);
     test_pattention(PNORM_L2_GELU, 3, 0); /* the q, k, v group */
-    test_pattention(PNORM_L2_GELU, 3, 1); /* ... on LayerNorm(x), as in a block */
-    test_pattention(PNORM_SOFTMAX, 1, 1);
+    test_pattention(PNORM_L2_GELU, 3, NORM_LAYER); /* ... on LayerNorm(x), as in a block */
+    test_pattention(PNORM_SOFTMAX, 1, NORM_LAYER);
+    test_pattention(ACT_GELU, 1, NORM_LAYER);  /* the transformer's MLP */
+    test_pattention(ACT_SWIGLU, 1, NORM_RMS);  /* the transformerpp's MLP */
+    test_pattention(ACT_SWIGLU, 1, 0);
+    test_rmsnorm();
+    test_linear(1, 0);
+    test_linear(3, NORM_LAYER); /* the q, k, v group */
+    test_linear(3, NORM_RMS);
     test_rope();
     test_attention();
     test_cross_entropy();
@@ -454,5 +578,9 @@ int main(void) {
     test_model(PNORM_L2_GELU, 0.2f, 1.0f);
     test_model(PNORM_GELU_L2, 0.0f, 0.5f);
     test_model(PNORM_SOFTMAX, 0.0f, 0.5f);
+    test_model_arch(ARCH_TRANSFORMER, 0, 0.0f, 0.25f);
+    test_model_arch(ARCH_TRANSFORMER, 0, 0.2f, 0.5f);
+    test_model_arch(ARCH_TRANSFORMERPP, 0, 0.0f, 1.0f);
+    test_model_arch(ARCH_TRANSFORMERPP, 0, 0.2f, 1.0f);
     return g_fail;
 }

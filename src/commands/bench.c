@@ -52,7 +52,7 @@ int cmd_bench(int argc, char **argv) {
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3, threads = 0;
-    int precision = MATMUL_FP32, profile = 0, seen = 0;
+    int precision = MATMUL_FP32, profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -68,11 +68,15 @@ int cmd_bench(int argc, char **argv) {
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:
-            if (opt >= CLI_CONFIG_OPT_BASE && cli_apply_config_flag(opt, optarg, &mc, &tc, &seen)) break;
+            if (opt >= CLI_CONFIG_OPT_BASE && cli_apply_config_flag(opt, optarg, &mc, &tc, &seen)) {
+                flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
+                break;
+            }
             cli_unknown_flag("bench", argv);
         }
     }
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
+    cli_apply_arch_defaults(&mc, flag_seen);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
     ops->set_precision(ops, precision);
     if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
@@ -103,10 +107,10 @@ int cmd_bench(int argc, char **argv) {
     }
     ops->synchronize(ops);
     double dt = (tf_now_seconds() - t0) / (double)steps;
-    printf("{\"impl\": \"tokenformer\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
+    printf("{\"impl\": \"tokenformer\", \"arch\": \"%s\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
-           preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
+           arch_name(mc.arch), preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
            model_num_params(&m, 1), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);

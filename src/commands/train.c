@@ -191,6 +191,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     if (optind < argc - 1) tf_die("train: expected one input file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
     a->file = optind < argc ? argv[optind] : "data/input.txt";
     if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
+    cli_apply_arch_defaults(&a->mc, a->flag_seen);
     if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
 }
@@ -326,6 +327,9 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
     char err[TF_ERRLEN];
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
     if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
+    if (cli_config_flag_seen(a->flag_seen, "arch") && a->mc.arch != m->cfg.arch)
+        tf_die("--resume: --arch %s contradicts %s, which is a %s checkpoint", arch_name(a->mc.arch),
+               a->resume, arch_name(m->cfg.arch));
     if (!ts->has_optimizer) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
     /* Training settings come from the checkpoint unless given again on the command
      * line; a new stage's length is --max-iters, else the checkpoint's max_iters. */
@@ -508,9 +512,14 @@ static void print_run_header(const TrainRun *r) {
     char attn[32], ffn[32];
     format_rows(&r->m, PATT_Q, PATT_O, attn, sizeof attn);
     format_rows(&r->m, PATT_FFN, PATT_FFN, ffn, sizeof ffn);
-    printf("model: %d layers, d=%d, %d heads, n_attn=%s, n_ffn=%s, T=%d, vocab=%d, pnorm=%s\n",
-           c->n_layer, c->d_model, c->n_head, attn, ffn, c->block_size, c->vocab_size,
-           pnorm_name(c->pnorm));
+    if (c->arch == ARCH_TOKENFORMER)
+        printf("model: %s, %d layers, d=%d, %d heads, n_attn=%s, n_ffn=%s, T=%d, vocab=%d, pnorm=%s\n",
+               arch_name(c->arch), c->n_layer, c->d_model, c->n_head, attn, ffn, c->block_size,
+               c->vocab_size, pnorm_name(c->pnorm));
+    else
+        printf("model: %s, %d layers, d=%d, %d heads, ffn width=%s, T=%d, vocab=%d\n",
+               arch_name(c->arch), c->n_layer, c->d_model, c->n_head, ffn, c->block_size,
+               c->vocab_size);
     printf("parameters: %zu (%zu without the embedding)\n", model_num_params(&r->m, 1),
            model_num_params(&r->m, 0));
     char test[48] = "";

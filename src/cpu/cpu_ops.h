@@ -12,6 +12,15 @@ void cpu_gemm(const float *A, const float *B, float *C, int M, int N, int K, int
 void cpu_accumulate(const Ops *ops, float *y, const float *x, size_t n);
 void cpu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
                            const float *w, const float *b, int N, int C);
+void cpu_rmsnorm_forward(const Ops *ops, float *out, float *rstd, const float *x, const float *w,
+                         int N, int C);
+void cpu_rmsnorm_backward(const Ops *ops, float *dx, float *dw, const float *dout, const float *x,
+                          const float *w, const float *rstd, int N, int C);
+/* The normalized input rows of a Pattention or linear (ops.h PattInput);
+ * forward computes them, backward reads them back. */
+const float *cpu_input_rows(const Ops *ops, PattInput in, int N, int d_in, int forward);
+void cpu_linear_forward(const Ops *ops, const LinearArgs *args);
+void cpu_linear_backward(const Ops *ops, const LinearArgs *args);
 void cpu_pattention_forward(const Ops *ops, const PattArgs *args);
 void cpu_pattention_backward(const Ops *ops, const PattArgs *args);
 void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);

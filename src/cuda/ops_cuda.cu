@@ -652,6 +652,10 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.embedding_backward = op_embedding_backward;
     g_ops.layernorm_forward = op_layernorm_forward;
     g_ops.layernorm_backward = op_layernorm_backward;
+    g_ops.rmsnorm_forward = NULL;
+    g_ops.rmsnorm_backward = NULL;
+    g_ops.linear_forward = NULL;
+    g_ops.linear_backward = NULL;
     g_ops.pattention_sizes = op_pattention_sizes;
     g_ops.pattention_forward = op_pattention_forward;
     g_ops.pattention_backward = op_pattention_backward;
