@@ -18,6 +18,8 @@ enum { PATT_Q = 0, PATT_K, PATT_V, PATT_O, PATT_FFN, PATT_PER_LAYER };
 #define MAX_PARAMS_PER_LAYER 10 /* tokenformer: key + value of each site */
 #define MODEL_SITE_MAX_PARAMS 3 /* SwiGLU: gate, up, down */
 #define MAX_SEGMENTS 32
+/* N(0, std) of the weights whose init is not scaled (keys, linears, MLP up/gate). */
+#define MODEL_INIT_STD 0.02f
 
 /* Rows appended by `grow` get their own Adam step count: rows >= row_start
  * were born at optimizer step `birth` (bias correction uses step - birth).

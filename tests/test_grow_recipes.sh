@@ -105,14 +105,34 @@ elif cmd == "layers":  # layers SRC DST MAP: DST's layer j = SRC's layer MAP[j] 
                 n = dst[k[:-4] + ".key"].shape[0]
                 check(abs(float(dst[k][0]) - math.sqrt(n)) < 1e-5, f"{k}: tau {dst[k][0]} not sqrt({n})")
                 continue
-            output = rest in ("attn.o.value", "ffn.value")
+            output = rest in ("attn.o.value", "ffn.value", "attn.o.weight", "mlp.down")
             if output:
                 check(not dst[k].any(), f"{k}: output side of a new block is not zero")
+            elif dst[k].ndim == 1:
+                check((dst[k] == 1).all(), f"{k}: norm weight of a new block is not 1")
             else:
                 check((np.abs(dst[k]).sum(1) > 0).all(), f"{k}: a row of a new block is zero")
             for mom in ("opt.m.", "opt.v."):
                 check(not dst[mom + k].any(), f"{mom}{k}: moments of a new block are not zero")
             check(segs.get(k) == [[0, step, 0]], f"{k}: row_segments {segs.get(k)}, expected [[0, {step}, 0]]")
+elif cmd == "ffn":  # ffn SRC DST M: M new hidden units; up/gate rows drawn, down rows zero, old rows kept
+    src, _, _ = load(args[0]); dst, dm, segs = load(args[1]); M = int(args[2]); step = int(dm["step"])
+    grown = [k for k in dst if not k.startswith("opt.") and k.split(".")[-1] in ("up", "gate", "down")]
+    check(grown, "no MLP tensors")
+    for k in grown:
+        n = src[k].shape[0]
+        check(dst[k].shape[0] == n + M, f"{k}: {dst[k].shape[0]} rows, expected {n + M}")
+        check(np.array_equal(dst[k][:n], src[k]), f"{k}: old rows changed")
+        new = dst[k][n:]
+        if k.endswith(".down"):
+            check(not new.any(), f"{k}: new down rows are not zero")
+        else:
+            check(abs(float(new.std()) - 0.02) < 0.004, f"{k}: new rows std {new.std():.4g}, expected 0.02")
+        check(not dst["opt.m." + k][n:].any(), f"opt.m.{k}: new rows not zero")
+        check(segs.get(k, [[0]])[-1][:2] == [n, step], f"{k}: row_segments {segs.get(k)}")
+    for k in dst:
+        if k not in grown and not k.startswith("opt."):
+            check(np.array_equal(dst[k], src[k]), f"{k}: changed although not grown")
 elif cmd == "close":
     x, y, rel = map(float, args)
     check(abs(x - y) <= rel * abs(x), f"{x} vs {y}")
@@ -255,5 +275,51 @@ for bad in "--add-layers 0" "--add-layers -1" "--add-layers 1000" "--add-layers 
     else
         pass "grow_recipes: grow $bad refused: $(cat "$tmp/err")"
     fi
+done
+# -------------------------------------------------- the baselines: FFN width and depth
+for arch in transformer transformerpp; do
+    ab="$tmp/$arch.safetensors"
+    if ! "$BIN" train data/input.txt --arch $arch --n-layer 2 --d-model 32 --n-head 4 --n-ffn 64 --block-size 32 \
+        "${TRAIN[@]}" --max-iters 30 --out "$ab" >"$tmp/$arch.log" 2>&1; then
+        failed "grow_recipes: training a $arch: $(tail -1 "$tmp/$arch.log")"
+        continue
+    fi
+    if grow --ckpt "$ab" --ffn-kv +32 --out "$tmp/$arch-f.safetensors" >"$tmp/f.log" 2>&1; then
+        read -r b a <<<"$(before_after "$tmp/f.log")"
+        if [[ -n ${a:-} && $b == "$a" && $(val "$ab") == $(val "$tmp/$arch-f.safetensors") ]] &&
+            out=$(st ffn "$ab" "$tmp/$arch-f.safetensors" 32); then
+            pass "grow_recipes: $arch --ffn-kv +32: loss bit-identical ($b); new up/gate rows drawn, down rows zero"
+        else
+            failed "grow_recipes: $arch --ffn-kv +32: $b -> $a; $out"
+        fi
+    else
+        failed "grow_recipes: $arch --ffn-kv +32: $(tail -1 "$tmp/f.log")"
+    fi
+    if grow --ckpt "$ab" --add-layers 2 --at interleave --out "$tmp/$arch-d.safetensors" >"$tmp/d.log" 2>&1; then
+        read -r b a <<<"$(before_after "$tmp/d.log")"
+        if [[ -n ${a:-} && $b == "$a" && $(val "$ab") == $(val "$tmp/$arch-d.safetensors") ]] &&
+            out=$(st layers "$ab" "$tmp/$arch-d.safetensors" "0,-,1,-"); then
+            pass "grow_recipes: $arch --add-layers 2 --at interleave: loss bit-identical ($b), new blocks' attn.o and mlp.down zero"
+        else
+            failed "grow_recipes: $arch --add-layers 2: $b -> $a; $out"
+        fi
+    else
+        failed "grow_recipes: $arch --add-layers 2: $(tail -1 "$tmp/d.log")"
+    fi
+    if "$BIN" train --resume "$tmp/$arch-d.safetensors" --threads 1 --max-iters 40 --out "$tmp/$arch-t.safetensors" >"$tmp/t.log" 2>&1; then
+        pass "grow_recipes: a grown $arch trains"
+    else
+        failed "grow_recipes: training a grown $arch: $(tail -1 "$tmp/t.log")"
+    fi
+    for bad in "--kv +8" "--ffn-kv -8" "--ffn-kv +8 --init random" "--ffn-kv +8 --tau reset" "--add-layers 0"; do
+        rm -f "$tmp/bad.safetensors"
+        # shellcheck disable=SC2086
+        if "$BIN" grow --ckpt "$ab" $bad --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
+            [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
+            failed "grow_recipes: $arch grow $bad: $(head -2 "$tmp/err")"
+        else
+            pass "grow_recipes: $arch grow $bad refused: $(cat "$tmp/err")"
+        fi
+    done
 done
 exit $fail

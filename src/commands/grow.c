@@ -129,8 +129,9 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
     if (model_add_layers(&m, &g, n_new, at, seed, err)) tf_die("%s", err);
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", in, m.cfg.n_layer, model_num_params(&m, 1),
            model_num_params(&m, 0));
-    printf("added %d layers (%s); new blocks: fresh layers with zero output values (P_o, P_ffn), tau = sqrt(n)\n",
-           n_new, at == GROW_AT_END ? "after the last block" : "interleaved");
+    printf("added %d layers (%s); new blocks: fresh layers with a zero output side (%s)\n", n_new,
+           at == GROW_AT_END ? "after the last block" : "interleaved",
+           model_has_tau(&m.cfg) ? "values of P_o and P_ffn; tau = sqrt(n)" : "attn.o.weight and mlp.down");
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
            model_num_params(&g, 0));
     if (data) {
@@ -139,7 +140,8 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
                after, after - before);
         eval_set_close(&e);
     }
-    GrowthEvent ev = {"layers", n_new, "zero-output", at == GROW_AT_END ? "end" : "interleave", 0.0f, "reset"};
+    GrowthEvent ev = {"layers", n_new, "zero-output", at == GROW_AT_END ? "end" : "interleave", MODEL_INIT_STD,
+                      model_has_tau(&m.cfg) ? "reset" : "-"};
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
@@ -233,6 +235,15 @@ int cmd_grow(int argc, char **argv) {
     Vocab v;
     TrainState ts;
     if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    int patt = model_has_tau(&m.cfg); /* tokenformer; else a baseline: only its FFN width grows */
+    const char *arch = arch_name(m.cfg.arch);
+    if (!patt && kv != 0)
+        tf_die("grow: --kv: a %s checkpoint has no attention parameter tokens (q, k, v, o are linear); "
+               "grow its FFN width with --ffn-kv +M or its depth with --add-layers N", arch);
+    if (!patt && shrinking) tf_die("grow: removing FFN units is for tokenformer checkpoints only (this is a %s)", arch);
+    if (!patt && (init_set || key_scale >= 0.0f || tau_reset >= 0))
+        tf_die("grow: --init, --key-init-scale and --tau are for tokenformer checkpoints (new FFN units of a %s: "
+               "up/gate rows at their init, down rows zero)", arch);
     int L = m.cfg.n_layer, n_patt = L * PATT_PER_LAYER;
     int *mask = tf_malloc(sizeof(int) * (size_t)L, "layer mask");
     if (layers) parse_layers(layers, L, mask);
@@ -259,28 +270,32 @@ int cmd_grow(int argc, char **argv) {
     }
     float **importance = shrinking ? model_rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
 
-    if (!shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
+    if (patt && !shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
         tf_warn("pnorm softmax: zero-key rows do NOT keep the function (n * softmax(A) gives each new row "
                 "exp(0) of the mass and n changes); only l2_norm_gelu and gelu_l2_norm are preserved exactly");
-    if (key_scale < 0.0f) key_scale = init == GROW_RANDOM ? 0.02f : 0.0f;
-    if (tau_reset < 0) tau_reset = init == GROW_RANDOM;
+    if (key_scale < 0.0f) key_scale = patt ? (init == GROW_RANDOM ? MODEL_INIT_STD : 0.0f) : MODEL_INIT_STD;
+    if (tau_reset < 0) tau_reset = patt && init == GROW_RANDOM;
     GrowSpec spec = {delta, init, key_scale, tau_reset, (uint64_t)seed, importance};
     Model g;
     if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);
     printf("%s: %zu parameters (%zu without the embedding)\n", in, model_num_params(&m, 1), model_num_params(&m, 0));
     char how[96];
     if (shrinking) snprintf(how, sizeof how, "-");
+    else if (!patt) snprintf(how, sizeof how, "up%s rows at their init, down rows zero", m.cfg.arch == ARCH_TRANSFORMERPP ? "/gate" : "");
     else if (init == GROW_ZERO_KEY && key_scale == 0.0f && !tau_reset) snprintf(how, sizeof how, "zero keys, random values, tau kept");
     else if (init == GROW_RANDOM && key_scale == 0.02f && tau_reset) snprintf(how, sizeof how, "random keys and values, tau = sqrt(n)");
     else snprintf(how, sizeof how, "keys N(0, %g), random values, tau %s", key_scale, tau_reset ? "= sqrt(n)" : "kept");
-    printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
-           layers ? layers : "every layer", how);
-    const char *init_name = shrinking ? "importance" : init == GROW_RANDOM ? "random" : "zero-key";
+    if (patt)
+        printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
+               layers ? layers : "every layer", how);
+    else
+        printf("added FFN units: %+ld, in %s; new units: %s\n", ffn, layers ? layers : "every layer", how);
+    const char *init_name = shrinking ? "importance" : !patt ? "zero-output" : init == GROW_RANDOM ? "random" : "zero-key";
     for (int kind = 0; kind < 2; kind++) {
         long amount = kind ? ffn : kv;
         if (!amount) continue;
         GrowthEvent ev = {kind ? "ffn" : "kv", (int)amount, init_name, layers ? layers : "all",
-                          shrinking ? 0.0f : key_scale, tau_reset && !shrinking ? "reset" : "keep"};
+                          shrinking ? 0.0f : key_scale, !patt ? "-" : tau_reset && !shrinking ? "reset" : "keep"};
         if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     }
     printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
