@@ -92,7 +92,10 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
         const char *why = NULL;
         if (g->delta[i] && !model_site_row_params(src, l, w, idx)) why = "a linear projection has no rows to grow";
         else if (g->delta[i] < 0 && !model_has_tau(c)) why = "removing rows is for tokenformer checkpoints only";
-        else if (rows[i] < 1) why = "at least one row must stay";
+        if (!why && rows[i] < 1) {
+            free(rows);
+            return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)", l, -g->delta[i], n_old);
+        }
         if (why) {
             free(rows);
             return tf_err(err, "layer %d %s: cannot change %d rows by %+d (%s)", l, model_patt_name(w), n_old,
