@@ -256,11 +256,12 @@ else
     failed "grow_recipes: --add-layers: train_flops $(st meta "$d" train_flops) vs $(st meta "$base" train_flops)"
 fi
 # the grown model trains, and the new blocks' output side moves
-if "$BIN" train --resume "$d" --threads 1 --max-iters 50 --out "$tmp/dt.safetensors" >"$tmp/dt.log" 2>&1 &&
+if "$BIN" train --resume "$d" --threads 1 --max-iters 50 --log "$tmp/dt.csv" --out "$tmp/dt.safetensors" >"$tmp/dt.log" 2>&1 &&
+    grep -q "^40,.*,grow," "$tmp/dt.csv" &&
     "$PY" -c "
 import sys; sys.argv=['x']; exec(open('$tmp/st.py').read().split('errors = []')[0])
 t,_,_=load('$tmp/dt.safetensors'); sys.exit(0 if abs(t['h.4.ffn.value']).max()>0 and abs(t['h.4.attn.o.value']).max()>0 else 1)"; then
-    pass "grow_recipes: a model with added layers trains; the new blocks' output values move"
+    pass "grow_recipes: a model with added layers trains (the log marks the grow); the new blocks' output values move"
 else
     failed "grow_recipes: training after --add-layers: $(tail -2 "$tmp/dt.log")"
 fi

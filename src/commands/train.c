@@ -427,15 +427,9 @@ static void log_row(TrainRun *r, int iter, const char *event, double lr, double 
     fflush(r->log);
 }
 
-/* A resumed checkpoint whose newest rows were born at its current optimizer
- * step has been grown and not trained since: the log marks a growth point. */
-static int just_grown(const Model *m) {
-    for (int i = 0; i < m->n_params; i++) {
-        const Param *p = &m->params[i];
-        if (p->n_seg > 1 && p->seg[p->n_seg - 1].birth == m->step) return 1;
-    }
-    return 0;
-}
+/* A resumed checkpoint whose newest rows (or blocks) were born at its current
+ * optimizer step has been grown and not trained since: the log marks a growth point. */
+static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
 
 static void account_step(TrainRun *r) {
     double tokens = (double)r->a->tc.batch_size * r->m.cfg.block_size;
