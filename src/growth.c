@@ -92,14 +92,12 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
         const char *why = NULL;
         if (g->delta[i] && !model_site_row_params(src, l, w, idx)) why = "a linear projection has no rows to grow";
         else if (g->delta[i] < 0 && !model_has_tau(c)) why = "removing rows is for tokenformer checkpoints only";
-        if (!why && rows[i] < 1) {
+        if (why || rows[i] < 1) {
             free(rows);
+            if (why)
+                return tf_err(err, "layer %d %s: cannot change %d rows by %+d (%s)", l, model_patt_name(w), n_old,
+                              g->delta[i], why);
             return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)", l, -g->delta[i], n_old);
-        }
-        if (why) {
-            free(rows);
-            return tf_err(err, "layer %d %s: cannot change %d rows by %+d (%s)", l, model_patt_name(w), n_old,
-                          g->delta[i], why);
         }
     }
     int rc = model_create(dst, c, rows, src->ops, err);

@@ -275,7 +275,7 @@ int cmd_grow(int argc, char **argv) {
                 "exp(0) of the mass and n changes); only l2_norm_gelu and gelu_l2_norm are preserved exactly");
     if (key_scale < 0.0f) key_scale = patt ? (init == GROW_RANDOM ? MODEL_INIT_STD : 0.0f) : MODEL_INIT_STD;
     if (tau_reset < 0) tau_reset = patt && init == GROW_RANDOM;
-    GrowSpec spec = {delta, init, key_scale, tau_reset, (uint64_t)seed, importance};
+    GrowSpec spec = {delta, key_scale, tau_reset, (uint64_t)seed, importance};
     Model g;
     if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);
     printf("%s: %zu parameters (%zu without the embedding)\n", in, model_num_params(&m, 1), model_num_params(&m, 0));
