@@ -5,7 +5,7 @@
 #
 #   scripts/bench_cpu.sh [THREADS] [PRESETS...]      default: 2 tiny shakespeare
 # Env: STEPS (timed steps, default 40 for tiny, 4 for others), REPEATS (default 5; medians),
-#      PY (python with torch)
+#      PY (python with torch), ARCH (tokenformer, transformer or transformerpp; default tokenformer)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 THREADS=${1:-2}
@@ -13,12 +13,14 @@ shift || true
 PRESETS=("$@")
 [[ ${#PRESETS[@]} -gt 0 ]] || PRESETS=(tiny shakespeare)
 PY=${PY:-/usr/bin/python3}
+ARCH=${ARCH:-tokenformer}
 BIN=${TF_BIN:-./tokenformer}
 [[ -x $BIN ]] || make -s -j2
 
 json_field() { "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); v=r.get(sys.argv[1]); print("n/a" if v is None else v)' "$1"; }
 
 REPEATS=${REPEATS:-5}
+echo "arch: $ARCH"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; threads used: $THREADS"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 echo
@@ -32,8 +34,8 @@ for p in "${PRESETS[@]}"; do
     steps=${STEPS:-$([[ $p == tiny ]] && echo 40 || echo 4)}
     ot=() om=() tt=() tm=()
     for ((r = 0; r < REPEATS; r++)); do
-        ours=$(OMP_NUM_THREADS=$THREADS "$BIN" bench --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
-        theirs=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/bench_torch.py --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+        ours=$(OMP_NUM_THREADS=$THREADS "$BIN" bench --arch "$ARCH" --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
+        theirs=$(OMP_NUM_THREADS=$THREADS "$PY" scripts/bench_torch.py --arch "$ARCH" --preset "$p" --device cpu --threads "$THREADS" --steps "$steps" --warmup 2)
         ot+=("$(echo "$ours" | json_field tokens_per_s)"); om+=("$(echo "$ours" | json_field ms_per_step)")
         tt+=("$(echo "$theirs" | json_field tokens_per_s)"); tm+=("$(echo "$theirs" | json_field ms_per_step)")
     done

@@ -87,12 +87,13 @@ def main(argv=None):
                     help="attention kernel: F.scaled_dot_product_attention (torch >= 2.0) or "
                          "the explicit softmax (auto: sdpa when available)")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--arch", default="tokenformer", choices=list(ref.ARCHS))
     args = ap.parse_args(argv)
 
     p = dict(ref.PRESETS[args.preset])
     B = args.batch or p["batch_size"]
     T = p["block_size"]
-    rec = {"preset": args.preset, "device": args.device, "mode": args.mode,
+    rec = {"arch": args.arch, "preset": args.preset, "device": args.device, "mode": args.mode,
            "precision": args.precision, "tokens_per_s": None, "ms_per_step": None,
            "peak_mem_mb": None, "loss": None, "status": "ok", "batch": B, "block_size": T,
            "torch": torch.__version__}
@@ -135,6 +136,11 @@ def main(argv=None):
     cfg = {k: p[k] for k in ("n_layer", "d_model", "n_head", "n_attn", "n_ffn", "block_size",
                              "rope_frac", "dropout", "pnorm")}
     cfg["vocab_size"] = VOCAB
+    cfg["arch"] = args.arch
+    if args.arch != "tokenformer":  # the arch's own FFN width and (transformerpp) full RoPE
+        del cfg["n_ffn"]
+        if args.arch == "transformerpp":
+            cfg["rope_frac"] = 1.0
     model = ref.TokenFormer(cfg).to(device)
     model.set_sdpa(use_sdpa)
     model.train()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference of the tokenformer model (the model: docs/MODEL.md).
+"""PyTorch reference of the tokenformer model and its baselines (docs/MODEL.md).
 
 Used (a) by tests (scripts/compare_grads.py) to check the C model's loss and
 every parameter gradient on identical weights, and (b) by benchmarks
@@ -14,6 +14,15 @@ Conventions match the C program exactly:
       ln_f.weight, ln_f.bias   (d)
     Row counts may differ per Pattention (after `grow`): they are taken from
     the tensors when loading.
+    arch "transformer" (config "arch"; a config without it is a tokenformer):
+      h.{l}.attn.{q,k,v,o}.weight (d, d)   bias-free nn.Linear weights (out, in)
+      h.{l}.mlp.up (h, d), h.{l}.mlp.down (h, d)   (down stored transposed: row j
+        holds hidden unit j's output weights): GeLU(x up^T) down
+      ln_f.weight, ln_f.bias
+    arch "transformerpp": as transformer plus h.{l}.mlp.gate (h, d) (SwiGLU:
+      (SiLU(x gate^T) * (x up^T)) down), RMSNorms h.{l}.norm1.weight,
+      h.{l}.norm2.weight (d) in the blocks and norm_f.weight (d) at the end
+      (eps 1e-5, no bias); full RoPE by default.
   * Pattention: A = X K^T, S = pnorm(A), Y = S V, no biases. pnorm modes:
       l2_norm_gelu  S = GeLU(tau * A / sqrt(sum_k A^2 + 1e-6))   (default)
       gelu_l2_norm  S = tau * GeLU(A) / sqrt(sum_k GeLU(A)^2 + 1e-6)
@@ -47,6 +56,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PNORM_MODES = ("l2_norm_gelu", "gelu_l2_norm", "softmax")
+ARCHS = ("tokenformer", "transformer", "transformerpp")
 PNORM_EPS = 1e-6
 LAYERNORM_EPS = 1e-5
 ROPE_BASE = 10000.0
@@ -65,7 +75,7 @@ PRESETS = {
                       batch_size=8, lr=6e-4),
 }
 
-CONFIG_KEYS = ("n_layer", "d_model", "n_head", "n_attn", "n_ffn", "block_size", "vocab_size",
+CONFIG_KEYS = ("arch", "n_layer", "d_model", "n_head", "n_attn", "n_ffn", "block_size", "vocab_size",
                "rope_frac", "dropout", "pnorm")
 
 
@@ -86,11 +96,26 @@ def normalize_config(cfg):
     if p not in PNORM_MODES:
         raise ValueError("unknown pnorm %r (expected one of %s)" % (p, ", ".join(PNORM_MODES)))
     c["pnorm"] = p
+    c["arch"] = c.get("arch") or "tokenformer"
+    if c["arch"] not in ARCHS:
+        raise ValueError("unknown arch %r (expected one of %s)" % (c["arch"], ", ".join(ARCHS)))
     if "n_ffn" not in c or c["n_ffn"] is None:
-        c["n_ffn"] = 4 * c["n_attn"]
+        c["n_ffn"] = default_ffn(c)
+    if c.get("n_attn") is None:
+        c["n_attn"] = c["d_model"]
     if c["d_model"] % c["n_head"] != 0:
         raise ValueError("n_head (%d) must divide d_model (%d)" % (c["n_head"], c["d_model"]))
     return c
+
+
+def default_ffn(cfg):
+    """The FFN width when none is given (as arch_default_ffn in src/config.c)."""
+    d = cfg["d_model"]
+    if cfg.get("arch") == "transformer":
+        return 4 * d
+    if cfg.get("arch") == "transformerpp":
+        return 64 * ((8 * d + 191) // 192)
+    return 4 * cfg["n_attn"]
 
 
 def rot_dims(cfg):
@@ -102,9 +127,10 @@ def rot_dims(cfg):
 
 
 def default_rows(cfg):
+    attn = cfg["n_attn"] if cfg.get("arch", "tokenformer") == "tokenformer" else cfg["d_model"]
     rows = []
     for _ in range(cfg["n_layer"]):
-        rows += [cfg["n_attn"]] * 4 + [cfg["n_ffn"]]
+        rows += [attn] * 4 + [cfg["n_ffn"]]
     return rows
 
 
@@ -143,6 +169,43 @@ class Pattention(nn.Module):
         A = F.linear(x, self.key)  # (.., n)
         S = pattention_norm(A, self.tau.to(A.dtype), self.mode)
         return torch.matmul(S, self.value)
+
+
+class MLP(nn.Module):
+    """The baselines' FFN: GeLU(x up^T) down, or SwiGLU (SiLU(x gate^T) *
+    (x up^T)) down; up, gate (h, d) and down (h, d) as stored."""
+
+    def __init__(self, d, h, swiglu):
+        super().__init__()
+        if swiglu:
+            self.gate = nn.Parameter(torch.empty(h, d))
+        self.up = nn.Parameter(torch.empty(h, d))
+        self.down = nn.Parameter(torch.empty(h, d))
+        self.swiglu = swiglu
+
+    def forward(self, x):
+        u = F.linear(x, self.up)
+        a = F.silu(F.linear(x, self.gate)) * u if self.swiglu else F.gelu(u)
+        return torch.matmul(a, self.down)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight (eps 1e-5, weight init 1)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + LAYERNORM_EPS) * self.weight
+
+
+def projection(cfg, n):
+    """A d -> d projection of the arch: a Pattention with n tokens, or a linear."""
+    d = cfg["d_model"]
+    if cfg["arch"] == "tokenformer":
+        return Pattention(d, d, n, cfg["pnorm"])
+    return nn.Linear(d, d, bias=False)
 
 
 def rope_tables(T, rot, device, dtype):
@@ -195,10 +258,10 @@ class Attention(nn.Module):
         self.n_head = cfg["n_head"]
         self.rot = rot_dims(cfg)
         self.use_sdpa = False
-        self.q = Pattention(d, d, rows[0], cfg["pnorm"])
-        self.k = Pattention(d, d, rows[1], cfg["pnorm"])
-        self.v = Pattention(d, d, rows[2], cfg["pnorm"])
-        self.o = Pattention(d, d, rows[3], cfg["pnorm"])
+        self.q = projection(cfg, rows[0])
+        self.k = projection(cfg, rows[1])
+        self.v = projection(cfg, rows[2])
+        self.o = projection(cfg, rows[3])
 
     def forward(self, x, rope=None):
         B, T, d = x.shape
@@ -222,12 +285,23 @@ class Block(nn.Module):
         self.d = cfg["d_model"]
         self.dropout = cfg["dropout"]
         self.attn = Attention(cfg, rows[:4])
-        self.ffn = Pattention(self.d, self.d, rows[4], cfg["pnorm"])
+        if cfg["arch"] == "tokenformer":
+            self.ffn = Pattention(self.d, self.d, rows[4], cfg["pnorm"])
+        else:
+            self.mlp = MLP(self.d, rows[4], cfg["arch"] == "transformerpp")
+        if cfg["arch"] == "transformerpp":
+            self.norm1 = RMSNorm(self.d)
+            self.norm2 = RMSNorm(self.d)
+
+    def norm(self, x, k):
+        if hasattr(self, "norm1"):
+            return (self.norm1, self.norm2)[k](x)
+        return F.layer_norm(x, (self.d,), eps=LAYERNORM_EPS)
 
     def forward(self, x, rope=None):
-        a = self.attn(F.layer_norm(x, (self.d,), eps=LAYERNORM_EPS), rope)
+        a = self.attn(self.norm(x, 0), rope)
         h = x + F.dropout(a, self.dropout, self.training)
-        f = self.ffn(F.layer_norm(h, (self.d,), eps=LAYERNORM_EPS))
+        f = (self.ffn if hasattr(self, "ffn") else self.mlp)(self.norm(h, 1))
         return h + F.dropout(f, self.dropout, self.training)
 
 
@@ -250,7 +324,10 @@ class TokenFormer(nn.Module):
         self.rot = rot_dims(cfg)
         self.wte = nn.Parameter(torch.empty(cfg["vocab_size"], cfg["d_model"]))
         self.h = nn.ModuleList([Block(cfg, rows[5 * l:5 * l + 5]) for l in range(L)])
-        self.ln_f = nn.LayerNorm(cfg["d_model"], eps=LAYERNORM_EPS)
+        if cfg["arch"] == "transformerpp":
+            self.norm_f = RMSNorm(cfg["d_model"])
+        else:
+            self.ln_f = nn.LayerNorm(cfg["d_model"], eps=LAYERNORM_EPS)
         self.init_weights()
 
     def set_sdpa(self, on):
@@ -259,8 +336,10 @@ class TokenFormer(nn.Module):
             b.attn.use_sdpa = bool(on) and _HAS_SDPA
 
     def pattentions(self):
-        """(name, Pattention) in the C side's order."""
+        """(name, Pattention) in the C side's order (none for the baselines)."""
         out = []
+        if self.cfg["arch"] != "tokenformer":
+            return out
         for l, b in enumerate(self.h):
             for w in ("q", "k", "v", "o"):
                 out.append(("h.%d.attn.%s" % (l, w), getattr(b.attn, w)))
@@ -274,6 +353,24 @@ class TokenFormer(nn.Module):
         L, d = self.cfg["n_layer"], self.cfg["d_model"]
         vstd = 2.0 / (L * math.sqrt(d))
         self.wte.normal_(0.0, 0.02, generator=generator)
+        if self.cfg["arch"] != "tokenformer":
+            # nanoGPT: weights N(0, 0.02), the output projections 0.02 / sqrt(2 L)
+            ostd = 0.02 / math.sqrt(2 * L)
+            for b in self.h:
+                for w in ("q", "k", "v", "o"):
+                    getattr(b.attn, w).weight.normal_(0.0, ostd if w == "o" else 0.02,
+                                                      generator=generator)
+                for name, p in b.mlp.named_parameters():
+                    p.normal_(0.0, ostd if name == "down" else 0.02, generator=generator)
+                if hasattr(b, "norm1"):
+                    b.norm1.weight.fill_(1.0)
+                    b.norm2.weight.fill_(1.0)
+            if hasattr(self, "norm_f"):
+                self.norm_f.weight.fill_(1.0)
+            else:
+                self.ln_f.weight.fill_(1.0)
+                self.ln_f.bias.zero_()
+            return
         for _, p in self.pattentions():
             p.key.normal_(0.0, 0.02, generator=generator)
             p.value.normal_(0.0, vstd, generator=generator)
@@ -287,7 +384,7 @@ class TokenFormer(nn.Module):
         rope = rope_tables(T, self.rot, x.device, x.dtype) if self.rot else None
         for b in self.h:
             x = b(x, rope)
-        x = self.ln_f(x)
+        x = self.norm_f(x) if hasattr(self, "norm_f") else self.ln_f(x)
         logits = F.linear(x, self.wte)
         loss = None
         if targets is not None:
@@ -412,6 +509,11 @@ def config_from_metadata(meta):
 
 def rows_from_tensors(cfg, tensors):
     rows = []
+    if cfg.get("arch", "tokenformer") != "tokenformer":
+        for l in range(cfg["n_layer"]):
+            up = tensors.get("h.%d.mlp.up" % l)
+            rows += [cfg["d_model"]] * 4 + [int(up.shape[0]) if up is not None else cfg["n_ffn"]]
+        return rows
     for l in range(cfg["n_layer"]):
         for w in PATT_NAMES:
             pre = "h.%d.ffn" % l if w == "ffn" else "h.%d.attn.%s" % (l, w)
@@ -617,6 +719,41 @@ def selftest(verbose=True):
     taus = [k for k in m.state_dict() if k.endswith(".tau")]
     report("tau_buffers", 0.0 if len(taus) == 10 and all(
         m.state_dict()[t].shape == (1,) for t in taus) else 1.0, 0.0)
+
+    # 4b. the baselines: finite-difference gradients and parameter names.
+    for arch in ("transformer", "transformerpp"):
+        cfg = dict(arch=arch, n_layer=2, d_model=8, n_head=2, block_size=6, vocab_size=7,
+                   rope_frac=0.5, dropout=0.0, n_ffn=12)
+        mb = TokenFormer(cfg).to(dt)
+        with torch.no_grad():
+            for p_ in mb.parameters():
+                p_.add_(0.3 * torch.randn_like(p_))
+        idx = torch.randint(0, 7, (2, 6))
+        tgt = torch.randint(0, 7, (2, 6))
+        params = list(mb.parameters())
+        grads = torch.autograd.grad(mb(idx, tgt)[1], params)
+        worst, h = 0.0, 1e-6
+        for p_, g_ in zip(params, grads):
+            flat = p_.data.view(-1)
+            for j in range(0, flat.numel(), max(1, flat.numel() // 6)):
+                old = flat[j].item()
+                flat[j] = old + h
+                lp = mb(idx, tgt)[1].item()
+                flat[j] = old - h
+                lm = mb(idx, tgt)[1].item()
+                flat[j] = old
+                fd = (lp - lm) / (2 * h)
+                worst = max(worst, abs(fd - g_.view(-1)[j].item()) / max(1e-3, abs(fd)))
+        report("model_fd_grads[%s]" % arch, worst, 1e-5)
+        want = {"wte"}
+        for l in range(2):
+            want |= {"h.%d.attn.%s.weight" % (l, w) for w in "qkvo"}
+            want |= {"h.%d.mlp.up" % l, "h.%d.mlp.down" % l}
+            if arch == "transformerpp":
+                want |= {"h.%d.mlp.gate" % l, "h.%d.norm1.weight" % l, "h.%d.norm2.weight" % l}
+        want |= {"norm_f.weight"} if arch == "transformerpp" else {"ln_f.weight", "ln_f.bias"}
+        got = {n for n, _ in mb.named_parameters()}
+        report("param_names[%s]" % arch, 0.0 if got == want else 1.0, 0.0)
 
     # 5. safetensors round trip (pure-python path) incl. rows after growing.
     import tempfile

@@ -165,6 +165,10 @@ static void init_tensor(Model *m, int idx, int ndim, int64_t rows) {
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, err)) return -1;
+    /* a backend may not have the baselines' ops yet: say so instead of calling NULL */
+    if (cfg->arch != ARCH_TOKENFORMER && (!ops->linear_forward || !ops->rmsnorm_forward))
+        return tf_err(err, "the %s backend cannot run arch %s yet (no linear/rmsnorm ops)",
+                      ops->name, arch_name(cfg->arch));
     m->cfg = *cfg;
     m->ops = ops;
     m->n_params = n_params_for(cfg);
@@ -708,7 +712,7 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
                         dropout_seed_for(dropout_seed, l, 1));
     }
     final_norm_forward(m);
-    /* tied head: logits = LN_f(x) wte^T */
+    /* tied head: logits = norm_f(x) wte^T */
     o->matmul(o, m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
     m->has_targets = targets != NULL;
     if (!targets) return 0.0f;

@@ -39,22 +39,28 @@ typedef struct {
     int pnorm;
     const int *rows;     /* NULL: n_attn / n_ffn */
     int zero_key_rows;   /* last rows of every key set to 0 (as after `grow`) */
+    int arch;            /* Arch (0: tokenformer) */
 } Case;
 
 static const int ROWS_GROWN[] = {24, 20, 28, 16, 40, /* layer 0: q k v o ffn */
                                  30, 24, 18, 26, 56};
 
 static const Case CASES[] = {
-    {"l2_norm_gelu_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_L2_GELU, NULL, 0},
-    {"l2_norm_gelu_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_L2_GELU, NULL, 0},
-    {"gelu_l2_norm_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_GELU_L2, NULL, 0},
-    {"gelu_l2_norm_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_GELU_L2, NULL, 0},
-    {"softmax_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_SOFTMAX, NULL, 0},
-    {"softmax_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_SOFTMAX, NULL, 0},
+    {"l2_norm_gelu_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_L2_GELU, NULL, 0, 0},
+    {"l2_norm_gelu_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_L2_GELU, NULL, 0, 0},
+    {"gelu_l2_norm_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_GELU_L2, NULL, 0, 0},
+    {"gelu_l2_norm_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_GELU_L2, NULL, 0, 0},
+    {"softmax_rope0.25", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.25f, PNORM_SOFTMAX, NULL, 0, 0},
+    {"softmax_rope1.0", 2, 32, 4, 24, 40, 16, 11, 3, 16, 1.0f, PNORM_SOFTMAX, NULL, 0, 0},
     /* grown model: different rows per Pattention, new key rows zero */
-    {"grown_rows_l2_norm_gelu", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.5f, PNORM_L2_GELU, ROWS_GROWN, 4},
+    {"grown_rows_l2_norm_gelu", 2, 32, 4, 24, 40, 16, 11, 3, 16, 0.5f, PNORM_L2_GELU, ROWS_GROWN, 4, 0},
     /* odd sizes, one layer, head_dim 6 (rot 2 at 0.5), T shorter than allocated */
-    {"odd_sizes_short_T", 1, 18, 3, 13, 29, 12, 7, 2, 9, 0.5f, PNORM_L2_GELU, NULL, 0},
+    {"odd_sizes_short_T", 1, 18, 3, 13, 29, 12, 7, 2, 9, 0.5f, PNORM_L2_GELU, NULL, 0, 0},
+    /* the baselines (n_ffn: their FFN width) */
+    {"transformer", 2, 32, 4, 24, 128, 16, 11, 3, 16, 0.25f, 0, NULL, 0, ARCH_TRANSFORMER},
+    {"transformer_odd_short_T", 1, 18, 3, 13, 40, 12, 7, 2, 9, 0.5f, 0, NULL, 0, ARCH_TRANSFORMER},
+    {"transformerpp", 2, 32, 4, 24, 96, 16, 11, 3, 16, 1.0f, 0, NULL, 0, ARCH_TRANSFORMERPP},
+    {"transformerpp_odd_short_T", 1, 18, 3, 13, 40, 12, 7, 2, 9, 0.5f, 0, NULL, 0, ARCH_TRANSFORMERPP},
 };
 
 static int failures = 0;
@@ -75,10 +81,10 @@ static int have_torch(const char *python) {
 
 static void config_json(const ModelConfig *c, char *out, size_t len) {
     snprintf(out, len,
-             "{\"n_layer\": %d, \"d_model\": %d, \"n_head\": %d, \"n_attn\": %d, \"n_ffn\": %d, "
+             "{\"arch\": \"%s\", \"n_layer\": %d, \"d_model\": %d, \"n_head\": %d, \"n_attn\": %d, \"n_ffn\": %d, "
              "\"block_size\": %d, \"vocab_size\": %d, \"rope_frac\": %.9g, \"dropout\": %.9g, "
              "\"pnorm\": \"%s\"}",
-             c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size,
+             arch_name(c->arch), c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size,
              c->vocab_size, (double)c->rope_frac, (double)c->dropout, pnorm_name(c->pnorm));
 }
 
@@ -88,7 +94,14 @@ static void config_json(const ModelConfig *c, char *out, size_t len) {
  * relative comparison. So: keys N(0, 1/sqrt(d)) (unit-scale scores on the
  * LayerNorm output), values N(0, 1/sqrt(n)) (unit-scale outputs), wte
  * N(0, 0.3) (logits of std ~0.3 sqrt(d): a softmax neither flat nor
- * saturated), LN_f weight 1 + N(0, 0.1), bias N(0, 0.1). */
+ * saturated), norm weights 1 + N(0, 0.1), LN_f bias N(0, 0.1). The
+ * baselines' input-side weights (linears, mlp.up/gate) are scaled as keys,
+ * mlp.down as values. */
+static int name_ends(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
 static void set_test_weights(Model *m, const Case *cs, uint64_t seed) {
     const Ops *o = m->ops;
     Rng r;
@@ -98,18 +111,17 @@ static void set_test_weights(Model *m, const Case *cs, uint64_t seed) {
         size_t n = tensor_numel(&p->t);
         float *h = tf_malloc(n * sizeof(float), "test weights");
         float std = 1.0f, mean = 0.0f;
-        int is_key = 0;
+        const char *nm = p->t.name;
+        int is_key = name_ends(nm, ".key");
         if (i == 0) {
             std = 0.3f;
-        } else if (i == m->n_params - 2) {
-            mean = 1.0f;
+        } else if (p->t.ndim == 1) {
+            mean = name_ends(nm, "bias") ? 0.0f : 1.0f;
             std = 0.1f;
-        } else if (i == m->n_params - 1) {
-            std = 0.1f;
+        } else if (name_ends(nm, ".value") || name_ends(nm, "mlp.down")) {
+            std = 1.0f / sqrtf((float)p->t.shape[0]);
         } else {
-            is_key = ((i - 1) % 2) == 0;
-            std = is_key ? 1.0f / sqrtf((float)m->cfg.d_model)
-                         : 1.0f / sqrtf((float)p->t.shape[0]);
+            std = 1.0f / sqrtf((float)m->cfg.d_model);
         }
         for (size_t j = 0; j < n; j++) h[j] = mean + std * rng_normal(&r);
         if (is_key && cs->zero_key_rows > 0) {
@@ -120,7 +132,7 @@ static void set_test_weights(Model *m, const Case *cs, uint64_t seed) {
         o->to_device(o, p->t.data, h, n * sizeof(float));
         free(h);
     }
-    /* tau away from sqrt(n): factors in [0.6, 1.4) */
+    /* tau away from sqrt(n): factors in [0.6, 1.4) (the baselines have none) */
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++)
             *model_patt_tau(m, l, w) *= 0.6f + 0.8f * rng_uniform(&r);
@@ -144,7 +156,7 @@ static void check_init(Model *m) {
             s2 += (double)h[j] * h[j];
         }
         double mean = s / n, std = sqrt(s2 / n - mean * mean);
-        model_param_name(i, m->cfg.n_layer, name, sizeof name);
+        model_param_name(&m->cfg, i, name, sizeof name);
         double want_mean = 0, want_std;
         if (i == m->n_params - 2) {
             want_mean = 1, want_std = 0;
@@ -183,7 +195,8 @@ static void check_init(Model *m) {
 static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t seed) {
     ModelConfig c = {.n_layer = cs->L, .d_model = cs->d, .n_head = cs->H, .n_attn = cs->n_attn,
                      .n_ffn = cs->n_ffn, .block_size = cs->block, .vocab_size = cs->V,
-                     .rope_frac = cs->rope_frac, .dropout = 0.0f, .pnorm = cs->pnorm};
+                     .rope_frac = cs->rope_frac, .dropout = 0.0f, .pnorm = cs->pnorm,
+                     .arch = cs->arch};
     char err[TF_ERRLEN];
     Model m;
     if (model_create(&m, &c, cs->rows, ops, err)) {
@@ -214,7 +227,7 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
     ops->synchronize(ops);
 
     /* tensors: params, grads, taus, batch, loss */
-    int L = c.n_layer, P = m.n_params, ntau = L * PATT_PER_LAYER;
+    int L = c.n_layer, P = m.n_params, ntau = model_has_tau(&c) ? L * PATT_PER_LAYER : 0;
     int nt = 2 * P + ntau + 3;
     StTensorOut *out = tf_calloc((size_t)nt, sizeof(StTensorOut), "dump table");
     char(*names)[TF_NAME_LEN + 8] = tf_calloc((size_t)nt, sizeof *names, "dump names");
@@ -225,7 +238,7 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
         Param *p = &m.params[i];
         size_t bytes = tensor_numel(&p->t) * sizeof(float);
         char pname[TF_NAME_LEN];
-        model_param_name(i, L, pname, sizeof pname);
+        model_param_name(&c, i, pname, sizeof pname);
         bufs[2 * i] = tf_malloc(bytes, "dump param");
         bufs[2 * i + 1] = tf_malloc(bytes, "dump grad");
         ops->to_host(ops, bufs[2 * i], p->t.data, bytes);
@@ -238,7 +251,7 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
         k++;
     }
     static const char *WHICH[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L && ntau; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             snprintf(names[k], sizeof names[k], "h.%d.%s.tau", l, WHICH[w]);
             out[k] = (StTensorOut){names[k], DTYPE_F32, 1, tau_shape, model_patt_tau(&m, l, w)};

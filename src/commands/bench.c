@@ -18,6 +18,7 @@ static void bench_help(void) {
            "\n"
            "options:\n"
            "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
+           "  --arch A               tokenformer (default), transformer or transformerpp\n"
            "  --steps N              timed steps (default 20)\n"
            "  --warmup N             untimed steps first (default 3)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"

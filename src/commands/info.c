@@ -42,14 +42,23 @@ int cmd_info(int argc, char **argv) {
     if (checkpoint_load(ckpt, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
     const ModelConfig *c = &m.cfg;
     printf("checkpoint: %s\n", ckpt);
-    printf("arch: tokenformer, %d layers, d_model %d, %d heads (head dim %d, %d rotary dims)\n",
-           c->n_layer, c->d_model, c->n_head, c->d_model / c->n_head, model_config_rot_dims(c));
-    printf("block_size %d, vocab_size %d, dropout %g, pnorm %s\n", c->block_size, c->vocab_size,
-           c->dropout, pnorm_name(c->pnorm));
+    printf("arch: %s, %d layers, d_model %d, %d heads (head dim %d, %d rotary dims)\n",
+           arch_name(c->arch), c->n_layer, c->d_model, c->n_head, c->d_model / c->n_head, model_config_rot_dims(c));
+    if (model_has_tau(c))
+        printf("block_size %d, vocab_size %d, dropout %g, pnorm %s\n", c->block_size, c->vocab_size,
+               c->dropout, pnorm_name(c->pnorm));
+    else
+        printf("block_size %d, vocab_size %d, dropout %g, %s\n", c->block_size, c->vocab_size,
+               c->dropout, c->arch == ARCH_TRANSFORMERPP ? "RMSNorm, SwiGLU FFN" : "LayerNorm, GeLU FFN");
     printf("parameters: %zu total, %zu without the embedding\n", model_num_params(&m, 1),
            model_num_params(&m, 0));
-    printf("rows per layer (q k v o ffn) and tau:\n");
-    for (int l = 0; l < c->n_layer; l++) {
+    if (!model_has_tau(c)) {
+        printf("FFN width per layer:");
+        for (int l = 0; l < c->n_layer; l++) printf(" %d", model_patt_rows(&m, l, PATT_FFN));
+        printf("\n");
+    } else
+        printf("rows per layer (q k v o ffn) and tau:\n");
+    for (int l = 0; l < c->n_layer && model_has_tau(c); l++) {
         printf("  layer %d:", l);
         for (int w = 0; w < PATT_PER_LAYER; w++)
             printf(" %s=%d (tau %.3g)", PATT_LABELS[w], model_patt_rows(&m, l, w), *model_patt_tau(&m, l, w));

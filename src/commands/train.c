@@ -422,8 +422,9 @@ static void log_row(TrainRun *r, int iter, const char *event, double lr, double 
         if (isnan(v[i])) cells[i][0] = '\0';
         else snprintf(cells[i], sizeof cells[i], i == 3 ? "%.0f" : "%.6g", v[i]);
     }
-    fprintf(r->log, "%d,%.0f,%.6e,%s,%s,%s,%s,%zu,%s,tokenformer\n", iter, r->ts.train_tokens, r->ts.train_flops,
-            cells[0], cells[1], cells[2], cells[3], model_num_params(&r->m, 1), event);
+    fprintf(r->log, "%d,%.0f,%.6e,%s,%s,%s,%s,%zu,%s,%s\n", iter, r->ts.train_tokens, r->ts.train_flops,
+            cells[0], cells[1], cells[2], cells[3], model_num_params(&r->m, 1), event,
+            arch_name(r->m.cfg.arch));
     fflush(r->log);
 }
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The baselines (--arch transformer, transformerpp) through every command on
+# the CPU, at tiny sizes: exact --resume (a 30-iteration run and a
+# 20-iteration run resumed to 30 print the same step lines), the checkpoint
+# round trip (info shows the arch, eval and sample load it, sampling is
+# reproducible, the PyTorch reference loads the same parameters when torch
+# is there), and bad input: an unknown --arch, an --arch on --resume that
+# contradicts the checkpoint.
+#
+# Environment: TF_BIN (binary under test, default ./tokenformer), TF_PYTHON
+# (a python with torch, default /usr/bin/python3).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" archs
+
+TEXT=$WORK/text.txt
+sample_text 20000 300 >"$TEXT"
+CFG=(--n-layer 2 --d-model 16 --n-head 2 --block-size 16 --batch-size 4 --eval-interval 10
+     --eval-iters 2 --dropout 0.1 --threads 1 --device cpu)
+PY=${TF_PYTHON:-/usr/bin/python3}
+
+train() { # train NAME ARGS...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err
+    local name=$1
+    shift
+    if ! timeout 300 "$BIN" train "$@" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
+        fail "$name" "train failed (status $?): $(tail -2 "$WORK/$name.err" | tr '\n' ' ')"
+        return 1
+    fi
+}
+step_line() { grep "^step $2:" "$1"; }
+
+for arch in transformer transformerpp; do
+    train "${arch}_a" "$TEXT" --arch "$arch" "${CFG[@]}" --max-iters 30 --out "$WORK/${arch}_a"
+    train "${arch}_b" "$TEXT" --arch "$arch" "${CFG[@]}" --max-iters 20 --out "$WORK/${arch}_b" &&
+        train "${arch}_b2" "$TEXT" --resume "$WORK/${arch}_b/latest.safetensors" --arch "$arch" \
+            --max-iters 30 --threads 1 --device cpu
+    if [[ -s $WORK/${arch}_a.log && -s $WORK/${arch}_b2.log ]]; then
+        ok=1 detail=""
+        for n in 20 30; do
+            a=$(step_line "$WORK/${arch}_a.log" $n)
+            b=$(step_line "$WORK/${arch}_b2.log" $n)
+            [[ -n $a && $a == "$b" ]] || { ok=0; detail+="step $n: '$a' vs resumed '$b'; "; }
+        done
+        if [[ $ok -eq 1 ]]; then pass "${arch}_resume_exact ($(step_line "$WORK/${arch}_a.log" 30))"
+        else fail "${arch}_resume_exact" "$detail"; fi
+    fi
+    grep -q "^model: $arch, 2 layers" "$WORK/${arch}_a.log" && pass "${arch}_header" ||
+        fail "${arch}_header" "$(grep '^model:' "$WORK/${arch}_a.log")"
+
+    CK=$WORK/${arch}_a/latest.safetensors
+    [[ -s $CK ]] || { fail "${arch}_checkpoint" "no $CK"; continue; }
+    info=$("$BIN" info "$CK" 2>&1)
+    want=$(grep -o '^parameters: [0-9]*' "$WORK/${arch}_a.log" | grep -o '[0-9]*$')
+    if grep -q "^arch: $arch, 2 layers" <<<"$info" && grep -q "^parameters: $want total" <<<"$info"; then
+        pass "${arch}_info"
+    else
+        fail "${arch}_info" "$(head -4 <<<"$info" | tr '\n' '|') (expected $want parameters)"
+    fi
+    s1=$("$BIN" sample --ckpt "$CK" --max-new-tokens 40 --seed 5 --device cpu --threads 1 2>&1)
+    s2=$("$BIN" sample --ckpt "$CK" --max-new-tokens 40 --seed 5 --device cpu --threads 1 2>&1)
+    [[ -n $s1 && $s1 == "$s2" ]] && pass "${arch}_sample_reproducible" || fail "${arch}_sample_reproducible" "'$s1' vs '$s2'"
+    if ev=$("$BIN" eval --ckpt "$CK" "$TEXT" --batches 2 --batch-size 4 --device cpu --threads 1 2>&1) &&
+        grep -qi "val" <<<"$ev"; then
+        pass "${arch}_eval"
+    else
+        fail "${arch}_eval" "$(tr '\n' '|' <<<"$ev")"
+    fi
+    if "$PY" -c 'import torch' 2>/dev/null; then
+        ref=$("$PY" scripts/tokenformer_ref.py info "$CK" 2>&1)
+        grep -q "^params: $want " <<<"$ref" && pass "${arch}_torch_loads_checkpoint" ||
+            fail "${arch}_torch_loads_checkpoint" "$(tail -2 <<<"$ref" | tr '\n' '|') (expected $want)"
+    else
+        skip "${arch}_torch_loads_checkpoint" "no torch in $PY"
+    fi
+done
+
+# Bad input: one line on stderr naming the problem, non-zero exit, nothing written.
+if "$BIN" train "$TEXT" --arch gpt5 "${CFG[@]}" --max-iters 2 --out "$WORK/bad" >"$WORK/bad.log" 2>"$WORK/bad.err"; then
+    fail unknown_arch "exit status 0"
+elif [[ $(wc -l <"$WORK/bad.err") -eq 1 ]] && grep -q -- "--arch: unknown arch 'gpt5'" "$WORK/bad.err" && [[ ! -e $WORK/bad ]]; then
+    pass unknown_arch
+else
+    fail unknown_arch "$(tr '\n' '|' <"$WORK/bad.err")"
+fi
+CK=$WORK/transformer_b/latest.safetensors
+if [[ -s $CK ]]; then
+    before=$(cksum <"$CK")
+    if "$BIN" train --resume "$CK" --arch tokenformer --max-iters 40 --threads 1 --device cpu >"$WORK/c.log" 2>"$WORK/c.err"; then
+        fail resume_arch_contradiction "exit status 0"
+    elif [[ $(wc -l <"$WORK/c.err") -eq 1 ]] && grep -q "contradicts .* transformer checkpoint" "$WORK/c.err" &&
+        [[ $(cksum <"$CK") == "$before" ]]; then
+        pass resume_arch_contradiction
+    else
+        fail resume_arch_contradiction "$(tr '\n' '|' <"$WORK/c.err")"
+    fi
+fi
+exit $((failures > 0))
