@@ -27,8 +27,8 @@
 # RECIPES=1 runs the recipe search instead: tf_scratch and the tokenformer grown with each
 # recipe of RECIPE_LIST (same growth points, same batches).
 #
-# Env: SIZE small (CPU smoke test, a few minutes at most) | real (about the shakespeare
-#      preset; for one GPU), RECIPES (0|1), SEEDS ("1337 1338 1339" real, "1337" small),
+# Env: SIZE small (CPU smoke test, about a minute) | tiny (the tiny preset's size: a CPU
+#      recipe check) | real (about the shakespeare preset; for one GPU), RECIPES (0|1), SEEDS ("1337 1338 1339" real, "1337" small),
 #      SCRATCH_ITERS (real 5000, small 120), DATA (real data/linux-docs.txt from
 #      'make data CORPUS=linux-docs'; small data/input.txt), GROW_AT ("0.25 0.5"),
 #      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (zero_continue),
@@ -49,6 +49,13 @@ small)
     DATA=${DATA:-data/input.txt}
     PRECISION=${PRECISION:-fp32}
     ;;
+tiny) # the tiny preset's size: a CPU recipe check in minutes per arm
+    L=4 D=128 NH=4 A=96 F=384 T=64 B=12 EI=50 EV=20 LI=50 GB=20
+    SCRATCH_ITERS=${SCRATCH_ITERS:-1000}
+    SEEDS=${SEEDS:-1337}
+    DATA=${DATA:-data/input.txt}
+    PRECISION=${PRECISION:-fp32}
+    ;;
 real)
     L=6 D=384 NH=6 A=288 F=1152 T=256 B=64 EI=250 EV=50 LI=50 GB=20
     SCRATCH_ITERS=${SCRATCH_ITERS:-5000}
@@ -56,7 +63,7 @@ real)
     DATA=${DATA:-data/linux-docs.txt}
     PRECISION=${PRECISION:-bf16}
     ;;
-*) echo "growth_study: error: SIZE must be small or real, got '$SIZE'" >&2; exit 2 ;;
+*) echo "growth_study: error: SIZE must be small, tiny or real, got '$SIZE'" >&2; exit 2 ;;
 esac
 SUFFIX=""
 [[ $RECIPES == 1 ]] && SUFFIX=_recipes
