@@ -11,6 +11,7 @@
 #include "tokenizer.h"
 
 #define CHECKPOINT_FORMAT "tokenformer-1"
+#define GROWTH_HISTORY_LEN 16384
 
 typedef struct {
     int iter;            /* training iterations completed */
@@ -24,9 +25,27 @@ typedef struct {
     double train_flops;  /* cumulative training FLOPs so far */
     int split[3];        /* train/val/test parts of the text (DATA_SPLIT_DEFAULT) */
     int has_optimizer;   /* set by checkpoint_load: the file held Adam moments */
+    /* Growth history: a JSON array of the grow events ("" = none), metadata
+     * 'growth_history' (docs/GROWTH.md) */
+    char growth[GROWTH_HISTORY_LEN];
 } TrainState;
 
+/* One `grow` call's change of one kind, for the growth history. */
+typedef struct {
+    const char *kind;   /* "kv", "ffn" or "layers" */
+    int amount;         /* rows (kv, ffn) or blocks (layers) added; < 0 removed */
+    const char *init;   /* "zero-key", "random", "zero-output", "importance" (removal) */
+    const char *layers; /* "all" or the --layers list; for kind layers, where they went */
+    float key_scale;    /* std of new keys */
+    const char *tau;    /* "keep" or "reset" */
+} GrowthEvent;
+
 void train_state_init(TrainState *ts);
+/* Append an event at optimizer step `step`, iteration ts->iter; -1 with err
+ * when the history would not fit. */
+int train_state_add_growth(TrainState *ts, int step, const GrowthEvent *e, char *err);
+/* The history as lines "  iteration I (step S): kind +N, ..." (nothing when empty). */
+void growth_history_print(const TrainState *ts);
 
 /* with_optimizer: include Adam moments (needed for an exact --resume). */
 int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,

@@ -40,6 +40,8 @@ typedef struct {
     int eval_iters;
     int log_interval;
     unsigned long long seed;
+    /* lr multiplier of the rows born in the latest grow (docs/GROWTH.md); 1: off */
+    float new_row_lr_mult;
 } TrainConfig;
 
 typedef struct {

@@ -18,6 +18,8 @@ enum { PATT_Q = 0, PATT_K, PATT_V, PATT_O, PATT_FFN, PATT_PER_LAYER };
 #define MAX_PARAMS_PER_LAYER 10 /* tokenformer: key + value of each site */
 #define MODEL_SITE_MAX_PARAMS 3 /* SwiGLU: gate, up, down */
 #define MAX_SEGMENTS 32
+/* N(0, std) of the weights whose init is not scaled (keys, linears, MLP up/gate). */
+#define MODEL_INIT_STD 0.02f
 
 /* Rows appended by `grow` get their own Adam step count: rows >= row_start
  * were born at optimizer step `birth` (bias correction uses step - birth).
@@ -118,7 +120,10 @@ void model_backward(Model *m);
 void model_backward_scaled(Model *m, float loss_scale);
 /* Global L2 norm of the gradients of the trainable parameters. */
 float model_grad_norm(Model *m);
-/* One AdamW update of every unfrozen row; grad_scale multiplies gradients (clipping). */
+/* The optimizer step at which the latest grow added rows (0: never grown). */
+int model_latest_birth(const Model *m);
+/* One AdamW update of every unfrozen row; grad_scale multiplies gradients
+ * (clipping); rows born in the latest grow train at lr * tc->new_row_lr_mult. */
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale);
 
 /* The end of a step whose gradients are in place: the global norm into

@@ -21,6 +21,68 @@ void train_state_init(TrainState *ts) {
     ts->split[1] = 10;
 }
 
+/* ---------------- growth history ---------------- */
+
+int train_state_add_growth(TrainState *ts, int step, const GrowthEvent *e, char *err) {
+    cJSON *arr = ts->growth[0] ? cJSON_Parse(ts->growth) : cJSON_CreateArray();
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        return tf_err(err, "growth history is not a JSON array");
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "iter", ts->iter);
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddStringToObject(o, "kind", e->kind);
+    cJSON_AddNumberToObject(o, "amount", e->amount);
+    cJSON_AddStringToObject(o, "init", e->init);
+    cJSON_AddStringToObject(o, "layers", e->layers);
+    cJSON_AddNumberToObject(o, "key_scale", e->key_scale);
+    cJSON_AddStringToObject(o, "tau", e->tau);
+    cJSON_AddItemToArray(arr, o);
+    char *s = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    int rc = 0;
+    if (strlen(s) >= sizeof ts->growth)
+        rc = tf_err(err, "growth history: more than %d bytes of events", GROWTH_HISTORY_LEN - 1);
+    else
+        snprintf(ts->growth, sizeof ts->growth, "%s", s);
+    free(s);
+    return rc;
+}
+
+void growth_history_print(const TrainState *ts) {
+    cJSON *arr = cJSON_Parse(ts->growth);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "kind"));
+        const char *init = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "init"));
+        const char *layers = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "layers"));
+        const char *tau = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "tau"));
+        int is_depth = kind && !strcmp(kind, "layers");
+        printf(is_depth ? "  iteration %d (step %d): %s %+d, init %s, at %s (key scale %g, tau %s)\n"
+                        : "  iteration %d (step %d): %s %+d, init %s, layers %s, key scale %g, tau %s\n",
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "iter")),
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "step")), kind ? kind : "?",
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "amount")), init ? init : "?",
+               layers ? layers : "?", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "key_scale")),
+               tau ? tau : "?");
+    }
+    cJSON_Delete(arr);
+}
+
+/* Optional: a checkpoint without it was never grown (or grown before the history existed). */
+static int growth_history_load(const StFile *f, TrainState *ts, char *err) {
+    const char *s = st_meta(f, "growth_history");
+    if (!s || !*s) return 0;
+    cJSON *arr = cJSON_Parse(s);
+    int ok = cJSON_IsArray(arr);
+    cJSON_Delete(arr);
+    if (!ok) return tf_err(err, "metadata 'growth_history' is not a JSON array");
+    if (strlen(s) >= sizeof ts->growth) return tf_err(err, "metadata 'growth_history' is too long");
+    snprintf(ts->growth, sizeof ts->growth, "%s", s);
+    return 0;
+}
+
 /* ---------------- data accounting metadata (tokenizer, split, tokens, FLOPs) ----------------
  * Optional keys: a checkpoint without them is a character-tokenizer model on
  * the 90/10 split with no accounting yet. */
@@ -114,6 +176,7 @@ static char *train_config_json(const TrainState *ts) {
     snprintf(seed, sizeof seed, "%llu", t->seed);
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "stage_start", ts->stage_start);
+    cJSON_AddNumberToObject(j, "new_row_lr_mult", t->new_row_lr_mult);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -205,6 +268,13 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
     t->grad_accum = 1;
     uint64_t seed = 0;
     int rc = 0;
+    /* optional: checkpoints written before growth recipes train every row alike */
+    t->new_row_lr_mult = 1.0f;
+    if (cJSON_GetObjectItemCaseSensitive(j, "new_row_lr_mult") &&
+        json_float(j, "new_row_lr_mult", &t->new_row_lr_mult, err)) {
+        cJSON_Delete(j);
+        return -1;
+    }
     if (json_int(j, "batch_size", 1, 1 << 16, &t->batch_size, err) ||
         json_int(j, "max_iters", 0, 1 << 30, &t->max_iters, err) || json_float(j, "lr", &t->lr, err) ||
         json_float(j, "min_lr", &t->min_lr, err) ||
@@ -317,10 +387,12 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     data_meta_format(v, ts, data_meta);
     const char *keys[] = {"format", "config", "train_config", "vocab", "step", "iter",
                           "best_val_loss", "data_rng", "row_segments", "optimizer",
-                          DATA_META_NAMES[0], DATA_META_NAMES[1], DATA_META_NAMES[2], DATA_META_NAMES[3], "crc32"};
+                          DATA_META_NAMES[0], DATA_META_NAMES[1], DATA_META_NAMES[2], DATA_META_NAMES[3],
+                          "growth_history", "crc32"};
     const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, v->bytes ? "" : vocab, step, iter, best, rng, segs,
                           with_optimizer ? "adamw" : "none",
-                          data_meta[0], data_meta[1], data_meta[2], data_meta[3], ""};
+                          data_meta[0], data_meta[1], data_meta[2], data_meta[3],
+                          ts->growth[0] ? ts->growth : "[]", ""};
     int n_meta = (int)(sizeof keys / sizeof keys[0]);
     const void **chunks = tf_malloc(sizeof(void *) * (size_t)n_out, "checksum");
     size_t *lens = tf_malloc(sizeof(size_t) * (size_t)n_out, "checksum");
@@ -556,6 +628,7 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     else
         rc = parse_train_config(tcfg, ts, err);
     if (!rc) rc = data_meta_load(f, ts, err);
+    if (!rc) rc = growth_history_load(f, ts, err);
     /* The checksum last: structural problems get their own message first. */
     if (rc || load_tensors(m, f, &ts->has_optimizer, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
         model_free(m);

@@ -128,16 +128,17 @@ static const ConfigFlag FLAGS[] = {
     {"log-interval", F_INT, TF(log_interval), 1, 1 << 30, "iterations between progress lines"},
     {"seed", F_U64, TF(seed), 0, 0, "random seed"},
     {"grad-accum", F_INT, TF(grad_accum), 1, 65536, "micro-batches per step (batch K x B)"},
+    {"new-row-lr-mult", F_FLOAT, TF(new_row_lr_mult), 1e-6, 1000, "lr x M for rows of the latest grow"},
 };
 #define N_FLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
-/* CLI_CONFIG_OPTIONS below lists OPT(0)..OPT(21) by hand: keep the two in step. */
-_Static_assert(sizeof FLAGS / sizeof FLAGS[0] == 22, "update CLI_CONFIG_OPTIONS");
+/* CLI_CONFIG_OPTIONS below lists OPT(0)..OPT(22) by hand: keep the two in step. */
+_Static_assert(sizeof FLAGS / sizeof FLAGS[0] == 23, "update CLI_CONFIG_OPTIONS");
 _Static_assert(sizeof FLAGS / sizeof FLAGS[0] < CLI_MAX_CONFIG_FLAGS, "raise CLI_MAX_CONFIG_FLAGS");
 
 const struct option CLI_CONFIG_OPTIONS[] = {
 #define OPT(i) {FLAGS[i].flag, required_argument, NULL, CLI_CONFIG_OPT_BASE + i}
     OPT(0), OPT(1), OPT(2), OPT(3), OPT(4), OPT(5), OPT(6), OPT(7), OPT(8), OPT(9), OPT(10),
-    OPT(11), OPT(12), OPT(13), OPT(14), OPT(15), OPT(16), OPT(17), OPT(18), OPT(19), OPT(20), OPT(21),
+    OPT(11), OPT(12), OPT(13), OPT(14), OPT(15), OPT(16), OPT(17), OPT(18), OPT(19), OPT(20), OPT(21), OPT(22),
 #undef OPT
     {"pnorm", required_argument, NULL, CLI_CONFIG_OPT_BASE + N_FLAGS},
     {"arch", required_argument, NULL, CLI_CONFIG_OPT_BASE + N_FLAGS + 1},

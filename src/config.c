@@ -14,19 +14,19 @@ static const Preset PRESETS[] = {
       .rope_frac = 0.25f, .dropout = 0.0f, .pnorm = PNORM_L2_GELU},
      {.batch_size = 12, .max_iters = 2000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
-      .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337}},
+      .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337, .new_row_lr_mult = 1.0f}},
     {"shakespeare",
      {.n_layer = 6, .d_model = 384, .n_head = 6, .n_attn = 288, .n_ffn = 1152, .block_size = 256,
       .rope_frac = 0.25f, .dropout = 0.2f, .pnorm = PNORM_L2_GELU},
      {.batch_size = 64, .max_iters = 5000, .lr = 1e-3f, .min_lr = 1e-4f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
-      .eval_interval = 250, .eval_iters = 200, .log_interval = 10, .seed = 1337}},
+      .eval_interval = 250, .eval_iters = 200, .log_interval = 10, .seed = 1337, .new_row_lr_mult = 1.0f}},
     {"gpt2-124m",
      {.n_layer = 12, .d_model = 768, .n_head = 12, .n_attn = 576, .n_ffn = 2304,
       .block_size = 1024, .rope_frac = 0.25f, .dropout = 0.0f, .pnorm = PNORM_L2_GELU},
      {.batch_size = 8, .max_iters = 5000, .lr = 6e-4f, .min_lr = 6e-5f, .warmup_iters = 100, .grad_accum = 1,
       .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .adam_eps = 1e-8f, .grad_clip = 1.0f,
-      .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337}},
+      .eval_interval = 250, .eval_iters = 20, .log_interval = 10, .seed = 1337, .new_row_lr_mult = 1.0f}},
 };
 
 const Preset *preset_find(const char *name) {
@@ -110,5 +110,7 @@ int train_config_validate(const TrainConfig *c, char *err) {
     if (c->eval_interval < 1) return tf_err(err, "eval_interval must be >= 1 (got %d)", c->eval_interval);
     if (c->eval_iters < 1) return tf_err(err, "eval_iters must be >= 1 (got %d)", c->eval_iters);
     if (c->log_interval < 1) return tf_err(err, "log_interval must be >= 1 (got %d)", c->log_interval);
+    if (!(c->new_row_lr_mult > 0.0f && c->new_row_lr_mult <= 1000.0f))
+        return tf_err(err, "new_row_lr_mult must be in (0, 1000] (got %g)", c->new_row_lr_mult);
     return 0;
 }

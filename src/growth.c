@@ -72,20 +72,32 @@ static void copy_param(const Param *s, Param *d) {
     memcpy(d->seg, s->seg, sizeof s->seg);
 }
 
+/* The std of new rows of parameter k of a site's n row-growing parameters:
+ * a Pattention's key (k = 0) and value (k = n - 1); the baselines' MLP
+ * (gate,) up rows at their init and down rows (its output side) zero, so
+ * that the new hidden units add nothing until they train. */
+static float new_row_std(const Model *m, const GrowSpec *g, int k, int n) {
+    if (model_has_tau(&m->cfg)) return k == 0 ? g->key_scale : model_value_init_std(&m->cfg);
+    return k == n - 1 ? 0.0f : MODEL_INIT_STD;
+}
+
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     const ModelConfig *c = &src->cfg;
     if (!ops_is_cpu(src->ops)) return tf_err(err, "resizing needs a model in host memory (CPU backend)");
-    if (c->arch != ARCH_TOKENFORMER)
-        return tf_err(err, "growing a %s checkpoint is not supported yet", arch_name(c->arch));
-    int n_patt = c->n_layer * PATT_PER_LAYER;
+    int n_patt = c->n_layer * PATT_PER_LAYER, idx[MODEL_SITE_MAX_PARAMS];
     int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
     for (int i = 0; i < n_patt; i++) {
-        int n_old = model_patt_rows(src, i / PATT_PER_LAYER, i % PATT_PER_LAYER);
+        int l = i / PATT_PER_LAYER, w = i % PATT_PER_LAYER, n_old = model_patt_rows(src, l, w);
         rows[i] = n_old + g->delta[i];
-        if (rows[i] < 1) {
+        const char *why = NULL;
+        if (g->delta[i] && !model_site_row_params(src, l, w, idx)) why = "a linear projection has no rows to grow";
+        else if (g->delta[i] < 0 && !model_has_tau(c)) why = "removing rows is for tokenformer checkpoints only";
+        if (why || rows[i] < 1) {
             free(rows);
-            return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)",
-                          i / PATT_PER_LAYER, -g->delta[i], n_old);
+            if (why)
+                return tf_err(err, "layer %d %s: cannot change %d rows by %+d (%s)", l, model_patt_name(w), n_old,
+                              g->delta[i], why);
+            return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)", l, -g->delta[i], n_old);
         }
     }
     int rc = model_create(dst, c, rows, src->ops, err);
@@ -96,14 +108,13 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
 
     Rng rng;
     rng_seed(&rng, g->seed);
-    float value_std = model_value_init_std(c);
-    /* Unchanged tensors copy whole; resized Pattentions go through the row map. */
+    /* Unchanged tensors copy whole; resized sites go through the row map. */
     unsigned char *whole = tf_malloc((size_t)src->n_params, "tensor map");
     memset(whole, 1, (size_t)src->n_params);
     for (int p = 0; p < n_patt; p++)
         if (g->delta[p] != 0) {
-            int key = model_patt_param(src, p / PATT_PER_LAYER, p % PATT_PER_LAYER);
-            whole[key] = whole[key + 1] = 0;
+            int n = model_site_row_params(src, p / PATT_PER_LAYER, p % PATT_PER_LAYER, idx);
+            for (int k = 0; k < n; k++) whole[idx[k]] = 0;
         }
     for (int i = 0; i < src->n_params; i++)
         if (whole[i]) copy_param(&src->params[i], &dst->params[i]);
@@ -114,9 +125,10 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
         int n_old = model_patt_rows(src, l, w), n_kept;
         int *keep = kept_rows(n_old, g->delta[p], g->importance ? g->importance[p] : NULL, &n_kept);
         int n_new = model_patt_rows(dst, l, w) - n_kept;
-        for (int kv = 0; kv < 2 && !rc; kv++) {
-            const Param *s = &src->params[model_patt_param(src, l, w) + kv];
-            Param *d = &dst->params[model_patt_param(dst, l, w) + kv];
+        int n_par = model_site_row_params(src, l, w, idx); /* the same indices in dst: depth is unchanged */
+        for (int k = 0; k < n_par && !rc; k++) {
+            const Param *s = &src->params[idx[k]];
+            Param *d = &dst->params[idx[k]];
             size_t width = (size_t)c->d_model;
             float *dv = tensor_f32(&d->t);
             copy_rows(dv, tensor_f32(&s->t), keep, n_kept, width);
@@ -125,19 +137,110 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             size_t start = (size_t)n_kept * width, count = (size_t)n_new * width;
             memset(d->m + start, 0, count * sizeof(float));
             memset(d->v + start, 0, count * sizeof(float));
-            int is_key = kv == 0;
-            for (size_t e = 0; e < count; e++) {
-                float x = 0.0f;
-                if (!is_key) x = value_std * rng_normal(&rng);
-                else if (g->init == GROW_RANDOM) x = 0.02f * rng_normal(&rng);
-                dv[start + e] = x;
-            }
+            float std = new_row_std(src, g, k, n_par);
+            for (size_t e = 0; e < count; e++) dv[start + e] = std > 0.0f ? std * rng_normal(&rng) : 0.0f;
             rc = remap_segments(s, d, keep, n_kept, n_new, src->step, err);
         }
-        if (g->init == GROW_RANDOM && n_new > 0)
+        if (g->tau_reset && n_new > 0 && model_has_tau(c))
             *model_patt_tau(dst, l, w) = sqrtf((float)model_patt_rows(dst, l, w));
         free(keep);
     }
     if (rc) model_free(dst);
     return rc;
+}
+
+/* ---------------- depth growth ---------------- */
+
+/* Old layer that new layer k of n_new goes after: the last one for
+ * GROW_AT_END; for interleave spread evenly from layer 0 on (always in
+ * [0, n_old - 1], nondecreasing in k). */
+static int insert_after(int k, int n_new, int n_old, GrowAt at) {
+    if (at == GROW_AT_END) return n_old - 1;
+    return (int)(((long)k * n_old) / n_new);
+}
+
+/* map[j] = the old layer that new layer j copies, or -1 for an inserted one;
+ * like[j] = the old layer whose row counts an inserted layer takes. */
+static void layer_map(int n_old, int n_new, GrowAt at, int *map, int *like) {
+    int j = 0, k = 0;
+    for (int l = 0; l < n_old; l++) {
+        map[j] = l;
+        like[j++] = l;
+        while (k < n_new && insert_after(k, n_new, n_old, at) == l) {
+            map[j] = -1;
+            like[j++] = l;
+            k++;
+        }
+    }
+}
+
+/* Index of parameter j of layer l (0 .. model_params_per_layer - 1), at any depth. */
+static int layer_param(const ModelConfig *c, int l, int j) { return 1 + l * model_params_per_layer(c) + j; }
+
+/* The output side of a block, what the residual stream receives: the last
+ * parameter of its o and FFN sites (a Pattention's value, attn.o.weight,
+ * mlp.down). Zero there makes the block the identity. */
+static int is_output_param(const Model *m, int l, int index) {
+    int sites[2] = {PATT_O, PATT_FFN}, idx[MODEL_SITE_MAX_PARAMS];
+    for (int i = 0; i < 2; i++) {
+        int w = sites[i];
+        int n = model_site_is_linear(m, w) ? 1 : model_site_row_params(m, l, w, idx);
+        if (index == model_patt_param(m, l, w) + n - 1) return 1;
+    }
+    return 0;
+}
+
+/* A block that init_weights drew: zero output side, zero moments, one
+ * segment born now. */
+static void make_new_layer(Model *dst, int l) {
+    int per = model_params_per_layer(&dst->cfg);
+    for (int j = 0; j < per; j++) {
+        int i = layer_param(&dst->cfg, l, j);
+        Param *p = &dst->params[i];
+        size_t bytes = tensor_numel(&p->t) * sizeof(float);
+        if (is_output_param(dst, l, i)) memset(tensor_f32(&p->t), 0, bytes);
+        memset(p->m, 0, bytes);
+        memset(p->v, 0, bytes);
+        p->n_seg = 1;
+        p->seg[0] = (RowSegment){0, dst->step, 0};
+    }
+}
+
+int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err) {
+    const ModelConfig *c = &src->cfg;
+    if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
+    if (n_new < 1 || c->n_layer + n_new > MAX_LAYERS)
+        return tf_err(err, "cannot add %d layers to %d (the total must be at most %d)", n_new, c->n_layer, MAX_LAYERS);
+    ModelConfig nc = *c;
+    nc.n_layer = c->n_layer + n_new;
+    int *map = tf_malloc(sizeof(int) * 2 * (size_t)nc.n_layer, "layer map"), *like = map + nc.n_layer;
+    layer_map(c->n_layer, n_new, at, map, like);
+    int *rows = tf_malloc(sizeof(int) * (size_t)nc.n_layer * PATT_PER_LAYER, "row counts");
+    for (int l = 0; l < nc.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) rows[l * PATT_PER_LAYER + w] = model_patt_rows(src, like[l], w);
+    int rc = model_create(dst, &nc, rows, src->ops, err);
+    free(rows);
+    if (rc) {
+        free(map);
+        return -1;
+    }
+    /* Every tensor drawn as in a fresh model of the new depth (new blocks
+     * keep that, tau = sqrt(n) included); the old ones are then copied over. */
+    model_init_weights(dst, seed);
+    dst->step = src->step;
+    int per = model_params_per_layer(c), n_final = src->n_params - layer_param(c, c->n_layer, 0);
+    copy_param(&src->params[0], &dst->params[0]);
+    for (int t = 1; t <= n_final; t++) copy_param(&src->params[src->n_params - t], &dst->params[dst->n_params - t]);
+    for (int l = 0; l < nc.n_layer; l++) {
+        if (map[l] < 0) {
+            make_new_layer(dst, l);
+            continue;
+        }
+        for (int j = 0; j < per; j++)
+            copy_param(&src->params[layer_param(c, map[l], j)], &dst->params[layer_param(&nc, l, j)]);
+        for (int w = 0; w < PATT_PER_LAYER; w++)
+            *model_patt_tau(dst, l, w) = src->tau[map[l] * PATT_PER_LAYER + w];
+    }
+    free(map);
+    return 0;
 }

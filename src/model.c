@@ -873,6 +873,14 @@ float model_grad_norm(Model *m) {
     return (float)sqrt(total);
 }
 
+int model_latest_birth(const Model *m) {
+    int latest = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (int k = 0; k < m->params[i].n_seg; k++)
+            if (m->params[i].seg[k].birth > latest) latest = m->params[i].seg[k].birth;
+    return latest;
+}
+
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     m->step++;
     if (all_rows_uniform(m)) {
@@ -889,6 +897,8 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
                  tc->adam_eps, 0.0f, grad_scale, m->step);
         return;
     }
+    /* rows of the latest grow (never the rows of the initial model) */
+    int newest = model_latest_birth(m);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
         size_t re = row_elems(p);
@@ -898,8 +908,9 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
             size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
             size_t off = r0 * re, n = (r1 - r0) * re;
             int t = m->step - p->seg[k].birth;
+            float seg_lr = newest > 0 && p->seg[k].birth == newest ? lr * tc->new_row_lr_mult : lr;
             m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n,
-                          lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
+                          seg_lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
         }
     }
 }

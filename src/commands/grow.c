@@ -15,21 +15,31 @@
 
 static void grow_help(void) {
     printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
+           "       tokenformer grow --ckpt IN --add-layers N [--at end|interleave] --out OUT\n"
            "\n"
            "Append N parameter tokens (key/value rows) to every attention Pattention\n"
            "(q, k, v, o) and M to every FFN Pattention, or remove them with a negative\n"
-           "count. Training resumes from OUT with 'tokenformer train --resume OUT'.\n"
+           "count; or insert N new blocks whose output side is zero (the function is\n"
+           "unchanged). Training resumes from OUT with 'tokenformer train --resume OUT'.\n"
            "\n"
            "options:\n"
            "  --ckpt IN              checkpoint to change (required)\n"
            "  --out OUT              where to write the new checkpoint (required)\n"
            "  --kv +N|-N             rows added to (removed from) q, k, v and o\n"
-           "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N)\n"
+           "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N); transformer and\n"
+           "                         transformerpp: M more FFN hidden units (new down rows\n"
+           "                         zero, so the function is unchanged; --kv is refused)\n"
            "  --init zero-key|random new rows: zero-key (default) keeps tau and sets new\n"
            "                         keys to 0, so the model computes exactly the same\n"
            "                         function (not with --pnorm softmax); random is the\n"
            "                         official release (random keys and values, tau\n"
            "                         reset to sqrt(n_new))\n"
+           "  --key-init-scale S     new keys drawn N(0, S) (default: 0 for zero-key, 0.02\n"
+           "                         for random); a small S is nearly function-preserving\n"
+           "  --tau keep|reset       tau of grown Pattentions: kept or sqrt(n_new)\n"
+           "                         (default: keep for zero-key, reset for random)\n"
+           "  --add-layers N         insert N blocks (init as new layers, output side zero)\n"
+           "  --at end|interleave    where: after the last block (default) or spread evenly\n"
            "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
            "  --data FILE            text for the loss before/after (and for ranking rows\n"
            "                         when removing; default data/input.txt then)\n"
@@ -66,19 +76,105 @@ static long parse_signed_count(const char *flag, const char *s) {
     return cli_int(flag, s[0] == '+' ? s + 1 : s, -(long)PATT_MAX_ROWS, PATT_MAX_ROWS);
 }
 
+/* The loss on `batches` fixed val batches of `data`, for before/after lines. */
+typedef struct {
+    Dataset d;
+    int *tok, *tgt;
+    int batches;
+    uint64_t seed;
+} EvalSet;
+
+static void eval_set_open(EvalSet *e, const char *data, const Vocab *v, Model *m, const TrainState *ts,
+                          int batches, uint64_t seed) {
+    char err[TF_ERRLEN];
+    uint32_t *cps;
+    size_t n;
+    memset(e, 0, sizeof *e);
+    if (text_file_read_as(data, v->bytes, &cps, &n, err)) tf_die("%s", err);
+    if (dataset_build_split(&e->d, cps, n, v, m->cfg.block_size, ts->split, err)) tf_die("%s: %s", data, err);
+    free(cps);
+    int B = 16, T = m->cfg.block_size;
+    e->tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
+    e->tgt = e->tok + (size_t)B * T;
+    e->batches = batches;
+    e->seed = seed;
+}
+
+static float eval_set_loss(EvalSet *e, Model *m) {
+    char err[TF_ERRLEN];
+    if (model_alloc_activations(m, 16, m->cfg.block_size, err)) tf_die("%s", err);
+    return evaluate_loss(m, &e->d, SPLIT_VAL, e->batches, e->seed, e->tok, e->tgt);
+}
+
+static void eval_set_close(EvalSet *e) {
+    free(e->tok);
+    dataset_free(&e->d);
+}
+
+/* grow --add-layers: new blocks with a zero output side. */
+static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, uint64_t seed, const char *data,
+                       int batches, int threads) {
+    char err[TF_ERRLEN];
+    const Ops *ops = cli_open_device("cpu", threads, 1);
+    Model m, g;
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    if (m.cfg.n_layer + n_new > MAX_LAYERS)
+        tf_die("--add-layers: %d + %d layers is more than %d", m.cfg.n_layer, n_new, MAX_LAYERS);
+    EvalSet e;
+    float before = NAN;
+    if (data) {
+        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1);
+        before = eval_set_loss(&e, &m);
+    }
+    if (model_add_layers(&m, &g, n_new, at, seed, err)) tf_die("%s", err);
+    printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", in, m.cfg.n_layer, model_num_params(&m, 1),
+           model_num_params(&m, 0));
+    printf("added %d layers (%s); new blocks: fresh layers with a zero output side (%s)\n", n_new,
+           at == GROW_AT_END ? "after the last block" : "interleaved",
+           model_has_tau(&m.cfg) ? "values of P_o and P_ffn; tau = sqrt(n)" : "attn.o.weight and mlp.down");
+    printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
+           model_num_params(&g, 0));
+    if (data) {
+        float after = eval_set_loss(&e, &g);
+        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
+               after, after - before);
+        eval_set_close(&e);
+    }
+    GrowthEvent ev = {"layers", n_new, "zero-output", at == GROW_AT_END ? "end" : "interleave", MODEL_INIT_STD,
+                      model_has_tau(&m.cfg) ? "reset" : "-"};
+    if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
+    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
+    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
+    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+    model_free(&g);
+    model_free(&m);
+    vocab_free(&v);
+    return tf_finish_stdout(0);
+}
+
 int cmd_grow(int argc, char **argv) {
-    enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP };
+    enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
+           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
         {"init", required_argument, NULL, O_INIT},       {"layers", required_argument, NULL, O_LAYERS},
         {"data", required_argument, NULL, O_DATA},       {"batches", required_argument, NULL, O_BATCHES},
         {"seed", required_argument, NULL, O_SEED},       {"threads", required_argument, NULL, O_THREADS},
-        {"help", no_argument, NULL, O_HELP},             {0, 0, 0, 0}};
+        {"help", no_argument, NULL, O_HELP},
+        {"key-init-scale", required_argument, NULL, O_KEY_SCALE}, {"tau", required_argument, NULL, O_TAU},
+        {"add-layers", required_argument, NULL, O_ADD_LAYERS}, {"at", required_argument, NULL, O_AT},
+        {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
     long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
-    int kv_set = 0, ffn_set = 0;
+    int kv_set = 0, ffn_set = 0, tau_reset = -1;
+    long add_layers = 0;
+    float key_scale = -1.0f;
     GrowInit init = GROW_ZERO_KEY;
+    GrowAt at = GROW_AT_END;
+    int at_set = 0, init_set = 0;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -88,11 +184,27 @@ int cmd_grow(int argc, char **argv) {
         case O_KV: kv = parse_signed_count("--kv", optarg); kv_set = 1; break;
         case O_FFN: ffn = parse_signed_count("--ffn-kv", optarg); ffn_set = 1; break;
         case O_INIT:
+            init_set = 1;
             if (!strcmp(optarg, "zero-key")) init = GROW_ZERO_KEY;
             else if (!strcmp(optarg, "random")) init = GROW_RANDOM;
             else tf_die("--init: expected zero-key or random, got '%s'", optarg);
             break;
         case O_LAYERS: layers = optarg; break;
+        case O_KEY_SCALE: key_scale = (float)cli_float("--key-init-scale", optarg, 0.0, 10.0); break;
+        case O_TAU:
+            if (!strcmp(optarg, "keep")) tau_reset = 0;
+            else if (!strcmp(optarg, "reset")) tau_reset = 1;
+            else tf_die("--tau: expected keep or reset, got '%s'", optarg);
+            break;
+        case O_ADD_LAYERS:
+            add_layers = cli_int("--add-layers", optarg[0] == '+' ? optarg + 1 : optarg, 1, MAX_LAYERS);
+            break;
+        case O_AT:
+            if (!strcmp(optarg, "end")) at = GROW_AT_END;
+            else if (!strcmp(optarg, "interleave")) at = GROW_AT_INTERLEAVE;
+            else tf_die("--at: expected end or interleave, got '%s'", optarg);
+            at_set = 1;
+            break;
         case O_DATA: data = optarg; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
@@ -106,6 +218,11 @@ int cmd_grow(int argc, char **argv) {
     if (!in) tf_die("grow: --ckpt is required (see 'tokenformer grow --help')");
     if (!out) tf_die("grow: --out is required");
     tf_require_writable_target("--out", out);
+    if (add_layers && (kv_set || ffn_set)) tf_die("grow: --add-layers and --kv/--ffn-kv are separate calls (grow twice)");
+    if (add_layers && (init_set || layers || key_scale >= 0.0f || tau_reset >= 0))
+        tf_die("grow: --add-layers takes no --init, --layers, --key-init-scale or --tau (new blocks are fresh layers with a zero output side)");
+    if (at_set && !add_layers) tf_die("grow: --at needs --add-layers");
+    if (add_layers) return grow_layers(in, out, (int)add_layers, at, (uint64_t)seed, data, (int)batches, (int)threads);
     if (!kv_set && !ffn_set) tf_die("grow: give --kv (and/or --ffn-kv) with a row count like +64 or -32");
     if (!ffn_set) ffn = 4 * kv;
     if ((kv < 0 && ffn > 0) || (kv > 0 && ffn < 0)) tf_die("grow: --kv and --ffn-kv must both add or both remove rows");
@@ -120,6 +237,15 @@ int cmd_grow(int argc, char **argv) {
     Vocab v;
     TrainState ts;
     if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    int patt = model_has_tau(&m.cfg); /* tokenformer; else a baseline: only its FFN width grows */
+    const char *arch = arch_name(m.cfg.arch);
+    if (!patt && kv != 0)
+        tf_die("grow: --kv: a %s checkpoint has no attention parameter tokens (q, k, v, o are linear); "
+               "grow its FFN width with --ffn-kv +M or its depth with --add-layers N", arch);
+    if (!patt && shrinking) tf_die("grow: removing FFN units is for tokenformer checkpoints only (this is a %s)", arch);
+    if (!patt && (init_set || key_scale >= 0.0f || tau_reset >= 0))
+        tf_die("grow: --init, --key-init-scale and --tau are for tokenformer checkpoints (new FFN units of a %s: "
+               "up/gate rows at their init, down rows zero)", arch);
     int L = m.cfg.n_layer, n_patt = L * PATT_PER_LAYER;
     int *mask = tf_malloc(sizeof(int) * (size_t)L, "layer mask");
     if (layers) parse_layers(layers, L, mask);
@@ -146,15 +272,34 @@ int cmd_grow(int argc, char **argv) {
     }
     float **importance = shrinking ? model_rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
 
-    if (!shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
+    if (patt && !shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
         tf_warn("pnorm softmax: zero-key rows do NOT keep the function (n * softmax(A) gives each new row "
                 "exp(0) of the mass and n changes); only l2_norm_gelu and gelu_l2_norm are preserved exactly");
-    GrowSpec spec = {delta, init, (uint64_t)seed, importance};
+    if (key_scale < 0.0f) key_scale = patt ? (init == GROW_RANDOM ? MODEL_INIT_STD : 0.0f) : MODEL_INIT_STD;
+    if (tau_reset < 0) tau_reset = patt && init == GROW_RANDOM;
+    GrowSpec spec = {delta, key_scale, tau_reset, (uint64_t)seed, importance};
     Model g;
     if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);
     printf("%s: %zu parameters (%zu without the embedding)\n", in, model_num_params(&m, 1), model_num_params(&m, 0));
-    printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
-           layers ? layers : "every layer", shrinking ? "-" : (init == GROW_ZERO_KEY ? "zero keys, random values, tau kept" : "random keys and values, tau = sqrt(n)"));
+    char how[96];
+    if (shrinking) snprintf(how, sizeof how, "-");
+    else if (!patt) snprintf(how, sizeof how, "up%s rows at their init, down rows zero", m.cfg.arch == ARCH_TRANSFORMERPP ? "/gate" : "");
+    else if (init == GROW_ZERO_KEY && key_scale == 0.0f && !tau_reset) snprintf(how, sizeof how, "zero keys, random values, tau kept");
+    else if (init == GROW_RANDOM && key_scale == 0.02f && tau_reset) snprintf(how, sizeof how, "random keys and values, tau = sqrt(n)");
+    else snprintf(how, sizeof how, "keys N(0, %g), random values, tau %s", key_scale, tau_reset ? "= sqrt(n)" : "kept");
+    if (patt)
+        printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
+               layers ? layers : "every layer", how);
+    else
+        printf("added FFN units: %+ld, in %s; new units: %s\n", ffn, layers ? layers : "every layer", how);
+    const char *init_name = shrinking ? "importance" : !patt ? "zero-output" : init == GROW_RANDOM ? "random" : "zero-key";
+    for (int kind = 0; kind < 2; kind++) {
+        long amount = kind ? ffn : kv;
+        if (!amount) continue;
+        GrowthEvent ev = {kind ? "ffn" : "kv", (int)amount, init_name, layers ? layers : "all",
+                          shrinking ? 0.0f : key_scale, !patt ? "-" : tau_reset && !shrinking ? "reset" : "keep"};
+        if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
+    }
     printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
     if (data) {
         char e2[TF_ERRLEN];

@@ -70,6 +70,12 @@ int cmd_info(int argc, char **argv) {
     else printf("best val loss: none recorded\n");
     printf("tokenizer %s, data split %d,%d,%d; trained on %.0f tokens, %.3e FLOPs\n", vocab_kind_name(&v),
            ts.split[0], ts.split[1], ts.split[2], ts.train_tokens, ts.train_flops);
+    if (ts.growth[0] && strcmp(ts.growth, "[]")) {
+        printf("growth history:\n");
+        growth_history_print(&ts);
+    } else {
+        printf("growth history: none\n");
+    }
     vocab_free(&v);
     model_free(&m);
     return tf_finish_stdout(0);

@@ -39,6 +39,9 @@ static void train_help(void) {
            "  --new-stage            with --resume: restart warmup + cosine from the\n"
            "                         checkpoint's iteration over --max-iters more iterations\n"
            "                         (the official grow recipe); default continues the schedule\n"
+           "  --stop-at I            stop (and save) at iteration I, leaving the schedule to\n"
+           "                         end at --max-iters: train the first part of a run that\n"
+           "                         `grow` continues (docs/GROWTH.md, schedules)\n"
            "  --freeze-old           with --resume: train only the rows added by the latest\n"
            "                         grow (older rows stay frozen in every layer)\n"
            "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
@@ -109,6 +112,7 @@ typedef struct {
     int precision; /* MatmulPrecision */
     int new_stage;
     int freeze_old;
+    int stop_at;   /* --stop-at, or 0: run to max_iters */
     /* data options (tokenizer, split, CSV log) */
     int tokenizer_seen, bytes;
     int split_seen, split[3]; /* --split, parsed */
@@ -120,7 +124,7 @@ typedef struct {
 } TrainArgs;
 
 enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
-       O_TOKENIZER, O_SPLIT, O_LOG };
+       O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT };
 
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
@@ -131,7 +135,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
         {"help", no_argument, NULL, O_HELP},
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
-        {"log", required_argument, NULL, O_LOG}};
+        {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT}};
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
     while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
     struct option all[64];
@@ -177,6 +181,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
             break;
         }
         case O_LOG: a->log_path = optarg; break;
+        case O_STOP_AT: a->stop_at = (int)cli_int("--stop-at", optarg, 1, 1 << 30); break;
         case 'h':
         case O_HELP: train_help(); exit(0);
         default:
@@ -438,15 +443,9 @@ static void log_row(TrainRun *r, int iter, const char *event, double lr, double 
     fflush(r->log);
 }
 
-/* A resumed checkpoint whose newest rows were born at its current optimizer
- * step has been grown and not trained since: the log marks a growth point. */
-static int just_grown(const Model *m) {
-    for (int i = 0; i < m->n_params; i++) {
-        const Param *p = &m->params[i];
-        if (p->n_seg > 1 && p->seg[p->n_seg - 1].birth == m->step) return 1;
-    }
-    return 0;
-}
+/* A resumed checkpoint whose newest rows (or blocks) were born at its current
+ * optimizer step has been grown and not trained since: the log marks a growth point. */
+static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
 
 static void account_step(TrainRun *r) {
     double tokens = (double)step_sequences(r) * r->m.cfg.block_size;
@@ -733,7 +732,7 @@ static int train_loop(TrainRun *r) {
     r->t_start = r->t_last = tf_now_seconds();
     r->first_iter = r->ts.iter;
     for (int iter = r->ts.iter;; iter++) {
-        int last = iter >= tc->max_iters;
+        int last = iter >= tc->max_iters || (r->a->stop_at && iter >= r->a->stop_at);
         if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
         if (last) break;
         /* Data-parallel ranks stop together, at the step after any of them was asked. */
@@ -822,6 +821,8 @@ int cmd_train(int argc, char **argv) {
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
     cli_report_precision(ops, a.precision);
     print_run_header(&r);
+    if (a.stop_at && a.stop_at < a.tc.max_iters)
+        printf("stopping at iteration %d; the schedule ends at iteration %d\n", a.stop_at, a.tc.max_iters);
     warn_unreached_warmup(&r);
     if (g_stdout_errno) tf_die("writing to standard output failed: %s", strerror(g_stdout_errno));
 

@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# The compute-matched growth study (docs/GROWTH.md, issue "Make growth pay").
+#
+#   scripts/growth_study.sh [OUTDIR]            default out/growth_study_$SIZE[_recipes]
+#
+# Every arm trains on the same text with the same batches (one --seed per seed index for
+# every arm: data order, eval batches) and ends its cosine schedule exactly when its
+# cumulative training FLOPs (docs/MODEL.md 3a) reach its from-scratch arm's budget:
+#   tf_scratch         tokenformer from scratch, SCRATCH_ITERS iterations (the budget)
+#   tf_grow_best       tokenformer from 1/4 of the rows, grown x2 twice (recipe BEST_RECIPE)
+#   tf_grow_official   the same growth with the official recipe (random init, re-warm)
+#   tf_depth           tokenformer from half the layers, grown in depth once
+#   pp_scratch         transformerpp from scratch
+#   pp_ffn             transformerpp from 1/4 of the FFN width, grown x2 twice
+#   pp_depth           transformerpp from half the layers, grown in depth once
+#   tr_scratch         transformer from scratch
+# A grown arm that grows at fractions g1 < g2 < ... of its own schedule length E gets
+# E = budget / (B T sum_k (g_{k+1} - g_k) f_k) iterations, f_k the FLOPs per token of
+# stage k; it is stopped at each growth point with `train --stop-at` and resumed after
+# `grow` (the cosine continues to E, or with a re-warm recipe restarts and still ends at E).
+# At the end every arm gets `eval --full` (the whole val split), and summary.md has per
+# arm: the final full-val loss (mean and spread over seeds), the fraction of the budget
+# at which the arm's logged val loss first reached its scratch arm's final logged val loss
+# (same eval batches; conservative, the grown curve's schedule ends later), and the loss
+# just before and after each growth (grow's own fixed batches). Plots via scripts/plot.sh.
+#
+# RECIPES=1 runs the recipe search instead: tf_scratch and the tokenformer grown with each
+# recipe of RECIPE_LIST (same growth points, same batches).
+#
+# Env: SIZE small (CPU smoke test, about a minute) | tiny (the tiny preset's size: a CPU
+#      recipe check) | real (about the shakespeare preset; for one GPU), RECIPES (0|1), SEEDS ("1337 1338 1339" real, "1337" small),
+#      SCRATCH_ITERS (real 5000, small 120), DATA (real data/linux-docs.txt from
+#      'make data CORPUS=linux-docs'; small data/input.txt), GROW_AT ("0.25 0.5"),
+#      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (zero_continue),
+#      RECIPE_LIST, KEY_SCALE (0.01), LR_MULT (3), DEVICE (auto), PRECISION (real bf16,
+#      small fp32), THREADS, TF_BIN (./tokenformer), ARMS (a subset of the arm names).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SIZE=${SIZE:-small}
+RECIPES=${RECIPES:-0}
+BIN=${TF_BIN:-./tokenformer}
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=python3
+case $SIZE in
+small)
+    L=2 D=32 NH=4 A=16 F=64 T=32 B=8 EI=20 EV=4 LI=20 GB=4
+    SCRATCH_ITERS=${SCRATCH_ITERS:-120}
+    SEEDS=${SEEDS:-1337}
+    DATA=${DATA:-data/input.txt}
+    PRECISION=${PRECISION:-fp32}
+    ;;
+tiny) # the tiny preset's size: a CPU recipe check in minutes per arm
+    L=4 D=128 NH=4 A=96 F=384 T=64 B=12 EI=50 EV=20 LI=50 GB=20
+    SCRATCH_ITERS=${SCRATCH_ITERS:-1000}
+    SEEDS=${SEEDS:-1337}
+    DATA=${DATA:-data/input.txt}
+    PRECISION=${PRECISION:-fp32}
+    ;;
+real)
+    L=6 D=384 NH=6 A=288 F=1152 T=256 B=64 EI=250 EV=50 LI=50 GB=20
+    SCRATCH_ITERS=${SCRATCH_ITERS:-5000}
+    SEEDS=${SEEDS:-1337 1338 1339}
+    DATA=${DATA:-data/linux-docs.txt}
+    PRECISION=${PRECISION:-bf16}
+    ;;
+*) echo "growth_study: error: SIZE must be small, tiny or real, got '$SIZE'" >&2; exit 2 ;;
+esac
+SUFFIX=""
+[[ $RECIPES == 1 ]] && SUFFIX=_recipes
+OUT=${1:-out/growth_study_${SIZE}${SUFFIX}}
+GROW_AT=${GROW_AT:-0.25 0.5}
+DEPTH_AT=${DEPTH_AT:-0.5}
+DEPTH_PLACE=${DEPTH_PLACE:-interleave}
+BEST_RECIPE=${BEST_RECIPE:-zero_continue}
+RECIPE_LIST=${RECIPE_LIST:-official zero_continue zero_rewarm random_continue keyscale tau_reset lrmult keyscale_lrmult}
+KEY_SCALE=${KEY_SCALE:-0.01}
+LR_MULT=${LR_MULT:-3}
+DEVICE=${DEVICE:-auto}
+THREADS=${THREADS:-$(nproc)}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+V=256 # --tokenizer bytes for every arm: one vocabulary whatever the corpus
+# FFN widths of the baselines: the arch defaults (docs/MODEL.md 3)
+H_TR=$((4 * D))
+H_PP=$((64 * ((8 * D + 191) / 192)))
+
+[[ -x $BIN ]] || { echo "growth_study: error: $BIN not built (make)" >&2; exit 1; }
+[[ -f $DATA ]] || {
+    echo "growth_study: error: $DATA is missing (make data CORPUS=linux-docs, or DATA=FILE)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+# ---------------------------------------------------------------- recipes
+recipe_grow_flags() {
+    case $1 in
+    official | random_continue) echo "--init random" ;;
+    zero_continue | zero_rewarm | lrmult) echo "--init zero-key" ;;
+    keyscale | keyscale_lrmult) echo "--key-init-scale $KEY_SCALE" ;;
+    tau_reset) echo "--key-init-scale $KEY_SCALE --tau reset" ;;
+    plain) ;; # depth and FFN-width growth, scratch runs: no recipe flags
+    *) echo "growth_study: error: unknown recipe '$1'" >&2; exit 2 ;;
+    esac
+}
+recipe_train_flags() { case $1 in lrmult | keyscale_lrmult) echo "--new-row-lr-mult $LR_MULT" ;; esac; }
+recipe_rewarm() { case $1 in official | zero_rewarm) echo 1 ;; *) echo 0 ;; esac; }
+for r in $BEST_RECIPE $RECIPE_LIST; do recipe_grow_flags "$r" >/dev/null; done
+
+# ---------------------------------------------------------------- FLOPs plan
+# plan ARCH "L:ROWS_ATTN:ROWS_FFN ..." "FRACS" -> "E i1 i2 ..." such that the stages'
+# FLOPs sum to the budget of the arch's scratch run (stage k runs from i_k to i_{k+1}).
+plan() {
+    "$PY" - "$@" <<PYEOF
+import sys
+arch, stages, fracs = sys.argv[1], sys.argv[2].split(), [float(x) for x in sys.argv[3].split()]
+d, V, T, B, iters = $D, $V, $T, $B, $SCRATCH_ITERS
+full = {"tokenformer": "$L:$A:$F", "transformer": "$L:0:$H_TR", "transformerpp": "$L:0:$H_PP"}[arch]
+def flops_per_token(spec):  # docs/MODEL.md 3a: 6 P + 12 L d T, P = non-embedding + V d
+    L, a, f = map(int, spec.split(":"))
+    if arch == "tokenformer":
+        P = L * 2 * d * (4 * a + f) + 2 * d
+    elif arch == "transformer":
+        P = L * (4 * d * d + 2 * f * d) + 2 * d
+    else:
+        P = L * (4 * d * d + 3 * f * d + 2 * d) + d
+    return 6 * (P + V * d) + 12 * L * d * T
+budget = iters * B * T * flops_per_token(full)
+bounds = [0.0] + fracs + [1.0]
+per_iter = sum((bounds[k + 1] - bounds[k]) * flops_per_token(s) for k, s in enumerate(stages)) * B * T
+E = budget / per_iter
+points = [round(g * E) for g in fracs]
+# the last stage takes what the earlier ones left, rounded to whole iterations
+used, prev = 0, 0
+for k, s in enumerate(stages[:-1]):
+    used += (points[k] - prev) * B * T * flops_per_token(s)
+    prev = points[k]
+last = (budget - used) / (B * T * flops_per_token(stages[-1]))
+E = prev + round(last)
+print(E, *points, "%.6e" % budget)
+PYEOF
+}
+
+# ---------------------------------------------------------------- one arm, one seed
+COMMON=(--tokenizer bytes --block-size "$T" --d-model "$D" --n-head "$NH" --dropout 0)
+TRAIN_FLAGS=(--batch-size "$B" --eval-interval "$EI" --eval-iters "$EV" --log-interval "$LI"
+             --device "$DEVICE" --precision "$PRECISION" --threads "$THREADS")
+say() { echo "[$(date +%H:%M:%S)] $*"; }
+die_log() { tail -3 "$1" >&2; echo "growth_study: error: $2 failed (log: $1)" >&2; exit 1; }
+
+# run_arm NAME SEED ARCH "MODEL FLAGS" "STAGES" "FRACS" "GROW ARGS per point (;-separated)" RECIPE
+run_arm() {
+    local name=$1 seed=$2 arch=$3 model=$4 stages=$5 fracs=$6 grows=$7 recipe=$8
+    local dir=$OUT/$name/seed$seed log
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    log=$dir/log.csv
+    read -r -a p <<<"$(plan "$arch" "$stages" "$fracs")"
+    local E=${p[0]} budget=${p[-1]} points=("${p[@]:1:${#p[@]}-2}")
+    echo "$E ${points[*]:-} $budget" >"$dir/plan.txt"
+    IFS=';' read -r -a gargs <<<"$grows"
+    local rewarm grow_extra train_extra
+    rewarm=$(recipe_rewarm "$recipe")
+    grow_extra=$(recipe_grow_flags "$recipe")
+    train_extra=$(recipe_train_flags "$recipe")
+    local stop=()
+    [[ ${#points[@]} -gt 0 ]] && stop=(--stop-at "${points[0]}")
+    say "$name seed $seed: $arch, $E iterations${points[*]:+, grows at ${points[*]}}, budget $budget FLOPs"
+    # shellcheck disable=SC2086
+    "$BIN" train "$DATA" --arch "$arch" $model "${COMMON[@]}" "${TRAIN_FLAGS[@]}" --seed "$seed" \
+        --max-iters "$E" "${stop[@]}" --out "$dir/s0" --log "$log" >"$dir/s0.log" 2>&1 || die_log "$dir/s0.log" "$name s0"
+    local ck=$dir/s0/latest.safetensors k
+    for ((k = 0; k < ${#points[@]}; k++)); do
+        local i=${points[k]} flags=()
+        # shellcheck disable=SC2086
+        "$BIN" grow --ckpt "$ck" ${gargs[k]} $grow_extra --data "$DATA" --batches "$GB" --seed "$seed" \
+            --threads "$THREADS" --out "$dir/g$k.safetensors" >"$dir/g$k.log" 2>&1 || die_log "$dir/g$k.log" "$name grow $k"
+        sed -n "s/.*before \([0-9.]*\), after \([0-9.]*\).*/$i \1 \2/p" "$dir/g$k.log" >>"$dir/grow_losses.txt"
+        [[ $rewarm == 1 ]] && flags+=(--new-stage --max-iters $((E - i)))
+        [[ $((k + 1)) -lt ${#points[@]} ]] && flags+=(--stop-at "${points[k + 1]}")
+        # shellcheck disable=SC2086
+        "$BIN" train "$DATA" --resume "$dir/g$k.safetensors" "${flags[@]}" $train_extra --device "$DEVICE" \
+            --precision "$PRECISION" --threads "$THREADS" --out "$dir/s$((k + 1))" --log "$log" \
+            >"$dir/s$((k + 1)).log" 2>&1 || die_log "$dir/s$((k + 1)).log" "$name s$((k + 1))"
+        ck=$dir/s$((k + 1))/latest.safetensors
+    done
+    "$BIN" eval --ckpt "$ck" "$DATA" --full --device "$DEVICE" --threads "$THREADS" >"$dir/eval.log" 2>&1 ||
+        die_log "$dir/eval.log" "$name eval --full"
+    sed -n 's/^full val loss \([0-9.]*\).*/\1/p' "$dir/eval.log" >"$dir/final.txt"
+    "$BIN" info "$ck" | sed -n 's/.*trained on \([0-9]*\) tokens, \([0-9.e+]*\) FLOPs.*/\2/p' >"$dir/flops.txt"
+    say "$name seed $seed: full val loss $(cat "$dir/final.txt"), $(cat "$dir/flops.txt") FLOPs (budget $budget)"
+}
+
+# ---------------------------------------------------------------- arms
+q() { echo $(($1 / 4)); } # a quarter
+TF_FULL="$L:$A:$F"
+TF_STAGES="$L:$(q "$A"):$(q "$F") $L:$((A / 2)):$((F / 2)) $TF_FULL"
+TF_GROWS="--kv +$(q "$A") --ffn-kv +$(q "$F");--kv +$((A / 2)) --ffn-kv +$((F / 2))"
+HALF_L=$((L / 2 > 0 ? L / 2 : 1))
+DEPTH_GROW="--add-layers $((L - HALF_L)) --at $DEPTH_PLACE"
+PP_STAGES="$L:0:$(q "$H_PP") $L:0:$((H_PP / 2)) $L:0:$H_PP"
+PP_GROWS="--ffn-kv +$(q "$H_PP");--ffn-kv +$((H_PP / 2))"
+TFM="--n-layer $L --n-attn $A --n-ffn $F"
+
+arm() { # arm NAME SEED: the arm's definition
+    local s=$2
+    case $1 in
+    tf_scratch) run_arm "$1" "$s" tokenformer "$TFM" "$TF_FULL" "" "" plain ;;
+    tf_grow_best) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" "$BEST_RECIPE" ;;
+    tf_grow_official) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" official ;;
+    tf_grow_*) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" "${1#tf_grow_}" ;;
+    tf_depth) run_arm "$1" "$s" tokenformer "--n-layer $HALF_L --n-attn $A --n-ffn $F" "$HALF_L:$A:$F $TF_FULL" "$DEPTH_AT" "$DEPTH_GROW" plain ;;
+    pp_scratch) run_arm "$1" "$s" transformerpp "--n-layer $L --n-ffn $H_PP" "$L:0:$H_PP" "" "" plain ;;
+    pp_ffn) run_arm "$1" "$s" transformerpp "--n-layer $L --n-ffn $(q "$H_PP")" "$PP_STAGES" "$GROW_AT" "$PP_GROWS" plain ;;
+    pp_depth) run_arm "$1" "$s" transformerpp "--n-layer $HALF_L --n-ffn $H_PP" "$HALF_L:0:$H_PP $L:0:$H_PP" "$DEPTH_AT" "$DEPTH_GROW" plain ;;
+    tr_scratch) run_arm "$1" "$s" transformer "--n-layer $L --n-ffn $H_TR" "$L:0:$H_TR" "" "" plain ;;
+    *) echo "growth_study: error: unknown arm '$1'" >&2; exit 2 ;;
+    esac
+}
+if [[ $RECIPES == 1 ]]; then
+    DEFAULT_ARMS="tf_scratch$(for r in $RECIPE_LIST; do printf ' tf_grow_%s' "$r"; done)"
+else
+    DEFAULT_ARMS="tf_scratch tf_grow_best tf_grow_official tf_depth pp_scratch pp_ffn pp_depth tr_scratch"
+fi
+ARMS=${ARMS:-$DEFAULT_ARMS}
+say "growth study: SIZE=$SIZE RECIPES=$RECIPES, $DATA, seeds $SEEDS, arms: $ARMS; output in $OUT"
+say "tokenformer L=$L d=$D n_attn=$A n_ffn=$F; transformer h=$H_TR; transformerpp h=$H_PP; B=$B T=$T; scratch $SCRATCH_ITERS iterations"
+for seed in $SEEDS; do
+    for a in $ARMS; do arm "$a" "$seed"; done
+done
+
+# ---------------------------------------------------------------- summary and plots
+"$PY" - "$OUT" "$ARMS" "$SEEDS" <<'PYEOF' | tee "$OUT/summary.md"
+import csv, statistics, sys
+out, arms, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+
+def scratch_of(arm):
+    return {"tf": "tf_scratch", "pp": "pp_scratch", "tr": "tr_scratch"}[arm[:2]]
+
+def curve(arm, seed):  # (flops, val_loss) of the eval rows, in order
+    rows = []
+    with open(f"{out}/{arm}/seed{seed}/log.csv") as f:
+        for r in csv.DictReader(f):
+            if r["event"] == "eval" and r["val_loss"]:
+                rows.append((float(r["flops"]), float(r["val_loss"])))
+    return rows
+
+def read(path):
+    with open(path) as f:
+        return f.read().split()
+
+def fmt(xs, nd=4):
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+
+print("| arm | final full-val loss (mean ± std over seeds) | FLOPs (budget) | fraction of the budget to reach the scratch arm's final val loss | loss before → after each growth |")
+print("|---|---|---|---|---|")
+for arm in arms:
+    finals, fracs, grows, flops, budget = [], [], [], [], None
+    for s in seeds:
+        d = f"{out}/{arm}/seed{s}"
+        try:
+            finals.append(float(read(f"{d}/final.txt")[0]))
+            flops.append(float(read(f"{d}/flops.txt")[0]))
+            budget = float(read(f"{d}/plan.txt")[-1])
+        except (OSError, IndexError, ValueError):
+            continue
+        ref = scratch_of(arm)
+        try:
+            target = curve(ref, s)[-1][1]
+            reached = [fl for fl, vl in curve(arm, s) if vl <= target]
+            fracs.append(reached[0] / budget if reached else float("nan"))
+        except (OSError, IndexError, KeyError):
+            pass
+        try:
+            with open(f"{d}/grow_losses.txt") as f:
+                grows.append([line.split() for line in f if line.strip()])
+        except OSError:
+            pass
+    growth = ""
+    if grows and grows[0]:
+        parts = []
+        for k, (it, _, _) in enumerate(grows[0]):
+            b = [float(g[k][1]) for g in grows if len(g) > k]
+            a = [float(g[k][2]) for g in grows if len(g) > k]
+            parts.append(f"it {it}: {statistics.mean(b):.4f} → {statistics.mean(a):.4f}")
+        growth = "; ".join(parts)
+    reached = [x for x in fracs if x == x]
+    frac = "–" if not fracs else (f"{statistics.mean(reached):.2f}" + ("" if len(reached) == len(fracs) else f" ({len(fracs) - len(reached)} of {len(fracs)} seeds never)") if reached else "never")
+    fl = f"{statistics.mean(flops):.3e} ({budget:.3e})" if flops and budget else "–"
+    print(f"| {arm} | {fmt(finals)} | {fl} | {frac} | {growth} |")
+print()
+print("Fractions are read off the logged val-loss curve (eval_iters random val batches, the same")
+print("batches for every arm at a given iteration) against the scratch arm's last logged val loss;")
+print("a grown arm's cosine ends only at the full budget, so reaching the target earlier in its")
+print("schedule is a conservative estimate.")
+PYEOF
+if command -v gnuplot >/dev/null 2>&1; then
+    first=${SEEDS%% *}
+    logs=()
+    for a in $ARMS; do
+        [[ -f $OUT/$a/seed$first/log.csv ]] && { cp "$OUT/$a/seed$first/log.csv" "$OUT/$a.csv"; logs+=("$OUT/$a.csv"); }
+    done
+    scripts/plot.sh "${logs[@]}" -o "$OUT/plot" && say "plots: $OUT/plot-val-iter.png, $OUT/plot-val-flops.png"
+else
+    say "gnuplot not installed: no plots (apt-get install gnuplot-nox; then scripts/plot.sh $OUT/*/seed*/log.csv)"
+fi
+say "summary: $OUT/summary.md"
