@@ -33,7 +33,8 @@
 #      'make data CORPUS=linux-docs'; small data/input.txt), GROW_AT ("0.25 0.5"),
 #      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (zero_continue),
 #      RECIPE_LIST, KEY_SCALE (0.01), LR_MULT (3), DEVICE (auto), PRECISION (real bf16,
-#      small fp32), THREADS, TF_BIN (./tokenformer), ARMS (a subset of the arm names).
+#      small fp32), THREADS, TF_BIN (./tokenformer), ARMS (a subset of the arm names),
+#      JOBS (runs side by side on the device, default 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZE=${SIZE:-small}
@@ -57,7 +58,7 @@ tiny) # the tiny preset's size: a CPU recipe check in minutes per arm
     PRECISION=${PRECISION:-fp32}
     ;;
 real)
-    L=6 D=384 NH=6 A=288 F=1152 T=256 B=64 EI=250 EV=50 LI=50 GB=20
+    L=6 D=384 NH=6 A=288 F=1152 T=256 B=64 EI=250 EV=50 LI=50 GB=${GB:-2}
     SCRATCH_ITERS=${SCRATCH_ITERS:-5000}
     SEEDS=${SEEDS:-1337 1338 1339}
     DATA=${DATA:-data/linux-docs.txt}
@@ -221,9 +222,23 @@ fi
 ARMS=${ARMS:-$DEFAULT_ARMS}
 say "growth study: SIZE=$SIZE RECIPES=$RECIPES, $DATA, seeds $SEEDS, arms: $ARMS; output in $OUT"
 say "tokenformer L=$L d=$D n_attn=$A n_ffn=$F; transformer h=$H_TR; transformerpp h=$H_PP; B=$B T=$T; scratch $SCRATCH_ITERS iterations"
+# JOBS runs (arm, seed) pairs side by side on the one device (small models
+# leave a GPU partly idle); any failing run fails the study.
+JOBS=${JOBS:-1}
+failed_runs=0
+wait_one() { wait -n || failed_runs=$((failed_runs + 1)); }
 for seed in $SEEDS; do
-    for a in $ARMS; do arm "$a" "$seed"; done
+    for a in $ARMS; do
+        if [[ $JOBS -le 1 ]]; then
+            arm "$a" "$seed"
+            continue
+        fi
+        while [[ $(jobs -rp | wc -l) -ge $JOBS ]]; do wait_one; done
+        arm "$a" "$seed" &
+    done
 done
+while [[ $(jobs -rp | wc -l) -gt 0 ]]; do wait_one; done
+[[ $failed_runs -eq 0 ]] || { echo "growth_study: error: $failed_runs run(s) failed (see the logs under $OUT)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- summary and plots
 "$PY" - "$OUT" "$ARMS" "$SEEDS" <<'PYEOF' | tee "$OUT/summary.md"
