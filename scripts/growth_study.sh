@@ -34,7 +34,7 @@
 #      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (zero_continue),
 #      RECIPE_LIST, KEY_SCALE (0.01), LR_MULT (3), DEVICE (auto), PRECISION (real bf16,
 #      small fp32), THREADS, TF_BIN (./tokenformer), ARMS (a subset of the arm names),
-#      JOBS (runs side by side on the device, default 1).
+#      JOBS (runs side by side on the device, default 1), SUMMARY_ONLY (1: summarize OUT).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZE=${SIZE:-small}
@@ -227,7 +227,9 @@ say "tokenformer L=$L d=$D n_attn=$A n_ffn=$F; transformer h=$H_TR; transformerp
 JOBS=${JOBS:-1}
 failed_runs=0
 wait_one() { wait -n || failed_runs=$((failed_runs + 1)); }
-for seed in $SEEDS; do
+# SUMMARY_ONLY=1: no runs, only the summary and plots of what OUT holds.
+[[ ${SUMMARY_ONLY:-0} == 1 ]] && SEEDS_TO_RUN="" || SEEDS_TO_RUN=$SEEDS
+for seed in $SEEDS_TO_RUN; do
     for a in $ARMS; do
         if [[ $JOBS -le 1 ]]; then
             arm "$a" "$seed"

@@ -857,8 +857,18 @@ static int all_rows_uniform(const Model *m) {
     return 1;
 }
 
+static int any_row_frozen(const Model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        for (int k = 0; k < m->params[i].n_seg; k++)
+            if (m->params[i].seg[k].frozen) return 1;
+    return 0;
+}
+
+/* One reduction over the whole gradient block unless rows are frozen: a
+ * sum per row segment returns to the host each time, which after a few
+ * grows is hundreds of device syncs per step. */
 float model_grad_norm(Model *m) {
-    if (all_rows_uniform(m))
+    if (!any_row_frozen(m))
         return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_param_elems));
     double total = 0.0;
     for (int i = 0; i < m->n_params; i++) {
