@@ -51,9 +51,9 @@ for k in "${!logs[@]}"; do
     extract "$log" eval >"$work/eval$k"
     extract "$log" grow >"$work/grow$k"
     [[ -s "$work/eval$k" ]] || { echo "plot: warning: '$log' has no eval rows" >&2; continue; }
-    title="$(basename "${log%.csv}" | sed 's/_/\\\\_/g')"
-    plot_iter+="${plot_iter:+, }'$work/eval$k' using 1:3 with linespoints title '$title'"
-    plot_flops+="${plot_flops:+, }'$work/eval$k' using 2:3 with linespoints title '$title'"
+    title="$(basename "${log%.csv}")"
+    plot_iter+="${plot_iter:+, }'$work/eval$k' using 1:3 with linespoints title '$title' noenhanced"
+    plot_flops+="${plot_flops:+, }'$work/eval$k' using 2:3 with linespoints title '$title' noenhanced"
     while read -r iter flops; do
         marks_iter+="set arrow from $iter, graph 0 to $iter, graph 1 nohead dashtype 2 linecolor rgb 'gray40'"$'\n'
         [[ "$flops" != 0* ]] &&
