@@ -90,12 +90,15 @@ H_PP=$((64 * ((8 * D + 191) / 192)))
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- recipes
+# Every recipe names its init and schedule explicitly, so that it keeps its
+# meaning whatever the defaults of grow (--init random) and train --resume
+# (re-warm after a grow) are.
 recipe_grow_flags() {
     case $1 in
     official | random_continue) echo "--init random" ;;
     zero_continue | zero_rewarm | lrmult) echo "--init zero-key" ;;
-    keyscale | keyscale_lrmult) echo "--key-init-scale $KEY_SCALE" ;;
-    tau_reset) echo "--key-init-scale $KEY_SCALE --tau reset" ;;
+    keyscale | keyscale_lrmult) echo "--init zero-key --key-init-scale $KEY_SCALE" ;;
+    tau_reset) echo "--init zero-key --key-init-scale $KEY_SCALE --tau reset" ;;
     plain) ;; # depth and FFN-width growth, scratch runs: no recipe flags
     *) echo "growth_study: error: unknown recipe '$1'" >&2; exit 2 ;;
     esac
@@ -173,7 +176,7 @@ run_arm() {
         "$BIN" grow --ckpt "$ck" ${gargs[k]} $grow_extra --data "$DATA" --batches "$GB" --seed "$seed" \
             --threads "$THREADS" --out "$dir/g$k.safetensors" >"$dir/g$k.log" 2>&1 || die_log "$dir/g$k.log" "$name grow $k"
         sed -n "s/.*before \([0-9.]*\), after \([0-9.]*\).*/$i \1 \2/p" "$dir/g$k.log" >>"$dir/grow_losses.txt"
-        [[ $rewarm == 1 ]] && flags+=(--new-stage --max-iters $((E - i)))
+        if [[ $rewarm == 1 ]]; then flags+=(--new-stage --max-iters $((E - i))); else flags+=(--continue-schedule); fi
         [[ $((k + 1)) -lt ${#points[@]} ]] && flags+=(--stop-at "${points[k + 1]}")
         # shellcheck disable=SC2086
         "$BIN" train "$DATA" --resume "$dir/g$k.safetensors" "${flags[@]}" $train_extra --device "$DEVICE" \
