@@ -149,7 +149,8 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, out);
     model_free(&g);
     model_free(&m);
     vocab_free(&v);
@@ -317,7 +318,8 @@ int cmd_grow(int argc, char **argv) {
     }
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, out);
 
     model_free_ranks(&m, importance);
     free(tok);
