@@ -29,9 +29,9 @@
 #
 # Env: SIZE small (CPU smoke test, about a minute) | tiny (the tiny preset's size: a CPU
 #      recipe check) | real (about the shakespeare preset; for one GPU), RECIPES (0|1), SEEDS ("1337 1338 1339" real, "1337" small),
-#      SCRATCH_ITERS (real 5000, small 120), DATA (real data/linux-docs.txt from
+#      SCRATCH_ITERS (real 5000; the H200 study used 1500, small 120), DATA (real data/linux-docs.txt from
 #      'make data CORPUS=linux-docs'; small data/input.txt), GROW_AT ("0.25 0.5"),
-#      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (zero_continue),
+#      DEPTH_AT (0.5), DEPTH_PLACE (interleave|end), BEST_RECIPE (official, the study's winner),
 #      RECIPE_LIST, KEY_SCALE (0.01), LR_MULT (3), DEVICE (auto), PRECISION (real bf16,
 #      small fp32), THREADS, TF_BIN (./tokenformer), ARMS (a subset of the arm names),
 #      JOBS (runs side by side on the device, default 1), SUMMARY_ONLY (1: summarize OUT).
@@ -72,7 +72,7 @@ OUT=${1:-out/growth_study_${SIZE}${SUFFIX}}
 GROW_AT=${GROW_AT:-0.25 0.5}
 DEPTH_AT=${DEPTH_AT:-0.5}
 DEPTH_PLACE=${DEPTH_PLACE:-interleave}
-BEST_RECIPE=${BEST_RECIPE:-zero_continue}
+BEST_RECIPE=${BEST_RECIPE:-official}
 RECIPE_LIST=${RECIPE_LIST:-official zero_continue zero_rewarm random_continue keyscale tau_reset lrmult keyscale_lrmult}
 KEY_SCALE=${KEY_SCALE:-0.01}
 LR_MULT=${LR_MULT:-3}
@@ -90,12 +90,15 @@ H_PP=$((64 * ((8 * D + 191) / 192)))
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- recipes
+# Every recipe names its init and schedule explicitly, so that it keeps its
+# meaning whatever the defaults of grow (--init random) and train --resume
+# (re-warm after a grow) are.
 recipe_grow_flags() {
     case $1 in
     official | random_continue) echo "--init random" ;;
     zero_continue | zero_rewarm | lrmult) echo "--init zero-key" ;;
-    keyscale | keyscale_lrmult) echo "--key-init-scale $KEY_SCALE" ;;
-    tau_reset) echo "--key-init-scale $KEY_SCALE --tau reset" ;;
+    keyscale | keyscale_lrmult) echo "--init zero-key --key-init-scale $KEY_SCALE" ;;
+    tau_reset) echo "--init zero-key --key-init-scale $KEY_SCALE --tau reset" ;;
     plain) ;; # depth and FFN-width growth, scratch runs: no recipe flags
     *) echo "growth_study: error: unknown recipe '$1'" >&2; exit 2 ;;
     esac
@@ -173,7 +176,7 @@ run_arm() {
         "$BIN" grow --ckpt "$ck" ${gargs[k]} $grow_extra --data "$DATA" --batches "$GB" --seed "$seed" \
             --threads "$THREADS" --out "$dir/g$k.safetensors" >"$dir/g$k.log" 2>&1 || die_log "$dir/g$k.log" "$name grow $k"
         sed -n "s/.*before \([0-9.]*\), after \([0-9.]*\).*/$i \1 \2/p" "$dir/g$k.log" >>"$dir/grow_losses.txt"
-        [[ $rewarm == 1 ]] && flags+=(--new-stage --max-iters $((E - i)))
+        if [[ $rewarm == 1 ]]; then flags+=(--new-stage --max-iters $((E - i))); else flags+=(--continue-schedule); fi
         [[ $((k + 1)) -lt ${#points[@]} ]] && flags+=(--stop-at "${points[k + 1]}")
         # shellcheck disable=SC2086
         "$BIN" train "$DATA" --resume "$dir/g$k.safetensors" "${flags[@]}" $train_extra --device "$DEVICE" \

@@ -192,6 +192,8 @@ expect_error bench_bad_precision "--precision: expected fp32, tf32 or bf16, got 
 expect_error bench_precision_missing_value "option '--precision'" -- "$BIN" bench --device cpu --precision
 train_error train_new_stage_without_resume "need --resume" -- "$TEXT" "${TINY[@]}" --new-stage
 train_error train_freeze_old_without_resume "need --resume" -- "$TEXT" "${TINY[@]}" --freeze-old
+train_error train_continue_schedule_without_resume "need --resume" -- "$TEXT" "${TINY[@]}" --continue-schedule
+train_error train_continue_schedule_and_new_stage "contradict" -- "$TEXT" --resume "$CKPT" --new-stage --continue-schedule --threads 1
 check_error train_out_is_a_file "--out: '.*text\.txt' exists and is not a directory" - -- \
     "$BIN" train "$TEXT" "${TINY[@]}" --out "$TEXT"
 check_error train_out_parent_missing "--out: .*nonexistent_dir" "$WORK/nonexistent_dir" -- \

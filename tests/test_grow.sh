@@ -3,7 +3,8 @@
 # --init random does not; the grown model trains and its new rows come alive;
 # shrinking removes the least important rows (zero-key rows first, so grow then
 # shrink gives the original back); --freeze-old, --layers, optimizer moments and
-# row_segments of new rows; the schedule line of --new-stage.
+# row_segments of new rows; the schedule line of --new-stage; the defaults (--init random,
+# re-warm on --resume of a just-grown checkpoint, --continue-schedule, no second re-warm).
 # Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN
 # (default ./tokenformer) so that `make asan` runs it on the sanitizer binary.
 set -uo pipefail
@@ -195,7 +196,7 @@ base="$tmp/base.safetensors"
 read -r base_tl base_vl <<<"$(ev "$base")"
 
 # ---------------------------------------------------------------- zero-key: exact function
-if grow --ckpt "$base" --kv +8 --out "$tmp/g.safetensors" >"$tmp/g.log" 2>&1; then
+if grow --ckpt "$base" --kv +8 --init zero-key --out "$tmp/g.safetensors" >"$tmp/g.log" 2>&1; then
     read -r b a <<<"$(before_after "$tmp/g.log")"
     if [[ -n ${a:-} ]] && out=$(st close "$b" "$a" 1e-6); then
         pass "grow --kv +8 (zero-key): grow's own val loss before $b = after $a"
@@ -239,6 +240,23 @@ else
     failed "grow --init random exited non-zero"
 fi
 
+# ---------------------------------------------------------------- the default recipe is --init random
+if grow --ckpt "$base" --kv +8 --out "$tmp/dr.safetensors" >"$tmp/dr.log" 2>&1; then
+    read -r b a <<<"$(before_after "$tmp/dr.log")"
+    [[ -n ${a:-} ]] && st differ "$b" "$a" 1e-4 >/dev/null         && pass "grow without --init changes the loss: $b -> $a" || failed "grow without --init: loss ${b:-?} -> ${a:-?}"
+    out=$(st grown "$base" "$tmp/dr.safetensors" random) && out2=$(st same "$tmp/r.safetensors" "$tmp/dr.safetensors") \
+        && pass "grow without --init = --init random: random keys and values, tau = sqrt(n_new) ($out)" \
+        || failed "grow without --init is not --init random: $out ${out2:-}"
+    grep -q "^recipe: --init random (default, the official recipe: the loss changes" "$tmp/dr.log" \
+        && pass "grow without --init names the default recipe: $(grep '^recipe' "$tmp/dr.log")" \
+        || failed "grow without --init: no 'recipe: --init random (default...' line: $(grep '^recipe' "$tmp/dr.log")"
+    grep -q "^recipe: --init zero-key (the function is unchanged)" "$tmp/g.log" \
+        && pass "grow --init zero-key names its recipe" || failed "grow --init zero-key: no recipe line: $(grep '^recipe' "$tmp/g.log")"
+else
+    tail -3 "$tmp/dr.log"
+    failed "grow --kv +8 without --init exited non-zero"
+fi
+
 # ---------------------------------------------------------------- resume: loss falls, new rows come alive
 if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new-stage --max-iters 40 \
     --out "$tmp/gt.safetensors" >"$tmp/gt.log" 2>&1; then
@@ -256,16 +274,58 @@ else
     tail -3 "$tmp/gt.log"
     failed "train --resume of the grown checkpoint exited non-zero"
 fi
-if "$BIN" train data/input.txt --threads 1 --resume "$tmp/g.safetensors" --max-iters 60 \
+if "$BIN" train data/input.txt --threads 1 --resume "$tmp/g.safetensors" --max-iters 60 --continue-schedule \
     --out "$tmp/gc.safetensors" >"$tmp/gc.log" 2>&1; then
     grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 60" "$tmp/gc.log" \
-        && pass "train --resume without --new-stage logs that the schedule continues" \
-        || failed "train --resume: no 'schedule: continuing' line: $(grep '^schedule' "$tmp/gc.log")"
+        && ! grep -q "^grown checkpoint" "$tmp/gc.log" \
+        && pass "train --resume --continue-schedule of a grown checkpoint logs that the schedule continues" \
+        || failed "train --resume --continue-schedule: no 'schedule: continuing' line: $(grep '^schedule\|^grown' "$tmp/gc.log")"
     grep -q "^step 60:" "$tmp/gc.log" && pass "train --resume continues to --max-iters 60" \
         || failed "train --resume --max-iters 60: no 'step 60' line"
 else
     tail -3 "$tmp/gc.log"
     failed "train --resume (continuing schedule) exited non-zero"
+fi
+
+# ---------------------------------------------------------------- default re-warm after a grow
+# A run stopped at 20 of 40, grown: a plain --resume restarts the warmup at 20 and
+# still ends at 40; resumed again after 5 more steps, it continues (no second re-warm).
+if "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --stop-at 20 --out "$tmp/h.safetensors" >"$tmp/h.log" 2>&1 &&
+    grow --ckpt "$tmp/h.safetensors" --kv +8 --out "$tmp/hg.safetensors" >"$tmp/hg.log" 2>&1; then
+    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --stop-at 25 --log-interval 1 --out "$tmp/hr.safetensors" >"$tmp/hr.log" 2>&1; then
+        grep -q "^grown checkpoint: warmup restarts at iteration 20, cosine ends at 40 (--continue-schedule to keep the schedule)" "$tmp/hr.log" \
+            && ! grep -q "^schedule: continuing" "$tmp/hr.log" \
+            && pass "train --resume of a just-grown checkpoint re-warms at its iteration and keeps max_iters: $(grep '^grown' "$tmp/hr.log")" \
+            || failed "train --resume of a just-grown checkpoint: $(grep '^schedule\|^grown' "$tmp/hr.log")"
+        # warmup 5 from iteration 20: the first step's lr is lr * 1/6
+        grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hr.log" \
+            && pass "the re-warmed schedule's first step runs at the warmup lr: $(grep '^iter 21/' "$tmp/hr.log")" \
+            || failed "re-warm: first step's lr is not 1e-3/6: $(grep '^iter 21/' "$tmp/hr.log")"
+        if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hr.safetensors" --out "$tmp/hr2.safetensors" >"$tmp/hr2.log" 2>&1; then
+            grep -q "^schedule: continuing the checkpoint's schedule (stage start 20) to iteration 40" "$tmp/hr2.log" \
+                && ! grep -q "^grown checkpoint" "$tmp/hr2.log" \
+                && pass "a second --resume (trained since the grow) continues the re-warmed schedule: $(grep '^schedule' "$tmp/hr2.log")" \
+                || failed "second --resume after a grow: $(grep '^schedule\|^grown' "$tmp/hr2.log")"
+        else
+            tail -3 "$tmp/hr2.log"
+            failed "second --resume after a grow exited non-zero"
+        fi
+    else
+        tail -3 "$tmp/hr.log"
+        failed "train --resume of a just-grown checkpoint exited non-zero"
+    fi
+    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --continue-schedule --stop-at 21 --log-interval 1 --out "$tmp/hc.safetensors" >"$tmp/hc.log" 2>&1; then
+        grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 40" "$tmp/hc.log" \
+            && grep -q "^iter 21/40: " "$tmp/hc.log" && ! grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hc.log" \
+            && pass "--continue-schedule keeps the schedule of a just-grown checkpoint: $(grep '^iter 21/' "$tmp/hc.log")" \
+            || failed "--continue-schedule: $(grep '^schedule\|^grown' "$tmp/hc.log")"
+    else
+        tail -3 "$tmp/hc.log"
+        failed "train --resume --continue-schedule exited non-zero"
+    fi
+else
+    tail -3 "$tmp/h.log" "$tmp/hg.log"
+    failed "training to --stop-at 20 and growing"
 fi
 
 # ---------------------------------------------------------------- --freeze-old
@@ -325,7 +385,7 @@ else
 fi
 
 # ---------------------------------------------------------------- --layers
-if grow --ckpt "$base" --kv +8 --ffn-kv +4 --layers 1 --out "$tmp/l.safetensors" >"$tmp/l.log" 2>&1; then
+if grow --ckpt "$base" --kv +8 --ffn-kv +4 --layers 1 --init zero-key --out "$tmp/l.safetensors" >"$tmp/l.log" 2>&1; then
     rows=$(st rows "$tmp/l.safetensors")
     want="h.0.attn.q.key=16 h.0.attn.k.key=16 h.0.attn.v.key=16 h.0.attn.o.key=16 h.0.ffn.key=32 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=36"
     [[ $rows == "$want" ]] && pass "grow --layers 1 --kv +8 --ffn-kv +4: only layer 1 changes shape" || failed "grow --layers 1: rows $rows, expected $want"
@@ -354,7 +414,7 @@ for pn in gelu_l2_norm softmax; do
         failed "training a --pnorm $pn model"
         continue
     fi
-    if ! grow --ckpt "$tmp/$pn.safetensors" --kv +8 --out "$tmp/g$pn.safetensors" >"$tmp/g$pn.log" 2>&1; then
+    if ! grow --ckpt "$tmp/$pn.safetensors" --kv +8 --init zero-key --out "$tmp/g$pn.safetensors" >"$tmp/g$pn.log" 2>&1; then
         tail -3 "$tmp/g$pn.log"
         failed "grow --kv +8 of a --pnorm $pn model"
         continue

@@ -168,7 +168,7 @@ else
 fi
 
 # -------------------------------------------------- --key-init-scale
-if grow --ckpt "$base" --kv +8 --key-init-scale 0.01 --out "$tmp/ks.safetensors" >"$tmp/ks.log" 2>&1 &&
+if grow --ckpt "$base" --kv +8 --init zero-key --key-init-scale 0.01 --out "$tmp/ks.safetensors" >"$tmp/ks.log" 2>&1 &&
     out=$(st keystd "$base" "$tmp/ks.safetensors" 0.01); then
     read -r b a <<<"$(before_after "$tmp/ks.log")"
     if [[ -n ${a:-} ]] && st close "$b" "$a" 0.01 >/dev/null && [[ $b != "$a" ]]; then
@@ -180,7 +180,7 @@ else
     failed "grow_recipes: --key-init-scale 0.01: ${out:-$(tail -2 "$tmp/ks.log")}"
 fi
 # zero-key with --key-init-scale 0 stays exact
-if grow --ckpt "$base" --kv +8 --key-init-scale 0 --out "$tmp/k0.safetensors" >"$tmp/k0.log" 2>&1; then
+if grow --ckpt "$base" --kv +8 --init zero-key --key-init-scale 0 --out "$tmp/k0.safetensors" >"$tmp/k0.log" 2>&1; then
     read -r b a <<<"$(before_after "$tmp/k0.log")"
     [[ -n ${a:-} && $b == "$a" ]] && pass "grow_recipes: --key-init-scale 0 keeps the loss exactly ($b)" ||
         failed "grow_recipes: --key-init-scale 0: $b -> $a"

@@ -20,7 +20,8 @@ static void grow_help(void) {
            "Append N parameter tokens (key/value rows) to every attention Pattention\n"
            "(q, k, v, o) and M to every FFN Pattention, or remove them with a negative\n"
            "count; or insert N new blocks whose output side is zero (the function is\n"
-           "unchanged). Training resumes from OUT with 'tokenformer train --resume OUT'.\n"
+           "unchanged). Training resumes from OUT with 'tokenformer train --resume OUT',\n"
+           "which re-warms the schedule there by default (--continue-schedule keeps it).\n"
            "\n"
            "options:\n"
            "  --ckpt IN              checkpoint to change (required)\n"
@@ -29,11 +30,12 @@ static void grow_help(void) {
            "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N); transformer and\n"
            "                         transformerpp: M more FFN hidden units (new down rows\n"
            "                         zero, so the function is unchanged; --kv is refused)\n"
-           "  --init zero-key|random new rows: zero-key (default) keeps tau and sets new\n"
-           "                         keys to 0, so the model computes exactly the same\n"
-           "                         function (not with --pnorm softmax); random is the\n"
-           "                         official release (random keys and values, tau\n"
-           "                         reset to sqrt(n_new))\n"
+           "  --init random|zero-key new rows: random (default, the official recipe and\n"
+           "                         the growth study's best) draws keys N(0, 0.02) and\n"
+           "                         values and resets tau to sqrt(n_new): the loss changes;\n"
+           "                         zero-key keeps tau and sets new keys to 0, so the model\n"
+           "                         computes exactly the same function (not with --pnorm\n"
+           "                         softmax)\n"
            "  --key-init-scale S     new keys drawn N(0, S) (default: 0 for zero-key, 0.02\n"
            "                         for random); a small S is nearly function-preserving\n"
            "  --tau keep|reset       tau of grown Pattentions: kept or sqrt(n_new)\n"
@@ -147,7 +149,8 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, out);
     model_free(&g);
     model_free(&m);
     vocab_free(&v);
@@ -172,7 +175,7 @@ int cmd_grow(int argc, char **argv) {
     int kv_set = 0, ffn_set = 0, tau_reset = -1;
     long add_layers = 0;
     float key_scale = -1.0f;
-    GrowInit init = GROW_ZERO_KEY;
+    GrowInit init = GROW_RANDOM; /* the growth study's best recipe (docs/GROWTH.md) */
     GrowAt at = GROW_AT_END;
     int at_set = 0, init_set = 0;
     opterr = 0;
@@ -290,6 +293,12 @@ int cmd_grow(int argc, char **argv) {
     if (patt)
         printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
                layers ? layers : "every layer", how);
+    if (patt && !shrinking)
+        printf("recipe: --init %s%s\n", init == GROW_RANDOM ? "random" : "zero-key",
+               init == GROW_RANDOM ? (init_set ? " (the loss changes)"
+                                               : " (default, the official recipe: the loss changes; "
+                                                 "--init zero-key keeps the function)")
+               : key_scale == 0.0f && !tau_reset && m.cfg.pnorm != PNORM_SOFTMAX ? " (the function is unchanged)" : "");
     else
         printf("added FFN units: %+ld, in %s; new units: %s\n", ffn, layers ? layers : "every layer", how);
     const char *init_name = shrinking ? "importance" : !patt ? "zero-output" : init == GROW_RANDOM ? "random" : "zero-key";
@@ -309,7 +318,8 @@ int cmd_grow(int argc, char **argv) {
     }
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s [--new-stage --max-iters N])\n", out, out);
+    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, out);
 
     model_free_ranks(&m, importance);
     free(tok);

@@ -37,8 +37,12 @@ static void train_help(void) {
            "                         a run writes')\n"
            "  --resume CKPT          continue a run from a checkpoint exactly\n"
            "  --new-stage            with --resume: restart warmup + cosine from the\n"
-           "                         checkpoint's iteration over --max-iters more iterations\n"
-           "                         (the official grow recipe); default continues the schedule\n"
+           "                         checkpoint's iteration over --max-iters more iterations;\n"
+           "                         default continues the schedule, except after a grow\n"
+           "  --continue-schedule    with --resume of a just-grown checkpoint: continue its\n"
+           "                         schedule; default re-warms (warmup + cosine restart at\n"
+           "                         the checkpoint's iteration and still end at max_iters:\n"
+           "                         the official grow recipe, docs/GROWTH.md 'Defaults')\n"
            "  --stop-at I            stop (and save) at iteration I, leaving the schedule to\n"
            "                         end at --max-iters: train the first part of a run that\n"
            "                         `grow` continues (docs/GROWTH.md, schedules)\n"
@@ -111,6 +115,7 @@ typedef struct {
     int threads;
     int precision; /* MatmulPrecision */
     int new_stage;
+    int continue_schedule;
     int freeze_old;
     int stop_at;   /* --stop-at, or 0: run to max_iters */
     /* data options (tokenizer, split, CSV log) */
@@ -124,7 +129,7 @@ typedef struct {
 } TrainArgs;
 
 enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
-       O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT };
+       O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE };
 
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
@@ -135,7 +140,8 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
         {"help", no_argument, NULL, O_HELP},
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
-        {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT}};
+        {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT},
+        {"continue-schedule", no_argument, NULL, O_CONTINUE}};
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
     while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
     struct option all[64];
@@ -167,6 +173,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_TF32: a->precision = MATMUL_TF32; break;
         case O_PRECISION: a->precision = cli_precision(optarg); break;
         case O_NEW_STAGE: a->new_stage = 1; break;
+        case O_CONTINUE: a->continue_schedule = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
         case O_TOKENIZER:
             if (strcmp(optarg, "chars") && strcmp(optarg, "bytes"))
@@ -197,7 +204,9 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     a->file = optind < argc ? argv[optind] : "data/input.txt";
     if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
     cli_apply_arch_defaults(&a->mc, a->flag_seen);
-    if ((a->new_stage || a->freeze_old) && !a->resume) tf_die("--new-stage and --freeze-old need --resume");
+    if ((a->new_stage || a->freeze_old || a->continue_schedule) && !a->resume)
+        tf_die("--new-stage, --continue-schedule and --freeze-old need --resume");
+    if (a->new_stage && a->continue_schedule) tf_die("--new-stage and --continue-schedule contradict each other; give one");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
 }
 
@@ -328,6 +337,11 @@ static void mark_rows_frozen(Model *m) {
     }
 }
 
+/* A resumed checkpoint whose newest rows (or blocks) were born at its current
+ * optimizer step has been grown and not trained since: the log marks a growth
+ * point and the schedule re-warms there by default. */
+static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
+
 static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, TrainState *ts) {
     char err[TF_ERRLEN];
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
@@ -354,6 +368,13 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         a->tc.max_iters = ts->iter + a->tc.max_iters;
         printf("schedule: new stage from iteration %d: warmup %d + cosine to iteration %d\n",
                ts->iter, a->tc.warmup_iters, a->tc.max_iters);
+    } else if (!a->continue_schedule && just_grown(m) && a->tc.max_iters > ts->iter) {
+        /* New rows start untrained (random ones raise the loss): the growth
+         * study found a fresh warmup best, with the run's end unchanged. */
+        ts->stage_start = ts->iter;
+        ts->best_val = INFINITY; /* as a new stage: the grown model keeps its own best */
+        printf("grown checkpoint: warmup restarts at iteration %d, cosine ends at %d "
+               "(--continue-schedule to keep the schedule)\n", ts->iter, a->tc.max_iters);
     } else {
         printf("schedule: continuing the checkpoint's schedule (stage start %d) to iteration %d\n",
                ts->stage_start, a->tc.max_iters);
@@ -442,10 +463,6 @@ static void log_row(TrainRun *r, int iter, const char *event, double lr, double 
             arch_name(r->m.cfg.arch));
     fflush(r->log);
 }
-
-/* A resumed checkpoint whose newest rows (or blocks) were born at its current
- * optimizer step has been grown and not trained since: the log marks a growth point. */
-static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
 
 static void account_step(TrainRun *r) {
     double tokens = (double)step_sequences(r) * r->m.cfg.block_size;
