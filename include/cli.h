@@ -6,6 +6,7 @@
 #include <getopt.h>
 
 #include "config.h"
+#include "model.h"
 #include "ops.h"
 
 int cmd_train(int argc, char **argv);
@@ -19,8 +20,9 @@ int cmd_bench(int argc, char **argv);
 const Ops *cli_open_device(const char *name, int threads, int quiet);
 /* Before sampling on the CPU: OpenBLAS single-threaded (the OpenMP threads
  * split the large products; OpenBLAS's own threads, woken by the small
- * products of a prompt, would spin beside the decoding thread). */
-void cli_threads_for_decoding(const Ops *ops);
+ * products of a prompt, would spin beside the decoding thread), and one
+ * OpenMP thread for a model too small for any product to split. */
+void cli_threads_for_decoding(const Ops *ops, const Model *m);
 /* Parse a flag value or die naming the flag: "--lr: expected a number in ...". */
 /* --precision value -> MatmulPrecision; dies with a one-line error otherwise. */
 int cli_precision(const char *value);

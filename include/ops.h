@@ -329,6 +329,11 @@ void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats,
 /* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
  * is usable (then `why` says why). */
 const Ops *ops_cpu(void);
+/* Threads worth using on the CPU to decode one token per stream with a model
+ * whose largest weight matrix has `largest_matrix` elements: 1 when none is
+ * large enough for the CPU's matrix-vector products to split (then extra
+ * threads only pay for parallel regions), else `threads`. */
+int ops_cpu_decode_threads(size_t largest_matrix, int threads);
 const Ops *ops_cuda(char *why, size_t why_len);
 /* "cpu", "cuda" or "auto" (cuda when usable, else cpu). NULL + message on failure. */
 const Ops *ops_by_name(const char *name, char *err, size_t err_len);

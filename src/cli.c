@@ -21,8 +21,14 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
     snprintf(out, out_len, "; auto: no usable GPU: %s", why);
 }
 
-void cli_threads_for_decoding(const Ops *ops) {
-    if (ops_is_cpu(ops)) openblas_set_num_threads(1);
+void cli_threads_for_decoding(const Ops *ops, const Model *m) {
+    if (!ops_is_cpu(ops)) return;
+    openblas_set_num_threads(1);
+    size_t largest = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].t.ndim == 2 && tensor_numel(&m->params[i].t) > largest)
+            largest = tensor_numel(&m->params[i].t);
+    omp_set_num_threads(ops_cpu_decode_threads(largest, omp_get_max_threads()));
 }
 
 const Ops *cli_open_device(const char *name, int threads, int quiet) {

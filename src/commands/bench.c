@@ -57,7 +57,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     rng_seed(&r, seed);
     for (int i = 0; i < dc->prompt_len; i++) prompt[i] = (int)rng_below(&r, (uint64_t)mc->vocab_size);
     Sampler s;
-    cli_threads_for_decoding(ops);
+    cli_threads_for_decoding(ops, &m);
     SamplerConfig sc = {1.0f, 0, seed, dc->use_cache};
     if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
                      err))

@@ -119,7 +119,7 @@ int cmd_sample(int argc, char **argv) {
     if (vocab_encode(&vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
     free(cps);
     Sampler smp;
-    cli_threads_for_decoding(ops);
+    cli_threads_for_decoding(ops, &m);
     SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache};
     if (sampler_init(&smp, &m, (int)n_samples, ids, n_prompt, (size_t)max_new, &sc, err))
         tf_die("%s", err);

@@ -65,9 +65,15 @@ static void gemv_columns(const float *a, const float *B, float *c, int N, int K,
 /* Few rows (decoding one token per stream): GEMM would pack all of B for
  * them, so each row is a matrix-vector product, threads splitting the
  * columns. */
+#define MATVEC_SPLIT_ELEMS (1L << 18) /* columns x K below this: one thread */
+
+int ops_cpu_decode_threads(size_t largest_matrix, int threads) {
+    return (long)largest_matrix < MATVEC_SPLIT_ELEMS ? 1 : threads;
+}
+
 static void gemm_few_rows(const float *A, const float *B, float *C, int M, int N, int K,
                           int trans_b, float alpha, float beta) {
-    int split = !omp_in_parallel() && omp_get_max_threads() > 1 && (long)N * K >= (1L << 18);
+    int split = !omp_in_parallel() && omp_get_max_threads() > 1 && (long)N * K >= MATVEC_SPLIT_ELEMS;
     if (!split) {
         for (int i = 0; i < M; i++)
             gemv_columns(A + (size_t)i * K, B, C + (size_t)i * N, N, K, trans_b, alpha, beta, 0, N);
