@@ -90,11 +90,7 @@ static void softmax_row_backward(float *d, const float *s, int n) {
     for (int j = 0; j < n; j++) d[j] = s[j] * (d[j] - dot);
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
-static float silu_grad(float x) {
-    float sg = 1.0f / (1.0f + expf(-x));
-    return sg * (1.0f + x * (1.0f - sg));
-}
+static float sigmoid(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
 /* Score columns per row: 2n under ACT_SWIGLU (gate, then up), else n. */
 static int score_cols(int mode, int n) { return mode == ACT_SWIGLU ? 2 * n : n; }
@@ -104,16 +100,19 @@ static void gelu_row(float *s, const float *a, int n) {
     for (int j = 0; j < n; j++) s[j] = gelu(a[j]);
 }
 
+/* SiLU(g) = g sigmoid(g); its derivative sigmoid(g) (1 + g (1 - sigmoid(g))). */
 static void swiglu_row(float *s, const float *a, int n) {
-    for (int j = 0; j < n; j++) s[j] = silu(a[j]) * a[n + j];
+#pragma omp simd
+    for (int j = 0; j < n; j++) s[j] = a[j] * sigmoid(a[j]) * a[n + j];
 }
 
 /* d holds dS (n) on entry; writes dA (2n: gate, then up) into da. */
 static void swiglu_row_backward(float *da, const float *d, const float *a, int n) {
+#pragma omp simd
     for (int j = 0; j < n; j++) {
-        float g = a[j], u = a[n + j];
-        da[j] = d[j] * u * silu_grad(g);
-        da[n + j] = d[j] * silu(g);
+        float g = a[j], u = a[n + j], sg = sigmoid(g);
+        da[j] = d[j] * u * sg * (1.0f + g * (1.0f - sg));
+        da[n + j] = d[j] * g * sg;
     }
 }
 
