@@ -129,10 +129,8 @@ static int data_meta_load(const StFile *f, TrainState *ts, char *err) {
 }
 /* ---------------- end of data accounting metadata ---------------- */
 
-static const char *PATT_TAU_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
-
 static void tau_name(int l, int w, char *out, size_t len) {
-    snprintf(out, len, "h.%d.%s.tau", l, PATT_TAU_NAMES[w]);
+    snprintf(out, len, "h.%d.%s.tau", l, model_patt_name(w));
 }
 
 /* ---------------- metadata JSON ---------------- */
