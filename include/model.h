@@ -166,6 +166,10 @@ int model_params_per_layer(const ModelConfig *c);
 PattInput model_patt_last_input(const Model *m, int layer, int which);
 float *model_patt_tau(Model *m, int layer, int which);
 size_t model_num_params(const Model *m, int include_embedding);
+/* Training FLOPs per token (docs/MODEL.md 3a): 6 P + 12 L d T, where P counts
+ * the non-embedding parameters plus the vocab x d output projection (tied
+ * head); the one rule for train's cumulative FLOPs and bench's MFU. */
+double model_train_flops_per_token(const Model *m);
 /* Incremental decoding: per layer, the rotated keys and the values of the
  * positions fed so far (ops.h attention tensors, (B, T_max, d) each), so that
  * a new token costs one token's forward. T_max is the block size. */

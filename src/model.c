@@ -133,6 +133,12 @@ size_t model_num_params(const Model *m, int include_embedding) {
     return n;
 }
 
+double model_train_flops_per_token(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    double P = (double)model_num_params(m, 0) + (double)c->vocab_size * c->d_model;
+    return 6.0 * P + 12.0 * c->n_layer * (double)c->d_model * c->block_size;
+}
+
 /* Which parameter sits at memory slot k: wte; per layer its matrices in the
  * arch's memory order; then every 1-D tensor (the layers' norm weights, the
  * final norm), so that the decayed tensors form one block. Parameter

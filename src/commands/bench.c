@@ -175,9 +175,9 @@ int cmd_bench(int argc, char **argv) {
     double dt = (tf_now_seconds() - t0) / (double)steps;
     printf("{\"impl\": \"tokenformer\", \"arch\": \"%s\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
-           "\"params\": %zu, \"peak_mem_mb\": %.1f}\n",
+           "\"params\": %zu, \"flops_per_token\": %.6g, \"peak_mem_mb\": %.1f}\n",
            arch_name(mc.arch), preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
-           model_num_params(&m, 1), ops->memory_in_use(ops) / 1048576.0);
+           model_num_params(&m, 1), model_train_flops_per_token(&m), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);

@@ -427,14 +427,6 @@ static int is_rank0(const TrainRun *r) { return r->dist.rank == 0; }
 
 /* ---------------- data accounting: FLOPs, CSV log, progress bar ---------------- */
 
-/* Training FLOPs per token (docs/MODEL.md 3a): 6 P + 12 L d T, where P counts
- * the non-embedding parameters plus the vocab x d output projection. */
-static double training_flops_per_token(const Model *m) {
-    const ModelConfig *c = &m->cfg;
-    double P = (double)model_num_params(m, 0) + (double)c->vocab_size * c->d_model;
-    return 6.0 * P + 12.0 * c->n_layer * (double)c->d_model * c->block_size;
-}
-
 static const char LOG_HEADER[] = "iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch";
 
 /* Append to the log; the header only when the file is new or empty, so that
@@ -849,7 +841,7 @@ int cmd_train(int argc, char **argv) {
     r.step_tok = tf_malloc(sizeof(int) * step_ids * 2, "step batch");
     r.step_tgt = r.step_tok + step_ids;
     r.data_rng.state = r.ts.data_rng;
-    r.flops_per_token = training_flops_per_token(&r.m);
+    r.flops_per_token = model_train_flops_per_token(&r.m);
     open_log(&r);
     if (a.resume) log_row(&r, r.ts.iter, just_grown(&r.m) ? "grow" : "resume", NAN, NAN, NAN, NAN);
     int status = train_loop(&r);
