@@ -323,18 +323,15 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
  * largest birth step of any row), in every layer alike; only the rows that
  * grow added then train. A layer the latest grow skipped trains nothing. */
 static void mark_rows_frozen(Model *m) {
-    int latest = 0, oldest = 1 << 30;
-    for (int i = 0; i < m->n_params; i++)
-        for (int k = 0; k < m->params[i].n_seg; k++) {
-            int b = m->params[i].seg[k].birth;
-            latest = b > latest ? b : latest;
-            oldest = b < oldest ? b : oldest;
-        }
-    if (latest == oldest) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
+    int latest = model_latest_birth(m), frozen = 0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = p->seg[k].birth < latest;
+        for (int k = 0; k < p->n_seg; k++) {
+            p->seg[k].frozen = p->seg[k].birth < latest;
+            frozen += p->seg[k].frozen;
+        }
     }
+    if (!frozen) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
 }
 
 /* A resumed checkpoint whose newest rows (or blocks) were born at its current
