@@ -88,21 +88,29 @@ static FILE *open_text_file(const char *path, size_t *size_hint, char *err) {
     return f;
 }
 
-int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
-    *cps = NULL;
-    *n = 0;
+/* The whole file, non-empty, in *bytes (the caller frees). */
+static int read_file_bytes(const char *path, unsigned char **bytes, size_t *len, char *err) {
     size_t size_hint;
     FILE *f = open_text_file(path, &size_hint, err);
     if (!f) return -1;
-    unsigned char *bytes = NULL; /* set on success; initialized for -O3 -Wmaybe-uninitialized */
-    size_t len = 0;
-    int rc = read_whole_stream(f, path, size_hint, &bytes, &len, err);
+    *bytes = NULL;
+    *len = 0;
+    int rc = read_whole_stream(f, path, size_hint, bytes, len, err);
     fclose(f);
     if (rc) return -1;
-    if (len == 0) {
-        free(bytes);
+    if (*len == 0) {
+        free(*bytes);
         return tf_err(err, "'%s' is empty", path);
     }
+    return 0;
+}
+
+int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
+    *cps = NULL;
+    *n = 0;
+    unsigned char *bytes = NULL; /* set on success; initialized for -O3 -Wmaybe-uninitialized */
+    size_t len = 0;
+    if (read_file_bytes(path, &bytes, &len, err)) return -1;
     /* A byte order mark is an encoding marker, not text: it must not become a vocabulary character. */
     size_t skip = len >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
     if (skip) fprintf(stderr, "note: '%s' starts with a UTF-8 byte order mark; skipped\n", path);
@@ -111,7 +119,7 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
         return tf_err(err, "'%s' is empty", path);
     }
     char why[TF_ERRLEN];
-    rc = utf8_decode(bytes + skip, len - skip, cps, n, why);
+    int rc = utf8_decode(bytes + skip, len - skip, cps, n, why);
     free(bytes);
     if (rc) return tf_err(err, "'%s': %s", path, why);
     return 0;
@@ -121,18 +129,9 @@ int text_file_read_as(const char *path, int bytes, uint32_t **cps, size_t *n, ch
     if (!bytes) return text_file_read(path, cps, n, err);
     *cps = NULL;
     *n = 0;
-    size_t size_hint;
-    FILE *f = open_text_file(path, &size_hint, err);
-    if (!f) return -1;
     unsigned char *raw = NULL;
     size_t len = 0;
-    int rc = read_whole_stream(f, path, size_hint, &raw, &len, err);
-    fclose(f);
-    if (rc) return -1;
-    if (len == 0) {
-        free(raw);
-        return tf_err(err, "'%s' is empty", path);
-    }
+    if (read_file_bytes(path, &raw, &len, err)) return -1;
     uint32_t *out = tf_malloc(len * sizeof *out, "text bytes");
     for (size_t i = 0; i < len; i++) out[i] = raw[i];
     free(raw);
