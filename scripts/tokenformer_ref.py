@@ -622,6 +622,25 @@ def _attention_direct(q, k, v):
     return out
 
 
+def _worst_fd_grad_error(m, idx, tgt, params, h=1e-6):
+    """Largest relative gap between autograd and central finite differences
+    of the loss, over a sample of every parameter's entries (float64 model)."""
+    grads = torch.autograd.grad(m(idx, tgt)[1], params)
+    worst = 0.0
+    for p, g in zip(params, grads):
+        flat = p.data.view(-1)
+        for j in range(0, flat.numel(), max(1, flat.numel() // 6)):
+            old = flat[j].item()
+            flat[j] = old + h
+            lp = m(idx, tgt)[1].item()
+            flat[j] = old - h
+            lm = m(idx, tgt)[1].item()
+            flat[j] = old
+            fd = (lp - lm) / (2 * h)
+            worst = max(worst, abs(fd - g.view(-1)[j].item()) / max(1e-3, abs(fd)))
+    return worst
+
+
 def selftest(verbose=True):
     torch.manual_seed(0)
     dt = torch.float64
@@ -693,22 +712,7 @@ def selftest(verbose=True):
         names = [n for n, _ in m.named_parameters()]
 
         # central finite differences on a sample of every parameter's entries
-        loss = m(idx, tgt)[1]
-        grads = torch.autograd.grad(loss, params)
-        worst = 0.0
-        h = 1e-6
-        for p, g in zip(params, grads):
-            flat = p.data.view(-1)
-            for j in range(0, flat.numel(), max(1, flat.numel() // 6)):
-                old = flat[j].item()
-                flat[j] = old + h
-                lp = m(idx, tgt)[1].item()
-                flat[j] = old - h
-                lm = m(idx, tgt)[1].item()
-                flat[j] = old
-                fd = (lp - lm) / (2 * h)
-                worst = max(worst, abs(fd - g.view(-1)[j].item()) / max(1e-3, abs(fd)))
-        report("model_fd_grads[%s]" % mode, worst, 1e-5)
+        report("model_fd_grads[%s]" % mode, _worst_fd_grad_error(m, idx, tgt, params), 1e-5)
     expect = ["wte"]
     for l in range(2):
         for w in ("q", "k", "v", "o"):
@@ -730,21 +734,8 @@ def selftest(verbose=True):
                 p_.add_(0.3 * torch.randn_like(p_))
         idx = torch.randint(0, 7, (2, 6))
         tgt = torch.randint(0, 7, (2, 6))
-        params = list(mb.parameters())
-        grads = torch.autograd.grad(mb(idx, tgt)[1], params)
-        worst, h = 0.0, 1e-6
-        for p_, g_ in zip(params, grads):
-            flat = p_.data.view(-1)
-            for j in range(0, flat.numel(), max(1, flat.numel() // 6)):
-                old = flat[j].item()
-                flat[j] = old + h
-                lp = mb(idx, tgt)[1].item()
-                flat[j] = old - h
-                lm = mb(idx, tgt)[1].item()
-                flat[j] = old
-                fd = (lp - lm) / (2 * h)
-                worst = max(worst, abs(fd - g_.view(-1)[j].item()) / max(1e-3, abs(fd)))
-        report("model_fd_grads[%s]" % arch, worst, 1e-5)
+        report("model_fd_grads[%s]" % arch,
+               _worst_fd_grad_error(mb, idx, tgt, list(mb.parameters())), 1e-5)
         want = {"wte"}
         for l in range(2):
             want |= {"h.%d.attn.%s.weight" % (l, w) for w in "qkvo"}
