@@ -59,7 +59,7 @@ for arch in transformer transformerpp; do
     s2=$("$BIN" sample --ckpt "$CK" --max-new-tokens 40 --seed 5 --device cpu --threads 1 2>&1)
     [[ -n $s1 && $s1 == "$s2" ]] && pass "${arch}_sample_reproducible" || fail "${arch}_sample_reproducible" "'$s1' vs '$s2'"
     if ev=$("$BIN" eval --ckpt "$CK" "$TEXT" --batches 2 --batch-size 4 --device cpu --threads 1 2>&1) &&
-        grep -qi "val" <<<"$ev"; then
+        grep -q "val loss [0-9]" <<<"$ev"; then
         pass "${arch}_eval"
     else
         fail "${arch}_eval" "$(tr '\n' '|' <<<"$ev")"

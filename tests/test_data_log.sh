@@ -137,7 +137,7 @@ else
         ($3 - $2 * fpt) > 1e-6 * $3 || ($2 * fpt - $3) > 1e-6 * $3 { print "row " NR ": flops " $3 " != " $2 " x " fpt; exit }
         $9 == "eval" && ($5 == "" || $6 == "" || $4 != "") { print "row " NR ": eval cells " $0; exit }
         $9 == "progress" && ($4 == "" || $5 == "" || $6 != "" || $7 == "") { print "row " NR ": progress cells " $0; exit }
-        $8 != pne + V * 16 + 0 && $8 + 0 <= 0 { print "row " NR ": params " $8; exit }' "$log")
+        $8 != pne + V * 16 { print "row " NR ": params " $8 ", expected " pne + V * 16; exit }' "$log")
     [[ -z $why && -n $p_ne ]] && pass "log_tokens_and_flops_consistent_and_monotone" ||
         fail log_tokens_and_flops_consistent_and_monotone "${why:-could not read the parameter count from info}"
     last=$(tail -1 "$log")

@@ -31,6 +31,13 @@ static float *randn(Rng *r, size_t n) {
     return x;
 }
 
+/* The running max error, made infinite by a NaN (fmax would drop it). */
+static double worse(double worst, double a, double b) {
+    double d = fabs(a - b);
+    if (isnan(d)) return INFINITY;
+    return d > worst ? d : worst;
+}
+
 /* rows (b, t) of x: (B, T, d) */
 static float *row(float *x, int b, int t, int T, int d) { return x + ((size_t)b * T + t) * d; }
 
@@ -69,7 +76,7 @@ static void test_ops(void) {
         for (int b = 0; b < B; b++)
             for (int t = 0; t < n; t++)
                 for (int i = 0; i < D; i++)
-                    err_rope = fmax(err_rope, fabs(row(cq, b, t, n, D)[i] - row(qk, b, pos + t, T, D)[i]));
+                    err_rope = worse(err_rope, row(cq, b, t, n, D)[i], row(qk, b, pos + t, T, D)[i]);
         o->kv_append(o, kc, cq + B * n * D, B, n, TMAX, pos, D);
         o->kv_append(o, vc, cv, B, n, TMAX, pos, D);
         DecodeAttnArgs a = {.out = out, .q = cq, .k = kc, .v = vc, .B = B, .T = n, .pos0 = pos,
@@ -78,7 +85,7 @@ static void test_ops(void) {
         for (int b = 0; b < B; b++)
             for (int t = 0; t < n; t++)
                 for (int i = 0; i < D; i++)
-                    err_att = fmax(err_att, fabs(row(out, b, t, n, D)[i] - row(full, b, pos + t, T, D)[i]));
+                    err_att = worse(err_att, row(out, b, t, n, D)[i], row(full, b, pos + t, T, D)[i]);
         pos += n;
     }
     check("rope_at_vs_rope", err_rope, 1e-6);
@@ -124,7 +131,7 @@ static void test_sampler_window(void) {
         for (int b = 0; b < B; b++) memcpy(win + b * T, s.hist + b * s.cap + start, sizeof(int) * T);
         model_forward(&m, win, NULL, B, T, 0, 0);
         model_logits_last(&m, ref);
-        for (int j = 0; j < B * V; j++) worst = fmax(worst, fabs(ref[j] - s.logits[j]));
+        for (int j = 0; j < B * V; j++) worst = worse(worst, ref[j], s.logits[j]);
     }
     check("sampler_window_logits", restarts >= 2 ? worst : INFINITY, 1e-4);
     free(ref);

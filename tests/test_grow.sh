@@ -10,23 +10,11 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BIN=${TF_BIN:-./tokenformer}
-# A python with numpy: Debian's here; on the GPU machine the one on PATH.
-PY=${TF_PYTHON:-}
-for cand in /usr/bin/python3 python3; do
-    [[ -z $PY ]] && "$cand" -c 'import numpy' 2>/dev/null && PY=$cand
-done
-if [[ -z $PY ]]; then
-    echo "FAIL grow: no python3 with numpy to read checkpoints (apt-get install python3-numpy)"
-    exit 1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow
 fail=0
 pass() { echo "PASS $*"; }
 failed() { echo "FAIL $*"; fail=1; }
 
-if [[ ! -f data/input.txt ]]; then
-    echo "SKIP test_grow: data/input.txt is missing (run 'make data')"
-    exit 0
-fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -8,18 +8,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BIN=${TF_BIN:-./tokenformer}
-PY=${TF_PYTHON:-}
-for cand in /usr/bin/python3 python3; do
-    [[ -z $PY ]] && "$cand" -c 'import numpy' 2>/dev/null && PY=$cand
-done
-if [[ -z $PY ]]; then
-    echo "FAIL grow_recipes: no python3 with numpy to read checkpoints (apt-get install python3-numpy)"
-    exit 1
-fi
-if [[ ! -f data/input.txt ]]; then
-    echo "SKIP test_grow_recipes: data/input.txt is missing (run 'make data')"
-    exit 0
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow_recipes
 fail=0
 pass() { echo "PASS $*"; }
 failed() { echo "FAIL $*"; fail=1; }
@@ -144,6 +133,18 @@ st() { "$PY" "$tmp/st.py" "$@"; }
 before_after() { sed -n 's/.*before \([0-9.]*\), after \([0-9.]*\).*/\1 \2/p' "$1"; }
 grow() { "$BIN" grow --threads 1 --batches 4 --data data/input.txt "$@"; }
 # val loss of `eval` (fixed batches) of a checkpoint
+# refused LABEL CKPT ARGS: grow ARGS (split on spaces) must fail with one line
+# on stderr and leave no output file.
+refused() {
+    rm -f "$tmp/bad.safetensors"
+    # shellcheck disable=SC2086
+    if "$BIN" grow --ckpt "$2" $3 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
+        [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
+        failed "grow_recipes: ${1}grow $3: $(head -2 "$tmp/err")"
+    else
+        pass "grow_recipes: ${1}grow $3 refused: $(cat "$tmp/err")"
+    fi
+}
 val() { "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 2>&1 | sed -n 's/.*val loss \([0-9.]*\).*/\1/p'; }
 
 # -------------------------------------------------- base model: 40 iterations of a schedule to 80
@@ -268,14 +269,7 @@ fi
 # bad input: one line on stderr, non-zero exit, no output file
 for bad in "--add-layers 0" "--add-layers -1" "--add-layers 1000" "--add-layers 255" "--add-layers x" \
            "--add-layers 1 --kv +8" "--add-layers 1 --at middle" "--at end --kv +8" "--add-layers 1 --init random"; do
-    rm -f "$tmp/bad.safetensors"
-    # shellcheck disable=SC2086
-    if "$BIN" grow --ckpt "$base" $bad --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
-        [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-        failed "grow_recipes: grow $bad: $(head -2 "$tmp/err")"
-    else
-        pass "grow_recipes: grow $bad refused: $(cat "$tmp/err")"
-    fi
+    refused "" "$base" "$bad"
 done
 # -------------------------------------------------- the baselines: FFN width and depth
 for arch in transformer transformerpp; do
@@ -313,14 +307,7 @@ for arch in transformer transformerpp; do
         failed "grow_recipes: training a grown $arch: $(tail -1 "$tmp/t.log")"
     fi
     for bad in "--kv +8" "--ffn-kv -8" "--ffn-kv +8 --init random" "--ffn-kv +8 --tau reset" "--add-layers 0"; do
-        rm -f "$tmp/bad.safetensors"
-        # shellcheck disable=SC2086
-        if "$BIN" grow --ckpt "$ab" $bad --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
-            [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-            failed "grow_recipes: $arch grow $bad: $(head -2 "$tmp/err")"
-        else
-            pass "grow_recipes: $arch grow $bad refused: $(cat "$tmp/err")"
-        fi
+        refused "$arch " "$ab" "$bad"
     done
 done
 exit $fail

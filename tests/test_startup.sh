@@ -27,13 +27,19 @@ TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 
 CKPT=$WORK/ckpt/latest.safetensors
 
 # gpu_libs_loaded NAME CMD...: the GPU libraries CMD made the dynamic linker
-# look for, one per line (none: empty); CMD's own status must be 0.
+# look for, one per line (none: empty); CMD's own status must be 0 and the
+# linker's log must show CMD ran under LD_DEBUG.
 gpu_libs_loaded() {
     local name=$1
     shift
     local log=$WORK/$name.ld
     if ! LD_DEBUG=libs LD_DEBUG_OUTPUT="$log" timeout 120 "$@" >"$WORK/$name.out" 2>&1; then
         echo "COMMAND-FAILED: $(tail -1 "$WORK/$name.out")"
+        return
+    fi
+    # No record of CMD itself: LD_DEBUG was ignored, so "none loaded" would prove nothing.
+    if ! cat "$log".* 2>/dev/null | grep -qF "initialize program: $1"; then
+        echo "NO-LD-DEBUG: the dynamic linker recorded nothing for $1"
         return
     fi
     cat "$log".* 2>/dev/null | grep -oE 'find library=(libcublas[A-Za-z]*|libnccl)[^;]*' | sort -u |

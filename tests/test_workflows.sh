@@ -19,10 +19,10 @@ hash() { cksum <"$1" 2>/dev/null; }
 train "${TINY[@]}" --max-iters 4 --out "$WORK/B" >/dev/null 2>&1
 before=$(hash "$WORK/out/best.safetensors")
 (cd "$WORK" && "$ABIN" train "$TEXT" "${RES[@]}" --resume B/latest.safetensors --max-iters 6 >"$WORK/r1.log" 2>&1)
-[[ $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "^writing B/latest.safetensors" "$WORK/r1.log" \
-    && pass resume_writes_next_to_checkpoint || fail resume_writes_next_to_checkpoint "out/best changed or: $(head -1 "$WORK/r1.log")"
+[[ -n $before && $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "^writing B/latest.safetensors" "$WORK/r1.log" \
+    && pass resume_writes_next_to_checkpoint || fail resume_writes_next_to_checkpoint "out/best missing or changed, or: $(head -1 "$WORK/r1.log")"
 (cd "$WORK" && "$ABIN" train "$TEXT" "${TINY[@]}" --max-iters 2 >"$WORK/r2.log" 2>&1)
-[[ $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "only a better model replaces it" "$WORK/r2.log" \
+[[ -n $before && $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "only a better model replaces it" "$WORK/r2.log" \
     && pass better_best_of_other_run_kept || fail better_best_of_other_run_kept "out/best replaced by a worse run"
 # 4. every path printed at the end exists
 train "${RES[@]}" --resume "$WORK/B/latest.safetensors" --max-iters 8 --lr 0.5 --out "$WORK/D" >"$WORK/d.log" 2>&1
