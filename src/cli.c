@@ -23,12 +23,13 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
 
 void cli_threads_for_decoding(const Ops *ops, const Model *m) {
     if (!ops_is_cpu(ops)) return;
+    int threads = omp_get_max_threads(); /* the OpenMP build of OpenBLAS sets ours too: */
     openblas_set_num_threads(1);
     size_t largest = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].t.ndim == 2 && tensor_numel(&m->params[i].t) > largest)
             largest = tensor_numel(&m->params[i].t);
-    omp_set_num_threads(ops_cpu_decode_threads(largest, omp_get_max_threads()));
+    omp_set_num_threads(ops_cpu_decode_threads(largest, threads));
 }
 
 const Ops *cli_open_device(const char *name, int threads, int quiet) {
