@@ -22,10 +22,14 @@ OBJ     := $(SRC_C:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
-NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+# Every CUDA call of the program goes to the per-thread default stream (0
+# means that stream here): unlike the legacy one, it can be recorded into a
+# CUDA graph (the decode step, ops.h record_begin).
+NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+             --default-stream per-thread
 SRC_CU    := $(wildcard src/cuda/*.cu)
 OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
-CFLAGS    += -DTF_CUDA -I$(CUDA_HOME)/include
+CFLAGS    += -DTF_CUDA -I$(CUDA_HOME)/include -DCUDA_API_PER_THREAD_DEFAULT_STREAM=1
 # The CUDA runtime is linked statically (it opens the driver on the first CUDA
 # call); cuBLAS, cuBLASLt and NCCL are opened by src/cuda/cuda_libs.c on first
 # use, found through the run paths below. Nothing CUDA is mapped at start.

@@ -178,6 +178,14 @@ typedef struct {
     int pos;         /* positions cached: the next token's position */
     float **k, **v;  /* per layer */
     float *mem;      /* one device block */
+    int *pos_dev;    /* pos in backend memory, where the decode ops read it */
+    /* The single-token step recorded once (ops.h record_begin) and replayed
+     * for every later token, where the backend records: `step` (NULL until
+     * recorded), `record` (0: never record, the op-by-op path), and the
+     * single-token steps run op by op so far (the first one warms up what a
+     * recording may not do: workspaces, GEMM kernel choices). */
+    void *step;
+    int record, eager_steps;
 } KVCache;
 
 /* An empty cache (pos 0) for B streams. Returns 0 or -1 with err. */
@@ -187,7 +195,8 @@ void model_kv_free(Model *m, KVCache *kv);
  * kv->pos .. kv->pos+T-1 (which must fit in T_max) through the same layers
  * as model_forward, attending over the cache; leaves the logits of the new
  * positions (model_logits_last) and advances kv->pos. Needs activations
- * for (kv->B, T). Setting kv->pos = 0 empties the cache. */
+ * for (kv->B, T). Setting kv->pos = 0 empties the cache. Single tokens
+ * (T = 1) replay a recorded step where the backend can (kv->record). */
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T);
 /* The logits of the last position of every stream of the last forward or
  * decode, B x V on the host (one copy when T = 1). */

@@ -122,15 +122,17 @@ typedef struct {
 } LinearArgs;
 
 /* attention_decode: q and out (B, T, H*hd) hold the T new positions
- * pos0 .. pos0+T-1 of each stream; k and v are the caches (B, T_max, H*hd),
- * filled up to position pos0+T-1 (the new rows included, kv_append). New
- * query t attends to cached positions s <= pos0 + t with softmax(q.k /
- * sqrt(hd)): causal among the new ones, as attention_forward over the
- * whole sequence would be. All attention tensors. */
+ * pos0 .. pos0+T-1 of each stream (pos0 = *pos, read when the op runs: see
+ * rope_at); k and v are the caches (B, T_max, H*hd), filled up to position
+ * pos0+T-1 (the new rows included, kv_append). New query t attends to
+ * cached positions s <= pos0 + t with softmax(q.k / sqrt(hd)): causal among
+ * the new ones, as attention_forward over the whole sequence would be. All
+ * attention tensors. */
 typedef struct {
     float *out;
     const float *q, *k, *v;
-    int B, T, pos0, T_max, H, hd;
+    const int *pos; /* backend memory, one int */
+    int B, T, T_max, H, hd;
 } DecodeAttnArgs;
 
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
@@ -262,13 +264,18 @@ struct Ops {
     /* ---- incremental decoding (inference only: no backward, no gradcheck) ----
      * A KV cache holds, per layer, the rotated keys and the values of every
      * position decoded so far: attention tensors laid out (B, T_max, H*hd),
-     * stream b's position t at row b*T_max + t. */
+     * stream b's position t at row b*T_max + t.
+     * The position of the first new row, pos0, is an int in backend memory
+     * (`pos`, written with to_device) that the ops read when they run, not
+     * when they are called: a recorded decode step (record_begin) then
+     * serves every position. pos0 + T <= T_max. */
     /* rope (forward rotation) of rows at positions pos0 .. pos0+T-1. */
-    void (*rope_at)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0);
+    void (*rope_at)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot,
+                    const int *pos, int T_max);
     /* cache[b, pos0 + t, :] = x[b, t, :] for t < T; x is (B, T, C), cache
      * (B, T_max, C), both attention tensors. */
     void (*kv_append)(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                      int pos0, int C);
+                      const int *pos, int C);
     /* Attention of T new queries per stream over the cache (DecodeAttnArgs). */
     void (*attention_decode)(const Ops *ops, const DecodeAttnArgs *args);
 
@@ -300,6 +307,22 @@ struct Ops {
     void (*adamw)(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
                   float lr, float beta1, float beta2, float eps, float weight_decay,
                   float grad_scale, int t);
+
+    /* ---- recorded op sequences (optional: NULL on a backend without them) ----
+     * Between record_begin and record_end the ops called are recorded instead
+     * of run (a CUDA graph): replaying the recording runs them again with the
+     * same arguments, reading their inputs from backend memory anew, at the
+     * cost of one launch. Only ops that take no host values that change
+     * between replays belong in a recording (the decode ops read their
+     * position from backend memory for this), and none may copy to or from
+     * the host. record_end returns NULL when recording failed (the ops did
+     * not run: call them again). replay returns -1, running nothing, once
+     * the recording is stale (a backend workspace it uses has moved since):
+     * free it and record again. */
+    int (*record_begin)(const Ops *ops);
+    void *(*record_end)(const Ops *ops);
+    int (*replay)(const Ops *ops, void *recording);
+    void (*record_free)(const Ops *ops, void *recording);
 
     /* ---- test helpers: used by the tests and the profiler, not the model ---- */
     void (*copy)(const Ops *ops, void *dst, const void *src, size_t bytes); /* device to device */

@@ -14,6 +14,7 @@ typedef struct {
     int top_k;         /* 0: all */
     uint64_t seed;     /* stream i draws from its own generator, sampler_stream_seed */
     int use_cache;     /* 0: re-run the whole window for every token */
+    int no_graph;      /* 1: decode op by op, never replaying a recorded step */
 } SamplerConfig;
 
 typedef struct {

@@ -701,11 +701,12 @@ static void attention_step(Model *m, int l, LayerActs *a, int B, int T, KVCache 
         o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         return;
     }
-    o->rope_at(o, a->q, 2 * B, T, H, hd, rot, kv->pos);
-    o->kv_append(o, kv->k[l], a->k, B, T, kv->T_max, kv->pos, d);
-    o->kv_append(o, kv->v[l], a->v, B, T, kv->T_max, kv->pos, d);
-    DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = kv->k[l], .v = kv->v[l], .B = B, .T = T,
-                           .pos0 = kv->pos, .T_max = kv->T_max, .H = H, .hd = hd};
+    o->rope_at(o, a->q, 2 * B, T, H, hd, rot, kv->pos_dev, kv->T_max);
+    o->kv_append(o, kv->k[l], a->k, B, T, kv->T_max, kv->pos_dev, d);
+    o->kv_append(o, kv->v[l], a->v, B, T, kv->T_max, kv->pos_dev, d);
+    DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = kv->k[l], .v = kv->v[l],
+                           .pos = kv->pos_dev, .B = B, .T = T, .T_max = kv->T_max, .H = H,
+                           .hd = hd};
     o->attention_decode(o, &args);
 }
 
@@ -724,7 +725,8 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
     kv->B = B;
     kv->T_max = m->cfg.block_size;
     size_t one = attn_floats(m, (size_t)B * kv->T_max * m->cfg.d_model);
-    kv->mem = o->alloc(o, 2 * (size_t)L * one * sizeof(float));
+    /* the position after the caches: a float's room keeps them aligned */
+    kv->mem = o->alloc(o, (2 * (size_t)L * one + 1) * sizeof(float));
     if (!kv->mem)
         return tf_err(err, "out of %s memory: the KV cache for %d streams needs %.1f MiB", o->name,
                       B, 2.0 * L * one * sizeof(float) / 1048576.0);
@@ -734,27 +736,20 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
         kv->k[l] = kv->mem + (2 * (size_t)l) * one;
         kv->v[l] = kv->mem + (2 * (size_t)l + 1) * one;
     }
+    kv->pos_dev = (int *)(kv->mem + 2 * (size_t)L * one);
+    kv->record = o->record_begin != NULL;
     return 0;
 }
 
 void model_kv_free(Model *m, KVCache *kv) {
+    if (kv->step) m->ops->record_free(m->ops, kv->step);
     if (kv->mem) m->ops->free(m->ops, kv->mem);
     free(kv->k);
     memset(kv, 0, sizeof *kv);
 }
 
-void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
-    if (T < 1 || kv->pos + T > kv->T_max)
-        tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
-               kv->T_max);
-    forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
-    kv->pos += T;
-}
-
-static float forward_pass(Model *m, const int *tokens, const int *targets, int B, int T,
-                          int training, uint64_t dropout_seed, KVCache *kv) {
-    const Ops *o = m->ops;
-    const ModelConfig *c = &m->cfg;
+/* The host side of a forward: its shape, where q, k and v lie, its flags. */
+static void forward_begin(Model *m, int B, int T, int training, uint64_t dropout_seed) {
     /* Callers size activations first; a larger batch would overrun them. */
     if ((size_t)B * T > (size_t)m->B_alloc * m->T_alloc || T > m->T_alloc)
         tf_die("internal: forward with B=%d T=%d beyond allocated B=%d T=%d", B, T, m->B_alloc, m->T_alloc);
@@ -763,10 +758,24 @@ static float forward_pass(Model *m, const int *tokens, const int *targets, int B
     stack_qkv(m, (size_t)B * T);
     m->last_training = training;
     m->last_dropout_seed = dropout_seed;
-    int N = B * T, d = c->d_model, V = c->vocab_size;
-    float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
+    m->has_targets = 0;
+}
 
-    o->to_device(o, m->tokens, tokens, (size_t)N * sizeof(int));
+/* The tokens (and, decoding, the cache's position) into backend memory. */
+static void forward_inputs(Model *m, const int *tokens, KVCache *kv) {
+    const Ops *o = m->ops;
+    o->to_device(o, m->tokens, tokens, (size_t)m->B * m->T * sizeof(int));
+    if (kv) o->to_device(o, kv->pos_dev, &kv->pos, sizeof(int));
+}
+
+/* From the tokens in backend memory to the logits: what a recorded decode
+ * step holds, so nothing here may touch host memory. */
+static void forward_layers(Model *m, KVCache *kv) {
+    const Ops *o = m->ops;
+    const ModelConfig *c = &m->cfg;
+    int B = m->B, T = m->T, N = B * T, d = c->d_model, V = c->vocab_size;
+    uint64_t dropout_seed = m->last_dropout_seed;
+    float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
     o->embedding_forward(o, m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *a = &m->layers[l];
@@ -781,13 +790,56 @@ static float forward_pass(Model *m, const int *tokens, const int *targets, int B
     final_norm_forward(m);
     /* tied head: logits = norm_f(x) wte^T */
     o->matmul(o, m->logits, m->lnf, tensor_f32(&m->params[0].t), N, V, d, 0, 1, 1.0f, 0.0f);
-    m->has_targets = targets != NULL;
+}
+
+static float forward_pass(Model *m, const int *tokens, const int *targets, int B, int T,
+                          int training, uint64_t dropout_seed, KVCache *kv) {
+    const Ops *o = m->ops;
+    forward_begin(m, B, T, training, dropout_seed);
+    forward_inputs(m, tokens, kv);
+    forward_layers(m, kv);
     if (!targets) return 0.0f;
+    int N = B * T, V = m->cfg.vocab_size;
+    m->has_targets = 1;
     o->to_device(o, m->targets, targets, (size_t)N * sizeof(int));
     /* the loss is a mean over rows with a target (>= 0): backward scales by the same count */
     m->n_targets = 0;
     for (int i = 0; i < N; i++) m->n_targets += targets[i] >= 0 && targets[i] < V;
     return o->cross_entropy_forward(o, m->probs, m->logits, m->targets, N, V);
+}
+
+/* One token per stream through the recorded step (recording it first when
+ * there is none or it went stale). 0, having run nothing on the device,
+ * when the step is not to be recorded (yet) or recording failed (then
+ * kv->record is cleared: the op-by-op path from then on). */
+static int decode_recorded(Model *m, KVCache *kv, const int *tokens) {
+    const Ops *o = m->ops;
+    if (!kv->record || kv->eager_steps < 1) return 0;
+    forward_begin(m, kv->B, 1, 0, 0);
+    forward_inputs(m, tokens, kv);
+    if (kv->step && o->replay(o, kv->step) == 0) return 1;
+    if (kv->step) o->record_free(o, kv->step);
+    kv->step = NULL;
+    if (o->record_begin(o) == 0) {
+        forward_layers(m, kv);
+        kv->step = o->record_end(o);
+    }
+    if (kv->step && o->replay(o, kv->step) == 0) return 1;
+    kv->record = 0;
+    return 0;
+}
+
+void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
+    if (T < 1 || kv->pos + T > kv->T_max)
+        tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
+               kv->T_max);
+    if (T == 1 && decode_recorded(m, kv, tokens)) {
+        kv->pos += 1;
+        return;
+    }
+    forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
+    kv->eager_steps += T == 1;
+    kv->pos += T;
 }
 
 void model_zero_grad(Model *m) {

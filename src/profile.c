@@ -167,6 +167,11 @@ const Ops *ops_profiled(const Ops *inner) {
     g_wrapped.attention_forward = p_attention_forward;
     g_wrapped.attention_backward = p_attention_backward;
     g_wrapped.attention_decode = p_attention_decode;
+    /* timing synchronizes after each op, which no recording may do */
+    g_wrapped.record_begin = NULL;
+    g_wrapped.record_end = NULL;
+    g_wrapped.replay = NULL;
+    g_wrapped.record_free = NULL;
     g_wrapped.dropout_forward = p_dropout_forward;
     g_wrapped.dropout_backward = p_dropout_backward;
     g_wrapped.dropout_add = p_dropout_add;

@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "common.h"
+#include "config.h"
+#include "model.h"
 #include "ops.h"
 #include "rng.h"
+#include "sampler.h"
 #ifdef TF_CUDA
 #include "ops_cuda.h"
 
@@ -732,26 +735,140 @@ static void test_decode_prec(int prec, int B, int T, int pos0, int T_max, int H,
     Buf v = buf_rand_t((size_t)B * T * d, 1.0f, 1);
     Buf kc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1), vc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1);
     Buf out = buf_out_t((size_t)B * T * d, 1);
-    CPU->rope_at(CPU, q.c, B, T, H, hd, rot, pos0);
-    GPU->rope_at(GPU, q.g, B, T, H, hd, rot, pos0);
+    int *pos_g = GPU->alloc(GPU, sizeof(int)); /* the decode ops read pos0 from backend memory */
+    GPU->to_device(GPU, pos_g, &pos0, sizeof(int));
+    CPU->rope_at(CPU, q.c, B, T, H, hd, rot, &pos0, T_max);
+    GPU->rope_at(GPU, q.g, B, T, H, hd, rot, pos_g, T_max);
     checkf_tol("rope_at_%s", tag, &q, tol);
-    CPU->rope_at(CPU, k.c, B, T, H, hd, rot, pos0);
-    GPU->rope_at(GPU, k.g, B, T, H, hd, rot, pos0);
-    CPU->kv_append(CPU, kc.c, k.c, B, T, T_max, pos0, d);
-    GPU->kv_append(GPU, kc.g, k.g, B, T, T_max, pos0, d);
-    CPU->kv_append(CPU, vc.c, v.c, B, T, T_max, pos0, d);
-    GPU->kv_append(GPU, vc.g, v.g, B, T, T_max, pos0, d);
+    CPU->rope_at(CPU, k.c, B, T, H, hd, rot, &pos0, T_max);
+    GPU->rope_at(GPU, k.g, B, T, H, hd, rot, pos_g, T_max);
+    CPU->kv_append(CPU, kc.c, k.c, B, T, T_max, &pos0, d);
+    GPU->kv_append(GPU, kc.g, k.g, B, T, T_max, pos_g, d);
+    CPU->kv_append(CPU, vc.c, v.c, B, T, T_max, &pos0, d);
+    GPU->kv_append(GPU, vc.g, v.g, B, T, T_max, pos_g, d);
     checkf_tol("kv_append_%s", tag, &vc, tol);
-    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .B = B, .T = T,
-                         .pos0 = pos0, .T_max = T_max, .H = H, .hd = hd};
+    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .pos = &pos0, .B = B,
+                         .T = T, .T_max = T_max, .H = H, .hd = hd};
     DecodeAttnArgs ag = ac;
-    ag.out = out.g, ag.q = q.g, ag.k = kc.g, ag.v = vc.g;
+    ag.out = out.g, ag.q = q.g, ag.k = kc.g, ag.v = vc.g, ag.pos = pos_g;
     CPU->attention_decode(CPU, &ac);
     GPU->attention_decode(GPU, &ag);
     checkf_tol("attention_decode_%s", tag, &out, tol);
+    GPU->free(GPU, pos_g);
     GPU->set_precision(GPU, MATMUL_FP32);
     Buf *all[] = {&q, &k, &v, &kc, &vc, &out};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* One single-token decode step (rope_at on q and k, kv_append, attention)
+ * recorded once, then replayed at other positions with new q, k, v each
+ * time: the replays read the position and the inputs anew, as the CPU
+ * computes them op by op. A stale recording (a workspace moved) refuses
+ * to run. */
+static void test_decode_recorded(void) {
+    const int B = 2, H = 4, hd = 32, d = H * hd, T_max = 48, rot = 8;
+    GPU->set_precision(GPU, MATMUL_FP32);
+    Buf q = buf_rand((size_t)B * d, 1.0f), k = buf_rand((size_t)B * d, 1.0f);
+    Buf v = buf_rand((size_t)B * d, 1.0f), out = buf_out((size_t)B * d);
+    Buf kc = buf_rand((size_t)B * T_max * d, 1.0f), vc = buf_rand((size_t)B * T_max * d, 1.0f);
+    int *pos_g = GPU->alloc(GPU, sizeof(int)), pos = 0;
+    GPU->to_device(GPU, pos_g, &pos, sizeof(int));
+    DecodeAttnArgs ag = {.out = out.g, .q = q.g, .k = kc.g, .v = vc.g, .pos = pos_g, .B = B,
+                         .T = 1, .T_max = T_max, .H = H, .hd = hd};
+    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .pos = &pos, .B = B,
+                         .T = 1, .T_max = T_max, .H = H, .hd = hd};
+    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, T_max); /* the RoPE table, before recording */
+    GPU->to_device(GPU, q.g, q.c, q.n * sizeof(float));
+    if (GPU->record_begin(GPU) != 0) {
+        check_flag("decode_record_begin", 0, "recording refused");
+        return;
+    }
+    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, T_max);
+    GPU->rope_at(GPU, k.g, B, 1, H, hd, rot, pos_g, T_max);
+    GPU->kv_append(GPU, kc.g, k.g, B, 1, T_max, pos_g, d);
+    GPU->kv_append(GPU, vc.g, v.g, B, 1, T_max, pos_g, d);
+    GPU->attention_decode(GPU, &ag);
+    void *step = GPU->record_end(GPU);
+    check_flag("decode_recorded_step_exists", step != NULL, "record_end returned NULL");
+    if (!step) return;
+    const int at[] = {7, 8, 30, T_max - 1};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        pos = at[i];
+        Buf *inputs[] = {&q, &k, &v};
+        for (int j = 0; j < 3; j++) {
+            for (size_t e = 0; e < inputs[j]->n; e++) inputs[j]->c[e] = rand_val(1.0f);
+            GPU->to_device(GPU, inputs[j]->g, inputs[j]->c, inputs[j]->n * sizeof(float));
+        }
+        GPU->to_device(GPU, pos_g, &pos, sizeof(int));
+        check_flag("decode_replay_runs", GPU->replay(GPU, step) == 0, "replay refused");
+        CPU->rope_at(CPU, q.c, B, 1, H, hd, rot, &pos, T_max);
+        CPU->rope_at(CPU, k.c, B, 1, H, hd, rot, &pos, T_max);
+        CPU->kv_append(CPU, kc.c, k.c, B, 1, T_max, &pos, d);
+        CPU->kv_append(CPU, vc.c, v.c, B, 1, T_max, &pos, d);
+        CPU->attention_decode(CPU, &ac);
+        char tag[32];
+        snprintf(tag, sizeof tag, "pos%d", pos);
+        checkf("decode_replay_out_%s", tag, &out);
+        checkf("decode_replay_kcache_%s", tag, &kc);
+        checkf("decode_replay_vcache_%s", tag, &vc);
+    }
+    /* a longer table moves the RoPE table the step reads: the step must refuse */
+    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, 1 << 14);
+    check_flag("decode_replay_refuses_when_stale", GPU->replay(GPU, step) != 0,
+               "replayed with a moved RoPE table");
+    GPU->record_free(GPU, step);
+    GPU->free(GPU, pos_g);
+    Buf *all[] = {&q, &k, &v, &kc, &vc, &out};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
+}
+
+/* The sampler on the GPU with its recorded single-token step against the
+ * same sampler op by op (--no-graph): the same draws, so the same tokens,
+ * and logits that agree at every step, through two window restarts (a
+ * prefill between replays, which may move workspaces the recording reads). */
+static void test_sampler_recorded(int arch, int prec) {
+    char err[TF_ERRLEN], tag[64];
+    snprintf(tag, sizeof tag, "%s_%s", arch_name(arch), matmul_precision_name(prec));
+    GPU->set_precision(GPU, prec);
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = arch;
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    enum { B = 3, NEW = 30, L = 3 };
+    const int prompt[L] = {1, 5, 9};
+    Model m;
+    Sampler s[2];
+    if (model_create(&m, &mc, NULL, GPU, err)) tf_die("%s", err);
+    model_init_weights(&m, 5);
+    for (int i = 0; i < 2; i++) {
+        SamplerConfig sc = {1.0f, 0, 11, 1, i};
+        if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
+    }
+    int V = mc.vocab_size, next[2][B], same_tokens = 1;
+    float *logits = xmalloc(sizeof(float) * B * V);
+    double worst = 0.0;
+    for (int step = 0; step < NEW; step++) {
+        sampler_step(&s[1], next[1]); /* op by op first: s[0]'s step then runs last */
+        memcpy(logits, s[1].logits, sizeof(float) * B * V);
+        sampler_step(&s[0], next[0]);
+        for (int j = 0; j < B * V; j++) {
+            double e = fabs(logits[j] - s[0].logits[j]);
+            worst = isnan(e) ? INFINITY : e > worst ? e : worst;
+        }
+        same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "sampler_recorded_step_used_%s", tag);
+    check_flag(name, s[0].kv.step != NULL && s[1].kv.step == NULL, "no recorded step");
+    snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_logits_%s", tag);
+    check(name, worst, 1e-5);
+    snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_tokens_%s", tag);
+    check_flag(name, same_tokens, "the streams differ");
+    free(logits);
+    for (int i = 0; i < 2; i++) sampler_free(&s[i]);
+    model_free(&m);
+    GPU->set_precision(GPU, MATMUL_FP32);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -1099,6 +1216,11 @@ int main(void) {
         test_decode_prec(prec, 2, 19, 0, 64, 3, 24, 6);    /* a prefill: causal among new */
         test_decode_prec(prec, 2, 7, 30, 64, 2, 128, 32);  /* a chunk after a history */
         test_decode_prec(prec, 1, 1, 1000, 1024, 12, 64, 16); /* gpt2-124m shape */
+    }
+    test_decode_recorded();
+    for (int arch = 0; arch < ARCH_COUNT; arch++) {
+        test_sampler_recorded(arch, MATMUL_FP32);
+        test_sampler_recorded(arch, MATMUL_BF16);
     }
     test_dropout();
     test_elementwise();

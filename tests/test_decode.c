@@ -72,14 +72,14 @@ static void test_ops(void) {
                 memcpy(row(cq + B * n * D, b, t, n, D), row(k, b, pos + t, T, D), sizeof(float) * D);
                 memcpy(row(cv, b, t, n, D), row(v, b, pos + t, T, D), sizeof(float) * D);
             }
-        o->rope_at(o, cq, 2 * B, n, H, HD, ROT, pos);
+        o->rope_at(o, cq, 2 * B, n, H, HD, ROT, &pos, TMAX);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < n; t++)
                 for (int i = 0; i < D; i++)
                     err_rope = worse(err_rope, row(cq, b, t, n, D)[i], row(qk, b, pos + t, T, D)[i]);
-        o->kv_append(o, kc, cq + B * n * D, B, n, TMAX, pos, D);
-        o->kv_append(o, vc, cv, B, n, TMAX, pos, D);
-        DecodeAttnArgs a = {.out = out, .q = cq, .k = kc, .v = vc, .B = B, .T = n, .pos0 = pos,
+        o->kv_append(o, kc, cq + B * n * D, B, n, TMAX, &pos, D);
+        o->kv_append(o, vc, cv, B, n, TMAX, &pos, D);
+        DecodeAttnArgs a = {.out = out, .q = cq, .k = kc, .v = vc, .pos = &pos, .B = B, .T = n,
                             .T_max = TMAX, .H = H, .hd = HD};
         o->attention_decode(o, &a);
         for (int b = 0; b < B; b++)
@@ -108,7 +108,7 @@ static void test_sampler_window(void) {
     enum { B = 2, NEW = 40, L = 3 };
     int prompt[L] = {1, 5, 9};
     Sampler s;
-    SamplerConfig sc = {1.0f, 0, 11, 1};
+    SamplerConfig sc = {1.0f, 0, 11, 1, 0};
     if (sampler_init(&s, &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     int block = mc.block_size, V = mc.vocab_size, keep = block / 2;
     float *ref = tf_malloc(sizeof(float) * B * V, "test");

@@ -36,12 +36,14 @@ static void bench_help(void) {
            "  --prompt-len N         with --sample: prompt tokens (default 1)\n"
            "  --max-new-tokens N     with --sample: characters per stream (default 500)\n"
            "  --no-cache             with --sample: without the KV cache (the old path)\n"
+           "  --no-graph             with --sample: decode op by op, not by replaying the\n"
+           "                         recorded (CUDA graph) single-token step\n"
            "  -h, --help             this help\n"
            "plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
 }
 
 typedef struct {
-    int enabled, streams, prompt_len, max_new, use_cache;
+    int enabled, streams, prompt_len, max_new, use_cache, no_graph;
 } DecodeBench;
 
 /* Sampling speed of a randomly initialized model: what a user of `sample`
@@ -58,7 +60,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     for (int i = 0; i < dc->prompt_len; i++) prompt[i] = (int)rng_below(&r, (uint64_t)mc->vocab_size);
     Sampler s;
     cli_threads_for_decoding(ops, &m);
-    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache};
+    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph};
     if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
                      err))
         tf_die("%s", err);
@@ -72,10 +74,11 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     double dt = tf_now_seconds() - t0;
     double chars = (double)dc->streams * dc->max_new;
     printf("{\"impl\": \"tokenformer\", \"mode\": \"sample\", \"preset\": \"%s\", \"device\": \"%s\", "
-           "\"precision\": \"%s\", \"cache\": %s, \"batch\": %d, \"prompt_len\": %d, "
+           "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"batch\": %d, \"prompt_len\": %d, "
            "\"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"params\": %zu}\n",
-           preset, ops->name, prec_name, dc->use_cache ? "true" : "false", dc->streams,
+           preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
+           s.kv.step ? "true" : "false", dc->streams,
            dc->prompt_len, dc->max_new, mc->block_size, chars / dt, dt * 1e3 / dc->max_new,
            t_first * 1e3, model_num_params(&m, 1));
     free(next);
@@ -87,7 +90,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
 
 int cmd_bench(int argc, char **argv) {
     enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE,
-           O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW, O_NOCACHE, O_HELP };
+           O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"steps", required_argument, NULL, O_STEPS},
         {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
@@ -96,7 +99,8 @@ int cmd_bench(int argc, char **argv) {
         {"sample", no_argument, NULL, O_SAMPLE}, {"num-samples", required_argument, NULL, O_NUM},
         {"prompt-len", required_argument, NULL, O_PROMPT_LEN},
         {"max-new-tokens", required_argument, NULL, O_MAX_NEW},
-        {"no-cache", no_argument, NULL, O_NOCACHE}, {"help", no_argument, NULL, O_HELP}};
+        {"no-cache", no_argument, NULL, O_NOCACHE}, {"no-graph", no_argument, NULL, O_NOGRAPH},
+        {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
     size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
     while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
@@ -112,7 +116,7 @@ int cmd_bench(int argc, char **argv) {
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3, threads = 0;
     int precision = MATMUL_FP32, profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
-    DecodeBench dc = {0, 1, 1, 500, 1};
+    DecodeBench dc = {0, 1, 1, 500, 1, 0};
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -130,6 +134,7 @@ int cmd_bench(int argc, char **argv) {
         case O_PROMPT_LEN: dc.prompt_len = (int)cli_int("--prompt-len", optarg, 1, 1000000); break;
         case O_MAX_NEW: dc.max_new = (int)cli_int("--max-new-tokens", optarg, 1, 100000000); break;
         case O_NOCACHE: dc.use_cache = 0; break;
+        case O_NOGRAPH: dc.no_graph = 1; break;
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:

@@ -30,6 +30,8 @@ static void sample_help(void) {
            "                         a line of dashes (default 1: streamed as it comes)\n"
            "  --no-cache             re-run the whole context for every character instead\n"
            "                         of the KV cache (slow; the reference for tests)\n"
+           "  --no-graph             on a GPU, decode op by op instead of replaying the\n"
+           "                         recorded single-token step (a CUDA graph)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
            "  -h, --help             this help\n");
@@ -56,17 +58,18 @@ static void print_streams(char **text, const size_t *len, int n, const char *pro
 
 int cmd_sample(int argc, char **argv) {
     enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_SEED, O_DEVICE, O_THREADS, O_NUM,
-           O_NOCACHE, O_HELP };
+           O_NOCACHE, O_NOGRAPH, O_HELP };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},      {"prompt", required_argument, NULL, O_PROMPT},
         {"max-new-tokens", required_argument, NULL, O_MAX}, {"temperature", required_argument, NULL, O_TEMP},
         {"top-k", required_argument, NULL, O_TOPK},     {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE},  {"threads", required_argument, NULL, O_THREADS},
         {"num-samples", required_argument, NULL, O_NUM}, {"no-cache", no_argument, NULL, O_NOCACHE},
-        {"help", no_argument, NULL, O_HELP},            {0, 0, 0, 0}};
+        {"no-graph", no_argument, NULL, O_NOGRAPH},     {"help", no_argument, NULL, O_HELP},
+        {0, 0, 0, 0}};
     const char *ckpt = NULL, *prompt = "", *device = "auto";
     long max_new = 500, top_k = 0, seed = 1337, threads = 0, n_samples = 1;
-    int use_cache = 1;
+    int use_cache = 1, no_graph = 0;
     double temperature = 1.0;
     opterr = 0;
     int opt;
@@ -82,6 +85,7 @@ int cmd_sample(int argc, char **argv) {
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
         case O_NUM: n_samples = cli_int("--num-samples", optarg, 1, 65536); break;
         case O_NOCACHE: use_cache = 0; break;
+        case O_NOGRAPH: no_graph = 1; break;
         case 'h':
         case O_HELP: sample_help(); return 0;
         default: cli_unknown_flag("sample", argv);
@@ -120,7 +124,7 @@ int cmd_sample(int argc, char **argv) {
     free(cps);
     Sampler smp;
     cli_threads_for_decoding(ops, &m);
-    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache};
+    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache, no_graph};
     if (sampler_init(&smp, &m, (int)n_samples, ids, n_prompt, (size_t)max_new, &sc, err))
         tf_die("%s", err);
     free(ids);

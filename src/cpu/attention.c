@@ -70,12 +70,14 @@ void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, in
     rope_rows(x, B, T, H, hd, rot, 0, inverse);
 }
 
-void cpu_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0) {
-    rope_rows(x, B, T, H, hd, rot, pos0, 0);
+void cpu_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, const int *pos,
+                 int T_max) {
+    rope_rows(x, B, T, H, hd, rot, *pos, 0);
 }
 
 void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                   int pos0, int C) {
+                   const int *pos, int C) {
+    int pos0 = *pos;
     for (int b = 0; b < B; b++)
         memcpy(cache + ((size_t)b * T_max + pos0) * C, x + (size_t)b * T * C,
                sizeof(float) * (size_t)T * C);
@@ -93,7 +95,7 @@ static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
     for (int t = 0; t < a->T; t++) {
         const float *q = a->q + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
         float *out = a->out + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
-        int n = a->pos0 + t + 1;
+        int n = *a->pos + t + 1;
         float mx = -INFINITY;
         for (int s = 0; s < n; s++) {
             const float *ks = K + (size_t)s * d;
@@ -118,7 +120,7 @@ static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
 }
 
 void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
-    int n_ctx = a->pos0 + a->T;
+    int n_ctx = *a->pos + a->T;
     if ((long)a->B * a->H * n_ctx * a->T * a->hd <= (1L << 16)) { /* a token's worth: serial */
         float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
         for (int b = 0; b < a->B; b++)

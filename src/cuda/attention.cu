@@ -36,6 +36,7 @@ static const float *rope_table(int T, int rot) {
         CUDA_CHECK(cudaFree(g_rope_table));
         g_rope_table = nullptr;
     }
+    tfc_buffers_moved();
     CUDA_CHECK(cudaMalloc(&g_rope_table, count * sizeof(float)));
     CUDA_CHECK(cudaMemcpy(g_rope_table, host, count * sizeof(float), cudaMemcpyHostToDevice));
     free(host);
@@ -46,12 +47,13 @@ static const float *rope_table(int T, int rot) {
 
 // x is (B, T, H, hd); one thread per (b, t, h, i) with i < rot/2. X: float
 // or bf16 (attention tensors under bf16; the rotation is computed in fp32).
-// Rows are at positions pos0 .. pos0+T-1 (0 in training, the cache's
-// length when decoding).
+// Rows are at positions pos0 .. pos0+T-1: 0 in training, the cache's length
+// when decoding, which is read from device memory (pos) so that a recorded
+// decode step serves every position.
 template <typename X>
 __global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int hd, int rot,
-                            int inverse, int pos0) {
-    int half = rot / 2;
+                            int inverse, const int *pos) {
+    int half = rot / 2, pos0 = pos ? *pos : 0;
     size_t total = (size_t)B * T * H * half;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
          idx += (size_t)gridDim.x * blockDim.x) {
@@ -68,24 +70,26 @@ __global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int h
     }
 }
 
-static void rope_launch(float *x, int B, int T, int H, int hd, int rot, int inverse, int pos0) {
+// positions below `limit` must be in the table.
+static void rope_launch(float *x, int B, int T, int H, int hd, int rot, int inverse,
+                        const int *pos, int limit) {
     if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
-    const float *table = rope_table(pos0 + T, rot);
+    const float *table = rope_table(limit, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
     if (tfc_attn_bf16())
         rope_kernel<<<tfc_blocks(total, 256), 256>>>((bf16 *)x, table, B, T, H, hd, rot, inverse,
-                                                     pos0);
+                                                     pos);
     else
-        rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse, pos0);
+        rope_kernel<<<tfc_blocks(total, 256), 256>>>(x, table, B, T, H, hd, rot, inverse, pos);
     KERNEL_CHECK();
 }
 
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse) {
-    rope_launch(x, B, T, H, hd, rot, inverse, 0);
+    rope_launch(x, B, T, H, hd, rot, inverse, nullptr, T);
 }
 
-void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, int pos0) {
-    rope_launch(x, B, T, H, hd, rot, 0, pos0);
+void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, const int *pos, int T_max) {
+    rope_launch(x, B, T, H, hd, rot, 0, pos, T_max);
 }
 
 // ---------------------------------------------------------------- layout

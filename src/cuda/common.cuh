@@ -116,6 +116,9 @@ enum {
 };
 void *tfc_workspace(int slot, size_t bytes);
 void tfc_workspace_release(int slot); // frees it (after a synchronization)
+// A workspace, the RoPE table or the bf16 mirror is about to move (or the
+// mirror to be dropped): recordings made before may not run (op_replay).
+void tfc_buffers_moved(void);
 
 typedef __nv_bfloat16 bf16;
 
@@ -135,6 +138,7 @@ struct OpsCtx {
     bf16 *mirror_buf;
     size_t mirror_cap;
     size_t baseline_used; // GPU bytes in use before the backend started
+    unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int ready; // ops_cuda_create has succeeded
 };
@@ -253,8 +257,8 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
                              int accumulate_dx, int y_attn);
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 // Incremental decoding (decode.cu; ops.h for the layouts).
-void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, int pos0);
-void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, int pos0, int C);
+void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, const int *pos, int T_max);
+void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C);
 void tfc_attention_decode(const DecodeAttnArgs *args);
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,

@@ -56,6 +56,8 @@ static const LibSpec LIBS[LIB_COUNT] = {
 /* X(library, return type, name, (parameters), (arguments)) */
 #define CUBLAS_ENTRY_POINTS(X)                                                                     \
     X(LIB_CUBLAS, cublasStatus_t, cublasCreate_v2, (cublasHandle_t * handle), (handle))            \
+    X(LIB_CUBLAS, cublasStatus_t, cublasSetStream_v2, (cublasHandle_t handle, cudaStream_t streamId), \
+      (handle, streamId))                                                                         \
     X(LIB_CUBLAS, cublasStatus_t, cublasGemmEx,                                                    \
       (cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,    \
        int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,       \

@@ -6,13 +6,35 @@
 // merges the shares at the end; lanes split the head's dims.
 #include "common.cuh"
 
-// cache rows pos0 .. pos0+T-1 of every stream, one strided copy.
-void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, int pos0, int C) {
+// cache rows pos0 .. pos0+T-1 of every stream (pos0 = *pos): one thread per
+// float4 (C a multiple of 4, attention tensors 16-byte aligned) or element.
+template <typename E>
+__global__ void kv_append_kernel(E *cache, const E *x, int B, int T, int T_max, const int *pos,
+                                 int C) {
+    int pos0 = *pos;
+    size_t row_elems = (size_t)T * C, total = (size_t)B * row_elems;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t b = i / row_elems, r = i % row_elems;
+        cache[(b * T_max + pos0) * C + r] = x[i];
+    }
+}
+
+template <typename E>
+static void kv_append_as(void *cache, const void *x, int B, int T, int T_max, const int *pos,
+                         int C) {
+    size_t n = (size_t)B * T * C;
+    kv_append_kernel<E><<<tfc_blocks(n, 256), 256>>>((E *)cache, (const E *)x, B, T, T_max, pos, C);
+    KERNEL_CHECK();
+}
+
+void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C) {
     if (B <= 0 || T <= 0) return;
     size_t e = tfc_attn_elem_bytes();
-    CUDA_CHECK(cudaMemcpy2DAsync((char *)cache + (size_t)pos0 * C * e, (size_t)T_max * C * e, x,
-                                 (size_t)T * C * e, (size_t)T * C * e, (size_t)B,
-                                 cudaMemcpyDeviceToDevice, 0));
+    bool vec = (C * e) % 16 == 0 && (uintptr_t)cache % 16 == 0 && (uintptr_t)x % 16 == 0;
+    if (vec) kv_append_as<float4>(cache, x, B, T, T_max, pos, (int)(C * e / 16));
+    else if (e == 2) kv_append_as<bf16>(cache, x, B, T, T_max, pos, C);
+    else kv_append_as<float>(cache, x, B, T, T_max, pos, C);
 }
 
 #define DEC_WARPS 8
@@ -20,11 +42,11 @@ void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, int po
 
 template <typename X>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
-attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, int pos0, int T_max,
-                        int H, int hd, float scale) {
+attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const int *pos,
+                        int T_max, int H, int hd, float scale) {
     int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int d = H * hd, dpl = (hd + 31) / 32, n = pos0 + t + 1;
+    int d = H * hd, dpl = (hd + 31) / 32, n = *pos + t + 1;
     const X *qr = q + ((size_t)b * T + t) * d + (size_t)h * hd;
     const X *kb = k + (size_t)b * T_max * d + (size_t)h * hd;
     const X *vb = v + (size_t)b * T_max * d + (size_t)h * hd;
@@ -92,9 +114,9 @@ void tfc_attention_decode(const DecodeAttnArgs *a) {
     if (tfc_attn_bf16())
         attention_decode_kernel<<<grid, DEC_WARPS * 32>>>(
             (bf16 *)a->out, (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, a->T,
-            a->pos0, a->T_max, a->H, a->hd, scale);
+            a->pos, a->T_max, a->H, a->hd, scale);
     else
-        attention_decode_kernel<<<grid, DEC_WARPS * 32>>>(a->out, a->q, a->k, a->v, a->T, a->pos0,
+        attention_decode_kernel<<<grid, DEC_WARPS * 32>>>(a->out, a->q, a->k, a->v, a->T, a->pos,
                                                           a->T_max, a->H, a->hd, scale);
     KERNEL_CHECK();
 }

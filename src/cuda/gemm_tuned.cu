@@ -85,7 +85,7 @@ void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *D, const void *C
          const void *A, const void *B, float alpha, float beta) {
     void *ws = tfc_workspace(TFC_WS_GEMM, LT_WORKSPACE);
     CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, A, p->a, B, p->b, &beta, C_in, p->c, D, p->c,
-                            algo, ws, LT_WORKSPACE, 0));
+                            algo, ws, LT_WORKSPACE, cudaStreamPerThread));
 }
 
 // The fastest of the heuristic's candidates on this call's operands. They
@@ -114,10 +114,10 @@ bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float b
     float best = INFINITY;
     for (int i = 0; i < n_found; i++) {
         run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta); // warm-up
-        CUDA_CHECK(cudaEventRecord(t0, 0));
+        CUDA_CHECK(cudaEventRecord(t0, cudaStreamPerThread));
         for (int r = 0; r < TUNE_REPEATS; r++)
             run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta);
-        CUDA_CHECK(cudaEventRecord(t1, 0));
+        CUDA_CHECK(cudaEventRecord(t1, cudaStreamPerThread));
         CUDA_CHECK(cudaEventSynchronize(t1));
         float ms = 0.0f;
         CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));

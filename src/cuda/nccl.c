@@ -82,9 +82,9 @@ int nccl_comm_start(NcclComm **out, const unsigned char *id, size_t id_bytes, in
 }
 
 int nccl_allreduce_sum(NcclComm *c, float *buf, size_t n, char *err) {
-    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, 0);
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, cudaStreamPerThread);
     if (r != ncclSuccess) return nccl_fail(err, "ncclAllReduce", r);
-    cudaError_t e = cudaStreamSynchronize(0);
+    cudaError_t e = cudaStreamSynchronize(cudaStreamPerThread);
     return e == cudaSuccess ? 0 : cuda_fail(err, "after ncclAllReduce", e);
 }
 

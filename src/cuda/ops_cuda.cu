@@ -48,6 +48,7 @@ void *tfc_workspace(int slot, size_t bytes) {
     const size_t cap = (size_t)4 << 20;
     size_t want = bytes + (bytes / 4 < cap ? bytes / 4 : cap);
     tfc_workspace_release(slot);
+    tfc_buffers_moved();
     void *p = nullptr;
     cudaError_t e = cudaMalloc(&p, want);
     if (e != cudaSuccess) {
@@ -63,6 +64,55 @@ void *tfc_workspace(int slot, size_t bytes) {
     tfc_ctx.ws[slot] = p;
     tfc_ctx.ws_bytes[slot] = want;
     return p;
+}
+
+void tfc_buffers_moved(void) { tfc_ctx.buffers_epoch++; }
+
+// ---------------------------------------------------------------- recordings
+
+// A CUDA graph of the ops called between record_begin and record_end, and
+// the buffer epoch it was recorded in: it holds the addresses of the
+// backend's workspaces, so once one of them moves it may not run again.
+struct Recording {
+    cudaGraphExec_t exec;
+    unsigned epoch;
+};
+
+static int op_record_begin(const Ops *ops) {
+    cudaError_t e = cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    return e == cudaSuccess ? 0 : -1;
+}
+
+static void *op_record_end(const Ops *ops) {
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(cudaStreamPerThread, &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return nullptr;
+    }
+    Recording *r = (Recording *)malloc(sizeof *r);
+    if (!r) tfc_fail("recording", "out of host memory", __FILE__, __LINE__);
+    r->exec = exec;
+    r->epoch = tfc_ctx.buffers_epoch;
+    return r;
+}
+
+static int op_replay(const Ops *ops, void *recording) {
+    Recording *r = (Recording *)recording;
+    if (r->epoch != tfc_ctx.buffers_epoch) return -1;
+    CUDA_CHECK(cudaGraphLaunch(r->exec, cudaStreamPerThread));
+    return 0;
+}
+
+static void op_record_free(const Ops *ops, void *recording) {
+    Recording *r = (Recording *)recording;
+    if (!r) return;
+    CUDA_CHECK(cudaGraphExecDestroy(r->exec));
+    free(r);
 }
 
 // ---------------------------------------------------------------- memory
@@ -324,7 +374,10 @@ void tfc_mirror_forget(const void *p, size_t bytes) {
     OpsCtx *c = &tfc_ctx;
     if (!c->mirror_base) return;
     const char *a = (const char *)p, *b = (const char *)c->mirror_base;
-    if (a < b + c->mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) c->mirror_base = nullptr;
+    if (a < b + c->mirror_len * sizeof(float) && b < a + (bytes ? bytes : 1)) {
+        c->mirror_base = nullptr;
+        tfc_buffers_moved();
+    }
 }
 
 // Room for `need` elements, keeping the first `keep`.
@@ -332,6 +385,7 @@ static void mirror_reserve(OpsCtx *c, size_t need, size_t keep) {
     if (need <= c->mirror_cap) return;
     size_t cap = need + need / 4;
     bf16 *buf = nullptr;
+    tfc_buffers_moved();
     CUDA_CHECK(cudaMalloc(&buf, cap * sizeof(bf16)));
     if (keep) CUDA_CHECK(cudaMemcpyAsync(buf, c->mirror_buf, keep * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
     if (c->mirror_buf) {
@@ -522,12 +576,13 @@ static void op_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_f
 static void op_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
     tfc_rope(x, B, T, H, hd, rot, inverse);
 }
-static void op_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int pos0) {
-    tfc_rope_at(x, B, T, H, hd, rot, pos0);
+static void op_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot,
+                       const int *pos, int T_max) {
+    tfc_rope_at(x, B, T, H, hd, rot, pos, T_max);
 }
 static void op_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                         int pos0, int C) {
-    tfc_kv_append(cache, x, B, T, T_max, pos0, C);
+                         const int *pos, int C) {
+    tfc_kv_append(cache, x, B, T, T_max, pos, C);
 }
 static void op_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     tfc_attention_decode(a);
@@ -645,6 +700,9 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     }
 
     cublasStatus_t s = cublasCreate(&tfc_ctx.cublas);
+    // the stream this build's kernels use (per-thread default, see the
+    // Makefile): cuBLAS would take the legacy one, which no graph records
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(tfc_ctx.cublas, cudaStreamPerThread);
     if (s != CUBLAS_STATUS_SUCCESS) {
         tfc_ctx.cublas = nullptr;
         set_why(why, why_len, "cuBLAS failed to start: %s%s", tfc_cublas_status_string(s), "");
@@ -686,6 +744,10 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.rope_at = op_rope_at;
     g_ops.kv_append = op_kv_append;
     g_ops.attention_decode = op_attention_decode;
+    g_ops.record_begin = op_record_begin;
+    g_ops.record_end = op_record_end;
+    g_ops.replay = op_replay;
+    g_ops.record_free = op_record_free;
     g_ops.dropout_backward = op_dropout_backward;
     g_ops.dropout_add = op_dropout_add;
     g_ops.cross_entropy_forward = op_cross_entropy_forward;
