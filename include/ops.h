@@ -121,18 +121,24 @@ typedef struct {
     int accumulate_dx;
 } LinearArgs;
 
-/* attention_decode: q and out (B, T, H*hd) hold the T new positions
- * pos0 .. pos0+T-1 of each stream (pos0 = *pos, read when the op runs: see
- * rope_at); k and v are the caches (B, T_max, H*hd), filled up to position
- * pos0+T-1 (the new rows included, kv_append). New query t attends to
- * cached positions s <= pos0 + t with softmax(q.k / sqrt(hd)): causal among
- * the new ones, as attention_forward over the whole sequence would be. All
- * attention tensors. */
+/* attention_decode: T new positions pos0 .. pos0+T-1 of each stream (pos0 =
+ * *pos, an int in backend memory that the op reads when it runs, not when
+ * it is called, so that a recorded decode step (record_begin) serves every
+ * position). q, k, v (B, T, H*hd) are the new rows as the q, k, v
+ * Pattentions wrote them; the op rotates q and k in place (rope, GPT-NeoX
+ * style over the first `rot` dims of each head, at their positions),
+ * appends the rotated k and v to the caches k_cache, v_cache (B, T_max,
+ * H*hd: stream b's position t at row b*T_max + t) and writes to out the
+ * attention of each new query over everything cached: query t attends to
+ * positions s <= pos0 + t with softmax(q.k / sqrt(hd)), causal among the new
+ * ones, as rope + attention_forward over the whole sequence would.
+ * pos0 + T <= T_max. All attention tensors. */
 typedef struct {
-    float *out;
-    const float *q, *k, *v;
+    float *out, *q, *k;
+    const float *v;
+    float *k_cache, *v_cache;
     const int *pos; /* backend memory, one int */
-    int B, T, T_max, H, hd;
+    int B, T, T_max, H, hd, rot;
 } DecodeAttnArgs;
 
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
@@ -263,20 +269,8 @@ struct Ops {
 
     /* ---- incremental decoding (inference only: no backward, no gradcheck) ----
      * A KV cache holds, per layer, the rotated keys and the values of every
-     * position decoded so far: attention tensors laid out (B, T_max, H*hd),
-     * stream b's position t at row b*T_max + t.
-     * The position of the first new row, pos0, is an int in backend memory
-     * (`pos`, written with to_device) that the ops read when they run, not
-     * when they are called: a recorded decode step (record_begin) then
-     * serves every position. pos0 + T <= T_max. */
-    /* rope (forward rotation) of rows at positions pos0 .. pos0+T-1. */
-    void (*rope_at)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot,
-                    const int *pos, int T_max);
-    /* cache[b, pos0 + t, :] = x[b, t, :] for t < T; x is (B, T, C), cache
-     * (B, T_max, C), both attention tensors. */
-    void (*kv_append)(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                      const int *pos, int C);
-    /* Attention of T new queries per stream over the cache (DecodeAttnArgs). */
+     * position decoded so far; attention_decode adds the new positions to it
+     * and attends over it (DecodeAttnArgs). */
     void (*attention_decode)(const Ops *ops, const DecodeAttnArgs *args);
 
     /* Inverted dropout. The keep mask of element i is a pure function of

@@ -691,7 +691,7 @@ static void final_norm_backward(Model *m, float *dx, const float *dout) {
 /* The block's attention on its q, k, v (q and k adjacent: stack_qkv). The
  * training forward rotates positions 0 .. T-1 and attends within the rows;
  * decoding (kv set) rotates positions kv->pos .., appends k and v to the
- * layer's cache and attends over everything cached. */
+ * layer's cache and attends over everything cached, in one op. */
 static void attention_step(Model *m, int l, LayerActs *a, int B, int T, KVCache *kv) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -701,12 +701,9 @@ static void attention_step(Model *m, int l, LayerActs *a, int B, int T, KVCache 
         o->attention_forward(o, a->y, a->att, a->q, a->k, a->v, B, T, H, hd);
         return;
     }
-    o->rope_at(o, a->q, 2 * B, T, H, hd, rot, kv->pos_dev, kv->T_max);
-    o->kv_append(o, kv->k[l], a->k, B, T, kv->T_max, kv->pos_dev, d);
-    o->kv_append(o, kv->v[l], a->v, B, T, kv->T_max, kv->pos_dev, d);
-    DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = kv->k[l], .v = kv->v[l],
-                           .pos = kv->pos_dev, .B = B, .T = T, .T_max = kv->T_max, .H = H,
-                           .hd = hd};
+    DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = a->k, .v = a->v, .k_cache = kv->k[l],
+                           .v_cache = kv->v[l], .pos = kv->pos_dev, .B = B, .T = T,
+                           .T_max = kv->T_max, .H = H, .hd = hd, .rot = rot};
     o->attention_decode(o, &args);
 }
 

@@ -675,6 +675,16 @@ static void test_baseline_ops(void) {
         test_pattention_residual_mode(MATMUL_FP32, mode, 37, 24, 56);
         test_pattention_residual_mode(MATMUL_BF16, mode, 300, 96, 384);
     }
+    /* the few-rows (decoding) path of every mode: one row or a few, groups,
+     * each input kind, value rows in one split or several (n > 32), a residual */
+    for (int mode = PNORM_L2_GELU; mode <= ACT_SWIGLU; mode++) {
+        test_pattention_in(MATMUL_FP32, mode, 1, 1, 128, 96, 128, NORM_LAYER, 0, 0);
+        test_pattention_in(MATMUL_FP32, mode, 1, 3, 64, 24, 132, NORM_RMS, 0, 0);
+        test_pattention_in(MATMUL_FP32, mode, 3, 1, 64, 53, 64, NORM_LAYER, 0, 1);
+        test_pattention_in(MATMUL_FP32, mode, 1, 4, 96, 150, 96, NORM_NONE, 1, 0);
+        test_pattention_residual_mode(MATMUL_FP32, mode, 1, 64, 100);
+        test_pattention_residual_mode(MATMUL_FP32, mode, 2, 256, 20);
+    }
     /* the fused RMS input of the Pattention modes too */
     test_pattention_in(MATMUL_FP32, PNORM_L2_GELU, 3, 37, 53, 54, 53, NORM_RMS, 0, 0);
     test_pattention_in(MATMUL_BF16, PNORM_L2_GELU, 3, 64, 128, 96, 128, NORM_RMS, 0, 1);
@@ -721,13 +731,14 @@ static void test_rope(int B, int T, int H, int hd, int rot) {
 
 /* ---------------------------------------------------------------- decoding */
 
-/* rope_at, kv_append and attention_decode on T new positions at pos0 over a
- * cache of T_max rows (random history below pos0), attention tensors in the
- * GPU's precision. */
+/* attention_decode on T new positions at pos0 over a cache of T_max rows
+ * (random history below pos0), attention tensors in the GPU's precision:
+ * q and k rotated in place, k and v appended, the attention output. T = 1
+ * is the one-kernel path; T > 1 the chunk path. */
 static void test_decode_prec(int prec, int B, int T, int pos0, int T_max, int H, int hd, int rot) {
     char tag[96];
     const double tol = prec == MATMUL_BF16 ? 2e-2 : TOL;
-    snprintf(tag, sizeof tag, "B%d_T%d_pos%d_H%d_hd%d%s", B, T, pos0, H, hd,
+    snprintf(tag, sizeof tag, "B%d_T%d_pos%d_H%d_hd%d_rot%d%s", B, T, pos0, H, hd, rot,
              prec == MATMUL_BF16 ? "_bf16" : "");
     int d = H * hd;
     GPU->set_precision(GPU, prec);
@@ -735,36 +746,31 @@ static void test_decode_prec(int prec, int B, int T, int pos0, int T_max, int H,
     Buf v = buf_rand_t((size_t)B * T * d, 1.0f, 1);
     Buf kc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1), vc = buf_rand_t((size_t)B * T_max * d, 1.0f, 1);
     Buf out = buf_out_t((size_t)B * T * d, 1);
-    int *pos_g = GPU->alloc(GPU, sizeof(int)); /* the decode ops read pos0 from backend memory */
+    int *pos_g = GPU->alloc(GPU, sizeof(int)); /* the op reads pos0 from backend memory */
     GPU->to_device(GPU, pos_g, &pos0, sizeof(int));
-    CPU->rope_at(CPU, q.c, B, T, H, hd, rot, &pos0, T_max);
-    GPU->rope_at(GPU, q.g, B, T, H, hd, rot, pos_g, T_max);
-    checkf_tol("rope_at_%s", tag, &q, tol);
-    CPU->rope_at(CPU, k.c, B, T, H, hd, rot, &pos0, T_max);
-    GPU->rope_at(GPU, k.g, B, T, H, hd, rot, pos_g, T_max);
-    CPU->kv_append(CPU, kc.c, k.c, B, T, T_max, &pos0, d);
-    GPU->kv_append(GPU, kc.g, k.g, B, T, T_max, pos_g, d);
-    CPU->kv_append(CPU, vc.c, v.c, B, T, T_max, &pos0, d);
-    GPU->kv_append(GPU, vc.g, v.g, B, T, T_max, pos_g, d);
-    checkf_tol("kv_append_%s", tag, &vc, tol);
-    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .pos = &pos0, .B = B,
-                         .T = T, .T_max = T_max, .H = H, .hd = hd};
-    DecodeAttnArgs ag = ac;
-    ag.out = out.g, ag.q = q.g, ag.k = kc.g, ag.v = vc.g, ag.pos = pos_g;
+    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = k.c, .v = v.c, .k_cache = kc.c,
+                         .v_cache = vc.c, .pos = &pos0, .B = B, .T = T, .T_max = T_max, .H = H,
+                         .hd = hd, .rot = rot};
+    DecodeAttnArgs ag = {.out = out.g, .q = q.g, .k = k.g, .v = v.g, .k_cache = kc.g,
+                         .v_cache = vc.g, .pos = pos_g, .B = B, .T = T, .T_max = T_max, .H = H,
+                         .hd = hd, .rot = rot};
     CPU->attention_decode(CPU, &ac);
     GPU->attention_decode(GPU, &ag);
-    checkf_tol("attention_decode_%s", tag, &out, tol);
+    checkf_tol("attention_decode_q_rotated_%s", tag, &q, tol);
+    checkf_tol("attention_decode_k_rotated_%s", tag, &k, tol);
+    checkf_tol("attention_decode_k_cache_%s", tag, &kc, tol);
+    checkf_tol("attention_decode_v_cache_%s", tag, &vc, tol);
+    checkf_tol("attention_decode_out_%s", tag, &out, tol);
     GPU->free(GPU, pos_g);
     GPU->set_precision(GPU, MATMUL_FP32);
     Buf *all[] = {&q, &k, &v, &kc, &vc, &out};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(all[i]);
 }
 
-/* One single-token decode step (rope_at on q and k, kv_append, attention)
- * recorded once, then replayed at other positions with new q, k, v each
- * time: the replays read the position and the inputs anew, as the CPU
- * computes them op by op. A stale recording (a workspace moved) refuses
- * to run. */
+/* A single-token attention_decode recorded once, then replayed at other
+ * positions with new q, k, v each time: the replays read the position and
+ * the inputs anew, as the CPU computes them op by op. A stale recording (a
+ * buffer it reads moved) refuses to run. */
 static void test_decode_recorded(void) {
     const int B = 2, H = 4, hd = 32, d = H * hd, T_max = 48, rot = 8;
     GPU->set_precision(GPU, MATMUL_FP32);
@@ -773,20 +779,18 @@ static void test_decode_recorded(void) {
     Buf kc = buf_rand((size_t)B * T_max * d, 1.0f), vc = buf_rand((size_t)B * T_max * d, 1.0f);
     int *pos_g = GPU->alloc(GPU, sizeof(int)), pos = 0;
     GPU->to_device(GPU, pos_g, &pos, sizeof(int));
-    DecodeAttnArgs ag = {.out = out.g, .q = q.g, .k = kc.g, .v = vc.g, .pos = pos_g, .B = B,
-                         .T = 1, .T_max = T_max, .H = H, .hd = hd};
-    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = kc.c, .v = vc.c, .pos = &pos, .B = B,
-                         .T = 1, .T_max = T_max, .H = H, .hd = hd};
-    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, T_max); /* the RoPE table, before recording */
-    GPU->to_device(GPU, q.g, q.c, q.n * sizeof(float));
+    DecodeAttnArgs ag = {.out = out.g, .q = q.g, .k = k.g, .v = v.g, .k_cache = kc.g,
+                         .v_cache = vc.g, .pos = pos_g, .B = B, .T = 1, .T_max = T_max, .H = H,
+                         .hd = hd, .rot = rot};
+    DecodeAttnArgs ac = {.out = out.c, .q = q.c, .k = k.c, .v = v.c, .k_cache = kc.c,
+                         .v_cache = vc.c, .pos = &pos, .B = B, .T = 1, .T_max = T_max, .H = H,
+                         .hd = hd, .rot = rot};
+    GPU->attention_decode(GPU, &ag); /* once op by op (the RoPE table), as the model does */
+    CPU->attention_decode(CPU, &ac);
     if (GPU->record_begin(GPU) != 0) {
         check_flag("decode_record_begin", 0, "recording refused");
         return;
     }
-    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, T_max);
-    GPU->rope_at(GPU, k.g, B, 1, H, hd, rot, pos_g, T_max);
-    GPU->kv_append(GPU, kc.g, k.g, B, 1, T_max, pos_g, d);
-    GPU->kv_append(GPU, vc.g, v.g, B, 1, T_max, pos_g, d);
     GPU->attention_decode(GPU, &ag);
     void *step = GPU->record_end(GPU);
     check_flag("decode_recorded_step_exists", step != NULL, "record_end returned NULL");
@@ -801,21 +805,21 @@ static void test_decode_recorded(void) {
         }
         GPU->to_device(GPU, pos_g, &pos, sizeof(int));
         check_flag("decode_replay_runs", GPU->replay(GPU, step) == 0, "replay refused");
-        CPU->rope_at(CPU, q.c, B, 1, H, hd, rot, &pos, T_max);
-        CPU->rope_at(CPU, k.c, B, 1, H, hd, rot, &pos, T_max);
-        CPU->kv_append(CPU, kc.c, k.c, B, 1, T_max, &pos, d);
-        CPU->kv_append(CPU, vc.c, v.c, B, 1, T_max, &pos, d);
         CPU->attention_decode(CPU, &ac);
         char tag[32];
         snprintf(tag, sizeof tag, "pos%d", pos);
         checkf("decode_replay_out_%s", tag, &out);
+        checkf("decode_replay_q_%s", tag, &q);
         checkf("decode_replay_kcache_%s", tag, &kc);
         checkf("decode_replay_vcache_%s", tag, &vc);
     }
-    /* a longer table moves the RoPE table the step reads: the step must refuse */
-    GPU->rope_at(GPU, q.g, B, 1, H, hd, rot, pos_g, 1 << 14);
+    /* a longer rotation moves the RoPE table the step reads: it must refuse */
+    const int long_T = 1 << 14;
+    float *x = GPU->alloc(GPU, (size_t)long_T * hd * sizeof(float));
+    GPU->rope(GPU, x, 1, long_T, 1, hd, rot, 0);
     check_flag("decode_replay_refuses_when_stale", GPU->replay(GPU, step) != 0,
                "replayed with a moved RoPE table");
+    GPU->free(GPU, x);
     GPU->record_free(GPU, step);
     GPU->free(GPU, pos_g);
     Buf *all[] = {&q, &k, &v, &kc, &vc, &out};
@@ -1216,6 +1220,9 @@ int main(void) {
         test_decode_prec(prec, 2, 19, 0, 64, 3, 24, 6);    /* a prefill: causal among new */
         test_decode_prec(prec, 2, 7, 30, 64, 2, 128, 32);  /* a chunk after a history */
         test_decode_prec(prec, 1, 1, 1000, 1024, 12, 64, 16); /* gpt2-124m shape */
+        test_decode_prec(prec, 2, 1, 5, 32, 2, 128, 0);       /* no rotation, hd 128 */
+        test_decode_prec(prec, 1, 1, 9, 16, 2, 24, 8);        /* hd 24: the chunk path */
+        test_decode_prec(prec, 64, 1, 255, 256, 6, 64, 16);   /* 64 streams, a full cache */
     }
     test_decode_recorded();
     for (int arch = 0; arch < ARCH_COUNT; arch++) {

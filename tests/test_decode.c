@@ -62,7 +62,7 @@ static void test_ops(void) {
     float *cq = tf_malloc(sizeof(float) * 2 * B * T * D, "test"), *cv = tf_malloc(sizeof(float) * B * T * D, "test");
     float *out = tf_malloc(sizeof(float) * B * T * D, "test");
     const int chunks[] = {4, 1, 1, 5};
-    double err_rope = 0.0, err_att = 0.0;
+    double err_rope = 0.0, err_att = 0.0, err_v = 0.0;
     int pos = 0;
     for (int c = 0; c < 4; c++) {
         int n = chunks[c];
@@ -72,23 +72,27 @@ static void test_ops(void) {
                 memcpy(row(cq + B * n * D, b, t, n, D), row(k, b, pos + t, T, D), sizeof(float) * D);
                 memcpy(row(cv, b, t, n, D), row(v, b, pos + t, T, D), sizeof(float) * D);
             }
-        o->rope_at(o, cq, 2 * B, n, H, HD, ROT, &pos, TMAX);
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < D; i++)
-                    err_rope = worse(err_rope, row(cq, b, t, n, D)[i], row(qk, b, pos + t, T, D)[i]);
-        o->kv_append(o, kc, cq + B * n * D, B, n, TMAX, &pos, D);
-        o->kv_append(o, vc, cv, B, n, TMAX, &pos, D);
-        DecodeAttnArgs a = {.out = out, .q = cq, .k = kc, .v = vc, .pos = &pos, .B = B, .T = n,
-                            .T_max = TMAX, .H = H, .hd = HD};
+        DecodeAttnArgs a = {.out = out, .q = cq, .k = cq + B * n * D, .v = cv, .k_cache = kc,
+                            .v_cache = vc, .pos = &pos, .B = B, .T = n, .T_max = TMAX, .H = H,
+                            .hd = HD, .rot = ROT};
         o->attention_decode(o, &a);
+        for (int b = 0; b < B; b++) /* q rotated in place, k rotated into the cache */
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < D; i++) {
+                    err_rope = worse(err_rope, row(cq, b, t, n, D)[i], row(qk, b, pos + t, T, D)[i]);
+                    err_rope = worse(err_rope, kc[((size_t)b * TMAX + pos + t) * D + i],
+                                     row(qk + B * T * D, b, pos + t, T, D)[i]);
+                    err_v = worse(err_v, vc[((size_t)b * TMAX + pos + t) * D + i],
+                                  row(v, b, pos + t, T, D)[i]);
+                }
         for (int b = 0; b < B; b++)
             for (int t = 0; t < n; t++)
                 for (int i = 0; i < D; i++)
                     err_att = worse(err_att, row(out, b, t, n, D)[i], row(full, b, pos + t, T, D)[i]);
         pos += n;
     }
-    check("rope_at_vs_rope", err_rope, 1e-6);
+    check("decode_rope_vs_rope", err_rope, 1e-6);
+    check("decode_v_cache_rows", err_v, 0.0);
     check("attention_decode_vs_forward", err_att, 1e-5);
     free(q), free(k), free(v), free(qk), free(att), free(full), free(kc), free(vc), free(cq), free(cv), free(out);
 }

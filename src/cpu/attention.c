@@ -70,14 +70,8 @@ void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, in
     rope_rows(x, B, T, H, hd, rot, 0, inverse);
 }
 
-void cpu_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, const int *pos,
-                 int T_max) {
-    rope_rows(x, B, T, H, hd, rot, *pos, 0);
-}
-
-void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                   const int *pos, int C) {
-    int pos0 = *pos;
+/* The new rows of every stream into the cache at pos0 .. pos0+T-1. */
+static void kv_append(float *cache, const float *x, int B, int T, int T_max, int pos0, int C) {
     for (int b = 0; b < B; b++)
         memcpy(cache + ((size_t)b * T_max + pos0) * C, x + (size_t)b * T * C,
                sizeof(float) * (size_t)T * C);
@@ -90,8 +84,8 @@ void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, i
 static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
     int d = a->H * a->hd;
     float scale = 1.0f / sqrtf((float)a->hd);
-    const float *K = a->k + (size_t)b * a->T_max * d + (size_t)h * a->hd;
-    const float *Vc = a->v + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    const float *K = a->k_cache + (size_t)b * a->T_max * d + (size_t)h * a->hd;
+    const float *Vc = a->v_cache + (size_t)b * a->T_max * d + (size_t)h * a->hd;
     for (int t = 0; t < a->T; t++) {
         const float *q = a->q + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
         float *out = a->out + ((size_t)b * a->T + t) * d + (size_t)h * a->hd;
@@ -120,7 +114,11 @@ static void decode_head(const DecodeAttnArgs *a, int b, int h, float *p) {
 }
 
 void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
-    int n_ctx = *a->pos + a->T;
+    int pos0 = *a->pos, n_ctx = pos0 + a->T, d = a->H * a->hd;
+    rope_rows(a->q, a->B, a->T, a->H, a->hd, a->rot, pos0, 0);
+    rope_rows(a->k, a->B, a->T, a->H, a->hd, a->rot, pos0, 0);
+    kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, pos0, d);
+    kv_append(a->v_cache, a->v, a->B, a->T, a->T_max, pos0, d);
     if ((long)a->B * a->H * n_ctx * a->T * a->hd <= (1L << 16)) { /* a token's worth: serial */
         float *p = tf_malloc(sizeof(float) * (size_t)n_ctx, "decode scores");
         for (int b = 0; b < a->B; b++)

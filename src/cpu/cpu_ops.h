@@ -24,10 +24,6 @@ void cpu_linear_backward(const Ops *ops, const LinearArgs *args);
 void cpu_pattention_forward(const Ops *ops, const PattArgs *args);
 void cpu_pattention_backward(const Ops *ops, const PattArgs *args);
 void cpu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);
-void cpu_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, const int *pos,
-                 int T_max);
-void cpu_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                   const int *pos, int C);
 void cpu_attention_decode(const Ops *ops, const DecodeAttnArgs *args);
 void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k,
                            const float *v, int B, int T, int H, int hd);

@@ -17,7 +17,7 @@
 static float *g_rope_table = nullptr; // [T][half][2] = cos, sin
 static int g_rope_rot = 0, g_rope_T = 0;
 
-static const float *rope_table(int T, int rot) {
+const float *tfc_rope_table(int T, int rot) {
     if (g_rope_table && rot == g_rope_rot && T <= g_rope_T) return g_rope_table;
     int half = rot / 2;
     int cap = T > g_rope_T && rot == g_rope_rot ? (T > 2 * g_rope_T ? T : 2 * g_rope_T) : T;
@@ -74,7 +74,7 @@ __global__ void rope_kernel(X *x, const float *table, int B, int T, int H, int h
 static void rope_launch(float *x, int B, int T, int H, int hd, int rot, int inverse,
                         const int *pos, int limit) {
     if (rot < 2 || B <= 0 || T <= 0 || H <= 0) return;
-    const float *table = rope_table(limit, rot);
+    const float *table = tfc_rope_table(limit, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
     if (tfc_attn_bf16())
         rope_kernel<<<tfc_blocks(total, 256), 256>>>((bf16 *)x, table, B, T, H, hd, rot, inverse,

@@ -112,6 +112,7 @@ enum {
     TFC_WS_BF16_DY,
     TFC_WS_GEMM,      // cublasLt's workspace (gemm_tuned.cu)
     TFC_WS_GEMM_TUNE, // scratch output while timing GEMM candidates
+    TFC_WS_DECODE,    // partial sums of the few-rows Pattention (pattention.cu)
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);
@@ -258,7 +259,8 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
 void tfc_rope(float *x, int B, int T, int H, int hd, int rot, int inverse);
 // Incremental decoding (decode.cu; ops.h for the layouts).
 void tfc_rope_at(float *x, int B, int T, int H, int hd, int rot, const int *pos, int T_max);
-void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C);
+// cos, sin of t * 10000^(-2i/rot) at [(t * rot/2 + i) * 2] for t < T (at least).
+const float *tfc_rope_table(int T, int rot);
 void tfc_attention_decode(const DecodeAttnArgs *args);
 void tfc_attention_sizes(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats);
 void tfc_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,

@@ -1,13 +1,41 @@
-// Incremental decoding: the new k/v rows into the cache, and the attention
-// of a few new queries per stream over everything cached. Decode shapes are
-// tiny (one query per (stream, head) for a single token), so the attention
-// is one block per (new position, head, stream): its warps split the cached
-// positions, each keeps an online softmax over its share, and the block
-// merges the shares at the end; lanes split the head's dims.
+// Incremental decoding (ops.h attention_decode): the new positions' q and k
+// rotated, k and v appended to the caches, and the attention of the new
+// queries over everything cached.
+//
+// One new position per stream (sampling) is one kernel, a block per (head,
+// stream): it rotates its head's q and k, appends its k and v rows, and
+// attends, lanes splitting the cached positions (a few lanes per position)
+// for the scores and the head's dims for the weighted sum of values. A
+// chunk of new positions (a prompt, a window restart) takes three steps:
+// the rotation, the append, and a block per (new position, head, stream)
+// whose warps split the cached positions with an online softmax each.
+// The position of the first new row is read from device memory, so that a
+// recorded decode step serves every position.
 #include "common.cuh"
 
-// cache rows pos0 .. pos0+T-1 of every stream (pos0 = *pos): one thread per
-// float4 (C a multiple of 4, attention tensors 16-byte aligned) or element.
+// ---------------------------------------------------------------- helpers
+
+// Element access for fp32 and bf16 attention tensors.
+static __device__ __forceinline__ float dec_f(float v) { return v; }
+static __device__ __forceinline__ float dec_f(bf16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ void dec_set(float &d, float v) { d = v; }
+static __device__ __forceinline__ void dec_set(bf16 &d, float v) { d = __float2bfloat16(v); }
+
+// VEC elements (one 16-byte access) of X as floats, and back.
+template <typename X> struct DecVec {
+    static constexpr int n = 16 / sizeof(X);
+    static __device__ __forceinline__ void load(float (&f)[n], const X *p) {
+        alignas(16) X e[n];
+        *reinterpret_cast<uint4 *>(e) = *reinterpret_cast<const uint4 *>(p);
+#pragma unroll
+        for (int i = 0; i < n; i++) f[i] = dec_f(e[i]);
+    }
+};
+
+// ---------------------------------------------------------------- chunks
+
+// cache rows pos0 .. pos0+T-1 of every stream (pos0 = *pos), E a 16-byte
+// vector of the row (C of them per row) or a single element.
 template <typename E>
 __global__ void kv_append_kernel(E *cache, const E *x, int B, int T, int T_max, const int *pos,
                                  int C) {
@@ -28,11 +56,10 @@ static void kv_append_as(void *cache, const void *x, int B, int T, int T_max, co
     KERNEL_CHECK();
 }
 
-void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C) {
-    if (B <= 0 || T <= 0) return;
+static void kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C) {
     size_t e = tfc_attn_elem_bytes();
     bool vec = (C * e) % 16 == 0 && (uintptr_t)cache % 16 == 0 && (uintptr_t)x % 16 == 0;
-    if (vec) kv_append_as<float4>(cache, x, B, T, T_max, pos, (int)(C * e / 16));
+    if (vec) kv_append_as<uint4>(cache, x, B, T, T_max, pos, (int)(C * e / 16));
     else if (e == 2) kv_append_as<bf16>(cache, x, B, T, T_max, pos, C);
     else kv_append_as<float>(cache, x, B, T, T_max, pos, C);
 }
@@ -42,8 +69,8 @@ void tfc_kv_append(float *cache, const float *x, int B, int T, int T_max, const 
 
 template <typename X>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
-attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const int *pos,
-                        int T_max, int H, int hd, float scale) {
+attention_chunk_kernel(X *out, const X *q, const X *k, const X *v, int T, const int *pos,
+                       int T_max, int H, int hd, float scale) {
     int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int d = H * hd, dpl = (hd + 31) / 32, n = *pos + t + 1;
@@ -54,7 +81,7 @@ attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const
 #pragma unroll
     for (int j = 0; j < DEC_MAX_DPL; j++) {
         int i = lane + 32 * j;
-        qv[j] = j < dpl && i < hd ? (float)qr[i] * scale : 0.0f;
+        qv[j] = j < dpl && i < hd ? dec_f(qr[i]) * scale : 0.0f;
         acc[j] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
@@ -64,7 +91,7 @@ attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const
 #pragma unroll
         for (int j = 0; j < DEC_MAX_DPL; j++) {
             int i = lane + 32 * j;
-            if (j < dpl && i < hd) part += qv[j] * (float)ks[i];
+            if (j < dpl && i < hd) part += qv[j] * dec_f(ks[i]);
         }
         float score = tfc_warp_sum(part);
         float m_new = fmaxf(m, score);
@@ -74,7 +101,7 @@ attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const
 #pragma unroll
         for (int j = 0; j < DEC_MAX_DPL; j++) {
             int i = lane + 32 * j;
-            acc[j] = acc[j] * corr + (j < dpl && i < hd ? p * (float)vs[i] : 0.0f);
+            acc[j] = acc[j] * corr + (j < dpl && i < hd ? p * dec_f(vs[i]) : 0.0f);
         }
         m = m_new;
     }
@@ -98,8 +125,156 @@ attention_decode_kernel(X *out, const X *q, const X *k, const X *v, int T, const
         float sum = 0.0f;
         for (int w = 0; w < DEC_WARPS; w++)
             if (sm[w] != -INFINITY) sum += sacc[w][i] * __expf(sm[w] - M);
-        o[i] = (X)(sum / L);
+        dec_set(o[i], sum / L);
     }
+}
+
+template <typename X> static void attention_chunk(const DecodeAttnArgs *a, float scale) {
+    dim3 grid((unsigned)a->T, (unsigned)a->H, (unsigned)a->B);
+    attention_chunk_kernel<X><<<grid, DEC_WARPS * 32>>>((X *)a->out, (const X *)a->q,
+                                                        (const X *)a->k_cache,
+                                                        (const X *)a->v_cache, a->T, a->pos,
+                                                        a->T_max, a->H, a->hd, scale);
+    KERNEL_CHECK();
+}
+
+// ---------------------------------------------------------------- one token
+
+#define TOK_THREADS 256
+#define TOK_LPP 4       // lanes per cached position for the scores
+#define TOK_MAX_VPL 8   // 16-byte vectors per lane of a q row: head sizes to 128 (fp32)
+
+// Block (h, b). Dynamic shared memory: the scores of the n = pos0 + 1
+// cached positions, then TOK_THREADS x VEC floats for the value sums.
+template <typename X>
+__global__ void __launch_bounds__(TOK_THREADS)
+attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float *rope, int rot,
+                       const int *pos, int T_max, int H, int hd, float scale) {
+    using V = DecVec<X>;
+    constexpr int VEC = V::n;
+    extern __shared__ float dec_smem[];
+    __shared__ float red[32];
+    __shared__ float qs[TOK_MAX_VPL * TOK_LPP * VEC];
+    const int h = blockIdx.x, b = blockIdx.y, d = H * hd, half = rot / 2;
+    const int pos0 = *pos, n = pos0 + 1;
+    const size_t row = (size_t)b * d + (size_t)h * hd;
+    X *qr = q + row, *kr = k + row;
+    X *kdst = kc + ((size_t)b * T_max + pos0) * d + (size_t)h * hd;
+    X *vdst = vc + ((size_t)b * T_max + pos0) * d + (size_t)h * hd;
+    const float *cs = rope + (size_t)pos0 * half * 2;
+    // rotate q (into shared memory and back) and k (into the cache and back)
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float qv = dec_f(qr[i]), kv = dec_f(kr[i]);
+        if (i < 2 * half) {
+            const int j = i < half ? i : i - half;
+            const float c = cs[2 * j], s = cs[2 * j + 1];
+            const float qo = dec_f(qr[i < half ? i + half : i - half]);
+            const float ko = dec_f(kr[i < half ? i + half : i - half]);
+            qv = i < half ? qv * c - qo * s : qv * c + qo * s;
+            kv = i < half ? kv * c - ko * s : kv * c + ko * s;
+        }
+        qs[i] = qv;
+        dec_set(kdst[i], kv);
+        dec_set(vdst[i], dec_f(v[row + i]));
+    }
+    __syncthreads(); // every element read before any is written back
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        dec_set(qr[i], qs[i]);
+        dec_set(kr[i], dec_f(kdst[i]));
+    }
+    __syncthreads(); // the cache row is visible to the block
+    // scores: TOK_LPP lanes per position, each a quarter of the head's vectors
+    const int nv = hd / VEC, vpl = nv / TOK_LPP, sub = threadIdx.x % TOK_LPP;
+    float qreg[TOK_MAX_VPL][VEC];
+#pragma unroll
+    for (int j = 0; j < TOK_MAX_VPL; j++)
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            qreg[j][e] = j < vpl ? qs[(sub + TOK_LPP * j) * VEC + e] * scale : 0.0f;
+    const X *kb = kc + (size_t)b * T_max * d + (size_t)h * hd;
+    const X *vb = vc + (size_t)b * T_max * d + (size_t)h * hd;
+    float *sc = dec_smem;
+    float mx = -INFINITY;
+    const int per_pass = TOK_THREADS / TOK_LPP;
+    for (int s0 = 0; s0 < n; s0 += per_pass) {
+        const int s = s0 + threadIdx.x / TOK_LPP;
+        float part = 0.0f;
+        if (s < n) {
+            const X *ks = kb + (size_t)s * d;
+#pragma unroll
+            for (int j = 0; j < TOK_MAX_VPL; j++) {
+                if (j >= vpl) break;
+                float kv[VEC];
+                V::load(kv, ks + (sub + TOK_LPP * j) * VEC);
+#pragma unroll
+                for (int e = 0; e < VEC; e++) part = fmaf(qreg[j][e], kv[e], part);
+            }
+        }
+#pragma unroll
+        for (int o = TOK_LPP / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+        if (s < n && sub == 0) {
+            sc[s] = part;
+            mx = fmaxf(mx, part);
+        }
+    }
+    mx = tfc_block_max(mx, red);
+    float l = 0.0f;
+    for (int s = threadIdx.x; s < n; s += blockDim.x) {
+        const float p = __expf(sc[s] - mx);
+        sc[s] = p;
+        l += p;
+    }
+    l = tfc_block_sum(l, red); // its barriers also publish sc
+    // values: thread (slice, c) sums vector c of the rows slice, slice + slices, ...
+    const int slices = TOK_THREADS / nv, c = threadIdx.x % nv, slice = threadIdx.x / nv;
+    float acc[VEC] = {};
+    if (slice < slices)
+        for (int s = slice; s < n; s += slices) {
+            float vv[VEC];
+            V::load(vv, vb + (size_t)s * d + c * VEC);
+            const float p = sc[s];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) acc[e] = fmaf(p, vv[e], acc[e]);
+        }
+    float *part = dec_smem + T_max;
+#pragma unroll
+    for (int e = 0; e < VEC; e++) part[threadIdx.x * VEC + e] = acc[e];
+    __syncthreads();
+    X *o = out + row;
+    const float inv = 1.0f / l;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        const int ci = i / VEC, e = i % VEC;
+        float sum = 0.0f;
+        for (int sl = 0; sl < slices; sl++) sum += part[(sl * nv + ci) * VEC + e];
+        dec_set(o[i], sum * inv);
+    }
+}
+
+// Whether the one-token kernel takes this head size: whole vectors, split
+// evenly over TOK_LPP lanes, at most TOK_MAX_VPL each, and rows aligned.
+static bool token_kernel_fits(const DecodeAttnArgs *a, size_t e) {
+    const int vec = 16 / (int)e, nv = a->hd / vec;
+    return a->T == 1 && a->hd % vec == 0 && nv % TOK_LPP == 0 && nv / TOK_LPP <= TOK_MAX_VPL &&
+           nv <= TOK_THREADS && (a->H * a->hd * e) % 16 == 0 && (uintptr_t)a->q % 16 == 0 &&
+           (uintptr_t)a->k % 16 == 0 && (uintptr_t)a->k_cache % 16 == 0 &&
+           (uintptr_t)a->v_cache % 16 == 0;
+}
+
+template <typename X> static void attention_token(const DecodeAttnArgs *a, float scale) {
+    const float *rope = tfc_rope_table(a->T_max, a->rot >= 2 ? a->rot : 2);
+    const int rot = a->rot >= 2 ? a->rot : 0;
+    size_t smem = ((size_t)a->T_max + (size_t)TOK_THREADS * DecVec<X>::n) * sizeof(float);
+    static size_t allowed = 48 << 10;
+    if (smem > allowed) {
+        CUDA_CHECK(cudaFuncSetAttribute(attention_token_kernel<X>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        allowed = smem;
+    }
+    dim3 grid((unsigned)a->H, (unsigned)a->B);
+    attention_token_kernel<X><<<grid, TOK_THREADS, smem>>>(
+        (X *)a->out, (X *)a->q, (X *)a->k, (const X *)a->v, (X *)a->k_cache, (X *)a->v_cache, rope,
+        rot, a->pos, a->T_max, a->H, a->hd, scale);
+    KERNEL_CHECK();
 }
 
 void tfc_attention_decode(const DecodeAttnArgs *a) {
@@ -109,14 +284,18 @@ void tfc_attention_decode(const DecodeAttnArgs *a) {
                 DEC_MAX_DPL * 32, a->hd);
         exit(1);
     }
-    dim3 grid((unsigned)a->T, (unsigned)a->H, (unsigned)a->B);
-    float scale = 1.0f / sqrtf((float)a->hd);
-    if (tfc_attn_bf16())
-        attention_decode_kernel<<<grid, DEC_WARPS * 32>>>(
-            (bf16 *)a->out, (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, a->T,
-            a->pos, a->T_max, a->H, a->hd, scale);
-    else
-        attention_decode_kernel<<<grid, DEC_WARPS * 32>>>(a->out, a->q, a->k, a->v, a->T, a->pos,
-                                                          a->T_max, a->H, a->hd, scale);
-    KERNEL_CHECK();
+    const float scale = 1.0f / sqrtf((float)a->hd);
+    const size_t e = tfc_attn_elem_bytes();
+    if (token_kernel_fits(a, e)) {
+        if (e == 2) attention_token<bf16>(a, scale);
+        else attention_token<float>(a, scale);
+        return;
+    }
+    const int d = a->H * a->hd;
+    tfc_rope_at(a->q, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
+    tfc_rope_at(a->k, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
+    kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
+    kv_append(a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
+    if (e == 2) attention_chunk<bf16>(a, scale);
+    else attention_chunk<float>(a, scale);
 }

@@ -576,14 +576,6 @@ static void op_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_f
 static void op_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse) {
     tfc_rope(x, B, T, H, hd, rot, inverse);
 }
-static void op_rope_at(const Ops *ops, float *x, int B, int T, int H, int hd, int rot,
-                       const int *pos, int T_max) {
-    tfc_rope_at(x, B, T, H, hd, rot, pos, T_max);
-}
-static void op_kv_append(const Ops *ops, float *cache, const float *x, int B, int T, int T_max,
-                         const int *pos, int C) {
-    tfc_kv_append(cache, x, B, T, T_max, pos, C);
-}
 static void op_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     tfc_attention_decode(a);
 }
@@ -741,8 +733,6 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     g_ops.attention_sizes = op_attention_sizes;
     g_ops.attention_forward = op_attention_forward;
     g_ops.attention_backward = op_attention_backward;
-    g_ops.rope_at = op_rope_at;
-    g_ops.kv_append = op_kv_append;
     g_ops.attention_decode = op_attention_decode;
     g_ops.record_begin = op_record_begin;
     g_ops.record_end = op_record_end;

@@ -828,6 +828,10 @@ void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_float
     }
 }
 
+static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, const float *K,
+                                const float *V, PnTaus taus, int mode, int N, int d_in, int n,
+                                int d_out, const float *residual);
+
 void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in,
                             const float *K, const float *V, const float *tau, int G, int mode,
                             int N, int d_in, int n, int d_out, int y_attn,
@@ -838,6 +842,9 @@ void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput i
         tfc_fail("pattention", "a residual with a group or an attention-tensor output", __FILE__,
                  __LINE__);
     const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
+    if (!bf16_mode && !(residual && G != 1) &&
+        pattention_few_rows(Y, A, S, in, K, V, taus, mode, N, d_in, n, d_out, residual))
+        return;
     const size_t k_rows = (size_t)G * n * act_width(mode);
     // the input first: it writes the normalization statistics even when n = 0
     const bf16 *Xb = bf16_mode ? tfc_input_bf16(in, N, d_in, true) : nullptr;
@@ -895,4 +902,278 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
     else
         group_backward<bf16>(dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N,
                              d_in, n, d_out, dx_beta);
+}
+
+// ---- a few rows (decoding): the forward as two matrix-vector kernels ----
+// With one row per stream (N <= PD_MAX_ROWS), the GEMMs above leave most of
+// the GPU idle and pay a launch per step (norm, A, pnorm, Y). Here:
+//   pd_scores:  the input rows normalized in each block (LayerNorm / RMSNorm,
+//               block 0 saving the statistics and xn), then A = X K^T, a warp
+//               per PD_KPW key rows reading each key row once for all rows;
+//   pd_values:  grid (column chunk, row split, member): each block computes
+//               its row's statistics from A (cheap: N G n floats), S for its
+//               split of the value rows (block column 0 saving S), and its
+//               partial S V over PD_CHUNK columns; the last block of a
+//               column chunk to finish adds the partials in split order
+//               (deterministic) and the residual, and writes Y.
+// fp32 (or tf32) mode only: the products are exact fp32 here.
+#define PD_MAX_ROWS 4
+#define PD_WARPS 8
+#define PD_KPW 2               // key rows per warp in pd_scores
+#define PD_VPW 4               // value rows per warp in pd_values
+#define PD_CHUNK 128           // columns of a pd_values block: a float4 per lane
+#define PD_SPLIT (PD_WARPS * PD_VPW)
+#define PD_MAX_COUNTERS 4096   // column chunks x members that can run at once
+#define PD_MAX_XS (32 << 10)   // bytes of input rows a pd_scores block holds
+
+template <int NR>
+__global__ void __launch_bounds__(PD_WARPS * 32)
+pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int cols) {
+    extern __shared__ float4 pd_xs4[]; // NR x d_in
+    float *xs = (float *)pd_xs4;
+    __shared__ float stat[PD_MAX_ROWS][2];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, d4 = d_in / 4;
+    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) xs[i] = in.x[i];
+    __syncthreads();
+    if (in.norm != NORM_NONE) {
+        if (warp < N) { // warp r: row r's statistics, two passes over shared memory
+            const float *x = xs + (size_t)warp * d_in;
+            float mean = 0.0f, ss = 0.0f;
+            if (in.norm == NORM_LAYER) {
+                for (int i = lane; i < d_in; i += 32) mean += x[i];
+                mean = tfc_warp_sum(mean) / (float)d_in;
+            }
+            for (int i = lane; i < d_in; i += 32) ss += (x[i] - mean) * (x[i] - mean);
+            ss = tfc_warp_sum(ss) / (float)d_in;
+            const float eps = in.norm == NORM_LAYER ? LAYERNORM_EPS : RMSNORM_EPS;
+            if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) {
+            const int r = i / d_in;
+            float v = (xs[i] - stat[r][0]) * stat[r][1];
+            if (in.norm == NORM_RMS && in.w) v *= in.w[i - r * d_in];
+            xs[i] = v;
+        }
+        __syncthreads();
+        if (blockIdx.x == 0) {
+            for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) in.xn[i] = xs[i];
+            if (threadIdx.x < N) {
+                if (in.mean) in.mean[threadIdx.x] = stat[threadIdx.x][0];
+                in.rstd[threadIdx.x] = stat[threadIdx.x][1];
+            }
+        }
+    }
+    const int c0 = (blockIdx.x * PD_WARPS + warp) * PD_KPW;
+    float acc[NR][PD_KPW] = {};
+    for (int i = lane; i < d4; i += 32) {
+        float4 kv[PD_KPW];
+#pragma unroll
+        for (int k = 0; k < PD_KPW; k++)
+            kv[k] = c0 + k < cols ? reinterpret_cast<const float4 *>(K + (size_t)(c0 + k) * d_in)[i]
+                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float4 x = r < N ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int k = 0; k < PD_KPW; k++)
+                acc[r][k] += x.x * kv[k].x + x.y * kv[k].y + x.z * kv[k].z + x.w * kv[k].w;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int k = 0; k < PD_KPW; k++) {
+            const float s = tfc_warp_sum(acc[r][k]);
+            if (lane == 0 && r < N && c0 + k < cols) A[(size_t)r * cols + c0 + k] = s;
+        }
+}
+
+// S of score i of member g of row r (A's row holds cols = G n W scores).
+template <int MODE>
+static __device__ __forceinline__ float pd_s(const float *arow, int g, int i, int n, float2 st) {
+    if constexpr (MODE == ACT_SWIGLU) {
+        const float gate = arow[g * 2 * n + i], up = arow[g * 2 * n + n + i];
+        return gate * act_sigmoid(gate) * up;
+    } else if constexpr (MODE == ACT_GELU) {
+        const float a = arow[g * n + i];
+        return a * pn_cdf(a);
+    } else {
+        const PnRow r = {st.x, st.y, 0.0f};
+        return pn_value<MODE>(arow[g * n + i], r);
+    }
+}
+
+// The statistics pn_value needs (k, mx) of member g of row r, by one warp.
+template <int MODE>
+static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float tau) {
+    const int lane = threadIdx.x & 31;
+    if constexpr (MODE == PNORM_SOFTMAX) {
+        float mx = -INFINITY;
+        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, a[i]);
+        mx = tfc_warp_max(mx);
+        float sum = 0.0f;
+        for (int i = lane; i < n; i += 32) sum += expf(a[i] - mx);
+        return make_float2((float)n / tfc_warp_sum(sum), mx);
+    } else if constexpr (MODE == PNORM_L2_GELU || MODE == PNORM_GELU_L2) {
+        float ss = 0.0f;
+        for (int i = lane; i < n; i += 32) {
+            float u = a[i];
+            if (MODE == PNORM_GELU_L2) u *= pn_cdf(u);
+            ss = fmaf(u, u, ss);
+        }
+        return make_float2(tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS), 0.0f);
+    } else {
+        return make_float2(0.0f, 0.0f);
+    }
+}
+
+template <int MODE, int NR>
+__global__ void __launch_bounds__(PD_WARPS * 32)
+pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus,
+                 const float *residual, float *partials, unsigned *counters, int N, int n,
+                 int d_out, int width) {
+    __shared__ float2 st[NR];
+    __shared__ float s_sh[NR][PD_SPLIT];
+    __shared__ float4 red[PD_WARPS][NR][32];
+    __shared__ bool last;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = taus.G;
+    const int chunk = blockIdx.x, split = blockIdx.y, g = blockIdx.z, splits = gridDim.y;
+    const int cols = G * n * width, i0 = split * PD_SPLIT;
+    if (warp < N) st[warp] = pd_stats<MODE>(A + (size_t)warp * cols + g * n, n, taus.t[g]);
+    __syncthreads();
+    for (int t = threadIdx.x; t < NR * PD_SPLIT; t += blockDim.x) {
+        const int r = t / PD_SPLIT, i = i0 + t % PD_SPLIT;
+        float s = 0.0f;
+        if (r < N && i < n) {
+            s = pd_s<MODE>(A + (size_t)r * cols, g, i, n, st[r]);
+            if (chunk == 0) S[(size_t)r * G * n + g * n + i] = s;
+        }
+        s_sh[r][t % PD_SPLIT] = s;
+    }
+    __syncthreads();
+    const int j4 = chunk * (PD_CHUNK / 4) + lane, d4 = d_out / 4;
+    const float4 *Vg = reinterpret_cast<const float4 *>(V + (size_t)g * n * d_out);
+    float4 acc[NR] = {};
+    if (j4 < d4) {
+        float4 vv[PD_VPW];
+#pragma unroll
+        for (int k = 0; k < PD_VPW; k++) {
+            const int i = i0 + warp * PD_VPW + k;
+            vv[k] = i < n ? Vg[(size_t)i * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int k = 0; k < PD_VPW; k++)
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                const float s = s_sh[r][warp * PD_VPW + k];
+                acc[r].x = fmaf(s, vv[k].x, acc[r].x);
+                acc[r].y = fmaf(s, vv[k].y, acc[r].y);
+                acc[r].z = fmaf(s, vv[k].z, acc[r].z);
+                acc[r].w = fmaf(s, vv[k].w, acc[r].w);
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) red[warp][r][lane] = acc[r];
+    __syncthreads();
+    // thread (r, lane): the block's sum over its warps, in warp order
+    const int r = warp, jj4 = chunk * (PD_CHUNK / 4) + lane;
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const bool mine = r < N && jj4 < d4;
+    if (mine)
+        for (int w = 0; w < PD_WARPS; w++) {
+            const float4 v = red[w][r][lane];
+            sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+        }
+    float4 *Y4 = reinterpret_cast<float4 *>(Y + (size_t)g * N * d_out);
+    const float4 *R4 = reinterpret_cast<const float4 *>(residual);
+    if (splits == 1) {
+        if (mine) {
+            if (R4) {
+                const float4 x = R4[(size_t)r * d4 + jj4];
+                sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
+            }
+            Y4[(size_t)r * d4 + jj4] = sum;
+        }
+        return;
+    }
+    float4 *P4 = reinterpret_cast<float4 *>(partials);
+    const size_t slab = (size_t)N * d4; // one split's partial of one member
+    if (mine) P4[((size_t)g * splits + split) * slab + (size_t)r * d4 + jj4] = sum;
+    __threadfence();
+    __syncthreads();
+    unsigned *counter = counters + (size_t)g * gridDim.x + chunk;
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (mine) {
+        float4 total = R4 ? R4[(size_t)r * d4 + jj4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int sp = 0; sp < splits; sp++) {
+            const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + jj4]);
+            total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
+        }
+        Y4[(size_t)r * d4 + jj4] = total;
+    }
+    if (threadIdx.x == 0) *counter = 0; // ready for the next launch
+}
+
+// The counters of pd_values (zero between launches: each last block resets
+// its own), allocated once.
+static unsigned *pd_counters() {
+    static unsigned *c = nullptr;
+    if (!c) {
+        CUDA_CHECK(cudaMalloc(&c, PD_MAX_COUNTERS * sizeof(unsigned)));
+        CUDA_CHECK(cudaMemset(c, 0, PD_MAX_COUNTERS * sizeof(unsigned)));
+    }
+    return c;
+}
+
+static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+template <int NR>
+static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, const float *K,
+                      const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
+                      const float *residual) {
+    const int G = taus.G, width = act_width(mode), cols = G * n * width;
+    const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
+    const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
+    pd_scores_kernel<NR><<<score_blocks, PD_WARPS * 32, xs_bytes>>>(A, in, K, N, d_in, cols);
+    KERNEL_CHECK();
+    const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
+                    (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
+    float *partials = grid.y > 1 ? (float *)tfc_workspace(TFC_WS_DECODE, (size_t)G * grid.y * N *
+                                                                             d_out * sizeof(float))
+                                 : nullptr;
+    unsigned *counters = pd_counters();
+#define PD_VALUES(M)                                                                               \
+    pd_values_kernel<M, NR><<<grid, PD_WARPS * 32>>>(Y, S, A, V, taus, residual, partials,         \
+                                                     counters, N, n, d_out, width)
+    switch (mode) {
+    case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
+    case PNORM_GELU_L2: PD_VALUES(PNORM_GELU_L2); break;
+    case PNORM_SOFTMAX: PD_VALUES(PNORM_SOFTMAX); break;
+    case ACT_GELU: PD_VALUES(ACT_GELU); break;
+    default: PD_VALUES(ACT_SWIGLU); break;
+    }
+#undef PD_VALUES
+    KERNEL_CHECK();
+}
+
+// The few-rows path, when it takes the call (fp32 operands, shapes whole
+// float4 rows, every buffer 16-byte aligned); false leaves it to the GEMMs.
+static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, const float *K,
+                                const float *V, PnTaus taus, int mode, int N, int d_in, int n,
+                                int d_out, const float *residual) {
+    const int G = taus.G;
+    if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 ||
+        (size_t)N * d_in * sizeof(float) > PD_MAX_XS ||
+        (size_t)G * ((d_out + PD_CHUNK - 1) / PD_CHUNK) > PD_MAX_COUNTERS)
+        return false;
+    const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
+    for (const void *p : ptrs)
+        if (!aligned16(p)) return false;
+    if (N <= 1) pd_launch<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else pd_launch<PD_MAX_ROWS>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    return true;
 }
