@@ -142,6 +142,7 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int ready; // ops_cuda_create has succeeded
+    int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
 };
 extern OpsCtx tfc_ctx;
 int tfc_matmul_precision(void); // MatmulPrecision
@@ -287,3 +288,35 @@ void tfc_cross_entropy_backward(float *dlogits, const float *probs, const int *t
 float tfc_sum_squares(const float *x, size_t n);
 void tfc_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, float grad_scale, int t);
+
+// ---- dependent launches (Hopper): a kernel launched with tfc_launch_pdl may
+// start while the kernel before it in the stream finishes; it must call
+// tfc_pdl_wait() before it reads what earlier kernels wrote or writes
+// anything they may read (what it does before, typically loading weights,
+// overlaps their tail), and calls tfc_pdl_trigger() to let the next one
+// start early in turn. Elsewhere both are no-ops and launches are ordinary.
+static __device__ __forceinline__ void tfc_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void tfc_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+template <typename... KArgs, typename... Args>
+static void tfc_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                           Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = cudaStreamPerThread;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = tfc_ctx.pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}

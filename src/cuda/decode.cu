@@ -156,6 +156,8 @@ attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float
     __shared__ float red[32];
     __shared__ float qs[TOK_MAX_VPL * TOK_LPP * VEC];
     const int h = blockIdx.x, b = blockIdx.y, d = H * hd, half = rot / 2;
+    tfc_pdl_wait(); // everything it reads comes from earlier kernels
+    tfc_pdl_trigger();
     const int pos0 = *pos, n = pos0 + 1;
     const size_t row = (size_t)b * d + (size_t)h * hd;
     X *qr = q + row, *kr = k + row;
@@ -270,11 +272,10 @@ template <typename X> static void attention_token(const DecodeAttnArgs *a, float
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         allowed = smem;
     }
-    dim3 grid((unsigned)a->H, (unsigned)a->B);
-    attention_token_kernel<X><<<grid, TOK_THREADS, smem>>>(
-        (X *)a->out, (X *)a->q, (X *)a->k, (const X *)a->v, (X *)a->k_cache, (X *)a->v_cache, rope,
-        rot, a->pos, a->T_max, a->H, a->hd, scale);
-    KERNEL_CHECK();
+    tfc_launch_pdl(attention_token_kernel<X>, dim3((unsigned)a->H, (unsigned)a->B),
+                   dim3(TOK_THREADS), smem, (X *)a->out, (X *)a->q, (X *)a->k, (const X *)a->v,
+                   (X *)a->k_cache, (X *)a->v_cache, rope, rot, a->pos, a->T_max, a->H, a->hd,
+                   scale);
 }
 
 void tfc_attention_decode(const DecodeAttnArgs *a) {

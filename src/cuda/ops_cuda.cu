@@ -706,6 +706,8 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     snprintf(tfc_ctx.device_desc, sizeof tfc_ctx.device_desc, "%s, sm_%d%d", prop.name, prop.major,
              prop.minor);
     g_ops.device = tfc_ctx.device_desc;
+    const char *pdl = getenv("TF_CUDA_PDL");
+    tfc_ctx.pdl = prop.major >= 9 && !(pdl && strcmp(pdl, "0") == 0);
     g_ops.ctx = &tfc_ctx;
     tfc_ctx.baseline_used = gpu_bytes_used();
     g_ops.memory_in_use = op_memory_in_use;

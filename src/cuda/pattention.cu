@@ -926,13 +926,27 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
 #define PD_MAX_COUNTERS 4096   // column chunks x members that can run at once
 #define PD_MAX_XS (32 << 10)   // bytes of input rows a pd_scores block holds
 
-template <int NR>
+template <int NR, int KV4>
 __global__ void __launch_bounds__(PD_WARPS * 32)
 pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int cols) {
     extern __shared__ float4 pd_xs4[]; // NR x d_in
     float *xs = (float *)pd_xs4;
     __shared__ float stat[PD_MAX_ROWS][2];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, d4 = d_in / 4;
+    const int c0 = (blockIdx.x * PD_WARPS + warp) * PD_KPW;
+    // the key rows first: they do not depend on earlier kernels
+    float4 kv[PD_KPW][KV4];
+#pragma unroll
+    for (int k = 0; k < PD_KPW; k++)
+#pragma unroll
+        for (int j = 0; j < KV4; j++) {
+            const int i = lane + 32 * j;
+            kv[k][j] = c0 + k < cols && i < d4
+                           ? reinterpret_cast<const float4 *>(K + (size_t)(c0 + k) * d_in)[i]
+                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    tfc_pdl_wait();
+    tfc_pdl_trigger();
     for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) xs[i] = in.x[i];
     __syncthreads();
     if (in.norm != NORM_NONE) {
@@ -964,20 +978,18 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
             }
         }
     }
-    const int c0 = (blockIdx.x * PD_WARPS + warp) * PD_KPW;
     float acc[NR][PD_KPW] = {};
-    for (int i = lane; i < d4; i += 32) {
-        float4 kv[PD_KPW];
 #pragma unroll
-        for (int k = 0; k < PD_KPW; k++)
-            kv[k] = c0 + k < cols ? reinterpret_cast<const float4 *>(K + (size_t)(c0 + k) * d_in)[i]
-                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int j = 0; j < KV4; j++) {
+        const int i = lane + 32 * j;
+        if (i >= d4) break;
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const float4 x = r < N ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
             for (int k = 0; k < PD_KPW; k++)
-                acc[r][k] += x.x * kv[k].x + x.y * kv[k].y + x.z * kv[k].z + x.w * kv[k].w;
+                acc[r][k] += x.x * kv[k][j].x + x.y * kv[k][j].y + x.z * kv[k][j].z +
+                             x.w * kv[k][j].w;
         }
     }
 #pragma unroll
@@ -1004,25 +1016,24 @@ static __device__ __forceinline__ float pd_s(const float *arow, int g, int i, in
     }
 }
 
-// The statistics pn_value needs (k, mx) of member g of row r, by one warp.
+// The statistics pn_value needs, (k, mx), of a row of n scores, by the block.
 template <int MODE>
-static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float tau) {
-    const int lane = threadIdx.x & 31;
+static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float tau, float *red) {
     if constexpr (MODE == PNORM_SOFTMAX) {
         float mx = -INFINITY;
-        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, a[i]);
-        mx = tfc_warp_max(mx);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, a[i]);
+        mx = tfc_block_max(mx, red);
         float sum = 0.0f;
-        for (int i = lane; i < n; i += 32) sum += expf(a[i] - mx);
-        return make_float2((float)n / tfc_warp_sum(sum), mx);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) sum += expf(a[i] - mx);
+        return make_float2((float)n / tfc_block_sum(sum, red), mx);
     } else if constexpr (MODE == PNORM_L2_GELU || MODE == PNORM_GELU_L2) {
         float ss = 0.0f;
-        for (int i = lane; i < n; i += 32) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
             float u = a[i];
             if (MODE == PNORM_GELU_L2) u *= pn_cdf(u);
             ss = fmaf(u, u, ss);
         }
-        return make_float2(tau / sqrtf(tfc_warp_sum(ss) + PNORM_EPS), 0.0f);
+        return make_float2(tau / sqrtf(tfc_block_sum(ss, red) + PNORM_EPS), 0.0f);
     } else {
         return make_float2(0.0f, 0.0f);
     }
@@ -1036,11 +1047,26 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
     __shared__ float2 st[NR];
     __shared__ float s_sh[NR][PD_SPLIT];
     __shared__ float4 red[PD_WARPS][NR][32];
+    __shared__ float red1[32];
     __shared__ bool last;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = taus.G;
     const int chunk = blockIdx.x, split = blockIdx.y, g = blockIdx.z, splits = gridDim.y;
     const int cols = G * n * width, i0 = split * PD_SPLIT;
-    if (warp < N) st[warp] = pd_stats<MODE>(A + (size_t)warp * cols + g * n, n, taus.t[g]);
+    const int j4 = chunk * (PD_CHUNK / 4) + lane, d4 = d_out / 4;
+    // the value rows first: they do not depend on earlier kernels
+    const float4 *Vg = reinterpret_cast<const float4 *>(V + (size_t)g * n * d_out);
+    float4 vv[PD_VPW];
+#pragma unroll
+    for (int k = 0; k < PD_VPW; k++) {
+        const int i = i0 + warp * PD_VPW + k;
+        vv[k] = i < n && j4 < d4 ? Vg[(size_t)i * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    tfc_pdl_wait();
+    tfc_pdl_trigger();
+    for (int r = 0; r < N; r++) {
+        const float2 v = pd_stats<MODE>(A + (size_t)r * cols + g * n, n, taus.t[g], red1);
+        if (threadIdx.x == 0) st[r] = v;
+    }
     __syncthreads();
     for (int t = threadIdx.x; t < NR * PD_SPLIT; t += blockDim.x) {
         const int r = t / PD_SPLIT, i = i0 + t % PD_SPLIT;
@@ -1052,34 +1078,24 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
         s_sh[r][t % PD_SPLIT] = s;
     }
     __syncthreads();
-    const int j4 = chunk * (PD_CHUNK / 4) + lane, d4 = d_out / 4;
-    const float4 *Vg = reinterpret_cast<const float4 *>(V + (size_t)g * n * d_out);
     float4 acc[NR] = {};
-    if (j4 < d4) {
-        float4 vv[PD_VPW];
 #pragma unroll
-        for (int k = 0; k < PD_VPW; k++) {
-            const int i = i0 + warp * PD_VPW + k;
-            vv[k] = i < n ? Vg[(size_t)i * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int k = 0; k < PD_VPW; k++)
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float s = s_sh[r][warp * PD_VPW + k];
+            acc[r].x = fmaf(s, vv[k].x, acc[r].x);
+            acc[r].y = fmaf(s, vv[k].y, acc[r].y);
+            acc[r].z = fmaf(s, vv[k].z, acc[r].z);
+            acc[r].w = fmaf(s, vv[k].w, acc[r].w);
         }
-#pragma unroll
-        for (int k = 0; k < PD_VPW; k++)
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                const float s = s_sh[r][warp * PD_VPW + k];
-                acc[r].x = fmaf(s, vv[k].x, acc[r].x);
-                acc[r].y = fmaf(s, vv[k].y, acc[r].y);
-                acc[r].z = fmaf(s, vv[k].z, acc[r].z);
-                acc[r].w = fmaf(s, vv[k].w, acc[r].w);
-            }
-    }
 #pragma unroll
     for (int r = 0; r < NR; r++) red[warp][r][lane] = acc[r];
     __syncthreads();
     // thread (r, lane): the block's sum over its warps, in warp order
-    const int r = warp, jj4 = chunk * (PD_CHUNK / 4) + lane;
+    const int r = warp;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const bool mine = r < N && jj4 < d4;
+    const bool mine = r < N && j4 < d4;
     if (mine)
         for (int w = 0; w < PD_WARPS; w++) {
             const float4 v = red[w][r][lane];
@@ -1090,16 +1106,16 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
     if (splits == 1) {
         if (mine) {
             if (R4) {
-                const float4 x = R4[(size_t)r * d4 + jj4];
+                const float4 x = R4[(size_t)r * d4 + j4];
                 sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
             }
-            Y4[(size_t)r * d4 + jj4] = sum;
+            Y4[(size_t)r * d4 + j4] = sum;
         }
         return;
     }
     float4 *P4 = reinterpret_cast<float4 *>(partials);
     const size_t slab = (size_t)N * d4; // one split's partial of one member
-    if (mine) P4[((size_t)g * splits + split) * slab + (size_t)r * d4 + jj4] = sum;
+    if (mine) P4[((size_t)g * splits + split) * slab + (size_t)r * d4 + j4] = sum;
     __threadfence();
     __syncthreads();
     unsigned *counter = counters + (size_t)g * gridDim.x + chunk;
@@ -1108,12 +1124,12 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
     if (!last) return;
     __threadfence();
     if (mine) {
-        float4 total = R4 ? R4[(size_t)r * d4 + jj4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float4 total = R4 ? R4[(size_t)r * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         for (int sp = 0; sp < splits; sp++) {
-            const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + jj4]);
+            const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + j4]);
             total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
         }
-        Y4[(size_t)r * d4 + jj4] = total;
+        Y4[(size_t)r * d4 + j4] = total;
     }
     if (threadIdx.x == 0) *counter = 0; // ready for the next launch
 }
@@ -1131,15 +1147,15 @@ static unsigned *pd_counters() {
 
 static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
-template <int NR>
+template <int NR, int KV4>
 static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, const float *K,
                       const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
                       const float *residual) {
     const int G = taus.G, width = act_width(mode), cols = G * n * width;
     const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
     const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
-    pd_scores_kernel<NR><<<score_blocks, PD_WARPS * 32, xs_bytes>>>(A, in, K, N, d_in, cols);
-    KERNEL_CHECK();
+    tfc_launch_pdl(pd_scores_kernel<NR, KV4>, dim3(score_blocks), dim3(PD_WARPS * 32), xs_bytes,
+                   A, in, K, N, d_in, cols);
     const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
                     (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
     float *partials = grid.y > 1 ? (float *)tfc_workspace(TFC_WS_DECODE, (size_t)G * grid.y * N *
@@ -1147,8 +1163,8 @@ static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, cons
                                  : nullptr;
     unsigned *counters = pd_counters();
 #define PD_VALUES(M)                                                                               \
-    pd_values_kernel<M, NR><<<grid, PD_WARPS * 32>>>(Y, S, A, V, taus, residual, partials,         \
-                                                     counters, N, n, d_out, width)
+    tfc_launch_pdl(pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,         \
+                   residual, partials, counters, N, n, d_out, width)
     switch (mode) {
     case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
     case PNORM_GELU_L2: PD_VALUES(PNORM_GELU_L2); break;
@@ -1157,7 +1173,17 @@ static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, cons
     default: PD_VALUES(ACT_SWIGLU); break;
     }
 #undef PD_VALUES
-    KERNEL_CHECK();
+}
+
+template <int NR>
+static void pd_launch_rows(int mode, float *Y, float *A, float *S, PattInput in, const float *K,
+                           const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
+                           const float *residual) {
+    const int per_lane = (d_in / 4 + 31) / 32; // float4s of a key row per lane
+    if (per_lane <= 1) pd_launch<NR, 1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 2) pd_launch<NR, 2>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 4) pd_launch<NR, 4>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else pd_launch<NR, 8>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
 }
 
 // The few-rows path, when it takes the call (fp32 operands, shapes whole
@@ -1166,14 +1192,14 @@ static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, cons
                                 const float *V, PnTaus taus, int mode, int N, int d_in, int n,
                                 int d_out, const float *residual) {
     const int G = taus.G;
-    if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 ||
+    if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 || d_in > 32 * 4 * 8 ||
         (size_t)N * d_in * sizeof(float) > PD_MAX_XS ||
         (size_t)G * ((d_out + PD_CHUNK - 1) / PD_CHUNK) > PD_MAX_COUNTERS)
         return false;
     const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
     for (const void *p : ptrs)
         if (!aligned16(p)) return false;
-    if (N <= 1) pd_launch<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch<PD_MAX_ROWS>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (N <= 1) pd_launch_rows<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else pd_launch_rows<PD_MAX_ROWS>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
     return true;
 }
