@@ -29,7 +29,7 @@ typedef struct {
     Rng *rng;       /* B generators */
     int *feed;      /* B x block_size: the tokens of one model call */
     float *logits;  /* B x V, host */
-    float *work;    /* V, host */
+    float *work;    /* B x V, host: each stream's sampling scratch */
 } Sampler;
 
 /* The seed of stream i: a function of (seed, i) only, so that stream i's

@@ -70,7 +70,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
     for (int b = 0; b < n_streams; b++) rng_seed(&s->rng[b], sampler_stream_seed(cfg->seed, b));
     s->feed = tf_malloc(sizeof(int) * (size_t)block * n_streams, "model input");
-    s->logits = tf_malloc(sizeof(float) * (size_t)V * (n_streams + 1), "logits");
+    s->logits = tf_malloc(sizeof(float) * (size_t)V * n_streams * 2, "logits");
     s->work = s->logits + (size_t)V * n_streams;
     return 0;
 }
@@ -126,9 +126,11 @@ void sampler_step(Sampler *s, int *out) {
     else
         forward_window(s);
     model_logits_last(m, s->logits);
+    /* the streams draw from their own generators: any order gives the same text */
+#pragma omp parallel for if (s->B >= 16) schedule(static)
     for (int b = 0; b < s->B; b++) {
         int next = sample_token(s->logits + (size_t)b * V, V, s->cfg.temperature, s->cfg.top_k,
-                                &s->rng[b], s->work);
+                                &s->rng[b], s->work + (size_t)b * V);
         s->hist[b * s->cap + s->len] = next;
         out[b] = next;
     }
