@@ -1,7 +1,5 @@
-// The bf16-operand GEMMs (the Pattentions'), and the fp32 ones of at most
-// TUNE_FP32_MAX_ROWS rows (decoding a batch of streams, where cuBLAS's
-// default for some shapes is a small-tile kernel on a few dozen blocks),
-// through cublasLt, with the kernel chosen by measurement. cuBLAS's own choice (cublasGemmEx) is the
+// The bf16-operand GEMMs (the Pattentions') through cublasLt, with the
+// kernel chosen by measurement. cuBLAS's own choice (cublasGemmEx) is the
 // first of its heuristic's candidates; for some of the Pattention shapes a
 // later candidate is faster (docs/BENCHMARKS.md). So the first call of each
 // shape times the heuristic's candidates on the call's operands (see
@@ -21,7 +19,6 @@
 namespace {
 
 constexpr int TUNE_CANDIDATES = 16;
-constexpr int TUNE_FP32_MAX_ROWS = 64;
 constexpr int TUNE_REPEATS = 5;
 constexpr size_t LT_WORKSPACE = (size_t)32 << 20; // cuBLAS's own default on Hopper
 
@@ -167,9 +164,7 @@ bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cuda
         const char *env = getenv("TF_GEMM_TUNE");
         g_enabled = !(env && strcmp(env, "0") == 0);
     }
-    // n: the rows of the row-major product (tfc_gemm_batched)
-    const bool small_fp32 = ab_type == CUDA_R_32F && n <= TUNE_FP32_MAX_ROWS;
-    if (!g_enabled || (ab_type != CUDA_R_16BF && !small_fp32)) return false;
+    if (!g_enabled || ab_type != CUDA_R_16BF) return false;
     Shape s;
     s.m = m, s.n = n, s.k = k, s.op_a = op_a, s.op_b = op_b, s.lda = lda, s.ldb = ldb;
     s.ldc = ldc, s.batch = batch, s.c_type = c_type, s.compute = compute;
