@@ -684,7 +684,7 @@ static void test_baseline_ops(void) {
         test_pattention_in(MATMUL_FP32, mode, 1, 4, 96, 150, 96, NORM_NONE, 1, 0);
         test_pattention_residual_mode(MATMUL_FP32, mode, 1, 64, 100);
         test_pattention_residual_mode(MATMUL_FP32, mode, 2, 256, 20);
-        /* groups of 8 rows (64 streams), a last group of 5, and past 64 rows the GEMMs */
+        /* past 4 rows, the GEMMs on the same shapes: 64 streams, 37 rows, 300 rows */
         test_pattention_in(MATMUL_FP32, mode, 3, 64, 128, 72, 128, NORM_LAYER, 0, 1);
         test_pattention_in(MATMUL_FP32, mode, 1, 37, 96, 130, 64, NORM_RMS, 0, 0);
         test_pattention_residual_mode(MATMUL_FP32, mode, 64, 128, 200);

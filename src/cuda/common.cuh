@@ -113,6 +113,7 @@ enum {
     TFC_WS_GEMM,      // cublasLt's workspace (gemm_tuned.cu)
     TFC_WS_GEMM_TUNE, // scratch output while timing GEMM candidates
     TFC_WS_DECODE,    // partial sums of the few-rows Pattention (pattention.cu)
+    TFC_WS_DECODE_ATT, // attention state of a prompt's chunk (decode.cu)
     TFC_WS_COUNT
 };
 void *tfc_workspace(int slot, size_t bytes);

@@ -6,8 +6,9 @@
 // stream): it rotates its head's q and k, appends its k and v rows, and
 // attends, lanes splitting the cached positions (a few lanes per position)
 // for the scores and the head's dims for the weighted sum of values. A
-// chunk of new positions (a prompt, a window restart) takes three steps:
-// the rotation, the append, and a block per (new position, head, stream)
+// chunk of new positions takes three steps: the rotation, the append, and
+// the attention: the training kernels for a chunk that starts the cache (a
+// prompt, a window restart), else a block per (new position, head, stream)
 // whose warps split the cached positions with an online softmax each.
 // The position of the first new row is read from device memory, so that a
 // recorded decode step serves every position.
@@ -278,6 +279,16 @@ template <typename X> static void attention_token(const DecodeAttnArgs *a, float
                    scale);
 }
 
+// Whether a chunk of new positions starts the cache (a prompt, a window
+// restart): then it attends to itself only, which the training kernels do
+// faster than attention_chunk_kernel. Chunks are never recorded (only
+// single-token steps are), so reading the position back is allowed here.
+static bool chunk_at_start(const DecodeAttnArgs *a) {
+    int pos0 = -1;
+    CUDA_CHECK(cudaMemcpy(&pos0, a->pos, sizeof pos0, cudaMemcpyDeviceToHost));
+    return pos0 == 0;
+}
+
 void tfc_attention_decode(const DecodeAttnArgs *a) {
     if (a->B <= 0 || a->T <= 0) return;
     if (a->hd > DEC_MAX_DPL * 32) {
@@ -293,6 +304,17 @@ void tfc_attention_decode(const DecodeAttnArgs *a) {
         return;
     }
     const int d = a->H * a->hd;
+    if (chunk_at_start(a)) { // attends to itself only: the training attention
+        tfc_rope(a->q, a->B, a->T, a->H, a->hd, a->rot, 0);
+        tfc_rope(a->k, a->B, a->T, a->H, a->hd, a->rot, 0);
+        kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
+        kv_append(a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
+        size_t att_floats, datt_floats;
+        tfc_attention_sizes(a->B, a->T, a->H, a->hd, &att_floats, &datt_floats);
+        float *att = (float *)tfc_workspace(TFC_WS_DECODE_ATT, att_floats * sizeof(float));
+        tfc_attention_forward(a->out, att, a->q, a->k, a->v, a->B, a->T, a->H, a->hd);
+        return;
+    }
     tfc_rope_at(a->q, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
     tfc_rope_at(a->k, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
     kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);

@@ -906,46 +906,34 @@ void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const f
 
 // ---- a few rows (decoding): the forward as two matrix-vector kernels ----
 // With one row per stream (N <= PD_MAX_ROWS), the GEMMs above leave most of
-// the GPU idle and pay a launch per step (norm, A, pnorm, Y). Here the rows
-// come in groups of NR (one group for a single stream; 8 groups of 8 for 64
-// streams), each block taking one group:
-//   pd_scores:  the group's input rows normalized in each block (LayerNorm /
-//               RMSNorm; the group's first block saving the statistics and
-//               xn), then A = X K^T, a warp per PD_KPW key rows reading each
-//               key row once for the group's rows;
-//   pd_values:  grid (column chunk, value-row split, member x group): each
-//               block computes its rows' statistics from A (G n floats a
-//               row), S for its split of the value rows (column chunk 0
-//               saving S), and its partial S V over PD_CHUNK columns; the last
-//               block of a (chunk, member, group) to finish adds the partials
-//               in split order (deterministic) and the residual, and writes Y.
-// Both load their weights before they wait on the previous kernel
-// (tfc_launch_pdl). fp32 (or tf32) mode only: the products are exact fp32.
-#define PD_MAX_ROWS 64
+// the GPU idle and pay a launch per step (norm, A, pnorm, Y). Here:
+//   pd_scores:  the input rows normalized in each block (LayerNorm / RMSNorm,
+//               block 0 saving the statistics and xn), then A = X K^T, a warp
+//               per PD_KPW key rows reading each key row once for all rows;
+//   pd_values:  grid (column chunk, row split, member): each block computes
+//               its row's statistics from A (cheap: N G n floats), S for its
+//               split of the value rows (block column 0 saving S), and its
+//               partial S V over PD_CHUNK columns; the last block of a
+//               column chunk to finish adds the partials in split order
+//               (deterministic) and the residual, and writes Y.
+// fp32 (or tf32) mode only: the products are exact fp32 here.
+#define PD_MAX_ROWS 4
 #define PD_WARPS 8
 #define PD_KPW 2               // key rows per warp in pd_scores
 #define PD_VPW 4               // value rows per warp in pd_values
 #define PD_CHUNK 128           // columns of a pd_values block: a float4 per lane
 #define PD_SPLIT (PD_WARPS * PD_VPW)
-#define PD_MAX_COUNTERS 4096   // column chunks x members x groups that can run at once
+#define PD_MAX_COUNTERS 4096   // column chunks x members that can run at once
 #define PD_MAX_XS (32 << 10)   // bytes of input rows a pd_scores block holds
-
-// The rows of a block's group: [r0, r0 + nr).
-struct PdRows {
-    int r0, nr;
-    __device__ PdRows(int group, int NR, int N) : r0(group * NR), nr(min(NR, N - group * NR)) {}
-};
 
 template <int NR, int KV4>
 __global__ void __launch_bounds__(PD_WARPS * 32)
 pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int cols) {
-    static_assert(NR <= PD_WARPS, "a warp per row for the statistics");
-    extern __shared__ float4 pd_xs4[]; // nr x d_in
+    extern __shared__ float4 pd_xs4[]; // NR x d_in
     float *xs = (float *)pd_xs4;
-    __shared__ float stat[NR][2];
+    __shared__ float stat[PD_MAX_ROWS][2];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, d4 = d_in / 4;
     const int c0 = (blockIdx.x * PD_WARPS + warp) * PD_KPW;
-    const PdRows rows(blockIdx.y, NR, N);
     // the key rows first: they do not depend on earlier kernels
     float4 kv[PD_KPW][KV4];
 #pragma unroll
@@ -959,11 +947,10 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
         }
     tfc_pdl_wait();
     tfc_pdl_trigger();
-    const size_t base = (size_t)rows.r0 * d_in;
-    for (int i = threadIdx.x; i < rows.nr * d_in; i += blockDim.x) xs[i] = in.x[base + i];
+    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) xs[i] = in.x[i];
     __syncthreads();
     if (in.norm != NORM_NONE) {
-        if (warp < rows.nr) { // warp r: row r's statistics, two passes over shared memory
+        if (warp < N) { // warp r: row r's statistics, two passes over shared memory
             const float *x = xs + (size_t)warp * d_in;
             float mean = 0.0f, ss = 0.0f;
             if (in.norm == NORM_LAYER) {
@@ -976,7 +963,7 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
             if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < rows.nr * d_in; i += blockDim.x) {
+        for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) {
             const int r = i / d_in;
             float v = (xs[i] - stat[r][0]) * stat[r][1];
             if (in.norm == NORM_RMS && in.w) v *= in.w[i - r * d_in];
@@ -984,10 +971,10 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
         }
         __syncthreads();
         if (blockIdx.x == 0) {
-            for (int i = threadIdx.x; i < rows.nr * d_in; i += blockDim.x) in.xn[base + i] = xs[i];
-            if (threadIdx.x < rows.nr) {
-                if (in.mean) in.mean[rows.r0 + threadIdx.x] = stat[threadIdx.x][0];
-                in.rstd[rows.r0 + threadIdx.x] = stat[threadIdx.x][1];
+            for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) in.xn[i] = xs[i];
+            if (threadIdx.x < N) {
+                if (in.mean) in.mean[threadIdx.x] = stat[threadIdx.x][0];
+                in.rstd[threadIdx.x] = stat[threadIdx.x][1];
             }
         }
     }
@@ -998,7 +985,7 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
         if (i >= d4) break;
 #pragma unroll
         for (int r = 0; r < NR; r++) {
-            const float4 x = r < rows.nr ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const float4 x = r < N ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
             for (int k = 0; k < PD_KPW; k++)
                 acc[r][k] += x.x * kv[k][j].x + x.y * kv[k][j].y + x.z * kv[k][j].z +
@@ -1010,13 +997,11 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
 #pragma unroll
         for (int k = 0; k < PD_KPW; k++) {
             const float s = tfc_warp_sum(acc[r][k]);
-            if (lane == 0 && r < rows.nr && c0 + k < cols)
-                A[(size_t)(rows.r0 + r) * cols + c0 + k] = s;
+            if (lane == 0 && r < N && c0 + k < cols) A[(size_t)r * cols + c0 + k] = s;
         }
 }
 
-// S of score i of member g of a row (arow: its cols = G n W scores), given
-// the row's statistics st (pd_stats).
+// S of score i of member g of row r (A's row holds cols = G n W scores).
 template <int MODE>
 static __device__ __forceinline__ float pd_s(const float *arow, int g, int i, int n, float2 st) {
     if constexpr (MODE == ACT_SWIGLU) {
@@ -1054,25 +1039,18 @@ static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float t
     }
 }
 
-static __device__ __forceinline__ void pd_add(float4 &a, const float4 &b) {
-    a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
-}
-
 template <int MODE, int NR>
 __global__ void __launch_bounds__(PD_WARPS * 32)
 pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus,
                  const float *residual, float *partials, unsigned *counters, int N, int n,
                  int d_out, int width) {
-    static_assert(NR <= PD_WARPS, "a warp per row for the final sums");
     __shared__ float2 st[NR];
     __shared__ float s_sh[NR][PD_SPLIT];
     __shared__ float4 red[PD_WARPS][NR][32];
     __shared__ float red1[32];
     __shared__ bool last;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = taus.G;
-    const int chunk = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
-    const int g = blockIdx.z % G;
-    const PdRows rows(blockIdx.z / G, NR, N);
+    const int chunk = blockIdx.x, split = blockIdx.y, g = blockIdx.z, splits = gridDim.y;
     const int cols = G * n * width, i0 = split * PD_SPLIT;
     const int j4 = chunk * (PD_CHUNK / 4) + lane, d4 = d_out / 4;
     // the value rows first: they do not depend on earlier kernels
@@ -1085,18 +1063,17 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
     }
     tfc_pdl_wait();
     tfc_pdl_trigger();
-    const float *Ag = A + (size_t)rows.r0 * cols;
-    for (int r = 0; r < rows.nr; r++) {
-        const float2 v = pd_stats<MODE>(Ag + (size_t)r * cols + g * n, n, taus.t[g], red1);
+    for (int r = 0; r < N; r++) {
+        const float2 v = pd_stats<MODE>(A + (size_t)r * cols + g * n, n, taus.t[g], red1);
         if (threadIdx.x == 0) st[r] = v;
     }
     __syncthreads();
     for (int t = threadIdx.x; t < NR * PD_SPLIT; t += blockDim.x) {
         const int r = t / PD_SPLIT, i = i0 + t % PD_SPLIT;
         float s = 0.0f;
-        if (r < rows.nr && i < n) {
-            s = pd_s<MODE>(Ag + (size_t)r * cols, g, i, n, st[r]);
-            if (chunk == 0) S[(size_t)(rows.r0 + r) * G * n + g * n + i] = s;
+        if (r < N && i < n) {
+            s = pd_s<MODE>(A + (size_t)r * cols, g, i, n, st[r]);
+            if (chunk == 0) S[(size_t)r * G * n + g * n + i] = s;
         }
         s_sh[r][t % PD_SPLIT] = s;
     }
@@ -1115,36 +1092,44 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
 #pragma unroll
     for (int r = 0; r < NR; r++) red[warp][r][lane] = acc[r];
     __syncthreads();
-    // thread (row warp, lane): the block's sum over its warps, in warp order
-    const int r = warp, row = rows.r0 + warp;
+    // thread (r, lane): the block's sum over its warps, in warp order
+    const int r = warp;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const bool mine = r < rows.nr && j4 < d4;
+    const bool mine = r < N && j4 < d4;
     if (mine)
-        for (int w = 0; w < PD_WARPS; w++) pd_add(sum, red[w][r][lane]);
+        for (int w = 0; w < PD_WARPS; w++) {
+            const float4 v = red[w][r][lane];
+            sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+        }
     float4 *Y4 = reinterpret_cast<float4 *>(Y + (size_t)g * N * d_out);
     const float4 *R4 = reinterpret_cast<const float4 *>(residual);
     if (splits == 1) {
         if (mine) {
-            if (R4) pd_add(sum, R4[(size_t)row * d4 + j4]);
-            Y4[(size_t)row * d4 + j4] = sum;
+            if (R4) {
+                const float4 x = R4[(size_t)r * d4 + j4];
+                sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
+            }
+            Y4[(size_t)r * d4 + j4] = sum;
         }
         return;
     }
     float4 *P4 = reinterpret_cast<float4 *>(partials);
-    const size_t slab = (size_t)N * d4; // one split's partial of one member, all rows
-    if (mine) P4[((size_t)g * splits + split) * slab + (size_t)row * d4 + j4] = sum;
+    const size_t slab = (size_t)N * d4; // one split's partial of one member
+    if (mine) P4[((size_t)g * splits + split) * slab + (size_t)r * d4 + j4] = sum;
     __threadfence();
     __syncthreads();
-    unsigned *counter = counters + (size_t)blockIdx.z * gridDim.x + chunk;
+    unsigned *counter = counters + (size_t)g * gridDim.x + chunk;
     if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
     if (mine) {
-        float4 total = R4 ? R4[(size_t)row * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        for (int sp = 0; sp < splits; sp++)
-            pd_add(total, __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)row * d4 + j4]));
-        Y4[(size_t)row * d4 + j4] = total;
+        float4 total = R4 ? R4[(size_t)r * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int sp = 0; sp < splits; sp++) {
+            const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + j4]);
+            total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
+        }
+        Y4[(size_t)r * d4 + j4] = total;
     }
     if (threadIdx.x == 0) *counter = 0; // ready for the next launch
 }
@@ -1167,13 +1152,12 @@ static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, cons
                       const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
                       const float *residual) {
     const int G = taus.G, width = act_width(mode), cols = G * n * width;
-    const unsigned groups = (unsigned)((N + NR - 1) / NR);
-    const size_t xs_bytes = (size_t)(N < NR ? N : NR) * d_in * sizeof(float);
+    const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
     const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
-    tfc_launch_pdl(pd_scores_kernel<NR, KV4>, dim3(score_blocks, groups), dim3(PD_WARPS * 32),
-                   xs_bytes, A, in, K, N, d_in, cols);
+    tfc_launch_pdl(pd_scores_kernel<NR, KV4>, dim3(score_blocks), dim3(PD_WARPS * 32), xs_bytes,
+                   A, in, K, N, d_in, cols);
     const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
-                    (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G * groups);
+                    (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
     float *partials = grid.y > 1 ? (float *)tfc_workspace(TFC_WS_DECODE, (size_t)G * grid.y * N *
                                                                              d_out * sizeof(float))
                                  : nullptr;
@@ -1207,17 +1191,15 @@ static void pd_launch_rows(int mode, float *Y, float *A, float *S, PattInput in,
 static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, const float *K,
                                 const float *V, PnTaus taus, int mode, int N, int d_in, int n,
                                 int d_out, const float *residual) {
-    const int G = taus.G, NR = N <= 1 ? 1 : N <= 4 ? 4 : 8;
-    const size_t groups = (size_t)(N + NR - 1) / NR;
+    const int G = taus.G;
     if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 || d_in > 32 * 4 * 8 ||
-        (size_t)NR * d_in * sizeof(float) > PD_MAX_XS ||
-        (size_t)G * groups * ((d_out + PD_CHUNK - 1) / PD_CHUNK) > PD_MAX_COUNTERS)
+        (size_t)N * d_in * sizeof(float) > PD_MAX_XS ||
+        (size_t)G * ((d_out + PD_CHUNK - 1) / PD_CHUNK) > PD_MAX_COUNTERS)
         return false;
-    const void *ptrs[] = {Y, K, V, residual};
+    const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
     for (const void *p : ptrs)
         if (!aligned16(p)) return false;
-    if (NR == 1) pd_launch_rows<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else if (NR == 4) pd_launch_rows<4>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch_rows<8>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (N <= 1) pd_launch_rows<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else pd_launch_rows<PD_MAX_ROWS>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
     return true;
 }
