@@ -7,16 +7,10 @@
 # re-warm on --resume of a just-grown checkpoint, --continue-schedule, no second re-warm).
 # Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN
 # (default ./tokenformer) so that `make asan` runs it on the sanitizer binary.
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" grow
 source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow
-fail=0
-pass() { echo "PASS $*"; }
-failed() { echo "FAIL $*"; fail=1; }
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tmp=$WORK
+failed() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
 TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)
@@ -432,4 +426,4 @@ else
     echo "SKIP grow on cuda: eval --device cuda is not usable here ($(tail -1 "$tmp/cuda_probe.log"))"
 fi
 
-exit $fail
+exit $((failures > 0))

@@ -5,15 +5,10 @@
 # history shown by info, and grow --add-layers: bit-identical loss, new blocks'
 # weights, moments, segments and tau, FLOPs carried, bad input refused.
 # Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN.
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-BIN=${TF_BIN:-./tokenformer}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" grow_recipes
 source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow_recipes
-fail=0
-pass() { echo "PASS $*"; }
-failed() { echo "FAIL $*"; fail=1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tmp=$WORK
+failed() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
 TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)
@@ -310,4 +305,4 @@ for arch in transformer transformerpp; do
         refused "$arch " "$ab" "$bad"
     done
 done
-exit $fail
+exit $((failures > 0))
