@@ -97,6 +97,11 @@ typedef struct Model {
  * rows: n per Pattention (n_layer * PATT_PER_LAYER) or NULL for the config's
  * n_attn / n_ffn. Returns 0 or -1 with err. */
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
+/* The parameter table and shapes only, no memory: enough for model_num_params
+ * and model_train_flops_per_token of a config (info --preset); model_free
+ * releases it. */
+int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops,
+                        char *err);
 void model_free(Model *m);
 /* Official init (docs/MODEL.md, Pattention), deterministic in seed; tau = sqrt(n). */
 void model_init_weights(Model *m, uint64_t seed);

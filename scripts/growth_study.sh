@@ -112,19 +112,18 @@ for r in $BEST_RECIPE $RECIPE_LIST; do recipe_grow_flags "$r" >/dev/null; done
 # FLOPs sum to the budget of the arch's scratch run (stage k runs from i_k to i_{k+1}).
 plan() {
     "$PY" - "$@" <<PYEOF
-import sys
+import re, subprocess, sys
 arch, stages, fracs = sys.argv[1], sys.argv[2].split(), [float(x) for x in sys.argv[3].split()]
 d, V, T, B, iters = $D, $V, $T, $B, $SCRATCH_ITERS
 full = {"tokenformer": "$L:$A:$F", "transformer": "$L:0:$H_TR", "transformerpp": "$L:0:$H_PP"}[arch]
-def flops_per_token(spec):  # docs/MODEL.md 3a: 6 P + 12 L d T, P = non-embedding + V d
+def flops_per_token(spec):  # the binary's own rule (docs/MODEL.md 3a), for L layers of a rows / f FFN
     L, a, f = map(int, spec.split(":"))
-    if arch == "tokenformer":
-        P = L * 2 * d * (4 * a + f) + 2 * d
-    elif arch == "transformer":
-        P = L * (4 * d * d + 2 * f * d) + 2 * d
-    else:
-        P = L * (4 * d * d + 3 * f * d + 2 * d) + d
-    return 6 * (P + V * d) + 12 * L * d * T
+    cmd = ["$BIN", "info", "--preset", "tiny", "--arch", arch, "--n-layer", str(L), "--d-model",
+           str(d), "--n-head", "$NH", "--block-size", str(T), "--vocab-size", str(V), "--n-ffn", str(f)]
+    if a > 0:
+        cmd += ["--n-attn", str(a)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"training FLOPs per token: (\S+)", out).group(1))
 budget = iters * B * T * flops_per_token(full)
 bounds = [0.0] + fracs + [1.0]
 per_iter = sum((bounds[k + 1] - bounds[k]) * flops_per_token(s) for k, s in enumerate(stages)) * B * T

@@ -168,7 +168,8 @@ static void init_tensor(Model *m, int idx, int ndim, int64_t rows) {
     tensor_init(&m->params[idx].t, name, DTYPE_F32, ndim, s);
 }
 
-int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
+int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops,
+                        char *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, err)) return -1;
     /* a backend may not have the baselines' ops yet: say so instead of calling NULL */
@@ -215,7 +216,12 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         total += tensor_numel(&p->t);
     }
     m->n_param_elems = total;
-    size_t bytes;
+    return 0;
+}
+
+int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
+    if (model_create_shapes(m, cfg, rows, ops, err)) return -1;
+    size_t total = m->n_param_elems, bytes;
     if (tf_mul_overflows(total, sizeof(float), &bytes)) {
         model_free(m);
         return tf_err(err, "model too large (%zu parameters)", total);

@@ -55,6 +55,16 @@ for arch in transformer transformerpp; do
     else
         fail "${arch}_info" "$(head -4 <<<"$info" | tr '\n' '|') (expected $want parameters)"
     fi
+    # info --preset on the same config: the same parameter count and FLOPs per token, no checkpoint
+    vocab=$(grep -o 'vocab_size [0-9]*' <<<"$info" | grep -o '[0-9]*$')
+    cfg=$("$BIN" info --preset tiny --arch "$arch" --n-layer 2 --d-model 16 --n-head 2 --block-size 16 \
+        --vocab-size "${vocab:-0}" 2>&1)
+    same=1
+    for key in "parameters:" "training FLOPs per token:"; do
+        [[ -n $(grep "^$key" <<<"$info") && $(grep "^$key" <<<"$info") == "$(grep "^$key" <<<"$cfg")" ]] || same=0
+    done
+    [[ $same == 1 ]] && pass "${arch}_info_preset_matches_checkpoint" ||
+        fail "${arch}_info_preset_matches_checkpoint" "$(grep -E '^(parameters|training FLOPs)' <<<"$cfg" | tr '\n' '|') vs $(grep -E '^(parameters|training FLOPs)' <<<"$info" | tr '\n' '|')"
     s1=$("$BIN" sample --ckpt "$CK" --max-new-tokens 40 --seed 5 --device cpu --threads 1 2>&1)
     s2=$("$BIN" sample --ckpt "$CK" --max-new-tokens 40 --seed 5 --device cpu --threads 1 2>&1)
     [[ -n $s1 && $s1 == "$s2" ]] && pass "${arch}_sample_reproducible" || fail "${arch}_sample_reproducible" "'$s1' vs '$s2'"

@@ -247,6 +247,10 @@ expect_error info_ckpt_directory "a_dir.*not a regular file" -- "$BIN" info --ck
 expect_error info_ckpt_binary "binary\.bin.*header" -- "$BIN" info --ckpt "$WORK/binary.bin"
 expect_error info_unknown_flag "info: unknown or malformed option '--frobnicate'" -- "$BIN" info --ckpt "$CKPT" --frobnicate
 expect_error info_extra_argument "unexpected argument 'extra'" -- "$BIN" info --ckpt "$CKPT" extra
+expect_error info_preset_training_flag "info: --lr is a training flag" -- "$BIN" info --preset tiny --lr 0.1
+expect_error info_ckpt_and_preset "go without it" -- "$BIN" info --ckpt "$CKPT" --preset tiny
+expect_error info_unknown_preset "unknown preset 'huge'" -- "$BIN" info --preset huge
+expect_error info_bad_vocab "vocab-size" -- "$BIN" info --preset tiny --vocab-size 0
 
 # --------------------------------------------------------------- eval
 E=(--threads 1 --device cpu --batches 2 --batch-size 2)

@@ -1,4 +1,4 @@
-/* tokenformer info: what a checkpoint holds. */
+/* tokenformer info: what a checkpoint holds, or what a config would be. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,39 +9,21 @@
 
 static void info_help(void) {
     printf("usage: tokenformer info --ckpt CKPT\n"
+           "       tokenformer info --preset P [--vocab-size N] [model flags]\n"
            "\n"
-           "Print a checkpoint's config, parameter counts, Pattention row counts per\n"
-           "layer, training step and best validation loss.\n");
+           "Print a checkpoint's config, parameter counts, training FLOPs per token,\n"
+           "Pattention row counts per layer, training step and best validation loss.\n"
+           "With --preset, the same for a config (a preset and the model flags of\n"
+           "'tokenformer train --help', e.g. --arch, --n-layer, --n-ffn) without a\n"
+           "checkpoint and without allocating its weights; --vocab-size (default 65,\n"
+           "tiny shakespeare's characters; 256 for --tokenizer bytes) sets the vocabulary.\n");
 }
 
 static const char *PATT_LABELS[PATT_PER_LAYER] = {"q", "k", "v", "o", "ffn"};
 
-int cmd_info(int argc, char **argv) {
-    enum { O_CKPT = 1, O_HELP };
-    static const struct option opts[] = {{"ckpt", required_argument, NULL, O_CKPT},
-                                         {"help", no_argument, NULL, O_HELP},
-                                         {0, 0, 0, 0}};
-    const char *ckpt = NULL;
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (opt == O_CKPT) ckpt = optarg;
-        else if (opt == O_HELP || opt == 'h') {
-            info_help();
-            return 0;
-        } else cli_unknown_flag("info", argv);
-    }
-    if (!ckpt && optind < argc) ckpt = argv[optind++];
-    if (optind < argc) tf_die("info: unexpected argument '%s'", argv[optind]);
-    if (!ckpt) tf_die("info: --ckpt is required (see 'tokenformer info --help')");
-
-    char err[TF_ERRLEN];
-    Model m;
-    Vocab v;
-    TrainState ts;
-    if (checkpoint_load(ckpt, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
-    const ModelConfig *c = &m.cfg;
-    printf("checkpoint: %s\n", ckpt);
+/* The model's shape: arch, sizes, parameters, FLOPs per token, rows per layer. */
+static void print_model(const Model *m, int show_tau) {
+    const ModelConfig *c = &m->cfg;
     printf("arch: %s, %d layers, d_model %d, %d heads (head dim %d, %d rotary dims)\n",
            arch_name(c->arch), c->n_layer, c->d_model, c->n_head, c->d_model / c->n_head, model_config_rot_dims(c));
     if (model_has_tau(c))
@@ -50,20 +32,34 @@ int cmd_info(int argc, char **argv) {
     else
         printf("block_size %d, vocab_size %d, dropout %g, %s\n", c->block_size, c->vocab_size,
                c->dropout, c->arch == ARCH_TRANSFORMERPP ? "RMSNorm, SwiGLU FFN" : "LayerNorm, GeLU FFN");
-    printf("parameters: %zu total, %zu without the embedding\n", model_num_params(&m, 1),
-           model_num_params(&m, 0));
+    printf("parameters: %zu total, %zu without the embedding\n", model_num_params(m, 1),
+           model_num_params(m, 0));
+    printf("training FLOPs per token: %.6e\n", model_train_flops_per_token(m));
     if (!model_has_tau(c)) {
         printf("FFN width per layer:");
-        for (int l = 0; l < c->n_layer; l++) printf(" %d", model_patt_rows(&m, l, PATT_FFN));
+        for (int l = 0; l < c->n_layer; l++) printf(" %d", model_patt_rows(m, l, PATT_FFN));
         printf("\n");
-    } else
-        printf("rows per layer (q k v o ffn) and tau:\n");
-    for (int l = 0; l < c->n_layer && model_has_tau(c); l++) {
+        return;
+    }
+    printf("rows per layer (q k v o ffn)%s:\n", show_tau ? " and tau" : "");
+    for (int l = 0; l < c->n_layer; l++) {
         printf("  layer %d:", l);
-        for (int w = 0; w < PATT_PER_LAYER; w++)
-            printf(" %s=%d (tau %.3g)", PATT_LABELS[w], model_patt_rows(&m, l, w), *model_patt_tau(&m, l, w));
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            printf(" %s=%d", PATT_LABELS[w], model_patt_rows(m, l, w));
+            if (show_tau) printf(" (tau %.3g)", *model_patt_tau((Model *)m, l, w));
+        }
         printf("\n");
     }
+}
+
+static int info_checkpoint(const char *ckpt) {
+    char err[TF_ERRLEN];
+    Model m;
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(ckpt, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
+    printf("checkpoint: %s\n", ckpt);
+    print_model(&m, 1);
     printf("optimizer step %d, iteration %d, optimizer state %s\n", m.step, ts.iter,
            ts.has_optimizer ? "included" : "absent");
     if (isfinite(ts.best_val)) printf("best val loss %.4f\n", ts.best_val);
@@ -78,5 +74,83 @@ int cmd_info(int argc, char **argv) {
     }
     vocab_free(&v);
     model_free(&m);
-    return tf_finish_stdout(0);
+    return 0;
+}
+
+/* A config's shape: the table of parameters, no weights. */
+static int info_config(const char *preset_name, ModelConfig mc) {
+    char err[TF_ERRLEN];
+    Model m;
+    if (model_create_shapes(&m, &mc, NULL, ops_cpu(), err)) tf_die("%s", err);
+    printf("config: preset %s and the flags given (no checkpoint)\n", preset_name);
+    print_model(&m, 0);
+    model_free(&m);
+    return 0;
+}
+
+/* The long name of config option opt. */
+static const char *flag_name(int opt) {
+    for (const struct option *o = CLI_CONFIG_OPTIONS; o->name; o++)
+        if (o->val == opt) return o->name;
+    return "?";
+}
+
+int cmd_info(int argc, char **argv) {
+    enum { O_CKPT = 1, O_PRESET, O_VOCAB, O_HELP };
+    static const struct option own[] = {{"ckpt", required_argument, NULL, O_CKPT},
+                                        {"preset", required_argument, NULL, O_PRESET},
+                                        {"vocab-size", required_argument, NULL, O_VOCAB},
+                                        {"help", no_argument, NULL, O_HELP}};
+    struct option all[64];
+    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
+    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
+    memcpy(all, own, sizeof own);
+    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
+
+    const char *ckpt = NULL, *preset_name = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--preset")) preset_name = argv[i + 1];
+    const Preset *preset = preset_find(preset_name ? preset_name : "tiny");
+    if (!preset) tf_die("--preset: unknown preset '%s' (expected %s)", preset_name, preset_names());
+    ModelConfig mc = preset->model;
+    TrainConfig tc = preset->train;
+    long vocab = 65;
+    int model_flags = 0, vocab_given = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
+        switch (opt) {
+        case O_CKPT: ckpt = optarg; break;
+        case O_PRESET: break;
+        case O_VOCAB:
+            vocab = cli_int("--vocab-size", optarg, 1, 1 << 24);
+            vocab_given = 1;
+            break;
+        case 'h':
+        case O_HELP: info_help(); return 0;
+        default: {
+            int is_model = 0;
+            if (opt >= CLI_CONFIG_OPT_BASE && cli_apply_config_flag(opt, optarg, &mc, &tc, &is_model)) {
+                const char *name = flag_name(opt);
+                if (!is_model && strcmp(name, "arch") != 0)
+                    tf_die("info: --%s is a training flag; info takes the model flags", name);
+                flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
+                model_flags = 1;
+                break;
+            }
+            cli_unknown_flag("info", argv);
+        }
+        }
+    }
+    if (!ckpt && !preset_name && optind < argc) ckpt = argv[optind++];
+    if (optind < argc) tf_die("info: unexpected argument '%s'", argv[optind]);
+    if (ckpt && (preset_name || model_flags || vocab_given))
+        tf_die("info: --ckpt describes a checkpoint as saved: --preset, --vocab-size and model "
+               "flags go without it");
+    if (ckpt) return info_checkpoint(ckpt);
+    if (!preset_name)
+        tf_die("info: --ckpt is required, or --preset for a config (see 'tokenformer info --help')");
+    cli_apply_arch_defaults(&mc, flag_seen);
+    mc.vocab_size = (int)vocab;
+    return info_config(preset_name, mc);
 }
