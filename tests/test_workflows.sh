@@ -51,13 +51,16 @@ rc=${PIPESTATUS[0]}
 # 7. a full stdout is an error in every command
 for cmd in "sample --ckpt $WORK/B/latest.safetensors --max-new-tokens 5 --threads 1 --device cpu" \
            "info --ckpt $WORK/B/latest.safetensors" \
+           "info --preset tiny" \
            "eval $TEXT --ckpt $WORK/B/latest.safetensors --batches 1 --threads 1 --device cpu" \
            "train $TEXT ${TINY[*]} --max-iters 2 --out $WORK/full"; do
     # shellcheck disable=SC2086
     "$BIN" $cmd >/dev/full 2>"$WORK/full.err"
     rc=$?
-    [[ $rc != 0 ]] && grep -q "standard output" "$WORK/full.err" && pass "dev_full_${cmd%% *}" \
-        || fail "dev_full_${cmd%% *}" "status $rc: $(tail -1 "$WORK/full.err")"
+    name=${cmd%% *}
+    [[ $cmd == "info --preset"* ]] && name=info_preset
+    [[ $rc != 0 ]] && grep -q "standard output" "$WORK/full.err" && pass "dev_full_$name" \
+        || fail "dev_full_$name" "status $rc: $(tail -1 "$WORK/full.err")"
 done
 
 # 8. one run per output: the second is refused, naming the first's pid

@@ -74,7 +74,7 @@ static int info_checkpoint(const char *ckpt) {
     }
     vocab_free(&v);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }
 
 /* A config's shape: the table of parameters, no weights. */
@@ -85,7 +85,7 @@ static int info_config(const char *preset_name, ModelConfig mc) {
     printf("config: preset %s and the flags given (no checkpoint)\n", preset_name);
     print_model(&m, 0);
     model_free(&m);
-    return 0;
+    return tf_finish_stdout(0);
 }
 
 /* The long name of config option opt. */
