@@ -7,33 +7,13 @@
 # re-warm on --resume of a just-grown checkpoint, --continue-schedule, no second re-warm).
 # Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN
 # (default ./tokenformer) so that `make asan` runs it on the sanitizer binary.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" grow
-source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow
-tmp=$WORK
-failed() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
-TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)
+source "$(dirname "${BASH_SOURCE[0]}")/lib_grow.sh" grow
 
 # Checkpoint checks in Python (json header + numpy), one subcommand per check.
 cat >"$tmp/st.py" <<'PYEOF'
-import json, math, struct, sys
+import math, sys
 import numpy as np
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    t = {}
-    for name, info in header.items():
-        assert info["dtype"] == "F32", name
-        a, b = info["data_offsets"]
-        t[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
-    segs = json.loads(meta.get("row_segments", "{}") or "{}")
-    return t, meta, segs
+from ckpt_check import check, compare, finish, load
 
 def weights(t):
     return {k: v for k, v in t.items() if not k.startswith("opt.")}
@@ -44,14 +24,11 @@ def is_patt(name):
 def grown_names(src, dst):
     return [k for k in weights(dst) if is_patt(k) and dst[k].shape[0] != src[k].shape[0]]
 
-errors = []
-def check(cond, msg):
-    if not cond:
-        errors.append(msg)
-
 cmd, args = sys.argv[1], sys.argv[2:]
 
-if cmd == "rows":  # rows CKPT -> "h.0.attn.q.key=16 ..." for every Pattention key
+if compare(cmd, args):
+    pass
+elif cmd == "rows":  # rows CKPT -> "h.0.attn.q.key=16 ..." for every Pattention key
     t, _, _ = load(args[0])
     print(" ".join(f"{k}={v.shape[0]}" for k, v in t.items() if k.endswith(".key") and not k.startswith("opt.")))
 
@@ -139,34 +116,14 @@ elif cmd == "same":  # same A B: every weight and Adam moment bit-identical
         if k in b:
             check(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]), f"{k}: differs")
 
-elif cmd == "close":  # close X Y REL: |X - Y| <= REL * |X|
-    x, y, rel = map(float, args)
-    check(abs(x - y) <= rel * abs(x), f"{x} vs {y}: relative difference {abs(x - y) / abs(x):.2e} > {rel:g}")
-
-elif cmd == "differ":  # differ X Y MIN: |X - Y| > MIN
-    x, y, m = map(float, args)
-    check(abs(x - y) > m, f"{x} vs {y}: differ by {abs(x - y):.2e}, not more than {m:g}")
-
-elif cmd == "less":  # less X Y: X < Y
-    x, y = map(float, args)
-    check(x < y, f"{x} is not below {y}")
-
-for e in errors[:6]:
-    print("# " + e)
-if len(errors) > 6:
-    print(f"# ... and {len(errors) - 6} more")
-sys.exit(1 if errors else 0)
+finish()
 PYEOF
-st() { "$PY" "$tmp/st.py" "$@"; }
 
 # "train loss A (...), val loss B (...)" -> "A B"
 ev() {
     "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 "${@:2}" 2>&1 |
         sed -n 's/^train loss \([0-9.]*\) .*, val loss \([0-9.]*\) .*/\1 \2/p'
 }
-# "val loss on ... before X, after Y (...)" in a grow log -> "X Y"
-before_after() { sed -n 's/.*before \([0-9.]*\), after \([0-9.]*\).*/\1 \2/p' "$1"; }
-grow() { "$BIN" grow --threads 1 --batches 4 --data data/input.txt "$@"; }
 
 # ---------------------------------------------------------------- base model
 if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --out "$tmp/base.safetensors" >"$tmp/base.log" 2>&1; then

@@ -5,38 +5,17 @@
 # history shown by info, and grow --add-layers: bit-identical loss, new blocks'
 # weights, moments, segments and tau, FLOPs carried, bad input refused.
 # Prints PASS/FAIL/SKIP lines and exits non-zero on any failure. Uses $TF_BIN.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" grow_recipes
-source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" grow_recipes
-tmp=$WORK
-failed() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
-TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)
+source "$(dirname "${BASH_SOURCE[0]}")/lib_grow.sh" grow_recipes
 
 cat >"$tmp/st.py" <<'PYEOF'
-import json, math, struct, sys
+import math, sys
 import numpy as np
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    t = {}
-    for name, info in header.items():
-        a, b = info["data_offsets"]
-        t[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
-    return t, meta, json.loads(meta.get("row_segments", "{}") or "{}")
-
-errors = []
-def check(cond, msg):
-    if not cond:
-        errors.append(msg)
+from ckpt_check import check, compare, finish, load
 
 cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "keystd":  # keystd SRC DST WANT: std of the new key rows ~ WANT
+if compare(cmd, args):
+    pass
+elif cmd == "keystd":  # keystd SRC DST WANT: std of the new key rows ~ WANT
     src, _, _ = load(args[0]); dst, _, _ = load(args[1]); want = float(args[2])
     new = np.concatenate([dst[k][src[k].shape[0]:].ravel() for k in dst
                           if k.endswith(".key") and not k.startswith("opt.")])
@@ -64,12 +43,6 @@ elif cmd == "lrmult":  # lrmult GROWN STEP1 STEPM M: one step; old rows equal, n
     r = np.array(ratios)
     check(len(r) > 0 and np.abs(r - M).max() < 1e-2 * M, f"new-row change ratio {r.min() if len(r) else 0:.4g}..{r.max() if len(r) else 0:.4g}, expected {M}")
     print(f"{len(r)} new-row elements, change ratio {r.mean():.4f}")
-elif cmd == "meta":  # meta CKPT KEY -> value
-    _, m, _ = load(args[0])
-    print(m.get(args[1], ""))
-elif cmd == "trainmeta":  # trainmeta CKPT FIELD -> value
-    _, m, _ = load(args[0])
-    print(json.loads(m["train_config"]).get(args[1], ""))
 elif cmd == "layers":  # layers SRC DST MAP: DST's layer j = SRC's layer MAP[j] (or new, '-')
     src, _, _ = load(args[0]); dst, dm, segs = load(args[1]); lm = args[2].split(",")
     step = int(dm["step"])
@@ -117,16 +90,8 @@ elif cmd == "ffn":  # ffn SRC DST M: M new hidden units; up/gate rows drawn, dow
     for k in dst:
         if k not in grown and not k.startswith("opt."):
             check(np.array_equal(dst[k], src[k]), f"{k}: changed although not grown")
-elif cmd == "close":
-    x, y, rel = map(float, args)
-    check(abs(x - y) <= rel * abs(x), f"{x} vs {y}")
-for e in errors[:6]:
-    print("# " + e)
-sys.exit(1 if errors else 0)
+finish()
 PYEOF
-st() { "$PY" "$tmp/st.py" "$@"; }
-before_after() { sed -n 's/.*before \([0-9.]*\), after \([0-9.]*\).*/\1 \2/p' "$1"; }
-grow() { "$BIN" grow --threads 1 --batches 4 --data data/input.txt "$@"; }
 # val loss of `eval` (fixed batches) of a checkpoint
 # refused LABEL CKPT ARGS: grow ARGS (split on spaces) must fail with one line
 # on stderr and leave no output file.
@@ -254,8 +219,8 @@ fi
 # the grown model trains, and the new blocks' output side moves
 if "$BIN" train --resume "$d" --threads 1 --max-iters 50 --log "$tmp/dt.csv" --out "$tmp/dt.safetensors" >"$tmp/dt.log" 2>&1 &&
     grep -q "^40,.*,grow," "$tmp/dt.csv" &&
-    "$PY" -c "
-import sys; sys.argv=['x']; exec(open('$tmp/st.py').read().split('errors = []')[0])
+    PYTHONPATH=tests "$PY" -c "
+import sys; from ckpt_check import load
 t,_,_=load('$tmp/dt.safetensors'); sys.exit(0 if abs(t['h.4.ffn.value']).max()>0 and abs(t['h.4.attn.o.value']).max()>0 else 1)"; then
     pass "grow_recipes: a model with added layers trains (the log marks the grow); the new blocks' output values move"
 else
