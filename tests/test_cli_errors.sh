@@ -251,6 +251,16 @@ expect_error info_preset_training_flag "info: --lr is a training flag" -- "$BIN"
 expect_error info_ckpt_and_preset "go without it" -- "$BIN" info --ckpt "$CKPT" --preset tiny
 expect_error info_unknown_preset "unknown preset 'huge'" -- "$BIN" info --preset huge
 expect_error info_bad_vocab "vocab-size" -- "$BIN" info --preset tiny --vocab-size 0
+# --preset=P is --preset P for every command that takes it (bench and info once read only the latter)
+for cmd in "info --preset=shakespeare" "bench --preset=shakespeare --n-layer 1 --steps 1 --warmup 0 --batch-size 1 --block-size 8 --device cpu --threads 1"; do
+    # shellcheck disable=SC2086
+    out=$("$BIN" $cmd 2>&1)
+    if grep -q 'preset shakespeare\|"preset": "shakespeare"' <<<"$out"; then
+        pass "preset_equals_form_${cmd%% *}"
+    else
+        fail "preset_equals_form_${cmd%% *}" "$(head -c 200 <<<"$out")"
+    fi
+done
 
 # --------------------------------------------------------------- eval
 E=(--threads 1 --device cpu --batches 2 --batch-size 2)

@@ -105,16 +105,9 @@ int cmd_bench(int argc, char **argv) {
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"no-graph", no_argument, NULL, O_NOGRAPH},
         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
-    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
-    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
-    memcpy(all, own, sizeof own);
-    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
-
-    const char *preset_name = "tiny", *device = "auto";
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--preset")) preset_name = argv[i + 1];
-    const Preset *preset = preset_find(preset_name);
-    if (!preset) tf_die("--preset: unknown preset '%s' (expected %s)", preset_name, preset_names());
+    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
+    const char *device = "auto";
+    const Preset *preset = cli_preset_arg(argc, argv, NULL);
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3, threads = 0;

@@ -102,16 +102,9 @@ int cmd_info(int argc, char **argv) {
                                         {"vocab-size", required_argument, NULL, O_VOCAB},
                                         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
-    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
-    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
-    memcpy(all, own, sizeof own);
-    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
-
+    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
     const char *ckpt = NULL, *preset_name = NULL;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--preset")) preset_name = argv[i + 1];
-    const Preset *preset = preset_find(preset_name ? preset_name : "tiny");
-    if (!preset) tf_die("--preset: unknown preset '%s' (expected %s)", preset_name, preset_names());
+    const Preset *preset = cli_preset_arg(argc, argv, &preset_name);
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
     long vocab = 65;

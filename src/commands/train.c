@@ -142,21 +142,9 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
         {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT},
         {"continue-schedule", no_argument, NULL, O_CONTINUE}};
-    size_t n_own = sizeof own / sizeof own[0], n_cfg = 0;
-    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
     struct option all[64];
-    memcpy(all, own, sizeof own);
-    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
-
-    /* The preset comes first so that other flags override it wherever they stand. */
-    const Preset *preset = preset_find("tiny");
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (!strcmp(argv[i], "--preset") && i + 1 < argc) v = argv[i + 1];
-        else if (!strncmp(argv[i], "--preset=", 9)) v = argv[i] + 9;
-        if (v && !(preset = preset_find(v)))
-            tf_die("--preset: unknown preset '%s' (expected %s)", v, preset_names());
-    }
+    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
+    const Preset *preset = cli_preset_arg(argc, argv, NULL);
     memset(a, 0, sizeof *a);
     a->mc = preset->model;
     a->tc = preset->train;
