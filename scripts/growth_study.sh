@@ -112,10 +112,11 @@ for r in $BEST_RECIPE $RECIPE_LIST; do recipe_grow_flags "$r" >/dev/null; done
 # FLOPs sum to the budget of the arch's scratch run (stage k runs from i_k to i_{k+1}).
 plan() {
     "$PY" - "$@" <<PYEOF
-import re, subprocess, sys
+import functools, re, subprocess, sys
 arch, stages, fracs = sys.argv[1], sys.argv[2].split(), [float(x) for x in sys.argv[3].split()]
 d, V, T, B, iters = $D, $V, $T, $B, $SCRATCH_ITERS
 full = {"tokenformer": "$L:$A:$F", "transformer": "$L:0:$H_TR", "transformerpp": "$L:0:$H_PP"}[arch]
+@functools.lru_cache(maxsize=None)  # a stage is asked for up to three times
 def flops_per_token(spec):  # the binary's own rule (docs/MODEL.md 3a), for L layers of a rows / f FFN
     L, a, f = map(int, spec.split(":"))
     cmd = ["$BIN", "info", "--preset", "tiny", "--arch", arch, "--n-layer", str(L), "--d-model",
