@@ -16,7 +16,10 @@ LDLIBS  += -lopenblas -lcjson -lm -fopenmp
 # Objects of a CPU-only and a CUDA build never mix: each has its own folder.
 BUILD   ?= build/$(if $(filter 1,$(CUDA)),cuda,cpu)
 
-SRC_C   := $(wildcard src/*.c src/commands/*.c src/cpu/*.c)
+# The layers: core (tensors, config, rng), io (text, safetensors, checkpoints),
+# model (the model, growth, sampling), backends (cpu/, cuda/ and the choice
+# between them), commands (the CLI, one file a command).
+SRC_C   := $(wildcard src/core/*.c src/io/*.c src/model/*.c src/backends/*.c src/backends/cpu/*.c src/commands/*.c)
 OBJ     := $(SRC_C:%.c=$(BUILD)/%.o)
 
 ifeq ($(CUDA),1)
@@ -27,11 +30,11 @@ CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=s
 # CUDA graph (the decode step, ops.h record_begin).
 NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
              --default-stream per-thread
-SRC_CU    := $(wildcard src/cuda/*.cu)
-OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cuda/*.c))
+SRC_CU    := $(wildcard src/backends/cuda/*.cu)
+OBJ       += $(SRC_CU:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/backends/cuda/*.c))
 CFLAGS    += -DTF_CUDA -I$(CUDA_HOME)/include -DCUDA_API_PER_THREAD_DEFAULT_STREAM=1
 # The CUDA runtime is linked statically (it opens the driver on the first CUDA
-# call); cuBLAS, cuBLASLt and NCCL are opened by src/cuda/cuda_libs.c on first
+# call); cuBLAS, cuBLASLt and NCCL are opened by src/backends/cuda/cuda_libs.c on first
 # use, found through the run paths below. Nothing CUDA is mapped at start.
 CUDA_RPATH := $(CUDA_HOME)/lib64 $(if $(wildcard $(CUDA_HOME)/lib/libnccl.so*),$(CUDA_HOME)/lib)
 LDLIBS    += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lpthread -lstdc++ \
@@ -53,13 +56,15 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVFLAGS) -MMD -MP -c -o $@ $<
 
 # Test programs link every object but main.
-LIB_OBJ := $(filter-out $(BUILD)/src/main.o,$(OBJ))
+LIB_OBJ := $(filter-out $(BUILD)/src/commands/main.o,$(OBJ))
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# Tests are white-box: they may reach a backend's private headers.
+TEST_CFLAGS := -Isrc/backends/cpu -Isrc/backends/cuda
 
 $(BUILD)/tests/%: tests/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 # T="name ..." runs just those tests (e.g. make test T="test_tokenizer test_resume").
 test: tokenformer $(TEST_BIN)

@@ -1,5 +1,5 @@
 /* The ops table: every numerical operation the model needs, forward and
- * backward. Each backend (src/cpu, src/cuda) fills one table; the model
+ * backward. Each backend (src/backends/cpu, src/backends/cuda) fills one table; the model
  * calls only through it and never branches on the device.
  *
  * Conventions (all backends):
@@ -16,9 +16,9 @@
  * Adding an op: declare the entry here, beside its kin, taking `const Ops *`
  * first and documenting shapes, layout and what accumulates; group more than
  * about eight arguments in a struct as PattArgs does. Implement it in both
- * backends (src/cpu: a plain reference loop or BLAS call; src/cuda: the
+ * backends (src/backends/cpu: a plain reference loop or BLAS call; src/backends/cuda: the
  * kernel in its own file, the adapter and the table entry in ops_cuda.cu)
- * and, when it times anything interesting, wrap it in src/profile.c. Test
+ * and, when it times anything interesting, wrap it in src/backends/profile.c. Test
  * it twice: tests/test_gradcheck.c checks the CPU backward against finite
  * differences of the forward, and tests/test_cuda_ops.c checks the CUDA
  * entry against the CPU one (per precision) on random inputs. An entry the

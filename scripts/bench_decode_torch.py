@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenformer_ref as ref  # noqa: E402
 
 VOCAB = 65
-PRESETS = {  # the model part of tokenformer's presets (src/config.c)
+PRESETS = {  # the model part of tokenformer's presets (src/core/config.c)
     "tiny": dict(n_layer=4, d_model=128, n_head=4, n_attn=96, n_ffn=384, block_size=64),
     "shakespeare": dict(n_layer=6, d_model=384, n_head=6, n_attn=288, n_ffn=1152, block_size=256),
     "gpt2-124m": dict(n_layer=12, d_model=768, n_head=12, n_attn=576, n_ffn=2304, block_size=1024),

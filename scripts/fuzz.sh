@@ -6,7 +6,7 @@
 # The corpus persists between runs and is re-seeded with valid files each
 # time. Exit status is non-zero if the fuzzer found a crash, leak or hang.
 # FUZZ_COVERAGE=1 also replays the corpus through a clang source-coverage
-# build and prints line/branch coverage of src/safetensors.c (llvm-cov).
+# build and prints line/branch coverage of src/io/safetensors.c (llvm-cov).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,7 @@ SECONDS_TO_RUN="${FUZZ_SECONDS:-60}"
 OUT="${FUZZ_OUT:-fuzz-out}"
 CC_FUZZ="${CC_FUZZ:-clang}"
 CFLAGS_FUZZ=(-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -I/usr/include/cjson)
-SRCS=(src/safetensors.c src/common.c src/tensor.c)
+SRCS=(src/io/safetensors.c src/core/common.c src/core/tensor.c)
 
 if ! command -v "$CC_FUZZ" >/dev/null; then
     echo "fuzz.sh: $CC_FUZZ not found (apt-get install -y clang)" >&2
@@ -65,5 +65,5 @@ if [ "${FUZZ_COVERAGE:-0}" = 1 ]; then
         "${SRCS[@]}" tests/fuzz/fuzz_safetensors.c -lcjson -lm -o "$OUT/fuzz_cov"
     LLVM_PROFILE_FILE="$OUT/cov.profraw" "$OUT/fuzz_cov" -runs=0 "$OUT/corpus" >/dev/null 2>&1
     "$PROFDATA" merge -sparse "$OUT/cov.profraw" -o "$OUT/cov.profdata"
-    "$LLVMCOV" report "$OUT/fuzz_cov" -instr-profile="$OUT/cov.profdata" src/safetensors.c
+    "$LLVMCOV" report "$OUT/fuzz_cov" -instr-profile="$OUT/cov.profdata" src/io/safetensors.c
 fi

@@ -62,7 +62,7 @@ LAYERNORM_EPS = 1e-5
 ROPE_BASE = 10000.0
 PATT_NAMES = ("q", "k", "v", "o", "ffn")  # order of the C side's rows[] per layer
 
-# Presets (mirror of src/config.c; vocab is set from the data, 65 for tiny
+# Presets (mirror of src/core/config.c; vocab is set from the data, 65 for tiny
 # shakespeare). batch_size is the training batch of the preset.
 PRESETS = {
     "tiny": dict(n_layer=4, d_model=128, n_head=4, n_attn=96, n_ffn=384, block_size=64,
@@ -109,7 +109,7 @@ def normalize_config(cfg):
 
 
 def default_ffn(cfg):
-    """The FFN width when none is given (as arch_default_ffn in src/config.c)."""
+    """The FFN width when none is given (as arch_default_ffn in src/core/config.c)."""
     d = cfg["d_model"]
     if cfg.get("arch") == "transformer":
         return 4 * d
@@ -120,7 +120,7 @@ def default_ffn(cfg):
 
 def rot_dims(cfg):
     """Rotary dims per head: rope_frac * head_dim rounded down to even (as
-    model_config_rot_dims in src/config.c)."""
+    model_config_rot_dims in src/core/config.c)."""
     hd = cfg["d_model"] // cfg["n_head"]
     rot = int(cfg["rope_frac"] * hd + 1e-4)
     return rot & ~1

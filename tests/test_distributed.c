@@ -1,4 +1,4 @@
-/* Data-parallel plumbing on the CPU (src/distributed.c): the launchers'
+/* Data-parallel plumbing on the CPU (src/backends/distributed.c): the launchers'
  * environments, the rendezvous between two local processes handing over a
  * fake 128-byte NCCL id, its timeouts, and the watchdog: a peer that dies,
  * one that says goodbye, a collective that waits too long. */

@@ -1,4 +1,4 @@
-/* The loader of the GPU libraries (src/cuda/cuda_libs.c), without a GPU:
+/* The loader of the GPU libraries (src/backends/cuda/cuda_libs.c), without a GPU:
  * cuBLAS/cuBLASLt open and every entry point resolves; NCCL too when it is
  * installed; a library that cannot be found gives one line naming the files
  * looked for. A CPU-only build prints one SKIP line. */

@@ -1,4 +1,4 @@
-/* CUDA backend entry points (src/cuda). Only present when built with CUDA
+/* CUDA backend entry points (src/backends/cuda). Only present when built with CUDA
  * (the Makefile defines TF_CUDA for C files then). */
 #ifndef TF_OPS_CUDA_H
 #define TF_OPS_CUDA_H

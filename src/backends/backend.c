@@ -5,8 +5,8 @@
 #include "common.h"
 #include "ops.h"
 #ifdef TF_CUDA
-#include "cuda_libs.h"
-#include "ops_cuda.h"
+#include "cuda/cuda_libs.h"
+#include "cuda/ops_cuda.h"
 #endif
 
 const Ops *ops_cuda(char *why, size_t why_len) {
@@ -44,16 +44,6 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
     }
     snprintf(err, err_len, "unknown device '%s' (expected cpu, cuda or auto)", name);
     return NULL;
-}
-
-void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats, size_t *s_floats,
-                               size_t *da_floats) {
-    *a_floats = *s_floats = *da_floats = (size_t)G * N * n;
-}
-
-void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats) {
-    (void)hd;
-    *att_floats = *datt_floats = (size_t)B * H * T * T;
 }
 
 static const char *const PRECISION_NAMES[] = {"fp32", "tf32", "bf16"};

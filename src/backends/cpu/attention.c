@@ -10,7 +10,7 @@
 
 #include "common.h"
 
-#include "cpu_ops.h"
+#include "ops_cpu.h"
 
 /* cos/sin of t * 10000^(-2i/rot) for t < T, i < rot/2, computed in double
  * once per (T, rot) and kept: the same angles serve every layer and step. */

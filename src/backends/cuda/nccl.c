@@ -1,4 +1,4 @@
-/* NCCL communicator for data-parallel training (include/nccl_comm.h). The
+/* NCCL communicator for data-parallel training (src/backends/cuda/nccl_comm.h). The
  * backend runs everything on the legacy default stream, so the all-reduce
  * goes there too and is ordered after the backward pass that wrote the
  * gradients. */

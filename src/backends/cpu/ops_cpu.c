@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_ops.h"
+#include "ops_cpu.h"
 #include "rng.h"
 
 static void *cpu_alloc(const Ops *ops, size_t bytes) {

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu_ops.h"
+#include "ops_cpu.h"
 
 void cpu_rmsnorm_forward(const Ops *ops, float *out, float *rstd, const float *x, const float *w,
                          int N, int C) {

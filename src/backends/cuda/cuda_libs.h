@@ -1,5 +1,5 @@
 /* The CUDA libraries the binary does not link: cuBLAS/cuBLASLt and NCCL are
- * opened with dlopen on their first use (src/cuda/cuda_libs.c), so commands
+ * opened with dlopen on their first use (src/backends/cuda/cuda_libs.c), so commands
  * that never touch a GPU do not pay for mapping them at start. Their API
  * functions are defined there as forwarding wrappers with the headers'
  * prototypes: callers use cuBLAS and NCCL as if linked. Only in CUDA builds. */

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu_ops.h"
+#include "ops_cpu.h"
 #include "fastmath.h"
 
 #define gelu fast_gelu

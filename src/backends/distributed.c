@@ -21,7 +21,7 @@
 
 #include "common.h"
 #ifdef TF_CUDA
-#include "nccl_comm.h"
+#include "cuda/nccl_comm.h"
 #else
 typedef struct NcclComm NcclComm;
 #endif

@@ -1,5 +1,5 @@
-/* The NCCL side of data parallelism (src/cuda/nccl.c), used by
- * src/distributed.c. Only in CUDA builds. Every function returns 0, or -1
+/* The NCCL side of data parallelism (src/backends/cuda/nccl.c), used by
+ * src/backends/distributed.c. Only in CUDA builds. Every function returns 0, or -1
  * with a one-line reason in err (TF_ERRLEN). */
 #ifndef TF_NCCL_COMM_H
 #define TF_NCCL_COMM_H
