@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
 #include "model.h"
@@ -21,6 +22,9 @@ static void bench_help(void) {
            "options:\n"
            "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
            "  --arch A               tokenformer (default), transformer or transformerpp\n"
+           "  --ckpt F               time the model of checkpoint F instead of a preset's\n"
+           "                         (its shapes and row segments, e.g. a grown model;\n"
+           "                         random tokens of its vocabulary)\n"
            "  --steps N              timed steps (default 20)\n"
            "  --warmup N             untimed steps first (default 3)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
@@ -91,11 +95,22 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     return 0;
 }
 
+/* A checkpoint's model as it is stored (a grown one keeps its per-birth row
+ * segments, which the update walks): what a resumed run would train. */
+static void bench_load_checkpoint(Model *m, const char *path, const Ops *ops) {
+    char err[TF_ERRLEN];
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(path, ops, m, &v, &ts, err)) tf_die("%s", err);
+    vocab_free(&v);
+}
+
 int cmd_bench(int argc, char **argv) {
-    enum { O_PRESET = 1, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE,
+    enum { O_PRESET = 1, O_CKPT, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE,
            O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_HELP };
     static const struct option own[] = {
-        {"preset", required_argument, NULL, O_PRESET}, {"steps", required_argument, NULL, O_STEPS},
+        {"preset", required_argument, NULL, O_PRESET}, {"ckpt", required_argument, NULL, O_CKPT},
+        {"steps", required_argument, NULL, O_STEPS},
         {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
         {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
         {"precision", required_argument, NULL, O_PRECISION}, {"profile", no_argument, NULL, O_PROFILE},
@@ -106,7 +121,7 @@ int cmd_bench(int argc, char **argv) {
         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
     cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
-    const char *device = "auto";
+    const char *device = "auto", *ckpt = NULL;
     const Preset *preset = cli_preset_arg(argc, argv, NULL);
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
@@ -118,6 +133,7 @@ int cmd_bench(int argc, char **argv) {
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
         switch (opt) {
         case O_PRESET: break;
+        case O_CKPT: ckpt = optarg; break;
         case O_STEPS: steps = cli_int("--steps", optarg, 1, 1000000); break;
         case O_WARMUP: warmup = cli_int("--warmup", optarg, 0, 1000000); break;
         case O_DEVICE: device = optarg; break;
@@ -151,17 +167,27 @@ int cmd_bench(int argc, char **argv) {
     mc.vocab_size = 65;
     char err[TF_ERRLEN];
     Model m;
-    if (dc.enabled) return bench_decode(&mc, preset->name, ops, prec_name, &dc, tc.seed);
-    int B = tc.batch_size, T = mc.block_size;
-    if (model_create(&m, &mc, NULL, ops, err) || model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
-    model_init_weights(&m, tc.seed);
+    if (dc.enabled) {
+        if (ckpt) tf_die("bench: --ckpt times training steps; --sample takes a preset");
+        return bench_decode(&mc, preset->name, ops, prec_name, &dc, tc.seed);
+    }
+    const char *label = preset->name;
+    if (ckpt) {
+        bench_load_checkpoint(&m, ckpt, ops);
+        label = ckpt;
+    } else {
+        if (model_create(&m, &mc, NULL, ops, err)) tf_die("%s", err);
+        model_init_weights(&m, tc.seed);
+    }
+    int B = tc.batch_size, T = m.cfg.block_size, V = m.cfg.vocab_size;
+    if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
     size_t n = (size_t)B * T;
     int *tok = tf_malloc(sizeof(int) * n * 2, "batch"), *tgt = tok + n;
     Rng r;
     rng_seed(&r, tc.seed);
     for (size_t i = 0; i < n; i++) {
-        tok[i] = (int)rng_below(&r, 65);
-        tgt[i] = (int)rng_below(&r, 65);
+        tok[i] = (int)rng_below(&r, (uint64_t)V);
+        tgt[i] = (int)rng_below(&r, (uint64_t)V);
     }
     float loss = 0.0f, norm;
     double t0 = 0.0;
@@ -177,12 +203,12 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"impl\": \"tokenformer\", \"arch\": \"%s\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"loss\": %.4f, "
            "\"params\": %zu, \"flops_per_token\": %.6g, \"peak_mem_mb\": %.1f}\n",
-           arch_name(mc.arch), preset->name, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
+           arch_name(m.cfg.arch), label, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3, loss,
            model_num_params(&m, 1), model_train_flops_per_token(&m), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
-        fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", preset->name, ops->name,
+        fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", label, ops->name,
                 prec_name, B, T);
         profile_print(stderr, (int)steps);
         m.ops = ops;

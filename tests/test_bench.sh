@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bench --ckpt: the model of a checkpoint (its shapes, its grown row segments)
+# is what gets timed; bad uses are one-line errors.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_bench
+
+sample_text 60000 800 >"$WORK/text.txt"
+"$BIN" train "$WORK/text.txt" --device cpu --max-iters 1 --eval-interval 1 --eval-iters 1 --n-layer 1 \
+    --d-model 32 --n-head 2 --n-attn 16 --n-ffn 32 --block-size 16 --batch-size 2 --out "$WORK/run" >/dev/null 2>&1 ||
+    fail bench_setup "train failed"
+"$BIN" grow --ckpt "$WORK/run/latest.safetensors" --kv +8 --out "$WORK/grown.safetensors" >/dev/null 2>&1 ||
+    fail bench_setup "grow failed"
+
+json=$("$BIN" bench --ckpt "$WORK/grown.safetensors" --device cpu --steps 1 --warmup 0 2>/dev/null | tail -1)
+params=$("$BIN" info --ckpt "$WORK/grown.safetensors" | sed -n 's/^parameters: \([0-9]*\) total.*/\1/p')
+got=$(sed -n 's/.*"params": \([0-9]*\).*/\1/p' <<<"$json")
+if [[ -n $params && $got == "$params" ]]; then pass bench_ckpt_params; else fail bench_ckpt_params "bench $got vs info $params"; fi
+block=$(sed -n 's/.*"block": \([0-9]*\).*/\1/p' <<<"$json")
+[[ $block == 16 ]] && pass bench_ckpt_block || fail bench_ckpt_block "block $block, the checkpoint's is 16"
+tps=$(sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' <<<"$json")
+awk -v t="${tps:-0}" 'BEGIN {exit !(t > 0)}' && pass bench_ckpt_runs || fail bench_ckpt_runs "no tokens/s in: $json"
+
+err=$("$BIN" bench --ckpt "$WORK/missing.safetensors" --device cpu 2>&1 >/dev/null)
+rc=$?
+[[ $rc -ne 0 && $(wc -l <<<"$err") -eq 1 && $err == *missing.safetensors* ]] && pass bench_ckpt_missing ||
+    fail bench_ckpt_missing "rc $rc: $err"
+err=$("$BIN" bench --ckpt "$WORK/grown.safetensors" --sample --device cpu 2>&1 >/dev/null)
+rc=$?
+[[ $rc -ne 0 && $err == *--ckpt* ]] && pass bench_ckpt_sample_refused || fail bench_ckpt_sample_refused "rc $rc: $err"
+
+exit $((failures > 0))
