@@ -15,12 +15,14 @@
 
 static void grow_help(void) {
     printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
-           "       tokenformer grow --ckpt IN --add-layers N [--at end|interleave] --out OUT\n"
+           "       tokenformer grow --ckpt IN --add-layers N [--init copy|copy-zero-out|zero-out]\n"
+           "                        [--at end|interleave|stack] --out OUT\n"
+           "       tokenformer grow --ckpt IN --d-model 2x [--noise S] --out OUT\n"
            "\n"
            "Append N parameter tokens (key/value rows) to every attention Pattention\n"
            "(q, k, v, o) and M to every FFN Pattention, or remove them with a negative\n"
-           "count; or insert N new blocks whose output side is zero (the function is\n"
-           "unchanged). Training resumes from OUT with 'tokenformer train --resume OUT',\n"
+           "count; or insert N new blocks; or double the model width (docs/MODEL.md 5a,\n"
+           "5b). Training resumes from OUT with 'tokenformer train --resume OUT',\n"
            "which re-warms the schedule there by default (--continue-schedule keeps it).\n"
            "\n"
            "options:\n"
@@ -40,8 +42,25 @@ static void grow_help(void) {
            "                         for random); a small S is nearly function-preserving\n"
            "  --tau keep|reset       tau of grown Pattentions: kept or sqrt(n_new)\n"
            "                         (default: keep for zero-key, reset for random)\n"
-           "  --add-layers N         insert N blocks (init as new layers, output side zero)\n"
-           "  --at end|interleave    where: after the last block (default) or spread evenly\n"
+           "  --add-layers N         insert N blocks (any arch); their Adam moments start at\n"
+           "                         zero, copied blocks included\n"
+           "  --init zero-out|copy|copy-zero-out   (with --add-layers) a new block is a fresh\n"
+           "                         layer with its output side zero (zero-out, the default;\n"
+           "                         the function is unchanged), a copy of the block it\n"
+           "                         follows or repeats (copy: the function changes), or that\n"
+           "                         copy with its output side zero (copy-zero-out, LLaMA Pro:\n"
+           "                         unchanged). Output side: attention out and FFN down\n"
+           "                         (tokenformer: the values of P_o and P_ffn)\n"
+           "  --at end|interleave|stack  where: after the last block (default), spread evenly,\n"
+           "                         or whole copies of the stack on top (stack, G_stack: N a\n"
+           "                         multiple of the layer count; --init defaults to copy)\n"
+           "  --d-model 2x           double d_model and the heads at the same head size by\n"
+           "                         tiling the residual stream (the function is unchanged up\n"
+           "                         to float rounding; baselines: FFN width doubles too);\n"
+           "                         every Adam moment restarts at zero\n"
+           "  --noise S              with --d-model: +e/-e, e ~ N(0, S), on the two halves of\n"
+           "                         each halved weight, to break the copies' symmetry (the\n"
+           "                         function is still kept; default 0)\n"
            "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
            "  --data FILE            text for the loss before/after (and for ranking rows\n"
            "                         when removing; default data/input.txt then)\n"
@@ -113,9 +132,20 @@ static void eval_set_close(EvalSet *e) {
     dataset_free(&e->d);
 }
 
-/* grow --add-layers: new blocks with a zero output side. */
-static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, uint64_t seed, const char *data,
-                       int batches, int threads) {
+/* What new blocks start as, for the log line. */
+static const char *new_layer_words(const Model *m, LayerInit init) {
+    int patt = model_has_tau(&m->cfg);
+    if (init == LAYER_INIT_COPY) return "copies of the block each follows or repeats (the function changes)";
+    if (init == LAYER_INIT_COPY_ZERO_OUT)
+        return patt ? "copies with a zero output side (values of P_o and P_ffn)"
+                    : "copies with a zero output side (attn.o.weight and mlp.down)";
+    return patt ? "fresh layers with a zero output side (values of P_o and P_ffn; tau = sqrt(n))"
+                : "fresh layers with a zero output side (attn.o.weight and mlp.down)";
+}
+
+/* grow --add-layers: new blocks, fresh or copied. */
+static int grow_layers(const char *in, const char *out, int n_new, LayerInit init, GrowAt at, uint64_t seed,
+                       const char *data, int batches, int threads) {
     char err[TF_ERRLEN];
     const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
@@ -130,12 +160,12 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
         eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1);
         before = eval_set_loss(&e, &m);
     }
-    if (model_add_layers(&m, &g, n_new, at, seed, err)) tf_die("%s", err);
+    if (growth_add_layers(&m, &g, n_new, init, at, seed, err)) tf_die("%s", err);
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", in, m.cfg.n_layer, model_num_params(&m, 1),
            model_num_params(&m, 0));
-    printf("added %d layers (%s); new blocks: fresh layers with a zero output side (%s)\n", n_new,
-           at == GROW_AT_END ? "after the last block" : "interleaved",
-           model_has_tau(&m.cfg) ? "values of P_o and P_ffn; tau = sqrt(n)" : "attn.o.weight and mlp.down");
+    printf("added %d layers (%s); new blocks: %s\n", n_new,
+           at == GROW_AT_END ? "after the last block" : at == GROW_AT_STACK ? "the stack repeated on top" : "interleaved",
+           new_layer_words(&m, init));
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
            model_num_params(&g, 0));
     if (data) {
@@ -144,8 +174,10 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
                after, after - before);
         eval_set_close(&e);
     }
-    GrowthEvent ev = {"layers", n_new, "zero-output", at == GROW_AT_END ? "end" : "interleave", MODEL_INIT_STD,
-                      model_has_tau(&m.cfg) ? "reset" : "-"};
+    /* "zero-output" is what histories called zero-out before the copy modes */
+    GrowthEvent ev = {"layers", n_new, init == LAYER_INIT_ZERO_OUT ? "zero-output" : layer_init_name(init),
+                      grow_at_name(at), init == LAYER_INIT_ZERO_OUT ? MODEL_INIT_STD : 0.0f,
+                      !model_has_tau(&m.cfg) ? "-" : init == LAYER_INIT_ZERO_OUT ? "reset" : "copied"};
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
@@ -157,9 +189,56 @@ static int grow_layers(const char *in, const char *out, int n_new, GrowAt at, ui
     return tf_finish_stdout(0);
 }
 
+/* grow --d-model 2x: the residual stream tiled (docs/MODEL.md 5b). */
+static int grow_width(const char *in, const char *out, float noise, uint64_t seed, const char *data, int batches,
+                      int threads) {
+    char err[TF_ERRLEN];
+    const Ops *ops = cli_open_device("cpu", threads, 1);
+    Model m, g;
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    EvalSet e;
+    float before = NAN;
+    if (data) {
+        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1);
+        before = eval_set_loss(&e, &m);
+    }
+    if (growth_double_d_model(&m, &g, noise, seed, err)) tf_die("grow: --d-model 2x: %s", err);
+    printf("%s: d_model %d, %d heads, %zu parameters (%zu without the embedding)\n", in, m.cfg.d_model,
+           m.cfg.n_head, model_num_params(&m, 1), model_num_params(&m, 0));
+    printf("doubled d_model by tiling the residual stream (readers' weights halved%s); noise %g\n",
+           model_has_tau(&m.cfg) ? ", Pattention rows and tau kept" : ", FFN hidden units split in two", noise);
+    printf("%s: d_model %d, %d heads, %zu parameters (%zu without the embedding)\n", out, g.cfg.d_model,
+           g.cfg.n_head, model_num_params(&g, 1), model_num_params(&g, 0));
+    if (data) {
+        float after = eval_set_loss(&e, &g);
+        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
+               after, after - before);
+        eval_set_close(&e);
+    }
+    GrowthEvent ev = {"d_model", m.cfg.d_model, "tile", "all", noise, model_has_tau(&m.cfg) ? "keep" : "-"};
+    if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
+    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
+    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
+    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, out);
+    model_free(&g);
+    model_free(&m);
+    vocab_free(&v);
+    return tf_finish_stdout(0);
+}
+
+/* --d-model: only "2x" (or "2") for now: the tiling doubles. */
+static int parse_width_factor(const char *s) {
+    if (strcmp(s, "2x") && strcmp(s, "2"))
+        tf_die("--d-model: expected 2x (the width doubles by tiling), got '%s'", s);
+    return 2;
+}
+
 int cmd_grow(int argc, char **argv) {
     enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
-           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT };
+           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
@@ -169,6 +248,7 @@ int cmd_grow(int argc, char **argv) {
         {"help", no_argument, NULL, O_HELP},
         {"key-init-scale", required_argument, NULL, O_KEY_SCALE}, {"tau", required_argument, NULL, O_TAU},
         {"add-layers", required_argument, NULL, O_ADD_LAYERS}, {"at", required_argument, NULL, O_AT},
+        {"d-model", required_argument, NULL, O_D_MODEL}, {"noise", required_argument, NULL, O_NOISE},
         {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
     long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
@@ -177,7 +257,9 @@ int cmd_grow(int argc, char **argv) {
     float key_scale = -1.0f;
     GrowInit init = GROW_RANDOM; /* the growth study's best recipe (docs/GROWTH.md) */
     GrowAt at = GROW_AT_END;
-    int at_set = 0, init_set = 0;
+    int at_set = 0, init_set = 0, width = 0;
+    float noise = -1.0f;
+    const char *init_arg = NULL;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -188,9 +270,7 @@ int cmd_grow(int argc, char **argv) {
         case O_FFN: ffn = parse_signed_count("--ffn-kv", optarg); ffn_set = 1; break;
         case O_INIT:
             init_set = 1;
-            if (!strcmp(optarg, "zero-key")) init = GROW_ZERO_KEY;
-            else if (!strcmp(optarg, "random")) init = GROW_RANDOM;
-            else tf_die("--init: expected zero-key or random, got '%s'", optarg);
+            init_arg = optarg; /* its names depend on the kind of growth: read below */
             break;
         case O_LAYERS: layers = optarg; break;
         case O_KEY_SCALE: key_scale = (float)cli_float("--key-init-scale", optarg, 0.0, 10.0); break;
@@ -203,11 +283,12 @@ int cmd_grow(int argc, char **argv) {
             add_layers = cli_int("--add-layers", optarg[0] == '+' ? optarg + 1 : optarg, 1, MAX_LAYERS);
             break;
         case O_AT:
-            if (!strcmp(optarg, "end")) at = GROW_AT_END;
-            else if (!strcmp(optarg, "interleave")) at = GROW_AT_INTERLEAVE;
-            else tf_die("--at: expected end or interleave, got '%s'", optarg);
+            if (grow_at_parse(optarg) < 0) tf_die("--at: expected end, interleave or stack, got '%s'", optarg);
+            at = (GrowAt)grow_at_parse(optarg);
             at_set = 1;
             break;
+        case O_D_MODEL: width = parse_width_factor(optarg); break;
+        case O_NOISE: noise = (float)cli_float("--noise", optarg, 0.0, 1.0); break;
         case O_DATA: data = optarg; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
@@ -222,10 +303,25 @@ int cmd_grow(int argc, char **argv) {
     if (!out) tf_die("grow: --out is required");
     tf_require_writable_target("--out", out);
     if (add_layers && (kv_set || ffn_set)) tf_die("grow: --add-layers and --kv/--ffn-kv are separate calls (grow twice)");
-    if (add_layers && (init_set || layers || key_scale >= 0.0f || tau_reset >= 0))
-        tf_die("grow: --add-layers takes no --init, --layers, --key-init-scale or --tau (new blocks are fresh layers with a zero output side)");
+    if (width && (add_layers || kv_set || ffn_set || init_set || at_set || layers || key_scale >= 0.0f || tau_reset >= 0))
+        tf_die("grow: --d-model is a growth of its own: no --add-layers, --kv, --ffn-kv, --init, --at, --layers, "
+               "--key-init-scale or --tau with it (grow twice)");
+    if (noise >= 0.0f && !width) tf_die("grow: --noise needs --d-model");
+    if (width)
+        return grow_width(in, out, noise < 0.0f ? 0.0f : noise, (uint64_t)seed, data, (int)batches, (int)threads);
+    if (add_layers && (layers || key_scale >= 0.0f || tau_reset >= 0))
+        tf_die("grow: --add-layers takes no --layers, --key-init-scale or --tau (new blocks are whole layers)");
     if (at_set && !add_layers) tf_die("grow: --at needs --add-layers");
-    if (add_layers) return grow_layers(in, out, (int)add_layers, at, (uint64_t)seed, data, (int)batches, (int)threads);
+    if (add_layers) {
+        LayerInit li = at == GROW_AT_STACK ? LAYER_INIT_COPY : LAYER_INIT_ZERO_OUT; /* G_stack copies */
+        if (init_arg && layer_init_parse(init_arg) < 0)
+            tf_die("grow: --init with --add-layers: expected zero-out, copy or copy-zero-out, got '%s'", init_arg);
+        if (init_arg) li = (LayerInit)layer_init_parse(init_arg);
+        return grow_layers(in, out, (int)add_layers, li, at, (uint64_t)seed, data, (int)batches, (int)threads);
+    }
+    if (init_arg && !strcmp(init_arg, "zero-key")) init = GROW_ZERO_KEY;
+    else if (init_arg && !strcmp(init_arg, "random")) init = GROW_RANDOM;
+    else if (init_arg) tf_die("--init: expected zero-key or random, got '%s'", init_arg);
     if (!kv_set && !ffn_set) tf_die("grow: give --kv (and/or --ffn-kv) with a row count like +64 or -32");
     if (!ffn_set) ffn = 4 * kv;
     if ((kv < 0 && ffn > 0) || (kv > 0 && ffn < 0)) tf_die("grow: --kv and --ffn-kv must both add or both remove rows");

@@ -151,6 +151,20 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
 
 /* ---------------- depth growth ---------------- */
 
+static const char *AT_NAMES[] = {"end", "interleave", "stack"};
+static const char *INIT_NAMES[] = {"zero-out", "copy", "copy-zero-out"};
+
+static int name_index(const char *s, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+const char *grow_at_name(GrowAt at) { return AT_NAMES[at]; }
+int grow_at_parse(const char *s) { return name_index(s, AT_NAMES, 3); }
+const char *layer_init_name(LayerInit init) { return INIT_NAMES[init]; }
+int layer_init_parse(const char *s) { return name_index(s, INIT_NAMES, 3); }
+
 /* Old layer that new layer k of n_new goes after: the last one for
  * GROW_AT_END; for interleave spread evenly from layer 0 on (always in
  * [0, n_old - 1], nondecreasing in k). */
@@ -159,10 +173,19 @@ static int insert_after(int k, int n_new, int n_old, GrowAt at) {
     return (int)(((long)k * n_old) / n_new);
 }
 
-/* map[j] = the old layer that new layer j copies, or -1 for an inserted one;
- * like[j] = the old layer whose row counts an inserted layer takes. */
+/* map[j] = the old layer that new layer j is, or -1 for an inserted one;
+ * like[j] = the old layer an inserted one takes its row counts (and, when
+ * copying, its weights) from: the one it follows, or for stack the one it
+ * repeats. */
 static void layer_map(int n_old, int n_new, GrowAt at, int *map, int *like) {
     int j = 0, k = 0;
+    if (at == GROW_AT_STACK) {
+        for (; j < n_old + n_new; j++) {
+            map[j] = j < n_old ? j : -1;
+            like[j] = j % n_old;
+        }
+        return;
+    }
     for (int l = 0; l < n_old; l++) {
         map[j] = l;
         like[j++] = l;
@@ -190,27 +213,42 @@ static int is_output_param(const Model *m, int l, int index) {
     return 0;
 }
 
-/* A block that init_weights drew: zero output side, zero moments, one
- * segment born now. */
-static void make_new_layer(Model *dst, int l) {
+/* New block l of dst: its weights as init_weights drew them (zero-out) or
+ * those of old block `source` with its tau (copy modes); then the output
+ * side zeroed unless plain copy; zero moments and one segment born now
+ * either way (the copies' optimizer history does not carry over). */
+static void make_new_layer(const Model *src, Model *dst, int l, int source, LayerInit init) {
     int per = model_params_per_layer(&dst->cfg);
     for (int j = 0; j < per; j++) {
         int i = layer_param(&dst->cfg, l, j);
         Param *p = &dst->params[i];
         size_t bytes = tensor_numel(&p->t) * sizeof(float);
-        if (is_output_param(dst, l, i)) memset(tensor_f32(&p->t), 0, bytes);
+        if (init != LAYER_INIT_ZERO_OUT)
+            memcpy(tensor_f32(&p->t), tensor_f32(&src->params[layer_param(&src->cfg, source, j)].t), bytes);
+        if (init != LAYER_INIT_COPY && is_output_param(dst, l, i)) memset(tensor_f32(&p->t), 0, bytes);
         memset(p->m, 0, bytes);
         memset(p->v, 0, bytes);
         p->n_seg = 1;
         p->seg[0] = (RowSegment){0, dst->step, 0};
     }
+    if (init != LAYER_INIT_ZERO_OUT)
+        for (int w = 0; w < PATT_PER_LAYER; w++) *model_patt_tau(dst, l, w) = src->tau[source * PATT_PER_LAYER + w];
 }
 
-int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err) {
-    const ModelConfig *c = &src->cfg;
-    if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
+static int check_layer_count(const ModelConfig *c, int n_new, GrowAt at, char *err) {
     if (n_new < 1 || c->n_layer + n_new > MAX_LAYERS)
         return tf_err(err, "cannot add %d layers to %d (the total must be at most %d)", n_new, c->n_layer, MAX_LAYERS);
+    if (at == GROW_AT_STACK && n_new % c->n_layer)
+        return tf_err(err, "--at stack adds whole copies of the %d-layer stack: the count must be a multiple of %d "
+                      "(got %d)", c->n_layer, c->n_layer, n_new);
+    return 0;
+}
+
+int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, GrowAt at, uint64_t seed,
+                      char *err) {
+    const ModelConfig *c = &src->cfg;
+    if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
+    if (check_layer_count(c, n_new, at, err)) return -1;
     ModelConfig nc = *c;
     nc.n_layer = c->n_layer + n_new;
     int *map = tf_malloc(sizeof(int) * 2 * (size_t)nc.n_layer, "layer map"), *like = map + nc.n_layer;
@@ -224,8 +262,8 @@ int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_
         free(map);
         return -1;
     }
-    /* Every tensor drawn as in a fresh model of the new depth (new blocks
-     * keep that, tau = sqrt(n) included); the old ones are then copied over. */
+    /* Every tensor drawn as in a fresh model of the new depth (new zero-out
+     * blocks keep that, tau = sqrt(n) included); the old ones are then copied over. */
     model_init_weights(dst, seed);
     dst->step = src->step;
     int per = model_params_per_layer(c), n_final = src->n_params - layer_param(c, c->n_layer, 0);
@@ -233,7 +271,7 @@ int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_
     for (int t = 1; t <= n_final; t++) copy_param(&src->params[src->n_params - t], &dst->params[dst->n_params - t]);
     for (int l = 0; l < nc.n_layer; l++) {
         if (map[l] < 0) {
-            make_new_layer(dst, l);
+            make_new_layer(src, dst, l, like[l], init);
             continue;
         }
         for (int j = 0; j < per; j++)
@@ -243,4 +281,8 @@ int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_
     }
     free(map);
     return 0;
+}
+
+int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err) {
+    return growth_add_layers(src, dst, n_new, LAYER_INIT_ZERO_OUT, at, seed, err);
 }
