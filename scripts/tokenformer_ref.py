@@ -41,6 +41,9 @@ CLI:
   tokenformer_ref.py info CKPT          config and parameter counts of a checkpoint
   tokenformer_ref.py loss CKPT [--batch B --seed S]
                                         loss of a checkpoint on random tokens
+  tokenformer_ref.py grow-check SMALL GROWN
+                                        GROWN (grow --d-model 2x of SMALL) against
+                                        the reference map; logits before/after (JSON)
 Use Debian's /usr/bin/python3 (it has torch); works with torch >= 1.13.
 """
 
@@ -563,6 +566,67 @@ def save_checkpoint(path, model, extra_metadata=None):
 
 
 # ----------------------------------------------------------------------------
+# growth: d_model doubled by tiling (docs/MODEL.md 5b), the map `grow --d-model 2x`
+# applies without --noise
+
+def doubled_config(cfg):
+    c = dict(cfg)
+    c["d_model"] = 2 * cfg["d_model"]
+    c["n_head"] = 2 * cfg["n_head"]
+    if cfg["arch"] != "tokenformer":
+        c["n_ffn"] = 2 * cfg["n_ffn"]
+    return c
+
+
+def double_d_model_tensors(tensors):
+    """name -> tensor of the doubled model: the residual stream becomes [x, x].
+    Last axes (d) tile; an axis that reads a doubled quantity is halved: keys,
+    the baselines' linears and MLP (whose rows tile too: for q, k, v, o they are
+    d, for the MLP the hidden units split in two, which down reads); values,
+    wte and in-block norm weights tile as they are; the final norm tiles at half
+    scale so that the tied head's sum over 2d gives the old logits; tau kept."""
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(".tau"):
+            out[name] = t.clone()
+        elif name.startswith("ln_f.") or name.startswith("norm_f."):
+            out[name] = torch.cat([t, t]) / 2
+        elif name == "wte" or name.endswith(".value") or name.endswith("norm1.weight") \
+                or name.endswith("norm2.weight"):
+            out[name] = torch.cat([t, t], -1)
+        elif name.endswith(".key"):
+            out[name] = torch.cat([t, t], 1) / 2
+        else:  # attn.{q,k,v,o}.weight, mlp.{gate,up,down}
+            out[name] = t.repeat(2, 2) / 2
+    return out
+
+
+def grow_check(small_path, grown_path, batch=4, seed=0):
+    """Compare a C `grow --d-model 2x` result with this map and both models'
+    logits on random tokens. -> dict of the largest differences."""
+    cfg, small = load_checkpoint(small_path)
+    tensors, meta = read_safetensors(grown_path)
+    gcfg = config_from_metadata(meta)
+    res = {"config_ok": all(gcfg[k] == v for k, v in doubled_config(cfg).items()
+                            if k in ("d_model", "n_head", "n_ffn", "n_layer"))}
+    mapped = double_d_model_tensors(small.state_dict())
+    res["map_max_diff"] = max(float((mapped[k] - tensors[k].float()).abs().max())
+                              for k in mapped if not k.endswith(".tau"))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, cfg["vocab_size"], (batch, cfg["block_size"]), generator=g)
+    for dtype, key in ((torch.float64, "logits_max_diff_f64"), (torch.float32, "logits_max_diff_f32")):
+        a = model_from_tensors(cfg, small.state_dict(), dtype=dtype).eval()
+        b = model_from_tensors(gcfg, tensors, dtype=dtype).eval()
+        ref = model_from_tensors(doubled_config(cfg), mapped, dtype=dtype).eval()
+        with torch.no_grad():
+            la, lb, lr = a(x)[0], b(x)[0], ref(x)[0]
+        res[key] = float((la - lb).abs().max())
+        res[key.replace("logits", "ref_logits")] = float((la - lr).abs().max())
+    res["logits_max_abs"] = float(la.abs().max())
+    return res
+
+
+# ----------------------------------------------------------------------------
 # self tests (independent of autograd where possible)
 
 def _manual_pattention_backward(X, K, V, tau, mode, dY):
@@ -775,7 +839,16 @@ def main(argv=None):
     pl.add_argument("--batch", type=int, default=4)
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--device", default="cpu")
+    pg = sub.add_parser("grow-check", help="compare a C `grow --d-model 2x` checkpoint with the "
+                        "reference map and the logits before/after (JSON)")
+    pg.add_argument("small")
+    pg.add_argument("grown")
+    pg.add_argument("--batch", type=int, default=4)
+    pg.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.cmd == "grow-check":
+        print(json.dumps(grow_check(args.small, args.grown, args.batch, args.seed)))
+        return 0
     if args.cmd == "selftest":
         ok = selftest()
         print("selftest: %s" % ("ok" if ok else "FAILED"))
