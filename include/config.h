@@ -42,6 +42,10 @@ typedef struct {
     unsigned long long seed;
     /* lr multiplier of the rows born in the latest grow (docs/GROWTH.md); 1: off */
     float new_row_lr_mult;
+    /* lr schedule (schedule.h): 0 cosine, 1 warmup-stable-decay over the
+     * last decay_frac of each stage */
+    int lr_schedule;
+    float decay_frac;
 } TrainConfig;
 
 typedef struct {

@@ -19,6 +19,7 @@
 #include "distributed.h"
 #include "evaluate.h"
 #include "model.h"
+#include "schedule.h"
 
 static void train_help(void) {
     printf("usage: tokenformer train [FILE] [options]\n"
@@ -122,6 +123,12 @@ typedef struct {
     int tokenizer_seen, bytes;
     int split_seen, split[3]; /* --split, parsed */
     const char *log_path;
+    /* budgets, lr schedule, FLOPs evaluation grid, growth (schedule.h) */
+    double flops_budget, tokens_budget, eval_every_flops;
+    int lr_schedule;   /* -1: not given (the checkpoint's, else cosine) */
+    float decay_frac;  /* 0: not given */
+    const char *grow_spec;
+    GrowSchedule grow;
     ModelConfig mc;
     TrainConfig tc;
     int model_flag_seen;
@@ -129,7 +136,42 @@ typedef struct {
 } TrainArgs;
 
 enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
-       O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE };
+       O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE, O_FLOPS_BUDGET, O_TOKENS_BUDGET, O_LR_SCHEDULE,
+       O_DECAY_FRAC, O_EVAL_FLOPS, O_GROW };
+
+/* The schedule options (schedule.h); 0 when opt is not one of them. */
+static int parse_schedule_option(int opt, const char *value, TrainArgs *a) {
+    char err[TF_ERRLEN];
+    switch (opt) {
+    case O_FLOPS_BUDGET: a->flops_budget = cli_float("--flops-budget", value, 1.0, 1e30); return 1;
+    case O_TOKENS_BUDGET: a->tokens_budget = cli_float("--tokens-budget", value, 1.0, 1e30); return 1;
+    case O_EVAL_FLOPS: a->eval_every_flops = cli_float("--eval-every-flops", value, 1.0, 1e30); return 1;
+    case O_DECAY_FRAC: a->decay_frac = (float)cli_float("--decay-frac", value, 1e-6, 1.0); return 1;
+    case O_LR_SCHEDULE:
+        if ((a->lr_schedule = lr_schedule_parse(value)) < 0)
+            tf_die("--lr-schedule: expected cosine or wsd, got '%s'", value);
+        return 1;
+    case O_GROW:
+        a->grow_spec = value;
+        if (grow_schedule_parse(value, &a->grow, err)) tf_die("%s", err);
+        return 1;
+    default: return 0;
+    }
+}
+
+/* What the schedule options cannot be combined with, before any work. */
+static void check_schedule_options(const TrainArgs *a) {
+    const char *budget = a->flops_budget > 0 ? "--flops-budget" : a->tokens_budget > 0 ? "--tokens-budget" : NULL;
+    if (a->flops_budget > 0 && a->tokens_budget > 0) tf_die("--flops-budget and --tokens-budget: give one budget");
+    if (budget && cli_config_flag_seen(a->flag_seen, "max-iters"))
+        tf_die("%s derives the run's length: drop --max-iters", budget);
+    if (a->resume && (budget || a->grow_spec))
+        tf_die("%s: a budget and a growth schedule plan a run from its start (a resumed run keeps the "
+               "checkpoint's --max-iters); drop it with --resume", budget ? budget : "--grow");
+    if (a->grow_spec && a->stop_at) tf_die("--grow and --stop-at: growth inside the run replaces the stop/grow/resume stages");
+    if (a->decay_frac > 0 && a->lr_schedule != LR_WSD && !a->resume)
+        tf_die("--decay-frac is for --lr-schedule wsd");
+}
 
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
@@ -141,7 +183,12 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"help", no_argument, NULL, O_HELP},
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
         {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT},
-        {"continue-schedule", no_argument, NULL, O_CONTINUE}};
+        {"continue-schedule", no_argument, NULL, O_CONTINUE},
+        {"flops-budget", required_argument, NULL, O_FLOPS_BUDGET},
+        {"tokens-budget", required_argument, NULL, O_TOKENS_BUDGET},
+        {"lr-schedule", required_argument, NULL, O_LR_SCHEDULE},
+        {"decay-frac", required_argument, NULL, O_DECAY_FRAC},
+        {"eval-every-flops", required_argument, NULL, O_EVAL_FLOPS}, {"grow", required_argument, NULL, O_GROW}};
     struct option all[64];
     cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
     const Preset *preset = cli_preset_arg(argc, argv, NULL);
@@ -149,6 +196,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     a->mc = preset->model;
     a->tc = preset->train;
     a->device = "auto";
+    a->lr_schedule = -1;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -180,6 +228,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case 'h':
         case O_HELP: train_help(); exit(0);
         default:
+            if (parse_schedule_option(opt, optarg, a)) break;
             if (opt >= CLI_CONFIG_OPT_BASE &&
                 cli_apply_config_flag(opt, optarg, &a->mc, &a->tc, &a->model_flag_seen)) {
                 a->flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
@@ -196,6 +245,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         tf_die("--new-stage, --continue-schedule and --freeze-old need --resume");
     if (a->new_stage && a->continue_schedule) tf_die("--new-stage and --continue-schedule contradict each other; give one");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
+    check_schedule_options(a);
 }
 
 /* ---------------- output paths ---------------- */
@@ -265,16 +315,6 @@ static void lock_output(const char *latest) {
 }
 
 /* ---------------- schedule and evaluation ---------------- */
-
-/* Linear warmup, then cosine from lr to min_lr, measured from the stage start. */
-static float learning_rate(const TrainConfig *tc, int stage_start, int iter) {
-    int i = iter - stage_start, total = tc->max_iters - stage_start;
-    if (i < tc->warmup_iters) return tc->lr * (float)(i + 1) / (float)(tc->warmup_iters + 1);
-    if (i >= total) return tc->min_lr;
-    double ratio = (double)(i - tc->warmup_iters) / (double)(total - tc->warmup_iters);
-    double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
-    return tc->min_lr + (float)coeff * (tc->lr - tc->min_lr);
-}
 
 /* Mean loss over eval_iters batches of a split. Its own generator (seeded by
  * the iteration) keeps the training batch stream untouched. */
@@ -401,6 +441,8 @@ typedef struct {
     Dist dist;              /* data-parallel ranks (a world of one without a launcher) */
     int *step_tok, *step_tgt; /* the windows of one whole step, all ranks and micro-batches */
     int stop_agreed;        /* some rank has been asked to stop (data parallel) */
+    double next_eval_flops; /* --eval-every-flops: the next grid point */
+    int next_grow;          /* --grow: the next point of a->grow */
 } TrainRun;
 
 /* Sequences one optimizer step consumes over every rank and micro-batch. */
@@ -467,6 +509,18 @@ static void draw_bar(TrainRun *r, int iter, float loss, double tok_s, const char
 }
 /* ---------------- end of data accounting ---------------- */
 
+/* --lr-schedule / --decay-frac over the preset's or the checkpoint's. */
+static void apply_lr_schedule_flags(TrainArgs *a) {
+    if (a->lr_schedule >= 0) a->tc.lr_schedule = a->lr_schedule;
+    if (a->tc.lr_schedule != LR_WSD) {
+        if (a->decay_frac > 0) tf_die("--decay-frac is for --lr-schedule wsd (this run's schedule is cosine)");
+        a->tc.decay_frac = 0.0f; /* so that a cosine checkpoint stays as before wsd existed */
+        return;
+    }
+    if (a->decay_frac > 0) a->tc.decay_frac = a->decay_frac;
+    else if (!(a->tc.decay_frac > 0)) a->tc.decay_frac = WSD_DEFAULT_DECAY_FRAC;
+}
+
 /* Model, vocabulary and state: from --resume, or fresh from the text. */
 static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t n_cps) {
     TrainArgs *a = r->a;
@@ -484,6 +538,7 @@ static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t
         rng_seed(&rng, a->tc.seed);
         r->ts.data_rng = rng.state;
     }
+    apply_lr_schedule_flags(a);
     if (train_config_validate(&a->tc, err)) tf_die("%s", err);
     r->ts.train = a->tc;
     r->ts.has_train = 1;
@@ -554,8 +609,10 @@ static void mark_position(TrainRun *r, int iter) {
  * (without saving) when a loss is not finite. */
 static int evaluate_and_save(TrainRun *r, int iter) {
     const TrainConfig *tc = &r->a->tc;
-    float tl = estimate_loss(&r->m, &r->data, SPLIT_TRAIN, tc, iter, r->tok, r->tgt);
-    float vl = estimate_loss(&r->m, &r->data, SPLIT_VAL, tc, iter, r->tok, r->tgt);
+    /* on a FLOPs grid every evaluation reads the same batches (those of iteration 0) */
+    int batches_of = r->a->eval_every_flops > 0 ? 0 : iter;
+    float tl = estimate_loss(&r->m, &r->data, SPLIT_TRAIN, tc, batches_of, r->tok, r->tgt);
+    float vl = estimate_loss(&r->m, &r->data, SPLIT_VAL, tc, batches_of, r->tok, r->tgt);
     clear_bar(r);
     printf("step %d: train loss %.4f, val loss %.4f, flops %.3e\n", iter, tl, vl, r->ts.train_flops);
     flush_output();
@@ -620,7 +677,7 @@ static float accumulate_gradients(TrainRun *r, int iter) {
 /* One optimizer step on a fresh batch; -1 when the loss or gradient is not finite. */
 static int train_one_step(TrainRun *r, int iter, float *lr_out, float *norm_out) {
     const TrainConfig *tc = &r->a->tc;
-    float lr = learning_rate(tc, r->ts.stage_start, iter);
+    float lr = lr_schedule_at(tc, r->ts.stage_start, iter);
     float loss = accumulate_gradients(r, iter);
     model_clip_and_update(&r->m, lr, tc, isfinite(loss), norm_out);
     if (!isfinite(loss) || !isfinite(*norm_out)) {
@@ -718,6 +775,65 @@ static void prepare_outputs(TrainRun *r) {
     printf("writing %s and %s\n", r->latest, r->best);
 }
 
+/* ---------------- budgets, FLOPs grid, growth inside the run ---------------- */
+
+/* Every eval_interval iterations, or (--eval-every-flops X) at the first
+ * iteration at or past each multiple of X cumulative training FLOPs. */
+static int evaluation_due(TrainRun *r, int iter) {
+    double x = r->a->eval_every_flops;
+    if (!(x > 0)) return iter % r->a->tc.eval_interval == 0;
+    if (r->ts.train_flops < r->next_eval_flops) return 0;
+    r->next_eval_flops = (floor(r->ts.train_flops / x) + 1.0) * x;
+    return 1;
+}
+
+/* --flops-budget, --tokens-budget and --grow: the run's length and the
+ * iteration of every growth point, before any training. */
+static void plan_run(TrainRun *r) {
+    TrainArgs *a = r->a;
+    if (!(a->flops_budget > 0 || a->tokens_budget > 0 || a->grow.n)) return;
+    char err[TF_ERRLEN];
+    ModelShape *shape = tf_malloc(sizeof *shape, "model shape");
+    model_shape_of(&r->m, shape);
+    double tokens_per_iter = (double)step_sequences(r) * r->m.cfg.block_size;
+    int max_iters = a->tc.max_iters;
+    int rc = grow_schedule_plan(&a->grow, shape, r->m.ops, a->flops_budget, a->tokens_budget, tokens_per_iter,
+                                &max_iters, err);
+    free(shape);
+    if (rc) tf_die("%s", err);
+    a->tc.max_iters = r->ts.train.max_iters = max_iters;
+}
+
+/* "plan:" lines, which scripts read: the derived length and growth iterations. */
+static void print_plan(const TrainRun *r) {
+    const TrainArgs *a = r->a;
+    if (a->flops_budget > 0) printf("plan: %d iterations for a budget of %.6e FLOPs\n", a->tc.max_iters, a->flops_budget);
+    if (a->tokens_budget > 0) printf("plan: %d iterations for a budget of %.6e tokens\n", a->tc.max_iters, a->tokens_budget);
+    for (int k = 0; k < a->grow.n; k++) printf("plan: grow %s at iteration %d\n", a->grow.p[k].text, a->grow.p[k].iter);
+    if (a->tc.lr_schedule == LR_WSD)
+        printf("schedule: wsd, decay over the last %g of each stage\n", a->tc.decay_frac);
+}
+
+/* A growth point: the same functions and default recipe as `grow`, then
+ * the re-warm that `train --resume` gives a just-grown checkpoint. */
+static void grow_in_run(TrainRun *r, int iter) {
+    const GrowPoint *p = &r->a->grow.p[r->next_grow++];
+    char err[TF_ERRLEN];
+    size_t before = model_num_params(&r->m, 1);
+    mark_position(r, iter); /* the growth history records the iteration */
+    if (grow_point_apply(&r->m, &r->ts, p, r->a->tc.seed, err))
+        tf_die("--grow: '%s' at iteration %d: %s", p->text, iter, err);
+    if (model_alloc_activations(&r->m, r->a->tc.batch_size, r->m.cfg.block_size, err)) tf_die("%s", err);
+    r->flops_per_token = model_train_flops_per_token(&r->m);
+    r->ts.stage_start = iter;
+    r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
+    clear_bar(r);
+    printf("grow %s at iteration %d: %zu -> %zu parameters; warmup restarts, the schedule ends at %d\n", p->text,
+           iter, before, model_num_params(&r->m, 1), r->a->tc.max_iters);
+    flush_output();
+    log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
+}
+
 /* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
  * signal, step, log. Returns the exit status. */
 static int train_loop(TrainRun *r) {
@@ -726,8 +842,9 @@ static int train_loop(TrainRun *r) {
     r->t_start = r->t_last = tf_now_seconds();
     r->first_iter = r->ts.iter;
     for (int iter = r->ts.iter;; iter++) {
+        if (r->next_grow < r->a->grow.n && r->a->grow.p[r->next_grow].iter == iter) grow_in_run(r, iter);
         int last = iter >= tc->max_iters || (r->a->stop_at && iter >= r->a->stop_at);
-        if ((iter % tc->eval_interval == 0 || last) && evaluate_and_save(r, iter)) return 1;
+        if ((evaluation_due(r, iter) || last) && evaluate_and_save(r, iter)) return 1;
         if (last) break;
         /* Data-parallel ranks stop together, at the step after any of them was asked. */
         if (r->dist.world > 1 ? r->stop_agreed : (g_stop_requested || g_stdout_errno)) {
@@ -804,6 +921,7 @@ int cmd_train(int argc, char **argv) {
     if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
     setup_model(&r, ops, cps, n_cps);
     check_same_weights(&r);
+    plan_run(&r);
     if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
@@ -815,6 +933,7 @@ int cmd_train(int argc, char **argv) {
     cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
     cli_report_precision(ops, a.precision);
     print_run_header(&r);
+    print_plan(&r);
     if (a.stop_at && a.stop_at < a.tc.max_iters)
         printf("stopping at iteration %d; the schedule ends at iteration %d\n", a.stop_at, a.tc.max_iters);
     warn_unreached_warmup(&r);

@@ -112,5 +112,8 @@ int train_config_validate(const TrainConfig *c, char *err) {
     if (c->log_interval < 1) return tf_err(err, "log_interval must be >= 1 (got %d)", c->log_interval);
     if (!(c->new_row_lr_mult > 0.0f && c->new_row_lr_mult <= 1000.0f))
         return tf_err(err, "new_row_lr_mult must be in (0, 1000] (got %g)", c->new_row_lr_mult);
+    if (c->lr_schedule < 0 || c->lr_schedule > 1) return tf_err(err, "unknown lr schedule %d", c->lr_schedule);
+    if (c->lr_schedule == 1 && !(c->decay_frac > 0.0f && c->decay_frac <= 1.0f))
+        return tf_err(err, "decay_frac must be in (0, 1] (got %g)", c->decay_frac);
     return 0;
 }

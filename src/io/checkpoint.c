@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "crc32.h"
+#include "schedule.h"
 #include "data.h"
 #include "safetensors.h"
 
@@ -175,6 +176,10 @@ static char *train_config_json(const TrainState *ts) {
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "stage_start", ts->stage_start);
     cJSON_AddNumberToObject(j, "new_row_lr_mult", t->new_row_lr_mult);
+    if (t->lr_schedule != LR_COSINE) { /* absent: cosine, as every checkpoint before wsd */
+        cJSON_AddStringToObject(j, "lr_schedule", lr_schedule_name(t->lr_schedule));
+        cJSON_AddNumberToObject(j, "decay_frac", t->decay_frac);
+    }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -254,6 +259,17 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+/* Optional: absent means cosine (checkpoints before --lr-schedule). */
+static int parse_lr_schedule(const cJSON *j, TrainConfig *t, char *err) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "lr_schedule");
+    t->lr_schedule = LR_COSINE;
+    t->decay_frac = 0.0f;
+    if (!name) return 0;
+    if (!cJSON_IsString(name) || (t->lr_schedule = lr_schedule_parse(name->valuestring)) < 0)
+        return tf_err(err, "train_config field 'lr_schedule' is not cosine or wsd");
+    return t->lr_schedule == LR_WSD ? json_float(j, "decay_frac", &t->decay_frac, err) : 0;
+}
+
 /* The training settings, when present, must be whole: a silently skipped
  * field would make --resume continue with other settings. */
 static int parse_train_config(const char *s, TrainState *ts, char *err) {
@@ -287,6 +303,8 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
         rc = -1;
     else if (cJSON_GetObjectItemCaseSensitive(j, "grad_accum") && /* absent before --grad-accum: 1 */
              json_int(j, "grad_accum", 1, 1 << 16, &t->grad_accum, err))
+        rc = -1;
+    else if (parse_lr_schedule(j, t, err))
         rc = -1;
     else if (parse_u64(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "seed")), &seed))
         rc = tf_err(err, "train_config field 'seed' is missing or not a decimal string");
