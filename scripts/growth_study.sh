@@ -14,15 +14,20 @@
 #   pp_ffn             transformerpp from 1/4 of the FFN width, grown x2 twice
 #   pp_depth           transformerpp from half the layers, grown in depth once
 #   tr_scratch         transformer from scratch
-# A grown arm that grows at fractions g1 < g2 < ... of its own schedule length E gets
+# Arms with grow's default recipe (official; depth and FFN width) are one `train
+# --flops-budget C --grow "25%:kv*2,50%:kv*2"` each: the binary grows inside the run when
+# g1 < g2 < ... of the budget C is spent and derives the run's length from every stage's
+# FLOPs per token (docs/GROWTH.md). The other recipes (RECIPES=1) need grow flags, so they
+# run in stages: an arm that grows at fractions g_k of its own schedule length E gets
 # E = budget / (B T sum_k (g_{k+1} - g_k) f_k) iterations, f_k the FLOPs per token of
 # stage k; it is stopped at each growth point with `train --stop-at` and resumed after
 # `grow` (the cosine continues to E, or with a re-warm recipe restarts and still ends at E).
 # At the end every arm gets `eval --full` (the whole val split), and summary.md has per
 # arm: the final full-val loss (mean and spread over seeds), the fraction of the budget
 # at which the arm's logged val loss first reached its scratch arm's final logged val loss
-# (same eval batches; conservative, the grown curve's schedule ends later), and the loss
-# just before and after each growth (grow's own fixed batches). Plots via scripts/plot.sh.
+# (same eval batches; conservative, the grown curve's schedule ends later), and for arms
+# grown in stages the loss just before and after each growth (grow's own fixed batches).
+# Plots via scripts/plot.sh.
 #
 # RECIPES=1 runs the recipe search instead: tf_scratch and the tokenformer grown with each
 # recipe of RECIPE_LIST (same growth points, same batches).
@@ -191,29 +196,66 @@ run_arm() {
     say "$name seed $seed: full val loss $(cat "$dir/final.txt"), $(cat "$dir/flops.txt") FLOPs (budget $budget)"
 }
 
+# run_inrun NAME SEED ARCH "MODEL FLAGS" FULL-STAGE "GROW SPEC": one train command that
+# spends the scratch arm's FLOPs budget, growing inside the run (train --grow)
+run_inrun() {
+    local name=$1 seed=$2 arch=$3 model=$4 full=$5 spec=$6
+    local dir=$OUT/$name/seed$seed budget grow=()
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    read -r -a p <<<"$(plan "$arch" "$full" "")"
+    budget=${p[-1]}
+    [[ -n $spec ]] && grow=(--grow "$spec")
+    say "$name seed $seed: $arch, budget $budget FLOPs${spec:+, --grow $spec}"
+    # shellcheck disable=SC2086
+    "$BIN" train "$DATA" --arch "$arch" $model "${COMMON[@]}" "${TRAIN_FLAGS[@]}" --seed "$seed" \
+        --flops-budget "$budget" "${grow[@]}" --out "$dir/s0" --log "$dir/log.csv" >"$dir/s0.log" 2>&1 ||
+        die_log "$dir/s0.log" "$name"
+    # plan.txt as the staged arms write it: E, the growth iterations, the budget
+    local E points
+    E=$(sed -n 's/^plan: \([0-9]*\) iterations for a budget.*/\1/p' "$dir/s0.log")
+    points=$(sed -n 's/^plan: grow .* at iteration //p' "$dir/s0.log" | tr '\n' ' ')
+    echo "$E $points$budget" >"$dir/plan.txt"
+    local ck=$dir/s0/latest.safetensors
+    "$BIN" eval --ckpt "$ck" "$DATA" --full --device "$DEVICE" --threads "$THREADS" >"$dir/eval.log" 2>&1 ||
+        die_log "$dir/eval.log" "$name eval --full"
+    sed -n 's/^full val loss \([0-9.]*\).*/\1/p' "$dir/eval.log" >"$dir/final.txt"
+    "$BIN" info "$ck" | sed -n 's/.*trained on \([0-9]*\) tokens, \([0-9.e+]*\) FLOPs.*/\2/p' >"$dir/flops.txt"
+    say "$name seed $seed: full val loss $(cat "$dir/final.txt"), $(cat "$dir/flops.txt") FLOPs (budget $budget)"
+}
+
+# "0.25 0.5" OP -> "25%:OP,50%:OP"
+grow_spec() { awk -v op="$2" '{ for (i = 1; i <= NF; i++) printf "%s%g%%:%s", (i > 1 ? "," : ""), 100 * $i, op }' <<<"$1"; }
+
 # ---------------------------------------------------------------- arms
 q() { echo $(($1 / 4)); } # a quarter
 TF_FULL="$L:$A:$F"
 TF_STAGES="$L:$(q "$A"):$(q "$F") $L:$((A / 2)):$((F / 2)) $TF_FULL"
 TF_GROWS="--kv +$(q "$A") --ffn-kv +$(q "$F");--kv +$((A / 2)) --ffn-kv +$((F / 2))"
 HALF_L=$((L / 2 > 0 ? L / 2 : 1))
-DEPTH_GROW="--add-layers $((L - HALF_L)) --at $DEPTH_PLACE"
-PP_STAGES="$L:0:$(q "$H_PP") $L:0:$((H_PP / 2)) $L:0:$H_PP"
-PP_GROWS="--ffn-kv +$(q "$H_PP");--ffn-kv +$((H_PP / 2))"
 TFM="--n-layer $L --n-attn $A --n-ffn $F"
+
+# kv*2 twice takes the quarter-size arms to the full rows, as TF_GROWS does in stages
+TF_INRUN=$(grow_spec "$GROW_AT" "kv*2")
+DEPTH_INRUN=$(grow_spec "$DEPTH_AT" "layers+$((L - HALF_L)):$DEPTH_PLACE")
+PP_INRUN=$(grow_spec "$GROW_AT" "ffn*2")
+TF_SMALL="--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")"
+tf_grown() { # tf_grown NAME SEED RECIPE: in the run with the default recipe, else in stages
+    if [[ $3 == official ]]; then run_inrun "$1" "$2" tokenformer "$TF_SMALL" "$TF_FULL" "$TF_INRUN"
+    else run_arm "$1" "$2" tokenformer "$TF_SMALL" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" "$3"; fi
+}
 
 arm() { # arm NAME SEED: the arm's definition
     local s=$2
     case $1 in
-    tf_scratch) run_arm "$1" "$s" tokenformer "$TFM" "$TF_FULL" "" "" plain ;;
-    tf_grow_best) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" "$BEST_RECIPE" ;;
-    tf_grow_official) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" official ;;
-    tf_grow_*) run_arm "$1" "$s" tokenformer "--n-layer $L --n-attn $(q "$A") --n-ffn $(q "$F")" "$TF_STAGES" "$GROW_AT" "$TF_GROWS" "${1#tf_grow_}" ;;
-    tf_depth) run_arm "$1" "$s" tokenformer "--n-layer $HALF_L --n-attn $A --n-ffn $F" "$HALF_L:$A:$F $TF_FULL" "$DEPTH_AT" "$DEPTH_GROW" plain ;;
-    pp_scratch) run_arm "$1" "$s" transformerpp "--n-layer $L --n-ffn $H_PP" "$L:0:$H_PP" "" "" plain ;;
-    pp_ffn) run_arm "$1" "$s" transformerpp "--n-layer $L --n-ffn $(q "$H_PP")" "$PP_STAGES" "$GROW_AT" "$PP_GROWS" plain ;;
-    pp_depth) run_arm "$1" "$s" transformerpp "--n-layer $HALF_L --n-ffn $H_PP" "$HALF_L:0:$H_PP $L:0:$H_PP" "$DEPTH_AT" "$DEPTH_GROW" plain ;;
-    tr_scratch) run_arm "$1" "$s" transformer "--n-layer $L --n-ffn $H_TR" "$L:0:$H_TR" "" "" plain ;;
+    tf_scratch) run_inrun "$1" "$s" tokenformer "$TFM" "$TF_FULL" "" ;;
+    tf_grow_best) tf_grown "$1" "$s" "$BEST_RECIPE" ;;
+    tf_grow_*) tf_grown "$1" "$s" "${1#tf_grow_}" ;;
+    tf_depth) run_inrun "$1" "$s" tokenformer "--n-layer $HALF_L --n-attn $A --n-ffn $F" "$TF_FULL" "$DEPTH_INRUN" ;;
+    pp_scratch) run_inrun "$1" "$s" transformerpp "--n-layer $L --n-ffn $H_PP" "$L:0:$H_PP" "" ;;
+    pp_ffn) run_inrun "$1" "$s" transformerpp "--n-layer $L --n-ffn $(q "$H_PP")" "$L:0:$H_PP" "$PP_INRUN" ;;
+    pp_depth) run_inrun "$1" "$s" transformerpp "--n-layer $HALF_L --n-ffn $H_PP" "$L:0:$H_PP" "$DEPTH_INRUN" ;;
+    tr_scratch) run_inrun "$1" "$s" transformer "--n-layer $L --n-ffn $H_TR" "$L:0:$H_TR" "" ;;
     *) echo "growth_study: error: unknown arm '$1'" >&2; exit 2 ;;
     esac
 }

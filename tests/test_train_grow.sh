@@ -37,7 +37,7 @@ verdict=$(csv_col "$WORK/wsd.csv" progress 4 | awk '
         }
         print "ok"
     }')
-[[ $verdict == ok ]] && pass wsd_shape || fail wsd_shape "$verdict"
+if [[ $verdict == ok ]]; then pass wsd_shape; else fail wsd_shape "$verdict"; fi
 
 # the schedule is in the checkpoint: a resume continues the same lr
 train "${MODEL[@]}" --max-iters 40 --lr-schedule wsd --decay-frac 0.25 --log-interval 1 --stop-at 20 \
@@ -97,7 +97,7 @@ verdict=$(awk -F, 'NR > 1 && $9 == "eval" { n++; f[n] = $3; v[n] = $6 }
         }
         print "ok"
     }' "$WORK/grid.csv")
-[[ $verdict == ok ]] && pass eval_every_flops || fail eval_every_flops "$verdict"
+if [[ $verdict == ok ]]; then pass eval_every_flops; else fail eval_every_flops "$verdict"; fi
 
 # ---------------------------------------------------------------- in-run growth = stop / grow / resume
 same_as_stages() { # NAME "TRAIN FLAGS" "GROW FLAGS" GROW_SPEC
