@@ -48,6 +48,7 @@ typedef struct {
     double factor;     /* F > 1 */
     int amount;        /* N >= 1 */
     int interleave;    /* layers: ":interleave" (default: at the end) */
+    double flops_per_token; /* of the model after the point, as planned */
 } GrowPoint;
 
 typedef struct {

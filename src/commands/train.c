@@ -843,6 +843,9 @@ static void grow_in_run(TrainRun *r, int iter) {
         tf_die("--grow: '%s' at iteration %d: %s", p->text, iter, err);
     if (model_alloc_activations(&r->m, r->a->tc.batch_size, r->m.cfg.block_size, err)) tf_die("%s", err);
     r->flops_per_token = model_train_flops_per_token(&r->m);
+    if (r->flops_per_token != p->flops_per_token) /* the plan would miss the budget */
+        tf_warn("--grow: '%s' gave %.6e FLOPs per token where the plan expected %.6e; the run may not end at "
+                "its budget", p->text, r->flops_per_token, p->flops_per_token);
     r->ts.stage_start = iter;
     r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
     clear_bar(r);

@@ -292,6 +292,7 @@ int grow_schedule_plan(GrowSchedule *g, const ModelShape *start, const Ops *ops,
         if (!rc) {
             if ((fpt[k + 1] = model_shape_flops_per_token(s, ops, err)) < 0.0)
                 rc = tf_err(err, "--grow: '%s': the grown model is not valid: %.200s", g->p[k].text, err);
+            g->p[k].flops_per_token = fpt[k + 1];
         }
     }
     free(s);
