@@ -384,16 +384,15 @@ int grow_point_apply(Model *m, TrainState *ts, const GrowPoint *op, uint64_t see
     int rc = model_shape_grow(check, op, err);
     free(check);
     if (rc) return -1;
+    /* Growth rebuilds the model in host memory (growth.h). The copy there is
+     * made on the CPU too (one model's worth of memcpy), so that the CPU
+     * tests run the path a GPU-resident model takes. */
     const Ops *device = m->ops;
     Model host, grown;
-    const Model *src = m;
-    if (!ops_is_cpu(device)) { /* growth rebuilds the model in host memory (growth.h) */
-        if (model_copy_to(m, ops_cpu(), &host, err)) return -1;
-        src = &host;
-    }
-    rc = op->kind == GOP_LAYERS ? apply_layers(src, ts, op, seed, &grown, err)
-                                : apply_rows(src, ts, op, seed, &grown, err);
-    if (src == &host) model_free(&host);
+    if (model_copy_to(m, ops_cpu(), &host, err)) return -1;
+    rc = op->kind == GOP_LAYERS ? apply_layers(&host, ts, op, seed, &grown, err)
+                                : apply_rows(&host, ts, op, seed, &grown, err);
+    model_free(&host);
     if (rc) return -1;
     Model out = grown;
     if (!ops_is_cpu(device)) { /* back to the device; the old model stays valid until then */
