@@ -28,6 +28,9 @@ typedef struct {
     /* Growth history: a JSON array of the grow events ("" = none), metadata
      * 'growth_history' (docs/GROWTH.md) */
     char growth[GROWTH_HISTORY_LEN];
+    /* train --grow points not yet reached, as "ITER:OP,..." ("" = none), so
+     * that --resume of an interrupted run still grows (train_config 'grow_plan') */
+    char grow_plan[2560];
 } TrainState;
 
 /* One `grow` call's change of one kind, for the growth history. */

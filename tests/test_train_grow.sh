@@ -121,6 +121,19 @@ same_as_stages inrun_ffn_pp "--arch transformerpp --n-layer 1 --d-model 32 --n-h
 same_as_stages inrun_layers_tr "--arch transformer --n-layer 2 --d-model 32 --n-head 4 --n-ffn 32 --block-size 32" \
     "--add-layers 1 --at interleave" "12:layers+1:interleave"
 
+# an interrupted --grow run resumes with the points it had not reached
+d=$WORK/interrupted
+mkdir -p "$d"
+train "${MODEL[@]}" --max-iters 30 --grow "8:kv*2,20:attn-kv+4" --out "$d/whole" >/dev/null 2>&1
+train "${MODEL[@]}" --max-iters 30 --grow "8:kv*2,20:attn-kv+4" --stop-at 14 --out "$d/a" >/dev/null 2>&1
+"$BIN" train "$TEXT" --resume "$d/a/latest.safetensors" --device cpu --threads 1 --out "$d/b" >"$d/b.log" 2>&1
+if grep -q "^plan: grow 20:attn-kv+4 at iteration 20" "$d/b.log" &&
+    cmp -s "$d/whole/latest.safetensors" "$d/b/latest.safetensors"; then
+    pass grow_plan_resumed
+else
+    fail grow_plan_resumed "the resumed run did not finish the growth plan as the whole run did"
+fi
+
 # ---------------------------------------------------------------- bad input
 bad() { # NAME EXPECTED-TEXT ARGS...
     local name=$1 want=$2

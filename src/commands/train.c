@@ -185,8 +185,7 @@ static void check_schedule_options(const TrainArgs *a) {
         tf_die("%s derives the run's length: drop --max-iters", budget);
     if (a->resume && (budget || a->grow_spec))
         tf_die("%s: a budget and a growth schedule plan a run from its start (a resumed run keeps the "
-               "checkpoint's --max-iters); drop it with --resume", budget ? budget : "--grow");
-    if (a->grow_spec && a->stop_at) tf_die("--grow and --stop-at: growth inside the run replaces the stop/grow/resume stages");
+               "checkpoint's --max-iters and growth points); drop it with --resume", budget ? budget : "--grow");
     if (a->decay_frac > 0 && a->lr_schedule != LR_WSD && !a->resume)
         tf_die("--decay-frac is for --lr-schedule wsd");
 }
@@ -805,10 +804,32 @@ static int evaluation_due(TrainRun *r, int iter) {
     return 1;
 }
 
+/* The points not reached yet, with their iterations, for the checkpoint. */
+static void record_grow_plan(TrainRun *r) {
+    char *out = r->ts.grow_plan;
+    size_t cap = sizeof r->ts.grow_plan, used = 0;
+    out[0] = '\0';
+    for (int k = r->next_grow; k < r->a->grow.n; k++) {
+        const GrowPoint *p = &r->a->grow.p[k];
+        int n = snprintf(out + used, cap - used, "%s%d:%s", used ? "," : "", p->iter, strchr(p->text, ':') + 1);
+        if (n < 0 || (size_t)n >= cap - used) tf_die("--grow: the growth plan is longer than %zu bytes", cap - 1);
+        used += (size_t)n;
+    }
+}
+
+/* A resumed run takes the points its checkpoint had not reached. */
+static void resume_grow_plan(TrainRun *r) {
+    char err[TF_ERRLEN];
+    if (!r->ts.grow_plan[0]) return;
+    if (grow_schedule_parse(r->ts.grow_plan, &r->a->grow, err)) tf_die("%s: %s", r->a->resume, err);
+    printf("growth plan from the checkpoint: %s\n", r->ts.grow_plan);
+}
+
 /* --flops-budget, --tokens-budget and --grow: the run's length and the
  * iteration of every growth point, before any training. */
 static void plan_run(TrainRun *r) {
     TrainArgs *a = r->a;
+    if (a->resume) resume_grow_plan(r);
     if (!(a->flops_budget > 0 || a->tokens_budget > 0 || a->grow.n)) return;
     char err[TF_ERRLEN];
     ModelShape *shape = tf_malloc(sizeof *shape, "model shape");
@@ -820,6 +841,7 @@ static void plan_run(TrainRun *r) {
     free(shape);
     if (rc) tf_die("%s", err);
     a->tc.max_iters = r->ts.train.max_iters = max_iters;
+    record_grow_plan(r);
 }
 
 /* "plan:" lines, which scripts read: the derived length and growth iterations. */
@@ -848,6 +870,7 @@ static void grow_in_run(TrainRun *r, int iter) {
                 "its budget", p->text, r->flops_per_token, p->flops_per_token);
     r->ts.stage_start = iter;
     r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
+    record_grow_plan(r);
     clear_bar(r);
     printf("grow %s at iteration %d: %zu -> %zu parameters; warmup restarts, the schedule ends at %d\n", p->text,
            iter, before, model_num_params(&r->m, 1), r->a->tc.max_iters);

@@ -176,6 +176,7 @@ static char *train_config_json(const TrainState *ts) {
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "stage_start", ts->stage_start);
     cJSON_AddNumberToObject(j, "new_row_lr_mult", t->new_row_lr_mult);
+    if (ts->grow_plan[0]) cJSON_AddStringToObject(j, "grow_plan", ts->grow_plan);
     if (t->lr_schedule != LR_COSINE) { /* absent: cosine, as every checkpoint before wsd */
         cJSON_AddStringToObject(j, "lr_schedule", lr_schedule_name(t->lr_schedule));
         cJSON_AddNumberToObject(j, "decay_frac", t->decay_frac);
@@ -270,6 +271,18 @@ static int parse_lr_schedule(const cJSON *j, TrainConfig *t, char *err) {
     return t->lr_schedule == LR_WSD ? json_float(j, "decay_frac", &t->decay_frac, err) : 0;
 }
 
+/* Optional: the growth points a train --grow run has not reached yet. */
+static int parse_grow_plan(const cJSON *j, TrainState *ts, char *err) {
+    const cJSON *plan = cJSON_GetObjectItemCaseSensitive(j, "grow_plan");
+    ts->grow_plan[0] = '\0';
+    if (!plan) return 0;
+    if (!cJSON_IsString(plan) || strlen(plan->valuestring) >= sizeof ts->grow_plan)
+        return tf_err(err, "train_config field 'grow_plan' is not a string of at most %zu bytes",
+                      sizeof ts->grow_plan - 1);
+    snprintf(ts->grow_plan, sizeof ts->grow_plan, "%s", plan->valuestring);
+    return 0;
+}
+
 /* The training settings, when present, must be whole: a silently skipped
  * field would make --resume continue with other settings. */
 static int parse_train_config(const char *s, TrainState *ts, char *err) {
@@ -304,7 +317,7 @@ static int parse_train_config(const char *s, TrainState *ts, char *err) {
     else if (cJSON_GetObjectItemCaseSensitive(j, "grad_accum") && /* absent before --grad-accum: 1 */
              json_int(j, "grad_accum", 1, 1 << 16, &t->grad_accum, err))
         rc = -1;
-    else if (parse_lr_schedule(j, t, err))
+    else if (parse_lr_schedule(j, t, err) || parse_grow_plan(j, ts, err))
         rc = -1;
     else if (parse_u64(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "seed")), &seed))
         rc = tf_err(err, "train_config field 'seed' is missing or not a decimal string");
