@@ -25,8 +25,9 @@
 # At the end every arm gets `eval --full` (the whole val split), and summary.md has per
 # arm: the final full-val loss (mean and spread over seeds), the fraction of the budget
 # at which the arm's logged val loss first reached its scratch arm's final logged val loss
-# (same eval batches; conservative, the grown curve's schedule ends later), and for arms
-# grown in stages the loss just before and after each growth (grow's own fixed batches).
+# (same eval batches; conservative, the grown curve's schedule ends later), and the loss
+# just before and after each growth (train's eval batches of that iteration, or for arms
+# grown in stages grow's own fixed batches).
 # Plots via scripts/plot.sh.
 #
 # RECIPES=1 runs the recipe search instead: tf_scratch and the tokenformer grown with each
@@ -212,6 +213,8 @@ run_inrun() {
         --flops-budget "$budget" "${grow[@]}" --out "$dir/s0" --log "$dir/log.csv" >"$dir/s0.log" 2>&1 ||
         die_log "$dir/s0.log" "$name"
     # plan.txt as the staged arms write it: E, the growth iterations, the budget
+    sed -n 's/^grow .* at iteration \([0-9]*\): .*val loss before \([0-9.]*\), after \([0-9.]*\);.*/\1 \2 \3/p' \
+        "$dir/s0.log" >"$dir/grow_losses.txt"
     local E points
     E=$(sed -n 's/^plan: \([0-9]*\) iterations for a budget.*/\1/p' "$dir/s0.log")
     points=$(sed -n 's/^plan: grow .* at iteration //p' "$dir/s0.log" | tr '\n' ' ')

@@ -855,11 +855,13 @@ static void print_plan(const TrainRun *r) {
 }
 
 /* A growth point: the same functions and default recipe as `grow`, then
- * the re-warm that `train --resume` gives a just-grown checkpoint. */
+ * the re-warm that `train --resume` gives a just-grown checkpoint. The val
+ * loss just before and after (the same batches) says what the growth did. */
 static void grow_in_run(TrainRun *r, int iter) {
     const GrowPoint *p = &r->a->grow.p[r->next_grow++];
     char err[TF_ERRLEN];
     size_t before = model_num_params(&r->m, 1);
+    float loss_before = estimate_loss(&r->m, &r->data, SPLIT_VAL, &r->a->tc, iter, r->tok, r->tgt);
     mark_position(r, iter); /* the growth history records the iteration */
     if (grow_point_apply(&r->m, &r->ts, p, r->a->tc.seed, err))
         tf_die("--grow: '%s' at iteration %d: %s", p->text, iter, err);
@@ -871,9 +873,11 @@ static void grow_in_run(TrainRun *r, int iter) {
     r->ts.stage_start = iter;
     r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
     record_grow_plan(r);
+    float loss_after = estimate_loss(&r->m, &r->data, SPLIT_VAL, &r->a->tc, iter, r->tok, r->tgt);
     clear_bar(r);
-    printf("grow %s at iteration %d: %zu -> %zu parameters; warmup restarts, the schedule ends at %d\n", p->text,
-           iter, before, model_num_params(&r->m, 1), r->a->tc.max_iters);
+    printf("grow %s at iteration %d: %zu -> %zu parameters, val loss before %.6f, after %.6f; warmup restarts, "
+           "the schedule ends at %d\n", p->text, iter, before, model_num_params(&r->m, 1), loss_before, loss_after,
+           r->a->tc.max_iters);
     flush_output();
     log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
 }
