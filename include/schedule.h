@@ -33,7 +33,7 @@ typedef enum {
     GOP_FFN_KV,  /* tokenformer: the FFN Pattention only */
     GOP_FFN,     /* transformer, transformerpp: FFN hidden width */
     GOP_LAYERS,  /* every arch: more blocks */
-    GOP_D        /* every arch: d_model doubled (not in this build) */
+    GOP_D        /* every arch: d_model and n_head doubled (growth_double_d_model) */
 } GrowOpKind;
 
 #define GROW_SCHEDULE_MAX 32
@@ -47,7 +47,9 @@ typedef struct {
     int by_factor;     /* "*F" rather than "+N" */
     double factor;     /* F > 1 */
     int amount;        /* N >= 1 */
-    int interleave;    /* layers: ":interleave" (default: at the end) */
+    int at;            /* layers: GrowAt (":end", ":interleave", ":stack"; default end) */
+    int init;          /* layers: LayerInit (":zero-out", ":copy", ":copy-zero-out"; default
+                          zero-out, stack: copy), as grow --add-layers --init */
     double flops_per_token; /* of the model after the point, as planned */
 } GrowPoint;
 

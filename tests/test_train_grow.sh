@@ -4,7 +4,8 @@
 # --flops-budget / --tokens-budget end at the budget within one iteration,
 # --eval-every-flops evaluates on the FLOPs grid with the same batches, and
 # --grow inside one run equals the --stop-at / grow / --resume sequence
-# byte for byte on the CPU (tokenformer rows; a baseline's FFN width and depth);
+# byte for byte on the CPU (tokenformer rows; a baseline's FFN width; depth, by
+# zero-out, copy-zero-out and stack; d_model doubled);
 # bad --grow input is one line on stderr before anything is written.
 # Prints PASS/FAIL/SKIP lines; exits non-zero on failure.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" train_grow
@@ -120,6 +121,12 @@ same_as_stages inrun_ffn_pp "--arch transformerpp --n-layer 1 --d-model 32 --n-h
     "--ffn-kv +32" "12:ffn*2"
 same_as_stages inrun_layers_tr "--arch transformer --n-layer 2 --d-model 32 --n-head 4 --n-ffn 32 --block-size 32" \
     "--add-layers 1 --at interleave" "12:layers+1:interleave"
+same_as_stages inrun_layers_stack "${MODEL[*]}" "--add-layers 2 --at stack" "12:layers*2:stack"
+same_as_stages inrun_layers_copy_zero_out "${MODEL[*]}" "--add-layers 1 --init copy-zero-out --at interleave" \
+    "12:layers+1:interleave:copy-zero-out"
+same_as_stages inrun_d_model "${MODEL[*]}" "--d-model 2x" "12:d*2"
+same_as_stages inrun_d_model_pp "--arch transformerpp --n-layer 1 --d-model 32 --n-head 4 --n-ffn 32 --block-size 32" \
+    "--d-model 2x" "40%:d*2"
 
 # an interrupted --grow run resumes with the points it had not reached
 d=$WORK/interrupted
@@ -154,6 +161,9 @@ bad factor_1 "must be > 1" "${MODEL[@]}" --max-iters 20 --grow "25%:kv*1"
 bad factor_half "must be > 1" "${MODEL[@]}" --max-iters 20 --grow "25%:ffn-kv*0.5"
 bad kv_on_baseline "no parameter tokens" --arch transformer "${MODEL[@]}" --max-iters 20 --grow "25%:kv*2"
 bad ffn_on_tokenformer "ffn-kv" "${MODEL[@]}" --max-iters 20 --grow "25%:ffn*2"
+bad stack_not_multiple "multiple of" "${MODEL[@]}" --max-iters 20 --grow "25%:layers+1:stack"
+bad d_model_too_wide "cannot double" --d-model 40000 --n-head 4 --n-layer 1 --n-attn 4 --n-ffn 4 --block-size 8 \
+    --max-iters 20 --grow "25%:d*2"
 bad unknown_op "unknown operation" "${MODEL[@]}" --max-iters 20 --grow "25%:heads*2"
 bad syntax "expected AT:OP" "${MODEL[@]}" --max-iters 20 --grow "25%kv*2"
 bad budget_and_iters "drop --max-iters" "${MODEL[@]}" --max-iters 20 --flops-budget 1e9

@@ -74,18 +74,26 @@ static int parse_at(const char *at, GrowPoint *p, char *err) {
     return 0;
 }
 
-/* "layers+2:interleave": the placement after the op. */
+/* "layers*2:stack", "layers+2:interleave:copy-zero-out": where new blocks go
+ * and what they start as (grow --add-layers N --at A --init I). */
 static int parse_mode(char *op, GrowPoint *p, char *err) {
+    p->at = GROW_AT_END;
+    p->init = -1;
     char *colon = strchr(op, ':');
     if (!colon) return 0;
     *colon = '\0';
-    const char *mode = colon + 1;
     if (p->kind != GOP_LAYERS)
-        return tf_err(err, "--grow: '%s': only layers ops take a ':%s' placement", p->text, mode);
-    if (!strcmp(mode, "interleave")) p->interleave = 1;
-    else if (strcmp(mode, "end"))
-        return tf_err(err, "--grow: '%s': expected the placement end or interleave after layers, got '%s'", p->text,
-                      mode);
+        return tf_err(err, "--grow: '%s': only layers ops take a ':%s' mode", p->text, colon + 1);
+    for (char *mode = colon + 1; mode; ) {
+        char *next = strchr(mode, ':');
+        if (next) *next++ = '\0';
+        if (grow_at_parse(mode) >= 0) p->at = grow_at_parse(mode);
+        else if (layer_init_parse(mode) >= 0) p->init = layer_init_parse(mode);
+        else
+            return tf_err(err, "--grow: '%s': expected end, interleave or stack, or zero-out, copy or copy-zero-out "
+                               "after layers, got '%s'", p->text, mode);
+        mode = next;
+    }
     return 0;
 }
 
@@ -96,7 +104,7 @@ static int parse_op(char *op, GrowPoint *p, char *err) {
         if (!strncmp(op, OP_NAMES[i].name, n) && (op[n] == '*' || op[n] == '+')) name = &OP_NAMES[i];
     }
     if (!name)
-        return tf_err(err, "--grow: '%s': unknown operation '%s' (expected kv, attn-kv, ffn-kv, ffn or layers, "
+        return tf_err(err, "--grow: '%s': unknown operation '%s' (expected kv, attn-kv, ffn-kv, ffn, layers or d, "
                            "then *F or +N, e.g. kv*2)", p->text, op);
     p->kind = name->kind;
     if (parse_mode(op, p, err)) return -1;
@@ -185,8 +193,6 @@ static int check_arch(const ModelShape *s, const GrowPoint *op, char *err) {
                            "width with ffn*F or its depth with layers*F", op->text, arch);
     if (op->kind == GOP_FFN && tf)
         return tf_err(err, "--grow: '%s': a tokenformer's FFN is a Pattention: use ffn-kv*F or ffn-kv+N", op->text);
-    if (op->kind == GOP_D)
-        return tf_err(err, "--grow: '%s': d_model growth (d*2) is not available in this build", op->text);
     return 0;
 }
 
@@ -207,27 +213,50 @@ static int shape_grow_rows(ModelShape *s, const GrowPoint *op, char *err) {
     return 0;
 }
 
-/* New blocks take the rows of the block they follow (growth.c's layer map). */
+/* New blocks take the rows of their source block (growth.c's layer map):
+ * the one they follow, or (stack) the one they repeat. */
 static int shape_grow_layers(ModelShape *s, const GrowPoint *op, char *err) {
     int n_old = s->cfg.n_layer, n_new = op->by_factor ? (int)(n_old * (op->factor - 1.0)) : op->amount;
     if (n_old + n_new > MAX_LAYERS)
         return tf_err(err, "--grow: '%s': %d + %d layers is more than %d", op->text, n_old, n_new, MAX_LAYERS);
-    int old[MAX_LAYERS * PATT_PER_LAYER];
-    memcpy(old, s->rows, sizeof(int) * (size_t)n_old * PATT_PER_LAYER);
-    int j = 0, k = 0;
+    if (op->at == GROW_AT_STACK && n_new % n_old)
+        return tf_err(err, "--grow: '%s': stack repeats the whole stack: the %d new layers must be a multiple of %d",
+                      op->text, n_new, n_old);
+    int old[MAX_LAYERS * PATT_PER_LAYER], j = 0, k = 0;
+    size_t layer_bytes = sizeof(int) * PATT_PER_LAYER;
+    memcpy(old, s->rows, layer_bytes * (size_t)n_old);
     for (int l = 0; l < n_old; l++) {
-        memcpy(&s->rows[j++ * PATT_PER_LAYER], &old[l * PATT_PER_LAYER], sizeof(int) * PATT_PER_LAYER);
-        while (k < n_new && (op->interleave ? (int)(((long)k * n_old) / n_new) : n_old - 1) == l) {
-            memcpy(&s->rows[j++ * PATT_PER_LAYER], &old[l * PATT_PER_LAYER], sizeof(int) * PATT_PER_LAYER);
+        memcpy(&s->rows[j++ * PATT_PER_LAYER], &old[l * PATT_PER_LAYER], layer_bytes);
+        while (op->at != GROW_AT_STACK && k < n_new &&
+               (op->at == GROW_AT_INTERLEAVE ? (int)(((long)k * n_old) / n_new) : n_old - 1) == l) {
+            memcpy(&s->rows[j++ * PATT_PER_LAYER], &old[l * PATT_PER_LAYER], layer_bytes);
             k++;
         }
     }
+    for (; op->at == GROW_AT_STACK && k < n_new; k++)
+        memcpy(&s->rows[j++ * PATT_PER_LAYER], &old[(k % n_old) * PATT_PER_LAYER], layer_bytes);
     s->cfg.n_layer = n_old + n_new;
+    return 0;
+}
+
+/* d_model and n_head doubled at the same head size; the baselines' linear
+ * sites are d wide and their FFN width doubles too (growth.h). */
+static int shape_double_d(ModelShape *s, const GrowPoint *op, char *err) {
+    ModelConfig c = s->cfg;
+    c.d_model *= 2;
+    c.n_head *= 2;
+    if (model_config_validate(&c, err))
+        return tf_err(err, "--grow: '%s': %d heads over d_model %d cannot double: %.200s", op->text, s->cfg.n_head,
+                      s->cfg.d_model, err);
+    if (c.arch != ARCH_TOKENFORMER)
+        for (int i = 0; i < c.n_layer * PATT_PER_LAYER; i++) s->rows[i] *= 2;
+    s->cfg = c;
     return 0;
 }
 
 int model_shape_grow(ModelShape *s, const GrowPoint *op, char *err) {
     if (check_arch(s, op, err)) return -1;
+    if (op->kind == GOP_D) return shape_double_d(s, op, err);
     return op->kind == GOP_LAYERS ? shape_grow_layers(s, op, err) : shape_grow_rows(s, op, err);
 }
 
@@ -365,12 +394,25 @@ static int apply_rows(const Model *m, TrainState *ts, const GrowPoint *op, uint6
     return 0;
 }
 
-/* Blocks: as `grow --add-layers N --at end|interleave`. */
+/* Blocks: as `grow --add-layers N --at A --init I` (stack's default init: copy). */
 static int apply_layers(const Model *m, TrainState *ts, const GrowPoint *op, uint64_t seed, Model *g, char *err) {
     int n_new = op->by_factor ? (int)(m->cfg.n_layer * (op->factor - 1.0)) : op->amount;
-    if (model_add_layers(m, g, n_new, op->interleave ? GROW_AT_INTERLEAVE : GROW_AT_END, seed, err)) return -1;
-    GrowthEvent ev = {"layers", n_new, "zero-output", op->interleave ? "interleave" : "end", MODEL_INIT_STD,
-                      model_has_tau(&m->cfg) ? "reset" : "-"};
+    LayerInit init = op->init >= 0 ? (LayerInit)op->init : op->at == GROW_AT_STACK ? LAYER_INIT_COPY : LAYER_INIT_ZERO_OUT;
+    if (growth_add_layers(m, g, n_new, init, (GrowAt)op->at, seed, err)) return -1;
+    GrowthEvent ev = {"layers", n_new, init == LAYER_INIT_ZERO_OUT ? "zero-output" : layer_init_name(init),
+                      grow_at_name((GrowAt)op->at), init == LAYER_INIT_ZERO_OUT ? MODEL_INIT_STD : 0.0f,
+                      !model_has_tau(&m->cfg) ? "-" : init == LAYER_INIT_ZERO_OUT ? "reset" : "copied"};
+    if (train_state_add_growth(ts, m->step, &ev, err)) {
+        model_free(g);
+        return -1;
+    }
+    return 0;
+}
+
+/* d_model: as `grow --d-model 2x` (no noise). */
+static int apply_d_model(const Model *m, TrainState *ts, uint64_t seed, Model *g, char *err) {
+    if (growth_double_d_model(m, g, 0.0f, seed, err)) return -1;
+    GrowthEvent ev = {"d_model", m->cfg.d_model, "tile", "all", 0.0f, model_has_tau(&m->cfg) ? "keep" : "-"};
     if (train_state_add_growth(ts, m->step, &ev, err)) {
         model_free(g);
         return -1;
@@ -391,7 +433,8 @@ int grow_point_apply(Model *m, TrainState *ts, const GrowPoint *op, uint64_t see
     Model host, grown;
     if (model_copy_to(m, ops_cpu(), &host, err)) return -1;
     rc = op->kind == GOP_LAYERS ? apply_layers(&host, ts, op, seed, &grown, err)
-                                : apply_rows(&host, ts, op, seed, &grown, err);
+         : op->kind == GOP_D        ? apply_d_model(&host, ts, seed, &grown, err)
+                                    : apply_rows(&host, ts, op, seed, &grown, err);
     model_free(&host);
     if (rc) return -1;
     Model out = grown;
