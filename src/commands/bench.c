@@ -207,10 +207,13 @@ int cmd_bench(int argc, char **argv) {
            model_num_params(&m, 1), model_train_flops_per_token(&m), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
+        double p0 = tf_now_seconds();
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
+        ops->synchronize(ops);
+        double wall = tf_now_seconds() - p0;
         fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", label, ops->name,
                 prec_name, B, T);
-        profile_print(stderr, (int)steps);
+        profile_print(stderr, (int)steps, wall);
         m.ops = ops;
     }
     free(tok);
