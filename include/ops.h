@@ -147,6 +147,14 @@ typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 typedef struct OpsCtx OpsCtx;
 
 typedef struct Ops Ops;
+
+/* The state of a decode step (decode_step below): zero-initialised by the
+ * caller, managed by the backend. */
+typedef struct {
+    void *recording; /* the backend's recording of the step, NULL when none */
+    int eager_runs;  /* steps run op by op so far */
+    int off;         /* 1: never record (asked for, or recording failed) */
+} DecodeStep;
 /* The op list, declared once: OP(kind, return type, name, (parameters),
  * (arguments after the table)) for each entry of the table, in the X-macro
  * style of src/backends/cuda/cuda_libs.c. From it come the table's fields
@@ -276,6 +284,18 @@ typedef struct Ops Ops;
  * not run: call them again). replay returns -1, running nothing, once
  * the recording is stale (a backend workspace it uses has moved since):
  * free it and record again.
+ *
+ * decode_step: one step of incremental decoding, `run(arg)`: ops from
+ *   backend memory to backend memory only (the inputs already copied in,
+ *   nothing read back), the same ops with the same arguments at every step.
+ *   The backend decides how it runs: the CPU calls run; CUDA runs the first
+ *   step op by op (it warms up what a recording may not do: workspaces,
+ *   GEMM kernel choices), records the next one and replays it from then on,
+ *   recording again when the recording went stale and running op by op for
+ *   good when recording fails or step->off is set. step is the caller's
+ *   (zero-initialised), the recording in it the backend's:
+ *   decode_step_free frees it. A table that times its ops (the profiler)
+ *   runs every step op by op.
  */
 #define OPS_LIST(OP)                                                                               \
     OP(OP_SERVICE, size_t, memory_in_use, (const Ops *ops), ())                                    \
@@ -370,7 +390,10 @@ typedef struct Ops Ops;
     OP(OP_SERVICE, int, record_begin, (const Ops *ops), ())                                        \
     OP(OP_SERVICE, void *, record_end, (const Ops *ops), ())                                       \
     OP(OP_SERVICE, int, replay, (const Ops *ops, void *recording), (recording))                    \
-    OP(OP_SERVICE, void, record_free, (const Ops *ops, void *recording), (recording))
+    OP(OP_SERVICE, void, record_free, (const Ops *ops, void *recording), (recording))             \
+    OP(OP_SERVICE, void, decode_step,                                                              \
+       (const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg), (step, run, arg))    \
+    OP(OP_SERVICE, void, decode_step_free, (const Ops *ops, DecodeStep *step), (step))
 
 /* The parenthesised argument list of an OPS_LIST entry, unwrapped. */
 #define OPS_UNPAREN(...) __VA_ARGS__
@@ -403,6 +426,11 @@ void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats,
  * entries of OPS_LIST), in list order, NULL-terminated: what the op tests
  * must each cover. */
 const char *const *ops_op_names(void);
+
+/* decode_step and decode_step_free of a backend that records nothing: run
+ * the step; nothing to free. */
+void ops_decode_step_eager(const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg);
+void ops_decode_step_free_none(const Ops *ops, DecodeStep *step);
 
 /* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
  * is usable (then `why` says why). */

@@ -66,3 +66,10 @@ static const char *const OP_NAMES[] = {OPS_LIST(OP_NAME) NULL};
 #undef OP_NAME
 
 const char *const *ops_op_names(void) { return OP_NAMES; }
+
+void ops_decode_step_eager(const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg) {
+    run(arg);
+    step->eager_runs++;
+}
+
+void ops_decode_step_free_none(const Ops *ops, DecodeStep *step) { step->recording = NULL; }

@@ -123,6 +123,7 @@ const Ops *ops_profiled(const Ops *inner) {
     g_wrapped.record_end = NULL;
     g_wrapped.replay = NULL;
     g_wrapped.record_free = NULL;
+    g_wrapped.decode_step = ops_decode_step_eager;
     profile_reset();
     return &g_wrapped;
 }
