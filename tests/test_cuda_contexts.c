@@ -30,13 +30,17 @@ int main(void) {
 #define B 4
 #define T 32
 #define VOCAB 65
-/* Largest parameter difference, relative to the largest parameter, between
- * a run alone and the same run interleaved with another context. Both run
- * the same kernels on the same inputs; what may differ is the order of
- * atomic additions (the embedding's backward), fp32 rounding amplified a
- * little by AdamW, and in bf16 rounding to bf16 of what differs. */
-#define TOL_FP32 1e-4
-#define TOL_BF16 1e-2
+/* The parameters' difference between a run alone and the same run
+ * interleaved with another context, as ||alone - mixed|| / ||alone|| (a
+ * norm, not the largest element: AdamW turns a last-bit difference in a
+ * gradient near zero into a whole step of lr for that element). Both runs
+ * launch the same kernels on the same inputs; what may differ is the order
+ * of atomic additions (the embedding's backward) and, under bf16, the GEMM
+ * kernel each context's tuning picks (gemm_tuned.cu) with the bf16 rounding
+ * that follows. State shared between contexts (a precision, a mirror, a
+ * workspace) would differ by far more. */
+#define TOL_FP32 1e-5
+#define TOL_BF16 3e-3
 
 static int n_fail;
 
@@ -110,14 +114,14 @@ static float *run_finish(Run *r) {
     return host;
 }
 
-static double max_rel_diff(const float *a, const float *b, size_t n) {
-    double diff = 0.0, scale = 0.0;
+static double rel_norm_diff(const float *a, const float *b, size_t n) {
+    double diff = 0.0, norm = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= diff)) diff = d; /* a NaN wins */
-        if (fabs(a[i]) > scale) scale = fabs(a[i]);
+        double d = (double)a[i] - b[i];
+        diff += d * d;
+        norm += (double)a[i] * a[i];
     }
-    return scale > 0 ? diff / scale : diff;
+    return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
 }
 
 static float *train_alone(int precision, float *losses) {
@@ -153,9 +157,9 @@ static void test_interleaved_training(void) {
     const double tol[2] = {TOL_FP32, TOL_BF16};
     for (int k = 0; k < 2; k++) {
         char name[96];
-        double d = max_rel_diff(alone[k], mixed[k], n);
+        double d = rel_norm_diff(alone[k], mixed[k], n);
         snprintf(name, sizeof name, "interleaved_%s_params_match_alone", names[k]);
-        check(name, d <= tol[k], "rel diff %.2e", d);
+        check(name, d <= tol[k] && isfinite(d), "rel norm diff %.2e", d);
         double dl = fabs((double)loss_alone[k][STEPS - 1] - loss_mixed[k][STEPS - 1]);
         snprintf(name, sizeof name, "interleaved_%s_loss_matches_alone", names[k]);
         check(name, dl <= tol[k] * fabs(loss_alone[k][0]) && isfinite(loss_mixed[k][STEPS - 1]),

@@ -69,10 +69,11 @@ static void rope_launch(OpsCtx *c, float *x, int B, int T, int H, int hd, int ro
     const float *table = tfc_rope_table(c, limit, rot);
     size_t total = (size_t)B * T * H * (rot / 2);
     if (tfc_attn_bf16(c))
-        rope_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>((bf16 *)x, table, B, T, H, hd, rot, inverse,
-                                                     pos);
+        rope_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>((bf16 *)x, table, B, T, H, hd,
+                                                                   rot, inverse, pos);
     else
-        rope_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>(x, table, B, T, H, hd, rot, inverse, pos);
+        rope_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>(x, table, B, T, H, hd, rot,
+                                                                   inverse, pos);
     KERNEL_CHECK(c);
 }
 
@@ -80,7 +81,8 @@ void cu_rope(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int
     rope_launch(ops->ctx, x, B, T, H, hd, rot, inverse, nullptr, T);
 }
 
-void tfc_rope_at(OpsCtx *c, float *x, int B, int T, int H, int hd, int rot, const int *pos, int T_max) {
+void tfc_rope_at(OpsCtx *c, float *x, int B, int T, int H, int hd, int rot, const int *pos,
+                 int T_max) {
     rope_launch(c, x, B, T, H, hd, rot, 0, pos, T_max);
 }
 
@@ -113,8 +115,8 @@ __global__ void permute_kernel(Perm3 p, int T, int H, int hd, int un) {
     }
 }
 
-static void launch_perm(OpsCtx *c, int un, int count, float *d0, const float *s0, float *d1, const float *s1,
-                        float *d2, const float *s2, int B, int T, int H, int hd) {
+static void launch_perm(OpsCtx *c, int un, int count, float *d0, const float *s0, float *d1,
+                        const float *s1, float *d2, const float *s2, int B, int T, int H, int hd) {
     Perm3 p = {{d0, d1, d2}, {s0, s1, s2}};
     dim3 grid((unsigned)((size_t)B * T), count);
     permute_kernel<<<grid, tfc_row_threads(H * hd), 0, c->stream>>>(p, T, H, hd, un);
@@ -183,8 +185,8 @@ void cu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, size_t *att
 }
 
 // The cuBLAS path on fp32 tensors (B, T, H, hd).
-static void attention_forward_fp32(OpsCtx *c, float *out, float *att, const float *q, const float *k,
-                                   const float *v, int B, int T, int H, int hd) {
+static void attention_forward_fp32(OpsCtx *c, float *out, float *att, const float *q,
+                                   const float *k, const float *v, int B, int T, int H, int hd) {
     size_t nt = (size_t)B * T * H * hd;
     float *ws = (float *)tfc_workspace(c, TFC_WS_ATTN, 4 * nt * sizeof(float));
     float *qp = ws, *kp = ws + nt, *vp = ws + 2 * nt, *op = ws + 3 * nt;
@@ -195,7 +197,8 @@ static void attention_forward_fp32(OpsCtx *c, float *out, float *att, const floa
     // att = scale * q k^T (per head), then the causal softmax in place
     tfc_matmul_strided(c, att, qp, kp, T, T, hd, 0, 1, scale, 0.0f, sq, sq, sa, BH);
     int rows = BH * T;
-    causal_softmax_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0, c->stream>>>(att, rows, T);
+    causal_softmax_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0, c->stream>>>(
+        att, rows, T);
     KERNEL_CHECK(c);
     // o = att v
     tfc_matmul_strided(c, op, att, vp, T, hd, T, 0, 0, 1.0f, 0.0f, sa, sq, sq, BH);
@@ -218,8 +221,8 @@ static void attention_backward_fp32(OpsCtx *c, float *dq, float *dk, float *dv, 
     tfc_matmul_strided(c, datt, dop, vp, T, T, hd, 0, 1, 1.0f, 0.0f, sq, sq, sa, BH);
     tfc_matmul_strided(c, dvp, att, dop, T, hd, T, 1, 0, 1.0f, 0.0f, sa, sq, sq, BH);
     int rows = BH * T;
-    causal_softmax_backward_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0, c->stream>>>(
-        datt, att, rows, T);
+    causal_softmax_backward_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0,
+                                     c->stream>>>(datt, att, rows, T);
     KERNEL_CHECK(c);
     // dq = scale dpre k ; dk = scale dpre^T q
     tfc_matmul_strided(c, dqp, datt, kp, T, hd, T, 0, 0, scale, 0.0f, sa, sq, sq, BH);

@@ -32,11 +32,12 @@ const char *tfc_cublas_status_string(cublasStatus_t s);
     } while (0)
 
 // After every kernel launch, with the context it ran in.
-#define KERNEL_CHECK(c)                                                          \
-    do {                                                                        \
-        cudaError_t e_ = cudaGetLastError();                                    \
-        if (e_ == cudaSuccess && (c)->debug_sync) e_ = cudaDeviceSynchronize();     \
-        if (e_ != cudaSuccess) tfc_fail("kernel launch", cudaGetErrorString(e_), __FILE__, __LINE__); \
+#define KERNEL_CHECK(c)                                                                            \
+    do {                                                                                           \
+        cudaError_t e_ = cudaGetLastError();                                                       \
+        if (e_ == cudaSuccess && (c)->debug_sync) e_ = cudaDeviceSynchronize();                    \
+        if (e_ != cudaSuccess)                                                                     \
+            tfc_fail("kernel launch", cudaGetErrorString(e_), __FILE__, __LINE__);                 \
     } while (0)
 
 static inline unsigned tfc_blocks(size_t n, unsigned threads, unsigned max_blocks = 65535u * 16u) {
@@ -110,9 +111,9 @@ enum {
     TFC_WS_BF16_K,
     TFC_WS_BF16_V,
     TFC_WS_BF16_DY,
-    TFC_WS_GEMM,      // cublasLt's workspace (gemm_tuned.cu)
-    TFC_WS_GEMM_TUNE, // scratch output while timing GEMM candidates
-    TFC_WS_DECODE,    // partial sums of the few-rows Pattention (pattention.cu)
+    TFC_WS_GEMM,       // cublasLt's workspace (gemm_tuned.cu)
+    TFC_WS_GEMM_TUNE,  // scratch output while timing GEMM candidates
+    TFC_WS_DECODE,     // partial sums of the few-rows Pattention (pattention.cu)
     TFC_WS_DECODE_ATT, // attention state of a prompt's chunk (decode.cu)
     TFC_WS_COUNT
 };
@@ -152,12 +153,12 @@ struct OpsCtx {
     // positions of a rope_rot-dim rotation.
     float *rope_table;
     int rope_rot, rope_T;
-    unsigned *pd_counters;   // the few-rows Pattention's block counters (pattention.cu)
+    unsigned *pd_counters; // the few-rows Pattention's block counters (pattention.cu)
     TfcResident resident[TFC_RESIDENT_SLOTS];
-    unsigned flash_configured; // flash kernels given their shared memory, a bit per kernel
+    unsigned flash_configured;    // flash kernels given their shared memory, a bit per kernel
     size_t token_smem_allowed[2]; // decode.cu's one-token kernel (fp32, bf16) shared memory
-    TfcGemmPlans *gemm;      // gemm_tuned.cu, NULL until its first call
-    int gemm_tune;           // -1 unread, 0 off (TF_GEMM_TUNE=0), 1 on
+    TfcGemmPlans *gemm;           // gemm_tuned.cu, NULL until its first call
+    int gemm_tune;                // -1 unread, 0 off (TF_GEMM_TUNE=0), 1 on
     size_t baseline_used; // GPU bytes in use before the backend started
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
@@ -212,9 +213,9 @@ bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long str
                     cublasOperation_t op_b, int m, int n, int k, float alpha, float beta, int batch,
                     cublasComputeType_t compute);
 // C = alpha op(A) op(B) + beta C_in, one product, C_in a matrix laid out as C.
-void tfc_gemm_from(OpsCtx *c, void *C, const void *C_in, int ldc, cudaDataType c_type,
-                   TfcOperand A, TfcOperand B, cudaDataType ab_type, int M, int N, int K,
-                   int trans_a, int trans_b, float alpha, float beta, cublasComputeType_t compute);
+void tfc_gemm_from(OpsCtx *c, void *C, const void *C_in, int ldc, cudaDataType c_type, TfcOperand A,
+                   TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                   int trans_b, float alpha, float beta, cublasComputeType_t compute);
 // Its common case: one product of packed matrices.
 void tfc_gemm_ex(OpsCtx *c, void *C, cudaDataType c_type, const void *A, const void *B,
                  cudaDataType ab_type, int M, int N, int K, int trans_a, int trans_b, float alpha,
@@ -249,9 +250,9 @@ template <typename TC, typename T>
 static void tfc_gemm(OpsCtx *c, TC *C, int ldc, long long sc, const T *A, int lda, long long sa,
                      const T *B, int ldb, long long sb, int M, int N, int K, int trans_a,
                      int trans_b, float beta, int batch) {
-    tfc_gemm_batched(c, C, ldc, sc, Dt<TC>::type(), TfcOperand{A, lda, sa},
-                     TfcOperand{B, ldb, sb}, Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta,
-                     batch, Dt<T>::compute(c));
+    tfc_gemm_batched(c, C, ldc, sc, Dt<TC>::type(), TfcOperand{A, lda, sa}, TfcOperand{B, ldb, sb},
+                     Dt<T>::type(), M, N, K, trans_a, trans_b, 1.0f, beta, batch,
+                     Dt<T>::compute(c));
 }
 
 // Row-major GEMM over `batch` matrices at fixed element strides (cu_matmul's
@@ -288,10 +289,9 @@ const float *tfc_rope_table(OpsCtx *c, int T, int rot);
 int tfc_flash_attention_supported(int hd);
 void tfc_flash_attention_forward(OpsCtx *c, bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                  const bf16 *v, int B, int T, int H, int hd);
-void tfc_flash_attention_backward(OpsCtx *c, bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc,
-                                  float *Dv, const bf16 *dout, const bf16 *out, const bf16 *q,
-                                  const bf16 *k, const bf16 *v, const float *lse, int B, int T,
-                                  int H, int hd);
+void tfc_flash_attention_backward(OpsCtx *c, bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
+                                  const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
+                                  const bf16 *v, const float *lse, int B, int T, int H, int hd);
 
 // ---- dependent launches (Hopper): a kernel launched with tfc_launch_pdl may
 // start while the kernel before it in the stream finishes; it must call

@@ -50,19 +50,24 @@ __global__ void kv_append_kernel(E *cache, const E *x, int B, int T, int T_max, 
 }
 
 template <typename E>
-static void kv_append_as(OpsCtx *c, void *cache, const void *x, int B, int T, int T_max, const int *pos,
-                         int C) {
+static void kv_append_as(OpsCtx *c, void *cache, const void *x, int B, int T, int T_max,
+                         const int *pos, int C) {
     size_t n = (size_t)B * T * C;
-    kv_append_kernel<E><<<tfc_blocks(n, 256), 256, 0, c->stream>>>((E *)cache, (const E *)x, B, T, T_max, pos, C);
+    kv_append_kernel<E>
+        <<<tfc_blocks(n, 256), 256, 0, c->stream>>>((E *)cache, (const E *)x, B, T, T_max, pos, C);
     KERNEL_CHECK(c);
 }
 
-static void kv_append(OpsCtx *c, float *cache, const float *x, int B, int T, int T_max, const int *pos, int C) {
+static void kv_append(OpsCtx *c, float *cache, const float *x, int B, int T, int T_max,
+                      const int *pos, int C) {
     size_t e = tfc_attn_elem_bytes(c);
     bool vec = (C * e) % 16 == 0 && (uintptr_t)cache % 16 == 0 && (uintptr_t)x % 16 == 0;
-    if (vec) kv_append_as<uint4>(c, cache, x, B, T, T_max, pos, (int)(C * e / 16));
-    else if (e == 2) kv_append_as<bf16>(c, cache, x, B, T, T_max, pos, C);
-    else kv_append_as<float>(c, cache, x, B, T, T_max, pos, C);
+    if (vec)
+        kv_append_as<uint4>(c, cache, x, B, T, T_max, pos, (int)(C * e / 16));
+    else if (e == 2)
+        kv_append_as<bf16>(c, cache, x, B, T, T_max, pos, C);
+    else
+        kv_append_as<float>(c, cache, x, B, T, T_max, pos, C);
 }
 
 #define DEC_WARPS 8
@@ -132,10 +137,9 @@ attention_chunk_kernel(X *out, const X *q, const X *k, const X *v, int T, const 
 
 template <typename X> static void attention_chunk(OpsCtx *c, const DecodeAttnArgs *a, float scale) {
     dim3 grid((unsigned)a->T, (unsigned)a->H, (unsigned)a->B);
-    attention_chunk_kernel<X><<<grid, DEC_WARPS * 32, 0, c->stream>>>((X *)a->out, (const X *)a->q,
-                                                        (const X *)a->k_cache,
-                                                        (const X *)a->v_cache, a->T, a->pos,
-                                                        a->T_max, a->H, a->hd, scale);
+    attention_chunk_kernel<X><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+        (X *)a->out, (const X *)a->q, (const X *)a->k_cache, (const X *)a->v_cache, a->T, a->pos,
+        a->T_max, a->H, a->hd, scale);
     KERNEL_CHECK(c);
 }
 
@@ -300,8 +304,10 @@ void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     const float scale = 1.0f / sqrtf((float)a->hd);
     const size_t e = tfc_attn_elem_bytes(c);
     if (token_kernel_fits(a, e)) {
-        if (e == 2) attention_token<bf16>(c, a, scale);
-        else attention_token<float>(c, a, scale);
+        if (e == 2)
+            attention_token<bf16>(c, a, scale);
+        else
+            attention_token<float>(c, a, scale);
         return;
     }
     const int d = a->H * a->hd;
@@ -320,6 +326,8 @@ void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     tfc_rope_at(c, a->k, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
     kv_append(c, a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
     kv_append(c, a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
-    if (e == 2) attention_chunk<bf16>(c, a, scale);
-    else attention_chunk<float>(c, a, scale);
+    if (e == 2)
+        attention_chunk<bf16>(c, a, scale);
+    else
+        attention_chunk<float>(c, a, scale);
 }

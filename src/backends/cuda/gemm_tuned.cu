@@ -106,8 +106,8 @@ bool choose(OpsCtx *c, Plan *p, void *C, const void *A, const void *B, float alp
                                                   &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t found[TUNE_CANDIDATES];
     int n_found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->gemm->lt, p->op, p->a, p->b, p->c, p->c, pref,
-                                                       TUNE_CANDIDATES, found, &n_found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->gemm->lt, p->op, p->a, p->b, p->c, p->c,
+                                                       pref, TUNE_CANDIDATES, found, &n_found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || n_found == 0) return false;
     const Shape &s = p->shape;
@@ -169,11 +169,11 @@ Plan *plan_for(OpsCtx *c, const Shape &s, cudaDataType ab_type, void *C, const v
 
 } // namespace
 
-bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long stride_c, cudaDataType c_type,
-                    const void *A, int lda, long long stride_a, const void *B, int ldb,
-                    long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
-                    cublasOperation_t op_b, int m, int n, int k, float alpha, float beta,
-                    int batch, cublasComputeType_t compute) {
+bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long stride_c,
+                    cudaDataType c_type, const void *A, int lda, long long stride_a, const void *B,
+                    int ldb, long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
+                    cublasOperation_t op_b, int m, int n, int k, float alpha, float beta, int batch,
+                    cublasComputeType_t compute) {
     if (c->gemm_tune < 0) {
         const char *env = getenv("TF_GEMM_TUNE");
         c->gemm_tune = !(env && strcmp(env, "0") == 0);

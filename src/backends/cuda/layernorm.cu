@@ -226,59 +226,63 @@ static void norm_rows(OpsCtx *c, float *out, bf16 *out16, float *mean, float *rs
     if (N <= 0 || C <= 0) return;
     int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
     switch (vec_width(C, out, x, w, b)) {
-#define LN_FWD_CASE(V)                                                                       \
-    case V:                                                                                  \
-        layernorm_forward_vec_kernel<RMS, V>                                                 \
-            <<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N);                       \
+#define LN_FWD_CASE(V)                                                                             \
+    case V:                                                                                        \
+        layernorm_forward_vec_kernel<RMS, V>                                                       \
+            <<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N);               \
         break;
         LN_VEC_CASES(LN_FWD_CASE)
 #undef LN_FWD_CASE
     default:
-        layernorm_forward_kernel<RMS><<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N, C);
+        layernorm_forward_kernel<RMS>
+            <<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N, C);
     }
     KERNEL_CHECK(c);
 }
 
 template <bool RMS>
-static void norm_backward(OpsCtx *c, float *dx, float *dw, float *db, const float *dout, const float *x,
-                          const float *w, const float *mean, const float *rstd, int N, int C) {
+static void norm_backward(OpsCtx *c, float *dx, float *dw, float *db, const float *dout,
+                          const float *x, const float *w, const float *mean, const float *rstd,
+                          int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dx) {
         int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
         switch (vec_width(C, dx, dout, x, w)) {
-#define LN_BWD_CASE(V)                                                                       \
-    case V:                                                                                  \
-        layernorm_backward_dx_vec_kernel<RMS, V>                                             \
-            <<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N);                            \
+#define LN_BWD_CASE(V)                                                                             \
+    case V:                                                                                        \
+        layernorm_backward_dx_vec_kernel<RMS, V>                                                   \
+            <<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N);                    \
         break;
             LN_VEC_CASES(LN_BWD_CASE)
 #undef LN_BWD_CASE
         default:
-            layernorm_backward_dx_kernel<RMS><<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N, C);
+            layernorm_backward_dx_kernel<RMS>
+                <<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N, C);
         }
         KERNEL_CHECK(c);
     }
     if (dw || db) {
         int chunks = (N + 63) / 64; // >= 64 rows per chunk
         if (chunks > 128) chunks = 128;
-        float *part = (float *)tfc_workspace(c, TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
+        float *part =
+            (float *)tfc_workspace(c, TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
         dim3 grid((C + 31) / 32, chunks), block(32, 8);
-        layernorm_backward_dwdb_partial<RMS><<<grid, block, 0, c->stream>>>(part, part + (size_t)chunks * C,
-                                                              dout, x, mean, rstd, N, C);
+        layernorm_backward_dwdb_partial<RMS><<<grid, block, 0, c->stream>>>(
+            part, part + (size_t)chunks * C, dout, x, mean, rstd, N, C);
         KERNEL_CHECK(c);
-        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256, 0, c->stream>>>(dw, db, part,
-                                                                part + (size_t)chunks * C, chunks, C);
+        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256, 0, c->stream>>>(
+            dw, db, part, part + (size_t)chunks * C, chunks, C);
         KERNEL_CHECK(c);
     }
 }
 
-void tfc_layernorm_rows(OpsCtx *c, float *out, bf16 *out16, float *mean, float *rstd, const float *x,
-                        const float *w, const float *b, int N, int C) {
+void tfc_layernorm_rows(OpsCtx *c, float *out, bf16 *out16, float *mean, float *rstd,
+                        const float *x, const float *w, const float *b, int N, int C) {
     norm_rows<false>(c, out, out16, mean, rstd, x, w, b, N, C);
 }
 
-void tfc_rmsnorm_rows(OpsCtx *c, float *out, bf16 *out16, float *rstd, const float *x, const float *w, int N,
-                      int C) {
+void tfc_rmsnorm_rows(OpsCtx *c, float *out, bf16 *out16, float *rstd, const float *x,
+                      const float *w, int N, int C) {
     norm_rows<true>(c, out, out16, nullptr, rstd, x, w, nullptr, N, C);
 }
 

@@ -47,12 +47,13 @@ __global__ void sum_pairs_kernel(double *out, const float *a, const float *b, in
 }
 
 float cu_cross_entropy_forward(const Ops *ops, float *probs, const float *logits,
-                              const int *targets, int N, int V) {
+                               const int *targets, int N, int V) {
     OpsCtx *c = ops->ctx;
     if (N <= 0 || V <= 0) return 0.0f;
     float *ws = (float *)tfc_workspace(c, TFC_WS_LOSS, (size_t)2 * N * sizeof(float));
     double *red = (double *)tfc_workspace(c, TFC_WS_REDUCE, 1026 * sizeof(double));
-    cross_entropy_forward_kernel<<<N, tfc_row_threads(V), 0, c->stream>>>(probs, ws, ws + N, logits, targets, V);
+    cross_entropy_forward_kernel<<<N, tfc_row_threads(V), 0, c->stream>>>(probs, ws, ws + N, logits,
+                                                                          targets, V);
     KERNEL_CHECK(c);
     sum_pairs_kernel<<<1, 1024, 0, c->stream>>>(red + 1024, ws, ws + N, N);
     KERNEL_CHECK(c);
@@ -81,8 +82,8 @@ void cu_cross_entropy_backward(const Ops *ops, float *dlogits, const float *prob
     OpsCtx *c = ops->ctx;
     if (N <= 0 || V <= 0) return;
     size_t total = (size_t)N * V;
-    cross_entropy_backward_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>(dlogits, probs, targets, scale,
-                                                                   N, V);
+    cross_entropy_backward_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>(
+        dlogits, probs, targets, scale, N, V);
     KERNEL_CHECK(c);
 }
 

@@ -30,7 +30,6 @@ const char *tfc_cublas_status_string(cublasStatus_t s) {
 
 // ---------------------------------------------------------------- workspace
 
-
 void tfc_workspace_release(OpsCtx *c, int slot) {
     if (!c->ws[slot]) return;
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -352,17 +351,16 @@ void cu_embedding_forward(const Ops *ops, float *out, const int *tokens, const f
     KERNEL_CHECK(c);
 }
 
-void cu_embedding_backward(const Ops *ops, float *dwte, const float *dout, const int *tokens,
-                           int N, int C) {
+void cu_embedding_backward(const Ops *ops, float *dwte, const float *dout, const int *tokens, int N,
+                           int C) {
     OpsCtx *c = ops->ctx;
     if (N <= 0 || C <= 0) return;
-    embedding_backward_kernel<<<tfc_blocks((size_t)N * C, 256), 256, 0, c->stream>>>(
-        dwte, dout, tokens, N, C);
+    embedding_backward_kernel<<<tfc_blocks((size_t)N * C, 256), 256, 0, c->stream>>>(dwte, dout,
+                                                                                     tokens, N, C);
     KERNEL_CHECK(c);
 }
 
 // ---------------------------------------------------------------- GEMM
-
 
 __global__ void to_bf16_scalar_kernel(bf16 *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -472,18 +470,18 @@ void tfc_gemm_batched(OpsCtx *c, void *C, int ldc, long long stride_c, cudaDataT
                        A.stride, ab_type, opB, opA, N, M, K, alpha, beta, batch, compute))
         return;
     if (batch == 1)
-        CUBLAS_CHECK(cublasGemmEx(c->cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld,
-                                  A.p, ab_type, A.ld, &beta, C, c_type, ldc, compute,
+        CUBLAS_CHECK(cublasGemmEx(c->cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, A.p,
+                                  ab_type, A.ld, &beta, C, c_type, ldc, compute,
                                   CUBLAS_GEMM_DEFAULT));
     else
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-            c->cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type,
-            A.ld, A.stride, &beta, C, c_type, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT));
+            c->cublas, opB, opA, N, M, K, &alpha, B.p, ab_type, B.ld, B.stride, A.p, ab_type, A.ld,
+            A.stride, &beta, C, c_type, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT));
 }
 
-void tfc_gemm_from(OpsCtx *c, void *C, const void *C_in, int ldc, cudaDataType c_type,
-                   TfcOperand A, TfcOperand B, cudaDataType ab_type, int M, int N, int K,
-                   int trans_a, int trans_b, float alpha, float beta, cublasComputeType_t compute) {
+void tfc_gemm_from(OpsCtx *c, void *C, const void *C_in, int ldc, cudaDataType c_type, TfcOperand A,
+                   TfcOperand B, cudaDataType ab_type, int M, int N, int K, int trans_a,
+                   int trans_b, float alpha, float beta, cublasComputeType_t compute) {
     cublasOperation_t opA = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opB = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (tfc_gemm_tuned(c, C, C_in, ldc, 0, c_type, B.p, B.ld, 0, A.p, A.ld, 0, ab_type, opB, opA, N,
@@ -494,8 +492,8 @@ void tfc_gemm_from(OpsCtx *c, void *C, const void *C_in, int ldc, cudaDataType c
         CUDA_CHECK(cudaMemcpyAsync(C, C_in, ((size_t)(M - 1) * ldc + N) * elem,
                                    cudaMemcpyDeviceToDevice, c->stream));
     }
-    tfc_gemm_batched(c, C, ldc, 0, c_type, A, B, ab_type, M, N, K, trans_a, trans_b, alpha, beta,
-                     1, compute);
+    tfc_gemm_batched(c, C, ldc, 0, c_type, A, B, ab_type, M, N, K, trans_a, trans_b, alpha, beta, 1,
+                     compute);
 }
 
 void tfc_gemm_ex(OpsCtx *c, void *C, cudaDataType c_type, const void *A, const void *B,

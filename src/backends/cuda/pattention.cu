@@ -553,7 +553,8 @@ static unsigned resident_blocks(OpsCtx *c, const void *kernel) {
         int dev, sms, per_sm;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * PN_WARPS, 0));
+        CUDA_CHECK(
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * PN_WARPS, 0));
         r->kernel = kernel;
         r->blocks = (unsigned)(sms * (per_sm > 0 ? per_sm : 1));
         return r->blocks;
@@ -575,20 +576,21 @@ static void pnorm_forward(OpsCtx *c, ST *S, const AT *A, PnTaus taus, int mode, 
         using Sh = decltype(sh);
         using K = decltype(kind);
         constexpr auto kernel = pnorm_forward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST>;
-        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(S, A, taus, n, rows);
+        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(
+            S, A, taus, n, rows);
     });
 }
 
 template <typename AT, typename ST, typename DT>
-static void pnorm_backward(OpsCtx *c, DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
-                           int rows, int n) {
+static void pnorm_backward(OpsCtx *c, DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus,
+                           int mode, int rows, int n) {
     pn_dispatch(c, mode, n, [&](auto sh, auto kind) {
         using Sh = decltype(sh);
         using K = decltype(kind);
         constexpr auto kernel =
             pnorm_backward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST, DT>;
-        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(out, S_out, dS, A,
-                                                                             taus, n, rows);
+        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(
+            out, S_out, dS, A, taus, n, rows);
     });
 }
 
@@ -712,7 +714,8 @@ static int act_width(int mode) { return mode == ACT_SWIGLU ? 2 : 1; }
 
 // VW units per thread when n and every pointer allow 16-byte accesses.
 template <typename T, typename Launch>
-static void act_dispatch(OpsCtx *c, int mode, int n, const void *p0, const void *p1, Launch launch) {
+static void act_dispatch(OpsCtx *c, int mode, int n, const void *p0, const void *p1,
+                         Launch launch) {
     constexpr int VEC = 16 / sizeof(T);
     const bool vec = n % VEC == 0 && (((uintptr_t)p0 | (uintptr_t)p1) & 15) == 0;
     auto by_width = [&](auto mode_c) {
@@ -735,23 +738,32 @@ static void act_launch(size_t units, Kernel32 k32, Kernel64 k64) {
 }
 
 // S (rows x n) from the scores A (rows x W n); rows = N G.
-template <typename T> static void act_forward(OpsCtx *c, T *S, const T *A, int mode, int rows, int n) {
+template <typename T>
+static void act_forward(OpsCtx *c, T *S, const T *A, int mode, int rows, int n) {
     act_dispatch<T>(c, mode, n, S, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
-        act_launch(
-            (size_t)rows * n / VW,
-            [&](unsigned b, unsigned u) { act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u); },
-            [&](unsigned b, size_t u) { act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u); });
+        act_launch((size_t)rows * n / VW,
+                   [&](unsigned b, unsigned u) {
+                       act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u);
+                   },
+                   [&](unsigned b, size_t u) {
+                       act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u);
+                   });
     });
 }
 
-template <typename T> static void act_backward(OpsCtx *c, T *dA, T *S_out, const T *A, int mode, int rows, int n) {
+template <typename T>
+static void act_backward(OpsCtx *c, T *dA, T *S_out, const T *A, int mode, int rows, int n) {
     act_dispatch<T>(c, mode, n, dA, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
         act_launch(
             (size_t)rows * n / VW,
-            [&](unsigned b, unsigned u) { act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u); },
-            [&](unsigned b, size_t u) { act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u); });
+            [&](unsigned b, unsigned u) {
+                act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u);
+            },
+            [&](unsigned b, size_t u) {
+                act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u);
+            });
     });
 }
 
@@ -767,20 +779,23 @@ template <typename T> static void act_backward(OpsCtx *c, T *dA, T *S_out, const
 // TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16
 // mode). residual (G = 1, fp32 Y): Y = residual + S V, in the GEMM.
 template <typename T, typename TY>
-static void group_forward(OpsCtx *c, TY *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
-                          int mode, int N, int d_in, int n, int d_out, const float *residual) {
+static void group_forward(OpsCtx *c, TY *Y, T *A, T *S, const T *X, const T *K, const T *V,
+                          PnTaus taus, int mode, int N, int d_in, int n, int d_out,
+                          const float *residual) {
     const int G = taus.G, Gn = G * n, cols = Gn * act_width(mode);
     tfc_gemm(c, A, cols, 0, X, d_in, 0, K, d_in, 0, N, cols, d_in, 0, 1, 0.0f, 1); // A = X K^T
-    if (act_mode(mode)) act_forward(c, S, (const T *)A, mode, N * G, n);
-    else pnorm_forward(c, S, (const T *)A, taus, mode, N * G, n);
+    if (act_mode(mode))
+        act_forward(c, S, (const T *)A, mode, N * G, n);
+    else
+        pnorm_forward(c, S, (const T *)A, taus, mode, N * G, n);
     if (residual) { // Y = residual + S V
         tfc_gemm_from(c, Y, residual, d_out, Dt<TY>::type(), TfcOperand{S, Gn, 0},
                       TfcOperand{V, d_out, 0}, Dt<T>::type(), N, d_out, n, 0, 0, 1.0f, 1.0f,
                       Dt<T>::compute(c));
         return;
     }
-    tfc_gemm(c, Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
-         d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
+    tfc_gemm(c, Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out,
+             N, d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
 }
 
 // S_out: where the backward writes S (bf16 mode, which does not keep it:
@@ -788,20 +803,27 @@ static void group_forward(OpsCtx *c, TY *Y, T *A, T *S, const T *X, const T *K, 
 // (S_out, or the forward's, N x Gn). TX: the type of dX (that of X).
 template <typename T, typename TX>
 static void group_backward(OpsCtx *c, TX *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
-                           const T *dY, const T *X, const T *K, const T *V, const T *A,
-                           PnTaus taus, int mode, int N, int d_in, int n, int d_out,
-                           float dx_beta) {
+                           const T *dY, const T *X, const T *K, const T *V, const T *A, PnTaus taus,
+                           int mode, int N, int d_in, int n, int d_out, float dx_beta) {
     const int G = taus.G, Gn = G * n, w = act_width(mode), cols = Gn * w;
     const long long y_stride = (long long)N * d_out, v_stride = (long long)n * d_out;
     // dS_g = dY_g V_g^T: where the unit's last score lies (act_backward_kernel)
-    tfc_gemm(c, dA + (w - 1) * n, cols, (long long)w * n, dY, d_out, y_stride, V, d_out, v_stride, N,
-             n, d_out, 0, 1, 0.0f, G);
-    if (act_mode(mode)) act_backward(c, dA, S_out, (const T *)A, mode, N * G, n);
-    else pnorm_backward(c, dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
+    tfc_gemm(c, dA + (w - 1) * n, cols, (long long)w * n, dY, d_out, y_stride, V, d_out, v_stride,
+             N, n, d_out, 0, 1, 0.0f, G);
+    if (act_mode(mode))
+        act_backward(c, dA, S_out, (const T *)A, mode, N * G, n);
+    else
+        pnorm_backward(c, dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
     const int s_ld = S == S_out ? cols : Gn, s_stride = S == S_out ? w * n : n;
-    if (dV) tfc_gemm(c, dV, d_out, v_stride, S, s_ld, s_stride, dY, d_out, y_stride, n, d_out, N, 1, 0, 1.0f, G); // dV_g += S_g^T dY_g
-    if (dX) tfc_gemm(c, dX, d_in, 0, (const T *)dA, cols, 0, K, d_in, 0, N, d_in, cols, 0, 0, dx_beta, 1); // dX (+)= dA K
-    if (dK) tfc_gemm(c, dK, d_in, 0, (const T *)dA, cols, 0, X, d_in, 0, cols, d_in, N, 1, 0, 1.0f, 1); // dK += dA^T X
+    if (dV)
+        tfc_gemm(c, dV, d_out, v_stride, S, s_ld, s_stride, dY, d_out, y_stride, n, d_out, N, 1, 0,
+                 1.0f, G); // dV_g += S_g^T dY_g
+    if (dX)
+        tfc_gemm(c, dX, d_in, 0, (const T *)dA, cols, 0, K, d_in, 0, N, d_in, cols, 0, 0, dx_beta,
+                 1); // dX (+)= dA K
+    if (dK)
+        tfc_gemm(c, dK, d_in, 0, (const T *)dA, cols, 0, X, d_in, 0, cols, d_in, N, 1, 0, 1.0f,
+                 1); // dK += dA^T X
 }
 
 // The activation modes have no tau (and may pass none).
@@ -816,7 +838,8 @@ static PnTaus taus_of(const float *tau, int G, int mode) {
 
 // Zeroes n elements of a tensor that is an attention tensor when `attn`.
 static void zero_rows(OpsCtx *c, float *p, size_t n, bool attn) {
-    CUDA_CHECK(cudaMemsetAsync(p, 0, n * (attn ? tfc_attn_elem_bytes(c) : sizeof(float)), c->stream));
+    CUDA_CHECK(
+        cudaMemsetAsync(p, 0, n * (attn ? tfc_attn_elem_bytes(c) : sizeof(float)), c->stream));
 }
 
 // bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
@@ -831,8 +854,8 @@ static void zero_rows(OpsCtx *c, float *p, size_t n, bool attn) {
 // already; an attention-tensor Y or dX is written in bf16 by its GEMM.
 // Under ACT_SWIGLU the caller passes n = 2h (the score columns): S needs
 // only half of what is asked.
-void cu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats,
-                         size_t *s_floats, size_t *da_floats) {
+void cu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                         size_t *da_floats) {
     ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
     if (ops->ctx->precision == MATMUL_BF16) { // bf16 elements, two per float; S recomputed
         *a_floats = *da_floats = ((size_t)G * N * n + 1) / 2;
@@ -845,9 +868,9 @@ static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInp
                                 int d_in, int n, int d_out, const float *residual);
 
 static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *dA, PattInput in,
-                            const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out, int y_attn,
-                            const float *residual) {
+                               const float *K, const float *V, const float *tau, int G, int mode,
+                               int N, int d_in, int n, int d_out, int y_attn,
+                               const float *residual) {
     PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
     if (residual && (G != 1 || y_attn))
@@ -883,10 +906,10 @@ static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *d
                             residual);
 }
 
-static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             PattInput in, const float *K, const float *V, float *A, float *S,
-                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx, int y_attn) {
+static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, float *dA,
+                                const float *dY, PattInput in, const float *K, const float *V,
+                                float *A, float *S, const float *tau, int G, int mode, int N,
+                                int d_in, int n, int d_out, int accumulate_dx, int y_attn) {
     PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
     if (in.attn && accumulate_dx)
@@ -898,8 +921,9 @@ static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, floa
     }
     const size_t k_rows = (size_t)G * n * act_width(mode);
     if (c->precision != MATMUL_BF16) {
-        group_backward<float>(c, dX, dK, dV, dA, nullptr, S, dY, tfc_input_fp32(c, in, N, d_in, false),
-                              K, V, A, taus, mode, N, d_in, n, d_out, dx_beta);
+        group_backward<float>(c, dX, dK, dV, dA, nullptr, S, dY,
+                              tfc_input_fp32(c, in, N, d_in, false), K, V, A, taus, mode, N, d_in,
+                              n, d_out, dx_beta);
         return;
     }
     const bf16 *dYb =
@@ -1159,9 +1183,9 @@ static unsigned *pd_counters(OpsCtx *c) {
 static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 template <int NR, int KV4>
-static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in, const float *K,
-                      const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
-                      const float *residual) {
+static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
+                      const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
+                      int d_out, const float *residual) {
     const int G = taus.G, width = act_width(mode), cols = G * n * width;
     const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
     const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
@@ -1169,12 +1193,13 @@ static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInp
                    A, in, K, N, d_in, cols);
     const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
                     (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
-    float *partials = grid.y > 1 ? (float *)tfc_workspace(c, TFC_WS_DECODE, (size_t)G * grid.y * N *
-                                                                             d_out * sizeof(float))
-                                 : nullptr;
+    float *partials = grid.y > 1
+                          ? (float *)tfc_workspace(c, TFC_WS_DECODE,
+                                                   (size_t)G * grid.y * N * d_out * sizeof(float))
+                          : nullptr;
     unsigned *counters = pd_counters(c);
 #define PD_VALUES(M)                                                                               \
-    tfc_launch_pdl(c, pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,         \
+    tfc_launch_pdl(c, pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,     \
                    residual, partials, counters, N, n, d_out, width)
     switch (mode) {
     case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
@@ -1187,14 +1212,18 @@ static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInp
 }
 
 template <int NR>
-static void pd_launch_rows(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in, const float *K,
-                           const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
-                           const float *residual) {
+static void pd_launch_rows(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
+                           const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
+                           int d_out, const float *residual) {
     const int per_lane = (d_in / 4 + 31) / 32; // float4s of a key row per lane
-    if (per_lane <= 1) pd_launch<NR, 1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else if (per_lane <= 2) pd_launch<NR, 2>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else if (per_lane <= 4) pd_launch<NR, 4>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch<NR, 8>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (per_lane <= 1)
+        pd_launch<NR, 1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 2)
+        pd_launch<NR, 2>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 4)
+        pd_launch<NR, 4>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else
+        pd_launch<NR, 8>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
 }
 
 // The few-rows path, when it takes the call (fp32 operands, shapes whole
@@ -1210,8 +1239,10 @@ static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInp
     const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
     for (const void *p : ptrs)
         if (!aligned16(p)) return false;
-    if (N <= 1) pd_launch_rows<1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch_rows<PD_MAX_ROWS>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (N <= 1)
+        pd_launch_rows<1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else
+        pd_launch_rows<PD_MAX_ROWS>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
     return true;
 }
 
