@@ -155,6 +155,7 @@ typedef struct {
     int eager_runs;  /* steps run op by op so far */
     int off;         /* 1: never record (asked for, or recording failed) */
 } DecodeStep;
+
 /* The op list, declared once: OP(kind, return type, name, (parameters),
  * (arguments after the table)) for each entry of the table, in the X-macro
  * style of src/backends/cuda/cuda_libs.c. From it come the table's fields
@@ -164,7 +165,8 @@ typedef struct {
  * kind: OP_COMPUTE, an op that computes (timed by the profiler, and each
  * needs an op-test case), OP_COMPUTE_FLOAT the same returning a float on
  * the host, OP_SERVICE an entry that manages memory, sizes or recordings
- * (not timed, tested through the ops that use it). Every entry takes the
+ * (tested through the ops that use it; the profiler times only the copies
+ * between host and device among them). Every entry takes the
  * table itself first (its ctx is the state). The entries' contracts: */
 /*
  * memory_in_use: device memory this process holds now, in bytes (CUDA: in
