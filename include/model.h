@@ -184,24 +184,25 @@ typedef struct {
     float **k, **v;  /* per layer */
     float *mem;      /* one device block */
     int *pos_dev;    /* pos in backend memory, where the decode ops read it */
-    /* The single-token step recorded once (ops.h record_begin) and replayed
-     * for every later token, where the backend records: `step` (NULL until
-     * recorded), `record` (0: never record, the op-by-op path), and the
-     * single-token steps run op by op so far (the first one warms up what a
-     * recording may not do: workspaces, GEMM kernel choices). */
-    void *step;
-    int record, eager_steps;
+    /* The single-token step, which the backend may record once and replay
+     * for every later token (ops.h decode_step): its state, the backend's. */
+    DecodeStep step;
 } KVCache;
 
 /* An empty cache (pos 0) for B streams. Returns 0 or -1 with err. */
 int model_kv_alloc(Model *m, KVCache *kv, int B, char *err);
 void model_kv_free(Model *m, KVCache *kv);
+/* Empty the cache (pos 0): the next decode starts it again. */
+void model_kv_restart(KVCache *kv);
+/* Decode op by op from now on, never replaying a recorded step. */
+void model_kv_never_record(KVCache *kv);
 /* Feed T new tokens per stream (host, B x T, stream-major) at positions
  * kv->pos .. kv->pos+T-1 (which must fit in T_max) through the same layers
  * as model_forward, attending over the cache; leaves the logits of the new
  * positions (model_logits_last) and advances kv->pos. Needs activations
- * for (kv->B, T). Setting kv->pos = 0 empties the cache. Single tokens
- * (T = 1) replay a recorded step where the backend can (kv->record). */
+ * for (kv->B, T). model_kv_restart empties the cache. Single tokens
+ * (T = 1) go through the backend's decode_step (a recorded step replayed
+ * where the backend records). */
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T);
 /* The logits of the last position of every stream of the last forward or
  * decode, B x V on the host (one copy when T = 1). */

@@ -13,16 +13,15 @@
  *    copy, zero): a backend may keep derived copies of them (CUDA under
  *    bf16 keeps a bf16 mirror that adamw refreshes and the memory ops drop).
  *
- * Adding an op: declare the entry here, beside its kin, taking `const Ops *`
- * first and documenting shapes, layout and what accumulates; group more than
- * about eight arguments in a struct as PattArgs does. Implement it in both
- * backends (src/backends/cpu: a plain reference loop or BLAS call; src/backends/cuda: the
- * kernel in its own file, the adapter and the table entry in ops_cuda.cu)
- * and, when it times anything interesting, wrap it in src/backends/profile.c. Test
- * it twice: tests/test_gradcheck.c checks the CPU backward against finite
- * differences of the forward, and tests/test_cuda_ops.c checks the CUDA
- * entry against the CPU one (per precision) on random inputs. An entry the
- * model does not call belongs in the test-helpers section at the end.
+ * Adding an op: add its line to OPS_LIST below, beside its kin, taking
+ * `const Ops *` first, and document shapes, layout and what accumulates in
+ * the contracts above the list; group more than about eight arguments in a
+ * struct as PattArgs does. The table field, the profiler's wrapper and the
+ * CUDA declaration and table entry follow from that line. Implement it in
+ * both backends (src/backends/cpu: a plain reference loop or BLAS call, and
+ * its table entry in ops_cpu.c; src/backends/cuda: cu_<name> taking the
+ * table, the kernel in its own file) and give it a case in the op tests
+ * (ops_op_names lists the ops that need one).
  */
 #ifndef TF_OPS_H
 #define TF_OPS_H
@@ -148,185 +147,267 @@ typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 typedef struct OpsCtx OpsCtx;
 
 typedef struct Ops Ops;
+
+/* The state of a decode step (decode_step below): zero-initialised by the
+ * caller, managed by the backend. */
+typedef struct {
+    void *recording; /* the backend's recording of the step, NULL when none */
+    int eager_runs;  /* steps run op by op so far */
+    int off;         /* 1: never record (asked for, or recording failed) */
+} DecodeStep;
+
+/* The op list, declared once: OP(kind, return type, name, (parameters),
+ * (arguments after the table)) for each entry of the table, in the X-macro
+ * style of src/backends/cuda/cuda_libs.c. From it come the table's fields
+ * (struct Ops below), the CUDA backend's table fill and declarations
+ * (src/backends/cuda), the profiler's wrappers (src/backends/profile.c) and
+ * the names the op tests check their cases against (ops_op_names).
+ * kind: OP_COMPUTE, an op that computes (timed by the profiler, and each
+ * needs an op-test case), OP_COMPUTE_FLOAT the same returning a float on
+ * the host, OP_SERVICE an entry that manages memory, sizes or recordings
+ * (tested through the ops that use it; the profiler times only the copies
+ * between host and device among them). Every entry takes the
+ * table itself first (its ctx is the state). The entries' contracts: */
+/*
+ * memory_in_use: device memory this process holds now, in bytes (CUDA: in
+ *   use on the GPU since the backend started, workspaces included; CPU: 0).
+ * set_precision: how GEMMs multiply (MatmulPrecision, below; no effect on
+ *   the CPU). Set it before allocating attention tensors and scratch: sizes
+ *   follow it.
+ * attn_elem_bytes: bytes per element of an attention tensor (see above): 4
+ *   or 2. May change with the matmul precision: allocate after setting it.
+ *
+ * ---- memory ----
+ * alloc: zero-filled; NULL when out of memory. free, to_device, to_host,
+ *   synchronize. zero and copy (device to device) are timed ops.
+ *
+ * matmul: C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is
+ *   K x N. trans_a: A is stored K x M; trans_b: B is stored N x K.
+ *
+ * embedding_forward: out[i,:] = wte[tokens[i],:]; embedding_backward
+ *   accumulates into dwte.
+ *
+ * layernorm_forward/backward: LayerNorm over the last dim (C) with eps
+ *   LAYERNORM_EPS. w and b may be NULL (non-parametric LN: weight 1, bias 0).
+ *   mean/rstd (N each) are saved for backward. Backward: dx accumulates; dw,
+ *   db accumulate and may be NULL.
+ *
+ * rmsnorm_forward/backward: RMSNorm over the last dim (C): out = x * rstd *
+ *   w, rstd = 1 / sqrt(mean(x^2) + RMSNORM_EPS) saved (N) for backward; w may
+ *   be NULL (1). Backward: dx accumulates; dw accumulates and may be NULL;
+ *   dout is fp32 (the d(xn) a fused PattInput's backward returns, or the
+ *   final norm's).
+ *
+ * linear_forward/backward: linear projection group (LinearArgs): member g <
+ *   G shares the input X (PattInput: normalized as for a Pattention;
+ *   backward returns d(xn)), weight W + g*d_out*d_in, output Y + g*N*d_out:
+ *   Y_g = Xn W_g^T (+ residual). Backward: dW_g += dY_g^T Xn; dX = sum_g dY_g
+ *   W_g, accumulated when accumulate_dx is 1, overwritten when 0. y_attn: Y
+ *   and dY are attention tensors.
+ *
+ * pattention_forward/backward: Pattention (docs/MODEL.md, Pattention) over a
+ *   group of G members (1 <= G <= PATT_MAX_GROUP) that share the input X (N x
+ *   d_in, see PattInput) and the row count n: member g has keys K + g*n*d_in
+ *   (n x d_in: the group's keys are stacked, G*n x d_in), values V +
+ *   g*n*d_out, scale tau[g] (a host array), and writes Y + g*N*d_out. G = 1
+ *   is one Pattention. The q, k and v of a block form a group of 3, which a
+ *   backend may compute as one (CUDA: one score GEMM over the stacked keys,
+ *   one dX GEMM); the result is that of G separate Pattentions. Forward saves
+ *   the scores A = X K^T and the normalized scores S in A and S, whose layout
+ *   is the backend's; dA is scratch for both directions (the same buffer may
+ *   serve both). Backward consumes the saved state: it may overwrite A and S
+ *   (CUDA under bf16 writes S over A). dY is stacked like Y, dK and dV like K
+ *   and V and accumulate; dX (N x d_in) gets the sum over members (the
+ *   gradient of X, the LayerNorm output when the input is normalized: the
+ *   caller runs layernorm_backward), accumulated when accumulate_dx is 1,
+ *   overwritten when 0 (which an attention-tensor dX requires). y_attn: Y and
+ *   dY are attention tensors. residual (forward; NULL or N x d_out, G = 1, Y
+ *   not an attention tensor): Y = residual + the Pattention's output, the
+ *   block's residual step when there is no dropout, which a backend may fuse
+ *   into its product (CUDA: the GEMM's epilogue reads residual). Modes
+ *   ACT_GELU and ACT_SWIGLU (the baselines' MLP) ignore tau; under ACT_SWIGLU
+ *   K + g*2n*d_in holds 2n key rows and A has 2n columns.
+ * pattention_sizes: floats to allocate for A, S and the dA scratch of a
+ *   group: G*N*n each (under ACT_SWIGLU pass n = 2h, the score columns, for a
+ *   hidden width h) in fp32; a backend that keeps them in a narrower type or
+ *   recomputes one (CUDA under bf16: A and dA in bf16, S recomputed from A in
+ *   backward, 0 floats) asks for less.
+ *
+ * rope: rotary embedding in place on x (an attention tensor) laid out (B, T,
+ *   H, hd), GPT-NeoX style: over the first `rot` dims of each head (rot
+ *   even), dim i < rot/2 pairs with i + rot/2, angle = t * 10000^(-2i/rot).
+ *   inverse=1 rotates by -angle (that is the backward pass).
+ *
+ * attention_forward/backward: causal softmax attention, q/k/v/out (attention
+ *   tensors, as are dq, dk, dv, dout) laid out (B, T, H*hd). att is the state
+ *   forward saves for backward, datt backward's scratch; their sizes in
+ *   floats come from attention_sizes (which may depend on the matmul
+ *   precision: allocate after setting it). The CPU saves the probabilities
+ *   (B, H, T, T, zero above the diagonal); a fused kernel may save less.
+ *   Backward overwrites dq, dk, dv; it also takes forward's output `out` (a
+ *   fused kernel needs rowsum(dout * out); others may ignore it).
+ *
+ * ---- incremental decoding (inference only: no backward, no gradcheck) ----
+ * attention_decode: a KV cache holds, per layer, the rotated keys and the
+ *   values of every position decoded so far; attention_decode adds the new
+ *   positions to it and attends over it (DecodeAttnArgs).
+ *
+ * dropout_backward: inverted dropout. The keep mask of element i is a pure
+ *   function of (seed, i) (tf_dropout_keep in rng.h), so backends agree bit
+ *   for bit and backward recomputes the mask instead of storing it. In place
+ *   allowed. dropout_forward: out = dropout(x) with that mask.
+ * dropout_add: the residual step out = x + dropout(branch) in one pass, with
+ *   the mask of dropout_backward (p = 0: out = x + branch). out may alias x.
+ *
+ * cross_entropy_forward/backward: softmax cross-entropy over V classes per
+ *   row. Forward writes probs (N x V) and returns the mean loss over rows
+ *   whose target is in [0, V); other rows are ignored (no loss, zero
+ *   gradient). Backward: dlogits = (probs - onehot(target)) * scale
+ *   (overwrites).
+ *
+ * sum_squares: sum of x_i^2 (accumulated in at least fp32 with
+ *   pairwise/blocked sums).
+ *
+ * adamw: AdamW on n elements: g is multiplied by grad_scale first
+ *   (clipping); bias correction uses step t (t >= 1); decoupled decay
+ *   lr*wd*p.
+ *
+ * add, accumulate, scale: out = a + b (out may alias a or b); y += x; x *= s.
+ *   Used by the tests and the profiler, not the model.
+ *
+ * ---- recorded op sequences (optional: NULL on a backend without them) ----
+ * Between record_begin and record_end the ops called are recorded instead
+ * of run (a CUDA graph): replaying the recording runs them again with the
+ * same arguments, reading their inputs from backend memory anew, at the
+ * cost of one launch. Only ops that take no host values that change
+ * between replays belong in a recording (the decode ops read their
+ * position from backend memory for this), and none may copy to or from
+ * the host. record_end returns NULL when recording failed (the ops did
+ * not run: call them again). replay returns -1, running nothing, once
+ * the recording is stale (a backend workspace it uses has moved since):
+ * free it and record again.
+ *
+ * decode_step: one step of incremental decoding, `run(arg)`: ops from
+ *   backend memory to backend memory only (the inputs already copied in,
+ *   nothing read back), the same ops with the same arguments at every step.
+ *   The backend decides how it runs: the CPU calls run; CUDA runs the first
+ *   step op by op (it warms up what a recording may not do: workspaces,
+ *   GEMM kernel choices), records the next one and replays it from then on,
+ *   recording again when the recording went stale and running op by op for
+ *   good when recording fails or step->off is set. step is the caller's
+ *   (zero-initialised), the recording in it the backend's:
+ *   decode_step_free frees it. A table that times its ops (the profiler)
+ *   runs every step op by op.
+ */
+#define OPS_LIST(OP)                                                                               \
+    OP(OP_SERVICE, size_t, memory_in_use, (const Ops *ops), ())                                    \
+    OP(OP_SERVICE, void, set_precision, (const Ops *ops, int precision), (precision))              \
+    OP(OP_SERVICE, size_t, attn_elem_bytes, (const Ops *ops), ())                                  \
+    OP(OP_SERVICE, void *, alloc, (const Ops *ops, size_t bytes), (bytes))                         \
+    OP(OP_SERVICE, void, free, (const Ops *ops, void *p), (p))                                     \
+    OP(OP_SERVICE, void, to_device, (const Ops *ops, void *dst, const void *host_src, size_t bytes), \
+       (dst, host_src, bytes))                                                                    \
+    OP(OP_SERVICE, void, to_host, (const Ops *ops, void *host_dst, const void *src, size_t bytes), \
+       (host_dst, src, bytes))                                                                    \
+    OP(OP_SERVICE, void, synchronize, (const Ops *ops), ())                                        \
+    OP(OP_COMPUTE, void, zero, (const Ops *ops, void *p, size_t bytes), (p, bytes))                \
+    OP(OP_COMPUTE, void, copy, (const Ops *ops, void *dst, const void *src, size_t bytes),         \
+       (dst, src, bytes))                                                                         \
+    OP(OP_COMPUTE, void, matmul,                                                                   \
+       (const Ops *ops, float *C, const float *A, const float *B, int M, int N, int K,             \
+        int trans_a, int trans_b, float alpha, float beta),                                       \
+       (C, A, B, M, N, K, trans_a, trans_b, alpha, beta))                                         \
+    OP(OP_COMPUTE, void, embedding_forward,                                                        \
+       (const Ops *ops, float *out, const int *tokens, const float *wte, int N, int C),           \
+       (out, tokens, wte, N, C))                                                                  \
+    OP(OP_COMPUTE, void, embedding_backward,                                                       \
+       (const Ops *ops, float *dwte, const float *dout, const int *tokens, int N, int C),         \
+       (dwte, dout, tokens, N, C))                                                                \
+    OP(OP_COMPUTE, void, layernorm_forward,                                                        \
+       (const Ops *ops, float *out, float *mean, float *rstd, const float *x, const float *w,     \
+        const float *b, int N, int C),                                                            \
+       (out, mean, rstd, x, w, b, N, C))                                                          \
+    OP(OP_COMPUTE, void, layernorm_backward,                                                       \
+       (const Ops *ops, float *dx, float *dw, float *db, const float *dout, const float *x,       \
+        const float *w, const float *mean, const float *rstd, int N, int C),                      \
+       (dx, dw, db, dout, x, w, mean, rstd, N, C))                                                \
+    OP(OP_COMPUTE, void, rmsnorm_forward,                                                          \
+       (const Ops *ops, float *out, float *rstd, const float *x, const float *w, int N, int C),   \
+       (out, rstd, x, w, N, C))                                                                   \
+    OP(OP_COMPUTE, void, rmsnorm_backward,                                                         \
+       (const Ops *ops, float *dx, float *dw, const float *dout, const float *x, const float *w,  \
+        const float *rstd, int N, int C),                                                         \
+       (dx, dw, dout, x, w, rstd, N, C))                                                          \
+    OP(OP_COMPUTE, void, linear_forward, (const Ops *ops, const LinearArgs *args), (args))         \
+    OP(OP_COMPUTE, void, linear_backward, (const Ops *ops, const LinearArgs *args), (args))        \
+    OP(OP_SERVICE, void, pattention_sizes,                                                         \
+       (const Ops *ops, int G, int N, int n, size_t *a_floats, size_t *s_floats,                  \
+        size_t *da_floats),                                                                       \
+       (G, N, n, a_floats, s_floats, da_floats))                                                  \
+    OP(OP_COMPUTE, void, pattention_forward, (const Ops *ops, const PattArgs *args), (args))       \
+    OP(OP_COMPUTE, void, pattention_backward, (const Ops *ops, const PattArgs *args), (args))      \
+    OP(OP_COMPUTE, void, rope,                                                                     \
+       (const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse),             \
+       (x, B, T, H, hd, rot, inverse))                                                            \
+    OP(OP_SERVICE, void, attention_sizes,                                                          \
+       (const Ops *ops, int B, int T, int H, int hd, size_t *att_floats, size_t *datt_floats),    \
+       (B, T, H, hd, att_floats, datt_floats))                                                    \
+    OP(OP_COMPUTE, void, attention_forward,                                                        \
+       (const Ops *ops, float *out, float *att, const float *q, const float *k, const float *v,   \
+        int B, int T, int H, int hd),                                                             \
+       (out, att, q, k, v, B, T, H, hd))                                                          \
+    OP(OP_COMPUTE, void, attention_backward,                                                       \
+       (const Ops *ops, float *dq, float *dk, float *dv, float *datt, const float *dout,          \
+        const float *out, const float *q, const float *k, const float *v, const float *att,       \
+        int B, int T, int H, int hd),                                                             \
+       (dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd))                                  \
+    OP(OP_COMPUTE, void, attention_decode, (const Ops *ops, const DecodeAttnArgs *args), (args))   \
+    OP(OP_COMPUTE, void, dropout_forward,                                                          \
+       (const Ops *ops, float *out, const float *x, float p, uint64_t seed, size_t n),            \
+       (out, x, p, seed, n))                                                                      \
+    OP(OP_COMPUTE, void, dropout_backward,                                                         \
+       (const Ops *ops, float *dx, const float *dout, float p, uint64_t seed, size_t n),          \
+       (dx, dout, p, seed, n))                                                                    \
+    OP(OP_COMPUTE, void, dropout_add,                                                              \
+       (const Ops *ops, float *out, const float *x, const float *branch, float p, uint64_t seed,  \
+        size_t n),                                                                                \
+       (out, x, branch, p, seed, n))                                                              \
+    OP(OP_COMPUTE_FLOAT, float, cross_entropy_forward,                                             \
+       (const Ops *ops, float *probs, const float *logits, const int *targets, int N, int V),     \
+       (probs, logits, targets, N, V))                                                            \
+    OP(OP_COMPUTE, void, cross_entropy_backward,                                                   \
+       (const Ops *ops, float *dlogits, const float *probs, const int *targets, float scale,      \
+        int N, int V),                                                                            \
+       (dlogits, probs, targets, scale, N, V))                                                    \
+    OP(OP_COMPUTE_FLOAT, float, sum_squares, (const Ops *ops, const float *x, size_t n), (x, n))   \
+    OP(OP_COMPUTE, void, adamw,                                                                    \
+       (const Ops *ops, float *p, const float *g, float *m, float *v, size_t n, float lr,         \
+        float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t),        \
+       (p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t))                       \
+    OP(OP_COMPUTE, void, add, (const Ops *ops, float *out, const float *a, const float *b, size_t n), \
+       (out, a, b, n))                                                                            \
+    OP(OP_COMPUTE, void, accumulate, (const Ops *ops, float *y, const float *x, size_t n),         \
+       (y, x, n))                                                                                 \
+    OP(OP_COMPUTE, void, scale, (const Ops *ops, float *x, float s, size_t n), (x, s, n))          \
+    OP(OP_SERVICE, int, record_begin, (const Ops *ops), ())                                        \
+    OP(OP_SERVICE, void *, record_end, (const Ops *ops), ())                                       \
+    OP(OP_SERVICE, int, replay, (const Ops *ops, void *recording), (recording))                    \
+    OP(OP_SERVICE, void, record_free, (const Ops *ops, void *recording), (recording))             \
+    OP(OP_SERVICE, void, decode_step,                                                              \
+       (const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg), (step, run, arg))    \
+    OP(OP_SERVICE, void, decode_step_free, (const Ops *ops, DecodeStep *step), (step))
+
+/* The parenthesised argument list of an OPS_LIST entry, unwrapped. */
+#define OPS_UNPAREN(...) __VA_ARGS__
+
 struct Ops {
     BackendKind kind;
     const char *name;   /* "cpu" or "cuda" */
     const char *device; /* what it runs on, for logs: "NVIDIA H100 80GB HBM3, sm_90" */
     OpsCtx *ctx;
-    /* Every entry takes the table itself first (its ctx is the state). */
-
-    /* Device memory this process holds now, in bytes (CUDA: in use on the GPU
-     * since the backend started, workspaces included; CPU: 0). */
-    size_t (*memory_in_use)(const Ops *ops);
-    /* How GEMMs multiply (MatmulPrecision, below; no effect on the CPU).
-     * Set it before allocating attention tensors and scratch: sizes follow it. */
-    void (*set_precision)(const Ops *ops, int precision);
-    /* Bytes per element of an attention tensor (see above): 4 or 2. May
-     * change with the matmul precision: allocate after setting it. */
-    size_t (*attn_elem_bytes)(const Ops *ops);
-
-    /* ---- memory ---- */
-    void *(*alloc)(const Ops *ops, size_t bytes); /* zero-filled; NULL when out of memory */
-    void (*free)(const Ops *ops, void *p);
-    void (*to_device)(const Ops *ops, void *dst, const void *host_src, size_t bytes);
-    void (*to_host)(const Ops *ops, void *host_dst, const void *src, size_t bytes);
-    void (*zero)(const Ops *ops, void *p, size_t bytes);
-    void (*synchronize)(const Ops *ops);
-
-    /* C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N.
-     * trans_a: A is stored K x M; trans_b: B is stored N x K. */
-    void (*matmul)(const Ops *ops, float *C, const float *A, const float *B, int M, int N, int K,
-                   int trans_a, int trans_b, float alpha, float beta);
-
-    /* out[i,:] = wte[tokens[i],:] ; backward accumulates into dwte. */
-    void (*embedding_forward)(const Ops *ops, float *out, const int *tokens, const float *wte,
-                              int N, int C);
-    void (*embedding_backward)(const Ops *ops, float *dwte, const float *dout, const int *tokens,
-                               int N, int C);
-
-    /* LayerNorm over the last dim (C) with eps LAYERNORM_EPS. w and b may be
-     * NULL (non-parametric LN: weight 1, bias 0). mean/rstd (N each) are saved
-     * for backward. Backward: dx accumulates; dw, db accumulate and may be NULL. */
-    void (*layernorm_forward)(const Ops *ops, float *out, float *mean, float *rstd,
-                              const float *x, const float *w, const float *b, int N, int C);
-    void (*layernorm_backward)(const Ops *ops, float *dx, float *dw, float *db,
-                               const float *dout, const float *x, const float *w,
-                               const float *mean, const float *rstd, int N, int C);
-
-    /* RMSNorm over the last dim (C): out = x * rstd * w, rstd = 1 /
-     * sqrt(mean(x^2) + RMSNORM_EPS) saved (N) for backward; w may be NULL (1).
-     * Backward: dx accumulates; dw accumulates and may be NULL; dout is fp32
-     * (the d(xn) a fused PattInput's backward returns, or the final norm's). */
-    void (*rmsnorm_forward)(const Ops *ops, float *out, float *rstd, const float *x,
-                            const float *w, int N, int C);
-    void (*rmsnorm_backward)(const Ops *ops, float *dx, float *dw, const float *dout,
-                             const float *x, const float *w, const float *rstd, int N, int C);
-
-    /* Linear projection group (LinearArgs): member g < G shares the input X
-     * (PattInput: normalized as for a Pattention; backward returns d(xn)),
-     * weight W + g*d_out*d_in, output Y + g*N*d_out: Y_g = Xn W_g^T
-     * (+ residual). Backward: dW_g += dY_g^T Xn; dX = sum_g dY_g W_g,
-     * accumulated when accumulate_dx is 1, overwritten when 0. y_attn: Y and
-     * dY are attention tensors. */
-    void (*linear_forward)(const Ops *ops, const LinearArgs *args);
-    void (*linear_backward)(const Ops *ops, const LinearArgs *args);
-
-    /* Pattention (docs/MODEL.md, Pattention) over a group of G members
-     * (1 <= G <= PATT_MAX_GROUP) that share the input X (N x d_in, see
-     * PattInput) and the row count n:
-     * member g has keys K + g*n*d_in (n x d_in: the group's keys are stacked,
-     * G*n x d_in), values V + g*n*d_out, scale tau[g] (a host array), and
-     * writes Y + g*N*d_out. G = 1 is one Pattention. The q, k and v of a
-     * block form a group of 3, which a backend may compute as one (CUDA: one
-     * score GEMM over the stacked keys, one dX GEMM); the result is that of
-     * G separate Pattentions. Forward saves the scores A = X K^T and the
-     * normalized scores S in A and S, whose layout is the backend's; dA is
-     * scratch for both directions (the same buffer may serve both).
-     * Backward consumes the saved state: it may overwrite A and S (CUDA under
-     * bf16 writes S over A). dY is stacked like Y, dK and dV like K and V and
-     * accumulate; dX (N x d_in) gets the sum over members (the gradient of
-     * X, the LayerNorm output when the input is normalized: the caller runs
-     * layernorm_backward), accumulated when accumulate_dx is 1, overwritten
-     * when 0 (which an attention-tensor dX requires). y_attn: Y and dY are
-     * attention tensors. residual (forward; NULL or N x d_out, G = 1, Y not
-     * an attention tensor): Y = residual + the Pattention's output, the
-     * block's residual step when there is no dropout, which a backend may
-     * fuse into its product (CUDA: the GEMM's epilogue reads residual).
-     * Modes ACT_GELU and ACT_SWIGLU (the baselines' MLP) ignore tau; under
-     * ACT_SWIGLU K + g*2n*d_in holds 2n key rows and A has 2n columns. */
-    /* Floats to allocate for A, S and the dA scratch of a group: G*N*n each
-     * (under ACT_SWIGLU pass n = 2h, the score columns, for a hidden width h)
-     * in fp32; a backend that keeps them in a narrower type or recomputes one
-     * (CUDA under bf16: A and dA in bf16, S recomputed from A in backward, 0
-     * floats) asks for less. */
-    void (*pattention_sizes)(const Ops *ops, int G, int N, int n, size_t *a_floats,
-                             size_t *s_floats, size_t *da_floats);
-    void (*pattention_forward)(const Ops *ops, const PattArgs *args);
-    void (*pattention_backward)(const Ops *ops, const PattArgs *args);
-
-    /* Rotary embedding in place on x (an attention tensor) laid out (B, T, H,
-     * hd), GPT-NeoX style: over the first `rot` dims of each head (rot even), dim i < rot/2 pairs
-     * with i + rot/2, angle = t * 10000^(-2i/rot). inverse=1 rotates by -angle
-     * (that is the backward pass). */
-    void (*rope)(const Ops *ops, float *x, int B, int T, int H, int hd, int rot, int inverse);
-
-    /* Causal softmax attention, q/k/v/out (attention tensors, as are dq, dk,
-     * dv, dout) laid out (B, T, H*hd). att is the
-     * state forward saves for backward, datt backward's scratch; their sizes
-     * in floats come from attention_sizes (which may depend on the matmul
-     * precision: allocate after setting it). The CPU saves the probabilities
-     * (B, H, T, T, zero above the diagonal); a fused kernel may save less.
-     * Backward overwrites dq, dk, dv; it also takes forward's output `out`
-     * (a fused kernel needs rowsum(dout * out); others may ignore it). */
-    void (*attention_sizes)(const Ops *ops, int B, int T, int H, int hd, size_t *att_floats,
-                            size_t *datt_floats);
-    void (*attention_forward)(const Ops *ops, float *out, float *att, const float *q,
-                              const float *k, const float *v, int B, int T, int H, int hd);
-    void (*attention_backward)(const Ops *ops, float *dq, float *dk, float *dv, float *datt,
-                               const float *dout, const float *out, const float *q,
-                               const float *k, const float *v, const float *att, int B, int T,
-                               int H, int hd);
-
-    /* ---- incremental decoding (inference only: no backward, no gradcheck) ----
-     * A KV cache holds, per layer, the rotated keys and the values of every
-     * position decoded so far; attention_decode adds the new positions to it
-     * and attends over it (DecodeAttnArgs). */
-    void (*attention_decode)(const Ops *ops, const DecodeAttnArgs *args);
-
-    /* Inverted dropout. The keep mask of element i is a pure function of
-     * (seed, i) (tf_dropout_keep in rng.h), so backends agree bit for bit and
-     * backward recomputes the mask instead of storing it. In place allowed. */
-    void (*dropout_backward)(const Ops *ops, float *dx, const float *dout, float p,
-                             uint64_t seed, size_t n);
-
-    /* The residual step out = x + dropout(branch) in one pass, with the mask
-     * of dropout_backward (p = 0: out = x + branch). out may alias x. */
-    void (*dropout_add)(const Ops *ops, float *out, const float *x, const float *branch, float p,
-                        uint64_t seed, size_t n);
-
-    /* Softmax cross-entropy over V classes per row. Forward writes probs
-     * (N x V) and returns the mean loss over rows whose target is in [0, V);
-     * other rows are ignored (no loss, zero gradient).
-     * Backward: dlogits = (probs - onehot(target)) * scale (overwrites). */
-    float (*cross_entropy_forward)(const Ops *ops, float *probs, const float *logits,
-                                   const int *targets, int N, int V);
-    void (*cross_entropy_backward)(const Ops *ops, float *dlogits, const float *probs,
-                                   const int *targets, float scale, int N, int V);
-
-    /* sum of x_i^2 (accumulated in at least fp32 with pairwise/blocked sums). */
-    float (*sum_squares)(const Ops *ops, const float *x, size_t n);
-
-    /* AdamW on n elements: g is multiplied by grad_scale first (clipping);
-     * bias correction uses step t (t >= 1); decoupled decay lr*wd*p. */
-    void (*adamw)(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float weight_decay,
-                  float grad_scale, int t);
-
-    /* ---- recorded op sequences (optional: NULL on a backend without them) ----
-     * Between record_begin and record_end the ops called are recorded instead
-     * of run (a CUDA graph): replaying the recording runs them again with the
-     * same arguments, reading their inputs from backend memory anew, at the
-     * cost of one launch. Only ops that take no host values that change
-     * between replays belong in a recording (the decode ops read their
-     * position from backend memory for this), and none may copy to or from
-     * the host. record_end returns NULL when recording failed (the ops did
-     * not run: call them again). replay returns -1, running nothing, once
-     * the recording is stale (a backend workspace it uses has moved since):
-     * free it and record again. */
-    int (*record_begin)(const Ops *ops);
-    void *(*record_end)(const Ops *ops);
-    int (*replay)(const Ops *ops, void *recording);
-    void (*record_free)(const Ops *ops, void *recording);
-
-    /* ---- test helpers: used by the tests and the profiler, not the model ---- */
-    void (*copy)(const Ops *ops, void *dst, const void *src, size_t bytes); /* device to device */
-    /* out = dropout(x) with the mask above. */
-    void (*dropout_forward)(const Ops *ops, float *out, const float *x, float p, uint64_t seed,
-                            size_t n);
-    /* out = a + b (out may alias a or b); y += x; x *= s. */
-    void (*add)(const Ops *ops, float *out, const float *a, const float *b, size_t n);
-    void (*accumulate)(const Ops *ops, float *y, const float *x, size_t n);
-    void (*scale)(const Ops *ops, float *x, float s, size_t n);
+#define OPS_FIELD(kind, ret, name, params, args) ret(*name) params;
+    OPS_LIST(OPS_FIELD)
+#undef OPS_FIELD
 };
 
 #ifdef __cplusplus
@@ -342,6 +423,16 @@ void ops_pattention_sizes_full(int G, int N, int n, size_t *a_floats,
  * (att) and a B*H*T*T backward scratch (datt). */
 void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats,
                               size_t *datt_floats);
+
+/* The names of the ops that compute (OP_COMPUTE and OP_COMPUTE_FLOAT
+ * entries of OPS_LIST), in list order, NULL-terminated: what the op tests
+ * must each cover. */
+const char *const *ops_op_names(void);
+
+/* decode_step and decode_step_free of a backend that records nothing: run
+ * the step; nothing to free. */
+void ops_decode_step_eager(const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg);
+void ops_decode_step_free_none(const Ops *ops, DecodeStep *step);
 
 /* Backends. ops_cuda() returns NULL when built without CUDA or when no GPU
  * is usable (then `why` says why). */

@@ -12,7 +12,9 @@
 /* The wrapped table (one at a time; memory ops pass straight through). */
 const Ops *ops_profiled(const Ops *inner);
 void profile_reset(void);
-/* Table of ops by total time, per `steps` steps, biggest first. */
-void profile_print(FILE *f, int steps);
+/* Table of ops by total time, per `steps` steps, biggest first, and the
+ * share of the steps' wall time (wall_seconds, all steps; 0: not shown)
+ * that the ops account for. */
+void profile_print(FILE *f, int steps, double wall_seconds);
 
 #endif

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CUDA checks: compares the CUDA backend with the CPU one (build/tests/test_cuda_ops).
+# CUDA checks: compares the CUDA backend with the CPU one (build/tests/test_cuda_ops),
+# two backend contexts in one process (build/tests/test_cuda_contexts).
 # Without a GPU every check prints SKIP and the script exits 0.
 # Prints a final line "N passed, N failed, N skipped" and exits 1 on any failure.
 set -u
@@ -32,6 +33,7 @@ run() { # run one test program, count its PASS/FAIL/SKIP lines
 }
 
 run "$BUILD/tests/test_cuda_ops"
+run "$BUILD/tests/test_cuda_contexts"
 run tests/test_cuda_model.sh
 run tests/test_cuda_dp.sh
 

@@ -57,3 +57,19 @@ int matmul_precision_parse(const char *name) {
 const char *matmul_precision_name(int precision) {
     return precision >= 0 && precision < 3 ? PRECISION_NAMES[precision] : "?";
 }
+
+#define OP_NAME_OP_SERVICE(name)
+#define OP_NAME_OP_COMPUTE(name) #name,
+#define OP_NAME_OP_COMPUTE_FLOAT(name) #name,
+#define OP_NAME(kind, ret, name, params, args) OP_NAME_##kind(name)
+static const char *const OP_NAMES[] = {OPS_LIST(OP_NAME) NULL};
+#undef OP_NAME
+
+const char *const *ops_op_names(void) { return OP_NAMES; }
+
+void ops_decode_step_eager(const Ops *ops, DecodeStep *step, void (*run)(void *arg), void *arg) {
+    run(arg);
+    step->eager_runs++;
+}
+
+void ops_decode_step_free_none(const Ops *ops, DecodeStep *step) { step->recording = NULL; }

@@ -32,7 +32,8 @@ static void bench_help(void) {
            "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
            "  --tf32                 the same as --precision tf32\n"
            "  --profile              also time every op (synchronizing around each call)\n"
-           "                         and print a table of where the step's time goes\n"
+           "                         and print a table of where the step's time goes, with\n"
+           "                         the share of the step's wall time the ops account for\n"
            "  --sample               time sampling instead (the model of 'sample', random\n"
            "                         weights): chars/s summed over streams, time to the\n"
            "                         first character\n"
@@ -85,7 +86,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
            "\"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"chars_per_s_with_first\": %.1f, \"params\": %zu}\n",
            preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
-           s.kv.step ? "true" : "false", dc->streams, dc->prompt_len, dc->max_new, mc->block_size,
+           s.kv.step.recording ? "true" : "false", dc->streams, dc->prompt_len, dc->max_new, mc->block_size,
            (double)dc->streams * later / dt_later, dt_later * 1e3 / later, t_first * 1e3,
            (double)dc->streams * dc->max_new / dt, model_num_params(&m, 1));
     free(next);
@@ -207,10 +208,13 @@ int cmd_bench(int argc, char **argv) {
            model_num_params(&m, 1), model_train_flops_per_token(&m), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
+        double p0 = tf_now_seconds();
         for (long s = 0; s < steps; s++) model_train_step(&m, tok, tgt, tc.lr, &tc, (uint64_t)s, &norm);
+        ops->synchronize(ops);
+        double wall = tf_now_seconds() - p0;
         fprintf(stderr, "profile of %s on %s (%s), B=%d T=%d:\n", label, ops->name,
                 prec_name, B, T);
-        profile_print(stderr, (int)steps);
+        profile_print(stderr, (int)steps, wall);
         m.ops = ops;
     }
     free(tok);

@@ -740,12 +740,11 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
         kv->v[l] = kv->mem + (2 * (size_t)l + 1) * one;
     }
     kv->pos_dev = (int *)(kv->mem + 2 * (size_t)L * one);
-    kv->record = o->record_begin != NULL;
     return 0;
 }
 
 void model_kv_free(Model *m, KVCache *kv) {
-    if (kv->step) m->ops->record_free(m->ops, kv->step);
+    m->ops->decode_step_free(m->ops, &kv->step);
     if (kv->mem) m->ops->free(m->ops, kv->mem);
     free(kv->k);
     memset(kv, 0, sizeof *kv);
@@ -811,39 +810,36 @@ static float forward_pass(Model *m, const int *tokens, const int *targets, int B
     return o->cross_entropy_forward(o, m->probs, m->logits, m->targets, N, V);
 }
 
-/* One token per stream through the recorded step (recording it first when
- * there is none or it went stale). 0, having run nothing on the device,
- * when the step is not to be recorded (yet) or recording failed (then
- * kv->record is cleared: the op-by-op path from then on). */
-static int decode_recorded(Model *m, KVCache *kv, const int *tokens) {
-    const Ops *o = m->ops;
-    if (!kv->record || kv->eager_steps < 1) return 0;
-    forward_begin(m, kv->B, 1, 0, 0);
-    forward_inputs(m, tokens, kv);
-    if (kv->step && o->replay(o, kv->step) == 0) return 1;
-    if (kv->step) o->record_free(o, kv->step);
-    kv->step = NULL;
-    if (o->record_begin(o) == 0) {
-        forward_layers(m, kv);
-        kv->step = o->record_end(o);
-    }
-    if (kv->step && o->replay(o, kv->step) == 0) return 1;
-    kv->record = 0;
-    return 0;
+/* What a single-token decode step runs (ops.h decode_step). */
+typedef struct {
+    Model *m;
+    KVCache *kv;
+} DecodeLayers;
+
+static void decode_layers(void *arg) {
+    DecodeLayers *d = arg;
+    forward_layers(d->m, d->kv);
 }
 
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
     if (T < 1 || kv->pos + T > kv->T_max)
         tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
                kv->T_max);
-    if (T == 1 && decode_recorded(m, kv, tokens)) {
-        kv->pos += 1;
-        return;
+    if (T == 1) { /* the same step every token: the backend may record and replay it */
+        const Ops *o = m->ops;
+        DecodeLayers d = {m, kv};
+        forward_begin(m, kv->B, 1, 0, 0);
+        forward_inputs(m, tokens, kv);
+        o->decode_step(o, &kv->step, decode_layers, &d);
+    } else {
+        forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
     }
-    forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
-    kv->eager_steps += T == 1;
     kv->pos += T;
 }
+
+void model_kv_restart(KVCache *kv) { kv->pos = 0; }
+
+void model_kv_never_record(KVCache *kv) { kv->step.off = 1; }
 
 void model_zero_grad(Model *m) {
     m->ops->zero(m->ops, m->grad_mem, m->n_param_elems * sizeof(float));

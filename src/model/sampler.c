@@ -64,7 +64,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->n_unfed = (int)(n_prompt < (size_t)block ? n_prompt : (size_t)block + 1);
     if (model_alloc_activations(m, n_streams, block, err)) return -1;
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
-    if (cfg->no_graph) s->kv.record = 0;
+    if (cfg->no_graph) model_kv_never_record(&s->kv);
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");
     for (int b = 0; b < n_streams; b++) memcpy(s->hist + b * s->cap, prompt, sizeof(int) * n_prompt);
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
@@ -111,7 +111,7 @@ static void decode_new(Sampler *s) {
     if (kv->pos + T > kv->T_max) {
         T = kv->pos == 0 ? kv->T_max : window_keep(kv->T_max);
         if ((size_t)T > s->len) T = (int)s->len;
-        kv->pos = 0;
+        model_kv_restart(kv);
     }
     gather_tail(s, T);
     model_decode(s->m, kv, s->feed, T);

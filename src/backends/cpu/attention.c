@@ -9,11 +9,12 @@
 #include <string.h>
 
 #include "common.h"
+#include "op_math.h"
 
 #include "ops_cpu.h"
 
-/* cos/sin of t * 10000^(-2i/rot) for t < T, i < rot/2, computed in double
- * once per (T, rot) and kept: the same angles serve every layer and step. */
+/* The RoPE table (op_math.h) for T positions, computed once per (T, rot)
+ * and kept: the same angles serve every layer and step. */
 static const float *rope_table(int T, int rot) {
     static float *table;
     static int table_T, table_rot;
@@ -26,12 +27,7 @@ static const float *rope_table(int T, int rot) {
     table = t2;
     table_T = T;
     table_rot = rot;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < half; i++) {
-            double ang = t * pow(10000.0, -2.0 * i / (double)rot);
-            table[((size_t)t * half + i) * 2] = (float)cos(ang);
-            table[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
-        }
+    tf_rope_table_fill(table, T, rot);
     return table;
 }
 

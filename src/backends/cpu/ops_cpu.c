@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op_math.h"
 #include "ops_cpu.h"
 #include "rng.h"
 
@@ -302,17 +303,11 @@ static float cpu_sum_squares(const Ops *ops, const float *x, size_t n) {
 static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n,
                       float lr, float beta1, float beta2, float eps, float weight_decay,
                       float grad_scale, int t) {
-    float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+    AdamwCorrections c = tf_adamw_corrections(beta1, beta2, t);
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * grad_scale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / bc1, vhat = vi / bc2;
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        p[i] = tf_adamw_element(p[i], g[i], &m[i], &v[i], lr, beta1, beta2, eps, weight_decay,
+                                grad_scale, c);
 }
 
 static size_t cpu_memory_in_use(const Ops *ops) { return 0; }
@@ -372,6 +367,8 @@ static const Ops CPU_OPS = {
     .cross_entropy_backward = cpu_cross_entropy_backward,
     .sum_squares = cpu_sum_squares,
     .adamw = cpu_adamw,
+    .decode_step = ops_decode_step_eager,
+    .decode_step_free = ops_decode_step_free_none,
 };
 
 const Ops *ops_cpu(void) { return &CPU_OPS; }

@@ -56,6 +56,7 @@ static const LibSpec LIBS[LIB_COUNT] = {
 /* X(library, return type, name, (parameters), (arguments)) */
 #define CUBLAS_ENTRY_POINTS(X)                                                                     \
     X(LIB_CUBLAS, cublasStatus_t, cublasCreate_v2, (cublasHandle_t * handle), (handle))            \
+    X(LIB_CUBLAS, cublasStatus_t, cublasDestroy_v2, (cublasHandle_t handle), (handle))             \
     X(LIB_CUBLAS, cublasStatus_t, cublasSetStream_v2, (cublasHandle_t handle, cudaStream_t streamId), \
       (handle, streamId))                                                                         \
     X(LIB_CUBLAS, cublasStatus_t, cublasGemmEx,                                                    \
@@ -91,6 +92,11 @@ static const LibSpec LIBS[LIB_COUNT] = {
        int *returnAlgoCount),                                                                     \
       (lightHandle, operationDesc, Adesc, Bdesc, Cdesc, Ddesc, preference, requestedAlgoCount,    \
        heuristicResultsArray, returnAlgoCount))                                                   \
+    X(LIB_CUBLASLT, cublasStatus_t, cublasLtDestroy, (cublasLtHandle_t lightHandle), (lightHandle)) \
+    X(LIB_CUBLASLT, cublasStatus_t, cublasLtMatmulDescDestroy, (cublasLtMatmulDesc_t matmulDesc),   \
+      (matmulDesc))                                                                               \
+    X(LIB_CUBLASLT, cublasStatus_t, cublasLtMatrixLayoutDestroy,                                   \
+      (cublasLtMatrixLayout_t matLayout), (matLayout))                                            \
     X(LIB_CUBLASLT, cublasStatus_t, cublasLtMatmulDescCreate,                                      \
       (cublasLtMatmulDesc_t * matmulDesc, cublasComputeType_t computeType,                        \
        cudaDataType_t scaleType),                                                                 \

@@ -50,19 +50,24 @@ __global__ void kv_append_kernel(E *cache, const E *x, int B, int T, int T_max, 
 }
 
 template <typename E>
-static void kv_append_as(void *cache, const void *x, int B, int T, int T_max, const int *pos,
-                         int C) {
+static void kv_append_as(OpsCtx *c, void *cache, const void *x, int B, int T, int T_max,
+                         const int *pos, int C) {
     size_t n = (size_t)B * T * C;
-    kv_append_kernel<E><<<tfc_blocks(n, 256), 256>>>((E *)cache, (const E *)x, B, T, T_max, pos, C);
-    KERNEL_CHECK();
+    kv_append_kernel<E>
+        <<<tfc_blocks(n, 256), 256, 0, c->stream>>>((E *)cache, (const E *)x, B, T, T_max, pos, C);
+    KERNEL_CHECK(c);
 }
 
-static void kv_append(float *cache, const float *x, int B, int T, int T_max, const int *pos, int C) {
-    size_t e = tfc_attn_elem_bytes();
+static void kv_append(OpsCtx *c, float *cache, const float *x, int B, int T, int T_max,
+                      const int *pos, int C) {
+    size_t e = tfc_attn_elem_bytes(c);
     bool vec = (C * e) % 16 == 0 && (uintptr_t)cache % 16 == 0 && (uintptr_t)x % 16 == 0;
-    if (vec) kv_append_as<uint4>(cache, x, B, T, T_max, pos, (int)(C * e / 16));
-    else if (e == 2) kv_append_as<bf16>(cache, x, B, T, T_max, pos, C);
-    else kv_append_as<float>(cache, x, B, T, T_max, pos, C);
+    if (vec)
+        kv_append_as<uint4>(c, cache, x, B, T, T_max, pos, (int)(C * e / 16));
+    else if (e == 2)
+        kv_append_as<bf16>(c, cache, x, B, T, T_max, pos, C);
+    else
+        kv_append_as<float>(c, cache, x, B, T, T_max, pos, C);
 }
 
 #define DEC_WARPS 8
@@ -130,13 +135,12 @@ attention_chunk_kernel(X *out, const X *q, const X *k, const X *v, int T, const 
     }
 }
 
-template <typename X> static void attention_chunk(const DecodeAttnArgs *a, float scale) {
+template <typename X> static void attention_chunk(OpsCtx *c, const DecodeAttnArgs *a, float scale) {
     dim3 grid((unsigned)a->T, (unsigned)a->H, (unsigned)a->B);
-    attention_chunk_kernel<X><<<grid, DEC_WARPS * 32>>>((X *)a->out, (const X *)a->q,
-                                                        (const X *)a->k_cache,
-                                                        (const X *)a->v_cache, a->T, a->pos,
-                                                        a->T_max, a->H, a->hd, scale);
-    KERNEL_CHECK();
+    attention_chunk_kernel<X><<<grid, DEC_WARPS * 32, 0, c->stream>>>(
+        (X *)a->out, (const X *)a->q, (const X *)a->k_cache, (const X *)a->v_cache, a->T, a->pos,
+        a->T_max, a->H, a->hd, scale);
+    KERNEL_CHECK(c);
 }
 
 // ---------------------------------------------------------------- one token
@@ -263,17 +267,17 @@ static bool token_kernel_fits(const DecodeAttnArgs *a, size_t e) {
            (uintptr_t)a->v_cache % 16 == 0;
 }
 
-template <typename X> static void attention_token(const DecodeAttnArgs *a, float scale) {
-    const float *rope = tfc_rope_table(a->T_max, a->rot >= 2 ? a->rot : 2);
+template <typename X> static void attention_token(OpsCtx *c, const DecodeAttnArgs *a, float scale) {
+    const float *rope = tfc_rope_table(c, a->T_max, a->rot >= 2 ? a->rot : 2);
     const int rot = a->rot >= 2 ? a->rot : 0;
     size_t smem = ((size_t)a->T_max + (size_t)TOK_THREADS * DecVec<X>::n) * sizeof(float);
-    static size_t allowed = 48 << 10;
-    if (smem > allowed) {
+    size_t &allowed = c->token_smem_allowed[sizeof(X) == sizeof(bf16)];
+    if (smem > (allowed ? allowed : 48 << 10)) { // 48 KB: the default
         CUDA_CHECK(cudaFuncSetAttribute(attention_token_kernel<X>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         allowed = smem;
     }
-    tfc_launch_pdl(attention_token_kernel<X>, dim3((unsigned)a->H, (unsigned)a->B),
+    tfc_launch_pdl(c, attention_token_kernel<X>, dim3((unsigned)a->H, (unsigned)a->B),
                    dim3(TOK_THREADS), smem, (X *)a->out, (X *)a->q, (X *)a->k, (const X *)a->v,
                    (X *)a->k_cache, (X *)a->v_cache, rope, rot, a->pos, a->T_max, a->H, a->hd,
                    scale);
@@ -289,7 +293,8 @@ static bool chunk_at_start(const DecodeAttnArgs *a) {
     return pos0 == 0;
 }
 
-void tfc_attention_decode(const DecodeAttnArgs *a) {
+void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
+    OpsCtx *c = ops->ctx;
     if (a->B <= 0 || a->T <= 0) return;
     if (a->hd > DEC_MAX_DPL * 32) {
         fprintf(stderr, "tokenformer: error: decoding supports head sizes up to %d (got %d)\n",
@@ -297,28 +302,32 @@ void tfc_attention_decode(const DecodeAttnArgs *a) {
         exit(1);
     }
     const float scale = 1.0f / sqrtf((float)a->hd);
-    const size_t e = tfc_attn_elem_bytes();
+    const size_t e = tfc_attn_elem_bytes(c);
     if (token_kernel_fits(a, e)) {
-        if (e == 2) attention_token<bf16>(a, scale);
-        else attention_token<float>(a, scale);
+        if (e == 2)
+            attention_token<bf16>(c, a, scale);
+        else
+            attention_token<float>(c, a, scale);
         return;
     }
     const int d = a->H * a->hd;
     if (chunk_at_start(a)) { // attends to itself only: the training attention
-        tfc_rope(a->q, a->B, a->T, a->H, a->hd, a->rot, 0);
-        tfc_rope(a->k, a->B, a->T, a->H, a->hd, a->rot, 0);
-        kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
-        kv_append(a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
+        cu_rope(ops, a->q, a->B, a->T, a->H, a->hd, a->rot, 0);
+        cu_rope(ops, a->k, a->B, a->T, a->H, a->hd, a->rot, 0);
+        kv_append(c, a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
+        kv_append(c, a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
         size_t att_floats, datt_floats;
-        tfc_attention_sizes(a->B, a->T, a->H, a->hd, &att_floats, &datt_floats);
-        float *att = (float *)tfc_workspace(TFC_WS_DECODE_ATT, att_floats * sizeof(float));
-        tfc_attention_forward(a->out, att, a->q, a->k, a->v, a->B, a->T, a->H, a->hd);
+        cu_attention_sizes(ops, a->B, a->T, a->H, a->hd, &att_floats, &datt_floats);
+        float *att = (float *)tfc_workspace(c, TFC_WS_DECODE_ATT, att_floats * sizeof(float));
+        cu_attention_forward(ops, a->out, att, a->q, a->k, a->v, a->B, a->T, a->H, a->hd);
         return;
     }
-    tfc_rope_at(a->q, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
-    tfc_rope_at(a->k, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
-    kv_append(a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
-    kv_append(a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
-    if (e == 2) attention_chunk<bf16>(a, scale);
-    else attention_chunk<float>(a, scale);
+    tfc_rope_at(c, a->q, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
+    tfc_rope_at(c, a->k, a->B, a->T, a->H, a->hd, a->rot, a->pos, a->T_max);
+    kv_append(c, a->k_cache, a->k, a->B, a->T, a->T_max, a->pos, d);
+    kv_append(c, a->v_cache, a->v, a->B, a->T, a->T_max, a->pos, d);
+    if (e == 2)
+        attention_chunk<bf16>(c, a, scale);
+    else
+        attention_chunk<float>(c, a, scale);
 }

@@ -749,68 +749,79 @@ __global__ void __launch_bounds__(BWD_THREADS, HD <= 64 ? BWD_BLOCKS : 1)
 
 // ------------------------------------------------------------------ launch
 
-template <int HD>
-void flash_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
-                   int T, int H) {
-    static bool configured = false;
-    if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)FaDims<HD>::FWD_SMEM));
-        configured = true;
-    }
-    float scale_log2 = FA_LOG2E / sqrtf((float)HD);
-    dim3 grid((unsigned)(B * H), (unsigned)((T + fwd_rows<HD>() - 1) / fwd_rows<HD>()));
-    flash_fwd_kernel<HD><<<grid, FWD_THREADS, FaDims<HD>::FWD_SMEM>>>(out, lse, q, k, v, T, H,
-                                                                       scale_log2);
-    KERNEL_CHECK();
+// The bit of OpsCtx.flash_configured that says the kernel of head size hd,
+// one direction, has been given its shared memory (HD 32, 64, 128).
+constexpr int configured_bit(int hd, bool backward) {
+    return (hd == 32 ? 0 : hd == 64 ? 1 : 2) + (backward ? 3 : 0);
 }
 
 template <int HD>
-void flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv, const bf16 *dout,
-                    const bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+void flash_forward(OpsCtx *c, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
+                   int B, int T, int H) {
+    const unsigned configured = 1u << configured_bit(HD, false);
+    if (!(c->flash_configured & configured)) {
+        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)FaDims<HD>::FWD_SMEM));
+        c->flash_configured |= configured;
+    }
+    float scale_log2 = FA_LOG2E / sqrtf((float)HD);
+    dim3 grid((unsigned)(B * H), (unsigned)((T + fwd_rows<HD>() - 1) / fwd_rows<HD>()));
+    flash_fwd_kernel<HD><<<grid, FWD_THREADS, FaDims<HD>::FWD_SMEM, c->stream>>>(out, lse, q, k, v,
+                                                                                 T, H, scale_log2);
+    KERNEL_CHECK(c);
+}
+
+template <int HD>
+void flash_backward(OpsCtx *c, bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
+                    const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
                     const float *lse, int B, int T, int H) {
-    static bool configured = false;
-    if (!configured) {
+    const unsigned configured = 1u << configured_bit(HD, true);
+    if (!(c->flash_configured & configured)) {
         CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<HD>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)FaDims<HD>::BWD_SMEM));
-        configured = true;
+        c->flash_configured |= configured;
     }
     int rows = B * T * H;
     constexpr int LPR = HD / 4 < 32 ? HD / 4 : 32;
     size_t threads = (size_t)rows * LPR;
-    flash_bwd_pre_kernel<HD><<<tfc_blocks(threads, 256, 0x7fffffffu), 256>>>(Dv, dq_acc, dout,
-                                                                             out, rows, T, H);
-    KERNEL_CHECK();
+    flash_bwd_pre_kernel<HD><<<tfc_blocks(threads, 256, 0x7fffffffu), 256, 0, c->stream>>>(
+        Dv, dq_acc, dout, out, rows, T, H);
+    KERNEL_CHECK(c);
     float scale = 1.0f / sqrtf((float)HD);
     dim3 grid((unsigned)(B * H), (unsigned)((T + BWD_KEYS - 1) / BWD_KEYS));
-    flash_bwd_kernel<HD><<<grid, BWD_THREADS, FaDims<HD>::BWD_SMEM>>>(
+    flash_bwd_kernel<HD><<<grid, BWD_THREADS, FaDims<HD>::BWD_SMEM, c->stream>>>(
         dq_acc, dk, dv, q, k, v, dout, lse, Dv, T, H, scale * FA_LOG2E, scale);
-    KERNEL_CHECK();
-    tfc_to_bf16(dq, dq_acc, (size_t)rows * HD);
+    KERNEL_CHECK(c);
+    tfc_to_bf16(c, dq, dq_acc, (size_t)rows * HD);
 }
 
 } // namespace
 
 int tfc_flash_attention_supported(int hd) { return hd == 32 || hd == 64 || hd == 128; }
 
-void tfc_flash_attention_forward(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+void tfc_flash_attention_forward(OpsCtx *c, bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                  const bf16 *v, int B, int T, int H, int hd) {
     switch (hd) {
-    case 32: flash_forward<32>(out, lse, q, k, v, B, T, H); break;
-    case 64: flash_forward<64>(out, lse, q, k, v, B, T, H); break;
-    case 128: flash_forward<128>(out, lse, q, k, v, B, T, H); break;
+    case 32:
+        flash_forward<32>(c, out, lse, q, k, v, B, T, H);
+        break;
+    case 64:
+        flash_forward<64>(c, out, lse, q, k, v, B, T, H);
+        break;
+    case 128:
+        flash_forward<128>(c, out, lse, q, k, v, B, T, H);
+        break;
     default: tfc_fail("flash attention", "unsupported head size", __FILE__, __LINE__);
     }
 }
 
-void tfc_flash_attention_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
-                                  const bf16 *dout, const bf16 *out, const bf16 *q,
-                                  const bf16 *k, const bf16 *v, const float *lse, int B, int T,
-                                  int H, int hd) {
-#define TFC_FLASH_BWD(HD) \
-    flash_backward<HD>(dq, dk, dv, dq_acc, Dv, dout, out, q, k, v, lse, B, T, H)
+void tfc_flash_attention_backward(OpsCtx *c, bf16 *dq, bf16 *dk, bf16 *dv, float *dq_acc, float *Dv,
+                                  const bf16 *dout, const bf16 *out, const bf16 *q, const bf16 *k,
+                                  const bf16 *v, const float *lse, int B, int T, int H, int hd) {
+#define TFC_FLASH_BWD(HD)                                                                          \
+    flash_backward<HD>(c, dq, dk, dv, dq_acc, Dv, dout, out, q, k, v, lse, B, T, H)
     switch (hd) {
     case 32: TFC_FLASH_BWD(32); break;
     case 64: TFC_FLASH_BWD(64); break;

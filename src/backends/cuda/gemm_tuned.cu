@@ -45,10 +45,16 @@ struct Plan {
     bool usable; // false: the heuristic offered nothing (cublasGemmEx takes the shape)
 };
 
-cublasLtHandle_t g_lt;
-Plan *g_plans;
-int g_n_plans, g_cap_plans;
-int g_enabled = -1; // -1: not read from the environment yet
+} // namespace
+
+// A context's cublasLt handle and the plans of the shapes it has met.
+struct TfcGemmPlans {
+    cublasLtHandle_t lt;
+    Plan *plans;
+    int n, cap;
+};
+
+namespace {
 
 int alignment_of(const void *p) {
     uintptr_t u = (uintptr_t)p;
@@ -81,18 +87,18 @@ void describe(Plan *p, cudaDataType ab_type) {
 }
 
 // D = alpha op(A) op(B) + beta C_in (C_in and D may be one matrix).
-void run(const Plan *p, const cublasLtMatmulAlgo_t *algo, void *D, const void *C_in,
+void run(OpsCtx *c, const Plan *p, const cublasLtMatmulAlgo_t *algo, void *D, const void *C_in,
          const void *A, const void *B, float alpha, float beta) {
-    void *ws = tfc_workspace(TFC_WS_GEMM, LT_WORKSPACE);
-    CUBLAS_CHECK(cublasLtMatmul(g_lt, p->op, &alpha, A, p->a, B, p->b, &beta, C_in, p->c, D, p->c,
-                            algo, ws, LT_WORKSPACE, cudaStreamPerThread));
+    void *ws = tfc_workspace(c, TFC_WS_GEMM, LT_WORKSPACE);
+    CUBLAS_CHECK(cublasLtMatmul(c->gemm->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C_in, p->c, D,
+                                p->c, algo, ws, LT_WORKSPACE, c->stream));
 }
 
 // The fastest of the heuristic's candidates on this call's operands. They
 // write C itself when the call overwrites it (beta = 0), else a scratch
 // output that is freed afterwards (C holds values the call accumulates
 // into, or reads). False when the heuristic offers nothing.
-bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float beta) {
+bool choose(OpsCtx *c, Plan *p, void *C, const void *A, const void *B, float alpha, float beta) {
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = LT_WORKSPACE;
@@ -100,24 +106,24 @@ bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float b
                                                   &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t found[TUNE_CANDIDATES];
     int n_found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->c, p->c, pref,
-                                                       TUNE_CANDIDATES, found, &n_found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->gemm->lt, p->op, p->a, p->b, p->c, p->c,
+                                                       pref, TUNE_CANDIDATES, found, &n_found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || n_found == 0) return false;
     const Shape &s = p->shape;
     size_t elem = s.c_type == CUDA_R_32F ? 4 : 2;
     size_t extent = (size_t)s.stride_c * (s.batch - 1) + (size_t)s.ldc * s.n;
-    void *scratch = beta == 0.0f ? C : tfc_workspace(TFC_WS_GEMM_TUNE, extent * elem);
+    void *scratch = beta == 0.0f ? C : tfc_workspace(c, TFC_WS_GEMM_TUNE, extent * elem);
     cudaEvent_t t0, t1;
     CUDA_CHECK(cudaEventCreate(&t0));
     CUDA_CHECK(cudaEventCreate(&t1));
     float best = INFINITY;
     for (int i = 0; i < n_found; i++) {
-        run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta); // warm-up
-        CUDA_CHECK(cudaEventRecord(t0, cudaStreamPerThread));
+        run(c, p, &found[i].algo, scratch, scratch, A, B, alpha, beta); // warm-up
+        CUDA_CHECK(cudaEventRecord(t0, c->stream));
         for (int r = 0; r < TUNE_REPEATS; r++)
-            run(p, &found[i].algo, scratch, scratch, A, B, alpha, beta);
-        CUDA_CHECK(cudaEventRecord(t1, cudaStreamPerThread));
+            run(c, p, &found[i].algo, scratch, scratch, A, B, alpha, beta);
+        CUDA_CHECK(cudaEventRecord(t1, c->stream));
         CUDA_CHECK(cudaEventSynchronize(t1));
         float ms = 0.0f;
         CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
@@ -128,43 +134,51 @@ bool choose(Plan *p, void *C, const void *A, const void *B, float alpha, float b
     }
     CUDA_CHECK(cudaEventDestroy(t0));
     CUDA_CHECK(cudaEventDestroy(t1));
-    if (scratch != C) tfc_workspace_release(TFC_WS_GEMM_TUNE);
+    if (scratch != C) tfc_workspace_release(c, TFC_WS_GEMM_TUNE);
     return true;
 }
 
-Plan *plan_for(const Shape &s, cudaDataType ab_type, void *C, const void *A, const void *B,
-               float alpha, float beta) {
-    for (int i = 0; i < g_n_plans; i++)
-        if (g_plans[i].shape == s) return &g_plans[i];
-    if (!g_lt) CUBLAS_CHECK(cublasLtCreate(&g_lt));
-    if (g_n_plans == g_cap_plans) {
-        int cap = g_cap_plans ? 2 * g_cap_plans : 32;
-        Plan *grown = (Plan *)realloc(g_plans, (size_t)cap * sizeof(Plan));
+TfcGemmPlans *plans_of(OpsCtx *c) {
+    if (c->gemm) return c->gemm;
+    c->gemm = (TfcGemmPlans *)calloc(1, sizeof *c->gemm);
+    if (!c->gemm) tfc_fail("GEMM plans", "out of host memory", __FILE__, __LINE__);
+    CUBLAS_CHECK(cublasLtCreate(&c->gemm->lt));
+    return c->gemm;
+}
+
+Plan *plan_for(OpsCtx *c, const Shape &s, cudaDataType ab_type, void *C, const void *A,
+               const void *B, float alpha, float beta) {
+    TfcGemmPlans *g = plans_of(c);
+    for (int i = 0; i < g->n; i++)
+        if (g->plans[i].shape == s) return &g->plans[i];
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 32;
+        Plan *grown = (Plan *)realloc(g->plans, (size_t)cap * sizeof(Plan));
         if (!grown) tfc_fail("GEMM plans", "out of host memory", __FILE__, __LINE__);
-        g_plans = grown;
-        g_cap_plans = cap;
+        g->plans = grown;
+        g->cap = cap;
     }
-    Plan *p = &g_plans[g_n_plans];
+    Plan *p = &g->plans[g->n];
     memset(p, 0, sizeof *p);
     p->shape = s;
     describe(p, ab_type);
-    p->usable = choose(p, C, A, B, alpha, beta); // kept either way: asked once per shape
-    g_n_plans++;
+    p->usable = choose(c, p, C, A, B, alpha, beta); // kept either way: asked once per shape
+    g->n++;
     return p;
 }
 
 } // namespace
 
-bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cudaDataType c_type,
-                    const void *A, int lda, long long stride_a, const void *B, int ldb,
-                    long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
-                    cublasOperation_t op_b, int m, int n, int k, float alpha, float beta,
-                    int batch, cublasComputeType_t compute) {
-    if (g_enabled < 0) {
+bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long stride_c,
+                    cudaDataType c_type, const void *A, int lda, long long stride_a, const void *B,
+                    int ldb, long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
+                    cublasOperation_t op_b, int m, int n, int k, float alpha, float beta, int batch,
+                    cublasComputeType_t compute) {
+    if (c->gemm_tune < 0) {
         const char *env = getenv("TF_GEMM_TUNE");
-        g_enabled = !(env && strcmp(env, "0") == 0);
+        c->gemm_tune = !(env && strcmp(env, "0") == 0);
     }
-    if (!g_enabled || ab_type != CUDA_R_16BF) return false;
+    if (!c->gemm_tune || ab_type != CUDA_R_16BF) return false;
     Shape s;
     s.m = m, s.n = n, s.k = k, s.op_a = op_a, s.op_b = op_b, s.lda = lda, s.ldb = ldb;
     s.ldc = ldc, s.batch = batch, s.c_type = c_type, s.compute = compute;
@@ -176,8 +190,23 @@ bool tfc_gemm_tuned(void *C, const void *C_in, int ldc, long long stride_c, cuda
     s.stride_c = batch > 1 ? stride_c : 0;
     if (C_in && alignment_of(C_in) < s.align) s.align = alignment_of(C_in);
     // a C_in apart from C: tune as an accumulation (on scratch, leaving C alone)
-    const Plan *p = plan_for(s, ab_type, C, A, B, alpha, C_in && C_in != C ? 1.0f : beta);
+    const Plan *p = plan_for(c, s, ab_type, C, A, B, alpha, C_in && C_in != C ? 1.0f : beta);
     if (!p->usable) return false;
-    run(p, &p->algo, C, C_in ? C_in : C, A, B, alpha, beta);
+    run(c, p, &p->algo, C, C_in ? C_in : C, A, B, alpha, beta);
     return true;
+}
+
+void tfc_gemm_tuned_free(OpsCtx *c) {
+    TfcGemmPlans *g = c->gemm;
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) {
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(g->plans[i].a));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(g->plans[i].b));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(g->plans[i].c));
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(g->plans[i].op));
+    }
+    free(g->plans);
+    CUBLAS_CHECK(cublasLtDestroy(g->lt));
+    free(g);
+    c->gemm = nullptr;
 }

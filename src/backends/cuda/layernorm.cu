@@ -221,84 +221,90 @@ __global__ void layernorm_backward_dwdb_final(float *dw, float *db, const float 
 }
 
 template <bool RMS>
-static void norm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
+static void norm_rows(OpsCtx *c, float *out, bf16 *out16, float *mean, float *rstd, const float *x,
                       const float *w, const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
     switch (vec_width(C, out, x, w, b)) {
-#define LN_FWD_CASE(V)                                                                       \
-    case V:                                                                                  \
-        layernorm_forward_vec_kernel<RMS, V>                                                 \
-            <<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N);                       \
+#define LN_FWD_CASE(V)                                                                             \
+    case V:                                                                                        \
+        layernorm_forward_vec_kernel<RMS, V>                                                       \
+            <<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N);               \
         break;
         LN_VEC_CASES(LN_FWD_CASE)
 #undef LN_FWD_CASE
     default:
-        layernorm_forward_kernel<RMS><<<blocks, threads>>>(out, out16, mean, rstd, x, w, b, N, C);
+        layernorm_forward_kernel<RMS>
+            <<<blocks, threads, 0, c->stream>>>(out, out16, mean, rstd, x, w, b, N, C);
     }
-    KERNEL_CHECK();
+    KERNEL_CHECK(c);
 }
 
 template <bool RMS>
-static void norm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
-                          const float *w, const float *mean, const float *rstd, int N, int C) {
+static void norm_backward(OpsCtx *c, float *dx, float *dw, float *db, const float *dout,
+                          const float *x, const float *w, const float *mean, const float *rstd,
+                          int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dx) {
         int blocks = (N + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK, threads = 32 * LN_ROWS_PER_BLOCK;
         switch (vec_width(C, dx, dout, x, w)) {
-#define LN_BWD_CASE(V)                                                                       \
-    case V:                                                                                  \
-        layernorm_backward_dx_vec_kernel<RMS, V>                                             \
-            <<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N);                            \
+#define LN_BWD_CASE(V)                                                                             \
+    case V:                                                                                        \
+        layernorm_backward_dx_vec_kernel<RMS, V>                                                   \
+            <<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N);                    \
         break;
             LN_VEC_CASES(LN_BWD_CASE)
 #undef LN_BWD_CASE
         default:
-            layernorm_backward_dx_kernel<RMS><<<blocks, threads>>>(dx, dout, x, w, mean, rstd, N, C);
+            layernorm_backward_dx_kernel<RMS>
+                <<<blocks, threads, 0, c->stream>>>(dx, dout, x, w, mean, rstd, N, C);
         }
-        KERNEL_CHECK();
+        KERNEL_CHECK(c);
     }
     if (dw || db) {
         int chunks = (N + 63) / 64; // >= 64 rows per chunk
         if (chunks > 128) chunks = 128;
-        float *part = (float *)tfc_workspace(TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
+        float *part =
+            (float *)tfc_workspace(c, TFC_WS_LNORM, (size_t)2 * chunks * C * sizeof(float));
         dim3 grid((C + 31) / 32, chunks), block(32, 8);
-        layernorm_backward_dwdb_partial<RMS><<<grid, block>>>(part, part + (size_t)chunks * C,
-                                                              dout, x, mean, rstd, N, C);
-        KERNEL_CHECK();
-        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256>>>(dw, db, part,
-                                                                part + (size_t)chunks * C, chunks, C);
-        KERNEL_CHECK();
+        layernorm_backward_dwdb_partial<RMS><<<grid, block, 0, c->stream>>>(
+            part, part + (size_t)chunks * C, dout, x, mean, rstd, N, C);
+        KERNEL_CHECK(c);
+        layernorm_backward_dwdb_final<<<(C + 255) / 256, 256, 0, c->stream>>>(
+            dw, db, part, part + (size_t)chunks * C, chunks, C);
+        KERNEL_CHECK(c);
     }
 }
 
-void tfc_layernorm_rows(float *out, bf16 *out16, float *mean, float *rstd, const float *x,
-                        const float *w, const float *b, int N, int C) {
-    norm_rows<false>(out, out16, mean, rstd, x, w, b, N, C);
+void tfc_layernorm_rows(OpsCtx *c, float *out, bf16 *out16, float *mean, float *rstd,
+                        const float *x, const float *w, const float *b, int N, int C) {
+    norm_rows<false>(c, out, out16, mean, rstd, x, w, b, N, C);
 }
 
-void tfc_rmsnorm_rows(float *out, bf16 *out16, float *rstd, const float *x, const float *w, int N,
-                      int C) {
-    norm_rows<true>(out, out16, nullptr, rstd, x, w, nullptr, N, C);
+void tfc_rmsnorm_rows(OpsCtx *c, float *out, bf16 *out16, float *rstd, const float *x,
+                      const float *w, int N, int C) {
+    norm_rows<true>(c, out, out16, nullptr, rstd, x, w, nullptr, N, C);
 }
 
-void tfc_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
-                           const float *b, int N, int C) {
-    tfc_layernorm_rows(out, nullptr, mean, rstd, x, w, b, N, C);
+void cu_layernorm_forward(const Ops *ops, float *out, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int N, int C) {
+    tfc_layernorm_rows(ops->ctx, out, nullptr, mean, rstd, x, w, b, N, C);
 }
 
-void tfc_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
-                            const float *w, const float *mean, const float *rstd, int N, int C) {
-    norm_backward<false>(dx, dw, db, dout, x, w, mean, rstd, N, C);
+void cu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *db, const float *dout,
+                           const float *x, const float *w, const float *mean, const float *rstd,
+                           int N, int C) {
+    norm_backward<false>(ops->ctx, dx, dw, db, dout, x, w, mean, rstd, N, C);
 }
 
-void tfc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C) {
-    tfc_rmsnorm_rows(out, nullptr, rstd, x, w, N, C);
+void cu_rmsnorm_forward(const Ops *ops, float *out, float *rstd, const float *x, const float *w,
+                        int N, int C) {
+    tfc_rmsnorm_rows(ops->ctx, out, nullptr, rstd, x, w, N, C);
 }
 
-void tfc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                          const float *rstd, int N, int C) {
-    norm_backward<true>(dx, dw, nullptr, dout, x, w, nullptr, rstd, N, C);
+void cu_rmsnorm_backward(const Ops *ops, float *dx, float *dw, const float *dout, const float *x,
+                         const float *w, const float *rstd, int N, int C) {
+    norm_backward<true>(ops->ctx, dx, dw, nullptr, dout, x, w, nullptr, rstd, N, C);
 }
 
 // ---- the input of a Pattention or linear (ops.h PattInput) ----
@@ -310,24 +316,24 @@ static void check_input(PattInput in) {
 
 // Writes the normalized rows (statistics to in.mean / in.rstd) to out
 // (fp32) or out16 (bf16).
-static void normalize_input(PattInput in, float *out, bf16 *out16, int N, int d_in) {
+static void normalize_input(OpsCtx *c, PattInput in, float *out, bf16 *out16, int N, int d_in) {
     if (in.norm == NORM_RMS)
-        tfc_rmsnorm_rows(out, out16, in.rstd, in.x, in.w, N, d_in);
+        tfc_rmsnorm_rows(c, out, out16, in.rstd, in.x, in.w, N, d_in);
     else
-        tfc_layernorm_rows(out, out16, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
+        tfc_layernorm_rows(c, out, out16, in.mean, in.rstd, in.x, nullptr, nullptr, N, d_in);
 }
 
-const bf16 *tfc_input_bf16(PattInput in, int N, int d_in, bool forward) {
+const bf16 *tfc_input_bf16(OpsCtx *c, PattInput in, int N, int d_in, bool forward) {
     check_input(in);
     if (in.attn) return (const bf16 *)in.x;
-    if (in.norm == NORM_NONE) return tfc_bf16_copy(TFC_WS_BF16_X, in.x, (size_t)N * d_in);
-    if (forward) normalize_input(in, nullptr, (bf16 *)in.xn, N, d_in);
+    if (in.norm == NORM_NONE) return tfc_bf16_copy(c, TFC_WS_BF16_X, in.x, (size_t)N * d_in);
+    if (forward) normalize_input(c, in, nullptr, (bf16 *)in.xn, N, d_in);
     return (const bf16 *)in.xn;
 }
 
-const float *tfc_input_fp32(PattInput in, int N, int d_in, bool forward) {
+const float *tfc_input_fp32(OpsCtx *c, PattInput in, int N, int d_in, bool forward) {
     check_input(in);
     if (in.norm == NORM_NONE) return in.x;
-    if (forward) normalize_input(in, in.xn, nullptr, N, d_in);
+    if (forward) normalize_input(c, in, in.xn, nullptr, N, d_in);
     return in.xn;
 }

@@ -46,15 +46,17 @@ __global__ void sum_pairs_kernel(double *out, const float *a, const float *b, in
     }
 }
 
-float tfc_cross_entropy_forward(float *probs, const float *logits, const int *targets, int N,
-                                int V) {
+float cu_cross_entropy_forward(const Ops *ops, float *probs, const float *logits,
+                               const int *targets, int N, int V) {
+    OpsCtx *c = ops->ctx;
     if (N <= 0 || V <= 0) return 0.0f;
-    float *ws = (float *)tfc_workspace(TFC_WS_LOSS, (size_t)2 * N * sizeof(float));
-    double *red = (double *)tfc_workspace(TFC_WS_REDUCE, 1026 * sizeof(double));
-    cross_entropy_forward_kernel<<<N, tfc_row_threads(V)>>>(probs, ws, ws + N, logits, targets, V);
-    KERNEL_CHECK();
-    sum_pairs_kernel<<<1, 1024>>>(red + 1024, ws, ws + N, N);
-    KERNEL_CHECK();
+    float *ws = (float *)tfc_workspace(c, TFC_WS_LOSS, (size_t)2 * N * sizeof(float));
+    double *red = (double *)tfc_workspace(c, TFC_WS_REDUCE, 1026 * sizeof(double));
+    cross_entropy_forward_kernel<<<N, tfc_row_threads(V), 0, c->stream>>>(probs, ws, ws + N, logits,
+                                                                          targets, V);
+    KERNEL_CHECK(c);
+    sum_pairs_kernel<<<1, 1024, 0, c->stream>>>(red + 1024, ws, ws + N, N);
+    KERNEL_CHECK(c);
     double host[2];
     CUDA_CHECK(cudaMemcpy(host, red + 1024, sizeof host, cudaMemcpyDeviceToHost));
     return host[1] > 0.0 ? (float)(host[0] / host[1]) : 0.0f;
@@ -75,13 +77,14 @@ __global__ void cross_entropy_backward_kernel(float *dlogits, const float *probs
     }
 }
 
-void tfc_cross_entropy_backward(float *dlogits, const float *probs, const int *targets,
-                                float scale, int N, int V) {
+void cu_cross_entropy_backward(const Ops *ops, float *dlogits, const float *probs,
+                               const int *targets, float scale, int N, int V) {
+    OpsCtx *c = ops->ctx;
     if (N <= 0 || V <= 0) return;
     size_t total = (size_t)N * V;
-    cross_entropy_backward_kernel<<<tfc_blocks(total, 256), 256>>>(dlogits, probs, targets, scale,
-                                                                   N, V);
-    KERNEL_CHECK();
+    cross_entropy_backward_kernel<<<tfc_blocks(total, 256), 256, 0, c->stream>>>(
+        dlogits, probs, targets, scale, N, V);
+    KERNEL_CHECK(c);
 }
 
 // ---------------------------------------------------------------- sum of squares
@@ -111,14 +114,15 @@ __global__ void sum_squares_final(double *out, const double *partial, int nblock
     if (threadIdx.x == 0) *out = acc;
 }
 
-float tfc_sum_squares(const float *x, size_t n) {
+float cu_sum_squares(const Ops *ops, const float *x, size_t n) {
+    OpsCtx *c = ops->ctx;
     if (!n) return 0.0f;
-    double *red = (double *)tfc_workspace(TFC_WS_REDUCE, 1026 * sizeof(double));
+    double *red = (double *)tfc_workspace(c, TFC_WS_REDUCE, 1026 * sizeof(double));
     unsigned blocks = tfc_blocks(n, SS_THREADS * 4, SS_MAX_BLOCKS);
-    sum_squares_partial<<<blocks, SS_THREADS>>>(red, x, n);
-    KERNEL_CHECK();
-    sum_squares_final<<<1, 1024>>>(red + 1024, red, (int)blocks);
-    KERNEL_CHECK();
+    sum_squares_partial<<<blocks, SS_THREADS, 0, c->stream>>>(red, x, n);
+    KERNEL_CHECK(c);
+    sum_squares_final<<<1, 1024, 0, c->stream>>>(red + 1024, red, (int)blocks);
+    KERNEL_CHECK(c);
     double host = 0.0;
     CUDA_CHECK(cudaMemcpy(&host, red + 1024, sizeof host, cudaMemcpyDeviceToHost));
     return (float)host;

@@ -11,11 +11,17 @@
 extern "C" {
 #endif
 
-/* Initialise the CUDA device (once; later calls return the same table).
+/* A new CUDA backend context on the current device: its own table, cuBLAS
+ * handle, precision, workspaces and caches, so that several may live in one
+ * process (ops_cuda() in backend.c keeps the one the commands share).
  * Returns NULL and writes a one-line reason into `why` when no GPU is usable
  * (no driver, no device, a device this binary has no kernels for, cuBLAS
  * failing to start). */
 const Ops *ops_cuda_create(char *why, size_t why_len);
+/* Frees a context of ops_cuda_create and all it holds (after the device
+ * finishes its work); the memory its table allocated is the caller's to
+ * free before. NULL: nothing. */
+void ops_cuda_destroy(const Ops *ops);
 
 #ifdef __cplusplus
 }

@@ -527,7 +527,7 @@ template <typename Sh, typename Launch> static void pn_launch_shape(int mode, in
     }
     pn_launch_mode<false>(mode, sh, launch);
 }
-template <typename Launch> static void pn_dispatch(int mode, int n, Launch launch) {
+template <typename Launch> static void pn_dispatch(OpsCtx *c, int mode, int n, Launch launch) {
     int slots = (n + 63) / 64;
     if (n % 2) pn_launch_shape(mode, n, PnShape<1, 8, 1>(), launch);
     else if (slots <= 1) pn_launch_shape(mode, n, PnShape<2, 1, 1>(), launch);
@@ -539,44 +539,58 @@ template <typename Launch> static void pn_dispatch(int mode, int n, Launch launc
     else if (slots <= 9) pn_launch_shape(mode, n, PnShape<2, 9, 1>(), launch);
     else if (slots <= 18) pn_launch_shape(mode, n, PnShape<2, 9, 2>(), launch);
     else pn_launch_shape(mode, n, PnShape<2, 9, 4>(), launch);
-    KERNEL_CHECK();
+    KERNEL_CHECK(c);
 }
 
-// Blocks for N rows: at most those that fit on the GPU at once (the blocks
-// take rows in turns), asked once per kernel.
-template <auto Kernel> static unsigned pn_blocks(int N, int rows_per_turn) {
-    static unsigned resident = 0;
-    if (!resident) {
+// The blocks of `kernel` resident on the GPU at once, asked once per kernel
+// and kept in the context (an open-addressed table by the kernel's address).
+static unsigned resident_blocks(OpsCtx *c, const void *kernel) {
+    size_t h = ((uintptr_t)kernel >> 4) % TFC_RESIDENT_SLOTS;
+    for (int probe = 0; probe < TFC_RESIDENT_SLOTS; probe++) {
+        TfcResident *r = &c->resident[(h + probe) % TFC_RESIDENT_SLOTS];
+        if (r->kernel == kernel) return r->blocks;
+        if (r->kernel) continue;
         int dev, sms, per_sm;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, 32 * PN_WARPS, 0));
-        resident = (unsigned)(sms * (per_sm > 0 ? per_sm : 1));
+        CUDA_CHECK(
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * PN_WARPS, 0));
+        r->kernel = kernel;
+        r->blocks = (unsigned)(sms * (per_sm > 0 ? per_sm : 1));
+        return r->blocks;
     }
+    tfc_fail("pattention", "more kernels than the resident-blocks table holds", __FILE__, __LINE__);
+}
+
+// Blocks for N rows: at most those that fit on the GPU at once (the blocks
+// take rows in turns).
+template <auto Kernel> static unsigned pn_blocks(OpsCtx *c, int N, int rows_per_turn) {
+    const unsigned resident = resident_blocks(c, (const void *)Kernel);
     const size_t turns = ((size_t)N + rows_per_turn - 1) / rows_per_turn;
     return (unsigned)(turns < resident ? turns : resident);
 }
 
 template <typename AT, typename ST>
-static void pnorm_forward(ST *S, const AT *A, PnTaus taus, int mode, int rows, int n) {
-    pn_dispatch(mode, n, [&](auto sh, auto kind) {
+static void pnorm_forward(OpsCtx *c, ST *S, const AT *A, PnTaus taus, int mode, int rows, int n) {
+    pn_dispatch(c, mode, n, [&](auto sh, auto kind) {
         using Sh = decltype(sh);
         using K = decltype(kind);
         constexpr auto kernel = pnorm_forward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST>;
-        kernel<<<pn_blocks<kernel>(rows, PN_WARPS / Sh::g), 32 * PN_WARPS>>>(S, A, taus, n, rows);
+        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(
+            S, A, taus, n, rows);
     });
 }
 
 template <typename AT, typename ST, typename DT>
-static void pnorm_backward(DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus, int mode,
-                           int rows, int n) {
-    pn_dispatch(mode, n, [&](auto sh, auto kind) {
+static void pnorm_backward(OpsCtx *c, DT *out, ST *S_out, const DT *dS, const AT *A, PnTaus taus,
+                           int mode, int rows, int n) {
+    pn_dispatch(c, mode, n, [&](auto sh, auto kind) {
         using Sh = decltype(sh);
         using K = decltype(kind);
         constexpr auto kernel =
             pnorm_backward_kernel<K::mode, K::long_rows, Sh::e, Sh::c, Sh::g, AT, ST, DT>;
-        kernel<<<pn_blocks<kernel>(rows, PN_WARPS / Sh::g), 32 * PN_WARPS>>>(out, S_out, dS, A,
-                                                                             taus, n, rows);
+        kernel<<<pn_blocks<kernel>(c, rows, PN_WARPS / Sh::g), 32 * PN_WARPS, 0, c->stream>>>(
+            out, S_out, dS, A, taus, n, rows);
     });
 }
 
@@ -700,7 +714,8 @@ static int act_width(int mode) { return mode == ACT_SWIGLU ? 2 : 1; }
 
 // VW units per thread when n and every pointer allow 16-byte accesses.
 template <typename T, typename Launch>
-static void act_dispatch(int mode, int n, const void *p0, const void *p1, Launch launch) {
+static void act_dispatch(OpsCtx *c, int mode, int n, const void *p0, const void *p1,
+                         Launch launch) {
     constexpr int VEC = 16 / sizeof(T);
     const bool vec = n % VEC == 0 && (((uintptr_t)p0 | (uintptr_t)p1) & 15) == 0;
     auto by_width = [&](auto mode_c) {
@@ -709,7 +724,7 @@ static void act_dispatch(int mode, int n, const void *p0, const void *p1, Launch
     };
     if (mode == ACT_SWIGLU) by_width(std::integral_constant<int, ACT_SWIGLU>());
     else by_width(std::integral_constant<int, ACT_GELU>());
-    KERNEL_CHECK();
+    KERNEL_CHECK(c);
 }
 
 // Launches kernel<I>(units) over the units with 256-thread blocks, I the
@@ -723,23 +738,32 @@ static void act_launch(size_t units, Kernel32 k32, Kernel64 k64) {
 }
 
 // S (rows x n) from the scores A (rows x W n); rows = N G.
-template <typename T> static void act_forward(T *S, const T *A, int mode, int rows, int n) {
-    act_dispatch<T>(mode, n, S, A, [&](auto m, auto vw) {
+template <typename T>
+static void act_forward(OpsCtx *c, T *S, const T *A, int mode, int rows, int n) {
+    act_dispatch<T>(c, mode, n, S, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
-        act_launch(
-            (size_t)rows * n / VW,
-            [&](unsigned b, unsigned u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); },
-            [&](unsigned b, size_t u) { act_forward_kernel<MODE, VW, T><<<b, 256>>>(S, A, n, u); });
+        act_launch((size_t)rows * n / VW,
+                   [&](unsigned b, unsigned u) {
+                       act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u);
+                   },
+                   [&](unsigned b, size_t u) {
+                       act_forward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(S, A, n, u);
+                   });
     });
 }
 
-template <typename T> static void act_backward(T *dA, T *S_out, const T *A, int mode, int rows, int n) {
-    act_dispatch<T>(mode, n, dA, A, [&](auto m, auto vw) {
+template <typename T>
+static void act_backward(OpsCtx *c, T *dA, T *S_out, const T *A, int mode, int rows, int n) {
+    act_dispatch<T>(c, mode, n, dA, A, [&](auto m, auto vw) {
         constexpr int MODE = decltype(m)::value, VW = decltype(vw)::value;
         act_launch(
             (size_t)rows * n / VW,
-            [&](unsigned b, unsigned u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); },
-            [&](unsigned b, size_t u) { act_backward_kernel<MODE, VW, T><<<b, 256>>>(dA, S_out, A, n, u); });
+            [&](unsigned b, unsigned u) {
+                act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u);
+            },
+            [&](unsigned b, size_t u) {
+                act_backward_kernel<MODE, VW, T><<<b, 256, 0, c->stream>>>(dA, S_out, A, n, u);
+            });
     });
 }
 
@@ -755,41 +779,51 @@ template <typename T> static void act_backward(T *dA, T *S_out, const T *A, int 
 // TY: the type of Y (fp32, or bf16 when Y is an attention tensor in bf16
 // mode). residual (G = 1, fp32 Y): Y = residual + S V, in the GEMM.
 template <typename T, typename TY>
-static void group_forward(TY *Y, T *A, T *S, const T *X, const T *K, const T *V, PnTaus taus,
-                          int mode, int N, int d_in, int n, int d_out, const float *residual) {
+static void group_forward(OpsCtx *c, TY *Y, T *A, T *S, const T *X, const T *K, const T *V,
+                          PnTaus taus, int mode, int N, int d_in, int n, int d_out,
+                          const float *residual) {
     const int G = taus.G, Gn = G * n, cols = Gn * act_width(mode);
-    tfc_gemm(A, cols, 0, X, d_in, 0, K, d_in, 0, N, cols, d_in, 0, 1, 0.0f, 1); // A = X K^T
-    if (act_mode(mode)) act_forward(S, (const T *)A, mode, N * G, n);
-    else pnorm_forward(S, (const T *)A, taus, mode, N * G, n);
+    tfc_gemm(c, A, cols, 0, X, d_in, 0, K, d_in, 0, N, cols, d_in, 0, 1, 0.0f, 1); // A = X K^T
+    if (act_mode(mode))
+        act_forward(c, S, (const T *)A, mode, N * G, n);
+    else
+        pnorm_forward(c, S, (const T *)A, taus, mode, N * G, n);
     if (residual) { // Y = residual + S V
-        tfc_gemm_from(Y, residual, d_out, Dt<TY>::type(), TfcOperand{S, Gn, 0},
+        tfc_gemm_from(c, Y, residual, d_out, Dt<TY>::type(), TfcOperand{S, Gn, 0},
                       TfcOperand{V, d_out, 0}, Dt<T>::type(), N, d_out, n, 0, 0, 1.0f, 1.0f,
-                      Dt<T>::compute());
+                      Dt<T>::compute(c));
         return;
     }
-    tfc_gemm(Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out, N,
-         d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
+    tfc_gemm(c, Y, d_out, (long long)N * d_out, (const T *)S, Gn, n, V, d_out, (long long)n * d_out,
+             N, d_out, n, 0, 0, 0.0f, G); // Y_g = S_g V_g
 }
 
 // S_out: where the backward writes S (bf16 mode, which does not keep it:
 // over A, at the first score of each unit) or NULL; S: the S that dV takes
 // (S_out, or the forward's, N x Gn). TX: the type of dX (that of X).
 template <typename T, typename TX>
-static void group_backward(TX *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
-                           const T *dY, const T *X, const T *K, const T *V, const T *A,
-                           PnTaus taus, int mode, int N, int d_in, int n, int d_out,
-                           float dx_beta) {
+static void group_backward(OpsCtx *c, TX *dX, float *dK, float *dV, T *dA, T *S_out, const T *S,
+                           const T *dY, const T *X, const T *K, const T *V, const T *A, PnTaus taus,
+                           int mode, int N, int d_in, int n, int d_out, float dx_beta) {
     const int G = taus.G, Gn = G * n, w = act_width(mode), cols = Gn * w;
     const long long y_stride = (long long)N * d_out, v_stride = (long long)n * d_out;
     // dS_g = dY_g V_g^T: where the unit's last score lies (act_backward_kernel)
-    tfc_gemm(dA + (w - 1) * n, cols, (long long)w * n, dY, d_out, y_stride, V, d_out, v_stride, N,
-             n, d_out, 0, 1, 0.0f, G);
-    if (act_mode(mode)) act_backward(dA, S_out, (const T *)A, mode, N * G, n);
-    else pnorm_backward(dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
+    tfc_gemm(c, dA + (w - 1) * n, cols, (long long)w * n, dY, d_out, y_stride, V, d_out, v_stride,
+             N, n, d_out, 0, 1, 0.0f, G);
+    if (act_mode(mode))
+        act_backward(c, dA, S_out, (const T *)A, mode, N * G, n);
+    else
+        pnorm_backward(c, dA, S_out, (const T *)dA, A, taus, mode, N * G, n);
     const int s_ld = S == S_out ? cols : Gn, s_stride = S == S_out ? w * n : n;
-    if (dV) tfc_gemm(dV, d_out, v_stride, S, s_ld, s_stride, dY, d_out, y_stride, n, d_out, N, 1, 0, 1.0f, G); // dV_g += S_g^T dY_g
-    if (dX) tfc_gemm(dX, d_in, 0, (const T *)dA, cols, 0, K, d_in, 0, N, d_in, cols, 0, 0, dx_beta, 1); // dX (+)= dA K
-    if (dK) tfc_gemm(dK, d_in, 0, (const T *)dA, cols, 0, X, d_in, 0, cols, d_in, N, 1, 0, 1.0f, 1); // dK += dA^T X
+    if (dV)
+        tfc_gemm(c, dV, d_out, v_stride, S, s_ld, s_stride, dY, d_out, y_stride, n, d_out, N, 1, 0,
+                 1.0f, G); // dV_g += S_g^T dY_g
+    if (dX)
+        tfc_gemm(c, dX, d_in, 0, (const T *)dA, cols, 0, K, d_in, 0, N, d_in, cols, 0, 0, dx_beta,
+                 1); // dX (+)= dA K
+    if (dK)
+        tfc_gemm(c, dK, d_in, 0, (const T *)dA, cols, 0, X, d_in, 0, cols, d_in, N, 1, 0, 1.0f,
+                 1); // dK += dA^T X
 }
 
 // The activation modes have no tau (and may pass none).
@@ -803,8 +837,9 @@ static PnTaus taus_of(const float *tau, int G, int mode) {
 }
 
 // Zeroes n elements of a tensor that is an attention tensor when `attn`.
-static void zero_rows(float *p, size_t n, bool attn) {
-    CUDA_CHECK(cudaMemsetAsync(p, 0, n * (attn ? tfc_attn_elem_bytes() : sizeof(float)), 0));
+static void zero_rows(OpsCtx *c, float *p, size_t n, bool attn) {
+    CUDA_CHECK(
+        cudaMemsetAsync(p, 0, n * (attn ? tfc_attn_elem_bytes(c) : sizeof(float)), c->stream));
 }
 
 // bf16 mode: the A and dA buffers hold bf16 and S is not kept: forward
@@ -819,88 +854,89 @@ static void zero_rows(float *p, size_t n, bool attn) {
 // already; an attention-tensor Y or dX is written in bf16 by its GEMM.
 // Under ACT_SWIGLU the caller passes n = 2h (the score columns): S needs
 // only half of what is asked.
-void tfc_pattention_sizes(int G, int N, int n, size_t *a_floats, size_t *s_floats,
-                          size_t *da_floats) {
+void cu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats, size_t *s_floats,
+                         size_t *da_floats) {
     ops_pattention_sizes_full(G, N, n, a_floats, s_floats, da_floats);
-    if (tfc_matmul_precision() == MATMUL_BF16) { // bf16 elements, two per float; S recomputed
+    if (ops->ctx->precision == MATMUL_BF16) { // bf16 elements, two per float; S recomputed
         *a_floats = *da_floats = ((size_t)G * N * n + 1) / 2;
         *s_floats = 0;
     }
 }
 
-static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, const float *K,
-                                const float *V, PnTaus taus, int mode, int N, int d_in, int n,
-                                int d_out, const float *residual);
+static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInput in,
+                                const float *K, const float *V, PnTaus taus, int mode, int N,
+                                int d_in, int n, int d_out, const float *residual);
 
-void tfc_pattention_forward(float *Y, float *A, float *S, float *dA, PattInput in,
-                            const float *K, const float *V, const float *tau, int G, int mode,
-                            int N, int d_in, int n, int d_out, int y_attn,
-                            const float *residual) {
+static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *dA, PattInput in,
+                               const float *K, const float *V, const float *tau, int G, int mode,
+                               int N, int d_in, int n, int d_out, int y_attn,
+                               const float *residual) {
     PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
     if (residual && (G != 1 || y_attn))
         tfc_fail("pattention", "a residual with a group or an attention-tensor output", __FILE__,
                  __LINE__);
-    const bool bf16_mode = tfc_matmul_precision() == MATMUL_BF16;
+    const bool bf16_mode = c->precision == MATMUL_BF16;
     if (!bf16_mode && !(residual && G != 1) &&
-        pattention_few_rows(Y, A, S, in, K, V, taus, mode, N, d_in, n, d_out, residual))
+        pattention_few_rows(c, Y, A, S, in, K, V, taus, mode, N, d_in, n, d_out, residual))
         return;
     const size_t k_rows = (size_t)G * n * act_width(mode);
     // the input first: it writes the normalization statistics even when n = 0
-    const bf16 *Xb = bf16_mode ? tfc_input_bf16(in, N, d_in, true) : nullptr;
-    const float *X = bf16_mode ? nullptr : tfc_input_fp32(in, N, d_in, true);
+    const bf16 *Xb = bf16_mode ? tfc_input_bf16(c, in, N, d_in, true) : nullptr;
+    const float *X = bf16_mode ? nullptr : tfc_input_fp32(c, in, N, d_in, true);
     if (n <= 0) { // no parameter tokens: Y = 0 (+ residual)
         if (residual)
             CUDA_CHECK(cudaMemcpyAsync(Y, residual, (size_t)N * d_out * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, 0));
+                                       cudaMemcpyDeviceToDevice, c->stream));
         else
-            zero_rows(Y, (size_t)G * N * d_out, y_attn);
+            zero_rows(c, Y, (size_t)G * N * d_out, y_attn);
         return;
     }
     if (!bf16_mode) {
-        group_forward<float>(Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out, residual);
+        group_forward<float>(c, Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out, residual);
         return;
     }
-    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, k_rows * d_in);
-    const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
+    const bf16 *Kb = tfc_bf16_input(c, TFC_WS_BF16_K, K, k_rows * d_in);
+    const bf16 *Vb = tfc_bf16_input(c, TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     if (y_attn)
-        group_forward<bf16>((bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
+        group_forward<bf16>(c, (bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
                             d_out, nullptr);
     else
-        group_forward<bf16>(Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out,
+        group_forward<bf16>(c, Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n, d_out,
                             residual);
 }
 
-void tfc_pattention_backward(float *dX, float *dK, float *dV, float *dA, const float *dY,
-                             PattInput in, const float *K, const float *V, float *A, float *S,
-                             const float *tau, int G, int mode, int N, int d_in, int n, int d_out,
-                             int accumulate_dx, int y_attn) {
+static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, float *dA,
+                                const float *dY, PattInput in, const float *K, const float *V,
+                                float *A, float *S, const float *tau, int G, int mode, int N,
+                                int d_in, int n, int d_out, int accumulate_dx, int y_attn) {
     PnTaus taus = taus_of(tau, G, mode);
     if (N <= 0) return;
     if (in.attn && accumulate_dx)
         tfc_fail("pattention", "accumulating into an attention-tensor dX", __FILE__, __LINE__);
     float dx_beta = accumulate_dx ? 1.0f : 0.0f;
     if (n <= 0) { // no parameter tokens: dX (+)= 0
-        if (dX && !accumulate_dx) zero_rows(dX, (size_t)N * d_in, in.attn);
+        if (dX && !accumulate_dx) zero_rows(c, dX, (size_t)N * d_in, in.attn);
         return;
     }
     const size_t k_rows = (size_t)G * n * act_width(mode);
-    if (tfc_matmul_precision() != MATMUL_BF16) {
-        group_backward<float>(dX, dK, dV, dA, nullptr, S, dY, tfc_input_fp32(in, N, d_in, false),
-                              K, V, A, taus, mode, N, d_in, n, d_out, dx_beta);
+    if (c->precision != MATMUL_BF16) {
+        group_backward<float>(c, dX, dK, dV, dA, nullptr, S, dY,
+                              tfc_input_fp32(c, in, N, d_in, false), K, V, A, taus, mode, N, d_in,
+                              n, d_out, dx_beta);
         return;
     }
     const bf16 *dYb =
-        y_attn ? (const bf16 *)dY : tfc_bf16_copy(TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
-    const bf16 *Xb = tfc_input_bf16(in, N, d_in, false);
-    const bf16 *Kb = tfc_bf16_input(TFC_WS_BF16_K, K, k_rows * d_in);
-    const bf16 *Vb = tfc_bf16_input(TFC_WS_BF16_V, V, (size_t)G * n * d_out);
+        y_attn ? (const bf16 *)dY : tfc_bf16_copy(c, TFC_WS_BF16_DY, dY, (size_t)G * N * d_out);
+    const bf16 *Xb = tfc_input_bf16(c, in, N, d_in, false);
+    const bf16 *Kb = tfc_bf16_input(c, TFC_WS_BF16_K, K, k_rows * d_in);
+    const bf16 *Vb = tfc_bf16_input(c, TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     bf16 *Ab = (bf16 *)A; // becomes S
     if (in.attn)
-        group_backward<bf16>((bf16 *)dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus,
+        group_backward<bf16>(c, (bf16 *)dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus,
                              mode, N, d_in, n, d_out, dx_beta);
     else
-        group_backward<bf16>(dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N,
+        group_backward<bf16>(c, dX, dK, dV, (bf16 *)dA, Ab, Ab, dYb, Xb, Kb, Vb, Ab, taus, mode, N,
                              d_in, n, d_out, dx_beta);
 }
 
@@ -1135,35 +1171,35 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
 }
 
 // The counters of pd_values (zero between launches: each last block resets
-// its own), allocated once.
-static unsigned *pd_counters() {
-    static unsigned *c = nullptr;
-    if (!c) {
-        CUDA_CHECK(cudaMalloc(&c, PD_MAX_COUNTERS * sizeof(unsigned)));
-        CUDA_CHECK(cudaMemset(c, 0, PD_MAX_COUNTERS * sizeof(unsigned)));
+// its own), allocated once per context.
+static unsigned *pd_counters(OpsCtx *c) {
+    if (!c->pd_counters) {
+        CUDA_CHECK(cudaMalloc(&c->pd_counters, PD_MAX_COUNTERS * sizeof(unsigned)));
+        CUDA_CHECK(cudaMemset(c->pd_counters, 0, PD_MAX_COUNTERS * sizeof(unsigned)));
     }
-    return c;
+    return c->pd_counters;
 }
 
 static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 template <int NR, int KV4>
-static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, const float *K,
-                      const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
-                      const float *residual) {
+static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
+                      const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
+                      int d_out, const float *residual) {
     const int G = taus.G, width = act_width(mode), cols = G * n * width;
     const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
     const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
-    tfc_launch_pdl(pd_scores_kernel<NR, KV4>, dim3(score_blocks), dim3(PD_WARPS * 32), xs_bytes,
+    tfc_launch_pdl(c, pd_scores_kernel<NR, KV4>, dim3(score_blocks), dim3(PD_WARPS * 32), xs_bytes,
                    A, in, K, N, d_in, cols);
     const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
                     (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
-    float *partials = grid.y > 1 ? (float *)tfc_workspace(TFC_WS_DECODE, (size_t)G * grid.y * N *
-                                                                             d_out * sizeof(float))
-                                 : nullptr;
-    unsigned *counters = pd_counters();
+    float *partials = grid.y > 1
+                          ? (float *)tfc_workspace(c, TFC_WS_DECODE,
+                                                   (size_t)G * grid.y * N * d_out * sizeof(float))
+                          : nullptr;
+    unsigned *counters = pd_counters(c);
 #define PD_VALUES(M)                                                                               \
-    tfc_launch_pdl(pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,         \
+    tfc_launch_pdl(c, pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,     \
                    residual, partials, counters, N, n, d_out, width)
     switch (mode) {
     case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
@@ -1176,21 +1212,25 @@ static void pd_launch(int mode, float *Y, float *A, float *S, PattInput in, cons
 }
 
 template <int NR>
-static void pd_launch_rows(int mode, float *Y, float *A, float *S, PattInput in, const float *K,
-                           const float *V, PnTaus taus, int N, int d_in, int n, int d_out,
-                           const float *residual) {
+static void pd_launch_rows(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
+                           const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
+                           int d_out, const float *residual) {
     const int per_lane = (d_in / 4 + 31) / 32; // float4s of a key row per lane
-    if (per_lane <= 1) pd_launch<NR, 1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else if (per_lane <= 2) pd_launch<NR, 2>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else if (per_lane <= 4) pd_launch<NR, 4>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch<NR, 8>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (per_lane <= 1)
+        pd_launch<NR, 1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 2)
+        pd_launch<NR, 2>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else if (per_lane <= 4)
+        pd_launch<NR, 4>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else
+        pd_launch<NR, 8>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
 }
 
 // The few-rows path, when it takes the call (fp32 operands, shapes whole
 // float4 rows, every buffer 16-byte aligned); false leaves it to the GEMMs.
-static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, const float *K,
-                                const float *V, PnTaus taus, int mode, int N, int d_in, int n,
-                                int d_out, const float *residual) {
+static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInput in,
+                                const float *K, const float *V, PnTaus taus, int mode, int N,
+                                int d_in, int n, int d_out, const float *residual) {
     const int G = taus.G;
     if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 || d_in > 32 * 4 * 8 ||
         (size_t)N * d_in * sizeof(float) > PD_MAX_XS ||
@@ -1199,7 +1239,20 @@ static bool pattention_few_rows(float *Y, float *A, float *S, PattInput in, cons
     const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
     for (const void *p : ptrs)
         if (!aligned16(p)) return false;
-    if (N <= 1) pd_launch_rows<1>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
-    else pd_launch_rows<PD_MAX_ROWS>(mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    if (N <= 1)
+        pd_launch_rows<1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+    else
+        pd_launch_rows<PD_MAX_ROWS>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
     return true;
+}
+
+void cu_pattention_forward(const Ops *ops, const PattArgs *a) {
+    pattention_forward(ops->ctx, a->Y, a->A, a->S, a->dA, a->X, a->K, a->V, a->tau, a->G, a->mode,
+                       a->N, a->d_in, a->n, a->d_out, a->y_attn, a->residual);
+}
+
+void cu_pattention_backward(const Ops *ops, const PattArgs *a) {
+    pattention_backward(ops->ctx, a->dX, a->dK, a->dV, a->dA, a->dY, a->X, a->K, a->V, a->A, a->S,
+                        a->tau, a->G, a->mode, a->N, a->d_in, a->n, a->d_out, a->accumulate_dx,
+                        a->y_attn);
 }
