@@ -10,7 +10,10 @@ CC      ?= gcc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA    ?= $(if $(NVCC),1,0)
 OPT     ?= -O3 -march=native
-CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter $(OPT) -fopenmp -Iinclude -I/usr/include/cjson
+# -fno-trapping-math: no code here reads floating-point exception flags; without
+# it GCC may not if-convert a clamp whose arms fold to constants, and the
+# fast exp/erf loops (src/backends/cpu/fastmath.h) stay scalar without AVX-512.
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter $(OPT) -fno-trapping-math -fopenmp -Iinclude -I/usr/include/cjson
 LDLIBS  += -lopenblas -lcjson -lm -fopenmp
 
 # Objects of a CPU-only and a CUDA build never mix: each has its own folder.
