@@ -193,11 +193,13 @@ def main(argv=None):
         sync()
         rec["warmup_s"] = round(time.perf_counter() - t_w, 3)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         loss = None
         for i in range(args.steps):
             loss = step(args.warmup + i)
         sync()
         t1 = time.perf_counter()
+        c1 = time.process_time()
     except torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError as e:  # noqa: E501
         rec["status"] = "oom"
         rec["error"] = str(e).splitlines()[0]
@@ -214,6 +216,8 @@ def main(argv=None):
     rec["warmup"] = args.warmup
     rec["tokens_per_s"] = round(B * T * args.steps / dt, 1)
     rec["ms_per_step"] = round(1000.0 * dt / args.steps, 3)
+    # CPU seconds of all the process's threads: unlike the wall clock, other jobs' time is not in it
+    rec["cpu_ms_per_step"] = round(1000.0 * (c1 - c0) / args.steps, 3)
     if device.type == "cuda":
         rec["peak_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
