@@ -40,7 +40,8 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 median() { "$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 pair_ratio() { "$PY" -c "import statistics,sys; o=[float(x) for x in sys.argv[1].split()]; t=[float(x) for x in sys.argv[2].split()]; print(f'{statistics.median(a/b for a, b in zip(o, t)):.2f}x')" "$1" "$2"; }
 # tokens x threads / CPU seconds of the timed steps
-cpu_rate() { "$PY" -c 'import sys; print(float(sys.argv[2]) * float(sys.argv[3]) * 1000.0 / float(sys.argv[1]))' "$1" "$2" "$THREADS"; }
+# (nan for a binary from before cpu_ms_per_step)
+cpu_rate() { "$PY" -c 'import sys; print(float("nan") if sys.argv[1] == "n/a" else float(sys.argv[2]) * float(sys.argv[3]) * 1000.0 / float(sys.argv[1]))' "$1" "$2" "$THREADS"; }
 for p in "${PRESETS[@]}"; do
     steps=${STEPS:-$([[ $p == tiny ]] && echo 40 || echo 4)}
     ot=() om=() oc=() tt=() tm=() tc=()

@@ -19,6 +19,13 @@ block=$(sed -n 's/.*"block": \([0-9]*\).*/\1/p' <<<"$json")
 tps=$(sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' <<<"$json")
 awk -v t="${tps:-0}" 'BEGIN {exit !(t > 0)}' && pass bench_ckpt_runs || fail bench_ckpt_runs "no tokens/s in: $json"
 
+# CPU time of the timed steps: positive, and on one thread no more than their wall time
+json=$("$BIN" bench --ckpt "$WORK/grown.safetensors" --device cpu --threads 1 --steps 3 --warmup 1 2>/dev/null | tail -1)
+ms=$(sed -n 's/.*"ms_per_step": \([0-9.]*\).*/\1/p' <<<"$json")
+cpu_ms=$(sed -n 's/.*"cpu_ms_per_step": \([0-9.]*\).*/\1/p' <<<"$json")
+awk -v c="${cpu_ms:-0}" -v w="${ms:-0}" 'BEGIN {exit !(c > 0 && c <= w * 1.05 + 0.05)}' && pass bench_cpu_time ||
+    fail bench_cpu_time "cpu_ms_per_step '$cpu_ms', ms_per_step '$ms' in: $json"
+
 err=$("$BIN" bench --ckpt "$WORK/missing.safetensors" --device cpu 2>&1 >/dev/null)
 rc=$?
 [[ $rc -ne 0 && $(wc -l <<<"$err") -eq 1 && $err == *missing.safetensors* ]] && pass bench_ckpt_missing ||
