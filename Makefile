@@ -72,6 +72,15 @@ $(BUILD)/tests/%: tests/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# The op tests (test_ops: gradients on the CPU; test_cuda_ops: CUDA against
+# the CPU) run one case table: tests/op_cases.h.
+OP_TEST_OBJ := $(patsubst %,$(BUILD)/tests/%.o,op_harness op_cases op_custom)
+OP_TEST_BIN := $(BUILD)/tests/test_ops $(BUILD)/tests/test_cuda_ops
+$(OP_TEST_OBJ): CFLAGS += $(TEST_CFLAGS)
+$(OP_TEST_BIN): $(BUILD)/tests/%: tests/%.c $(OP_TEST_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) -o $@ $< $(OP_TEST_OBJ) $(LIB_OBJ) $(LDLIBS)
+
 # T="name ..." runs just those tests (e.g. make test T="test_tokenizer test_resume").
 test: tokenformer $(TEST_BIN)
 	@BUILD=$(BUILD) ./tests/run_tests.sh $(T)
@@ -101,7 +110,7 @@ CORPUS ?= shakespeare
 data:
 	@./scripts/get_data.sh $(CORPUS)
 
--include $(OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(OP_TEST_OBJ:.o=.d)
 
 clean:
 	rm -rf build build-asan build-dev tokenformer tokenformer-asan

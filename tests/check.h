@@ -1,0 +1,86 @@
+/* What every C test prints and how it exits: one "PASS name", "FAIL name:
+ * why" or "SKIP name: why" line per check (tests/run_tests.sh counts them),
+ * and check_exit() turns the failures into the exit status. Float outputs
+ * are compared with check_err() on an error that the test computes
+ * (rel_err() for two arrays), against a tolerance named at the call. */
+#ifndef TF_TEST_CHECK_H
+#define TF_TEST_CHECK_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* counts[0] passed, counts[1] failed: one pair per test program, however
+ * many of its files include this (a weak definition: the linker keeps one). */
+__attribute__((weak)) int check_counts_[2];
+static inline int *check_counts(void) { return check_counts_; }
+
+static inline int check_failures(void) { return check_counts()[1]; }
+
+/* PASS name, or FAIL name: why (printf-style). Returns ok. */
+static inline int check(int ok, const char *name, const char *why_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline int check(int ok, const char *name, const char *why_fmt, ...) {
+    check_counts()[ok ? 0 : 1]++;
+    if (ok) {
+        printf("PASS %s\n", name);
+        return 1;
+    }
+    printf("FAIL %s: ", name);
+    va_list ap;
+    va_start(ap, why_fmt);
+    vprintf(why_fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return 0;
+}
+
+/* PASS name (what err) when err <= tol, else FAIL; a NaN error fails. */
+static inline int check_err(const char *name, const char *what, double err, double tol) {
+    int ok = err <= tol;
+    check_counts()[ok ? 0 : 1]++;
+    if (ok) printf("PASS %s (%s %.2e)\n", name, what, err);
+    else printf("FAIL %s: %s %.2e > %.1e\n", name, what, err, tol);
+    return ok;
+}
+
+static inline void check_skip(const char *name, const char *why_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void check_skip(const char *name, const char *why_fmt, ...) {
+    printf("SKIP %s: ", name);
+    va_list ap;
+    va_start(ap, why_fmt);
+    vprintf(why_fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+/* max_i |got_i - want_i| / max_i |want_i| (the absolute difference when want
+ * is all zeros); infinite when either holds a NaN or an infinity, so that a
+ * poisoned element the op forgot to write fails. */
+static inline double rel_err(const float *got, const float *want, size_t n) {
+    double maxdiff = 0.0, maxref = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i];
+        if (!isfinite(g) || !isfinite(w)) return INFINITY;
+        if (fabs(g - w) > maxdiff) maxdiff = fabs(g - w);
+        if (fabs(w) > maxref) maxref = fabs(w);
+    }
+    return maxref > 0.0 ? maxdiff / maxref : maxdiff;
+}
+
+/* |got - want| / |want| for one number (absolute when want is 0). */
+static inline double rel_err_scalar(double got, double want) {
+    if (!isfinite(got) || !isfinite(want)) return INFINITY;
+    double d = fabs(got - want);
+    return want != 0.0 ? d / fabs(want) : d;
+}
+
+/* A summary line and the exit status: 1 when a check failed. */
+static inline int check_exit(const char *program) {
+    printf("%s: %d passed, %d failed\n", program, check_counts()[0], check_counts()[1]);
+    return check_counts()[1] ? 1 : 0;
+}
+
+#endif

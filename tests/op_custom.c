@@ -1,0 +1,334 @@
+/* The cases of tests/op_cases.c that run themselves: they check what is no
+ * forward/backward comparison (memory, recordings, the bf16 weights mirror)
+ * or more than one op (the whole model's gradient). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common.h"
+#include "config.h"
+#include "model.h"
+#include "op_cases.h"
+#include "sampler.h"
+
+/* ---------------------------------------------------------------- memory */
+
+static void memory_round_trips(const Ops *T, OpHarness *h) {
+    size_t n = 1001;
+    float *g = T->alloc(T, n * sizeof(float)), *g2 = T->alloc(T, n * sizeof(float));
+    float *back = op_xmalloc(n * sizeof(float)), *src = op_xmalloc(n * sizeof(float));
+    T->to_host(T, back, g, n * sizeof(float));
+    int zero = 1;
+    for (size_t i = 0; i < n; i++) zero &= back[i] == 0.0f;
+    check(zero, "alloc_zero_filled", "fresh allocation not zero");
+    for (size_t i = 0; i < n; i++) src[i] = op_rand(h, 3.0f);
+    T->to_device(T, g, src, n * sizeof(float));
+    T->copy(T, g2, g, n * sizeof(float));
+    T->synchronize(T);
+    T->to_host(T, back, g2, n * sizeof(float));
+    check(memcmp(back, src, n * sizeof(float)) == 0, "to_device_copy_to_host", "round trip changed data");
+    T->zero(T, g2 + 10, 100 * sizeof(float));
+    T->to_host(T, back, g2, n * sizeof(float));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= (i >= 10 && i < 110) ? back[i] == 0.0f : back[i] == src[i];
+    check(ok, "zero_range", "zero wrote outside or missed its range");
+    T->free(T, g);
+    T->free(T, g2);
+    free(back);
+    free(src);
+}
+
+static void memory_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    memory_round_trips(T, h);
+    void *huge = T->alloc(T, (size_t)1 << 50); /* 1 PiB */
+    check(huge == NULL, "alloc_oom_returns_null", "1 PiB allocation did not return NULL");
+    if (huge) T->free(T, huge);
+    float *small = T->alloc(T, 16); /* the backend still works after a failed allocation */
+    check(small != NULL, "alloc_after_oom", "allocation failed after an OOM");
+    if (small) T->free(T, small);
+}
+
+const OpKind K_MEMORY = {.name = "memory",
+                         .entries = "alloc free to_device to_host copy zero synchronize",
+                         .custom = memory_case};
+
+/* ---------------------------------------------------------------- recorded decoding */
+
+enum { RD_Q, RD_K, RD_V, RD_OUT, RD_KC, RD_VC, RD_POS };
+
+static DecodeAttnArgs recorded_args(CaseRun *r, int s, int B, int T_max, int H, int hd, int rot) {
+    return (DecodeAttnArgs){.out = op_f(r, s, r->at[RD_OUT]), .q = op_f(r, s, r->at[RD_Q]),
+                            .k = op_f(r, s, r->at[RD_K]), .v = op_f(r, s, r->at[RD_V]),
+                            .k_cache = op_f(r, s, r->at[RD_KC]), .v_cache = op_f(r, s, r->at[RD_VC]),
+                            .pos = op_i(r, s, r->at[RD_POS]), .B = B, .T = 1, .T_max = T_max,
+                            .H = H, .hd = hd, .rot = rot};
+}
+
+/* Replays of the recorded step at `at` positions, new q, k, v each time,
+ * against the CPU op by op. */
+static void replay_at_positions(CaseRun *r, void *step, DecodeAttnArgs *ac) {
+    const Ops *T = op_ops(r, SIDE_TGT), *C = op_ops(r, SIDE_REF);
+    const int at[] = {7, 8, 30, 47};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        for (int j = RD_Q; j <= RD_V; j++) op_refill(r, r->at[j]);
+        *op_i(r, SIDE_REF, r->at[RD_POS]) = at[i];
+        T->to_device(T, op_i(r, SIDE_TGT, r->at[RD_POS]), &at[i], sizeof(int));
+        check(T->replay(T, step) == 0, "decode_replay_runs", "replay refused");
+        C->attention_decode(C, ac);
+        static const char *what[4] = {"out", "q", "kcache", "vcache"};
+        const int slot[4] = {RD_OUT, RD_Q, RD_KC, RD_VC};
+        for (int j = 0; j < 4; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "decode_replay_%s_pos%d", what[j], at[i]);
+            check_err(name, "rel err", op_err(r, r->at[slot[j]]), OP_TOL_FP32);
+        }
+    }
+}
+
+/* A single-token attention_decode recorded once, then replayed at other
+ * positions with new q, k, v each time: the replays read the position and
+ * the inputs anew, as the CPU computes them op by op. A stale recording (a
+ * buffer it reads moved) refuses to run. */
+static void decode_recorded_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT], *C = h->side[SIDE_REF];
+    if (!T->record_begin) {
+        check_skip("decode_recorded", "the %s backend records nothing", T->name);
+        return;
+    }
+    const int B = 2, H = 4, hd = 32, d = H * hd, T_max = 48, rot = 8;
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    const char *names[6] = {"q", "k", "v", "out", "kc", "vc"};
+    for (int i = RD_Q; i <= RD_VC; i++)
+        r.at[i] = i == RD_OUT ? op_out(&r, names[i], (size_t)B * d, 0, 0)
+                              : op_in(&r, names[i], (size_t)(i >= RD_KC ? B * T_max : B) * d, 1.0f, 0);
+    r.at[RD_POS] = op_ints(&r, "pos", 1);
+    op_alloc(&r);
+    DecodeAttnArgs ag = recorded_args(&r, SIDE_TGT, B, T_max, H, hd, rot);
+    DecodeAttnArgs ac = recorded_args(&r, SIDE_REF, B, T_max, H, hd, rot);
+    T->attention_decode(T, &ag); /* once op by op (the RoPE table), as the model does */
+    C->attention_decode(C, &ac);
+    void *step = NULL;
+    if (check(T->record_begin(T) == 0, "decode_record_begin", "recording refused")) {
+        T->attention_decode(T, &ag);
+        step = T->record_end(T);
+        check(step != NULL, "decode_recorded_step_exists", "record_end returned NULL");
+    }
+    if (step) {
+        replay_at_positions(&r, step, &ac);
+        /* a longer rotation moves the RoPE table the step reads: it must refuse */
+        const int long_T = 1 << 14;
+        float *x = T->alloc(T, (size_t)long_T * hd * sizeof(float));
+        T->rope(T, x, 1, long_T, 1, hd, rot, 0);
+        check(T->replay(T, step) != 0, "decode_replay_refuses_when_stale",
+              "replayed with a moved RoPE table");
+        T->free(T, x);
+        T->record_free(T, step);
+    }
+    op_free(&r);
+}
+
+const OpKind K_DECODE_RECORDED = {.name = "decode_recorded",
+                                  .entries = "record_begin record_end replay record_free attention_decode",
+                                  .custom = decode_recorded_case};
+
+/* ---------------------------------------------------------------- the sampler's recorded step */
+
+/* The sampler on the target with its recorded single-token step against
+ * the same sampler op by op (--no-graph): the same draws, so the same
+ * tokens, and logits that agree at every step, through two window
+ * restarts (a prefill between replays, which may move workspaces the
+ * recording reads). a[0]: the arch. */
+static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    char err[TF_ERRLEN], tag[64], name[128];
+    snprintf(tag, sizeof tag, "%s_%s", arch_name(c->a[0]), matmul_precision_name(c->prec));
+    if (!T->record_begin) {
+        snprintf(name, sizeof name, "sampler_recorded_%s", tag);
+        check_skip(name, "the %s backend records nothing", T->name);
+        return;
+    }
+    T->set_precision(T, c->prec);
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = c->a[0];
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    enum { B = 3, NEW = 30, L = 3 };
+    const int prompt[L] = {1, 5, 9};
+    Model m;
+    Sampler s[2];
+    if (model_create(&m, &mc, NULL, T, err)) tf_die("%s", err);
+    model_init_weights(&m, 5);
+    for (int i = 0; i < 2; i++) {
+        SamplerConfig sc = {1.0f, 0, 11, 1, i};
+        if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
+    }
+    int V = mc.vocab_size, next[2][B], same_tokens = 1;
+    float *logits = op_xmalloc(sizeof(float) * B * V);
+    double worst = 0.0;
+    for (int step = 0; step < NEW; step++) {
+        sampler_step(&s[1], next[1]); /* op by op first: s[0]'s step then runs last */
+        memcpy(logits, s[1].logits, sizeof(float) * B * V);
+        sampler_step(&s[0], next[0]);
+        for (int j = 0; j < B * V; j++) {
+            double e = fabs(logits[j] - s[0].logits[j]);
+            worst = isnan(e) ? INFINITY : e > worst ? e : worst;
+        }
+        same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
+    }
+    snprintf(name, sizeof name, "sampler_recorded_step_used_%s", tag);
+    check(s[0].kv.step != NULL && s[1].kv.step == NULL, name, "no recorded step");
+    snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_logits_%s", tag);
+    check_err(name, "max abs err", worst, 1e-5);
+    snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_tokens_%s", tag);
+    check(same_tokens, name, "the streams differ");
+    free(logits);
+    for (int i = 0; i < 2; i++) sampler_free(&s[i]);
+    model_free(&m);
+    T->set_precision(T, MATMUL_FP32);
+}
+
+const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "",
+                                   .custom = sampler_recorded_case};
+
+/* ---------------------------------------------------------------- the bf16 weights mirror */
+
+enum { MI_P, MI_G, MI_M, MI_V, MI_X, MI_Y, MI_A, MI_S };
+
+static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) {
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = op_ops(r, s);
+        float *P = op_f(r, s, r->at[MI_P]), *S = op_f(r, s, r->at[MI_S]);
+        PattArgs a = {.X = {.x = op_f(r, s, r->at[MI_X])}, .K = P, .V = P + kn, .tau = tau,
+                      .G = 1, .mode = PNORM_L2_GELU, .N = N, .d_in = d, .n = n, .d_out = d,
+                      .A = op_f(r, s, r->at[MI_A]), .S = S, .dA = S, .Y = op_f(r, s, r->at[MI_Y])};
+        o->pattention_forward(o, &a);
+    }
+}
+
+/* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that
+ * the Pattentions read K and V from; two adjacent AdamW calls (decayed and
+ * not, as the model makes them) extend one mirror. It must match the fp32
+ * parameters and be dropped when a memory op writes them. */
+static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    const int N = 48, d = 64, n = 80;
+    const size_t kn = (size_t)n * d, total = 2 * kn + 10;
+    float tau = sqrtf((float)n);
+    T->set_precision(T, MATMUL_BF16);
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    r.at[MI_P] = op_in(&r, "P", total, 0.5f, 0);
+    r.at[MI_G] = op_in(&r, "G", total, 1.0f, 0);
+    r.at[MI_M] = op_in(&r, "M", total, 0.1f, 0);
+    r.at[MI_V] = op_in(&r, "V", total, 0.1f, 0);
+    r.spec[r.at[MI_V]].positive = 1;
+    r.at[MI_X] = op_in(&r, "X", (size_t)N * d, 1.0f, 0);
+    r.at[MI_Y] = op_out(&r, "Y", (size_t)N * d, 0, 0);
+    r.at[MI_A] = op_out(&r, "A", (size_t)N * n, 0, 0);
+    r.at[MI_S] = op_out(&r, "S", (size_t)N * n, 0, 0); /* S: also the scratch */
+    op_alloc(&r);
+    char name[96];
+    for (int step = 1; step <= 3; step++) {
+        size_t split = kn + 7; /* two adjacent calls, as model_update makes */
+        for (int half = 0; half < 2; half++) {
+            size_t off = half ? split : 0, cnt = half ? total - split : split;
+            for (int s = 0; s < SIDES; s++) {
+                const Ops *o = op_ops(&r, s);
+                o->adamw(o, op_f(&r, s, r.at[MI_P]) + off, op_f(&r, s, r.at[MI_G]) + off,
+                         op_f(&r, s, r.at[MI_M]) + off, op_f(&r, s, r.at[MI_V]) + off, cnt, 1e-2f,
+                         0.9f, 0.95f, 1e-8f, half ? 0.0f : 0.1f, 1.0f, step);
+            }
+        }
+        mirror_forward(&r, (int)kn, N, d, n, &tau);
+        snprintf(name, sizeof name, "bf16_mirror_step%d", step);
+        check_err(name, "rel err", op_err(&r, r.at[MI_Y]), OP_TOL_BF16);
+    }
+    op_refill(&r, r.at[MI_P]); /* new weights, uploaded */
+    mirror_forward(&r, (int)kn, N, d, n, &tau);
+    check_err("bf16_mirror_dropped_after_upload", "rel err", op_err(&r, r.at[MI_Y]), OP_TOL_BF16);
+    T->set_precision(T, MATMUL_FP32);
+    op_free(&r);
+}
+
+const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf16_mirror_case};
+
+/* ---------------------------------------------------------------- the whole model */
+
+typedef struct {
+    Model *m;
+    int *tok, *tgt;
+    int B, T;
+} ModelLoss;
+
+static double model_loss(const ModelLoss *c) {
+    return model_forward(c->m, c->tok, c->tgt, c->B, c->T, 1, 1234);
+}
+
+/* Central differences (h 1e-2) of the loss at `probes` coordinates of one parameter. */
+static void check_param(const OpCase *c, const ModelLoss *ml, const char *name, float *x,
+                        const float *g, size_t n) {
+    const float h = 1e-2f;
+    double worst = 0.0;
+    size_t stride = n > (size_t)c->probes ? n / c->probes : 1;
+    for (size_t i = 0; i < n; i += stride) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double lp = model_loss(ml);
+        x[i] = saved - h;
+        double lm = model_loss(ml);
+        x[i] = saved;
+        double num = (lp - lm) / (2.0 * h);
+        worst = fmax(worst, fabs(num - g[i]) / fmax(fabs(num) + fabs(g[i]), 1e-2));
+    }
+    check_err(name, "max rel err", worst, c->tol);
+}
+
+/* a: arch pnorm; f: dropout, rope fraction. Every parameter's gradient. */
+static void model_case(OpHarness *h, const OpCase *c) {
+    const int arch = c->a[0], pnorm = c->a[1];
+    const float dropout = c->f[0], rope_frac = c->f[1];
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12,
+                       .n_ffn = 20, .block_size = 8, .vocab_size = 11, .rope_frac = rope_frac,
+                       .dropout = dropout, .pnorm = pnorm};
+    Model m;
+    char err[512];
+    if (model_create(&m, &cfg, NULL, h->side[SIDE_REF], err) || model_alloc_activations(&m, 3, 8, err)) {
+        check(0, "gradcheck model setup", "%s", err);
+        return;
+    }
+    model_init_weights(&m, 7);
+    /* larger values than the init, so that every path carries gradient */
+    for (size_t i = 0; i < m.n_param_elems; i++) m.param_mem[i] += 0.3f * rng_normal(&h->rng);
+    int tok[24], tgt[24];
+    for (int i = 0; i < 24; i++) {
+        tok[i] = (int)rng_below(&h->rng, 11);
+        tgt[i] = (int)rng_below(&h->rng, 11);
+    }
+    ModelLoss ml = {&m, tok, tgt, 3, 8};
+    model_loss(&ml);
+    model_zero_grad(&m);
+    model_backward(&m);
+    float *grad = op_xmalloc(m.n_param_elems * 4);
+    memcpy(grad, m.grad_mem, m.n_param_elems * 4);
+    for (int i = 0; i < m.n_params; i++) {
+        Param *p = &m.params[i];
+        char name[128];
+        snprintf(name, sizeof name, "gradcheck model %s%s%s (%s, dropout %.1f, rope %.2f)",
+                 arch ? arch_name(arch) : "", arch ? " " : "", p->t.name,
+                 arch ? "-" : pnorm_name(pnorm), dropout, rope_frac);
+        float *x = tensor_f32(&p->t);
+        check_param(c, &ml, name, x, grad + (x - m.param_mem), tensor_numel(&p->t));
+    }
+    free(grad);
+    model_free(&m);
+}
+
+static void model_label(const OpCase *c, char *b, size_t n) {
+    snprintf(b, n, "%s_%s_dropout%.1f_rope%.2f", arch_name(c->a[0]),
+             c->a[0] == ARCH_TOKENFORMER ? pnorm_name(c->a[1]) : "-", c->f[0], c->f[1]);
+}
+
+const OpKind K_MODEL = {.name = "model", .entries = "", .label = model_label, .custom = model_case};
