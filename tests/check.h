@@ -25,15 +25,16 @@ static inline int check(int ok, const char *name, const char *why_fmt, ...) {
     check_counts()[ok ? 0 : 1]++;
     if (ok) {
         printf("PASS %s\n", name);
-        return 1;
+    } else {
+        printf("FAIL %s: ", name);
+        va_list ap;
+        va_start(ap, why_fmt);
+        vprintf(why_fmt, ap);
+        va_end(ap);
+        printf("\n");
     }
-    printf("FAIL %s: ", name);
-    va_list ap;
-    va_start(ap, why_fmt);
-    vprintf(why_fmt, ap);
-    va_end(ap);
-    printf("\n");
-    return 0;
+    fflush(stdout); /* before a test forks or dies */
+    return ok;
 }
 
 /* PASS name (what err) when err <= tol, else FAIL; a NaN error fails. */
@@ -42,6 +43,7 @@ static inline int check_err(const char *name, const char *what, double err, doub
     check_counts()[ok ? 0 : 1]++;
     if (ok) printf("PASS %s (%s %.2e)\n", name, what, err);
     else printf("FAIL %s: %s %.2e > %.1e\n", name, what, err, tol);
+    fflush(stdout);
     return ok;
 }
 
@@ -54,6 +56,7 @@ static inline void check_skip(const char *name, const char *why_fmt, ...) {
     vprintf(why_fmt, ap);
     va_end(ap);
     printf("\n");
+    fflush(stdout);
 }
 
 /* max_i |got_i - want_i| / max_i |want_i| (the absolute difference when want

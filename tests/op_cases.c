@@ -291,10 +291,9 @@ static void pattention_declare(CaseRun *r) {
     SLOT(PA_A) = op_state(r, "A", sz[0][0], sz[1][0]);
     SLOT(PA_S) = op_state(r, "S", sz[0][1], sz[1][1]);
     SLOT(PA_DA) = op_state(r, "dA", sz[0][2], sz[1][2]); /* scratch, forward and backward */
-    if (raw && backend_mode(r)) {
-        r->spec[SLOT(PA_A)].compare = r->spec[SLOT(PA_S)].compare = 1;
-        r->spec[SLOT(PA_DA)].compare = 2;
-    }
+    if (raw && backend_mode(r)) /* where both keep the fp32 layout */
+        for (int k = 0; k < 3; k++)
+            if (sz[0][k] == sz[1][k]) r->spec[SLOT(PA_A + k)].compare = k == 2 ? 2 : 1;
     if (a[P_RES]) {
         SLOT(PA_R) = op_in(r, "residual_unchanged", (size_t)N * d_out, 2.0f, 0);
         r->spec[SLOT(PA_R)].compare = 1;

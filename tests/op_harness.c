@@ -211,8 +211,9 @@ double op_case_tol(const OpCase *c) {
     return c->prec == MATMUL_FP32 ? OP_TOL_FP32 : OP_TOL_BF16;
 }
 
-/* The target's buffer i against the reference's. */
+/* The target's buffer i against the reference's (infinite when they differ in size). */
 double op_err(CaseRun *r, int i) {
+    if (side_elems(r, SIDE_TGT, i) != side_elems(r, SIDE_REF, i)) return INFINITY;
     float *got = op_values(r, SIDE_TGT, i), *want = op_values(r, SIDE_REF, i);
     double e = rel_err(got, want, side_elems(r, SIDE_REF, i));
     free(got);

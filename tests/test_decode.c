@@ -13,17 +13,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "sampler.h"
-
-static int n_fail;
-
-static void check(const char *name, double err, double tol) {
-    if (err <= tol) {
-        printf("PASS %s (max err %.2e)\n", name, err);
-    } else {
-        printf("FAIL %s: max err %.2e > %.1e\n", name, err, tol);
-        n_fail++;
-    }
-}
+#include "check.h"
 
 static float *randn(Rng *r, size_t n) {
     float *x = tf_malloc(n * sizeof(float), "test");
@@ -91,9 +81,9 @@ static void test_ops(void) {
                     err_att = worse(err_att, row(out, b, t, n, D)[i], row(full, b, pos + t, T, D)[i]);
         pos += n;
     }
-    check("decode_rope_vs_rope", err_rope, 1e-6);
-    check("decode_v_cache_rows", err_v, 0.0);
-    check("attention_decode_vs_forward", err_att, 1e-5);
+    check_err("decode_rope_vs_rope", "max err", err_rope, 1e-6);
+    check_err("decode_v_cache_rows", "max err", err_v, 0.0);
+    check_err("attention_decode_vs_forward", "max err", err_att, 1e-5);
     free(q), free(k), free(v), free(qk), free(att), free(full), free(kc), free(vc), free(cq), free(cv), free(out);
 }
 
@@ -137,7 +127,7 @@ static void test_sampler_window(void) {
         model_logits_last(&m, ref);
         for (int j = 0; j < B * V; j++) worst = worse(worst, ref[j], s.logits[j]);
     }
-    check("sampler_window_logits", restarts >= 2 ? worst : INFINITY, 1e-4);
+    check_err("sampler_window_logits", "max err", restarts >= 2 ? worst : INFINITY, 1e-4);
     free(ref);
     free(win);
     sampler_free(&s);
@@ -147,5 +137,5 @@ static void test_sampler_window(void) {
 int main(void) {
     test_ops();
     test_sampler_window();
-    return n_fail ? 1 : 0;
+    return check_exit("test_decode");
 }

@@ -13,17 +13,7 @@
 
 #include "common.h"
 #include "distributed.h"
-
-static int failures;
-
-static void check(int ok, const char *name, const char *why) {
-    if (ok) printf("PASS %s\n", name);
-    else {
-        printf("FAIL %s: %s\n", name, why);
-        failures++;
-    }
-    fflush(stdout);
-}
+#include "check.h"
 
 static const char *const ENV_NAMES[] = {
     "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "OMPI_COMM_WORLD_RANK",
@@ -48,35 +38,35 @@ static void test_env(void) {
     char err[TF_ERRLEN] = "";
     clear_env();
     check(dist_from_env(&d, err) == 0 && d.world == 1 && d.rank == 0 && !strcmp(d.launcher, "none"),
-          "env_none_is_world_1", err);
+          "env_none_is_world_1", "%s", err);
 
     setenv("RANK", "3", 1), setenv("WORLD_SIZE", "4", 1), setenv("LOCAL_RANK", "1", 1);
     setenv("MASTER_ADDR", "node7", 1), setenv("MASTER_PORT", "1234", 1);
     int ok = dist_from_env(&d, err) == 0 && d.rank == 3 && d.world == 4 && d.local_rank == 1 &&
              !strcmp(d.addr, "node7") && d.port == 1235 && !strcmp(d.launcher, "torchrun");
-    check(ok, "env_torchrun", err);
+    check(ok, "env_torchrun", "%s", err);
     setenv("TF_DIST_PORT", "4000", 1);
-    check(dist_from_env(&d, err) == 0 && d.port == 4000, "env_port_override", err);
+    check(dist_from_env(&d, err) == 0 && d.port == 4000, "env_port_override", "%s", err);
     setenv("RANK", "4", 1);
-    check(dist_from_env(&d, err) == -1 && strstr(err, "RANK=4"), "env_rank_out_of_range", err);
+    check(dist_from_env(&d, err) == -1 && strstr(err, "RANK=4"), "env_rank_out_of_range", "%s", err);
     setenv("TF_DIST_TIMEOUT", "soon", 1), setenv("RANK", "0", 1);
-    check(dist_from_env(&d, err) == -1 && strstr(err, "TF_DIST_TIMEOUT"), "env_bad_timeout", err);
+    check(dist_from_env(&d, err) == -1 && strstr(err, "TF_DIST_TIMEOUT"), "env_bad_timeout", "%s", err);
 
     clear_env();
     setenv("OMPI_COMM_WORLD_RANK", "1", 1), setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
     setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1), setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
     ok = dist_from_env(&d, err) == 0 && d.rank == 1 && d.world == 2 && d.local_rank == 1 &&
          !strcmp(d.addr, "127.0.0.1") && d.port == 29501 && !strcmp(d.launcher, "mpirun");
-    check(ok, "env_mpirun_one_node", err);
+    check(ok, "env_mpirun_one_node", "%s", err);
     setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1", 1);
-    check(dist_from_env(&d, err) == -1 && strstr(err, "MASTER_ADDR"), "env_mpirun_multi_node_needs_addr", err);
+    check(dist_from_env(&d, err) == -1 && strstr(err, "MASTER_ADDR"), "env_mpirun_multi_node_needs_addr", "%s", err);
 
     clear_env();
     setenv("SLURM_PROCID", "5", 1), setenv("SLURM_NTASKS", "8", 1), setenv("SLURM_LOCALID", "1", 1);
     setenv("SLURM_STEP_NODELIST", "gpu[03-05,07],cpu1", 1);
     ok = dist_from_env(&d, err) == 0 && d.rank == 5 && d.world == 8 && d.local_rank == 1 &&
          !strcmp(d.addr, "gpu03") && !strcmp(d.launcher, "srun");
-    check(ok, "env_srun", d.addr);
+    check(ok, "env_srun", "%s", d.addr);
     clear_env();
 }
 
@@ -190,7 +180,7 @@ static void test_exchange(void) {
     double t0, t1;
     int s0 = wait_status(p0, 20, &t0), s1 = wait_status(p1, 20, &t1);
     snprintf(why, sizeof why, "statuses %d and %d (4: wrong id)", s0, s1);
-    check(s0 == 0 && s1 == 0, "rendezvous_exchanges_id", why);
+    check(s0 == 0 && s1 == 0, "rendezvous_exchanges_id", "%s", why);
 }
 
 static void test_dead_peer(void) {
@@ -203,7 +193,7 @@ static void test_dead_peer(void) {
     int s1 = wait_status(p1, 20, &t1), s0 = wait_status(p0, 15, &t0);
     snprintf(why, sizeof why, "rank 0 status %d after %.1f s (rank 1: %d)", s0, t0, s1);
     check(s0 == 1 && t0 < 5 && file_has(e0, "rank 1 went away") && lines_in(e0) == 1,
-          "dead_peer_stops_rank0", why);
+          "dead_peer_stops_rank0", "%s", why);
 
     /* and the other way round: rank 0 dies, rank 1 notices */
     path_of(e0, "r0.err"), path_of(e1, "r1.err");
@@ -212,7 +202,7 @@ static void test_dead_peer(void) {
     p0 = spawn(0, 2, PLAY_DIE, e0);
     s0 = wait_status(p0, 20, &t0), s1 = wait_status(p1, 15, &t1);
     snprintf(why, sizeof why, "rank 1 status %d after %.1f s", s1, t1);
-    check(s1 == 1 && t1 < 5 && file_has(e1, "rank 0 went away"), "dead_rank0_stops_peer", why);
+    check(s1 == 1 && t1 < 5 && file_has(e1, "rank 0 went away"), "dead_rank0_stops_peer", "%s", why);
 }
 
 static void test_goodbye(void) {
@@ -224,7 +214,7 @@ static void test_goodbye(void) {
     double t0, t1;
     int s1 = wait_status(p1, 20, &t1), s0 = wait_status(p0, 20, &t0);
     snprintf(why, sizeof why, "statuses %d and %d", s0, s1);
-    check(s0 == 0 && s1 == 0 && lines_in(e0) == 0, "goodbye_is_not_a_failure", why);
+    check(s0 == 0 && s1 == 0 && lines_in(e0) == 0, "goodbye_is_not_a_failure", "%s", why);
 }
 
 static void test_step_timeout(void) {
@@ -237,7 +227,7 @@ static void test_step_timeout(void) {
     int s0 = wait_status(p0, 15, &t0), s1 = wait_status(p1, 15, &t1);
     snprintf(why, sizeof why, "statuses %d (%.1f s) and %d (%.1f s)", s0, t0, s1, t1);
     check(s0 == 1 && t0 < 5 && file_has(e0, "TF_DIST_STEP_TIMEOUT") && s1 == 1 && file_has(e1, "rank 0 went away"),
-          "step_timeout_stops_every_rank", why);
+          "step_timeout_stops_every_rank", "%s", why);
 }
 
 static void test_rendezvous_timeout(void) {
@@ -251,7 +241,7 @@ static void test_rendezvous_timeout(void) {
     int rc = dist_from_env(&d, err) || dist_rendezvous(&d, id, err);
     t = now_s() - t;
     snprintf(why, sizeof why, "rc %d after %.1f s: %s", rc, t, err);
-    check(rc && t < 4 && strstr(err, "could not reach rank 0 at 127.0.0.1"), "rendezvous_timeout_peer", why);
+    check(rc && t < 4 && strstr(err, "could not reach rank 0 at 127.0.0.1"), "rendezvous_timeout_peer", "%s", why);
 
     g_port++;
     rank_env(0, 3);
@@ -260,14 +250,14 @@ static void test_rendezvous_timeout(void) {
     rc = dist_from_env(&d, err) || dist_rendezvous(&d, id, err);
     t = now_s() - t;
     snprintf(why, sizeof why, "rc %d after %.1f s: %s", rc, t, err);
-    check(rc && t < 4 && strstr(err, "only 0 of the 2 other ranks"), "rendezvous_timeout_rank0", why);
+    check(rc && t < 4 && strstr(err, "only 0 of the 2 other ranks"), "rendezvous_timeout_rank0", "%s", why);
     clear_env();
 }
 
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/tf_dist_XXXXXX");
     if (!mkdtemp(g_dir)) {
-        printf("FAIL distributed: mkdtemp\n");
+        check(0, "distributed", "mkdtemp");
         return 1;
     }
     g_port = 20000 + (int)(getpid() % 4000) * 10; /* apart from other runs of this test */
@@ -281,5 +271,5 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd)) { /* leaving a folder in /tmp is no test failure */
     }
-    return failures ? 1 : 0;
+    return check_exit("test_distributed");
 }

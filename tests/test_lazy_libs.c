@@ -5,30 +5,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
+
 #ifndef TF_CUDA
 int main(void) {
-    printf("SKIP test_lazy_libs: built without CUDA (nvcc not found or CUDA=0)\n");
+    check_skip("test_lazy_libs", "built without CUDA (nvcc not found or CUDA=0)");
     return 0;
 }
 #else
 #include "cuda_libs.h"
 
-static int failures;
-
-static void check(int ok, const char *name, const char *why) {
-    if (ok)
-        printf("PASS %s\n", name);
-    else {
-        printf("FAIL %s: %s\n", name, why);
-        failures++;
-    }
-}
-
 static void cublas_loads(void) {
     char why[512] = "";
     int rc = cuda_libs_load(CUDA_LIBS_CUBLAS, why, sizeof why);
-    check(rc == 0, "lazy_libs_cublas_loads", why);
-    check(cuda_libs_error()[0] == '\0', "lazy_libs_no_error_after_load", cuda_libs_error());
+    check(rc == 0, "lazy_libs_cublas_loads", "%s", why);
+    check(cuda_libs_error()[0] == '\0', "lazy_libs_no_error_after_load", "%s", cuda_libs_error());
     check(cuda_libs_load(CUDA_LIBS_CUBLAS, why, sizeof why) == rc, "lazy_libs_load_once",
           "a second load answered differently");
 }
@@ -36,14 +27,14 @@ static void cublas_loads(void) {
 static void nccl_loads_when_installed(void) {
     char why[512] = "";
     if (cuda_libs_load(CUDA_LIBS_NCCL, why, sizeof why) == 0) {
-        printf("PASS lazy_libs_nccl_loads\n");
+        check(1, "lazy_libs_nccl_loads", "-");
         return;
     }
     if (strstr(why, "cannot load NCCL (looked for libnccl.so.")) {
-        printf("SKIP lazy_libs_nccl_loads: %s\n", why);
+        check_skip("lazy_libs_nccl_loads", "%s", why);
         return;
     }
-    check(0, "lazy_libs_nccl_loads", why);
+    check(0, "lazy_libs_nccl_loads", "%s", why);
 }
 
 static void missing_library_names_files(void) {
@@ -52,13 +43,13 @@ static void missing_library_names_files(void) {
     void *h = cuda_libs_open_first("NoSuchLib", names, 2, why, sizeof why);
     int ok = !h && strstr(why, "cannot load NoSuchLib") &&
              strstr(why, "libtf-no-such-lib.so.7, libtf-no-such-lib.so") && !strchr(why, '\n');
-    check(ok, "lazy_libs_missing_named", why[0] ? why : "no message");
+    check(ok, "lazy_libs_missing_named", "%s", why[0] ? why : "no message");
 }
 
 int main(void) {
     cublas_loads();
     nccl_loads_when_installed();
     missing_library_names_files();
-    return failures ? 1 : 0;
+    return check_exit("test_lazy_libs");
 }
 #endif

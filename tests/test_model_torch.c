@@ -7,11 +7,11 @@
  * each tau away from sqrt(n), draw random tokens, run forward + backward and
  * write a "gradient dump" (parameters, taus, grad.<name>, batch.tokens,
  * batch.targets, loss, metadata "config"). Then one run of
- *     $TF_PYTHON scripts/compare_grads.py DUMP...      (default /usr/bin/python3)
+ *     $PYTHON scripts/compare_grads.py DUMP...  (scripts/find_python.sh; default python3)
  * rebuilds the model in float64 and prints PASS/FAIL torch_loss and
  * torch_grad <name> lines. Without torch: SKIP. Run from the repo root.
  *
- * Environment: TF_DEVICE (cpu | cuda | auto), TF_PYTHON, TF_TORCH_TOL
+ * Environment: TF_DEVICE (cpu | cuda | auto), PYTHON, TF_TORCH_TOL
  * (relative tolerance, default 1e-4), TF_KEEP_DUMPS=1 keeps the dump files.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
@@ -28,6 +28,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "check.h"
 
 #define MAX_CASES 16
 
@@ -63,13 +64,10 @@ static const Case CASES[] = {
     {"transformerpp_odd_short_T", 1, 18, 3, 13, 40, 12, 7, 2, 9, 0.5f, 0, NULL, 0, ARCH_TRANSFORMERPP},
 };
 
-static int failures = 0;
-
 static void fail(const char *fmt, const char *a, const char *b) {
-    printf("FAIL test_model_torch: ");
-    printf(fmt, a, b);
-    printf("\n");
-    failures++;
+    char why[1024];
+    snprintf(why, sizeof why, fmt, a, b);
+    check(0, "test_model_torch", "%s", why);
 }
 
 static int have_torch(const char *python) {
@@ -184,11 +182,10 @@ static void check_init(Model *m) {
                 break;
             }
         }
-    if (ok)
-        printf("PASS test_model_torch: official init statistics (keys/wte std 0.02, values std "
-               "%.4g, tau sqrt(n), ln_f 1/0)\n", (double)vstd);
-    else
-        fail("official init: %s%s", why, "");
+    char label[160];
+    snprintf(label, sizeof label, "test_model_torch: official init statistics (keys/wte std 0.02, "
+             "values std %.4g, tau sqrt(n), ln_f 1/0)", (double)vstd);
+    check(ok, label, "%s", why);
 }
 
 /* Build, run and dump one case; 0 on success. */
@@ -284,10 +281,10 @@ static int run_case(const Case *cs, const Ops *ops, const char *path, uint64_t s
 }
 
 int main(void) {
-    const char *python = getenv("TF_PYTHON");
-    if (!python || !*python) python = "/usr/bin/python3";
+    const char *python = getenv("PYTHON"); /* tests/run_tests.sh finds one with torch */
+    if (!python || !*python) python = "python3";
     if (!have_torch(python)) {
-        printf("SKIP test_model_torch: no torch (%s cannot import torch)\n", python);
+        check_skip("test_model_torch", "no torch (%s cannot import torch)", python);
         return 0;
     }
     const char *dev = getenv("TF_DEVICE");
@@ -296,10 +293,10 @@ int main(void) {
     const Ops *ops = ops_by_name(dev, err, sizeof err);
     if (!ops) {
         if (strcmp(dev, "cuda") == 0) {
-            printf("SKIP test_model_torch: %s\n", err);
+            check_skip("test_model_torch", "%s", err);
             return 0;
         }
-        printf("FAIL test_model_torch: TF_DEVICE=%s: %s\n", dev, err);
+        check(0, "test_model_torch", "TF_DEVICE=%s: %s", dev, err);
         return 1;
     }
     const char *tol = getenv("TF_TORCH_TOL");
@@ -309,7 +306,7 @@ int main(void) {
 
     char dir[] = "/tmp/tf_model_torch_XXXXXX";
     if (!mkdtemp(dir)) {
-        printf("FAIL test_model_torch: cannot create a temporary directory\n");
+        check(0, "test_model_torch", "cannot create a temporary directory");
         return 1;
     }
     int n_cases = (int)(sizeof CASES / sizeof CASES[0]);
@@ -334,17 +331,16 @@ int main(void) {
         int rc = system(cmd);
         py_ok = rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
         if (!py_ok) {
-            printf("FAIL test_model_torch: compare_grads.py reported failures (exit %d); dumps kept "
-                   "in %s\n", (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1, dir);
-            failures++;
+            check(0, "test_model_torch", "compare_grads.py reported failures (exit %d); dumps kept in %s",
+                  (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1, dir);
         }
     }
-    if (py_ok && failures == 0 && !keep_dumps) {
+    if (py_ok && check_failures() == 0 && !keep_dumps) {
         for (int i = 0; i < n_cases; i++)
             if (paths[i][0]) unlink(paths[i]);
         rmdir(dir);
     } else if (keep_dumps) {
         printf("# dumps kept in %s\n", dir);
     }
-    return failures ? 1 : 0;
+    return check_failures() ? 1 : 0;
 }

@@ -18,24 +18,9 @@
 
 #include "common.h"
 #include "safetensors.h"
+#include "check.h"
 
-static int g_failed, g_passed;
 static char g_dir[64];
-
-static void check(int ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        printf("PASS %s\n", name);
-        g_passed++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    g_failed++;
-}
 
 static void path_in_dir(char *out, size_t n, const char *file) { snprintf(out, n, "%s/%s", g_dir, file); }
 
@@ -415,7 +400,7 @@ static void test_atomic_overwrite(void) {
         unlink(p2);
         rmdir(sub);
     } else {
-        printf("SKIP atomic_readonly_dir_keeps_old: running as root, directory permissions do not apply\n");
+        check_skip("atomic_readonly_dir_keeps_old", "running as root, directory permissions do not apply");
     }
     /* A successful overwrite replaces the content. */
     {
@@ -454,7 +439,7 @@ static void remove_dir(const char *dir) {
 int main(void) {
     strcpy(g_dir, "/tmp/tf_st_test.XXXXXX");
     if (!mkdtemp(g_dir)) {
-        printf("FAIL setup: mkdtemp: %s\n", strerror(errno));
+        check(0, "setup", "mkdtemp: %s", strerror(errno));
         return 1;
     }
     test_round_trip();
@@ -463,6 +448,5 @@ int main(void) {
     test_read_errors();
     test_hostile_inputs();
     remove_dir(g_dir);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed ? 1 : 0;
+    return check_exit("test_safetensors");
 }

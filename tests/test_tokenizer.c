@@ -13,25 +13,7 @@
 #include "data.h"
 #include "rng.h"
 #include "tokenizer.h"
-
-static int g_failed;
-
-static void check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* One line per check: "PASS name" or "FAIL name: detail". */
-static void check(int ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        printf("PASS %s\n", name);
-        return;
-    }
-    g_failed = 1;
-    printf("FAIL %s: ", name);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
+#include "check.h"
 
 /* Decode a C string (the literal's bytes; `len` allows embedded NULs). */
 static int decode(const char *s, size_t len, uint32_t **cps, size_t *n, char *err) {
@@ -133,7 +115,7 @@ static void test_invalid_utf8(void) {
 static int decode_or_die(const char *text, uint32_t **cps, size_t *n) {
     char err[TF_ERRLEN];
     if (decode(text, strlen(text), cps, n, err)) {
-        printf("FAIL setup: cannot decode test text: %s\n", err);
+        check(0, "setup", "cannot decode test text: %s", err);
         exit(1);
     }
     return 0;
@@ -232,7 +214,7 @@ static char g_tmpdir[] = "/tmp/tf_test_tokenizer_XXXXXX";
 static void write_file(const char *path, const char *bytes, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(bytes, 1, len, f) != len || fclose(f) != 0) {
-        printf("FAIL setup: cannot write %s\n", path);
+        check(0, "setup", "cannot write %s", path);
         exit(1);
     }
 }
@@ -447,7 +429,7 @@ static void remove_tmpdir(void) {
 
 int main(void) {
     if (!mkdtemp(g_tmpdir)) {
-        printf("FAIL setup: mkdtemp failed\n");
+        check(0, "setup", "mkdtemp failed");
         return 1;
     }
     test_round_trip("utf8_round_trip_ascii", "Hello, World!\nFirst Citizen: ~`{}|");
@@ -465,5 +447,5 @@ int main(void) {
     test_dataset_errors();
     test_batch_windows();
     remove_tmpdir();
-    return g_failed ? 1 : 0;
+    return check_exit("test_tokenizer");
 }
