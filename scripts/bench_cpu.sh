@@ -5,7 +5,8 @@
 #
 #   scripts/bench_cpu.sh [THREADS] [PRESETS...]      default: 2 tiny shakespeare
 # Env: STEPS (timed steps, default 40 for tiny, 4 for others), REPEATS (default 5; medians),
-#      PY (python with torch), ARCH (tokenformer, transformer or transformerpp; default tokenformer),
+#      PYTHON (python with torch; default: scripts/find_python.sh finds one),
+#      ARCH (tokenformer, transformer or transformerpp; default tokenformer),
 #      TF_BIN (the binary, default ./tokenformer), OMP_WAIT_POLICY (default passive, both sides).
 # Besides wall-clock tok/s, each side reports the CPU time of its timed steps
 # (all threads); "CPU tok/s" = tokens x THREADS / CPU seconds, the rate the
@@ -17,7 +18,8 @@ THREADS=${1:-2}
 shift || true
 PRESETS=("$@")
 [[ ${#PRESETS[@]} -gt 0 ]] || PRESETS=(tiny shakespeare)
-PY=${PY:-/usr/bin/python3}
+source scripts/find_python.sh
+PY=${PY:-$PYTHON}
 ARCH=${ARCH:-tokenformer}
 BIN=${TF_BIN:-./tokenformer}
 [[ -x $BIN ]] || make -s -j2

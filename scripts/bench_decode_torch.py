@@ -21,7 +21,7 @@ chars_per_s counts the characters after the first (whose latency, with the
 prompt's encoding and the first launches, is first_char_ms), as tokenformer's
 bench does; chars_per_s_with_first counts them all.
 
-  /usr/bin/python3 scripts/bench_decode_torch.py --preset tiny --device cpu --threads 2
+  $PYTHON scripts/bench_decode_torch.py --preset tiny --device cpu --threads 2
   python scripts/bench_decode_torch.py --preset shakespeare --device cuda --num-samples 64
 """
 

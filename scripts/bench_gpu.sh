@@ -7,7 +7,7 @@
 #
 #   scripts/bench_gpu.sh [PRESETS...]        default: shakespeare gpt2-124m
 # e.g. ARCHS="transformer transformerpp" OUR_PRECISIONS=bf16 TORCH_VARIANTS=compile:bf16 BATCH_gpt2_124m=16 scripts/bench_gpu.sh
-# Env: PY (python with torch, default python3), TF_BIN, STEPS, OUT_JSON (append raw JSON lines),
+# Env: PYTHON (python with torch; default: scripts/find_python.sh finds one), TF_BIN, STEPS, OUT_JSON (append raw JSON lines),
 #      ARCHS (default tokenformer; also transformer, transformerpp),
 #      BATCH_<preset, '-' as '_'> (batch size override for that preset, e.g. BATCH_gpt2_124m=16),
 #      OUR_PRECISIONS (default "fp32 tf32 bf16"),
@@ -15,7 +15,8 @@
 #      TORCH_REPEATS (runs of each torch.compile variant, the fastest kept; default 2)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY=${PY:-python3}
+source scripts/find_python.sh
+PY=${PY:-$PYTHON}
 BIN=${TF_BIN:-./tokenformer}
 PRESETS=("$@")
 [[ ${#PRESETS[@]} -gt 0 ]] || PRESETS=(shakespeare gpt2-124m)

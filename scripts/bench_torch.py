@@ -18,7 +18,7 @@ If the combination cannot run on this torch (torch.compile before 2.0, bf16
 autocast missing, no GPU) it prints a JSON line with "status": "unsupported",
 "error": why, and tokens_per_s null, and exits 0; other errors exit 1.
 
-  /usr/bin/python3 scripts/bench_torch.py --preset tiny --device cpu --threads 2
+  $PYTHON scripts/bench_torch.py --preset tiny --device cpu --threads 2
   python scripts/bench_torch.py --preset gpt2-124m --device cuda --mode compile --precision bf16
 """
 

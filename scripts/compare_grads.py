@@ -15,7 +15,8 @@ the loss and each gradient the relative error is reported:
     PASS torch_loss (rel X)            |loss_c - loss_ref| / |loss_ref|
     PASS torch_grad <name> (rel X)     ||g_c - g_ref|| / ||g_ref||
 (FAIL instead of PASS above --tol). Exit status 1 on any failure, 2 on a
-malformed input. Run with Debian's /usr/bin/python3 (it has torch).
+malformed input. Run with a Python that has torch: $PYTHON after
+`source scripts/find_python.sh`.
 """
 
 import argparse

@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-out/grow_experiment}
 BIN=${TF_BIN:-./tokenformer}
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
+source scripts/find_python.sh
+PY=$PYTHON
 BASE_ITERS=${BASE_ITERS:-1000}
 GROW_ITERS=${GROW_ITERS:-1000}
 KV=${KV:-64}

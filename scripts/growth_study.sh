@@ -46,8 +46,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZE=${SIZE:-small}
 RECIPES=${RECIPES:-0}
 BIN=${TF_BIN:-./tokenformer}
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
+source scripts/find_python.sh
+PY=$PYTHON
 case $SIZE in
 small)
     L=2 D=32 NH=4 A=16 F=64 T=32 B=8 EI=20 EV=4 LI=20 GB=4

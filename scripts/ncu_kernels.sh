@@ -15,6 +15,7 @@
 #      time per decode step is the total over the embedding launches (one a step).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/find_python.sh
 PRESET=${1:-shakespeare}
 PREC=${2:-bf16}
 BIN=${TF_BIN:-./tokenformer}
@@ -30,7 +31,7 @@ else
 fi
 "$NCU" --clock-control none --cache-control "${CACHE_CONTROL:-all}" --metrics gpu__time_duration.sum --print-summary per-kernel \
     "${what[@]}" --preset "$PRESET" --device cuda --precision "$PREC" >"$raw" 2>&1
-"${PY:-python3}" - "$raw" "${TOP:-25}" "${SAMPLE:-}" <<'PYEOF'
+"${PY:-$PYTHON}" - "$raw" "${TOP:-25}" "${SAMPLE:-}" <<'PYEOF'
 import re, sys
 text = open(sys.argv[1]).read()
 rows = []

@@ -1,6 +1,6 @@
 # Shared by the shell tests: the binary under test, a scratch folder removed
-# on exit (processes listed in PIDS are killed first), and PASS/FAIL/SKIP
-# lines with a failure count. Usage, first thing in a test:
+# on exit (processes listed in PIDS are killed first), PASS/FAIL/SKIP lines
+# with a failure count, and the Python to run ($PYTHON). Usage, first thing in a test:
 #     source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" TEST_NAME
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -19,8 +19,12 @@ export LC_ALL=C.UTF-8
 
 failures=0
 pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failures=$((failures + 1)); }
+fail() { echo "FAIL $1${2+: $2}"; failures=$((failures + 1)); } # NAME [WHY]
 skip() { echo "SKIP $1: $2"; }
+
+# PYTHON: the Python to run (with torch when one has it; PYTHON_HAS_TORCH,
+# PYTHON_HAS_NUMPY say what it has), found once: scripts/find_python.sh.
+source scripts/find_python.sh
 
 # sample_text BYTES LINES: the first BYTES of tiny shakespeare, or LINES of
 # generated prose when the corpus is missing (CI without network).

@@ -7,7 +7,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$1"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_numpy.sh" "$1"
 tmp=$WORK
-failed() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 MODEL=(--n-layer 2 --d-model 32 --n-head 4 --n-attn 16 --n-ffn 32 --block-size 32)
 TRAIN=(--batch-size 8 --threads 1 --eval-interval 20 --eval-iters 4 --log-interval 20 --warmup-iters 5)

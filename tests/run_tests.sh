@@ -3,14 +3,16 @@
 #
 # Runs every C test program $BUILD/tests/test_* and every script
 # tests/test_*.sh, except the CUDA ones (test_cuda_*: `make test-cuda` runs
-# them). The list is printed first. Each test prints one line per check
+# them alone, through tests/run_cuda_tests.sh, which sets TF_TESTS=cuda). The list is printed first. Each test prints one line per check
 # beginning with "PASS ", "FAIL " or "SKIP " and exits non-zero if anything
 # failed; a non-zero exit with no FAIL line counts as one failure (a crash, a
 # sanitizer report, a timeout). The last line printed is exactly
 # "N passed, N failed, N skipped"; the exit status is 1 if any failed.
 #
 # Environment: BUILD (build dir, default build), TF_BIN (binary under test,
-# default ./tokenformer), TF_TEST_TIMEOUT (seconds per test, default 1200).
+# default ./tokenformer), TF_TEST_TIMEOUT (seconds per test, default 1200),
+# PYTHON (the Python the tests run; default: scripts/find_python.sh finds one
+# with torch).
 # Arguments, if any, name the tests to run, with or without .sh and path:
 #     tests/run_tests.sh test_tokenizer test_resume.sh
 #     make test T="test_tokenizer test_resume"
@@ -25,18 +27,22 @@ TIMEOUT="${TF_TEST_TIMEOUT:-1200}"
 # shared (CI, several jobs), spinning threads of one test starve the others'
 # and a 400-step training run took 12 minutes instead of 1.5.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+source scripts/find_python.sh # PYTHON, found once for every test (C programs read it too)
 
 is_cuda_test() { [[ "$1" == test_cuda_* ]]; }
+# TF_TESTS=cuda (make test-cuda, tests/run_cuda_tests.sh): the CUDA tests
+# instead of the others.
+wanted() { if [[ ${TF_TESTS:-} == cuda ]]; then is_cuda_test "$1"; else ! is_cuda_test "$1"; fi; }
 
 # Order: the C programs first (unit tests, seconds, so that a broken basic
 # piece shows up at once), then the scripts, which drive the binary.
 all_tests() {
     local f
     for f in "$BUILD"/tests/test_*; do # a program whose source is gone is stale: not run
-        [[ -f "$f" && -x "$f" && -f tests/$(basename "$f").c ]] && ! is_cuda_test "$(basename "$f")" && echo "$f"
+        [[ -f "$f" && -x "$f" && -f tests/$(basename "$f").c ]] && wanted "$(basename "$f")" && echo "$f"
     done
     for f in tests/test_*.sh; do
-        [[ -f "$f" ]] && ! is_cuda_test "$(basename "$f")" && echo "$f"
+        [[ -f "$f" ]] && wanted "$(basename "$f")" && echo "$f"
     done
 }
 

@@ -8,15 +8,14 @@
 # contradicts the checkpoint; a checkpoint config without "arch" loads as a
 # tokenformer, one with an unknown arch is refused.
 #
-# Environment: TF_BIN (binary under test, default ./tokenformer), TF_PYTHON
-# (a python with torch, default /usr/bin/python3).
+# Environment: TF_BIN (binary under test, default ./tokenformer), PYTHON
+# (a python with torch; default: scripts/find_python.sh finds one).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" archs
 
 TEXT=$WORK/text.txt
 sample_text 20000 300 >"$TEXT"
 CFG=(--n-layer 2 --d-model 16 --n-head 2 --block-size 16 --batch-size 4 --eval-interval 10
      --eval-iters 2 --dropout 0.1 --threads 1 --device cpu)
-PY=${TF_PYTHON:-/usr/bin/python3}
 
 train() { # train NAME ARGS...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err
     local name=$1
@@ -74,12 +73,12 @@ for arch in transformer transformerpp; do
     else
         fail "${arch}_eval" "$(tr '\n' '|' <<<"$ev")"
     fi
-    if "$PY" -c 'import torch' 2>/dev/null; then
-        ref=$("$PY" scripts/tokenformer_ref.py info "$CK" 2>&1)
+    if [[ $PYTHON_HAS_TORCH == 1 ]]; then
+        ref=$("$PYTHON" scripts/tokenformer_ref.py info "$CK" 2>&1)
         grep -q "^params: $want " <<<"$ref" && pass "${arch}_torch_loads_checkpoint" ||
             fail "${arch}_torch_loads_checkpoint" "$(tail -2 <<<"$ref" | tr '\n' '|') (expected $want)"
     else
-        skip "${arch}_torch_loads_checkpoint" "no torch in $PY"
+        skip "${arch}_torch_loads_checkpoint" "no python with torch (PYTHON=${PYTHON:-none})"
     fi
 done
 
@@ -107,7 +106,7 @@ fi
 # A checkpoint whose config has no "arch" (written before the baselines) is a
 # tokenformer; an unknown arch there is refused. The files are re-signed
 # (crc32 over the sorted metadata, then the data) so that only the config differs.
-if command -v python3 >/dev/null; then
+if [[ -n $PYTHON ]]; then
     if train tf_old "$TEXT" "${CFG[@]}" --n-attn 8 --n-ffn 16 --max-iters 2 --out "$WORK/tf_old"; then
         cat >"$WORK/recfg.py" <<'PYEOF'
 import json, struct, sys, zlib
@@ -131,8 +130,8 @@ hb = json.dumps(h).encode()
 hb += b' ' * ((8 - len(hb) % 8) % 8)
 open(dst, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
 PYEOF
-        python3 "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/noarch.safetensors" - &&
-            python3 "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/badarch.safetensors" mamba
+        "$PYTHON" "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/noarch.safetensors" - &&
+            "$PYTHON" "$WORK/recfg.py" "$WORK/tf_old/latest.safetensors" "$WORK/badarch.safetensors" mamba
         out=$("$BIN" info "$WORK/noarch.safetensors" 2>&1)
         grep -q "^arch: tokenformer" <<<"$out" && pass config_without_arch_is_tokenformer ||
             fail config_without_arch_is_tokenformer "$(head -2 <<<"$out" | tr '\n' '|')"
@@ -144,6 +143,6 @@ PYEOF
         fi
     fi
 else
-    skip config_without_arch_is_tokenformer "python3 not found"
+    skip config_without_arch_is_tokenformer "no python found"
 fi
 exit $((failures > 0))

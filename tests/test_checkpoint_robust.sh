@@ -115,8 +115,8 @@ expect_bad_ckpt binary_as_checkpoint "header" "$BAD/program.safetensors"
 expect_bad_ckpt dev_zero_as_checkpoint "not a regular file" /dev/zero
 
 # --------------------------------------------------------------- crafted files (python3)
-if ! command -v python3 >/dev/null; then
-    skip crafted_checkpoints "python3 not found"
+if [[ -z $PYTHON ]]; then
+    skip crafted_checkpoints "no python found"
 else
     cat >"$WORK/craft.py" <<'EOF'
 # Writes damaged variants of a good checkpoint: NAME.safetensors in OUT and
@@ -281,7 +281,7 @@ ents = [(n, d, [s[1], s[0]] if n == 'wte' else s, b) for n, d, s, b in entries_o
 h, body = rebuild(ents, dict(meta))
 with_header('wte_transposed', "'wte'", h, body)
 EOF
-    if ! python3 "$WORK/craft.py" "$GOOD" "$BAD" >"$WORK/manifest.tsv" 2>"$WORK/craft.err"; then
+    if ! "$PYTHON" "$WORK/craft.py" "$GOOD" "$BAD" >"$WORK/manifest.tsv" 2>"$WORK/craft.err"; then
         fail crafted_checkpoints "craft.py failed: $(tail -1 "$WORK/craft.err")"
     fi
     # A sanitizer build is slow: there `sample` (the same loader as `info`) sits these out.
@@ -292,7 +292,7 @@ EOF
     HOWS=""
 
     # NaN weights are data, not structure: loading is fine, sampling must not crash.
-    python3 - "$GOOD" "$BAD/nan_weights.safetensors" <<'EOF'
+    "$PYTHON" - "$GOOD" "$BAD/nan_weights.safetensors" <<'EOF'
 import json, struct, sys
 raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
@@ -357,7 +357,7 @@ print('HEADER', res['ok'], res['error'], res['crash'], structural,
 print('DATA', dres['ok'], dres['error'], dres['crash'])
 for c in crashes[:5]: print('CRASH', c)
 EOF
-    python3 "$WORK/flip.py" "$BIN" "$GOOD" "$WORK" "$FLIP_STRIDE" >"$WORK/flip.out" 2>&1
+    "$PYTHON" "$WORK/flip.py" "$BIN" "$GOOD" "$WORK" "$FLIP_STRIDE" >"$WORK/flip.out" 2>&1
     read -r _ h_ok h_err h_crash h_struct h_where < <(grep '^HEADER' "$WORK/flip.out")
     read -r _ d_ok d_err d_crash < <(grep '^DATA' "$WORK/flip.out")
     if [[ -z ${h_ok:-} || -z ${d_ok:-} ]]; then
@@ -388,7 +388,7 @@ EOF
     # digit of the learning rate, of the sampler state, of the best loss, of
     # the iteration, and a vocabulary character (order kept). The issue asks
     # that header corruption be an error; only a checksum can tell these.
-    python3 - "$GOOD" "$BAD" >"$WORK/values.tsv" <<'EOF'
+    "$PYTHON" - "$GOOD" "$BAD" >"$WORK/values.tsv" <<'EOF'
 import re, struct, sys
 raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 hdr = raw[8:8 + n].decode()

@@ -5,23 +5,16 @@
 # GPU; a killed rank stops the other within the bound, leaving the latest
 # checkpoint intact. SKIP with fewer than 2 GPUs.
 # Environment: TF_BIN (./tokenformer), TOL (0.03 nats), ITERS (200).
-set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN=${TF_BIN:-./tokenformer}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_dp
 TOL=${TOL:-0.03}
 ITERS=${ITERS:-200}
-fail=0
-pass() { echo "PASS $*"; }
-failed() { echo "FAIL $*"; fail=1; }
+tmp=$WORK # lib.sh removes it, and kills the processes in PIDS, on exit
 
 n_gpus=$(nvidia-smi --list-gpus 2>/dev/null | grep -c '^GPU')
 if [[ ${n_gpus:-0} -lt 2 ]]; then
-    echo "SKIP test_cuda_dp: needs 2 GPUs, found ${n_gpus:-0}"
+    skip test_cuda_dp "needs 2 GPUs, found ${n_gpus:-0}"
     exit 0
 fi
-tmp=$(mktemp -d)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 [[ -f data/input.txt ]] || make -s data
 PORT=$((21000 + $$ % 4000 * 2))
 
@@ -59,22 +52,22 @@ close() {
 }
 
 CUDA_VISIBLE_DEVICES=0 timeout 600 "$BIN" train "${CFG[@]}" --batch-size 16 --out "$tmp/one" --log "$tmp/one.csv" \
-    >"$tmp/one.log" 2>&1 || failed "dp: 1 GPU batch 16 run: $(tail -1 "$tmp/one.log")"
+    >"$tmp/one.log" 2>&1 || fail dp_one_gpu_batch16_run "$(tail -1 "$tmp/one.log")"
 CUDA_VISIBLE_DEVICES=0 timeout 600 "$BIN" train "${CFG[@]}" --batch-size 8 --grad-accum 2 --out "$tmp/acc" \
-    --log "$tmp/acc.csv" >"$tmp/acc.log" 2>&1 || failed "dp: 1 GPU grad-accum 2 run: $(tail -1 "$tmp/acc.log")"
+    --log "$tmp/acc.csv" >"$tmp/acc.log" 2>&1 || fail dp_one_gpu_grad_accum_run "$(tail -1 "$tmp/acc.log")"
 if launch2 "$tmp/dp" "${CFG[@]}" --batch-size 8 --out "$tmp/dp" --log "$tmp/dp.csv"; then
     grep -q "(2 ranks x 1 micro-batch of 8)" "$tmp/dp.log" && pass "dp: 2 ranks started" ||
-        failed "dp: header: $(grep '^data:' "$tmp/dp.log")"
+        fail dp_two_ranks_started "header: $(grep '^data:' "$tmp/dp.log")"
     if msg=$(close "$tmp/one.csv" "$tmp/dp.csv"); then pass "dp: 2 GPUs x 8 = 1 GPU x 16 ($msg)"
-    else failed "dp: 2 GPUs x 8 vs 1 GPU x 16: $msg"; fi
+    else fail dp_matches_one_gpu_batch16 "2 GPUs x 8 vs 1 GPU x 16: $msg"; fi
     if msg=$(close "$tmp/acc.csv" "$tmp/dp.csv"); then pass "dp: 2 GPUs x 8 = 1 GPU --grad-accum 2 ($msg)"
-    else failed "dp: 2 GPUs x 8 vs --grad-accum 2: $msg"; fi
+    else fail dp_matches_grad_accum "2 GPUs x 8 vs --grad-accum 2: $msg"; fi
     # A checkpoint of 2 ranks continues on 1.
     if CUDA_VISIBLE_DEVICES=0 timeout 600 "$BIN" train data/input.txt --device cuda --resume "$tmp/dp/latest.safetensors" \
         --max-iters $((ITERS + 20)) >"$tmp/res.log" 2>&1; then pass "dp: 2-rank checkpoint resumes on 1 GPU"
-    else failed "dp: resume on 1 GPU: $(tail -1 "$tmp/res.log")"; fi
+    else fail dp_checkpoint_resumes_on_one_gpu "$(tail -1 "$tmp/res.log")"; fi
 else
-    failed "dp: 2-rank run failed: $(grep -v '^W' "$tmp/dp.err" | tail -3 | tr '\n' ' ')"
+    fail dp_two_rank_run "$(grep -v '^W' "$tmp/dp.err" | tail -3 | tr '\n' ' ')"
 fi
 
 # A rank killed mid-run: the other exits within the bound with one line;
@@ -97,6 +90,6 @@ if [[ $st -ne 0 && $took -le 30 ]] && grep -q "rank 1 went away" "$tmp/kill.0.er
     "$BIN" info "$tmp/kill/latest.safetensors" >/dev/null 2>&1; then
     pass "dp: killed rank 1 stops rank 0 in ${took}s, checkpoint intact"
 else
-    failed "dp: after killing rank 1: status $st after ${took}s: $(tail -2 "$tmp/kill.0.err" | tr '\n' ' ')"
+    fail dp_killed_rank_stops_peer "status $st after ${took}s: $(tail -2 "$tmp/kill.0.err" | tr '\n' ' ')"
 fi
-exit $fail
+exit $((failures > 0))

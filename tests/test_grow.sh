@@ -128,7 +128,7 @@ ev() {
 # ---------------------------------------------------------------- base model
 if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --out "$tmp/base.safetensors" >"$tmp/base.log" 2>&1; then
     tail -5 "$tmp/base.log"
-    failed "grow: training the base model"
+    fail "grow: training the base model"
     exit 1
 fi
 base="$tmp/base.safetensors"
@@ -140,26 +140,26 @@ if grow --ckpt "$base" --kv +8 --init zero-key --out "$tmp/g.safetensors" >"$tmp
     if [[ -n ${a:-} ]] && out=$(st close "$b" "$a" 1e-6); then
         pass "grow --kv +8 (zero-key): grow's own val loss before $b = after $a"
     else
-        failed "grow --kv +8 (zero-key): before ${b:-?} vs after ${a:-?} ${out:-}"
+        fail "grow --kv +8 (zero-key): before ${b:-?} vs after ${a:-?} ${out:-}"
     fi
     read -r g_tl g_vl <<<"$(ev "$tmp/g.safetensors")"
     if [[ -n ${g_vl:-} ]] && out=$(st close "$base_vl" "$g_vl" 1e-6) && out2=$(st close "$base_tl" "$g_tl" 1e-6); then
         pass "grow --kv +8 (zero-key): eval train/val loss $base_tl/$base_vl before = $g_tl/$g_vl after"
     else
-        failed "grow --kv +8 (zero-key): eval $base_tl/$base_vl before vs ${g_tl:-?}/${g_vl:-?} after ${out:-} ${out2:-}"
+        fail "grow --kv +8 (zero-key): eval $base_tl/$base_vl before vs ${g_tl:-?}/${g_vl:-?} after ${out:-} ${out2:-}"
     fi
     rows=$(st rows "$tmp/g.safetensors")
     want="h.0.attn.q.key=24 h.0.attn.k.key=24 h.0.attn.v.key=24 h.0.attn.o.key=24 h.0.ffn.key=64 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=64"
     [[ $rows == "$want" ]] && pass "grow --kv +8: attention 16 -> 24 rows, ffn 32 -> 64 (4N by default)" \
-        || failed "grow --kv +8: rows $rows, expected $want"
+        || fail "grow --kv +8: rows $rows, expected $want"
     "$BIN" info --ckpt "$tmp/g.safetensors" 2>&1 | grep -q "layer 1: q=24 (tau 4) k=24 (tau 4) v=24 (tau 4) o=24 (tau 4) ffn=64 (tau 5.66)" \
-        && pass "info shows the grown row counts with tau kept" || failed "info on the grown checkpoint: $("$BIN" info --ckpt "$tmp/g.safetensors" 2>&1 | grep 'layer 1')"
+        && pass "info shows the grown row counts with tau kept" || fail "info on the grown checkpoint: $("$BIN" info --ckpt "$tmp/g.safetensors" 2>&1 | grep 'layer 1')"
     out=$(st grown "$base" "$tmp/g.safetensors" zero-key) \
         && pass "grow zero-key: old rows and other tensors copied, new keys 0, values random, tau kept; Adam moments of new rows 0, of old rows = source; row_segments birth = source step ($out)" \
-        || failed "grow zero-key checkpoint contents: $out"
+        || fail "grow zero-key checkpoint contents: $out"
 else
     tail -3 "$tmp/g.log"
-    failed "grow --kv +8 (zero-key) exited non-zero"
+    fail "grow --kv +8 (zero-key) exited non-zero"
 fi
 
 # ---------------------------------------------------------------- --init random: not function-preserving
@@ -169,31 +169,31 @@ if grow --ckpt "$base" --kv +8 --init random --out "$tmp/r.safetensors" >"$tmp/r
     if [[ -n ${a:-} && -n ${r_vl:-} ]] && st differ "$b" "$a" 1e-4 >/dev/null && st differ "$base_vl" "$r_vl" 1e-4 >/dev/null; then
         pass "grow --init random changes the function: grow's val loss $b -> $a, eval $base_vl -> $r_vl"
     else
-        failed "grow --init random: loss should change: grow ${b:-?} -> ${a:-?}, eval $base_vl -> ${r_vl:-?}"
+        fail "grow --init random: loss should change: grow ${b:-?} -> ${a:-?}, eval $base_vl -> ${r_vl:-?}"
     fi
     out=$(st grown "$base" "$tmp/r.safetensors" random) \
         && pass "grow --init random: random new keys and values, tau = sqrt(n), new Adam moments 0 ($out)" \
-        || failed "grow --init random checkpoint contents: $out"
+        || fail "grow --init random checkpoint contents: $out"
 else
     tail -3 "$tmp/r.log"
-    failed "grow --init random exited non-zero"
+    fail "grow --init random exited non-zero"
 fi
 
 # ---------------------------------------------------------------- the default recipe is --init random
 if grow --ckpt "$base" --kv +8 --out "$tmp/dr.safetensors" >"$tmp/dr.log" 2>&1; then
     read -r b a <<<"$(before_after "$tmp/dr.log")"
-    [[ -n ${a:-} ]] && st differ "$b" "$a" 1e-4 >/dev/null         && pass "grow without --init changes the loss: $b -> $a" || failed "grow without --init: loss ${b:-?} -> ${a:-?}"
+    [[ -n ${a:-} ]] && st differ "$b" "$a" 1e-4 >/dev/null         && pass "grow without --init changes the loss: $b -> $a" || fail "grow without --init: loss ${b:-?} -> ${a:-?}"
     out=$(st grown "$base" "$tmp/dr.safetensors" random) && out2=$(st same "$tmp/r.safetensors" "$tmp/dr.safetensors") \
         && pass "grow without --init = --init random: random keys and values, tau = sqrt(n_new) ($out)" \
-        || failed "grow without --init is not --init random: $out ${out2:-}"
+        || fail "grow without --init is not --init random: $out ${out2:-}"
     grep -q "^recipe: --init random (default, the official recipe: the loss changes" "$tmp/dr.log" \
         && pass "grow without --init names the default recipe: $(grep '^recipe' "$tmp/dr.log")" \
-        || failed "grow without --init: no 'recipe: --init random (default...' line: $(grep '^recipe' "$tmp/dr.log")"
+        || fail "grow without --init: no 'recipe: --init random (default...' line: $(grep '^recipe' "$tmp/dr.log")"
     grep -q "^recipe: --init zero-key (the function is unchanged)" "$tmp/g.log" \
-        && pass "grow --init zero-key names its recipe" || failed "grow --init zero-key: no recipe line: $(grep '^recipe' "$tmp/g.log")"
+        && pass "grow --init zero-key names its recipe" || fail "grow --init zero-key: no recipe line: $(grep '^recipe' "$tmp/g.log")"
 else
     tail -3 "$tmp/dr.log"
-    failed "grow --kv +8 without --init exited non-zero"
+    fail "grow --kv +8 without --init exited non-zero"
 fi
 
 # ---------------------------------------------------------------- resume: loss falls, new rows come alive
@@ -201,29 +201,29 @@ if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new
     --out "$tmp/gt.safetensors" >"$tmp/gt.log" 2>&1; then
     grep -q "^schedule: new stage from iteration 40: warmup 5 + cosine to iteration 80" "$tmp/gt.log" \
         && pass "train --resume --new-stage logs that the schedule restarts ($(grep '^schedule' "$tmp/gt.log"))" \
-        || failed "train --new-stage: no 'schedule: new stage' line: $(grep '^schedule' "$tmp/gt.log")"
+        || fail "train --new-stage: no 'schedule: new stage' line: $(grep '^schedule' "$tmp/gt.log")"
     read -r t_tl t_vl <<<"$(ev "$tmp/gt.safetensors")"
     [[ -n ${t_vl:-} ]] && st less "$t_vl" "$base_vl" >/dev/null \
         && pass "40 steps after growing lower the val loss: $base_vl -> $t_vl" \
-        || failed "40 steps after growing: val loss $base_vl -> ${t_vl:-?}"
+        || fail "40 steps after growing: val loss $base_vl -> ${t_vl:-?}"
     out=$(st moved "$base" "$tmp/g.safetensors" "$tmp/gt.safetensors") \
         && pass "after 40 steps every new key row is non-zero and every new row moved from its init ($out)" \
-        || failed "new rows after 40 steps: $out"
+        || fail "new rows after 40 steps: $out"
 else
     tail -3 "$tmp/gt.log"
-    failed "train --resume of the grown checkpoint exited non-zero"
+    fail "train --resume of the grown checkpoint exited non-zero"
 fi
 if "$BIN" train data/input.txt --threads 1 --resume "$tmp/g.safetensors" --max-iters 60 --continue-schedule \
     --out "$tmp/gc.safetensors" >"$tmp/gc.log" 2>&1; then
     grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 60" "$tmp/gc.log" \
         && ! grep -q "^grown checkpoint" "$tmp/gc.log" \
         && pass "train --resume --continue-schedule of a grown checkpoint logs that the schedule continues" \
-        || failed "train --resume --continue-schedule: no 'schedule: continuing' line: $(grep '^schedule\|^grown' "$tmp/gc.log")"
+        || fail "train --resume --continue-schedule: no 'schedule: continuing' line: $(grep '^schedule\|^grown' "$tmp/gc.log")"
     grep -q "^step 60:" "$tmp/gc.log" && pass "train --resume continues to --max-iters 60" \
-        || failed "train --resume --max-iters 60: no 'step 60' line"
+        || fail "train --resume --max-iters 60: no 'step 60' line"
 else
     tail -3 "$tmp/gc.log"
-    failed "train --resume (continuing schedule) exited non-zero"
+    fail "train --resume (continuing schedule) exited non-zero"
 fi
 
 # ---------------------------------------------------------------- default re-warm after a grow
@@ -235,113 +235,113 @@ if "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --stop
         grep -q "^grown checkpoint: warmup restarts at iteration 20, cosine ends at 40 (--continue-schedule to keep the schedule)" "$tmp/hr.log" \
             && ! grep -q "^schedule: continuing" "$tmp/hr.log" \
             && pass "train --resume of a just-grown checkpoint re-warms at its iteration and keeps max_iters: $(grep '^grown' "$tmp/hr.log")" \
-            || failed "train --resume of a just-grown checkpoint: $(grep '^schedule\|^grown' "$tmp/hr.log")"
+            || fail "train --resume of a just-grown checkpoint: $(grep '^schedule\|^grown' "$tmp/hr.log")"
         # warmup 5 from iteration 20: the first step's lr is lr * 1/6
         grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hr.log" \
             && pass "the re-warmed schedule's first step runs at the warmup lr: $(grep '^iter 21/' "$tmp/hr.log")" \
-            || failed "re-warm: first step's lr is not 1e-3/6: $(grep '^iter 21/' "$tmp/hr.log")"
+            || fail "re-warm: first step's lr is not 1e-3/6: $(grep '^iter 21/' "$tmp/hr.log")"
         if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hr.safetensors" --out "$tmp/hr2.safetensors" >"$tmp/hr2.log" 2>&1; then
             grep -q "^schedule: continuing the checkpoint's schedule (stage start 20) to iteration 40" "$tmp/hr2.log" \
                 && ! grep -q "^grown checkpoint" "$tmp/hr2.log" \
                 && pass "a second --resume (trained since the grow) continues the re-warmed schedule: $(grep '^schedule' "$tmp/hr2.log")" \
-                || failed "second --resume after a grow: $(grep '^schedule\|^grown' "$tmp/hr2.log")"
+                || fail "second --resume after a grow: $(grep '^schedule\|^grown' "$tmp/hr2.log")"
         else
             tail -3 "$tmp/hr2.log"
-            failed "second --resume after a grow exited non-zero"
+            fail "second --resume after a grow exited non-zero"
         fi
     else
         tail -3 "$tmp/hr.log"
-        failed "train --resume of a just-grown checkpoint exited non-zero"
+        fail "train --resume of a just-grown checkpoint exited non-zero"
     fi
     if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --continue-schedule --stop-at 21 --log-interval 1 --out "$tmp/hc.safetensors" >"$tmp/hc.log" 2>&1; then
         grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 40" "$tmp/hc.log" \
             && grep -q "^iter 21/40: " "$tmp/hc.log" && ! grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hc.log" \
             && pass "--continue-schedule keeps the schedule of a just-grown checkpoint: $(grep '^iter 21/' "$tmp/hc.log")" \
-            || failed "--continue-schedule: $(grep '^schedule\|^grown' "$tmp/hc.log")"
+            || fail "--continue-schedule: $(grep '^schedule\|^grown' "$tmp/hc.log")"
     else
         tail -3 "$tmp/hc.log"
-        failed "train --resume --continue-schedule exited non-zero"
+        fail "train --resume --continue-schedule exited non-zero"
     fi
 else
     tail -3 "$tmp/h.log" "$tmp/hg.log"
-    failed "training to --stop-at 20 and growing"
+    fail "training to --stop-at 20 and growing"
 fi
 
 # ---------------------------------------------------------------- --freeze-old
 if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/g.safetensors" --new-stage --freeze-old --max-iters 20 \
     --out "$tmp/gf.safetensors" >"$tmp/gf.log" 2>&1; then
     grep -q "^freeze-old: only rows added by the latest grow are trained" "$tmp/gf.log" \
-        && pass "train --freeze-old says so in the log" || failed "train --freeze-old: no 'freeze-old' line"
+        && pass "train --freeze-old says so in the log" || fail "train --freeze-old: no 'freeze-old' line"
     out=$(st frozen "$base" "$tmp/g.safetensors" "$tmp/gf.safetensors") \
         && pass "--freeze-old, 20 steps: old rows, wte, ln_f and tau bit-identical; every new row moved ($out)" \
-        || failed "--freeze-old: $out"
+        || fail "--freeze-old: $out"
 else
     tail -3 "$tmp/gf.log"
-    failed "train --freeze-old exited non-zero"
+    fail "train --freeze-old exited non-zero"
 fi
 if "$BIN" train data/input.txt --threads 1 --resume "$base" --freeze-old --max-iters 50 --out "$tmp/nf.safetensors" >"$tmp/nf.log" 2>&1; then
-    failed "train --freeze-old on a never-grown checkpoint should refuse"
+    fail "train --freeze-old on a never-grown checkpoint should refuse"
 else
     grep -q "no rows added by 'grow'" "$tmp/nf.log" && pass "train --freeze-old on a never-grown checkpoint refuses with a clear message" \
-        || failed "train --freeze-old on a never-grown checkpoint: $(tail -1 "$tmp/nf.log")"
+        || fail "train --freeze-old on a never-grown checkpoint: $(tail -1 "$tmp/nf.log")"
 fi
 
 # ---------------------------------------------------------------- shrinking
 if grow --ckpt "$base" --kv -4 --out "$tmp/s.safetensors" >"$tmp/s.log" 2>&1; then
     rows=$(st rows "$tmp/s.safetensors")
     want="h.0.attn.q.key=12 h.0.attn.k.key=12 h.0.attn.v.key=12 h.0.attn.o.key=12 h.0.ffn.key=16 h.1.attn.q.key=12 h.1.attn.k.key=12 h.1.attn.v.key=12 h.1.attn.o.key=12 h.1.ffn.key=16"
-    [[ $rows == "$want" ]] && pass "grow --kv -4: attention 16 -> 12 rows, ffn 32 -> 16" || failed "grow --kv -4: rows $rows, expected $want"
+    [[ $rows == "$want" ]] && pass "grow --kv -4: attention 16 -> 12 rows, ffn 32 -> 16" || fail "grow --kv -4: rows $rows, expected $want"
     read -r b a <<<"$(before_after "$tmp/s.log")"
     [[ -n ${a:-} ]] && pass "grow --kv -4 reports the val loss before $b and after $a" \
-        || failed "grow --kv -4: no 'val loss ... before X, after Y' line: $(cat "$tmp/s.log")"
+        || fail "grow --kv -4: no 'val loss ... before X, after Y' line: $(cat "$tmp/s.log")"
     grep -q "^removed rows: attention -4, ffn -16" "$tmp/s.log" && pass "grow --kv -4 says it removed rows" \
-        || failed "grow --kv -4: no 'removed rows' line"
+        || fail "grow --kv -4: no 'removed rows' line"
     read -r s_tl s_vl <<<"$(ev "$tmp/s.safetensors")"
     [[ -n ${s_vl:-} ]] && pass "the shrunk checkpoint loads and evaluates (val loss $base_vl -> $s_vl)" \
-        || failed "eval of the shrunk checkpoint failed"
+        || fail "eval of the shrunk checkpoint failed"
 else
     tail -3 "$tmp/s.log"
-    failed "grow --kv -4 exited non-zero"
+    fail "grow --kv -4 exited non-zero"
 fi
 # grow +8 then shrink -8 (default data file): the zero-key rows go first, the original comes back
 if "$BIN" grow --threads 1 --batches 4 --ckpt "$tmp/g.safetensors" --kv -8 --out "$tmp/gs.safetensors" >"$tmp/gs.log" 2>&1; then
     read -r gs_tl gs_vl <<<"$(ev "$tmp/gs.safetensors")"
     [[ "$gs_tl $gs_vl" == "$base_tl $base_vl" ]] \
         && pass "grow +8 then -8: eval losses $gs_tl/$gs_vl = original $base_tl/$base_vl" \
-        || failed "grow +8 then -8: eval ${gs_tl:-?}/${gs_vl:-?} vs original $base_tl/$base_vl"
+        || fail "grow +8 then -8: eval ${gs_tl:-?}/${gs_vl:-?} vs original $base_tl/$base_vl"
     out=$(st same "$base" "$tmp/gs.safetensors") \
         && pass "grow +8 then -8: every weight and Adam moment bit-identical to the original (zero-key rows removed first)" \
-        || failed "grow +8 then -8 is not the original: $out"
+        || fail "grow +8 then -8 is not the original: $out"
 else
     tail -3 "$tmp/gs.log"
-    failed "grow --kv -8 of the grown checkpoint exited non-zero"
+    fail "grow --kv -8 of the grown checkpoint exited non-zero"
 fi
 if "$BIN" grow --ckpt "$base" --kv -16 --threads 1 --batches 2 --out "$tmp/bad.safetensors" >"$tmp/bad.log" 2>&1; then
-    failed "grow --kv -16 of 16 rows should refuse"
+    fail "grow --kv -16 of 16 rows should refuse"
 else
     grep -q "at least one must stay" "$tmp/bad.log" && [[ ! -e "$tmp/bad.safetensors" ]] \
-        && pass "grow --kv -16 (all rows) refuses: $(tail -1 "$tmp/bad.log")" || failed "grow --kv -16: $(tail -1 "$tmp/bad.log")"
+        && pass "grow --kv -16 (all rows) refuses: $(tail -1 "$tmp/bad.log")" || fail "grow --kv -16: $(tail -1 "$tmp/bad.log")"
 fi
 
 # ---------------------------------------------------------------- --layers
 if grow --ckpt "$base" --kv +8 --ffn-kv +4 --layers 1 --init zero-key --out "$tmp/l.safetensors" >"$tmp/l.log" 2>&1; then
     rows=$(st rows "$tmp/l.safetensors")
     want="h.0.attn.q.key=16 h.0.attn.k.key=16 h.0.attn.v.key=16 h.0.attn.o.key=16 h.0.ffn.key=32 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=36"
-    [[ $rows == "$want" ]] && pass "grow --layers 1 --kv +8 --ffn-kv +4: only layer 1 changes shape" || failed "grow --layers 1: rows $rows, expected $want"
+    [[ $rows == "$want" ]] && pass "grow --layers 1 --kv +8 --ffn-kv +4: only layer 1 changes shape" || fail "grow --layers 1: rows $rows, expected $want"
     out=$(st grown "$base" "$tmp/l.safetensors" zero-key) && pass "grow --layers 1: layer 0 tensors untouched ($out)" \
-        || failed "grow --layers 1 contents: $out"
+        || fail "grow --layers 1 contents: $out"
     read -r b a <<<"$(before_after "$tmp/l.log")"
     [[ -n ${a:-} ]] && st close "$b" "$a" 1e-6 >/dev/null && pass "grow --layers 1 (zero-key) keeps the loss: $b = $a" \
-        || failed "grow --layers 1: loss ${b:-?} -> ${a:-?}"
+        || fail "grow --layers 1: loss ${b:-?} -> ${a:-?}"
     if "$BIN" train data/input.txt "${TRAIN[@]}" --resume "$tmp/l.safetensors" --new-stage --max-iters 10 --out "$tmp/lt.safetensors" >"$tmp/lt.log" 2>&1; then
         pass "a checkpoint with different row counts per layer trains"
     else
         tail -3 "$tmp/lt.log"
-        failed "training a checkpoint grown in one layer"
+        fail "training a checkpoint grown in one layer"
     fi
 else
     tail -3 "$tmp/l.log"
-    failed "grow --layers 1 exited non-zero"
+    fail "grow --layers 1 exited non-zero"
 fi
 
 # ---------------------------------------------------------------- the other pnorm modes
@@ -350,23 +350,23 @@ fi
 for pn in gelu_l2_norm softmax; do
     if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --pnorm $pn --max-iters 20 --out "$tmp/$pn.safetensors" >"$tmp/$pn.log" 2>&1; then
         tail -3 "$tmp/$pn.log"
-        failed "training a --pnorm $pn model"
+        fail "training a --pnorm $pn model"
         continue
     fi
     if ! grow --ckpt "$tmp/$pn.safetensors" --kv +8 --init zero-key --out "$tmp/g$pn.safetensors" >"$tmp/g$pn.log" 2>&1; then
         tail -3 "$tmp/g$pn.log"
-        failed "grow --kv +8 of a --pnorm $pn model"
+        fail "grow --kv +8 of a --pnorm $pn model"
         continue
     fi
     read -r b a <<<"$(before_after "$tmp/g$pn.log")"
     if [[ $pn == softmax ]]; then
         grep -q "warning.*softmax.*do NOT keep the function" "$tmp/g$pn.log" \
             && pass "grow zero-key on a --pnorm softmax model warns that the function changes (loss $b -> $a)" \
-            || failed "grow zero-key on --pnorm softmax: no warning (loss ${b:-?} -> ${a:-?})"
+            || fail "grow zero-key on --pnorm softmax: no warning (loss ${b:-?} -> ${a:-?})"
     else
         [[ -n ${a:-} ]] && st close "$b" "$a" 1e-6 >/dev/null && ! grep -q warning "$tmp/g$pn.log" \
             && pass "grow zero-key on a --pnorm $pn model keeps the loss: $b = $a" \
-            || failed "grow zero-key on --pnorm $pn: loss ${b:-?} -> ${a:-?} $(grep warning "$tmp/g$pn.log")"
+            || fail "grow zero-key on --pnorm $pn: loss ${b:-?} -> ${a:-?} $(grep warning "$tmp/g$pn.log")"
     fi
 done
 
@@ -377,7 +377,7 @@ if "$BIN" eval --device cuda --ckpt "$base" --batches 1 --batch-size 2 --threads
     if [[ -n ${cg_vl:-} ]] && st close "$cb_vl" "$cg_vl" 1e-6 >/dev/null && st close "$cb_tl" "$cg_tl" 1e-6 >/dev/null; then
         pass "cuda: zero-key grow keeps the eval loss ($cb_tl/$cb_vl before, $cg_tl/$cg_vl after)"
     else
-        failed "cuda: zero-key grow changed the eval loss: ${cb_tl:-?}/${cb_vl:-?} -> ${cg_tl:-?}/${cg_vl:-?}"
+        fail "cuda: zero-key grow changed the eval loss: ${cb_tl:-?}/${cb_vl:-?} -> ${cg_tl:-?}/${cg_vl:-?}"
     fi
 else
     echo "SKIP grow on cuda: eval --device cuda is not usable here ($(tail -1 "$tmp/cuda_probe.log"))"

@@ -100,7 +100,7 @@ refused() {
     # shellcheck disable=SC2086
     if "$BIN" grow --ckpt "$2" $3 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
         [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-        failed "grow_recipes: ${1}grow $3: $(head -2 "$tmp/err")"
+        fail "grow_recipes: ${1}grow $3: $(head -2 "$tmp/err")"
     else
         pass "grow_recipes: ${1}grow $3 refused: $(cat "$tmp/err")"
     fi
@@ -109,7 +109,7 @@ val() { "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 
 
 # -------------------------------------------------- base model: 40 iterations of a schedule to 80
 if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 80 --stop-at 40 --out "$tmp/base.safetensors" >"$tmp/base.log" 2>&1; then
-    tail -5 "$tmp/base.log"; failed "grow_recipes: training the base model"; exit 1
+    tail -5 "$tmp/base.log"; fail "grow_recipes: training the base model"; exit 1
 fi
 base="$tmp/base.safetensors"
 
@@ -122,10 +122,10 @@ if [[ $(st meta "$base" iter) == 40 && $(st trainmeta "$base" max_iters) == 80 ]
     if [[ $(val "$tmp/full.safetensors") == $(val "$tmp/cont.safetensors") && -n $(val "$tmp/full.safetensors") ]]; then
         pass "grow_recipes: --stop-at 40 of an 80-iteration schedule, then --resume, equals the 80-iteration run"
     else
-        failed "grow_recipes: --stop-at then --resume: val $(val "$tmp/cont.safetensors") vs one run $(val "$tmp/full.safetensors")"
+        fail "grow_recipes: --stop-at then --resume: val $(val "$tmp/cont.safetensors") vs one run $(val "$tmp/full.safetensors")"
     fi
 else
-    failed "grow_recipes: --stop-at 40: iter $(st meta "$base" iter), max_iters $(st trainmeta "$base" max_iters)"
+    fail "grow_recipes: --stop-at 40: iter $(st meta "$base" iter), max_iters $(st trainmeta "$base" max_iters)"
 fi
 
 # -------------------------------------------------- --key-init-scale
@@ -135,18 +135,18 @@ if grow --ckpt "$base" --kv +8 --init zero-key --key-init-scale 0.01 --out "$tmp
     if [[ -n ${a:-} ]] && st close "$b" "$a" 0.01 >/dev/null && [[ $b != "$a" ]]; then
         pass "grow_recipes: --key-init-scale 0.01: $out, loss $b -> $a (nearly, not exactly, kept)"
     else
-        failed "grow_recipes: --key-init-scale 0.01: loss $b -> $a"
+        fail "grow_recipes: --key-init-scale 0.01: loss $b -> $a"
     fi
 else
-    failed "grow_recipes: --key-init-scale 0.01: ${out:-$(tail -2 "$tmp/ks.log")}"
+    fail "grow_recipes: --key-init-scale 0.01: ${out:-$(tail -2 "$tmp/ks.log")}"
 fi
 # zero-key with --key-init-scale 0 stays exact
 if grow --ckpt "$base" --kv +8 --init zero-key --key-init-scale 0 --out "$tmp/k0.safetensors" >"$tmp/k0.log" 2>&1; then
     read -r b a <<<"$(before_after "$tmp/k0.log")"
     [[ -n ${a:-} && $b == "$a" ]] && pass "grow_recipes: --key-init-scale 0 keeps the loss exactly ($b)" ||
-        failed "grow_recipes: --key-init-scale 0: $b -> $a"
+        fail "grow_recipes: --key-init-scale 0: $b -> $a"
 else
-    failed "grow_recipes: --key-init-scale 0: $(tail -1 "$tmp/k0.log")"
+    fail "grow_recipes: --key-init-scale 0: $(tail -1 "$tmp/k0.log")"
 fi
 
 # -------------------------------------------------- --tau
@@ -156,7 +156,7 @@ for mode in keep reset; do
             out=$(st tau "$base" "$tmp/t.safetensors" $mode); then
             pass "grow_recipes: --init $init --tau $mode"
         else
-            failed "grow_recipes: --init $init --tau $mode: ${out:-$(tail -1 "$tmp/t.log")}"
+            fail "grow_recipes: --init $init --tau $mode: ${out:-$(tail -1 "$tmp/t.log")}"
         fi
     done
 done
@@ -169,18 +169,18 @@ ok=1
 if ((ok)) && out=$(st lrmult "$g" "$tmp/m1.safetensors" "$tmp/m3.safetensors" 3); then
     pass "grow_recipes: --new-row-lr-mult 3: $out; old rows as with 1"
 else
-    failed "grow_recipes: --new-row-lr-mult 3: ${out:-$(tail -1 "$tmp/m3.log")}"
+    fail "grow_recipes: --new-row-lr-mult 3: ${out:-$(tail -1 "$tmp/m3.log")}"
 fi
 if [[ $(st trainmeta "$tmp/m3.safetensors" new_row_lr_mult) == 3 ]] &&
     "$BIN" train --resume "$tmp/m3.safetensors" --threads 1 --max-iters 42 --out "$tmp/m3b.safetensors" >/dev/null 2>&1 &&
     [[ $(st trainmeta "$tmp/m3b.safetensors" new_row_lr_mult) == 3 ]]; then
     pass "grow_recipes: --new-row-lr-mult is stored in train_config and kept by --resume"
 else
-    failed "grow_recipes: new_row_lr_mult in train_config: $(st trainmeta "$tmp/m3.safetensors" new_row_lr_mult)"
+    fail "grow_recipes: new_row_lr_mult in train_config: $(st trainmeta "$tmp/m3.safetensors" new_row_lr_mult)"
 fi
 if "$BIN" train --resume "$g" --threads 1 --new-row-lr-mult 0 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
     [[ $(wc -l <"$tmp/err") != 1 ]]; then
-    failed "grow_recipes: --new-row-lr-mult 0 is refused with one line: $(cat "$tmp/err")"
+    fail "grow_recipes: --new-row-lr-mult 0 is refused with one line: $(cat "$tmp/err")"
 else
     pass "grow_recipes: --new-row-lr-mult 0 is refused"
 fi
@@ -191,7 +191,7 @@ if grep -q "iteration 40 (step 40): kv +8, init zero-key, layers all, key scale 
     grep -q "iteration 40 (step 40): ffn +32" "$tmp/info" && "$BIN" info "$base" | grep -q "growth history: none"; then
     pass "grow_recipes: info shows the growth history"
 else
-    failed "grow_recipes: growth history: $(grep -A3 growth "$tmp/info")"
+    fail "grow_recipes: growth history: $(grep -A3 growth "$tmp/info")"
 fi
 
 # -------------------------------------------------- --add-layers: exact, new blocks, FLOPs carried
@@ -203,10 +203,10 @@ for spec in "1 end 0,1,-" "2 end 0,1,-,-" "2 interleave 0,-,1,-" "1 interleave 0
             out=$(st layers "$base" "$tmp/d.safetensors" "$map"); then
             pass "grow_recipes: --add-layers $n --at $at: loss bit-identical ($b), layers $map, new blocks zero on the output side"
         else
-            failed "grow_recipes: --add-layers $n --at $at: $b -> $a, eval $(val "$base") -> $(val "$tmp/d.safetensors"); $out"
+            fail "grow_recipes: --add-layers $n --at $at: $b -> $a, eval $(val "$base") -> $(val "$tmp/d.safetensors"); $out"
         fi
     else
-        failed "grow_recipes: --add-layers $n --at $at: $(tail -1 "$tmp/d.log")"
+        fail "grow_recipes: --add-layers $n --at $at: $(tail -1 "$tmp/d.log")"
     fi
 done
 d="$tmp/d.safetensors"
@@ -214,7 +214,7 @@ if [[ $(st meta "$d" train_flops) == $(st meta "$base" train_flops) && -n $(st m
     "$BIN" info "$d" | grep -q "layers +3, init zero-output, at interleave"; then
     pass "grow_recipes: --add-layers keeps train_flops ($(st meta "$d" train_flops)) and records the event"
 else
-    failed "grow_recipes: --add-layers: train_flops $(st meta "$d" train_flops) vs $(st meta "$base" train_flops)"
+    fail "grow_recipes: --add-layers: train_flops $(st meta "$d" train_flops) vs $(st meta "$base" train_flops)"
 fi
 # the grown model trains, and the new blocks' output side moves
 if "$BIN" train --resume "$d" --threads 1 --max-iters 50 --log "$tmp/dt.csv" --out "$tmp/dt.safetensors" >"$tmp/dt.log" 2>&1 &&
@@ -224,7 +224,7 @@ import sys; from ckpt_check import load
 t,_,_=load('$tmp/dt.safetensors'); sys.exit(0 if abs(t['h.4.ffn.value']).max()>0 and abs(t['h.4.attn.o.value']).max()>0 else 1)"; then
     pass "grow_recipes: a model with added layers trains (the log marks the grow); the new blocks' output values move"
 else
-    failed "grow_recipes: training after --add-layers: $(tail -2 "$tmp/dt.log")"
+    fail "grow_recipes: training after --add-layers: $(tail -2 "$tmp/dt.log")"
 fi
 # bad input: one line on stderr, non-zero exit, no output file
 for bad in "--add-layers 0" "--add-layers -1" "--add-layers 1000" "--add-layers 255" "--add-layers x" \
@@ -236,7 +236,7 @@ for arch in transformer transformerpp; do
     ab="$tmp/$arch.safetensors"
     if ! "$BIN" train data/input.txt --arch $arch --n-layer 2 --d-model 32 --n-head 4 --n-ffn 64 --block-size 32 \
         "${TRAIN[@]}" --max-iters 30 --out "$ab" >"$tmp/$arch.log" 2>&1; then
-        failed "grow_recipes: training a $arch: $(tail -1 "$tmp/$arch.log")"
+        fail "grow_recipes: training a $arch: $(tail -1 "$tmp/$arch.log")"
         continue
     fi
     if grow --ckpt "$ab" --ffn-kv +32 --out "$tmp/$arch-f.safetensors" >"$tmp/f.log" 2>&1; then
@@ -245,10 +245,10 @@ for arch in transformer transformerpp; do
             out=$(st ffn "$ab" "$tmp/$arch-f.safetensors" 32); then
             pass "grow_recipes: $arch --ffn-kv +32: loss bit-identical ($b); new up/gate rows drawn, down rows zero"
         else
-            failed "grow_recipes: $arch --ffn-kv +32: $b -> $a; $out"
+            fail "grow_recipes: $arch --ffn-kv +32: $b -> $a; $out"
         fi
     else
-        failed "grow_recipes: $arch --ffn-kv +32: $(tail -1 "$tmp/f.log")"
+        fail "grow_recipes: $arch --ffn-kv +32: $(tail -1 "$tmp/f.log")"
     fi
     if grow --ckpt "$ab" --add-layers 2 --at interleave --out "$tmp/$arch-d.safetensors" >"$tmp/d.log" 2>&1; then
         read -r b a <<<"$(before_after "$tmp/d.log")"
@@ -256,15 +256,15 @@ for arch in transformer transformerpp; do
             out=$(st layers "$ab" "$tmp/$arch-d.safetensors" "0,-,1,-"); then
             pass "grow_recipes: $arch --add-layers 2 --at interleave: loss bit-identical ($b), new blocks' attn.o and mlp.down zero"
         else
-            failed "grow_recipes: $arch --add-layers 2: $b -> $a; $out"
+            fail "grow_recipes: $arch --add-layers 2: $b -> $a; $out"
         fi
     else
-        failed "grow_recipes: $arch --add-layers 2: $(tail -1 "$tmp/d.log")"
+        fail "grow_recipes: $arch --add-layers 2: $(tail -1 "$tmp/d.log")"
     fi
     if "$BIN" train --resume "$tmp/$arch-d.safetensors" --threads 1 --max-iters 40 --out "$tmp/$arch-t.safetensors" >"$tmp/t.log" 2>&1; then
         pass "grow_recipes: a grown $arch trains"
     else
-        failed "grow_recipes: training a grown $arch: $(tail -1 "$tmp/t.log")"
+        fail "grow_recipes: training a grown $arch: $(tail -1 "$tmp/t.log")"
     fi
     for bad in "--kv +8" "--ffn-kv -8" "--ffn-kv +8 --init random" "--ffn-kv +8 --tau reset" "--add-layers 0"; do
         refused "$arch " "$ab" "$bad"

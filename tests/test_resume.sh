@@ -88,7 +88,7 @@ fi
 # --------------------------------------------------------------- info
 CKPT=$WORK/a/latest.safetensors
 if timeout 60 "$BIN" info --ckpt "$CKPT" >"$WORK/info.out" 2>"$WORK/info.err"; then
-    vocab=$(python3 -c 'import sys; print(len(set(open(sys.argv[1], encoding="utf-8").read())))' "$TEXT" 2>/dev/null)
+    vocab=$("$PYTHON" -c 'import sys; print(len(set(open(sys.argv[1], encoding="utf-8").read())))' "$TEXT" 2>/dev/null)
     missing=""
     for want in "1 layers" "d_model 16" "2 heads" "block_size 16" "dropout 0.1" "pnorm l2_norm_gelu" \
                 "q=8" "k=8" "v=8" "o=8" "ffn=16" "iteration 60" "optimizer state included" "best val loss" \
@@ -112,8 +112,8 @@ else
 fi
 
 # --------------------------------------------------------------- sample
-if ! command -v python3 >/dev/null; then
-    skip sample_checks "python3 not found (needed to count code points)"
+if [[ -z $PYTHON ]]; then
+    skip sample_checks "no python found (needed to count code points)"
 else
     cat >"$WORK/check_sample.py" <<'EOF'
 # check_sample.py TEXT OUT PROMPT N: OUT must be PROMPT + N characters of TEXT + "\n".
@@ -149,7 +149,7 @@ EOF
         # shellcheck disable=SC2086
         if ! sample "$WORK/s_$name.out" --prompt "$prompt" --max-new-tokens "$n" $extra; then
             fail "sample_$name" "sample failed: $(head -1 "$WORK/sample.err")"
-        elif msg=$(python3 "$WORK/check_sample.py" "$TEXT" "$WORK/s_$name.out" "$prompt" "$n" 2>&1); then
+        elif msg=$("$PYTHON" "$WORK/check_sample.py" "$TEXT" "$WORK/s_$name.out" "$prompt" "$n" 2>&1); then
             pass "sample_$name ($msg)"
         else
             fail "sample_$name" "$msg"

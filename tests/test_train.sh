@@ -6,6 +6,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${TF_BIN:-./tokenformer}
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" # see run_tests.sh
+source scripts/find_python.sh # PYTHON
 [[ -f data/input.txt ]] || make -s data >/dev/null 2>&1
 if [[ ! -f data/input.txt ]]; then
     echo "SKIP train tiny 400 iterations: data/input.txt is missing and 'make data' could not fetch it"
@@ -32,10 +33,10 @@ grep -q 'tok/s, ETA' "$tmp/log" && echo "PASS train prints progress with tokens/
     || { echo "FAIL train progress line lacks tokens/s or ETA"; fail=1; }
 [[ -f $tmp/best.safetensors && -f $tmp/latest.safetensors ]] && echo "PASS train keeps latest and best checkpoints" \
     || { echo "FAIL train checkpoints missing: $(ls "$tmp")"; fail=1; }
-if PY=/usr/bin/python3 && "$PY" -c 'import torch' 2>/dev/null; then
-    "$PY" tests/python_load_check.py "$tmp/best.safetensors" --expect wte ln_f.weight >/dev/null \
+if [[ $PYTHON_HAS_TORCH == 1 ]]; then
+    "$PYTHON" tests/python_load_check.py "$tmp/best.safetensors" --expect wte ln_f.weight >/dev/null \
         && echo "PASS PyTorch loads the checkpoint" || { echo "FAIL PyTorch cannot load the checkpoint"; fail=1; }
 else
-    echo "SKIP PyTorch load check: /usr/bin/python3 has no torch"
+    echo "SKIP PyTorch load check: no python with torch (PYTHON=${PYTHON:-none})"
 fi
 exit $fail

@@ -100,10 +100,10 @@ train "${RES[@]}" --resume "$WORK/f1.safetensors" --max-iters 8 --out "$WORK/f2.
 "$BIN" grow --ckpt "$WORK/f2.safetensors" --kv +4 --layers 0,2 --out "$WORK/f3.safetensors" "${G[@]}" >/dev/null 2>&1
 train "${RES[@]}" --resume "$WORK/f3.safetensors" --new-stage --freeze-old --max-iters 4 \
     --out "$WORK/f4.safetensors" >"$WORK/f4.log" 2>&1
-if ! command -v python3 >/dev/null; then
-    skip freeze_old_every_layer "python3 not found"
+if [[ -z $PYTHON ]]; then
+    skip freeze_old_every_layer "no python found"
 else
-    out=$(python3 - "$WORK/f3.safetensors" "$WORK/f4.safetensors" <<'PY'
+    out=$("$PYTHON" - "$WORK/f3.safetensors" "$WORK/f4.safetensors" <<'PY'
 import json, struct, sys
 def load(p):
     raw = open(p, 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
@@ -144,8 +144,8 @@ grep -q "vocab=4," "$WORK/bom.log" && grep -q "byte order mark" "$WORK/bom.log" 
 rc=$?
 [[ $rc == 1 ]] && ! ls "$WORK"/big.safetensors* >/dev/null 2>&1 && grep -q "too large" "$WORK/x.err" \
     && pass file_size_limit_like_full_disk || fail file_size_limit_like_full_disk "status $rc: $(cat "$WORK/x.err")"
-if command -v python3 >/dev/null; then
-    python3 - "$WORK/esc.safetensors" <<'PY'
+if [[ -n $PYTHON ]]; then
+    "$PYTHON" - "$WORK/esc.safetensors" <<'PY'
 import json, struct, sys
 h = json.dumps({'__metadata__': {'format': '\x1b[31mred'}}).encode()
 open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h)
@@ -153,7 +153,7 @@ PY
     "$BIN" info --ckpt "$WORK/esc.safetensors" >/dev/null 2>"$WORK/esc.err"
     ! grep -q $'\x1b' "$WORK/esc.err" && grep -qF '\x1B[31mred' "$WORK/esc.err" && pass error_escapes_control_bytes \
         || fail error_escapes_control_bytes "$(cat -v "$WORK/esc.err")"
-    python3 - "$WORK/B/latest.safetensors" "$WORK/nan.safetensors" <<'PY'
+    "$PYTHON" - "$WORK/B/latest.safetensors" "$WORK/nan.safetensors" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
@@ -165,7 +165,7 @@ PY
     grep -q "tensor '[a-z_]*' holds a non-finite value" "$WORK/nan.err" && pass nonfinite_weights_refused \
         || fail nonfinite_weights_refused "$(cat "$WORK/nan.err")"
     # grow on a checkpoint without optimizer state does not claim to have any
-    python3 - "$WORK/B/latest.safetensors" "$WORK/noopt.safetensors" <<'PY'
+    "$PYTHON" - "$WORK/B/latest.safetensors" "$WORK/noopt.safetensors" <<'PY'
 import json, struct, sys, zlib
 raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 h = json.loads(raw[8:8 + n]); data = raw[8 + n:]
