@@ -21,15 +21,17 @@ else
     fail cuda_model_vs_torch "see the lines above"
 fi
 
-# losses_track CPU_LOG CUDA_LOG EVALS DROP: both runs logged EVALS evaluations at the
-# same steps, their train and val losses within 0.02 at each, and the CPU run's val
-# loss fell by more than DROP from the first evaluation to the last.
+# losses_track CPU_CSV CUDA_CSV EVALS DROP: both runs' --log tables have EVALS
+# evaluation rows at the same steps, their train and val losses within 0.02 at
+# each, and the CPU run's val loss fell by more than DROP from the first
+# evaluation to the last.
 losses_track() {
     "$PYTHON" - "$@" <<'PYEOF'
-import re, sys
-def steps(p):
-    return [(int(a), float(b), float(c)) for a, b, c in re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", open(p).read())]
-a, b = steps(sys.argv[1]), steps(sys.argv[2])
+import csv, sys
+def evals(p):
+    return [(int(r["iter"]), float(r["train_loss"]), float(r["val_loss"]))
+            for r in csv.DictReader(open(p)) if r["event"] == "eval"]
+a, b = evals(sys.argv[1]), evals(sys.argv[2])
 n, drop = int(sys.argv[3]), float(sys.argv[4])
 print("# cpu ", a); print("# cuda", b)
 ok = len(a) == len(b) == n and all(x[0] == y[0] and abs(x[2] - y[2]) <= 0.02 and abs(x[1] - y[1]) <= 0.02 for x, y in zip(a, b))
@@ -40,9 +42,9 @@ PYEOF
 
 # 2. 200 steps of tiny on tiny shakespeare: CPU and CUDA losses track
 common=(--max-iters 200 --eval-interval 50 --eval-iters 5 --log-interval 50 --seed 7)
-"$BIN" train data/input.txt "${common[@]}" --device cpu --threads 4 --out "$tmp/cpu" >"$tmp/cpu.log" 2>&1 || fail cpu_training_run "$(tail -1 "$tmp/cpu.log")"
-"$BIN" train data/input.txt "${common[@]}" --device cuda --out "$tmp/cuda" >"$tmp/cuda.log" 2>&1 || fail cuda_training_run "$(tail -1 "$tmp/cuda.log")"
-losses_track "$tmp/cpu.log" "$tmp/cuda.log" 5 1.0 && pass "200 steps: cuda val losses track cpu (|diff| <= 0.02)" \
+"$BIN" train data/input.txt "${common[@]}" --device cpu --threads 4 --out "$tmp/cpu" --log "$tmp/cpu.csv" >"$tmp/cpu.log" 2>&1 || fail cpu_training_run "$(tail -1 "$tmp/cpu.log")"
+"$BIN" train data/input.txt "${common[@]}" --device cuda --out "$tmp/cuda" --log "$tmp/cuda.csv" >"$tmp/cuda.log" 2>&1 || fail cuda_training_run "$(tail -1 "$tmp/cuda.log")"
+losses_track "$tmp/cpu.csv" "$tmp/cuda.csv" 5 1.0 && pass "200 steps: cuda val losses track cpu (|diff| <= 0.02)" \
     || fail cuda_losses_track_cpu "200 steps: cuda val losses diverge from cpu"
 
 # same_loss A B: two losses within 1e-5 relative
@@ -53,9 +55,9 @@ ev() { "$BIN" eval --ckpt "$1" --device "$2" --batches 4 --seed 3 | sed -n 's/.*
 # 2b. the baseline archs: 100 steps each on both devices, losses track
 for arch in transformer transformerpp; do
     a=(--max-iters 100 --eval-interval 50 --eval-iters 5 --log-interval 50 --seed 7 --arch "$arch")
-    "$BIN" train data/input.txt "${a[@]}" --device cpu --threads 4 --out "$tmp/cpu_$arch" >"$tmp/cpu_$arch.log" 2>&1 || fail "cpu_training_run_$arch" "$(tail -1 "$tmp/cpu_$arch.log")"
-    "$BIN" train data/input.txt "${a[@]}" --device cuda --out "$tmp/cuda_$arch" >"$tmp/cuda_$arch.log" 2>&1 || fail "cuda_training_run_$arch" "$(tail -1 "$tmp/cuda_$arch.log")"
-    losses_track "$tmp/cpu_$arch.log" "$tmp/cuda_$arch.log" 3 0.5 \
+    "$BIN" train data/input.txt "${a[@]}" --device cpu --threads 4 --out "$tmp/cpu_$arch" --log "$tmp/cpu_$arch.csv" >"$tmp/cpu_$arch.log" 2>&1 || fail "cpu_training_run_$arch" "$(tail -1 "$tmp/cpu_$arch.log")"
+    "$BIN" train data/input.txt "${a[@]}" --device cuda --out "$tmp/cuda_$arch" --log "$tmp/cuda_$arch.csv" >"$tmp/cuda_$arch.log" 2>&1 || fail "cuda_training_run_$arch" "$(tail -1 "$tmp/cuda_$arch.log")"
+    losses_track "$tmp/cpu_$arch.csv" "$tmp/cuda_$arch.csv" 3 0.5 \
         && pass "--arch $arch, 100 steps: cuda losses track cpu (|diff| <= 0.02)" \
         || fail "cuda_losses_track_cpu_$arch" "100 steps: cuda losses diverge from cpu"
     e1=$(ev "$tmp/cuda_$arch/latest.safetensors" cpu); e2=$(ev "$tmp/cuda_$arch/latest.safetensors" cuda)
