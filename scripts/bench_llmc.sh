@@ -25,14 +25,16 @@
 # parameter count, peak the bf16 matmul rate measured in the same run.
 # Env: LLMC_DIR (required), BATCHES (default "8 16"), STEPS (default 30),
 #      WARMUP (steps left out of llm.c's median, default 5), LLMC_TIMEOUT (seconds
-#      per llm.c run, default 180), LOG_DIR (keep llm.c's logs there), PY (python with
-#      torch, for the peak; default python3), TF_BIN (default ./tokenformer).
+#      per llm.c run, default 180), LOG_DIR (keep llm.c's logs there), PYTHON (python
+#      with torch, for the peak; default: scripts/find_python.sh finds one), TF_BIN
+#      (default ./tokenformer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 : "${LLMC_DIR:?set LLMC_DIR to a checkout of llm.c (see the header of this script)}"
 [[ -f $LLMC_DIR/train_gpt2.cu ]] || { echo "bench_llmc: no train_gpt2.cu in LLMC_DIR=$LLMC_DIR" >&2; exit 1; }
 BIN=${TF_BIN:-./tokenformer}
-PY=${PY:-python3}
+source scripts/find_python.sh
+PY=${PY:-$PYTHON}
 BATCHES=${BATCHES:-8 16}
 STEPS=${STEPS:-30}
 WARMUP=${WARMUP:-5}

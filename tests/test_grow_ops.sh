@@ -78,9 +78,7 @@ PYEOF
 
 # ref SMALL GROWN: the PyTorch reference's grow-check (JSON), or nothing without torch
 TORCH_PY=""
-for cand in "${TF_PYTHON:-}" /usr/bin/python3 python3; do
-    [[ -z $TORCH_PY && -n $cand ]] && "$cand" -c 'import torch' 2>/dev/null && TORCH_PY=$cand
-done
+[[ $PYTHON_HAS_TORCH == 1 ]] && TORCH_PY=$PYTHON
 ref() { "$TORCH_PY" scripts/tokenformer_ref.py grow-check "$1" "$2" 2>&1 | tail -1; }
 
 refused() {
@@ -88,7 +86,7 @@ refused() {
     # shellcheck disable=SC2086
     if "$BIN" grow --ckpt "$1" $2 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
         [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-        failed "grow_ops: grow $2: $(head -2 "$tmp/err")"
+        fail "grow_ops: grow $2: $(head -2 "$tmp/err")"
     else
         pass "grow_ops: grow $2 refused: $(cat "$tmp/err")"
     fi
@@ -100,7 +98,7 @@ exact() {
     local arch=$1 n=$2 init=$3 at=$4 map=$5 base="$tmp/$1.safetensors" out="$tmp/$1-e.safetensors"
     local name="$arch --add-layers $n --init $init --at $at" o b a
     if ! grow --ckpt "$base" --add-layers "$n" --init "$init" --at "$at" --out "$out" >"$tmp/g.log" 2>&1; then
-        failed "grow_ops: $name: $(tail -1 "$tmp/g.log")"
+        fail "grow_ops: $name: $(tail -1 "$tmp/g.log")"
         return
     fi
     read -r b a <<<"$(before_after "$tmp/g.log")"
@@ -108,7 +106,7 @@ exact() {
         pass "grow_ops: $name: loss bit-identical ($b), layers $map"
         [[ $at == end ]] && trains "$name" "$out"
     else
-        failed "grow_ops: $name: $b -> $a; ${o:-}"
+        fail "grow_ops: $name: $b -> $a; ${o:-}"
     fi
 }
 
@@ -120,7 +118,7 @@ trains() {
         --out "$tmp/t.safetensors" >"$tmp/t.log" 2>&1 && o=$(st trained "$tmp/t.csv"); then
         pass "grow_ops: $1 trains on with --resume (val $o)"
     else
-        failed "grow_ops: $1 does not train on: ${o:-$(tail -1 "$tmp/t.log")}"
+        fail "grow_ops: $1 does not train on: ${o:-$(tail -1 "$tmp/t.log")}"
     fi
 }
 
@@ -128,7 +126,7 @@ for arch in tokenformer transformer transformerpp; do
     base="$tmp/$arch.safetensors"
     if ! "$BIN" train data/input.txt --arch $arch "${MODEL[@]}" "${TRAIN[@]}" --max-iters 60 --out "$base" \
         >"$tmp/$arch.log" 2>&1; then
-        failed "grow_ops: training a $arch: $(tail -1 "$tmp/$arch.log")"
+        fail "grow_ops: training a $arch: $(tail -1 "$tmp/$arch.log")"
         continue
     fi
     # ---------------------------------------------- depth (2 layers)
@@ -143,34 +141,34 @@ for arch in tokenformer transformer transformerpp; do
         pass "grow_ops: $arch --add-layers 2 --at stack (G_stack, --init copy by default): [0,1,0,1], loss $b -> $a"
         trains "$arch stacked" "$tmp/s.safetensors"
     else
-        failed "grow_ops: $arch --at stack: ${b:-} -> ${a:-}; ${o:-$(tail -1 "$tmp/g.log")}"
+        fail "grow_ops: $arch --at stack: ${b:-} -> ${a:-}; ${o:-$(tail -1 "$tmp/g.log")}"
     fi
     if grow --ckpt "$base" --add-layers 1 --init copy --out "$tmp/c.safetensors" >"$tmp/g.log" 2>&1 &&
         read -r b a <<<"$(before_after "$tmp/g.log")" && o=$(st differ "$b" "$a" 1e-4) &&
         o=$(st copied "$base" "$tmp/c.safetensors" 0,1,c1 copy); then
         pass "grow_ops: $arch --add-layers 1 --init copy: the last block repeated, loss $b -> $a"
     else
-        failed "grow_ops: $arch --init copy: ${b:-} -> ${a:-}; ${o:-$(tail -1 "$tmp/g.log")}"
+        fail "grow_ops: $arch --init copy: ${b:-} -> ${a:-}; ${o:-$(tail -1 "$tmp/g.log")}"
     fi
     # ---------------------------------------------- width
     for noise in 0 0.01; do
         w="$tmp/$arch-w$noise.safetensors"
         if ! grow --ckpt "$base" --d-model 2x --noise $noise --out "$w" >"$tmp/g.log" 2>&1; then
-            failed "grow_ops: $arch --d-model 2x --noise $noise: $(tail -1 "$tmp/g.log")"
+            fail "grow_ops: $arch --d-model 2x --noise $noise: $(tail -1 "$tmp/g.log")"
             continue
         fi
         read -r b a <<<"$(before_after "$tmp/g.log")"
         if [[ -n ${a:-} ]] && o=$(st close "$b" "$a" 1e-5) && o=$(st width "$base" "$w"); then
             pass "grow_ops: $arch --d-model 2x --noise $noise: d 32 -> 64, 4 -> 8 heads, loss $b -> $a (within 1e-5)"
         else
-            failed "grow_ops: $arch --d-model 2x --noise $noise: $b -> $a; ${o:-}"
+            fail "grow_ops: $arch --d-model 2x --noise $noise: $b -> $a; ${o:-}"
         fi
         if [[ -z $TORCH_PY ]]; then
             skip "grow_ops: $arch --d-model 2x vs the PyTorch reference" "no python with torch"
         elif r=$(ref "$base" "$w") && o=$(st ref "$r" "$([[ $noise == 0 ]] && echo 0 || echo 1)"); then
             pass "grow_ops: $arch --d-model 2x --noise $noise vs the PyTorch reference: $r"
         else
-            failed "grow_ops: $arch --d-model 2x --noise $noise vs the PyTorch reference: ${r:-} ${o:-}"
+            fail "grow_ops: $arch --d-model 2x --noise $noise vs the PyTorch reference: ${r:-} ${o:-}"
         fi
     done
     trains "$arch widened (noise 0.01)" "$tmp/$arch-w0.01.safetensors"
