@@ -139,6 +139,10 @@ static void upload(CaseRun *r, int side, int i, const float *h) {
  * to bf16 first, so that both sides see the same input. */
 static float *random_values(CaseRun *r, int i) {
     const BufSpec *s = &r->spec[i];
+    if (s->n_side[SIDE_REF] != s->n_side[SIDE_TGT]) {
+        fprintf(stderr, "op tests: %s: random values need one size on both sides\n", s->name);
+        exit(1);
+    }
     float *h = op_xmalloc(s->n * sizeof(float));
     for (size_t e = 0; e < s->n; e++) {
         h[e] = op_rand(r->h, s->scale);
@@ -163,8 +167,9 @@ static void fill(CaseRun *r, int i) {
         const Ops *o = op_ops(r, side);
         if (s->fill == FILL_INTS) o->to_device(o, r->mem[side][i], s->ints, s->n * sizeof(int));
         if (s->fill == FILL_POISON && side == SIDE_TGT && r->mode == MODE_BACKEND) {
-            float *nan = op_xmalloc(s->n * sizeof(float));
-            for (size_t e = 0; e < s->n; e++) nan[e] = NAN;
+            size_t n = side_elems(r, side, i);
+            float *nan = op_xmalloc(n * sizeof(float));
+            for (size_t e = 0; e < n; e++) nan[e] = NAN;
             upload(r, side, i, nan);
             free(nan);
         }
