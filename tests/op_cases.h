@@ -12,8 +12,9 @@
  * kind's directions and compares (MODE_BACKEND), differentiates
  * (MODE_GRAD) or times (MODE_TIME). Properties that are no forward/backward
  * comparison (a dropout rate, a recorded decode step) are a kind's `extra`
- * or a `custom` case. Adding an op: a kind with one case per mode, or an
- * exemption in op_coverage (tests/op_cases.c) saying why not. */
+ * or a `custom` case. Adding an op: a kind with a case in each mode, or an
+ * OP_EXEMPT line (tests/op_cases.c) saying why not; test_ops fails until
+ * every Ops entry has one or the other. */
 #ifndef TF_TEST_OP_CASES_H
 #define TF_TEST_OP_CASES_H
 
@@ -34,7 +35,7 @@ enum { SIDE_REF = 0, SIDE_TGT = 1, SIDES = 2 };
 
 /* How the harness fills a buffer before a case runs. */
 typedef enum {
-    FILL_RANDOM, /* uniform in +-scale, away from 0, plus offset */
+    FILL_RANDOM, /* uniform in +-scale, away from 0 (MODE_GRAD: normal, std scale), plus offset */
     FILL_POISON, /* an output the op must overwrite: NaN on the target, 0 on the CPU */
     FILL_ZERO,
     FILL_INTS    /* ints: the values the declaration gives (ints) */
