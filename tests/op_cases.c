@@ -1069,22 +1069,11 @@ const int OP_N_CASES = (int)(sizeof OP_CASES / sizeof *OP_CASES);
 
 /* ---------------------------------------------------------------- coverage */
 
-/* Every entry of the Ops table (ops.h), by name. */
+/* Every entry of the Ops table, by name: ops.h's list of them. */
 static const char *const OP_ENTRIES[] = {
-#ifdef OPS_LIST
 #define OP_ENTRY_NAME(kind, ret, name, params, args) #name,
     OPS_LIST(OP_ENTRY_NAME)
 #undef OP_ENTRY_NAME
-#else
-    "memory_in_use", "set_precision", "attn_elem_bytes", "alloc", "free", "to_device", "to_host",
-    "zero", "synchronize", "matmul", "embedding_forward", "embedding_backward",
-    "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward",
-    "linear_forward", "linear_backward", "pattention_sizes", "pattention_forward",
-    "pattention_backward", "rope", "attention_sizes", "attention_forward", "attention_backward",
-    "attention_decode", "dropout_backward", "dropout_add", "cross_entropy_forward",
-    "cross_entropy_backward", "sum_squares", "adamw", "record_begin", "record_end", "replay",
-    "record_free", "copy", "dropout_forward", "add", "accumulate", "scale",
-#endif
 };
 
 /* Entries that need no case in a mode, and why. */
@@ -1108,6 +1097,8 @@ static const struct {
     {"record_end", G, "the CPU records nothing (NULL)"},
     {"replay", G, "the CPU records nothing (NULL)"},
     {"record_free", G, "the CPU records nothing (NULL)"},
+    {"decode_step", G, "inference only; the CPU runs the step as it is (ops_decode_step_eager)"},
+    {"decode_step_free", G, "inference only; the CPU keeps no recording to free"},
     {"attention_decode", G, "inference only, no backward; tests/test_decode.c checks it against rope + attention_forward"},
     {"add", G, "a test helper without a backward"},
     {"accumulate", G, "a test helper without a backward"},

@@ -180,7 +180,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
         same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
     }
     snprintf(name, sizeof name, "sampler_recorded_step_used_%s", tag);
-    check(s[0].kv.step != NULL && s[1].kv.step == NULL, name, "no recorded step");
+    check(s[0].kv.step.recording != NULL && s[1].kv.step.recording == NULL, name, "no recorded step");
     snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_logits_%s", tag);
     check_err(name, "max abs err", worst, 1e-5);
     snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_tokens_%s", tag);
@@ -191,7 +191,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     T->set_precision(T, MATMUL_FP32);
 }
 
-const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "",
+const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "decode_step decode_step_free",
                                    .custom = sampler_recorded_case};
 
 /* ---------------------------------------------------------------- the bf16 weights mirror */

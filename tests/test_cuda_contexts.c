@@ -15,13 +15,14 @@
 #include "model.h"
 #include "ops.h"
 #include "rng.h"
+#include "check.h"
 #ifdef TF_CUDA
 #include "ops_cuda.h"
 #endif
 
 #ifndef TF_CUDA
 int main(void) {
-    printf("SKIP test_cuda_contexts: built without CUDA (nvcc not found or CUDA=0)\n");
+    check_skip("test_cuda_contexts", "built without CUDA (nvcc not found or CUDA=0)");
     return 0;
 }
 #else
@@ -41,15 +42,6 @@ int main(void) {
  * workspace) would differ by far more. */
 #define TOL_FP32 1e-5
 #define TOL_BF16 3e-3
-
-static int n_fail;
-
-static void check(const char *name, int ok, const char *fmt, double value) {
-    printf("%s %s (", ok ? "PASS" : "FAIL", name);
-    printf(fmt, value);
-    printf(")\n");
-    n_fail += !ok;
-}
 
 /* A tiny TokenFormer, small enough to train in well under a second. */
 static ModelConfig tiny_config(void) {
@@ -133,11 +125,11 @@ static float *train_alone(int precision, float *losses) {
 
 static void test_precision_is_per_context(void) {
     const Ops *a = new_context(MATMUL_FP32), *b = new_context(MATMUL_BF16);
-    check("contexts_are_distinct", a != b && a->ctx != b->ctx, "%g", 0.0);
-    check("fp32_context_keeps_fp32_attention", a->attn_elem_bytes(a) == 4, "%g bytes",
-          (double)a->attn_elem_bytes(a));
-    check("bf16_context_has_bf16_attention", b->attn_elem_bytes(b) == 2, "%g bytes",
-          (double)b->attn_elem_bytes(b));
+    check(a != b && a->ctx != b->ctx, "contexts_are_distinct", "one table or context for both");
+    check(a->attn_elem_bytes(a) == 4, "fp32_context_keeps_fp32_attention", "%zu bytes",
+          a->attn_elem_bytes(a));
+    check(b->attn_elem_bytes(b) == 2, "bf16_context_has_bf16_attention", "%zu bytes",
+          b->attn_elem_bytes(b));
     ops_cuda_destroy(a);
     ops_cuda_destroy(b);
 }
@@ -159,14 +151,14 @@ static void test_interleaved_training(void) {
         char name[96];
         double d = rel_norm_diff(alone[k], mixed[k], n);
         snprintf(name, sizeof name, "interleaved_%s_params_match_alone", names[k]);
-        check(name, d <= tol[k] && isfinite(d), "rel norm diff %.2e", d);
+        check_err(name, "rel norm diff", d, tol[k]);
         double dl = fabs((double)loss_alone[k][STEPS - 1] - loss_mixed[k][STEPS - 1]);
         snprintf(name, sizeof name, "interleaved_%s_loss_matches_alone", names[k]);
-        check(name, dl <= tol[k] * fabs(loss_alone[k][0]) && isfinite(loss_mixed[k][STEPS - 1]),
-              "loss diff %.2e", dl);
+        check_err(name, "loss diff", isfinite(loss_mixed[k][STEPS - 1]) ? dl : INFINITY,
+                  tol[k] * fabs(loss_alone[k][0]));
         snprintf(name, sizeof name, "%s_run_learns", names[k]);
-        check(name, loss_mixed[k][STEPS - 1] < loss_mixed[k][0], "last loss %.4f",
-              loss_mixed[k][STEPS - 1]);
+        check(loss_mixed[k][STEPS - 1] < loss_mixed[k][0], name, "loss %.4f -> %.4f",
+              loss_mixed[k][0], loss_mixed[k][STEPS - 1]);
         free(alone[k]);
         free(mixed[k]);
     }
@@ -176,12 +168,12 @@ int main(void) {
     char why[256] = "";
     const Ops *probe = ops_cuda_create(why, sizeof why);
     if (!probe) {
-        printf("SKIP test_cuda_contexts: %s\n", why[0] ? why : "no usable GPU");
+        check_skip("test_cuda_contexts", "%s", why[0] ? why : "no usable GPU");
         return 0;
     }
     ops_cuda_destroy(probe);
     test_precision_is_per_context();
     test_interleaved_training();
-    return n_fail ? 1 : 0;
+    return check_exit("test_cuda_contexts");
 }
 #endif
