@@ -206,9 +206,10 @@ RES=(--threads 1 --device cpu --max-iters 6)
 train_error resume_missing_checkpoint "nonexistent\.safetensors.*cannot open" -- "$TEXT" "${RES[@]}" --resume "$WORK/nonexistent.safetensors"
 train_error resume_directory "a_dir.*not a regular file" -- "$TEXT" "${RES[@]}" --resume "$WORK/a_dir"
 train_error resume_text_file "text\.txt.*header length" -- "$TEXT" "${RES[@]}" --resume "$TEXT"
-train_error resume_with_model_flags "drop the model flags" -- "$TEXT" "${RES[@]}" --resume "$CKPT" --d-model 32
+train_error resume_with_model_flags "drop --d-model 32 .checkpoint: " -- "$TEXT" "${RES[@]}" --resume "$CKPT" --d-model 32
 printf 'Zebras \xe2\x80\x94 and quokkas \xe2\x80\x94 are not in the vocabulary. %.0s' $(seq 40) >"$WORK/foreign_chars.txt"
-train_error resume_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT"
+train_error resume_other_text "foreign_chars\.txt. is not the text .* was trained on.*--allow-other-text" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT"
+train_error resume_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT" --allow-other-text
 
 # --------------------------------------------------------------- sample
 S=(--threads 1 --device cpu --max-new-tokens 5)

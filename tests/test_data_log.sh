@@ -116,7 +116,7 @@ rc=$?
 if [[ $rc -ne 0 ]]; then
     fail log_runs "status $rc: $(tail -1 "$WORK/l1.log") / $(tail -1 "$WORK/l2.log" 2>/dev/null)"
 else
-    header="iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch"
+    header="iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch,run"
     [[ $(head -1 "$log") == "$header" && $(grep -c '^iter,' "$log") -eq 1 ]] &&
         pass "log_header_once_across_resume" || fail log_header_once_across_resume "$(grep -n '^iter' "$log")"
     # 0..30: evals at 0,10,20 + 20 again after resuming, 30; progress every 5 of 30; one resume row.
