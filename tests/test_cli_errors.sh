@@ -270,8 +270,8 @@ expect_error eval_missing_ckpt "nonexistent\.safetensors.*cannot open" -- "$BIN"
 expect_error eval_missing_text "cannot open '.*nonexistent\.txt'" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/nonexistent.txt"
 expect_error eval_directory_text "a_dir' is a directory" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/a_dir"
 expect_error eval_invalid_utf8 "bad_utf8\.txt.*invalid UTF-8 at byte offset 3" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/bad_utf8.txt"
-expect_error eval_text_too_short "short\.txt.*too short" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/short.txt"
-expect_error eval_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/foreign_chars.txt"
+expect_error eval_text_too_short "short\.txt.*too short" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/short.txt" --allow-other-text
+expect_error eval_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/foreign_chars.txt" --allow-other-text
 expect_error eval_bad_batches "--batches: expected an integer .* got '0'" -- "$BIN" eval --ckpt "$CKPT" --batches 0 "$TEXT"
 expect_error eval_unknown_flag "eval: unknown or malformed option '--frobnicate'" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" --frobnicate "$TEXT"
 expect_error eval_two_files "expected one text file" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$TEXT" "$TEXT"

@@ -145,7 +145,7 @@ int lineage_read_text(const char *given, int allow_other, const char *ckpt, cons
         snprintf(chosen, sizeof chosen, "%s", found);
     } else {
         snprintf(chosen, sizeof chosen, "data/input.txt");
-        fprintf(stderr, "note: %s records no training text (an older checkpoint); using data/input.txt\n", ckpt);
+        printf("note: %s records no training text (an older checkpoint); using data/input.txt\n", ckpt);
     }
     *path = chosen;
     if (text_file_load(chosen, bytes, cps, n, used, err)) return -1;
@@ -162,6 +162,6 @@ int lineage_read_text(const char *given, int allow_other, const char *ckpt, cons
                       "%s, with --allow-other-text to use it as it is", ckpt, then,
                       (unsigned long long)used->bytes, (unsigned long long)used->hash, how_to_pass);
     }
-    fprintf(stderr, "note: --allow-other-text: using %s; %s was trained on %s\n", now, ckpt, then);
+    printf("note: --allow-other-text: using %s; %s was trained on %s\n", now, ckpt, then);
     return 1;
 }
