@@ -47,7 +47,7 @@ CK=$WORK/de/latest.safetensors
 
 # 1. the record: path as given and absolute, size, FNV-1a 64 of the bytes
 if command -v python3 >/dev/null; then
-    got=$(python3 - "$CK" "$DE" <<'PY'
+    got=$(python3 - "$CK" "$DE" 2>&1 <<'PY'
 import json, os, struct, sys
 raw = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 meta = json.loads(raw[8:8 + n])['__metadata__']

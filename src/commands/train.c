@@ -25,9 +25,10 @@ static void train_help(void) {
     printf("usage: tokenformer train [FILE] [options]\n"
            "\n"
            "Train a TokenFormer on a UTF-8 text file (default data/input.txt; 'make data'\n"
-           "fetches tiny shakespeare). Prints 'step N: train loss X, val loss Y' at each\n"
-           "evaluation, progress lines with tokens/s and ETA, and keeps two checkpoints:\n"
-           "the latest and the best by val loss.\n"
+           "fetches tiny shakespeare; with --resume, the text the checkpoint records).\n"
+           "Prints 'step N: train loss X, val loss Y' at each evaluation, progress lines\n"
+           "with tokens/s and ETA, and keeps two checkpoints: the latest and the best by\n"
+           "val loss.\n"
            "\n"
            "options:\n"
            "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
@@ -570,7 +571,9 @@ static void check_existing_outputs(TrainRun *r) {
     checkpoint_lineage_of(&r->m, &r->vocab, &r->ts, &self);
     int has_latest = access(r->latest, F_OK) == 0 && !(a->resume && same_file(r->latest, a->resume));
     int latest_ok = has_latest && checkpoint_peek_lineage(r->latest, &latest) == 0;
-    int latest_foreign = has_latest && (!a->resume || !latest_ok || latest.run_id != self.run_id);
+    /* a run's own latest may be replaced, but not by an earlier point of it */
+    int latest_ahead = latest_ok && a->resume && latest.run_id == self.run_id && latest.iter > self.iter;
+    int latest_foreign = has_latest && (!a->resume || !latest_ok || latest.run_id != self.run_id || latest_ahead);
     int has_best = access(r->best, F_OK) == 0;
     int best_ok = has_best && checkpoint_peek_lineage(r->best, &best) == 0;
     const char *differs = best_ok ? checkpoint_lineage_difference(&self, &best) : "unreadable";
@@ -580,6 +583,9 @@ static void check_existing_outputs(TrainRun *r) {
     char list[4096] = "", item[2048];
     if (latest_foreign) {
         describe_checkpoint(r->latest, &latest, latest_ok, item, sizeof item);
+        if (latest_ahead) snprintf(item + strlen(item), sizeof item - strlen(item),
+                                   ", ahead of this run's iteration %d", self.iter);
+        else if (a->resume) snprintf(item + strlen(item), sizeof item - strlen(item), ", another run");
         append_listed(list, sizeof list, item);
     }
     if (best_foreign) {
@@ -589,8 +595,8 @@ static void check_existing_outputs(TrainRun *r) {
         append_listed(list, sizeof list, item);
     }
     if (list[0] && !a->force)
-        tf_die("--out %s holds %s checkpoints: %s; give another --out, or --force to replace them", a->out,
-               a->resume ? "another run's or another lineage's" : "another run's", list);
+        tf_die("--out %s holds %s: %s; give another --out, or --force to replace them", a->out,
+               a->resume ? "checkpoints this run must not replace" : "another run's checkpoints", list);
     if (list[0] && latest_foreign) printf("--force: replacing %s\n", r->latest);
     if (list[0] && best_foreign && !best_kept_unless_beaten)
         printf("--force: %s is of another lineage (%s); this run's first evaluation replaces it\n", r->best, differs);
