@@ -81,8 +81,8 @@ sample_text 4000 60 | tr -d '\n' | head -c 200 >"$WORK/two_windows.txt"
 if "$BIN" train "$WORK/two_windows.txt" "${SMALL[@]}" --max-iters 3 --eval-interval 3 --out "$WORK/e" \
         >"$WORK/e.log" 2>&1; then
     ck="$WORK/e/latest.safetensors"
-    full=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --full --device cpu 2>&1)
-    batch=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --batches 1 --batch-size 1 --device cpu 2>&1)
+    full=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --allow-other-text --full --device cpu 2>&1)
+    batch=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --allow-other-text --batches 1 --batch-size 1 --device cpu 2>&1)
     lf=$(sed -n 's/^full val loss \([0-9.]*\) .* over \([0-9]*\) tokens.*/\1 \2/p' <<<"$full")
     lb=$(sed -n 's/.*val loss \([0-9.]*\) .*/\1/p' <<<"$batch")
     if [[ -n $lb && $lf == "$lb 16" ]]; then

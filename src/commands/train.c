@@ -579,7 +579,6 @@ static void check_existing_outputs(TrainRun *r) {
     const char *differs = best_ok ? checkpoint_lineage_difference(&self, &best) : "unreadable";
     int best_other_lineage = has_best && differs;
     int best_foreign = has_best && (!a->resume || best_other_lineage);
-    int best_kept_unless_beaten = best_foreign && !best_other_lineage; /* with --force */
     char list[4096] = "", item[2048];
     if (latest_foreign) {
         describe_checkpoint(r->latest, &latest, latest_ok, item, sizeof item);
@@ -598,8 +597,9 @@ static void check_existing_outputs(TrainRun *r) {
         tf_die("--out %s holds %s: %s; give another --out, or --force to replace them", a->out,
                a->resume ? "checkpoints this run must not replace" : "another run's checkpoints", list);
     if (list[0] && latest_foreign) printf("--force: replacing %s\n", r->latest);
-    if (list[0] && best_foreign && !best_kept_unless_beaten)
-        printf("--force: %s is of another lineage (%s); this run's first evaluation replaces it\n", r->best, differs);
+    if (list[0] && best_other_lineage) /* one of this lineage stays unless beaten (below) */
+        printf("--force: %s is %s%s%s; this run's first evaluation replaces it\n", r->best,
+               best_ok ? "of another lineage (" : "not a readable checkpoint", best_ok ? differs : "", best_ok ? ")" : "");
     r->best_on_disk = best_other_lineage ? INFINITY : best_ok ? best.best_val : INFINITY;
     if (isfinite(r->best_on_disk) && r->best_on_disk < r->ts.best_val)
         printf("note: %s holds val loss %.4f from an earlier run of this lineage (same text, vocabulary, arch and "
