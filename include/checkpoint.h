@@ -81,6 +81,11 @@ typedef struct {
     int split[3];
 } CheckpointLineage;
 
+/* FNV-1a over what defines a fresh run at its start: the text's hash, the
+ * tokenizer and vocabulary, the model config, the split and the training
+ * settings of the config flags (not its length or growth plan), seed included. */
+uint64_t checkpoint_run_digest(const Model *m, const Vocab *v, const TrainState *ts);
+
 /* From a checkpoint's header (no tensors read); -1 when it is not a
  * readable checkpoint. */
 int checkpoint_peek_lineage(const char *path, CheckpointLineage *out);

@@ -34,9 +34,10 @@ void text_record_describe(const TextRecord *r, char *out, size_t len);
 char *text_record_json(const TextRecord *r);
 int text_record_parse(const char *json, TextRecord *r, char *err);
 
-/* A new run's id (never 0): unique per fresh `train`, kept by --resume and
- * grow. `salt` mixes in something of the run (text hash, seed). */
-uint64_t lineage_new_run_id(uint64_t salt);
+/* A run's id (never 0) from the digest of what defines a fresh run at its
+ * start (checkpoint_run_digest): kept by --resume and grow. Identical fresh
+ * runs get the same id, so that their checkpoints stay byte-identical. */
+uint64_t lineage_run_id(uint64_t digest);
 
 /* s quoted for a shell when it needs it (for the commands that hints print). */
 void shell_quote(const char *s, char *out, size_t len);

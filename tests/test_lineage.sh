@@ -136,6 +136,12 @@ done
 grep -q "^resume: settings changed from the checkpoint: .*--lr 0.001 -> 0.002, --min-lr 0.0001 -> 0.0002" "$WORK/s.log" \
     && pass resume_prints_changed_settings || fail resume_prints_changed_settings "$(grep -E '^resume|error' "$WORK/s.log")"
 
+# two identical fresh runs are byte-identical (the run id is a digest of the run's start, not a clock)
+"$BIN" train "$DE" "${CFG[@]}" --max-iters 10 --out "$WORK/same1" >/dev/null 2>&1
+"$BIN" train "$DE" "${CFG[@]}" --max-iters 10 --out "$WORK/same2" >/dev/null 2>&1
+cmp -s "$WORK/same1/latest.safetensors" "$WORK/same2/latest.safetensors" && pass identical_runs_identical_checkpoints \
+    || fail identical_runs_identical_checkpoints "two identical fresh runs wrote different latest checkpoints"
+
 # 7. --log appends only to a log of the same run
 "$BIN" train --resume "$WORK/de/latest.safetensors" "$DE" "${RES[@]}" --max-iters 50 --out "$WORK/s2" --force \
     --log "$WORK/de.csv" >/dev/null 2>"$WORK/l0.err"
@@ -144,13 +150,16 @@ runs=$(tail -n +2 "$WORK/de.csv" | awk -F, '{print $NF}' | sort -u | wc -l)
     || fail log_continues_own_run "$runs run ids; $(cat "$WORK/l0.err")"
 csv_before=$(sum "$WORK/de.csv") text_before=$(sum "$ZH")
 "$BIN" train "$DE" "${CFG[@]}" --max-iters 2 --out "$WORK/l1" --log "$WORK/de.csv" >/dev/null 2>"$WORK/l1.err"
-one_line_error log_of_other_run_refused "--log: .*de\.csv. holds another run's rows" "$WORK/l1.err"
+one_line_error log_fresh_run_refuses_rows "--log: .*de\.csv. holds rows of another run .*a fresh run starts its own log" "$WORK/l1.err"
+"$BIN" train --resume "$WORK/zh/latest.safetensors" "${RES[@]}" --max-iters 30 --out "$WORK/l4" --log "$WORK/de.csv" \
+    >/dev/null 2>"$WORK/l4.err"
+one_line_error log_of_other_run_refused "--log: .*de\.csv. holds rows of another run .*this resumed run is" "$WORK/l4.err"
 "$BIN" train "$DE" "${CFG[@]}" --max-iters 2 --out "$WORK/l2" --log "$ZH" >/dev/null 2>"$WORK/l2.err"
 one_line_error log_text_file_refused "--log: .*zh\.txt. is not a log" "$WORK/l2.err"
 printf 'step,loss\n1,2.5\n' >"$WORK/other.csv"
 "$BIN" train "$DE" "${CFG[@]}" --max-iters 2 --out "$WORK/l3" --log "$WORK/other.csv" >/dev/null 2>"$WORK/l3.err"
 one_line_error log_other_header_refused "--log: .*other\.csv. is not a log" "$WORK/l3.err"
-[[ $(sum "$WORK/de.csv") == "$csv_before" && $(sum "$ZH") == "$text_before" && ! -e $WORK/l1/latest.safetensors ]] \
+[[ $(sum "$WORK/de.csv") == "$csv_before" && $(sum "$ZH") == "$text_before" && ! -e $WORK/l1/latest.safetensors && ! -e $WORK/l4/latest.safetensors ]] \
     && pass refused_log_untouched || fail refused_log_untouched "a refused log or its run wrote something"
 
 # older checkpoints (no record): today's default, with a note

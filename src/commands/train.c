@@ -530,13 +530,13 @@ static int read_resume_text(TrainRun *r, uint32_t **cps, size_t *n, TextRecord *
  * keeps its own (older checkpoints have none: a new one). Other text makes
  * the losses incomparable with the checkpoint's best. */
 static void record_lineage(TrainRun *r, const TextRecord *text, int other_text) {
-    if (!r->a->resume || !r->ts.run_id) r->ts.run_id = lineage_new_run_id(text->hash ^ r->a->tc.seed);
+    r->ts.text = *text;
+    if (!r->a->resume || !r->ts.run_id) r->ts.run_id = lineage_run_id(checkpoint_run_digest(&r->m, &r->vocab, &r->ts));
     if (other_text && isfinite(r->ts.best_val)) {
         printf("other text: the checkpoint's best val loss %.4f was on its own text; this run keeps its own best\n",
                r->ts.best_val);
         r->ts.best_val = INFINITY;
     }
-    r->ts.text = *text;
 }
 
 /* "PATH (iteration N, best val loss X, text 'T')", or why it is unreadable. */
@@ -627,9 +627,10 @@ static void log_last_run(FILE *f, const char *path, char *run, size_t len) {
     }
 }
 
-/* Before anything is written: an existing log must have this header and
- * end with a row of this run (its 'run' id), so that one table never mixes
- * two runs or lands in a file that is not a log. */
+/* Before anything is written: an existing log must have this header and,
+ * for a resumed run, end with a row of this run (its 'run' id); a fresh run
+ * starts its own table. One table never mixes two runs (not even two
+ * identical ones) or lands in a file that is not a log. */
 static void check_log(const TrainRun *r) {
     const char *path = r->a->log_path;
     if (!path || !is_rank0(r)) return;
@@ -641,9 +642,12 @@ static void check_log(const TrainRun *r) {
         rewind(f);
         log_last_run(f, path, run, sizeof run);
         snprintf(want, sizeof want, "%016llx", (unsigned long long)r->ts.run_id);
+        if (run[0] && !r->a->resume)
+            tf_die("--log: '%s' holds rows of another run (run %s); a fresh run starts its own log: give a new file",
+                   path, run);
         if (run[0] && strcmp(run, want))
-            tf_die("--log: '%s' holds another run's rows (run %s; this %s run is %s); give a new file", path, run,
-                   r->a->resume ? "resumed" : "fresh", want);
+            tf_die("--log: '%s' holds rows of another run (run %s; this resumed run is %s); give a new file", path,
+                   run, want);
     }
     fclose(f);
 }
@@ -1154,10 +1158,10 @@ int cmd_train(int argc, char **argv) {
     setup_model(&r, ops, cps, n_cps);
     check_same_weights(&r);
     plan_run(&r);
+    if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
     int other_text = a.resume ? read_resume_text(&r, &cps, &n_cps, &text) : 0;
     record_lineage(&r, &text, other_text);
     check_log(&r);
-    if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
     free(cps);

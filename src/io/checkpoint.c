@@ -782,3 +782,18 @@ const char *checkpoint_lineage_difference(const CheckpointLineage *a, const Chec
     if (memcmp(a->split, b->split, sizeof a->split)) return "split";
     return NULL;
 }
+
+uint64_t checkpoint_run_digest(const Model *m, const Vocab *v, const TrainState *ts) {
+    const TrainConfig *t = &ts->train;
+    char *cfg = model_config_json(&m->cfg), *vocab = vocab_to_utf8(v), settings[512];
+    snprintf(settings, sizeof settings, "%016llx|%s|%d,%d,%d|%d,%d,%.9g,%.9g,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%llu",
+             (unsigned long long)ts->text.hash, vocab_kind_name(v), ts->split[0], ts->split[1], ts->split[2],
+             t->batch_size, t->grad_accum, t->lr, t->min_lr, t->warmup_iters, t->weight_decay, t->beta1, t->beta2,
+             t->adam_eps, t->grad_clip, (unsigned long long)t->seed);
+    uint64_t h = fnv1a64(cfg, strlen(cfg) + 1, FNV1A64_INIT);
+    h = fnv1a64(vocab, strlen(vocab) + 1, h);
+    h = fnv1a64(settings, strlen(settings), h);
+    free(cfg);
+    free(vocab);
+    return h;
+}

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -91,11 +90,8 @@ int text_record_parse(const char *json, TextRecord *r, char *err) {
     return rc;
 }
 
-uint64_t lineage_new_run_id(uint64_t salt) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    uint64_t id = tf_mix64(salt ^ tf_mix64(((uint64_t)t.tv_sec << 30) ^ (uint64_t)t.tv_nsec) ^
-                           tf_mix64((uint64_t)getpid() + 0x9e3779b97f4a7c15ULL));
+uint64_t lineage_run_id(uint64_t digest) {
+    uint64_t id = tf_mix64(digest);
     return id ? id : 1;
 }
 
