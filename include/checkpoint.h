@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "lineage.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -31,6 +32,10 @@ typedef struct {
     /* train --grow points not yet reached, as "ITER:OP,..." ("" = none), so
      * that --resume of an interrupted run still grows (train_config 'grow_plan') */
     char grow_plan[2560];
+    /* Lineage (include/lineage.h): the text trained on (text.known = 0 in
+     * older checkpoints) and the run's id (0: none recorded). */
+    TextRecord text;
+    uint64_t run_id;
 } TrainState;
 
 /* One `grow` call's change of one kind, for the growth history. */
@@ -60,5 +65,35 @@ int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainS
 /* The best val loss recorded in a checkpoint's header (INFINITY when the file
  * is missing or unreadable); reads no tensors. */
 float checkpoint_peek_best_val(const char *path);
+
+/* What decides whether two checkpoints' losses compare: the same text (by
+ * content), tokenizer and vocabulary, arch and split; and what a message
+ * about a checkpoint on disk names. */
+typedef struct {
+    int iter;
+    float best_val;
+    uint64_t run_id;
+    TextRecord text;
+    int arch;
+    int bytes;           /* byte tokenizer */
+    int vocab_size;
+    uint64_t vocab_hash; /* FNV-1a of the 'vocab' metadata */
+    int split[3];
+} CheckpointLineage;
+
+/* FNV-1a over what defines a fresh run at its start: the text's hash, the
+ * tokenizer and vocabulary, the model config, the split and the training
+ * settings of the config flags (not its length or growth plan), seed included. */
+uint64_t checkpoint_run_digest(const Model *m, const Vocab *v, const TrainState *ts);
+
+/* From a checkpoint's header (no tensors read); -1 when it is not a
+ * readable checkpoint. */
+int checkpoint_peek_lineage(const char *path, CheckpointLineage *out);
+/* The same for a model in memory. */
+void checkpoint_lineage_of(const Model *m, const Vocab *v, const TrainState *ts, CheckpointLineage *out);
+/* NULL when a and b are one lineage, else what differs ("text", "tokenizer",
+ * "vocabulary", "arch", "split"). A side without a text record (an older
+ * checkpoint) is compared on the rest. */
+const char *checkpoint_lineage_difference(const CheckpointLineage *a, const CheckpointLineage *b);
 
 #endif

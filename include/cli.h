@@ -60,4 +60,11 @@ void cli_apply_arch_defaults(ModelConfig *mc, const int *seen);
 /* Copy into dst the training fields whose flags were given. */
 void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const int *seen);
 
+/* --resume: the model flags given (seen) whose value differs from the
+ * checkpoint's, as "--d-model 64 (checkpoint: 32), ..." ("" when none). */
+void cli_model_flags_differing(const int *seen, const ModelConfig *given, const ModelConfig *ckpt, char *out,
+                               size_t len);
+/* The training settings that differ, as "--lr 0.001 -> 0.0005, ..." ("" when none). */
+void cli_train_settings_changed(const TrainConfig *before, const TrainConfig *after, char *out, size_t len);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lineage.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -29,6 +30,10 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err);
 /* The same, as the byte tokenizer sees it when `bytes`: every byte one
  * token (value 0..255), no UTF-8 check. */
 int text_file_read_as(const char *path, int bytes, uint32_t **cps, size_t *n, char *err);
+
+/* The same, and *rec (when not NULL) records the file: its path, size and
+ * content hash over the bytes as read (docs/FORMAT.md 'text'). */
+int text_file_load(const char *path, int bytes, uint32_t **cps, size_t *n, TextRecord *rec, char *err);
 
 /* Parse "TRAIN,VAL[,TEST]" (non-negative integers, train and val > 0, sum at
  * most 1000) into parts[3]; e.g. "90,5,5" is enwik8's 90M/5M/5M. */

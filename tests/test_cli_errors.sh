@@ -206,9 +206,10 @@ RES=(--threads 1 --device cpu --max-iters 6)
 train_error resume_missing_checkpoint "nonexistent\.safetensors.*cannot open" -- "$TEXT" "${RES[@]}" --resume "$WORK/nonexistent.safetensors"
 train_error resume_directory "a_dir.*not a regular file" -- "$TEXT" "${RES[@]}" --resume "$WORK/a_dir"
 train_error resume_text_file "text\.txt.*header length" -- "$TEXT" "${RES[@]}" --resume "$TEXT"
-train_error resume_with_model_flags "drop the model flags" -- "$TEXT" "${RES[@]}" --resume "$CKPT" --d-model 32
+train_error resume_with_model_flags "drop --d-model 32 .checkpoint: " -- "$TEXT" "${RES[@]}" --resume "$CKPT" --d-model 32
 printf 'Zebras \xe2\x80\x94 and quokkas \xe2\x80\x94 are not in the vocabulary. %.0s' $(seq 40) >"$WORK/foreign_chars.txt"
-train_error resume_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT"
+train_error resume_other_text "foreign_chars\.txt. is not the text .* was trained on.*--allow-other-text" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT"
+train_error resume_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$WORK/foreign_chars.txt" "${RES[@]}" --resume "$CKPT" --allow-other-text
 
 # --------------------------------------------------------------- sample
 S=(--threads 1 --device cpu --max-new-tokens 5)
@@ -269,8 +270,8 @@ expect_error eval_missing_ckpt "nonexistent\.safetensors.*cannot open" -- "$BIN"
 expect_error eval_missing_text "cannot open '.*nonexistent\.txt'" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/nonexistent.txt"
 expect_error eval_directory_text "a_dir' is a directory" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/a_dir"
 expect_error eval_invalid_utf8 "bad_utf8\.txt.*invalid UTF-8 at byte offset 3" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/bad_utf8.txt"
-expect_error eval_text_too_short "short\.txt.*too short" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/short.txt"
-expect_error eval_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/foreign_chars.txt"
+expect_error eval_text_too_short "short\.txt.*too short" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/short.txt" --allow-other-text
+expect_error eval_text_outside_vocab "foreign_chars\.txt.*not in the (model's )?vocabulary" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$WORK/foreign_chars.txt" --allow-other-text
 expect_error eval_bad_batches "--batches: expected an integer .* got '0'" -- "$BIN" eval --ckpt "$CKPT" --batches 0 "$TEXT"
 expect_error eval_unknown_flag "eval: unknown or malformed option '--frobnicate'" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" --frobnicate "$TEXT"
 expect_error eval_two_files "expected one text file" -- "$BIN" eval "${E[@]}" --ckpt "$CKPT" "$TEXT" "$TEXT"

@@ -81,8 +81,8 @@ sample_text 4000 60 | tr -d '\n' | head -c 200 >"$WORK/two_windows.txt"
 if "$BIN" train "$WORK/two_windows.txt" "${SMALL[@]}" --max-iters 3 --eval-interval 3 --out "$WORK/e" \
         >"$WORK/e.log" 2>&1; then
     ck="$WORK/e/latest.safetensors"
-    full=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --full --device cpu 2>&1)
-    batch=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --batches 1 --batch-size 1 --device cpu 2>&1)
+    full=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --allow-other-text --full --device cpu 2>&1)
+    batch=$("$BIN" eval --ckpt "$ck" "$WORK/one_window.txt" --allow-other-text --batches 1 --batch-size 1 --device cpu 2>&1)
     lf=$(sed -n 's/^full val loss \([0-9.]*\) .* over \([0-9]*\) tokens.*/\1 \2/p' <<<"$full")
     lb=$(sed -n 's/.*val loss \([0-9.]*\) .*/\1/p' <<<"$batch")
     if [[ -n $lb && $lf == "$lb 16" ]]; then
@@ -116,7 +116,7 @@ rc=$?
 if [[ $rc -ne 0 ]]; then
     fail log_runs "status $rc: $(tail -1 "$WORK/l1.log") / $(tail -1 "$WORK/l2.log" 2>/dev/null)"
 else
-    header="iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch"
+    header="iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch,run"
     [[ $(head -1 "$log") == "$header" && $(grep -c '^iter,' "$log") -eq 1 ]] &&
         pass "log_header_once_across_resume" || fail log_header_once_across_resume "$(grep -n '^iter' "$log")"
     # 0..30: evals at 0,10,20 + 20 again after resuming, 30; progress every 5 of 30; one resume row.

@@ -113,7 +113,7 @@ exact() {
 # trains NAME CKPT: --resume trains the grown model on (the val loss falls)
 trains() {
     local o
-    rm -f "$tmp/t.csv"
+    rm -f "$tmp/t.csv" "$tmp/t.safetensors" "$tmp/t.best.safetensors" # a fresh output for each model: another run's is refused
     if "$BIN" train --resume "$2" --threads 1 --max-iters 100 --eval-interval 30 --log "$tmp/t.csv" \
         --out "$tmp/t.safetensors" >"$tmp/t.log" 2>&1 && o=$(st trained "$tmp/t.csv"); then
         pass "grow_ops: $1 trains on with --resume (val $o)"

@@ -21,7 +21,7 @@ before=$(hash "$WORK/out/best.safetensors")
 (cd "$WORK" && "$ABIN" train "$TEXT" "${RES[@]}" --resume B/latest.safetensors --max-iters 6 >"$WORK/r1.log" 2>&1)
 [[ -n $before && $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "^writing B/latest.safetensors" "$WORK/r1.log" \
     && pass resume_writes_next_to_checkpoint || fail resume_writes_next_to_checkpoint "out/best missing or changed, or: $(head -1 "$WORK/r1.log")"
-(cd "$WORK" && "$ABIN" train "$TEXT" "${TINY[@]}" --max-iters 2 >"$WORK/r2.log" 2>&1)
+(cd "$WORK" && "$ABIN" train "$TEXT" "${TINY[@]}" --max-iters 2 --force >"$WORK/r2.log" 2>&1)
 [[ -n $before && $(hash "$WORK/out/best.safetensors") == "$before" ]] && grep -q "only a better model replaces it" "$WORK/r2.log" \
     && pass better_best_of_other_run_kept || fail better_best_of_other_run_kept "out/best replaced by a worse run"
 # 4. every path printed at the end exists

@@ -230,3 +230,50 @@ const Preset *cli_preset_arg(int argc, char **argv, const char **given) {
     if (given) *given = name;
     return p;
 }
+
+/* ---------------- settings on --resume ---------------- */
+
+/* A config field as text ("64", "0.001"), for the settings lines of --resume. */
+static void config_field_text(const ConfigFlag *f, const void *base, char *out, size_t len) {
+    const char *p = (const char *)base + f->offset;
+    if (f->type == F_INT) snprintf(out, len, "%d", *(const int *)p);
+    else if (f->type == F_FLOAT) snprintf(out, len, "%g", *(const float *)p);
+    else snprintf(out, len, "%llu", *(const unsigned long long *)p);
+}
+
+static void append_item(char *out, size_t len, const char *item) {
+    size_t used = strlen(out);
+    snprintf(out + used, len - used, "%s%s", used ? ", " : "", item);
+}
+
+void cli_model_flags_differing(const int *seen, const ModelConfig *given, const ModelConfig *ckpt, char *out,
+                               size_t len) {
+    out[0] = '\0';
+    for (int i = 0; i < N_FLAGS; i++) {
+        const ConfigFlag *f = &FLAGS[i];
+        if (!f->is_model || !seen[i]) continue;
+        char a[32], b[32], item[96];
+        config_field_text(f, given, a, sizeof a);
+        config_field_text(f, ckpt, b, sizeof b);
+        snprintf(item, sizeof item, "--%s %s (checkpoint: %s)", f->flag, a, b);
+        if (strcmp(a, b)) append_item(out, len, item);
+    }
+    if (seen[N_FLAGS] && given->pnorm != ckpt->pnorm) {
+        char item[96];
+        snprintf(item, sizeof item, "--pnorm %s (checkpoint: %s)", pnorm_name(given->pnorm), pnorm_name(ckpt->pnorm));
+        append_item(out, len, item);
+    }
+}
+
+void cli_train_settings_changed(const TrainConfig *before, const TrainConfig *after, char *out, size_t len) {
+    out[0] = '\0';
+    for (int i = 0; i < N_FLAGS; i++) {
+        const ConfigFlag *f = &FLAGS[i];
+        if (f->is_model) continue;
+        char a[32], b[32], item[96];
+        config_field_text(f, before, a, sizeof a);
+        config_field_text(f, after, b, sizeof b);
+        snprintf(item, sizeof item, "--%s %s -> %s", f->flag, a, b);
+        if (strcmp(a, b)) append_item(out, len, item);
+    }
+}

@@ -18,8 +18,9 @@ static void eval_help(void) {
            "\n"
            "Mean cross-entropy (nats and bits per character) of a checkpoint on fixed,\n"
            "seeded batches of FILE's train (first 90%%) and val parts, so that two\n"
-           "checkpoints can be compared on exactly the same data. FILE defaults to\n"
-           "data/input.txt. With --full, the exact mean over a whole split instead:\n"
+           "checkpoints can be compared on exactly the same data. FILE defaults to the\n"
+           "text the checkpoint records (data/input.txt for older checkpoints); other text\n"
+           "needs --allow-other-text. With --full, the exact mean over a whole split instead:\n"
            "non-overlapping windows of block_size, every token predicted once.\n"
            "\n"
            "options:\n"
@@ -27,6 +28,8 @@ static void eval_help(void) {
            "  --full[=SPLIT]         exact loss over all of SPLIT: val (default), test or train\n"
            "  --split TRAIN,VAL[,TEST]  the text's parts (default: the checkpoint's, which\n"
            "                         is 90,10 unless train was given --split; enwik8: 90,5,5)\n"
+           "  --allow-other-text     evaluate on FILE although it is not the recorded text\n"
+           "                         (or on the recorded path although it has changed)\n"
            "  --batches N            batches per split (default 50)\n"
            "  --batch-size B         sequences per batch (default 16)\n"
            "  --seed S               batch seed (default 1337)\n"
@@ -60,14 +63,16 @@ static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char
 }
 
 int cmd_eval(int argc, char **argv) {
-    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT };
+    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT, O_ALLOW_OTHER };
     static const struct option opts[] = {
         {"full", optional_argument, NULL, O_FULL},     {"split", required_argument, NULL, O_SPLIT},
         {"ckpt", required_argument, NULL, O_CKPT},     {"batches", required_argument, NULL, O_BATCHES},
         {"batch-size", required_argument, NULL, O_BS}, {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE}, {"threads", required_argument, NULL, O_THREADS},
-        {"help", no_argument, NULL, O_HELP},           {0, 0, 0, 0}};
+        {"help", no_argument, NULL, O_HELP},           {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
+        {0, 0, 0, 0}};
     const char *ckpt = NULL, *device = "auto";
+    int allow_other = 0;
     long batches = 50, bs = 16, seed = 1337, threads = 0;
     const char *full = NULL, *split_arg = NULL;
     opterr = 0;
@@ -82,13 +87,14 @@ int cmd_eval(int argc, char **argv) {
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
         case O_FULL: full = optarg ? optarg : "val"; break;
         case O_SPLIT: split_arg = optarg; break;
+        case O_ALLOW_OTHER: allow_other = 1; break;
         case 'h':
         case O_HELP: eval_help(); return 0;
         default: cli_unknown_flag("eval", argv);
         }
     }
     if (optind < argc - 1) tf_die("eval: expected one text file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
-    const char *file = optind < argc ? argv[optind] : "data/input.txt";
+    const char *file = optind < argc ? argv[optind] : NULL; /* NULL: the checkpoint's text */
     if (!ckpt) tf_die("eval: --ckpt is required (see 'tokenformer eval --help')");
 
     char err[TF_ERRLEN];
@@ -110,7 +116,12 @@ int cmd_eval(int argc, char **argv) {
                parts[1]);
     uint32_t *cps;
     size_t n;
-    if (text_file_read_as(file, v.bytes, &cps, &n, err)) tf_die("%s", err);
+    char quoted[1024], how[1200];
+    shell_quote(ckpt, quoted, sizeof quoted);
+    snprintf(how, sizeof how, "pass the text as FILE (tokenformer eval --ckpt %s FILE)", quoted);
+    TextRecord used;
+    if (lineage_read_text(file, allow_other, ckpt, &ts.text, v.bytes, how, &cps, &n, &used, &file, err) < 0)
+        tf_die("%s", err);
     Dataset d;
     if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, parts, err)) tf_die("%s: %s", file, err);
     free(cps);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -63,7 +64,9 @@ static void grow_help(void) {
            "                         function is still kept; default 0)\n"
            "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
            "  --data FILE            text for the loss before/after (and for ranking rows\n"
-           "                         when removing; default data/input.txt then)\n"
+           "                         when removing; default then: the text the checkpoint\n"
+           "                         records, or data/input.txt for older checkpoints)\n"
+           "  --allow-other-text     use --data although it is not the recorded text\n"
            "  --batches N            evaluation batches (default 20)\n"
            "  --seed S               seed for new rows and batches (default 1337)\n"
            "  --threads N            CPU threads (default: all cores)\n"
@@ -105,13 +108,25 @@ typedef struct {
     uint64_t seed;
 } EvalSet;
 
+/* --data, or (data NULL) the text the checkpoint `in` records: the one it
+ * was trained on, unless allow_other (include/lineage.h). *path: the text used. */
+static void read_checkpoint_text(const char *data, int allow_other, const char *in, const TrainState *ts, int bytes,
+                                 uint32_t **cps, size_t *n, const char **path) {
+    char err[TF_ERRLEN], quoted[1024], how[1200];
+    shell_quote(in, quoted, sizeof quoted);
+    snprintf(how, sizeof how, "pass the text with --data FILE (tokenformer grow --ckpt %s --data FILE ...)", quoted);
+    TextRecord used;
+    if (lineage_read_text(data, allow_other, in, &ts->text, bytes, how, cps, n, &used, path, err) < 0)
+        tf_die("%s", err);
+}
+
 static void eval_set_open(EvalSet *e, const char *data, const Vocab *v, Model *m, const TrainState *ts,
-                          int batches, uint64_t seed) {
+                          int batches, uint64_t seed, int allow_other, const char *in) {
     char err[TF_ERRLEN];
     uint32_t *cps;
     size_t n;
     memset(e, 0, sizeof *e);
-    if (text_file_read_as(data, v->bytes, &cps, &n, err)) tf_die("%s", err);
+    read_checkpoint_text(data, allow_other, in, ts, v->bytes, &cps, &n, &data);
     if (dataset_build_split(&e->d, cps, n, v, m->cfg.block_size, ts->split, err)) tf_die("%s: %s", data, err);
     free(cps);
     int B = 16, T = m->cfg.block_size;
@@ -132,6 +147,17 @@ static void eval_set_close(EvalSet *e) {
     dataset_free(&e->d);
 }
 
+/* The command that continues training from `out`, with the text its
+ * checkpoint records (FILE when none is recorded). */
+static void print_resume_hint(const char *out, const TrainState *ts) {
+    char text[1024], ckpt[1024];
+    shell_quote(!ts->text.known ? "FILE" : access(ts->text.path, F_OK) == 0 ? ts->text.path : ts->text.abspath, text,
+                sizeof text);
+    shell_quote(out, ckpt, sizeof ckpt);
+    printf("wrote %s (resume with: tokenformer train %s --resume %s, which re-warms the schedule there; "
+           "--continue-schedule keeps it)\n", out, text, ckpt);
+}
+
 /* What new blocks start as, for the log line. */
 static const char *new_layer_words(const Model *m, LayerInit init) {
     int patt = model_has_tau(&m->cfg);
@@ -145,7 +171,7 @@ static const char *new_layer_words(const Model *m, LayerInit init) {
 
 /* grow --add-layers: new blocks, fresh or copied. */
 static int grow_layers(const char *in, const char *out, int n_new, LayerInit init, GrowAt at, uint64_t seed,
-                       const char *data, int batches, int threads) {
+                       const char *data, int batches, int threads, int allow_other) {
     char err[TF_ERRLEN];
     const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
@@ -157,7 +183,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
     EvalSet e;
     float before = NAN;
     if (data) {
-        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1);
+        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
         before = eval_set_loss(&e, &m);
     }
     if (growth_add_layers(&m, &g, n_new, init, at, seed, err)) tf_die("%s", err);
@@ -181,8 +207,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
-           "--continue-schedule keeps it)\n", out, out);
+    print_resume_hint(out, &ts);
     model_free(&g);
     model_free(&m);
     vocab_free(&v);
@@ -191,7 +216,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
 
 /* grow --d-model 2x: the residual stream tiled (docs/MODEL.md 5b). */
 static int grow_width(const char *in, const char *out, float noise, uint64_t seed, const char *data, int batches,
-                      int threads) {
+                      int threads, int allow_other) {
     char err[TF_ERRLEN];
     const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
@@ -201,7 +226,7 @@ static int grow_width(const char *in, const char *out, float noise, uint64_t see
     EvalSet e;
     float before = NAN;
     if (data) {
-        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1);
+        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
         before = eval_set_loss(&e, &m);
     }
     if (growth_double_d_model(&m, &g, noise, seed, err)) tf_die("grow: --d-model 2x: %s", err);
@@ -221,8 +246,7 @@ static int grow_width(const char *in, const char *out, float noise, uint64_t see
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
-           "--continue-schedule keeps it)\n", out, out);
+    print_resume_hint(out, &ts);
     model_free(&g);
     model_free(&m);
     vocab_free(&v);
@@ -238,7 +262,7 @@ static int parse_width_factor(const char *s) {
 
 int cmd_grow(int argc, char **argv) {
     enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
-           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE };
+           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
@@ -249,6 +273,7 @@ int cmd_grow(int argc, char **argv) {
         {"key-init-scale", required_argument, NULL, O_KEY_SCALE}, {"tau", required_argument, NULL, O_TAU},
         {"add-layers", required_argument, NULL, O_ADD_LAYERS}, {"at", required_argument, NULL, O_AT},
         {"d-model", required_argument, NULL, O_D_MODEL}, {"noise", required_argument, NULL, O_NOISE},
+        {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
         {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
     long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
@@ -257,7 +282,7 @@ int cmd_grow(int argc, char **argv) {
     float key_scale = -1.0f;
     GrowInit init = GROW_RANDOM; /* the growth study's best recipe (docs/GROWTH.md) */
     GrowAt at = GROW_AT_END;
-    int at_set = 0, init_set = 0, width = 0;
+    int at_set = 0, init_set = 0, width = 0, allow_other = 0;
     float noise = -1.0f;
     const char *init_arg = NULL;
     opterr = 0;
@@ -290,6 +315,7 @@ int cmd_grow(int argc, char **argv) {
         case O_D_MODEL: width = parse_width_factor(optarg); break;
         case O_NOISE: noise = (float)cli_float("--noise", optarg, 0.0, 1.0); break;
         case O_DATA: data = optarg; break;
+        case O_ALLOW_OTHER: allow_other = 1; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
@@ -308,7 +334,8 @@ int cmd_grow(int argc, char **argv) {
                "--key-init-scale or --tau with it (grow twice)");
     if (noise >= 0.0f && !width) tf_die("grow: --noise needs --d-model");
     if (width)
-        return grow_width(in, out, noise < 0.0f ? 0.0f : noise, (uint64_t)seed, data, (int)batches, (int)threads);
+        return grow_width(in, out, noise < 0.0f ? 0.0f : noise, (uint64_t)seed, data, (int)batches, (int)threads,
+                          allow_other);
     if (add_layers && (layers || key_scale >= 0.0f || tau_reset >= 0))
         tf_die("grow: --add-layers takes no --layers, --key-init-scale or --tau (new blocks are whole layers)");
     if (at_set && !add_layers) tf_die("grow: --at needs --add-layers");
@@ -317,7 +344,8 @@ int cmd_grow(int argc, char **argv) {
         if (init_arg && layer_init_parse(init_arg) < 0)
             tf_die("grow: --init with --add-layers: expected zero-out, copy or copy-zero-out, got '%s'", init_arg);
         if (init_arg) li = (LayerInit)layer_init_parse(init_arg);
-        return grow_layers(in, out, (int)add_layers, li, at, (uint64_t)seed, data, (int)batches, (int)threads);
+        return grow_layers(in, out, (int)add_layers, li, at, (uint64_t)seed, data, (int)batches, (int)threads,
+                           allow_other);
     }
     if (init_arg && !strcmp(init_arg, "zero-key")) init = GROW_ZERO_KEY;
     else if (init_arg && !strcmp(init_arg, "random")) init = GROW_RANDOM;
@@ -327,7 +355,7 @@ int cmd_grow(int argc, char **argv) {
     if ((kv < 0 && ffn > 0) || (kv > 0 && ffn < 0)) tf_die("grow: --kv and --ffn-kv must both add or both remove rows");
     if (kv == 0 && ffn == 0) tf_die("grow: nothing to change (--kv 0)");
     int shrinking = kv < 0 || ffn < 0;
-    if (shrinking && !data) data = "data/input.txt";
+    int read_text = data || shrinking; /* removal ranks rows on text: the checkpoint's without --data */
 
     char err[TF_ERRLEN];
     /* resizing rebuilds the model in host memory (growth.h) */
@@ -357,10 +385,10 @@ int cmd_grow(int argc, char **argv) {
     int *tok = NULL, *tgt = NULL;
     float before = NAN;
     uint64_t eval_seed = (uint64_t)seed * 2 + 1;
-    if (data) {
+    if (read_text) {
         uint32_t *cps;
         size_t n;
-        if (text_file_read_as(data, v.bytes, &cps, &n, err)) tf_die("%s", err);
+        read_checkpoint_text(data, allow_other, in, &ts, v.bytes, &cps, &n, &data);
         if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, ts.split, err)) tf_die("%s: %s", data, err);
         free(cps);
         int B = 16, T = m.cfg.block_size;
@@ -414,8 +442,7 @@ int cmd_grow(int argc, char **argv) {
     }
     if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
     if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    printf("wrote %s (resume with: tokenformer train --resume %s, which re-warms the schedule there; "
-           "--continue-schedule keeps it)\n", out, out);
+    print_resume_hint(out, &ts);
 
     model_free_ranks(&m, importance);
     free(tok);

@@ -52,6 +52,16 @@ static void print_model(const Model *m, int show_tau) {
     }
 }
 
+/* The recorded text and run id (docs/FORMAT.md 'text', 'run_id'). */
+static void print_lineage(const TrainState *ts) {
+    char text[2 * TEXT_PATH_LEN + 64] = "not recorded (an older checkpoint)";
+    if (ts->text.known) text_record_describe(&ts->text, text, sizeof text);
+    printf("text: %s", text);
+    if (ts->text.known && strcmp(ts->text.abspath, ts->text.path)) printf(", absolute '%s'", ts->text.abspath);
+    if (ts->run_id) printf("; run %016llx", (unsigned long long)ts->run_id);
+    printf("\n");
+}
+
 static int info_checkpoint(const char *ckpt) {
     char err[TF_ERRLEN];
     Model m;
@@ -66,6 +76,7 @@ static int info_checkpoint(const char *ckpt) {
     else printf("best val loss: none recorded\n");
     printf("tokenizer %s, data split %d,%d,%d; trained on %.0f tokens, %.3e FLOPs\n", vocab_kind_name(&v),
            ts.split[0], ts.split[1], ts.split[2], ts.train_tokens, ts.train_flops);
+    print_lineage(&ts);
     if (ts.growth[0] && strcmp(ts.growth, "[]")) {
         printf("growth history:\n");
         growth_history_print(&ts);

@@ -25,9 +25,10 @@ static void train_help(void) {
     printf("usage: tokenformer train [FILE] [options]\n"
            "\n"
            "Train a TokenFormer on a UTF-8 text file (default data/input.txt; 'make data'\n"
-           "fetches tiny shakespeare). Prints 'step N: train loss X, val loss Y' at each\n"
-           "evaluation, progress lines with tokens/s and ETA, and keeps two checkpoints:\n"
-           "the latest and the best by val loss.\n"
+           "fetches tiny shakespeare; with --resume, the text the checkpoint records).\n"
+           "Prints 'step N: train loss X, val loss Y' at each evaluation, progress lines\n"
+           "with tokens/s and ETA, and keeps two checkpoints: the latest and the best by\n"
+           "val loss.\n"
            "\n"
            "options:\n"
            "  --preset P             tiny (default), shakespeare or gpt2-124m\n"
@@ -36,7 +37,11 @@ static void train_help(void) {
            "                         FILE.best.safetensors); default out/, and with\n"
            "                         --resume where the checkpoint lives (README: 'Where\n"
            "                         a run writes')\n"
-           "  --resume CKPT          continue a run from a checkpoint exactly\n"
+           "  --resume CKPT          continue a run from a checkpoint exactly, on the text it\n"
+           "                         records (FILE, when given, must be that text)\n"
+           "  --allow-other-text     with --resume: continue on FILE (or the recorded path)\n"
+           "                         although its content differs from the recorded text\n"
+           "  --force                replace checkpoints of another run (or lineage) in --out\n"
            "  --new-stage            with --resume: restart warmup + cosine from the\n"
            "                         checkpoint's iteration over --max-iters more iterations;\n"
            "                         default continues the schedule, except after a grow\n"
@@ -139,6 +144,9 @@ typedef struct {
     int continue_schedule;
     int freeze_old;
     int stop_at;   /* --stop-at, or 0: run to max_iters */
+    int allow_other_text; /* --allow-other-text */
+    int force;            /* --force: replace another run's checkpoints */
+    const char *preset;   /* --preset as given, or NULL */
     /* data options (tokenizer, split, CSV log) */
     int tokenizer_seen, bytes;
     int split_seen, split[3]; /* --split, parsed */
@@ -157,7 +165,7 @@ typedef struct {
 
 enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
        O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE, O_FLOPS_BUDGET, O_TOKENS_BUDGET, O_LR_SCHEDULE,
-       O_DECAY_FRAC, O_EVAL_FLOPS, O_GROW };
+       O_DECAY_FRAC, O_EVAL_FLOPS, O_GROW, O_ALLOW_OTHER, O_FORCE };
 
 /* The schedule options (schedule.h); 0 when opt is not one of them. */
 static int parse_schedule_option(int opt, const char *value, TrainArgs *a) {
@@ -207,11 +215,14 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"tokens-budget", required_argument, NULL, O_TOKENS_BUDGET},
         {"lr-schedule", required_argument, NULL, O_LR_SCHEDULE},
         {"decay-frac", required_argument, NULL, O_DECAY_FRAC},
-        {"eval-every-flops", required_argument, NULL, O_EVAL_FLOPS}, {"grow", required_argument, NULL, O_GROW}};
+        {"eval-every-flops", required_argument, NULL, O_EVAL_FLOPS}, {"grow", required_argument, NULL, O_GROW},
+        {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER}, {"force", no_argument, NULL, O_FORCE}};
     struct option all[64];
     cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
-    const Preset *preset = cli_preset_arg(argc, argv, NULL);
+    const char *preset_given = NULL;
+    const Preset *preset = cli_preset_arg(argc, argv, &preset_given);
     memset(a, 0, sizeof *a);
+    a->preset = preset_given;
     a->mc = preset->model;
     a->tc = preset->train;
     a->device = "auto";
@@ -230,6 +241,8 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_NEW_STAGE: a->new_stage = 1; break;
         case O_CONTINUE: a->continue_schedule = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
+        case O_ALLOW_OTHER: a->allow_other_text = 1; break;
+        case O_FORCE: a->force = 1; break;
         case O_TOKENIZER:
             if (strcmp(optarg, "chars") && strcmp(optarg, "bytes"))
                 tf_die("--tokenizer: expected chars or bytes, got '%s'", optarg);
@@ -257,11 +270,11 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         }
     }
     if (optind < argc - 1) tf_die("train: expected one input file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
-    a->file = optind < argc ? argv[optind] : "data/input.txt";
+    a->file = optind < argc ? argv[optind] : NULL; /* a resumed run: the checkpoint's text */
     if (!cli_config_flag_seen(a->flag_seen, "min-lr")) a->tc.min_lr = a->tc.lr / 10.0f;
     cli_apply_arch_defaults(&a->mc, a->flag_seen);
-    if ((a->new_stage || a->freeze_old || a->continue_schedule) && !a->resume)
-        tf_die("--new-stage, --continue-schedule and --freeze-old need --resume");
+    if ((a->new_stage || a->freeze_old || a->continue_schedule || a->allow_other_text) && !a->resume)
+        tf_die("--new-stage, --continue-schedule, --freeze-old and --allow-other-text need --resume");
     if (a->new_stage && a->continue_schedule) tf_die("--new-stage and --continue-schedule contradict each other; give one");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
     check_schedule_options(a);
@@ -386,10 +399,34 @@ static void mark_rows_frozen(Model *m) {
  * point and the schedule re-warms there by default. */
 static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
 
+/* Settings that the checkpoint fixes, refused by name when given with
+ * another value: the model, the preset (its model and settings), and the
+ * split (a new one would put trained-on text into val). */
+static void refuse_fixed_settings(const TrainArgs *a, const Model *m, const TrainState *ts) {
+    char list[1024];
+    cli_model_flags_differing(a->flag_seen, &a->mc, &m->cfg, list, sizeof list);
+    if (list[0])
+        tf_die("--resume: the model comes from the checkpoint; drop %s", list);
+    if (a->preset)
+        tf_die("--resume: --preset %s: the model and settings come from the checkpoint; drop --preset (give "
+               "single settings such as --lr or --max-iters to change them)", a->preset);
+    if (a->split_seen && memcmp(a->split, ts->split, sizeof a->split))
+        tf_die("--resume: --split %d,%d,%d differs from the checkpoint's %d,%d,%d (val would then hold text "
+               "already trained on); drop --split", a->split[0], a->split[1], a->split[2], ts->split[0],
+               ts->split[1], ts->split[2]);
+}
+
+/* The training settings that a resumed run changes, said once. */
+static void print_changed_settings(const TrainConfig *before, const TrainConfig *after) {
+    char list[2048];
+    cli_train_settings_changed(before, after, list, sizeof list);
+    if (list[0]) printf("resume: settings changed from the checkpoint: %s\n", list);
+}
+
 static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, TrainState *ts) {
     char err[TF_ERRLEN];
     if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
-    if (a->model_flag_seen) tf_die("--resume: model settings come from the checkpoint; drop the model flags");
+    refuse_fixed_settings(a, m, ts);
     if (cli_config_flag_seen(a->flag_seen, "arch") && a->mc.arch != m->cfg.arch)
         tf_die("--resume: --arch %s contradicts %s, which is a %s checkpoint", arch_name(a->mc.arch),
                a->resume, arch_name(m->cfg.arch));
@@ -402,6 +439,7 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         cli_override_train_config(&a->tc, &given, a->flag_seen);
         if (cli_config_flag_seen(a->flag_seen, "lr") && !cli_config_flag_seen(a->flag_seen, "min-lr"))
             a->tc.min_lr = a->tc.lr / 10.0f;
+        print_changed_settings(&ts->train, &a->tc);
     }
     if (!a->freeze_old) /* freezing lasts one run: a later resume trains every row again */
         for (int i = 0; i < m->n_params; i++)
@@ -471,12 +509,151 @@ static int step_sequences(const TrainRun *r) {
 
 static int is_rank0(const TrainRun *r) { return r->dist.rank == 0; }
 
+/* ---------------- lineage: the text, the run id, what --out already holds ---------------- */
+
+/* A resumed run's text: FILE, else the one its checkpoint records (include/lineage.h).
+ * Returns 1 when it is other text (--allow-other-text). */
+static int read_resume_text(TrainRun *r, uint32_t **cps, size_t *n, TextRecord *text) {
+    TrainArgs *a = r->a;
+    char err[TF_ERRLEN], ckpt[1024], how[1200];
+    shell_quote(a->resume, ckpt, sizeof ckpt);
+    snprintf(how, sizeof how, "pass the text as FILE (tokenformer train FILE --resume %s)", ckpt);
+    const char *path;
+    int other = lineage_read_text(a->file, a->allow_other_text, a->resume, &r->ts.text, r->vocab.bytes, how, cps, n,
+                                  text, &path, err);
+    if (other < 0) tf_die("%s", err);
+    a->file = path;
+    return other;
+}
+
+/* The checkpoints record the text; a fresh run gets a new id, a resumed one
+ * keeps its own (older checkpoints have none: a new one). Other text makes
+ * the losses incomparable with the checkpoint's best. */
+static void record_lineage(TrainRun *r, const TextRecord *text, int other_text) {
+    r->ts.text = *text;
+    if (!r->a->resume || !r->ts.run_id) r->ts.run_id = lineage_run_id(checkpoint_run_digest(&r->m, &r->vocab, &r->ts));
+    if (other_text && isfinite(r->ts.best_val)) {
+        printf("other text: the checkpoint's best val loss %.4f was on its own text; this run keeps its own best\n",
+               r->ts.best_val);
+        r->ts.best_val = INFINITY;
+    }
+}
+
+/* "PATH (iteration N, best val loss X, text 'T')", or why it is unreadable. */
+static void describe_checkpoint(const char *path, const CheckpointLineage *l, int readable, char *out, size_t len) {
+    if (!readable) {
+        snprintf(out, len, "%.900s (not a readable checkpoint)", path);
+        return;
+    }
+    char best[48] = "";
+    if (isfinite(l->best_val)) snprintf(best, sizeof best, ", best val loss %.4f", l->best_val);
+    snprintf(out, len, "%.900s (iteration %d%s, text %s%.600s%s)", path, l->iter, best, l->text.known ? "'" : "",
+             l->text.known ? l->text.path : "not recorded", l->text.known ? "'" : "");
+}
+
+static int same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+static void append_listed(char *list, size_t len, const char *item) {
+    size_t used = strlen(list);
+    snprintf(list + used, len - used, "%s%s", used ? "; " : "", item);
+}
+
+/* What --out already holds. A fresh run replaces nothing without --force; a
+ * resumed one, no latest of another run (another run id) and no best of
+ * another lineage (other text, vocabulary, arch or split: its loss does not
+ * compare). A best of this lineage is kept unless this run beats it. */
+static void check_existing_outputs(TrainRun *r) {
+    const TrainArgs *a = r->a;
+    CheckpointLineage self, latest, best;
+    checkpoint_lineage_of(&r->m, &r->vocab, &r->ts, &self);
+    int has_latest = access(r->latest, F_OK) == 0 && !(a->resume && same_file(r->latest, a->resume));
+    int latest_ok = has_latest && checkpoint_peek_lineage(r->latest, &latest) == 0;
+    /* a run's own latest may be replaced, but not by an earlier point of it */
+    int latest_ahead = latest_ok && a->resume && latest.run_id == self.run_id && latest.iter > self.iter;
+    int latest_foreign = has_latest && (!a->resume || !latest_ok || latest.run_id != self.run_id || latest_ahead);
+    int has_best = access(r->best, F_OK) == 0;
+    int best_ok = has_best && checkpoint_peek_lineage(r->best, &best) == 0;
+    const char *differs = best_ok ? checkpoint_lineage_difference(&self, &best) : "unreadable";
+    int best_other_lineage = has_best && differs;
+    int best_foreign = has_best && (!a->resume || best_other_lineage);
+    char list[4096] = "", item[2048];
+    if (latest_foreign) {
+        describe_checkpoint(r->latest, &latest, latest_ok, item, sizeof item);
+        if (latest_ahead) snprintf(item + strlen(item), sizeof item - strlen(item),
+                                   ", ahead of this run's iteration %d", self.iter);
+        else if (a->resume) snprintf(item + strlen(item), sizeof item - strlen(item), ", another run");
+        append_listed(list, sizeof list, item);
+    }
+    if (best_foreign) {
+        describe_checkpoint(r->best, &best, best_ok, item, sizeof item);
+        if (best_other_lineage && best_ok) snprintf(item + strlen(item), sizeof item - strlen(item),
+                                                    ", another lineage: other %s", differs);
+        append_listed(list, sizeof list, item);
+    }
+    if (list[0] && !a->force)
+        tf_die("--out %s holds %s: %s; give another --out, or --force to replace them", a->out,
+               a->resume ? "checkpoints this run must not replace" : "another run's checkpoints", list);
+    if (list[0] && latest_foreign) printf("--force: replacing %s\n", r->latest);
+    if (list[0] && best_other_lineage) /* one of this lineage stays unless beaten (below) */
+        printf("--force: %s is %s%s%s; this run's first evaluation replaces it\n", r->best,
+               best_ok ? "of another lineage (" : "not a readable checkpoint", best_ok ? differs : "", best_ok ? ")" : "");
+    r->best_on_disk = best_other_lineage ? INFINITY : best_ok ? best.best_val : INFINITY;
+    if (isfinite(r->best_on_disk) && r->best_on_disk < r->ts.best_val)
+        printf("note: %s holds val loss %.4f from an earlier run of this lineage (same text, vocabulary, arch and "
+               "split); only a better model replaces it\n", r->best, r->best_on_disk);
+}
+
 /* ---------------- data accounting: FLOPs, CSV log, progress bar ---------------- */
 
-static const char LOG_HEADER[] = "iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch";
+static const char LOG_HEADER[] = "iter,tokens,flops,lr,train_loss,val_loss,tok_per_s,params,event,arch,run";
 
-/* Append to the log; the header only when the file is new or empty, so that
- * a resumed or grown run continues the same table. */
+/* The last column of the last row of an existing log (the run id of the
+ * run that wrote it), "" when it has only the header. Dies unless its first
+ * line is LOG_HEADER. */
+static void log_last_run(FILE *f, const char *path, char *run, size_t len) {
+    char line[1024];
+    run[0] = '\0';
+    if (!fgets(line, sizeof line, f) || strcspn(line, "\n") != strlen(LOG_HEADER) ||
+        strncmp(line, LOG_HEADER, strlen(LOG_HEADER)))
+        tf_die("--log: '%s' is not a log of this version of tokenformer (its first line is not the header '%s'); "
+               "give a new file", path, LOG_HEADER);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        const char *comma = strrchr(line, ',');
+        if (comma) snprintf(run, len, "%s", comma + 1);
+    }
+}
+
+/* Before anything is written: an existing log must have this header and,
+ * for a resumed run, end with a row of this run (its 'run' id); a fresh run
+ * starts its own table. One table never mixes two runs (not even two
+ * identical ones) or lands in a file that is not a log. */
+static void check_log(const TrainRun *r) {
+    const char *path = r->a->log_path;
+    if (!path || !is_rank0(r)) return;
+    FILE *f = fopen(path, "r");
+    if (!f) return; /* new (or unreadable: open_log says why) */
+    fseek(f, 0, SEEK_END);
+    if (ftell(f) > 0) {
+        char run[64], want[24];
+        rewind(f);
+        log_last_run(f, path, run, sizeof run);
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)r->ts.run_id);
+        if (run[0] && !r->a->resume)
+            tf_die("--log: '%s' holds rows of another run (run %s); a fresh run starts its own log: give a new file",
+                   path, run);
+        if (run[0] && strcmp(run, want))
+            tf_die("--log: '%s' holds rows of another run (run %s; this resumed run is %s); give a new file", path,
+                   run, want);
+    }
+    fclose(f);
+}
+
+/* Append to the log (check_log accepted it); the header only when the file
+ * is new or empty, so that a resumed or grown run continues the same table. */
 static void open_log(TrainRun *r) {
     const char *path = r->a->log_path;
     if (!path || !is_rank0(r)) return;
@@ -496,9 +673,9 @@ static void log_row(TrainRun *r, int iter, const char *event, double lr, double 
         if (isnan(v[i])) cells[i][0] = '\0';
         else snprintf(cells[i], sizeof cells[i], i == 3 ? "%.0f" : "%.6g", v[i]);
     }
-    fprintf(r->log, "%d,%.0f,%.6e,%s,%s,%s,%s,%zu,%s,%s\n", iter, r->ts.train_tokens, r->ts.train_flops,
+    fprintf(r->log, "%d,%.0f,%.6e,%s,%s,%s,%s,%zu,%s,%s,%016llx\n", iter, r->ts.train_tokens, r->ts.train_flops,
             cells[0], cells[1], cells[2], cells[3], model_num_params(&r->m, 1), event,
-            arch_name(r->m.cfg.arch));
+            arch_name(r->m.cfg.arch), (unsigned long long)r->ts.run_id);
     fflush(r->log);
 }
 
@@ -734,28 +911,38 @@ static void print_progress(TrainRun *r, int iter, float lr, float norm) {
     r->loss_count = 0;
 }
 
+/* "tokenformer train TEXT --resume LATEST": the command that continues this run. */
+static void resume_command(const TrainRun *r, char *out, size_t len) {
+    char text[1024], latest[1024];
+    shell_quote(r->a->file, text, sizeof text);
+    shell_quote(r->latest, latest, sizeof latest);
+    snprintf(out, len, "tokenformer train %s --resume %s", text, latest);
+}
+
 /* A signal, or a stdout that can no longer be written (the reader of a pipe
  * went away, a full disk): save the latest checkpoint and stop. */
 static int stop_early(TrainRun *r, int iter) {
     mark_position(r, iter);
     if (!is_rank0(r)) return g_stop_requested ? 130 : 1; /* rank 0 saves */
     save_or_die(r->latest, &r->m, &r->vocab, &r->ts);
+    char again[2200];
+    resume_command(r, again, sizeof again);
     if (!g_stop_requested && !g_stdout_errno) { /* another rank was asked to stop */
-        printf("stopped: another rank was interrupted before iteration %d: saved %s; continue with --resume %s\n",
-               iter, r->latest, r->latest);
+        printf("stopped: another rank was interrupted before iteration %d: saved %s; continue with: %s\n",
+               iter, r->latest, again);
         flush_output();
         return 130;
     }
     if (g_stop_requested) {
-        printf("interrupted (signal %d) before iteration %d: saved %s; continue with --resume %s\n",
-               (int)g_stop_requested, iter, r->latest, r->latest);
+        printf("interrupted (signal %d) before iteration %d: saved %s; continue with: %s\n",
+               (int)g_stop_requested, iter, r->latest, again);
         flush_output();
         if (g_stdout_errno)
             fprintf(stderr, "tokenformer: interrupted before iteration %d: saved %s\n", iter, r->latest);
         return 130;
     }
     fprintf(stderr, "tokenformer: error: writing to standard output failed (%s): stopped before iteration %d, "
-            "saved %s; continue with --resume %s\n", strerror(g_stdout_errno), iter, r->latest, r->latest);
+            "saved %s; continue with: %s\n", strerror(g_stdout_errno), iter, r->latest, again);
     return g_stdout_errno == EPIPE ? 130 : 1;
 }
 
@@ -787,10 +974,7 @@ static void prepare_outputs(TrainRun *r) {
     tf_require_writable_target("--out", r->latest);
     tf_require_writable_target("--out", r->best);
     lock_output(r->latest);
-    r->best_on_disk = checkpoint_peek_best_val(r->best);
-    if (isfinite(r->best_on_disk) && r->best_on_disk < r->ts.best_val)
-        printf("note: %s holds val loss %.4f from an earlier run; only a better model replaces it\n", r->best,
-               r->best_on_disk);
+    check_existing_outputs(r);
     printf("writing %s and %s\n", r->latest, r->best);
 }
 
@@ -959,7 +1143,9 @@ int cmd_train(int argc, char **argv) {
     uint32_t *cps = NULL;
     size_t n_cps = 0;
     /* A fresh run's tokenizer is --tokenizer; a resumed one's, the checkpoint's. */
-    if (!a.resume && text_file_read_as(a.file, a.bytes, &cps, &n_cps, err)) tf_die("%s", err);
+    TextRecord text;
+    if (!a.resume && !a.file) a.file = "data/input.txt";
+    if (!a.resume && text_file_load(a.file, a.bytes, &cps, &n_cps, &text, err)) tf_die("%s", err);
 
     TrainRun r;
     memset(&r, 0, sizeof r);
@@ -972,8 +1158,10 @@ int cmd_train(int argc, char **argv) {
     setup_model(&r, ops, cps, n_cps);
     check_same_weights(&r);
     plan_run(&r);
-    if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
+    int other_text = a.resume ? read_resume_text(&r, &cps, &n_cps, &text) : 0;
+    record_lineage(&r, &text, other_text);
+    check_log(&r);
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
     free(cps);

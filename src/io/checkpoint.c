@@ -84,6 +84,30 @@ static int growth_history_load(const StFile *f, TrainState *ts, char *err) {
     return 0;
 }
 
+/* ---------------- lineage metadata: 'text' and 'run_id' (optional) ---------------- */
+
+static void lineage_meta_format(const TrainState *ts, char **text, char run_id[24]) {
+    *text = ts->text.known ? text_record_json(&ts->text) : NULL;
+    if (ts->run_id) snprintf(run_id, 24, "%016llx", (unsigned long long)ts->run_id);
+    else run_id[0] = '\0';
+}
+
+static int parse_run_id(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16) return -1;
+    *out = strtoull(s, &end, 16);
+    return errno || *end ? -1 : 0;
+}
+
+static int lineage_meta_load(const StFile *f, TrainState *ts, char *err) {
+    const char *text = st_meta(f, "text"), *run = st_meta(f, "run_id");
+    if (text && *text && text_record_parse(text, &ts->text, err)) return -1;
+    if (run && *run && parse_run_id(run, &ts->run_id))
+        return tf_err(err, "metadata 'run_id' is not 16 hex digits");
+    return 0;
+}
+
 /* ---------------- data accounting metadata (tokenizer, split, tokens, FLOPs) ----------------
  * Optional keys: a checkpoint without them is a character-tokenizer model on
  * the 90/10 split with no accounting yet. */
@@ -414,14 +438,16 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     snprintf(rng, sizeof rng, "%llu", (unsigned long long)ts->data_rng);
     char data_meta[DATA_META_KEYS][48];
     data_meta_format(v, ts, data_meta);
+    char *text = NULL, run_id[24];
+    lineage_meta_format(ts, &text, run_id);
     const char *keys[] = {"format", "config", "train_config", "vocab", "step", "iter",
                           "best_val_loss", "data_rng", "row_segments", "optimizer",
                           DATA_META_NAMES[0], DATA_META_NAMES[1], DATA_META_NAMES[2], DATA_META_NAMES[3],
-                          "growth_history", "crc32"};
+                          "growth_history", "text", "run_id", "crc32"};
     const char *vals[] = {CHECKPOINT_FORMAT, cfg, tcfg, v->bytes ? "" : vocab, step, iter, best, rng, segs,
                           with_optimizer ? "adamw" : "none",
                           data_meta[0], data_meta[1], data_meta[2], data_meta[3],
-                          ts->growth[0] ? ts->growth : "[]", ""};
+                          ts->growth[0] ? ts->growth : "[]", text ? text : "", run_id, ""};
     int n_meta = (int)(sizeof keys / sizeof keys[0]);
     const void **chunks = tf_malloc(sizeof(void *) * (size_t)n_out, "checksum");
     size_t *lens = tf_malloc(sizeof(size_t) * (size_t)n_out, "checksum");
@@ -440,6 +466,7 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     free(tcfg);
     free(segs);
     free(vocab);
+    free(text);
     free(host);
     free(names);
     free(outs);
@@ -658,6 +685,7 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
         rc = parse_train_config(tcfg, ts, err);
     if (!rc) rc = data_meta_load(f, ts, err);
     if (!rc) rc = growth_history_load(f, ts, err);
+    if (!rc) rc = lineage_meta_load(f, ts, err);
     /* The checksum last: structural problems get their own message first. */
     if (rc || load_tensors(m, f, &ts->has_optimizer, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
         model_free(m);
@@ -683,4 +711,89 @@ int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainS
     st_free(&f);
     if (rc) return tf_err(err, "%s: %s", path, inner);
     return 0;
+}
+
+/* ---------------- lineage of a checkpoint on disk ---------------- */
+
+/* A metadata value of any length (st_peek_meta wants a buffer): the
+ * vocabulary of a CJK text is tens of kilobytes. NULL when absent. */
+static char *peek_meta_alloc(const char *path, const char *key) {
+    for (size_t len = 4096; len <= ((size_t)1 << 26); len *= 8) {
+        char *buf = tf_malloc(len, "checkpoint metadata");
+        if (st_peek_meta(path, key, buf, len) == 0) return buf;
+        free(buf);
+    }
+    return NULL;
+}
+
+void checkpoint_lineage_of(const Model *m, const Vocab *v, const TrainState *ts, CheckpointLineage *out) {
+    memset(out, 0, sizeof *out);
+    out->iter = ts->iter;
+    out->best_val = ts->best_val;
+    out->run_id = ts->run_id;
+    out->text = ts->text;
+    out->arch = m->cfg.arch;
+    out->bytes = v->bytes;
+    out->vocab_size = v->size;
+    char *vocab = vocab_to_utf8(v);
+    out->vocab_hash = fnv1a64(v->bytes ? "" : vocab, v->bytes ? 0 : strlen(vocab), FNV1A64_INIT);
+    free(vocab);
+    memcpy(out->split, ts->split, sizeof out->split);
+}
+
+int checkpoint_peek_lineage(const char *path, CheckpointLineage *out) {
+    memset(out, 0, sizeof *out);
+    char *cfg_s = peek_meta_alloc(path, "config"), *vocab = peek_meta_alloc(path, "vocab");
+    char *text = peek_meta_alloc(path, "text"), *run = peek_meta_alloc(path, "run_id");
+    char *iter = peek_meta_alloc(path, "iter"), *kind = peek_meta_alloc(path, "tokenizer");
+    char *split = peek_meta_alloc(path, "data_split"), err[TF_ERRLEN];
+    ModelConfig cfg;
+    long it = 0;
+    int rc = cfg_s && vocab && iter && !parse_model_config(cfg_s, &cfg, err) && !tf_parse_int(iter, 0, 1L << 30, &it)
+                 ? 0 : -1;
+    if (!rc) {
+        out->iter = (int)it;
+        out->best_val = checkpoint_peek_best_val(path);
+        out->arch = cfg.arch;
+        out->vocab_size = cfg.vocab_size;
+        out->bytes = kind && !strcmp(kind, "bytes");
+        out->vocab_hash = fnv1a64(vocab, strlen(vocab), FNV1A64_INIT);
+        out->split[0] = 90; /* DATA_SPLIT_DEFAULT */
+        out->split[1] = 10;
+        if (split && data_split_parse(split, out->split, err)) rc = -1;
+        if (text && *text && text_record_parse(text, &out->text, err)) rc = -1;
+        if (run && *run && parse_run_id(run, &out->run_id)) rc = -1;
+    }
+    free(cfg_s);
+    free(vocab);
+    free(text);
+    free(run);
+    free(iter);
+    free(kind);
+    free(split);
+    return rc;
+}
+
+const char *checkpoint_lineage_difference(const CheckpointLineage *a, const CheckpointLineage *b) {
+    if (a->text.known && b->text.known && !text_record_same_content(&a->text, &b->text)) return "text";
+    if (a->bytes != b->bytes) return "tokenizer";
+    if (a->vocab_size != b->vocab_size || a->vocab_hash != b->vocab_hash) return "vocabulary";
+    if (a->arch != b->arch) return "arch";
+    if (memcmp(a->split, b->split, sizeof a->split)) return "split";
+    return NULL;
+}
+
+uint64_t checkpoint_run_digest(const Model *m, const Vocab *v, const TrainState *ts) {
+    const TrainConfig *t = &ts->train;
+    char *cfg = model_config_json(&m->cfg), *vocab = vocab_to_utf8(v), settings[512];
+    snprintf(settings, sizeof settings, "%016llx|%s|%d,%d,%d|%d,%d,%.9g,%.9g,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%llu",
+             (unsigned long long)ts->text.hash, vocab_kind_name(v), ts->split[0], ts->split[1], ts->split[2],
+             t->batch_size, t->grad_accum, t->lr, t->min_lr, t->warmup_iters, t->weight_decay, t->beta1, t->beta2,
+             t->adam_eps, t->grad_clip, (unsigned long long)t->seed);
+    uint64_t h = fnv1a64(cfg, strlen(cfg) + 1, FNV1A64_INIT);
+    h = fnv1a64(vocab, strlen(vocab) + 1, h);
+    h = fnv1a64(settings, strlen(settings), h);
+    free(cfg);
+    free(vocab);
+    return h;
 }

@@ -105,12 +105,14 @@ static int read_file_bytes(const char *path, unsigned char **bytes, size_t *len,
     return 0;
 }
 
-int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
+/* Code points of UTF-8 text; *rec (when not NULL) records the file. */
+static int read_utf8_text(const char *path, uint32_t **cps, size_t *n, TextRecord *rec, char *err) {
     *cps = NULL;
     *n = 0;
     unsigned char *bytes = NULL; /* set on success; initialized for -O3 -Wmaybe-uninitialized */
     size_t len = 0;
     if (read_file_bytes(path, &bytes, &len, err)) return -1;
+    if (rec) text_record_set(rec, path, bytes, len);
     /* A byte order mark is an encoding marker, not text: it must not become a vocabulary character. */
     size_t skip = len >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
     if (skip) fprintf(stderr, "note: '%s' starts with a UTF-8 byte order mark; skipped\n", path);
@@ -125,13 +127,22 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
     return 0;
 }
 
+int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
+    return read_utf8_text(path, cps, n, NULL, err);
+}
+
 int text_file_read_as(const char *path, int bytes, uint32_t **cps, size_t *n, char *err) {
-    if (!bytes) return text_file_read(path, cps, n, err);
+    return text_file_load(path, bytes, cps, n, NULL, err);
+}
+
+int text_file_load(const char *path, int bytes, uint32_t **cps, size_t *n, TextRecord *rec, char *err) {
+    if (!bytes) return read_utf8_text(path, cps, n, rec, err);
     *cps = NULL;
     *n = 0;
     unsigned char *raw = NULL;
     size_t len = 0;
     if (read_file_bytes(path, &raw, &len, err)) return -1;
+    if (rec) text_record_set(rec, path, raw, len);
     uint32_t *out = tf_malloc(len * sizeof *out, "text bytes");
     for (size_t i = 0; i < len; i++) out[i] = raw[i];
     free(raw);
