@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpu_presence.h"
 
 void openblas_set_num_threads(int); /* from OpenBLAS, not in every cblas.h */
 
@@ -18,7 +19,7 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
         return;
     }
     ops_cuda(why, sizeof why); /* the answer auto got, cached: writes why it was NULL */
-    snprintf(out, out_len, "; auto: no usable GPU: %s", why);
+    snprintf(out, out_len, "; auto: %s%s", gpu_none_on_host() ? "" : "no usable GPU: ", why);
 }
 
 void cli_threads_for_decoding(const Ops *ops, const Model *m) {

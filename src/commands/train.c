@@ -19,6 +19,7 @@
 #include "distributed.h"
 #include "evaluate.h"
 #include "model.h"
+#include "output_guard.h"
 #include "schedule.h"
 
 static void train_help(void) {
@@ -274,8 +275,16 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* A run's best is only ever replaced by a better model of its own run. */
+static void refuse_best_as_latest(const char *out) {
+    if (output_is_best_name(out))
+        tf_die("--out: '%s' is named as a run's best checkpoint, not a place for a latest; give a directory "
+               "or another FILE.safetensors", out);
+}
+
 static void output_paths(const char *out, char *latest, char *best, size_t len) {
     if (ends_with(out, ".safetensors")) {
+        refuse_best_as_latest(out);
         snprintf(latest, len, "%s", out);
         snprintf(best, len, "%.*s.best.safetensors", (int)(strlen(out) - 12), out);
         /* Check the directory now rather than fail at the first save. */
@@ -300,37 +309,16 @@ static void output_paths(const char *out, char *latest, char *best, size_t len) 
 
 /* Without --out a resumed run keeps writing where its checkpoint lives: next
  * to DIR/latest.safetensors or DIR/best.safetensors into DIR, otherwise into
- * the checkpoint file itself (best: FILE.best.safetensors). */
+ * the checkpoint file itself (best: FILE.best.safetensors), and from
+ * FILE.best.safetensors into FILE.safetensors, its set's latest. */
 static void default_out_for_resume(const char *resume, char *out, size_t len) {
     const char *slash = strrchr(resume, '/'), *base = slash ? slash + 1 : resume;
-    if (strcmp(base, "latest.safetensors") && strcmp(base, "best.safetensors")) snprintf(out, len, "%s", resume);
+    size_t n = strlen(resume), best_suffix = strlen(".best.safetensors");
+    if (strcmp(base, "best.safetensors") && ends_with(base, ".best.safetensors")) /* its set's latest */
+        snprintf(out, len, "%.*s.safetensors", (int)(n - best_suffix), resume);
+    else if (strcmp(base, "latest.safetensors") && strcmp(base, "best.safetensors")) snprintf(out, len, "%s", resume);
     else if (!slash) snprintf(out, len, ".");
     else snprintf(out, len, "%.*s", slash == resume ? 1 : (int)(slash - resume), resume);
-}
-
-/* One run at a time per output: an exclusive flock on LATEST.lock, held until
- * exit. The lock file stays (removing it would race with a run that just
- * opened it) and holds the pid of the run that has it, for the message. */
-static void lock_output(const char *latest) {
-    char path[4200], holder[32] = "";
-    snprintf(path, sizeof path, "%s.lock", latest);
-    tf_require_writable_target("--out", path);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) tf_die("--out: cannot create the lock file '%s': %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        ssize_t n = e == EWOULDBLOCK ? pread(fd, holder, sizeof holder - 1, 0) : -1;
-        holder[n > 0 ? n : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        if (e == EWOULDBLOCK)
-            tf_die("--out: %s is in use by another training run (pid %s, lock %s); give another --out or wait for it",
-                   latest, *holder ? holder : "unknown", path);
-        tf_die("--out: cannot lock '%s': %s", path, strerror(e));
-    }
-    int n = snprintf(holder, sizeof holder, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)n, 0) != n)
-        tf_warn("cannot record this run's pid in %s: %s", path, strerror(errno));
-    /* fd stays open (and locked) for the life of the process */
 }
 
 /* ---------------- schedule and evaluation ---------------- */
@@ -786,7 +774,7 @@ static void prepare_outputs(TrainRun *r) {
     output_paths(a->out, r->latest, r->best, sizeof r->latest);
     tf_require_writable_target("--out", r->latest);
     tf_require_writable_target("--out", r->best);
-    lock_output(r->latest);
+    output_set_lock(r->latest, "--out");
     r->best_on_disk = checkpoint_peek_best_val(r->best);
     if (isfinite(r->best_on_disk) && r->best_on_disk < r->ts.best_val)
         printf("note: %s holds val loss %.4f from an earlier run; only a better model replaces it\n", r->best,
@@ -944,10 +932,10 @@ static void start_ranks(TrainRun *r) {
     char err[TF_ERRLEN];
     if (dist_from_env(&r->dist, err)) tf_die("%s", err);
     if (r->dist.world == 1) return;
+    if (dist_select_device(&r->dist, err)) tf_die("%s", err); /* first: it says when there is no GPU at all */
     if (!strcmp(r->a->device, "cpu"))
         tf_die("data parallel (%s, world %d) runs on GPUs only: drop --device cpu", r->dist.launcher,
                r->dist.world);
-    if (dist_select_device(&r->dist, err)) tf_die("%s", err);
     if (r->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
         tf_die("rank %d: cannot silence standard output: %s", r->dist.rank, strerror(errno));
 }

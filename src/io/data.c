@@ -121,7 +121,9 @@ int text_file_read(const char *path, uint32_t **cps, size_t *n, char *err) {
     char why[TF_ERRLEN];
     int rc = utf8_decode(bytes + skip, len - skip, cps, n, why);
     free(bytes);
-    if (rc) return tf_err(err, "'%s': %s", path, why);
+    if (rc)
+        return tf_err(err, "'%s': %s; a character model needs UTF-8 text: convert it (e.g. iconv -t UTF-8) or train "
+                           "a byte model with --tokenizer bytes", path, why);
     return 0;
 }
 
@@ -170,9 +172,13 @@ static size_t scaled(size_t n, size_t num, size_t den) { return n / den * num + 
 /* A split must fit one full window: block_size inputs plus the next target. */
 static int check_split_fits_block(const char *name, size_t len, int block_size, char *err) {
     size_t need = (size_t)block_size + 1;
+    if (len < need && len >= 2)
+        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
+                           "give a longer text, or --block-size %zu or less for a new run",
+                      name, len, block_size, need, len - 1);
     if (len < need)
-        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu",
-                      name, len, block_size, need);
+        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
+                           "give a longer text", name, len, block_size, need);
     return 0;
 }
 
