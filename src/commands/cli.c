@@ -37,6 +37,10 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     char err[TF_ERRLEN];
     const Ops *o = ops_by_name(name, err, sizeof err);
     if (!o) tf_die("%s", err);
+    static int warned_threads; /* train opens the device twice */
+    if (threads > omp_get_num_procs() && !warned_threads++)
+        tf_warn("--threads %d: this machine has %d cores; threads beyond them only take turns (slower, not faster)",
+                threads, omp_get_num_procs());
     if (threads > 0) {
         omp_set_num_threads(threads);
         openblas_set_num_threads(threads);

@@ -421,8 +421,9 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         mark_rows_frozen(m);
         printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer)\n");
     }
-    printf("resumed from %s at iteration %d (optimizer step %d, best val loss %.4f)\n", a->resume,
-           ts->iter, m->step, ts->best_val);
+    char best[64] = "no best val loss yet: a new stage keeps its own best";
+    if (isfinite(ts->best_val)) snprintf(best, sizeof best, "best val loss %.4f", ts->best_val);
+    printf("resumed from %s at iteration %d (optimizer step %d, %s)\n", a->resume, ts->iter, m->step, best);
 }
 
 /* Everything one training run holds, so that its steps can be small functions. */
@@ -438,6 +439,7 @@ typedef struct {
     float best_on_disk; /* val loss recorded in `best` before this run (INFINITY: none) */
     int wrote_best;
     double t_start, t_last;
+    double t_launch; /* the command's start: "done in" counts reading the text too */
     int first_iter;
     float loss_acc;
     int loss_count;
@@ -751,7 +753,7 @@ static int stop_early(TrainRun *r, int iter) {
  * never beat the checkpoint's best has written no best file of its own. */
 static void print_summary(const TrainRun *r) {
     char took[32];
-    format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
+    format_duration(tf_now_seconds() - r->t_launch, took, sizeof took);
     if (r->wrote_best || (r->best_on_disk == r->ts.best_val && access(r->best, F_OK) == 0))
         printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
     else if (access(r->best, F_OK) == 0)
@@ -872,6 +874,13 @@ static void grow_in_run(TrainRun *r, int iter) {
     log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
 }
 
+/* A text that takes a while to read and tokenize says so: that time is not
+ * training, and the summary's "done in" includes it. */
+static void report_slow_load(const TrainArgs *a, const Dataset *d, double t_launch) {
+    double took = tf_now_seconds() - t_launch;
+    if (took >= 1.0) printf("read and tokenized %s (%zu tokens) in %.1fs\n", a->file, d->n, took);
+}
+
 /* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
  * signal, step, log. Returns the exit status. */
 static int train_loop(TrainRun *r) {
@@ -941,6 +950,7 @@ static void start_ranks(TrainRun *r) {
 }
 
 int cmd_train(int argc, char **argv) {
+    double t_launch = tf_now_seconds();
     TrainArgs a;
     parse_train_args(argc, argv, &a);
     char err[TF_ERRLEN];
@@ -952,6 +962,7 @@ int cmd_train(int argc, char **argv) {
     TrainRun r;
     memset(&r, 0, sizeof r);
     r.a = &a;
+    r.t_launch = t_launch;
     start_ranks(&r);
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
@@ -965,6 +976,7 @@ int cmd_train(int argc, char **argv) {
     if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
     free(cps);
+    report_slow_load(&a, &r.data, t_launch);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     if (is_rank0(&r)) prepare_outputs(&r);
@@ -974,6 +986,9 @@ int cmd_train(int argc, char **argv) {
     print_plan(&r);
     if (a.stop_at && a.stop_at < a.tc.max_iters)
         printf("stopping at iteration %d; the schedule ends at iteration %d\n", a.stop_at, a.tc.max_iters);
+    else if (a.stop_at)
+        tf_warn("--stop-at %d is not before the schedule's end (--max-iters %d): the run ends there and "
+                "--stop-at changes nothing", a.stop_at, a.tc.max_iters);
     warn_unreached_warmup(&r);
     if (g_stdout_errno) tf_die("writing to standard output failed: %s", strerror(g_stdout_errno));
 
