@@ -973,9 +973,8 @@ int cmd_train(int argc, char **argv) {
     plan_run(&r);
     if (a.resume && text_file_read_as(a.file, r.vocab.bytes, &cps, &n_cps, err)) tf_die("%s", err);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
-    if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
+    if (dataset_build_split_owned(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
-    free(cps);
     report_slow_load(&a, &r.data, t_launch);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);

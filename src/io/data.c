@@ -187,26 +187,47 @@ int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int
     return dataset_build_split(d, cps, n, v, block_size, parts, err);
 }
 
-int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
-                        const int parts[3], char *err) {
+/* The split boundaries, checked before tokenizing: the error is cheaper and
+ * more useful. */
+static int split_bounds(Dataset *d, size_t n, int block_size, const int parts[3], char *err) {
     memset(d, 0, sizeof *d);
     if (block_size < 1) return tf_err(err, "block_size must be at least 1 (got %d)", block_size);
     size_t sum = (size_t)parts[0] + (size_t)parts[1] + (size_t)parts[2];
     size_t n_train = scaled(n, (size_t)parts[0], sum);
     size_t val_end = parts[2] ? scaled(n, (size_t)parts[0] + (size_t)parts[1], sum) : n;
-    /* Check sizes before tokenizing: the error is cheaper and more useful. */
     if (check_split_fits_block("train", n_train, block_size, err)) return -1;
     if (check_split_fits_block("val", val_end - n_train, block_size, err)) return -1;
     if (parts[2] && check_split_fits_block("test", n - val_end, block_size, err)) return -1;
-    int *ids = tf_malloc(n * sizeof *ids, "token ids");
-    if (vocab_encode(v, cps, n, ids, err)) {
-        free(ids);
-        return -1;
-    }
-    d->ids = ids;
     d->n = n;
     d->n_train = n_train;
     d->n_val = val_end - n_train;
+    return 0;
+}
+
+int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                        const int parts[3], char *err) {
+    if (split_bounds(d, n, block_size, parts, err)) return -1;
+    int *ids = tf_malloc(n * sizeof *ids, "token ids");
+    if (vocab_encode(v, cps, n, ids, err)) {
+        free(ids);
+        memset(d, 0, sizeof *d);
+        return -1;
+    }
+    d->ids = ids;
+    return 0;
+}
+
+_Static_assert(sizeof(int) == sizeof(uint32_t), "ids are encoded over the code points they replace");
+
+int dataset_build_split_owned(Dataset *d, uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                              const int parts[3], char *err) {
+    /* vocab_encode reads each code point before it writes that position's id */
+    if (split_bounds(d, n, block_size, parts, err) || vocab_encode(v, cps, n, (int *)cps, err)) {
+        free(cps);
+        memset(d, 0, sizeof *d);
+        return -1;
+    }
+    d->ids = (int *)cps;
     return 0;
 }
 
