@@ -169,13 +169,14 @@ int data_split_parse(const char *s, int parts[3], char *err) {
 /* floor(n * num / den) without overflowing n * num for huge n. */
 static size_t scaled(size_t n, size_t num, size_t den) { return n / den * num + n % den * num / den; }
 
-/* A split must fit one full window: block_size inputs plus the next target. */
-static int check_split_fits_block(const char *name, size_t len, int block_size, char *err) {
+/* A split must fit one full window: block_size inputs plus the next target.
+ * smallest is the shortest split, which bounds the block_size that fits. */
+static int check_split_fits_block(const char *name, size_t len, size_t smallest, int block_size, char *err) {
     size_t need = (size_t)block_size + 1;
-    if (len < need && len >= 2)
+    if (len < need && smallest >= 2)
         return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
                            "give a longer text, or --block-size %zu or less for a new run",
-                      name, len, block_size, need, len - 1);
+                      name, len, block_size, need, smallest - 1);
     if (len < need)
         return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
                            "give a longer text", name, len, block_size, need);
@@ -195,9 +196,11 @@ static int split_bounds(Dataset *d, size_t n, int block_size, const int parts[3]
     size_t sum = (size_t)parts[0] + (size_t)parts[1] + (size_t)parts[2];
     size_t n_train = scaled(n, (size_t)parts[0], sum);
     size_t val_end = parts[2] ? scaled(n, (size_t)parts[0] + (size_t)parts[1], sum) : n;
-    if (check_split_fits_block("train", n_train, block_size, err)) return -1;
-    if (check_split_fits_block("val", val_end - n_train, block_size, err)) return -1;
-    if (parts[2] && check_split_fits_block("test", n - val_end, block_size, err)) return -1;
+    size_t smallest = n_train < val_end - n_train ? n_train : val_end - n_train;
+    if (parts[2] && n - val_end < smallest) smallest = n - val_end;
+    if (check_split_fits_block("train", n_train, smallest, block_size, err)) return -1;
+    if (check_split_fits_block("val", val_end - n_train, smallest, block_size, err)) return -1;
+    if (parts[2] && check_split_fits_block("test", n - val_end, smallest, block_size, err)) return -1;
     d->n = n;
     d->n_train = n_train;
     d->n_val = val_end - n_train;
