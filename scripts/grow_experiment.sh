@@ -56,9 +56,9 @@ echo "tokenformer growth experiment: $(lscpu | sed -n 's/^Model name: *//p' | he
 run small "$BIN" train data/input.txt "${SMALL[@]}" "${EVAL[@]}" --eval-interval "$EVAL_INTERVAL" \
     --max-iters "$BASE_ITERS" --out "$OUT/small"
 run grow_zero "$BIN" grow --ckpt "$OUT/small/latest.safetensors" --kv +"$KV" --init zero-key \
-    --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_zero.safetensors"
+    --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_zero.safetensors" --force
 run grow_random "$BIN" grow --ckpt "$OUT/small/latest.safetensors" --kv +"$KV" --init random \
-    --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_random.safetensors"
+    --batches 50 --seed "$SEED" --threads "$THREADS" --data data/input.txt --out "$OUT/grown_random.safetensors" --force
 RESUME=(--new-stage --max-iters "$GROW_ITERS" "${EVAL[@]}" --eval-interval "$GROW_EVAL" ${STAGE[@]+"${STAGE[@]}"})
 run zero "$BIN" train data/input.txt --resume "$OUT/grown_zero.safetensors" "${RESUME[@]}" --out "$OUT/zero"
 run random "$BIN" train data/input.txt --resume "$OUT/grown_random.safetensors" "${RESUME[@]}" --out "$OUT/random"

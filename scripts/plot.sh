@@ -31,6 +31,10 @@ for log in "${logs[@]}"; do
         { echo "plot: error: '$log' is not a tokenformer --log CSV (no header row)" >&2; exit 1; }
 done
 [[ -n "$prefix" ]] || prefix="${logs[0]%.csv}"
+# gnuplot writes a PNG it cannot open a file for to the terminal instead.
+prefix_dir=$(dirname -- "$prefix")
+[[ -d "$prefix_dir" && -w "$prefix_dir" ]] ||
+    { echo "plot: error: -o $prefix: '$prefix_dir' is not a writable directory (create it first)" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -97,7 +97,7 @@ val() { "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 
 exact() {
     local arch=$1 n=$2 init=$3 at=$4 map=$5 base="$tmp/$1.safetensors" out="$tmp/$1-e.safetensors"
     local name="$arch --add-layers $n --init $init --at $at" o b a
-    if ! grow --ckpt "$base" --add-layers "$n" --init "$init" --at "$at" --out "$out" >"$tmp/g.log" 2>&1; then
+    if ! grow --ckpt "$base" --add-layers "$n" --init "$init" --at "$at" --force --out "$out" >"$tmp/g.log" 2>&1; then
         fail "grow_ops: $name: $(tail -1 "$tmp/g.log")"
         return
     fi
@@ -134,7 +134,7 @@ for arch in tokenformer transformer transformerpp; do
     exact $arch 1 copy-zero-out interleave 0,c0,1
     exact $arch 2 copy-zero-out stack 0,1,c0,c1
     exact $arch 4 copy-zero-out stack 0,1,c0,c1,c0,c1
-    if grow --ckpt "$base" --add-layers 2 --at stack --out "$tmp/s.safetensors" >"$tmp/g.log" 2>&1 &&
+    if grow --ckpt "$base" --add-layers 2 --at stack --force --out "$tmp/s.safetensors" >"$tmp/g.log" 2>&1 &&
         read -r b a <<<"$(before_after "$tmp/g.log")" && o=$(st differ "$b" "$a" 1e-4) &&
         o=$(st copied "$base" "$tmp/s.safetensors" 0,1,c0,c1 copy) &&
         "$BIN" info "$tmp/s.safetensors" | grep -q "layers +2, init copy, at stack"; then
@@ -143,7 +143,7 @@ for arch in tokenformer transformer transformerpp; do
     else
         fail "grow_ops: $arch --at stack: ${b:-} -> ${a:-}; ${o:-$(tail -1 "$tmp/g.log")}"
     fi
-    if grow --ckpt "$base" --add-layers 1 --init copy --out "$tmp/c.safetensors" >"$tmp/g.log" 2>&1 &&
+    if grow --ckpt "$base" --add-layers 1 --init copy --force --out "$tmp/c.safetensors" >"$tmp/g.log" 2>&1 &&
         read -r b a <<<"$(before_after "$tmp/g.log")" && o=$(st differ "$b" "$a" 1e-4) &&
         o=$(st copied "$base" "$tmp/c.safetensors" 0,1,c1 copy); then
         pass "grow_ops: $arch --add-layers 1 --init copy: the last block repeated, loss $b -> $a"

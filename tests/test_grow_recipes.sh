@@ -152,7 +152,7 @@ fi
 # -------------------------------------------------- --tau
 for mode in keep reset; do
     for init in zero-key random; do
-        if grow --ckpt "$base" --kv +8 --init $init --tau $mode --out "$tmp/t.safetensors" >"$tmp/t.log" 2>&1 &&
+        if grow --ckpt "$base" --kv +8 --init $init --tau $mode --out "$tmp/t.safetensors" --force >"$tmp/t.log" 2>&1 &&
             out=$(st tau "$base" "$tmp/t.safetensors" $mode); then
             pass "grow_recipes: --init $init --tau $mode"
         else
@@ -197,7 +197,7 @@ fi
 # -------------------------------------------------- --add-layers: exact, new blocks, FLOPs carried
 for spec in "1 end 0,1,-" "2 end 0,1,-,-" "2 interleave 0,-,1,-" "1 interleave 0,-,1" "3 interleave 0,-,-,1,-"; do
     read -r n at map <<<"$spec"
-    if grow --ckpt "$base" --add-layers $n --at $at --out "$tmp/d.safetensors" >"$tmp/d.log" 2>&1; then
+    if grow --ckpt "$base" --add-layers $n --at $at --out "$tmp/d.safetensors" --force >"$tmp/d.log" 2>&1; then
         read -r b a <<<"$(before_after "$tmp/d.log")"
         if [[ -n ${a:-} && $b == "$a" && $(val "$base") == $(val "$tmp/d.safetensors") ]] &&
             out=$(st layers "$base" "$tmp/d.safetensors" "$map"); then

@@ -64,7 +64,7 @@ loaded=$(gpu_libs_loaded startup_auto "$BIN" train "$TEXT" --out "$WORK/auto" "$
 device_line=$(grep -m1 '^device:' "$WORK/startup_auto.out")
 if [[ $loaded == COMMAND-FAILED* ]]; then
     fail startup_auto "$loaded"
-elif [[ $device_line == "device: cpu "*"; auto: no usable GPU: "?* ]]; then
+elif [[ $device_line == "device: cpu "*"; auto: no usable GPU: "?* || $device_line == "device: cpu "*"; auto: no GPU found"* ]]; then
     # No GPU here: auto falls back, says why, and loads no GPU library.
     if [[ -z $loaded ]]; then pass startup_auto_cpu_fallback; else fail startup_auto_cpu_fallback "$loaded"; fi
 elif [[ $device_line == "device: cuda "*"; auto: a usable GPU was found" ]]; then

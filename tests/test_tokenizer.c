@@ -15,6 +15,9 @@
 #include "tokenizer.h"
 #include "check.h"
 
+/* What text_file_read adds to a decoding error: what to do about it. */
+#define UTF8_HINT "; a character model needs UTF-8 text: convert it (e.g. iconv -t UTF-8) or train a byte model with --tokenizer bytes"
+
 /* Decode a C string (the literal's bytes; `len` allows embedded NULs). */
 static int decode(const char *s, size_t len, uint32_t **cps, size_t *n, char *err) {
     return utf8_decode((const unsigned char *)s, len, cps, n, err);
@@ -245,12 +248,12 @@ static void test_text_file_read(void) {
 
     snprintf(path, sizeof path, "%s/bad.txt", g_tmpdir);
     write_file(path, "abc\n\xE2\x82\n", 7);
-    snprintf(want, sizeof want, "'%s': invalid UTF-8 at byte offset 4", path);
+    snprintf(want, sizeof want, "'%s': invalid UTF-8 at byte offset 4%s", path, UTF8_HINT);
     expect_read_error("read_invalid_utf8", path, want);
 
     snprintf(path, sizeof path, "%s/binary.bin", g_tmpdir);
     write_file(path, "\x7F" "ELF\0\1", 6);
-    snprintf(want, sizeof want, "'%s': binary data (NUL byte) at byte offset 4", path);
+    snprintf(want, sizeof want, "'%s': binary data (NUL byte) at byte offset 4%s", path, UTF8_HINT);
     expect_read_error("read_binary_file", path, want);
 
     snprintf(path, sizeof path, "%s/good.txt", g_tmpdir);
@@ -311,9 +314,11 @@ static void expect_dataset_error(const char *name, size_t n, int block_size, con
 
 static void test_dataset_errors(void) {
     expect_dataset_error("dataset_too_short_val", 400, 64,
-                         "text too short: the val split has 40 characters but block_size 64 needs at least 65");
+                         "text too short: the val split has 40 characters but block_size 64 needs at least 65; "
+                         "give a longer text, or --block-size 39 or less for a new run");
     expect_dataset_error("dataset_too_short_train", 50, 64,
-                         "text too short: the train split has 45 characters but block_size 64 needs at least 65");
+                         "text too short: the train split has 45 characters but block_size 64 needs at least 65; "
+                         "give a longer text, or --block-size 4 or less for a new run");
     /* Exactly block_size + 1 in the val split is enough. */
     uint32_t *cps = make_text(650);
     Vocab v;

@@ -72,7 +72,7 @@ for _ in $(seq 200); do [[ -s $WORK/L/latest.safetensors ]] && break; sleep 0.05
 train "${TINY[@]}" --max-iters 2 --out "$WORK/L" >/dev/null 2>"$WORK/l.err"
 rc=$?
 kill -TERM "$first"; wait "$first" 2>/dev/null
-[[ $rc == 1 ]] && grep -q "in use by another training run (pid $first" "$WORK/l.err" \
+[[ $rc == 1 ]] && grep -q "in use by another process (pid $first" "$WORK/l.err" \
     && pass output_locked || fail output_locked "status $rc: $(cat "$WORK/l.err")"
 grep -q "stopping after the current step" "$WORK/l1.err" && pass first_signal_acknowledged \
     || fail first_signal_acknowledged "$(cat "$WORK/l1.err")"

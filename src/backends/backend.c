@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpu_presence.h"
 #include "ops.h"
 #ifdef TF_CUDA
 #include "cuda/cuda_libs.h"
@@ -21,11 +22,14 @@ const Ops *ops_cuda(char *why, size_t why_len) {
          * only say it failed to start: the loader knows which file was missing. */
         if (!cached && cuda_libs_error()[0])
             snprintf(cached_why, sizeof cached_why, "%s", cuda_libs_error());
+        if (!cached && gpu_none_on_host()) snprintf(cached_why, sizeof cached_why, "%s", GPU_NONE_FOUND);
     }
     if (!cached && why) snprintf(why, why_len, "%s", cached_why);
     return cached;
 #else
-    if (why) snprintf(why, why_len, "this tokenformer was built without CUDA (nvcc not found or CUDA=0)");
+    if (why)
+        snprintf(why, why_len, "%s", gpu_none_on_host() ? GPU_NONE_FOUND
+                                     : "this tokenformer was built without CUDA (nvcc not found or CUDA=0)");
     return NULL;
 #endif
 }
@@ -35,7 +39,7 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len) {
     if (strcmp(name, "cpu") == 0) return ops_cpu();
     if (strcmp(name, "cuda") == 0) {
         const Ops *o = ops_cuda(why, sizeof why);
-        if (!o) snprintf(err, err_len, "--device cuda: no usable GPU: %s", why);
+        if (!o) snprintf(err, err_len, "--device cuda: %s%s", gpu_none_on_host() ? "" : "no usable GPU: ", why);
         return o;
     }
     if (strcmp(name, "auto") == 0) {

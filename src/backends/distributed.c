@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gpu_presence.h"
 #ifdef TF_CUDA
 #include "cuda/nccl_comm.h"
 #else
@@ -461,8 +462,15 @@ void dist_busy(Dist *d, int busy) {
 
 /* ---------------------------------------------------------------- device and NCCL */
 
+/* The one line for a launcher on a machine without GPUs (whatever CUDA said). */
+static int no_gpu_for_ranks(const Dist *d, char *err) {
+    return tf_err(err, "data-parallel training (%s, world %d) needs one GPU per process, and no GPU was found on this "
+                       "machine; run without the launcher's variables to train on the CPU", d->launcher, d->world);
+}
+
 int dist_select_device(const Dist *d, char *err) {
     if (d->world <= 1) return 0;
+    if (gpu_none_on_host()) return no_gpu_for_ranks(d, err);
 #ifdef TF_CUDA
     return nccl_set_device(d->local_rank, err);
 #else

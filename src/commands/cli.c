@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gpu_presence.h"
 
 void openblas_set_num_threads(int); /* from OpenBLAS, not in every cblas.h */
 
@@ -18,7 +19,7 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
         return;
     }
     ops_cuda(why, sizeof why); /* the answer auto got, cached: writes why it was NULL */
-    snprintf(out, out_len, "; auto: no usable GPU: %s", why);
+    snprintf(out, out_len, "; auto: %s%s", gpu_none_on_host() ? "" : "no usable GPU: ", why);
 }
 
 void cli_threads_for_decoding(const Ops *ops, const Model *m) {
@@ -36,6 +37,10 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     char err[TF_ERRLEN];
     const Ops *o = ops_by_name(name, err, sizeof err);
     if (!o) tf_die("%s", err);
+    static int warned_threads; /* train opens the device twice */
+    if (threads > omp_get_num_procs() && !warned_threads++)
+        tf_warn("--threads %d: this machine has %d cores; threads beyond them only take turns (slower, not faster)",
+                threads, omp_get_num_procs());
     if (threads > 0) {
         omp_set_num_threads(threads);
         openblas_set_num_threads(threads);

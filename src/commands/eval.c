@@ -16,7 +16,8 @@
 static void eval_help(void) {
     printf("usage: tokenformer eval --ckpt CKPT [FILE] [options]\n"
            "\n"
-           "Mean cross-entropy (nats and bits per character) of a checkpoint on fixed,\n"
+           "Mean cross-entropy (nats and bits per character; per byte for a model of\n"
+           "--tokenizer bytes) of a checkpoint on fixed,\n"
            "seeded batches of FILE's train (first 90%%) and val parts, so that two\n"
            "checkpoints can be compared on exactly the same data. FILE defaults to the\n"
            "text the checkpoint records (data/input.txt for older checkpoints); other text\n"
@@ -49,15 +50,18 @@ static int parse_split_name(const char *s, Split *out) {
 static const char *split_label(Split s) { return s == SPLIT_TRAIN ? "train" : s == SPLIT_VAL ? "val" : "test"; }
 
 /* --full: one line with the exact mean loss, bits per token and the count. */
-static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char *device) {
+/* What a token is, for "bits/char": a byte model's tokens are bytes. */
+static const char *token_unit(const Vocab *v) { return v->bytes ? "byte" : "char"; }
+
+static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char *device, const char *unit) {
     char err[TF_ERRLEN];
     int T = m->cfg.block_size;
     if (model_alloc_activations(m, bs, T, err)) tf_die("%s", err);
     int *tok = tf_malloc(sizeof(int) * (size_t)bs * T * 2, "batch");
     size_t count;
     double loss = evaluate_full(m, d, split, tok, tok + (size_t)bs * T, &count);
-    printf("full %s loss %.6f (%.4f bits/char) over %zu tokens in windows of %d, %s\n", split_label(split), loss,
-           loss / log(2.0), count, T, device);
+    printf("full %s loss %.6f (%.4f bits/%s) over %zu tokens in windows of %d, %s\n", split_label(split), loss,
+           loss / log(2.0), unit, count, T, device);
     free(tok);
     return isfinite(loss) ? 0 : 1;
 }
@@ -126,7 +130,7 @@ int cmd_eval(int argc, char **argv) {
     if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, parts, err)) tf_die("%s: %s", file, err);
     free(cps);
     if (full) {
-        int status = eval_full(&m, &d, full_split, (int)bs, ops->name);
+        int status = eval_full(&m, &d, full_split, (int)bs, ops->name, token_unit(&v));
         dataset_free(&d);
         vocab_free(&v);
         model_free(&m);
@@ -137,8 +141,8 @@ int cmd_eval(int argc, char **argv) {
     int *tgt = tok + (size_t)bs * m.cfg.block_size;
     float tl = evaluate_loss(&m, &d, SPLIT_TRAIN, (int)batches, (uint64_t)seed * 2 + 0, tok, tgt);
     float vl = evaluate_loss(&m, &d, SPLIT_VAL, (int)batches, (uint64_t)seed * 2 + 1, tok, tgt);
-    printf("train loss %.6f (%.4f bits/char), val loss %.6f (%.4f bits/char); %ld batches of %ld x %d, seed %ld, %s\n",
-           tl, tl / log(2.0), vl, vl / log(2.0), batches, bs, m.cfg.block_size, seed, ops->name);
+    printf("train loss %.6f (%.4f bits/%s), val loss %.6f (%.4f bits/%s); %ld batches of %ld x %d, seed %ld, %s\n",
+           tl, tl / log(2.0), token_unit(&v), vl, vl / log(2.0), token_unit(&v), batches, bs, m.cfg.block_size, seed, ops->name);
     free(tok);
     dataset_free(&d);
     vocab_free(&v);

@@ -12,6 +12,7 @@
 #include "data.h"
 #include "evaluate.h"
 #include "growth.h"
+#include "output_guard.h"
 #include "rank.h"
 
 static void grow_help(void) {
@@ -28,7 +29,10 @@ static void grow_help(void) {
            "\n"
            "options:\n"
            "  --ckpt IN              checkpoint to change (required)\n"
-           "  --out OUT              where to write the new checkpoint (required)\n"
+           "  --out OUT              where to write the new checkpoint (required; a new\n"
+           "                         FILE.safetensors, never the input or a running\n"
+           "                         training's output)\n"
+           "  --force                replace OUT when it is an existing checkpoint\n"
            "  --kv +N|-N             rows added to (removed from) q, k, v and o\n"
            "  --ffn-kv +M|-M         rows for the FFN Pattention (default 4N); transformer and\n"
            "                         transformerpp: M more FFN hidden units (new down rows\n"
@@ -76,6 +80,29 @@ static void grow_help(void) {
            "mean_t |S_tj| * ||V_j|| over the val batches of --data, and drops the lowest.\n");
 }
 
+static int ends_with_safetensors(const char *s) {
+    size_t n = strlen(s), k = strlen(".safetensors");
+    return n > k && !strcmp(s + n - k, ".safetensors");
+}
+
+/* grow writes one checkpoint: never over its input (the original would be
+ * gone), a running training's output set, a file that is not a checkpoint,
+ * or, without --force, an existing checkpoint. Holds OUT's set lock when it
+ * has one, until exit. */
+static void guard_out(const char *in, const char *out, int force) {
+    tf_require_writable_target("--out", out);
+    if (output_same_file(in, out))
+        tf_die("grow: --out %s is the input checkpoint (--ckpt %s); write the grown model to a new path", out, in);
+    if (access(out, F_OK) == 0) {
+        if (!output_is_checkpoint(out))
+            tf_die("grow: --out %s exists and is not a tokenformer checkpoint; refusing to overwrite it (give a new path)", out);
+        if (!force) tf_die("grow: --out %s exists; give --force to replace it, or a new path", out);
+    } else if (!ends_with_safetensors(out)) {
+        tf_die("grow: --out %s: a checkpoint path ends in .safetensors", out);
+    }
+    output_set_lock_if_present(out, "grow: --out");
+}
+
 /* "0,2,4-5" -> mask[n_layer]; dies naming the bad part. */
 static void parse_layers(const char *s, int n_layer, int *mask) {
     memset(mask, 0, sizeof(int) * (size_t)n_layer);
@@ -87,7 +114,8 @@ static void parse_layers(const char *s, int n_layer, int *mask) {
         if (dash) {
             *dash = '\0';
             lo = cli_int("--layers", tok, 0, n_layer - 1);
-            hi = cli_int("--layers", dash + 1, lo, n_layer - 1);
+            hi = cli_int("--layers", dash + 1, 0, n_layer - 1);
+            if (hi < lo) tf_die("--layers: the range %ld-%ld is reversed; write it low to high (%ld-%ld)", lo, hi, hi, lo);
         } else {
             lo = hi = cli_int("--layers", tok, 0, n_layer - 1);
         }
@@ -189,7 +217,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
     if (growth_add_layers(&m, &g, n_new, init, at, seed, err)) tf_die("%s", err);
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", in, m.cfg.n_layer, model_num_params(&m, 1),
            model_num_params(&m, 0));
-    printf("added %d layers (%s); new blocks: %s\n", n_new,
+    printf("added %d layer%s (%s); new blocks: %s\n", n_new, n_new == 1 ? "" : "s",
            at == GROW_AT_END ? "after the last block" : at == GROW_AT_STACK ? "the stack repeated on top" : "interleaved",
            new_layer_words(&m, init));
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
@@ -262,7 +290,7 @@ static int parse_width_factor(const char *s) {
 
 int cmd_grow(int argc, char **argv) {
     enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
-           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER };
+           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER, O_FORCE };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
@@ -274,6 +302,7 @@ int cmd_grow(int argc, char **argv) {
         {"add-layers", required_argument, NULL, O_ADD_LAYERS}, {"at", required_argument, NULL, O_AT},
         {"d-model", required_argument, NULL, O_D_MODEL}, {"noise", required_argument, NULL, O_NOISE},
         {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
+        {"force", no_argument, NULL, O_FORCE},
         {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
     long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
@@ -282,7 +311,7 @@ int cmd_grow(int argc, char **argv) {
     float key_scale = -1.0f;
     GrowInit init = GROW_RANDOM; /* the growth study's best recipe (docs/GROWTH.md) */
     GrowAt at = GROW_AT_END;
-    int at_set = 0, init_set = 0, width = 0, allow_other = 0;
+    int at_set = 0, init_set = 0, width = 0, allow_other = 0, force = 0;
     float noise = -1.0f;
     const char *init_arg = NULL;
     opterr = 0;
@@ -316,6 +345,7 @@ int cmd_grow(int argc, char **argv) {
         case O_NOISE: noise = (float)cli_float("--noise", optarg, 0.0, 1.0); break;
         case O_DATA: data = optarg; break;
         case O_ALLOW_OTHER: allow_other = 1; break;
+        case O_FORCE: force = 1; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
         case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
@@ -327,7 +357,7 @@ int cmd_grow(int argc, char **argv) {
     if (optind < argc) tf_die("grow: unexpected argument '%s'", argv[optind]);
     if (!in) tf_die("grow: --ckpt is required (see 'tokenformer grow --help')");
     if (!out) tf_die("grow: --out is required");
-    tf_require_writable_target("--out", out);
+    guard_out(in, out, force);
     if (add_layers && (kv_set || ffn_set)) tf_die("grow: --add-layers and --kv/--ffn-kv are separate calls (grow twice)");
     if (width && (add_layers || kv_set || ffn_set || init_set || at_set || layers || key_scale >= 0.0f || tau_reset >= 0))
         tf_die("grow: --d-model is a growth of its own: no --add-layers, --kv, --ffn-kv, --init, --at, --layers, "
@@ -414,8 +444,11 @@ int cmd_grow(int argc, char **argv) {
     else if (init == GROW_ZERO_KEY && key_scale == 0.0f && !tau_reset) snprintf(how, sizeof how, "zero keys, random values, tau kept");
     else if (init == GROW_RANDOM && key_scale == 0.02f && tau_reset) snprintf(how, sizeof how, "random keys and values, tau = sqrt(n)");
     else snprintf(how, sizeof how, "keys N(0, %g), random values, tau %s", key_scale, tau_reset ? "= sqrt(n)" : "kept");
-    if (patt)
-        printf("%s rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", shrinking ? "removed" : "added", kv, ffn,
+    if (patt && shrinking)
+        printf("removed rows: attention %+ld, ffn %+ld, in %s; the least important on %s\n", kv, ffn,
+               layers ? layers : "every layer", data);
+    else if (patt)
+        printf("added rows: attention %+ld, ffn %+ld, in %s; new rows: %s\n", kv, ffn,
                layers ? layers : "every layer", how);
     if (patt && !shrinking)
         printf("recipe: --init %s%s\n", init == GROW_RANDOM ? "random" : "zero-key",
@@ -423,7 +456,7 @@ int cmd_grow(int argc, char **argv) {
                                                : " (default, the official recipe: the loss changes; "
                                                  "--init zero-key keeps the function)")
                : key_scale == 0.0f && !tau_reset && m.cfg.pnorm != PNORM_SOFTMAX ? " (the function is unchanged)" : "");
-    else
+    else if (!patt)
         printf("added FFN units: %+ld, in %s; new units: %s\n", ffn, layers ? layers : "every layer", how);
     const char *init_name = shrinking ? "importance" : !patt ? "zero-output" : init == GROW_RANDOM ? "random" : "zero-key";
     for (int kind = 0; kind < 2; kind++) {

@@ -1,7 +1,10 @@
 /* tokenformer: train, grow and sample character-level TokenFormer models. */
+#define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -21,7 +24,23 @@ static void usage(FILE *out) {
             "'tokenformer <command> --help' describes each command.\n");
 }
 
+/* Idle OpenMP threads of libgomp spin (300,000 rounds before they sleep, by
+ * default) at every barrier; with anything else on the cores the spinning
+ * threads take the time the working ones need, and training runs 8-30x
+ * slower (docs/BENCHMARKS.md, "Shared machines"). Passive waiting costs
+ * little on an idle machine, so it is the default. libgomp reads its
+ * settings when it is loaded, before main: the process runs itself again
+ * with the setting in its environment. A policy or spin count the user set
+ * is kept. */
+static void prefer_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY"); /* no exec (no /proc): run on as the runtime was set up */
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_openmp(argv);
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, which the
      * writers handle like a full disk (message, temporary file removed). */
     signal(SIGXFSZ, SIG_IGN);

@@ -13,7 +13,8 @@
 static void sample_help(void) {
     printf("usage: tokenformer sample --ckpt CKPT [options]\n"
            "\n"
-           "Generate characters from a checkpoint, streamed to stdout as they come.\n"
+           "Generate characters from a checkpoint, streamed to stdout as they come. A\n"
+           "model of --tokenizer bytes prints bytes, which need not be valid UTF-8.\n"
            "\n"
            "options:\n"
            "  --ckpt CKPT            checkpoint to sample from (required)\n"
@@ -27,7 +28,8 @@ static void sample_help(void) {
            "                         depend on how many streams run\n"
            "  --num-samples N        N independent samples of the prompt, decoded as one\n"
            "                         batch and printed one after another, each followed by\n"
-           "                         a line of dashes (default 1: streamed as it comes)\n"
+           "                         a line of dashes (default 1: streamed as it comes);\n"
+           "                         more than 64 run as further batches of 64\n"
            "  --no-cache             re-run the whole context for every character instead\n"
            "                         of the KV cache (slow; the reference for tests)\n"
            "  --no-graph             on a GPU, decode op by op instead of replaying the\n"
@@ -54,6 +56,61 @@ static void print_streams(char **text, const size_t *len, int n, const char *pro
         fwrite(text[i], 1, len[i], stdout);
         fputs("\n---------------\n", stdout);
     }
+}
+
+/* One stream, printed as it comes. */
+static void sample_stream(Model *m, const Vocab *vocab, const int *ids, size_t n_prompt, long max_new,
+                          const SamplerConfig *sc, const char *prompt) {
+    char err[TF_ERRLEN];
+    Sampler smp;
+    if (sampler_init(&smp, m, 1, ids, n_prompt, (size_t)max_new, sc, err)) tf_die("%s", err);
+    fputs(prompt, stdout);
+    fflush(stdout);
+    for (long i = 0; i < max_new; i++) {
+        int next;
+        char buf[4];
+        sampler_step(&smp, &next);
+        fwrite(buf, 1, (size_t)token_bytes(vocab, next, buf), stdout);
+        if (fflush(stdout) != 0) break; /* nowhere to write: tf_finish_stdout reports it */
+    }
+    fputc('\n', stdout);
+    sampler_free(&smp);
+}
+
+/* Streams decoded as one batch: the KV cache and activations grow with it
+ * (4096 streams of tiny took 14.8 GB), so more streams run as further
+ * batches. 64 keeps a GPU's decoding busy (docs/BENCHMARKS.md). */
+#define SAMPLE_MAX_BATCH 64
+
+/* n > 1 streams in batches of at most SAMPLE_MAX_BATCH, each batch printed
+ * when it is done. Stream i's text does not depend on the batching: its
+ * generator's seed depends on i alone. */
+static void sample_batches(Model *m, const Vocab *vocab, int n, const int *ids, size_t n_prompt, long max_new,
+                           const SamplerConfig *sc, const char *prompt) {
+    char err[TF_ERRLEN];
+    int cap = n < SAMPLE_MAX_BATCH ? n : SAMPLE_MAX_BATCH;
+    int *next = tf_malloc(sizeof(int) * (size_t)cap, "sampled tokens");
+    char **text = tf_calloc((size_t)cap, sizeof(char *), "sample texts");
+    size_t *text_len = tf_calloc((size_t)cap, sizeof(size_t), "sample lengths");
+    for (int i = 0; i < cap; i++) text[i] = tf_malloc((size_t)max_new * 4 + 1, "sample text");
+    for (int first = 0; first < n && !ferror(stdout); first += cap) {
+        int b = n - first < cap ? n - first : cap;
+        Sampler smp;
+        if (sampler_init(&smp, m, b, ids, n_prompt, (size_t)max_new, sc, err)) tf_die("%s", err);
+        for (int k = 0; k < b; k++) rng_seed(&smp.rng[k], sampler_stream_seed(sc->seed, first + k));
+        memset(text_len, 0, sizeof(size_t) * (size_t)cap);
+        for (long i = 0; i < max_new; i++) {
+            sampler_step(&smp, next);
+            for (int k = 0; k < b; k++) text_len[k] += (size_t)token_bytes(vocab, next[k], text[k] + text_len[k]);
+        }
+        sampler_free(&smp);
+        print_streams(text, text_len, b, prompt);
+        fflush(stdout);
+    }
+    for (int i = 0; i < cap; i++) free(text[i]);
+    free(text);
+    free(text_len);
+    free(next);
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -122,41 +179,11 @@ int cmd_sample(int argc, char **argv) {
     int *ids = tf_malloc(sizeof(int) * n_prompt, "prompt ids");
     if (vocab_encode(&vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
     free(cps);
-    Sampler smp;
     cli_threads_for_decoding(ops, &m);
     SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache, no_graph};
-    if (sampler_init(&smp, &m, (int)n_samples, ids, n_prompt, (size_t)max_new, &sc, err))
-        tf_die("%s", err);
+    if (n_samples > 1) sample_batches(&m, &vocab, (int)n_samples, ids, n_prompt, max_new, &sc, prompt);
+    else sample_stream(&m, &vocab, ids, n_prompt, max_new, &sc, prompt);
     free(ids);
-    int n = (int)n_samples;
-    int *next = tf_malloc(sizeof(int) * n, "sampled tokens");
-    char **text = tf_calloc((size_t)n, sizeof(char *), "sample texts");
-    size_t *text_len = tf_calloc((size_t)n, sizeof(size_t), "sample lengths");
-    if (n > 1)
-        for (int i = 0; i < n; i++) text[i] = tf_malloc((size_t)max_new * 4 + 1, "sample text");
-    if (n == 1) {
-        fputs(prompt, stdout);
-        fflush(stdout);
-    }
-    for (long i = 0; i < max_new; i++) {
-        sampler_step(&smp, next);
-        char buf[4];
-        if (n == 1) {
-            fwrite(buf, 1, (size_t)token_bytes(&vocab, next[0], buf), stdout);
-            if (fflush(stdout) != 0) break; /* nowhere to write: tf_finish_stdout reports it */
-            continue;
-        }
-        for (int k = 0; k < n; k++) text_len[k] += (size_t)token_bytes(&vocab, next[k], text[k] + text_len[k]);
-    }
-    if (n == 1)
-        fputc('\n', stdout);
-    else
-        print_streams(text, text_len, n, prompt);
-    for (int i = 0; i < n; i++) free(text[i]);
-    free(text);
-    free(text_len);
-    free(next);
-    sampler_free(&smp);
     vocab_free(&vocab);
     model_free(&m);
     return tf_finish_stdout(0);

@@ -19,6 +19,7 @@
 #include "distributed.h"
 #include "evaluate.h"
 #include "model.h"
+#include "output_guard.h"
 #include "schedule.h"
 
 static void train_help(void) {
@@ -287,8 +288,16 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* A run's best is only ever replaced by a better model of its own run. */
+static void refuse_best_as_latest(const char *out) {
+    if (output_is_best_name(out))
+        tf_die("--out: '%s' is named as a run's best checkpoint, not a place for a latest; give a directory "
+               "or another FILE.safetensors", out);
+}
+
 static void output_paths(const char *out, char *latest, char *best, size_t len) {
     if (ends_with(out, ".safetensors")) {
+        refuse_best_as_latest(out);
         snprintf(latest, len, "%s", out);
         snprintf(best, len, "%.*s.best.safetensors", (int)(strlen(out) - 12), out);
         /* Check the directory now rather than fail at the first save. */
@@ -313,37 +322,16 @@ static void output_paths(const char *out, char *latest, char *best, size_t len) 
 
 /* Without --out a resumed run keeps writing where its checkpoint lives: next
  * to DIR/latest.safetensors or DIR/best.safetensors into DIR, otherwise into
- * the checkpoint file itself (best: FILE.best.safetensors). */
+ * the checkpoint file itself (best: FILE.best.safetensors), and from
+ * FILE.best.safetensors into FILE.safetensors, its set's latest. */
 static void default_out_for_resume(const char *resume, char *out, size_t len) {
     const char *slash = strrchr(resume, '/'), *base = slash ? slash + 1 : resume;
-    if (strcmp(base, "latest.safetensors") && strcmp(base, "best.safetensors")) snprintf(out, len, "%s", resume);
+    size_t n = strlen(resume), best_suffix = strlen(".best.safetensors");
+    if (strcmp(base, "best.safetensors") && ends_with(base, ".best.safetensors")) /* its set's latest */
+        snprintf(out, len, "%.*s.safetensors", (int)(n - best_suffix), resume);
+    else if (strcmp(base, "latest.safetensors") && strcmp(base, "best.safetensors")) snprintf(out, len, "%s", resume);
     else if (!slash) snprintf(out, len, ".");
     else snprintf(out, len, "%.*s", slash == resume ? 1 : (int)(slash - resume), resume);
-}
-
-/* One run at a time per output: an exclusive flock on LATEST.lock, held until
- * exit. The lock file stays (removing it would race with a run that just
- * opened it) and holds the pid of the run that has it, for the message. */
-static void lock_output(const char *latest) {
-    char path[4200], holder[32] = "";
-    snprintf(path, sizeof path, "%s.lock", latest);
-    tf_require_writable_target("--out", path);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) tf_die("--out: cannot create the lock file '%s': %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        ssize_t n = e == EWOULDBLOCK ? pread(fd, holder, sizeof holder - 1, 0) : -1;
-        holder[n > 0 ? n : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        if (e == EWOULDBLOCK)
-            tf_die("--out: %s is in use by another training run (pid %s, lock %s); give another --out or wait for it",
-                   latest, *holder ? holder : "unknown", path);
-        tf_die("--out: cannot lock '%s': %s", path, strerror(e));
-    }
-    int n = snprintf(holder, sizeof holder, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)n, 0) != n)
-        tf_warn("cannot record this run's pid in %s: %s", path, strerror(errno));
-    /* fd stays open (and locked) for the life of the process */
 }
 
 /* ---------------- schedule and evaluation ---------------- */
@@ -471,8 +459,9 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         mark_rows_frozen(m);
         printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer)\n");
     }
-    printf("resumed from %s at iteration %d (optimizer step %d, best val loss %.4f)\n", a->resume,
-           ts->iter, m->step, ts->best_val);
+    char best[64] = "no best val loss yet: a new stage keeps its own best";
+    if (isfinite(ts->best_val)) snprintf(best, sizeof best, "best val loss %.4f", ts->best_val);
+    printf("resumed from %s at iteration %d (optimizer step %d, %s)\n", a->resume, ts->iter, m->step, best);
 }
 
 /* Everything one training run holds, so that its steps can be small functions. */
@@ -488,6 +477,7 @@ typedef struct {
     float best_on_disk; /* val loss recorded in `best` before this run (INFINITY: none) */
     int wrote_best;
     double t_start, t_last;
+    double t_launch; /* the command's start: "done in" counts reading the text too */
     int first_iter;
     float loss_acc;
     int loss_count;
@@ -950,7 +940,7 @@ static int stop_early(TrainRun *r, int iter) {
  * never beat the checkpoint's best has written no best file of its own. */
 static void print_summary(const TrainRun *r) {
     char took[32];
-    format_duration(tf_now_seconds() - r->t_start, took, sizeof took);
+    format_duration(tf_now_seconds() - r->t_launch, took, sizeof took);
     if (r->wrote_best || (r->best_on_disk == r->ts.best_val && access(r->best, F_OK) == 0))
         printf("done in %s: best val loss %.4f (%s), latest %s\n", took, r->ts.best_val, r->best, r->latest);
     else if (access(r->best, F_OK) == 0)
@@ -973,7 +963,7 @@ static void prepare_outputs(TrainRun *r) {
     output_paths(a->out, r->latest, r->best, sizeof r->latest);
     tf_require_writable_target("--out", r->latest);
     tf_require_writable_target("--out", r->best);
-    lock_output(r->latest);
+    output_set_lock(r->latest, "--out");
     check_existing_outputs(r);
     printf("writing %s and %s\n", r->latest, r->best);
 }
@@ -1068,6 +1058,13 @@ static void grow_in_run(TrainRun *r, int iter) {
     log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
 }
 
+/* A text that takes a while to read and tokenize says so: that time is not
+ * training, and the summary's "done in" includes it. */
+static void report_slow_load(const TrainArgs *a, const Dataset *d, double t_launch) {
+    double took = tf_now_seconds() - t_launch;
+    if (took >= 1.0) printf("read and tokenized %s (%zu tokens) in %.1fs\n", a->file, d->n, took);
+}
+
 /* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
  * signal, step, log. Returns the exit status. */
 static int train_loop(TrainRun *r) {
@@ -1128,15 +1125,16 @@ static void start_ranks(TrainRun *r) {
     char err[TF_ERRLEN];
     if (dist_from_env(&r->dist, err)) tf_die("%s", err);
     if (r->dist.world == 1) return;
+    if (dist_select_device(&r->dist, err)) tf_die("%s", err); /* first: it says when there is no GPU at all */
     if (!strcmp(r->a->device, "cpu"))
         tf_die("data parallel (%s, world %d) runs on GPUs only: drop --device cpu", r->dist.launcher,
                r->dist.world);
-    if (dist_select_device(&r->dist, err)) tf_die("%s", err);
     if (r->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
         tf_die("rank %d: cannot silence standard output: %s", r->dist.rank, strerror(errno));
 }
 
 int cmd_train(int argc, char **argv) {
+    double t_launch = tf_now_seconds();
     TrainArgs a;
     parse_train_args(argc, argv, &a);
     char err[TF_ERRLEN];
@@ -1150,6 +1148,7 @@ int cmd_train(int argc, char **argv) {
     TrainRun r;
     memset(&r, 0, sizeof r);
     r.a = &a;
+    r.t_launch = t_launch;
     start_ranks(&r);
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
@@ -1162,9 +1161,9 @@ int cmd_train(int argc, char **argv) {
     int other_text = a.resume ? read_resume_text(&r, &cps, &n_cps, &text) : 0;
     record_lineage(&r, &text, other_text);
     check_log(&r);
-    if (dataset_build_split(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
+    if (dataset_build_split_owned(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
-    free(cps);
+    report_slow_load(&a, &r.data, t_launch);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     if (is_rank0(&r)) prepare_outputs(&r);
@@ -1174,6 +1173,9 @@ int cmd_train(int argc, char **argv) {
     print_plan(&r);
     if (a.stop_at && a.stop_at < a.tc.max_iters)
         printf("stopping at iteration %d; the schedule ends at iteration %d\n", a.stop_at, a.tc.max_iters);
+    else if (a.stop_at)
+        tf_warn("--stop-at %d is not before the schedule's end (--max-iters %d): the run ends there and "
+                "--stop-at changes nothing", a.stop_at, a.tc.max_iters);
     warn_unreached_warmup(&r);
     if (g_stdout_errno) tf_die("writing to standard output failed: %s", strerror(g_stdout_errno));
 

@@ -123,7 +123,9 @@ static int read_utf8_text(const char *path, uint32_t **cps, size_t *n, TextRecor
     char why[TF_ERRLEN];
     int rc = utf8_decode(bytes + skip, len - skip, cps, n, why);
     free(bytes);
-    if (rc) return tf_err(err, "'%s': %s", path, why);
+    if (rc)
+        return tf_err(err, "'%s': %s; a character model needs UTF-8 text: convert it (e.g. iconv -t UTF-8) or train "
+                           "a byte model with --tokenizer bytes", path, why);
     return 0;
 }
 
@@ -178,12 +180,17 @@ int data_split_parse(const char *s, int parts[3], char *err) {
 /* floor(n * num / den) without overflowing n * num for huge n. */
 static size_t scaled(size_t n, size_t num, size_t den) { return n / den * num + n % den * num / den; }
 
-/* A split must fit one full window: block_size inputs plus the next target. */
-static int check_split_fits_block(const char *name, size_t len, int block_size, char *err) {
+/* A split must fit one full window: block_size inputs plus the next target.
+ * smallest is the shortest split, which bounds the block_size that fits. */
+static int check_split_fits_block(const char *name, size_t len, size_t smallest, int block_size, char *err) {
     size_t need = (size_t)block_size + 1;
+    if (len < need && smallest >= 2)
+        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
+                           "give a longer text, or --block-size %zu or less for a new run",
+                      name, len, block_size, need, smallest - 1);
     if (len < need)
-        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu",
-                      name, len, block_size, need);
+        return tf_err(err, "text too short: the %s split has %zu characters but block_size %d needs at least %zu; "
+                           "give a longer text", name, len, block_size, need);
     return 0;
 }
 
@@ -192,26 +199,49 @@ int dataset_build(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int
     return dataset_build_split(d, cps, n, v, block_size, parts, err);
 }
 
-int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
-                        const int parts[3], char *err) {
+/* The split boundaries, checked before tokenizing: the error is cheaper and
+ * more useful. */
+static int split_bounds(Dataset *d, size_t n, int block_size, const int parts[3], char *err) {
     memset(d, 0, sizeof *d);
     if (block_size < 1) return tf_err(err, "block_size must be at least 1 (got %d)", block_size);
     size_t sum = (size_t)parts[0] + (size_t)parts[1] + (size_t)parts[2];
     size_t n_train = scaled(n, (size_t)parts[0], sum);
     size_t val_end = parts[2] ? scaled(n, (size_t)parts[0] + (size_t)parts[1], sum) : n;
-    /* Check sizes before tokenizing: the error is cheaper and more useful. */
-    if (check_split_fits_block("train", n_train, block_size, err)) return -1;
-    if (check_split_fits_block("val", val_end - n_train, block_size, err)) return -1;
-    if (parts[2] && check_split_fits_block("test", n - val_end, block_size, err)) return -1;
-    int *ids = tf_malloc(n * sizeof *ids, "token ids");
-    if (vocab_encode(v, cps, n, ids, err)) {
-        free(ids);
-        return -1;
-    }
-    d->ids = ids;
+    size_t smallest = n_train < val_end - n_train ? n_train : val_end - n_train;
+    if (parts[2] && n - val_end < smallest) smallest = n - val_end;
+    if (check_split_fits_block("train", n_train, smallest, block_size, err)) return -1;
+    if (check_split_fits_block("val", val_end - n_train, smallest, block_size, err)) return -1;
+    if (parts[2] && check_split_fits_block("test", n - val_end, smallest, block_size, err)) return -1;
     d->n = n;
     d->n_train = n_train;
     d->n_val = val_end - n_train;
+    return 0;
+}
+
+int dataset_build_split(Dataset *d, const uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                        const int parts[3], char *err) {
+    if (split_bounds(d, n, block_size, parts, err)) return -1;
+    int *ids = tf_malloc(n * sizeof *ids, "token ids");
+    if (vocab_encode(v, cps, n, ids, err)) {
+        free(ids);
+        memset(d, 0, sizeof *d);
+        return -1;
+    }
+    d->ids = ids;
+    return 0;
+}
+
+_Static_assert(sizeof(int) == sizeof(uint32_t), "ids are encoded over the code points they replace");
+
+int dataset_build_split_owned(Dataset *d, uint32_t *cps, size_t n, const Vocab *v, int block_size,
+                              const int parts[3], char *err) {
+    /* vocab_encode reads each code point before it writes that position's id */
+    if (split_bounds(d, n, block_size, parts, err) || vocab_encode(v, cps, n, (int *)cps, err)) {
+        free(cps);
+        memset(d, 0, sizeof *d);
+        return -1;
+    }
+    d->ids = (int *)cps;
     return 0;
 }
 

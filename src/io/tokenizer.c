@@ -68,6 +68,10 @@ int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_ou
     size_t n = 0;
     size_t pos = 0;
     while (pos < len) {
+        if (s[pos] > 0 && s[pos] < 0x80) { /* ASCII, most of most texts: one byte, no checks */
+            cps[n++] = s[pos++];
+            continue;
+        }
         if (s[pos] == 0) {
             free(cps);
             return tf_err(err, "binary data (NUL byte) at byte offset %zu", pos);
@@ -212,12 +216,29 @@ static int unknown_character_error(uint32_t cp, char *err) {
     return tf_err(err, "character '%s' (U+%04X) is not in the model's vocabulary", glyph, (unsigned)cp);
 }
 
+/* Code points below this are looked up in a table when a text is long
+ * enough to pay for it (a binary search per character was most of the
+ * time a large text took to load). */
+#define ENCODE_TABLE_CPS 0x10000
+#define ENCODE_TABLE_MIN_TEXT ((size_t)1 << 20)
+
 int vocab_encode(const Vocab *v, const uint32_t *cps, size_t n, int *ids, char *err) {
+    int *table = NULL;
+    if (n >= ENCODE_TABLE_MIN_TEXT) {
+        table = tf_malloc(sizeof(int) * ENCODE_TABLE_CPS, "vocabulary table");
+        for (uint32_t cp = 0; cp < ENCODE_TABLE_CPS; cp++) table[cp] = -1;
+        for (int i = 0; i < v->size && v->codepoints[i] < ENCODE_TABLE_CPS; i++) table[v->codepoints[i]] = i;
+    }
     for (size_t i = 0; i < n; i++) {
-        int id = vocab_lookup(v, cps[i]);
-        if (id < 0) return unknown_character_error(cps[i], err);
+        uint32_t cp = cps[i]; /* read before ids[i] is written: the two may be one buffer */
+        int id = table && cp < ENCODE_TABLE_CPS ? table[cp] : vocab_lookup(v, cp);
+        if (id < 0) {
+            free(table);
+            return unknown_character_error(cp, err);
+        }
         ids[i] = id;
     }
+    free(table);
     return 0;
 }
 
