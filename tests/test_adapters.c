@@ -1,0 +1,257 @@
+/* Tokenformer adapters and LoRA on the baselines (adapters.h), on the CPU:
+ *  - insertion keeps the function bit for bit (logits memcmp-equal), for
+ *    both baselines and every site choice;
+ *  - the gradient of every parameter of the adapted model (the new ones
+ *    and the base ones, whose gradient under LoRA is that of the effective
+ *    weight) against central finite differences of the whole model's loss;
+ *  - merging LoRA gives the adapted model's logits;
+ *  - decoding token by token (the KV-cache path) gives the forward's logits.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters.h"
+#include "model.h"
+#include "ops.h"
+#include "rng.h"
+
+#define B_ 3
+#define T_ 8
+#define V_ 11
+
+static int g_fail;
+static Rng g_rng;
+
+static void report(int ok, const char *what) {
+    printf("%s %s\n", ok ? "PASS" : "FAIL", what);
+    if (!ok) g_fail = 1;
+}
+
+typedef struct {
+    Model *m;
+    int *tok, *tgt;
+} Ctx;
+
+static double loss_of(Ctx *c) { return model_forward(c->m, c->tok, c->tgt, B_, T_, 1, 1234); }
+
+/* The worst relative error of the analytic gradient of p against central
+ * differences at up to 12 coordinates (fp32 forward: tolerance fp32-sized). */
+static double grad_error(Ctx *c, Param *p, const float *grad) {
+    size_t n = tensor_numel(&p->t), stride = n > 12 ? n / 12 : 1;
+    float *x = tensor_f32(&p->t), h = 2e-3f;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i += stride) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double lp = loss_of(c);
+        x[i] = saved - h;
+        double lm = loss_of(c);
+        x[i] = saved;
+        double num = (lp - lm) / (2.0 * h), err = fabs(num - grad[i]) / fmax(fabs(num) + fabs(grad[i]), 1e-2);
+        if (err > worst) worst = err;
+    }
+    return worst;
+}
+
+static float *logits_of(Model *m, const int *tok) {
+    size_t n = (size_t)B_ * T_ * V_;
+    model_forward(m, tok, NULL, B_, T_, 0, 0);
+    float *out = malloc(n * sizeof(float));
+    memcpy(out, m->logits, n * sizeof(float));
+    return out;
+}
+
+static int base_model(Model *m, int arch, float dropout) {
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+                       .block_size = T_, .vocab_size = V_, .rope_frac = 0.5f, .dropout = dropout};
+    char err[512];
+    if (model_create(m, &cfg, NULL, ops_cpu(), err)) {
+        printf("FAIL model setup: %s\n", err);
+        g_fail = 1;
+        return -1;
+    }
+    model_init_weights(m, 7);
+    /* a "trained" model: weights away from their init */
+    for (size_t i = 0; i < m->n_param_elems; i++) m->param_mem[i] += 0.3f * rng_normal(&g_rng);
+    m->step = 100; /* the new parameters are born here */
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int adapter_kv, adapter_sites, adapter_pnorm;
+    int lora_rank, lora_sites;
+    float lora_alpha;
+} Case;
+
+#define A_(s) (1 << (s))
+static const Case CASES[] = {
+    {"adapter mlp", 6, A_(ADAPT_MLP), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn", 6, A_(ADAPT_ATTN), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn,mlp", 6, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn,mlp gelu_l2_norm", 5, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_GELU_L2, 0, 0, 0},
+    {"adapter attn,mlp softmax", 7, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_SOFTMAX, 0, 0, 0},
+    {"lora q", 0, 0, 0, 3, A_(LORA_Q), 3.0f},
+    {"lora k", 0, 0, 0, 3, A_(LORA_K), 6.0f},
+    {"lora v", 0, 0, 0, 2, A_(LORA_V), 2.0f},
+    {"lora o", 0, 0, 0, 3, A_(LORA_O), 1.5f},
+    {"lora mlp", 0, 0, 0, 4, A_(LORA_MLP), 4.0f},
+    {"lora q,k,v,o,mlp", 0, 0, 0, 2, A_(LORA_Q) | A_(LORA_K) | A_(LORA_V) | A_(LORA_O) | A_(LORA_MLP), 5.0f},
+};
+
+static int insert(const Case *k, Model *base, Model *out, char *err) {
+    if (k->adapter_kv)
+        return adapters_insert(base, out, k->adapter_kv, k->adapter_sites, k->adapter_pnorm, 11, err);
+    return lora_insert(base, out, k->lora_rank, k->lora_sites, k->lora_alpha, 11, err);
+}
+
+/* Every parameter's gradient of the adapted model, its new ones moved away
+ * from zero so that each path carries gradient. */
+static void check_gradients(const char *label, Model *a, int *tok, int *tgt) {
+    for (int i = model_first_extra_param(&a->cfg); i < a->n_params; i++) {
+        Param *p = &a->params[i];
+        for (size_t j = 0; j < tensor_numel(&p->t); j++) tensor_f32(&p->t)[j] += 0.2f * rng_normal(&g_rng);
+    }
+    Ctx c = {a, tok, tgt};
+    loss_of(&c);
+    model_zero_grad(a);
+    model_backward(a);
+    float *grad = malloc(a->n_param_elems * sizeof(float));
+    memcpy(grad, a->grad_mem, a->n_param_elems * sizeof(float));
+    double worst_new = 0.0, worst_base = 0.0;
+    const char *worst_name = "", *worst_base_name = "";
+    for (int i = 0; i < a->n_params; i++) {
+        double e = grad_error(&c, &a->params[i], grad + model_param_offset(a, i));
+        int is_new = i >= model_first_extra_param(&a->cfg);
+        if (is_new && e > worst_new) {
+            worst_new = e;
+            worst_name = a->params[i].t.name;
+        }
+        if (!is_new && e > worst_base) {
+            worst_base = e;
+            worst_base_name = a->params[i].t.name;
+        }
+    }
+    char what[256];
+    snprintf(what, sizeof what, "gradcheck %s: new tensors (worst %s, rel err %.2e), base tensors (worst %s, rel err %.2e)",
+             label, worst_name, worst_new, worst_base_name, worst_base);
+    report(worst_new <= 3e-2 && worst_base <= 3e-2, what);
+    free(grad);
+}
+
+/* Merged LoRA: the adapted model's logits (the same product, once). */
+static void check_merge(const char *label, Model *a, const int *tok) {
+    Model merged;
+    char err[512], what[256];
+    if (lora_merge(a, &merged, err) || model_alloc_activations(&merged, B_, T_, err)) {
+        printf("FAIL merge %s: %s\n", label, err);
+        g_fail = 1;
+        return;
+    }
+    float *la = logits_of(a, tok), *lm = logits_of(&merged, tok);
+    double worst = 0.0;
+    for (size_t i = 0; i < (size_t)B_ * T_ * V_; i++) worst = fmax(worst, fabs(la[i] - lm[i]));
+    snprintf(what, sizeof what, "merge %s: logits of the merged model equal the adapted model's (max diff %.1e), "
+             "%d -> %d tensors", label, worst, a->n_params, merged.n_params);
+    report(worst <= 1e-5 && merged.n_params == model_first_extra_param(&a->cfg), what);
+    free(la);
+    free(lm);
+    model_free(&merged);
+}
+
+/* The KV-cache path runs the adapters too: token-by-token logits are the forward's. */
+static void check_decode(const char *label, Model *a, const int *tok) {
+    float *full = logits_of(a, tok);
+    KVCache kv;
+    char err[512], what[256];
+    if (model_kv_alloc(a, &kv, B_, err)) {
+        printf("FAIL decode %s: %s\n", label, err);
+        g_fail = 1;
+        return;
+    }
+    double worst = 0.0;
+    int step[B_];
+    float row[B_ * V_];
+    for (int t = 0; t < T_; t++) {
+        for (int b = 0; b < B_; b++) step[b] = tok[b * T_ + t];
+        model_decode(a, &kv, step, 1);
+        model_logits_last(a, row);
+        for (int b = 0; b < B_; b++)
+            for (int v = 0; v < V_; v++)
+                worst = fmax(worst, fabs(row[b * V_ + v] - full[((size_t)b * T_ + t) * V_ + v]));
+    }
+    model_kv_free(a, &kv);
+    snprintf(what, sizeof what, "decode %s: token-by-token logits equal the forward's (max diff %.1e)", label, worst);
+    report(worst <= 1e-4, what);
+    free(full);
+}
+
+static void run_case(int arch, const Case *k) {
+    Model base, a;
+    char err[512], label[128], what[256];
+    snprintf(label, sizeof label, "%s %s", arch_name(arch), k->name);
+    if (base_model(&base, arch, 0.0f)) return;
+    int tok[B_ * T_], tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) {
+        tok[i] = (int)rng_below(&g_rng, V_);
+        tgt[i] = (int)rng_below(&g_rng, V_);
+    }
+    if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
+        model_alloc_activations(&a, B_, T_, err)) {
+        printf("FAIL %s: %s\n", label, err);
+        g_fail = 1;
+        model_free(&base);
+        return;
+    }
+    float *before = logits_of(&base, tok), *after = logits_of(&a, tok);
+    int same = !memcmp(before, after, sizeof(float) * B_ * T_ * V_);
+    snprintf(what, sizeof what, "insert %s: logits bit-identical (%d -> %d tensors, born at step %d)", label,
+             base.n_params, a.n_params, model_latest_birth(&a));
+    report(same && a.n_params > base.n_params && model_latest_birth(&a) == 100, what);
+    free(before);
+    free(after);
+    check_gradients(label, &a, tok, tgt);
+    if (k->lora_rank) check_merge(label, &a, tok);
+    check_decode(label, &a, tok);
+    model_free(&a);
+    model_free(&base);
+}
+
+/* Dropout on: the training forward keeps the function too (the adapter's
+ * output is added after the dropped branch). */
+static void run_dropout_case(int arch) {
+    Model base, a;
+    char err[512], what[256];
+    if (base_model(&base, arch, 0.2f)) return;
+    int tok[B_ * T_], tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) {
+        tok[i] = (int)rng_below(&g_rng, V_);
+        tgt[i] = (int)rng_below(&g_rng, V_);
+    }
+    const Case *k = &CASES[2];
+    if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
+        model_alloc_activations(&a, B_, T_, err)) {
+        printf("FAIL dropout setup: %s\n", err);
+        g_fail = 1;
+        return;
+    }
+    float l0 = model_forward(&base, tok, tgt, B_, T_, 1, 99), l1 = model_forward(&a, tok, tgt, B_, T_, 1, 99);
+    snprintf(what, sizeof what, "insert %s adapter attn,mlp, dropout 0.2: training loss bit-identical (%.7f, %.7f)",
+             arch_name(arch), l0, l1);
+    report(!memcmp(&l0, &l1, sizeof l0), what);
+    check_gradients("dropout 0.2 adapter attn,mlp", &a, tok, tgt);
+    model_free(&a);
+    model_free(&base);
+}
+
+int main(void) {
+    rng_seed(&g_rng, 2026);
+    int archs[2] = {ARCH_TRANSFORMER, ARCH_TRANSFORMERPP};
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) run_case(archs[i], &CASES[k]);
+        run_dropout_case(archs[i]);
+    }
+    return g_fail;
+}
