@@ -44,7 +44,7 @@ int adapters_config_validate(const ModelConfig *c, char *err);
  * (r x cols) and B (rows x r). */
 int adapters_params_per_layer(const ModelConfig *c);
 /* Name of extra parameter j (0-based among the extras), e.g.
- * "h.0.adapter.mlp.key", "h.1.attn.q.weight.lora_A". */
+ * "h.0.adapter.mlp.key", "h.1.attn.q.weight_lora_A". */
 void adapters_param_name(const ModelConfig *c, int j, char *out, size_t len);
 /* The index of the key of layer l's adapter at `site` (its value is +1), or -1. */
 int adapters_key_param(const ModelConfig *c, int l, int site);

@@ -5,8 +5,12 @@
  *    and the base ones, whose gradient under LoRA is that of the effective
  *    weight) against central finite differences of the whole model's loss;
  *  - merging LoRA gives the adapted model's logits;
- *  - decoding token by token (the KV-cache path) gives the forward's logits.
+ *  - decoding token by token (the KV-cache path) gives the forward's logits;
+ *  - the loss and every gradient against the PyTorch reference
+ *    (scripts/tokenformer_ref.py via scripts/compare_grads.py, float64; SKIP
+ *    without torch in TF_PYTHON, default /usr/bin/python3).
  */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,10 @@
 #include "model.h"
 #include "ops.h"
 #include "rng.h"
+#include "safetensors.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define B_ 3
 #define T_ 8
@@ -188,6 +196,79 @@ static void check_decode(const char *label, Model *a, const int *tok) {
     free(full);
 }
 
+/* ---- the PyTorch reference: one dump per case, one compare_grads.py run ---- */
+
+#define MAX_DUMPS 32
+static char g_dump_dir[] = "/tmp/tf_adapters_XXXXXX";
+static char g_dumps[MAX_DUMPS][64];
+static int g_n_dumps, g_torch;
+
+static void config_json(const ModelConfig *c, char *out, size_t len) {
+    char asites[64], lsites[64];
+    adapter_sites_format(c->adapter_sites, asites, sizeof asites);
+    lora_sites_format(c->lora_sites, lsites, sizeof lsites);
+    snprintf(out, len,
+             "{\"arch\": \"%s\", \"n_layer\": %d, \"d_model\": %d, \"n_head\": %d, \"n_attn\": %d, "
+             "\"n_ffn\": %d, \"block_size\": %d, \"vocab_size\": %d, \"rope_frac\": %.9g, \"dropout\": 0, "
+             "\"pnorm\": \"%s\", \"adapter_kv\": %d, \"adapter_sites\": \"%s\", \"adapter_pnorm\": \"%s\", "
+             "\"lora_rank\": %d, \"lora_sites\": \"%s\", \"lora_alpha\": %.9g}",
+             arch_name(c->arch), c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size,
+             c->vocab_size, (double)c->rope_frac, pnorm_name(c->pnorm), c->adapter_kv, asites,
+             pnorm_name(c->adapter_pnorm), c->lora_rank, lsites, (double)c->lora_alpha);
+}
+
+/* Parameters, gradients, batch and loss of one forward + backward (no dropout). */
+static void dump_for_torch(const char *label, Model *a, int *tok, int *tgt) {
+    if (g_n_dumps == MAX_DUMPS) return;
+    float loss = model_forward(a, tok, tgt, B_, T_, 0, 0);
+    model_zero_grad(a);
+    model_backward(a);
+    int P = a->n_params, k = 0;
+    StTensorOut *out = calloc((size_t)2 * P + 3, sizeof *out);
+    char(*names)[TF_NAME_LEN + 8] = calloc((size_t)P, sizeof *names);
+    int64_t batch_shape[2] = {B_, T_}, one = 1;
+    for (int i = 0; i < P; i++) {
+        Param *p = &a->params[i];
+        snprintf(names[i], sizeof names[i], "grad.%s", p->t.name);
+        out[k++] = (StTensorOut){p->t.name, DTYPE_F32, p->t.ndim, p->t.shape, p->t.data};
+        out[k++] = (StTensorOut){names[i], DTYPE_F32, p->t.ndim, p->t.shape, p->grad};
+    }
+    out[k++] = (StTensorOut){"batch.tokens", DTYPE_I32, 2, batch_shape, tok};
+    out[k++] = (StTensorOut){"batch.targets", DTYPE_I32, 2, batch_shape, tgt};
+    out[k++] = (StTensorOut){"loss", DTYPE_F32, 1, &one, &loss};
+    char cfg[1024], err[512], path[64];
+    config_json(&a->cfg, cfg, sizeof cfg);
+    const char *mk[2] = {"config", "case"}, *mv[2] = {cfg, label};
+    snprintf(path, sizeof path, "%s/%02d.safetensors", g_dump_dir, g_n_dumps);
+    if (st_write_atomic(path, out, k, mk, mv, 2, err)) {
+        printf("FAIL torch dump %s: %s\n", label, err);
+        g_fail = 1;
+    } else {
+        snprintf(g_dumps[g_n_dumps++], sizeof g_dumps[0], "%s", path);
+    }
+    free(names);
+    free(out);
+}
+
+static int have_torch(const char *python) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", python);
+    int rc = system(cmd);
+    return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
+}
+
+static void compare_with_torch(const char *python) {
+    char cmd[4096];
+    int len = snprintf(cmd, sizeof cmd, "%s scripts/compare_grads.py --tol 1e-4", python);
+    for (int i = 0; i < g_n_dumps; i++) len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", g_dumps[i]);
+    fflush(stdout);
+    int rc = system(cmd);
+    report(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "adapted models' loss and gradients equal the "
+           "PyTorch reference's (compare_grads.py)");
+    for (int i = 0; i < g_n_dumps; i++) unlink(g_dumps[i]);
+    rmdir(g_dump_dir);
+}
+
 static void run_case(int arch, const Case *k) {
     Model base, a;
     char err[512], label[128], what[256];
@@ -213,6 +294,7 @@ static void run_case(int arch, const Case *k) {
     free(before);
     free(after);
     check_gradients(label, &a, tok, tgt);
+    if (g_torch) dump_for_torch(label, &a, tok, tgt);
     if (k->lora_rank) check_merge(label, &a, tok);
     check_decode(label, &a, tok);
     model_free(&a);
@@ -248,10 +330,15 @@ static void run_dropout_case(int arch) {
 
 int main(void) {
     rng_seed(&g_rng, 2026);
+    const char *python = getenv("TF_PYTHON");
+    if (!python || !*python) python = "/usr/bin/python3";
+    g_torch = have_torch(python) && mkdtemp(g_dump_dir);
     int archs[2] = {ARCH_TRANSFORMER, ARCH_TRANSFORMERPP};
     for (int i = 0; i < 2; i++) {
         for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) run_case(archs[i], &CASES[k]);
         run_dropout_case(archs[i]);
     }
+    if (g_torch) compare_with_torch(python);
+    else printf("SKIP adapters against the PyTorch reference: %s cannot import torch\n", python);
     return g_fail;
 }

@@ -140,7 +140,7 @@ void adapters_param_name(const ModelConfig *c, int j, char *out, size_t len) {
     }
     char base[TF_NAME_LEN];
     model_param_name(c, e.base, base, sizeof base);
-    snprintf(out, len, "%s.lora_%c", base, e.kind == EX_LORA_A ? 'A' : 'B');
+    snprintf(out, len, "%s_lora_%c", base, e.kind == EX_LORA_A ? 'A' : 'B');
 }
 
 int adapters_key_param(const ModelConfig *c, int l, int site) {
