@@ -227,31 +227,40 @@ void adapters_backward(Model *m, int l, int site, PattInput in, float *A, float 
 
 static float lora_scale(const ModelConfig *c) { return c->lora_alpha / (float)c->lora_rank; }
 
-/* Calls fn on every LoRA'd base parameter with its A index. */
-#define FOR_EACH_LORA(m, base, a_idx)                                            \
-    for (int base = 1; base < model_first_extra_param(&(m)->cfg); base++)        \
-        for (int a_idx = adapters_lora_param(&(m)->cfg, base); a_idx >= 0; a_idx = -1)
+/* The LoRA'd base parameters of c in index order, into bases (room for
+ * every base parameter, freed by the caller); returns their count. */
+static int lora_bases(const ModelConfig *c, int **bases) {
+    int n = 0, first_extra = model_first_extra_param(c);
+    *bases = tf_malloc(sizeof(int) * (size_t)first_extra, "LoRA list");
+    for (int base = 1; base < first_extra; base++)
+        if (adapters_lora_param(c, base) >= 0) (*bases)[n++] = base;
+    return n;
+}
+
+/* C (rows x cols) = s * B A + beta * C for the LoRA of base parameter `base` of m. */
+static void lora_product(const Model *m, int base, float *C, float beta) {
+    const Tensor *w = &m->params[base].t;
+    int a = adapters_lora_param(&m->cfg, base);
+    m->ops->matmul(m->ops, C, tensor_f32(&m->params[a + 1].t), tensor_f32(&m->params[a].t), (int)w->shape[0],
+                   (int)w->shape[1], m->cfg.lora_rank, 0, 0, lora_scale(&m->cfg), beta);
+}
 
 void lora_refresh(Model *m) {
-    const Ops *o = m->ops;
-    int r = m->cfg.lora_rank;
-    o->copy(o, m->lora_eff, m->param_mem, m->n_param_elems * sizeof(float));
-    FOR_EACH_LORA(m, base, a) {
-        const Tensor *w = &m->params[base].t;
-        int rows = (int)w->shape[0], cols = (int)w->shape[1];
-        /* eff = W + s B A; B = 0 adds exact zeros */
-        o->matmul(o, m->lora_eff + model_param_offset(m, base), tensor_f32(&m->params[a + 1].t),
-                  tensor_f32(&m->params[a].t), rows, cols, r, 0, 0, lora_scale(&m->cfg), 1.0f);
-    }
+    int *bases, n = lora_bases(&m->cfg, &bases);
+    m->ops->copy(m->ops, m->lora_eff, m->param_mem, m->n_param_elems * sizeof(float));
+    for (int i = 0; i < n; i++) /* eff = W + s B A; B = 0 adds exact zeros */
+        lora_product(m, bases[i], m->lora_eff + model_param_offset(m, bases[i]), 1.0f);
+    free(bases);
     m->lora_stale = 0;
 }
 
 void lora_grads(Model *m) {
     const Ops *o = m->ops;
-    int r = m->cfg.lora_rank;
+    int r = m->cfg.lora_rank, *bases, n = lora_bases(&m->cfg, &bases);
     float s = lora_scale(&m->cfg);
-    FOR_EACH_LORA(m, base, a) {
-        const Param *w = &m->params[base];
+    for (int i = 0; i < n; i++) {
+        const Param *w = &m->params[bases[i]];
+        int a = adapters_lora_param(&m->cfg, bases[i]);
         int rows = (int)w->t.shape[0], cols = (int)w->t.shape[1];
         /* G = dL/d(eff): dB = s G A^T (rows x r), dA = s B^T G (r x cols) */
         o->matmul(o, m->params[a + 1].grad, w->grad, tensor_f32(&m->params[a].t), rows, r, cols, 0, 1,
@@ -259,6 +268,7 @@ void lora_grads(Model *m) {
         o->matmul(o, m->params[a].grad, tensor_f32(&m->params[a + 1].t), w->grad, r, cols, rows, 1, 0,
                   s, 0.0f);
     }
+    free(bases);
 }
 
 /* ---------------- insertion and merge (CPU) ---------------- */
@@ -331,8 +341,11 @@ int lora_insert(const Model *src, Model *dst, int rank, int sites, float alpha, 
     if (build_from(src, dst, &c, err)) return -1;
     Rng r;
     rng_seed(&r, seed);
-    FOR_EACH_LORA(dst, base, a) /* A as PEFT draws it (std 1/sqrt(3 cols)); B stays 0 */
-        fill_normal(&dst->params[a], 1.0f / sqrtf(3.0f * (float)dst->params[base].t.shape[1]), &r);
+    int *bases, n = lora_bases(&c, &bases);
+    for (int i = 0; i < n; i++) /* A as PEFT draws it (std 1/sqrt(3 cols)); B stays 0 */
+        fill_normal(&dst->params[adapters_lora_param(&c, bases[i])],
+                    1.0f / sqrtf(3.0f * (float)dst->params[bases[i]].t.shape[1]), &r);
+    free(bases);
     return 0;
 }
 
@@ -344,12 +357,9 @@ int lora_merge(const Model *src, Model *dst, char *err) {
     c.lora_alpha = 0.0f;
     if (build_from(src, dst, &c, err)) return -1;
     /* the same product lora_refresh computes: the merged weights are the adapted passes' */
-    FOR_EACH_LORA(src, base, a) {
-        const Tensor *w = &src->params[base].t;
-        src->ops->matmul(src->ops, tensor_f32(&dst->params[base].t), tensor_f32(&src->params[a + 1].t),
-                         tensor_f32(&src->params[a].t), (int)w->shape[0], (int)w->shape[1],
-                         src->cfg.lora_rank, 0, 0, lora_scale(&src->cfg), 1.0f);
-    }
+    int *bases, n = lora_bases(&src->cfg, &bases);
+    for (int i = 0; i < n; i++) lora_product(src, bases[i], tensor_f32(&dst->params[bases[i]].t), 1.0f);
+    free(bases);
     return 0;
 }
 
