@@ -64,8 +64,10 @@ adapt() {
     local seed=$1 arm=$2 budget=$3 in=$4 before=$5 freeze=${6:-} dir=$OUT/s$1_$2_$3
     local t0 t1
     t0=$(date +%s.%N)
+    # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
     "$BIN" train "$B" --resume "$in" --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
-        "${DEV[@]}" --lr "$LR" --log "$dir.csv" --out "$dir" >"$dir.log" 2>&1
+        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" --log "$dir.csv" --out "$dir" \
+        >"$dir.log" 2>&1
     t1=$(date +%s.%N)
     local ck=$dir/latest.safetensors
     local trainable total
