@@ -18,22 +18,32 @@ static const char *LORA_SITE_NAMES[LORA_SITES] = {"q", "k", "v", "o", "mlp"};
 
 /* ---------------- site lists ---------------- */
 
+static int site_index(const char *name, const char *const *names, int n_names) {
+    for (int i = 0; i < n_names; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+static void sites_format(int bits, const char *const *names, int n_names, char *out, size_t len) {
+    out[0] = '\0';
+    for (int i = 0; i < n_names; i++)
+        if (bits & (1 << i)) snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", names[i]);
+}
+
 static int sites_parse(const char *list, const char *const *names, int n_names, const char *what,
                        int *bits, char *err) {
     *bits = 0;
     char *copy = strdup(list), *save = NULL;
     int rc = 0;
     for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-        int found = -1;
-        for (int i = 0; i < n_names; i++)
-            if (!strcmp(tok, names[i])) found = i;
-        if (found < 0) {
-            char known[64] = "";
-            for (int i = 0; i < n_names; i++)
-                snprintf(known + strlen(known), sizeof known - strlen(known), i ? ", %s" : "%s", names[i]);
-            rc = tf_err(err, "%s: unknown site '%.32s' (sites: %s)", what, tok, known);
+        int i = site_index(tok, names, n_names);
+        if (i >= 0) {
+            *bits |= 1 << i;
+            continue;
         }
-        else *bits |= 1 << found;
+        char known[64];
+        sites_format((1 << n_names) - 1, names, n_names, known, sizeof known);
+        rc = tf_err(err, "%s: unknown site '%.32s' (sites: %s)", what, tok, known);
     }
     free(copy);
     if (!rc && !*bits) rc = tf_err(err, "%s: no site given (e.g. %s)", what, names[0]);
@@ -46,12 +56,6 @@ int adapter_sites_parse(const char *list, int *bits, char *err) {
 
 int lora_sites_parse(const char *list, int *bits, char *err) {
     return sites_parse(list, LORA_SITE_NAMES, LORA_SITES, "--lora-sites", bits, err);
-}
-
-static void sites_format(int bits, const char *const *names, int n_names, char *out, size_t len) {
-    out[0] = '\0';
-    for (int i = 0; i < n_names; i++)
-        if (bits & (1 << i)) snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", names[i]);
 }
 
 void adapter_sites_format(int bits, char *out, size_t len) {
