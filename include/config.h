@@ -24,6 +24,13 @@ typedef struct {
     float rope_frac; /* fraction of each head's dims that get RoPE */
     float dropout;
     int pnorm;       /* PNormMode */
+    /* Adaptation parameters that `grow` adds to a baseline (adapters.h); 0: none. */
+    int adapter_kv;     /* rows of each Tokenformer adapter */
+    int adapter_sites;  /* AdapterSite bits */
+    int adapter_pnorm;  /* PNormMode of the adapters */
+    int lora_rank;
+    int lora_sites;     /* LoraSite bits */
+    float lora_alpha;   /* the update is (alpha / rank) B A */
 } ModelConfig;
 
 typedef struct {

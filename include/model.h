@@ -64,6 +64,7 @@ typedef struct {
     float *h;                 /* x + drop(o), N x d */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *f;                 /* FFN output, N x d */
+    float *adA[2], *adS[2];   /* saved state of the adapters (adapters.h AdapterSite), or NULL */
 } LayerActs;
 
 typedef struct Model {
@@ -78,6 +79,12 @@ typedef struct Model {
     float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
     size_t n_param_elems;
     int step;        /* optimizer steps taken */
+    /* adapters.h: the adapters' tau (sqrt of their rows), and under LoRA the
+     * weights the passes use (W + (alpha/r) B A, same layout as param_mem),
+     * recomputed by every forward and, decoding, after an update (stale) */
+    float adapter_tau;
+    float *lora_eff;
+    int lora_stale;
 
     /* activations, sized by model_alloc_activations(B, T) */
     int B_alloc, T_alloc; /* what the buffers hold */
@@ -162,8 +169,12 @@ int model_site_is_linear(const Model *m, int which);
  * (Pattention: key, value; GeLU MLP: up, down; SwiGLU: gate, up, down;
  * linear: none), written to idx; returns their count. Each is rows x d. */
 int model_site_row_params(const Model *m, int layer, int which, int idx[MODEL_SITE_MAX_PARAMS]);
-/* Parameters per layer of the config's arch. */
+/* Parameters per layer of the config's arch (adapters.h extras not counted). */
 int model_params_per_layer(const ModelConfig *c);
+/* Parameters of site `which` of a layer (a Pattention 2, a linear 1, the MLP 2 or 3). */
+int model_config_site_count(const ModelConfig *c, int which);
+/* The index of the first adapters.h extra parameter: the base model's count. */
+int model_first_extra_param(const ModelConfig *c);
 /* The rows Pattention `which` of layer `layer` took in the last forward, as
  * an input another pattention_forward can take: an attention tensor (the
  * normalized rows, or the attention output for PATT_O), valid until the

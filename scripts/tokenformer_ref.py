@@ -31,6 +31,14 @@ Conventions match the C program exactly:
   * block: h = x + drop(Attn(LN(x))); x = h + drop(Pffn(LN(h))); the in-block
     LayerNorms have no weights, eps 1e-5; final LN_f has weight and bias;
     logits = LN_f(x) @ wte^T; loss = mean cross-entropy (targets < 0 ignored).
+  * adaptation (docs/ADAPTATION.md; config adapter_kv, adapter_sites,
+    adapter_pnorm, lora_rank, lora_sites, lora_alpha; baselines only):
+      h.{l}.adapter.{attn,mlp}.key/.value (n, d): a Pattention beside the
+        attention sub-layer (input norm1(x), added to h) or the MLP (input
+        norm2(h), added to the block's output), outside dropout
+      <weight>_lora_A (r, cols), <weight>_lora_B (rows, r) of a chosen weight
+        (attn.{q,k,v,o}.weight, mlp.{gate,up,down}): the passes use
+        W + (alpha / r) B A
   * RoPE (GPT-NeoX style) on the first `rot` dims of each head, rot =
     int(rope_frac * head_dim) rounded down to even; dim i < rot/2 pairs with
     i + rot/2, angle = t * 10000^(-2i/rot); x1' = x1 cos - x2 sin,
@@ -187,9 +195,9 @@ class MLP(nn.Module):
         self.swiglu = swiglu
 
     def forward(self, x):
-        u = F.linear(x, self.up)
-        a = F.silu(F.linear(x, self.gate)) * u if self.swiglu else F.gelu(u)
-        return torch.matmul(a, self.down)
+        u = F.linear(x, weight_of(self, "up"))
+        a = F.silu(F.linear(x, weight_of(self, "gate"))) * u if self.swiglu else F.gelu(u)
+        return torch.matmul(a, weight_of(self, "down"))
 
 
 class RMSNorm(nn.Module):
@@ -209,6 +217,86 @@ def projection(cfg, n):
     if cfg["arch"] == "tokenformer":
         return Pattention(d, d, n, cfg["pnorm"])
     return nn.Linear(d, d, bias=False)
+
+
+# ----------------------------------------------------------------------------
+# adaptation: Tokenformer adapters and LoRA on the baselines
+
+ADAPTER_SITES = ("attn", "mlp")
+LORA_SITES = ("q", "k", "v", "o", "mlp")
+
+
+def _site_list(s, known):
+    sites = [x for x in s.split(",") if x] if isinstance(s, str) else list(s or ())
+    for x in sites:
+        if x not in known:
+            raise ValueError("unknown site %r (expected %s)" % (x, ", ".join(known)))
+    return sites
+
+
+def weight_of(module, attr):
+    """A weight as the passes use it: W, or W + (alpha/r) B A under LoRA."""
+    w = getattr(module, attr)
+    a = getattr(module, attr + "_lora_A", None)
+    if a is None:
+        return w
+    return w + module.lora_scale * torch.matmul(getattr(module, attr + "_lora_B"), a)
+
+
+def project(module, x):
+    """A projection of the block: a Pattention, or a linear (with its LoRA)."""
+    if isinstance(module, nn.Linear):
+        return F.linear(x, weight_of(module, "weight"))
+    return module(x)
+
+
+def add_lora(module, attr, rank, scale):
+    """LoRA on module.<attr>: A N(0, 1/sqrt(3 cols)) as PEFT draws it, B 0."""
+    w = getattr(module, attr)
+    rows, cols = w.shape
+    module.register_parameter(attr + "_lora_A", nn.Parameter(
+        torch.randn(rank, cols, dtype=w.dtype) / math.sqrt(3.0 * cols)))
+    module.register_parameter(attr + "_lora_B", nn.Parameter(torch.zeros(rows, rank, dtype=w.dtype)))
+    module.lora_scale = scale
+
+
+def attach_adaptation(block, cfg):
+    """The adapters and LoRA that the config asks of a baseline block."""
+    d = cfg["d_model"]
+    kv = int(cfg.get("adapter_kv") or 0)
+    if kv:
+        mode = cfg.get("adapter_pnorm", "l2_norm_gelu")
+        block.adapter = nn.ModuleDict()
+        for site in _site_list(cfg.get("adapter_sites", "mlp"), ADAPTER_SITES):
+            p = Pattention(d, d, kv, mode)
+            with torch.no_grad():
+                p.key.normal_(0.0, 0.02)
+                p.value.zero_()  # the function is unchanged at insertion
+            block.adapter[site] = p
+    r = int(cfg.get("lora_rank") or 0)
+    if r:
+        scale = float(cfg.get("lora_alpha") or r) / r
+        for site in _site_list(cfg.get("lora_sites", "q,v"), LORA_SITES):
+            if site == "mlp":
+                for attr in ("gate", "up", "down"):
+                    if hasattr(block.mlp, attr):
+                        add_lora(block.mlp, attr, r, scale)
+            else:
+                add_lora(getattr(block.attn, site), "weight", r, scale)
+
+
+def merge_lora(model):
+    """W += (alpha/r) B A for every LoRA'd weight, the LoRA tensors removed."""
+    with torch.no_grad():
+        for mod in model.modules():
+            for name in [n for n, _ in mod.named_parameters(recurse=False) if n.endswith("_lora_A")]:
+                attr = name[:-len("_lora_A")]
+                getattr(mod, attr).copy_(weight_of(mod, attr))
+                del mod._parameters[attr + "_lora_A"]
+                del mod._parameters[attr + "_lora_B"]
+    for k in ("lora_rank", "lora_sites", "lora_alpha"):
+        model.cfg.pop(k, None)
+    return model
 
 
 def rope_tables(T, rot, device, dtype):
@@ -270,16 +358,16 @@ class Attention(nn.Module):
         B, T, d = x.shape
         H = self.n_head
         hd = d // H
-        q = self.q(x).view(B, T, H, hd)
-        k = self.k(x).view(B, T, H, hd)
-        v = self.v(x).view(B, T, H, hd)
+        q = project(self.q, x).view(B, T, H, hd)
+        k = project(self.k, x).view(B, T, H, hd)
+        v = project(self.v, x).view(B, T, H, hd)
         cos, sin = rope if rope is not None else (None, None)
         q = apply_rope(q, self.rot, cos, sin)
         k = apply_rope(k, self.rot, cos, sin)
         y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                              self.use_sdpa)
         y = y.transpose(1, 2).reshape(B, T, d)
-        return self.o(y)
+        return project(self.o, y)
 
 
 class Block(nn.Module):
@@ -301,11 +389,18 @@ class Block(nn.Module):
             return (self.norm1, self.norm2)[k](x)
         return F.layer_norm(x, (self.d,), eps=LAYERNORM_EPS)
 
+    def adapter_out(self, site, xn):
+        """The output of the block's adapter at site (0 when it has none)."""
+        ad = getattr(self, "adapter", None)
+        return ad[site](xn) if ad is not None and site in ad else 0.0
+
     def forward(self, x, rope=None):
-        a = self.attn(self.norm(x, 0), rope)
-        h = x + F.dropout(a, self.dropout, self.training)
-        f = (self.ffn if hasattr(self, "ffn") else self.mlp)(self.norm(h, 1))
-        return h + F.dropout(f, self.dropout, self.training)
+        xn = self.norm(x, 0)
+        a = self.attn(xn, rope)
+        h = x + F.dropout(a, self.dropout, self.training) + self.adapter_out("attn", xn)
+        hn = self.norm(h, 1)
+        f = (self.ffn if hasattr(self, "ffn") else self.mlp)(hn)
+        return h + F.dropout(f, self.dropout, self.training) + self.adapter_out("mlp", hn)
 
 
 class TokenFormer(nn.Module):
@@ -332,6 +427,8 @@ class TokenFormer(nn.Module):
         else:
             self.ln_f = nn.LayerNorm(cfg["d_model"], eps=LAYERNORM_EPS)
         self.init_weights()
+        for b in self.h:  # after init_weights, which would redraw them
+            attach_adaptation(b, cfg)
 
     def set_sdpa(self, on):
         """Use F.scaled_dot_product_attention (torch >= 2.0) for attention."""
@@ -809,6 +906,37 @@ def selftest(verbose=True):
         want |= {"norm_f.weight"} if arch == "transformerpp" else {"ln_f.weight", "ln_f.bias"}
         got = {n for n, _ in mb.named_parameters()}
         report("param_names[%s]" % arch, 0.0 if got == want else 1.0, 0.0)
+
+    # 4c. adaptation: function kept at insertion, gradients, merge.
+    for arch in ("transformer", "transformerpp"):
+        base_cfg = dict(arch=arch, n_layer=2, d_model=8, n_head=2, block_size=6, vocab_size=7,
+                        rope_frac=0.5, dropout=0.0, n_ffn=12)
+        for extra in (dict(adapter_kv=5, adapter_sites="attn,mlp"),
+                      dict(lora_rank=2, lora_sites="q,k,v,o,mlp", lora_alpha=3.0)):
+            torch.manual_seed(3)
+            mb = TokenFormer(base_cfg).to(dt)
+            with torch.no_grad():
+                for p_ in mb.parameters():
+                    p_.add_(0.3 * torch.randn_like(p_))
+            ma = TokenFormer(dict(base_cfg, **extra)).to(dt)
+            ma.load_state_dict(mb.state_dict(), strict=False)
+            idx = torch.randint(0, 7, (2, 6))
+            tgt = torch.randint(0, 7, (2, 6))
+            same = (mb(idx)[0] - ma(idx)[0]).abs().max().item()
+            what = "adapter" if "adapter_kv" in extra else "lora"
+            report("adapt_insert_identity[%s %s]" % (arch, what), same, 0.0)
+            with torch.no_grad():
+                for n_, p_ in ma.named_parameters():
+                    if "adapter" in n_ or "lora" in n_:
+                        p_.add_(0.3 * torch.randn_like(p_))
+            report("adapt_fd_grads[%s %s]" % (arch, what),
+                   _worst_fd_grad_error(ma, idx, tgt, list(ma.parameters())), 1e-5)
+            if what == "lora":
+                before = ma(idx)[0]
+                merge_lora(ma)
+                left = [n_ for n_, _ in ma.named_parameters() if "lora" in n_]
+                err = (before - ma(idx)[0]).abs().max().item()
+                report("lora_merge[%s]" % arch, err if not left else 1.0, 1e-12)
 
     # 5. safetensors round trip (pure-python path) incl. rows after growing.
     import tempfile

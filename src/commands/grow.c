@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
@@ -20,6 +21,9 @@ static void grow_help(void) {
            "       tokenformer grow --ckpt IN --add-layers N [--init copy|copy-zero-out|zero-out]\n"
            "                        [--at end|interleave|stack] --out OUT\n"
            "       tokenformer grow --ckpt IN --d-model 2x [--noise S] --out OUT\n"
+           "       tokenformer grow --ckpt IN --adapter-kv N [--adapter-sites mlp,attn] --out OUT\n"
+           "       tokenformer grow --ckpt IN --lora-rank R [--lora-sites q,k,v,o,mlp] --out OUT\n"
+           "       tokenformer grow --ckpt IN --merge-lora --out OUT\n"
            "\n"
            "Append N parameter tokens (key/value rows) to every attention Pattention\n"
            "(q, k, v, o) and M to every FFN Pattention, or remove them with a negative\n"
@@ -66,6 +70,20 @@ static void grow_help(void) {
            "  --noise S              with --d-model: +e/-e, e ~ N(0, S), on the two halves of\n"
            "                         each halved weight, to break the copies' symmetry (the\n"
            "                         function is still kept; default 0)\n"
+           "  --adapter-kv N         transformer, transformerpp: a Tokenformer adapter of N\n"
+           "                         key/value tokens beside every block's MLP (and\n"
+           "                         attention): y = layer(x) + Pattention(x), values zero\n"
+           "                         so the function is unchanged (docs/ADAPTATION.md)\n"
+           "  --adapter-sites LIST   where: mlp, attn or both (default mlp)\n"
+           "  --adapter-norm MODE    the adapters' normalization: l2_norm_gelu (default),\n"
+           "                         gelu_l2_norm or softmax (n * softmax)\n"
+           "  --lora-rank R          transformer, transformerpp: LoRA of rank R, W + (alpha/R)\n"
+           "                         B A with B zero (the function is unchanged)\n"
+           "  --lora-sites LIST      which weights: q, k, v, o, mlp (default q,v)\n"
+           "  --lora-alpha A         the update's scale numerator (default R: scale 1)\n"
+           "  --merge-lora           fold LoRA into the weights (W += (alpha/R) B A) and drop it\n"
+           "                         (train the new tensors alone with\n"
+           "                         'train --resume OUT --freeze-old')\n"
            "  --layers LIST          only these layers, e.g. 0,2,4-5 (default all)\n"
            "  --data FILE            text for the loss before/after (and for ranking rows\n"
            "                         when removing; default then: the text the checkpoint\n"
@@ -186,6 +204,98 @@ static void print_resume_hint(const char *out, const TrainState *ts) {
            "--continue-schedule keeps it)\n", out, text, ckpt);
 }
 
+/* The command that trains only what `out` added, on the text its checkpoint records. */
+static void print_freeze_hint(const char *out, const TrainState *ts) {
+    char text[1024], ckpt[1024];
+    shell_quote(!ts->text.known ? "FILE" : access(ts->text.path, F_OK) == 0 ? ts->text.path : ts->text.abspath, text,
+                sizeof text);
+    shell_quote(out, ckpt, sizeof ckpt);
+    printf("wrote %s (train only the new tensors with: tokenformer train %s --resume %s --freeze-old)\n", out, text,
+           ckpt);
+}
+
+/* The adaptation flags of grow (adapters.h); kv/rank 0: not asked. */
+typedef struct {
+    long adapter_kv, lora_rank;
+    int adapter_sites, lora_sites, adapter_pnorm, merge;
+    float lora_alpha; /* <= 0: the rank */
+    int sites_given;
+} AdaptArgs;
+
+static int adapt_asked(const AdaptArgs *a) { return a->adapter_kv || a->lora_rank || a->merge; }
+
+static const char *adapt_what(const AdaptArgs *a) {
+    return a->merge ? "--merge-lora" : a->lora_rank ? "--lora-rank" : "--adapter-kv";
+}
+
+/* grow --adapter-kv / --lora-rank / --merge-lora: a new checkpoint whose base
+ * weights are the input's (merging: plus the LoRA update). */
+static int grow_adapt(const char *in, const char *out, const AdaptArgs *a, uint64_t seed, const char *data,
+                      int batches, int threads, int allow_other) {
+    char err[TF_ERRLEN];
+    const Ops *ops = cli_open_device("cpu", threads, 1);
+    Model m, g;
+    Vocab v;
+    TrainState ts;
+    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    if (m.cfg.arch == ARCH_TOKENFORMER)
+        tf_die("grow: %s is for the transformer and transformerpp baselines; %s is a tokenformer, which "
+               "adapts with native rows (grow --kv +N --init zero-key, then train --resume --freeze-old)",
+               adapt_what(a), in);
+    EvalSet e;
+    float before = NAN;
+    if (data) {
+        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
+        before = eval_set_loss(&e, &m);
+    }
+    int rc = a->merge ? lora_merge(&m, &g, err)
+             : a->lora_rank ? lora_insert(&m, &g, (int)a->lora_rank, a->lora_sites,
+                                          a->lora_alpha > 0.0f ? a->lora_alpha : (float)a->lora_rank, seed, err)
+                            : adapters_insert(&m, &g, (int)a->adapter_kv, a->adapter_sites, a->adapter_pnorm,
+                                              seed, err);
+    if (rc) tf_die("grow: %s: %s", in, err);
+    char sites[64];
+    if (a->merge) lora_sites_format(m.cfg.lora_sites, sites, sizeof sites);
+    else if (a->lora_rank) lora_sites_format(g.cfg.lora_sites, sites, sizeof sites);
+    else adapter_sites_format(g.cfg.adapter_sites, sites, sizeof sites);
+    if (a->merge) printf("merged LoRA (rank %d, on %s) into the weights\n", m.cfg.lora_rank, sites);
+    else if (a->lora_rank) {
+        printf("added LoRA: rank %d, alpha %g, on %s of every layer (A random, B zero: the function is unchanged)\n",
+               g.cfg.lora_rank, g.cfg.lora_alpha, sites);
+    } else {
+        printf("added Tokenformer adapters: %d tokens, %s, at %s of every layer (values zero: the function is "
+               "unchanged)\n", g.cfg.adapter_kv, pnorm_name(g.cfg.adapter_pnorm), sites);
+    }
+    printf("%s: %zu parameters; %s: %zu parameters, %zu of them new\n", in, model_num_params(&m, 1), out,
+           model_num_params(&g, 1), a->merge ? (size_t)0 : model_num_params(&g, 1) - model_num_params(&m, 1));
+    if (data) {
+        float after = eval_set_loss(&e, &g);
+        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
+               after, after - before);
+        eval_set_close(&e);
+    }
+    GrowthEvent ev = {a->merge ? "lora-merge" : a->lora_rank ? "lora" : "adapter",
+                      a->merge ? -m.cfg.lora_rank : a->lora_rank ? g.cfg.lora_rank : g.cfg.adapter_kv,
+                      a->merge ? "merged" : "zero-output", sites, MODEL_INIT_STD, "-"};
+    if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
+    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
+    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
+    if (a->merge) printf("wrote %s\n", out);
+    else print_freeze_hint(out, &ts);
+    model_free(&g);
+    model_free(&m);
+    vocab_free(&v);
+    return tf_finish_stdout(0);
+}
+
+/* Rows and blocks are grown on plain models: the adapters' tensors follow
+ * the base layout, which growing would change under them. */
+static void refuse_adapted(const Model *m, const char *in) {
+    if (adapters_present(&m->cfg))
+        tf_die("grow: %s has %s; grow the base model before adapting it%s", in,
+               m->cfg.lora_rank ? "LoRA" : "adapters", m->cfg.lora_rank ? " (or --merge-lora first)" : "");
+}
+
 /* What new blocks start as, for the log line. */
 static const char *new_layer_words(const Model *m, LayerInit init) {
     int patt = model_has_tau(&m->cfg);
@@ -206,6 +316,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
     Vocab v;
     TrainState ts;
     if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    refuse_adapted(&m, in);
     if (m.cfg.n_layer + n_new > MAX_LAYERS)
         tf_die("--add-layers: %d + %d layers is more than %d", m.cfg.n_layer, n_new, MAX_LAYERS);
     EvalSet e;
@@ -251,6 +362,7 @@ static int grow_width(const char *in, const char *out, float noise, uint64_t see
     Vocab v;
     TrainState ts;
     if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    refuse_adapted(&m, in);
     EvalSet e;
     float before = NAN;
     if (data) {
@@ -290,7 +402,9 @@ static int parse_width_factor(const char *s) {
 
 int cmd_grow(int argc, char **argv) {
     enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
-           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER, O_FORCE };
+           O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER, O_FORCE,
+           O_ADAPTER_KV, O_ADAPTER_SITES, O_ADAPTER_NORM, O_LORA_RANK, O_LORA_SITES, O_LORA_ALPHA,
+           O_MERGE_LORA };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
@@ -303,7 +417,18 @@ int cmd_grow(int argc, char **argv) {
         {"d-model", required_argument, NULL, O_D_MODEL}, {"noise", required_argument, NULL, O_NOISE},
         {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
         {"force", no_argument, NULL, O_FORCE},
+        {"adapter-kv", required_argument, NULL, O_ADAPTER_KV},
+        {"adapter-sites", required_argument, NULL, O_ADAPTER_SITES},
+        {"adapter-norm", required_argument, NULL, O_ADAPTER_NORM},
+        {"lora-rank", required_argument, NULL, O_LORA_RANK},
+        {"lora-sites", required_argument, NULL, O_LORA_SITES},
+        {"lora-alpha", required_argument, NULL, O_LORA_ALPHA},
+        {"merge-lora", no_argument, NULL, O_MERGE_LORA},
         {0, 0, 0, 0}};
+    AdaptArgs ad = {.adapter_sites = 1 << ADAPT_MLP, .lora_sites = (1 << LORA_Q) | (1 << LORA_V),
+                    .adapter_pnorm = PNORM_L2_GELU};
+    int adapter_opts = 0, lora_opts = 0;
+    char aerr[TF_ERRLEN];
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
     long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
     int kv_set = 0, ffn_set = 0, tau_reset = -1;
@@ -343,6 +468,26 @@ int cmd_grow(int argc, char **argv) {
             break;
         case O_D_MODEL: width = parse_width_factor(optarg); break;
         case O_NOISE: noise = (float)cli_float("--noise", optarg, 0.0, 1.0); break;
+        case O_ADAPTER_KV: ad.adapter_kv = cli_int("--adapter-kv", optarg, 1, PATT_MAX_ROWS); break;
+        case O_ADAPTER_SITES:
+            if (adapter_sites_parse(optarg, &ad.adapter_sites, aerr)) tf_die("grow: %s", aerr);
+            adapter_opts = 1;
+            break;
+        case O_ADAPTER_NORM:
+            if ((ad.adapter_pnorm = pnorm_parse(optarg)) < 0)
+                tf_die("--adapter-norm: expected l2_norm_gelu, gelu_l2_norm or softmax, got '%s'", optarg);
+            adapter_opts = 1;
+            break;
+        case O_LORA_RANK: ad.lora_rank = cli_int("--lora-rank", optarg, 1, 65536); break;
+        case O_LORA_SITES:
+            if (lora_sites_parse(optarg, &ad.lora_sites, aerr)) tf_die("grow: %s", aerr);
+            lora_opts = 1;
+            break;
+        case O_LORA_ALPHA:
+            ad.lora_alpha = (float)cli_float("--lora-alpha", optarg, 1e-6, 1e6);
+            lora_opts = 1;
+            break;
+        case O_MERGE_LORA: ad.merge = 1; break;
         case O_DATA: data = optarg; break;
         case O_ALLOW_OTHER: allow_other = 1; break;
         case O_FORCE: force = 1; break;
@@ -358,6 +503,16 @@ int cmd_grow(int argc, char **argv) {
     if (!in) tf_die("grow: --ckpt is required (see 'tokenformer grow --help')");
     if (!out) tf_die("grow: --out is required");
     guard_out(in, out, force);
+    if (adapter_opts && !ad.adapter_kv) tf_die("grow: --adapter-sites and --adapter-norm need --adapter-kv N");
+    if (lora_opts && !ad.lora_rank) tf_die("grow: --lora-sites and --lora-alpha need --lora-rank R");
+    if (!!ad.adapter_kv + !!ad.lora_rank + ad.merge > 1)
+        tf_die("grow: --adapter-kv, --lora-rank and --merge-lora are separate calls (grow twice)");
+    if (adapt_asked(&ad) && (kv_set || ffn_set || add_layers || init_set || layers || key_scale >= 0.0f ||
+                             tau_reset >= 0 || at_set || width || noise >= 0.0f))
+        tf_die("grow: %s takes none of --kv, --ffn-kv, --add-layers, --init, --layers, --key-init-scale, --tau, --at, "
+               "--d-model, --noise", adapt_what(&ad));
+    if (adapt_asked(&ad))
+        return grow_adapt(in, out, &ad, (uint64_t)seed, data, (int)batches, (int)threads, allow_other);
     if (add_layers && (kv_set || ffn_set)) tf_die("grow: --add-layers and --kv/--ffn-kv are separate calls (grow twice)");
     if (width && (add_layers || kv_set || ffn_set || init_set || at_set || layers || key_scale >= 0.0f || tau_reset >= 0))
         tf_die("grow: --d-model is a growth of its own: no --add-layers, --kv, --ffn-kv, --init, --at, --layers, "
@@ -394,6 +549,7 @@ int cmd_grow(int argc, char **argv) {
     Vocab v;
     TrainState ts;
     if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    refuse_adapted(&m, in);
     int patt = model_has_tau(&m.cfg); /* tokenformer; else a baseline: only its FFN width grows */
     const char *arch = arch_name(m.cfg.arch);
     if (!patt && kv != 0)

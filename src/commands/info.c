@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
@@ -21,6 +22,26 @@ static void info_help(void) {
 
 static const char *PATT_LABELS[PATT_PER_LAYER] = {"q", "k", "v", "o", "ffn"};
 
+/* The adapters and LoRA of an adapted baseline, and what trains. */
+static void print_adaptation(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    char sites[64];
+    if (c->adapter_kv > 0) {
+        adapter_sites_format(c->adapter_sites, sites, sizeof sites);
+        printf("adapters: %d tokens at %s of every layer, %s\n", c->adapter_kv, sites, pnorm_name(c->adapter_pnorm));
+    }
+    if (c->lora_rank > 0) {
+        lora_sites_format(c->lora_sites, sites, sizeof sites);
+        printf("LoRA: rank %d, alpha %g, on %s of every layer\n", c->lora_rank, c->lora_alpha, sites);
+    }
+    if (!m->param_mem) return; /* a config: nothing grown or frozen */
+    size_t total = model_num_params(m, 1), trainable = model_trainable_params(m);
+    printf("trainable parameters: %zu of %zu (%zu frozen)\n", trainable, total, total - trainable);
+    if (model_latest_birth(m) > 0)
+        printf("added by the latest grow (step %d): %zu parameters (what train --resume --freeze-old trains)\n",
+               model_latest_birth(m), model_latest_grown_params(m));
+}
+
 /* The model's shape: arch, sizes, parameters, FLOPs per token, rows per layer. */
 static void print_model(const Model *m, int show_tau) {
     const ModelConfig *c = &m->cfg;
@@ -35,6 +56,7 @@ static void print_model(const Model *m, int show_tau) {
     printf("parameters: %zu total, %zu without the embedding\n", model_num_params(m, 1),
            model_num_params(m, 0));
     printf("training FLOPs per token: %.6e\n", model_train_flops_per_token(m));
+    print_adaptation(m);
     if (!model_has_tau(c)) {
         printf("FFN width per layer:");
         for (int l = 0; l < c->n_layer; l++) printf(" %d", model_patt_rows(m, l, PATT_FFN));

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
@@ -53,8 +54,9 @@ static void train_help(void) {
            "  --stop-at I            stop (and save) at iteration I, leaving the schedule to\n"
            "                         end at --max-iters: train the first part of a run that\n"
            "                         `grow` continues (docs/GROWTH.md, schedules)\n"
-           "  --freeze-old           with --resume: train only the rows added by the latest\n"
-           "                         grow (older rows stay frozen in every layer)\n"
+           "  --freeze-old           with --resume: train only what the latest grow added:\n"
+           "                         its rows, blocks, adapters or LoRA tensors (everything\n"
+           "                         older stays frozen in every layer)\n"
            "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
            "  --threads N            CPU threads (default: all cores)\n"
            "  --precision P          GPU math: fp32 (default, the reference), tf32 (TF32\n"
@@ -457,7 +459,8 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
                a->resume, ts->iter, a->tc.max_iters);
     if (a->freeze_old) {
         mark_rows_frozen(m);
-        printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer)\n");
+        printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer): "
+               "%zu of %zu parameters\n", model_trainable_params(m), model_num_params(m, 1));
     }
     char best[64] = "no best val loss yet: a new stage keeps its own best";
     if (isfinite(ts->best_val)) snprintf(best, sizeof best, "best val loss %.4f", ts->best_val);

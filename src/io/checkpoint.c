@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters.h"
 #include "common.h"
 #include "crc32.h"
 #include "schedule.h"
@@ -160,6 +161,8 @@ static void tau_name(int l, int w, char *out, size_t len) {
 
 /* ---------------- metadata JSON ---------------- */
 
+static void adapters_config_to_json(const ModelConfig *c, cJSON *j);
+
 static char *model_config_json(const ModelConfig *c) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "arch", arch_name(c->arch));
@@ -173,6 +176,7 @@ static char *model_config_json(const ModelConfig *c) {
     cJSON_AddNumberToObject(j, "rope_frac", c->rope_frac);
     cJSON_AddNumberToObject(j, "dropout", c->dropout);
     cJSON_AddStringToObject(j, "pnorm", pnorm_name(c->pnorm));
+    adapters_config_to_json(c, j);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -244,6 +248,46 @@ static int json_float(const cJSON *obj, const char *key, float *out, char *err) 
     return 0;
 }
 
+/* ---- the adaptation fields: written only when present, optional to read ---- */
+
+static void adapters_config_to_json(const ModelConfig *c, cJSON *j) {
+    char sites[64];
+    if (c->adapter_kv > 0) {
+        adapter_sites_format(c->adapter_sites, sites, sizeof sites);
+        cJSON_AddNumberToObject(j, "adapter_kv", c->adapter_kv);
+        cJSON_AddStringToObject(j, "adapter_sites", sites);
+        cJSON_AddStringToObject(j, "adapter_pnorm", pnorm_name(c->adapter_pnorm));
+    }
+    if (c->lora_rank > 0) {
+        lora_sites_format(c->lora_sites, sites, sizeof sites);
+        cJSON_AddNumberToObject(j, "lora_rank", c->lora_rank);
+        cJSON_AddStringToObject(j, "lora_sites", sites);
+        cJSON_AddNumberToObject(j, "lora_alpha", c->lora_alpha);
+    }
+}
+
+static int adapters_config_from_json(const cJSON *j, ModelConfig *c, char *err) {
+    char inner[TF_ERRLEN];
+    if (cJSON_GetObjectItemCaseSensitive(j, "adapter_kv")) {
+        const char *sites = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "adapter_sites"));
+        const char *pn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "adapter_pnorm"));
+        if (json_int(j, "adapter_kv", 1, PATT_MAX_ROWS, &c->adapter_kv, err)) return -1;
+        if (!sites || adapter_sites_parse(sites, &c->adapter_sites, inner))
+            return tf_err(err, "config 'adapter_sites' is missing or invalid");
+        if (!pn || (c->adapter_pnorm = pnorm_parse(pn)) < 0)
+            return tf_err(err, "config 'adapter_pnorm' is missing or unknown");
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "lora_rank")) {
+        const char *sites = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "lora_sites"));
+        if (json_int(j, "lora_rank", 1, 65536, &c->lora_rank, err) ||
+            json_float(j, "lora_alpha", &c->lora_alpha, err))
+            return -1;
+        if (!sites || lora_sites_parse(sites, &c->lora_sites, inner))
+            return tf_err(err, "config 'lora_sites' is missing or invalid");
+    }
+    return adapters_config_validate(c, err);
+}
+
 static int parse_model_config(const char *s, ModelConfig *c, char *err) {
     cJSON *j = cJSON_Parse(s);
     if (!cJSON_IsObject(j)) {
@@ -269,6 +313,8 @@ static int parse_model_config(const char *s, ModelConfig *c, char *err) {
         rc = -1;
     else if (!cJSON_IsString(pn) || (c->pnorm = pnorm_parse(pn->valuestring)) < 0)
         rc = tf_err(err, "config 'pnorm' is missing or unknown");
+    else if (adapters_config_from_json(j, c, err))
+        rc = -1;
     cJSON_Delete(j);
     return rc ? rc : model_config_validate(c, err);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters.h"
 #include "common.h"
 #include "rng.h"
 
@@ -84,6 +85,8 @@ static float new_row_std(const Model *m, const GrowSpec *g, int k, int n) {
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     const ModelConfig *c = &src->cfg;
     if (!ops_is_cpu(src->ops)) return tf_err(err, "resizing needs a model in host memory (CPU backend)");
+    if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
+        return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     int n_patt = c->n_layer * PATT_PER_LAYER, idx[MODEL_SITE_MAX_PARAMS];
     int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
     for (int i = 0; i < n_patt; i++) {
@@ -248,6 +251,8 @@ int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, G
                       char *err) {
     const ModelConfig *c = &src->cfg;
     if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
+    if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
+        return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     if (check_layer_count(c, n_new, at, err)) return -1;
     ModelConfig nc = *c;
     nc.n_layer = c->n_layer + n_new;

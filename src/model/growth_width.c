@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters.h"
 #include "common.h"
 #include "growth.h"
 #include "rng.h"
@@ -98,6 +99,8 @@ static int *doubled_rows(const Model *src, const ModelConfig *nc) {
 
 int growth_double_d_model(const Model *src, Model *dst, float noise, uint64_t seed, char *err) {
     if (!ops_is_cpu(src->ops)) return tf_err(err, "doubling d_model needs a model in host memory (CPU backend)");
+    if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
+        return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     if (!(noise >= 0.0f)) return tf_err(err, "--noise must be >= 0 (got %g)", noise);
     ModelConfig nc = doubled_config(&src->cfg);
     char why[TF_ERRLEN];

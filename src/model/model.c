@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters.h"
 #include "common.h"
 #include "rng.h"
 
@@ -70,9 +71,12 @@ static const char *PATT_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "
 
 static const ArchLayout *layout_of(const ModelConfig *c) { return &LAYOUTS[c->arch]; }
 
-static int n_params_for(const ModelConfig *c) {
+int model_first_extra_param(const ModelConfig *c) {
     const ArchLayout *L = layout_of(c);
     return 1 + L->n * c->n_layer + L->n_final;
+}
+static int n_params_for(const ModelConfig *c) {
+    return model_first_extra_param(c) + c->n_layer * adapters_params_per_layer(c);
 }
 /* The final norm's weight and (LayerNorm only) bias; -1 when absent. */
 static int lnf_w_index(const Model *m) { return 1 + layout_of(&m->cfg)->n * m->cfg.n_layer; }
@@ -86,6 +90,8 @@ static int norm_param(const Model *m, int l, int k) {
 }
 
 int model_params_per_layer(const ModelConfig *c) { return layout_of(c)->n; }
+
+int model_config_site_count(const ModelConfig *c, int which) { return layout_of(c)->site_count[which]; }
 
 int model_config_site_param(const ModelConfig *c, int layer, int which) {
     const ArchLayout *L = layout_of(c);
@@ -121,8 +127,9 @@ const char *model_patt_name(int which) { return PATT_NAMES[which]; }
 
 void model_param_name(const ModelConfig *c, int index, char *out, size_t len) {
     const ArchLayout *L = layout_of(c);
-    int first_final = 1 + L->n * c->n_layer;
-    if (index == 0) snprintf(out, len, "wte");
+    int first_final = 1 + L->n * c->n_layer, first_extra = model_first_extra_param(c);
+    if (index >= first_extra) adapters_param_name(c, index - first_extra, out, len);
+    else if (index == 0) snprintf(out, len, "wte");
     else if (index >= first_final) snprintf(out, len, "%s", L->final_names[index - first_final]);
     else snprintf(out, len, "h.%d.%s", (index - 1) / L->n, L->names[(index - 1) % L->n]);
 }
@@ -140,16 +147,20 @@ double model_train_flops_per_token(const Model *m) {
 }
 
 /* Which parameter sits at memory slot k: wte; per layer its matrices in the
- * arch's memory order; then every 1-D tensor (the layers' norm weights, the
- * final norm), so that the decayed tensors form one block. Parameter
- * indices (names, checkpoint order) do not change with it. */
+ * arch's memory order; the adapters.h extras (all matrices); then every 1-D
+ * tensor (the layers' norm weights, the final norm), so that the decayed
+ * tensors form one block. Parameter indices (names, checkpoint order) do
+ * not change with it. */
 static int memory_slot_param(const Model *m, int k) {
     const ArchLayout *L = layout_of(&m->cfg);
     int nl = m->cfg.n_layer, n_vec = L->n - L->n_matrix;
+    int first_extra = model_first_extra_param(&m->cfg), n_extra = m->n_params - first_extra;
     if (k < 1) return k;
     k -= 1;
     if (k < L->n_matrix * nl) return 1 + (k / L->n_matrix) * L->n + L->mem_order[k % L->n_matrix];
     k -= L->n_matrix * nl;
+    if (k < n_extra) return first_extra + k;
+    k -= n_extra;
     if (k < n_vec * nl) return 1 + (k / n_vec) * L->n + L->n_matrix + k % n_vec;
     return 1 + L->n * nl + (k - n_vec * nl);
 }
@@ -171,7 +182,7 @@ static void init_tensor(Model *m, int idx, int ndim, int64_t rows) {
 int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops,
                         char *err) {
     memset(m, 0, sizeof *m);
-    if (model_config_validate(cfg, err)) return -1;
+    if (model_config_validate(cfg, err) || adapters_config_validate(cfg, err)) return -1;
     /* a backend may not have the baselines' ops yet: say so instead of calling NULL */
     if (cfg->arch != ARCH_TOKENFORMER && (!ops->linear_forward || !ops->rmsnorm_forward))
         return tf_err(err, "the %s backend cannot run arch %s yet (no linear/rmsnorm ops)",
@@ -205,6 +216,14 @@ int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const
             if (norm_param(m, l, k) >= 0) init_tensor(m, norm_param(m, l, k), 1, 0);
     }
     for (int k = 0; k < L->n_final; k++) init_tensor(m, lnf_w_index(m) + k, 1, 0);
+    for (int i = model_first_extra_param(cfg); i < m->n_params; i++) {
+        int64_t s[2];
+        char name[TF_NAME_LEN];
+        adapters_param_shape(m, i - model_first_extra_param(cfg), s);
+        model_param_name(cfg, i, name, sizeof name);
+        tensor_init(&m->params[i].t, name, DTYPE_F32, 2, s);
+    }
+    m->adapter_tau = sqrtf((float)(cfg->adapter_kv > 0 ? cfg->adapter_kv : 1));
 
     size_t total = 0;
     for (int i = 0; i < m->n_params; i++) {
@@ -226,8 +245,8 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         model_free(m);
         return tf_err(err, "model too large (%zu parameters)", total);
     }
-    float **blocks[4] = {&m->param_mem, &m->grad_mem, &m->m_mem, &m->v_mem};
-    for (int b = 0; b < 4; b++) {
+    float **blocks[5] = {&m->param_mem, &m->grad_mem, &m->m_mem, &m->v_mem, &m->lora_eff};
+    for (int b = 0; b < (m->cfg.lora_rank > 0 ? 5 : 4); b++) {
         *blocks[b] = ops->alloc(ops, bytes);
         if (!*blocks[b]) {
             model_free(m);
@@ -235,6 +254,7 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
                           ops->name, bytes / 1048576.0, total);
         }
     }
+    m->lora_stale = 1;
     size_t off = 0;
     for (int k = 0; k < m->n_params; k++) {
         Param *p = &m->params[memory_slot_param(m, k)];
@@ -258,6 +278,7 @@ void model_free(Model *m) {
         o->free(o, m->grad_mem);
         o->free(o, m->m_mem);
         o->free(o, m->v_mem);
+        o->free(o, m->lora_eff);
         o->free(o, m->act_mem);
         o->free(o, m->grad_scratch);
         o->free(o, m->tokens);
@@ -287,7 +308,7 @@ static float init_std(const Model *m, int i, int *fill, float *value) {
         *value = i == lnf_b_index(m) ? 0.0f : 1.0f;
         return 0.0f;
     }
-    if (i == 0) return 0.02f;
+    if (i == 0 || i >= model_first_extra_param(&m->cfg)) return 0.02f; /* extras: grow inits them */
     int j = (i - 1) % L->n, w = 0;
     while (w + 1 < PATT_PER_LAYER && L->site_first[w + 1] <= j) w++;
     int last_of_site = j == L->site_first[w] + L->site_count[w] - 1;
@@ -367,6 +388,12 @@ static size_t dA_scratch_floats(const Model *m, int N) {
             m->ops->pattention_sizes(m->ops, G, N, site_score_cols(m, l, w), &a, &s, &da);
             if (da > most) most = da;
         }
+    for (int site = 0; site < ADAPT_SITES; site++) {
+        size_t a, s, da;
+        if (!adapters_score_cols(m, site)) continue;
+        m->ops->pattention_sizes(m->ops, 1, N, adapters_score_cols(m, site), &a, &s, &da);
+        if (da > most) most = da;
+    }
     return most;
 }
 
@@ -407,6 +434,15 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
                                      &s_floats, &da_floats);
             TAKE(a->A[w], a_floats);
             TAKE(a->S[w], s_floats);
+        }
+        for (int site = 0; site < ADAPT_SITES; site++) {
+            size_t a_floats, s_floats, da_floats;
+            a->adA[site] = a->adS[site] = NULL;
+            if (!adapters_score_cols(m, site)) continue;
+            m->ops->pattention_sizes(m->ops, 1, (int)N, adapters_score_cols(m, site), &a_floats,
+                                     &s_floats, &da_floats);
+            TAKE(a->adA[site], a_floats);
+            TAKE(a->adS[site], s_floats);
         }
         TAKE(a->q, attn_floats(m, 3 * N * d)); /* q, k, v: stack_qkv places k and v */
         TAKE(a->att, att_floats);
@@ -539,6 +575,13 @@ PattInput model_patt_last_input(const Model *m, int l, int w) {
 /* q, k and v are attention tensors (ops.h), the outputs of o and the FFN not. */
 static int output_is_attn(int w) { return w <= PATT_V; }
 
+/* The weights the passes multiply by: the parameter itself, or under LoRA
+ * its copy in lora_eff with the low-rank update added (lora_refresh). */
+static const float *pass_weight(const Model *m, int idx) {
+    if (!m->lora_eff) return tensor_f32(&m->params[idx].t);
+    return m->lora_eff + model_param_offset(m, idx);
+}
+
 /* The arguments shared by both directions of the Pattention-op site
  * (group) that starts at w of layer l: key = the site's first parameter,
  * value = its last (a Pattention's key/value, an MLP's (gate+)up/down). */
@@ -547,8 +590,8 @@ static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in
     int d = m->cfg.d_model, idx = model_patt_param(m, l, w);
     int last = idx + layout_of(&m->cfg)->site_count[w] - 1;
     return (PattArgs){.X = in,
-                      .K = tensor_f32(&m->params[idx].t),
-                      .V = tensor_f32(&m->params[last].t),
+                      .K = pass_weight(m, idx),
+                      .V = pass_weight(m, last),
                       .tau = model_patt_tau(m, l, w),
                       .G = G,
                       .mode = site_mode(m, w),
@@ -565,7 +608,7 @@ static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in
 static LinearArgs linear_args(Model *m, int l, int w, int G, PattInput in) {
     int d = m->cfg.d_model;
     return (LinearArgs){.X = in,
-                        .W = tensor_f32(&m->params[model_patt_param(m, l, w)].t),
+                        .W = pass_weight(m, model_patt_param(m, l, w)),
                         .G = G,
                         .N = m->B * m->T,
                         .d_in = d,
@@ -786,8 +829,12 @@ static void forward_layers(Model *m, KVCache *kv) {
         attention_step(m, l, a, B, T, kv);
         residual_branch(m, l, PATT_O, a->h, a->x, dA, attn_input(a->y), a,
                         dropout_seed_for(dropout_seed, l, 0));
+        adapters_forward(m, l, ADAPT_ATTN, ln1_input(m, l, a), a->adA[ADAPT_ATTN],
+                         a->adS[ADAPT_ATTN], dA, a->o, a->h);
         residual_branch(m, l, PATT_FFN, x_next, a->h, dA, ln2_input(m, l, a), a,
                         dropout_seed_for(dropout_seed, l, 1));
+        adapters_forward(m, l, ADAPT_MLP, ln2_input(m, l, a), a->adA[ADAPT_MLP],
+                         a->adS[ADAPT_MLP], dA, a->f, x_next);
     }
     final_norm_forward(m);
     /* tied head: logits = norm_f(x) wte^T */
@@ -799,6 +846,8 @@ static float forward_pass(Model *m, const int *tokens, const int *targets, int B
     const Ops *o = m->ops;
     forward_begin(m, B, T, training, dropout_seed);
     forward_inputs(m, tokens, kv);
+    /* a training or evaluation forward may follow any change of the weights */
+    if (m->lora_eff && (!kv || m->lora_stale)) lora_refresh(m);
     forward_layers(m, kv);
     if (!targets) return 0.0f;
     int N = B * T, V = m->cfg.vocab_size;
@@ -830,6 +879,7 @@ void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
         DecodeLayers d = {m, kv};
         forward_begin(m, kv->B, 1, 0, 0);
         forward_inputs(m, tokens, kv);
+        if (m->lora_eff && m->lora_stale) lora_refresh(m); /* outside the recorded step */
         o->decode_step(o, &kv->step, decode_layers, &d);
     } else {
         forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
@@ -879,6 +929,8 @@ void model_backward_scaled(Model *m, float loss_scale) {
         /* x_next = h + drop(f) */
         const float *df = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 1));
         site_backward(m, l, PATT_FFN, 1, s.dln, 0, s.dA, df, ln2_input(m, l, a), a);
+        adapters_backward(m, l, ADAPT_MLP, ln2_input(m, l, a), a->adA[ADAPT_MLP],
+                          a->adS[ADAPT_MLP], s.dA, s.dres, s.dln);
         block_norm_backward(m, l, 1, s.dres, s.dln, ln2_input(m, l, a));
         /* h = x + drop(o) */
         const float *dout = branch_grad(m, s.dres, s.dtmp, dropout_seed_for(seed, l, 0));
@@ -887,9 +939,12 @@ void model_backward_scaled(Model *m, float loss_scale) {
                               T, H, hd);
         o->rope(o, s.dq, 2 * B, T, H, hd, rot, 1); /* dq and dk: adjacent */
         qkv_backward(m, l, a, s.dq, s.dln, s.dA);
+        adapters_backward(m, l, ADAPT_ATTN, ln1_input(m, l, a), a->adA[ADAPT_ATTN],
+                          a->adS[ADAPT_ATTN], s.dA, s.dres, s.dln);
         block_norm_backward(m, l, 0, s.dres, s.dln, ln1_input(m, l, a));
     }
     o->embedding_backward(o, wte->grad, s.dres, m->tokens, N, d);
+    if (m->lora_eff) lora_grads(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -950,6 +1005,7 @@ int model_latest_birth(const Model *m) {
 
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     m->step++;
+    m->lora_stale = 1;
     if (all_rows_uniform(m)) {
         /* Two launches: the decayed 2-D tensors are contiguous from wte on,
          * the 1-D ones (no decay) close the block (memory_slot_param). */

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The adaptation study (docs/ADAPTATION.md): a model trained on corpus A
+# (tiny shakespeare) learns corpus B (Linux kernel documentation, `make data
+# CORPUS=linux-docs`) by each arm below, all on the same B tokens; reported
+# per arm: the full-split val loss on B after (what was learnt) and on A
+# after (forgetting), trainable parameters, adaptation FLOPs and wall time.
+#
+# Arms (budget k: the trainable parameters of LoRA of rank k on every weight,
+# q,k,v,o,mlp, of the transformerpp base; the other arms matched to it):
+#   full      transformerpp, every parameter trains (the upper bound)
+#   lora      transformerpp + grow --lora-rank k --lora-sites q,k,v,o,mlp, --freeze-old
+#   adapter   transformerpp + grow --adapter-kv N --adapter-sites attn,mlp, --freeze-old
+#   native    tokenformer + grow --kv +N --ffn-kv +M --init zero-key, --freeze-old
+#   native_nf the same rows without freezing (every parameter trains)
+# Both corpora are read as bytes (--tokenizer bytes: one vocabulary for both).
+#
+# usage: scripts/adapt_study.sh [--preset P] [--device D] [--threads N]
+#          [--base-iters N] [--adapt-iters N] [--budgets "2 8"] [--seeds "1337"]
+#          [--b-bytes N] [--lr LR] [--out DIR]
+# Defaults are the CPU scale of docs/ADAPTATION.md (preset tiny, minutes on
+# two cores); a GPU run: --device cuda --preset shakespeare --base-iters 5000
+# --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PRESET=tiny DEVICE=cpu THREADS=2 BASE_ITERS=500 ADAPT_ITERS=200 BUDGETS="2 8" SEEDS=1337
+B_BYTES=2000000 LR=1e-3 OUT=docs/runs/adapt_study BIN=${TF_BIN:-./tokenformer}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --preset) PRESET=$2 ;;
+    --device) DEVICE=$2 ;;
+    --threads) THREADS=$2 ;;
+    --base-iters) BASE_ITERS=$2 ;;
+    --adapt-iters) ADAPT_ITERS=$2 ;;
+    --budgets) BUDGETS=$2 ;;
+    --seeds) SEEDS=$2 ;;
+    --b-bytes) B_BYTES=$2 ;;
+    --lr) LR=$2 ;;
+    --out) OUT=$2 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift 2
+done
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+[[ -x $BIN ]] || { echo "adapt_study: $BIN not found (make first)" >&2; exit 1; }
+[[ -s data/input.txt ]] || make data
+[[ -s data/linux-docs.txt ]] || make data CORPUS=linux-docs
+mkdir -p "$OUT"
+A=data/input.txt B=$OUT/corpus_b.txt
+if [[ $B_BYTES -gt 0 ]]; then head -c "$B_BYTES" data/linux-docs.txt >"$B"; else cp data/linux-docs.txt "$B"; fi
+DEV=(--device "$DEVICE" --threads "$THREADS")
+RUN=(--preset "$PRESET" --tokenizer bytes "${DEV[@]}" --lr "$LR")
+RES=$OUT/results.csv
+echo "seed,arm,budget,trainable,total,val_B_before,val_B_after,val_A_before,val_A_after,adapt_flops,wall_s" >"$RES"
+
+full_loss() { "$BIN" eval --ckpt "$1" "$2" --full "${DEV[@]}" | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2; }
+flops_of() { "$BIN" info --ckpt "$1" | grep -o '[0-9.e+]* FLOPs' | cut -d' ' -f1; }
+info_num() { "$BIN" info --ckpt "$1" | grep "$2" | grep -o '[0-9][0-9]*' | head -"$3" | tail -1; }
+
+# adapt SEED ARM BUDGET IN BEFORE [FREEZE]: train IN on B, evaluate, append a
+# row; BEFORE: "val_B,val_A" of IN (its base's: growing kept the function)
+adapt() {
+    local seed=$1 arm=$2 budget=$3 in=$4 before=$5 freeze=${6:-} dir=$OUT/s$1_$2_$3
+    local t0 t1
+    t0=$(date +%s.%N)
+    # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
+    "$BIN" train "$B" --resume "$in" --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
+        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" --log "$dir.csv" --out "$dir" \
+        >"$dir.log" 2>&1
+    t1=$(date +%s.%N)
+    local ck=$dir/latest.safetensors
+    local trainable total
+    trainable=$(info_num "$ck" '^trainable parameters' 1)
+    total=$(info_num "$ck" '^trainable parameters' 2)
+    local row
+    row="$seed,$arm,$budget,$trainable,$total,${before%,*},$(full_loss "$ck" "$B"),${before#*,},$(full_loss "$ck" "$A")"
+    row+=",$(awk -v a="$(flops_of "$ck")" -v b="$(flops_of "$in")" 'BEGIN { printf "%.4g", a - b }')"
+    row+=",$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+    echo "$row" | tee -a "$RES"
+}
+
+for seed in $SEEDS; do
+    for arch in transformerpp tokenformer; do
+        base=$OUT/s${seed}_base_$arch
+        [[ -s $base/latest.safetensors ]] ||
+            "$BIN" train "$A" --arch "$arch" "${RUN[@]}" --max-iters "$BASE_ITERS" --seed "$seed" \
+                --out "$base" >"$base.log" 2>&1
+    done
+    PP=$OUT/s${seed}_base_transformerpp/latest.safetensors TF=$OUT/s${seed}_base_tokenformer/latest.safetensors
+    L=$(info_num "$PP" '^arch' 1) d=$(info_num "$PP" '^arch' 2)
+    h=$("$BIN" info --ckpt "$PP" | grep '^FFN width' | grep -o '[0-9][0-9]*' | head -1)
+    PP_BEFORE="$(full_loss "$PP" "$B"),$(full_loss "$PP" "$A")"
+    TF_BEFORE="$(full_loss "$TF" "$B"),$(full_loss "$TF" "$A")"
+    adapt "$seed" full - "$PP" "$PP_BEFORE"
+    for k in $BUDGETS; do
+        P=$((k * L * (8 * d + 3 * (h + d)))) # LoRA of rank k on q,k,v,o and gate,up,down
+        kv=$((P / (4 * d * L)))              # adapters at attn and mlp: 2 x (key + value) x kv x d per layer
+        u=$((P / (2 * d * L)))               # native: 4 attention Pattentions x N rows + M FFN rows
+        n=$(((u + 9) / 10)) m=$((u - 4 * ((u + 9) / 10)))
+        g=$OUT/s${seed}_grown_$k
+        "$BIN" grow --ckpt "$PP" --lora-rank "$k" --lora-sites q,k,v,o,mlp --seed "$seed" "${DEV[@]:2}" \
+            --out "${g}_lora.safetensors" >"${g}_lora.log"
+        "$BIN" grow --ckpt "$PP" --adapter-kv "$kv" --adapter-sites attn,mlp --seed "$seed" "${DEV[@]:2}" \
+            --out "${g}_adapter.safetensors" >"${g}_adapter.log"
+        "$BIN" grow --ckpt "$TF" --kv "+$n" --ffn-kv "+$m" --init zero-key --seed "$seed" "${DEV[@]:2}" \
+            --out "${g}_native.safetensors" >"${g}_native.log"
+        adapt "$seed" lora "$k" "${g}_lora.safetensors" "$PP_BEFORE" --freeze-old
+        adapt "$seed" adapter "$k" "${g}_adapter.safetensors" "$PP_BEFORE" --freeze-old
+        adapt "$seed" native "$k" "${g}_native.safetensors" "$TF_BEFORE" --freeze-old
+        adapt "$seed" native_nf "$k" "${g}_native.safetensors" "$TF_BEFORE"
+    done
+done
+echo "adapt_study: results in $RES (logs and --log CSVs beside it)"

@@ -1,0 +1,344 @@
+/* Tokenformer adapters and LoRA on the baselines (adapters.h), on the CPU:
+ *  - insertion keeps the function bit for bit (logits memcmp-equal), for
+ *    both baselines and every site choice;
+ *  - the gradient of every parameter of the adapted model (the new ones
+ *    and the base ones, whose gradient under LoRA is that of the effective
+ *    weight) against central finite differences of the whole model's loss;
+ *  - merging LoRA gives the adapted model's logits;
+ *  - decoding token by token (the KV-cache path) gives the forward's logits;
+ *  - the loss and every gradient against the PyTorch reference
+ *    (scripts/tokenformer_ref.py via scripts/compare_grads.py, float64; SKIP
+ *    without torch in TF_PYTHON, default /usr/bin/python3).
+ */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters.h"
+#include "model.h"
+#include "ops.h"
+#include "rng.h"
+#include "safetensors.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define B_ 3
+#define T_ 8
+#define V_ 11
+
+static int g_fail;
+static Rng g_rng;
+
+static void report(int ok, const char *what) {
+    printf("%s %s\n", ok ? "PASS" : "FAIL", what);
+    if (!ok) g_fail = 1;
+}
+
+typedef struct {
+    Model *m;
+    int *tok, *tgt;
+} Ctx;
+
+static double loss_of(Ctx *c) { return model_forward(c->m, c->tok, c->tgt, B_, T_, 1, 1234); }
+
+/* The worst relative error of the analytic gradient of p against central
+ * differences at up to 12 coordinates (fp32 forward: tolerance fp32-sized). */
+static double grad_error(Ctx *c, Param *p, const float *grad) {
+    size_t n = tensor_numel(&p->t), stride = n > 12 ? n / 12 : 1;
+    float *x = tensor_f32(&p->t), h = 2e-3f;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i += stride) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double lp = loss_of(c);
+        x[i] = saved - h;
+        double lm = loss_of(c);
+        x[i] = saved;
+        double num = (lp - lm) / (2.0 * h), err = fabs(num - grad[i]) / fmax(fabs(num) + fabs(grad[i]), 1e-2);
+        if (err > worst) worst = err;
+    }
+    return worst;
+}
+
+static float *logits_of(Model *m, const int *tok) {
+    size_t n = (size_t)B_ * T_ * V_;
+    model_forward(m, tok, NULL, B_, T_, 0, 0);
+    float *out = malloc(n * sizeof(float));
+    memcpy(out, m->logits, n * sizeof(float));
+    return out;
+}
+
+static int base_model(Model *m, int arch, float dropout) {
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+                       .block_size = T_, .vocab_size = V_, .rope_frac = 0.5f, .dropout = dropout};
+    char err[512];
+    if (model_create(m, &cfg, NULL, ops_cpu(), err)) {
+        printf("FAIL model setup: %s\n", err);
+        g_fail = 1;
+        return -1;
+    }
+    model_init_weights(m, 7);
+    /* a "trained" model: weights away from their init */
+    for (size_t i = 0; i < m->n_param_elems; i++) m->param_mem[i] += 0.3f * rng_normal(&g_rng);
+    m->step = 100; /* the new parameters are born here */
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int adapter_kv, adapter_sites, adapter_pnorm;
+    int lora_rank, lora_sites;
+    float lora_alpha;
+} Case;
+
+#define A_(s) (1 << (s))
+static const Case CASES[] = {
+    {"adapter mlp", 6, A_(ADAPT_MLP), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn", 6, A_(ADAPT_ATTN), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn,mlp", 6, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_L2_GELU, 0, 0, 0},
+    {"adapter attn,mlp gelu_l2_norm", 5, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_GELU_L2, 0, 0, 0},
+    {"adapter attn,mlp softmax", 7, A_(ADAPT_ATTN) | A_(ADAPT_MLP), PNORM_SOFTMAX, 0, 0, 0},
+    {"lora q", 0, 0, 0, 3, A_(LORA_Q), 3.0f},
+    {"lora k", 0, 0, 0, 3, A_(LORA_K), 6.0f},
+    {"lora v", 0, 0, 0, 2, A_(LORA_V), 2.0f},
+    {"lora o", 0, 0, 0, 3, A_(LORA_O), 1.5f},
+    {"lora mlp", 0, 0, 0, 4, A_(LORA_MLP), 4.0f},
+    {"lora q,k,v,o,mlp", 0, 0, 0, 2, A_(LORA_Q) | A_(LORA_K) | A_(LORA_V) | A_(LORA_O) | A_(LORA_MLP), 5.0f},
+};
+
+static int insert(const Case *k, Model *base, Model *out, char *err) {
+    if (k->adapter_kv)
+        return adapters_insert(base, out, k->adapter_kv, k->adapter_sites, k->adapter_pnorm, 11, err);
+    return lora_insert(base, out, k->lora_rank, k->lora_sites, k->lora_alpha, 11, err);
+}
+
+/* Every parameter's gradient of the adapted model, its new ones moved away
+ * from zero so that each path carries gradient. */
+static void check_gradients(const char *label, Model *a, int *tok, int *tgt) {
+    for (int i = model_first_extra_param(&a->cfg); i < a->n_params; i++) {
+        Param *p = &a->params[i];
+        for (size_t j = 0; j < tensor_numel(&p->t); j++) tensor_f32(&p->t)[j] += 0.2f * rng_normal(&g_rng);
+    }
+    Ctx c = {a, tok, tgt};
+    loss_of(&c);
+    model_zero_grad(a);
+    model_backward(a);
+    float *grad = malloc(a->n_param_elems * sizeof(float));
+    memcpy(grad, a->grad_mem, a->n_param_elems * sizeof(float));
+    double worst_new = 0.0, worst_base = 0.0;
+    const char *worst_name = "", *worst_base_name = "";
+    for (int i = 0; i < a->n_params; i++) {
+        double e = grad_error(&c, &a->params[i], grad + model_param_offset(a, i));
+        int is_new = i >= model_first_extra_param(&a->cfg);
+        if (is_new && e > worst_new) {
+            worst_new = e;
+            worst_name = a->params[i].t.name;
+        }
+        if (!is_new && e > worst_base) {
+            worst_base = e;
+            worst_base_name = a->params[i].t.name;
+        }
+    }
+    char what[256];
+    snprintf(what, sizeof what, "gradcheck %s: new tensors (worst %s, rel err %.2e), base tensors (worst %s, rel err %.2e)",
+             label, worst_name, worst_new, worst_base_name, worst_base);
+    report(worst_new <= 3e-2 && worst_base <= 3e-2, what);
+    free(grad);
+}
+
+/* Merged LoRA: the adapted model's logits (the same product, once). */
+static void check_merge(const char *label, Model *a, const int *tok) {
+    Model merged;
+    char err[512], what[256];
+    if (lora_merge(a, &merged, err) || model_alloc_activations(&merged, B_, T_, err)) {
+        printf("FAIL merge %s: %s\n", label, err);
+        g_fail = 1;
+        return;
+    }
+    float *la = logits_of(a, tok), *lm = logits_of(&merged, tok);
+    double worst = 0.0;
+    for (size_t i = 0; i < (size_t)B_ * T_ * V_; i++) worst = fmax(worst, fabs(la[i] - lm[i]));
+    snprintf(what, sizeof what, "merge %s: logits of the merged model equal the adapted model's (max diff %.1e), "
+             "%d -> %d tensors", label, worst, a->n_params, merged.n_params);
+    report(worst <= 1e-5 && merged.n_params == model_first_extra_param(&a->cfg), what);
+    free(la);
+    free(lm);
+    model_free(&merged);
+}
+
+/* The KV-cache path runs the adapters too: token-by-token logits are the forward's. */
+static void check_decode(const char *label, Model *a, const int *tok) {
+    float *full = logits_of(a, tok);
+    KVCache kv;
+    char err[512], what[256];
+    if (model_kv_alloc(a, &kv, B_, err)) {
+        printf("FAIL decode %s: %s\n", label, err);
+        g_fail = 1;
+        return;
+    }
+    double worst = 0.0;
+    int step[B_];
+    float row[B_ * V_];
+    for (int t = 0; t < T_; t++) {
+        for (int b = 0; b < B_; b++) step[b] = tok[b * T_ + t];
+        model_decode(a, &kv, step, 1);
+        model_logits_last(a, row);
+        for (int b = 0; b < B_; b++)
+            for (int v = 0; v < V_; v++)
+                worst = fmax(worst, fabs(row[b * V_ + v] - full[((size_t)b * T_ + t) * V_ + v]));
+    }
+    model_kv_free(a, &kv);
+    snprintf(what, sizeof what, "decode %s: token-by-token logits equal the forward's (max diff %.1e)", label, worst);
+    report(worst <= 1e-4, what);
+    free(full);
+}
+
+/* ---- the PyTorch reference: one dump per case, one compare_grads.py run ---- */
+
+#define MAX_DUMPS 32
+static char g_dump_dir[] = "/tmp/tf_adapters_XXXXXX";
+static char g_dumps[MAX_DUMPS][64];
+static int g_n_dumps, g_torch;
+
+static void config_json(const ModelConfig *c, char *out, size_t len) {
+    char asites[64], lsites[64];
+    adapter_sites_format(c->adapter_sites, asites, sizeof asites);
+    lora_sites_format(c->lora_sites, lsites, sizeof lsites);
+    snprintf(out, len,
+             "{\"arch\": \"%s\", \"n_layer\": %d, \"d_model\": %d, \"n_head\": %d, \"n_attn\": %d, "
+             "\"n_ffn\": %d, \"block_size\": %d, \"vocab_size\": %d, \"rope_frac\": %.9g, \"dropout\": 0, "
+             "\"pnorm\": \"%s\", \"adapter_kv\": %d, \"adapter_sites\": \"%s\", \"adapter_pnorm\": \"%s\", "
+             "\"lora_rank\": %d, \"lora_sites\": \"%s\", \"lora_alpha\": %.9g}",
+             arch_name(c->arch), c->n_layer, c->d_model, c->n_head, c->n_attn, c->n_ffn, c->block_size,
+             c->vocab_size, (double)c->rope_frac, pnorm_name(c->pnorm), c->adapter_kv, asites,
+             pnorm_name(c->adapter_pnorm), c->lora_rank, lsites, (double)c->lora_alpha);
+}
+
+/* Parameters, gradients, batch and loss of one forward + backward (no dropout). */
+static void dump_for_torch(const char *label, Model *a, int *tok, int *tgt) {
+    if (g_n_dumps == MAX_DUMPS) return;
+    float loss = model_forward(a, tok, tgt, B_, T_, 0, 0);
+    model_zero_grad(a);
+    model_backward(a);
+    int P = a->n_params, k = 0;
+    StTensorOut *out = calloc((size_t)2 * P + 3, sizeof *out);
+    char(*names)[TF_NAME_LEN + 8] = calloc((size_t)P, sizeof *names);
+    int64_t batch_shape[2] = {B_, T_}, one = 1;
+    for (int i = 0; i < P; i++) {
+        Param *p = &a->params[i];
+        snprintf(names[i], sizeof names[i], "grad.%s", p->t.name);
+        out[k++] = (StTensorOut){p->t.name, DTYPE_F32, p->t.ndim, p->t.shape, p->t.data};
+        out[k++] = (StTensorOut){names[i], DTYPE_F32, p->t.ndim, p->t.shape, p->grad};
+    }
+    out[k++] = (StTensorOut){"batch.tokens", DTYPE_I32, 2, batch_shape, tok};
+    out[k++] = (StTensorOut){"batch.targets", DTYPE_I32, 2, batch_shape, tgt};
+    out[k++] = (StTensorOut){"loss", DTYPE_F32, 1, &one, &loss};
+    char cfg[1024], err[512], path[64];
+    config_json(&a->cfg, cfg, sizeof cfg);
+    const char *mk[2] = {"config", "case"}, *mv[2] = {cfg, label};
+    snprintf(path, sizeof path, "%s/%02d.safetensors", g_dump_dir, g_n_dumps);
+    if (st_write_atomic(path, out, k, mk, mv, 2, err)) {
+        printf("FAIL torch dump %s: %s\n", label, err);
+        g_fail = 1;
+    } else {
+        snprintf(g_dumps[g_n_dumps++], sizeof g_dumps[0], "%s", path);
+    }
+    free(names);
+    free(out);
+}
+
+static int have_torch(const char *python) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", python);
+    int rc = system(cmd);
+    return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
+}
+
+static void compare_with_torch(const char *python) {
+    char cmd[4096];
+    int len = snprintf(cmd, sizeof cmd, "%s scripts/compare_grads.py --tol 1e-4", python);
+    for (int i = 0; i < g_n_dumps; i++) len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", g_dumps[i]);
+    fflush(stdout);
+    int rc = system(cmd);
+    report(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "adapted models' loss and gradients equal the "
+           "PyTorch reference's (compare_grads.py)");
+    for (int i = 0; i < g_n_dumps; i++) unlink(g_dumps[i]);
+    rmdir(g_dump_dir);
+}
+
+static void run_case(int arch, const Case *k) {
+    Model base, a;
+    char err[512], label[128], what[256];
+    snprintf(label, sizeof label, "%s %s", arch_name(arch), k->name);
+    if (base_model(&base, arch, 0.0f)) return;
+    int tok[B_ * T_], tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) {
+        tok[i] = (int)rng_below(&g_rng, V_);
+        tgt[i] = (int)rng_below(&g_rng, V_);
+    }
+    if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
+        model_alloc_activations(&a, B_, T_, err)) {
+        printf("FAIL %s: %s\n", label, err);
+        g_fail = 1;
+        model_free(&base);
+        return;
+    }
+    float *before = logits_of(&base, tok), *after = logits_of(&a, tok);
+    int same = !memcmp(before, after, sizeof(float) * B_ * T_ * V_);
+    snprintf(what, sizeof what, "insert %s: logits bit-identical (%d -> %d tensors, born at step %d)", label,
+             base.n_params, a.n_params, model_latest_birth(&a));
+    report(same && a.n_params > base.n_params && model_latest_birth(&a) == 100, what);
+    free(before);
+    free(after);
+    check_gradients(label, &a, tok, tgt);
+    if (g_torch) dump_for_torch(label, &a, tok, tgt);
+    if (k->lora_rank) check_merge(label, &a, tok);
+    check_decode(label, &a, tok);
+    model_free(&a);
+    model_free(&base);
+}
+
+/* Dropout on: the training forward keeps the function too (the adapter's
+ * output is added after the dropped branch). */
+static void run_dropout_case(int arch) {
+    Model base, a;
+    char err[512], what[256];
+    if (base_model(&base, arch, 0.2f)) return;
+    int tok[B_ * T_], tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) {
+        tok[i] = (int)rng_below(&g_rng, V_);
+        tgt[i] = (int)rng_below(&g_rng, V_);
+    }
+    const Case *k = &CASES[2];
+    if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
+        model_alloc_activations(&a, B_, T_, err)) {
+        printf("FAIL dropout setup: %s\n", err);
+        g_fail = 1;
+        return;
+    }
+    float l0 = model_forward(&base, tok, tgt, B_, T_, 1, 99), l1 = model_forward(&a, tok, tgt, B_, T_, 1, 99);
+    snprintf(what, sizeof what, "insert %s adapter attn,mlp, dropout 0.2: training loss bit-identical (%.7f, %.7f)",
+             arch_name(arch), l0, l1);
+    report(!memcmp(&l0, &l1, sizeof l0), what);
+    check_gradients("dropout 0.2 adapter attn,mlp", &a, tok, tgt);
+    model_free(&a);
+    model_free(&base);
+}
+
+int main(void) {
+    rng_seed(&g_rng, 2026);
+    const char *python = getenv("TF_PYTHON");
+    if (!python || !*python) python = "/usr/bin/python3";
+    g_torch = have_torch(python) && mkdtemp(g_dump_dir);
+    int archs[2] = {ARCH_TRANSFORMER, ARCH_TRANSFORMERPP};
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) run_case(archs[i], &CASES[k]);
+        run_dropout_case(archs[i]);
+    }
+    if (g_torch) compare_with_torch(python);
+    else printf("SKIP adapters against the PyTorch reference: %s cannot import torch\n", python);
+    return g_fail;
+}
