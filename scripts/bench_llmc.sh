@@ -44,6 +44,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 build_llmc() {
+    if [[ -n ${LLMC_BUILD_DIR:-} && -x $LLMC_BUILD_DIR/train_gpt2cu ]]; then # built before
+        cp -r "$LLMC_BUILD_DIR" "$work/llmc"
+        return
+    fi
     cp -r "$LLMC_DIR"/. "$work/llmc"
     local src="$work/llmc/train_gpt2.cu" utils="$work/llmc/llmc/cuda_utils.cuh"
     sed -i 's/model->config.vocab_size = 50257;/model->config.vocab_size = 65;/;
@@ -125,6 +129,10 @@ mfu() { awk -v tps="$1" -v p="$2" -v peak="$3" -v l=$L -v d=$D -v t=$T \
     'BEGIN {printf "%.1f%%", 100 * tps * (6 * p + 12 * l * d * t) / (peak * 1e12)}'; }
 
 build_llmc
+if [[ -n ${LLMC_BUILD_DIR:-} && ! -x $LLMC_BUILD_DIR/train_gpt2cu ]]; then
+    rm -rf "$LLMC_BUILD_DIR" && cp -r "$work/llmc" "$LLMC_BUILD_DIR"
+fi
+[[ ${LLMC_BUILD_ONLY:-0} == 1 ]] && { echo "bench_llmc: built llm.c in $LLMC_BUILD_DIR"; exit 0; }
 write_shards
 peak=$(measure_peak)
 echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); measured bf16 matmul peak: $peak TFLOP/s"

@@ -113,11 +113,12 @@ refused train_out_dir_best "named as a run's best checkpoint" -- \
 refused train_out_stem_best "named as a run's best checkpoint" -- \
     "$BIN" train "$TEXT" --out "$WORK/m.best.safetensors" "${TINY[@]}"
 unchanged train_out_best_kept "$RUN/best.safetensors" "$WORK/best.orig"
-# Resumed from FILE.best.safetensors without --out: the set's latest is FILE.safetensors.
+# Resumed from FILE.best.safetensors without --out: the set's latest is FILE.safetensors
+# (--force: that latest is ahead of the best, which a resumed run replaces only when told).
 "$BIN" train "$TEXT" --out "$WORK/m.safetensors" "${TINY[@]}" >/dev/null 2>&1
 if [[ -e $WORK/m.best.safetensors ]]; then
     cp "$WORK/m.best.safetensors" "$WORK/mbest.orig"
-    "$BIN" train "$TEXT" --resume "$WORK/m.best.safetensors" --max-iters 6 --threads 1 --device cpu \
+    "$BIN" train "$TEXT" --resume "$WORK/m.best.safetensors" --max-iters 6 --threads 1 --device cpu --force \
         >"$WORK/resume_best.log" 2>&1
     if grep -q "latest $WORK/m.safetensors" "$WORK/resume_best.log" && [[ ! -e $WORK/m.best.best.safetensors ]]; then
         pass resume_from_best_writes_its_latest
