@@ -25,7 +25,9 @@
 # parameter count, peak the bf16 matmul rate measured in the same run.
 # Env: LLMC_DIR (required), BATCHES (default "8 16"), STEPS (default 30),
 #      WARMUP (steps left out of llm.c's median, default 5), LLMC_TIMEOUT (seconds
-#      per llm.c run, default 180), LOG_DIR (keep llm.c's logs there), PYTHON (python
+#      per llm.c run, default 180), LOG_DIR (keep llm.c's logs there), LLMC_BUILD_DIR
+#      (keep the patched build there and reuse it), LLMC_BUILD_ONLY=1 (build into
+#      LLMC_BUILD_DIR and stop: to build while the GPU does other work), PYTHON (python
 #      with torch, for the peak; default: scripts/find_python.sh finds one), TF_BIN
 #      (default ./tokenformer).
 set -euo pipefail
