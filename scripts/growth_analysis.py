@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Growth study II analysis (scripts/growth_study2.sh, issue 27); python3 stdlib only.
+
+    scripts/growth_analysis.py OUTDIR [--plot PREFIX] [--boot N] [--seed S]
+
+Reads OUTDIR/**/result.csv (one row per run: arm, arch, kind, lr, budget, seed,
+stage_flops, cum_flops, final_loss, wall_s, base_budget, frac) and prints markdown:
+
+- per arch and budget, one row per configuration (arm at one lr): final `eval --full`
+  loss mean +- std over seeds; the gap to the frontier (the scratch configuration with
+  the lowest mean loss at that budget) paired by seed with a 95% t interval; the
+  effective compute multiplier (the compute at which the frontier reaches the row's
+  mean loss, read from the frontier's losses across budgets by log-log interpolation,
+  divided by the row's compute) with a 95% bootstrap interval over seeds (the frontier
+  re-chosen in every resample); wall seconds;
+- the reuse table (stage-only and cumulative accounting);
+- a verdict per configuration: "growth pays" only where the multiplier's interval
+  lies above 1 at two or more budgets.
+"""
+import argparse
+import csv
+import glob
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+MAIN_KINDS = ("scratch", "control", "grown")
+REUSE_KINDS = ("reuse_grow", "reuse_cont", "reuse_scratch")
+
+
+def read_results(out):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out, "**", "result.csv"), recursive=True)):
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                try:
+                    r["budget"] = float(r["budget"])
+                    r["base_budget"] = float(r["base_budget"])
+                    for k in ("stage_flops", "cum_flops", "final_loss", "wall_s"):
+                        r[k] = float(r[k])
+                except (KeyError, ValueError):
+                    sys.exit(f"growth_analysis: error: {path}: not a growth_study2 result row")
+                r["dir"] = os.path.dirname(path)
+                rows.append(r)
+    return rows
+
+
+def t_interval(xs):
+    """Mean and 95% half-width of a paired difference (None with fewer than 2 seeds)."""
+    m = statistics.mean(xs)
+    if len(xs) < 2:
+        return m, None
+    df = len(xs) - 1
+    return m, T975.get(df, 1.96 + 2.4 / df) * statistics.stdev(xs) / math.sqrt(len(xs))
+
+
+def mean_over(by_seed, seeds):
+    xs = [by_seed[s] for s in seeds if s in by_seed]
+    return statistics.mean(xs) if xs else None
+
+
+def frontier_choice(scratch, budget, seeds):
+    """The scratch configuration with the lowest mean loss at BUDGET over SEEDS."""
+    best = None
+    for key, by_seed in scratch.get(budget, {}).items():
+        m = mean_over(by_seed, seeds)
+        if m is not None and (best is None or m < best[1]):
+            best = (key, m)
+    return best
+
+
+def frontier_curve(scratch, seeds):
+    """[(budget, loss)] of the frontier, made non-increasing in compute (a larger budget
+    can always stop early at a smaller one's loss)."""
+    pts = []
+    for b in sorted(scratch):
+        c = frontier_choice(scratch, b, seeds)
+        if c:
+            pts.append((b, c[1]))
+    mono, low = [], math.inf
+    for b, l in pts:
+        low = min(low, l)
+        mono.append((b, low))
+    return mono
+
+
+def compute_to_reach(curve, loss):
+    """Compute at which the frontier reaches LOSS: log-log interpolation between its
+    points, extrapolated along the end segments (flagged) outside them."""
+    if len(curve) < 2:
+        return None, False
+    lc = [(math.log(b), math.log(l)) for b, l in curve]
+    y = math.log(loss)
+    for (x0, y0), (x1, y1) in zip(lc, lc[1:]):
+        if y1 <= y <= y0 and y0 > y1:
+            return math.exp(x0 + (y - y0) * (x1 - x0) / (y1 - y0)), False
+    seg = lc[:2] if y > lc[0][1] else lc[-2:]
+    (x0, y0), (x1, y1) = seg
+    if y0 <= y1:  # a flat end: no slope to extrapolate along
+        return None, True
+    return math.exp(x0 + (y - y0) * (x1 - x0) / (y1 - y0)), True
+
+
+def multiplier(curve, loss, compute):
+    c, extrapolated = compute_to_reach(curve, loss)
+    return (c / compute if c else None), extrapolated
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    i = q * (len(xs) - 1)
+    lo, hi = math.floor(i), math.ceil(i)
+    return xs[lo] + (xs[hi] - xs[lo]) * (i - lo)
+
+
+class Study:
+    def __init__(self, rows, arch, boot, rng):
+        self.rows = [r for r in rows if r["arch"] == arch]
+        self.arch, self.boot, self.rng = arch, boot, rng
+        self.seeds = sorted({r["seed"] for r in self.rows})
+        # scratch[budget][(arm, lr)][seed] = loss
+        self.scratch = {}
+        for r in self.rows:
+            if r["kind"] == "scratch":
+                self.scratch.setdefault(r["budget"], {}).setdefault((r["arm"], r["lr"]), {})[r["seed"]] = r["final_loss"]
+        self.curve = frontier_curve(self.scratch, self.seeds)
+        self.resamples = [[rng.choice(self.seeds) for _ in self.seeds] for _ in range(boot)]
+        self.boot_curves = [frontier_curve(self.scratch, s) for s in self.resamples]
+
+    def multiplier_interval(self, by_seed, compute_of_seeds):
+        """Bootstrap over seeds (the same resample for the row and the frontier)."""
+        ms = []
+        for seeds, curve in zip(self.resamples, self.boot_curves):
+            m = mean_over(by_seed, seeds)
+            c = compute_of_seeds(seeds)
+            if m is None or c is None:
+                continue
+            x, _ = multiplier(curve, m, c)
+            if x is not None:
+                ms.append(x)
+        if len(ms) < max(10, self.boot // 2):
+            return None
+        return percentile(ms, 0.025), percentile(ms, 0.975)
+
+    def gap(self, by_seed, budget):
+        choice = frontier_choice(self.scratch, budget, self.seeds)
+        if not choice:
+            return None
+        ref = self.scratch[budget][choice[0]]
+        diffs = [by_seed[s] - ref[s] for s in self.seeds if s in by_seed and s in ref]
+        return t_interval(diffs) if diffs else None
+
+
+def fmt_mean_std(xs, nd=4):
+    if len(xs) == 1:
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+
+
+def fmt_gap(g):
+    if g is None:
+        return "–"
+    m, h = g
+    return f"{m:+.4f}" if h is None else f"{m:+.4f} [{m - h:+.4f}, {m + h:+.4f}]"
+
+
+def fmt_mult(point, interval):
+    x, extrapolated = point
+    if x is None:
+        return "–"
+    s = f"{x:.2f}{'*' if extrapolated else ''}"
+    if interval:
+        s += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+    return s
+
+
+def by_config(rows):
+    out = {}
+    for r in rows:
+        out.setdefault((r["arm"], r["lr"]), []).append(r)
+    return out
+
+
+def compute_fn(runs, field):
+    by_seed = {r["seed"]: r[field] for r in runs}
+    return lambda seeds: mean_over(by_seed, seeds)
+
+
+def main_tables(st, verdicts):
+    budgets = sorted({r["budget"] for r in st.rows if r["kind"] in MAIN_KINDS})
+    if not budgets:
+        return
+    fr = ", ".join(f"{b:.3g}: {l:.4f}" for b, l in st.curve)
+    print(f"## {st.arch}\n\nFrontier (best scratch mean final loss per budget, FLOPs: loss): {fr}\n")
+    for b in budgets:
+        choice = frontier_choice(st.scratch, b, st.seeds)
+        print(f"### {st.arch}, budget {b:.3g} FLOPs (frontier: {choice[0][0]} lr {choice[0][1]})\n" if choice
+              else f"### {st.arch}, budget {b:.3g} FLOPs (no scratch run: no frontier)\n")
+        print("| arm | lr | kind | seeds | final loss (mean ± std) | gap to frontier [95% CI] | compute multiplier [95% CI] | wall s |")
+        print("|---|---|---|---|---|---|---|---|")
+        runs_at = by_config([r for r in st.rows if r["budget"] == b and r["kind"] in MAIN_KINDS])
+        for (arm, lr), runs in sorted(runs_at.items(), key=lambda kv: statistics.mean(r["final_loss"] for r in kv[1])):
+            losses = [r["final_loss"] for r in runs]
+            by_seed = {r["seed"]: r["final_loss"] for r in runs}
+            comp = compute_fn(runs, "cum_flops")
+            point = multiplier(st.curve, statistics.mean(losses), comp(st.seeds))
+            interval = st.multiplier_interval(by_seed, comp)
+            verdicts.setdefault((st.arch, arm, lr, runs[0]["kind"]), []).append((b, interval))
+            print(f"| {arm} | {lr} | {runs[0]['kind']} | {len(runs)} | {fmt_mean_std(losses)} | "
+                  f"{fmt_gap(st.gap(by_seed, b))} | {fmt_mult(point, interval)} | "
+                  f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")
+        print()
+
+
+def reuse_table(st):
+    rows = [r for r in st.rows if r["kind"] in REUSE_KINDS]
+    if not rows:
+        return
+    print(f"### {st.arch}: reuse (a small model trained at budget C, its cost sunk; then dC = f x C more)\n")
+    print("Multipliers read from the frontier: stage only (compute dC) and cumulative (C + dC; the "
+          "scratch arm's compute is dC either way). Gaps are paired by seed: reuse_grow minus the row.\n")
+    print("| C | f | arm | seeds | final loss (mean ± std) | multiplier, stage [95% CI] | multiplier, cumulative [95% CI] | reuse_grow minus this [95% CI] | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["base_budget"], float(r["frac"])), []).append(r)
+    for (c, f), rs in sorted(groups.items()):
+        grown = {r["seed"]: r["final_loss"] for r in rs if r["kind"] == "reuse_grow"}
+        for kind in REUSE_KINDS:
+            runs = [r for r in rs if r["kind"] == kind]
+            if not runs:
+                continue
+            losses = [r["final_loss"] for r in runs]
+            by_seed = {r["seed"]: r["final_loss"] for r in runs}
+            cells = []
+            for field in ("stage_flops", "cum_flops"):
+                comp = compute_fn(runs, field)
+                cells.append(fmt_mult(multiplier(st.curve, statistics.mean(losses), comp(st.seeds)),
+                                      st.multiplier_interval(by_seed, comp)))
+            diffs = [grown[s] - by_seed[s] for s in st.seeds if s in grown and s in by_seed]
+            gap = fmt_gap(t_interval(diffs)) if diffs and kind != "reuse_grow" else "–"
+            print(f"| {c:.3g} | {f:g} | {runs[0]['arm']} | {len(runs)} | {fmt_mean_std(losses)} | {cells[0]} | "
+                  f"{cells[1]} | {gap} | {statistics.mean(r['wall_s'] for r in runs):.0f} |")
+    print()
+
+
+def print_verdicts(verdicts):
+    print("## Verdict (fixed before the runs: growth pays only where the multiplier's 95% interval "
+          "lies above 1 at two or more budgets)\n")
+    for (arch, arm, lr, kind), per_budget in sorted(verdicts.items()):
+        if kind == "scratch":
+            continue
+        above = [b for b, iv in per_budget if iv and iv[0] > 1]
+        below = [b for b, iv in per_budget if iv and iv[1] < 1]
+        if len(above) >= 2:
+            v = "growth pays (interval above 1 at " + ", ".join(f"{b:.3g}" for b in above) + " FLOPs)"
+        elif below:
+            v = "costs compute (interval below 1 at " + ", ".join(f"{b:.3g}" for b in below) + " FLOPs)"
+        else:
+            v = "not shown to pay"
+        print(f"- {arch} {arm} lr {lr} ({kind}): {v}")
+    print()
+
+
+def eval_curve(run_dir):
+    pts = []
+    try:
+        with open(os.path.join(run_dir, "log.csv")) as f:
+            for r in csv.DictReader(f):
+                if r.get("event") == "eval" and r.get("val_loss"):
+                    pts.append((float(r["flops"]), float(r["val_loss"])))
+    except OSError:
+        pass
+    return [p for p in pts if p[0] > 0]
+
+
+def plot(rows, studies, prefix):
+    """PREFIX-final.png: final loss vs FLOPs per configuration with each arch's frontier
+    drawn; PREFIX-curves.png: the eval curves (first seed) at the largest budget."""
+    if not shutil.which("gnuplot"):
+        print("(no plots: gnuplot is not installed)\n")
+        return
+    work = prefix + "-data"
+    os.makedirs(work, exist_ok=True)
+    final_cmds, curve_cmds = [], []
+    for st in studies:
+        path = os.path.join(work, f"frontier-{st.arch}.dat")
+        with open(path, "w") as f:
+            f.writelines(f"{b} {l}\n" for b, l in st.curve)
+        final_cmds.append(f"'{path}' using 1:2 with linespoints lw 3 title '{st.arch} frontier'")
+        for (arm, lr), runs in sorted(by_config([r for r in st.rows if r["kind"] in MAIN_KINDS]).items()):
+            path = os.path.join(work, f"final-{st.arch}-{arm}-{lr}.dat")
+            per_b = {}
+            for r in runs:
+                per_b.setdefault(r["budget"], []).append(r["final_loss"])
+            with open(path, "w") as f:
+                f.writelines(f"{b} {statistics.mean(ls)}\n" for b, ls in sorted(per_b.items()))
+            final_cmds.append(f"'{path}' using 1:2 with linespoints title '{arm} lr {lr}'")
+        main = [r for r in st.rows if r["kind"] in MAIN_KINDS]
+        if main:
+            top = max(r["budget"] for r in main)
+            first = min(st.seeds)
+            for r in main:
+                if r["budget"] == top and r["seed"] == first:
+                    pts = eval_curve(r["dir"])
+                    path = os.path.join(work, f"curve-{st.arch}-{r['arm']}-{r['lr']}.dat")
+                    with open(path, "w") as f:
+                        f.writelines(f"{x} {y}\n" for x, y in pts)
+                    curve_cmds.append(f"'{path}' using 1:2 with lines title '{r['arm']} lr {r['lr']}'")
+    script = (f"set terminal pngcairo size 1000,650\nset logscale xy\nset key outside right\n"
+              f"set xlabel 'training FLOPs'\nset ylabel 'final full-val loss (nats)'\n"
+              f"set output '{prefix}-final.png'\nplot " + ", ".join(final_cmds) + "\n")
+    if curve_cmds:
+        script += (f"set ylabel 'val loss on the fixed eval batches (nats)'\nset output '{prefix}-curves.png'\n"
+                   "plot " + ", ".join(curve_cmds) + "\n")
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+        print(f"Plots: {prefix}-final.png (final loss vs FLOPs, frontier bold), {prefix}-curves.png\n")
+    except subprocess.CalledProcessError as e:
+        print(f"(plot failed: {e.stderr.strip().splitlines()[-1] if e.stderr.strip() else e})\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--plot", metavar="PREFIX")
+    ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    rows = read_results(a.out)
+    if not rows:
+        sys.exit(f"growth_analysis: error: no result.csv under {a.out}")
+    rng = random.Random(a.seed)
+    studies = [Study(rows, arch, a.boot, rng) for arch in sorted({r["arch"] for r in rows})]
+    print(f"# Growth study II: {len(rows)} runs from {a.out}\n")
+    print("Loss: final `eval --full` val loss (nats). Multiplier: frontier compute to reach the row's mean "
+          "loss / the row's compute (> 1: the row saves compute); * = read outside the frontier's budgets "
+          "(extrapolated). Intervals: gap, paired t over seeds; multiplier, bootstrap over seeds.\n")
+    verdicts = {}
+    for st in studies:
+        main_tables(st, verdicts)
+        reuse_table(st)
+    print_verdicts(verdicts)
+    if a.plot:
+        plot(rows, studies, a.plot)
+
+
+if __name__ == "__main__":
+    main()
