@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Growth study II analysis (scripts/growth_study2.sh, issue 27); python3 stdlib only.
 
-    scripts/growth_analysis.py OUTDIR [--plot PREFIX] [--boot N] [--seed S]
+    scripts/growth_analysis.py OUTDIR [--csv FILE] [--plot PREFIX] [--boot N] [--seed S]
 
 Reads OUTDIR/**/result.csv (one row per run: arm, arch, kind, lr, budget, seed,
 stage_flops, cum_flops, final_loss, wall_s, base_budget, frac) and prints markdown:
@@ -16,6 +16,8 @@ stage_flops, cum_flops, final_loss, wall_s, base_budget, frac) and prints markdo
 - the reuse table (stage-only and cumulative accounting);
 - a verdict per configuration: "growth pays" only where the multiplier's interval
   lies above 1 at two or more budgets.
+--csv FILE writes the per-budget rows (and the reuse rows) machine-readably, with the
+verdict (pays | costs | not_shown | frontier) of each configuration.
 """
 import argparse
 import csv
@@ -211,6 +213,8 @@ def main_tables(st, verdicts):
             point = multiplier(st.curve, statistics.mean(losses), comp(st.seeds))
             interval = st.multiplier_interval(by_seed, comp)
             verdicts.setdefault((st.arch, arm, lr, runs[0]["kind"]), []).append((b, interval))
+            TABLE.append(table_row(st.arch, arm, lr, runs[0]["kind"], b, losses, st.gap(by_seed, b), point,
+                                   interval, runs))
             print(f"| {arm} | {lr} | {runs[0]['kind']} | {len(runs)} | {fmt_mean_std(losses)} | "
                   f"{fmt_gap(st.gap(by_seed, b))} | {fmt_mult(point, interval)} | "
                   f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")
@@ -244,26 +248,57 @@ def reuse_table(st):
                                       st.multiplier_interval(by_seed, comp)))
             diffs = [grown[s] - by_seed[s] for s in st.seeds if s in grown and s in by_seed]
             gap = fmt_gap(t_interval(diffs)) if diffs and kind != "reuse_grow" else "–"
+            comp = compute_fn(runs, "stage_flops")
+            TABLE.append(table_row(st.arch, runs[0]["arm"], runs[0]["lr"], kind, c, losses,
+                                   t_interval(diffs) if diffs and kind != "reuse_grow" else None,
+                                   multiplier(st.curve, statistics.mean(losses), comp(st.seeds)),
+                                   st.multiplier_interval(by_seed, comp), runs, f))
             print(f"| {c:.3g} | {f:g} | {runs[0]['arm']} | {len(runs)} | {fmt_mean_std(losses)} | {cells[0]} | "
                   f"{cells[1]} | {gap} | {statistics.mean(r['wall_s'] for r in runs):.0f} |")
     print()
+
+
+TABLE = []  # the rows of --csv
+CSV_FIELDS = ["arch", "arm", "lr", "kind", "budget", "frac", "seeds", "loss_mean", "loss_std", "gap", "gap_lo",
+              "gap_hi", "multiplier", "mult_lo", "mult_hi", "extrapolated", "wall_s", "verdict"]
+
+
+def table_row(arch, arm, lr, kind, budget, losses, gap, point, interval, runs, frac=""):
+    """One --csv row; for reuse rows BUDGET is the base budget C, the gap is reuse_grow
+    minus the row and the multiplier is the stage-only one."""
+    g, h = gap if gap else ("", None)
+    return {"arch": arch, "arm": arm, "lr": lr, "kind": kind, "budget": f"{budget:.6g}", "frac": frac,
+            "seeds": len(losses), "loss_mean": f"{statistics.mean(losses):.6f}",
+            "loss_std": f"{statistics.stdev(losses):.6f}" if len(losses) > 1 else "",
+            "gap": f"{g:.6f}" if g != "" else "", "gap_lo": f"{g - h:.6f}" if h is not None else "",
+            "gap_hi": f"{g + h:.6f}" if h is not None else "",
+            "multiplier": f"{point[0]:.6f}" if point[0] is not None else "", "mult_lo": f"{interval[0]:.6f}" if interval else "",
+            "mult_hi": f"{interval[1]:.6f}" if interval else "", "extrapolated": int(bool(point[1])),
+            "wall_s": f"{statistics.mean(r['wall_s'] for r in runs):.1f}", "verdict": ""}
+
+
+def verdict_of(kind, per_budget):
+    if kind == "scratch":
+        return "frontier", ""
+    above = [b for b, iv in per_budget if iv and iv[0] > 1]
+    below = [b for b, iv in per_budget if iv and iv[1] < 1]
+    if len(above) >= 2:
+        return "pays", "growth pays (interval above 1 at " + ", ".join(f"{b:.3g}" for b in above) + " FLOPs)"
+    if below:
+        return "costs", "costs compute (interval below 1 at " + ", ".join(f"{b:.3g}" for b in below) + " FLOPs)"
+    return "not_shown", "not shown to pay"
 
 
 def print_verdicts(verdicts):
     print("## Verdict (fixed before the runs: growth pays only where the multiplier's 95% interval "
           "lies above 1 at two or more budgets)\n")
     for (arch, arm, lr, kind), per_budget in sorted(verdicts.items()):
-        if kind == "scratch":
-            continue
-        above = [b for b, iv in per_budget if iv and iv[0] > 1]
-        below = [b for b, iv in per_budget if iv and iv[1] < 1]
-        if len(above) >= 2:
-            v = "growth pays (interval above 1 at " + ", ".join(f"{b:.3g}" for b in above) + " FLOPs)"
-        elif below:
-            v = "costs compute (interval below 1 at " + ", ".join(f"{b:.3g}" for b in below) + " FLOPs)"
-        else:
-            v = "not shown to pay"
-        print(f"- {arch} {arm} lr {lr} ({kind}): {v}")
+        word, text = verdict_of(kind, per_budget)
+        for row in TABLE:
+            if (row["arch"], row["arm"], row["lr"], row["kind"]) == (arch, arm, lr, kind):
+                row["verdict"] = word
+        if kind != "scratch":
+            print(f"- {arch} {arm} lr {lr} ({kind}): {text}")
     print()
 
 
@@ -329,6 +364,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--plot", metavar="PREFIX")
+    ap.add_argument("--csv", metavar="FILE")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
@@ -346,6 +382,11 @@ def main():
         main_tables(st, verdicts)
         reuse_table(st)
     print_verdicts(verdicts)
+    if a.csv:
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(TABLE)
     if a.plot:
         plot(rows, studies, a.plot)
 
