@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-MAIN_KINDS = ("scratch", "control", "grown")
+MAIN_KINDS = ("scratch", "rerun", "control", "grown")
 REUSE_KINDS = ("reuse_grow", "reuse_cont", "reuse_scratch")
 
 
@@ -158,6 +158,37 @@ class Study:
         return t_interval(diffs) if diffs else None
 
 
+def crossing(run_dir, ref_dir, budget):
+    """The share of BUDGET at which the run's val curve (fixed eval batches on the FLOPs
+    grid) first reaches the reference run's last logged val loss, interpolated linearly
+    between evaluations; None if it never does."""
+    ref, pts = eval_curve(ref_dir), eval_curve(run_dir)
+    if not ref or not pts:
+        return None
+    target = ref[-1][1]
+    prev = None
+    for x, y in pts:
+        if y <= target:
+            if prev is None or prev[1] == y:
+                return x / budget
+            x0, y0 = prev
+            return (x0 + (y0 - target) * (x - x0) / (y0 - y)) / budget
+        prev = (x, y)
+    return None
+
+
+def fmt_crossing(runs, ref_runs, budget):
+    ref = {r["seed"]: r["dir"] for r in ref_runs}
+    xs = [crossing(r["dir"], ref[r["seed"]], budget) for r in runs if r["seed"] in ref]
+    if not xs:
+        return "–"
+    hit = [x for x in xs if x is not None]
+    if not hit:
+        return "never"
+    s = f"{statistics.mean(hit):.2f}"
+    return s if len(hit) == len(xs) else f"{s} ({len(xs) - len(hit)} of {len(xs)} never)"
+
+
 def fmt_mean_std(xs, nd=4):
     if len(xs) == 1:
         return f"{xs[0]:.{nd}f}"
@@ -203,9 +234,10 @@ def main_tables(st, verdicts):
         choice = frontier_choice(st.scratch, b, st.seeds)
         print(f"### {st.arch}, budget {b:.3g} FLOPs (frontier: {choice[0][0]} lr {choice[0][1]})\n" if choice
               else f"### {st.arch}, budget {b:.3g} FLOPs (no scratch run: no frontier)\n")
-        print("| arm | lr | kind | seeds | final loss (mean ± std) | gap to frontier [95% CI] | compute multiplier [95% CI] | wall s |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| arm | lr | kind | seeds | final loss (mean ± std) | gap to frontier [95% CI] | compute multiplier [95% CI] | reaches the frontier's final val loss at (share of budget) | wall s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         runs_at = by_config([r for r in st.rows if r["budget"] == b and r["kind"] in MAIN_KINDS])
+        ref_runs = runs_at.get(choice[0], []) if choice else []
         for (arm, lr), runs in sorted(runs_at.items(), key=lambda kv: statistics.mean(r["final_loss"] for r in kv[1])):
             losses = [r["final_loss"] for r in runs]
             by_seed = {r["seed"]: r["final_loss"] for r in runs}
@@ -216,7 +248,7 @@ def main_tables(st, verdicts):
             TABLE.append(table_row(st.arch, arm, lr, runs[0]["kind"], b, losses, st.gap(by_seed, b), point,
                                    interval, runs))
             print(f"| {arm} | {lr} | {runs[0]['kind']} | {len(runs)} | {fmt_mean_std(losses)} | "
-                  f"{fmt_gap(st.gap(by_seed, b))} | {fmt_mult(point, interval)} | "
+                  f"{fmt_gap(st.gap(by_seed, b))} | {fmt_mult(point, interval)} | {fmt_crossing(runs, ref_runs, b)} | "
                   f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")
         print()
 
@@ -280,6 +312,8 @@ def table_row(arch, arm, lr, kind, budget, losses, gap, point, interval, runs, f
 def verdict_of(kind, per_budget):
     if kind == "scratch":
         return "frontier", ""
+    if kind == "rerun":
+        return "noise_floor", ""
     above = [b for b, iv in per_budget if iv and iv[0] > 1]
     below = [b for b, iv in per_budget if iv and iv[1] < 1]
     if len(above) >= 2:
@@ -297,7 +331,7 @@ def print_verdicts(verdicts):
         for row in TABLE:
             if (row["arch"], row["arm"], row["lr"], row["kind"]) == (arch, arm, lr, kind):
                 row["verdict"] = word
-        if kind != "scratch":
+        if kind not in ("scratch", "rerun"):
             print(f"- {arch} {arm} lr {lr} ({kind}): {text}")
     print()
 

@@ -17,6 +17,8 @@
 #   scratch frontier   tf_full tf_half_rows tf_quarter_rows tf_half_depth
 #                      pp_full pp_half_ffn pp_half_depth
 #   schedule control   tf_restarts pp_restarts: full size, lr re-warmed at GROW_AT
+#   noise floor        tf_full_rerun pp_full_rerun (any scratch arm + _rerun): the same
+#                      run again, same seed (on a GPU, reductions are not deterministic)
 #   growth             tf_rows      1/4 rows, x2 at each GROW_AT (grow --kv, official init)
 #                      tf_depth     L/2 layers, + L/2 zero-output blocks at DEPTH_AT
 #                      pp_ffn       1/4 FFN width, x2 at each GROW_AT
@@ -36,8 +38,8 @@
 # Output: OUTDIR/ARM/lrLR/bBUDGET/seedS/{log.csv,result.csv} (small, to commit);
 # checkpoints and stdout logs under CKPT_DIR. A run with a result.csv is skipped,
 # so the study can be spread over several device calls (ARMS, BUDGETS subsets).
-# At the end scripts/growth_analysis.py writes OUTDIR/analysis.md (and plots with
-# gnuplot when installed).
+# At the end scripts/growth_analysis.py writes OUTDIR/analysis.md, OUTDIR/analysis.csv
+# and, with gnuplot, OUTDIR/plot-final.png and OUTDIR/plot-curves.png.
 #
 # Env: SCALE micro (the test: seconds) | pilot (CPU, d 64) | d192 | real (d 384, the
 #      shakespeare preset's size; GPU), or the sizes alone: N_LAYER D_MODEL N_HEAD N_ATTN
@@ -105,6 +107,12 @@ arm_def() {
     local base=${1%_norewarm}
     REWARM=1
     [[ $base != "$1" ]] && REWARM=0
+    if [[ $1 == *_rerun ]]; then # the noise floor: a scratch arm run again, same seed
+        arm_def "${1%_rerun}"
+        [[ $KIND == scratch ]] || die "unknown arm '$1' (only scratch arms have a _rerun)"
+        KIND=rerun
+        return
+    fi
     KIND=grown FRACS="" GROWS=""
     case $base in
     tf_full) KIND=scratch STAGES=$(tfm "$L" "$A" "$F") ;;
@@ -291,7 +299,7 @@ run_reuse() {
 
 # ---------------------------------------------------------------- the study
 DEFAULT_ARMS="tf_full tf_half_rows tf_quarter_rows tf_half_depth pp_full pp_half_ffn pp_half_depth
- tf_restarts pp_restarts tf_rows tf_rows_norewarm tf_depth tf_depth_norewarm pp_ffn pp_ffn_norewarm
+ tf_full_rerun pp_full_rerun tf_restarts pp_restarts tf_rows tf_rows_norewarm tf_depth tf_depth_norewarm pp_ffn pp_ffn_norewarm
  pp_stack pp_stack_norewarm pp_llamapro pp_llamapro_norewarm pp_dmodel pp_dmodel_norewarm
  reuse_grow reuse_cont reuse_scratch"
 ARMS=$(echo ${ARMS:-$DEFAULT_ARMS})
@@ -309,7 +317,7 @@ launch() { # launch CMD...: at most JOBS at a time
     "$@" &
 }
 drain() { while [[ $(jobs -rp | wc -l) -gt 0 ]]; do wait_one; done; }
-lrs_of() { case $1 in *_restarts) echo "$LR0" ;; *) echo "$LRS" ;; esac; }
+lrs_of() { case $1 in *_restarts | *_rerun) echo "$LR0" ;; *) echo "$LRS" ;; esac; }
 largest_first() { tr ' ' '\n' <<<"$1" | sort -g -r | tr '\n' ' '; }
 
 if [[ ${SUMMARY_ONLY:-0} != 1 ]]; then
@@ -337,5 +345,5 @@ if [[ ${SUMMARY_ONLY:-0} != 1 ]]; then
     drain
     [[ $failed -eq 0 ]] || die "$failed run(s) failed (logs under $CKPT_DIR)"
 fi
-"$PY" scripts/growth_analysis.py "$OUT" --plot "$OUT/plot" | tee "$OUT/analysis.md"
+"$PY" scripts/growth_analysis.py "$OUT" --csv "$OUT/analysis.csv" --plot "$OUT/plot" | tee "$OUT/analysis.md"
 say "analysis: $OUT/analysis.md"
