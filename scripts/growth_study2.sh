@@ -9,7 +9,9 @@
 # stage's FLOPs per token (`tokenformer info`), it is stopped at each growth point
 # (`train --stop-at`), grown with `grow`, and resumed either re-warmed (`--new-stage`,
 # the official recipe) or continuing its schedule (`--continue-schedule`, the
-# "_norewarm" arms). Every run evaluates on the same FLOPs grid (--eval-every-flops
+# "_norewarm" arms); one path for every arm (rather than `train --grow`), so that the
+# arms with and without re-warm and the control differ only there. Every run
+# evaluates on the same FLOPs grid (--eval-every-flops
 # budget/EVALS, fixed batches) so curves interpolate at equal FLOPs, and ends with
 # `eval --full` (the whole val split).
 #
@@ -35,7 +37,8 @@
 # Frontier sizes and growth arms are trained at every lr of LRS; the control and
 # reuse arms at LRS's first value.
 #
-# Output: OUTDIR/ARM/lrLR/bBUDGET/seedS/{log.csv,result.csv} (small, to commit);
+# Output: OUTDIR/ARM/lrLR/bBUDGET/seedS/{log.csv,result.csv} (small, to commit; wall_s
+# runs from the first train to the end of eval --full);
 # checkpoints and stdout logs under CKPT_DIR. A run with a result.csv is skipped,
 # so the study can be spread over several device calls (ARMS, BUDGETS subsets).
 # At the end scripts/growth_analysis.py writes OUTDIR/analysis.md, OUTDIR/analysis.csv
