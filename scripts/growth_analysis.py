@@ -381,7 +381,7 @@ def plot(rows, studies, prefix):
                     with open(path, "w") as f:
                         f.writelines(f"{x} {y}\n" for x, y in pts)
                     curve_cmds.append(f"'{path}' using 1:2 with lines title '{r['arm']} lr {r['lr']}'")
-    script = (f"set terminal pngcairo size 1000,650\nset logscale xy\nset key outside right\n"
+    script = (f"set terminal pngcairo size 1000,650 noenhanced\nset logscale x\nset key outside right\n"
               f"set xlabel 'training FLOPs'\nset ylabel 'final full-val loss (nats)'\n"
               f"set output '{prefix}-final.png'\nplot " + ", ".join(final_cmds) + "\n")
     if curve_cmds:
