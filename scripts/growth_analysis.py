@@ -411,6 +411,11 @@ def main():
     print("Loss: final `eval --full` val loss (nats). Multiplier: frontier compute to reach the row's mean "
           "loss / the row's compute (> 1: the row saves compute); * = read outside the frontier's budgets "
           "(extrapolated). Intervals: gap, paired t over seeds; multiplier, bootstrap over seeds.\n")
+    few = sorted({st.arch for st in studies if len(st.seeds) < 3})
+    if few:
+        print(f"**Fewer than 3 seeds ({', '.join(few)}): the t intervals are wide and the bootstrap has few "
+              "distinct resamples (3 with 2 seeds), so its intervals are too narrow; verdicts are not "
+              "evidence.**\n")
     verdicts = {}
     for st in studies:
         main_tables(st, verdicts)
