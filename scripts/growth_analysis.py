@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 MAIN_KINDS = ("scratch", "rerun", "control", "grown")
@@ -348,14 +349,17 @@ def eval_curve(run_dir):
     return [p for p in pts if p[0] > 0]
 
 
-def plot(rows, studies, prefix):
+def plot(studies, prefix):
     """PREFIX-final.png: final loss vs FLOPs per configuration with each arch's frontier
     drawn; PREFIX-curves.png: the eval curves (first seed) at the largest budget."""
     if not shutil.which("gnuplot"):
         print("(no plots: gnuplot is not installed)\n")
         return
-    work = prefix + "-data"
-    os.makedirs(work, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        draw(studies, prefix, work)
+
+
+def draw(studies, prefix, work):
     final_cmds, curve_cmds = [], []
     for st in studies:
         path = os.path.join(work, f"frontier-{st.arch}.dat")
@@ -427,7 +431,7 @@ def main():
             w.writeheader()
             w.writerows(TABLE)
     if a.plot:
-        plot(rows, studies, a.plot)
+        plot(studies, a.plot)
 
 
 if __name__ == "__main__":
