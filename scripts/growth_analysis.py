@@ -317,11 +317,14 @@ def verdict_of(kind, per_budget):
         return "noise_floor", ""
     above = [b for b, iv in per_budget if iv and iv[0] > 1]
     below = [b for b, iv in per_budget if iv and iv[1] < 1]
+    where = "; ".join(f"interval {side} 1 at " + ", ".join(f"{b:.3g}" for b in bs) + " FLOPs"
+                      for side, bs in (("above", above), ("below", below)) if bs)
+    where = f" ({where})" if where else ""
     if len(above) >= 2:
-        return "pays", "growth pays (interval above 1 at " + ", ".join(f"{b:.3g}" for b in above) + " FLOPs)"
+        return "pays", "growth pays" + where
     if below:
-        return "costs", "costs compute (interval below 1 at " + ", ".join(f"{b:.3g}" for b in below) + " FLOPs)"
-    return "not_shown", "not shown to pay"
+        return "costs", "costs compute" + where
+    return "not_shown", "not shown to pay" + where
 
 
 def print_verdicts(verdicts):
