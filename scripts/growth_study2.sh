@@ -101,7 +101,7 @@ LR0=${LRS%% *}
 # ---------------------------------------------------------------- arms
 tfm() { echo "--arch tokenformer --n-layer $1 --d-model $D --n-head $NH --n-attn $2 --n-ffn $3"; }
 ppm() { echo "--arch transformerpp --n-layer $1 --d-model ${3:-$D} --n-head ${4:-$NH} --n-ffn $2"; }
-each_at() { local x out=""; for x in $1; do out+="${out:+;}$2"; done; echo "$out"; }
+each_at() { local _ out=""; for _ in $1; do out+="${out:+;}$2"; done; echo "$out"; }
 
 # arm_def NAME: sets KIND (scratch|control|grown), STAGES (model flags per stage,
 # '|'-separated), FRACS (growth points, fractions of the run), GROWS (grow flags per
@@ -213,7 +213,7 @@ run_arm() {
     rm -rf "$dir" "$sd"
     mkdir -p "$dir" "$sd"
     arm_def "$arm"
-    local stages fracs grows plan_out
+    local stages grows plan_out
     IFS='|' read -r -a stages <<<"$STAGES"
     IFS=';' read -r -a grows <<<"$GROWS"
     plan_out=$(plan "$budget" "$FRACS" "$STAGES") || die "planning $arm failed"
