@@ -193,13 +193,19 @@ static void eval_set_close(EvalSet *e) {
     dataset_free(&e->d);
 }
 
+/* The text `out`'s checkpoint records (FILE when none is recorded, its
+ * absolute path when the recorded one is gone from here) and `out`, shell-quoted. */
+static void quote_hint_paths(const char *out, const TrainState *ts, char *text, char *ckpt, size_t size) {
+    shell_quote(!ts->text.known ? "FILE" : access(ts->text.path, F_OK) == 0 ? ts->text.path : ts->text.abspath, text,
+                size);
+    shell_quote(out, ckpt, size);
+}
+
 /* The command that continues training from `out`, with the text its
  * checkpoint records (FILE when none is recorded). */
 static void print_resume_hint(const char *out, const TrainState *ts) {
     char text[1024], ckpt[1024];
-    shell_quote(!ts->text.known ? "FILE" : access(ts->text.path, F_OK) == 0 ? ts->text.path : ts->text.abspath, text,
-                sizeof text);
-    shell_quote(out, ckpt, sizeof ckpt);
+    quote_hint_paths(out, ts, text, ckpt, sizeof text);
     printf("wrote %s (resume with: tokenformer train %s --resume %s, which re-warms the schedule there; "
            "--continue-schedule keeps it)\n", out, text, ckpt);
 }
@@ -207,11 +213,54 @@ static void print_resume_hint(const char *out, const TrainState *ts) {
 /* The command that trains only what `out` added, on the text its checkpoint records. */
 static void print_freeze_hint(const char *out, const TrainState *ts) {
     char text[1024], ckpt[1024];
-    shell_quote(!ts->text.known ? "FILE" : access(ts->text.path, F_OK) == 0 ? ts->text.path : ts->text.abspath, text,
-                sizeof text);
-    shell_quote(out, ckpt, sizeof ckpt);
+    quote_hint_paths(out, ts, text, ckpt, sizeof text);
     printf("wrote %s (train only the new tensors with: tokenformer train %s --resume %s --freeze-old)\n", out, text,
            ckpt);
+}
+
+/* The input checkpoint of a grow, on the CPU. */
+static void load_grow_input(const char *in, int threads, Model *m, Vocab *v, TrainState *ts) {
+    char err[TF_ERRLEN];
+    const Ops *ops = cli_open_device("cpu", threads, 1);
+    if (checkpoint_load(in, ops, m, v, ts, err)) tf_die("%s", err);
+}
+
+/* The loss of m before growing; NAN (and e untouched) without --data. */
+static float eval_before(EvalSet *e, const char *data, const Vocab *v, Model *m, const TrainState *ts, int batches,
+                         uint64_t seed, int allow_other, const char *in) {
+    if (!data) return NAN;
+    eval_set_open(e, data, v, m, ts, batches, seed * 2 + 1, allow_other, in);
+    return eval_set_loss(e, m);
+}
+
+/* The before/after line for the grown model g, when --data opened e. */
+static void eval_after(EvalSet *e, Model *g, float before, const char *data, int batches) {
+    if (!data) return;
+    float after = eval_set_loss(e, g);
+    printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
+           after, after - before);
+    eval_set_close(e);
+}
+
+/* Writes the grown model, with the input's optimizer state when it has one. */
+static void save_grown(const char *in, const char *out, const Model *g, const Vocab *v, const TrainState *ts) {
+    char err[TF_ERRLEN];
+    if (!ts->has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
+    if (checkpoint_save(out, g, v, ts, ts->has_optimizer, err)) tf_die("%s", err);
+}
+
+/* Records ev in the history of the grown model g (from m), writes it to out and
+ * ends the command with the hint to resume training. */
+static int save_grown_with_event(const char *in, const char *out, Model *m, Model *g, Vocab *v, TrainState *ts,
+                                 const GrowthEvent *ev) {
+    char err[TF_ERRLEN];
+    if (train_state_add_growth(ts, m->step, ev, err)) tf_die("%s", err);
+    save_grown(in, out, g, v, ts);
+    print_resume_hint(out, ts);
+    model_free(g);
+    model_free(m);
+    vocab_free(v);
+    return tf_finish_stdout(0);
 }
 
 /* The adaptation flags of grow (adapters.h); kv/rank 0: not asked. */
@@ -233,21 +282,16 @@ static const char *adapt_what(const AdaptArgs *a) {
 static int grow_adapt(const char *in, const char *out, const AdaptArgs *a, uint64_t seed, const char *data,
                       int batches, int threads, int allow_other) {
     char err[TF_ERRLEN];
-    const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    load_grow_input(in, threads, &m, &v, &ts);
     if (m.cfg.arch == ARCH_TOKENFORMER)
         tf_die("grow: %s is for the transformer and transformerpp baselines; %s is a tokenformer, which "
                "adapts with native rows (grow --kv +N --init zero-key, then train --resume --freeze-old)",
                adapt_what(a), in);
     EvalSet e;
-    float before = NAN;
-    if (data) {
-        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
-        before = eval_set_loss(&e, &m);
-    }
+    float before = eval_before(&e, data, &v, &m, &ts, batches, seed, allow_other, in);
     int rc = a->merge ? lora_merge(&m, &g, err)
              : a->lora_rank ? lora_insert(&m, &g, (int)a->lora_rank, a->lora_sites,
                                           a->lora_alpha > 0.0f ? a->lora_alpha : (float)a->lora_rank, seed, err)
@@ -268,18 +312,12 @@ static int grow_adapt(const char *in, const char *out, const AdaptArgs *a, uint6
     }
     printf("%s: %zu parameters; %s: %zu parameters, %zu of them new\n", in, model_num_params(&m, 1), out,
            model_num_params(&g, 1), a->merge ? (size_t)0 : model_num_params(&g, 1) - model_num_params(&m, 1));
-    if (data) {
-        float after = eval_set_loss(&e, &g);
-        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
-               after, after - before);
-        eval_set_close(&e);
-    }
+    eval_after(&e, &g, before, data, batches);
     GrowthEvent ev = {a->merge ? "lora-merge" : a->lora_rank ? "lora" : "adapter",
                       a->merge ? -m.cfg.lora_rank : a->lora_rank ? g.cfg.lora_rank : g.cfg.adapter_kv,
                       a->merge ? "merged" : "zero-output", sites, MODEL_INIT_STD, "-"};
     if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
-    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
-    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
+    save_grown(in, out, &g, &v, &ts);
     if (a->merge) printf("wrote %s\n", out);
     else print_freeze_hint(out, &ts);
     model_free(&g);
@@ -311,20 +349,15 @@ static const char *new_layer_words(const Model *m, LayerInit init) {
 static int grow_layers(const char *in, const char *out, int n_new, LayerInit init, GrowAt at, uint64_t seed,
                        const char *data, int batches, int threads, int allow_other) {
     char err[TF_ERRLEN];
-    const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    load_grow_input(in, threads, &m, &v, &ts);
     refuse_adapted(&m, in);
     if (m.cfg.n_layer + n_new > MAX_LAYERS)
         tf_die("--add-layers: %d + %d layers is more than %d", m.cfg.n_layer, n_new, MAX_LAYERS);
     EvalSet e;
-    float before = NAN;
-    if (data) {
-        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
-        before = eval_set_loss(&e, &m);
-    }
+    float before = eval_before(&e, data, &v, &m, &ts, batches, seed, allow_other, in);
     if (growth_add_layers(&m, &g, n_new, init, at, seed, err)) tf_die("%s", err);
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", in, m.cfg.n_layer, model_num_params(&m, 1),
            model_num_params(&m, 0));
@@ -333,42 +366,25 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
            new_layer_words(&m, init));
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
            model_num_params(&g, 0));
-    if (data) {
-        float after = eval_set_loss(&e, &g);
-        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
-               after, after - before);
-        eval_set_close(&e);
-    }
+    eval_after(&e, &g, before, data, batches);
     /* "zero-output" is what histories called zero-out before the copy modes */
     GrowthEvent ev = {"layers", n_new, init == LAYER_INIT_ZERO_OUT ? "zero-output" : layer_init_name(init),
                       grow_at_name(at), init == LAYER_INIT_ZERO_OUT ? MODEL_INIT_STD : 0.0f,
                       !model_has_tau(&m.cfg) ? "-" : init == LAYER_INIT_ZERO_OUT ? "reset" : "copied"};
-    if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
-    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
-    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    print_resume_hint(out, &ts);
-    model_free(&g);
-    model_free(&m);
-    vocab_free(&v);
-    return tf_finish_stdout(0);
+    return save_grown_with_event(in, out, &m, &g, &v, &ts, &ev);
 }
 
 /* grow --d-model 2x: the residual stream tiled (docs/MODEL.md 5b). */
 static int grow_width(const char *in, const char *out, float noise, uint64_t seed, const char *data, int batches,
                       int threads, int allow_other) {
     char err[TF_ERRLEN];
-    const Ops *ops = cli_open_device("cpu", threads, 1);
     Model m, g;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    load_grow_input(in, threads, &m, &v, &ts);
     refuse_adapted(&m, in);
     EvalSet e;
-    float before = NAN;
-    if (data) {
-        eval_set_open(&e, data, &v, &m, &ts, batches, seed * 2 + 1, allow_other, in);
-        before = eval_set_loss(&e, &m);
-    }
+    float before = eval_before(&e, data, &v, &m, &ts, batches, seed, allow_other, in);
     if (growth_double_d_model(&m, &g, noise, seed, err)) tf_die("grow: --d-model 2x: %s", err);
     printf("%s: d_model %d, %d heads, %zu parameters (%zu without the embedding)\n", in, m.cfg.d_model,
            m.cfg.n_head, model_num_params(&m, 1), model_num_params(&m, 0));
@@ -376,21 +392,9 @@ static int grow_width(const char *in, const char *out, float noise, uint64_t see
            model_has_tau(&m.cfg) ? ", Pattention rows and tau kept" : ", FFN hidden units split in two", noise);
     printf("%s: d_model %d, %d heads, %zu parameters (%zu without the embedding)\n", out, g.cfg.d_model,
            g.cfg.n_head, model_num_params(&g, 1), model_num_params(&g, 0));
-    if (data) {
-        float after = eval_set_loss(&e, &g);
-        printf("val loss on %d fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before,
-               after, after - before);
-        eval_set_close(&e);
-    }
+    eval_after(&e, &g, before, data, batches);
     GrowthEvent ev = {"d_model", m.cfg.d_model, "tile", "all", noise, model_has_tau(&m.cfg) ? "keep" : "-"};
-    if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
-    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
-    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
-    print_resume_hint(out, &ts);
-    model_free(&g);
-    model_free(&m);
-    vocab_free(&v);
-    return tf_finish_stdout(0);
+    return save_grown_with_event(in, out, &m, &g, &v, &ts, &ev);
 }
 
 /* --d-model: only "2x" (or "2") for now: the tiling doubles. */
@@ -629,8 +633,7 @@ int cmd_grow(int argc, char **argv) {
         float after = evaluate_loss(&g, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
         printf("val loss on %ld fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before, after, after - before);
     }
-    if (!ts.has_optimizer) printf("%s has no optimizer state: %s has none either\n", in, out);
-    if (checkpoint_save(out, &g, &v, &ts, ts.has_optimizer, err)) tf_die("%s", err);
+    save_grown(in, out, &g, &v, &ts);
     print_resume_hint(out, &ts);
 
     model_free_ranks(&m, importance);
