@@ -149,6 +149,11 @@ static void causal_softmax_rows(float *P, int T, float scale) {
     }
 }
 
+/* Where head h of batch row b starts: in q/k/v/out (rows of d = H*hd
+ * columns) and in the (B, H, T, T) probabilities. */
+static size_t head_columns(int b, int h, int T, int H, int hd) { return (size_t)b * T * H * hd + (size_t)h * hd; }
+static size_t head_scores(int b, int h, int T, int H) { return ((size_t)b * H + h) * T * T; }
+
 void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *q, const float *k,
                            const float *v, int B, int T, int H, int hd) {
     int d = H * hd;
@@ -156,8 +161,8 @@ void cpu_attention_forward(const Ops *ops, float *out, float *att, const float *
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            size_t off = (size_t)b * T * d + (size_t)h * hd;
-            float *P = att + ((size_t)b * H + h) * T * T;
+            size_t off = head_columns(b, h, T, H, hd);
+            float *P = att + head_scores(b, h, T, H);
             /* scores = Q K^T (unscaled; the scale goes into the exponent) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q + off, d,
                         k + off, d, 0.0f, P, T);
@@ -175,9 +180,9 @@ void cpu_attention_backward(const Ops *ops, float *dq, float *dk, float *dv, flo
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            size_t off = (size_t)b * T * d + (size_t)h * hd;
-            const float *P = att + ((size_t)b * H + h) * T * T;
-            float *dP = datt + ((size_t)b * H + h) * T * T;
+            size_t off = head_columns(b, h, T, H, hd);
+            const float *P = att + head_scores(b, h, T, H);
+            float *dP = datt + head_scores(b, h, T, H);
             /* dP = dO V^T ; dV = P^T dO */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout + off, d,
                         v + off, d, 0.0f, dP, T);
