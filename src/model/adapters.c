@@ -319,15 +319,21 @@ static void fill_normal(const Param *p, float std, Rng *r) {
     for (size_t i = 0; i < tensor_numel(&p->t); i++) x[i] = std * rng_normal(r);
 }
 
+/* dst: src under config c, with the generator that draws its new tensors. */
+static int build_seeded(const Model *src, Model *dst, const ModelConfig *c, uint64_t seed, Rng *r, char *err) {
+    if (build_from(src, dst, c, err)) return -1;
+    rng_seed(r, seed);
+    return 0;
+}
+
 int adapters_insert(const Model *src, Model *dst, int kv, int sites, int pnorm, uint64_t seed, char *err) {
     if (src->cfg.adapter_kv > 0) return tf_err(err, "the checkpoint has adapters already");
     ModelConfig c = src->cfg;
     c.adapter_kv = kv;
     c.adapter_sites = sites;
     c.adapter_pnorm = pnorm;
-    if (build_from(src, dst, &c, err)) return -1;
     Rng r;
-    rng_seed(&r, seed);
+    if (build_seeded(src, dst, &c, seed, &r, err)) return -1;
     for (int l = 0; l < c.n_layer; l++)
         for (int site = 0; site < ADAPT_SITES; site++) {
             int key = adapters_key_param(&c, l, site);
@@ -342,9 +348,8 @@ int lora_insert(const Model *src, Model *dst, int rank, int sites, float alpha, 
     c.lora_rank = rank;
     c.lora_sites = sites;
     c.lora_alpha = alpha;
-    if (build_from(src, dst, &c, err)) return -1;
     Rng r;
-    rng_seed(&r, seed);
+    if (build_seeded(src, dst, &c, seed, &r, err)) return -1;
     int *bases, n = lora_bases(&c, &bases);
     for (int i = 0; i < n; i++) /* A as PEFT draws it (std 1/sqrt(3 cols)); B stays 0 */
         fill_normal(&dst->params[adapters_lora_param(&c, bases[i])],
