@@ -49,3 +49,18 @@ if [[ ! -x $BIN ]]; then
     fail "${1:-test}" "binary '$BIN' not found (build it first)"
     exit 1
 fi
+
+# tiny_checkpoint DIR: TEXT (a slice of text), TINY (the flags of a one-layer
+# model that trains in seconds on the CPU) and CKPT, the latest checkpoint of
+# a run with them in DIR. A failed run is a FAIL that ends the test.
+tiny_checkpoint() {
+    TEXT=$WORK/text.txt
+    sample_text 20000 400 >"$TEXT"
+    TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
+          --max-iters 4 --eval-interval 2 --eval-iters 1 --threads 1 --device cpu)
+    if ! timeout 120 "$BIN" train "$TEXT" --out "$1" "${TINY[@]}" >"$WORK/setup.log" 2>&1; then
+        fail setup_train "training the fixture checkpoint failed: $(tail -2 "$WORK/setup.log" | tr '\n' ' ')"
+        exit 1
+    fi
+    CKPT=$1/latest.safetensors
+}

@@ -13,19 +13,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" cli_errors
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1"
 ASAN_ALLOC_WARNING='^==[0-9]+==WARNING: AddressSanitizer failed to allocate 0x[0-9a-f]+ bytes$'
 
-# Text for training: a slice of tiny shakespeare, or generated prose.
-TEXT=$WORK/text.txt
-sample_text 20000 400 >"$TEXT"
-TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
-      --max-iters 4 --eval-interval 2 --eval-iters 1 --threads 1 --device cpu)
-
-# A real checkpoint for the sample/info/eval/--resume cases.
+# Text for training (TEXT, TINY: a slice of tiny shakespeare, or generated
+# prose) and a real checkpoint (CKPT) for the sample/info/eval/--resume cases.
 CKPT_DIR=$WORK/ckpt
-if ! timeout 120 "$BIN" train "$TEXT" --out "$CKPT_DIR" "${TINY[@]}" >"$WORK/setup.log" 2>&1; then
-    fail setup_train "training the fixture checkpoint failed: $(tail -2 "$WORK/setup.log" | tr '\n' ' ')"
-    exit 1
-fi
-CKPT=$CKPT_DIR/latest.safetensors
+tiny_checkpoint "$CKPT_DIR"
 
 # The checks every failing invocation must pass.
 # check_error NAME REGEX OUTDIR -- CMD...   (OUTDIR: where partial files would appear, or -)

@@ -6,16 +6,8 @@
 # Environment: TF_BIN (binary under test, default ./tokenformer).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" safety
 
-TEXT=$WORK/text.txt
-sample_text 20000 400 >"$TEXT"
-TINY=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 --batch-size 4
-      --max-iters 4 --eval-interval 2 --eval-iters 1 --threads 1 --device cpu)
 RUN=$WORK/run
-if ! timeout 120 "$BIN" train "$TEXT" --out "$RUN" "${TINY[@]}" >"$WORK/setup.log" 2>&1; then
-    fail setup_train "training the fixture checkpoint failed: $(tail -2 "$WORK/setup.log" | tr '\n' ' ')"
-    exit 1
-fi
-CKPT=$RUN/latest.safetensors
+tiny_checkpoint "$RUN" # TEXT, TINY, CKPT
 cp "$CKPT" "$WORK/ckpt.orig"
 
 # refused NAME REGEX -- CMD...: fails with status 1..127 and exactly one
