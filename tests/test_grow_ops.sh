@@ -81,17 +81,7 @@ TORCH_PY=""
 [[ $PYTHON_HAS_TORCH == 1 ]] && TORCH_PY=$PYTHON
 ref() { "$TORCH_PY" scripts/tokenformer_ref.py grow-check "$1" "$2" 2>&1 | tail -1; }
 
-refused() {
-    rm -f "$tmp/bad.safetensors"
-    # shellcheck disable=SC2086
-    if "$BIN" grow --ckpt "$1" $2 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
-        [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-        fail "grow_ops: grow $2: $(head -2 "$tmp/err")"
-    else
-        pass "grow_ops: grow $2 refused: $(cat "$tmp/err")"
-    fi
-}
-val() { "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 2>&1 | sed -n 's/.*val loss \([0-9.]*\).*/\1/p'; }
+refused() { grow_refused "grow_ops: " "$1" "$2"; } # refused CKPT ARGS
 
 # exact ARCH N INIT AT MAP: a function-preserving depth growth, bit-identical loss
 exact() {

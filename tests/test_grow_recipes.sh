@@ -92,20 +92,7 @@ elif cmd == "ffn":  # ffn SRC DST M: M new hidden units; up/gate rows drawn, dow
             check(np.array_equal(dst[k], src[k]), f"{k}: changed although not grown")
 finish()
 PYEOF
-# val loss of `eval` (fixed batches) of a checkpoint
-# refused LABEL CKPT ARGS: grow ARGS (split on spaces) must fail with one line
-# on stderr and leave no output file.
-refused() {
-    rm -f "$tmp/bad.safetensors"
-    # shellcheck disable=SC2086
-    if "$BIN" grow --ckpt "$2" $3 --out "$tmp/bad.safetensors" >/dev/null 2>"$tmp/err" ||
-        [[ $(wc -l <"$tmp/err") != 1 || -e "$tmp/bad.safetensors" ]]; then
-        fail "grow_recipes: ${1}grow $3: $(head -2 "$tmp/err")"
-    else
-        pass "grow_recipes: ${1}grow $3 refused: $(cat "$tmp/err")"
-    fi
-}
-val() { "$BIN" eval --ckpt "$1" --batches 4 --batch-size 8 --seed 7 --threads 1 2>&1 | sed -n 's/.*val loss \([0-9.]*\).*/\1/p'; }
+refused() { grow_refused "grow_recipes: $1" "$2" "$3"; } # refused LABEL CKPT ARGS
 
 # -------------------------------------------------- base model: 40 iterations of a schedule to 80
 if ! "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 80 --stop-at 40 --out "$tmp/base.safetensors" >"$tmp/base.log" 2>&1; then
