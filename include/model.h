@@ -31,8 +31,9 @@ typedef struct {
 } RowSegment;
 
 typedef struct {
-    Tensor t;           /* value, on the model's device */
-    float *grad, *m, *v; /* same shape, same device */
+    Tensor t;           /* value, in the model's backend memory: (rows, d_model), (d_model) for
+                           a norm; LoRA B (rows, r) */
+    float *grad, *m, *v; /* same shape, same memory */
     int decay;          /* weight decay applies (2-D tensors) */
     int n_seg;
     RowSegment seg[MAX_SEGMENTS];
