@@ -1,6 +1,7 @@
 /* Model growth (docs/MODEL.md, growth): append rows (parameter tokens) to
- * Pattentions, or remove the least important ones (ranked by rank.h). Both
- * work on models held by the CPU backend (checkpoint to checkpoint). */
+ * Pattentions, or remove the least important ones (ranked by rank.h); add
+ * blocks; double d_model. Each builds *dst on src's backend (whichever it
+ * is, with the same results) through its ops table. */
 #ifndef TF_GROWTH_H
 #define TF_GROWTH_H
 
@@ -26,7 +27,7 @@ typedef struct {
     float *const *importance;
 } GrowSpec;
 
-/* Build *dst (CPU) from src with the rows changed. New rows get zero Adam
+/* Build *dst from src with the rows changed. New rows get zero Adam
  * moments and a segment born at src->step (own bias correction); kept rows
  * keep their values, moments and segments. */
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err);
@@ -59,7 +60,7 @@ int layer_init_parse(const char *s);
 /* The most blocks a model may have (what checkpoints accept). */
 #define MAX_LAYERS 256
 
-/* Build *dst (CPU) from src with n_new blocks inserted. Old blocks keep their
+/* Build *dst from src with n_new blocks inserted. Old blocks keep their
  * weights, moments, segments and tau. A new block's output side is the last
  * parameter of its o and FFN sites (tokenformer: the values of P_o and P_ffn;
  * the baselines: attn.o.weight and mlp.down). Every parameter of a new block
@@ -71,7 +72,7 @@ int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, G
 /* growth_add_layers with LAYER_INIT_ZERO_OUT. */
 int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err);
 
-/* Build *dst (CPU) from src with d_model and n_head doubled at the same head
+/* Build *dst from src with d_model and n_head doubled at the same head
  * size, by the tiling of docs/MODEL.md 5b: the residual stream becomes [x, x],
  * weights that read it have their input columns halved, the final norm is
  * halved for the tied head; the baselines' FFN width doubles too (hidden units

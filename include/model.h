@@ -31,17 +31,13 @@ typedef struct {
 } RowSegment;
 
 typedef struct {
-    Tensor t;           /* value, on the model's device */
-    float *grad, *m, *v; /* same shape, same device */
+    Tensor t;           /* value, in the model's backend memory: (rows, d_model), (d_model) for
+                           a norm; LoRA B (rows, r) */
+    float *grad, *m, *v; /* same shape, same memory */
     int decay;          /* weight decay applies (2-D tensors) */
     int n_seg;
     RowSegment seg[MAX_SEGMENTS];
 } Param;
-
-typedef struct {
-    int l;      /* layer */
-    int which;  /* PATT_Q..PATT_FFN */
-} PattId;
 
 /* Per-layer activations saved for backward (pointers into one buffer).
  * ln1/ln2 hold the normalized inputs that the Pattentions write in forward
@@ -156,8 +152,8 @@ size_t model_param_offset(const Model *m, int index);
 /* Rows of site `which` of layer `layer`: a Pattention's n, the baselines'
  * FFN width h, d for a linear site. */
 int model_patt_rows(const Model *m, int layer, int which);
-/* The index of the site's first parameter (a Pattention's key, whose value
- * is +1; a linear's weight; the MLP's up or, SwiGLU, gate). */
+/* The index of the site's first parameter (a Pattention's key; a linear's
+ * weight; the MLP's up or, SwiGLU, gate). */
 int model_patt_param(const Model *m, int layer, int which);
 /* The same from a config (before a model exists: a checkpoint's reader). */
 int model_config_site_param(const ModelConfig *c, int layer, int which);
@@ -169,6 +165,9 @@ int model_site_is_linear(const Model *m, int which);
  * (Pattention: key, value; GeLU MLP: up, down; SwiGLU: gate, up, down;
  * linear: none), written to idx; returns their count. Each is rows x d. */
 int model_site_row_params(const Model *m, int layer, int which, int idx[MODEL_SITE_MAX_PARAMS]);
+/* The index of the site's last parameter, through which it writes its
+ * output: a Pattention's value, a linear's weight, the MLP's down. */
+int model_site_output_param(const Model *m, int layer, int which);
 /* Parameters per layer of the config's arch (adapters.h extras not counted). */
 int model_params_per_layer(const ModelConfig *c);
 /* Parameters of site `which` of a layer (a Pattention 2, a linear 1, the MLP 2 or 3). */

@@ -1,4 +1,4 @@
-/* The tensor type: a named, shaped block of memory on one device. */
+/* The tensor type: a named, shaped block of memory of one backend. */
 #ifndef TF_TENSOR_H
 #define TF_TENSOR_H
 
@@ -9,15 +9,13 @@
 #define TF_NAME_LEN 64
 
 typedef enum { DTYPE_F32 = 0, DTYPE_I32 = 1 } DType;
-typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 
 typedef struct {
     char name[TF_NAME_LEN];
     int ndim;
     int64_t shape[TF_MAX_DIMS];
     DType dtype;
-    DeviceKind device;
-    void *data; /* device memory of `device`, owned by whoever allocated it */
+    void *data; /* memory of the backend that allocated it (its ops table knows which), owned there */
 } Tensor;
 
 size_t dtype_size(DType t);

@@ -2,14 +2,12 @@
  * table of config flags (one row per overridable field). */
 #include "cli.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common.h"
+#include "cpu_threads.h"
 #include "gpu_presence.h"
-
-void openblas_set_num_threads(int); /* from OpenBLAS, not in every cblas.h */
 
 /* Why --device auto chose what it did, for the device line. */
 static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
@@ -24,13 +22,11 @@ static void describe_auto_choice(const Ops *chosen, char *out, size_t out_len) {
 
 void cli_threads_for_decoding(const Ops *ops, const Model *m) {
     if (!ops_is_cpu(ops)) return;
-    int threads = omp_get_max_threads(); /* the OpenMP build of OpenBLAS sets ours too: */
-    openblas_set_num_threads(1);
     size_t largest = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].t.ndim == 2 && tensor_numel(&m->params[i].t) > largest)
             largest = tensor_numel(&m->params[i].t);
-    omp_set_num_threads(ops_cpu_decode_threads(largest, threads));
+    cpu_threads_for_decoding(largest);
 }
 
 const Ops *cli_open_device(const char *name, int threads, int quiet) {
@@ -38,18 +34,15 @@ const Ops *cli_open_device(const char *name, int threads, int quiet) {
     const Ops *o = ops_by_name(name, err, sizeof err);
     if (!o) tf_die("%s", err);
     static int warned_threads; /* train opens the device twice */
-    if (threads > omp_get_num_procs() && !warned_threads++)
+    if (threads > cpu_cores() && !warned_threads++)
         tf_warn("--threads %d: this machine has %d cores; threads beyond them only take turns (slower, not faster)",
-                threads, omp_get_num_procs());
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-    }
+                threads, cpu_cores());
+    if (threads > 0) cpu_threads_set(threads);
     if (!quiet) {
         char choice[TF_ERRLEN + 64] = "";
         if (strcmp(name, "auto") == 0) describe_auto_choice(o, choice, sizeof choice);
         if (ops_is_cpu(o))
-            fprintf(stderr, "device: cpu (%d threads)%s\n", omp_get_max_threads(), choice);
+            fprintf(stderr, "device: cpu (%d threads)%s\n", cpu_threads(), choice);
         else
             fprintf(stderr, "device: %s (%s)%s\n", o->name, o->device, choice);
     }

@@ -89,7 +89,8 @@ static int info_checkpoint(const char *ckpt) {
     Model m;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(ckpt, ops_cpu(), &m, &v, &ts, err)) tf_die("%s", err);
+    /* the host reads the weights: open the CPU as every command opens a device */
+    if (checkpoint_load(ckpt, cli_open_device("cpu", 0, 1), &m, &v, &ts, err)) tf_die("%s", err);
     printf("checkpoint: %s\n", ckpt);
     print_model(&m, 1);
     printf("optimizer step %d, iteration %d, optimizer state %s\n", m.step, ts.iter,
@@ -114,7 +115,7 @@ static int info_checkpoint(const char *ckpt) {
 static int info_config(const char *preset_name, ModelConfig mc) {
     char err[TF_ERRLEN];
     Model m;
-    if (model_create_shapes(&m, &mc, NULL, ops_cpu(), err)) tf_die("%s", err);
+    if (model_create_shapes(&m, &mc, NULL, cli_open_device("cpu", 0, 1), err)) tf_die("%s", err);
     printf("config: preset %s and the flags given (no checkpoint)\n", preset_name);
     print_model(&m, 0);
     model_free(&m);

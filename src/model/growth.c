@@ -1,5 +1,7 @@
 /* Model growth: appending and removing Pattention rows by rebuilding the
- * model with a row map. */
+ * model with a row map. Parameters change through the model's ops table
+ * (copy, zero, to_device) only, so growth runs on whichever backend holds
+ * the model, with the same results. */
 #include "growth.h"
 
 #include <math.h>
@@ -60,17 +62,41 @@ static int remap_segments(const Param *src, Param *dst, const int *keep, int n_k
     return 0;
 }
 
-static void copy_rows(float *dst, const float *src, const int *keep, int n_kept, size_t width) {
-    for (int i = 0; i < n_kept; i++) memcpy(dst + (size_t)i * width, src + (size_t)keep[i] * width, width * sizeof(float));
+/* Rows keep[0 .. n_kept) of src to rows 0 .. n_kept of dst: one copy per
+ * run of consecutive kept rows (a whole tensor when growing), as each copy
+ * may be a device call. */
+static void copy_rows(const Ops *o, float *dst, const float *src, const int *keep, int n_kept,
+                      size_t width) {
+    for (int i = 0, run; i < n_kept; i += run) {
+        for (run = 1; i + run < n_kept && keep[i + run] == keep[i] + run; run++) {}
+        o->copy(o, dst + (size_t)i * width, src + (size_t)keep[i] * width,
+                (size_t)run * width * sizeof(float));
+    }
 }
 
-static void copy_param(const Param *s, Param *d) {
+/* Value, moments and segments of s into d (the same shape, the same backend). */
+static void copy_param(const Ops *o, const Param *s, Param *d) {
     size_t n = tensor_numel(&s->t) * sizeof(float);
-    memcpy(d->t.data, s->t.data, n);
-    memcpy(d->m, s->m, n);
-    memcpy(d->v, s->v, n);
+    o->copy(o, d->t.data, s->t.data, n);
+    o->copy(o, d->m, s->m, n);
+    o->copy(o, d->v, s->v, n);
     d->n_seg = s->n_seg;
     memcpy(d->seg, s->seg, sizeof s->seg);
+}
+
+/* `count` new floats at dst: N(0, std) drawn in order on the host (the
+ * stream of draws is the same on every backend), or zero without a draw
+ * when std is 0. */
+static void draw_new_values(const Ops *o, float *dst, size_t count, float std, Rng *rng) {
+    if (count == 0) return;
+    if (std <= 0.0f) {
+        o->zero(o, dst, count * sizeof(float));
+        return;
+    }
+    float *host = tf_malloc(count * sizeof(float), "new rows");
+    for (size_t e = 0; e < count; e++) host[e] = std * rng_normal(rng);
+    o->to_device(o, dst, host, count * sizeof(float));
+    free(host);
 }
 
 /* The std of new rows of parameter k of a site's n row-growing parameters:
@@ -84,7 +110,7 @@ static float new_row_std(const Model *m, const GrowSpec *g, int k, int n) {
 
 int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
     const ModelConfig *c = &src->cfg;
-    if (!ops_is_cpu(src->ops)) return tf_err(err, "resizing needs a model in host memory (CPU backend)");
+    const Ops *o = src->ops;
     if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
         return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     int n_patt = c->n_layer * PATT_PER_LAYER, idx[MODEL_SITE_MAX_PARAMS];
@@ -120,7 +146,7 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             for (int k = 0; k < n; k++) whole[idx[k]] = 0;
         }
     for (int i = 0; i < src->n_params; i++)
-        if (whole[i]) copy_param(&src->params[i], &dst->params[i]);
+        if (whole[i]) copy_param(o, &src->params[i], &dst->params[i]);
     free(whole);
     for (int p = 0; p < n_patt && !rc; p++) {
         int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER;
@@ -134,14 +160,15 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             Param *d = &dst->params[idx[k]];
             size_t width = (size_t)c->d_model;
             float *dv = tensor_f32(&d->t);
-            copy_rows(dv, tensor_f32(&s->t), keep, n_kept, width);
-            copy_rows(d->m, s->m, keep, n_kept, width);
-            copy_rows(d->v, s->v, keep, n_kept, width);
+            copy_rows(o, dv, tensor_f32(&s->t), keep, n_kept, width);
+            copy_rows(o, d->m, s->m, keep, n_kept, width);
+            copy_rows(o, d->v, s->v, keep, n_kept, width);
             size_t start = (size_t)n_kept * width, count = (size_t)n_new * width;
-            memset(d->m + start, 0, count * sizeof(float));
-            memset(d->v + start, 0, count * sizeof(float));
-            float std = new_row_std(src, g, k, n_par);
-            for (size_t e = 0; e < count; e++) dv[start + e] = std > 0.0f ? std * rng_normal(&rng) : 0.0f;
+            if (count) {
+                o->zero(o, d->m + start, count * sizeof(float));
+                o->zero(o, d->v + start, count * sizeof(float));
+            }
+            draw_new_values(o, dv + start, count, new_row_std(src, g, k, n_par), &rng);
             rc = remap_segments(s, d, keep, n_kept, n_new, src->step, err);
         }
         if (g->tau_reset && n_new > 0 && model_has_tau(c))
@@ -207,13 +234,7 @@ static int layer_param(const ModelConfig *c, int l, int j) { return 1 + l * mode
  * parameter of its o and FFN sites (a Pattention's value, attn.o.weight,
  * mlp.down). Zero there makes the block the identity. */
 static int is_output_param(const Model *m, int l, int index) {
-    int sites[2] = {PATT_O, PATT_FFN}, idx[MODEL_SITE_MAX_PARAMS];
-    for (int i = 0; i < 2; i++) {
-        int w = sites[i];
-        int n = model_site_is_linear(m, w) ? 1 : model_site_row_params(m, l, w, idx);
-        if (index == model_patt_param(m, l, w) + n - 1) return 1;
-    }
-    return 0;
+    return index == model_site_output_param(m, l, PATT_O) || index == model_site_output_param(m, l, PATT_FFN);
 }
 
 /* New block l of dst: its weights as init_weights drew them (zero-out) or
@@ -221,16 +242,17 @@ static int is_output_param(const Model *m, int l, int index) {
  * side zeroed unless plain copy; zero moments and one segment born now
  * either way (the copies' optimizer history does not carry over). */
 static void make_new_layer(const Model *src, Model *dst, int l, int source, LayerInit init) {
+    const Ops *o = dst->ops;
     int per = model_params_per_layer(&dst->cfg);
     for (int j = 0; j < per; j++) {
         int i = layer_param(&dst->cfg, l, j);
         Param *p = &dst->params[i];
         size_t bytes = tensor_numel(&p->t) * sizeof(float);
         if (init != LAYER_INIT_ZERO_OUT)
-            memcpy(tensor_f32(&p->t), tensor_f32(&src->params[layer_param(&src->cfg, source, j)].t), bytes);
-        if (init != LAYER_INIT_COPY && is_output_param(dst, l, i)) memset(tensor_f32(&p->t), 0, bytes);
-        memset(p->m, 0, bytes);
-        memset(p->v, 0, bytes);
+            o->copy(o, tensor_f32(&p->t), tensor_f32(&src->params[layer_param(&src->cfg, source, j)].t), bytes);
+        if (init != LAYER_INIT_COPY && is_output_param(dst, l, i)) o->zero(o, tensor_f32(&p->t), bytes);
+        o->zero(o, p->m, bytes);
+        o->zero(o, p->v, bytes);
         p->n_seg = 1;
         p->seg[0] = (RowSegment){0, dst->step, 0};
     }
@@ -250,7 +272,6 @@ static int check_layer_count(const ModelConfig *c, int n_new, GrowAt at, char *e
 int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, GrowAt at, uint64_t seed,
                       char *err) {
     const ModelConfig *c = &src->cfg;
-    if (!ops_is_cpu(src->ops)) return tf_err(err, "adding layers needs a model in host memory (CPU backend)");
     if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
         return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     if (check_layer_count(c, n_new, at, err)) return -1;
@@ -272,15 +293,17 @@ int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, G
     model_init_weights(dst, seed);
     dst->step = src->step;
     int per = model_params_per_layer(c), n_final = src->n_params - layer_param(c, c->n_layer, 0);
-    copy_param(&src->params[0], &dst->params[0]);
-    for (int t = 1; t <= n_final; t++) copy_param(&src->params[src->n_params - t], &dst->params[dst->n_params - t]);
+    const Ops *o = src->ops;
+    copy_param(o, &src->params[0], &dst->params[0]);
+    for (int t = 1; t <= n_final; t++)
+        copy_param(o, &src->params[src->n_params - t], &dst->params[dst->n_params - t]);
     for (int l = 0; l < nc.n_layer; l++) {
         if (map[l] < 0) {
             make_new_layer(src, dst, l, like[l], init);
             continue;
         }
         for (int j = 0; j < per; j++)
-            copy_param(&src->params[layer_param(c, map[l], j)], &dst->params[layer_param(&nc, l, j)]);
+            copy_param(o, &src->params[layer_param(c, map[l], j)], &dst->params[layer_param(&nc, l, j)]);
         for (int w = 0; w < PATT_PER_LAYER; w++)
             *model_patt_tau(dst, l, w) = src->tau[map[l] * PATT_PER_LAYER + w];
     }

@@ -1,4 +1,6 @@
-/* Width growth: d_model doubled by tiling the residual stream (docs/MODEL.md 5b). */
+/* Width growth: d_model doubled by tiling the residual stream (docs/MODEL.md 5b).
+ * Each tensor is tiled in host memory and written back through the model's
+ * ops table, so that any backend's model can grow. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,7 +100,6 @@ static int *doubled_rows(const Model *src, const ModelConfig *nc) {
 }
 
 int growth_double_d_model(const Model *src, Model *dst, float noise, uint64_t seed, char *err) {
-    if (!ops_is_cpu(src->ops)) return tf_err(err, "doubling d_model needs a model in host memory (CPU backend)");
     if (adapters_present(&src->cfg)) /* their tensors follow the base layout */
         return tf_err(err, "the model has adapters or LoRA: grow the base model before adapting it");
     if (!(noise >= 0.0f)) return tf_err(err, "--noise must be >= 0 (got %g)", noise);
@@ -112,16 +113,23 @@ int growth_double_d_model(const Model *src, Model *dst, float noise, uint64_t se
     dst->step = src->step;
     memcpy(dst->tau, src->tau, sizeof(float) * (size_t)src->cfg.n_layer * PATT_PER_LAYER);
     TileMap *maps = tile_maps(src);
+    const Ops *o = src->ops;
     Rng rng;
     rng_seed(&rng, seed);
     for (int i = 0; i < src->n_params; i++) {
         const Param *s = &src->params[i];
         Param *d = &dst->params[i];
         int64_t rows_i = s->t.ndim == 2 ? s->t.shape[0] : 1, cols = s->t.shape[s->t.ndim - 1];
-        tile_tensor(tensor_f32(&s->t), rows_i, cols, &maps[i], noise, &rng, tensor_f32(&d->t));
         size_t bytes = tensor_numel(&d->t) * sizeof(float);
-        memset(d->m, 0, bytes);
-        memset(d->v, 0, bytes);
+        float *from = tf_malloc(tensor_numel(&s->t) * sizeof(float), "tiling source");
+        float *to = tf_malloc(bytes, "tiled tensor");
+        o->to_host(o, from, tensor_f32(&s->t), tensor_numel(&s->t) * sizeof(float));
+        tile_tensor(from, rows_i, cols, &maps[i], noise, &rng, to);
+        o->to_device(o, tensor_f32(&d->t), to, bytes);
+        free(from);
+        free(to);
+        o->zero(o, d->m, bytes);
+        o->zero(o, d->v, bytes);
         d->n_seg = 1;
         d->seg[0] = (RowSegment){0, src->step, 0};
     }

@@ -16,55 +16,66 @@
 /* parameter layout                                                     */
 
 /* A layer's parameters per arch, in index order (names, checkpoint order).
- * Each projection site (q, k, v, o, ffn) owns a run of them starting at
- * site_first: a Pattention's key and value, a linear's weight, an MLP's
- * (gate,) up and down. The RMSNorm weights (transformerpp) close the layer. */
+ * Each projection site (q, k, v, o, ffn) owns a run of them: a Pattention's
+ * key and value, a linear's weight, an MLP's (gate,) up and down. The
+ * RMSNorm weights (transformerpp) close the layer. Indices below count from
+ * the layer's first parameter. */
 typedef struct {
-    int n;                                 /* parameters per layer */
-    const char *names[MAX_PARAMS_PER_LAYER];
-    int site_first[PATT_PER_LAYER], site_count[PATT_PER_LAYER];
+    int params_per_layer;
+    const char *param_names[MAX_PARAMS_PER_LAYER];
+    int site_first_param[PATT_PER_LAYER]; /* per site (PATT_Q..PATT_FFN) */
+    int site_param_count[PATT_PER_LAYER];
     /* memory order of the layer's 2-D tensors: a block's q, k, v keys (or
      * weights) one stacked matrix, and so are its values (the groups of
-     * ops.h); SwiGLU's gate and up adjacent (its key of 2h rows) */
-    int n_matrix;
-    int mem_order[MAX_PARAMS_PER_LAYER];
-    int norm[2];                           /* norm1, norm2 weights, or -1 */
-    int n_final;
-    const char *final_names[2];
+     * ops.h); SwiGLU's gate and up adjacent (its key of 2h rows). The 1-D
+     * tensors follow the matrices in index order. */
+    int n_matrices;
+    int matrix_memory_order[MAX_PARAMS_PER_LAYER];
+    int norm_param[2];                    /* norm1, norm2 weights, or -1 (LayerNorm-free layer) */
+    int n_final_params;                   /* after the last layer: the final norm's weight (, bias) */
+    const char *final_param_names[2];
 } ArchLayout;
 
 static const ArchLayout LAYOUTS[ARCH_COUNT] = {
-    [ARCH_TOKENFORMER] = {10,
-                          {"attn.q.key", "attn.q.value", "attn.k.key", "attn.k.value",
-                           "attn.v.key", "attn.v.value", "attn.o.key", "attn.o.value", "ffn.key",
-                           "ffn.value"},
-                          {0, 2, 4, 6, 8},
-                          {2, 2, 2, 2, 2},
-                          10,
-                          {0, 2, 4, 1, 3, 5, 6, 7, 8, 9},
-                          {-1, -1},
-                          2,
-                          {"ln_f.weight", "ln_f.bias"}},
-    [ARCH_TRANSFORMER] = {6,
-                          {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
-                           "mlp.up", "mlp.down"},
-                          {0, 1, 2, 3, 4},
-                          {1, 1, 1, 1, 2},
-                          6,
-                          {0, 1, 2, 3, 4, 5},
-                          {-1, -1},
-                          2,
-                          {"ln_f.weight", "ln_f.bias"}},
-    [ARCH_TRANSFORMERPP] = {9,
-                            {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight",
-                             "mlp.gate", "mlp.up", "mlp.down", "norm1.weight", "norm2.weight"},
-                            {0, 1, 2, 3, 4},
-                            {1, 1, 1, 1, 3},
-                            7,
-                            {0, 1, 2, 3, 4, 5, 6},
-                            {7, 8},
-                            1,
-                            {"norm_f.weight", NULL}},
+    [ARCH_TOKENFORMER] =
+        {
+            .params_per_layer = 10,
+            .param_names = {"attn.q.key", "attn.q.value", "attn.k.key", "attn.k.value", "attn.v.key",
+                            "attn.v.value", "attn.o.key", "attn.o.value", "ffn.key", "ffn.value"},
+            .site_first_param = {0, 2, 4, 6, 8},
+            .site_param_count = {2, 2, 2, 2, 2},
+            .n_matrices = 10,
+            .matrix_memory_order = {0, 2, 4, 1, 3, 5, 6, 7, 8, 9},
+            .norm_param = {-1, -1},
+            .n_final_params = 2,
+            .final_param_names = {"ln_f.weight", "ln_f.bias"},
+        },
+    [ARCH_TRANSFORMER] =
+        {
+            .params_per_layer = 6,
+            .param_names = {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight", "mlp.up",
+                            "mlp.down"},
+            .site_first_param = {0, 1, 2, 3, 4},
+            .site_param_count = {1, 1, 1, 1, 2},
+            .n_matrices = 6,
+            .matrix_memory_order = {0, 1, 2, 3, 4, 5},
+            .norm_param = {-1, -1},
+            .n_final_params = 2,
+            .final_param_names = {"ln_f.weight", "ln_f.bias"},
+        },
+    [ARCH_TRANSFORMERPP] =
+        {
+            .params_per_layer = 9,
+            .param_names = {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight", "mlp.gate",
+                            "mlp.up", "mlp.down", "norm1.weight", "norm2.weight"},
+            .site_first_param = {0, 1, 2, 3, 4},
+            .site_param_count = {1, 1, 1, 1, 3},
+            .n_matrices = 7,
+            .matrix_memory_order = {0, 1, 2, 3, 4, 5, 6},
+            .norm_param = {7, 8},
+            .n_final_params = 1,
+            .final_param_names = {"norm_f.weight", NULL},
+        },
 };
 
 static const char *PATT_NAMES[PATT_PER_LAYER] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn"};
@@ -73,29 +84,33 @@ static const ArchLayout *layout_of(const ModelConfig *c) { return &LAYOUTS[c->ar
 
 int model_first_extra_param(const ModelConfig *c) {
     const ArchLayout *L = layout_of(c);
-    return 1 + L->n * c->n_layer + L->n_final;
+    return 1 + L->params_per_layer * c->n_layer + L->n_final_params;
 }
 static int n_params_for(const ModelConfig *c) {
     return model_first_extra_param(c) + c->n_layer * adapters_params_per_layer(c);
 }
 /* The final norm's weight and (LayerNorm only) bias; -1 when absent. */
-static int lnf_w_index(const Model *m) { return 1 + layout_of(&m->cfg)->n * m->cfg.n_layer; }
+static int lnf_w_index(const Model *m) {
+    return 1 + layout_of(&m->cfg)->params_per_layer * m->cfg.n_layer;
+}
 static int lnf_b_index(const Model *m) {
-    return layout_of(&m->cfg)->n_final == 2 ? lnf_w_index(m) + 1 : -1;
+    return layout_of(&m->cfg)->n_final_params == 2 ? lnf_w_index(m) + 1 : -1;
 }
 /* The weight of RMSNorm k (0: before attention, 1: before the FFN) of layer l, or -1. */
 static int norm_param(const Model *m, int l, int k) {
     const ArchLayout *L = layout_of(&m->cfg);
-    return L->norm[k] < 0 ? -1 : 1 + l * L->n + L->norm[k];
+    return L->norm_param[k] < 0 ? -1 : 1 + l * L->params_per_layer + L->norm_param[k];
 }
 
-int model_params_per_layer(const ModelConfig *c) { return layout_of(c)->n; }
+int model_params_per_layer(const ModelConfig *c) { return layout_of(c)->params_per_layer; }
 
-int model_config_site_count(const ModelConfig *c, int which) { return layout_of(c)->site_count[which]; }
+int model_config_site_count(const ModelConfig *c, int which) {
+    return layout_of(c)->site_param_count[which];
+}
 
 int model_config_site_param(const ModelConfig *c, int layer, int which) {
     const ArchLayout *L = layout_of(c);
-    return 1 + layer * L->n + L->site_first[which];
+    return 1 + layer * L->params_per_layer + L->site_first_param[which];
 }
 
 int model_patt_param(const Model *m, int layer, int which) {
@@ -110,9 +125,13 @@ int model_site_is_linear(const Model *m, int which) {
 
 int model_site_row_params(const Model *m, int layer, int which, int idx[MODEL_SITE_MAX_PARAMS]) {
     if (model_site_is_linear(m, which)) return 0;
-    int first = model_patt_param(m, layer, which), n = layout_of(&m->cfg)->site_count[which];
+    int first = model_patt_param(m, layer, which), n = layout_of(&m->cfg)->site_param_count[which];
     for (int k = 0; k < n; k++) idx[k] = first + k;
     return n;
+}
+
+int model_site_output_param(const Model *m, int layer, int which) {
+    return model_patt_param(m, layer, which) + layout_of(&m->cfg)->site_param_count[which] - 1;
 }
 
 int model_patt_rows(const Model *m, int layer, int which) {
@@ -127,11 +146,13 @@ const char *model_patt_name(int which) { return PATT_NAMES[which]; }
 
 void model_param_name(const ModelConfig *c, int index, char *out, size_t len) {
     const ArchLayout *L = layout_of(c);
-    int first_final = 1 + L->n * c->n_layer, first_extra = model_first_extra_param(c);
+    int first_final = 1 + L->params_per_layer * c->n_layer, first_extra = model_first_extra_param(c);
     if (index >= first_extra) adapters_param_name(c, index - first_extra, out, len);
     else if (index == 0) snprintf(out, len, "wte");
-    else if (index >= first_final) snprintf(out, len, "%s", L->final_names[index - first_final]);
-    else snprintf(out, len, "h.%d.%s", (index - 1) / L->n, L->names[(index - 1) % L->n]);
+    else if (index >= first_final) snprintf(out, len, "%s", L->final_param_names[index - first_final]);
+    else
+        snprintf(out, len, "h.%d.%s", (index - 1) / L->params_per_layer,
+                 L->param_names[(index - 1) % L->params_per_layer]);
 }
 
 size_t model_num_params(const Model *m, int include_embedding) {
@@ -153,16 +174,16 @@ double model_train_flops_per_token(const Model *m) {
  * not change with it. */
 static int memory_slot_param(const Model *m, int k) {
     const ArchLayout *L = layout_of(&m->cfg);
-    int nl = m->cfg.n_layer, n_vec = L->n - L->n_matrix;
+    int nl = m->cfg.n_layer, per = L->params_per_layer, n_mat = L->n_matrices, n_vec = per - n_mat;
     int first_extra = model_first_extra_param(&m->cfg), n_extra = m->n_params - first_extra;
     if (k < 1) return k;
     k -= 1;
-    if (k < L->n_matrix * nl) return 1 + (k / L->n_matrix) * L->n + L->mem_order[k % L->n_matrix];
-    k -= L->n_matrix * nl;
+    if (k < n_mat * nl) return 1 + (k / n_mat) * per + L->matrix_memory_order[k % n_mat];
+    k -= n_mat * nl;
     if (k < n_extra) return first_extra + k;
     k -= n_extra;
-    if (k < n_vec * nl) return 1 + (k / n_vec) * L->n + L->n_matrix + k % n_vec;
-    return 1 + L->n * nl + (k - n_vec * nl);
+    if (k < n_vec * nl) return 1 + (k / n_vec) * per + n_mat + k % n_vec;
+    return 1 + per * nl + (k - n_vec * nl);
 }
 
 /* Rows of a site: Pattention tokens (n_attn, n_ffn); for the baselines d
@@ -209,13 +230,13 @@ int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const
                 return tf_err(err, "layer %d %s: a %s projection has d = %d rows, not %d", l,
                               model_patt_name(w), arch_name(cfg->arch), (int)d, n);
             }
-            for (int k = 0; k < L->site_count[w]; k++)
+            for (int k = 0; k < L->site_param_count[w]; k++)
                 init_tensor(m, model_patt_param(m, l, w) + k, 2, n);
         }
         for (int k = 0; k < 2; k++)
             if (norm_param(m, l, k) >= 0) init_tensor(m, norm_param(m, l, k), 1, 0);
     }
-    for (int k = 0; k < L->n_final; k++) init_tensor(m, lnf_w_index(m) + k, 1, 0);
+    for (int k = 0; k < L->n_final_params; k++) init_tensor(m, lnf_w_index(m) + k, 1, 0);
     for (int i = model_first_extra_param(cfg); i < m->n_params; i++) {
         int64_t s[2];
         char name[TF_NAME_LEN];
@@ -231,7 +252,6 @@ int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const
         p->decay = p->t.ndim == 2;
         p->n_seg = 1;
         p->seg[0] = (RowSegment){0, 0, 0};
-        p->t.device = ops_is_cpu(ops) ? DEVICE_CPU : DEVICE_CUDA;
         total += tensor_numel(&p->t);
     }
     m->n_param_elems = total;
@@ -309,9 +329,9 @@ static float init_std(const Model *m, int i, int *fill, float *value) {
         return 0.0f;
     }
     if (i == 0 || i >= model_first_extra_param(&m->cfg)) return 0.02f; /* extras: grow inits them */
-    int j = (i - 1) % L->n, w = 0;
-    while (w + 1 < PATT_PER_LAYER && L->site_first[w + 1] <= j) w++;
-    int last_of_site = j == L->site_first[w] + L->site_count[w] - 1;
+    int j = (i - 1) % L->params_per_layer, w = 0;
+    while (w + 1 < PATT_PER_LAYER && L->site_first_param[w + 1] <= j) w++;
+    int last_of_site = j == L->site_first_param[w] + L->site_param_count[w] - 1;
     if (m->cfg.arch == ARCH_TOKENFORMER) /* keys 0.02, values (the site's last) scaled */
         return last_of_site ? model_value_init_std(&m->cfg) : 0.02f;
     /* the baselines' output projections (attn.o, mlp.down) are scaled down */
@@ -588,7 +608,7 @@ static const float *pass_weight(const Model *m, int idx) {
 static PattArgs patt_args(Model *m, int l, int w, int G, float *dA, PattInput in,
                           const LayerActs *a) {
     int d = m->cfg.d_model, idx = model_patt_param(m, l, w);
-    int last = idx + layout_of(&m->cfg)->site_count[w] - 1;
+    int last = idx + layout_of(&m->cfg)->site_param_count[w] - 1;
     return (PattArgs){.X = in,
                       .K = pass_weight(m, idx),
                       .V = pass_weight(m, last),
@@ -657,7 +677,7 @@ static void site_backward(Model *m, int l, int w, int G, float *din, int accumul
     PattArgs args = patt_args(m, l, w, G, dA, in, a);
     args.dX = din;
     args.dK = m->params[idx].grad;
-    args.dV = m->params[idx + layout_of(&m->cfg)->site_count[w] - 1].grad;
+    args.dV = m->params[idx + layout_of(&m->cfg)->site_param_count[w] - 1].grad;
     args.dY = dout;
     args.accumulate_dx = accumulate;
     m->ops->pattention_backward(m->ops, &args);

@@ -106,7 +106,7 @@ float **model_rank_rows(Model *m, const Dataset *d, int batches, uint64_t seed, 
     for (int p = 0; p < n_patt; p++) {
         int l = p / PATT_PER_LAYER, w = p % PATT_PER_LAYER, n = model_patt_rows(m, l, w);
         float *V = tf_malloc(sizeof(float) * (size_t)n * dm, "importance");
-        o->to_host(o, V, tensor_f32(&m->params[model_patt_param(m, l, w) + 1].t),
+        o->to_host(o, V, tensor_f32(&m->params[model_site_output_param(m, l, w)].t),
                    sizeof(float) * (size_t)n * dm);
         score[p] = tf_malloc(sizeof(float) * (size_t)n, "importance");
         for (int j = 0; j < n; j++) {

@@ -426,7 +426,8 @@ int grow_point_apply(Model *m, TrainState *ts, const GrowPoint *op, uint64_t see
     int rc = model_shape_grow(check, op, err);
     free(check);
     if (rc) return -1;
-    /* Growth rebuilds the model in host memory (growth.h). The copy there is
+    /* Growth runs on any backend (growth.h); here it runs on a host copy,
+     * which keeps the GPU's memory at one model during the grow. The copy is
      * made on the CPU too (one model's worth of memcpy), so that the CPU
      * tests run the path a GPU-resident model takes. */
     const Ops *device = m->ops;
