@@ -27,20 +27,22 @@ static void usage(FILE *out) {
 /* Idle OpenMP threads of libgomp spin (300,000 rounds before they sleep, by
  * default) at every barrier; with anything else on the cores the spinning
  * threads take the time the working ones need, and training runs 8-30x
- * slower (docs/BENCHMARKS.md, "Shared machines"). Passive waiting costs
- * little on an idle machine, so it is the default. libgomp reads its
+ * slower. Sleeping at once (OMP_WAIT_POLICY=passive) cost 11% of tiny's
+ * training and 25-40% of decoding on an idle 2-core machine; a short spin of
+ * 1,000 rounds costs about 1% of training there and keeps most of passive's
+ * gain under load (docs/BENCHMARKS.md, "Shared machines"). libgomp reads its
  * settings when it is loaded, before main: the process runs itself again
  * with the setting in its environment. A policy or spin count the user set
  * is kept. */
-static void prefer_passive_openmp(char **argv) {
+static void bound_openmp_spinning(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
     execv("/proc/self/exe", argv);
-    unsetenv("OMP_WAIT_POLICY"); /* no exec (no /proc): run on as the runtime was set up */
+    unsetenv("GOMP_SPINCOUNT"); /* no exec (no /proc): run on as the runtime was set up */
 }
 
 int main(int argc, char **argv) {
-    prefer_passive_openmp(argv);
+    bound_openmp_spinning(argv);
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, which the
      * writers handle like a full disk (message, temporary file removed). */
     signal(SIGXFSZ, SIG_IGN);
