@@ -23,16 +23,8 @@ PRESETS=("$@")
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 
-# The bf16 matmul peak, measured (8192^3 products on random data).
-peak=$("$PY" - <<'PYEOF'
-import torch, time
-a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
-for _ in range(3): a @ b
-torch.cuda.synchronize(); t = time.perf_counter(); n = 20
-for _ in range(n): a @ b
-torch.cuda.synchronize(); print(f"{2 * 8192**3 * n / (time.perf_counter() - t) / 1e12:.0f}")
-PYEOF
-)
+# The bf16 matmul peak, measured (scripts/bf16_peak.py).
+peak=$("$PY" scripts/bf16_peak.py)
 echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); measured bf16 matmul peak: $peak TFLOP/s"
 echo "torch $("$PY" -c 'import torch; print(torch.__version__)')"
 

@@ -88,16 +88,7 @@ shard(sys.argv[1] + "/val.bin", 200_000, 2)
 PYEOF
 }
 
-measure_peak() {
-    "$PY" - <<'PYEOF'
-import torch, time
-a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
-for _ in range(3): a @ b
-torch.cuda.synchronize(); t = time.perf_counter(); n = 20
-for _ in range(n): a @ b
-torch.cuda.synchronize(); print(f"{2 * 8192**3 * n / (time.perf_counter() - t) / 1e12:.1f}")
-PYEOF
-}
+measure_peak() { "$PY" scripts/bf16_peak.py; }
 
 # LOG_DIR, when set, keeps llm.c's logs.
 keep_log() { [[ -n ${LOG_DIR:-} ]] && cp "$1" "$LOG_DIR/" || true; }
