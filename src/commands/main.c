@@ -26,14 +26,12 @@ static void usage(FILE *out) {
 
 /* Idle OpenMP threads of libgomp spin (300,000 rounds before they sleep, by
  * default) at every barrier; with anything else on the cores the spinning
- * threads take the time the working ones need, and training runs 8-30x
- * slower. Sleeping at once (OMP_WAIT_POLICY=passive) cost 11% of tiny's
- * training and 25-40% of decoding on an idle 2-core machine; a short spin of
- * 1,000 rounds costs about 1% of training there and keeps most of passive's
- * gain under load (docs/BENCHMARKS.md, "Shared machines"). libgomp reads its
- * settings when it is loaded, before main: the process runs itself again
- * with the setting in its environment. A policy or spin count the user set
- * is kept. */
+ * threads take the time the working ones need. Sleeping at once
+ * (OMP_WAIT_POLICY=passive) costs time on an idle machine; a short spin keeps
+ * the idle speed and most of passive's speed under load (scripts/bench_spin.sh,
+ * docs/BENCHMARKS.md "Shared machines"). libgomp reads its settings when it
+ * is loaded, before main: the process runs itself again with the setting in
+ * its environment. A policy or spin count the user set is kept. */
 static void bound_openmp_spinning(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
