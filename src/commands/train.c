@@ -544,11 +544,6 @@ static void describe_checkpoint(const char *path, const CheckpointLineage *l, in
              l->text.known ? l->text.path : "not recorded", l->text.known ? "'" : "");
 }
 
-static int same_file(const char *a, const char *b) {
-    struct stat x, y;
-    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
-}
-
 static void append_listed(char *list, size_t len, const char *item) {
     size_t used = strlen(list);
     snprintf(list + used, len - used, "%s%s", used ? "; " : "", item);
@@ -562,7 +557,7 @@ static void check_existing_outputs(TrainRun *r) {
     const TrainArgs *a = r->a;
     CheckpointLineage self, latest, best;
     checkpoint_lineage_of(&r->m, &r->vocab, &r->ts, &self);
-    int has_latest = access(r->latest, F_OK) == 0 && !(a->resume && same_file(r->latest, a->resume));
+    int has_latest = access(r->latest, F_OK) == 0 && !(a->resume && output_same_file(r->latest, a->resume));
     int latest_ok = has_latest && checkpoint_peek_lineage(r->latest, &latest) == 0;
     /* a run's own latest may be replaced, but not by an earlier point of it */
     int latest_ahead = latest_ok && a->resume && latest.run_id == self.run_id && latest.iter > self.iter;

@@ -16,11 +16,16 @@
 #include "safetensors.h"
 
 
+/* A checkpoint without a recorded split was trained on the default one. */
+static void set_default_split(int split[3]) {
+    static const int parts[3] = DATA_SPLIT_DEFAULT;
+    memcpy(split, parts, sizeof parts);
+}
+
 void train_state_init(TrainState *ts) {
     memset(ts, 0, sizeof *ts);
     ts->best_val = INFINITY;
-    ts->split[0] = 90; /* DATA_SPLIT_DEFAULT */
-    ts->split[1] = 10;
+    set_default_split(ts->split);
 }
 
 /* ---------------- growth history ---------------- */
@@ -804,8 +809,7 @@ int checkpoint_peek_lineage(const char *path, CheckpointLineage *out) {
         out->vocab_size = cfg.vocab_size;
         out->bytes = kind && !strcmp(kind, "bytes");
         out->vocab_hash = fnv1a64(vocab, strlen(vocab), FNV1A64_INIT);
-        out->split[0] = 90; /* DATA_SPLIT_DEFAULT */
-        out->split[1] = 10;
+        set_default_split(out->split);
         if (split && data_split_parse(split, out->split, err)) rc = -1;
         if (text && *text && text_record_parse(text, &out->text, err)) rc = -1;
         if (run && *run && parse_run_id(run, &out->run_id)) rc = -1;
