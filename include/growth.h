@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "model.h"
 
 typedef enum {
@@ -83,5 +84,10 @@ int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_
  * with zero Adam moments and one segment born at src->step (nothing frozen).
  * -1 with err when the doubled config is invalid. */
 int growth_double_d_model(const Model *src, Model *dst, float noise, uint64_t seed, char *err);
+
+/* The history events of those growths, for `grow` and `train --grow` alike
+ * (what a model of config c records when it gets them). */
+GrowthEvent growth_layers_event(const ModelConfig *c, int n_new, LayerInit init, GrowAt at);
+GrowthEvent growth_d_model_event(const ModelConfig *c, float noise);
 
 #endif

@@ -367,10 +367,7 @@ static int grow_layers(const char *in, const char *out, int n_new, LayerInit ini
     printf("%s: %d layers, %zu parameters (%zu without the embedding)\n", out, g.cfg.n_layer, model_num_params(&g, 1),
            model_num_params(&g, 0));
     eval_after(&e, &g, before, data, batches);
-    /* "zero-output" is what histories called zero-out before the copy modes */
-    GrowthEvent ev = {"layers", n_new, init == LAYER_INIT_ZERO_OUT ? "zero-output" : layer_init_name(init),
-                      grow_at_name(at), init == LAYER_INIT_ZERO_OUT ? MODEL_INIT_STD : 0.0f,
-                      !model_has_tau(&m.cfg) ? "-" : init == LAYER_INIT_ZERO_OUT ? "reset" : "copied"};
+    GrowthEvent ev = growth_layers_event(&m.cfg, n_new, init, at);
     return save_grown_with_event(in, out, &m, &g, &v, &ts, &ev);
 }
 
@@ -393,7 +390,7 @@ static int grow_width(const char *in, const char *out, float noise, uint64_t see
     printf("%s: d_model %d, %d heads, %zu parameters (%zu without the embedding)\n", out, g.cfg.d_model,
            g.cfg.n_head, model_num_params(&g, 1), model_num_params(&g, 0));
     eval_after(&e, &g, before, data, batches);
-    GrowthEvent ev = {"d_model", m.cfg.d_model, "tile", "all", noise, model_has_tau(&m.cfg) ? "keep" : "-"};
+    GrowthEvent ev = growth_d_model_event(&m.cfg, noise);
     return save_grown_with_event(in, out, &m, &g, &v, &ts, &ev);
 }
 

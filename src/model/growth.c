@@ -314,3 +314,14 @@ int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, G
 int model_add_layers(const Model *src, Model *dst, int n_new, GrowAt at, uint64_t seed, char *err) {
     return growth_add_layers(src, dst, n_new, LAYER_INIT_ZERO_OUT, at, seed, err);
 }
+
+GrowthEvent growth_layers_event(const ModelConfig *c, int n_new, LayerInit init, GrowAt at) {
+    int fresh = init == LAYER_INIT_ZERO_OUT;
+    /* "zero-output" is what histories called zero-out before the copy modes */
+    return (GrowthEvent){"layers", n_new, fresh ? "zero-output" : layer_init_name(init), grow_at_name(at),
+                         fresh ? MODEL_INIT_STD : 0.0f, !model_has_tau(c) ? "-" : fresh ? "reset" : "copied"};
+}
+
+GrowthEvent growth_d_model_event(const ModelConfig *c, float noise) {
+    return (GrowthEvent){"d_model", c->d_model, "tile", "all", noise, model_has_tau(c) ? "keep" : "-"};
+}

@@ -344,29 +344,11 @@ int grow_schedule_plan(GrowSchedule *g, const ModelShape *start, const Ops *ops,
 
 /* ---------------- applying a point to the live model ---------------- */
 
-/* A copy of src on ops: parameters, Adam moments, tau, segments, step. */
-static int model_copy_to(const Model *src, const Ops *ops, Model *dst, char *err) {
-    ModelShape *s = tf_malloc(sizeof *s, "model shape");
-    model_shape_of(src, s);
-    int rc = model_create(dst, &src->cfg, s->rows, ops, err);
-    free(s);
-    if (rc) return -1;
-    size_t bytes = src->n_param_elems * sizeof(float);
-    float *host = tf_malloc(bytes, "model copy");
-    float *const from[3] = {src->param_mem, src->m_mem, src->v_mem};
-    float *const to[3] = {dst->param_mem, dst->m_mem, dst->v_mem};
-    for (int i = 0; i < 3; i++) {
-        src->ops->to_host(src->ops, host, from[i], bytes);
-        dst->ops->to_device(dst->ops, to[i], host, bytes);
-    }
-    free(host);
-    memcpy(dst->tau, src->tau, sizeof(float) * (size_t)src->cfg.n_layer * PATT_PER_LAYER);
-    for (int i = 0; i < src->n_params; i++) {
-        dst->params[i].n_seg = src->params[i].n_seg;
-        memcpy(dst->params[i].seg, src->params[i].seg, sizeof src->params[i].seg);
-    }
-    dst->step = src->step;
-    return 0;
+/* The grown model g keeps its event in the history, or is freed. */
+static int record_event(TrainState *ts, const Model *m, Model *g, const GrowthEvent *ev, char *err) {
+    if (train_state_add_growth(ts, m->step, ev, err) == 0) return 0;
+    model_free(g);
+    return -1;
 }
 
 /* Rows: grow's default recipe, as `grow --kv +N --ffn-kv +M` (tokenformer:
@@ -386,10 +368,7 @@ static int apply_rows(const Model *m, TrainState *ts, const GrowPoint *op, uint6
         if (!amounts[kind]) continue;
         GrowthEvent ev = {kind ? "ffn" : "kv", amounts[kind], patt ? "random" : "zero-output", "all", MODEL_INIT_STD,
                           patt ? "reset" : "-"};
-        if (train_state_add_growth(ts, m->step, &ev, err)) {
-            model_free(g);
-            return -1;
-        }
+        if (record_event(ts, m, g, &ev, err)) return -1;
     }
     return 0;
 }
@@ -399,25 +378,15 @@ static int apply_layers(const Model *m, TrainState *ts, const GrowPoint *op, uin
     int n_new = op->by_factor ? (int)(m->cfg.n_layer * (op->factor - 1.0)) : op->amount;
     LayerInit init = op->init >= 0 ? (LayerInit)op->init : op->at == GROW_AT_STACK ? LAYER_INIT_COPY : LAYER_INIT_ZERO_OUT;
     if (growth_add_layers(m, g, n_new, init, (GrowAt)op->at, seed, err)) return -1;
-    GrowthEvent ev = {"layers", n_new, init == LAYER_INIT_ZERO_OUT ? "zero-output" : layer_init_name(init),
-                      grow_at_name((GrowAt)op->at), init == LAYER_INIT_ZERO_OUT ? MODEL_INIT_STD : 0.0f,
-                      !model_has_tau(&m->cfg) ? "-" : init == LAYER_INIT_ZERO_OUT ? "reset" : "copied"};
-    if (train_state_add_growth(ts, m->step, &ev, err)) {
-        model_free(g);
-        return -1;
-    }
-    return 0;
+    GrowthEvent ev = growth_layers_event(&m->cfg, n_new, init, (GrowAt)op->at);
+    return record_event(ts, m, g, &ev, err);
 }
 
 /* d_model: as `grow --d-model 2x` (no noise). */
 static int apply_d_model(const Model *m, TrainState *ts, uint64_t seed, Model *g, char *err) {
     if (growth_double_d_model(m, g, 0.0f, seed, err)) return -1;
-    GrowthEvent ev = {"d_model", m->cfg.d_model, "tile", "all", 0.0f, model_has_tau(&m->cfg) ? "keep" : "-"};
-    if (train_state_add_growth(ts, m->step, &ev, err)) {
-        model_free(g);
-        return -1;
-    }
-    return 0;
+    GrowthEvent ev = growth_d_model_event(&m->cfg, 0.0f);
+    return record_event(ts, m, g, &ev, err);
 }
 
 int grow_point_apply(Model *m, TrainState *ts, const GrowPoint *op, uint64_t seed, char *err) {
@@ -426,25 +395,14 @@ int grow_point_apply(Model *m, TrainState *ts, const GrowPoint *op, uint64_t see
     int rc = model_shape_grow(check, op, err);
     free(check);
     if (rc) return -1;
-    /* Growth runs on any backend (growth.h); here it runs on a host copy,
-     * which keeps the GPU's memory at one model during the grow. The copy is
-     * made on the CPU too (one model's worth of memcpy), so that the CPU
-     * tests run the path a GPU-resident model takes. */
-    const Ops *device = m->ops;
-    Model host, grown;
-    if (model_copy_to(m, ops_cpu(), &host, err)) return -1;
-    rc = op->kind == GOP_LAYERS ? apply_layers(&host, ts, op, seed, &grown, err)
-         : op->kind == GOP_D        ? apply_d_model(&host, ts, seed, &grown, err)
-                                    : apply_rows(&host, ts, op, seed, &grown, err);
-    model_free(&host);
+    /* Growth builds the grown model on m's own backend (growth.h), so a
+     * GPU-resident model grows without leaving the device. */
+    Model grown;
+    rc = op->kind == GOP_LAYERS ? apply_layers(m, ts, op, seed, &grown, err)
+         : op->kind == GOP_D        ? apply_d_model(m, ts, seed, &grown, err)
+                                    : apply_rows(m, ts, op, seed, &grown, err);
     if (rc) return -1;
-    Model out = grown;
-    if (!ops_is_cpu(device)) { /* back to the device; the old model stays valid until then */
-        rc = model_copy_to(&grown, device, &out, err);
-        model_free(&grown);
-        if (rc) return -1;
-    }
     model_free(m);
-    *m = out;
+    *m = grown;
     return 0;
 }
