@@ -45,7 +45,9 @@ train "${MODEL[@]}" --max-iters 40 --lr-schedule wsd --decay-frac 0.25 --log-int
     --out "$WORK/wsd_a" --log "$WORK/wsd_resumed.csv" >/dev/null 2>&1
 "$BIN" train "$TEXT" --resume "$WORK/wsd_a/latest.safetensors" --device cpu --threads 1 \
     --out "$WORK/wsd_b" --log "$WORK/wsd_resumed.csv" >/dev/null 2>&1
-if [[ "$(csv_col "$WORK/wsd_resumed.csv" progress 4)" == "$(csv_col "$WORK/wsd.csv" progress 4)" ]]; then
+resumed_lr=$(csv_col "$WORK/wsd_resumed.csv" progress 4)
+# (an empty column on both sides, e.g. two failed runs, must not pass)
+if [[ -n $resumed_lr && $resumed_lr == "$(csv_col "$WORK/wsd.csv" progress 4)" ]]; then
     pass wsd_resume
 else
     fail wsd_resume "the resumed run's lr column differs from the whole run's"
