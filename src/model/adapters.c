@@ -251,6 +251,8 @@ static void lora_product(const Model *m, int base, float *C, float beta) {
 
 void lora_refresh(Model *m) {
     int *bases, n = lora_bases(&m->cfg, &bases);
+    /* the whole block, not only the LoRA weights: fused products (q, k and v
+     * as one GEMM) read a weight's neighbours from the same block */
     m->ops->copy(m->ops, m->lora_eff, m->param_mem, m->n_param_elems * sizeof(float));
     for (int i = 0; i < n; i++) /* eff = W + s B A; B = 0 adds exact zeros */
         lora_product(m, bases[i], m->lora_eff + model_param_offset(m, bases[i]), 1.0f);
