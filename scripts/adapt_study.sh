@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PRESET=tiny DEVICE=cpu THREADS=2 BASE_ITERS=500 ADAPT_ITERS=200 BUDGETS="2 8" SEEDS=1337
-B_BYTES=2000000 LR=1e-3 OUT=docs/runs/adapt_study BIN=${TF_BIN:-./tokenformer}
+B_BYTES=2000000 LR=1e-3 OUT=out/adapt_study BIN=${TF_BIN:-./tokenformer}
 while [[ $# -gt 0 ]]; do
     case $1 in
     --preset) PRESET=$2 ;;
