@@ -16,7 +16,8 @@
 #
 # usage: scripts/adapt_study.sh [--preset P] [--device D] [--threads N]
 #          [--base-iters N] [--adapt-iters N] [--budgets "2 8"] [--seeds "1337"]
-#          [--b-bytes N] [--lr LR] [--out DIR]
+#          [--b-bytes N] [--b-text FILE] [--lr LR] [--out DIR]
+# --b-text: corpus B (default data/linux-docs.txt, fetched by make data).
 # Defaults are the CPU scale of docs/ADAPTATION.md (preset tiny, minutes on
 # two cores); a GPU run: --device cuda --preset shakespeare --base-iters 5000
 # --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B).
@@ -37,7 +38,8 @@ while [[ $# -gt 0 ]]; do
     --b-bytes) B_BYTES=$2 ;;
     --lr) LR=$2 ;;
     --out) OUT=$2 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    --b-text) B_TEXT=$2 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift 2
@@ -45,16 +47,19 @@ done
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [[ -x $BIN ]] || { echo "adapt_study: $BIN not found (make first)" >&2; exit 1; }
 [[ -s data/input.txt ]] || make data
-[[ -s data/linux-docs.txt ]] || make data CORPUS=linux-docs
+B_TEXT=${B_TEXT:-data/linux-docs.txt}
+[[ -s $B_TEXT || $B_TEXT != data/linux-docs.txt ]] || make data CORPUS=linux-docs
+[[ -s $B_TEXT ]] || { echo "adapt_study: no corpus B at $B_TEXT" >&2; exit 1; }
 mkdir -p "$OUT"
 A=data/input.txt B=$OUT/corpus_b.txt
-if [[ $B_BYTES -gt 0 ]]; then head -c "$B_BYTES" data/linux-docs.txt >"$B"; else cp data/linux-docs.txt "$B"; fi
+if [[ $B_BYTES -gt 0 ]]; then head -c "$B_BYTES" "$B_TEXT" >"$B"; else cp "$B_TEXT" "$B"; fi
 DEV=(--device "$DEVICE" --threads "$THREADS")
 RUN=(--preset "$PRESET" --tokenizer bytes "${DEV[@]}" --lr "$LR")
 RES=$OUT/results.csv
 echo "seed,arm,budget,trainable,total,val_B_before,val_B_after,val_A_before,val_A_after,adapt_flops,wall_s" >"$RES"
 
-full_loss() { "$BIN" eval --ckpt "$1" "$2" --full "${DEV[@]}" | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2; }
+# Evaluations and adaptation are on another text than a checkpoint's on purpose.
+full_loss() { "$BIN" eval --ckpt "$1" "$2" --full --allow-other-text "${DEV[@]}" | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2; }
 flops_of() { "$BIN" info --ckpt "$1" | grep -o '[0-9.e+]* FLOPs' | cut -d' ' -f1; }
 info_num() { "$BIN" info --ckpt "$1" | grep "$2" | grep -o '[0-9][0-9]*' | head -"$3" | tail -1; }
 
@@ -65,7 +70,7 @@ adapt() {
     local t0 t1
     t0=$(date +%s.%N)
     # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
-    "$BIN" train "$B" --resume "$in" --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
+    "$BIN" train "$B" --resume "$in" --allow-other-text --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
         --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" --log "$dir.csv" --out "$dir" \
         >"$dir.log" 2>&1
     t1=$(date +%s.%N)
