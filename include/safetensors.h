@@ -50,6 +50,8 @@ void st_free(StFile *f);
 /* One __metadata__ value read from the header alone (no tensor data): 0, or
  * -1 when the file, the header or the key is missing or the value is longer than len-1. */
 int st_peek_meta(const char *path, const char *key, char *out, size_t len);
+/* The same value, of any length, in a malloc'd copy (NULL: missing). */
+char *st_peek_meta_dup(const char *path, const char *key);
 
 const StEntry *st_find(const StFile *f, const char *name);
 const char *st_meta(const StFile *f, const char *key);

@@ -766,17 +766,6 @@ int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainS
 
 /* ---------------- lineage of a checkpoint on disk ---------------- */
 
-/* A metadata value of any length (st_peek_meta wants a buffer): the
- * vocabulary of a CJK text is tens of kilobytes. NULL when absent. */
-static char *peek_meta_alloc(const char *path, const char *key) {
-    for (size_t len = 4096; len <= ((size_t)1 << 26); len *= 8) {
-        char *buf = tf_malloc(len, "checkpoint metadata");
-        if (st_peek_meta(path, key, buf, len) == 0) return buf;
-        free(buf);
-    }
-    return NULL;
-}
-
 void checkpoint_lineage_of(const Model *m, const Vocab *v, const TrainState *ts, CheckpointLineage *out) {
     memset(out, 0, sizeof *out);
     out->iter = ts->iter;
@@ -794,10 +783,10 @@ void checkpoint_lineage_of(const Model *m, const Vocab *v, const TrainState *ts,
 
 int checkpoint_peek_lineage(const char *path, CheckpointLineage *out) {
     memset(out, 0, sizeof *out);
-    char *cfg_s = peek_meta_alloc(path, "config"), *vocab = peek_meta_alloc(path, "vocab");
-    char *text = peek_meta_alloc(path, "text"), *run = peek_meta_alloc(path, "run_id");
-    char *iter = peek_meta_alloc(path, "iter"), *kind = peek_meta_alloc(path, "tokenizer");
-    char *split = peek_meta_alloc(path, "data_split"), err[TF_ERRLEN];
+    char *cfg_s = st_peek_meta_dup(path, "config"), *vocab = st_peek_meta_dup(path, "vocab");
+    char *text = st_peek_meta_dup(path, "text"), *run = st_peek_meta_dup(path, "run_id");
+    char *iter = st_peek_meta_dup(path, "iter"), *kind = st_peek_meta_dup(path, "tokenizer");
+    char *split = st_peek_meta_dup(path, "data_split"), err[TF_ERRLEN];
     ModelConfig cfg;
     long it = 0;
     int rc = cfg_s && vocab && iter && !parse_model_config(cfg_s, &cfg, err) && !tf_parse_int(iter, 0, 1L << 30, &it)

@@ -373,12 +373,14 @@ int st_read(const char *path, StFile *out, char *err) {
     return 0;
 }
 
-int st_peek_meta(const char *path, const char *key, char *out, size_t len) {
+/* A copy of metadata value `key` of the file at path, from its header alone;
+ * NULL when the file, its header or the key is missing. */
+char *st_peek_meta_dup(const char *path, const char *key) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
+    if (!fp) return NULL;
     unsigned char n8[8];
     uint64_t n = 0;
-    int rc = -1;
+    char *value = NULL;
     if (fread(n8, 1, 8, fp) == 8) {
         for (int i = 7; i >= 0; i--) n = n << 8 | n8[i];
         char *hdr = n > 0 && n <= ((uint64_t)1 << 27) ? malloc((size_t)n + 1) : NULL;
@@ -386,15 +388,20 @@ int st_peek_meta(const char *path, const char *key, char *out, size_t len) {
             hdr[n] = '\0';
             cJSON *j = cJSON_Parse(hdr);
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "__metadata__"), key);
-            if (cJSON_IsString(v) && strlen(v->valuestring) < len) {
-                strcpy(out, v->valuestring);
-                rc = 0;
-            }
+            if (cJSON_IsString(v)) value = dup_str(v->valuestring);
             cJSON_Delete(j);
         }
         free(hdr);
     }
     fclose(fp);
+    return value;
+}
+
+int st_peek_meta(const char *path, const char *key, char *out, size_t len) {
+    char *v = st_peek_meta_dup(path, key);
+    int rc = v && strlen(v) < len ? 0 : -1;
+    if (!rc) strcpy(out, v);
+    free(v);
     return rc;
 }
 
