@@ -27,7 +27,9 @@
 #      WARMUP (steps left out of llm.c's median, default 5), LLMC_TIMEOUT (seconds
 #      per llm.c run, default 180), LOG_DIR (keep llm.c's logs there), LLMC_BUILD_DIR
 #      (keep the patched build there and reuse it), LLMC_BUILD_ONLY=1 (build into
-#      LLMC_BUILD_DIR and stop: to build while the GPU does other work), PYTHON (python
+#      LLMC_BUILD_DIR and stop: to build while the GPU does other work, or ahead
+#      on a machine without a GPU with GPU_CC=90), GPU_CC (compute capability
+#      to build for; default: the GPU's), PYTHON (python
 #      with torch, for the peak; default: scripts/find_python.sh finds one), TF_BIN
 #      (default ./tokenformer).
 set -euo pipefail
@@ -62,12 +64,20 @@ build_llmc() {
     fi
     # It links NVML by its unversioned name, which only a driver's development
     # files provide: point the linker at the driver's libnvidia-ml.so.1.
+    # Without a driver (building ahead on a machine with no GPU) an empty
+    # library named libnvidia-ml.so.1 satisfies the link: without nvml.h llm.c
+    # calls none of it, and the driver's library is found at run time.
     local nvml
     nvml=$(ldconfig -p | awk '/libnvidia-ml\.so\.1 /{print $NF; exit}')
     mkdir -p "$work/nvml"
-    [[ -n $nvml ]] && ln -sf "$nvml" "$work/nvml/libnvidia-ml.so"
-    local cc
-    cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+    if [[ -n $nvml ]]; then
+        ln -sf "$nvml" "$work/nvml/libnvidia-ml.so"
+    else
+        echo 'void tokenformer_nvml_placeholder(void) {}' >"$work/nvml/empty.c"
+        cc -shared -fPIC -Wl,-soname,libnvidia-ml.so.1 -o "$work/nvml/libnvidia-ml.so" "$work/nvml/empty.c"
+    fi
+    local cc=${GPU_CC:-}
+    [[ -n $cc ]] || cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
     make -C "$work/llmc" train_gpt2cu USE_CUDNN=0 NO_MULTI_GPU=1 NO_USE_MPI=1 \
         GPU_COMPUTE_CAPABILITY="$cc" NVCC_LDLIBS="-L$work/nvml" >"$work/llmc_build.log" 2>&1 ||
         { tail -20 "$work/llmc_build.log" >&2; echo "bench_llmc: llm.c did not build" >&2; exit 1; }
