@@ -29,6 +29,10 @@ int cli_precision(const char *value);
 /* The stderr line that says which matmul precision runs (on the CPU: a note
  * that --precision has no effect). */
 void cli_report_precision(const Ops *ops, int precision);
+/* Put the model at the --precision asked for where its backend has it: on
+ * the CPU, which computes in fp32 only, at fp32 (cli_report_precision's
+ * note says so). Dies with a one-line error otherwise. */
+void cli_set_model_precision(Model *m, int requested);
 long cli_int(const char *flag, const char *value, long lo, long hi);
 double cli_float(const char *flag, const char *value, double lo, double hi);
 /* getopt_long's error for an unknown flag, turned into our one-line error. */

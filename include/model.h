@@ -66,6 +66,13 @@ typedef struct {
 typedef struct Model {
     ModelConfig cfg;
     const Ops *ops;
+    /* How the model computes on its backend (MatmulPrecision): a run
+     * setting (model_set_precision), never stored in a checkpoint;
+     * MATMUL_FP32 from model_create. */
+    int precision;
+    /* The element type of the activations' and scratch's attention tensors
+     * (ops.h), fixed when model_alloc_activations allocated them. */
+    DType attn_dtype;
 
     Param *params;   /* wte, then per layer the arch's parameters (model.c ArchLayout;
                         tokenformer: (q,k,v,o,ffn) x (key,value)), then the final
@@ -96,10 +103,19 @@ typedef struct Model {
     uint64_t last_dropout_seed;
 } Model;
 
-/* Create a model with parameters allocated (zero) on ops' device.
- * rows: n per Pattention (n_layer * PATT_PER_LAYER) or NULL for the config's
- * n_attn / n_ffn. Returns 0 or -1 with err. */
+/* Create a model with parameters allocated (zero) on ops' device, at
+ * precision MATMUL_FP32. rows: n per Pattention (n_layer * PATT_PER_LAYER)
+ * or NULL for the config's n_attn / n_ffn. Returns 0 or -1 with err. */
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
+/* model_create on src's backend at src's precision: a model made from
+ * another (growth, adapters) computes as its source did. */
+int model_create_like(Model *m, const Model *src, const ModelConfig *cfg, const int *rows, char *err);
+/* Set the backend to the model's precision (MatmulPrecision) and check
+ * that it computes in it; before model_alloc_activations and
+ * model_kv_alloc, whose attention tensors take its type. Returns 0, or -1
+ * with err when the backend has no such precision (the CPU: fp32 only) or
+ * the activations are allocated in another type. */
+int model_set_precision(Model *m, int precision, char *err);
 /* The parameter table and shapes only, no memory: enough for model_num_params
  * and model_train_flops_per_token of a config (info --preset); model_free
  * releases it. */
@@ -193,6 +209,7 @@ typedef struct {
     int pos;         /* positions cached: the next token's position */
     float **k, **v;  /* per layer */
     float *mem;      /* one device block */
+    DType dtype;     /* the element type of k and v (the model's attention type) */
     int *pos_dev;    /* pos in backend memory, where the decode ops read it */
     /* The single-token step, which the backend may record once and replay
      * for every later token (ops.h decode_step): its state, the backend's. */

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tensor.h"
+
 /* Pattention's modified softmax (docs/MODEL.md, Pattention). */
 typedef enum {
     PNORM_L2_GELU = 0, /* GeLU(tau * A / ||A||)           (default) */
@@ -72,12 +74,13 @@ typedef struct {
 } PattInput;
 
 /* Attention tensors: q, k, v, the attention output and their gradients.
- * They hold attn_elem_bytes() bytes per element: 4 (fp32) on the CPU and
- * under CUDA fp32/tf32; 2 (bf16) under CUDA bf16, where they only ever feed
- * bf16 products (the fused attention, the Pattention GEMMs), so that fp32
- * copies would cost a conversion per use and twice the memory. The table
- * keeps float * for them; a buffer of n elements takes n * attn_elem_bytes()
- * bytes. rope and attention_forward/backward read and write only attention
+ * Their element type is attn_dtype(): DTYPE_F32 on the CPU and under CUDA
+ * fp32/tf32; DTYPE_BF16 under CUDA bf16, where they only ever feed bf16
+ * products (the fused attention, the Pattention GEMMs), so that fp32 copies
+ * would cost a conversion per use and twice the memory. The table keeps
+ * float * for them; whoever allocates one records its DType beside it (the
+ * model: Model.attn_dtype, KVCache.dtype) and checks, before calling the
+ * ops that take it, that the backend still computes in that type. rope and attention_forward/backward read and write only attention
  * tensors; a Pattention does where flagged: its input (PattInput.attn, and
  * then dX) and its output (y_attn: Y, and then dY). */
 
@@ -171,11 +174,12 @@ typedef struct {
 /*
  * memory_in_use: device memory this process holds now, in bytes (CUDA: in
  *   use on the GPU since the backend started, workspaces included; CPU: 0).
- * set_precision: how GEMMs multiply (MatmulPrecision, below; no effect on
- *   the CPU). Set it before allocating attention tensors and scratch: sizes
- *   follow it.
- * attn_elem_bytes: bytes per element of an attention tensor (see above): 4
- *   or 2. May change with the matmul precision: allocate after setting it.
+ * set_precision: how GEMMs multiply (MatmulPrecision, below); returns the
+ *   precision the backend computes in from now on: the one asked for, or
+ *   MATMUL_FP32 where it has no other (the CPU). Set it before allocating
+ *   attention tensors and scratch: types and sizes follow it.
+ * attn_dtype: the element type of attention tensors (see above) at the
+ *   current precision: matmul_precision_attn_dtype of it.
  *
  * ---- memory ----
  * alloc: zero-filled; NULL when out of memory. free, to_device, to_host,
@@ -301,8 +305,8 @@ typedef struct {
  */
 #define OPS_LIST(OP)                                                                               \
     OP(OP_SERVICE, size_t, memory_in_use, (const Ops *ops), ())                                    \
-    OP(OP_SERVICE, void, set_precision, (const Ops *ops, int precision), (precision))              \
-    OP(OP_SERVICE, size_t, attn_elem_bytes, (const Ops *ops), ())                                  \
+    OP(OP_SERVICE, int, set_precision, (const Ops *ops, int precision), (precision))               \
+    OP(OP_SERVICE, DType, attn_dtype, (const Ops *ops), ())                                        \
     OP(OP_SERVICE, void *, alloc, (const Ops *ops, size_t bytes), (bytes))                         \
     OP(OP_SERVICE, void, free, (const Ops *ops, void *p), (p))                                     \
     OP(OP_SERVICE, void, to_device, (const Ops *ops, void *dst, const void *host_src, size_t bytes), \
@@ -449,11 +453,14 @@ const Ops *ops_by_name(const char *name, char *err, size_t err_len);
  * (tensor cores, 10-bit mantissa inputs) or bf16 (the Pattention GEMMs take
  * bf16 operands, the other GEMMs TF32). Weights, optimizer state, the
  * residual stream and reductions stay fp32, attention tensors become bf16
- * (attn_elem_bytes), and every product accumulates in fp32. */
+ * (attn_dtype), and every product accumulates in fp32. */
 typedef enum { MATMUL_FP32 = 0, MATMUL_TF32 = 1, MATMUL_BF16 = 2 } MatmulPrecision;
 /* "fp32", "tf32", "bf16" -> MatmulPrecision, or -1. */
 int matmul_precision_parse(const char *name);
 const char *matmul_precision_name(int precision);
+/* The element type of attention tensors at a precision a backend computes
+ * in: DTYPE_BF16 under MATMUL_BF16, else DTYPE_F32. */
+DType matmul_precision_attn_dtype(int precision);
 
 /* Whether the table computes in host memory (the CPU backend): the one
  * place that asks which backend a table is. */

@@ -8,7 +8,10 @@
 #define TF_MAX_DIMS 4
 #define TF_NAME_LEN 64
 
-typedef enum { DTYPE_F32 = 0, DTYPE_I32 = 1 } DType;
+/* BF16 types the buffers a backend keeps in bfloat16 (CUDA's attention
+ * tensors under --precision bf16, ops.h). Checkpoints hold F32 and I32
+ * only: safetensors.c refuses BF16 both ways. */
+typedef enum { DTYPE_F32 = 0, DTYPE_I32 = 1, DTYPE_BF16 = 2 } DType;
 
 typedef struct {
     char name[TF_NAME_LEN];
@@ -18,6 +21,10 @@ typedef struct {
     void *data; /* memory of the backend that allocated it (its ops table knows which), owned there */
 } Tensor;
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 size_t dtype_size(DType t);
 const char *dtype_name(DType t);
 size_t tensor_numel(const Tensor *t);
@@ -25,5 +32,9 @@ size_t tensor_bytes(const Tensor *t);
 /* Fill name/shape/dtype; data stays NULL. */
 void tensor_init(Tensor *t, const char *name, DType dtype, int ndim, const int64_t *shape);
 static inline float *tensor_f32(const Tensor *t) { return (float *)t->data; }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -416,7 +416,7 @@ static void rope_declare(CaseRun *r) {
 
 static void rope_rotate(const Ops *o, CaseRun *r, int s, float *dst, const float *src, int inverse) {
     const int *a = r->c->a;
-    o->copy(o, dst, src, rope_elems(r->c) * o->attn_elem_bytes(o));
+    o->copy(o, dst, src, rope_elems(r->c) * dtype_size(o->attn_dtype(o)));
     o->rope(o, dst, a[0], a[1], a[2], a[3], a[4], inverse);
 }
 
@@ -1085,7 +1085,7 @@ static const struct {
     {"memory_in_use", G | BK, "a figure for logs, no result to check"},
     {"set_precision", G, "the CPU computes in fp32 only"},
     {"set_precision", BK, "every reduced-precision case sets it"},
-    {"attn_elem_bytes", G | BK, "the harness sizes attention tensors by it"},
+    {"attn_dtype", G | BK, "the harness types attention tensors by it"},
     {"alloc", G, "memory, no math"},
     {"free", G, "memory, no math"},
     {"to_device", G, "memory, no math"},

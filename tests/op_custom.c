@@ -150,7 +150,6 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
         check_skip(name, "the %s backend records nothing", T->name);
         return;
     }
-    T->set_precision(T, c->prec);
     ModelConfig mc = preset_find("tiny")->model;
     mc.arch = c->a[0];
     mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
@@ -160,7 +159,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     const int prompt[L] = {1, 5, 9};
     Model m;
     Sampler s[2];
-    if (model_create(&m, &mc, NULL, T, err)) tf_die("%s", err);
+    if (model_create(&m, &mc, NULL, T, err) || model_set_precision(&m, c->prec, err)) tf_die("%s", err);
     model_init_weights(&m, 5);
     for (int i = 0; i < 2; i++) {
         SamplerConfig sc = {1.0f, 0, 11, 1, i};

@@ -180,7 +180,7 @@ static void fill(CaseRun *r, int i) {
 void op_alloc(CaseRun *r) {
     for (int i = 0; i < r->nb; i++) {
         const Ops *t = op_ops(r, SIDE_TGT);
-        r->half[i] = r->spec[i].attn && t && r->mode != MODE_GRAD && t->attn_elem_bytes(t) == 2;
+        r->half[i] = r->spec[i].attn && t && r->mode != MODE_GRAD && t->attn_dtype(t) == DTYPE_BF16;
         for (int side = 0; side < SIDES; side++) {
             const Ops *o = op_ops(r, side);
             if (!o) continue;

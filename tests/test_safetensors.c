@@ -118,6 +118,8 @@ static void test_hostile_inputs(void) {
     reject_hdr("reject_missing_shape", "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "no shape");
     reject_hdr("reject_missing_offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "no data_offsets");
     reject_hdr("reject_unknown_dtype", "{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, "'F16'");
+    /* checkpoints hold F32 and I32 only, even now that tensors may be BF16 */
+    reject_hdr("reject_bf16_dtype", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, "'BF16'");
     reject_hdr("reject_dtype_not_string", "{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype");
     reject_hdr("reject_negative_shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
                "shape[0]");
@@ -311,6 +313,21 @@ static void test_writer_rejects(void) {
     StTensorOut bad = {"b", DTYPE_F32, 1, neg, x};
     rc = st_write_atomic(path, &bad, 1, NULL, NULL, 0, err);
     check(rc == -1 && access(path, F_OK) != 0, "write_rejects_negative_shape", "rc=%d %s", rc, err);
+    uint16_t halves[2] = {0x3f80, 0x4000};
+    StTensorOut bf16 = {"h", DTYPE_BF16, 1, s, halves};
+    rc = st_write_atomic(path, &bf16, 1, NULL, NULL, 0, err);
+    check(rc == -1 && strstr(err, "dtype") && access(path, F_OK) != 0, "write_rejects_bf16", "rc=%d %s", rc,
+          err);
+}
+
+/* The element types tensors and backend buffers are typed with. */
+static void test_dtypes(void) {
+    check(dtype_size(DTYPE_F32) == 4 && dtype_size(DTYPE_I32) == 4 && dtype_size(DTYPE_BF16) == 2,
+          "dtype_sizes", "%zu %zu %zu", dtype_size(DTYPE_F32), dtype_size(DTYPE_I32),
+          dtype_size(DTYPE_BF16));
+    check(strcmp(dtype_name(DTYPE_F32), "F32") == 0 && strcmp(dtype_name(DTYPE_I32), "I32") == 0 &&
+              strcmp(dtype_name(DTYPE_BF16), "BF16") == 0,
+          "dtype_names", "%s %s %s", dtype_name(DTYPE_F32), dtype_name(DTYPE_I32), dtype_name(DTYPE_BF16));
 }
 
 /* ------------------------------------------------------------------ */
@@ -444,6 +461,7 @@ int main(void) {
     }
     test_round_trip();
     test_writer_rejects();
+    test_dtypes();
     test_atomic_overwrite();
     test_read_errors();
     test_hostile_inputs();

@@ -62,6 +62,10 @@ const char *matmul_precision_name(int precision) {
     return precision >= 0 && precision < 3 ? PRECISION_NAMES[precision] : "?";
 }
 
+DType matmul_precision_attn_dtype(int precision) {
+    return precision == MATMUL_BF16 ? DTYPE_BF16 : DTYPE_F32;
+}
+
 #define OP_NAME_OP_SERVICE(name)
 #define OP_NAME_OP_COMPUTE(name) #name,
 #define OP_NAME_OP_COMPUTE_FLOAT(name) #name,

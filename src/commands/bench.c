@@ -64,11 +64,12 @@ typedef struct {
 
 /* Sampling speed of a randomly initialized model: what a user of `sample`
  * waits for, prompt encoding included, weights do not matter. */
-static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *ops,
+static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *ops, int precision,
                         const char *prec_name, const DecodeBench *dc, uint64_t seed) {
     char err[TF_ERRLEN];
     Model m;
     if (model_create(&m, mc, NULL, ops, err)) tf_die("%s", err);
+    cli_set_model_precision(&m, precision);
     model_init_weights(&m, seed);
     int *prompt = tf_malloc(sizeof(int) * dc->prompt_len, "prompt");
     Rng r;
@@ -172,7 +173,6 @@ int cmd_bench(int argc, char **argv) {
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
     cli_apply_arch_defaults(&mc, flag_seen);
     const Ops *ops = cli_open_device(device, (int)threads, 1);
-    ops->set_precision(ops, precision);
     if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
     /* what actually runs: the CPU computes in fp32 whatever was asked */
     const char *prec_name = !ops_is_cpu(ops) ? matmul_precision_name(precision) : "fp32";
@@ -181,7 +181,7 @@ int cmd_bench(int argc, char **argv) {
     Model m;
     if (dc.enabled) {
         if (ckpt) tf_die("bench: --ckpt times training steps; --sample takes a preset");
-        return bench_decode(&mc, preset->name, ops, prec_name, &dc, tc.seed);
+        return bench_decode(&mc, preset->name, ops, precision, prec_name, &dc, tc.seed);
     }
     const char *label = preset->name;
     if (ckpt) {
@@ -191,6 +191,7 @@ int cmd_bench(int argc, char **argv) {
         if (model_create(&m, &mc, NULL, ops, err)) tf_die("%s", err);
         model_init_weights(&m, tc.seed);
     }
+    cli_set_model_precision(&m, precision);
     int B = tc.batch_size, T = m.cfg.block_size, V = m.cfg.vocab_size;
     if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
     size_t n = (size_t)B * T;

@@ -57,6 +57,12 @@ void cli_report_precision(const Ops *ops, int precision) {
                 matmul_precision_name(precision));
 }
 
+void cli_set_model_precision(Model *m, int requested) {
+    char err[TF_ERRLEN];
+    int precision = ops_is_cpu(m->ops) ? MATMUL_FP32 : requested;
+    if (model_set_precision(m, precision, err)) tf_die("%s", err);
+}
+
 int cli_precision(const char *value) {
     int p = matmul_precision_parse(value);
     if (p < 0) tf_die("--precision: expected fp32, tf32 or bf16, got '%s'", value ? value : "");

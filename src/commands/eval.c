@@ -36,6 +36,7 @@ static void eval_help(void) {
            "  --seed S               batch seed (default 1337)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
+           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
            "  -h, --help             this help\n");
 }
 
@@ -67,16 +68,17 @@ static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char
 }
 
 int cmd_eval(int argc, char **argv) {
-    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT, O_ALLOW_OTHER };
+    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT, O_ALLOW_OTHER, O_PRECISION };
     static const struct option opts[] = {
         {"full", optional_argument, NULL, O_FULL},     {"split", required_argument, NULL, O_SPLIT},
         {"ckpt", required_argument, NULL, O_CKPT},     {"batches", required_argument, NULL, O_BATCHES},
         {"batch-size", required_argument, NULL, O_BS}, {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE}, {"threads", required_argument, NULL, O_THREADS},
         {"help", no_argument, NULL, O_HELP},           {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
+        {"precision", required_argument, NULL, O_PRECISION},
         {0, 0, 0, 0}};
     const char *ckpt = NULL, *device = "auto";
-    int allow_other = 0;
+    int allow_other = 0, precision = MATMUL_FP32;
     long batches = 50, bs = 16, seed = 1337, threads = 0;
     const char *full = NULL, *split_arg = NULL;
     opterr = 0;
@@ -92,6 +94,7 @@ int cmd_eval(int argc, char **argv) {
         case O_FULL: full = optarg ? optarg : "val"; break;
         case O_SPLIT: split_arg = optarg; break;
         case O_ALLOW_OTHER: allow_other = 1; break;
+        case O_PRECISION: precision = cli_precision(optarg); break;
         case 'h':
         case O_HELP: eval_help(); return 0;
         default: cli_unknown_flag("eval", argv);
@@ -114,6 +117,8 @@ int cmd_eval(int argc, char **argv) {
     Vocab v;
     TrainState ts;
     if (checkpoint_load(ckpt, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    cli_set_model_precision(&m, precision);
+    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
     if (!split_arg) memcpy(parts, ts.split, sizeof parts);
     if (full_split == SPLIT_TEST && parts[2] == 0)
         tf_die("--full=test: the split %d,%d has no test part (give --split TRAIN,VAL,TEST, e.g. 90,5,5)", parts[0],

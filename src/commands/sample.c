@@ -36,6 +36,7 @@ static void sample_help(void) {
            "                         recorded single-token step (a CUDA graph)\n"
            "  --device D             cpu, cuda or auto (default auto)\n"
            "  --threads N            CPU threads (default: all cores)\n"
+           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
            "  -h, --help             this help\n");
 }
 
@@ -115,7 +116,7 @@ static void sample_batches(Model *m, const Vocab *vocab, int n, const int *ids, 
 
 int cmd_sample(int argc, char **argv) {
     enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_SEED, O_DEVICE, O_THREADS, O_NUM,
-           O_NOCACHE, O_NOGRAPH, O_HELP };
+           O_NOCACHE, O_NOGRAPH, O_PRECISION, O_HELP };
     static const struct option opts[] = {
         {"ckpt", required_argument, NULL, O_CKPT},      {"prompt", required_argument, NULL, O_PROMPT},
         {"max-new-tokens", required_argument, NULL, O_MAX}, {"temperature", required_argument, NULL, O_TEMP},
@@ -123,10 +124,11 @@ int cmd_sample(int argc, char **argv) {
         {"device", required_argument, NULL, O_DEVICE},  {"threads", required_argument, NULL, O_THREADS},
         {"num-samples", required_argument, NULL, O_NUM}, {"no-cache", no_argument, NULL, O_NOCACHE},
         {"no-graph", no_argument, NULL, O_NOGRAPH},     {"help", no_argument, NULL, O_HELP},
+        {"precision", required_argument, NULL, O_PRECISION},
         {0, 0, 0, 0}};
     const char *ckpt = NULL, *prompt = "", *device = "auto";
     long max_new = 500, top_k = 0, seed = 1337, threads = 0, n_samples = 1;
-    int use_cache = 1, no_graph = 0;
+    int use_cache = 1, no_graph = 0, precision = MATMUL_FP32;
     double temperature = 1.0;
     opterr = 0;
     int opt;
@@ -143,6 +145,7 @@ int cmd_sample(int argc, char **argv) {
         case O_NUM: n_samples = cli_int("--num-samples", optarg, 1, 65536); break;
         case O_NOCACHE: use_cache = 0; break;
         case O_NOGRAPH: no_graph = 1; break;
+        case O_PRECISION: precision = cli_precision(optarg); break;
         case 'h':
         case O_HELP: sample_help(); return 0;
         default: cli_unknown_flag("sample", argv);
@@ -157,6 +160,8 @@ int cmd_sample(int argc, char **argv) {
     Vocab vocab;
     TrainState ts;
     if (checkpoint_load(ckpt, ops, &m, &vocab, &ts, err)) tf_die("%s", err);
+    cli_set_model_precision(&m, precision);
+    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
 
     uint32_t *cps;
     size_t n_prompt;

@@ -1150,9 +1150,9 @@ int cmd_train(int argc, char **argv) {
     start_ranks(&r);
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.device, a.threads, 1);
-    ops->set_precision(ops, a.precision);
     if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
     setup_model(&r, ops, cps, n_cps);
+    cli_set_model_precision(&r.m, a.precision);
     check_same_weights(&r);
     plan_run(&r);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);

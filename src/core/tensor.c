@@ -2,9 +2,11 @@
 
 #include <string.h>
 
-size_t dtype_size(DType t) { return t == DTYPE_I32 ? 4 : 4; }
+size_t dtype_size(DType t) { return t == DTYPE_BF16 ? 2 : 4; }
 
-const char *dtype_name(DType t) { return t == DTYPE_I32 ? "I32" : "F32"; }
+const char *dtype_name(DType t) {
+    return t == DTYPE_I32 ? "I32" : t == DTYPE_BF16 ? "BF16" : "F32";
+}
 
 size_t tensor_numel(const Tensor *t) {
     size_t n = 1;

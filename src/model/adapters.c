@@ -293,7 +293,7 @@ static int build_from(const Model *src, Model *dst, const ModelConfig *cfg, char
     int n_patt = src->cfg.n_layer * PATT_PER_LAYER;
     int *rows = tf_malloc(sizeof(int) * (size_t)n_patt, "row counts");
     for (int p = 0; p < n_patt; p++) rows[p] = model_patt_rows(src, p / PATT_PER_LAYER, p % PATT_PER_LAYER);
-    int rc = model_create(dst, cfg, rows, src->ops, err);
+    int rc = model_create_like(dst, src, cfg, rows, err);
     free(rows);
     if (rc) return -1;
     dst->step = src->step;

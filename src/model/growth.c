@@ -129,7 +129,7 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             return tf_err(err, "layer %d: cannot remove %d of %d rows (at least one must stay)", l, -g->delta[i], n_old);
         }
     }
-    int rc = model_create(dst, c, rows, src->ops, err);
+    int rc = model_create_like(dst, src, c, rows, err);
     free(rows);
     if (rc) return -1;
     dst->step = src->step;
@@ -282,7 +282,7 @@ int growth_add_layers(const Model *src, Model *dst, int n_new, LayerInit init, G
     int *rows = tf_malloc(sizeof(int) * (size_t)nc.n_layer * PATT_PER_LAYER, "row counts");
     for (int l = 0; l < nc.n_layer; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) rows[l * PATT_PER_LAYER + w] = model_patt_rows(src, like[l], w);
-    int rc = model_create(dst, &nc, rows, src->ops, err);
+    int rc = model_create_like(dst, src, &nc, rows, err);
     free(rows);
     if (rc) {
         free(map);

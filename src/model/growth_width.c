@@ -107,7 +107,7 @@ int growth_double_d_model(const Model *src, Model *dst, float noise, uint64_t se
     char why[TF_ERRLEN];
     if (model_config_validate(&nc, why)) return tf_err(err, "cannot double d_model %d: %s", src->cfg.d_model, why);
     int *rows = doubled_rows(src, &nc);
-    int rc = model_create(dst, &nc, rows, src->ops, err);
+    int rc = model_create_like(dst, src, &nc, rows, err);
     free(rows);
     if (rc) return -1;
     dst->step = src->step;

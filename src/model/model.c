@@ -284,7 +284,47 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         p->v = m->v_mem + off;
         off += tensor_numel(&p->t);
     }
+    m->precision = MATMUL_FP32;
+    m->attn_dtype = matmul_precision_attn_dtype(MATMUL_FP32);
     return 0;
+}
+
+int model_create_like(Model *m, const Model *src, const ModelConfig *cfg, const int *rows, char *err) {
+    if (model_create(m, cfg, rows, src->ops, err)) return -1;
+    m->precision = src->precision; /* the backend is set to it already: src computes in it */
+    m->attn_dtype = matmul_precision_attn_dtype(src->precision);
+    return 0;
+}
+
+int model_set_precision(Model *m, int precision, char *err) {
+    const Ops *o = m->ops;
+    DType want = matmul_precision_attn_dtype(precision);
+    if (m->act_mem && want != m->attn_dtype)
+        return tf_err(err, "internal error: precision %s set after the activations were allocated in %s",
+                      matmul_precision_name(precision), dtype_name(m->attn_dtype));
+    int got = o->set_precision(o, precision);
+    if (got != precision)
+        return tf_err(err, "the %s backend does not compute in %s (it computes in %s)", o->name,
+                      matmul_precision_name(precision), matmul_precision_name(got));
+    if (o->attn_dtype(o) != want)
+        return tf_err(err, "internal error: the %s backend under %s holds attention tensors in %s, not %s",
+                      o->name, matmul_precision_name(precision), dtype_name(o->attn_dtype(o)),
+                      dtype_name(want));
+    m->precision = precision;
+    m->attn_dtype = want;
+    return 0;
+}
+
+/* The attention tensors were allocated in one type; the backend must still
+ * compute in it. Another model on the same backend at another precision
+ * would have changed it, and the ops would read the buffers as the wrong
+ * type: say so instead. One indirect call per pass. */
+static void require_attn_dtype(const Model *m, DType have, const char *what) {
+    DType now = m->ops->attn_dtype(m->ops);
+    if (now != have)
+        tf_die("internal error: %s holds %s attention tensors but the %s backend now computes them in %s "
+               "(another precision was set on it: model_set_precision)",
+               what, dtype_name(have), m->ops->name, dtype_name(now));
 }
 
 size_t model_param_offset(const Model *m, int index) {
@@ -373,13 +413,13 @@ static int qkv_group_size(const Model *m, int l) {
     return model_patt_rows(m, l, PATT_K) == n && model_patt_rows(m, l, PATT_V) == n ? 3 : 1;
 }
 
-/* Floats that hold n elements of an attention tensor (ops.h), and the
- * tensor that starts n elements after p. */
+/* Floats that hold n elements of an attention tensor (ops.h) of the
+ * model's type, and the tensor that starts n elements after p. */
 static size_t attn_floats(const Model *m, size_t n) {
-    return (n * m->ops->attn_elem_bytes(m->ops) + sizeof(float) - 1) / sizeof(float);
+    return (n * dtype_size(m->attn_dtype) + sizeof(float) - 1) / sizeof(float);
 }
 static float *attn_offset(const Model *m, float *p, size_t n) {
-    return (float *)((char *)p + n * m->ops->attn_elem_bytes(m->ops));
+    return (float *)((char *)p + n * dtype_size(m->attn_dtype));
 }
 
 /* The mode a Pattention-op site runs (ops.h PNormMode): the config's
@@ -527,6 +567,12 @@ int model_alloc_activations(Model *m, int B, int T, char *err) {
     o->free(o, m->targets);
     m->act_mem = m->grad_scratch = NULL;
     m->tokens = m->targets = NULL;
+    m->attn_dtype = matmul_precision_attn_dtype(m->precision);
+    if (o->attn_dtype(o) != m->attn_dtype)
+        return tf_err(err, "internal error: the %s backend computes attention tensors in %s, the model (precision "
+                      "%s) in %s: set the backend with model_set_precision", o->name,
+                      dtype_name(o->attn_dtype(o)), matmul_precision_name(m->precision),
+                      dtype_name(m->attn_dtype));
     free(m->layers);
     m->layers = tf_calloc((size_t)m->cfg.n_layer, sizeof(LayerActs), "layer activations");
     m->B = m->B_alloc = B;
@@ -790,6 +836,7 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
     memset(kv, 0, sizeof *kv);
     kv->B = B;
     kv->T_max = m->cfg.block_size;
+    kv->dtype = m->attn_dtype;
     size_t one = attn_floats(m, (size_t)B * kv->T_max * m->cfg.d_model);
     /* the position after the caches: a float's room keeps them aligned */
     kv->mem = o->alloc(o, (2 * (size_t)L * one + 1) * sizeof(float));
@@ -818,6 +865,7 @@ static void forward_begin(Model *m, int B, int T, int training, uint64_t dropout
     /* Callers size activations first; a larger batch would overrun them. */
     if ((size_t)B * T > (size_t)m->B_alloc * m->T_alloc || T > m->T_alloc)
         tf_die("internal: forward with B=%d T=%d beyond allocated B=%d T=%d", B, T, m->B_alloc, m->T_alloc);
+    require_attn_dtype(m, m->attn_dtype, "the model's activations");
     m->B = B;
     m->T = T;
     stack_qkv(m, (size_t)B * T);
@@ -894,6 +942,7 @@ void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
     if (T < 1 || kv->pos + T > kv->T_max)
         tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
                kv->T_max);
+    require_attn_dtype(m, kv->dtype, "the KV cache");
     if (T == 1) { /* the same step every token: the backend may record and replay it */
         const Ops *o = m->ops;
         DecodeLayers d = {m, kv};
@@ -929,6 +978,7 @@ void model_backward_scaled(Model *m, float loss_scale) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     if (!m->has_targets) tf_die("internal: backward without a forward with targets");
+    require_attn_dtype(m, m->attn_dtype, "the model's activations");
     int B = m->B, T = m->T, N = B * T, d = c->d_model, H = c->n_head, hd = d / H,
         V = c->vocab_size;
     int rot = model_config_rot_dims(c);

@@ -312,7 +312,7 @@ static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float 
 
 static size_t cpu_memory_in_use(const Ops *ops) { return 0; }
 
-static size_t cpu_attn_elem_bytes(const Ops *ops) { return sizeof(float); }
+static DType cpu_attn_dtype(const Ops *ops) { return DTYPE_F32; }
 
 static void cpu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats,
                                  size_t *s_floats, size_t *da_floats) {
@@ -324,7 +324,7 @@ static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, siz
     ops_attention_sizes_full(B, T, H, hd, att_floats, datt_floats);
 }
 
-static void cpu_set_precision(const Ops *ops, int precision) {} /* the CPU computes in fp32 */
+static int cpu_set_precision(const Ops *ops, int precision) { return MATMUL_FP32; } /* its only one */
 
 static const Ops CPU_OPS = {
     .kind = BACKEND_CPU,
@@ -332,7 +332,7 @@ static const Ops CPU_OPS = {
     .device = "cpu (OpenBLAS + OpenMP)",
     .memory_in_use = cpu_memory_in_use,
     .set_precision = cpu_set_precision,
-    .attn_elem_bytes = cpu_attn_elem_bytes,
+    .attn_dtype = cpu_attn_dtype,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_memcpy,

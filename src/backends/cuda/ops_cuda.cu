@@ -539,13 +539,14 @@ void tfc_matmul_strided(OpsCtx *c, float *C, const float *A, const float *B, int
 
 // Precision is part of the state: switching drops the weights mirror, whose
 // type follows it.
-void cu_set_precision(const Ops *ops, int precision) {
+int cu_set_precision(const Ops *ops, int precision) {
     OpsCtx *c = ops->ctx;
     c->mirror_base = nullptr;
     c->precision = precision == MATMUL_TF32 || precision == MATMUL_BF16 ? precision : MATMUL_FP32;
+    return c->precision;
 }
 
-size_t cu_attn_elem_bytes(const Ops *ops) { return tfc_attn_elem_bytes(ops->ctx); }
+DType cu_attn_dtype(const Ops *ops) { return tfc_attn_bf16(ops->ctx) ? DTYPE_BF16 : DTYPE_F32; }
 
 static size_t gpu_bytes_used(void) {
     size_t free_b = 0, total_b = 0;
