@@ -9,9 +9,12 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 #include "data.h"
 #include "evaluate.h"
+
+#define EVAL_COMMON_FLAGS (COMMON_RUN_FLAGS | COMMON_SEED)
 
 static void eval_help(void) {
     printf("usage: tokenformer eval --ckpt CKPT [FILE] [options]\n"
@@ -32,12 +35,8 @@ static void eval_help(void) {
            "  --allow-other-text     evaluate on FILE although it is not the recorded text\n"
            "                         (or on the recorded path although it has changed)\n"
            "  --batches N            batches per split (default 50)\n"
-           "  --batch-size B         sequences per batch (default 16)\n"
-           "  --seed S               batch seed (default 1337)\n"
-           "  --device D             cpu, cuda or auto (default auto)\n"
-           "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
-           "  -h, --help             this help\n");
+           "  --batch-size B         sequences per batch (default 16)\n");
+    common_print_help(EVAL_COMMON_FLAGS, "(the batches: train's from 2S, val's from 2S+1)");
 }
 
 static int parse_split_name(const char *s, Split *out) {
@@ -58,9 +57,9 @@ static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char
     char err[TF_ERRLEN];
     int T = m->cfg.block_size;
     if (model_alloc_activations(m, bs, T, err)) tf_die("%s", err);
-    int *tok = tf_malloc(sizeof(int) * (size_t)bs * T * 2, "batch");
+    int *tgt, *tok = setup_batch(bs, T, &tgt);
     size_t count;
-    double loss = evaluate_full(m, d, split, tok, tok + (size_t)bs * T, &count);
+    double loss = evaluate_full(m, d, split, tok, tgt, &count);
     printf("full %s loss %.6f (%.4f bits/%s) over %zu tokens in windows of %d, %s\n", split_label(split), loss,
            loss / log(2.0), unit, count, T, device);
     free(tok);
@@ -68,36 +67,34 @@ static int eval_full(Model *m, const Dataset *d, Split split, int bs, const char
 }
 
 int cmd_eval(int argc, char **argv) {
-    enum { O_CKPT = 1, O_BATCHES, O_BS, O_SEED, O_DEVICE, O_THREADS, O_HELP, O_FULL, O_SPLIT, O_ALLOW_OTHER, O_PRECISION };
-    static const struct option opts[] = {
+    enum { O_CKPT = 1, O_BATCHES, O_BS, O_HELP, O_FULL, O_SPLIT, O_ALLOW_OTHER };
+    static const struct option own[] = {
         {"full", optional_argument, NULL, O_FULL},     {"split", required_argument, NULL, O_SPLIT},
         {"ckpt", required_argument, NULL, O_CKPT},     {"batches", required_argument, NULL, O_BATCHES},
-        {"batch-size", required_argument, NULL, O_BS}, {"seed", required_argument, NULL, O_SEED},
-        {"device", required_argument, NULL, O_DEVICE}, {"threads", required_argument, NULL, O_THREADS},
-        {"help", no_argument, NULL, O_HELP},           {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER},
-        {"precision", required_argument, NULL, O_PRECISION},
-        {0, 0, 0, 0}};
-    const char *ckpt = NULL, *device = "auto";
-    int allow_other = 0, precision = MATMUL_FP32;
-    long batches = 50, bs = 16, seed = 1337, threads = 0;
+        {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, O_HELP},
+        {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER}};
+    struct option all[32];
+    common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], EVAL_COMMON_FLAGS, 0);
+    CommonArgs c;
+    common_args_init(&c, 1337);
+    const char *ckpt = NULL;
+    int allow_other = 0;
+    long batches = 50, bs = 16;
     const char *full = NULL, *split_arg = NULL;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
         switch (opt) {
         case O_CKPT: ckpt = optarg; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
         case O_BS: bs = cli_int("--batch-size", optarg, 1, 65536); break;
-        case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
-        case O_DEVICE: device = optarg; break;
-        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
         case O_FULL: full = optarg ? optarg : "val"; break;
         case O_SPLIT: split_arg = optarg; break;
         case O_ALLOW_OTHER: allow_other = 1; break;
-        case O_PRECISION: precision = cli_precision(optarg); break;
         case 'h':
         case O_HELP: eval_help(); return 0;
-        default: cli_unknown_flag("eval", argv);
+        default:
+            if (!common_apply(opt, optarg, &c)) cli_unknown_flag("eval", argv);
         }
     }
     if (optind < argc - 1) tf_die("eval: expected one text file, got '%s' and '%s'", argv[optind], argv[optind + 1]);
@@ -112,45 +109,34 @@ int cmd_eval(int argc, char **argv) {
     if (full && parse_split_name(full, &full_split)) tf_die("--full: expected val, test or train, got '%s'", full);
     int parts[3];
     if (split_arg && data_split_parse(split_arg, parts, err)) tf_die("%s", err);
-    const Ops *ops = cli_open_device(device, (int)threads, 1);
-    Model m;
-    Vocab v;
-    TrainState ts;
-    if (checkpoint_load(ckpt, ops, &m, &v, &ts, err)) tf_die("%s", err);
-    cli_set_model_precision(&m, precision);
-    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
-    if (!split_arg) memcpy(parts, ts.split, sizeof parts);
+    LoadedCheckpoint lc;
+    setup_load_checkpoint(&lc, ckpt, &c);
+    Model *m = &lc.m;
+    if (!split_arg) memcpy(parts, lc.ts.split, sizeof parts);
     if (full_split == SPLIT_TEST && parts[2] == 0)
         tf_die("--full=test: the split %d,%d has no test part (give --split TRAIN,VAL,TEST, e.g. 90,5,5)", parts[0],
                parts[1]);
-    uint32_t *cps;
-    size_t n;
     char quoted[1024], how[1200];
     shell_quote(ckpt, quoted, sizeof quoted);
     snprintf(how, sizeof how, "pass the text as FILE (tokenformer eval --ckpt %s FILE)", quoted);
-    TextRecord used;
-    if (lineage_read_text(file, allow_other, ckpt, &ts.text, v.bytes, how, &cps, &n, &used, &file, err) < 0)
-        tf_die("%s", err);
     Dataset d;
-    if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, parts, err)) tf_die("%s: %s", file, err);
-    free(cps);
+    setup_checkpoint_text(&d, &lc, file, allow_other, ckpt, parts, how, &file);
+    int status = 0;
     if (full) {
-        int status = eval_full(&m, &d, full_split, (int)bs, ops->name, token_unit(&v));
-        dataset_free(&d);
-        vocab_free(&v);
-        model_free(&m);
-        return status;
+        status = eval_full(m, &d, full_split, (int)bs, lc.ops->name, token_unit(&lc.v));
+    } else {
+        int T = m->cfg.block_size, *tgt;
+        if (model_alloc_activations(m, (int)bs, T, err)) tf_die("%s", err);
+        int *tok = setup_batch((int)bs, T, &tgt);
+        float tl = evaluate_loss(m, &d, SPLIT_TRAIN, (int)batches, (uint64_t)c.seed * 2 + 0, tok, tgt);
+        float vl = evaluate_loss(m, &d, SPLIT_VAL, (int)batches, (uint64_t)c.seed * 2 + 1, tok, tgt);
+        const char *unit = token_unit(&lc.v);
+        printf("train loss %.6f (%.4f bits/%s), val loss %.6f (%.4f bits/%s); %ld batches of %ld x %d, seed %ld, "
+               "%s\n", tl, tl / log(2.0), unit, vl, vl / log(2.0), unit, batches, bs, T, c.seed, lc.ops->name);
+        free(tok);
+        status = tf_finish_stdout(0);
     }
-    if (model_alloc_activations(&m, (int)bs, m.cfg.block_size, err)) tf_die("%s", err);
-    int *tok = tf_malloc(sizeof(int) * (size_t)bs * m.cfg.block_size * 2, "batch");
-    int *tgt = tok + (size_t)bs * m.cfg.block_size;
-    float tl = evaluate_loss(&m, &d, SPLIT_TRAIN, (int)batches, (uint64_t)seed * 2 + 0, tok, tgt);
-    float vl = evaluate_loss(&m, &d, SPLIT_VAL, (int)batches, (uint64_t)seed * 2 + 1, tok, tgt);
-    printf("train loss %.6f (%.4f bits/%s), val loss %.6f (%.4f bits/%s); %ld batches of %ld x %d, seed %ld, %s\n",
-           tl, tl / log(2.0), token_unit(&v), vl, vl / log(2.0), token_unit(&v), batches, bs, m.cfg.block_size, seed, ops->name);
-    free(tok);
     dataset_free(&d);
-    vocab_free(&v);
-    model_free(&m);
-    return tf_finish_stdout(0);
+    setup_free_checkpoint(&lc);
+    return status;
 }

@@ -6,9 +6,12 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 #include "rng.h"
 #include "sampler.h"
+
+#define SAMPLE_COMMON_FLAGS (COMMON_RUN_FLAGS | COMMON_SEED)
 
 static void sample_help(void) {
     printf("usage: tokenformer sample --ckpt CKPT [options]\n"
@@ -23,9 +26,6 @@ static void sample_help(void) {
            "  --max-new-tokens N     characters to generate (default 500)\n"
            "  --temperature T        softmax temperature, > 0 (default 1.0); 0 = greedy\n"
            "  --top-k K              keep only the K most likely characters (default 0: all)\n"
-           "  --seed S               random seed (default 1337); stream i of --num-samples\n"
-           "                         draws from a seed made of (S, i), so its text does not\n"
-           "                         depend on how many streams run\n"
            "  --num-samples N        N independent samples of the prompt, decoded as one\n"
            "                         batch and printed one after another, each followed by\n"
            "                         a line of dashes (default 1: streamed as it comes);\n"
@@ -33,11 +33,10 @@ static void sample_help(void) {
            "  --no-cache             re-run the whole context for every character instead\n"
            "                         of the KV cache (slow; the reference for tests)\n"
            "  --no-graph             on a GPU, decode op by op instead of replaying the\n"
-           "                         recorded single-token step (a CUDA graph)\n"
-           "  --device D             cpu, cuda or auto (default auto)\n"
-           "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
-           "  -h, --help             this help\n");
+           "                         recorded single-token step (a CUDA graph)\n");
+    common_print_help(SAMPLE_COMMON_FLAGS, "(stream i of --num-samples draws from a seed made of\n"
+                                           "(S, i), so its text does not depend on how many\n"
+                                           "streams run)");
 }
 
 /* The bytes of token id: a byte model's output is bytes, UTF-8 or not. */
@@ -115,57 +114,50 @@ static void sample_batches(Model *m, const Vocab *vocab, int n, const int *ids, 
 }
 
 int cmd_sample(int argc, char **argv) {
-    enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_SEED, O_DEVICE, O_THREADS, O_NUM,
-           O_NOCACHE, O_NOGRAPH, O_PRECISION, O_HELP };
-    static const struct option opts[] = {
+    enum { O_CKPT = 1, O_PROMPT, O_MAX, O_TEMP, O_TOPK, O_NUM, O_NOCACHE, O_NOGRAPH, O_HELP };
+    static const struct option own[] = {
         {"ckpt", required_argument, NULL, O_CKPT},      {"prompt", required_argument, NULL, O_PROMPT},
         {"max-new-tokens", required_argument, NULL, O_MAX}, {"temperature", required_argument, NULL, O_TEMP},
-        {"top-k", required_argument, NULL, O_TOPK},     {"seed", required_argument, NULL, O_SEED},
-        {"device", required_argument, NULL, O_DEVICE},  {"threads", required_argument, NULL, O_THREADS},
-        {"num-samples", required_argument, NULL, O_NUM}, {"no-cache", no_argument, NULL, O_NOCACHE},
-        {"no-graph", no_argument, NULL, O_NOGRAPH},     {"help", no_argument, NULL, O_HELP},
-        {"precision", required_argument, NULL, O_PRECISION},
-        {0, 0, 0, 0}};
-    const char *ckpt = NULL, *prompt = "", *device = "auto";
-    long max_new = 500, top_k = 0, seed = 1337, threads = 0, n_samples = 1;
-    int use_cache = 1, no_graph = 0, precision = MATMUL_FP32;
+        {"top-k", required_argument, NULL, O_TOPK},     {"num-samples", required_argument, NULL, O_NUM},
+        {"no-cache", no_argument, NULL, O_NOCACHE},     {"no-graph", no_argument, NULL, O_NOGRAPH},
+        {"help", no_argument, NULL, O_HELP}};
+    struct option all[32];
+    common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], SAMPLE_COMMON_FLAGS, 0);
+    CommonArgs c;
+    common_args_init(&c, 1337);
+    const char *ckpt = NULL, *prompt = "";
+    long max_new = 500, top_k = 0, n_samples = 1;
+    int use_cache = 1, no_graph = 0;
     double temperature = 1.0;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
         switch (opt) {
         case O_CKPT: ckpt = optarg; break;
         case O_PROMPT: prompt = optarg; break;
         case O_MAX: max_new = cli_int("--max-new-tokens", optarg, 0, 100000000); break;
         case O_TEMP: temperature = cli_float("--temperature", optarg, 0.0, 100.0); break;
         case O_TOPK: top_k = cli_int("--top-k", optarg, 0, 0x110000); break;
-        case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
-        case O_DEVICE: device = optarg; break;
-        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
         case O_NUM: n_samples = cli_int("--num-samples", optarg, 1, 65536); break;
         case O_NOCACHE: use_cache = 0; break;
         case O_NOGRAPH: no_graph = 1; break;
-        case O_PRECISION: precision = cli_precision(optarg); break;
         case 'h':
         case O_HELP: sample_help(); return 0;
-        default: cli_unknown_flag("sample", argv);
+        default:
+            if (!common_apply(opt, optarg, &c)) cli_unknown_flag("sample", argv);
         }
     }
     if (optind < argc) tf_die("sample: unexpected argument '%s'", argv[optind]);
     if (!ckpt) tf_die("sample: --ckpt is required (see 'tokenformer sample --help')");
 
     char err[TF_ERRLEN];
-    const Ops *ops = cli_open_device(device, (int)threads, 1);
-    Model m;
-    Vocab vocab;
-    TrainState ts;
-    if (checkpoint_load(ckpt, ops, &m, &vocab, &ts, err)) tf_die("%s", err);
-    cli_set_model_precision(&m, precision);
-    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
-
+    LoadedCheckpoint lc;
+    setup_load_checkpoint(&lc, ckpt, &c);
+    Model *m = &lc.m;
+    Vocab *vocab = &lc.v;
     uint32_t *cps;
     size_t n_prompt;
-    if (vocab.bytes) {
+    if (vocab->bytes) {
         n_prompt = strlen(prompt);
         cps = tf_malloc((n_prompt ? n_prompt : 1) * sizeof *cps, "prompt");
         for (size_t i = 0; i < n_prompt; i++) cps[i] = (unsigned char)prompt[i];
@@ -176,20 +168,19 @@ int cmd_sample(int argc, char **argv) {
     if (n_prompt == 0) { /* no prompt: a newline where the vocabulary has one, else its first character */
         free(cps);
         cps = tf_malloc(sizeof(uint32_t), "prompt");
-        cps[0] = vocab_lookup(&vocab, '\n') >= 0 ? '\n' : vocab.codepoints[0];
+        cps[0] = vocab_lookup(vocab, '\n') >= 0 ? '\n' : vocab->codepoints[0];
         n_prompt = 1;
         start[utf8_encode(cps[0], start)] = '\0';
         prompt = start;
     }
     int *ids = tf_malloc(sizeof(int) * n_prompt, "prompt ids");
-    if (vocab_encode(&vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
+    if (vocab_encode(vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
     free(cps);
-    cli_threads_for_decoding(ops, &m);
-    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)seed, use_cache, no_graph};
-    if (n_samples > 1) sample_batches(&m, &vocab, (int)n_samples, ids, n_prompt, max_new, &sc, prompt);
-    else sample_stream(&m, &vocab, ids, n_prompt, max_new, &sc, prompt);
+    cli_threads_for_decoding(lc.ops, m);
+    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)c.seed, use_cache, no_graph};
+    if (n_samples > 1) sample_batches(m, vocab, (int)n_samples, ids, n_prompt, max_new, &sc, prompt);
+    else sample_stream(m, vocab, ids, n_prompt, max_new, &sc, prompt);
     free(ids);
-    vocab_free(&vocab);
-    model_free(&m);
+    setup_free_checkpoint(&lc);
     return tf_finish_stdout(0);
 }
