@@ -45,10 +45,7 @@ extern const struct option CLI_CONFIG_OPTIONS[];
 int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
                           int *model_flag_seen);
 void cli_print_config_help(void);
-/* all = the command's own options (n_own of them), then CLI_CONFIG_OPTIONS and
- * the terminating entry; cap is all's size (a programming error if short). */
-void cli_options_with_config(struct option *all, size_t cap, const struct option *own,
-                             size_t n_own);
+/* (command_setup.h common_options puts these after a command's own.) */
 /* The preset named by --preset P or --preset=P anywhere in argv (the last one
  * given), read before the other flags so that they override it wherever they
  * stand; tiny when none. *given (when not NULL) is the name given, or NULL.

@@ -9,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 #include "model.h"
 #include "profile.h"
@@ -22,6 +23,8 @@ static double process_cpu_seconds(void) {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+#define BENCH_COMMON_FLAGS (COMMON_RUN_FLAGS | COMMON_TF32) /* --seed: a training flag */
 
 static void bench_help(void) {
     printf("usage: tokenformer bench [--preset P] [options]\n"
@@ -38,10 +41,6 @@ static void bench_help(void) {
            "                         random tokens of its vocabulary)\n"
            "  --steps N              timed steps (default 20)\n"
            "  --warmup N             untimed steps first (default 3)\n"
-           "  --device D             cpu, cuda or auto (default auto)\n"
-           "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          GPU math: fp32 (default), tf32 or bf16 (see train --help)\n"
-           "  --tf32                 the same as --precision tf32\n"
            "  --profile              also time every op (synchronizing around each call)\n"
            "                         and print a table of where the step's time goes, with\n"
            "                         the share of the step's wall time the ops account for\n"
@@ -53,9 +52,9 @@ static void bench_help(void) {
            "  --max-new-tokens N     with --sample: characters per stream (default 500)\n"
            "  --no-cache             with --sample: without the KV cache (the old path)\n"
            "  --no-graph             with --sample: decode op by op, not by replaying the\n"
-           "                         recorded (CUDA graph) single-token step\n"
-           "  -h, --help             this help\n"
-           "plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
+           "                         recorded (CUDA graph) single-token step\n");
+    common_print_help(BENCH_COMMON_FLAGS, NULL);
+    printf("plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
 }
 
 typedef struct {
@@ -108,38 +107,29 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     return 0;
 }
 
-/* A checkpoint's model as it is stored (a grown one keeps its per-birth row
- * segments, which the update walks): what a resumed run would train. */
-static void bench_load_checkpoint(Model *m, const char *path, const Ops *ops) {
-    char err[TF_ERRLEN];
-    Vocab v;
-    TrainState ts;
-    if (checkpoint_load(path, ops, m, &v, &ts, err)) tf_die("%s", err);
-    vocab_free(&v);
-}
 
 int cmd_bench(int argc, char **argv) {
-    enum { O_PRESET = 1, O_CKPT, O_STEPS, O_WARMUP, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_PROFILE,
-           O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_HELP };
+    enum { O_PRESET = 1, O_CKPT, O_STEPS, O_WARMUP, O_PROFILE, O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW,
+           O_NOCACHE, O_NOGRAPH, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"ckpt", required_argument, NULL, O_CKPT},
         {"steps", required_argument, NULL, O_STEPS},
-        {"warmup", required_argument, NULL, O_WARMUP}, {"device", required_argument, NULL, O_DEVICE},
-        {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
-        {"precision", required_argument, NULL, O_PRECISION}, {"profile", no_argument, NULL, O_PROFILE},
+        {"warmup", required_argument, NULL, O_WARMUP}, {"profile", no_argument, NULL, O_PROFILE},
         {"sample", no_argument, NULL, O_SAMPLE}, {"num-samples", required_argument, NULL, O_NUM},
         {"prompt-len", required_argument, NULL, O_PROMPT_LEN},
         {"max-new-tokens", required_argument, NULL, O_MAX_NEW},
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"no-graph", no_argument, NULL, O_NOGRAPH},
         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
-    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
-    const char *device = "auto", *ckpt = NULL;
+    common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], BENCH_COMMON_FLAGS, 1);
+    CommonArgs c;
+    common_args_init(&c, 0); /* --seed is the training flag (tc.seed) */
+    const char *ckpt = NULL;
     const Preset *preset = cli_preset_arg(argc, argv, NULL);
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
-    long steps = 20, warmup = 3, threads = 0;
-    int precision = MATMUL_FP32, profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
+    long steps = 20, warmup = 3;
+    int profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
     DecodeBench dc = {0, 1, 1, 500, 1, 0};
     opterr = 0;
     int opt;
@@ -149,10 +139,6 @@ int cmd_bench(int argc, char **argv) {
         case O_CKPT: ckpt = optarg; break;
         case O_STEPS: steps = cli_int("--steps", optarg, 1, 1000000); break;
         case O_WARMUP: warmup = cli_int("--warmup", optarg, 0, 1000000); break;
-        case O_DEVICE: device = optarg; break;
-        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
-        case O_TF32: precision = MATMUL_TF32; break;
-        case O_PRECISION: precision = cli_precision(optarg); break;
         case O_PROFILE: profile = 1; break;
         case O_SAMPLE: dc.enabled = 1; break;
         case O_NUM: dc.streams = (int)cli_int("--num-samples", optarg, 1, 65536); break;
@@ -163,6 +149,7 @@ int cmd_bench(int argc, char **argv) {
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:
+            if (common_apply(opt, optarg, &c)) break;
             if (opt >= CLI_CONFIG_OPT_BASE && cli_apply_config_flag(opt, optarg, &mc, &tc, &seen)) {
                 flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
                 break;
@@ -172,8 +159,9 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
     cli_apply_arch_defaults(&mc, flag_seen);
-    const Ops *ops = cli_open_device(device, (int)threads, 1);
-    if (precision != MATMUL_FP32) cli_report_precision(ops, precision);
+    int precision = c.precision;
+    const Ops *ops = cli_open_device(c.device, c.threads, 1);
+    if (precision != MATMUL_FP32 && !ckpt) cli_report_precision(ops, precision);
     /* what actually runs: the CPU computes in fp32 whatever was asked */
     const char *prec_name = !ops_is_cpu(ops) ? matmul_precision_name(precision) : "fp32";
     mc.vocab_size = 65;
@@ -184,14 +172,17 @@ int cmd_bench(int argc, char **argv) {
         return bench_decode(&mc, preset->name, ops, precision, prec_name, &dc, tc.seed);
     }
     const char *label = preset->name;
-    if (ckpt) {
-        bench_load_checkpoint(&m, ckpt, ops);
+    if (ckpt) { /* as stored: a grown one keeps the per-birth row segments the update walks */
+        LoadedCheckpoint lc;
+        setup_load_checkpoint(&lc, ckpt, &c);
+        m = lc.m;
+        vocab_free(&lc.v);
         label = ckpt;
     } else {
         if (model_create(&m, &mc, NULL, ops, err)) tf_die("%s", err);
         model_init_weights(&m, tc.seed);
+        cli_set_model_precision(&m, precision);
     }
-    cli_set_model_precision(&m, precision);
     int B = tc.batch_size, T = m.cfg.block_size, V = m.cfg.vocab_size;
     if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
     size_t n = (size_t)B * T;

@@ -214,15 +214,6 @@ void cli_override_train_config(TrainConfig *dst, const TrainConfig *given, const
     }
 }
 
-void cli_options_with_config(struct option *all, size_t cap, const struct option *own,
-                             size_t n_own) {
-    size_t n_cfg = 0;
-    while (CLI_CONFIG_OPTIONS[n_cfg].name) n_cfg++;
-    if (n_own + n_cfg + 1 > cap) tf_die("internal: %zu options do not fit in %zu", n_own + n_cfg + 1, cap);
-    memcpy(all, own, sizeof(struct option) * n_own);
-    memcpy(all + n_own, CLI_CONFIG_OPTIONS, sizeof(struct option) * (n_cfg + 1));
-}
-
 const Preset *cli_preset_arg(int argc, char **argv, const char **given) {
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {

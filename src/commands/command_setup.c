@@ -103,17 +103,17 @@ void setup_free_checkpoint(LoadedCheckpoint *lc) {
     model_free(&lc->m);
 }
 
-void setup_checkpoint_text(Dataset *d, const LoadedCheckpoint *lc, const char *given, int allow_other,
-                           const char *ckpt, const int parts[3], const char *how, const char **path) {
+void setup_checkpoint_text(Dataset *d, const TextChoice *tc, const TrainState *ts, const Vocab *v, int block_size,
+                           const int parts[3], const char **path) {
     char err[TF_ERRLEN];
     uint32_t *cps;
     size_t n;
     TextRecord used;
-    const char *text = given;
-    if (lineage_read_text(given, allow_other, ckpt, &lc->ts.text, lc->v.bytes, how, &cps, &n, &used, &text,
-                          err) < 0)
+    const char *text = tc->given;
+    if (lineage_read_text(tc->given, tc->allow_other, tc->ckpt, &ts->text, v->bytes, tc->how, &cps, &n, &used,
+                          &text, err) < 0)
         tf_die("%s", err);
-    if (dataset_build_split(d, cps, n, &lc->v, lc->m.cfg.block_size, parts, err)) tf_die("%s: %s", text, err);
+    if (dataset_build_split(d, cps, n, v, block_size, parts, err)) tf_die("%s: %s", text, err);
     free(cps);
     if (path) *path = text;
 }

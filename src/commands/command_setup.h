@@ -65,12 +65,18 @@ typedef struct {
  * stderr). One-line error and exit on failure. */
 void setup_load_checkpoint(LoadedCheckpoint *lc, const char *path, const CommonArgs *c);
 void setup_free_checkpoint(LoadedCheckpoint *lc);
-/* The text given (NULL: the one lc's checkpoint ckpt records; lineage.h
- * lineage_read_text with allow_other and the hint `how`) as a dataset split
- * into parts for the model's block size; *path (when not NULL) gets the
- * text used. One-line error and exit on failure. */
-void setup_checkpoint_text(Dataset *d, const LoadedCheckpoint *lc, const char *given, int allow_other,
-                           const char *ckpt, const int parts[3], const char *how, const char **path);
+/* Which text a command over a checkpoint reads (lineage.h lineage_read_text). */
+typedef struct {
+    const char *given; /* FILE, or NULL: the text the checkpoint records */
+    int allow_other;   /* --allow-other-text */
+    const char *ckpt;  /* the checkpoint's path, for messages */
+    const char *how;   /* how to pass another text: the end of a refusal */
+} TextChoice;
+/* That text (checkpoint state ts, vocabulary v) as a dataset of windows of
+ * block_size split into parts; *path (when not NULL) gets the text used.
+ * One-line error and exit on failure. */
+void setup_checkpoint_text(Dataset *d, const TextChoice *tc, const TrainState *ts, const Vocab *v, int block_size,
+                           const int parts[3], const char **path);
 /* B x T token ids then B x T targets in one block (free the tokens). */
 int *setup_batch(int B, int T, int **targets);
 

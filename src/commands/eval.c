@@ -120,7 +120,8 @@ int cmd_eval(int argc, char **argv) {
     shell_quote(ckpt, quoted, sizeof quoted);
     snprintf(how, sizeof how, "pass the text as FILE (tokenformer eval --ckpt %s FILE)", quoted);
     Dataset d;
-    setup_checkpoint_text(&d, &lc, file, allow_other, ckpt, parts, how, &file);
+    TextChoice text = {file, allow_other, ckpt, how};
+    setup_checkpoint_text(&d, &text, &lc.ts, &lc.v, m->cfg.block_size, parts, &file);
     int status = 0;
     if (full) {
         status = eval_full(m, &d, full_split, (int)bs, lc.ops->name, token_unit(&lc.v));

@@ -9,12 +9,15 @@
 #include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 #include "data.h"
 #include "evaluate.h"
 #include "growth.h"
 #include "output_guard.h"
 #include "rank.h"
+
+#define GROW_COMMON_FLAGS (COMMON_THREADS | COMMON_SEED) /* on the CPU, in fp32: no --device, --precision */
 
 static void grow_help(void) {
     printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
@@ -90,10 +93,9 @@ static void grow_help(void) {
            "                         records, or data/input.txt for older checkpoints)\n"
            "  --allow-other-text     use --data although it is not the recorded text\n"
            "  --batches N            evaluation batches (default 20)\n"
-           "  --seed S               seed for new rows and batches (default 1337)\n"
-           "  --threads N            CPU threads (default: all cores)\n"
-           "  -h, --help             this help\n"
-           "\n"
+           );
+    common_print_help(GROW_COMMON_FLAGS, "(new rows and the evaluation batches)");
+    printf("\n"
            "Removing rows ranks each row j of a Pattention by its measured importance\n"
            "mean_t |S_tj| * ||V_j|| over the val batches of --data, and drops the lowest.\n");
 }
@@ -146,7 +148,10 @@ static long parse_signed_count(const char *flag, const char *s) {
     return cli_int(flag, s[0] == '+' ? s + 1 : s, -(long)PATT_MAX_ROWS, PATT_MAX_ROWS);
 }
 
-/* The loss on `batches` fixed val batches of `data`, for before/after lines. */
+/* The loss on `batches` fixed val batches (of EVAL_BATCH sequences) of
+ * `data`, for before/after lines, and (removing rows) the batches the rows
+ * are ranked on. */
+#define EVAL_BATCH 16
 typedef struct {
     Dataset d;
     int *tok, *tgt;
@@ -154,37 +159,26 @@ typedef struct {
     uint64_t seed;
 } EvalSet;
 
-/* --data, or (data NULL) the text the checkpoint `in` records: the one it
- * was trained on, unless allow_other (include/lineage.h). *path: the text used. */
-static void read_checkpoint_text(const char *data, int allow_other, const char *in, const TrainState *ts, int bytes,
-                                 uint32_t **cps, size_t *n, const char **path) {
-    char err[TF_ERRLEN], quoted[1024], how[1200];
+/* Opens e on --data, or (data NULL) the text the checkpoint `in` records:
+ * the one it was trained on, unless allow_other (include/lineage.h).
+ * Returns the path of the text used. */
+static const char *eval_set_open(EvalSet *e, const char *data, const Vocab *v, Model *m, const TrainState *ts,
+                                 int batches, uint64_t seed, int allow_other, const char *in) {
+    char quoted[1024], how[1200];
     shell_quote(in, quoted, sizeof quoted);
     snprintf(how, sizeof how, "pass the text with --data FILE (tokenformer grow --ckpt %s --data FILE ...)", quoted);
-    TextRecord used;
-    if (lineage_read_text(data, allow_other, in, &ts->text, bytes, how, cps, n, &used, path, err) < 0)
-        tf_die("%s", err);
-}
-
-static void eval_set_open(EvalSet *e, const char *data, const Vocab *v, Model *m, const TrainState *ts,
-                          int batches, uint64_t seed, int allow_other, const char *in) {
-    char err[TF_ERRLEN];
-    uint32_t *cps;
-    size_t n;
+    TextChoice text = {data, allow_other, in, how};
     memset(e, 0, sizeof *e);
-    read_checkpoint_text(data, allow_other, in, ts, v->bytes, &cps, &n, &data);
-    if (dataset_build_split(&e->d, cps, n, v, m->cfg.block_size, ts->split, err)) tf_die("%s: %s", data, err);
-    free(cps);
-    int B = 16, T = m->cfg.block_size;
-    e->tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
-    e->tgt = e->tok + (size_t)B * T;
+    setup_checkpoint_text(&e->d, &text, ts, v, m->cfg.block_size, ts->split, &data);
+    e->tok = setup_batch(EVAL_BATCH, m->cfg.block_size, &e->tgt);
     e->batches = batches;
     e->seed = seed;
+    return data;
 }
 
 static float eval_set_loss(EvalSet *e, Model *m) {
     char err[TF_ERRLEN];
-    if (model_alloc_activations(m, 16, m->cfg.block_size, err)) tf_die("%s", err);
+    if (model_alloc_activations(m, EVAL_BATCH, m->cfg.block_size, err)) tf_die("%s", err);
     return evaluate_loss(m, &e->d, SPLIT_VAL, e->batches, e->seed, e->tok, e->tgt);
 }
 
@@ -218,11 +212,18 @@ static void print_freeze_hint(const char *out, const TrainState *ts) {
            ckpt);
 }
 
-/* The input checkpoint of a grow, on the CPU. */
+/* The input checkpoint of a grow, on the CPU: growth rebuilds models in
+ * host memory (growth.h). */
 static void load_grow_input(const char *in, int threads, Model *m, Vocab *v, TrainState *ts) {
-    char err[TF_ERRLEN];
-    const Ops *ops = cli_open_device("cpu", threads, 1);
-    if (checkpoint_load(in, ops, m, v, ts, err)) tf_die("%s", err);
+    CommonArgs c;
+    common_args_init(&c, 0);
+    c.device = "cpu";
+    c.threads = threads;
+    LoadedCheckpoint lc;
+    setup_load_checkpoint(&lc, in, &c);
+    *m = lc.m;
+    *v = lc.v;
+    *ts = lc.ts;
 }
 
 /* The loss of m before growing; NAN (and e untouched) without --data. */
@@ -402,16 +403,15 @@ static int parse_width_factor(const char *s) {
 }
 
 int cmd_grow(int argc, char **argv) {
-    enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_SEED, O_THREADS, O_HELP,
+    enum { O_CKPT = 1, O_OUT, O_KV, O_FFN, O_INIT, O_LAYERS, O_DATA, O_BATCHES, O_HELP,
            O_KEY_SCALE, O_TAU, O_ADD_LAYERS, O_AT, O_D_MODEL, O_NOISE, O_ALLOW_OTHER, O_FORCE,
            O_ADAPTER_KV, O_ADAPTER_SITES, O_ADAPTER_NORM, O_LORA_RANK, O_LORA_SITES, O_LORA_ALPHA,
            O_MERGE_LORA };
-    static const struct option opts[] = {
+    static const struct option own[] = {
         {"ckpt", required_argument, NULL, O_CKPT},       {"out", required_argument, NULL, O_OUT},
         {"kv", required_argument, NULL, O_KV},           {"ffn-kv", required_argument, NULL, O_FFN},
         {"init", required_argument, NULL, O_INIT},       {"layers", required_argument, NULL, O_LAYERS},
         {"data", required_argument, NULL, O_DATA},       {"batches", required_argument, NULL, O_BATCHES},
-        {"seed", required_argument, NULL, O_SEED},       {"threads", required_argument, NULL, O_THREADS},
         {"help", no_argument, NULL, O_HELP},
         {"key-init-scale", required_argument, NULL, O_KEY_SCALE}, {"tau", required_argument, NULL, O_TAU},
         {"add-layers", required_argument, NULL, O_ADD_LAYERS}, {"at", required_argument, NULL, O_AT},
@@ -424,14 +424,17 @@ int cmd_grow(int argc, char **argv) {
         {"lora-rank", required_argument, NULL, O_LORA_RANK},
         {"lora-sites", required_argument, NULL, O_LORA_SITES},
         {"lora-alpha", required_argument, NULL, O_LORA_ALPHA},
-        {"merge-lora", no_argument, NULL, O_MERGE_LORA},
-        {0, 0, 0, 0}};
+        {"merge-lora", no_argument, NULL, O_MERGE_LORA}};
+    struct option opts[48];
+    common_options(opts, sizeof opts / sizeof opts[0], own, sizeof own / sizeof own[0], GROW_COMMON_FLAGS, 0);
+    CommonArgs c;
+    common_args_init(&c, 1337);
     AdaptArgs ad = {.adapter_sites = 1 << ADAPT_MLP, .lora_sites = (1 << LORA_Q) | (1 << LORA_V),
                     .adapter_pnorm = PNORM_L2_GELU};
     int adapter_opts = 0, lora_opts = 0;
     char aerr[TF_ERRLEN];
     const char *in = NULL, *out = NULL, *layers = NULL, *data = NULL;
-    long kv = 0, ffn = 0, batches = 20, seed = 1337, threads = 0;
+    long kv = 0, ffn = 0, batches = 20;
     int kv_set = 0, ffn_set = 0, tau_reset = -1;
     long add_layers = 0;
     float key_scale = -1.0f;
@@ -493,11 +496,10 @@ int cmd_grow(int argc, char **argv) {
         case O_ALLOW_OTHER: allow_other = 1; break;
         case O_FORCE: force = 1; break;
         case O_BATCHES: batches = cli_int("--batches", optarg, 1, 1000000); break;
-        case O_SEED: seed = cli_int("--seed", optarg, 0, 0x7fffffffffffffffL); break;
-        case O_THREADS: threads = cli_int("--threads", optarg, 1, 4096); break;
         case 'h':
         case O_HELP: grow_help(); return 0;
-        default: cli_unknown_flag("grow", argv);
+        default:
+            if (!common_apply(opt, optarg, &c)) cli_unknown_flag("grow", argv);
         }
     }
     if (optind < argc) tf_die("grow: unexpected argument '%s'", argv[optind]);
@@ -513,14 +515,14 @@ int cmd_grow(int argc, char **argv) {
         tf_die("grow: %s takes none of --kv, --ffn-kv, --add-layers, --init, --layers, --key-init-scale, --tau, --at, "
                "--d-model, --noise", adapt_what(&ad));
     if (adapt_asked(&ad))
-        return grow_adapt(in, out, &ad, (uint64_t)seed, data, (int)batches, (int)threads, allow_other);
+        return grow_adapt(in, out, &ad, (uint64_t)c.seed, data, (int)batches, c.threads, allow_other);
     if (add_layers && (kv_set || ffn_set)) tf_die("grow: --add-layers and --kv/--ffn-kv are separate calls (grow twice)");
     if (width && (add_layers || kv_set || ffn_set || init_set || at_set || layers || key_scale >= 0.0f || tau_reset >= 0))
         tf_die("grow: --d-model is a growth of its own: no --add-layers, --kv, --ffn-kv, --init, --at, --layers, "
                "--key-init-scale or --tau with it (grow twice)");
     if (noise >= 0.0f && !width) tf_die("grow: --noise needs --d-model");
     if (width)
-        return grow_width(in, out, noise < 0.0f ? 0.0f : noise, (uint64_t)seed, data, (int)batches, (int)threads,
+        return grow_width(in, out, noise < 0.0f ? 0.0f : noise, (uint64_t)c.seed, data, (int)batches, c.threads,
                           allow_other);
     if (add_layers && (layers || key_scale >= 0.0f || tau_reset >= 0))
         tf_die("grow: --add-layers takes no --layers, --key-init-scale or --tau (new blocks are whole layers)");
@@ -530,7 +532,7 @@ int cmd_grow(int argc, char **argv) {
         if (init_arg && layer_init_parse(init_arg) < 0)
             tf_die("grow: --init with --add-layers: expected zero-out, copy or copy-zero-out, got '%s'", init_arg);
         if (init_arg) li = (LayerInit)layer_init_parse(init_arg);
-        return grow_layers(in, out, (int)add_layers, li, at, (uint64_t)seed, data, (int)batches, (int)threads,
+        return grow_layers(in, out, (int)add_layers, li, at, (uint64_t)c.seed, data, (int)batches, c.threads,
                            allow_other);
     }
     if (init_arg && !strcmp(init_arg, "zero-key")) init = GROW_ZERO_KEY;
@@ -544,12 +546,10 @@ int cmd_grow(int argc, char **argv) {
     int read_text = data || shrinking; /* removal ranks rows on text: the checkpoint's without --data */
 
     char err[TF_ERRLEN];
-    /* resizing rebuilds the model in host memory (growth.h) */
-    const Ops *ops = cli_open_device("cpu", (int)threads, 1);
     Model m;
     Vocab v;
     TrainState ts;
-    if (checkpoint_load(in, ops, &m, &v, &ts, err)) tf_die("%s", err);
+    load_grow_input(in, c.threads, &m, &v, &ts);
     refuse_adapted(&m, in);
     int patt = model_has_tau(&m.cfg); /* tokenformer; else a baseline: only its FFN width grows */
     const char *arch = arch_name(m.cfg.arch);
@@ -568,30 +568,20 @@ int cmd_grow(int argc, char **argv) {
     for (int p = 0; p < n_patt; p++)
         if (mask[p / PATT_PER_LAYER]) delta[p] = (int)(p % PATT_PER_LAYER == PATT_FFN ? ffn : kv);
 
-    Dataset d = {0};
-    int *tok = NULL, *tgt = NULL;
+    EvalSet e;
     float before = NAN;
-    uint64_t eval_seed = (uint64_t)seed * 2 + 1;
     if (read_text) {
-        uint32_t *cps;
-        size_t n;
-        read_checkpoint_text(data, allow_other, in, &ts, v.bytes, &cps, &n, &data);
-        if (dataset_build_split(&d, cps, n, &v, m.cfg.block_size, ts.split, err)) tf_die("%s: %s", data, err);
-        free(cps);
-        int B = 16, T = m.cfg.block_size;
-        if (model_alloc_activations(&m, B, T, err)) tf_die("%s", err);
-        tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
-        tgt = tok + (size_t)B * T;
-        before = evaluate_loss(&m, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
+        data = eval_set_open(&e, data, &v, &m, &ts, (int)batches, (uint64_t)c.seed * 2 + 1, allow_other, in);
+        before = eval_set_loss(&e, &m);
     }
-    float **importance = shrinking ? model_rank_rows(&m, &d, (int)batches, eval_seed, tok, tgt) : NULL;
+    float **importance = shrinking ? model_rank_rows(&m, &e.d, e.batches, e.seed, e.tok, e.tgt) : NULL;
 
     if (patt && !shrinking && init == GROW_ZERO_KEY && m.cfg.pnorm == PNORM_SOFTMAX)
         tf_warn("pnorm softmax: zero-key rows do NOT keep the function (n * softmax(A) gives each new row "
                 "exp(0) of the mass and n changes); only l2_norm_gelu and gelu_l2_norm are preserved exactly");
     if (key_scale < 0.0f) key_scale = patt ? (init == GROW_RANDOM ? MODEL_INIT_STD : 0.0f) : MODEL_INIT_STD;
     if (tau_reset < 0) tau_reset = patt && init == GROW_RANDOM;
-    GrowSpec spec = {delta, key_scale, tau_reset, (uint64_t)seed, importance};
+    GrowSpec spec = {delta, key_scale, tau_reset, (uint64_t)c.seed, importance};
     Model g;
     if (model_resize(&m, &g, &spec, err)) tf_die("%s", err);
     printf("%s: %zu parameters (%zu without the embedding)\n", in, model_num_params(&m, 1), model_num_params(&m, 0));
@@ -624,20 +614,13 @@ int cmd_grow(int argc, char **argv) {
         if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     }
     printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
-    if (data) {
-        char e2[TF_ERRLEN];
-        if (model_alloc_activations(&g, m.B_alloc, m.T_alloc, e2)) tf_die("%s", e2);
-        float after = evaluate_loss(&g, &d, SPLIT_VAL, (int)batches, eval_seed, tok, tgt);
-        printf("val loss on %ld fixed batches of %s: before %.6f, after %.6f (change %+.2e)\n", batches, data, before, after, after - before);
-    }
+    eval_after(&e, &g, before, data, (int)batches); /* data: the text read, if any */
     save_grown(in, out, &g, &v, &ts);
     print_resume_hint(out, &ts);
 
     model_free_ranks(&m, importance);
-    free(tok);
     free(mask);
     free(delta);
-    if (data) dataset_free(&d);
     model_free(&g);
     model_free(&m);
     vocab_free(&v);

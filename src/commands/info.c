@@ -6,6 +6,7 @@
 #include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 
 static void info_help(void) {
@@ -85,29 +86,29 @@ static void print_lineage(const TrainState *ts) {
 }
 
 static int info_checkpoint(const char *ckpt) {
-    char err[TF_ERRLEN];
-    Model m;
-    Vocab v;
-    TrainState ts;
-    /* the host reads the weights: open the CPU as every command opens a device */
-    if (checkpoint_load(ckpt, cli_open_device("cpu", 0, 1), &m, &v, &ts, err)) tf_die("%s", err);
+    CommonArgs c;
+    common_args_init(&c, 0);
+    c.device = "cpu"; /* the host reads the weights */
+    LoadedCheckpoint lc;
+    setup_load_checkpoint(&lc, ckpt, &c);
+    const Model *m = &lc.m;
+    const TrainState *ts = &lc.ts;
     printf("checkpoint: %s\n", ckpt);
-    print_model(&m, 1);
-    printf("optimizer step %d, iteration %d, optimizer state %s\n", m.step, ts.iter,
-           ts.has_optimizer ? "included" : "absent");
-    if (isfinite(ts.best_val)) printf("best val loss %.4f\n", ts.best_val);
+    print_model(m, 1);
+    printf("optimizer step %d, iteration %d, optimizer state %s\n", m->step, ts->iter,
+           ts->has_optimizer ? "included" : "absent");
+    if (isfinite(ts->best_val)) printf("best val loss %.4f\n", ts->best_val);
     else printf("best val loss: none recorded\n");
-    printf("tokenizer %s, data split %d,%d,%d; trained on %.0f tokens, %.3e FLOPs\n", vocab_kind_name(&v),
-           ts.split[0], ts.split[1], ts.split[2], ts.train_tokens, ts.train_flops);
-    print_lineage(&ts);
-    if (ts.growth[0] && strcmp(ts.growth, "[]")) {
+    printf("tokenizer %s, data split %d,%d,%d; trained on %.0f tokens, %.3e FLOPs\n", vocab_kind_name(&lc.v),
+           ts->split[0], ts->split[1], ts->split[2], ts->train_tokens, ts->train_flops);
+    print_lineage(ts);
+    if (ts->growth[0] && strcmp(ts->growth, "[]")) {
         printf("growth history:\n");
-        growth_history_print(&ts);
+        growth_history_print(ts);
     } else {
         printf("growth history: none\n");
     }
-    vocab_free(&v);
-    model_free(&m);
+    setup_free_checkpoint(&lc);
     return tf_finish_stdout(0);
 }
 
@@ -136,7 +137,7 @@ int cmd_info(int argc, char **argv) {
                                         {"vocab-size", required_argument, NULL, O_VOCAB},
                                         {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
-    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
+    common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], 0, 1);
     const char *ckpt = NULL, *preset_name = NULL;
     const Preset *preset = cli_preset_arg(argc, argv, &preset_name);
     ModelConfig mc = preset->model;

@@ -14,6 +14,7 @@
 #include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "command_setup.h"
 #include "common.h"
 #include "crc32.h"
 #include "data.h"
@@ -22,6 +23,8 @@
 #include "model.h"
 #include "output_guard.h"
 #include "schedule.h"
+
+#define TRAIN_COMMON_FLAGS (COMMON_RUN_FLAGS | COMMON_TF32) /* --seed: a training flag */
 
 static void train_help(void) {
     printf("usage: tokenformer train [FILE] [options]\n"
@@ -57,12 +60,6 @@ static void train_help(void) {
            "  --freeze-old           with --resume: train only what the latest grow added:\n"
            "                         its rows, blocks, adapters or LoRA tensors (everything\n"
            "                         older stays frozen in every layer)\n"
-           "  --device D             cpu, cuda or auto (default auto: cuda when usable)\n"
-           "  --threads N            CPU threads (default: all cores)\n"
-           "  --precision P          GPU math: fp32 (default, the reference), tf32 (TF32\n"
-           "                         GEMMs) or bf16 (bf16 tensor-core Pattentions and fused\n"
-           "                         attention; fp32 weights, optimizer state and sums)\n"
-           "  --tf32                 the same as --precision tf32\n"
            "  --tokenizer K          chars (default: the text's distinct characters) or bytes\n"
            "                         (all 256 byte values; byte-level benchmarks like enwik8)\n"
            "  --split TRAIN,VAL[,TEST]  parts of the text (default 90,10; enwik8: 90,5,5);\n"
@@ -88,9 +85,9 @@ static void train_help(void) {
            "                         :zero-out|:copy|:copy-zero-out as grow --at/--init,\n"
            "                         e.g. layers*2:stack), d*2 (grow --d-model 2x). Each uses\n"
            "                         grow's default recipe with --seed and re-warms as\n"
-           "                         --resume after a grow; e.g. --grow 25%%:kv*2,50%%:kv*2\n"
-           "  -h, --help             this help\n"
-           "\n"
+           "                         --resume after a grow; e.g. --grow 25%%:kv*2,50%%:kv*2\n");
+    common_print_help(TRAIN_COMMON_FLAGS, NULL);
+    printf("\n"
            "Data parallel on several GPUs: start one process per GPU with torchrun\n"
            "(--no-python), mpirun or srun; --batch-size is per GPU (docs/DISTRIBUTED.md).\n"
            "\n"
@@ -140,9 +137,7 @@ typedef struct {
     const char *file;
     const char *out;
     const char *resume;
-    const char *device;
-    int threads;
-    int precision; /* MatmulPrecision */
+    CommonArgs common; /* --device --threads --precision (command_setup.h) */
     int new_stage;
     int continue_schedule;
     int freeze_old;
@@ -166,7 +161,7 @@ typedef struct {
     int flag_seen[CLI_MAX_CONFIG_FLAGS]; /* which config flags the command line gave */
 } TrainArgs;
 
-enum { O_PRESET = 1, O_OUT, O_RESUME, O_DEVICE, O_THREADS, O_TF32, O_PRECISION, O_NEW_STAGE, O_FREEZE, O_HELP,
+enum { O_PRESET = 1, O_OUT, O_RESUME, O_NEW_STAGE, O_FREEZE, O_HELP,
        O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE, O_FLOPS_BUDGET, O_TOKENS_BUDGET, O_LR_SCHEDULE,
        O_DECAY_FRAC, O_EVAL_FLOPS, O_GROW, O_ALLOW_OTHER, O_FORCE };
 
@@ -206,9 +201,7 @@ static void check_schedule_options(const TrainArgs *a) {
 static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET},   {"out", required_argument, NULL, O_OUT},
-        {"resume", required_argument, NULL, O_RESUME},   {"device", required_argument, NULL, O_DEVICE},
-        {"threads", required_argument, NULL, O_THREADS}, {"tf32", no_argument, NULL, O_TF32},
-        {"precision", required_argument, NULL, O_PRECISION},
+        {"resume", required_argument, NULL, O_RESUME},
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
         {"help", no_argument, NULL, O_HELP},
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
@@ -221,14 +214,14 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"eval-every-flops", required_argument, NULL, O_EVAL_FLOPS}, {"grow", required_argument, NULL, O_GROW},
         {"allow-other-text", no_argument, NULL, O_ALLOW_OTHER}, {"force", no_argument, NULL, O_FORCE}};
     struct option all[64];
-    cli_options_with_config(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0]);
+    common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], TRAIN_COMMON_FLAGS, 1);
     const char *preset_given = NULL;
     const Preset *preset = cli_preset_arg(argc, argv, &preset_given);
     memset(a, 0, sizeof *a);
     a->preset = preset_given;
     a->mc = preset->model;
     a->tc = preset->train;
-    a->device = "auto";
+    common_args_init(&a->common, 0); /* --seed is the training flag (tc.seed) */
     a->lr_schedule = -1;
     opterr = 0;
     int opt;
@@ -237,10 +230,6 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_PRESET: break;
         case O_OUT: a->out = optarg; break;
         case O_RESUME: a->resume = optarg; break;
-        case O_DEVICE: a->device = optarg; break;
-        case O_THREADS: a->threads = (int)cli_int("--threads", optarg, 1, 4096); break;
-        case O_TF32: a->precision = MATMUL_TF32; break;
-        case O_PRECISION: a->precision = cli_precision(optarg); break;
         case O_NEW_STAGE: a->new_stage = 1; break;
         case O_CONTINUE: a->continue_schedule = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
@@ -263,7 +252,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case 'h':
         case O_HELP: train_help(); exit(0);
         default:
-            if (parse_schedule_option(opt, optarg, a)) break;
+            if (parse_schedule_option(opt, optarg, a) || common_apply(opt, optarg, &a->common)) break;
             if (opt >= CLI_CONFIG_OPT_BASE &&
                 cli_apply_config_flag(opt, optarg, &a->mc, &a->tc, &a->model_flag_seen)) {
                 a->flag_seen[opt - CLI_CONFIG_OPT_BASE] = 1;
@@ -1124,7 +1113,7 @@ static void start_ranks(TrainRun *r) {
     if (dist_from_env(&r->dist, err)) tf_die("%s", err);
     if (r->dist.world == 1) return;
     if (dist_select_device(&r->dist, err)) tf_die("%s", err); /* first: it says when there is no GPU at all */
-    if (!strcmp(r->a->device, "cpu"))
+    if (!strcmp(r->a->common.device, "cpu"))
         tf_die("data parallel (%s, world %d) runs on GPUs only: drop --device cpu", r->dist.launcher,
                r->dist.world);
     if (r->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
@@ -1149,10 +1138,10 @@ int cmd_train(int argc, char **argv) {
     r.t_launch = t_launch;
     start_ranks(&r);
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
-    const Ops *ops = cli_open_device(a.device, a.threads, 1);
+    const Ops *ops = cli_open_device(a.common.device, a.common.threads, 1);
     if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
     setup_model(&r, ops, cps, n_cps);
-    cli_set_model_precision(&r.m, a.precision);
+    cli_set_model_precision(&r.m, a.common.precision);
     check_same_weights(&r);
     plan_run(&r);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
@@ -1165,8 +1154,8 @@ int cmd_train(int argc, char **argv) {
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     if (is_rank0(&r)) prepare_outputs(&r);
-    cli_open_device(a.device, a.threads, 0); /* the same device again (cached): prints its line */
-    cli_report_precision(ops, a.precision);
+    cli_open_device(a.common.device, a.common.threads, 0); /* the same device again (cached): prints its line */
+    cli_report_precision(ops, a.common.precision);
     print_run_header(&r);
     print_plan(&r);
     if (a.stop_at && a.stop_at < a.tc.max_iters)
