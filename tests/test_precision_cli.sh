@@ -44,4 +44,22 @@ for cmd in sample eval; do
     "$BIN" $cmd --help | grep -q -- '--precision P' && pass "${cmd}_help_lists_precision" \
         || fail "${cmd}_help_lists_precision" "no --precision in --help"
 done
+# The common flags come from one table (src/commands/command_setup.c): every
+# command that takes one shows it with the same help lines.
+common_help() { # CMD: its --device, --threads and --precision help lines, continuations included
+    "$BIN" "$1" --help | awk '/^  --(device D|threads N|precision P) /{p = 1; print; next} /^                         /{if (p) print; next} {p = 0}'
+}
+common_help train >"$WORK/help_train"
+[[ $(wc -l <"$WORK/help_train") -eq 6 ]] || fail common_help_train "$(cat "$WORK/help_train")"
+for cmd in bench sample eval; do
+    common_help $cmd >"$WORK/help_$cmd"
+    cmp -s "$WORK/help_train" "$WORK/help_$cmd" && pass "common_flags_help_${cmd}_same_as_train" \
+        || fail "common_flags_help_${cmd}_same_as_train" "$(diff "$WORK/help_train" "$WORK/help_$cmd" | tr '\n' ' ')"
+done
+seed_line() { "$BIN" "$1" --help | grep '^  --seed S'; }
+[[ "$(seed_line sample)" == "$(seed_line eval)" && "$(seed_line eval)" == "$(seed_line grow)" && -n "$(seed_line grow)" ]] \
+    && pass common_seed_help_same || fail common_seed_help_same "$(seed_line sample) | $(seed_line eval) | $(seed_line grow)"
+[[ "$("$BIN" grow --help | grep '^  --threads N')" == "$(grep '^  --threads N' "$WORK/help_train")" ]] \
+    && pass common_threads_help_grow || fail common_threads_help_grow "differs"
+
 exit $((failures > 0))
