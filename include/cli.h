@@ -38,14 +38,14 @@ double cli_float(const char *flag, const char *value, double lo, double hi);
 /* getopt_long's error for an unknown flag, turned into our one-line error. */
 void cli_unknown_flag(const char *cmd, char **argv);
 
-/* Model/training config flags shared by train (and documented in --help).
- * Returns 1 when opt was one of them. */
+/* Model/training config flags shared by train, bench and info (documented in
+ * train --help; command_setup.h common_options puts them after a command's
+ * own). Returns 1 when opt was one of them. */
 #define CLI_CONFIG_OPT_BASE 1000
 extern const struct option CLI_CONFIG_OPTIONS[];
 int cli_apply_config_flag(int opt, const char *value, ModelConfig *mc, TrainConfig *tc,
                           int *model_flag_seen);
 void cli_print_config_help(void);
-/* (command_setup.h common_options puts these after a command's own.) */
 /* The preset named by --preset P or --preset=P anywhere in argv (the last one
  * given), read before the other flags so that they override it wherever they
  * stand; tiny when none. *given (when not NULL) is the name given, or NULL.
