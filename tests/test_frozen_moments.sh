@@ -13,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" frozen_moments
 TEXT=$WORK/text.txt
 sample_text 20000 300 >"$TEXT"
 CFG=(--n-layer 2 --d-model 16 --n-head 2 --block-size 16 --batch-size 4 --eval-interval 10 --eval-iters 2)
-DEV=(--threads 1 --device cpu)
+DEV=(--threads 1 --device "${TF_DEVICE:-cpu}")
 if [[ -z $PYTHON ]]; then
     skip frozen_moments "no python3"
     exit 0
