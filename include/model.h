@@ -119,6 +119,9 @@ int model_alloc_moments(Model *m, int trainable_only, char *err);
 /* Rows of a parameter (a 1-D tensor is one row) and the floats per row. */
 int model_param_rows(const Param *p);
 size_t model_param_row_elems(const Param *p);
+/* The first row of the first unfrozen segment: the rows before it are frozen
+ * (all of them when none trains). */
+int model_first_trainable_row(const Param *p);
 /* Rows that have moments: those from moment_row0 on. */
 int model_moment_rows(const Param *p);
 /* Moments of n_rows rows of s from row s_row into rows d_row.. of d (the

@@ -682,12 +682,7 @@ static int load_weights(Model *m, const StFile *f, int *n_found, char *err) {
  * segments: the rows whose moments the file may leave out. */
 static int *recorded_frozen_rows(const Model *m) {
     int *rows = tf_malloc(sizeof(int) * (size_t)m->n_params, "frozen rows");
-    for (int i = 0; i < m->n_params; i++) {
-        const Param *p = &m->params[i];
-        rows[i] = model_param_rows(p);
-        for (int k = p->n_seg - 1; k >= 0; k--)
-            if (!p->seg[k].frozen) rows[i] = p->seg[k].row_start;
-    }
+    for (int i = 0; i < m->n_params; i++) rows[i] = model_first_trainable_row(&m->params[i]);
     return rows;
 }
 

@@ -293,8 +293,7 @@ size_t model_param_row_elems(const Param *p) {
 
 int model_moment_rows(const Param *p) { return model_param_rows(p) - p->moment_row0; }
 
-/* The first row that trains: rows before it are frozen (all of them when none trains). */
-static int first_trainable_row(const Param *p) {
+int model_first_trainable_row(const Param *p) {
     for (int k = 0; k < p->n_seg; k++)
         if (!p->seg[k].frozen) return p->seg[k].row_start;
     return model_param_rows(p);
@@ -305,7 +304,7 @@ int model_alloc_moments(Model *m, int trainable_only, char *err) {
     size_t total = 0, bytes;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        p->moment_row0 = trainable_only ? first_trainable_row(p) : 0;
+        p->moment_row0 = trainable_only ? model_first_trainable_row(p) : 0;
         total += (size_t)model_moment_rows(p) * model_param_row_elems(p);
     }
     if (tf_mul_overflows(total, sizeof(float), &bytes))
