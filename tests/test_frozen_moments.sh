@@ -6,7 +6,8 @@
 # without it (unfreezing: one line says those moments start at zero); a
 # checkpoint written before, holding moments for its frozen tensors, still
 # resumes and trains exactly as the new one does (those moments dropped);
-# growing a frozen-run checkpoint gives its frozen rows zero moments. CPU,
+# growing a frozen-run checkpoint gives its frozen rows zero moments; moment
+# tensors of other rows are refused in one line. CPU (TF_DEVICE: another),
 # tiny sizes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" frozen_moments
 
@@ -63,6 +64,12 @@ elif cmd == "old_format":  # FROZEN_RUN DONOR OUT: add the donor's moments of ev
             for mom in ("opt.m.", "opt.v."):
                 t[mom + k] = donor[mom + k]
     save(args[2], t, meta)
+elif cmd == "cut_moments":  # IN NAME ROWS OUT: the moments of NAME cut to their first ROWS rows
+    t, meta = load(args[0])
+    for mom in ("opt.m.", "opt.v."):
+        shape, blob = t[mom + args[1]]
+        t[mom + args[1]] = ([int(args[2])] + shape[1:], blob[:int(args[2]) * 4 * shape[1]])
+    save(args[3], t, meta)
 elif cmd == "same":  # A B: every tensor of A equal in B ("same" or the names that differ)
     a, _ = load(args[0])
     b, _ = load(args[1])
@@ -123,6 +130,16 @@ fi
 run old_unfreeze train "$TEXT" --resume "$O" --max-iters 14 "${DEV[@]}" --out "$WORK/o3" &&
     { ! grep -q "^unfreeze" "$WORK/old_unfreeze.log" && pass old_format_unfreeze_keeps_moments ||
           fail old_format_unfreeze_keeps_moments "$(grep '^unfreeze' "$WORK/old_unfreeze.log")"; }
+# moments of other rows than the parameter's, or its trained ones, are refused
+st cut_moments "$O" wte 3 "$WORK/cut.safetensors"
+if timeout 60 "$BIN" train "$TEXT" --resume "$WORK/cut.safetensors" --max-iters 14 "${DEV[@]}" --out "$WORK/c" \
+    >"$WORK/cut.log" 2>"$WORK/cut.err"; then
+    fail bad_moment_rows "exited 0"
+else
+    [[ $(wc -l <"$WORK/cut.err") == 1 ]] && grep -q "optimizer tensor 'opt.m.wte' must be F32 with the shape of 'wte'" \
+        "$WORK/cut.err" && [[ ! -e $WORK/c/latest.safetensors ]] && pass "bad_moment_rows ($(cat "$WORK/cut.err"))" ||
+        fail bad_moment_rows "$(tr '\n' '|' <"$WORK/cut.err")"
+fi
 # merging folds LoRA into a model that has moments again for every tensor
 run pp_merge grow --ckpt "$T" --merge-lora --out "$WORK/merged.safetensors" --threads 1 &&
     run merged_resume train "$TEXT" --resume "$WORK/merged.safetensors" --max-iters 14 "${DEV[@]}" --out "$WORK/m" &&

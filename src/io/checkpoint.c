@@ -693,9 +693,12 @@ static int moment_tensor_rows(const StEntry *e, const Param *p, int frozen_rows,
     int rows = model_param_rows(p), same = e->ndim == p->t.ndim && e->dtype == DTYPE_F32;
     int64_t have = p->t.ndim == 2 && same ? e->shape[0] : rows;
     same = same && e->shape[e->ndim - 1] == p->t.shape[p->t.ndim - 1] && (have == rows || have == rows - frozen_rows);
-    if (!same || have < 1)
-        return tf_err(err, "optimizer tensor '%s' must be F32 with the shape of '%s' (or, frozen rows left out, "
-                      "its last %d rows)", e->name, p->t.name, rows - frozen_rows);
+    if (!same || have < 1) {
+        char alt[64] = ""; /* what a run that froze rows writes instead */
+        if (frozen_rows == rows) snprintf(alt, sizeof alt, " or be absent (it is frozen)");
+        else if (frozen_rows > 0) snprintf(alt, sizeof alt, " or its last %d rows (the others frozen)", rows - frozen_rows);
+        return tf_err(err, "optimizer tensor '%s' must be F32 with the shape of '%s'%s", e->name, p->t.name, alt);
+    }
     *row0 = rows - (int)have;
     return 0;
 }
