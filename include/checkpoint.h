@@ -26,6 +26,8 @@ typedef struct {
     double train_flops;  /* cumulative training FLOPs so far */
     int split[3];        /* train/val/test parts of the text (DATA_SPLIT_DEFAULT) */
     int has_optimizer;   /* set by checkpoint_load: the file held Adam moments */
+    size_t moments_zeroed; /* set by checkpoint_load: parameters that have moments in the model but
+                              none in the file (frozen there, trained now): they start at zero */
     /* Growth history: a JSON array of the grow events ("" = none), metadata
      * 'growth_history' (docs/GROWTH.md) */
     char growth[GROWTH_HISTORY_LEN];
@@ -58,9 +60,22 @@ void growth_history_print(const TrainState *ts);
 /* with_optimizer: include Adam moments (needed for an exact --resume). */
 int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
                     int with_optimizer, char *err);
-/* Builds *m on ops (activations not allocated), fills vocab and train state. */
+/* Builds *m on ops (activations not allocated), fills vocab and train state.
+ * The rows frozen as the file records them; Adam moments for every row
+ * (zero for rows that the file, frozen there, holds none of). */
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err);
+
+/* How a training run that resumes a checkpoint freezes its rows. */
+typedef enum {
+    CKPT_UNFREEZE = 0, /* every row trains: moments for all (zero where the file has none) */
+    CKPT_FREEZE_OLD    /* rows born before the latest grow frozen (model_freeze_old): no moments
+                        * for them, and those the file holds for them are dropped */
+} CheckpointFreeze;
+/* checkpoint_load for train --resume: the rows frozen as `freeze` says, and
+ * Adam moments only for the rows that train. */
+int checkpoint_load_for_training(const char *path, const Ops *ops, CheckpointFreeze freeze, Model *m, Vocab *v,
+                                 TrainState *ts, char *err);
 
 /* The best val loss recorded in a checkpoint's header (INFINITY when the file
  * is missing or unreadable); reads no tensors. */

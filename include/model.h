@@ -33,7 +33,13 @@ typedef struct {
 typedef struct {
     Tensor t;           /* value, in the model's backend memory: (rows, d_model), (d_model) for
                            a norm; LoRA B (rows, r) */
-    float *grad, *m, *v; /* same shape, same memory */
+    float *grad;        /* same shape, same memory */
+    /* Adam moments of rows moment_row0 .. rows-1 only (a 1-D tensor is one
+     * row): rows frozen before the first trainable segment have none, and a
+     * parameter frozen whole has none at all (m, v NULL), so that an adapted
+     * model holds no optimizer state for its base (model_alloc_moments). */
+    float *m, *v;
+    int moment_row0;
     int decay;          /* weight decay applies (2-D tensors) */
     int n_seg;
     RowSegment seg[MAX_SEGMENTS];
@@ -81,6 +87,7 @@ typedef struct Model {
     float *tau;      /* host, n_layer * PATT_PER_LAYER (1 and unused for the baselines) */
     float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
     size_t n_param_elems;
+    size_t n_moment_elems; /* in m_mem and in v_mem: n_param_elems unless rows are frozen */
     int step;        /* optimizer steps taken */
     /* adapters.h: the adapters' tau (sqrt of their rows), and under LoRA the
      * weights the passes use (W + (alpha/r) B A, same layout as param_mem),
@@ -103,9 +110,10 @@ typedef struct Model {
     uint64_t last_dropout_seed;
 } Model;
 
-/* Create a model with parameters allocated (zero) on ops' device, at
- * precision MATMUL_FP32. rows: n per Pattention (n_layer * PATT_PER_LAYER)
- * or NULL for the config's n_attn / n_ffn. Returns 0 or -1 with err. */
+/* Create a model with parameters and Adam moments of every row allocated
+ * (zero) on ops' device, at precision MATMUL_FP32.
+ * rows: n per Pattention (n_layer * PATT_PER_LAYER) or NULL for the config's
+ * n_attn / n_ffn. Returns 0 or -1 with err. */
 int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
 /* model_create on src's backend at src's precision: a model made from
  * another (growth, adapters) computes as its source did. */
@@ -116,6 +124,31 @@ int model_create_like(Model *m, const Model *src, const ModelConfig *cfg, const 
  * with err when the backend has no such precision (the CPU: fp32 only) or
  * the activations are allocated in another type. */
 int model_set_precision(Model *m, int precision, char *err);
+/* The same without the moments (m_mem, v_mem NULL): a checkpoint's reader
+ * allocates them once it knows which rows are frozen. */
+int model_create_params(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
+/* Allocate the Adam moments (zero; none may be allocated yet): for every row,
+ * or (trainable_only) only from each parameter's first unfrozen segment on,
+ * none for a parameter frozen whole. The layout is the parameters' whenever
+ * every row has moments. Returns 0 or -1 with err. */
+int model_alloc_moments(Model *m, int trainable_only, char *err);
+/* Rows of a parameter (a 1-D tensor is one row) and the floats per row. */
+int model_param_rows(const Param *p);
+size_t model_param_row_elems(const Param *p);
+/* The first row of the first unfrozen segment: the rows before it are frozen
+ * (all of them when none trains). */
+int model_first_trainable_row(const Param *p);
+/* Rows that have moments: those from moment_row0 on. */
+int model_moment_rows(const Param *p);
+/* Moments of n_rows rows of s from row s_row into rows d_row.. of d (the
+ * same row width, same backend): rows s has none for become zero in d; rows
+ * d has none for are skipped. */
+void model_copy_moment_rows(const Ops *o, const Param *s, int s_row, Param *d, int d_row, int n_rows);
+/* --freeze-old: every segment born before the latest grow is frozen, every
+ * other one unfrozen. Returns the number of frozen segments. */
+int model_freeze_old(Model *m);
+/* Every segment trains again. */
+void model_unfreeze(Model *m);
 /* The parameter table and shapes only, no memory: enough for model_num_params
  * and model_train_flops_per_token of a config (info --preset); model_free
  * releases it. */

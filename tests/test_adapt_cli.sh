@@ -135,10 +135,14 @@ bad lora_rank_zero "expected an integer in \[1," grow --ckpt "$PP" --lora-rank 0
 bad lora_rank_negative "expected an integer in \[1," grow --ckpt "$PP" --lora-rank -3
 bad lora_rank_above_d "LoRA rank must be in \[1, d_model" grow --ckpt "$PP" --lora-rank 17
 bad adapter_kv_zero "expected an integer in \[1," grow --ckpt "$PP" --adapter-kv 0
+bad adapter_kv_negative "expected an integer in \[1," grow --ckpt "$PP" --adapter-kv -4
+bad lora_alpha_zero "lora-alpha: expected a number" grow --ckpt "$PP" --lora-rank 2 --lora-alpha 0
 bad lora_site_unknown "unknown site 'x'" grow --ckpt "$PP" --lora-rank 2 --lora-sites q,x
 bad adapter_site_unknown "unknown site 'ffn'" grow --ckpt "$PP" --adapter-kv 4 --adapter-sites ffn
 bad adapter_norm_unknown "--adapter-norm: expected" grow --ckpt "$PP" --adapter-kv 4 --adapter-norm relu
 bad sites_without_rank "need --lora-rank" grow --ckpt "$PP" --lora-sites q
+bad alpha_without_rank "need --lora-rank" grow --ckpt "$PP" --lora-alpha 4
+bad adapter_sites_without_kv "need --adapter-kv" grow --ckpt "$PP" --adapter-sites mlp
 bad merge_nothing "no LoRA to merge" grow --ckpt "$PP" --merge-lora
 bad merge_adapters_only "no LoRA to merge" grow --ckpt "$PPA" --merge-lora
 bad lora_twice "has LoRA already" grow --ckpt "$PPL" --lora-rank 2
@@ -148,6 +152,9 @@ bad adapter_and_lora "separate calls" grow --ckpt "$PP" --adapter-kv 4 --lora-ra
 bad adapter_with_kv "takes none of" grow --ckpt "$PP" --adapter-kv 4 --ffn-kv +8
 bad freeze_never_grown "no rows added by 'grow'" train "$TEXT" --resume "$PP" --freeze-old --new-stage \
     --max-iters 2 --threads 1 --device cpu
+# merging LoRA leaves nothing newly grown: the merged model is a plain baseline
+bad freeze_merged "no rows added by 'grow'" train "$TEXT" --resume "$WORK/transformerpp_merged.safetensors" \
+    --freeze-old --new-stage --max-iters 2 --threads 1 --device cpu
 
 echo "adapt_cli: $failures failure(s)"
 [[ $failures -eq 0 ]]

@@ -360,17 +360,11 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
 
 /* --freeze-old: "old" is every row that existed before the latest grow (the
  * largest birth step of any row), in every layer alike; only the rows that
- * grow added then train. A layer the latest grow skipped trains nothing. */
-static void mark_rows_frozen(Model *m) {
-    int latest = model_latest_birth(m), frozen = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
-        for (int k = 0; k < p->n_seg; k++) {
-            p->seg[k].frozen = p->seg[k].birth < latest;
-            frozen += p->seg[k].frozen;
-        }
-    }
-    if (!frozen) tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
+ * grow added then train, and only they have Adam moments (the loader froze
+ * the rest: model_freeze_old). A layer the latest grow skipped trains nothing. */
+static void check_rows_frozen(const Model *m) {
+    if (model_trainable_params(m) == m->n_param_elems)
+        tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
 }
 
 /* A resumed checkpoint whose newest rows (or blocks) were born at its current
@@ -404,12 +398,16 @@ static void print_changed_settings(const TrainConfig *before, const TrainConfig 
 
 static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, TrainState *ts) {
     char err[TF_ERRLEN];
-    if (checkpoint_load(a->resume, ops, m, v, ts, err)) tf_die("%s", err);
+    if (checkpoint_load_for_training(a->resume, ops, a->freeze_old ? CKPT_FREEZE_OLD : CKPT_UNFREEZE, m, v, ts, err))
+        tf_die("%s", err);
     refuse_fixed_settings(a, m, ts);
     if (cli_config_flag_seen(a->flag_seen, "arch") && a->mc.arch != m->cfg.arch)
         tf_die("--resume: --arch %s contradicts %s, which is a %s checkpoint", arch_name(a->mc.arch),
                a->resume, arch_name(m->cfg.arch));
     if (!ts->has_optimizer) tf_warn("%s has no optimizer state: Adam moments start at zero", a->resume);
+    if (ts->moments_zeroed) /* freezing lasts one run: its frozen rows train again, without moments saved */
+        printf("unfreeze: %zu parameters frozen in %s train again; their Adam moments start at zero\n",
+               ts->moments_zeroed, a->resume);
     /* Training settings come from the checkpoint unless given again on the command
      * line; a new stage's length is --max-iters, else the checkpoint's max_iters. */
     if (ts->has_train) {
@@ -420,9 +418,6 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
             a->tc.min_lr = a->tc.lr / 10.0f;
         print_changed_settings(&ts->train, &a->tc);
     }
-    if (!a->freeze_old) /* freezing lasts one run: a later resume trains every row again */
-        for (int i = 0; i < m->n_params; i++)
-            for (int k = 0; k < m->params[i].n_seg; k++) m->params[i].seg[k].frozen = 0;
     if (a->new_stage) {
         ts->stage_start = ts->iter;
         ts->best_val = INFINITY; /* a new stage keeps its own best checkpoint */
@@ -447,9 +442,10 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
                "give a larger --max-iters (the total), or --new-stage --max-iters N for N more",
                a->resume, ts->iter, a->tc.max_iters);
     if (a->freeze_old) {
-        mark_rows_frozen(m);
+        check_rows_frozen(m);
         printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer): "
-               "%zu of %zu parameters\n", model_trainable_params(m), model_num_params(m, 1));
+               "%zu of %zu parameters, Adam moments for %zu\n", model_trainable_params(m), model_num_params(m, 1),
+               m->n_moment_elems);
     }
     char best[64] = "no best val loss yet: a new stage keeps its own best";
     if (isfinite(ts->best_val)) snprintf(best, sizeof best, "best val loss %.4f", ts->best_val);

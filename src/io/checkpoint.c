@@ -445,34 +445,51 @@ static int verify_crc(const StFile *f, char *err) {
 
 /* ---------------- save ---------------- */
 
+/* Moment tensors hold the rows that have moments (model.h moment_row0):
+ * every row unless the run froze the first ones, and none at all for a
+ * parameter frozen whole, which then has no opt.m/opt.v tensor. */
+static void moment_shape(const Param *p, int64_t shape[2]) {
+    shape[0] = p->t.ndim == 2 ? model_moment_rows(p) : p->t.shape[0];
+    shape[1] = p->t.ndim == 2 ? p->t.shape[1] : 0;
+}
+
 int checkpoint_save(const char *path, const Model *m, const Vocab *v, const TrainState *ts,
                     int with_optimizer, char *err) {
     const Ops *o = m->ops;
     int L = m->cfg.n_layer, n_tau = model_has_tau(&m->cfg) ? L * PATT_PER_LAYER : 0;
-    int n_out = m->n_params * (with_optimizer ? 3 : 1) + n_tau;
+    int n_with_moments = 0;
+    for (int i = 0; i < m->n_params && with_optimizer; i++) n_with_moments += model_moment_rows(&m->params[i]) > 0;
+    int n_out = m->n_params + 2 * n_with_moments + n_tau;
     StTensorOut *outs = tf_calloc((size_t)n_out, sizeof *outs, "checkpoint table");
     char (*names)[TF_NAME_LEN + 8] = tf_calloc((size_t)n_out, sizeof *names, "checkpoint names");
-    int64_t one = 1;
+    int64_t one = 1, (*mshape)[2] = tf_calloc((size_t)m->n_params, sizeof *mshape, "moment shapes");
 
     /* Everything comes to the host first: params, then m, then v. */
-    size_t P = m->n_param_elems;
-    float *host = tf_malloc(P * sizeof(float) * (with_optimizer ? 3 : 1), "checkpoint buffer");
+    size_t P = m->n_param_elems, M = with_optimizer ? m->n_moment_elems : 0;
+    float *host = tf_malloc((P + 2 * M) * sizeof(float), "checkpoint buffer");
     o->to_host(o, host, m->param_mem, P * sizeof(float));
-    if (with_optimizer) {
-        o->to_host(o, host + P, m->m_mem, P * sizeof(float));
-        o->to_host(o, host + 2 * P, m->v_mem, P * sizeof(float));
+    if (M) {
+        o->to_host(o, host + P, m->m_mem, M * sizeof(float));
+        o->to_host(o, host + P + M, m->v_mem, M * sizeof(float));
     }
     int k = 0;
-    static const char *prefix[3] = {"", "opt.m.", "opt.v."};
-    for (int part = 0; part < (with_optimizer ? 3 : 1); part++) {
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        snprintf(names[k], sizeof names[k], "%s", p->t.name);
+        outs[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, p->t.shape, host + model_param_offset(m, i)};
+        k++;
+    }
+    static const char *prefix[2] = {"opt.m.", "opt.v."};
+    for (int part = 0; part < 2 && with_optimizer; part++)
         for (int i = 0; i < m->n_params; i++) {
             const Param *p = &m->params[i];
+            if (!model_moment_rows(p)) continue;
+            moment_shape(p, mshape[i]);
             snprintf(names[k], sizeof names[k], "%s%s", prefix[part], p->t.name);
-            outs[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, p->t.shape,
-                                    host + part * P + model_param_offset(m, i)};
+            outs[k] = (StTensorOut){names[k], DTYPE_F32, p->t.ndim, mshape[i],
+                                    host + P + part * M + (size_t)(p->m - m->m_mem)};
             k++;
         }
-    }
     for (int l = 0; l < L && n_tau; l++)
         for (int w = 0; w < PATT_PER_LAYER; w++) {
             tau_name(l, w, names[k], sizeof names[k]);
@@ -520,6 +537,7 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
     free(text);
     free(host);
     free(names);
+    free(mshape);
     free(outs);
     return rc;
 }
@@ -624,28 +642,25 @@ static long first_nonfinite(const void *data, size_t nbytes) {
     return -1;
 }
 
-/* Copies the weights (and moments, when the file has them: *has_opt) to the
- * device; refuses non-finite values, which would only surface later as a nan loss. */
-static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
+/* A tensor's data to the device at dst, refusing non-finite values, which
+ * would only surface later as a nan loss. */
+static int finite_to_device(const Ops *o, float *dst, const StFile *f, const StEntry *e, size_t skip_bytes,
+                            char *err) {
+    long bad = first_nonfinite(st_data(f, e), e->nbytes);
+    if (bad >= 0) return tf_err(err, "tensor '%s' holds a non-finite value (nan or inf) at element %ld", e->name, bad);
+    if (dst) o->to_device(o, dst, (const char *)st_data(f, e) + skip_bytes, e->nbytes - skip_bytes);
+    return 0;
+}
+
+/* Copies the weights and the taus to the device; *n_found counts the tensors read. */
+static int load_weights(Model *m, const StFile *f, int *n_found, char *err) {
     const Ops *o = m->ops;
-    const char *opt = st_meta(f, "optimizer");
-    *has_opt = st_find(f, "opt.m.wte") != NULL;
-    if (!opt || strcmp(opt, *has_opt ? "adamw" : "none") != 0)
-        return tf_err(err, "metadata 'optimizer' does not match the file: optimizer tensors are %s",
-                      *has_opt ? "present" : "absent");
-    static const char *prefix[3] = {"", "opt.m.", "opt.v."};
-    float *dst[3] = {m->param_mem, m->m_mem, m->v_mem};
-    for (int part = 0; part < (*has_opt ? 3 : 1); part++) {
-        for (int i = 0; i < m->n_params; i++) {
-            const Param *p = &m->params[i];
-            char name[TF_NAME_LEN + 8];
-            snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
-            const StEntry *e = NULL;
-            if (expect_f32(f, name, p->t.ndim, p->t.shape, &e, err)) return -1;
-            long bad = first_nonfinite(st_data(f, e), e->nbytes);
-            if (bad >= 0) return tf_err(err, "tensor '%s' holds a non-finite value (nan or inf) at element %ld", name, bad);
-            o->to_device(o, dst[part] + model_param_offset(m, i), st_data(f, e), e->nbytes);
-        }
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        const StEntry *e = NULL;
+        if (expect_f32(f, p->t.name, p->t.ndim, p->t.shape, &e, err) ||
+            finite_to_device(o, tensor_f32(&p->t), f, e, 0, err))
+            return -1;
     }
     int64_t one = 1, n_tau = model_has_tau(&m->cfg) ? m->cfg.n_layer * PATT_PER_LAYER : 0;
     for (int l = 0; l < m->cfg.n_layer && n_tau; l++)
@@ -659,11 +674,93 @@ static int load_tensors(Model *m, const StFile *f, int *has_opt, char *err) {
             if (!isfinite(tau) || tau <= 0.0f) return tf_err(err, "tensor '%s' must be a positive number", name);
             *model_patt_tau(m, l, w) = tau;
         }
-    /* Every expected tensor was found above and names are unique, so only a
-     * larger count means that the file holds something else: name it. */
-    int n_expected = m->n_params * (*has_opt ? 3 : 1) + (int)n_tau;
-    for (int i = 0; f->n_entries > n_expected && i < f->n_entries; i++)
-        if (!is_expected_tensor(m, f->entries[i].name, *has_opt)) {
+    *n_found = m->n_params + (int)n_tau;
+    return 0;
+}
+
+/* The rows before the first unfrozen segment, as the file records the
+ * segments: the rows whose moments the file may leave out. */
+static int *recorded_frozen_rows(const Model *m) {
+    int *rows = tf_malloc(sizeof(int) * (size_t)m->n_params, "frozen rows");
+    for (int i = 0; i < m->n_params; i++) rows[i] = model_first_trainable_row(&m->params[i]);
+    return rows;
+}
+
+/* A moment tensor of p in the file: all of p's rows (every checkpoint
+ * before frozen rows lost their moments), or the rows from frozen_rows on
+ * (those that the writing run trained). Its first row's index into *row0. */
+static int moment_tensor_rows(const StEntry *e, const Param *p, int frozen_rows, int *row0, char *err) {
+    int rows = model_param_rows(p), same = e->ndim == p->t.ndim && e->dtype == DTYPE_F32;
+    int64_t have = p->t.ndim == 2 && same ? e->shape[0] : rows;
+    same = same && e->shape[e->ndim - 1] == p->t.shape[p->t.ndim - 1] && (have == rows || have == rows - frozen_rows);
+    if (!same || have < 1) {
+        char alt[64] = ""; /* what a run that froze rows writes instead */
+        if (frozen_rows == rows) snprintf(alt, sizeof alt, " or be absent (it is frozen)");
+        else if (frozen_rows > 0) snprintf(alt, sizeof alt, " or its last %d rows (the others frozen)", rows - frozen_rows);
+        return tf_err(err, "optimizer tensor '%s' must be F32 with the shape of '%s'%s", e->name, p->t.name, alt);
+    }
+    *row0 = rows - (int)have;
+    return 0;
+}
+
+/* One parameter's moments from the file into the model's rows that have
+ * them: rows the file has none of stay zero and count in *zeroed; rows the
+ * model has none of (frozen) are dropped. */
+static int load_param_moments(Model *m, const StFile *f, const Param *p, int frozen_rows, size_t *zeroed,
+                              int *n_found, char *err) {
+    static const char *prefix[2] = {"opt.m.", "opt.v."};
+    float *dst[2] = {p->m, p->v};
+    size_t re = model_param_row_elems(p);
+    for (int part = 0; part < 2; part++) {
+        char name[TF_NAME_LEN + 8];
+        snprintf(name, sizeof name, "%s%s", prefix[part], p->t.name);
+        const StEntry *e = st_find(f, name);
+        int row0 = model_param_rows(p);
+        if (!e && frozen_rows < model_param_rows(p))
+            return tf_err(err, "optimizer tensor '%s' is missing", name);
+        if (e && moment_tensor_rows(e, p, frozen_rows, &row0, err)) return -1;
+        int from = row0 > p->moment_row0 ? row0 : p->moment_row0; /* first row both have */
+        if (part == 0 && row0 > p->moment_row0) *zeroed += (size_t)(row0 - p->moment_row0) * re;
+        if (!e) continue;
+        (*n_found)++;
+        float *to = model_moment_rows(p) && from < model_param_rows(p) ? dst[part] + (size_t)(from - p->moment_row0) * re
+                                                                        : NULL;
+        if (finite_to_device(m->ops, to, f, e, (size_t)(from - row0) * re * sizeof(float), err)) return -1;
+    }
+    return 0;
+}
+
+/* The metadata 'optimizer' against the tensors: "adamw" with moment tensors, "none" without. */
+static int optimizer_in_file(const StFile *f, int *has_opt, char *err) {
+    const char *opt = st_meta(f, "optimizer");
+    *has_opt = 0;
+    for (int i = 0; i < f->n_entries && !*has_opt; i++) *has_opt = strncmp(f->entries[i].name, "opt.m.", 6) == 0;
+    if (!opt || strcmp(opt, *has_opt ? "adamw" : "none") != 0)
+        return tf_err(err, "metadata 'optimizer' does not match the file: optimizer tensors are %s",
+                      *has_opt ? "present" : "absent");
+    return 0;
+}
+
+/* Freezes the rows as asked, allocates the moments of the rows that train
+ * (or of every row, training_freeze < 0) and reads the file's moments into them. */
+static int load_moments(Model *m, const StFile *f, int training_freeze, TrainState *ts, int *n_found, char *err) {
+    if (optimizer_in_file(f, &ts->has_optimizer, err)) return -1;
+    int *frozen_rows = recorded_frozen_rows(m), rc = 0;
+    if (training_freeze == CKPT_FREEZE_OLD) model_freeze_old(m);
+    if (training_freeze == CKPT_UNFREEZE) model_unfreeze(m);
+    rc = model_alloc_moments(m, training_freeze >= 0, err);
+    ts->moments_zeroed = 0;
+    for (int i = 0; i < m->n_params && !rc && ts->has_optimizer; i++)
+        rc = load_param_moments(m, f, &m->params[i], frozen_rows[i], &ts->moments_zeroed, n_found, err);
+    free(frozen_rows);
+    return rc;
+}
+
+/* Every expected tensor was found (n_found of them) and names are unique, so
+ * only a larger count means that the file holds something else: name it. */
+static int refuse_extra_tensors(const Model *m, const StFile *f, int n_found, int has_opt, char *err) {
+    for (int i = 0; f->n_entries > n_found && i < f->n_entries; i++)
+        if (!is_expected_tensor(m, f->entries[i].name, has_opt)) {
             char shown[ST_SHOW_LEN + 4];
             return tf_err(err, "unexpected tensor '%s'", st_show_name(f->entries[i].name, shown));
         }
@@ -676,7 +773,9 @@ static int parse_int_meta(const StFile *f, const char *key, long lo, long hi, lo
     return 0;
 }
 
-static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainState *ts, char *err) {
+/* training_freeze: a CheckpointFreeze, or -1 (checkpoint_load) for the rows frozen as recorded. */
+static int load_from(const StFile *f, const Ops *ops, int training_freeze, Model *m, Vocab *v, TrainState *ts,
+                     char *err) {
     const char *format = st_meta(f, "format");
     if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
         return tf_err(err, "not a tokenformer checkpoint (metadata 'format' is %s%s%s, expected '%s')",
@@ -710,7 +809,7 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     int rc = read_rows(f, &cfg, rows, err);
     if (!rc) rc = parse_int_meta(f, "step", 0, 1L << 30, &step, err);
     if (!rc) rc = parse_int_meta(f, "iter", 0, 1L << 30, &iter, err);
-    if (!rc) rc = model_create(m, &cfg, rows, ops, err);
+    if (!rc) rc = model_create_params(m, &cfg, rows, ops, err);
     free(rows);
     if (rc) {
         vocab_free(v);
@@ -738,7 +837,10 @@ static int load_from(const StFile *f, const Ops *ops, Model *m, Vocab *v, TrainS
     if (!rc) rc = growth_history_load(f, ts, err);
     if (!rc) rc = lineage_meta_load(f, ts, err);
     /* The checksum last: structural problems get their own message first. */
-    if (rc || load_tensors(m, f, &ts->has_optimizer, err) || load_segments(m, segs, err) || verify_crc(f, err)) {
+    int n_found = 0;
+    if (rc || load_weights(m, f, &n_found, err) || load_segments(m, segs, err) ||
+        load_moments(m, f, training_freeze, ts, &n_found, err) ||
+        refuse_extra_tensors(m, f, n_found, ts->has_optimizer, err) || verify_crc(f, err)) {
         model_free(m);
         vocab_free(v);
         return -1;
@@ -753,15 +855,24 @@ float checkpoint_peek_best_val(const char *path) {
     return end != s && !*end && !isnan(v) ? v : INFINITY;
 }
 
-int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
-                    char *err) {
+static int load_path(const char *path, const Ops *ops, int training_freeze, Model *m, Vocab *v, TrainState *ts,
+                     char *err) {
     StFile f;
     char inner[TF_ERRLEN];
     if (st_read(path, &f, inner)) return tf_err(err, "%s", inner);
-    int rc = load_from(&f, ops, m, v, ts, inner);
+    int rc = load_from(&f, ops, training_freeze, m, v, ts, inner);
     st_free(&f);
     if (rc) return tf_err(err, "%s: %s", path, inner);
     return 0;
+}
+
+int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts, char *err) {
+    return load_path(path, ops, -1, m, v, ts, err);
+}
+
+int checkpoint_load_for_training(const char *path, const Ops *ops, CheckpointFreeze freeze, Model *m, Vocab *v,
+                                 TrainState *ts, char *err) {
+    return load_path(path, ops, (int)freeze, m, v, ts, err);
 }
 
 /* ---------------- lineage of a checkpoint on disk ---------------- */

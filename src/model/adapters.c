@@ -308,8 +308,7 @@ static int build_from(const Model *src, Model *dst, const ModelConfig *cfg, char
         }
         size_t bytes = tensor_bytes(&s->t);
         memcpy(d->t.data, s->t.data, bytes);
-        memcpy(d->m, s->m, bytes);
-        memcpy(d->v, s->v, bytes);
+        model_copy_moment_rows(src->ops, s, 0, d, 0, model_param_rows(s));
         d->n_seg = s->n_seg;
         memcpy(d->seg, s->seg, sizeof s->seg);
     }

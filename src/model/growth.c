@@ -62,24 +62,24 @@ static int remap_segments(const Param *src, Param *dst, const int *keep, int n_k
     return 0;
 }
 
-/* Rows keep[0 .. n_kept) of src to rows 0 .. n_kept of dst: one copy per
- * run of consecutive kept rows (a whole tensor when growing), as each copy
- * may be a device call. */
-static void copy_rows(const Ops *o, float *dst, const float *src, const int *keep, int n_kept,
-                      size_t width) {
+/* Rows keep[0 .. n_kept) of src's values and moments to rows 0 .. n_kept of
+ * dst: one copy per run of consecutive kept rows (a whole tensor when
+ * growing), as each copy may be a device call. */
+static void copy_rows(const Ops *o, Param *dst, const Param *src, const int *keep, int n_kept, size_t width) {
     for (int i = 0, run; i < n_kept; i += run) {
         for (run = 1; i + run < n_kept && keep[i + run] == keep[i] + run; run++) {}
-        o->copy(o, dst + (size_t)i * width, src + (size_t)keep[i] * width,
+        o->copy(o, tensor_f32(&dst->t) + (size_t)i * width, tensor_f32(&src->t) + (size_t)keep[i] * width,
                 (size_t)run * width * sizeof(float));
+        model_copy_moment_rows(o, src, keep[i], dst, i, run);
     }
 }
 
-/* Value, moments and segments of s into d (the same shape, the same backend). */
+/* Value, moments (zero for rows that s, frozen there, keeps none of) and
+ * segments of s into d (the same shape, the same backend). */
 static void copy_param(const Ops *o, const Param *s, Param *d) {
     size_t n = tensor_numel(&s->t) * sizeof(float);
     o->copy(o, d->t.data, s->t.data, n);
-    o->copy(o, d->m, s->m, n);
-    o->copy(o, d->v, s->v, n);
+    model_copy_moment_rows(o, s, 0, d, 0, model_param_rows(s));
     d->n_seg = s->n_seg;
     memcpy(d->seg, s->seg, sizeof s->seg);
 }
@@ -160,9 +160,7 @@ int model_resize(const Model *src, Model *dst, const GrowSpec *g, char *err) {
             Param *d = &dst->params[idx[k]];
             size_t width = (size_t)c->d_model;
             float *dv = tensor_f32(&d->t);
-            copy_rows(o, dv, tensor_f32(&s->t), keep, n_kept, width);
-            copy_rows(o, d->m, s->m, keep, n_kept, width);
-            copy_rows(o, d->v, s->v, keep, n_kept, width);
+            copy_rows(o, d, s, keep, n_kept, width);
             size_t start = (size_t)n_kept * width, count = (size_t)n_new * width;
             if (count) {
                 o->zero(o, d->m + start, count * sizeof(float));

@@ -258,20 +258,20 @@ int model_create_shapes(Model *m, const ModelConfig *cfg, const int *rows, const
     return 0;
 }
 
-int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
+int model_create_params(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
     if (model_create_shapes(m, cfg, rows, ops, err)) return -1;
     size_t total = m->n_param_elems, bytes;
     if (tf_mul_overflows(total, sizeof(float), &bytes)) {
         model_free(m);
         return tf_err(err, "model too large (%zu parameters)", total);
     }
-    float **blocks[5] = {&m->param_mem, &m->grad_mem, &m->m_mem, &m->v_mem, &m->lora_eff};
-    for (int b = 0; b < (m->cfg.lora_rank > 0 ? 5 : 4); b++) {
+    float **blocks[3] = {&m->param_mem, &m->grad_mem, &m->lora_eff};
+    for (int b = 0; b < (m->cfg.lora_rank > 0 ? 3 : 2); b++) {
         *blocks[b] = ops->alloc(ops, bytes);
         if (!*blocks[b]) {
             model_free(m);
-            return tf_err(err, "out of %s memory: the model needs 4 x %.1f MiB for %zu parameters",
-                          ops->name, bytes / 1048576.0, total);
+            return tf_err(err, "out of %s memory: the parameters and their gradients need %d x %.1f MiB for %zu "
+                          "parameters", ops->name, m->cfg.lora_rank > 0 ? 3 : 2, bytes / 1048576.0, total);
         }
     }
     m->lora_stale = 1;
@@ -280,8 +280,6 @@ int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *o
         Param *p = &m->params[memory_slot_param(m, k)];
         p->t.data = m->param_mem + off;
         p->grad = m->grad_mem + off;
-        p->m = m->m_mem + off;
-        p->v = m->v_mem + off;
         off += tensor_numel(&p->t);
     }
     m->precision = MATMUL_FP32;
@@ -325,6 +323,83 @@ static void require_attn_dtype(const Model *m, DType have, const char *what) {
         tf_die("internal error: %s holds %s attention tensors but the %s backend now computes them in %s "
                "(another precision was set on it: model_set_precision)",
                what, dtype_name(have), m->ops->name, dtype_name(now));
+}
+
+int model_param_rows(const Param *p) { return p->t.ndim == 2 ? (int)p->t.shape[0] : 1; }
+
+size_t model_param_row_elems(const Param *p) {
+    return p->t.ndim == 2 ? (size_t)p->t.shape[1] : tensor_numel(&p->t);
+}
+
+int model_moment_rows(const Param *p) { return model_param_rows(p) - p->moment_row0; }
+
+int model_first_trainable_row(const Param *p) {
+    for (int k = 0; k < p->n_seg; k++)
+        if (!p->seg[k].frozen) return p->seg[k].row_start;
+    return model_param_rows(p);
+}
+
+int model_alloc_moments(Model *m, int trainable_only, char *err) {
+    const Ops *o = m->ops;
+    size_t total = 0, bytes;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        p->moment_row0 = trainable_only ? model_first_trainable_row(p) : 0;
+        total += (size_t)model_moment_rows(p) * model_param_row_elems(p);
+    }
+    if (tf_mul_overflows(total, sizeof(float), &bytes))
+        return tf_err(err, "model too large (%zu optimizer moments)", total);
+    m->n_moment_elems = total;
+    if (total) {
+        m->m_mem = o->alloc(o, bytes);
+        m->v_mem = m->m_mem ? o->alloc(o, bytes) : NULL;
+        if (!m->v_mem)
+            return tf_err(err, "out of %s memory: the Adam moments need 2 x %.1f MiB for %zu parameters", o->name,
+                          bytes / 1048576.0, total);
+    }
+    /* memory order, as the parameters: with every row there, one offset serves both */
+    size_t off = 0;
+    for (int k = 0; k < m->n_params; k++) {
+        Param *p = &m->params[memory_slot_param(m, k)];
+        size_t n = (size_t)model_moment_rows(p) * model_param_row_elems(p);
+        p->m = n ? m->m_mem + off : NULL;
+        p->v = n ? m->v_mem + off : NULL;
+        off += n;
+    }
+    return 0;
+}
+
+int model_create(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err) {
+    if (model_create_params(m, cfg, rows, ops, err)) return -1;
+    if (model_alloc_moments(m, 0, err)) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void model_copy_moment_rows(const Ops *o, const Param *s, int s_row, Param *d, int d_row, int n_rows) {
+    size_t re = model_param_row_elems(d);
+    for (int r = 0; r < n_rows;) {
+        int sr = s_row + r, dr = d_row + r;
+        if (dr < d->moment_row0) { /* d keeps nothing here: skip to its first row with moments */
+            r += d->moment_row0 - dr;
+            continue;
+        }
+        /* a run of rows that s has (copy) or has not (zero) */
+        int has = sr >= s->moment_row0, run = has ? n_rows - r : s->moment_row0 - sr;
+        if (run > n_rows - r) run = n_rows - r;
+        size_t bytes = (size_t)run * re * sizeof(float), doff = (size_t)(dr - d->moment_row0) * re;
+        if (has) {
+            size_t soff = (size_t)(sr - s->moment_row0) * re;
+            o->copy(o, d->m + doff, s->m + soff, bytes);
+            o->copy(o, d->v + doff, s->v + soff, bytes);
+        } else {
+            o->zero(o, d->m + doff, bytes);
+            o->zero(o, d->v + doff, bytes);
+        }
+        r += run;
+    }
 }
 
 size_t model_param_offset(const Model *m, int index) {
@@ -1020,18 +1095,16 @@ void model_backward_scaled(Model *m, float loss_scale) {
 /* ------------------------------------------------------------------ */
 /* optimizer                                                            */
 
-static size_t row_elems(const Param *p) {
-    return p->t.ndim == 2 ? (size_t)p->t.shape[1] : tensor_numel(&p->t);
-}
-
 static size_t segment_rows_end(const Param *p, int k) {
     return k + 1 < p->n_seg ? (size_t)p->seg[k + 1].row_start
                             : (p->t.ndim == 2 ? (size_t)p->t.shape[0] : 1);
 }
 
-/* True when every row of every parameter trains with the shared step count:
- * then whole-block calls are exact and cheapest. */
+/* True when every row of every parameter trains with the shared step count
+ * (and so has moments, laid out as the parameters): then whole-block calls
+ * are exact and cheapest. */
 static int all_rows_uniform(const Model *m) {
+    if (m->n_moment_elems != m->n_param_elems) return 0;
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (p->n_seg != 1 || p->seg[0].birth != 0 || p->seg[0].frozen) return 0;
@@ -1055,7 +1128,7 @@ float model_grad_norm(Model *m) {
     double total = 0.0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        size_t re = row_elems(p);
+        size_t re = model_param_row_elems(p);
         for (int k = 0; k < p->n_seg; k++) {
             if (p->seg[k].frozen) continue;
             size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
@@ -1071,6 +1144,23 @@ int model_latest_birth(const Model *m) {
         for (int k = 0; k < m->params[i].n_seg; k++)
             if (m->params[i].seg[k].birth > latest) latest = m->params[i].seg[k].birth;
     return latest;
+}
+
+int model_freeze_old(Model *m) {
+    int latest = model_latest_birth(m), frozen = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        for (int k = 0; k < p->n_seg; k++) {
+            p->seg[k].frozen = p->seg[k].birth < latest;
+            frozen += p->seg[k].frozen;
+        }
+    }
+    return frozen;
+}
+
+void model_unfreeze(Model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        for (int k = 0; k < m->params[i].n_seg; k++) m->params[i].seg[k].frozen = 0;
 }
 
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
@@ -1094,7 +1184,7 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     int newest = model_latest_birth(m);
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
-        size_t re = row_elems(p);
+        size_t re = model_param_row_elems(p);
         float wd = p->decay ? tc->weight_decay : 0.0f;
         for (int k = 0; k < p->n_seg; k++) {
             if (p->seg[k].frozen) continue;
@@ -1102,7 +1192,8 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
             size_t off = r0 * re, n = (r1 - r0) * re;
             int t = m->step - p->seg[k].birth;
             float seg_lr = newest > 0 && p->seg[k].birth == newest ? lr * tc->new_row_lr_mult : lr;
-            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + off, p->v + off, n,
+            size_t moff = (r0 - (size_t)p->moment_row0) * re; /* trainable rows always have moments */
+            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + moff, p->v + moff, n,
                           seg_lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
         }
     }
