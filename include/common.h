@@ -24,6 +24,7 @@ int tf_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Allocation that names what it failed to allocate instead of crashing. */
 void *tf_malloc(size_t bytes, const char *what);
 void *tf_calloc(size_t n, size_t size, const char *what);
+void *tf_realloc(void *old, size_t bytes, const char *what);
 
 double tf_now_seconds(void);
 

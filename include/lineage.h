@@ -25,6 +25,8 @@ uint64_t fnv1a64(const void *data, size_t n, uint64_t h);
 
 /* The record of the text at `path` whose contents are bytes[0, n). */
 void text_record_set(TextRecord *r, const char *path, const unsigned char *bytes, size_t n);
+/* The same from its size and hash (text_load hashes while it reads). */
+void text_record_init(TextRecord *r, const char *path, uint64_t bytes, uint64_t hash);
 /* Same size and content hash (paths may differ: a copy is the same text). */
 int text_record_same_content(const TextRecord *a, const TextRecord *b);
 /* "'PATH' (N bytes, fnv1a64 H)". */
@@ -47,12 +49,12 @@ void shell_quote(const char *s, char *out, size_t len);
  * older checkpoint) data/input.txt with a note. A text that is gone, or
  * whose content differs from the record, is refused with one line that ends
  * in `how_to_pass` unless allow_other, which prints what it uses instead.
- * Fills cps/n as text_file_read_as(bytes) does, *used with the text read and
+ * Fills *text as text_load(bytes) does, *used with the record of the text read and
  * *path with its path (given, recorded or the default; static storage).
  * Returns 1 when the text is not the recorded one (allowed), 0 when it is or
  * nothing was recorded, -1 with err. */
+struct Text;
 int lineage_read_text(const char *given, int allow_other, const char *ckpt, const TextRecord *rec, int bytes,
-                      const char *how_to_pass, uint32_t **cps, size_t *n, TextRecord *used, const char **path,
-                      char *err);
+                      const char *how_to_pass, struct Text *text, TextRecord *used, const char **path, char *err);
 
 #endif

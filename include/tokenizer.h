@@ -16,6 +16,13 @@ typedef struct {
  * (bad lead/continuation byte, overlong, surrogate, > U+10FFFF, truncated)
  * is an error naming the byte offset. NUL bytes are rejected as binary. */
 int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_out, char *err);
+/* The same for one piece of a stream, into out (room for len code points):
+ * decodes s[0, *used) into *n_out code points and, unless `final`, stops
+ * before the last 1..3 bytes when they may start a sequence that the next
+ * piece completes (the caller passes them again in front of it). Offsets
+ * in errors are base + the offset in s. */
+int utf8_decode_stream(const unsigned char *s, size_t len, size_t base, int final, uint32_t *out, size_t *n_out,
+                       size_t *used, char *err);
 /* Encode one code point; returns bytes written (1..4) into buf[4]. */
 int utf8_encode(uint32_t cp, char *buf);
 

@@ -121,7 +121,9 @@ train_error train_directory "'.*a_dir' is a directory" -- "$WORK/a_dir" "${TINY[
 truncate -s 1100M "$WORK/huge.txt" # sparse: no disk used
 train_error train_file_over_1gib "huge\.txt' is larger than 1 GiB" -- "$WORK/huge.txt" "${TINY[@]}"
 rm -f "$WORK/huge.txt"
-train_error train_endless_stream "'/dev/zero' is larger than 1 GiB" -- /dev/zero "${TINY[@]}"
+# Read as bytes, an endless stream ends at 1 GiB; as text, at its first NUL byte.
+train_error train_endless_stream "'/dev/zero' is larger than 1 GiB" -- /dev/zero "${TINY[@]}" --tokenizer bytes
+train_error train_endless_zeros_as_text "'/dev/zero'.*binary data \(NUL byte\) at byte offset 0" -- /dev/zero "${TINY[@]}"
 train_error train_empty_file "empty\.txt' is empty" -- "$WORK/empty.txt" "${TINY[@]}"
 train_error train_invalid_utf8 "bad_utf8\.txt.*invalid UTF-8 at byte offset 3" -- "$WORK/bad_utf8.txt" "${TINY[@]}"
 train_error train_overlong_utf8 "overlong\.txt.*invalid UTF-8 at byte offset 9" -- "$WORK/overlong.txt" "${TINY[@]}"

@@ -290,7 +290,10 @@ static void test_dataset_split_sizes(void) {
         check(rc == 0 && d.n == n && d.n_train == n * 9 / 10, name, "rc=%d n=%zu n_train=%zu err='%s'", rc, d.n,
               d.n_train, err);
         int ok = rc == 0;
-        for (size_t i = 0; ok && i < n; i++) ok = v.codepoints[d.ids[i]] == cps[i];
+        int *ids = tf_malloc(n * sizeof *ids, "test ids");
+        if (ok) dataset_tokens(&d, 0, n, ids);
+        for (size_t i = 0; ok && i < n; i++) ok = v.codepoints[ids[i]] == cps[i];
+        free(ids);
         snprintf(name, sizeof name, "dataset_ids_match_text_%zu", n);
         check(ok, name, "ids do not map back to the text");
         dataset_free(&d);
@@ -306,7 +309,7 @@ static void expect_dataset_error(const char *name, size_t n, int block_size, con
     char err[TF_ERRLEN] = "";
     vocab_build(&v, cps, n, err);
     int rc = dataset_build(&d, cps, n, &v, block_size, err);
-    check(rc == -1 && strcmp(err, want) == 0 && d.ids == NULL, name, "rc=%d err='%s' want '%s'", rc, err, want);
+    check(rc == -1 && strcmp(err, want) == 0 && d.text.syms == NULL, name, "rc=%d err='%s' want '%s'", rc, err, want);
     if (rc == 0) dataset_free(&d);
     vocab_free(&v);
     free(cps);
@@ -344,8 +347,10 @@ static void test_dataset_errors(void) {
  * inside the split (found by matching it at its offset in the split). */
 static int batch_rows_valid(const Dataset *d, Split split, int B, int T, const int *tokens, const int *targets,
                             size_t *min_off, size_t *max_off) {
-    const int *base = split == SPLIT_TRAIN ? d->ids : d->ids + d->n_train;
-    size_t len = split == SPLIT_TRAIN ? d->n_train : d->n - d->n_train;
+    size_t len, start = dataset_split(d, split, &len);
+    int base[256];
+    if (len > 256) return 0;
+    dataset_tokens(d, start, len, base);
     for (int b = 0; b < B; b++) {
         const int *tok = tokens + (size_t)b * T, *tgt = targets + (size_t)b * T;
         for (int t = 0; t + 1 < T; t++)
@@ -363,13 +368,19 @@ static int batch_rows_valid(const Dataset *d, Split split, int B, int T, const i
     return 1;
 }
 
-/* Text whose ids equal positions, so a window's offset is its first token. */
+/* Text whose ids equal positions, so a window's offset is its first token:
+ * n distinct characters in ascending order. */
 static void build_identity_dataset(Dataset *d, size_t n) {
-    d->ids = tf_malloc(n * sizeof *d->ids, "test ids");
-    for (size_t i = 0; i < n; i++) d->ids[i] = (int)i;
-    d->n = n;
-    d->n_train = n * 9 / 10;
-    d->n_val = n - d->n_train;
+    uint32_t *cps = tf_malloc(n * sizeof *cps, "test text");
+    for (size_t i = 0; i < n; i++) cps[i] = 0x100 + (uint32_t)i;
+    Vocab v;
+    char err[TF_ERRLEN] = "";
+    if (vocab_build(&v, cps, n, err) || dataset_build(d, cps, n, &v, 8, err)) {
+        check(0, "setup", "identity dataset: %s", err);
+        exit(1);
+    }
+    vocab_free(&v);
+    free(cps);
 }
 
 static void test_batch_windows(void) {

@@ -106,15 +106,14 @@ void setup_free_checkpoint(LoadedCheckpoint *lc) {
 void setup_checkpoint_text(Dataset *d, const TextChoice *tc, const TrainState *ts, const Vocab *v, int block_size,
                            const int parts[3], const char **path) {
     char err[TF_ERRLEN];
-    uint32_t *cps;
-    size_t n;
+    Text chars;
     TextRecord used;
     const char *text = tc->given;
-    if (lineage_read_text(tc->given, tc->allow_other, tc->ckpt, &ts->text, v->bytes, tc->how, &cps, &n, &used,
-                          &text, err) < 0)
+    if (lineage_read_text(tc->given, tc->allow_other, tc->ckpt, &ts->text, v->bytes, tc->how, &chars, &used, &text,
+                          err) < 0)
         tf_die("%s", err);
-    if (dataset_build_split(d, cps, n, v, block_size, parts, err)) tf_die("%s: %s", text, err);
-    free(cps);
+    if (dataset_from_text(d, &chars, v, block_size, parts, err)) tf_die("%s: %s", text, err);
+    if (d->text.seconds >= 1.0) text_print_loaded(text, &d->text); /* a slow load says so; a quick one adds no line */
     if (path) *path = text;
 }
 

@@ -491,13 +491,13 @@ static int is_rank0(const TrainRun *r) { return r->dist.rank == 0; }
 
 /* A resumed run's text: FILE, else the one its checkpoint records (include/lineage.h).
  * Returns 1 when it is other text (--allow-other-text). */
-static int read_resume_text(TrainRun *r, uint32_t **cps, size_t *n, TextRecord *text) {
+static int read_resume_text(TrainRun *r, Text *chars, TextRecord *text) {
     TrainArgs *a = r->a;
     char err[TF_ERRLEN], ckpt[1024], how[1200];
     shell_quote(a->resume, ckpt, sizeof ckpt);
     snprintf(how, sizeof how, "pass the text as FILE (tokenformer train FILE --resume %s)", ckpt);
     const char *path;
-    int other = lineage_read_text(a->file, a->allow_other_text, a->resume, &r->ts.text, r->vocab.bytes, how, cps, n,
+    int other = lineage_read_text(a->file, a->allow_other_text, a->resume, &r->ts.text, r->vocab.bytes, how, chars,
                                   text, &path, err);
     if (other < 0) tf_die("%s", err);
     a->file = path;
@@ -691,7 +691,7 @@ static void apply_lr_schedule_flags(TrainArgs *a) {
 }
 
 /* Model, vocabulary and state: from --resume, or fresh from the text. */
-static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t n_cps) {
+static void setup_model(TrainRun *r, const Ops *ops, const Text *chars) {
     TrainArgs *a = r->a;
     char err[TF_ERRLEN];
     train_state_init(&r->ts);
@@ -699,7 +699,7 @@ static void setup_model(TrainRun *r, const Ops *ops, const uint32_t *cps, size_t
         setup_resume(a, ops, &r->m, &r->vocab, &r->ts);
     } else {
         if (a->bytes) vocab_bytes(&r->vocab);
-        else if (vocab_build(&r->vocab, cps, n_cps, err)) tf_die("%s: %s", a->file, err);
+        else if (vocab_build(&r->vocab, chars->alphabet, (size_t)chars->n_alphabet, err)) tf_die("%s: %s", a->file, err);
         a->mc.vocab_size = r->vocab.size;
         if (model_create(&r->m, &a->mc, NULL, ops, err)) tf_die("%s", err);
         model_init_weights(&r->m, a->tc.seed);
@@ -1041,13 +1041,6 @@ static void grow_in_run(TrainRun *r, int iter) {
     log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
 }
 
-/* A text that takes a while to read and tokenize says so: that time is not
- * training, and the summary's "done in" includes it. */
-static void report_slow_load(const TrainArgs *a, const Dataset *d, double t_launch) {
-    double took = tf_now_seconds() - t_launch;
-    if (took >= 1.0) printf("read and tokenized %s (%zu tokens) in %.1fs\n", a->file, d->n, took);
-}
-
 /* The loop: evaluate every eval_interval (and at the end), stop cleanly on a
  * signal, step, log. Returns the exit status. */
 static int train_loop(TrainRun *r) {
@@ -1121,12 +1114,11 @@ int cmd_train(int argc, char **argv) {
     TrainArgs a;
     parse_train_args(argc, argv, &a);
     char err[TF_ERRLEN];
-    uint32_t *cps = NULL;
-    size_t n_cps = 0;
+    Text chars = {0};
     /* A fresh run's tokenizer is --tokenizer; a resumed one's, the checkpoint's. */
     TextRecord text;
     if (!a.resume && !a.file) a.file = "data/input.txt";
-    if (!a.resume && text_file_load(a.file, a.bytes, &cps, &n_cps, &text, err)) tf_die("%s", err);
+    if (!a.resume && text_load(a.file, a.bytes, &chars, &text, err)) tf_die("%s", err);
 
     TrainRun r;
     memset(&r, 0, sizeof r);
@@ -1136,17 +1128,18 @@ int cmd_train(int argc, char **argv) {
     /* Quiet until the setup has succeeded, so that an error is the only line on stderr. */
     const Ops *ops = cli_open_device(a.common.device, a.common.threads, 1);
     if (dist_start(&r.dist, ops, err)) tf_die("%s", err);
-    setup_model(&r, ops, cps, n_cps);
+    setup_model(&r, ops, &chars);
     cli_set_model_precision(&r.m, a.common.precision);
     check_same_weights(&r);
     plan_run(&r);
     if (a.split_seen) memcpy(r.ts.split, a.split, sizeof r.ts.split);
-    int other_text = a.resume ? read_resume_text(&r, &cps, &n_cps, &text) : 0;
+    int other_text = a.resume ? read_resume_text(&r, &chars, &text) : 0;
     record_lineage(&r, &text, other_text);
     check_log(&r);
-    if (dataset_build_split_owned(&r.data, cps, n_cps, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
+    /* Loading is not training, but the summary's "done in" counts it too. */
+    text_print_loaded(a.file, &chars);
+    if (dataset_from_text(&r.data, &chars, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
         tf_die("%s: %s", a.file, err);
-    report_slow_load(&a, &r.data, t_launch);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     if (is_rank0(&r)) prepare_outputs(&r);

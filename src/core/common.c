@@ -77,6 +77,12 @@ void *tf_calloc(size_t n, size_t size, const char *what) {
     return p;
 }
 
+void *tf_realloc(void *old, size_t bytes, const char *what) {
+    void *p = realloc(old, bytes ? bytes : 1);
+    if (!p) tf_die("out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
 double tf_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

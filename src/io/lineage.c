@@ -23,14 +23,18 @@ uint64_t fnv1a64(const void *data, size_t n, uint64_t h) {
 }
 
 void text_record_set(TextRecord *r, const char *path, const unsigned char *bytes, size_t n) {
+    text_record_init(r, path, n, fnv1a64(bytes, n, FNV1A64_INIT));
+}
+
+void text_record_init(TextRecord *r, const char *path, uint64_t bytes, uint64_t hash) {
     memset(r, 0, sizeof *r);
     r->known = 1;
     snprintf(r->path, sizeof r->path, "%s", path);
     char *abs = realpath(path, NULL);
     snprintf(r->abspath, sizeof r->abspath, "%s", abs ? abs : path);
     free(abs);
-    r->bytes = n;
-    r->hash = fnv1a64(bytes, n, FNV1A64_INIT);
+    r->bytes = bytes;
+    r->hash = hash;
 }
 
 int text_record_same_content(const TextRecord *a, const TextRecord *b) {
@@ -127,8 +131,7 @@ static const char *recorded_path(const TextRecord *rec) {
 }
 
 int lineage_read_text(const char *given, int allow_other, const char *ckpt, const TextRecord *rec, int bytes,
-                      const char *how_to_pass, uint32_t **cps, size_t *n, TextRecord *used, const char **path,
-                      char *err) {
+                      const char *how_to_pass, Text *text, TextRecord *used, const char **path, char *err) {
     static char chosen[TEXT_PATH_LEN];
     char then[TEXT_PATH_LEN + 64];
     text_record_describe(rec, then, sizeof then);
@@ -144,13 +147,12 @@ int lineage_read_text(const char *given, int allow_other, const char *ckpt, cons
         printf("note: %s records no training text (an older checkpoint); using data/input.txt\n", ckpt);
     }
     *path = chosen;
-    if (text_file_load(chosen, bytes, cps, n, used, err)) return -1;
+    if (text_load(chosen, bytes, text, used, err)) return -1;
     if (!rec->known || text_record_same_content(used, rec)) return 0;
     char now[TEXT_PATH_LEN + 64];
     text_record_describe(used, now, sizeof now);
     if (!allow_other) {
-        free(*cps);
-        *cps = NULL;
+        text_free(text);
         if (given)
             return tf_err(err, "'%s' is not the text %s was trained on, %s; give that text, or "
                           "--allow-other-text to use this one", given, ckpt, then);

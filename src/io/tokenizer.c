@@ -60,35 +60,45 @@ static int decode_one(const unsigned char *s, size_t avail, uint32_t *cp) {
     return len;
 }
 
+/* The longest UTF-8 sequence: fewer bytes than this left before the end of
+ * a piece of a stream may be the start of a sequence the next piece ends. */
+#define UTF8_MAX_SEQUENCE 4
+
+int utf8_decode_stream(const unsigned char *s, size_t len, size_t base, int final, uint32_t *out, size_t *n_out,
+                       size_t *used, char *err) {
+    size_t n = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        if (s[pos] > 0 && s[pos] < 0x80) { /* ASCII, most of most texts: one byte, no checks */
+            out[n++] = s[pos++];
+            continue;
+        }
+        if (!final && len - pos < UTF8_MAX_SEQUENCE) break; /* the rest may be completed by the next piece */
+        if (s[pos] == 0) return tf_err(err, "binary data (NUL byte) at byte offset %zu", base + pos);
+        uint32_t cp;
+        int seq = decode_one(s + pos, len - pos, &cp);
+        /* The offset is that of the sequence's first byte: where a hex dump
+         * of the file should be looked at. */
+        if (seq == 0) return tf_err(err, "invalid UTF-8 at byte offset %zu", base + pos);
+        out[n++] = cp;
+        pos += (size_t)seq;
+    }
+    *n_out = n;
+    *used = pos;
+    return 0;
+}
+
 int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_out, char *err) {
     *out = NULL;
     *n_out = 0;
     /* Never more code points than bytes, so one allocation suffices. */
     uint32_t *cps = tf_malloc(len * sizeof *cps, "decoded text");
-    size_t n = 0;
-    size_t pos = 0;
-    while (pos < len) {
-        if (s[pos] > 0 && s[pos] < 0x80) { /* ASCII, most of most texts: one byte, no checks */
-            cps[n++] = s[pos++];
-            continue;
-        }
-        if (s[pos] == 0) {
-            free(cps);
-            return tf_err(err, "binary data (NUL byte) at byte offset %zu", pos);
-        }
-        uint32_t cp;
-        int used = decode_one(s + pos, len - pos, &cp);
-        if (used == 0) {
-            /* The offset is that of the sequence's first byte: where a
-             * hex dump of the file should be looked at. */
-            free(cps);
-            return tf_err(err, "invalid UTF-8 at byte offset %zu", pos);
-        }
-        cps[n++] = cp;
-        pos += (size_t)used;
+    size_t used;
+    if (utf8_decode_stream(s, len, 0, 1, cps, n_out, &used, err)) {
+        free(cps);
+        return -1;
     }
     *out = cps;
-    *n_out = n;
     return 0;
 }
 

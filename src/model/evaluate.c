@@ -23,17 +23,17 @@ float evaluate_loss(Model *m, const Dataset *d, Split split, int n_batches, uint
 
 /* Windows k0 .. k0+rows-1 of length T, each input window followed by its
  * next-token targets. */
-static void fill_windows(const int *base, size_t k0, int rows, int T, int *tok, int *tgt) {
+static void fill_windows(const Dataset *d, size_t start, size_t k0, int rows, int T, int *tok, int *tgt) {
     for (int b = 0; b < rows; b++) {
-        const int *w = base + (k0 + (size_t)b) * (size_t)T;
-        memcpy(tok + (size_t)b * T, w, (size_t)T * sizeof *tok);
-        memcpy(tgt + (size_t)b * T, w + 1, (size_t)T * sizeof *tgt);
+        size_t w = start + (k0 + (size_t)b) * (size_t)T;
+        dataset_tokens(d, w, (size_t)T, tok + (size_t)b * T);
+        dataset_tokens(d, w + 1, (size_t)T, tgt + (size_t)b * T);
     }
 }
 
 double evaluate_full(Model *m, const Dataset *d, Split split, int *tok, int *tgt, size_t *count) {
     size_t len;
-    const int *base = dataset_split(d, split, &len);
+    size_t start = dataset_split(d, split, &len);
     int B = m->B_alloc, T = m->T_alloc;
     size_t predicted = len > 0 ? len - 1 : 0;
     size_t full = predicted / (size_t)T;
@@ -41,13 +41,13 @@ double evaluate_full(Model *m, const Dataset *d, Split split, int *tok, int *tgt
     double total = 0.0; /* sum of per-token losses */
     for (size_t k = 0; k < full; k += (size_t)B) {
         int rows = full - k < (size_t)B ? (int)(full - k) : B;
-        fill_windows(base, k, rows, T, tok, tgt);
+        fill_windows(d, start, k, rows, T, tok, tgt);
         total += (double)model_forward(m, tok, tgt, rows, T, 0, 0) * rows * T;
     }
     if (rest > 0) {
-        const int *w = base + full * (size_t)T;
-        memcpy(tok, w, (size_t)rest * sizeof *tok);
-        memcpy(tgt, w + 1, (size_t)rest * sizeof *tgt);
+        size_t w = start + full * (size_t)T;
+        dataset_tokens(d, w, (size_t)rest, tok);
+        dataset_tokens(d, w + 1, (size_t)rest, tgt);
         total += (double)model_forward(m, tok, tgt, 1, rest, 0, 0) * rest;
     }
     *count = predicted;
