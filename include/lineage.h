@@ -22,6 +22,9 @@ typedef struct {
 
 /* FNV-1a, 64 bit, continuing from h (FNV1A64_INIT to start). */
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h);
+/* One byte of it, for loops that hash while they do other work per byte
+ * (the text reader): the multiply chain then overlaps that work. */
+static inline uint64_t fnv1a64_byte(uint64_t h, unsigned char b) { return (h ^ b) * 0x100000001b3ULL; }
 
 /* The record of the text at `path` whose contents are bytes[0, n). */
 void text_record_set(TextRecord *r, const char *path, const unsigned char *bytes, size_t n);

@@ -20,9 +20,10 @@ int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_ou
  * decodes s[0, *used) into *n_out code points and, unless `final`, stops
  * before the last 1..3 bytes when they may start a sequence that the next
  * piece completes (the caller passes them again in front of it). Offsets
- * in errors are base + the offset in s. */
+ * in errors are base + the offset in s. *hash (when not NULL) continues the
+ * FNV-1a 64 of the stream over the bytes decoded, each byte once. */
 int utf8_decode_stream(const unsigned char *s, size_t len, size_t base, int final, uint32_t *out, size_t *n_out,
-                       size_t *used, char *err);
+                       size_t *used, uint64_t *hash, char *err);
 /* Encode one code point; returns bytes written (1..4) into buf[4]. */
 int utf8_encode(uint32_t cp, char *buf);
 

@@ -162,6 +162,16 @@ static void test_errors_across_pieces(void) {
     /* After a byte order mark, offsets still count it: they are the file's. */
     memcpy(buf, "\xEF\xBB\xBFxy\xFF", 6);
     expect_error_at("text_load_offset_after_bom", buf, 6, "invalid UTF-8 at byte offset 5;");
+    /* The byte order mark is not text, but it is part of the file's hash. */
+    write_text((const unsigned char *)"\xEF\xBB\xBFxy\xC3\xA9", 7);
+    Text t;
+    TextRecord rec;
+    char err[TF_ERRLEN] = "";
+    int rc = text_load(g_path, 0, &t, &rec, err);
+    check(rc == 0 && t.n == 3 && text_char(&t, 0) == 'x' && text_char(&t, 2) == 0xE9 && rec.bytes == 7 &&
+              rec.hash == fnv1a64("\xEF\xBB\xBFxy\xC3\xA9", 7, FNV1A64_INIT),
+          "text_load_bom_skipped_but_hashed", "rc=%d n=%zu err='%s'", rc, t.n, err);
+    if (rc == 0) text_free(&t);
     free(buf);
 }
 

@@ -159,11 +159,16 @@ static void append_piece(TextReader *r, size_t n) {
 static long decode_piece(TextReader *r, const unsigned char *buf, size_t len, size_t at, int final, char *err) {
     size_t n = 0, used = len;
     if (r->bytes) {
-        for (size_t i = 0; i < len; i++) r->cps[i] = buf[i];
+        uint64_t h = r->hash;
+        for (size_t i = 0; i < len; i++) {
+            h = fnv1a64_byte(h, buf[i]);
+            r->cps[i] = buf[i];
+        }
+        r->hash = h;
         n = len;
     } else {
         char why[TF_ERRLEN];
-        if (utf8_decode_stream(buf, len, at, final, r->cps, &n, &used, why))
+        if (utf8_decode_stream(buf, len, at, final, r->cps, &n, &used, &r->hash, why))
             return tf_err(err, "'%s': %s; a character model needs UTF-8 text: convert it (e.g. iconv -t UTF-8) or "
                                "train a byte model with --tokenizer bytes", r->path, why);
     }
@@ -200,8 +205,8 @@ static int read_pieces(TextReader *r, FILE *f, char *err) {
             rc = tf_err(err, "'%s' is larger than 1 GiB; tokenformer trains on texts up to 1 GiB", r->path);
             break;
         }
-        r->hash = fnv1a64(buf + carry, got, r->hash);
         size_t skip = total == 0 ? skip_byte_order_mark(r, buf, got) : 0;
+        r->hash = fnv1a64(buf, skip, r->hash); /* the rest is hashed as it is decoded */
         int final = got < READ_CHUNK; /* fread stops short only at the end or on an error */
         if (final && ferror(f)) {
             rc = read_error(r->path, err);

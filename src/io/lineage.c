@@ -15,10 +15,7 @@
 
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h) {
     const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
+    for (size_t i = 0; i < n; i++) h = fnv1a64_byte(h, p[i]);
     return h;
 }
 

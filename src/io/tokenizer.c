@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "lineage.h" /* fnv1a64_byte: the text reader hashes as it decodes */
 
 #define UNICODE_MAX 0x10FFFFu
 #define SURROGATE_FIRST 0xD800u
@@ -65,11 +66,13 @@ static int decode_one(const unsigned char *s, size_t avail, uint32_t *cp) {
 #define UTF8_MAX_SEQUENCE 4
 
 int utf8_decode_stream(const unsigned char *s, size_t len, size_t base, int final, uint32_t *out, size_t *n_out,
-                       size_t *used, char *err) {
+                       size_t *used, uint64_t *hash, char *err) {
     size_t n = 0;
     size_t pos = 0;
+    uint64_t h = hash ? *hash : 0;
     while (pos < len) {
         if (s[pos] > 0 && s[pos] < 0x80) { /* ASCII, most of most texts: one byte, no checks */
+            h = fnv1a64_byte(h, s[pos]);
             out[n++] = s[pos++];
             continue;
         }
@@ -80,9 +83,11 @@ int utf8_decode_stream(const unsigned char *s, size_t len, size_t base, int fina
         /* The offset is that of the sequence's first byte: where a hex dump
          * of the file should be looked at. */
         if (seq == 0) return tf_err(err, "invalid UTF-8 at byte offset %zu", base + pos);
+        for (int i = 0; i < seq; i++) h = fnv1a64_byte(h, s[pos + i]);
         out[n++] = cp;
         pos += (size_t)seq;
     }
+    if (hash) *hash = h;
     *n_out = n;
     *used = pos;
     return 0;
@@ -94,7 +99,7 @@ int utf8_decode(const unsigned char *s, size_t len, uint32_t **out, size_t *n_ou
     /* Never more code points than bytes, so one allocation suffices. */
     uint32_t *cps = tf_malloc(len * sizeof *cps, "decoded text");
     size_t used;
-    if (utf8_decode_stream(s, len, 0, 1, cps, n_out, &used, err)) {
+    if (utf8_decode_stream(s, len, 0, 1, cps, n_out, &used, NULL, err)) {
         free(cps);
         return -1;
     }
