@@ -46,7 +46,8 @@ typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2 } Split;
  * order mark is skipped with a note). Errors (one line, naming the file):
  * missing/unreadable, a directory, empty, larger than 1 GiB, invalid UTF-8
  * (with byte offset), binary (NUL bytes). Memory: the symbols, a 4.4 MB
- * table and a 64 KiB buffer; peak about the file's size for <= 256 symbols. */
+ * table (touched only where the text's code points are) and buffers for
+ * one piece; peak about the file's size for <= 256 distinct characters. */
 int text_load(const char *path, int bytes, Text *t, TextRecord *rec, char *err);
 void text_free(Text *t);
 /* The code point (byte value) of character i. */
