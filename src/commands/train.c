@@ -699,7 +699,8 @@ static void setup_model(TrainRun *r, const Ops *ops, const Text *chars) {
         setup_resume(a, ops, &r->m, &r->vocab, &r->ts);
     } else {
         if (a->bytes) vocab_bytes(&r->vocab);
-        else if (vocab_build(&r->vocab, chars->alphabet, (size_t)chars->n_alphabet, err)) tf_die("%s: %s", a->file, err);
+        else if (vocab_build(&r->vocab, chars->alphabet, (size_t)chars->n_alphabet, err))
+            tf_die("%s: %s", a->file, err);
         a->mc.vocab_size = r->vocab.size;
         if (model_create(&r->m, &a->mc, NULL, ops, err)) tf_die("%s", err);
         model_init_weights(&r->m, a->tc.seed);
