@@ -124,7 +124,7 @@ int model_create_like(Model *m, const Model *src, const ModelConfig *cfg, const 
  * with err when the backend has no such precision (the CPU: fp32 only) or
  * the activations are allocated in another type. */
 int model_set_precision(Model *m, int precision, char *err);
-/* The same without the moments (m_mem, v_mem NULL): a checkpoint's reader
+/* model_create without the moments (m_mem, v_mem NULL): a checkpoint's reader
  * allocates them once it knows which rows are frozen. */
 int model_create_params(Model *m, const ModelConfig *cfg, const int *rows, const Ops *ops, char *err);
 /* Allocate the Adam moments (zero; none may be allocated yet): for every row,
