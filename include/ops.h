@@ -251,6 +251,14 @@ typedef struct {
  *   Backward overwrites dq, dk, dv; it also takes forward's output `out` (a
  *   fused kernel needs rowsum(dout * out); others may ignore it).
  *
+ * cache_weights: [p, p + n) are weights (parameters, or any memory written
+ *   only by adamw and the memory ops) that the coming forwards read again
+ *   and again, as decoding does once per token: a backend may derive from
+ *   them now the copy its products take (CUDA under bf16: the bf16 weights
+ *   mirror, unless the one adamw keeps already holds the range; adamw keeps
+ *   it current and the memory ops drop it, as they do adamw's). Costs one
+ *   conversion; no effect on the CPU or at another precision.
+ *
  * ---- incremental decoding (inference only: no backward, no gradcheck) ----
  * attention_decode: a KV cache holds, per layer, the rotated keys and the
  *   values of every position decoded so far; attention_decode adds the new
@@ -344,6 +352,7 @@ typedef struct {
        (dx, dw, dout, x, w, rstd, N, C))                                                          \
     OP(OP_COMPUTE, void, linear_forward, (const Ops *ops, const LinearArgs *args), (args))         \
     OP(OP_COMPUTE, void, linear_backward, (const Ops *ops, const LinearArgs *args), (args))        \
+    OP(OP_SERVICE, void, cache_weights, (const Ops *ops, const float *p, size_t n), (p, n))        \
     OP(OP_SERVICE, void, pattention_sizes,                                                         \
        (const Ops *ops, int G, int N, int n, size_t *a_floats, size_t *s_floats,                  \
         size_t *da_floats),                                                                       \

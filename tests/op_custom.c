@@ -254,6 +254,166 @@ static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
 
 const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf16_mirror_case};
 
+/* ---------------------------------------------------------------- cache_weights */
+
+/* cache_weights under bf16 (what the sampler calls before decoding a model
+ * no AdamW ran on): the bf16 copy of a weights block is made by the call
+ * (the GPU holds at least a byte more per weight after it) and only once
+ * (nothing more on a second call); the Pattentions, one row (the decoding
+ * kernels) or many (the GEMMs), read it and match the CPU; an upload of new
+ * weights drops it (results follow the new weights), and AdamW's own
+ * mirror takes over after an update. */
+static void cache_weights_forwards(CaseRun *r, int kn, int d, int n, float *tau, const char *when) {
+    const int rows[2] = {1, 48};
+    char name[96];
+    for (int i = 0; i < 2; i++) {
+        mirror_forward(r, kn, rows[i], d, n, tau);
+        snprintf(name, sizeof name, "cache_weights_%s_N%d", when, rows[i]);
+        check_err(name, "rel err", op_err(r, r->at[MI_Y]), OP_TOL_BF16);
+    }
+}
+
+static void cache_weights_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    const int N = 48, d = 64, n = 80;
+    const size_t kn = (size_t)n * d, total = (size_t)1 << 22; /* 16 MB of fp32: a visible copy */
+    float tau = sqrtf((float)n);
+    T->set_precision(T, MATMUL_BF16);
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    r.at[MI_P] = op_in(&r, "P", total, 0.5f, 0);
+    r.at[MI_G] = op_in(&r, "G", total, 1.0f, 0);
+    r.at[MI_M] = op_in(&r, "M", total, 0.1f, 0);
+    r.at[MI_V] = op_in(&r, "V", total, 0.1f, 0);
+    r.spec[r.at[MI_V]].positive = 1;
+    r.at[MI_X] = op_in(&r, "X", (size_t)N * d, 1.0f, 0);
+    r.at[MI_Y] = op_out(&r, "Y", (size_t)N * d, 0, 0);
+    r.at[MI_A] = op_out(&r, "A", (size_t)N * n, 0, 0);
+    r.at[MI_S] = op_out(&r, "S", (size_t)N * n, 0, 0);
+    op_alloc(&r);
+    float *P = op_f(&r, SIDE_TGT, r.at[MI_P]);
+    for (int s = 0; s < SIDES; s++) op_ops(&r, s)->synchronize(op_ops(&r, s));
+    size_t before = T->memory_in_use(T);
+    T->cache_weights(T, P, total);
+    T->synchronize(T);
+    size_t once = T->memory_in_use(T);
+    T->cache_weights(T, P, total);
+    T->synchronize(T);
+    size_t twice = T->memory_in_use(T);
+    if (ops_is_cpu(T)) {
+        check_skip("cache_weights_copy_made", "the CPU keeps no copy");
+    } else {
+        check(once >= before + total, "cache_weights_copy_made",
+              "device memory grew by %zu bytes for %zu weights", once - before, total);
+        check(twice == once, "cache_weights_copy_made_once",
+              "a second call took %zu bytes more", twice - once);
+    }
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "cached");
+    op_refill(&r, r.at[MI_P]); /* new weights, uploaded: the copy is stale */
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "after_upload");
+    T->cache_weights(T, P, total);
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "cached_again");
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = op_ops(&r, s);
+        o->adamw(o, op_f(&r, s, r.at[MI_P]), op_f(&r, s, r.at[MI_G]), op_f(&r, s, r.at[MI_M]),
+                 op_f(&r, s, r.at[MI_V]), total, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
+    }
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "after_adamw");
+    T->set_precision(T, MATMUL_FP32);
+    op_free(&r);
+}
+
+const OpKind K_CACHE_WEIGHTS = {.name = "cache_weights", .entries = "cache_weights",
+                                .custom = cache_weights_case};
+
+/* ---------------------------------------------------------------- decoding against the CPU */
+
+/* The target's table with cache_weights counted: what the sampler asks for. */
+static const Ops *g_counted_inner;
+static int g_cache_calls;
+static const float *g_cache_p;
+static size_t g_cache_n;
+static void counted_cache_weights(const Ops *ops, const float *p, size_t n) {
+    g_cache_calls++;
+    g_cache_p = p;
+    g_cache_n = n;
+    g_counted_inner->cache_weights(g_counted_inner, p, n);
+}
+
+/* The sampler with the KV cache on the target at the case's precision (bf16:
+ * the weights copy of cache_weights, the few-rows Pattentions on bf16
+ * tensors, the recorded step) against the same sampler on the CPU (fp32),
+ * both fed the CPU's tokens, through two window restarts: the logits of
+ * every step within tol (max abs err / max |logit|: 1e-4 in fp32; under
+ * bf16 5e-2, the tolerance of one bf16 op over two layers and the head; a
+ * kernel that is wrong errs by the logits' size) of the CPU's, and, while the
+ * window has not moved, of the target's own no-cache path (its GEMMs on the
+ * whole window). The sampler
+ * asks once for the copy of every parameter. a[0]: streams (1 and 3: the
+ * one-row and the several-row kernels). */
+static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT], *C = h->side[SIDE_REF];
+    char err[TF_ERRLEN], name[128], tag[64];
+    const int B = c->a[0];
+    snprintf(tag, sizeof tag, "%s_B%d", matmul_precision_name(c->prec), B);
+    Ops counted = *T;
+    g_counted_inner = T;
+    g_cache_calls = 0;
+    counted.cache_weights = counted_cache_weights;
+    T->set_precision(T, c->prec);
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = ARCH_TOKENFORMER;
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    enum { NEW = 30, L = 3, REF = 0, CACHED = 1, WINDOW = 2, MAX_B = 8 };
+    const int prompt[L] = {1, 5, 9};
+    if (B > MAX_B) tf_die("internal: sampler_vs_cpu takes up to %d streams", MAX_B);
+    Model m[2]; /* the CPU's; the target's, which both target samplers share */
+    Sampler s[3];
+    for (int i = 0; i < 2; i++) {
+        if (model_create(&m[i], &mc, NULL, i == REF ? C : &counted, err)) tf_die("%s", err);
+        model_init_weights(&m[i], 5);
+    }
+    for (int i = 0; i < 3; i++) {
+        SamplerConfig sc = {1.0f, 0, 11, i != WINDOW, 0};
+        if (sampler_init(&s[i], &m[i == REF ? 0 : 1], B, prompt, L, NEW, &sc, err))
+            tf_die("%s", err);
+    }
+    snprintf(name, sizeof name, "sampler_caches_the_weights_%s", tag);
+    check(g_cache_calls == 2 && g_cache_p == m[1].param_mem && g_cache_n == m[1].n_param_elems,
+          name, "%d calls, the last for %zu weights", g_cache_calls, g_cache_n);
+    const int V = mc.vocab_size;
+    const size_t cap = s[REF].cap;
+    int next[MAX_B];
+    double worst_ref = 0.0, worst_window = 0.0;
+    for (int step = 0; step < NEW; step++) {
+        const int same_window = s[CACHED].len <= (size_t)mc.block_size;
+        for (int i = 0; i < 3; i++) sampler_step(&s[i], next);
+        worst_ref = fmax(worst_ref, rel_err(s[CACHED].logits, s[REF].logits, (size_t)B * V));
+        if (same_window)
+            worst_window =
+                fmax(worst_window, rel_err(s[CACHED].logits, s[WINDOW].logits, (size_t)B * V));
+        for (int i = CACHED; i <= WINDOW; i++) /* the CPU's draws for all */
+            for (int b = 0; b < B; b++)
+                s[i].hist[b * cap + s[i].len - 1] = s[REF].hist[b * cap + s[REF].len - 1];
+    }
+    const double tol = c->prec == MATMUL_BF16 ? 5e-2 : 1e-4;
+    snprintf(name, sizeof name, "sampler_cached_vs_cpu_logits_%s", tag);
+    check_err(name, "rel err", worst_ref, tol);
+    snprintf(name, sizeof name, "sampler_cached_vs_no_cache_logits_%s", tag);
+    check_err(name, "rel err", worst_window, tol);
+    if (T->record_begin) {
+        snprintf(name, sizeof name, "sampler_vs_cpu_recorded_step_used_%s", tag);
+        check(s[CACHED].kv.step.recording != NULL, name, "no recorded step");
+    }
+    for (int i = 0; i < 3; i++) sampler_free(&s[i]);
+    for (int i = 0; i < 2; i++) model_free(&m[i]);
+    T->set_precision(T, MATMUL_FP32);
+}
+
+const OpKind K_SAMPLER_VS_CPU = {.name = "sampler_vs_cpu", .entries = "",
+                                 .custom = sampler_vs_cpu_case};
+
 /* ---------------------------------------------------------------- the whole model */
 
 typedef struct {

@@ -63,6 +63,10 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->len = n_prompt;
     s->n_unfed = (int)(n_prompt < (size_t)block ? n_prompt : (size_t)block + 1);
     if (model_alloc_activations(m, n_streams, block, err)) return -1;
+    /* every token reads all the weights: in the form the products take (CUDA
+     * bf16), once for all tokens. Not lora_eff, which lora_refresh rewrites
+     * through compute ops. */
+    if (!m->lora_eff) m->ops->cache_weights(m->ops, m->param_mem, m->n_param_elems);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");

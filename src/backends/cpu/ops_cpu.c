@@ -325,6 +325,7 @@ static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, siz
 }
 
 static int cpu_set_precision(const Ops *ops, int precision) { return MATMUL_FP32; } /* its only one */
+static void cpu_cache_weights(const Ops *ops, const float *p, size_t n) {} /* fp32 products */
 
 static const Ops CPU_OPS = {
     .kind = BACKEND_CPU,
@@ -349,6 +350,7 @@ static const Ops CPU_OPS = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
+    .cache_weights = cpu_cache_weights,
     .pattention_sizes = cpu_pattention_sizes,
     .pattention_forward = cpu_pattention_forward,
     .pattention_backward = cpu_pattention_backward,
