@@ -831,7 +831,7 @@ static const OpKind K_ADAMW_FORMULA = {.name = "adamw_formula", .entries = "adam
 /* In tests/op_custom.c: memory ops, recorded decoding, the sampler's
  * recorded step, the bf16 weights mirror, the whole model's gradient. */
 extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_MODEL,
-    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU;
+    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE;
 
 /* ---------------------------------------------------------------- the table */
 
@@ -1001,6 +1001,15 @@ const OpCase OP_CASES[] = {
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = BF16, .a = {ARCH_TRANSFORMER}},
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = FP32, .a = {ARCH_TRANSFORMERPP}},
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = BF16, .a = {ARCH_TRANSFORMERPP}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 0}, .f = {0.0f}}, /* argmax, ties */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 0}, .f = {1.0f}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 5}, .f = {0.7f}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {9, 65, 65, 1}, .f = {1.0f}},   /* top-1 */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {9, 65, 65, 64}, .f = {2.0f}},  /* top V-1 */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {1, 65, 65, 0}, .f = {1.0f}},   /* one stream */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {5, 1000, 3000, 0}, .f = {1.0f}}, /* a chunk's last rows */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 40}, .f = {0.8f}}, /* gpt2's vocabulary */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 0}, .f = {0.0f}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {1}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {3}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = BF16, .a = {1}},
@@ -1125,6 +1134,7 @@ static const struct {
     {"decode_step", G, "inference only; the CPU runs the step as it is (ops_decode_step_eager)"},
     {"decode_step_free", G, "inference only; the CPU keeps no recording to free"},
     {"cache_weights", G, "the CPU keeps no copy of the weights (its products take fp32)"},
+    {"sample_tokens", G, "a draw, no gradient; the host sampler's code (ops_sample_row) on the CPU"},
     {"attention_decode", G, "inference only, no backward; tests/test_decode.c checks it against rope + attention_forward"},
     {"add", G, "a test helper without a backward"},
     {"accumulate", G, "a test helper without a backward"},

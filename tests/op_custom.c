@@ -166,14 +166,15 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
         if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     }
     int V = mc.vocab_size, next[2][B], same_tokens = 1;
-    float *logits = op_xmalloc(sizeof(float) * B * V);
+    float *logits = op_xmalloc(sizeof(float) * B * V * 2), *recorded = logits + B * V;
     double worst = 0.0;
     for (int step = 0; step < NEW; step++) {
         sampler_step(&s[1], next[1]); /* op by op first: s[0]'s step then runs last */
-        memcpy(logits, s[1].logits, sizeof(float) * B * V);
+        model_logits_last(&m, logits);
         sampler_step(&s[0], next[0]);
+        model_logits_last(&m, recorded);
         for (int j = 0; j < B * V; j++) {
-            double e = fabs(logits[j] - s[0].logits[j]);
+            double e = fabs(logits[j] - recorded[j]);
             worst = isnan(e) ? INFINITY : e > worst ? e : worst;
         }
         same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
@@ -383,20 +384,21 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
     check(g_cache_calls == 2 && g_cache_p == m[1].param_mem && g_cache_n == m[1].n_param_elems,
           name, "%d calls, the last for %zu weights", g_cache_calls, g_cache_n);
     const int V = mc.vocab_size;
-    const size_t cap = s[REF].cap;
-    int next[MAX_B];
+    int next[MAX_B], drawn[MAX_B];
+    float *logits = op_xmalloc(sizeof(float) * B * V * 3);
     double worst_ref = 0.0, worst_window = 0.0;
     for (int step = 0; step < NEW; step++) {
         const int same_window = s[CACHED].len <= (size_t)mc.block_size;
-        for (int i = 0; i < 3; i++) sampler_step(&s[i], next);
-        worst_ref = fmax(worst_ref, rel_err(s[CACHED].logits, s[REF].logits, (size_t)B * V));
-        if (same_window)
-            worst_window =
-                fmax(worst_window, rel_err(s[CACHED].logits, s[WINDOW].logits, (size_t)B * V));
-        for (int i = CACHED; i <= WINDOW; i++) /* the CPU's draws for all */
-            for (int b = 0; b < B; b++)
-                s[i].hist[b * cap + s[i].len - 1] = s[REF].hist[b * cap + s[REF].len - 1];
+        for (int i = 0; i < 3; i++) {
+            sampler_step(&s[i], i == REF ? drawn : next);
+            model_logits_last(&m[i == REF ? 0 : 1], logits + (size_t)i * B * V);
+        }
+        const float *ref = logits, *cached = ref + B * V, *window = cached + B * V;
+        worst_ref = fmax(worst_ref, rel_err(cached, ref, (size_t)B * V));
+        if (same_window) worst_window = fmax(worst_window, rel_err(cached, window, (size_t)B * V));
+        for (int i = CACHED; i <= WINDOW; i++) sampler_set_last(&s[i], drawn); /* the CPU's draws */
     }
+    free(logits);
     const double tol = c->prec == MATMUL_BF16 ? 5e-2 : 1e-4;
     snprintf(name, sizeof name, "sampler_cached_vs_cpu_logits_%s", tag);
     check_err(name, "rel err", worst_ref, tol);
@@ -413,6 +415,69 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
 
 const OpKind K_SAMPLER_VS_CPU = {.name = "sampler_vs_cpu", .entries = "",
                                  .custom = sampler_vs_cpu_case};
+
+/* ---------------------------------------------------------------- sampling on the backend */
+
+/* sample_tokens on the target against the CPU (ops_sample_row) on the same
+ * logits and uniforms: the same token in every row, at temperature 0 (ties:
+ * the first largest), with and without top-k (ties at the cutoff), rows a
+ * stride apart (a chunk's last positions), uniforms 0 and near 1 among
+ * them; the tokens in range and the position written. a: B V stride
+ * top_k; f[0]: the temperature. The logits are multiples of 1/8 in +-3:
+ * many ties. */
+static void sample_case(OpHarness *h, const OpCase *c) {
+    enum { MAX_B = 64 };
+    const int B = c->a[0], V = c->a[1], stride = c->a[2], top_k = c->a[3];
+    const float temperature = c->f[0];
+    char name[96];
+    snprintf(name, sizeof name, "sample_tokens_B%d_V%d_stride%d_topk%d_t%g", B, V, stride, top_k,
+             temperature);
+    if (B > MAX_B) tf_die("internal: sample case of %d rows", B);
+    const size_t n = (size_t)(B - 1) * stride + V;
+    float *logits = op_xmalloc(n * sizeof(float));
+    double u[MAX_B];
+    for (size_t i = 0; i < n; i++) logits[i] = roundf(op_rand(h, 24.0f)) / 8.0f;
+    for (int b = 0; b < B; b++) u[b] = (op_rand(h, 1.0f) + 1.0f) / 2.0f;
+    u[0] = 0.0;
+    u[B - 1] = 1.0 - 1e-9;
+    int got[SIDES][MAX_B], pos[SIDES];
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = h->side[s];
+        float *dl = o->alloc(o, n * sizeof(float));
+        double *du = o->alloc(o, sizeof u);
+        int *dt = o->alloc(o, (MAX_B + 1) * sizeof(int));
+        if (!dl || !du || !dt) tf_die("out of memory in the sample case");
+        o->to_device(o, dl, logits, n * sizeof(float));
+        o->to_device(o, du, u, sizeof u);
+        SampleArgs a = {.tokens = dt + 1, .logits = dl, .u = du, .B = B, .V = V,
+                        .stride = stride, .temperature = temperature, .top_k = top_k,
+                        .pos = dt, .pos_value = 1234};
+        o->sample_tokens(o, &a);
+        o->to_host(o, got[s], dt + 1, (size_t)B * sizeof(int));
+        o->to_host(o, &pos[s], dt, sizeof(int));
+        o->free(o, dl);
+        o->free(o, du);
+        o->free(o, dt);
+    }
+    int bad = -1, differ = 0;
+    for (int b = B - 1; b >= 0; b--) {
+        if (got[SIDE_TGT][b] != got[SIDE_REF][b] || got[SIDE_TGT][b] < 0 || got[SIDE_TGT][b] >= V)
+            bad = b;
+        differ |= got[SIDE_REF][b] != got[SIDE_REF][0];
+    }
+    check(bad < 0, name, "row %d: %d on %s, %d on the cpu", bad, bad < 0 ? 0 : got[SIDE_TGT][bad],
+          h->side[SIDE_TGT]->name, bad < 0 ? 0 : got[SIDE_REF][bad]);
+    snprintf(name + strlen(name), sizeof name - strlen(name), "_pos");
+    check(pos[SIDE_TGT] == 1234, name, "position %d written, not 1234", pos[SIDE_TGT]);
+    if (temperature > 0.0f && top_k != 1 && B > 2) { /* the draws do spread */
+        snprintf(name + strlen(name) - 4, sizeof name - strlen(name) + 4, "_spread");
+        check(differ, name, "every row drew token %d", got[SIDE_REF][0]);
+    }
+    free(logits);
+}
+
+const OpKind K_SAMPLE = {.name = "sample_tokens", .entries = "sample_tokens",
+                         .custom = sample_case};
 
 /* ---------------------------------------------------------------- the whole model */
 
