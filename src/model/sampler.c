@@ -103,6 +103,7 @@ static void decode_new(Sampler *s) {
         T = kv->pos == 0 ? kv->T_max : window_keep(kv->T_max);
         if ((size_t)T > s->len) T = (int)s->len;
         model_kv_restart(kv);
+        s->resident = 0; /* the device's position is the old one */
     }
     if (T == 1 && s->resident) { /* the last draw left its tokens in the cache's block */
         model_decode(s->m, kv, NULL, 1);

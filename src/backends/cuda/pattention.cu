@@ -989,7 +989,8 @@ static __device__ __forceinline__ void pd_st4(float *p, float4 v) {
     *reinterpret_cast<float4 *>(p) = v;
 }
 static __device__ __forceinline__ void pd_st4(bf16 *p, float4 v) {
-    __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v.x, v.y), __floats2bfloat162_rn(v.z, v.w)};
+    alignas(8) __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v.x, v.y),
+                                      __floats2bfloat162_rn(v.z, v.w)};
     *reinterpret_cast<uint2 *>(p) = *reinterpret_cast<const uint2 *>(h);
 }
 static __device__ __forceinline__ float pd_ld(const float *p) { return *p; }
