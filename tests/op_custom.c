@@ -260,10 +260,10 @@ const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf
 /* cache_weights under bf16 (what the sampler calls before decoding a model
  * no AdamW ran on): the bf16 copy of a weights block is made by the call
  * (the GPU holds at least a byte more per weight after it) and only once
- * (a second call takes no such memory again); the Pattentions, one row (the decoding
- * kernels) or many (the GEMMs), read it and match the CPU; an upload of new
- * weights drops it (results follow the new weights), and AdamW's own
- * mirror takes over after an update. */
+ * (a second call takes no such memory again); the Pattentions, one row
+ * (the decoding kernels) or many (the GEMMs), read it and match the CPU;
+ * an upload of new weights drops it (results follow the new weights), and
+ * AdamW's own mirror takes over after an update. */
 static void cache_weights_forwards(CaseRun *r, int kn, int d, int n, float *tau, const char *when) {
     const int rows[2] = {1, 48};
     char name[96];
