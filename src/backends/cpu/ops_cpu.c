@@ -328,11 +328,15 @@ static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, siz
 static int cpu_set_precision(const Ops *ops, int precision) { return MATMUL_FP32; } /* its only one */
 static void cpu_cache_weights(const Ops *ops, const float *p, size_t n) {} /* fp32 products */
 
+/* Rows in parallel from 16 streams (each row's draw is its own). */
 static void cpu_sample_tokens(const Ops *ops, const SampleArgs *a) {
-    float *work = tf_malloc(sizeof(float) * (size_t)(a->V > 0 ? a->V : 1), "sampling scratch");
+    size_t V = (size_t)(a->V > 0 ? a->V : 1);
+    float *work = tf_malloc(sizeof(float) * V * (size_t)a->B, "sampling scratch");
+#pragma omp parallel for if (a->B >= 16) schedule(static)
     for (int b = 0; b < a->B; b++)
         a->tokens[b] = ops_sample_row(a->logits + (size_t)b * a->stride, a->V, a->temperature,
-                                      a->top_k, a->temperature > 0.0f ? a->u[b] : 0.0, work);
+                                      a->top_k, a->temperature > 0.0f ? a->u[b] : 0.0,
+                                      work + (size_t)b * V);
     free(work);
     if (a->pos) *a->pos = a->pos_value;
 }
