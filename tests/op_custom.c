@@ -360,7 +360,6 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
     g_counted_inner = T;
     g_cache_calls = 0;
     counted.cache_weights = counted_cache_weights;
-    T->set_precision(T, c->prec);
     ModelConfig mc = preset_find("tiny")->model;
     mc.arch = ARCH_TOKENFORMER;
     mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
@@ -372,7 +371,9 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
     Model m[2]; /* the CPU's; the target's, which both target samplers share */
     Sampler s[3];
     for (int i = 0; i < 2; i++) {
-        if (model_create(&m[i], &mc, NULL, i == REF ? C : &counted, err)) tf_die("%s", err);
+        if (model_create(&m[i], &mc, NULL, i == REF ? C : &counted, err) ||
+            model_set_precision(&m[i], i == REF ? MATMUL_FP32 : c->prec, err))
+            tf_die("%s", err);
         model_init_weights(&m[i], 5);
     }
     for (int i = 0; i < 3; i++) {
