@@ -243,7 +243,9 @@ typedef struct {
     float **k, **v;  /* per layer */
     float *mem;      /* one device block */
     DType dtype;     /* the element type of k and v (the model's attention type) */
-    int *pos_dev;    /* pos in backend memory, where the decode ops read it */
+    int *pos_dev;    /* pos in backend memory, where the decode ops read it, */
+    int *tokens_dev; /* and right after it the tokens being fed (B x T_max) */
+    int *inputs;     /* host: pos and the tokens, staged for one copy */
     /* The single-token step, which the backend may record once and replay
      * for every later token (ops.h decode_step): its state, the backend's. */
     DecodeStep step;
@@ -262,7 +264,9 @@ void model_kv_never_record(KVCache *kv);
  * positions (model_logits_last) and advances kv->pos. Needs activations
  * for (kv->B, T). model_kv_restart empties the cache. Single tokens
  * (T = 1) go through the backend's decode_step (a recorded step replayed
- * where the backend records). */
+ * where the backend records). tokens NULL (T = 1): the tokens are in
+ * kv->tokens_dev and kv->pos in kv->pos_dev already (ops.h sample_tokens
+ * wrote them there), so nothing is copied in. */
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T);
 /* The logits of the last position of every stream of the last forward or
  * decode, B x V on the host (one copy when T = 1). */

@@ -143,6 +143,22 @@ typedef struct {
     int B, T, T_max, H, hd, rot;
 } DecodeAttnArgs;
 
+/* sample_tokens: one token per stream from the logits (row b at logits +
+ * b * stride, V floats), drawn as ops_sample_row draws it with the uniform
+ * u[b] (unused at temperature 0: the argmax), written to tokens[b]; then,
+ * when pos is set, *pos = pos_value (the position the next decode step
+ * reads), so that a step can follow without a copy from the host. */
+typedef struct {
+    int *tokens;         /* B ints, backend memory */
+    const float *logits;
+    const double *u;     /* B uniforms in [0, 1), backend memory; NULL at temperature 0 */
+    int B, V, stride;
+    float temperature;   /* <= 0: the argmax */
+    int top_k;           /* 0 (or >= V): every token */
+    int *pos;            /* NULL, or one int of backend memory */
+    int pos_value;
+} SampleArgs;
+
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 
 /* A backend's own state (CUDA: cuBLAS handle, precision, workspaces, the
@@ -251,10 +267,22 @@ typedef struct {
  *   Backward overwrites dq, dk, dv; it also takes forward's output `out` (a
  *   fused kernel needs rowsum(dout * out); others may ignore it).
  *
+ * cache_weights: [p, p + n) are weights (parameters, or any memory written
+ *   only by adamw and the memory ops) that the coming forwards read again
+ *   and again, as decoding does once per token: a backend may derive from
+ *   them now the copy its products take (CUDA under bf16: the bf16 weights
+ *   mirror, unless the one adamw keeps already holds the range; adamw keeps
+ *   it current and the memory ops drop it, as they do adamw's). Costs one
+ *   conversion; no effect on the CPU or at another precision.
+ *
  * ---- incremental decoding (inference only: no backward, no gradcheck) ----
  * attention_decode: a KV cache holds, per layer, the rotated keys and the
  *   values of every position decoded so far; attention_decode adds the new
  *   positions to it and attends over it (DecodeAttnArgs).
+ *
+ * sample_tokens: the sampler's draw on the backend (SampleArgs), so that
+ *   the host reads back B token ids, not B x V logits, and the next decode
+ *   step finds its tokens and position in backend memory.
  *
  * dropout_backward: inverted dropout. The keep mask of element i is a pure
  *   function of (seed, i) (tf_dropout_keep in rng.h), so backends agree bit
@@ -344,6 +372,7 @@ typedef struct {
        (dx, dw, dout, x, w, rstd, N, C))                                                          \
     OP(OP_COMPUTE, void, linear_forward, (const Ops *ops, const LinearArgs *args), (args))         \
     OP(OP_COMPUTE, void, linear_backward, (const Ops *ops, const LinearArgs *args), (args))        \
+    OP(OP_SERVICE, void, cache_weights, (const Ops *ops, const float *p, size_t n), (p, n))        \
     OP(OP_SERVICE, void, pattention_sizes,                                                         \
        (const Ops *ops, int G, int N, int n, size_t *a_floats, size_t *s_floats,                  \
         size_t *da_floats),                                                                       \
@@ -366,6 +395,7 @@ typedef struct {
         int B, int T, int H, int hd),                                                             \
        (dq, dk, dv, datt, dout, out, q, k, v, att, B, T, H, hd))                                  \
     OP(OP_COMPUTE, void, attention_decode, (const Ops *ops, const DecodeAttnArgs *args), (args))   \
+    OP(OP_COMPUTE, void, sample_tokens, (const Ops *ops, const SampleArgs *args), (args))          \
     OP(OP_COMPUTE, void, dropout_forward,                                                          \
        (const Ops *ops, float *out, const float *x, float p, uint64_t seed, size_t n),            \
        (out, x, p, seed, n))                                                                      \
@@ -432,6 +462,18 @@ void ops_attention_sizes_full(int B, int T, int H, int hd, size_t *att_floats,
  * entries of OPS_LIST), in list order, NULL-terminated: what the op tests
  * must each cover. */
 const char *const *ops_op_names(void);
+
+/* The draw of sample_tokens for one row (and the host sampler's,
+ * sampler.h sample_token): temperature <= 0: the first largest logit; else,
+ * with cutoff the top_k-th largest logit (top_k in 1 .. V-1; else no
+ * cutoff) and mx the largest, p_i = exp((double)((l_i - mx) / temperature))
+ * (the quotient in float) for l_i >= cutoff, else 0, w_i = (float)p_i; the
+ * first i with u * sum_j p_j < w_0 + .. + w_i (summed in double) and w_i >
+ * 0, else the last i with w_i > 0 (0 if none). work: V floats. A backend
+ * may sum in another order (the same draw but where u falls within
+ * rounding of a boundary). */
+int ops_sample_row(const float *logits, int V, float temperature, int top_k, double u,
+                   float *work);
 
 /* decode_step and decode_step_free of a backend that records nothing: run
  * the step; nothing to free. */

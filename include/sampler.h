@@ -28,9 +28,15 @@ typedef struct {
     KVCache kv;
     Rng *rng;       /* B generators */
     int *feed;      /* B x block_size: the tokens of one model call */
-    float *logits;  /* B x V, host */
-    float *work;    /* B x V, host: each stream's sampling scratch */
+    double *u_host; /* u_steps x B uniforms, drawn ahead (sample_token's draws) */
+    double *u_dev;  /* the same in backend memory, then B ints: out_dev */
+    int *out_dev;   /* the ids of a draw without the cache (with it: kv.tokens_dev) */
+    int u_steps, u_next; /* steps a chunk of draws holds; the next one's row */
+    int resident;   /* the next single-token step's ids and position are in kv's block */
 } Sampler;
+
+/* Uniforms drawn and copied to the backend at a time (at least one step's). */
+#define SAMPLER_DRAWS_AHEAD 16384
 
 /* The seed of stream i: a function of (seed, i) only, so that stream i's
  * text does not depend on how many streams run; stream 0 uses seed itself. */
@@ -40,8 +46,12 @@ uint64_t sampler_stream_seed(uint64_t seed, int i);
  * to max_new tokens each; sizes the model's activations. 0 or -1 with err. */
 int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t n_prompt,
                  size_t max_new, const SamplerConfig *cfg, char *err);
-/* One new token for every stream, written to out[0 .. B-1]. */
+/* One new token for every stream, written to out[0 .. B-1]. The logits
+ * of the step stay in the model (model_logits_last). */
 void sampler_step(Sampler *s, int *out);
+/* Replace the tokens the last step drew (B ids): what the next step feeds
+ * (tests: to give two samplers the same text). */
+void sampler_set_last(Sampler *s, const int *tokens);
 void sampler_free(Sampler *s);
 
 /* Pick a token from V logits: temperature (0: argmax), optional top-k, then

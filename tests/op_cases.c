@@ -830,7 +830,8 @@ static const OpKind K_ADAMW_FORMULA = {.name = "adamw_formula", .entries = "adam
 /* ---------------------------------------------------------------- custom cases */
 /* In tests/op_custom.c: memory ops, recorded decoding, the sampler's
  * recorded step, the bf16 weights mirror, the whole model's gradient. */
-extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_MODEL;
+extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_MODEL,
+    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE;
 
 /* ---------------------------------------------------------------- the table */
 
@@ -881,6 +882,20 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     PATT(FP32, mode, 1, 37, 96, 130, 64, NORM_RMS, 0, 0), \
     PATT_RES(FP32, mode, 64, 128, 200), \
     PATT(FP32, mode, 1, 300, 128, 96, 128, NORM_LAYER, 0, 0)
+/* the same under bf16 (bf16 keys and values, attention tensors and scores),
+ * backward included (it reads the bf16 scores and xn the forward left),
+ * and an attention tensor both in and out; past 4 rows, the GEMMs */
+#define PATT_FEW_ROWS_BF16(mode) \
+    PATT(BF16, mode, 1, 1, 128, 96, 128, NORM_LAYER, 0, 0), \
+    PATT(BF16, mode, 1, 3, 64, 24, 132, NORM_RMS, 0, 0), \
+    PATT(BF16, mode, 1, 2, 64, 40, 64, 0, 0, 0), /* an fp32 input, rounded */ \
+    PATT(BF16, mode, 3, 1, 64, 53, 64, NORM_LAYER, 0, 1), \
+    PATT(BF16, mode, 3, 4, 384, 288, 384, NORM_LAYER, 0, 1), /* shakespeare's q, k, v */ \
+    PATT_XATTN(BF16, mode, 1, 4, 96, 150, 96, 0), \
+    {.kind = &K_PATTENTION, .modes = BK, .prec = BF16, .a = {mode, 1, 2, 64, 40, 64, 0, 1, 1, 0, 0}}, \
+    PATT_RES(BF16, mode, 1, 64, 100), PATT_RES(BF16, mode, 2, 256, 20), \
+    PATT_RES(BF16, mode, 1, 384, 1152), /* shakespeare's FFN */ \
+    PATT(BF16, mode, 3, 64, 128, 72, 128, NORM_LAYER, 0, 1)
 /* linear: accumulate_dx 1 then 0; an attention-tensor input only overwritten */
 #define LIN(pr, Gs, N, din, dout, norm, xa, ya, res) \
     LIN_##xa(pr, Gs, N, din, dout, norm, ya, res)
@@ -986,6 +1001,19 @@ const OpCase OP_CASES[] = {
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = BF16, .a = {ARCH_TRANSFORMER}},
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = FP32, .a = {ARCH_TRANSFORMERPP}},
     {.kind = &K_SAMPLER_RECORDED, .modes = BK, .prec = BF16, .a = {ARCH_TRANSFORMERPP}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 0}, .f = {0.0f}}, /* argmax, ties */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 0}, .f = {1.0f}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {64, 65, 65, 5}, .f = {0.7f}},
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {9, 65, 65, 1}, .f = {1.0f}},   /* top-1 */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {9, 65, 65, 64}, .f = {2.0f}},  /* top V-1 */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {1, 65, 65, 0}, .f = {1.0f}},   /* one stream */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {5, 1000, 3000, 0}, .f = {1.0f}}, /* a chunk's last rows */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 40}, .f = {0.8f}}, /* gpt2's vocabulary */
+    {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 0}, .f = {0.0f}},
+    {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {1}},
+    {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {3}},
+    {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = BF16, .a = {1}},
+    {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = BF16, .a = {3}},
     {.kind = &K_DROPOUT, .modes = BK, .prec = FP32, .a = {10007, 12345, 0}, .f = {0.3f}},
     {.kind = &K_DROPOUT, .modes = BK, .prec = FP32, .a = {10007, 12346, 1}, .f = {0.3f}},
     {.kind = &K_DROPOUT_ADD, .modes = BK, .prec = FP32, .a = {10007, 12347, 1}, .f = {0.0f}},
@@ -1034,6 +1062,7 @@ const OpCase OP_CASES[] = {
     {.kind = &K_ROPE, .modes = BK, .prec = BF16, .a = {2, 13, 3, 8, 8}, .tol = 1e-2},
     {.kind = &K_ROPE, .modes = BK, .prec = BF16, .a = {1, 300, 2, 16, 4}, .tol = 1e-2},
     {.kind = &K_BF16_MIRROR, .modes = BK, .prec = BF16},
+    {.kind = &K_CACHE_WEIGHTS, .modes = BK, .prec = BF16},
     /* the fused (flash) attention of bf16, q and k scaled up */
     {.kind = &K_ATTENTION, .modes = BK, .prec = BF16, .a = {2, 100, 3, 64, 1}, .f = {2.0f}}, /* T not a multiple of the 64-row tile */
     {.kind = &K_ATTENTION, .modes = BK, .prec = BF16, .a = {3, 257, 2, 64, 1}, .f = {2.0f}},
@@ -1056,6 +1085,11 @@ const OpCase OP_CASES[] = {
     PATT_FEW_ROWS(PNORM_SOFTMAX),
     PATT_FEW_ROWS(ACT_GELU),
     PATT_FEW_ROWS(ACT_SWIGLU),
+    PATT_FEW_ROWS_BF16(PNORM_L2_GELU),
+    PATT_FEW_ROWS_BF16(PNORM_GELU_L2),
+    PATT_FEW_ROWS_BF16(PNORM_SOFTMAX),
+    PATT_FEW_ROWS_BF16(ACT_GELU),
+    PATT_FEW_ROWS_BF16(ACT_SWIGLU),
     /* the fused RMS input of the Pattention modes too */
     PATT(FP32, 0, 3, 37, 53, 54, 53, NORM_RMS, 0, 0),
     PATT(BF16, 0, 3, 64, 128, 96, 128, NORM_RMS, 0, 1),
@@ -1099,6 +1133,8 @@ static const struct {
     {"record_free", G, "the CPU records nothing (NULL)"},
     {"decode_step", G, "inference only; the CPU runs the step as it is (ops_decode_step_eager)"},
     {"decode_step_free", G, "inference only; the CPU keeps no recording to free"},
+    {"cache_weights", G, "the CPU keeps no copy of the weights (its products take fp32)"},
+    {"sample_tokens", G, "a draw, no gradient; the host sampler's code (ops_sample_row) on the CPU"},
     {"attention_decode", G, "inference only, no backward; tests/test_decode.c checks it against rope + attention_forward"},
     {"add", G, "a test helper without a backward"},
     {"accumulate", G, "a test helper without a backward"},

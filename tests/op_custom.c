@@ -166,14 +166,15 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
         if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     }
     int V = mc.vocab_size, next[2][B], same_tokens = 1;
-    float *logits = op_xmalloc(sizeof(float) * B * V);
+    float *logits = op_xmalloc(sizeof(float) * B * V * 2), *recorded = logits + B * V;
     double worst = 0.0;
     for (int step = 0; step < NEW; step++) {
         sampler_step(&s[1], next[1]); /* op by op first: s[0]'s step then runs last */
-        memcpy(logits, s[1].logits, sizeof(float) * B * V);
+        model_logits_last(&m, logits);
         sampler_step(&s[0], next[0]);
+        model_logits_last(&m, recorded);
         for (int j = 0; j < B * V; j++) {
-            double e = fabs(logits[j] - s[0].logits[j]);
+            double e = fabs(logits[j] - recorded[j]);
             worst = isnan(e) ? INFINITY : e > worst ? e : worst;
         }
         same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
@@ -253,6 +254,231 @@ static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
 }
 
 const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf16_mirror_case};
+
+/* ---------------------------------------------------------------- cache_weights */
+
+/* cache_weights under bf16 (what the sampler calls before decoding a model
+ * no AdamW ran on): the bf16 copy of a weights block is made by the call
+ * (the GPU holds at least a byte more per weight after it) and only once
+ * (a second call takes no such memory again); the Pattentions, one row
+ * (the decoding kernels) or many (the GEMMs), read it and match the CPU;
+ * an upload of new weights drops it (results follow the new weights), and
+ * AdamW's own mirror takes over after an update. */
+static void cache_weights_forwards(CaseRun *r, int kn, int d, int n, float *tau, const char *when) {
+    const int rows[2] = {1, 48};
+    char name[96];
+    for (int i = 0; i < 2; i++) {
+        mirror_forward(r, kn, rows[i], d, n, tau);
+        snprintf(name, sizeof name, "cache_weights_%s_N%d", when, rows[i]);
+        check_err(name, "rel err", op_err(r, r->at[MI_Y]), OP_TOL_BF16);
+    }
+}
+
+static void cache_weights_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    const int N = 48, d = 64, n = 80;
+    const size_t kn = (size_t)n * d, total = (size_t)1 << 22; /* 16 MB of fp32: a visible copy */
+    float tau = sqrtf((float)n);
+    T->set_precision(T, MATMUL_BF16);
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    r.at[MI_P] = op_in(&r, "P", total, 0.5f, 0);
+    r.at[MI_G] = op_in(&r, "G", total, 1.0f, 0);
+    r.at[MI_M] = op_in(&r, "M", total, 0.1f, 0);
+    r.at[MI_V] = op_in(&r, "V", total, 0.1f, 0);
+    r.spec[r.at[MI_V]].positive = 1;
+    r.at[MI_X] = op_in(&r, "X", (size_t)N * d, 1.0f, 0);
+    r.at[MI_Y] = op_out(&r, "Y", (size_t)N * d, 0, 0);
+    r.at[MI_A] = op_out(&r, "A", (size_t)N * n, 0, 0);
+    r.at[MI_S] = op_out(&r, "S", (size_t)N * n, 0, 0);
+    op_alloc(&r);
+    float *P = op_f(&r, SIDE_TGT, r.at[MI_P]);
+    for (int s = 0; s < SIDES; s++) op_ops(&r, s)->synchronize(op_ops(&r, s));
+    size_t before = T->memory_in_use(T);
+    T->cache_weights(T, P, total);
+    T->synchronize(T);
+    size_t once = T->memory_in_use(T);
+    T->cache_weights(T, P, total);
+    T->synchronize(T);
+    size_t twice = T->memory_in_use(T);
+    if (ops_is_cpu(T)) {
+        check_skip("cache_weights_copy_made", "the CPU keeps no copy");
+    } else {
+        check(once >= before + total, "cache_weights_copy_made",
+              "device memory grew by %zu bytes for %zu weights", once - before, total);
+        check(twice < once + total, "cache_weights_copy_made_once",
+              "a second call took %zu bytes more", twice - once);
+    }
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "cached");
+    op_refill(&r, r.at[MI_P]); /* new weights, uploaded: the copy is stale */
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "after_upload");
+    T->cache_weights(T, P, total);
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "cached_again");
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = op_ops(&r, s);
+        o->adamw(o, op_f(&r, s, r.at[MI_P]), op_f(&r, s, r.at[MI_G]), op_f(&r, s, r.at[MI_M]),
+                 op_f(&r, s, r.at[MI_V]), total, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
+    }
+    cache_weights_forwards(&r, (int)kn, d, n, &tau, "after_adamw");
+    T->set_precision(T, MATMUL_FP32);
+    op_free(&r);
+}
+
+const OpKind K_CACHE_WEIGHTS = {.name = "cache_weights", .entries = "cache_weights",
+                                .custom = cache_weights_case};
+
+/* ---------------------------------------------------------------- decoding against the CPU */
+
+/* The target's table with cache_weights counted: what the sampler asks for. */
+static const Ops *g_counted_inner;
+static int g_cache_calls;
+static const float *g_cache_p;
+static size_t g_cache_n;
+static void counted_cache_weights(const Ops *ops, const float *p, size_t n) {
+    g_cache_calls++;
+    g_cache_p = p;
+    g_cache_n = n;
+    g_counted_inner->cache_weights(g_counted_inner, p, n);
+}
+
+/* The sampler with the KV cache on the target at the case's precision (bf16:
+ * the weights copy of cache_weights, the few-rows Pattentions on bf16
+ * tensors, the recorded step) against the same sampler on the CPU (fp32),
+ * both fed the CPU's tokens, through two window restarts: the logits of
+ * every step within tol (max abs err / max |logit|: 1e-4 in fp32; under
+ * bf16 5e-2, the tolerance of one bf16 op over two layers and the head; a
+ * kernel that is wrong errs by the logits' size) of the CPU's, and, while the
+ * window has not moved, of the target's own no-cache path (its GEMMs on the
+ * whole window). The sampler
+ * asks once for the copy of every parameter. a[0]: streams (1 and 3: the
+ * one-row and the several-row kernels). */
+static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT], *C = h->side[SIDE_REF];
+    char err[TF_ERRLEN], name[128], tag[64];
+    const int B = c->a[0];
+    snprintf(tag, sizeof tag, "%s_B%d", matmul_precision_name(c->prec), B);
+    Ops counted = *T;
+    g_counted_inner = T;
+    g_cache_calls = 0;
+    counted.cache_weights = counted_cache_weights;
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = ARCH_TOKENFORMER;
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    enum { NEW = 30, L = 3, REF = 0, CACHED = 1, WINDOW = 2, MAX_B = 8 };
+    const int prompt[L] = {1, 5, 9};
+    if (B > MAX_B) tf_die("internal: sampler_vs_cpu takes up to %d streams", MAX_B);
+    Model m[2]; /* the CPU's; the target's, which both target samplers share */
+    Sampler s[3];
+    for (int i = 0; i < 2; i++) {
+        if (model_create(&m[i], &mc, NULL, i == REF ? C : &counted, err) ||
+            model_set_precision(&m[i], i == REF ? MATMUL_FP32 : c->prec, err))
+            tf_die("%s", err);
+        model_init_weights(&m[i], 5);
+    }
+    for (int i = 0; i < 3; i++) {
+        SamplerConfig sc = {1.0f, 0, 11, i != WINDOW, 0};
+        if (sampler_init(&s[i], &m[i == REF ? 0 : 1], B, prompt, L, NEW, &sc, err))
+            tf_die("%s", err);
+    }
+    snprintf(name, sizeof name, "sampler_caches_the_weights_%s", tag);
+    check(g_cache_calls == 2 && g_cache_p == m[1].param_mem && g_cache_n == m[1].n_param_elems,
+          name, "%d calls, the last for %zu weights", g_cache_calls, g_cache_n);
+    const int V = mc.vocab_size;
+    int next[MAX_B], drawn[MAX_B];
+    float *logits = op_xmalloc(sizeof(float) * B * V * 3);
+    double worst_ref = 0.0, worst_window = 0.0;
+    for (int step = 0; step < NEW; step++) {
+        const int same_window = s[CACHED].len <= (size_t)mc.block_size;
+        for (int i = 0; i < 3; i++) {
+            sampler_step(&s[i], i == REF ? drawn : next);
+            model_logits_last(&m[i == REF ? 0 : 1], logits + (size_t)i * B * V);
+        }
+        const float *ref = logits, *cached = ref + B * V, *window = cached + B * V;
+        worst_ref = fmax(worst_ref, rel_err(cached, ref, (size_t)B * V));
+        if (same_window) worst_window = fmax(worst_window, rel_err(cached, window, (size_t)B * V));
+        for (int i = CACHED; i <= WINDOW; i++) sampler_set_last(&s[i], drawn); /* the CPU's draws */
+    }
+    free(logits);
+    const double tol = c->prec == MATMUL_BF16 ? 5e-2 : 1e-4;
+    snprintf(name, sizeof name, "sampler_cached_vs_cpu_logits_%s", tag);
+    check_err(name, "rel err", worst_ref, tol);
+    snprintf(name, sizeof name, "sampler_cached_vs_no_cache_logits_%s", tag);
+    check_err(name, "rel err", worst_window, tol);
+    if (T->record_begin) {
+        snprintf(name, sizeof name, "sampler_vs_cpu_recorded_step_used_%s", tag);
+        check(s[CACHED].kv.step.recording != NULL, name, "no recorded step");
+    }
+    for (int i = 0; i < 3; i++) sampler_free(&s[i]);
+    for (int i = 0; i < 2; i++) model_free(&m[i]);
+    T->set_precision(T, MATMUL_FP32);
+}
+
+const OpKind K_SAMPLER_VS_CPU = {.name = "sampler_vs_cpu", .entries = "",
+                                 .custom = sampler_vs_cpu_case};
+
+/* ---------------------------------------------------------------- sampling on the backend */
+
+/* sample_tokens on the target against the CPU (ops_sample_row) on the same
+ * logits and uniforms: the same token in every row, at temperature 0 (ties:
+ * the first largest), with and without top-k (ties at the cutoff), rows a
+ * stride apart (a chunk's last positions), uniforms 0 and near 1 among
+ * them; the tokens in range and the position written. a: B V stride
+ * top_k; f[0]: the temperature. The logits are multiples of 1/8 in +-3:
+ * many ties. */
+static void sample_case(OpHarness *h, const OpCase *c) {
+    enum { MAX_B = 64 };
+    const int B = c->a[0], V = c->a[1], stride = c->a[2], top_k = c->a[3];
+    const float temperature = c->f[0];
+    char name[96];
+    snprintf(name, sizeof name, "sample_tokens_B%d_V%d_stride%d_topk%d_t%g", B, V, stride, top_k,
+             temperature);
+    if (B > MAX_B) tf_die("internal: sample case of %d rows", B);
+    const size_t n = (size_t)(B - 1) * stride + V;
+    float *logits = op_xmalloc(n * sizeof(float));
+    double u[MAX_B];
+    for (size_t i = 0; i < n; i++) logits[i] = roundf(op_rand(h, 24.0f)) / 8.0f;
+    for (int b = 0; b < B; b++) u[b] = (op_rand(h, 1.0f) + 1.0f) / 2.0f;
+    u[0] = 0.0;
+    u[B - 1] = 1.0 - 1e-9;
+    int got[SIDES][MAX_B], pos[SIDES];
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = h->side[s];
+        float *dl = o->alloc(o, n * sizeof(float));
+        double *du = o->alloc(o, sizeof u);
+        int *dt = o->alloc(o, (MAX_B + 1) * sizeof(int));
+        if (!dl || !du || !dt) tf_die("out of memory in the sample case");
+        o->to_device(o, dl, logits, n * sizeof(float));
+        o->to_device(o, du, u, sizeof u);
+        SampleArgs a = {.tokens = dt + 1, .logits = dl, .u = du, .B = B, .V = V,
+                        .stride = stride, .temperature = temperature, .top_k = top_k,
+                        .pos = dt, .pos_value = 1234};
+        o->sample_tokens(o, &a);
+        o->to_host(o, got[s], dt + 1, (size_t)B * sizeof(int));
+        o->to_host(o, &pos[s], dt, sizeof(int));
+        o->free(o, dl);
+        o->free(o, du);
+        o->free(o, dt);
+    }
+    int bad = -1, differ = 0;
+    for (int b = B - 1; b >= 0; b--) {
+        if (got[SIDE_TGT][b] != got[SIDE_REF][b] || got[SIDE_TGT][b] < 0 || got[SIDE_TGT][b] >= V)
+            bad = b;
+        differ |= got[SIDE_REF][b] != got[SIDE_REF][0];
+    }
+    check(bad < 0, name, "row %d: %d on %s, %d on the cpu", bad, bad < 0 ? 0 : got[SIDE_TGT][bad],
+          h->side[SIDE_TGT]->name, bad < 0 ? 0 : got[SIDE_REF][bad]);
+    snprintf(name + strlen(name), sizeof name - strlen(name), "_pos");
+    check(pos[SIDE_TGT] == 1234, name, "position %d written, not 1234", pos[SIDE_TGT]);
+    if (temperature > 0.0f && top_k != 1 && B > 2) { /* the draws do spread */
+        snprintf(name + strlen(name) - 4, sizeof name - strlen(name) + 4, "_spread");
+        check(differ, name, "every row drew token %d", got[SIDE_REF][0]);
+    }
+    free(logits);
+}
+
+const OpKind K_SAMPLE = {.name = "sample_tokens", .entries = "sample_tokens",
+                         .custom = sample_case};
 
 /* ---------------------------------------------------------------- the whole model */
 

@@ -1,4 +1,5 @@
 /* Choosing a backend: "cpu", "cuda" or "auto". */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,3 +82,41 @@ void ops_decode_step_eager(const Ops *ops, DecodeStep *step, void (*run)(void *a
 }
 
 void ops_decode_step_free_none(const Ops *ops, DecodeStep *step) { step->recording = NULL; }
+
+int ops_sample_row(const float *logits, int V, float temperature, int top_k, double u,
+                   float *work) {
+    if (temperature <= 0.0f) {
+        int best = 0;
+        for (int i = 1; i < V; i++) best = logits[i] > logits[best] ? i : best;
+        return best;
+    }
+    float cutoff = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        memcpy(work, logits, sizeof(float) * V);
+        /* k-th largest by partial selection: V is a character vocabulary, small. */
+        for (int k = 0; k < top_k; k++) {
+            int arg = k;
+            for (int i = k + 1; i < V; i++) arg = work[i] > work[arg] ? i : arg;
+            float t = work[k];
+            work[k] = work[arg];
+            work[arg] = t;
+        }
+        cutoff = work[top_k - 1];
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) {
+        double p = logits[i] >= cutoff ? exp((logits[i] - mx) / temperature) : 0.0;
+        work[i] = (float)p;
+        sum += p;
+    }
+    double target = u * sum, acc = 0.0;
+    for (int i = 0; i < V; i++) {
+        acc += work[i];
+        if (target < acc && work[i] > 0.0f) return i;
+    }
+    int last = V - 1;
+    while (last > 0 && work[last] == 0.0f) last--;
+    return last;
+}

@@ -84,7 +84,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     ops->synchronize(ops);
     double t0 = tf_now_seconds(), t_first = 0.0;
     for (int i = 0; i < dc->max_new; i++) {
-        sampler_step(&s, next); /* ends with the logits on the host: synchronized */
+        sampler_step(&s, next); /* ends with the tokens on the host: synchronized */
         if (i == 0) t_first = tf_now_seconds() - t0;
     }
     double dt = tf_now_seconds() - t0;

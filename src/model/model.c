@@ -913,8 +913,9 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
     kv->T_max = m->cfg.block_size;
     kv->dtype = m->attn_dtype;
     size_t one = attn_floats(m, (size_t)B * kv->T_max * m->cfg.d_model);
-    /* the position after the caches: a float's room keeps them aligned */
-    kv->mem = o->alloc(o, (2 * (size_t)L * one + 1) * sizeof(float));
+    /* the position and the tokens after the caches (ints, a float's room each) */
+    size_t inputs = 1 + (size_t)B * kv->T_max;
+    kv->mem = o->alloc(o, (2 * (size_t)L * one + inputs) * sizeof(float));
     if (!kv->mem)
         return tf_err(err, "out of %s memory: the KV cache for %d streams needs %.1f MiB", o->name,
                       B, 2.0 * L * one * sizeof(float) / 1048576.0);
@@ -925,6 +926,8 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
         kv->v[l] = kv->mem + (2 * (size_t)l + 1) * one;
     }
     kv->pos_dev = (int *)(kv->mem + 2 * (size_t)L * one);
+    kv->tokens_dev = kv->pos_dev + 1;
+    kv->inputs = tf_malloc(inputs * sizeof(int), "decode inputs");
     return 0;
 }
 
@@ -932,6 +935,7 @@ void model_kv_free(Model *m, KVCache *kv) {
     m->ops->decode_step_free(m->ops, &kv->step);
     if (kv->mem) m->ops->free(m->ops, kv->mem);
     free(kv->k);
+    free(kv->inputs);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -949,11 +953,19 @@ static void forward_begin(Model *m, int B, int T, int training, uint64_t dropout
     m->has_targets = 0;
 }
 
-/* The tokens (and, decoding, the cache's position) into backend memory. */
+/* The tokens into backend memory; decoding, the cache's position and the
+ * tokens in one copy, into the cache's block (where sample_tokens may put
+ * the next step's). */
 static void forward_inputs(Model *m, const int *tokens, KVCache *kv) {
     const Ops *o = m->ops;
-    o->to_device(o, m->tokens, tokens, (size_t)m->B * m->T * sizeof(int));
-    if (kv) o->to_device(o, kv->pos_dev, &kv->pos, sizeof(int));
+    size_t n = (size_t)m->B * m->T;
+    if (!kv) {
+        o->to_device(o, m->tokens, tokens, n * sizeof(int));
+        return;
+    }
+    kv->inputs[0] = kv->pos;
+    memcpy(kv->inputs + 1, tokens, n * sizeof(int));
+    o->to_device(o, kv->pos_dev, kv->inputs, (n + 1) * sizeof(int));
 }
 
 /* From the tokens in backend memory to the logits: what a recorded decode
@@ -964,7 +976,8 @@ static void forward_layers(Model *m, KVCache *kv) {
     int B = m->B, T = m->T, N = B * T, d = c->d_model, V = c->vocab_size;
     uint64_t dropout_seed = m->last_dropout_seed;
     float *dA = scratch_of(m).dA; /* the Pattentions' forward scratch */
-    o->embedding_forward(o, m->layers[0].x, m->tokens, tensor_f32(&m->params[0].t), N, d);
+    o->embedding_forward(o, m->layers[0].x, kv ? kv->tokens_dev : m->tokens,
+                         tensor_f32(&m->params[0].t), N, d);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *a = &m->layers[l];
         float *x_next = l + 1 < c->n_layer ? m->layers[l + 1].x : m->x_final;
@@ -1014,7 +1027,7 @@ static void decode_layers(void *arg) {
 }
 
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
-    if (T < 1 || kv->pos + T > kv->T_max)
+    if (T < 1 || kv->pos + T > kv->T_max || (!tokens && T != 1))
         tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
                kv->T_max);
     require_attn_dtype(m, kv->dtype, "the KV cache");
@@ -1022,7 +1035,7 @@ void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
         const Ops *o = m->ops;
         DecodeLayers d = {m, kv};
         forward_begin(m, kv->B, 1, 0, 0);
-        forward_inputs(m, tokens, kv);
+        if (tokens) forward_inputs(m, tokens, kv);
         if (m->lora_eff && m->lora_stale) lora_refresh(m); /* outside the recorded step */
         o->decode_step(o, &kv->step, decode_layers, &d);
     } else {

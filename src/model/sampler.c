@@ -1,6 +1,10 @@
 /* N streams sampled as one batch. With the cache, the prompt is encoded
  * once and each new token costs one token's forward; without it, every
- * token re-runs the whole window (the reference the cache must match). */
+ * token re-runs the whole window (the reference the cache must match).
+ * The draw runs on the backend (ops.h sample_tokens): the host reads back
+ * the B token ids, and with the cache the next single-token step finds
+ * them, and its position, in backend memory, so a token costs one copy
+ * (the ids out), not three (tokens and position in, logits out). */
 #include "sampler.h"
 
 #include <math.h>
@@ -11,40 +15,8 @@
 
 int sample_token(const float *logits, int V, float temperature, int top_k, Rng *rng,
                  float *work) {
-    if (temperature <= 0.0f) {
-        int best = 0;
-        for (int i = 1; i < V; i++) best = logits[i] > logits[best] ? i : best;
-        return best;
-    }
-    float cutoff = -INFINITY;
-    if (top_k > 0 && top_k < V) {
-        memcpy(work, logits, sizeof(float) * V);
-        /* k-th largest by partial selection: V is a character vocabulary, small. */
-        for (int k = 0; k < top_k; k++) {
-            int arg = k;
-            for (int i = k + 1; i < V; i++) arg = work[i] > work[arg] ? i : arg;
-            float t = work[k];
-            work[k] = work[arg];
-            work[arg] = t;
-        }
-        cutoff = work[top_k - 1];
-    }
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) {
-        double p = logits[i] >= cutoff ? exp((logits[i] - mx) / temperature) : 0.0;
-        work[i] = (float)p;
-        sum += p;
-    }
-    double u = rng_uniform(rng) * sum, acc = 0.0;
-    for (int i = 0; i < V; i++) {
-        acc += work[i];
-        if (u < acc && work[i] > 0.0f) return i;
-    }
-    int last = V - 1;
-    while (last > 0 && work[last] == 0.0f) last--;
-    return last;
+    double u = temperature > 0.0f ? rng_uniform(rng) : 0.0;
+    return ops_sample_row(logits, V, temperature, top_k, u, work);
 }
 
 uint64_t sampler_stream_seed(uint64_t seed, int i) {
@@ -54,7 +26,7 @@ uint64_t sampler_stream_seed(uint64_t seed, int i) {
 int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t n_prompt,
                  size_t max_new, const SamplerConfig *cfg, char *err) {
     memset(s, 0, sizeof *s);
-    int block = m->cfg.block_size, V = m->cfg.vocab_size;
+    int block = m->cfg.block_size;
     if (n_prompt < 1) return tf_err(err, "internal: empty prompt");
     s->m = m;
     s->cfg = *cfg;
@@ -63,6 +35,10 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->len = n_prompt;
     s->n_unfed = (int)(n_prompt < (size_t)block ? n_prompt : (size_t)block + 1);
     if (model_alloc_activations(m, n_streams, block, err)) return -1;
+    /* every token reads all the weights: in the form the products take (CUDA
+     * bf16), once for all tokens. Not lora_eff, which lora_refresh rewrites
+     * through compute ops. */
+    if (!m->lora_eff) m->ops->cache_weights(m->ops, m->param_mem, m->n_param_elems);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");
@@ -70,18 +46,33 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
     for (int b = 0; b < n_streams; b++) rng_seed(&s->rng[b], sampler_stream_seed(cfg->seed, b));
     s->feed = tf_malloc(sizeof(int) * (size_t)block * n_streams, "model input");
-    s->logits = tf_malloc(sizeof(float) * (size_t)V * n_streams * 2, "logits");
-    s->work = s->logits + (size_t)V * n_streams;
+    /* the uniforms of SAMPLER_DRAWS_AHEAD draws or one step, whichever is more */
+    size_t steps = SAMPLER_DRAWS_AHEAD / (size_t)n_streams;
+    steps = steps < max_new ? steps : max_new;
+    s->u_steps = (int)(steps > 0 ? steps : 1);
+    s->u_next = s->u_steps;
+    s->u_host = tf_malloc(sizeof(double) * (size_t)s->u_steps * n_streams, "draws");
+    const Ops *o = m->ops;
+    size_t dev_bytes = sizeof(double) * (size_t)s->u_steps * n_streams + sizeof(int) * n_streams;
+    s->u_dev = o->alloc(o, dev_bytes);
+    if (!s->u_dev) return tf_err(err, "out of %s memory for the sampler's draws", o->name);
+    s->out_dev = (int *)(s->u_dev + (size_t)s->u_steps * n_streams);
     return 0;
 }
 
 void sampler_free(Sampler *s) {
     if (s->kv.mem) model_kv_free(s->m, &s->kv);
+    if (s->u_dev) s->m->ops->free(s->m->ops, s->u_dev);
     free(s->hist);
     free(s->rng);
     free(s->feed);
-    free(s->logits);
+    free(s->u_host);
     memset(s, 0, sizeof *s);
+}
+
+void sampler_set_last(Sampler *s, const int *tokens) {
+    for (int b = 0; b < s->B; b++) s->hist[b * s->cap + s->len - 1] = tokens[b];
+    s->resident = 0;
 }
 
 /* The last T tokens of every stream, stream-major, into feed. */
@@ -112,28 +103,58 @@ static void decode_new(Sampler *s) {
         T = kv->pos == 0 ? kv->T_max : window_keep(kv->T_max);
         if ((size_t)T > s->len) T = (int)s->len;
         model_kv_restart(kv);
+        s->resident = 0; /* the device's position is the old one */
+    }
+    if (T == 1 && s->resident) { /* the last draw left its tokens in the cache's block */
+        model_decode(s->m, kv, NULL, 1);
+        return;
     }
     gather_tail(s, T);
     model_decode(s->m, kv, s->feed, T);
 }
 
+/* This step's uniforms in backend memory (NULL when greedy): stream b's
+ * generator draws once per step, as sample_token would, a chunk of steps
+ * at a time so that the copy is rare. Drawn at the first step that needs
+ * them, so that generators seeded after sampler_init count. */
+static const double *step_draws(Sampler *s) {
+    if (s->cfg.temperature <= 0.0f) return NULL;
+    if (s->u_next == s->u_steps) {
+        for (int j = 0; j < s->u_steps; j++)
+            for (int b = 0; b < s->B; b++)
+                s->u_host[(size_t)j * s->B + b] = rng_uniform(&s->rng[b]);
+        const Ops *o = s->m->ops;
+        o->to_device(o, s->u_dev, s->u_host, sizeof(double) * (size_t)s->u_steps * s->B);
+        s->u_next = 0;
+    }
+    return s->u_dev + (size_t)s->u_next++ * s->B;
+}
+
 void sampler_step(Sampler *s, int *out) {
     Model *m = s->m;
-    int V = m->cfg.vocab_size;
+    const Ops *o = m->ops;
+    int V = m->cfg.vocab_size, cached = s->cfg.use_cache;
     if (s->len >= s->cap) tf_die("internal: sampler past its %zu tokens", s->cap);
-    if (s->cfg.use_cache)
+    if (cached)
         decode_new(s);
     else
         forward_window(s);
-    model_logits_last(m, s->logits);
-    /* the streams draw from their own generators: any order gives the same text */
-#pragma omp parallel for if (s->B >= 16) schedule(static)
-    for (int b = 0; b < s->B; b++) {
-        int next = sample_token(s->logits + (size_t)b * V, V, s->cfg.temperature, s->cfg.top_k,
-                                &s->rng[b], s->work + (size_t)b * V);
-        s->hist[b * s->cap + s->len] = next;
-        out[b] = next;
-    }
+    /* each stream's last position; with the cache, the ids where the next
+     * step reads its input, and the position it will be at */
+    SampleArgs a = {.tokens = cached ? s->kv.tokens_dev : s->out_dev,
+                    .logits = m->logits + (size_t)(m->T - 1) * V,
+                    .u = step_draws(s),
+                    .B = s->B,
+                    .V = V,
+                    .stride = m->T * V,
+                    .temperature = s->cfg.temperature,
+                    .top_k = s->cfg.top_k,
+                    .pos = cached ? s->kv.pos_dev : NULL,
+                    .pos_value = s->kv.pos};
+    o->sample_tokens(o, &a);
+    o->to_host(o, out, a.tokens, sizeof(int) * s->B);
+    for (int b = 0; b < s->B; b++) s->hist[b * s->cap + s->len] = out[b];
     s->len++;
     s->n_unfed = 1;
+    s->resident = cached;
 }

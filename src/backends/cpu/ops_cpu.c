@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "op_math.h"
 #include "ops_cpu.h"
 #include "rng.h"
@@ -325,6 +326,20 @@ static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, siz
 }
 
 static int cpu_set_precision(const Ops *ops, int precision) { return MATMUL_FP32; } /* its only one */
+static void cpu_cache_weights(const Ops *ops, const float *p, size_t n) {} /* fp32 products */
+
+/* Rows in parallel from 16 streams (each row's draw is its own). */
+static void cpu_sample_tokens(const Ops *ops, const SampleArgs *a) {
+    size_t V = (size_t)(a->V > 0 ? a->V : 1);
+    float *work = tf_malloc(sizeof(float) * V * (size_t)a->B, "sampling scratch");
+#pragma omp parallel for if (a->B >= 16) schedule(static)
+    for (int b = 0; b < a->B; b++)
+        a->tokens[b] = ops_sample_row(a->logits + (size_t)b * a->stride, a->V, a->temperature,
+                                      a->top_k, a->temperature > 0.0f ? a->u[b] : 0.0,
+                                      work + (size_t)b * V);
+    free(work);
+    if (a->pos) *a->pos = a->pos_value;
+}
 
 static const Ops CPU_OPS = {
     .kind = BACKEND_CPU,
@@ -349,6 +364,7 @@ static const Ops CPU_OPS = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
+    .cache_weights = cpu_cache_weights,
     .pattention_sizes = cpu_pattention_sizes,
     .pattention_forward = cpu_pattention_forward,
     .pattention_backward = cpu_pattention_backward,
@@ -357,6 +373,7 @@ static const Ops CPU_OPS = {
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .attention_decode = cpu_attention_decode,
+    .sample_tokens = cpu_sample_tokens,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
     .dropout_add = cpu_dropout_add,

@@ -143,7 +143,7 @@ struct OpsCtx {
     int precision;  // MatmulPrecision
     void *ws[TFC_WS_COUNT]; // the workspaces (tfc_workspace)
     size_t ws_bytes[TFC_WS_COUNT];
-    // The bf16 weights mirror (tfc_mirror_extend): a copy of the parameter
+    // The bf16 weights mirror (tfc_mirror_extend, cu_cache_weights): a copy of the parameter
     // range [mirror_base, + mirror_len) in mirror_buf (capacity mirror_cap).
     const float *mirror_base;
     size_t mirror_len;

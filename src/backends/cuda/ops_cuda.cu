@@ -446,6 +446,20 @@ bf16 *tfc_mirror_extend(OpsCtx *c, const float *p, size_t n) {
     return c->mirror_buf + off;
 }
 
+// cache_weights (ops.h): forwards that no AdamW precedes (decoding a loaded
+// checkpoint) find the mirror built here instead of converting K and V at
+// every product. AdamW's next call starts its own range (tfc_mirror_extend).
+void cu_cache_weights(const Ops *ops, const float *p, size_t n) {
+    OpsCtx *c = ops->ctx;
+    if (c->precision != MATMUL_BF16 || !n) return;
+    if (c->mirror_base && p >= c->mirror_base && p + n <= c->mirror_base + c->mirror_len) return;
+    mirror_reserve(c, n, 0);
+    tfc_buffers_moved(c); // a recording may read the buffer for its old range
+    c->mirror_base = p;
+    c->mirror_len = n;
+    tfc_to_bf16(c, c->mirror_buf, p, n);
+}
+
 bf16 *tfc_bf16_input(OpsCtx *c, int slot, const float *src, size_t n) {
     if (c->mirror_base && src >= c->mirror_base && src + n <= c->mirror_base + c->mirror_len)
         return c->mirror_buf + (src - c->mirror_base);

@@ -848,7 +848,8 @@ static void zero_rows(OpsCtx *c, float *p, size_t n, bool attn) {
 // and writes it over A (each element read before it is written, by the same
 // lane), so that no Pattention needs memory for S (N*n*2 bytes each, a
 // quarter of the activations). The operands X, K, V, dY are rounded into
-// bf16 workspaces per call, except K and V when the AdamW mirror holds them,
+// bf16 workspaces per call, except K and V when the weights mirror holds them
+// (AdamW keeps it; cache_weights makes it before decoding),
 // a normalized X, which the normalization kernel writes in bf16 directly
 // (and backward reads back), and attention tensors (ops.h), which are bf16
 // already; an attention-tensor Y or dX is written in bf16 by its GEMM.
@@ -864,8 +865,8 @@ void cu_pattention_sizes(const Ops *ops, int G, int N, int n, size_t *a_floats, 
 }
 
 static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInput in,
-                                const float *K, const float *V, PnTaus taus, int mode, int N,
-                                int d_in, int n, int d_out, const float *residual);
+                                const void *K, const void *V, PnTaus taus, int mode, int N,
+                                int d_in, int n, int d_out, const float *residual, int y_attn);
 
 static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *dA, PattInput in,
                                const float *K, const float *V, const float *tau, int G, int mode,
@@ -877,10 +878,15 @@ static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *d
         tfc_fail("pattention", "a residual with a group or an attention-tensor output", __FILE__,
                  __LINE__);
     const bool bf16_mode = c->precision == MATMUL_BF16;
-    if (!bf16_mode && !(residual && G != 1) &&
-        pattention_few_rows(c, Y, A, S, in, K, V, taus, mode, N, d_in, n, d_out, residual))
-        return;
     const size_t k_rows = (size_t)G * n * act_width(mode);
+    // bf16 operands: the mirror's, or converted here once for either path
+    const bool convert = bf16_mode && n > 0;
+    const bf16 *Kb = convert ? tfc_bf16_input(c, TFC_WS_BF16_K, K, k_rows * d_in) : nullptr;
+    const bf16 *Vb = convert ? tfc_bf16_input(c, TFC_WS_BF16_V, V, (size_t)G * n * d_out) : nullptr;
+    if (pattention_few_rows(c, Y, A, S, in, bf16_mode ? (const void *)Kb : K,
+                            bf16_mode ? (const void *)Vb : V, taus, mode, N, d_in, n, d_out,
+                            residual, y_attn))
+        return;
     // the input first: it writes the normalization statistics even when n = 0
     const bf16 *Xb = bf16_mode ? tfc_input_bf16(c, in, N, d_in, true) : nullptr;
     const float *X = bf16_mode ? nullptr : tfc_input_fp32(c, in, N, d_in, true);
@@ -896,8 +902,6 @@ static void pattention_forward(OpsCtx *c, float *Y, float *A, float *S, float *d
         group_forward<float>(c, Y, A, S, X, K, V, taus, mode, N, d_in, n, d_out, residual);
         return;
     }
-    const bf16 *Kb = tfc_bf16_input(c, TFC_WS_BF16_K, K, k_rows * d_in);
-    const bf16 *Vb = tfc_bf16_input(c, TFC_WS_BF16_V, V, (size_t)G * n * d_out);
     if (y_attn)
         group_forward<bf16>(c, (bf16 *)Y, (bf16 *)A, (bf16 *)dA, Xb, Kb, Vb, taus, mode, N, d_in, n,
                             d_out, nullptr);
@@ -952,19 +956,58 @@ static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, floa
 //               partial S V over PD_CHUNK columns; the last block of a
 //               column chunk to finish adds the partials in split order
 //               (deterministic) and the residual, and writes Y.
-// fp32 (or tf32) mode only: the products are exact fp32 here.
+// A lane takes four consecutive elements of a key or value row (one 16-byte
+// access in fp32, 8 bytes in bf16). In fp32 (or tf32) mode the products are
+// exact fp32. In bf16 mode (W = bf16) the keys and values are bf16 (the
+// weights mirror when it holds them, tfc_bf16_input): half the bytes per
+// token, and no conversion kernels. The kernels then take the operands the
+// GEMMs of that mode take: the input rows rounded to bf16 (a normalized
+// input's also written to xn in bf16, as the norm kernel would), A stored in
+// bf16, S rounded to bf16 for the product with V and not kept (bf16 mode
+// recomputes it in backward), Y in bf16 when it is an attention tensor; the
+// sums stay fp32.
 #define PD_MAX_ROWS 4
 #define PD_WARPS 8
 #define PD_KPW 2               // key rows per warp in pd_scores
 #define PD_VPW 4               // value rows per warp in pd_values
-#define PD_CHUNK 128           // columns of a pd_values block: a float4 per lane
+#define PD_CHUNK 128           // columns of a pd_values block: four per lane
 #define PD_SPLIT (PD_WARPS * PD_VPW)
 #define PD_MAX_COUNTERS 4096   // column chunks x members that can run at once
 #define PD_MAX_XS (32 << 10)   // bytes of input rows a pd_scores block holds
 
-template <int NR, int KV4>
+// Four consecutive elements of an fp32 or bf16 row as floats, and back.
+static __device__ __forceinline__ float4 pd_ld4(const float *p) {
+    return *reinterpret_cast<const float4 *>(p);
+}
+static __device__ __forceinline__ float4 pd_ld4(const bf16 *p) {
+    const uint2 u = *reinterpret_cast<const uint2 *>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+static __device__ __forceinline__ void pd_st4(float *p, float4 v) {
+    *reinterpret_cast<float4 *>(p) = v;
+}
+static __device__ __forceinline__ void pd_st4(bf16 *p, float4 v) {
+    alignas(8) __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v.x, v.y),
+                                      __floats2bfloat162_rn(v.z, v.w)};
+    *reinterpret_cast<uint2 *>(p) = *reinterpret_cast<const uint2 *>(h);
+}
+static __device__ __forceinline__ float pd_ld(const float *p) { return *p; }
+static __device__ __forceinline__ float pd_ld(const bf16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void pd_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void pd_st(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// v as a product of W operands takes it: itself, or rounded to bf16.
+template <typename W> static __device__ __forceinline__ float pd_operand(float v) {
+    if constexpr (std::is_same<W, bf16>::value) return __bfloat162float(__float2bfloat16(v));
+    else return v;
+}
+
+// W: the type of the keys, the scores A and xn; XT: the type of the input
+// rows (bf16 only for a bf16 attention tensor).
+template <int NR, int KV4, typename W, typename XT>
 __global__ void __launch_bounds__(PD_WARPS * 32)
-pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int cols) {
+pd_scores_kernel(W *A, PattInput in, const W *K, int N, int d_in, int cols) {
     extern __shared__ float4 pd_xs4[]; // NR x d_in
     float *xs = (float *)pd_xs4;
     __shared__ float stat[PD_MAX_ROWS][2];
@@ -977,23 +1020,25 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
 #pragma unroll
         for (int j = 0; j < KV4; j++) {
             const int i = lane + 32 * j;
-            kv[k][j] = c0 + k < cols && i < d4
-                           ? reinterpret_cast<const float4 *>(K + (size_t)(c0 + k) * d_in)[i]
-                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            kv[k][j] = c0 + k < cols && i < d4 ? pd_ld4(K + (size_t)(c0 + k) * d_in + 4 * i)
+                                               : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
     tfc_pdl_wait();
     tfc_pdl_trigger();
-    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) xs[i] = in.x[i];
+    const XT *x = (const XT *)in.x;
+    // a row normalized here is rounded after its normalization, below
+    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x)
+        xs[i] = in.norm == NORM_NONE ? pd_operand<W>(pd_ld(x + i)) : pd_ld(x + i);
     __syncthreads();
     if (in.norm != NORM_NONE) {
         if (warp < N) { // warp r: row r's statistics, two passes over shared memory
-            const float *x = xs + (size_t)warp * d_in;
+            const float *xr = xs + (size_t)warp * d_in;
             float mean = 0.0f, ss = 0.0f;
             if (in.norm == NORM_LAYER) {
-                for (int i = lane; i < d_in; i += 32) mean += x[i];
+                for (int i = lane; i < d_in; i += 32) mean += xr[i];
                 mean = tfc_warp_sum(mean) / (float)d_in;
             }
-            for (int i = lane; i < d_in; i += 32) ss += (x[i] - mean) * (x[i] - mean);
+            for (int i = lane; i < d_in; i += 32) ss += (xr[i] - mean) * (xr[i] - mean);
             ss = tfc_warp_sum(ss) / (float)d_in;
             const float eps = in.norm == NORM_LAYER ? LAYERNORM_EPS : RMSNORM_EPS;
             if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
@@ -1003,11 +1048,11 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
             const int r = i / d_in;
             float v = (xs[i] - stat[r][0]) * stat[r][1];
             if (in.norm == NORM_RMS && in.w) v *= in.w[i - r * d_in];
-            xs[i] = v;
+            xs[i] = pd_operand<W>(v);
         }
         __syncthreads();
         if (blockIdx.x == 0) {
-            for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) in.xn[i] = xs[i];
+            for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) pd_st((W *)in.xn + i, xs[i]);
             if (threadIdx.x < N) {
                 if (in.mean) in.mean[threadIdx.x] = stat[threadIdx.x][0];
                 in.rstd[threadIdx.x] = stat[threadIdx.x][1];
@@ -1021,11 +1066,11 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
         if (i >= d4) break;
 #pragma unroll
         for (int r = 0; r < NR; r++) {
-            const float4 x = r < N ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const float4 xv = r < N ? pd_xs4[r * d4 + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
             for (int k = 0; k < PD_KPW; k++)
-                acc[r][k] += x.x * kv[k][j].x + x.y * kv[k][j].y + x.z * kv[k][j].z +
-                             x.w * kv[k][j].w;
+                acc[r][k] += xv.x * kv[k][j].x + xv.y * kv[k][j].y + xv.z * kv[k][j].z +
+                             xv.w * kv[k][j].w;
         }
     }
 #pragma unroll
@@ -1033,39 +1078,39 @@ pd_scores_kernel(float *A, PattInput in, const float *K, int N, int d_in, int co
 #pragma unroll
         for (int k = 0; k < PD_KPW; k++) {
             const float s = tfc_warp_sum(acc[r][k]);
-            if (lane == 0 && r < N && c0 + k < cols) A[(size_t)r * cols + c0 + k] = s;
+            if (lane == 0 && r < N && c0 + k < cols) pd_st(A + (size_t)r * cols + c0 + k, s);
         }
 }
 
 // S of score i of member g of row r (A's row holds cols = G n W scores).
-template <int MODE>
-static __device__ __forceinline__ float pd_s(const float *arow, int g, int i, int n, float2 st) {
+template <int MODE, typename W>
+static __device__ __forceinline__ float pd_s(const W *arow, int g, int i, int n, float2 st) {
     if constexpr (MODE == ACT_SWIGLU) {
-        const float gate = arow[g * 2 * n + i], up = arow[g * 2 * n + n + i];
+        const float gate = pd_ld(arow + g * 2 * n + i), up = pd_ld(arow + g * 2 * n + n + i);
         return gate * act_sigmoid(gate) * up;
     } else if constexpr (MODE == ACT_GELU) {
-        const float a = arow[g * n + i];
+        const float a = pd_ld(arow + g * n + i);
         return a * pn_cdf(a);
     } else {
         const PnRow r = {st.x, st.y, 0.0f};
-        return pn_value<MODE>(arow[g * n + i], r);
+        return pn_value<MODE>(pd_ld(arow + g * n + i), r);
     }
 }
 
 // The statistics pn_value needs, (k, mx), of a row of n scores, by the block.
-template <int MODE>
-static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float tau, float *red) {
+template <int MODE, typename W>
+static __device__ __forceinline__ float2 pd_stats(const W *a, int n, float tau, float *red) {
     if constexpr (MODE == PNORM_SOFTMAX) {
         float mx = -INFINITY;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, a[i]);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, pd_ld(a + i));
         mx = tfc_block_max(mx, red);
         float sum = 0.0f;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) sum += expf(a[i] - mx);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) sum += expf(pd_ld(a + i) - mx);
         return make_float2((float)n / tfc_block_sum(sum, red), mx);
     } else if constexpr (MODE == PNORM_L2_GELU || MODE == PNORM_GELU_L2) {
         float ss = 0.0f;
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
-            float u = a[i];
+            float u = pd_ld(a + i);
             if (MODE == PNORM_GELU_L2) u *= pn_cdf(u);
             ss = fmaf(u, u, ss);
         }
@@ -1075,11 +1120,12 @@ static __device__ __forceinline__ float2 pd_stats(const float *a, int n, float t
     }
 }
 
-template <int MODE, int NR>
+// W: the type of A and the values; YT: the type of Y (bf16 only for a bf16
+// attention tensor). S: NULL when not kept (bf16 mode).
+template <int MODE, int NR, typename W, typename YT>
 __global__ void __launch_bounds__(PD_WARPS * 32)
-pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus,
-                 const float *residual, float *partials, unsigned *counters, int N, int n,
-                 int d_out, int width) {
+pd_values_kernel(YT *Y, float *S, const W *A, const W *V, PnTaus taus, const float *residual,
+                 float *partials, unsigned *counters, int N, int n, int d_out, int width) {
     __shared__ float2 st[NR];
     __shared__ float s_sh[NR][PD_SPLIT];
     __shared__ float4 red[PD_WARPS][NR][32];
@@ -1090,12 +1136,13 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
     const int cols = G * n * width, i0 = split * PD_SPLIT;
     const int j4 = chunk * (PD_CHUNK / 4) + lane, d4 = d_out / 4;
     // the value rows first: they do not depend on earlier kernels
-    const float4 *Vg = reinterpret_cast<const float4 *>(V + (size_t)g * n * d_out);
+    const W *Vg = V + (size_t)g * n * d_out;
     float4 vv[PD_VPW];
 #pragma unroll
     for (int k = 0; k < PD_VPW; k++) {
         const int i = i0 + warp * PD_VPW + k;
-        vv[k] = i < n && j4 < d4 ? Vg[(size_t)i * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        vv[k] = i < n && j4 < d4 ? pd_ld4(Vg + (size_t)i * d_out + 4 * j4)
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     tfc_pdl_wait();
     tfc_pdl_trigger();
@@ -1109,9 +1156,9 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
         float s = 0.0f;
         if (r < N && i < n) {
             s = pd_s<MODE>(A + (size_t)r * cols, g, i, n, st[r]);
-            if (chunk == 0) S[(size_t)r * G * n + g * n + i] = s;
+            if (S && chunk == 0) S[(size_t)r * G * n + g * n + i] = s;
         }
-        s_sh[r][t % PD_SPLIT] = s;
+        s_sh[r][t % PD_SPLIT] = pd_operand<W>(s);
     }
     __syncthreads();
     float4 acc[NR] = {};
@@ -1137,7 +1184,7 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
             const float4 v = red[w][r][lane];
             sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
         }
-    float4 *Y4 = reinterpret_cast<float4 *>(Y + (size_t)g * N * d_out);
+    YT *Yr = Y + (size_t)g * N * d_out + (size_t)r * d_out + 4 * j4; // (valid when mine)
     const float4 *R4 = reinterpret_cast<const float4 *>(residual);
     if (splits == 1) {
         if (mine) {
@@ -1145,7 +1192,7 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
                 const float4 x = R4[(size_t)r * d4 + j4];
                 sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
             }
-            Y4[(size_t)r * d4 + j4] = sum;
+            pd_st4(Yr, sum);
         }
         return;
     }
@@ -1165,7 +1212,7 @@ pd_values_kernel(float *Y, float *S, const float *A, const float *V, PnTaus taus
             const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + j4]);
             total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
         }
-        Y4[(size_t)r * d4 + j4] = total;
+        pd_st4(Yr, total);
     }
     if (threadIdx.x == 0) *counter = 0; // ready for the next launch
 }
@@ -1180,28 +1227,38 @@ static unsigned *pd_counters(OpsCtx *c) {
     return c->pd_counters;
 }
 
-static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+// The operands of one few-rows call, typed: W for the keys, values, scores
+// and xn, XT for the input rows, YT for the output.
+template <typename W, typename XT, typename YT> struct PdCall {
+    YT *Y;
+    W *A;
+    float *S; // NULL: not kept
+    PattInput in;
+    const W *K, *V;
+    PnTaus taus;
+    int mode, N, d_in, n, d_out;
+    const float *residual;
+};
 
-template <int NR, int KV4>
-static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
-                      const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
-                      int d_out, const float *residual) {
-    const int G = taus.G, width = act_width(mode), cols = G * n * width;
-    const size_t xs_bytes = (size_t)N * d_in * sizeof(float);
+template <int NR, int KV4, typename W, typename XT, typename YT>
+static void pd_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+    const int G = p.taus.G, width = act_width(p.mode), cols = G * p.n * width;
+    const size_t xs_bytes = (size_t)p.N * p.d_in * sizeof(float);
     const unsigned score_blocks = (unsigned)((cols + PD_WARPS * PD_KPW - 1) / (PD_WARPS * PD_KPW));
-    tfc_launch_pdl(c, pd_scores_kernel<NR, KV4>, dim3(score_blocks), dim3(PD_WARPS * 32), xs_bytes,
-                   A, in, K, N, d_in, cols);
-    const dim3 grid((unsigned)((d_out + PD_CHUNK - 1) / PD_CHUNK),
-                    (unsigned)((n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
-    float *partials = grid.y > 1
-                          ? (float *)tfc_workspace(c, TFC_WS_DECODE,
-                                                   (size_t)G * grid.y * N * d_out * sizeof(float))
-                          : nullptr;
+    tfc_launch_pdl(c, pd_scores_kernel<NR, KV4, W, XT>, dim3(score_blocks), dim3(PD_WARPS * 32),
+                   xs_bytes, p.A, p.in, p.K, p.N, p.d_in, cols);
+    const dim3 grid((unsigned)((p.d_out + PD_CHUNK - 1) / PD_CHUNK),
+                    (unsigned)((p.n + PD_SPLIT - 1) / PD_SPLIT), (unsigned)G);
+    float *partials =
+        grid.y > 1 ? (float *)tfc_workspace(c, TFC_WS_DECODE,
+                                            (size_t)G * grid.y * p.N * p.d_out * sizeof(float))
+                   : nullptr;
     unsigned *counters = pd_counters(c);
 #define PD_VALUES(M)                                                                               \
-    tfc_launch_pdl(c, pd_values_kernel<M, NR>, grid, dim3(PD_WARPS * 32), 0, Y, S, A, V, taus,     \
-                   residual, partials, counters, N, n, d_out, width)
-    switch (mode) {
+    tfc_launch_pdl(c, pd_values_kernel<M, NR, W, YT>, grid, dim3(PD_WARPS * 32), 0, p.Y, p.S,     \
+                   (const W *)p.A, p.V, p.taus, p.residual, partials, counters, p.N, p.n, p.d_out, \
+                   width)
+    switch (p.mode) {
     case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
     case PNORM_GELU_L2: PD_VALUES(PNORM_GELU_L2); break;
     case PNORM_SOFTMAX: PD_VALUES(PNORM_SOFTMAX); break;
@@ -1211,39 +1268,71 @@ static void pd_launch(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInp
 #undef PD_VALUES
 }
 
-template <int NR>
-static void pd_launch_rows(OpsCtx *c, int mode, float *Y, float *A, float *S, PattInput in,
-                           const float *K, const float *V, PnTaus taus, int N, int d_in, int n,
-                           int d_out, const float *residual) {
-    const int per_lane = (d_in / 4 + 31) / 32; // float4s of a key row per lane
+template <int NR, typename W, typename XT, typename YT>
+static void pd_launch_rows(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+    const int per_lane = (p.d_in / 4 + 31) / 32; // four-element pieces of a key row per lane
     if (per_lane <= 1)
-        pd_launch<NR, 1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+        pd_launch<NR, 1>(c, p);
     else if (per_lane <= 2)
-        pd_launch<NR, 2>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+        pd_launch<NR, 2>(c, p);
     else if (per_lane <= 4)
-        pd_launch<NR, 4>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+        pd_launch<NR, 4>(c, p);
     else
-        pd_launch<NR, 8>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+        pd_launch<NR, 8>(c, p);
 }
 
-// The few-rows path, when it takes the call (fp32 operands, shapes whole
-// float4 rows, every buffer 16-byte aligned); false leaves it to the GEMMs.
-static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInput in,
-                                const float *K, const float *V, PnTaus taus, int mode, int N,
-                                int d_in, int n, int d_out, const float *residual) {
-    const int G = taus.G;
-    if (N > PD_MAX_ROWS || n <= 0 || d_in % 4 || d_out % 4 || d_in > 32 * 4 * 8 ||
-        (size_t)N * d_in * sizeof(float) > PD_MAX_XS ||
-        (size_t)G * ((d_out + PD_CHUNK - 1) / PD_CHUNK) > PD_MAX_COUNTERS)
-        return false;
-    const void *ptrs[] = {Y, K, V, in.x, in.norm != NORM_NONE ? in.xn : nullptr, residual};
-    for (const void *p : ptrs)
-        if (!aligned16(p)) return false;
-    if (N <= 1)
-        pd_launch_rows<1>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+// Whether p points to a whole number of `bytes`-byte vectors.
+static bool pd_aligned(const void *p, size_t bytes) { return (uintptr_t)p % bytes == 0; }
+
+// Four elements of T in one access (16 bytes of fp32, 8 of bf16).
+template <typename T> static bool pd_aligned4(const T *p) { return pd_aligned(p, 4 * sizeof(T)); }
+
+template <typename W, typename XT, typename YT>
+static bool pd_run(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+    const bool aligned = pd_aligned4(p.Y) && pd_aligned4(p.K) && pd_aligned4(p.V) &&
+                         pd_aligned4((const XT *)p.in.x) &&
+                         (p.in.norm == NORM_NONE || pd_aligned4((const W *)p.in.xn)) &&
+                         pd_aligned4(p.residual);
+    if (!aligned) return false;
+    if (p.N <= 1)
+        pd_launch_rows<1>(c, p);
     else
-        pd_launch_rows<PD_MAX_ROWS>(c, mode, Y, A, S, in, K, V, taus, N, d_in, n, d_out, residual);
+        pd_launch_rows<PD_MAX_ROWS>(c, p);
     return true;
+}
+
+// Whether the few-rows path takes a call of these shapes: few rows, whole
+// four-element pieces, key rows of at most 8 pieces per lane.
+static bool few_rows_shapes(int G, int N, int d_in, int n, int d_out) {
+    return N <= PD_MAX_ROWS && n > 0 && d_in % 4 == 0 && d_out % 4 == 0 && d_in <= 32 * 4 * 8 &&
+           (size_t)N * d_in * sizeof(float) <= PD_MAX_XS &&
+           (size_t)G * ((d_out + PD_CHUNK - 1) / PD_CHUNK) <= PD_MAX_COUNTERS;
+}
+
+// The few-rows path, when it takes the call (few_rows_shapes, every buffer
+// aligned for its accesses); false leaves it to the GEMMs. K and V are the
+// operands the mode multiplies: fp32, or bf16 in bf16 mode.
+static bool pattention_few_rows(OpsCtx *c, float *Y, float *A, float *S, PattInput in,
+                                const void *K, const void *V, PnTaus taus, int mode, int N,
+                                int d_in, int n, int d_out, const float *residual, int y_attn) {
+    if (!few_rows_shapes(taus.G, N, d_in, n, d_out)) return false;
+    if (c->precision != MATMUL_BF16)
+        return pd_run(c, PdCall<float, float, float>{Y, A, S, in, (const float *)K,
+                                                     (const float *)V, taus, mode, N, d_in, n,
+                                                     d_out, residual});
+    const bf16 *Kb = (const bf16 *)K, *Vb = (const bf16 *)V;
+    bf16 *Ab = (bf16 *)A;
+    if (in.attn && y_attn)
+        return pd_run(c, PdCall<bf16, bf16, bf16>{(bf16 *)Y, Ab, nullptr, in, Kb, Vb, taus, mode,
+                                                  N, d_in, n, d_out, residual});
+    if (in.attn)
+        return pd_run(c, PdCall<bf16, bf16, float>{Y, Ab, nullptr, in, Kb, Vb, taus, mode, N, d_in,
+                                                   n, d_out, residual});
+    if (y_attn)
+        return pd_run(c, PdCall<bf16, float, bf16>{(bf16 *)Y, Ab, nullptr, in, Kb, Vb, taus, mode,
+                                                   N, d_in, n, d_out, residual});
+    return pd_run(c, PdCall<bf16, float, float>{Y, Ab, nullptr, in, Kb, Vb, taus, mode, N, d_in, n,
+                                                d_out, residual});
 }
 
 void cu_pattention_forward(const Ops *ops, const PattArgs *a) {
