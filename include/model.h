@@ -149,6 +149,14 @@ void model_copy_moment_rows(const Ops *o, const Param *s, int s_row, Param *d, i
 int model_freeze_old(Model *m);
 /* Every segment trains again. */
 void model_unfreeze(Model *m);
+/* Whether backward computes parameter i's gradient: some of its rows train,
+ * or it is a weight whose LoRA factors train (lora_grads takes their
+ * gradients from its own). A parameter frozen whole otherwise costs no
+ * gradient product (ops.h: NULL weight gradients); a partly frozen one
+ * gets the gradient of every row (the frozen rows' unused). */
+int model_param_needs_grad(const Model *m, int i);
+/* Its gradient buffer when backward computes it, else NULL. */
+float *model_grad_if_needed(Model *m, int i);
 /* The parameter table and shapes only, no memory: enough for model_num_params
  * and model_train_flops_per_token of a config (info --preset); model_free
  * releases it. */
@@ -170,7 +178,9 @@ float model_forward(Model *m, const int *tokens, const int *targets, int B, int 
                     uint64_t dropout_seed);
 void model_zero_grad(Model *m);
 /* Gradients of the mean loss of the last forward (which had targets),
- * accumulated (+=) into the gradients: model_zero_grad starts a step. */
+ * accumulated (+=) into the gradients of the parameters that need one
+ * (model_param_needs_grad; the others' stay as they were): model_zero_grad
+ * starts a step. */
 void model_backward(Model *m);
 /* The same for loss_scale times that mean loss: 1/K for each of K equal
  * micro-batches gives the gradient of the mean over all of them. */

@@ -100,7 +100,8 @@ typedef struct {
     float *Y;             /* G stacked N x d_out */
     const float *residual; /* NULL or N x d_out (G = 1): Y = residual + output */
     /* backward */
-    float *dX, *dK, *dV;  /* dK, dV accumulate; dX see accumulate_dx */
+    float *dX, *dK, *dV;  /* dK, dV accumulate, or NULL: not computed (frozen weights);
+                           * dX see accumulate_dx */
     const float *dY;      /* stacked like Y */
     int accumulate_dx;
 } PattArgs;
@@ -118,7 +119,8 @@ typedef struct {
     float *Y;              /* G stacked N x d_out */
     const float *residual; /* NULL or N x d_out (G = 1): Y = residual + output */
     /* backward */
-    float *dX, *dW;        /* dW accumulates; dX see accumulate_dx */
+    float *dX, *dW;        /* dW accumulates, or NULL: not computed (frozen weights);
+                            * dX see accumulate_dx */
     const float *dY;       /* stacked like Y */
     int accumulate_dx;
 } LinearArgs;
@@ -204,8 +206,16 @@ typedef struct {
  * matmul: C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is
  *   K x N. trans_a: A is stored K x M; trans_b: B is stored N x K.
  *
+ * Weight gradients may be skipped: every backward op that computes the
+ *   gradient of a weight (layernorm/rmsnorm dw, db; linear dW; Pattention
+ *   dK, dV; embedding dwte) takes NULL for it and then spends nothing on it,
+ *   while dx / dX come out bit for bit as with the gradient computed. A
+ *   frozen parameter (train --freeze-old) costs no weight-gradient product
+ *   that way, and the input gradients still flow through it to the trained
+ *   parameters below.
+ *
  * embedding_forward: out[i,:] = wte[tokens[i],:]; embedding_backward
- *   accumulates into dwte.
+ *   accumulates into dwte (NULL: nothing to do).
  *
  * layernorm_forward/backward: LayerNorm over the last dim (C) with eps
  *   LAYERNORM_EPS. w and b may be NULL (non-parametric LN: weight 1, bias 0).
@@ -221,9 +231,9 @@ typedef struct {
  * linear_forward/backward: linear projection group (LinearArgs): member g <
  *   G shares the input X (PattInput: normalized as for a Pattention;
  *   backward returns d(xn)), weight W + g*d_out*d_in, output Y + g*N*d_out:
- *   Y_g = Xn W_g^T (+ residual). Backward: dW_g += dY_g^T Xn; dX = sum_g dY_g
- *   W_g, accumulated when accumulate_dx is 1, overwritten when 0. y_attn: Y
- *   and dY are attention tensors.
+ *   Y_g = Xn W_g^T (+ residual). Backward: dW_g += dY_g^T Xn (dW NULL: the
+ *   G products skipped); dX = sum_g dY_g W_g, accumulated when accumulate_dx
+ *   is 1, overwritten when 0. y_attn: Y and dY are attention tensors.
  *
  * pattention_forward/backward: Pattention (docs/MODEL.md, Pattention) over a
  *   group of G members (1 <= G <= PATT_MAX_GROUP) that share the input X (N x
@@ -237,7 +247,8 @@ typedef struct {
  *   is the backend's; dA is scratch for both directions (the same buffer may
  *   serve both). Backward consumes the saved state: it may overwrite A and S
  *   (CUDA under bf16 writes S over A). dY is stacked like Y, dK and dV like K
- *   and V and accumulate; dX (N x d_in) gets the sum over members (the
+ *   and V and accumulate, each NULL to skip its product (dV = S^T dY, dK =
+ *   dA^T X: two of backward's four GEMMs); dX (N x d_in) gets the sum over members (the
  *   gradient of X, the LayerNorm output when the input is normalized: the
  *   caller runs layernorm_backward), accumulated when accumulate_dx is 1,
  *   overwritten when 0 (which an attention-tensor dX requires). y_attn: Y and

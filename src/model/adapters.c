@@ -222,8 +222,8 @@ void adapters_backward(Model *m, int l, int site, PattInput in, float *A, float 
     if (key < 0) return;
     PattArgs args = adapter_args(m, key, in, A, S, dA);
     args.dX = din;
-    args.dK = m->params[key].grad;
-    args.dV = m->params[key + 1].grad;
+    args.dK = model_grad_if_needed(m, key); /* NULL when frozen: no product (ops.h) */
+    args.dV = model_grad_if_needed(m, key + 1);
     args.dY = dout;
     args.accumulate_dx = 1;
     m->ops->pattention_backward(m->ops, &args);
@@ -268,11 +268,11 @@ void lora_grads(Model *m) {
         const Param *w = &m->params[bases[i]];
         int a = adapters_lora_param(&m->cfg, bases[i]);
         int rows = (int)w->t.shape[0], cols = (int)w->t.shape[1];
-        /* G = dL/d(eff): dB = s G A^T (rows x r), dA = s B^T G (r x cols) */
-        o->matmul(o, m->params[a + 1].grad, w->grad, tensor_f32(&m->params[a].t), rows, r, cols, 0, 1,
-                  s, 0.0f);
-        o->matmul(o, m->params[a].grad, tensor_f32(&m->params[a + 1].t), w->grad, r, cols, rows, 1, 0,
-                  s, 0.0f);
+        float *dA = model_grad_if_needed(m, a), *dB = model_grad_if_needed(m, a + 1);
+        /* G = dL/d(eff): dB = s G A^T (rows x r), dA = s B^T G (r x cols); frozen factors
+         * get none, and then G was not computed either (model_param_needs_grad) */
+        if (dB) o->matmul(o, dB, w->grad, tensor_f32(&m->params[a].t), rows, r, cols, 0, 1, s, 0.0f);
+        if (dA) o->matmul(o, dA, tensor_f32(&m->params[a + 1].t), w->grad, r, cols, rows, 1, 0, s, 0.0f);
     }
     free(bases);
 }

@@ -702,7 +702,7 @@ static void block_norm_backward(Model *m, int l, int k, float *dx, const float *
     const Ops *o = m->ops;
     int N = m->B * m->T, d = m->cfg.d_model, w = norm_param(m, l, k);
     if (in.norm == NORM_RMS)
-        o->rmsnorm_backward(o, dx, m->params[w].grad, dxn, in.x, in.w, in.rstd, N, d);
+        o->rmsnorm_backward(o, dx, model_grad_if_needed(m, w), dxn, in.x, in.w, in.rstd, N, d);
     else
         o->layernorm_backward(o, dx, NULL, NULL, dxn, in.x, NULL, in.mean, in.rstd, N, d);
 }
@@ -780,25 +780,38 @@ static void site_forward(Model *m, int l, int w, int G, float *out, float *dA, P
     site_forward_onto(m, l, w, G, out, NULL, dA, in, a);
 }
 
+/* Where the site (group) starting at w of layer l accumulates the gradient
+ * of its parameters `from` .. `to` (places in each member's run of
+ * parameters; the op writes the G members' stacked): the first one's
+ * buffer, or NULL when none of them needs one, so that the op skips the
+ * product (ops.h). A group with one member trained computes them all. */
+static float *site_grads(Model *m, int l, int w, int G, int from, int to) {
+    int needed = 0;
+    for (int g = 0; g < G; g++)
+        for (int k = from; k <= to; k++) needed |= model_param_needs_grad(m, model_patt_param(m, l, w + g) + k);
+    return needed ? m->params[model_patt_param(m, l, w) + from].grad : NULL;
+}
+
 /* din += (accumulate) or = the gradient of the input rows (the norm's
  * output, for a normalized input) of the site (group) starting at w of
  * layer l; dout is stacked like its outputs. */
 static void site_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, PattInput in, const LayerActs *a) {
-    int idx = model_patt_param(m, l, w);
     if (model_site_is_linear(m, w)) {
         LinearArgs args = linear_args(m, l, w, G, in);
         args.dX = din;
-        args.dW = m->params[idx].grad;
+        args.dW = site_grads(m, l, w, G, 0, 0);
         args.dY = dout;
         args.accumulate_dx = accumulate;
         m->ops->linear_backward(m->ops, &args);
         return;
     }
+    /* keys: every parameter but the last (SwiGLU: gate and up, stacked); values: the last */
+    int last = layout_of(&m->cfg)->site_param_count[w] - 1;
     PattArgs args = patt_args(m, l, w, G, dA, in, a);
     args.dX = din;
-    args.dK = m->params[idx].grad;
-    args.dV = m->params[idx + layout_of(&m->cfg)->site_param_count[w] - 1].grad;
+    args.dK = site_grads(m, l, w, G, 0, last - 1);
+    args.dV = site_grads(m, l, w, G, last, last);
     args.dY = dout;
     args.accumulate_dx = accumulate;
     m->ops->pattention_backward(m->ops, &args);
@@ -871,11 +884,12 @@ static void final_norm_forward(Model *m) {
 static void final_norm_backward(Model *m, float *dx, const float *dout) {
     const Ops *o = m->ops;
     int N = m->B * m->T, d = m->cfg.d_model, b = lnf_b_index(m);
-    Param *w = &m->params[lnf_w_index(m)];
-    if (b < 0) o->rmsnorm_backward(o, dx, w->grad, dout, m->x_final, tensor_f32(&w->t), m->lnf_rstd, N, d);
+    const float *w = tensor_f32(&m->params[lnf_w_index(m)].t);
+    float *dw = model_grad_if_needed(m, lnf_w_index(m));
+    if (b < 0) o->rmsnorm_backward(o, dx, dw, dout, m->x_final, w, m->lnf_rstd, N, d);
     else
-        o->layernorm_backward(o, dx, w->grad, m->params[b].grad, dout, m->x_final,
-                              tensor_f32(&w->t), m->lnf_mean, m->lnf_rstd, N, d);
+        o->layernorm_backward(o, dx, dw, model_grad_if_needed(m, b), dout, m->x_final, w,
+                              m->lnf_mean, m->lnf_rstd, N, d);
 }
 
 /* The block's attention on its q, k, v (q and k adjacent: stack_qkv). The
@@ -1062,6 +1076,24 @@ static const float *branch_grad(Model *m, const float *dres, float *tmp, uint64_
 
 void model_backward(Model *m) { model_backward_scaled(m, 1.0f); }
 
+/* The layer parameter i belongs to: -1 for wte, n_layer for the final norm. */
+static int param_layer(const Model *m, int i) {
+    int first_final = lnf_w_index(m), first_extra = model_first_extra_param(&m->cfg);
+    if (i == 0) return -1;
+    if (i < first_final) return (i - 1) / layout_of(&m->cfg)->params_per_layer;
+    if (i < first_extra) return m->cfg.n_layer;
+    return (i - first_extra) / adapters_params_per_layer(&m->cfg);
+}
+
+/* The lowest layer with a parameter that needs a gradient (-1: wte needs
+ * one): below it nothing trains, so the input gradients need not go on. */
+static int lowest_layer_with_grads(const Model *m) {
+    int lowest = m->cfg.n_layer;
+    for (int i = 0; i < m->n_params && lowest >= 0; i++)
+        if (param_layer(m, i) < lowest && model_param_needs_grad(m, i)) lowest = param_layer(m, i);
+    return lowest;
+}
+
 void model_backward_scaled(Model *m, float loss_scale) {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
@@ -1073,15 +1105,19 @@ void model_backward_scaled(Model *m, float loss_scale) {
     size_t Nd = (size_t)N * d * sizeof(float);
     Scratch s = scratch_of(m);
     Param *wte = &m->params[0];
+    /* frozen parameters get no gradient (model_param_needs_grad); below the
+     * lowest layer that trains, backward stops */
+    float *dwte = model_grad_if_needed(m, 0);
+    int lowest = lowest_layer_with_grads(m);
 
     o->cross_entropy_backward(o, s.dlogits, m->probs, m->targets,
                               loss_scale / (float)(m->n_targets ? m->n_targets : 1), N, V);
-    o->matmul(o, wte->grad, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
+    if (dwte) o->matmul(o, dwte, s.dlogits, m->lnf, V, d, N, 1, 0, 1.0f, 1.0f);
     o->matmul(o, s.dln, s.dlogits, tensor_f32(&wte->t), N, d, V, 0, 0, 1.0f, 0.0f);
     o->zero(o, s.dres, Nd);
     final_norm_backward(m, s.dres, s.dln);
 
-    for (int l = c->n_layer - 1; l >= 0; l--) {
+    for (int l = c->n_layer - 1; l >= (lowest > 0 ? lowest : 0); l--) {
         LayerActs *a = &m->layers[l];
         uint64_t seed = m->last_dropout_seed;
         /* x_next = h + drop(f) */
@@ -1101,7 +1137,7 @@ void model_backward_scaled(Model *m, float loss_scale) {
                           a->adS[ADAPT_ATTN], s.dA, s.dres, s.dln);
         block_norm_backward(m, l, 0, s.dres, s.dln, ln1_input(m, l, a));
     }
-    o->embedding_backward(o, wte->grad, s.dres, m->tokens, N, d);
+    if (dwte) o->embedding_backward(o, dwte, s.dres, m->tokens, N, d);
     if (m->lora_eff) lora_grads(m);
 }
 
@@ -1174,6 +1210,22 @@ int model_freeze_old(Model *m) {
 void model_unfreeze(Model *m) {
     for (int i = 0; i < m->n_params; i++)
         for (int k = 0; k < m->params[i].n_seg; k++) m->params[i].seg[k].frozen = 0;
+}
+
+static int param_trains(const Param *p) {
+    for (int k = 0; k < p->n_seg; k++)
+        if (!p->seg[k].frozen) return 1;
+    return 0;
+}
+
+int model_param_needs_grad(const Model *m, int i) {
+    if (param_trains(&m->params[i])) return 1;
+    int a = adapters_lora_param(&m->cfg, i); /* its LoRA A (B is a + 1) */
+    return a >= 0 && (param_trains(&m->params[a]) || param_trains(&m->params[a + 1]));
+}
+
+float *model_grad_if_needed(Model *m, int i) {
+    return model_param_needs_grad(m, i) ? m->params[i].grad : NULL;
 }
 
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {

@@ -64,14 +64,14 @@ void cpu_linear_forward(const Ops *ops, const LinearArgs *a) {
     if (a->residual) cpu_accumulate(ops, a->Y, a->residual, y_elems);
 }
 
-/* dW_g += dY_g^T Xn; dX (+)= sum_g dY_g W_g. */
+/* dW_g += dY_g^T Xn (dW NULL: skipped); dX (+)= sum_g dY_g W_g. */
 void cpu_linear_backward(const Ops *ops, const LinearArgs *a) {
     int N = a->N, d_in = a->d_in, d_out = a->d_out;
     const float *X = cpu_input_rows(ops, a->X, N, d_in, 0);
     size_t w_elems = (size_t)d_out * d_in, y_elems = (size_t)N * d_out;
     for (int g = 0; g < a->G; g++) {
         const float *dY = a->dY + g * y_elems;
-        cpu_gemm(dY, X, a->dW + g * w_elems, d_out, d_in, N, 1, 0, 1.0f, 1.0f);
+        if (a->dW) cpu_gemm(dY, X, a->dW + g * w_elems, d_out, d_in, N, 1, 0, 1.0f, 1.0f);
         int acc = g > 0 || a->accumulate_dx;
         cpu_gemm(dY, a->W + g * w_elems, a->dX, N, d_in, d_out, 0, 0, 1.0f, acc ? 1.0f : 0.0f);
     }

@@ -140,6 +140,7 @@ static void cpu_embedding_forward(const Ops *ops, float *out, const int *tokens,
 /* Serial over rows: two rows with the same token would race. */
 static void cpu_embedding_backward(const Ops *ops, float *dwte, const float *dout,
                                    const int *tokens, int N, int C) {
+    if (!dwte) return;
     for (int i = 0; i < N; i++) {
         float *d = dwte + (size_t)tokens[i] * C;
         const float *g = dout + (size_t)i * C;
@@ -200,7 +201,7 @@ static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *
             dxi[j] += rs * (g - sum_g - n * sum_gn);
         }
     }
-    if (!dw) return;
+    if (!dw && !db) return;
 #pragma omp parallel for
     for (int j = 0; j < C; j++) {
         float sw = 0.0f, sb = 0.0f;
@@ -209,7 +210,7 @@ static void cpu_layernorm_backward(const Ops *ops, float *dx, float *dw, float *
             sw += g * (x[(size_t)i * C + j] - mean[i]) * rstd[i];
             sb += g;
         }
-        dw[j] += sw;
+        if (dw) dw[j] += sw;
         if (db) db[j] += sb;
     }
 }

@@ -3,6 +3,7 @@
  *
  *   forward:  A = X K^T,  S = pnorm(A),  Y = S V
  *   backward: dS = dY V^T, dA = pnorm'(dS), dX += dA K, dK += dA^T X, dV += S^T dY
+ *             (dK, dV NULL: their products skipped, ops.h)
  *
  * The baselines' MLP is the same three products with an elementwise
  * activation for pnorm (ACT_GELU; ACT_SWIGLU, whose A has 2n columns).
@@ -163,7 +164,7 @@ static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, 
         if (!accumulate_dx) memset(dX, 0, (size_t)N * d_in * sizeof(float));
         return;
     }
-    cpu_gemm(S, dY, dV, n, d_out, N, 1, 0, 1.0f, 1.0f);
+    if (dV) cpu_gemm(S, dY, dV, n, d_out, N, 1, 0, 1.0f, 1.0f);
     if (mode == ACT_SWIGLU) {
         /* dS goes over S (used above, ops.h lets backward overwrite it), dA
          * (N x 2n) is built from it */
@@ -178,7 +179,7 @@ static void pattention_backward_one(float *dX, float *dK, float *dV, float *dA, 
     }
     int cols = score_cols(mode, n);
     cpu_gemm(dA, K, dX, N, d_in, cols, 0, 0, 1.0f, accumulate_dx ? 1.0f : 0.0f);
-    cpu_gemm(dA, X, dK, cols, d_in, N, 1, 0, 1.0f, 1.0f);
+    if (dK) cpu_gemm(dA, X, dK, cols, d_in, N, 1, 0, 1.0f, 1.0f);
 }
 
 /* A group is its members one after another; A and S hold member g's N x n
@@ -205,7 +206,8 @@ void cpu_pattention_backward(const Ops *ops, const PattArgs *a) {
     size_t nn = (size_t)N * n, na = (size_t)N * cols, kin = (size_t)cols * d_in,
            kout = (size_t)n * d_out;
     for (int g = 0; g < a->G; g++)
-        pattention_backward_one(a->dX, a->dK + g * kin, a->dV + g * kout, a->dA,
+        pattention_backward_one(a->dX, a->dK ? a->dK + g * kin : NULL,
+                                a->dV ? a->dV + g * kout : NULL, a->dA,
                                 a->dY + (size_t)g * N * d_out, X, a->K + g * kin,
                                 a->V + g * kout, a->A + g * na, a->S + g * nn, a->tau[g], a->mode,
                                 N, d_in, n, d_out, g == 0 ? a->accumulate_dx : 1);

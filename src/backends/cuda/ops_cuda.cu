@@ -354,7 +354,7 @@ void cu_embedding_forward(const Ops *ops, float *out, const int *tokens, const f
 void cu_embedding_backward(const Ops *ops, float *dwte, const float *dout, const int *tokens, int N,
                            int C) {
     OpsCtx *c = ops->ctx;
-    if (N <= 0 || C <= 0) return;
+    if (N <= 0 || C <= 0 || !dwte) return; // a frozen wte: no gradient (ops.h)
     embedding_backward_kernel<<<tfc_blocks((size_t)N * C, 256), 256, 0, c->stream>>>(dwte, dout,
                                                                                      tokens, N, C);
     KERNEL_CHECK(c);

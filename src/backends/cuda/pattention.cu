@@ -4,6 +4,7 @@
 //   forward:  A = X K^T (cuBLAS), S = pnorm(A) (warps per row), Y = S V
 //   backward: dS = dY V^T, dA = pnorm'(dS; A, S),
 //             dX += dA K, dK += dA^T X, dV += S^T dY
+//             (dK, dV NULL: frozen weights, their GEMMs skipped; ops.h)
 // The baselines' MLP is the same op with an elementwise activation in place
 // of pnorm (ACT_GELU, ACT_SWIGLU: elementwise kernels, below).
 // With --precision bf16 the GEMM operands (X, K, V, S, dY, dA) are bf16 and
