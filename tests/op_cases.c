@@ -89,11 +89,11 @@ static const OpKind K_MATMUL_NAIVE = {.name = "matmul_naive", .entries = "matmul
                                       .label = matmul_label, .custom = matmul_naive};
 
 /* ---------------------------------------------------------------- embedding */
-/* a: N C vocab */
+/* a: N C vocab no_dwte (a frozen wte: dwte NULL, backward a no-op) */
 enum { EM_TOK, EM_WTE, EM_OUT, EM_DOUT, EM_DWTE };
 
 static void embedding_label(const OpCase *c, char *b, size_t n) {
-    snprintf(b, n, "N%d_C%d_vocab%d", c->a[0], c->a[1], c->a[2]);
+    snprintf(b, n, "N%d_C%d_vocab%d%s", c->a[0], c->a[1], c->a[2], c->a[3] ? "_no_dwte" : "");
 }
 
 static void embedding_declare(CaseRun *r) {
@@ -103,7 +103,7 @@ static void embedding_declare(CaseRun *r) {
     SLOT(EM_WTE) = op_in(r, "wte", (size_t)vocab * C, 1.0f, 0);
     SLOT(EM_OUT) = op_out(r, "out", (size_t)N * C, 0, 1);
     SLOT(EM_DOUT) = op_dout(r, "dout", SLOT(EM_OUT), 0);
-    SLOT(EM_DWTE) = op_grad(r, "dwte", (size_t)vocab * C, SLOT(EM_WTE), 0, FILL_RANDOM);
+    if (!r->c->a[3]) SLOT(EM_DWTE) = op_grad(r, "dwte", (size_t)vocab * C, SLOT(EM_WTE), 0, FILL_RANDOM);
 }
 
 static void embedding_forward(const Ops *o, CaseRun *r, int s) {
@@ -122,11 +122,13 @@ static const OpKind K_EMBEDDING = {.name = "embedding",
                                    .forward = embedding_forward, .backward = embedding_backward};
 
 /* ---------------------------------------------------------------- layernorm */
-/* a: N C affine. The comparisons offset the rows so that the mean matters. */
+/* a: N C affine no_dwdb (affine, dw and db NULL: frozen). The comparisons
+ * offset the rows so that the mean matters. */
 enum { LN_X, LN_W, LN_B, LN_OUT, LN_MEAN, LN_RSTD, LN_DOUT, LN_DX, LN_DW, LN_DB };
 
 static void layernorm_label(const OpCase *c, char *b, size_t n) {
-    snprintf(b, n, "%s_N%d_C%d", c->a[2] ? "affine" : "nonparam", c->a[0], c->a[1]);
+    snprintf(b, n, "%s_N%d_C%d%s", c->a[2] ? "affine" : "nonparam", c->a[0], c->a[1],
+             c->a[3] ? "_no_dwdb" : "");
 }
 
 static void layernorm_declare(CaseRun *r) {
@@ -141,7 +143,7 @@ static void layernorm_declare(CaseRun *r) {
     SLOT(LN_RSTD) = op_out(r, "rstd", N, 0, 1);
     SLOT(LN_DOUT) = op_dout(r, "dout", SLOT(LN_OUT), 0);
     SLOT(LN_DX) = op_grad(r, "dx", n, SLOT(LN_X), 0, FILL_RANDOM);
-    if (affine) {
+    if (affine && !r->c->a[3]) {
         SLOT(LN_DW) = op_grad(r, "dw", C, SLOT(LN_W), 0, FILL_RANDOM);
         SLOT(LN_DB) = op_grad(r, "db", C, SLOT(LN_B), 0, FILL_RANDOM);
     }
@@ -167,11 +169,13 @@ static const OpKind K_LAYERNORM = {.name = "layernorm",
                                    .forward = layernorm_forward, .backward = layernorm_backward};
 
 /* ---------------------------------------------------------------- rmsnorm */
-/* a: N C weighted: the final norm's op (fp32 in and out); backward accumulates. */
+/* a: N C weighted no_dw (weighted, dw NULL: frozen): the final norm's op
+ * (fp32 in and out); backward accumulates. */
 enum { RN_X, RN_W, RN_OUT, RN_RSTD, RN_DOUT, RN_DX, RN_DW };
 
 static void rmsnorm_label(const OpCase *c, char *b, size_t n) {
-    snprintf(b, n, "%s_N%d_C%d", c->a[2] ? "weighted" : "unit", c->a[0], c->a[1]);
+    snprintf(b, n, "%s_N%d_C%d%s", c->a[2] ? "weighted" : "unit", c->a[0], c->a[1],
+             c->a[3] ? "_no_dw" : "");
 }
 
 static void rmsnorm_declare(CaseRun *r) {
@@ -183,7 +187,7 @@ static void rmsnorm_declare(CaseRun *r) {
     SLOT(RN_RSTD) = op_out(r, "rstd", N, 0, 1);
     SLOT(RN_DOUT) = op_dout(r, "dout", SLOT(RN_OUT), 0);
     SLOT(RN_DX) = op_grad(r, "dx", n, SLOT(RN_X), 0, FILL_RANDOM);
-    if (r->c->a[2]) SLOT(RN_DW) = op_grad(r, "dw", C, SLOT(RN_W), 0, FILL_RANDOM);
+    if (r->c->a[2] && !r->c->a[3]) SLOT(RN_DW) = op_grad(r, "dw", C, SLOT(RN_W), 0, FILL_RANDOM);
 }
 
 static void rmsnorm_forward(const Ops *o, CaseRun *r, int s) {
@@ -243,8 +247,47 @@ static void input_backward(const Ops *o, CaseRun *r, int s, int norm, const floa
                               F(s, IN_RSTD), N, d_in);
 }
 
+/* ---------------------------------------------------------------- no weight gradients */
+/* A backward of a case that skips weight gradients (NULL, ops.h: frozen
+ * weights), into dX: with them computed (into scratch) when `full`, else
+ * as the case asks. */
+typedef void (*BackwardInto)(const Ops *o, CaseRun *r, int s, float *dX, int full);
+
+/* Skipping weight gradients leaves dX bit for bit as it was: on each side,
+ * from dX's values now, the full backward into a copy and the case's into
+ * dX, each after its own forward (backward may consume what forward saved:
+ * ops.h), must give the same bytes. */
+static void check_dx_without_weight_grads(CaseRun *r, int dx, BackwardInto backward_into) {
+    char name[256];
+    op_case_name(r->c, name, sizeof name);
+    strncat(name, "_dX_as_with_weight_grads", sizeof name - strlen(name) - 1);
+    for (int s = 0; s < SIDES; s++) {
+        const Ops *o = op_ops(r, s);
+        if (!o) continue;
+        size_t bytes = r->spec[dx].n * (s == SIDE_TGT && r->half[dx] ? 2 : 4);
+        void *full = o->alloc(o, bytes);
+        unsigned char *want = op_xmalloc(bytes), *got = op_xmalloc(bytes);
+        o->copy(o, full, op_f(r, s, dx), bytes);
+        r->c->kind->forward(o, r, s);
+        backward_into(o, r, s, full, 1);
+        r->c->kind->forward(o, r, s);
+        backward_into(o, r, s, op_f(r, s, dx), 0);
+        o->to_host(o, want, full, bytes);
+        o->to_host(o, got, op_f(r, s, dx), bytes);
+        size_t differ = 0;
+        for (size_t i = 0; i < bytes; i++) differ += want[i] != got[i];
+        char side_name[280];
+        snprintf(side_name, sizeof side_name, "%s_%s%s", name, s == SIDE_REF ? "" : "target_", o->name);
+        check(differ == 0, side_name, "%zu of %zu bytes differ", differ, bytes);
+        o->free(o, full);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---------------------------------------------------------------- pattention */
-/* a: mode G N d_in n d_out norm x_attn y_attn accumulate_dx residual; f[0]:
+/* a: mode G N d_in n d_out norm x_attn y_attn accumulate_dx residual
+ * no_weight_grads (bits: 1 dK NULL, 2 dV NULL: frozen keys, values); f[0]:
  * the scale of K and V (0: 0.5). A group of G Pattentions sharing X (G = 1:
  * one). The saved scores A, S and the dA scratch are compared only for
  * G = 1 in fp32 and not under SwiGLU: their layout is each backend's own
@@ -253,7 +296,9 @@ static void input_backward(const Ops *o, CaseRun *r, int s, int norm, const floa
  * the scores 2n columns; the activations ignore tau. residual: Y = residual
  * + output (forward only), residual unchanged. */
 enum { PA_K, PA_V, PA_Y, PA_A, PA_S, PA_DA, PA_R, PA_DY, PA_DX, PA_DK, PA_DV };
-enum { P_MODE, P_G, P_N, P_DIN, P_NR, P_DOUT, P_NORM, P_XATTN, P_YATTN, P_ACC, P_RES };
+enum { P_MODE, P_G, P_N, P_DIN, P_NR, P_DOUT, P_NORM, P_XATTN, P_YATTN, P_ACC, P_RES, P_NOW };
+enum { NO_DK = 1, NO_DV = 2 };
+static const char *const NO_WEIGHT_GRADS_TAG[4] = {"", "_no_dK", "_no_dV", "_no_dKdV"};
 
 static const char *patt_mode_name(int mode) {
     static const char *modes[5] = {"l2_norm_gelu", "gelu_l2_norm", "softmax", "act_gelu",
@@ -263,10 +308,11 @@ static const char *patt_mode_name(int mode) {
 
 static void pattention_label(const OpCase *c, char *b, size_t n) {
     const int *a = c->a;
-    snprintf(b, n, "%s%s_G%d_N%d_d%d_n%d_dout%d%s%s%s%s%s", a[P_RES] ? "residual_" : "",
+    snprintf(b, n, "%s%s_G%d_N%d_d%d_n%d_dout%d%s%s%s%s%s%s", a[P_RES] ? "residual_" : "",
              patt_mode_name(a[P_MODE]), a[P_G], a[P_N], a[P_DIN], a[P_NR], a[P_DOUT],
              prec_tag(c->prec), norm_tag(a[P_NORM]), a[P_XATTN] ? "_xattn" : "",
-             a[P_YATTN] ? "_yattn" : "", a[P_RES] ? "" : a[P_ACC] ? "_acc" : "_overwrite");
+             a[P_YATTN] ? "_yattn" : "", a[P_RES] ? "" : a[P_ACC] ? "_acc" : "_overwrite",
+             NO_WEIGHT_GRADS_TAG[a[P_NOW] & 3]);
 }
 
 static void pattention_declare(CaseRun *r) {
@@ -303,8 +349,8 @@ static void pattention_declare(CaseRun *r) {
     SLOT(PA_DY) = op_dout(r, "dY", SLOT(PA_Y), a[P_YATTN]);
     int dx_of = a[P_NORM] == NORM_NONE ? SLOT(IN_X) : -1;
     SLOT(PA_DX) = op_grad(r, "dX", (size_t)N * d_in, dx_of, a[P_XATTN], FILL_RANDOM);
-    SLOT(PA_DK) = op_grad(r, "dK", g * kr * d_in, SLOT(PA_K), 0, FILL_RANDOM);
-    SLOT(PA_DV) = op_grad(r, "dV", g * n * d_out, SLOT(PA_V), 0, FILL_RANDOM);
+    if (!(a[P_NOW] & NO_DK)) SLOT(PA_DK) = op_grad(r, "dK", g * kr * d_in, SLOT(PA_K), 0, FILL_RANDOM);
+    if (!(a[P_NOW] & NO_DV)) SLOT(PA_DV) = op_grad(r, "dV", g * n * d_out, SLOT(PA_V), 0, FILL_RANDOM);
 }
 
 static PattArgs patt_args(CaseRun *r, int s) {
@@ -330,26 +376,47 @@ static void pattention_backward(const Ops *o, CaseRun *r, int s) {
     input_backward(o, r, s, r->c->a[P_NORM], F(s, PA_DX), r->c->a[P_N], r->c->a[P_DIN]);
 }
 
+static void pattention_backward_into(const Ops *o, CaseRun *r, int s, float *dX, int full) {
+    const int *a = r->c->a;
+    size_t k_bytes = (size_t)a[P_G] * a[P_NR] * (a[P_MODE] == ACT_SWIGLU ? 2 : 1) * a[P_DIN] * 4;
+    size_t v_bytes = (size_t)a[P_G] * a[P_NR] * a[P_DOUT] * 4;
+    PattArgs args = patt_args(r, s);
+    args.dX = dX;
+    if (full) {
+        args.dK = o->alloc(o, k_bytes);
+        args.dV = o->alloc(o, v_bytes);
+    }
+    o->pattention_backward(o, &args);
+    if (full) {
+        o->free(o, args.dK);
+        o->free(o, args.dV);
+    }
+}
+
+static void pattention_extra(CaseRun *r) {
+    if (r->c->a[P_NOW] && !r->c->a[P_RES]) check_dx_without_weight_grads(r, SLOT(PA_DX), pattention_backward_into);
+}
+
 static const OpKind K_PATTENTION = {.name = "pattention",
                                     .entries = "pattention_sizes pattention_forward pattention_backward",
                                     .label = pattention_label, .declare = pattention_declare,
                                     .forward = pattention_forward,
-                                    .backward = pattention_backward};
+                                    .backward = pattention_backward, .extra = pattention_extra};
 
 /* ---------------------------------------------------------------- linear */
-/* a: G N d_in d_out norm x_attn y_attn accumulate_dx residual. A group of G
+/* a: G N d_in d_out norm x_attn y_attn accumulate_dx residual no_dW. A group of G
  * members sharing X (q, k, v: G = 3, a normalized input, attention-tensor
  * outputs; o: an attention-tensor input; residual: Y = residual + X W^T,
- * G = 1). dW accumulates. */
+ * G = 1). dW accumulates, or is NULL (no_dW: frozen weights). */
 enum { LI_W, LI_Y, LI_R, LI_DY, LI_DX, LI_DW };
-enum { L_G, L_N, L_DIN, L_DOUT, L_NORM, L_XATTN, L_YATTN, L_ACC, L_RES };
+enum { L_G, L_N, L_DIN, L_DOUT, L_NORM, L_XATTN, L_YATTN, L_ACC, L_RES, L_NOW };
 
 static void linear_label(const OpCase *c, char *b, size_t n) {
     const int *a = c->a;
-    snprintf(b, n, "G%d_N%d_%dx%d%s%s%s%s%s%s", a[L_G], a[L_N], a[L_DOUT], a[L_DIN],
+    snprintf(b, n, "G%d_N%d_%dx%d%s%s%s%s%s%s%s", a[L_G], a[L_N], a[L_DOUT], a[L_DIN],
              prec_tag(c->prec), norm_tag(a[L_NORM]), a[L_XATTN] ? "_xattn" : "",
              a[L_YATTN] ? "_yattn" : "", a[L_RES] ? "_residual" : "",
-             a[L_ACC] ? "_acc" : "_overwrite");
+             a[L_ACC] ? "_acc" : "_overwrite", a[L_NOW] ? "_no_dW" : "");
 }
 
 static void linear_declare(CaseRun *r) {
@@ -367,7 +434,7 @@ static void linear_declare(CaseRun *r) {
     SLOT(LI_DY) = op_dout(r, "dY", SLOT(LI_Y), a[L_YATTN]);
     int dx_of = a[L_NORM] == NORM_NONE ? SLOT(IN_X) : -1;
     SLOT(LI_DX) = op_grad(r, "dX", N * d_in, dx_of, a[L_XATTN], FILL_RANDOM);
-    SLOT(LI_DW) = op_grad(r, "dW", g * d_out * d_in, SLOT(LI_W), 0, FILL_RANDOM);
+    if (!a[L_NOW]) SLOT(LI_DW) = op_grad(r, "dW", g * d_out * d_in, SLOT(LI_W), 0, FILL_RANDOM);
 }
 
 static LinearArgs linear_args(CaseRun *r, int s) {
@@ -389,9 +456,23 @@ static void linear_backward(const Ops *o, CaseRun *r, int s) {
     input_backward(o, r, s, r->c->a[L_NORM], F(s, LI_DX), r->c->a[L_N], r->c->a[L_DIN]);
 }
 
+static void linear_backward_into(const Ops *o, CaseRun *r, int s, float *dX, int full) {
+    const int *a = r->c->a;
+    LinearArgs args = linear_args(r, s);
+    args.dX = dX;
+    if (full) args.dW = o->alloc(o, (size_t)a[L_G] * a[L_DOUT] * a[L_DIN] * 4);
+    o->linear_backward(o, &args);
+    if (full) o->free(o, args.dW);
+}
+
+static void linear_extra(CaseRun *r) {
+    if (r->c->a[L_NOW]) check_dx_without_weight_grads(r, SLOT(LI_DX), linear_backward_into);
+}
+
 static const OpKind K_LINEAR = {.name = "linear", .entries = "linear_forward linear_backward",
                                 .label = linear_label, .declare = linear_declare,
-                                .forward = linear_forward, .backward = linear_backward};
+                                .forward = linear_forward, .backward = linear_backward,
+                                .extra = linear_extra};
 
 /* ---------------------------------------------------------------- rope */
 /* a: B T H hd rot. Forward rotates a copy of x; backward is the inverse
@@ -896,6 +977,20 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     PATT_RES(BF16, mode, 1, 64, 100), PATT_RES(BF16, mode, 2, 256, 20), \
     PATT_RES(BF16, mode, 1, 384, 1152), /* shakespeare's FFN */ \
     PATT(BF16, mode, 3, 64, 128, 72, 128, NORM_LAYER, 0, 1)
+/* frozen weights: no dK and/or dV (now: NO_DK | NO_DV bits), one accumulate_dx */
+#define PATT_NOW(pr, mode, Gs, N, d, n, dout, norm, xa, ya, acc, now) \
+    {.kind = &K_PATTENTION, .modes = BK, .prec = pr, .a = {mode, Gs, N, d, n, dout, norm, xa, ya, acc, 0, now}}
+#define PATT_FROZEN(pr) \
+    PATT_NOW(pr, PNORM_L2_GELU, 3, 64, 128, 96, 128, NORM_LAYER, 0, 1, 0, NO_DK | NO_DV), /* q, k, v */ \
+    PATT_NOW(pr, PNORM_L2_GELU, 1, 37, 100, 54, 100, 0, 1, 0, 0, NO_DK | NO_DV),          /* o */ \
+    PATT_NOW(pr, PNORM_L2_GELU, 1, 37, 100, 54, 100, NORM_LAYER, 0, 0, 1, NO_DK),         /* ffn */ \
+    PATT_NOW(pr, PNORM_SOFTMAX, 1, 37, 100, 54, 100, NORM_LAYER, 0, 0, 0, NO_DV), \
+    PATT_NOW(pr, ACT_GELU, 1, 37, 128, 96, 128, NORM_LAYER, 0, 0, 1, NO_DK | NO_DV),      /* MLPs */ \
+    PATT_NOW(pr, ACT_SWIGLU, 1, 64, 128, 200, 128, NORM_RMS, 0, 0, 1, NO_DK | NO_DV)
+#define LIN_FROZEN(pr) \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {3, 64, 128, 128, NORM_RMS, 0, 1, 0, 0, 1}}, /* q, k, v */ \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 128, 128, 0, 1, 0, 0, 1, 1}},        /* o */ \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, NORM_LAYER, 0, 0, 1, 0, 1}}
 /* linear: accumulate_dx 1 then 0; an attention-tensor input only overwritten */
 #define LIN(pr, Gs, N, din, dout, norm, xa, ya, res) \
     LIN_##xa(pr, Gs, N, din, dout, norm, ya, res)
@@ -941,6 +1036,14 @@ const OpCase OP_CASES[] = {
     {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {ACT_SWIGLU, 1, 6, 10, 13, 7, NORM_RMS, 0, 0, 1}, .tol = 2e-2}, /* transformerpp MLP */
     {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {ACT_SWIGLU, 1, 6, 10, 13, 7, 0, 0, 0, 1}, .tol = 2e-2},
     {.kind = &K_RMSNORM, .modes = G, .prec = FP32, .a = {5, 12, 1}, .tol = 2e-2},
+    /* frozen weights (NULL weight gradients): dX still right, and as with them */
+    {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {PNORM_L2_GELU, 3, 6, 10, 13, 7, NORM_LAYER, 0, 0, 1, 0, NO_DK | NO_DV}, .tol = 2e-2},
+    {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {PNORM_SOFTMAX, 1, 6, 10, 13, 7, 0, 0, 0, 1, 0, NO_DK}, .tol = 2e-2},
+    {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {PNORM_GELU_L2, 1, 6, 10, 13, 7, 0, 0, 0, 0, 0, NO_DV}, .tol = 2e-2},
+    {.kind = &K_PATTENTION, .modes = G, .prec = FP32, .a = {ACT_SWIGLU, 1, 6, 10, 13, 7, NORM_RMS, 0, 0, 1, 0, NO_DK | NO_DV}, .tol = 2e-2},
+    {.kind = &K_LINEAR, .modes = G, .prec = FP32, .a = {3, 6, 10, 7, NORM_RMS, 0, 0, 1, 0, 1}, .tol = 2e-2},
+    {.kind = &K_RMSNORM, .modes = G, .prec = FP32, .a = {5, 12, 1, 1}, .tol = 2e-2},
+    {.kind = &K_LAYERNORM, .modes = G, .prec = FP32, .a = {5, 12, 1, 1}, .tol = 2e-2},
     {.kind = &K_LINEAR, .modes = G, .prec = FP32, .a = {1, 6, 10, 7, 0, 0, 0, 1, 0}, .tol = 2e-2},
     {.kind = &K_LINEAR, .modes = G, .prec = FP32, .a = {3, 6, 10, 7, NORM_LAYER, 0, 0, 1, 0}, .tol = 2e-2}, /* q, k, v */
     {.kind = &K_LINEAR, .modes = G, .prec = FP32, .a = {3, 6, 10, 7, NORM_RMS, 0, 0, 1, 0}, .tol = 2e-2},
@@ -1095,6 +1198,15 @@ const OpCase OP_CASES[] = {
     PATT(BF16, 0, 3, 64, 128, 96, 128, NORM_RMS, 0, 1),
     LIN_ALL(FP32),
     LIN_ALL(BF16),
+    /* frozen weights (train --freeze-old): NULL weight gradients, dX as with them */
+    PATT_FROZEN(FP32),
+    PATT_FROZEN(BF16),
+    LIN_FROZEN(FP32),
+    LIN_FROZEN(BF16),
+    {.kind = &K_RMSNORM, .modes = BK, .prec = FP32, .a = {37, 53, 1, 1}},
+    {.kind = &K_RMSNORM, .modes = BK, .prec = FP32, .a = {37, 384, 1, 1}},
+    {.kind = &K_LAYERNORM, .modes = BK, .prec = FP32, .a = {37, 384, 1, 1}},
+    {.kind = &K_EMBEDDING, .modes = BK, .prec = FP32, .a = {37, 24, 11, 1}},
     /* fp32 again: back on the cuBLAS path */
     {.kind = &K_ATTENTION, .modes = BK, .prec = FP32, .a = {2, 13, 3, 8}},
     {.kind = &K_ATTENTION, .modes = BK, .prec = FP32, .a = {2, 100, 2, 64}},

@@ -6,6 +6,11 @@
  *    weight) against central finite differences of the whole model's loss;
  *  - merging LoRA gives the adapted model's logits;
  *  - decoding token by token (the KV-cache path) gives the forward's logits;
+ *  - trained frozen (train --freeze-old), backward computes no gradient for
+ *    the frozen parameters (LoRA'd weights excepted: LoRA's gradients come
+ *    from theirs), stops below the lowest layer that trains, and gives the
+ *    trained ones bit for bit the gradients of the unfrozen model (native
+ *    rows on a tokenformer too, grown in one layer only);
  *  - the loss and every gradient against the PyTorch reference
  *    (scripts/tokenformer_ref.py via scripts/compare_grads.py, float64; SKIP
  *    without torch in TF_PYTHON, default /usr/bin/python3).
@@ -17,6 +22,7 @@
 #include <string.h>
 
 #include "adapters.h"
+#include "growth.h"
 #include "model.h"
 #include "ops.h"
 #include "rng.h"
@@ -147,6 +153,107 @@ static void check_gradients(const char *label, Model *a, int *tok, int *tgt) {
              label, worst_name, worst_new, worst_base_name, worst_base);
     report(worst_new <= 3e-2 && worst_base <= 3e-2, what);
     free(grad);
+}
+
+/* The gradient block after one backward of the model as it is frozen now. */
+static float *grads_of(Model *a, int *tok, int *tgt) {
+    model_forward(a, tok, tgt, B_, T_, 1, 1234);
+    model_zero_grad(a);
+    model_backward(a);
+    float *g = malloc(a->n_param_elems * sizeof(float));
+    memcpy(g, a->grad_mem, a->n_param_elems * sizeof(float));
+    return g;
+}
+
+static int all_zero(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 0.0f) return 0;
+    return 1;
+}
+
+/* Whether parameter i is one of the q, k, v weights (keys, values) of a
+ * layer, which backward computes as one group (model.c): the group gets
+ * every member's gradient when one member needs it. */
+static int in_trained_qkv_group(Model *a, int i) {
+    for (int l = 0; l < a->cfg.n_layer; l++) {
+        int mine = 0, any = 0;
+        for (int w = PATT_Q; w <= PATT_V; w++)
+            for (int k = 0; k < model_config_site_count(&a->cfg, w); k++) {
+                int idx = model_patt_param(a, l, w) + k;
+                mine |= idx == i;
+                any |= model_param_needs_grad(a, idx);
+            }
+        if (mine) return any;
+    }
+    return 0;
+}
+
+/* Frozen as train --freeze-old freezes it (and, top_only, the newest
+ * parameters of every layer but the last frozen too): every parameter that
+ * needs a gradient (or shares a q, k, v group with one) gets the unfrozen
+ * model's, bit for bit; every other one none (its buffer stays zero where
+ * the unfrozen model's is not: the products were skipped). */
+static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, int top_only) {
+    model_unfreeze(a);
+    float *full = grads_of(a, tok, tgt);
+    model_freeze_old(a);
+    int top = a->cfg.n_layer - 1, per = adapters_params_per_layer(&a->cfg), first = model_first_extra_param(&a->cfg);
+    for (int i = 0; top_only && i < a->n_params; i++) {
+        Param *p = &a->params[i];
+        int layer = i >= first ? (i - first) / per : i >= 1 ? (i - 1) / model_params_per_layer(&a->cfg) : -1;
+        if (layer < top)
+            for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = 1;
+    }
+    float *got = grads_of(a, tok, tgt);
+    int trained = 0, skipped = 0, bad = 0;
+    const char *worst = "";
+    for (int i = 0; i < a->n_params; i++) {
+        size_t off = model_param_offset(a, i), n = tensor_numel(&a->params[i].t);
+        int ok;
+        if (model_param_needs_grad(a, i) || in_trained_qkv_group(a, i)) {
+            ok = !memcmp(got + off, full + off, n * sizeof(float));
+            trained++;
+        } else {
+            ok = all_zero(got + off, n) && !all_zero(full + off, n);
+            skipped++;
+        }
+        if (!ok && !bad++) worst = a->params[i].t.name;
+    }
+    char what[320];
+    snprintf(what, sizeof what, "frozen %s%s: %d tensors with the unfrozen model's gradients bit for bit, "
+             "%d frozen with none computed (%d wrong, first %s)", label, top_only ? " (top layer only)" : "",
+             trained, skipped, bad, worst);
+    report(bad == 0 && trained > 0 && skipped > 0, what);
+    model_unfreeze(a);
+    free(full);
+    free(got);
+}
+
+/* Native rows (grow --kv, zero keys) on a tokenformer, in the last layer
+ * only: the grown Pattentions train their new rows (a partly frozen
+ * parameter: its whole gradient), the rest of the model is frozen, and
+ * backward stops above layer 0. */
+static void run_native_case(void) {
+    ModelConfig cfg = {.arch = ARCH_TOKENFORMER, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12,
+                       .n_ffn = 20, .block_size = T_, .vocab_size = V_, .rope_frac = 0.5f};
+    Model base, g;
+    char err[512];
+    int delta[2 * PATT_PER_LAYER] = {0, 0, 0, 0, 0, 3, 3, 3, 3, 5};
+    GrowSpec spec = {.delta = delta, .key_scale = 0.02f, .seed = 5};
+    if (model_create(&base, &cfg, NULL, ops_cpu(), err) || (model_init_weights(&base, 7), base.step = 100, 0) ||
+        model_resize(&base, &g, &spec, err) || model_alloc_activations(&g, B_, T_, err)) {
+        printf("FAIL native setup: %s\n", err);
+        g_fail = 1;
+        return;
+    }
+    int tok[B_ * T_], tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) {
+        tok[i] = (int)rng_below(&g_rng, V_);
+        tgt[i] = (int)rng_below(&g_rng, V_);
+    }
+    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0);
+    model_free(&g);
+    model_free(&base);
 }
 
 /* Merged LoRA: the adapted model's logits (the same product, once). */
@@ -294,6 +401,8 @@ static void run_case(int arch, const Case *k) {
     free(before);
     free(after);
     check_gradients(label, &a, tok, tgt);
+    check_frozen_grads(label, &a, tok, tgt, 0);
+    check_frozen_grads(label, &a, tok, tgt, 1);
     if (g_torch) dump_for_torch(label, &a, tok, tgt);
     if (k->lora_rank) check_merge(label, &a, tok);
     check_decode(label, &a, tok);
@@ -338,6 +447,7 @@ int main(void) {
         for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) run_case(archs[i], &CASES[k]);
         run_dropout_case(archs[i]);
     }
+    run_native_case();
     if (g_torch) compare_with_torch(python);
     else printf("SKIP adapters against the PyTorch reference: %s cannot import torch\n", python);
     return g_fail;
