@@ -26,6 +26,21 @@ cpu_ms=$(sed -n 's/.*"cpu_ms_per_step": \([0-9.]*\).*/\1/p' <<<"$json")
 awk -v c="${cpu_ms:-0}" -v w="${ms:-0}" 'BEGIN {exit !(c > 0 && c <= w * 1.05 + 0.05)}' && pass bench_cpu_time ||
     fail bench_cpu_time "cpu_ms_per_step '$cpu_ms', ms_per_step '$ms' in: $json"
 
+# --freeze-old: the checkpoint frozen as train --resume --freeze-old freezes it (only the new rows train)
+json=$("$BIN" bench --ckpt "$WORK/grown.safetensors" --freeze-old --device cpu --steps 1 --warmup 0 2>/dev/null | tail -1)
+new=$("$BIN" info --ckpt "$WORK/grown.safetensors" | sed -n 's/^added by the latest grow (step [0-9]*): \([0-9]*\) parameters.*/\1/p')
+got=$(sed -n 's/.*"trainable_params": \([0-9]*\).*/\1/p' <<<"$json")
+all=$(sed -n 's/.*"trainable_params": \([0-9]*\).*/\1/p' <<<"$("$BIN" bench --ckpt "$WORK/grown.safetensors" --device cpu \
+    --steps 1 --warmup 0 2>/dev/null | tail -1)")
+[[ -n $new && $got == "$new" && $all == "$params" ]] && pass "bench_freeze_old_trains_new_rows ($got of $all)" ||
+    fail bench_freeze_old_trains_new_rows "trainable $got with --freeze-old (info: $new), $all without (info: $params)"
+for args in "--freeze-old" "--ckpt $WORK/run/latest.safetensors --freeze-old"; do
+    err=$("$BIN" bench $args --device cpu --steps 1 2>&1 >/dev/null)
+    rc=$?
+    [[ $rc -ne 0 && $(wc -l <<<"$err") -eq 1 && $err == *--freeze-old* ]] && pass "bench_freeze_old_refused ($err)" ||
+        fail bench_freeze_old_refused "bench $args: rc $rc: $err"
+done
+
 err=$("$BIN" bench --ckpt "$WORK/missing.safetensors" --device cpu 2>&1 >/dev/null)
 rc=$?
 [[ $rc -ne 0 && $(wc -l <<<"$err") -eq 1 && $err == *missing.safetensors* ]] && pass bench_ckpt_missing ||

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "adapters.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "command_setup.h"
@@ -39,6 +40,9 @@ static void bench_help(void) {
            "  --ckpt F               time the model of checkpoint F instead of a preset's\n"
            "                         (its shapes and row segments, e.g. a grown model;\n"
            "                         random tokens of its vocabulary)\n"
+           "  --freeze-old           with --ckpt: freeze it as 'train --resume --freeze-old'\n"
+           "                         does (only what the latest grow added trains, the\n"
+           "                         rest has no gradients computed and no Adam moments)\n"
            "  --steps N              timed steps (default 20)\n"
            "  --warmup N             untimed steps first (default 3)\n"
            "  --profile              also time every op (synchronizing around each call)\n"
@@ -108,11 +112,26 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
 }
 
 
+/* The checkpoint's model on c's device and precision, frozen as train
+ * --resume --freeze-old freezes it (setup_load_checkpoint with the
+ * loader of a training run). */
+static void load_frozen(LoadedCheckpoint *lc, const char *path, const CommonArgs *c) {
+    char err[TF_ERRLEN];
+    lc->ops = cli_open_device(c->device, c->threads, 1);
+    if (checkpoint_load_for_training(path, lc->ops, CKPT_FREEZE_OLD, &lc->m, &lc->v, &lc->ts, err))
+        tf_die("%s", err);
+    if (model_trainable_params(&lc->m) == lc->m.n_param_elems)
+        tf_die("bench: --freeze-old: %s has no rows added by 'grow'; nothing would train", path);
+    cli_set_model_precision(&lc->m, c->precision);
+    if (c->precision != MATMUL_FP32) cli_report_precision(lc->ops, c->precision);
+}
+
 int cmd_bench(int argc, char **argv) {
-    enum { O_PRESET = 1, O_CKPT, O_STEPS, O_WARMUP, O_PROFILE, O_SAMPLE, O_NUM, O_PROMPT_LEN, O_MAX_NEW,
-           O_NOCACHE, O_NOGRAPH, O_HELP };
+    enum { O_PRESET = 1, O_CKPT, O_FREEZE, O_STEPS, O_WARMUP, O_PROFILE, O_SAMPLE, O_NUM, O_PROMPT_LEN,
+           O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"ckpt", required_argument, NULL, O_CKPT},
+        {"freeze-old", no_argument, NULL, O_FREEZE},
         {"steps", required_argument, NULL, O_STEPS},
         {"warmup", required_argument, NULL, O_WARMUP}, {"profile", no_argument, NULL, O_PROFILE},
         {"sample", no_argument, NULL, O_SAMPLE}, {"num-samples", required_argument, NULL, O_NUM},
@@ -129,7 +148,7 @@ int cmd_bench(int argc, char **argv) {
     ModelConfig mc = preset->model;
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3;
-    int profile = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
+    int profile = 0, freeze_old = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
     DecodeBench dc = {0, 1, 1, 500, 1, 0};
     opterr = 0;
     int opt;
@@ -137,6 +156,7 @@ int cmd_bench(int argc, char **argv) {
         switch (opt) {
         case O_PRESET: break;
         case O_CKPT: ckpt = optarg; break;
+        case O_FREEZE: freeze_old = 1; break;
         case O_STEPS: steps = cli_int("--steps", optarg, 1, 1000000); break;
         case O_WARMUP: warmup = cli_int("--warmup", optarg, 0, 1000000); break;
         case O_PROFILE: profile = 1; break;
@@ -158,6 +178,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) tf_die("bench: unexpected argument '%s'", argv[optind]);
+    if (freeze_old && !ckpt) tf_die("bench: --freeze-old needs --ckpt (a grown checkpoint)");
     cli_apply_arch_defaults(&mc, flag_seen);
     int precision = c.precision;
     const Ops *ops = cli_open_device(c.device, c.threads, 1);
@@ -174,7 +195,8 @@ int cmd_bench(int argc, char **argv) {
     const char *label = preset->name;
     if (ckpt) { /* as stored: a grown one keeps the per-birth row segments the update walks */
         LoadedCheckpoint lc;
-        setup_load_checkpoint(&lc, ckpt, &c);
+        if (freeze_old) load_frozen(&lc, ckpt, &c);
+        else setup_load_checkpoint(&lc, ckpt, &c);
         m = lc.m;
         vocab_free(&lc.v);
         label = ckpt;
@@ -208,10 +230,11 @@ int cmd_bench(int argc, char **argv) {
     double cpu_dt = (process_cpu_seconds() - cpu0) / (double)steps;
     printf("{\"impl\": \"tokenformer\", \"arch\": \"%s\", \"preset\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
            "\"batch\": %d, \"block\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"cpu_ms_per_step\": %.3f, "
-           "\"loss\": %.4f, \"params\": %zu, \"flops_per_token\": %.6g, \"peak_mem_mb\": %.1f}\n",
+           "\"loss\": %.4f, \"params\": %zu, \"trainable_params\": %zu, \"flops_per_token\": %.6g, "
+           "\"peak_mem_mb\": %.1f}\n",
            arch_name(m.cfg.arch), label, ops->name, prec_name, B, T, (double)n / dt, dt * 1e3,
-           cpu_dt * 1e3, loss, model_num_params(&m, 1), model_train_flops_per_token(&m),
-           ops->memory_in_use(ops) / 1048576.0);
+           cpu_dt * 1e3, loss, model_num_params(&m, 1), model_trainable_params(&m),
+           model_train_flops_per_token(&m), ops->memory_in_use(ops) / 1048576.0);
     if (profile) { /* after the timing above, which it would disturb */
         m.ops = ops_profiled(ops);
         double p0 = tf_now_seconds();
