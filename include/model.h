@@ -33,7 +33,8 @@ typedef struct {
 typedef struct {
     Tensor t;           /* value, in the model's backend memory: (rows, d_model), (d_model) for
                            a norm; LoRA B (rows, r) */
-    float *grad;        /* same shape, same memory */
+    float *grad;        /* same shape, same memory; NULL when backward never writes it
+                           (frozen whole, after model_alloc_grads) */
     /* Adam moments of rows moment_row0 .. rows-1 only (a 1-D tensor is one
      * row): rows frozen before the first trainable segment have none, and a
      * parameter frozen whole has none at all (m, v NULL), so that an adapted
@@ -88,6 +89,7 @@ typedef struct Model {
     float *param_mem, *grad_mem, *m_mem, *v_mem; /* one device block each */
     size_t n_param_elems;
     size_t n_moment_elems; /* in m_mem and in v_mem: n_param_elems unless rows are frozen */
+    size_t n_grad_elems;   /* in grad_mem: n_param_elems, less after model_alloc_grads */
     int step;        /* optimizer steps taken */
     /* adapters.h: the adapters' tau (sqrt of their rows), and under LoRA the
      * weights the passes use (W + (alpha/r) B A, same layout as param_mem),
@@ -132,6 +134,15 @@ int model_create_params(Model *m, const ModelConfig *cfg, const int *rows, const
  * none for a parameter frozen whole. The layout is the parameters' whenever
  * every row has moments. Returns 0 or -1 with err. */
 int model_alloc_moments(Model *m, int trainable_only, char *err);
+/* Gradient buffers again (grad_mem replaced; the gradients zero): for every
+ * parameter, or (needed_only) only for those backward writes (those that
+ * model_param_needs_grad, with the members of a group that backward
+ * computes as one, e.g. q, k and v, when one of them needs it), the others'
+ * grad NULL, so that a model frozen but for its adapters holds no gradient
+ * memory for its base. The layout is the parameters' whenever every one
+ * has a buffer. Freezing more later is safe; unfreezing needs another
+ * call. Returns 0 or -1 with err (the old buffers kept). */
+int model_alloc_grads(Model *m, int needed_only, char *err);
 /* Rows of a parameter (a 1-D tensor is one row) and the floats per row. */
 int model_param_rows(const Param *p);
 size_t model_param_row_elems(const Param *p);

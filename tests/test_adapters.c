@@ -155,13 +155,16 @@ static void check_gradients(const char *label, Model *a, int *tok, int *tgt) {
     free(grad);
 }
 
-/* The gradient block after one backward of the model as it is frozen now. */
+/* Every parameter's gradient after one backward of the model as it is
+ * frozen now, laid out as the parameters (0 where it has no buffer). */
 static float *grads_of(Model *a, int *tok, int *tgt) {
     model_forward(a, tok, tgt, B_, T_, 1, 1234);
     model_zero_grad(a);
     model_backward(a);
-    float *g = malloc(a->n_param_elems * sizeof(float));
-    memcpy(g, a->grad_mem, a->n_param_elems * sizeof(float));
+    float *g = calloc(a->n_param_elems, sizeof(float));
+    for (int i = 0; i < a->n_params; i++)
+        if (a->params[i].grad)
+            memcpy(g + model_param_offset(a, i), a->params[i].grad, tensor_bytes(&a->params[i].t));
     return g;
 }
 
@@ -189,11 +192,14 @@ static int in_trained_qkv_group(Model *a, int i) {
 }
 
 /* Frozen as train --freeze-old freezes it (and, top_only, the newest
- * parameters of every layer but the last frozen too): every parameter that
- * needs a gradient (or shares a q, k, v group with one) gets the unfrozen
- * model's, bit for bit; every other one none (its buffer stays zero where
- * the unfrozen model's is not: the products were skipped). */
-static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, int top_only) {
+ * parameters of every layer but the last frozen too), first with every
+ * gradient buffer, then (compact) with buffers only for what backward
+ * writes (model_alloc_grads, as a frozen training run has them): every
+ * parameter that needs a gradient (or shares a q, k, v group with one) gets
+ * the unfrozen model's, bit for bit; every other one none (its buffer stays
+ * zero where the unfrozen model's is not, or it has none when compact). */
+static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, int top_only, int compact) {
+    char err[512];
     model_unfreeze(a);
     float *full = grads_of(a, tok, tgt);
     model_freeze_old(a);
@@ -204,27 +210,40 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
         if (layer < top)
             for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = 1;
     }
+    if (compact && model_alloc_grads(a, 1, err)) {
+        printf("FAIL %s: %s\n", label, err);
+        g_fail = 1;
+        return;
+    }
     float *got = grads_of(a, tok, tgt);
     int trained = 0, skipped = 0, bad = 0;
     const char *worst = "";
     for (int i = 0; i < a->n_params; i++) {
         size_t off = model_param_offset(a, i), n = tensor_numel(&a->params[i].t);
-        int ok;
-        if (model_param_needs_grad(a, i) || in_trained_qkv_group(a, i)) {
+        int ok, written = model_param_needs_grad(a, i) || in_trained_qkv_group(a, i);
+        if (written) {
             ok = !memcmp(got + off, full + off, n * sizeof(float));
             trained++;
         } else {
             ok = all_zero(got + off, n) && !all_zero(full + off, n);
             skipped++;
         }
+        if (compact) ok = ok && !a->params[i].grad == !written;
         if (!ok && !bad++) worst = a->params[i].t.name;
     }
-    char what[320];
-    snprintf(what, sizeof what, "frozen %s%s: %d tensors with the unfrozen model's gradients bit for bit, "
-             "%d frozen with none computed (%d wrong, first %s)", label, top_only ? " (top layer only)" : "",
-             trained, skipped, bad, worst);
-    report(bad == 0 && trained > 0 && skipped > 0, what);
+    char what[400];
+    snprintf(what, sizeof what, "frozen %s%s%s: %d tensors with the unfrozen model's gradients bit for bit, "
+             "%d frozen with none computed (%d wrong, first %s)%s", label, top_only ? " (top layer only)" : "",
+             compact ? " (compact gradients)" : "", trained, skipped, bad, worst,
+             compact ? "; gradient floats " : "");
+    if (compact)
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%zu of %zu", a->n_grad_elems, a->n_param_elems);
+    report(bad == 0 && trained > 0 && skipped > 0 && (!compact || a->n_grad_elems < a->n_param_elems), what);
     model_unfreeze(a);
+    if (compact && model_alloc_grads(a, 0, err)) {
+        printf("FAIL %s: %s\n", label, err);
+        g_fail = 1;
+    }
     free(full);
     free(got);
 }
@@ -251,7 +270,8 @@ static void run_native_case(void) {
         tok[i] = (int)rng_below(&g_rng, V_);
         tgt[i] = (int)rng_below(&g_rng, V_);
     }
-    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0);
+    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0, 0);
+    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0, 1);
     model_free(&g);
     model_free(&base);
 }
@@ -401,8 +421,10 @@ static void run_case(int arch, const Case *k) {
     free(before);
     free(after);
     check_gradients(label, &a, tok, tgt);
-    check_frozen_grads(label, &a, tok, tgt, 0);
-    check_frozen_grads(label, &a, tok, tgt, 1);
+    for (int compact = 0; compact < 2; compact++) {
+        check_frozen_grads(label, &a, tok, tgt, 0, compact);
+        check_frozen_grads(label, &a, tok, tgt, 1, compact);
+    }
     if (g_torch) dump_for_torch(label, &a, tok, tgt);
     if (k->lora_rank) check_merge(label, &a, tok);
     check_decode(label, &a, tok);

@@ -836,7 +836,7 @@ static float accumulate_gradients(TrainRun *r, int iter) {
                                   micro_batch_dropout_seed(step_seed, g));
         model_backward_scaled(&r->m, loss_scale);
     }
-    dist_allreduce_sum(&r->dist, r->m.grad_mem, r->m.n_param_elems);
+    dist_allreduce_sum(&r->dist, r->m.grad_mem, r->m.n_grad_elems);
     /* The mean loss, and whether some rank was asked to stop, agreed by all. */
     float shared[2] = {loss_sum, (g_stop_requested || g_stdout_errno) ? 1.0f : 0.0f};
     dist_allreduce_host(&r->dist, shared, 2);

@@ -742,13 +742,16 @@ static int optimizer_in_file(const StFile *f, int *has_opt, char *err) {
 }
 
 /* Freezes the rows as asked, allocates the moments of the rows that train
- * (or of every row, training_freeze < 0) and reads the file's moments into them. */
+ * (or of every row, training_freeze < 0) and reads the file's moments into
+ * them; a frozen training run keeps gradient buffers only for what
+ * backward writes (model_alloc_grads). */
 static int load_moments(Model *m, const StFile *f, int training_freeze, TrainState *ts, int *n_found, char *err) {
     if (optimizer_in_file(f, &ts->has_optimizer, err)) return -1;
     int *frozen_rows = recorded_frozen_rows(m), rc = 0;
     if (training_freeze == CKPT_FREEZE_OLD) model_freeze_old(m);
     if (training_freeze == CKPT_UNFREEZE) model_unfreeze(m);
     rc = model_alloc_moments(m, training_freeze >= 0, err);
+    if (!rc && training_freeze == CKPT_FREEZE_OLD) rc = model_alloc_grads(m, 1, err);
     ts->moments_zeroed = 0;
     for (int i = 0; i < m->n_params && !rc && ts->has_optimizer; i++)
         rc = load_param_moments(m, f, &m->params[i], frozen_rows[i], &ts->moments_zeroed, n_found, err);

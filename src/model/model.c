@@ -275,6 +275,7 @@ int model_create_params(Model *m, const ModelConfig *cfg, const int *rows, const
         }
     }
     m->lora_stale = 1;
+    m->n_grad_elems = total;
     size_t off = 0;
     for (int k = 0; k < m->n_params; k++) {
         Param *p = &m->params[memory_slot_param(m, k)];
@@ -1063,7 +1064,7 @@ void model_kv_restart(KVCache *kv) { kv->pos = 0; }
 void model_kv_never_record(KVCache *kv) { kv->step.off = 1; }
 
 void model_zero_grad(Model *m) {
-    m->ops->zero(m->ops, m->grad_mem, m->n_param_elems * sizeof(float));
+    if (m->n_grad_elems) m->ops->zero(m->ops, m->grad_mem, m->n_grad_elems * sizeof(float));
 }
 
 /* d(branch) from d(residual sum) through dropout: a copy when dropout is off. */
@@ -1150,10 +1151,10 @@ static size_t segment_rows_end(const Param *p, int k) {
 }
 
 /* True when every row of every parameter trains with the shared step count
- * (and so has moments, laid out as the parameters): then whole-block calls
+ * (and so has moments and gradients, laid out as the parameters): then whole-block calls
  * are exact and cheapest. */
 static int all_rows_uniform(const Model *m) {
-    if (m->n_moment_elems != m->n_param_elems) return 0;
+    if (m->n_moment_elems != m->n_param_elems || m->n_grad_elems != m->n_param_elems) return 0;
     for (int i = 0; i < m->n_params; i++) {
         const Param *p = &m->params[i];
         if (p->n_seg != 1 || p->seg[0].birth != 0 || p->seg[0].frozen) return 0;
@@ -1173,7 +1174,7 @@ static int any_row_frozen(const Model *m) {
  * grows is hundreds of device syncs per step. */
 float model_grad_norm(Model *m) {
     if (!any_row_frozen(m))
-        return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_param_elems));
+        return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_grad_elems));
     double total = 0.0;
     for (int i = 0; i < m->n_params; i++) {
         Param *p = &m->params[i];
@@ -1225,7 +1226,69 @@ int model_param_needs_grad(const Model *m, int i) {
 }
 
 float *model_grad_if_needed(Model *m, int i) {
-    return model_param_needs_grad(m, i) ? m->params[i].grad : NULL;
+    if (!model_param_needs_grad(m, i)) return NULL;
+    if (!m->params[i].grad)
+        tf_die("internal error: %s trains but has no gradient buffer (model_alloc_grads after unfreezing)",
+               m->params[i].t.name);
+    return m->params[i].grad;
+}
+
+/* Marks, in written[], the parameters of sites w .. w + G - 1 of layer l at
+ * places from .. to of each site's run when one of them needs a gradient:
+ * the op computes theirs together (site_grads). */
+static void mark_site_grads(const Model *m, int l, int w, int G, int from, int to, int *written) {
+    int needed = 0;
+    for (int g = 0; g < G; g++)
+        for (int k = from; k <= to; k++) needed |= model_param_needs_grad(m, model_patt_param(m, l, w + g) + k);
+    for (int g = 0; g < G && needed; g++)
+        for (int k = from; k <= to; k++) written[model_patt_param(m, l, w + g) + k] = 1;
+}
+
+/* Which parameters backward writes a gradient into: those that need one,
+ * and every member of a site group (model_backward's site_backward calls)
+ * that has a member needing one. */
+static void mark_written_grads(const Model *m, int *written) {
+    for (int i = 0; i < m->n_params; i++) written[i] = model_param_needs_grad(m, i);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        int G = qkv_group_size(m, l);
+        for (int w = PATT_Q; w < PATT_PER_LAYER; w += w == PATT_Q ? G : 1) {
+            int g = w == PATT_Q ? G : 1, last = layout_of(&m->cfg)->site_param_count[w] - 1;
+            if (model_site_is_linear(m, w)) {
+                mark_site_grads(m, l, w, g, 0, 0, written);
+                continue;
+            }
+            mark_site_grads(m, l, w, g, 0, last - 1, written);
+            mark_site_grads(m, l, w, g, last, last, written);
+        }
+    }
+}
+
+int model_alloc_grads(Model *m, int needed_only, char *err) {
+    const Ops *o = m->ops;
+    int *written = tf_malloc(sizeof(int) * (size_t)m->n_params, "gradient plan");
+    if (needed_only) mark_written_grads(m, written);
+    size_t total = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (!needed_only) written[i] = 1;
+        if (written[i]) total += tensor_numel(&m->params[i].t);
+    }
+    float *mem = total ? o->alloc(o, total * sizeof(float)) : NULL;
+    if (total && !mem) {
+        free(written);
+        return tf_err(err, "out of %s memory: the gradients need %.1f MiB", o->name, total * 4.0 / 1048576.0);
+    }
+    o->free(o, m->grad_mem);
+    m->grad_mem = mem;
+    m->n_grad_elems = total;
+    size_t off = 0; /* memory order: a group's members stay stacked, as the ops write them */
+    for (int k = 0; k < m->n_params; k++) {
+        int i = memory_slot_param(m, k);
+        Param *p = &m->params[i];
+        p->grad = written[i] ? mem + off : NULL;
+        off += written[i] ? tensor_numel(&p->t) : 0;
+    }
+    free(written);
+    return 0;
 }
 
 void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
