@@ -213,6 +213,7 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
     if (compact && model_alloc_grads(a, 1, err)) {
         printf("FAIL %s: %s\n", label, err);
         g_fail = 1;
+        free(full);
         return;
     }
     float *got = grads_of(a, tok, tgt);
