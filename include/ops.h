@@ -120,7 +120,7 @@ typedef struct {
     const float *residual; /* NULL or N x d_out (G = 1): Y = residual + output */
     /* backward */
     float *dX, *dW;        /* dW accumulates, or NULL: not computed (frozen weights);
-                            * dX see accumulate_dx */
+                            * dX see accumulate_dx, or NULL: not computed (dW alone) */
     const float *dY;       /* stacked like Y */
     int accumulate_dx;
 } LinearArgs;
@@ -233,7 +233,9 @@ typedef struct {
  *   backward returns d(xn)), weight W + g*d_out*d_in, output Y + g*N*d_out:
  *   Y_g = Xn W_g^T (+ residual). Backward: dW_g += dY_g^T Xn (dW NULL: the
  *   G products skipped); dX = sum_g dY_g W_g, accumulated when accumulate_dx
- *   is 1, overwritten when 0. y_attn: Y and dY are attention tensors.
+ *   is 1, overwritten when 0 (dX NULL: skipped, for a member's dW alone when
+ *   only some members of a group need theirs). y_attn: Y and dY are
+ *   attention tensors.
  *
  * pattention_forward/backward: Pattention (docs/MODEL.md, Pattention) over a
  *   group of G members (1 <= G <= PATT_MAX_GROUP) that share the input X (N x

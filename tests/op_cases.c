@@ -404,19 +404,22 @@ static const OpKind K_PATTENTION = {.name = "pattention",
                                     .backward = pattention_backward, .extra = pattention_extra};
 
 /* ---------------------------------------------------------------- linear */
-/* a: G N d_in d_out norm x_attn y_attn accumulate_dx residual no_dW. A group of G
+/* a: G N d_in d_out norm x_attn y_attn accumulate_dx residual skip. A group of G
  * members sharing X (q, k, v: G = 3, a normalized input, attention-tensor
  * outputs; o: an attention-tensor input; residual: Y = residual + X W^T,
- * G = 1). dW accumulates, or is NULL (no_dW: frozen weights). */
+ * G = 1). dW accumulates, or is NULL (skip LI_NO_DW: frozen weights); dX
+ * NULL (skip LI_NO_DX): a member's dW alone. */
 enum { LI_W, LI_Y, LI_R, LI_DY, LI_DX, LI_DW };
 enum { L_G, L_N, L_DIN, L_DOUT, L_NORM, L_XATTN, L_YATTN, L_ACC, L_RES, L_NOW };
+enum { LI_NO_DW = 1, LI_NO_DX = 2 };
 
 static void linear_label(const OpCase *c, char *b, size_t n) {
     const int *a = c->a;
     snprintf(b, n, "G%d_N%d_%dx%d%s%s%s%s%s%s%s", a[L_G], a[L_N], a[L_DOUT], a[L_DIN],
              prec_tag(c->prec), norm_tag(a[L_NORM]), a[L_XATTN] ? "_xattn" : "",
              a[L_YATTN] ? "_yattn" : "", a[L_RES] ? "_residual" : "",
-             a[L_ACC] ? "_acc" : "_overwrite", a[L_NOW] ? "_no_dW" : "");
+             a[L_ACC] ? "_acc" : "_overwrite",
+             a[L_NOW] & LI_NO_DW ? "_no_dW" : a[L_NOW] & LI_NO_DX ? "_no_dX" : "");
 }
 
 static void linear_declare(CaseRun *r) {
@@ -433,8 +436,8 @@ static void linear_declare(CaseRun *r) {
     }
     SLOT(LI_DY) = op_dout(r, "dY", SLOT(LI_Y), a[L_YATTN]);
     int dx_of = a[L_NORM] == NORM_NONE ? SLOT(IN_X) : -1;
-    SLOT(LI_DX) = op_grad(r, "dX", N * d_in, dx_of, a[L_XATTN], FILL_RANDOM);
-    if (!a[L_NOW]) SLOT(LI_DW) = op_grad(r, "dW", g * d_out * d_in, SLOT(LI_W), 0, FILL_RANDOM);
+    if (!(a[L_NOW] & LI_NO_DX)) SLOT(LI_DX) = op_grad(r, "dX", N * d_in, dx_of, a[L_XATTN], FILL_RANDOM);
+    if (!(a[L_NOW] & LI_NO_DW)) SLOT(LI_DW) = op_grad(r, "dW", g * d_out * d_in, SLOT(LI_W), 0, FILL_RANDOM);
 }
 
 static LinearArgs linear_args(CaseRun *r, int s) {
@@ -453,7 +456,7 @@ static void linear_forward(const Ops *o, CaseRun *r, int s) {
 static void linear_backward(const Ops *o, CaseRun *r, int s) {
     LinearArgs args = linear_args(r, s);
     o->linear_backward(o, &args);
-    input_backward(o, r, s, r->c->a[L_NORM], F(s, LI_DX), r->c->a[L_N], r->c->a[L_DIN]);
+    if (SLOT(LI_DX) >= 0) input_backward(o, r, s, r->c->a[L_NORM], F(s, LI_DX), r->c->a[L_N], r->c->a[L_DIN]);
 }
 
 static void linear_backward_into(const Ops *o, CaseRun *r, int s, float *dX, int full) {
@@ -466,7 +469,7 @@ static void linear_backward_into(const Ops *o, CaseRun *r, int s, float *dX, int
 }
 
 static void linear_extra(CaseRun *r) {
-    if (r->c->a[L_NOW]) check_dx_without_weight_grads(r, SLOT(LI_DX), linear_backward_into);
+    if (r->c->a[L_NOW] & LI_NO_DW) check_dx_without_weight_grads(r, SLOT(LI_DX), linear_backward_into);
 }
 
 static const OpKind K_LINEAR = {.name = "linear", .entries = "linear_forward linear_backward",
@@ -990,7 +993,10 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
 #define LIN_FROZEN(pr) \
     {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {3, 64, 128, 128, NORM_RMS, 0, 1, 0, 0, 1}}, /* q, k, v */ \
     {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 128, 128, 0, 1, 0, 0, 1, 1}},        /* o */ \
-    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, NORM_LAYER, 0, 0, 1, 0, 1}}
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, NORM_LAYER, 0, 0, 1, 0, 1}}, \
+    /* one member of q, k, v whose dW alone is wanted (LoRA on q, v): no dX */ \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 128, 128, NORM_RMS, 0, 1, 0, 0, LI_NO_DX}}, \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, 0, 0, 0, 0, 0, LI_NO_DX}}
 /* linear: accumulate_dx 1 then 0; an attention-tensor input only overwritten */
 #define LIN(pr, Gs, N, din, dout, norm, xa, ya, res) \
     LIN_##xa(pr, Gs, N, din, dout, norm, ya, res)

@@ -174,10 +174,12 @@ static int all_zero(const float *x, size_t n) {
     return 1;
 }
 
-/* Whether parameter i is one of the q, k, v weights (keys, values) of a
+/* Whether parameter i is one of the q, k, v keys (values) of a tokenformer
  * layer, which backward computes as one group (model.c): the group gets
- * every member's gradient when one member needs it. */
+ * every member's gradient when one member needs it. (Linear q, k, v
+ * weights get theirs member by member.) */
 static int in_trained_qkv_group(Model *a, int i) {
+    if (a->cfg.arch != ARCH_TOKENFORMER) return 0;
     for (int l = 0; l < a->cfg.n_layer; l++) {
         int mine = 0, any = 0;
         for (int w = PATT_Q; w <= PATT_V; w++)

@@ -781,11 +781,12 @@ static void site_forward(Model *m, int l, int w, int G, float *out, float *dA, P
     site_forward_onto(m, l, w, G, out, NULL, dA, in, a);
 }
 
-/* Where the site (group) starting at w of layer l accumulates the gradient
- * of its parameters `from` .. `to` (places in each member's run of
- * parameters; the op writes the G members' stacked): the first one's
- * buffer, or NULL when none of them needs one, so that the op skips the
- * product (ops.h). A group with one member trained computes them all. */
+/* Where the Pattention-op site (group) starting at w of layer l accumulates
+ * the gradient of its parameters `from` .. `to` (places in each member's
+ * run of parameters; the op writes the G members' stacked): the first
+ * one's buffer, or NULL when none of them needs one, so that the op skips
+ * the product (ops.h). A group with one member trained computes them all
+ * (its dK is one product). */
 static float *site_grads(Model *m, int l, int w, int G, int from, int to) {
     int needed = 0;
     for (int g = 0; g < G; g++)
@@ -796,15 +797,37 @@ static float *site_grads(Model *m, int l, int w, int G, int from, int to) {
 /* din += (accumulate) or = the gradient of the input rows (the norm's
  * output, for a normalized input) of the site (group) starting at w of
  * layer l; dout is stacked like its outputs. */
+/* The linear group (q, k, v) backward: dX through every member, dW for
+ * those that need it: all (or none) in the group's one call, or, when only
+ * some do (LoRA on q and v), their products member by member after a call
+ * for dX alone, so that a frozen member costs no dW product. */
+static void linear_site_backward(Model *m, int l, int w, int G, float *din, int accumulate,
+                                 const float *dout, PattInput in) {
+    int needed = 0;
+    for (int g = 0; g < G; g++) needed += model_param_needs_grad(m, model_patt_param(m, l, w + g));
+    LinearArgs args = linear_args(m, l, w, G, in);
+    args.dX = din;
+    args.dW = needed == G ? m->params[model_patt_param(m, l, w)].grad : NULL;
+    args.dY = dout;
+    args.accumulate_dx = accumulate;
+    m->ops->linear_backward(m->ops, &args);
+    if (needed == G || !needed) return;
+    size_t Ny = (size_t)m->B * m->T * m->cfg.d_model;
+    for (int g = 0; g < G; g++) {
+        int idx = model_patt_param(m, l, w + g);
+        if (!model_param_needs_grad(m, idx)) continue;
+        LinearArgs one = linear_args(m, l, w + g, 1, in);
+        one.dW = m->params[idx].grad;
+        /* member g's rows of the stacked dY (q, k, v: attention tensors) */
+        one.dY = (const float *)((const char *)dout + (size_t)g * Ny * dtype_size(m->attn_dtype));
+        m->ops->linear_backward(m->ops, &one); /* dX NULL: dW alone */
+    }
+}
+
 static void site_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, PattInput in, const LayerActs *a) {
     if (model_site_is_linear(m, w)) {
-        LinearArgs args = linear_args(m, l, w, G, in);
-        args.dX = din;
-        args.dW = site_grads(m, l, w, G, 0, 0);
-        args.dY = dout;
-        args.accumulate_dx = accumulate;
-        m->ops->linear_backward(m->ops, &args);
+        linear_site_backward(m, l, w, G, din, accumulate, dout, in);
         return;
     }
     /* keys: every parameter but the last (SwiGLU: gate and up, stacked); values: the last */
@@ -1245,18 +1268,15 @@ static void mark_site_grads(const Model *m, int l, int w, int G, int from, int t
 }
 
 /* Which parameters backward writes a gradient into: those that need one,
- * and every member of a site group (model_backward's site_backward calls)
- * that has a member needing one. */
+ * and every member of a Pattention group (site_grads) that has a member
+ * needing one. */
 static void mark_written_grads(const Model *m, int *written) {
     for (int i = 0; i < m->n_params; i++) written[i] = model_param_needs_grad(m, i);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         int G = qkv_group_size(m, l);
         for (int w = PATT_Q; w < PATT_PER_LAYER; w += w == PATT_Q ? G : 1) {
             int g = w == PATT_Q ? G : 1, last = layout_of(&m->cfg)->site_param_count[w] - 1;
-            if (model_site_is_linear(m, w)) {
-                mark_site_grads(m, l, w, g, 0, 0, written);
-                continue;
-            }
+            if (model_site_is_linear(m, w)) continue; /* member by member: linear_site_backward */
             mark_site_grads(m, l, w, g, 0, last - 1, written);
             mark_site_grads(m, l, w, g, last, last, written);
         }

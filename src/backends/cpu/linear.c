@@ -64,7 +64,7 @@ void cpu_linear_forward(const Ops *ops, const LinearArgs *a) {
     if (a->residual) cpu_accumulate(ops, a->Y, a->residual, y_elems);
 }
 
-/* dW_g += dY_g^T Xn (dW NULL: skipped); dX (+)= sum_g dY_g W_g. */
+/* dW_g += dY_g^T Xn; dX (+)= sum_g dY_g W_g; either NULL: skipped. */
 void cpu_linear_backward(const Ops *ops, const LinearArgs *a) {
     int N = a->N, d_in = a->d_in, d_out = a->d_out;
     const float *X = cpu_input_rows(ops, a->X, N, d_in, 0);
@@ -73,6 +73,6 @@ void cpu_linear_backward(const Ops *ops, const LinearArgs *a) {
         const float *dY = a->dY + g * y_elems;
         if (a->dW) cpu_gemm(dY, X, a->dW + g * w_elems, d_out, d_in, N, 1, 0, 1.0f, 1.0f);
         int acc = g > 0 || a->accumulate_dx;
-        cpu_gemm(dY, a->W + g * w_elems, a->dX, N, d_in, d_out, 0, 0, 1.0f, acc ? 1.0f : 0.0f);
+        if (a->dX) cpu_gemm(dY, a->W + g * w_elems, a->dX, N, d_in, d_out, 0, 0, 1.0f, acc ? 1.0f : 0.0f);
     }
 }

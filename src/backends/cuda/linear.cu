@@ -2,7 +2,7 @@
 // members sharing the input X (PattInput: normalized here as for a
 // Pattention), weights stacked G x (d_out x d_in) in nn.Linear's layout:
 //   forward:  Y_g = X W_g^T (+ residual, in the GEMM's epilogue)
-//   backward: dW_g += dY_g^T X (dW NULL: skipped, frozen weights), dX (+)= sum_g dY_g W_g
+//   backward: dW_g += dY_g^T X, dX (+)= sum_g dY_g W_g (either NULL: skipped; ops.h)
 // The members' outputs are stacked G x (N x d_out), so forward and dW are
 // one batched GEMM each (X shared: batch stride 0); dX sums the members in
 // turn (G GEMMs, the first overwriting or accumulating, the rest adding).
