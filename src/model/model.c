@@ -794,9 +794,6 @@ static float *site_grads(Model *m, int l, int w, int G, int from, int to) {
     return needed ? m->params[model_patt_param(m, l, w) + from].grad : NULL;
 }
 
-/* din += (accumulate) or = the gradient of the input rows (the norm's
- * output, for a normalized input) of the site (group) starting at w of
- * layer l; dout is stacked like its outputs. */
 /* The linear group (q, k, v) backward: dX through every member, dW for
  * those that need it: all (or none) in the group's one call, or, when only
  * some do (LoRA on q and v), their products member by member after a call
@@ -807,7 +804,7 @@ static void linear_site_backward(Model *m, int l, int w, int G, float *din, int 
     for (int g = 0; g < G; g++) needed += model_param_needs_grad(m, model_patt_param(m, l, w + g));
     LinearArgs args = linear_args(m, l, w, G, in);
     args.dX = din;
-    args.dW = needed == G ? m->params[model_patt_param(m, l, w)].grad : NULL;
+    args.dW = needed == G ? model_grad_if_needed(m, model_patt_param(m, l, w)) : NULL;
     args.dY = dout;
     args.accumulate_dx = accumulate;
     m->ops->linear_backward(m->ops, &args);
@@ -817,13 +814,16 @@ static void linear_site_backward(Model *m, int l, int w, int G, float *din, int 
         int idx = model_patt_param(m, l, w + g);
         if (!model_param_needs_grad(m, idx)) continue;
         LinearArgs one = linear_args(m, l, w + g, 1, in);
-        one.dW = m->params[idx].grad;
+        one.dW = model_grad_if_needed(m, idx);
         /* member g's rows of the stacked dY (q, k, v: attention tensors) */
         one.dY = (const float *)((const char *)dout + (size_t)g * Ny * dtype_size(m->attn_dtype));
         m->ops->linear_backward(m->ops, &one); /* dX NULL: dW alone */
     }
 }
 
+/* din += (accumulate) or = the gradient of the input rows (the norm's
+ * output, for a normalized input) of the site (group) starting at w of
+ * layer l; dout is stacked like its outputs. */
 static void site_backward(Model *m, int l, int w, int G, float *din, int accumulate, float *dA,
                           const float *dout, PattInput in, const LayerActs *a) {
     if (model_site_is_linear(m, w)) {
