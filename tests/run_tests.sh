@@ -7,7 +7,8 @@
 # beginning with "PASS ", "FAIL " or "SKIP " and exits non-zero if anything
 # failed; a non-zero exit with no FAIL line counts as one failure (a crash, a
 # sanitizer report, a timeout). The last line printed is exactly
-# "N passed, N failed, N skipped"; the exit status is 1 if any failed.
+# "N passed, N failed, N skipped", after a line naming the ten slowest tests
+# with their seconds; the exit status is 1 if any failed.
 #
 # Environment: BUILD (build dir, default build), TF_BIN (binary under test,
 # default ./tokenformer), TF_TEST_TIMEOUT (seconds per test, default 1200),
@@ -79,16 +80,19 @@ count_lines() { grep -c "^$1 " "$2" || true; }
 
 passed=0 failed=0 skipped=0
 failed_tests=()
+TIMES=() # "seconds name" per test run
 
 # Run one test, echo its output as it comes, and add up its check lines.
 run_one() {
-    local test=$1 log rc p f s
+    local test=$1 log rc p f s t0
     local cmd=("$test")
     [[ "$test" == *.sh ]] && cmd=(bash "$test")
     echo "=== $test"
     log="$(mktemp)"
+    t0=$SECONDS
     timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
+    TIMES+=("$((SECONDS - t0)) $(test_name "$test")")
     p=$(count_lines PASS "$log")
     f=$(count_lines FAIL "$log")
     s=$(count_lines SKIP "$log")
@@ -122,6 +126,11 @@ fi
 for t in "${TESTS[@]}"; do run_one "$t"; done
 
 echo "==="
+# The slowest tests, so that `make test` stays short (it must stay under 4
+# minutes on 2 cores): seconds each, slowest first.
+if [[ ${#TIMES[@]} -gt 1 ]]; then
+    echo "slowest: $(printf '%s\n' "${TIMES[@]}" | sort -rn | head -10 | awk '{printf "%s%s %ss", (NR > 1 ? ", " : ""), $2, $1}')"
+fi
 [[ ${#failed_tests[@]} -gt 0 ]] && echo "failing: ${failed_tests[*]}"
 echo "$passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 ]]
