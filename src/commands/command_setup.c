@@ -103,17 +103,29 @@ void setup_free_checkpoint(LoadedCheckpoint *lc) {
     model_free(&lc->m);
 }
 
+int setup_read_checkpoint_text(const TextChoice *tc, const TrainState *ts, const Vocab *v, Text *chars,
+                               TextRecord *used, const char **path) {
+    char err[TF_ERRLEN];
+    int other = lineage_read_text(tc->given, tc->allow_other, tc->ckpt, &ts->text, v->bytes, tc->how, chars, used,
+                                  path, err);
+    if (other < 0) tf_die("%s", err);
+    return other;
+}
+
+void setup_dataset(Dataset *d, Text *chars, const Vocab *v, int block_size, const int parts[3], const char *path,
+                   int report_load) {
+    char err[TF_ERRLEN];
+    if (report_load || chars->seconds >= 1.0) text_print_loaded(path, chars); /* a quick load adds no line */
+    if (dataset_from_text(d, chars, v, block_size, parts, err)) tf_die("%s: %s", path, err);
+}
+
 void setup_checkpoint_text(Dataset *d, const TextChoice *tc, const TrainState *ts, const Vocab *v, int block_size,
                            const int parts[3], const char **path) {
-    char err[TF_ERRLEN];
     Text chars;
     TextRecord used;
-    const char *text = tc->given;
-    if (lineage_read_text(tc->given, tc->allow_other, tc->ckpt, &ts->text, v->bytes, tc->how, &chars, &used, &text,
-                          err) < 0)
-        tf_die("%s", err);
-    if (dataset_from_text(d, &chars, v, block_size, parts, err)) tf_die("%s: %s", text, err);
-    if (d->text.seconds >= 1.0) text_print_loaded(text, &d->text); /* a slow load says so; a quick one adds no line */
+    const char *text;
+    setup_read_checkpoint_text(tc, ts, v, &chars, &used, &text);
+    setup_dataset(d, &chars, v, block_size, parts, text, 0);
     if (path) *path = text;
 }
 

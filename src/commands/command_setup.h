@@ -77,6 +77,16 @@ typedef struct {
  * One-line error and exit on failure. */
 void setup_checkpoint_text(Dataset *d, const TextChoice *tc, const TrainState *ts, const Vocab *v, int block_size,
                            const int parts[3], const char **path);
+/* setup_checkpoint_text in its two steps, for a command (train --resume)
+ * that records the text before it splits it. First the text read: *chars,
+ * what it is (*used) and its path (*path); returns 1 when it is other text
+ * than the checkpoint's (tc->allow_other), else 0. */
+int setup_read_checkpoint_text(const TextChoice *tc, const TrainState *ts, const Vocab *v, Text *chars,
+                               TextRecord *used, const char **path);
+/* Then the dataset, which takes chars over. The "loaded" line comes first:
+ * always with report_load, else only when the load took a second or more. */
+void setup_dataset(Dataset *d, Text *chars, const Vocab *v, int block_size, const int parts[3], const char *path,
+                   int report_load);
 /* B x T token ids then B x T targets in one block (free the tokens). */
 int *setup_batch(int B, int T, int **targets);
 

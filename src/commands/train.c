@@ -493,15 +493,11 @@ static int is_rank0(const TrainRun *r) { return r->dist.rank == 0; }
  * Returns 1 when it is other text (--allow-other-text). */
 static int read_resume_text(TrainRun *r, Text *chars, TextRecord *text) {
     TrainArgs *a = r->a;
-    char err[TF_ERRLEN], ckpt[1024], how[1200];
+    char ckpt[1024], how[1200];
     shell_quote(a->resume, ckpt, sizeof ckpt);
     snprintf(how, sizeof how, "pass the text as FILE (tokenformer train FILE --resume %s)", ckpt);
-    const char *path;
-    int other = lineage_read_text(a->file, a->allow_other_text, a->resume, &r->ts.text, r->vocab.bytes, how, chars,
-                                  text, &path, err);
-    if (other < 0) tf_die("%s", err);
-    a->file = path;
-    return other;
+    TextChoice choice = {a->file, a->allow_other_text, a->resume, how};
+    return setup_read_checkpoint_text(&choice, &r->ts, &r->vocab, chars, text, &a->file);
 }
 
 /* The checkpoints record the text; a fresh run gets a new id, a resumed one
@@ -1137,10 +1133,8 @@ int cmd_train(int argc, char **argv) {
     int other_text = a.resume ? read_resume_text(&r, &chars, &text) : 0;
     record_lineage(&r, &text, other_text);
     check_log(&r);
-    /* Loading is not training, but the summary's "done in" counts it too. */
-    text_print_loaded(a.file, &chars);
-    if (dataset_from_text(&r.data, &chars, &r.vocab, r.m.cfg.block_size, r.ts.split, err))
-        tf_die("%s: %s", a.file, err);
+    /* Loading is not training, but the summary's "done in" counts it too: said always. */
+    setup_dataset(&r.data, &chars, &r.vocab, r.m.cfg.block_size, r.ts.split, a.file, 1);
     int B = a.tc.batch_size, T = r.m.cfg.block_size;
     if (model_alloc_activations(&r.m, B, T, err)) tf_die("%s", err);
     if (is_rank0(&r)) prepare_outputs(&r);
@@ -1156,11 +1150,8 @@ int cmd_train(int argc, char **argv) {
     warn_unreached_warmup(&r);
     if (g_stdout_errno) tf_die("writing to standard output failed: %s", strerror(g_stdout_errno));
 
-    r.tok = tf_malloc(sizeof(int) * (size_t)B * T * 2, "batch");
-    r.tgt = r.tok + (size_t)B * T;
-    size_t step_ids = (size_t)step_sequences(&r) * T;
-    r.step_tok = tf_malloc(sizeof(int) * step_ids * 2, "step batch");
-    r.step_tgt = r.step_tok + step_ids;
+    r.tok = setup_batch(B, T, &r.tgt);
+    r.step_tok = setup_batch(step_sequences(&r), T, &r.step_tgt); /* every rank's and micro-batch's windows */
     r.data_rng.state = r.ts.data_rng;
     r.flops_per_token = model_train_flops_per_token(&r.m);
     open_log(&r);
