@@ -16,8 +16,11 @@
 #
 # usage: scripts/adapt_study.sh [--preset P] [--device D] [--threads N]
 #          [--base-iters N] [--adapt-iters N] [--budgets "2 8"] [--seeds "1337"]
-#          [--b-bytes N] [--b-text FILE] [--lr LR] [--out DIR]
-# --b-text: corpus B (default data/linux-docs.txt, fetched by make data).
+#          [--b-bytes N] [--b-text FILE] [--a-text FILE] [--lr LR] [--eval-iters N] [--out DIR]
+# --b-text: corpus B (default data/linux-docs.txt, fetched by make data);
+# --a-text: corpus A (default data/input.txt; tests pass a slice, since
+# every arm evaluates the whole of A); --eval-iters: batches per evaluation
+# while training (default: the preset's).
 # Defaults are the CPU scale of docs/ADAPTATION.md (preset tiny, minutes on
 # two cores); a GPU run: --device cuda --preset shakespeare --base-iters 5000
 # --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B).
@@ -25,7 +28,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PRESET=tiny DEVICE=cpu THREADS=2 BASE_ITERS=500 ADAPT_ITERS=200 BUDGETS="2 8" SEEDS=1337
-B_BYTES=2000000 LR=1e-3 OUT=out/adapt_study BIN=${TF_BIN:-./tokenformer}
+B_BYTES=2000000 LR=1e-3 OUT=out/adapt_study BIN=${TF_BIN:-./tokenformer} A=data/input.txt
+EVAL=()
 while [[ $# -gt 0 ]]; do
     case $1 in
     --preset) PRESET=$2 ;;
@@ -39,22 +43,25 @@ while [[ $# -gt 0 ]]; do
     --lr) LR=$2 ;;
     --out) OUT=$2 ;;
     --b-text) B_TEXT=$2 ;;
-    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    --a-text) A=$2 ;;
+    --eval-iters) EVAL=(--eval-iters "$2") ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift 2
 done
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [[ -x $BIN ]] || { echo "adapt_study: $BIN not found (make first)" >&2; exit 1; }
-[[ -s data/input.txt ]] || make data
+[[ -s $A || $A != data/input.txt ]] || make data
+[[ -s $A ]] || { echo "adapt_study: no corpus A at $A" >&2; exit 1; }
 B_TEXT=${B_TEXT:-data/linux-docs.txt}
 [[ -s $B_TEXT || $B_TEXT != data/linux-docs.txt ]] || make data CORPUS=linux-docs
 [[ -s $B_TEXT ]] || { echo "adapt_study: no corpus B at $B_TEXT" >&2; exit 1; }
 mkdir -p "$OUT"
-A=data/input.txt B=$OUT/corpus_b.txt
+B=$OUT/corpus_b.txt
 if [[ $B_BYTES -gt 0 ]]; then head -c "$B_BYTES" "$B_TEXT" >"$B"; else cp "$B_TEXT" "$B"; fi
 DEV=(--device "$DEVICE" --threads "$THREADS")
-RUN=(--preset "$PRESET" --tokenizer bytes "${DEV[@]}" --lr "$LR")
+RUN=(--preset "$PRESET" --tokenizer bytes "${DEV[@]}" --lr "$LR" "${EVAL[@]}")
 RES=$OUT/results.csv
 echo "seed,arm,budget,trainable,total,val_B_before,val_B_after,val_A_before,val_A_after,adapt_flops,wall_s" >"$RES"
 
@@ -71,7 +78,7 @@ adapt() {
     t0=$(date +%s.%N)
     # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
     "$BIN" train "$B" --resume "$in" --allow-other-text --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
-        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" --log "$dir.csv" --out "$dir" \
+        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" "${EVAL[@]}" --log "$dir.csv" --out "$dir" \
         >"$dir.log" 2>&1
     t1=$(date +%s.%N)
     local ck=$dir/latest.safetensors
