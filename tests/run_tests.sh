@@ -12,6 +12,9 @@
 #
 # Environment: BUILD (build dir, default build), TF_BIN (binary under test,
 # default ./tokenformer), TF_TEST_TIMEOUT (seconds per test, default 1200),
+# TF_TEST_JOBS (tests run at once, default the number of cores; with more
+# than one, each test's output is printed whole when it ends, in the order
+# they end; 1: one after the other, output as it comes),
 # PYTHON (the Python the tests run; default: scripts/find_python.sh finds one
 # with torch).
 # Arguments, if any, name the tests to run, with or without .sh and path:
@@ -24,6 +27,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 export BUILD="${BUILD:-build}"
 export TF_BIN="${TF_BIN:-./tokenformer}"
 TIMEOUT="${TF_TEST_TIMEOUT:-1200}"
+JOBS="${TF_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "run_tests: TF_TEST_JOBS must be a positive integer, got '$JOBS'" >&2; exit 2; }
 # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are
 # shared (CI, several jobs), spinning threads of one test starve the others'
 # and a 400-step training run took 12 minutes instead of 1.5.
@@ -82,21 +87,14 @@ passed=0 failed=0 skipped=0
 failed_tests=()
 TIMES=() # "seconds name" per test run
 
-# Run one test, echo its output as it comes, and add up its check lines.
-run_one() {
-    local test=$1 log rc p f s t0
-    local cmd=("$test")
-    [[ "$test" == *.sh ]] && cmd=(bash "$test")
-    echo "=== $test"
-    log="$(mktemp)"
-    t0=$SECONDS
-    timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}" 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
-    TIMES+=("$((SECONDS - t0)) $(test_name "$test")")
+# Add up the check lines of a test's output (log), its exit status (rc)
+# and seconds; a non-zero exit without a FAIL line is one failure.
+tally() {
+    local test=$1 log=$2 rc=$3 secs=$4 p f s
+    TIMES+=("$secs $(test_name "$test")")
     p=$(count_lines PASS "$log")
     f=$(count_lines FAIL "$log")
     s=$(count_lines SKIP "$log")
-    rm -f "$log"
     if [[ $rc -ne 0 && $f -eq 0 ]]; then
         if [[ $rc -eq 124 || $rc -eq 137 ]]; then
             echo "FAIL $test: timed out after ${TIMEOUT} s"
@@ -111,6 +109,70 @@ run_one() {
     skipped=$((skipped + s))
 }
 
+test_command() { if [[ "$1" == *.sh ]]; then echo bash; fi; echo "$1"; }
+
+# One test at a time (JOBS=1): its output echoed as it comes.
+run_one() {
+    local test=$1 log rc t0
+    local cmd
+    mapfile -t cmd < <(test_command "$test")
+    echo "=== $test"
+    log="$(mktemp)"
+    t0=$SECONDS
+    timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    tally "$test" "$log" "$rc" $((SECONDS - t0))
+    rm -f "$log"
+}
+
+# JOBS tests at a time (each test works in its own temporary folder): each
+# one's output is printed whole when it ends, so that tests' lines never mix.
+run_parallel() {
+    local dir i next=0 done=0 running=0 n=${#TESTS[@]}
+    local -a reported=()
+    dir=$(mktemp -d)
+    while [[ $done -lt $n ]]; do
+        while [[ $running -lt $JOBS && $next -lt $n ]]; do
+            start_in_background "${TESTS[$next]}" "$dir/$next"
+            next=$((next + 1)) running=$((running + 1))
+        done
+        wait -n 2>/dev/null || true
+        for ((i = 0; i < next; i++)); do
+            [[ -z ${reported[$i]:-} && -f $dir/$i.rc ]] || continue
+            reported[$i]=1
+            done=$((done + 1)) running=$((running - 1))
+            echo "=== ${TESTS[$i]}"
+            cat "$dir/$i.log"
+            tally "${TESTS[$i]}" "$dir/$i.log" $(cat "$dir/$i.rc")
+        done
+    done
+    rm -rf "$dir"
+}
+
+# The test's output in OUT.log; "STATUS SECONDS" in OUT.rc once it ended.
+start_in_background() {
+    local cmd
+    mapfile -t cmd < <(test_command "$1")
+    (
+        t0=$SECONDS
+        timeout --kill-after=30 "$TIMEOUT" "${cmd[@]}" >"$2.log" 2>&1
+        rc=$?
+        echo "$rc $((SECONDS - t0))" >"$2.rc.tmp" && mv "$2.rc.tmp" "$2.rc"
+    ) &
+}
+
+# The longest tests start first, so that the parallel lanes end together.
+LONGEST_FIRST=(test_train test_grow_ops test_checkpoint_robust test_adapt_study test_cli_errors test_adapters)
+longest_first() {
+    local t l
+    for l in "${LONGEST_FIRST[@]}"; do
+        for t in "${TESTS[@]}"; do [[ $(test_name "$t") == "$l" ]] && echo "$t"; done
+    done
+    for t in "${TESTS[@]}"; do
+        [[ " ${LONGEST_FIRST[*]} " == *" $(test_name "$t") "* ]] || echo "$t"
+    done
+}
+
 SELECTED=()
 for arg in "$@"; do for word in $arg; do SELECTED+=("$word"); done; done # T="a b" arrives as one word
 listing="$(list_tests)" || exit 2
@@ -123,7 +185,12 @@ if [[ ${#TESTS[@]} -eq 0 ]]; then
     failed=1
     failed_tests+=(run_tests)
 fi
-for t in "${TESTS[@]}"; do run_one "$t"; done
+if [[ $JOBS -gt 1 && ${#TESTS[@]} -gt 1 ]]; then
+    mapfile -t TESTS < <(longest_first)
+    run_parallel
+else
+    for t in "${TESTS[@]}"; do run_one "$t"; done
+fi
 
 echo "==="
 # The slowest tests, so that `make test` stays short (it must stay under 4
