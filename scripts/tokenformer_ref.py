@@ -49,9 +49,10 @@ CLI:
   tokenformer_ref.py info CKPT          config and parameter counts of a checkpoint
   tokenformer_ref.py loss CKPT [--batch B --seed S]
                                         loss of a checkpoint on random tokens
-  tokenformer_ref.py grow-check SMALL GROWN
+  tokenformer_ref.py grow-check SMALL GROWN [SMALL GROWN ...]
                                         GROWN (grow --d-model 2x of SMALL) against
-                                        the reference map; logits before/after (JSON)
+                                        the reference map; logits before/after (one
+                                        JSON line per pair: torch loads once)
 Use Debian's /usr/bin/python3 (it has torch); works with torch >= 1.13.
 """
 
@@ -969,13 +970,15 @@ def main(argv=None):
     pl.add_argument("--device", default="cpu")
     pg = sub.add_parser("grow-check", help="compare a C `grow --d-model 2x` checkpoint with the "
                         "reference map and the logits before/after (JSON)")
-    pg.add_argument("small")
-    pg.add_argument("grown")
+    pg.add_argument("pairs", nargs="+", metavar="SMALL GROWN")
     pg.add_argument("--batch", type=int, default=4)
     pg.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.cmd == "grow-check":
-        print(json.dumps(grow_check(args.small, args.grown, args.batch, args.seed)))
+        if len(args.pairs) % 2:
+            ap.error("grow-check: SMALL GROWN pairs expected, got %d paths" % len(args.pairs))
+        for small, grown in zip(args.pairs[::2], args.pairs[1::2]):
+            print(json.dumps(grow_check(small, grown, args.batch, args.seed)), flush=True)
         return 0
     if args.cmd == "selftest":
         ok = selftest()

@@ -76,10 +76,12 @@ else:
 finish()
 PYEOF
 
-# ref SMALL GROWN: the PyTorch reference's grow-check (JSON), or nothing without torch
+# The PyTorch reference's grow-check of every widened model, in one process
+# after the loop (torch loads once): REF_PAIRS holds "SMALL GROWN" pairs and
+# REF_NAMES what each pair is.
 TORCH_PY=""
 [[ $PYTHON_HAS_TORCH == 1 ]] && TORCH_PY=$PYTHON
-ref() { "$TORCH_PY" scripts/tokenformer_ref.py grow-check "$1" "$2" 2>&1 | tail -1; }
+REF_PAIRS=() REF_NAMES=()
 
 refused() { grow_refused "grow_ops: " "$1" "$2"; } # refused CKPT ARGS
 
@@ -153,16 +155,26 @@ for arch in tokenformer transformer transformerpp; do
         else
             fail "grow_ops: $arch --d-model 2x --noise $noise: $b -> $a; ${o:-}"
         fi
-        if [[ -z $TORCH_PY ]]; then
-            skip "grow_ops: $arch --d-model 2x vs the PyTorch reference" "no python with torch"
-        elif r=$(ref "$base" "$w") && o=$(st ref "$r" "$([[ $noise == 0 ]] && echo 0 || echo 1)"); then
-            pass "grow_ops: $arch --d-model 2x --noise $noise vs the PyTorch reference: $r"
-        else
-            fail "grow_ops: $arch --d-model 2x --noise $noise vs the PyTorch reference: ${r:-} ${o:-}"
-        fi
+        REF_PAIRS+=("$base" "$w")
+        REF_NAMES+=("$arch --d-model 2x --noise $noise")
     done
     trains "$arch widened (noise 0.01)" "$tmp/$arch-w0.01.safetensors"
 done
+
+# ---------------------------------------------- widened models against the PyTorch reference
+if [[ -z $TORCH_PY ]]; then
+    skip "grow_ops: --d-model 2x vs the PyTorch reference" "no python with torch"
+else
+    mapfile -t REFS < <("$TORCH_PY" scripts/tokenformer_ref.py grow-check "${REF_PAIRS[@]}" 2>"$tmp/ref.err")
+    for i in "${!REF_NAMES[@]}"; do
+        r=${REFS[$i]:-} name=${REF_NAMES[$i]}
+        if [[ -n $r ]] && o=$(st ref "$r" "$([[ $name == *"noise 0" ]] && echo 0 || echo 1)"); then
+            pass "grow_ops: $name vs the PyTorch reference: $r"
+        else
+            fail "grow_ops: $name vs the PyTorch reference: ${r:-$(tail -1 "$tmp/ref.err")} ${o:-}"
+        fi
+    done
+fi
 
 # ---------------------------------------------- bad input: one line, non-zero exit, no file
 base="$tmp/tokenformer.safetensors"
