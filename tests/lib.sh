@@ -64,3 +64,15 @@ tiny_checkpoint() {
     fi
     CKPT=$1/latest.safetensors
 }
+
+# log_rows CSV EVENT COLUMN...: the named columns of the rows of EVENT
+# (eval, progress, resume, grow) in a `train --log` CSV, one row a line,
+# space-separated. Numbers are read from the log, which holds them at full
+# precision, rather than from the English lines printed for people.
+log_rows() {
+    awk -F, -v event="$2" -v cols="${*:3}" '
+        NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; n = split(cols, want, " ")
+                  for (j = 1; j <= n; j++) if (!(want[j] in c)) { print "no column " want[j] > "/dev/stderr"; exit 1 }
+                  next }
+        $c["event"] == event { line = ""; for (j = 1; j <= n; j++) line = line (j > 1 ? " " : "") $c[want[j]]; print line }' "$1"
+}

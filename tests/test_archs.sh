@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The baselines (--arch transformer, transformerpp) through every command on
 # the CPU, at tiny sizes: exact --resume (a 30-iteration run and a
-# 20-iteration run resumed to 30 print the same step lines), the checkpoint
+# 20-iteration run resumed to 30 log the same evaluations in their --log CSVs), the checkpoint
 # round trip (info shows the arch, eval and sample load it, sampling is
 # reproducible, the PyTorch reference loads the same parameters when torch
 # is there), and bad input: an unknown --arch, an --arch on --resume that
@@ -17,29 +17,30 @@ sample_text 20000 300 >"$TEXT"
 CFG=(--n-layer 2 --d-model 16 --n-head 2 --block-size 16 --batch-size 4 --eval-interval 10
      --eval-iters 2 --dropout 0.1 --threads 1 --device cpu)
 
-train() { # train NAME ARGS...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err
+train() { # train NAME ARGS...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err, --log CSV in $WORK/NAME.csv
     local name=$1
     shift
-    if ! timeout 300 "$BIN" train "$@" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
+    if ! timeout 300 "$BIN" train "$@" --log "$WORK/$name.csv" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
         fail "$name" "train failed (status $?): $(tail -2 "$WORK/$name.err" | tr '\n' ' ')"
         return 1
     fi
 }
-step_line() { grep "^step $2:" "$1"; }
+# eval_at NAME N: "iter train_loss val_loss" of run NAME's evaluation at iteration N
+eval_at() { log_rows "$WORK/$1.csv" eval iter train_loss val_loss | awk -v n="$2" '$1 == n'; }
 
 for arch in transformer transformerpp; do
     train "${arch}_a" "$TEXT" --arch "$arch" "${CFG[@]}" --max-iters 30 --out "$WORK/${arch}_a"
     train "${arch}_b" "$TEXT" --arch "$arch" "${CFG[@]}" --max-iters 20 --out "$WORK/${arch}_b" &&
         train "${arch}_b2" "$TEXT" --resume "$WORK/${arch}_b/latest.safetensors" --arch "$arch" \
             --max-iters 30 --threads 1 --device cpu
-    if [[ -s $WORK/${arch}_a.log && -s $WORK/${arch}_b2.log ]]; then
+    if [[ -s $WORK/${arch}_a.csv && -s $WORK/${arch}_b2.csv ]]; then
         ok=1 detail=""
         for n in 20 30; do
-            a=$(step_line "$WORK/${arch}_a.log" $n)
-            b=$(step_line "$WORK/${arch}_b2.log" $n)
-            [[ -n $a && $a == "$b" ]] || { ok=0; detail+="step $n: '$a' vs resumed '$b'; "; }
+            a=$(eval_at "${arch}_a" $n)
+            b=$(eval_at "${arch}_b2" $n)
+            [[ -n $a && $a == "$b" ]] || { ok=0; detail+="iteration $n: '$a' vs resumed '$b'; "; }
         done
-        if [[ $ok -eq 1 ]]; then pass "${arch}_resume_exact ($(step_line "$WORK/${arch}_a.log" 30))"
+        if [[ $ok -eq 1 ]]; then pass "${arch}_resume_exact (iter, train and val loss: $(eval_at "${arch}_a" 30))"
         else fail "${arch}_resume_exact" "$detail"; fi
     fi
     grep -q "^model: $arch, 2 layers" "$WORK/${arch}_a.log" && pass "${arch}_header" ||
@@ -48,7 +49,7 @@ for arch in transformer transformerpp; do
     CK=$WORK/${arch}_a/latest.safetensors
     [[ -s $CK ]] || { fail "${arch}_checkpoint" "no $CK"; continue; }
     info=$("$BIN" info "$CK" 2>&1)
-    want=$(grep -o '^parameters: [0-9]*' "$WORK/${arch}_a.log" | grep -o '[0-9]*$')
+    want=$(log_rows "$WORK/${arch}_a.csv" eval params | head -1)
     if grep -q "^arch: $arch, 2 layers" <<<"$info" && grep -q "^parameters: $want total" <<<"$info"; then
         pass "${arch}_info"
     else

@@ -231,15 +231,16 @@ fi
 # still ends at 40; resumed again after 5 more steps, it continues (no second re-warm).
 if "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --stop-at 20 --out "$tmp/h.safetensors" >"$tmp/h.log" 2>&1 &&
     grow --ckpt "$tmp/h.safetensors" --kv +8 --out "$tmp/hg.safetensors" >"$tmp/hg.log" 2>&1; then
-    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --stop-at 25 --log-interval 1 --out "$tmp/hr.safetensors" >"$tmp/hr.log" 2>&1; then
+    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --stop-at 25 --log-interval 1 --log "$tmp/hr.csv" --out "$tmp/hr.safetensors" >"$tmp/hr.log" 2>&1; then
         grep -q "^grown checkpoint: warmup restarts at iteration 20, cosine ends at 40 (--continue-schedule to keep the schedule)" "$tmp/hr.log" \
             && ! grep -q "^schedule: continuing" "$tmp/hr.log" \
             && pass "train --resume of a just-grown checkpoint re-warms at its iteration and keeps max_iters: $(grep '^grown' "$tmp/hr.log")" \
             || fail "train --resume of a just-grown checkpoint: $(grep '^schedule\|^grown' "$tmp/hr.log")"
-        # warmup 5 from iteration 20: the first step's lr is lr * 1/6
-        grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hr.log" \
-            && pass "the re-warmed schedule's first step runs at the warmup lr: $(grep '^iter 21/' "$tmp/hr.log")" \
-            || fail "re-warm: first step's lr is not 1e-3/6: $(grep '^iter 21/' "$tmp/hr.log")"
+        # warmup 5 from iteration 20: the first step's lr is lr * 1/6 (the --log CSV's progress row)
+        lr21=$(log_rows "$tmp/hr.csv" progress iter lr | awk '$1 == 21 { print $2 }')
+        awk -v x="${lr21:-0}" 'BEGIN { d = x - 1e-3 / 6; exit !(d < 1e-9 && d > -1e-9) }' \
+            && pass "the re-warmed schedule's first step runs at the warmup lr: $lr21 = 1e-3/6" \
+            || fail "re-warm: first step's lr is ${lr21:-missing}, not 1e-3/6"
         if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hr.safetensors" --out "$tmp/hr2.safetensors" >"$tmp/hr2.log" 2>&1; then
             grep -q "^schedule: continuing the checkpoint's schedule (stage start 20) to iteration 40" "$tmp/hr2.log" \
                 && ! grep -q "^grown checkpoint" "$tmp/hr2.log" \
@@ -253,10 +254,11 @@ if "$BIN" train data/input.txt "${MODEL[@]}" "${TRAIN[@]}" --max-iters 40 --stop
         tail -3 "$tmp/hr.log"
         fail "train --resume of a just-grown checkpoint exited non-zero"
     fi
-    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --continue-schedule --stop-at 21 --log-interval 1 --out "$tmp/hc.safetensors" >"$tmp/hc.log" 2>&1; then
+    if "$BIN" train data/input.txt --threads 1 --resume "$tmp/hg.safetensors" --continue-schedule --stop-at 21 --log-interval 1 --log "$tmp/hc.csv" --out "$tmp/hc.safetensors" >"$tmp/hc.log" 2>&1; then
+        lr21=$(log_rows "$tmp/hc.csv" progress iter lr | awk '$1 == 21 { print $2 }')
         grep -q "^schedule: continuing the checkpoint's schedule (stage start 0) to iteration 40" "$tmp/hc.log" \
-            && grep -q "^iter 21/40: " "$tmp/hc.log" && ! grep -q "^iter 21/40: .*, lr 1.67e-04," "$tmp/hc.log" \
-            && pass "--continue-schedule keeps the schedule of a just-grown checkpoint: $(grep '^iter 21/' "$tmp/hc.log")" \
+            && awk -v x="${lr21:-0}" 'BEGIN { d = x - 1e-3 / 6; exit !(x > 0 && (d > 1e-6 || d < -1e-6)) }' \
+            && pass "--continue-schedule keeps the schedule of a just-grown checkpoint: lr $lr21 at iteration 21" \
             || fail "--continue-schedule: $(grep '^schedule\|^grown' "$tmp/hc.log")"
     else
         tail -3 "$tmp/hc.log"

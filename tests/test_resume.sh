@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Exact resume without signals: a 60-iteration run and a 40-iteration run
-# resumed to 60 print the same 'step N: train loss X, val loss Y' lines
-# (CPU, one thread). Also: `sample` prints exactly --max-new-tokens
+# resumed to 60 log the same evaluations (iteration, train and val loss in
+# their --log CSVs; CPU, one thread). Also: `sample` prints exactly --max-new-tokens
 # characters (code points) after the prompt, all from the training text,
 # reproducibly; `info` prints the config and the training state.
 #
@@ -19,37 +19,38 @@ CFG=(--n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 16 --block-size 16 -
 # The default warmup (100 iterations) spans all 60: the learning rate does
 # not depend on --max-iters, so the two runs follow the same schedule.
 
-run() { # run NAME ARGS...: train, keep stdout in $WORK/NAME.log
+run() { # run NAME ARGS...: train, keep stdout in $WORK/NAME.log and the --log CSV in $WORK/NAME.csv
     local name=$1
     shift
-    if ! timeout 300 "$BIN" train "$TEXT" "$@" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
+    if ! timeout 300 "$BIN" train "$TEXT" "$@" --log "$WORK/$name.csv" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
         fail "$name" "train failed (status $?): $(tail -2 "$WORK/$name.err" | tr '\n' ' ')"
         return 1
     fi
 }
-steps() { grep '^step ' "$1"; }
-step_line() { grep "^step $2:" "$1"; }
+# the evaluations of run NAME: "iter train_loss val_loss" lines; one iteration's
+evals() { log_rows "$WORK/$1.csv" eval iter train_loss val_loss; }
+eval_at() { evals "$1" | awk -v n="$2" '$1 == n'; }
 
 run run_a "${CFG[@]}" --max-iters 60 --out "$WORK/a"
 run run_b "${CFG[@]}" --max-iters 40 --out "$WORK/b" &&
     run run_b_resumed --resume "$WORK/b/latest.safetensors" --max-iters 60 --out "$WORK/b" --threads 1 --device cpu
-if [[ -s $WORK/run_a.log && -s $WORK/run_b_resumed.log ]]; then
+if [[ -s $WORK/run_a.csv && -s $WORK/run_b_resumed.csv ]]; then
     ok=1 detail=""
     for n in 40 60; do
-        a=$(step_line "$WORK/run_a.log" $n)
-        b=$(step_line "$WORK/run_b_resumed.log" $n)
+        a=$(eval_at run_a $n)
+        b=$(eval_at run_b_resumed $n)
         if [[ -z $a || $a != "$b" ]]; then
             ok=0
             detail+="step $n: uninterrupted '$a' vs resumed '$b'; "
         fi
     done
     for n in 0 20 40; do
-        a=$(step_line "$WORK/run_a.log" $n)
-        b=$(step_line "$WORK/run_b.log" $n)
+        a=$(eval_at run_a $n)
+        b=$(eval_at run_b $n)
         [[ -n $a && $a == "$b" ]] || { ok=0; detail+="step $n: 60-iteration run '$a' vs 40-iteration run '$b'; "; }
     done
     if [[ $ok -eq 1 ]]; then
-        pass "resume_exact (steps 40 and 60: $(step_line "$WORK/run_a.log" 60))"
+        pass "resume_exact (iterations 40 and 60; at 60 iter, train and val loss: $(eval_at run_a 60))"
     else
         fail resume_exact "$detail"
     fi
@@ -58,17 +59,17 @@ if [[ -s $WORK/run_a.log && -s $WORK/run_b_resumed.log ]]; then
     else
         fail resume_reports_iteration "no 'resumed from ... at iteration 40' line: $(head -3 "$WORK/run_b_resumed.log" | tr '\n' '|')"
     fi
-    # The resumed run trains only iterations 40..59: no step line before 40.
-    first=$(steps "$WORK/run_b_resumed.log" | head -1 | sed 's/^step \([0-9]*\):.*/\1/')
+    # The resumed run trains only iterations 40..59: no evaluation before 40.
+    first=$(evals run_b_resumed | head -1 | cut -d' ' -f1)
     [[ $first == 40 ]] && pass resume_starts_at_checkpoint \
-        || fail resume_starts_at_checkpoint "first step line of the resumed run is step '$first'"
+        || fail resume_starts_at_checkpoint "first evaluation of the resumed run is at iteration '$first'"
 fi
 
 # Resuming a finished run evaluates again and stops: same numbers, no training.
 if run run_done --threads 1 --device cpu --out "$WORK/b" --resume "$WORK/b/latest.safetensors"; then
-    a=$(step_line "$WORK/run_a.log" 60)
-    b=$(steps "$WORK/run_done.log")
-    if [[ -n $a && $b == "$a" ]] && ! grep -q '^iter ' "$WORK/run_done.log"; then
+    a=$(eval_at run_a 60)
+    b=$(evals run_done)
+    if [[ -n $a && $b == "$a" ]] && [[ -z $(log_rows "$WORK/run_done.csv" progress iter) ]]; then
         pass resume_finished_run_is_a_no_op
     else
         fail resume_finished_run_is_a_no_op "expected only '$a', got: $(echo "$b" | tr '\n' '|')"
@@ -78,7 +79,7 @@ fi
 # --out FILE.safetensors: the latest at FILE, the best beside it; both resume.
 if run run_file_out "${CFG[@]}" --max-iters 20 --out "$WORK/single.safetensors"; then
     if [[ -f $WORK/single.safetensors && -f $WORK/single.best.safetensors ]] &&
-        [[ $(step_line "$WORK/run_file_out.log" 20) == "$(step_line "$WORK/run_a.log" 20)" ]]; then
+        [[ -n $(eval_at run_file_out 20) && $(eval_at run_file_out 20) == "$(eval_at run_a 20)" ]]; then
         pass out_file_path
     else
         fail out_file_path "files: $(ls "$WORK" | tr '\n' ' ')"
