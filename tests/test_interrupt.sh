@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SIGINT / SIGTERM during `train`: the current step finishes, a checkpoint is
 # written, the message names it, the exit status is 130; `--resume` from it
-# then prints exactly the 'step N: ...' lines of an uninterrupted run (CPU,
-# one thread). A second signal ends the process at once.
+# then logs exactly the evaluations (iteration, train and val loss in the
+# --log CSV) of an uninterrupted run (CPU, one thread). A second signal ends
+# the process at once.
 #
 # Environment: TF_BIN (binary under test, default ./tokenformer).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" interrupt
@@ -30,7 +31,7 @@ wait_for() {
 }
 
 # --------------------------------------------------------------- reference run
-if ! timeout 600 "$BIN" train "$TEXT" "${CFG[@]}" --out "$WORK/ref" >"$WORK/ref.log" 2>"$WORK/ref.err"; then
+if ! timeout 600 "$BIN" train "$TEXT" "${CFG[@]}" --out "$WORK/ref" --log "$WORK/ref.csv" >"$WORK/ref.log" 2>"$WORK/ref.err"; then
     fail reference_run "uninterrupted run failed: $(tail -1 "$WORK/ref.err")"
     exit 1
 fi
@@ -40,7 +41,7 @@ fi
 interrupt() {
     local name=$1 sig=$2 out=$WORK/$1 rc pid
     STOPPED_BEFORE=""
-    "$BIN" train "$TEXT" "${CFG[@]}" --out "$out" >"$WORK/$name.log" 2>"$WORK/$name.err" &
+    "$BIN" train "$TEXT" "${CFG[@]}" --out "$out" --log "$WORK/$name.csv" >"$WORK/$name.log" 2>"$WORK/$name.err" &
     pid=$!
     PIDS+=("$pid")
     if ! wait_for "$WORK/$name.log" "^iter $STOP_AT/" "$pid" 300; then
@@ -80,25 +81,28 @@ interrupt() {
     fi
 }
 
-# compare_resume NAME: resume NAME's checkpoint to the end; its step lines
-# (and the interrupted run's) must equal the reference run's.
+# evals CSV FROM TO: "iter train_loss val_loss" of the evaluations at FROM <= iter < TO in a --log CSV
+evals() { log_rows "$1" eval iter train_loss val_loss | awk -v a="$2" -v b="$3" '$1 >= a && $1 < b'; }
+
+# compare_resume NAME: resume NAME's checkpoint to the end; its evaluations
+# (and the interrupted run's) must equal the reference run's (--log CSVs).
 compare_resume() {
     local name=$1 out=$WORK/$1
     if ! timeout 600 "$BIN" train "$TEXT" --resume "$out/latest.safetensors" --out "$out" --threads 1 --device cpu \
-            >"$WORK/$name.resumed.log" 2>"$WORK/$name.resumed.err"; then
+            --log "$WORK/$name.resumed.csv" >"$WORK/$name.resumed.log" 2>"$WORK/$name.resumed.err"; then
         fail "${name}_resume_exact" "resume failed: $(tail -1 "$WORK/$name.resumed.err")"
         return
     fi
     local want got before
-    want=$(awk -v s="$STOPPED_BEFORE" '/^step / { n = $2; sub(":", "", n); if (n + 0 >= s) print }' "$WORK/ref.log")
-    got=$(grep '^step ' "$WORK/$name.resumed.log")
-    before=$(awk -v s="$STOPPED_BEFORE" '/^step / { n = $2; sub(":", "", n); if (n + 0 < s) print }' "$WORK/ref.log")
+    want=$(evals "$WORK/ref.csv" "$STOPPED_BEFORE" 1e9)
+    got=$(evals "$WORK/$name.resumed.csv" 0 1e9)
+    before=$(evals "$WORK/ref.csv" 0 "$STOPPED_BEFORE")
     if [[ -z $want || $(grep -c . <<<"$want") -lt 2 ]]; then
         fail "${name}_resume_exact" "too few evaluations after iteration $STOPPED_BEFORE to compare"
     elif [[ $got != "$want" ]]; then
         fail "${name}_resume_exact" "first difference: $(diff <(echo "$want") <(echo "$got") | grep '^[<>]' | head -2 | tr '\n' ' ')"
-    elif [[ $(grep '^step ' "$WORK/$name.log" | awk -v s="$STOPPED_BEFORE" '{ n = $2; sub(":", "", n); if (n + 0 < s) print }') != "$before" ]]; then
-        fail "${name}_resume_exact" "the interrupted run's step lines before $STOPPED_BEFORE differ from the reference"
+    elif [[ $(evals "$WORK/$name.csv" 0 "$STOPPED_BEFORE") != "$before" ]]; then
+        fail "${name}_resume_exact" "the interrupted run's evaluations before $STOPPED_BEFORE differ from the reference"
     else
         pass "${name}_resume_exact ($(grep -c . <<<"$want") evaluations from iteration $STOPPED_BEFORE to $ITERS identical)"
     fi
