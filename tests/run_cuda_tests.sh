@@ -4,6 +4,8 @@
 # test_cuda_contexts: two backend contexts in one process; test_cuda_model.sh;
 # test_cuda_dp.sh). Without a GPU each prints SKIP and the run passes. The
 # last line is "N passed, N failed, N skipped"; the exit status is 1 if any
-# failed. Arguments select tests as for run_tests.sh.
+# failed. Arguments select tests as for run_tests.sh. They run one after the
+# other (TF_TEST_JOBS=1 unless set): two at once would share the GPUs and
+# upset what they time and how much memory they find free.
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-TF_TESTS=cuda exec ./tests/run_tests.sh "$@"
+TF_TESTS=cuda TF_TEST_JOBS=${TF_TEST_JOBS:-1} exec ./tests/run_tests.sh "$@"
