@@ -16,11 +16,13 @@
 #
 # usage: scripts/adapt_study.sh [--preset P] [--device D] [--threads N]
 #          [--base-iters N] [--adapt-iters N] [--budgets "2 8"] [--seeds "1337"]
-#          [--b-bytes N] [--b-text FILE] [--a-text FILE] [--lr LR] [--eval-iters N] [--out DIR]
+#          [--b-bytes N] [--b-text FILE] [--a-text FILE] [--lr LR] [--eval-iters N]
+#          [--base-args "FLAGS"] [--out DIR]
 # --b-text: corpus B (default data/linux-docs.txt, fetched by make data);
 # --a-text: corpus A (default data/input.txt; tests pass a slice, since
 # every arm evaluates the whole of A); --eval-iters: batches per evaluation
-# while training (default: the preset's).
+# while training (default: the preset's); --base-args: model flags over the
+# preset's for both base models (tests: "--n-layer 2 --d-model 32").
 # Defaults are the CPU scale of docs/ADAPTATION.md (preset tiny, minutes on
 # two cores); a GPU run: --device cuda --preset shakespeare --base-iters 5000
 # --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B).
@@ -29,7 +31,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PRESET=tiny DEVICE=cpu THREADS=2 BASE_ITERS=500 ADAPT_ITERS=200 BUDGETS="2 8" SEEDS=1337
 B_BYTES=2000000 LR=1e-3 OUT=out/adapt_study BIN=${TF_BIN:-./tokenformer} A=data/input.txt
-EVAL=()
+EVAL=() BASE_ARGS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
     --preset) PRESET=$2 ;;
@@ -45,7 +47,8 @@ while [[ $# -gt 0 ]]; do
     --b-text) B_TEXT=$2 ;;
     --a-text) A=$2 ;;
     --eval-iters) EVAL=(--eval-iters "$2") ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    --base-args) read -ra BASE_ARGS <<<"$2" ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift 2
@@ -96,7 +99,7 @@ for seed in $SEEDS; do
     for arch in transformerpp tokenformer; do
         base=$OUT/s${seed}_base_$arch
         [[ -s $base/latest.safetensors ]] ||
-            "$BIN" train "$A" --arch "$arch" "${RUN[@]}" --max-iters "$BASE_ITERS" --seed "$seed" \
+            "$BIN" train "$A" --arch "$arch" "${RUN[@]}" "${BASE_ARGS[@]}" --max-iters "$BASE_ITERS" --seed "$seed" \
                 --out "$base" >"$base.log" 2>&1
     done
     PP=$OUT/s${seed}_base_transformerpp/latest.safetensors TF=$OUT/s${seed}_base_tokenformer/latest.safetensors

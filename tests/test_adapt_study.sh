@@ -16,6 +16,7 @@ fi
 sample_text 20000 300 >"$WORK/a.txt" # corpus A: a slice (every arm evaluates all of A)
 tr 'a-z' 'b-za' <"$WORK/a.txt" >"$WORK/b.txt" # corpus B: other text
 if scripts/adapt_study.sh --base-iters 4 --adapt-iters 2 --budgets 2 --seeds 1337 --threads 1 --eval-iters 2 \
+    --base-args "--n-layer 2 --d-model 32 --n-head 2 --block-size 32" \
     --a-text "$WORK/a.txt" --b-text "$WORK/b.txt" --b-bytes 20000 --out "$WORK/study" >"$WORK/study.log" 2>&1; then
     pass adapt_study_runs
 else
