@@ -308,17 +308,19 @@ EOF
     # Single-bit flips: in the data every flip loads (or is refused cleanly:
     # a tau that turns negative); in the header every flip must be refused.
     cat >"$WORK/flip.py" <<'EOF'
-import random, struct, subprocess, sys, collections, re, json
+import random, struct, subprocess, sys, collections, re, json, concurrent.futures, os
 binp, good, work, stride = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 raw = open(good, 'rb').read(); hlen = struct.unpack('<Q', raw[:8])[0]
 hdr = raw[8:8 + hlen].decode()
 SAN = re.compile(rb'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:')
-def run(blob):
-    p = f'{work}/flip.safetensors'; open(p, 'wb').write(blob)
+def run(blob, n):  # n: a name of its own for the file
+    p = f'{work}/flip_{n}.safetensors'; open(p, 'wb').write(blob)
     try:
         r = subprocess.run([binp, 'info', '--ckpt', p], capture_output=True, timeout=60)
     except subprocess.TimeoutExpired:
         return 'crash', 'hang'
+    finally:
+        os.remove(p)
     lines = r.stderr.splitlines()
     if r.returncode >= 128 or r.returncode < 0 or SAN.search(r.stderr):
         return 'crash', f'status {r.returncode}: {r.stderr[:200]!r}'
@@ -337,18 +339,20 @@ def where(i):  # 'value:KEY' inside a metadata value, else the structure
     for k, (s, e) in spans.items():
         if s <= i - 8 < e: return 'value:' + k
     return 'length' if i < 8 else 'structure'
+def flipped(i, bit):
+    b = bytearray(raw); b[i] ^= 1 << bit
+    return bytes(b)
+# The runs are independent processes: as many at once as there are cores.
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 res = collections.Counter(); silent = collections.Counter(); crashes = []
-for i in list(range(0, 8)) + list(range(8, 8 + hlen, stride)):
-    b = bytearray(raw); b[i] ^= 1 << (i % 8)
-    kind, why = run(bytes(b))
+header = list(range(0, 8)) + list(range(8, 8 + hlen, stride))
+for i, (kind, why) in zip(header, pool.map(lambda i: run(flipped(i, i % 8), i), header)):
     res[kind] += 1
     if kind == 'crash': crashes.append(f'header byte {i}: {why}')
     if kind == 'ok': silent[where(i)] += 1
 rng = random.Random(1234); dres = collections.Counter()
-for _ in range(40):
-    i = rng.randrange(8 + hlen, len(raw))
-    b = bytearray(raw); b[i] ^= 1 << rng.randrange(8)
-    kind, why = run(bytes(b))
+data = [(i, rng.randrange(8)) for i in (rng.randrange(8 + hlen, len(raw)) for _ in range(40))]
+for (i, _), (kind, why) in zip(data, pool.map(lambda ib: run(flipped(*ib), ib[0]), data)):
     dres[kind] += 1
     if kind == 'crash': crashes.append(f'data byte {i}: {why}')
 structural = sum(v for k, v in silent.items() if not k.startswith('value:'))
