@@ -12,8 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_grow.sh" grow
 # Checkpoint checks in Python (json header + numpy), one subcommand per check.
 cat >"$tmp/st.py" <<'PYEOF'
 import math, sys
-import numpy as np
-from ckpt_check import check, compare, finish, load
+from ckpt_check import check, compare, finish, load, np
 
 def weights(t):
     return {k: v for k, v in t.items() if not k.startswith("opt.")}

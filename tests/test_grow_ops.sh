@@ -13,8 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_grow.sh" grow_ops
 
 cat >"$tmp/st.py" <<'PYEOF'
 import json, math, sys
-import numpy as np
-from ckpt_check import check, compare, finish, load
+from ckpt_check import check, compare, finish, load, np
 
 cmd, args = sys.argv[1], sys.argv[2:]
 OUTPUT_SIDE = ("attn.o.value", "ffn.value", "attn.o.weight", "mlp.down")

@@ -9,8 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_grow.sh" grow_recipes
 
 cat >"$tmp/st.py" <<'PYEOF'
 import math, sys
-import numpy as np
-from ckpt_check import check, compare, finish, load
+from ckpt_check import check, compare, finish, load, np
 
 cmd, args = sys.argv[1], sys.argv[2:]
 if compare(cmd, args):
