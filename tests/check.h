@@ -86,4 +86,25 @@ static inline int check_exit(const char *program) {
     return check_counts()[1] ? 1 : 0;
 }
 
+/* The largest relative error, |num - g| / max(|num| + |g|, 1e-2), of the
+ * gradient g of loss(ctx) with respect to x[0..n) against central
+ * differences of step h, at about `probes` evenly spaced coordinates (each
+ * restored after its two evaluations). */
+static inline double check_grad_error(float *x, const float *g, size_t n, size_t probes, float h,
+                                      double (*loss)(void *ctx), void *ctx) {
+    size_t stride = n > probes ? n / probes : 1;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i += stride) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double lp = loss(ctx);
+        x[i] = saved - h;
+        double lm = loss(ctx);
+        x[i] = saved;
+        double num = (lp - lm) / (2.0 * h);
+        worst = fmax(worst, fabs(num - g[i]) / fmax(fabs(num) + fabs(g[i]), 1e-2));
+    }
+    return worst;
+}
+
 #endif

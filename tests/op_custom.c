@@ -209,6 +209,22 @@ static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) 
     }
 }
 
+/* A weights block of `total` floats with AdamW's gradient and moments, and
+ * a Pattention of N rows (d columns, n keys) that reads its first keys and
+ * values: the mirror cases' tensors, allocated. */
+static void mirror_tensors(CaseRun *r, size_t total, int N, int d, int n) {
+    r->at[MI_P] = op_in(r, "P", total, 0.5f, 0);
+    r->at[MI_G] = op_in(r, "G", total, 1.0f, 0);
+    r->at[MI_M] = op_in(r, "M", total, 0.1f, 0);
+    r->at[MI_V] = op_in(r, "V", total, 0.1f, 0);
+    r->spec[r->at[MI_V]].positive = 1;
+    r->at[MI_X] = op_in(r, "X", (size_t)N * d, 1.0f, 0);
+    r->at[MI_Y] = op_out(r, "Y", (size_t)N * d, 0, 0);
+    r->at[MI_A] = op_out(r, "A", (size_t)N * n, 0, 0);
+    r->at[MI_S] = op_out(r, "S", (size_t)N * n, 0, 0); /* S: also the scratch */
+    op_alloc(r);
+}
+
 /* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that
  * the Pattentions read K and V from; two adjacent AdamW calls (decayed and
  * not, as the model makes them) extend one mirror. It must match the fp32
@@ -220,16 +236,7 @@ static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
     float tau = sqrtf((float)n);
     T->set_precision(T, MATMUL_BF16);
     CaseRun r = op_run_new(h, c, MODE_BACKEND);
-    r.at[MI_P] = op_in(&r, "P", total, 0.5f, 0);
-    r.at[MI_G] = op_in(&r, "G", total, 1.0f, 0);
-    r.at[MI_M] = op_in(&r, "M", total, 0.1f, 0);
-    r.at[MI_V] = op_in(&r, "V", total, 0.1f, 0);
-    r.spec[r.at[MI_V]].positive = 1;
-    r.at[MI_X] = op_in(&r, "X", (size_t)N * d, 1.0f, 0);
-    r.at[MI_Y] = op_out(&r, "Y", (size_t)N * d, 0, 0);
-    r.at[MI_A] = op_out(&r, "A", (size_t)N * n, 0, 0);
-    r.at[MI_S] = op_out(&r, "S", (size_t)N * n, 0, 0); /* S: also the scratch */
-    op_alloc(&r);
+    mirror_tensors(&r, total, N, d, n);
     char name[96];
     for (int step = 1; step <= 3; step++) {
         size_t split = kn + 7; /* two adjacent calls, as model_update makes */
@@ -281,16 +288,7 @@ static void cache_weights_case(OpHarness *h, const OpCase *c) {
     float tau = sqrtf((float)n);
     T->set_precision(T, MATMUL_BF16);
     CaseRun r = op_run_new(h, c, MODE_BACKEND);
-    r.at[MI_P] = op_in(&r, "P", total, 0.5f, 0);
-    r.at[MI_G] = op_in(&r, "G", total, 1.0f, 0);
-    r.at[MI_M] = op_in(&r, "M", total, 0.1f, 0);
-    r.at[MI_V] = op_in(&r, "V", total, 0.1f, 0);
-    r.spec[r.at[MI_V]].positive = 1;
-    r.at[MI_X] = op_in(&r, "X", (size_t)N * d, 1.0f, 0);
-    r.at[MI_Y] = op_out(&r, "Y", (size_t)N * d, 0, 0);
-    r.at[MI_A] = op_out(&r, "A", (size_t)N * n, 0, 0);
-    r.at[MI_S] = op_out(&r, "S", (size_t)N * n, 0, 0);
-    op_alloc(&r);
+    mirror_tensors(&r, total, N, d, n);
     float *P = op_f(&r, SIDE_TGT, r.at[MI_P]);
     for (int s = 0; s < SIDES; s++) op_ops(&r, s)->synchronize(op_ops(&r, s));
     size_t before = T->memory_in_use(T);
@@ -492,23 +490,11 @@ static double model_loss(const ModelLoss *c) {
     return model_forward(c->m, c->tok, c->tgt, c->B, c->T, 1, 1234);
 }
 
+static double model_loss_of(void *ml) { return model_loss(ml); }
+
 /* Central differences (h 1e-2) of the loss at `probes` coordinates of one parameter. */
-static void check_param(const OpCase *c, const ModelLoss *ml, const char *name, float *x,
-                        const float *g, size_t n) {
-    const float h = 1e-2f;
-    double worst = 0.0;
-    size_t stride = n > (size_t)c->probes ? n / c->probes : 1;
-    for (size_t i = 0; i < n; i += stride) {
-        float saved = x[i];
-        x[i] = saved + h;
-        double lp = model_loss(ml);
-        x[i] = saved - h;
-        double lm = model_loss(ml);
-        x[i] = saved;
-        double num = (lp - lm) / (2.0 * h);
-        worst = fmax(worst, fabs(num - g[i]) / fmax(fabs(num) + fabs(g[i]), 1e-2));
-    }
-    check_err(name, "max rel err", worst, c->tol);
+static void check_param(const OpCase *c, ModelLoss *ml, const char *name, float *x, const float *g, size_t n) {
+    check_err(name, "max rel err", check_grad_error(x, g, n, (size_t)c->probes, 1e-2f, model_loss_of, ml), c->tol);
 }
 
 /* a: arch pnorm; f: dropout, rope fraction. Every parameter's gradient. */

@@ -292,23 +292,11 @@ static double case_loss(CaseRun *r) {
 
 /* Central differences at up to `probes` coordinates of x against the
  * analytic gradient g; the worst relative error must stay under tol. */
+static double case_loss_of(void *r) { return case_loss(r); }
+
 static void check_grad(CaseRun *r, const char *name, float *x, const float *g, size_t n) {
-    const float h = 1e-2f;
-    int probes = r->c->probes ? r->c->probes : 60;
-    double worst = 0.0;
-    size_t stride = n > (size_t)probes ? n / probes : 1;
-    for (size_t i = 0; i < n; i += stride) {
-        float saved = x[i];
-        x[i] = saved + h;
-        double lp = case_loss(r);
-        x[i] = saved - h;
-        double lm = case_loss(r);
-        x[i] = saved;
-        double num = (lp - lm) / (2.0 * h);
-        double err = fabs(num - g[i]) / fmax(fabs(num) + fabs(g[i]), 1e-2);
-        if (err > worst) worst = err;
-    }
-    check_err(name, "max rel err", worst, r->c->tol);
+    size_t probes = r->c->probes ? (size_t)r->c->probes : 60;
+    check_err(name, "max rel err", check_grad_error(x, g, n, probes, 1e-2f, case_loss_of, r), r->c->tol);
 }
 
 static void run_grad(OpHarness *h, const OpCase *c) {

@@ -27,6 +27,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "check.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,13 +36,7 @@
 #define T_ 8
 #define V_ 11
 
-static int g_fail;
 static Rng g_rng;
-
-static void report(int ok, const char *what) {
-    printf("%s %s\n", ok ? "PASS" : "FAIL", what);
-    if (!ok) g_fail = 1;
-}
 
 typedef struct {
     Model *m;
@@ -52,21 +47,10 @@ static double loss_of(Ctx *c) { return model_forward(c->m, c->tok, c->tgt, B_, T
 
 /* The worst relative error of the analytic gradient of p against central
  * differences at up to 12 coordinates (fp32 forward: tolerance fp32-sized). */
+static double loss_of_ctx(void *c) { return loss_of(c); }
+
 static double grad_error(Ctx *c, Param *p, const float *grad) {
-    size_t n = tensor_numel(&p->t), stride = n > 12 ? n / 12 : 1;
-    float *x = tensor_f32(&p->t), h = 2e-3f;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i += stride) {
-        float saved = x[i];
-        x[i] = saved + h;
-        double lp = loss_of(c);
-        x[i] = saved - h;
-        double lm = loss_of(c);
-        x[i] = saved;
-        double num = (lp - lm) / (2.0 * h), err = fabs(num - grad[i]) / fmax(fabs(num) + fabs(grad[i]), 1e-2);
-        if (err > worst) worst = err;
-    }
-    return worst;
+    return check_grad_error(tensor_f32(&p->t), grad, tensor_numel(&p->t), 12, 2e-3f, loss_of_ctx, c);
 }
 
 static float *logits_of(Model *m, const int *tok) {
@@ -82,8 +66,7 @@ static int base_model(Model *m, int arch, float dropout) {
                        .block_size = T_, .vocab_size = V_, .rope_frac = 0.5f, .dropout = dropout};
     char err[512];
     if (model_create(m, &cfg, NULL, ops_cpu(), err)) {
-        printf("FAIL model setup: %s\n", err);
-        g_fail = 1;
+        check(0, "model setup", "%s", err);
         return -1;
     }
     model_init_weights(m, 7);
@@ -151,7 +134,7 @@ static void check_gradients(const char *label, Model *a, int *tok, int *tgt) {
     char what[256];
     snprintf(what, sizeof what, "gradcheck %s: new tensors (worst %s, rel err %.2e), base tensors (worst %s, rel err %.2e)",
              label, worst_name, worst_new, worst_base_name, worst_base);
-    report(worst_new <= 3e-2 && worst_base <= 3e-2, what);
+    check(worst_new <= 3e-2 && worst_base <= 3e-2, what, "not as expected");
     free(grad);
 }
 
@@ -213,8 +196,7 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
             for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = 1;
     }
     if (compact && model_alloc_grads(a, 1, err)) {
-        printf("FAIL %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "%s", err);
         free(full);
         return;
     }
@@ -241,11 +223,10 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
              compact ? "; gradient floats " : "");
     if (compact)
         snprintf(what + strlen(what), sizeof what - strlen(what), "%zu of %zu", a->n_grad_elems, a->n_param_elems);
-    report(bad == 0 && trained > 0 && skipped > 0 && (!compact || a->n_grad_elems < a->n_param_elems), what);
+    check(bad == 0 && trained > 0 && skipped > 0 && (!compact || a->n_grad_elems < a->n_param_elems), what, "not as expected");
     model_unfreeze(a);
     if (compact && model_alloc_grads(a, 0, err)) {
-        printf("FAIL %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "%s", err);
     }
     free(full);
     free(got);
@@ -264,8 +245,7 @@ static void run_native_case(void) {
     GrowSpec spec = {.delta = delta, .key_scale = 0.02f, .seed = 5};
     if (model_create(&base, &cfg, NULL, ops_cpu(), err) || (model_init_weights(&base, 7), base.step = 100, 0) ||
         model_resize(&base, &g, &spec, err) || model_alloc_activations(&g, B_, T_, err)) {
-        printf("FAIL native setup: %s\n", err);
-        g_fail = 1;
+        check(0, "native setup", "%s", err);
         return;
     }
     int tok[B_ * T_], tgt[B_ * T_];
@@ -284,8 +264,7 @@ static void check_merge(const char *label, Model *a, const int *tok) {
     Model merged;
     char err[512], what[256];
     if (lora_merge(a, &merged, err) || model_alloc_activations(&merged, B_, T_, err)) {
-        printf("FAIL merge %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "merge: %s", err);
         return;
     }
     float *la = logits_of(a, tok), *lm = logits_of(&merged, tok);
@@ -293,7 +272,7 @@ static void check_merge(const char *label, Model *a, const int *tok) {
     for (size_t i = 0; i < (size_t)B_ * T_ * V_; i++) worst = fmax(worst, fabs(la[i] - lm[i]));
     snprintf(what, sizeof what, "merge %s: logits of the merged model equal the adapted model's (max diff %.1e), "
              "%d -> %d tensors", label, worst, a->n_params, merged.n_params);
-    report(worst <= 1e-5 && merged.n_params == model_first_extra_param(&a->cfg), what);
+    check(worst <= 1e-5 && merged.n_params == model_first_extra_param(&a->cfg), what, "not as expected");
     free(la);
     free(lm);
     model_free(&merged);
@@ -305,8 +284,7 @@ static void check_decode(const char *label, Model *a, const int *tok) {
     KVCache kv;
     char err[512], what[256];
     if (model_kv_alloc(a, &kv, B_, err)) {
-        printf("FAIL decode %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "decode: %s", err);
         return;
     }
     double worst = 0.0;
@@ -322,7 +300,7 @@ static void check_decode(const char *label, Model *a, const int *tok) {
     }
     model_kv_free(a, &kv);
     snprintf(what, sizeof what, "decode %s: token-by-token logits equal the forward's (max diff %.1e)", label, worst);
-    report(worst <= 1e-4, what);
+    check(worst <= 1e-4, what, "not as expected");
     free(full);
 }
 
@@ -371,8 +349,7 @@ static void dump_for_torch(const char *label, Model *a, int *tok, int *tgt) {
     const char *mk[2] = {"config", "case"}, *mv[2] = {cfg, label};
     snprintf(path, sizeof path, "%s/%02d.safetensors", g_dump_dir, g_n_dumps);
     if (st_write_atomic(path, out, k, mk, mv, 2, err)) {
-        printf("FAIL torch dump %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "torch dump: %s", err);
     } else {
         snprintf(g_dumps[g_n_dumps++], sizeof g_dumps[0], "%s", path);
     }
@@ -393,8 +370,8 @@ static void compare_with_torch(const char *python) {
     for (int i = 0; i < g_n_dumps; i++) len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", g_dumps[i]);
     fflush(stdout);
     int rc = system(cmd);
-    report(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "adapted models' loss and gradients equal the "
-           "PyTorch reference's (compare_grads.py)");
+    check(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "adapted models' loss and gradients equal the "
+           "PyTorch reference's (compare_grads.py)", "not as expected");
     for (int i = 0; i < g_n_dumps; i++) unlink(g_dumps[i]);
     rmdir(g_dump_dir);
 }
@@ -411,8 +388,7 @@ static void run_case(int arch, const Case *k) {
     }
     if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
         model_alloc_activations(&a, B_, T_, err)) {
-        printf("FAIL %s: %s\n", label, err);
-        g_fail = 1;
+        check(0, label, "%s", err);
         model_free(&base);
         return;
     }
@@ -420,7 +396,7 @@ static void run_case(int arch, const Case *k) {
     int same = !memcmp(before, after, sizeof(float) * B_ * T_ * V_);
     snprintf(what, sizeof what, "insert %s: logits bit-identical (%d -> %d tensors, born at step %d)", label,
              base.n_params, a.n_params, model_latest_birth(&a));
-    report(same && a.n_params > base.n_params && model_latest_birth(&a) == 100, what);
+    check(same && a.n_params > base.n_params && model_latest_birth(&a) == 100, what, "not as expected");
     free(before);
     free(after);
     check_gradients(label, &a, tok, tgt);
@@ -449,14 +425,13 @@ static void run_dropout_case(int arch) {
     const Case *k = &CASES[2];
     if (model_alloc_activations(&base, B_, T_, err) || insert(k, &base, &a, err) ||
         model_alloc_activations(&a, B_, T_, err)) {
-        printf("FAIL dropout setup: %s\n", err);
-        g_fail = 1;
+        check(0, "dropout setup", "%s", err);
         return;
     }
     float l0 = model_forward(&base, tok, tgt, B_, T_, 1, 99), l1 = model_forward(&a, tok, tgt, B_, T_, 1, 99);
     snprintf(what, sizeof what, "insert %s adapter attn,mlp, dropout 0.2: training loss bit-identical (%.7f, %.7f)",
              arch_name(arch), l0, l1);
-    report(!memcmp(&l0, &l1, sizeof l0), what);
+    check(!memcmp(&l0, &l1, sizeof l0), what, "not as expected");
     check_gradients("dropout 0.2 adapter attn,mlp", &a, tok, tgt);
     model_free(&a);
     model_free(&base);
@@ -475,5 +450,5 @@ int main(void) {
     run_native_case();
     if (g_torch) compare_with_torch(python);
     else printf("SKIP adapters against the PyTorch reference: %s cannot import torch\n", python);
-    return g_fail;
+    return check_exit("test_adapters");
 }
