@@ -68,8 +68,24 @@ int adapters_score_cols(const struct Model *m, int site);
 /* The weights the forward uses: W + (alpha/r) B A for every LoRA'd matrix,
  * into m->lora_eff (a copy of the parameter block). */
 void lora_refresh(struct Model *m);
-/* d(A), d(B) of every LoRA'd matrix from its base gradient (the gradient of
- * the effective weight, accumulated over micro-batches): overwritten. */
+/* Whether base parameter `base` has a LoRA whose factors get their
+ * gradients in backward from the linear's input rows X and output gradient
+ * dY (lora_linear_backward), without the gradient of the weight: the q, k,
+ * v, o linears. The MLP's weights are not: its hidden rows and their
+ * gradient live inside the fused Pattention-op product (ops.h), in the
+ * backend's layout, so theirs come from the weight's gradient (lora_grads). */
+int lora_low_rank(const struct Model *m, int base);
+/* For such a base (a linear d_out x d_in, LoRA A r x d_in, B d_out x r,
+ * s = alpha / r): dB += s dY^T (X A^T), dA += s (dY B)^T X, those that train,
+ * at 2 N r (d_in + d_out) multiply-adds each instead of the N d_in d_out of
+ * dW. rows: the input rows as the product took them (an attention tensor:
+ * the normalized rows or the attention output); dY: its output's gradient
+ * (N x d_out, an attention tensor when y_attn); u, v: N x r floats of scratch. */
+void lora_linear_backward(struct Model *m, int base, PattInput rows, const float *dY, int y_attn,
+                          float *u, float *v);
+/* d(A), d(B) of every other LoRA'd matrix (the MLP's) from its base
+ * gradient (the gradient of the effective weight, accumulated over
+ * micro-batches): overwritten. */
 void lora_grads(struct Model *m);
 
 /* ---- grow (CPU models) ---- */

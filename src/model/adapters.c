@@ -260,11 +260,55 @@ void lora_refresh(Model *m) {
     m->lora_stale = 0;
 }
 
+/* The site (PATT_Q ..) of base parameter `base`, a weight of one of layer l's sites. */
+static int base_site(const ModelConfig *c, int base) {
+    int l = (base - 1) / model_params_per_layer(c);
+    for (int w = 0; w < PATT_PER_LAYER; w++) {
+        int first = model_config_site_param(c, l, w);
+        if (base >= first && base < first + model_config_site_count(c, w)) return w;
+    }
+    return -1;
+}
+
+int lora_low_rank(const Model *m, int base) {
+    return adapters_lora_param(&m->cfg, base) >= 0 && model_site_is_linear(m, base_site(&m->cfg, base));
+}
+
+void lora_linear_backward(Model *m, int base, PattInput rows, const float *dY, int y_attn, float *u,
+                          float *v) {
+    const Ops *o = m->ops;
+    int a = adapters_lora_param(&m->cfg, base);
+    float *dA = model_grad_if_needed(m, a), *dB = model_grad_if_needed(m, a + 1);
+    if (!dA && !dB) return;
+    const Tensor *w = &m->params[base].t;
+    int N = m->B * m->T, r = m->cfg.lora_rank;
+    size_t Nr = (size_t)N * r;
+    float s = lora_scale(&m->cfg);
+    /* A as a linear from the site's input rows to r outputs, B from r to its outputs */
+    LinearArgs by_a = {.X = rows, .W = tensor_f32(&m->params[a].t), .G = 1, .N = N,
+                       .d_in = (int)w->shape[1], .d_out = r, .Y = u};
+    LinearArgs by_b = {.X = {.x = u}, .W = tensor_f32(&m->params[a + 1].t), .G = 1, .N = N, .d_in = r,
+                       .d_out = (int)w->shape[0], .y_attn = y_attn, .dY = dY, .dW = dB,
+                       .dX = dA ? v : NULL};
+    if (dB) { /* u = s X A^T: dB += dY^T u */
+        o->linear_forward(o, &by_a);
+        o->scale(o, u, s, Nr);
+    }
+    o->linear_backward(o, &by_b); /* and v = dY B */
+    if (!dA) return;
+    o->scale(o, v, s, Nr);
+    by_a.Y = NULL;
+    by_a.dY = v;
+    by_a.dW = dA;
+    o->linear_backward(o, &by_a); /* dA += v^T X; no dX */
+}
+
 void lora_grads(Model *m) {
     const Ops *o = m->ops;
     int r = m->cfg.lora_rank, *bases, n = lora_bases(&m->cfg, &bases);
     float s = lora_scale(&m->cfg);
     for (int i = 0; i < n; i++) {
+        if (lora_low_rank(m, bases[i])) continue; /* done in backward (lora_linear_backward) */
         const Param *w = &m->params[bases[i]];
         int a = adapters_lora_param(&m->cfg, bases[i]);
         int rows = (int)w->t.shape[0], cols = (int)w->t.shape[1];

@@ -600,6 +600,7 @@ static size_t layout_activations(Model *m, float *base, int B, int T) {
 /* Backward scratch: residual gradient, branch gradients, scores, attention. */
 typedef struct {
     float *dres, *dtmp, *dln, *dq, *dk, *dv, *dy, *dA, *datt, *dlogits;
+    float *lora_u, *lora_v; /* N x r each: the low-rank LoRA backward (adapters.h) */
 } Scratch;
 
 static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
@@ -612,11 +613,13 @@ static size_t layout_scratch(const Model *m, float *base, Scratch *s) {
      * model_backward can clobber a live one; dy and dtmp cost N x d each,
      * little beside the activations. dq, dk, dv and dy are attention
      * tensors; dA and datt have the backend's sizes. */
-    size_t sizes[8] = {N * d, attn_floats(m, 3 * N * d), N * d, attn_floats(m, N * d), N * d,
-                       da, datt, N * V};
-    float **ptrs[8] = {&s->dres, &s->dq, &s->dln, &s->dy, &s->dtmp, &s->dA, &s->datt, &s->dlogits};
+    size_t Nr = N * (size_t)m->cfg.lora_rank;
+    size_t sizes[10] = {N * d, attn_floats(m, 3 * N * d), N * d, attn_floats(m, N * d), N * d,
+                        da, datt, N * V, Nr, Nr};
+    float **ptrs[10] = {&s->dres, &s->dq, &s->dln, &s->dy, &s->dtmp, &s->dA, &s->datt, &s->dlogits,
+                        &s->lora_u, &s->lora_v};
     size_t off = 0;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 10; i++) {
         if (base) *ptrs[i] = base + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
@@ -794,12 +797,30 @@ static float *site_grads(Model *m, int l, int w, int G, int from, int to) {
     return needed ? m->params[model_patt_param(m, l, w) + from].grad : NULL;
 }
 
+/* The LoRA factors' gradients of the members of the linear group (q, k, v,
+ * or o alone) that have one, from the group's input rows and its members'
+ * output gradients (adapters.h lora_linear_backward): no dW product for them. */
+static void lora_site_backward(Model *m, int l, int w, int G, const float *dout, PattInput in) {
+    Scratch s = scratch_of(m);
+    size_t Ny = (size_t)m->B * m->T * m->cfg.d_model;
+    /* the rows the product took: the normalized rows (as an attention tensor) or y */
+    PattInput rows = in.attn ? in : attn_input(in.xn);
+    for (int g = 0; g < G; g++) {
+        int idx = model_patt_param(m, l, w + g);
+        if (!lora_low_rank(m, idx)) continue;
+        const float *dy = (const float *)((const char *)dout + (size_t)g * Ny * dtype_size(m->attn_dtype));
+        lora_linear_backward(m, idx, rows, dy, output_is_attn(w + g), s.lora_u, s.lora_v);
+    }
+}
+
 /* The linear group (q, k, v) backward: dX through every member, dW for
  * those that need it: all (or none) in the group's one call, or, when only
  * some do (LoRA on q and v), their products member by member after a call
- * for dX alone, so that a frozen member costs no dW product. */
+ * for dX alone, so that a frozen member costs no dW product; and the
+ * members' LoRA factors. */
 static void linear_site_backward(Model *m, int l, int w, int G, float *din, int accumulate,
                                  const float *dout, PattInput in) {
+    lora_site_backward(m, l, w, G, dout, in);
     int needed = 0;
     for (int g = 0; g < G; g++) needed += model_param_needs_grad(m, model_patt_param(m, l, w + g));
     LinearArgs args = linear_args(m, l, w, G, in);
@@ -1245,7 +1266,7 @@ static int param_trains(const Param *p) {
 int model_param_needs_grad(const Model *m, int i) {
     if (param_trains(&m->params[i])) return 1;
     int a = adapters_lora_param(&m->cfg, i); /* its LoRA A (B is a + 1) */
-    return a >= 0 && (param_trains(&m->params[a]) || param_trains(&m->params[a + 1]));
+    return a >= 0 && !lora_low_rank(m, i) && (param_trains(&m->params[a]) || param_trains(&m->params[a + 1]));
 }
 
 float *model_grad_if_needed(Model *m, int i) {
