@@ -4,6 +4,11 @@
  *  - the gradient of every parameter of the adapted model (the new ones
  *    and the base ones, whose gradient under LoRA is that of the effective
  *    weight) against central finite differences of the whole model's loss;
+ *  - the LoRA factors' gradients, low-rank from the linears' rows (q, k, v,
+ *    o) or from the weight's gradient G (the MLP), equal s G A^T and
+ *    s B^T G with G the unfrozen weight's gradient, at every LoRA'd weight,
+ *    frozen and unfrozen; frozen, the linears' G is not computed at all;
+ *    and two half-scaled backwards accumulate to one whole;
  *  - merging LoRA gives the adapted model's logits;
  *  - decoding token by token (the KV-cache path) gives the forward's logits;
  *  - trained frozen (train --freeze-old), backward computes no gradient for
@@ -232,6 +237,109 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
     free(got);
 }
 
+/* The relative error ||got - s op(x) op(y)|| / ||s op(x) op(y)|| of an r x c
+ * product (tx: x stored k x r; ty: y stored c x k), in double; *ref_norm
+ * gets the reference's norm. */
+static double product_error(const float *got, const float *x, const float *y, int r, int c, int k,
+                            int tx, int ty, double s, double *ref_norm) {
+    double diff = 0.0, ref = 0.0;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < c; j++) {
+            double sum = 0.0;
+            for (int t = 0; t < k; t++)
+                sum += (double)(tx ? x[(size_t)t * r + i] : x[(size_t)i * k + t]) *
+                       (ty ? y[(size_t)j * k + t] : y[(size_t)t * c + j]);
+            sum *= s;
+            diff += (got[(size_t)i * c + j] - sum) * (got[(size_t)i * c + j] - sum);
+            ref += sum * sum;
+        }
+    *ref_norm = sqrt(ref);
+    return ref > 0.0 ? sqrt(diff / ref) : INFINITY;
+}
+
+/* The worst error of every LoRA'd weight's dA, dB (grads: laid out as the
+ * parameters) against s B^T G, s G A^T for G its gradient in base_grads;
+ * the count of weights into *n_weights. */
+static double lora_factor_error(Model *a, const float *grads, const float *base_grads, int *n_weights,
+                                const char **worst) {
+    double s = a->cfg.lora_alpha / a->cfg.lora_rank, most = 0.0, norm;
+    int r = a->cfg.lora_rank;
+    *n_weights = 0;
+    for (int i = 1; i < model_first_extra_param(&a->cfg); i++) {
+        int f = adapters_lora_param(&a->cfg, i);
+        if (f < 0) continue;
+        const Tensor *w = &a->params[i].t;
+        int rows = (int)w->shape[0], cols = (int)w->shape[1];
+        const float *G = base_grads + model_param_offset(a, i);
+        double e_b = product_error(grads + model_param_offset(a, f + 1), G, tensor_f32(&a->params[f].t), rows,
+                                   r, cols, 0, 1, s, &norm);
+        double e_a = product_error(grads + model_param_offset(a, f), tensor_f32(&a->params[f + 1].t), G, r,
+                                   cols, rows, 1, 0, s, &norm);
+        double e = e_a > e_b ? e_a : e_b;
+        if (e > most || !(e == e)) {
+            most = e;
+            *worst = w->name;
+        }
+        ++*n_weights;
+    }
+    return most;
+}
+
+/* LoRA's factor gradients against the weight-gradient formulas, unfrozen
+ * (G from the same backward) and frozen (G from the unfrozen one): a
+ * LoRA'd weight whose factors backward misses fails (B and A away from
+ * zero, check_gradients, so both references are non-zero). Frozen, the
+ * linears' weights need no gradient (the low-rank path) and the MLP's
+ * still do. */
+static void check_lora_factor_grads(const char *label, Model *a, int *tok, int *tgt) {
+    char what[400];
+    const char *worst = "";
+    int n_weights, linear_needing = 0, mlp_not_needing = 0;
+    model_unfreeze(a);
+    float *full = grads_of(a, tok, tgt);
+    double e_full = lora_factor_error(a, full, full, &n_weights, &worst);
+    snprintf(what, sizeof what, "lora factors %s unfrozen: dA, dB of %d weights = s B^T G, s G A^T (worst %s)",
+             label, n_weights, worst);
+    check_err(what, "rel err", e_full, 1e-5);
+    model_freeze_old(a);
+    float *frozen = grads_of(a, tok, tgt);
+    double e_frozen = lora_factor_error(a, frozen, full, &n_weights, &worst);
+    snprintf(what, sizeof what, "lora factors %s frozen: dA, dB of %d weights = s B^T G, s G A^T with the unfrozen G "
+             "(worst %s)", label, n_weights, worst);
+    check_err(what, "rel err", e_frozen, 1e-5);
+    for (int i = 1; i < model_first_extra_param(&a->cfg); i++) {
+        if (adapters_lora_param(&a->cfg, i) < 0) continue;
+        int linear = strstr(a->params[i].t.name, ".attn.") != NULL;
+        linear_needing += linear && model_param_needs_grad(a, i);
+        mlp_not_needing += !linear && !model_param_needs_grad(a, i);
+    }
+    snprintf(what, sizeof what, "lora factors %s frozen: no LoRA'd q, k, v, o weight needs its gradient, every LoRA'd "
+             "MLP weight does", label);
+    check(!linear_needing && !mlp_not_needing, what, "%d linear weights need one, %d MLP weights do not",
+          linear_needing, mlp_not_needing);
+    /* micro-batches: two backwards at half the loss accumulate to one at the
+     * whole (a forward each: backward may consume the saved state, ops.h) */
+    model_zero_grad(a);
+    for (int k = 0; k < 2; k++) {
+        model_forward(a, tok, tgt, B_, T_, 1, 1234);
+        model_backward_scaled(a, 0.5f);
+    }
+    double diff = 0.0, ref = 0.0;
+    for (int i = model_first_extra_param(&a->cfg); i < a->n_params; i++) {
+        size_t off = model_param_offset(a, i);
+        for (size_t j = 0; j < tensor_numel(&a->params[i].t); j++) {
+            double d = (double)a->params[i].grad[j] - frozen[off + j];
+            diff += d * d;
+            ref += (double)frozen[off + j] * frozen[off + j];
+        }
+    }
+    snprintf(what, sizeof what, "lora factors %s frozen: two half-scaled backwards give one backward's gradients", label);
+    check_err(what, "rel err", ref > 0.0 ? sqrt(diff / ref) : INFINITY, 1e-6);
+    model_unfreeze(a);
+    free(full);
+    free(frozen);
+}
+
 /* Native rows (grow --kv, zero keys) on a tokenformer, in the last layer
  * only: the grown Pattentions train their new rows (a partly frozen
  * parameter: its whole gradient), the rest of the model is frozen, and
@@ -400,6 +508,7 @@ static void run_case(int arch, const Case *k) {
     free(before);
     free(after);
     check_gradients(label, &a, tok, tgt);
+    if (k->lora_rank) check_lora_factor_grads(label, &a, tok, tgt);
     for (int compact = 0; compact < 2; compact++) {
         check_frozen_grads(label, &a, tok, tgt, 0, compact);
         check_frozen_grads(label, &a, tok, tgt, 1, compact);
