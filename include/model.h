@@ -161,10 +161,12 @@ int model_freeze_old(Model *m);
 /* Every segment trains again. */
 void model_unfreeze(Model *m);
 /* Whether backward computes parameter i's gradient: some of its rows train,
- * or it is a weight whose LoRA factors train (lora_grads takes their
- * gradients from its own). A parameter frozen whole otherwise costs no
- * gradient product (ops.h: NULL weight gradients); a partly frozen one
- * gets the gradient of every row (the frozen rows' unused). */
+ * or it is a weight whose LoRA factors train and take their gradients from
+ * its own (an MLP matrix: adapters.h lora_grads; a linear's factors get
+ * theirs from its rows, lora_linear_backward, and it needs none). A
+ * parameter frozen whole otherwise costs no gradient product (ops.h: NULL
+ * weight gradients); a partly frozen one gets the gradient of every row
+ * (the frozen rows' unused). */
 int model_param_needs_grad(const Model *m, int i);
 /* Its gradient buffer when backward computes it, else NULL. */
 float *model_grad_if_needed(Model *m, int i);

@@ -12,8 +12,8 @@
  *  - merging LoRA gives the adapted model's logits;
  *  - decoding token by token (the KV-cache path) gives the forward's logits;
  *  - trained frozen (train --freeze-old), backward computes no gradient for
- *    the frozen parameters (LoRA'd weights excepted: LoRA's gradients come
- *    from theirs), stops below the lowest layer that trains, and gives the
+ *    the frozen parameters (LoRA'd MLP weights excepted: their LoRA's
+ *    gradients come from theirs), stops below the lowest layer that trains, and gives the
  *    trained ones bit for bit the gradients of the unfrozen model (native
  *    rows on a tokenformer too, grown in one layer only);
  *  - the loss and every gradient against the PyTorch reference
