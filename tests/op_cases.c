@@ -996,7 +996,14 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, NORM_LAYER, 0, 0, 1, 0, 1}}, \
     /* one member of q, k, v whose dW alone is wanted (LoRA on q, v): no dX */ \
     {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 128, 128, NORM_RMS, 0, 1, 0, 0, LI_NO_DX}}, \
-    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, 0, 0, 0, 0, 0, LI_NO_DX}}
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 96, 0, 0, 0, 0, 0, LI_NO_DX}}, \
+    /* LoRA's low-rank backward (adapters.c): A (r x d) on the attention-tensor rows, \
+     * its dW alone; B (d x r) on fp32 rows, dY an attention tensor (q, k, v) or \
+     * not (o), dW and dX; r 8 and 3 (rows of an odd width) */ \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 128, 8, 0, 1, 0, 0, 0, LI_NO_DX}}, \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 64, 8, 128, 0, 0, 1, 0, 0, 0}}, \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 96, 3, 0, 1, 0, 0, 0, LI_NO_DX}}, \
+    {.kind = &K_LINEAR, .modes = BK, .prec = pr, .a = {1, 37, 3, 96, 0, 0, 0, 0, 0, 0}}
 /* linear: accumulate_dx 1 then 0; an attention-tensor input only overwritten */
 #define LIN(pr, Gs, N, din, dout, norm, xa, ya, res) \
     LIN_##xa(pr, Gs, N, din, dout, norm, ya, res)
