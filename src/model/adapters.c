@@ -260,7 +260,7 @@ void lora_refresh(Model *m) {
     m->lora_stale = 0;
 }
 
-/* The site (PATT_Q ..) of base parameter `base`, a weight of one of layer l's sites. */
+/* The site (PATT_Q ..) whose weight base parameter `base` is, within its layer. */
 static int base_site(const ModelConfig *c, int base) {
     int l = (base - 1) / model_params_per_layer(c);
     for (int w = 0; w < PATT_PER_LAYER; w++) {
