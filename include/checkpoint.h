@@ -66,14 +66,20 @@ int checkpoint_save(const char *path, const Model *m, const Vocab *v, const Trai
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts,
                     char *err);
 
-/* How a training run that resumes a checkpoint freezes its rows. */
+/* How a training run that resumes a checkpoint freezes its rows (train --train). */
 typedef enum {
-    CKPT_UNFREEZE = 0, /* every row trains: moments for all (zero where the file has none) */
-    CKPT_FREEZE_OLD    /* rows born before the latest grow frozen (model_freeze_old): no moments
-                        * for them, and those the file holds for them are dropped */
+    CKPT_UNFREEZE = 0, /* all: every row trains, moments for all (zero where the file has none) */
+    CKPT_FREEZE_OLD,   /* new: rows born before the latest grow frozen (model_freeze_old) */
+    CKPT_TRAIN_LAST    /* last:N: only the last N blocks and the final norm train
+                        * (model_train_last_blocks) */
+} CheckpointFreezeMode;
+/* Frozen rows get no moments, and those the file holds for them are dropped. */
+typedef struct {
+    CheckpointFreezeMode mode;
+    int last_blocks; /* CKPT_TRAIN_LAST: N */
 } CheckpointFreeze;
 /* checkpoint_load for train --resume: the rows frozen as `freeze` says, and
- * Adam moments only for the rows that train. */
+ * Adam moments only for the rows that train. An N outside 1 .. n_layer is an error. */
 int checkpoint_load_for_training(const char *path, const Ops *ops, CheckpointFreeze freeze, Model *m, Vocab *v,
                                  TrainState *ts, char *err);
 

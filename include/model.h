@@ -158,6 +158,11 @@ void model_copy_moment_rows(const Ops *o, const Param *s, int s_row, Param *d, i
 /* --freeze-old: every segment born before the latest grow is frozen, every
  * other one unfrozen. Returns the number of frozen segments. */
 int model_freeze_old(Model *m);
+/* --train last:N: every segment of the last n_blocks blocks (their adapters
+ * and LoRA factors too) and of the final norm trains, every other one is
+ * frozen, wte included (the head is tied to it). Returns the number of
+ * frozen segments, or -1 when n_blocks is not 1 .. n_layer (nothing changed). */
+int model_train_last_blocks(Model *m, int n_blocks);
 /* Every segment trains again. */
 void model_unfreeze(Model *m);
 /* Whether backward computes parameter i's gradient: some of its rows train,

@@ -118,7 +118,8 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
 static void load_frozen(LoadedCheckpoint *lc, const char *path, const CommonArgs *c) {
     char err[TF_ERRLEN];
     lc->ops = cli_open_device(c->device, c->threads, 1);
-    if (checkpoint_load_for_training(path, lc->ops, CKPT_FREEZE_OLD, &lc->m, &lc->v, &lc->ts, err))
+    CheckpointFreeze freeze_old = {.mode = CKPT_FREEZE_OLD};
+    if (checkpoint_load_for_training(path, lc->ops, freeze_old, &lc->m, &lc->v, &lc->ts, err))
         tf_die("%s", err);
     if (model_trainable_params(&lc->m) == lc->m.n_param_elems)
         tf_die("bench: --freeze-old: %s has no rows added by 'grow'; nothing would train", path);

@@ -57,9 +57,14 @@ static void train_help(void) {
            "  --stop-at I            stop (and save) at iteration I, leaving the schedule to\n"
            "                         end at --max-iters: train the first part of a run that\n"
            "                         `grow` continues (docs/GROWTH.md, schedules)\n"
-           "  --freeze-old           with --resume: train only what the latest grow added:\n"
-           "                         its rows, blocks, adapters or LoRA tensors (everything\n"
-           "                         older stays frozen in every layer)\n"
+           "  --train WHAT           with --resume: which parameters train; the others stay\n"
+           "                         frozen (no Adam moments, no weight-gradient work):\n"
+           "                         all (default); new: only what the latest grow added\n"
+           "                         (its rows, blocks, adapters or LoRA tensors; everything\n"
+           "                         older frozen in every layer); last:N: the last N blocks\n"
+           "                         and the final norm (wte stays frozen: the output head\n"
+           "                         is tied to it, so it is also the input embedding)\n"
+           "  --freeze-old           the same as --train new\n"
            "  --tokenizer K          chars (default: the text's distinct characters) or bytes\n"
            "                         (all 256 byte values; byte-level benchmarks like enwik8)\n"
            "  --split TRAIN,VAL[,TEST]  parts of the text (default 90,10; enwik8: 90,5,5);\n"
@@ -140,7 +145,9 @@ typedef struct {
     CommonArgs common; /* --device --threads --precision (command_setup.h) */
     int new_stage;
     int continue_schedule;
-    int freeze_old;
+    int freeze_old;          /* --freeze-old given */
+    const char *train_what;  /* --train as given, or NULL */
+    CheckpointFreeze freeze; /* what --train (or --freeze-old) freezes; default: nothing */
     int stop_at;   /* --stop-at, or 0: run to max_iters */
     int allow_other_text; /* --allow-other-text */
     int force;            /* --force: replace another run's checkpoints */
@@ -161,9 +168,26 @@ typedef struct {
     int flag_seen[CLI_MAX_CONFIG_FLAGS]; /* which config flags the command line gave */
 } TrainArgs;
 
-enum { O_PRESET = 1, O_OUT, O_RESUME, O_NEW_STAGE, O_FREEZE, O_HELP,
+enum { O_PRESET = 1, O_OUT, O_RESUME, O_NEW_STAGE, O_FREEZE, O_TRAIN, O_HELP,
        O_TOKENIZER, O_SPLIT, O_LOG, O_STOP_AT, O_CONTINUE, O_FLOPS_BUDGET, O_TOKENS_BUDGET, O_LR_SCHEDULE,
        O_DECAY_FRAC, O_EVAL_FLOPS, O_GROW, O_ALLOW_OTHER, O_FORCE };
+
+/* --train WHAT: all, new, or last:N with N >= 1 (its upper bound, the
+ * checkpoint's depth, is checked when the checkpoint loads). */
+static CheckpointFreeze parse_train_what(const char *what) {
+    CheckpointFreeze f = {.mode = CKPT_UNFREEZE};
+    long n;
+    if (!strcmp(what, "all")) return f;
+    f.mode = CKPT_FREEZE_OLD;
+    if (!strcmp(what, "new")) return f;
+    if (strncmp(what, "last:", 5))
+        tf_die("--train: expected all, new or last:N (N blocks), got '%s'", what);
+    if (tf_parse_int(what + 5, 1, 1 << 20, &n))
+        tf_die("--train %s: N must be a whole number of blocks, at least 1", what);
+    f.mode = CKPT_TRAIN_LAST;
+    f.last_blocks = (int)n;
+    return f;
+}
 
 /* The schedule options (schedule.h); 0 when opt is not one of them. */
 static int parse_schedule_option(int opt, const char *value, TrainArgs *a) {
@@ -203,6 +227,7 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         {"preset", required_argument, NULL, O_PRESET},   {"out", required_argument, NULL, O_OUT},
         {"resume", required_argument, NULL, O_RESUME},
         {"new-stage", no_argument, NULL, O_NEW_STAGE},   {"freeze-old", no_argument, NULL, O_FREEZE},
+        {"train", required_argument, NULL, O_TRAIN},
         {"help", no_argument, NULL, O_HELP},
         {"tokenizer", required_argument, NULL, O_TOKENIZER}, {"split", required_argument, NULL, O_SPLIT},
         {"log", required_argument, NULL, O_LOG},         {"stop-at", required_argument, NULL, O_STOP_AT},
@@ -233,6 +258,10 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
         case O_NEW_STAGE: a->new_stage = 1; break;
         case O_CONTINUE: a->continue_schedule = 1; break;
         case O_FREEZE: a->freeze_old = 1; break;
+        case O_TRAIN:
+            a->train_what = optarg;
+            a->freeze = parse_train_what(optarg);
+            break;
         case O_ALLOW_OTHER: a->allow_other_text = 1; break;
         case O_FORCE: a->force = 1; break;
         case O_TOKENIZER:
@@ -267,6 +296,10 @@ static void parse_train_args(int argc, char **argv, TrainArgs *a) {
     cli_apply_arch_defaults(&a->mc, a->flag_seen);
     if ((a->new_stage || a->freeze_old || a->continue_schedule || a->allow_other_text) && !a->resume)
         tf_die("--new-stage, --continue-schedule, --freeze-old and --allow-other-text need --resume");
+    if (a->train_what && !a->resume) tf_die("--train %s needs --resume (a new model trains every parameter)", a->train_what);
+    if (a->train_what && a->freeze_old)
+        tf_die("--train %s and --freeze-old: give one (--freeze-old is --train new)", a->train_what);
+    if (a->freeze_old) a->freeze.mode = CKPT_FREEZE_OLD;
     if (a->new_stage && a->continue_schedule) tf_die("--new-stage and --continue-schedule contradict each other; give one");
     if (a->tokenizer_seen && a->resume) tf_die("--tokenizer: the tokenizer comes from the checkpoint; drop --tokenizer");
     check_schedule_options(a);
@@ -362,9 +395,25 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
  * largest birth step of any row), in every layer alike; only the rows that
  * grow added then train, and only they have Adam moments (the loader froze
  * the rest: model_freeze_old). A layer the latest grow skipped trains nothing. */
-static void check_rows_frozen(const Model *m) {
+static void check_rows_frozen(const TrainArgs *a, const Model *m) {
     if (model_trainable_params(m) == m->n_param_elems)
-        tf_die("--freeze-old: the checkpoint has no rows added by 'grow'; nothing would train");
+        tf_die("%s: the checkpoint has no rows added by 'grow'; nothing would train",
+               a->freeze_old ? "--freeze-old" : "--train new");
+}
+
+/* The line that says what a freezing run trains (scripts read its counts). */
+static void print_what_trains(const TrainArgs *a, const Model *m) {
+    size_t trainable = model_trainable_params(m), total = model_num_params(m, 1);
+    if (a->freeze.mode == CKPT_FREEZE_OLD) {
+        check_rows_frozen(a, m);
+        printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer): "
+               "%zu of %zu parameters, Adam moments for %zu\n", trainable, total, m->n_moment_elems);
+    } else if (a->freeze.mode == CKPT_TRAIN_LAST) {
+        int n = a->freeze.last_blocks;
+        printf("train last:%d: only the last %d of %d blocks and the final norm are trained (wte, tied to the "
+               "head, and earlier blocks frozen): %zu of %zu parameters, Adam moments for %zu\n", n, n,
+               m->cfg.n_layer, trainable, total, m->n_moment_elems);
+    }
 }
 
 /* A resumed checkpoint whose newest rows (or blocks) were born at its current
@@ -398,7 +447,7 @@ static void print_changed_settings(const TrainConfig *before, const TrainConfig 
 
 static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, TrainState *ts) {
     char err[TF_ERRLEN];
-    if (checkpoint_load_for_training(a->resume, ops, a->freeze_old ? CKPT_FREEZE_OLD : CKPT_UNFREEZE, m, v, ts, err))
+    if (checkpoint_load_for_training(a->resume, ops, a->freeze, m, v, ts, err))
         tf_die("%s", err);
     refuse_fixed_settings(a, m, ts);
     if (cli_config_flag_seen(a->flag_seen, "arch") && a->mc.arch != m->cfg.arch)
@@ -441,12 +490,7 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         tf_die("--resume: %s is already at iteration %d and --max-iters is %d, so nothing would train; "
                "give a larger --max-iters (the total), or --new-stage --max-iters N for N more",
                a->resume, ts->iter, a->tc.max_iters);
-    if (a->freeze_old) {
-        check_rows_frozen(m);
-        printf("freeze-old: only rows added by the latest grow are trained (older rows frozen in every layer): "
-               "%zu of %zu parameters, Adam moments for %zu\n", model_trainable_params(m), model_num_params(m, 1),
-               m->n_moment_elems);
-    }
+    print_what_trains(a, m);
     char best[64] = "no best val loss yet: a new stage keeps its own best";
     if (isfinite(ts->best_val)) snprintf(best, sizeof best, "best val loss %.4f", ts->best_val);
     printf("resumed from %s at iteration %d (optimizer step %d, %s)\n", a->resume, ts->iter, m->step, best);

@@ -741,17 +741,32 @@ static int optimizer_in_file(const StFile *f, int *has_opt, char *err) {
     return 0;
 }
 
+/* Freezes the rows as `freeze` says (NULL: as the file records them). */
+static int apply_freeze(Model *m, const CheckpointFreeze *freeze, char *err) {
+    if (!freeze) return 0;
+    switch (freeze->mode) {
+    case CKPT_UNFREEZE: model_unfreeze(m); return 0;
+    case CKPT_FREEZE_OLD: model_freeze_old(m); return 0;
+    case CKPT_TRAIN_LAST:
+        if (model_train_last_blocks(m, freeze->last_blocks) < 0)
+            return tf_err(err, "--train last:%d: the model has %d blocks (N must be 1 to %d)", freeze->last_blocks,
+                          m->cfg.n_layer, m->cfg.n_layer);
+        return 0;
+    }
+    return tf_err(err, "internal error: unknown freeze mode %d", (int)freeze->mode);
+}
+
 /* Freezes the rows as asked, allocates the moments of the rows that train
- * (or of every row, training_freeze < 0) and reads the file's moments into
- * them; a frozen training run keeps gradient buffers only for what
- * backward writes (model_alloc_grads). */
-static int load_moments(Model *m, const StFile *f, int training_freeze, TrainState *ts, int *n_found, char *err) {
+ * (or of every row, freeze NULL) and reads the file's moments into them; a
+ * run that freezes keeps gradient buffers only for what backward writes
+ * (model_alloc_grads). */
+static int load_moments(Model *m, const StFile *f, const CheckpointFreeze *freeze, TrainState *ts, int *n_found,
+                        char *err) {
     if (optimizer_in_file(f, &ts->has_optimizer, err)) return -1;
-    int *frozen_rows = recorded_frozen_rows(m), rc = 0;
-    if (training_freeze == CKPT_FREEZE_OLD) model_freeze_old(m);
-    if (training_freeze == CKPT_UNFREEZE) model_unfreeze(m);
-    rc = model_alloc_moments(m, training_freeze >= 0, err);
-    if (!rc && training_freeze == CKPT_FREEZE_OLD) rc = model_alloc_grads(m, 1, err);
+    int *frozen_rows = recorded_frozen_rows(m); /* the file's record, before this run freezes */
+    int rc = apply_freeze(m, freeze, err);
+    if (!rc) rc = model_alloc_moments(m, freeze != NULL, err);
+    if (!rc && freeze && freeze->mode != CKPT_UNFREEZE) rc = model_alloc_grads(m, 1, err);
     ts->moments_zeroed = 0;
     for (int i = 0; i < m->n_params && !rc && ts->has_optimizer; i++)
         rc = load_param_moments(m, f, &m->params[i], frozen_rows[i], &ts->moments_zeroed, n_found, err);
@@ -776,8 +791,8 @@ static int parse_int_meta(const StFile *f, const char *key, long lo, long hi, lo
     return 0;
 }
 
-/* training_freeze: a CheckpointFreeze, or -1 (checkpoint_load) for the rows frozen as recorded. */
-static int load_from(const StFile *f, const Ops *ops, int training_freeze, Model *m, Vocab *v, TrainState *ts,
+/* freeze: how a training run freezes, or NULL (checkpoint_load) for the rows frozen as recorded. */
+static int load_from(const StFile *f, const Ops *ops, const CheckpointFreeze *freeze, Model *m, Vocab *v, TrainState *ts,
                      char *err) {
     const char *format = st_meta(f, "format");
     if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
@@ -842,7 +857,7 @@ static int load_from(const StFile *f, const Ops *ops, int training_freeze, Model
     /* The checksum last: structural problems get their own message first. */
     int n_found = 0;
     if (rc || load_weights(m, f, &n_found, err) || load_segments(m, segs, err) ||
-        load_moments(m, f, training_freeze, ts, &n_found, err) ||
+        load_moments(m, f, freeze, ts, &n_found, err) ||
         refuse_extra_tensors(m, f, n_found, ts->has_optimizer, err) || verify_crc(f, err)) {
         model_free(m);
         vocab_free(v);
@@ -858,24 +873,24 @@ float checkpoint_peek_best_val(const char *path) {
     return end != s && !*end && !isnan(v) ? v : INFINITY;
 }
 
-static int load_path(const char *path, const Ops *ops, int training_freeze, Model *m, Vocab *v, TrainState *ts,
+static int load_path(const char *path, const Ops *ops, const CheckpointFreeze *freeze, Model *m, Vocab *v, TrainState *ts,
                      char *err) {
     StFile f;
     char inner[TF_ERRLEN];
     if (st_read(path, &f, inner)) return tf_err(err, "%s", inner);
-    int rc = load_from(&f, ops, training_freeze, m, v, ts, inner);
+    int rc = load_from(&f, ops, freeze, m, v, ts, inner);
     st_free(&f);
     if (rc) return tf_err(err, "%s: %s", path, inner);
     return 0;
 }
 
 int checkpoint_load(const char *path, const Ops *ops, Model *m, Vocab *v, TrainState *ts, char *err) {
-    return load_path(path, ops, -1, m, v, ts, err);
+    return load_path(path, ops, NULL, m, v, ts, err);
 }
 
 int checkpoint_load_for_training(const char *path, const Ops *ops, CheckpointFreeze freeze, Model *m, Vocab *v,
                                  TrainState *ts, char *err) {
-    return load_path(path, ops, (int)freeze, m, v, ts, err);
+    return load_path(path, ops, &freeze, m, v, ts, err);
 }
 
 /* ---------------- lineage of a checkpoint on disk ---------------- */

@@ -1252,6 +1252,20 @@ int model_freeze_old(Model *m) {
     return frozen;
 }
 
+int model_train_last_blocks(Model *m, int n_blocks) {
+    if (n_blocks < 1 || n_blocks > m->cfg.n_layer) return -1;
+    int first = m->cfg.n_layer - n_blocks, frozen = 0; /* wte is layer -1, the final norm n_layer */
+    for (int i = 0; i < m->n_params; i++) {
+        Param *p = &m->params[i];
+        int trains = param_layer(m, i) >= first;
+        for (int k = 0; k < p->n_seg; k++) {
+            p->seg[k].frozen = !trains;
+            frozen += !trains;
+        }
+    }
+    return frozen;
+}
+
 void model_unfreeze(Model *m) {
     for (int i = 0; i < m->n_params; i++)
         for (int k = 0; k < m->params[i].n_seg; k++) m->params[i].seg[k].frozen = 0;
