@@ -8,6 +8,8 @@
 # Arms (budget k: the trainable parameters of LoRA of rank k on every weight,
 # q,k,v,o,mlp, of the transformerpp base; the other arms matched to it):
 #   full      transformerpp, every parameter trains (the upper bound)
+#   last1     transformerpp, --train last:1: only the last block and the final
+#             norm train (wte, tied to the head, stays frozen); once per seed
 #   lora      transformerpp + grow --lora-rank k --lora-sites q,k,v,o,mlp, --freeze-old
 #   adapter   transformerpp + grow --adapter-kv N --adapter-sites attn,mlp, --freeze-old
 #   native    tokenformer + grow --kv +N --ffn-kv +M --init zero-key, --freeze-old
@@ -48,7 +50,7 @@ while [[ $# -gt 0 ]]; do
     --a-text) A=$2 ;;
     --eval-iters) EVAL=(--eval-iters "$2") ;;
     --base-args) read -ra BASE_ARGS <<<"$2" ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift 2
@@ -74,7 +76,8 @@ flops_of() { "$BIN" info --ckpt "$1" | grep -o '[0-9.e+]* FLOPs' | cut -d' ' -f1
 info_num() { "$BIN" info --ckpt "$1" | grep "$2" | grep -o '[0-9][0-9]*' | head -"$3" | tail -1; }
 
 # adapt SEED ARM BUDGET IN BEFORE [FREEZE]: train IN on B, evaluate, append a
-# row; BEFORE: "val_B,val_A" of IN (its base's: growing kept the function)
+# row; BEFORE: "val_B,val_A" of IN (its base's: growing kept the function);
+# FREEZE: train's flags for what trains (--freeze-old, --train last:1)
 adapt() {
     local seed=$1 arm=$2 budget=$3 in=$4 before=$5 freeze=${6:-} dir=$OUT/s$1_$2_$3
     local t0 t1
@@ -108,6 +111,7 @@ for seed in $SEEDS; do
     PP_BEFORE="$(full_loss "$PP" "$B"),$(full_loss "$PP" "$A")"
     TF_BEFORE="$(full_loss "$TF" "$B"),$(full_loss "$TF" "$A")"
     adapt "$seed" full - "$PP" "$PP_BEFORE"
+    adapt "$seed" last1 - "$PP" "$PP_BEFORE" "--train last:1"
     for k in $BUDGETS; do
         P=$((k * L * (8 * d + 3 * (h + d)))) # LoRA of rank k on q,k,v,o and gate,up,down
         kv=$((P / (4 * d * L)))              # adapters at attn and mlp: 2 x (key + value) x kv x d per layer

@@ -23,7 +23,7 @@ else
     fail adapt_study_runs "$(tail -1 "$WORK/study.log")"
 fi
 res=$WORK/study/results.csv
-for arm in full lora adapter native native_nf; do
+for arm in full last1 lora adapter native native_nf; do
     row=$(awk -F, -v a="$arm" '$2 == a' "$res" 2>/dev/null)
     # val_B_before .. val_A_after: four finite positive losses
     if [[ -n $row ]] && awk -F, '{for (i = 6; i <= 9; i++) if (!($i > 0 && $i < 100)) exit 1}' <<<"$row"; then
@@ -32,4 +32,12 @@ for arm in full lora adapter native native_nf; do
         fail "adapt_study_row_$arm" "row: '$row'"
     fi
 done
+# the last-block arm trains part of the model, the full one all of it
+last1=$(awk -F, '$2 == "last1" { print $4 "," $5 }' "$res" 2>/dev/null)
+full=$(awk -F, '$2 == "full" { print $4 "," $5 }' "$res" 2>/dev/null)
+if [[ -n $last1 && ${full%,*} == "${full#*,}" ]] && ((${last1%,*} > 0 && ${last1%,*} < ${last1#*,})); then
+    pass "adapt_study_last1_trainable ($last1 of the base)"
+else
+    fail adapt_study_last1_trainable "last1 '$last1', full '$full' (trainable,total)"
+fi
 exit $((failures > 0))
