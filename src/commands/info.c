@@ -39,7 +39,7 @@ static void print_adaptation(const Model *m) {
     size_t total = model_num_params(m, 1), trainable = model_trainable_params(m);
     printf("trainable parameters: %zu of %zu (%zu frozen)\n", trainable, total, total - trainable);
     if (model_latest_birth(m) > 0)
-        printf("added by the latest grow (step %d): %zu parameters (what train --resume --freeze-old trains)\n",
+        printf("added by the latest grow (step %d): %zu parameters (what train --resume --train new trains)\n",
                model_latest_birth(m), model_latest_grown_params(m));
 }
 

@@ -391,7 +391,7 @@ static void save_or_die(const char *path, const Model *m, const Vocab *v, const 
 
 /* ---------------- setup ---------------- */
 
-/* --freeze-old: "old" is every row that existed before the latest grow (the
+/* --train new (--freeze-old): "old" is every row that existed before the latest grow (the
  * largest birth step of any row), in every layer alike; only the rows that
  * grow added then train, and only they have Adam moments (the loader froze
  * the rest: model_freeze_old). A layer the latest grow skipped trains nothing. */
