@@ -11,9 +11,10 @@
  *    and two half-scaled backwards accumulate to one whole;
  *  - merging LoRA gives the adapted model's logits;
  *  - decoding token by token (the KV-cache path) gives the forward's logits;
- *  - trained frozen (train --freeze-old), backward computes no gradient for
- *    the frozen parameters (LoRA'd MLP weights excepted: their LoRA's
- *    gradients come from theirs), stops below the lowest layer that trains, and gives the
+ *  - trained frozen (train --freeze-old, or --train last:1), backward
+ *    computes no gradient for the frozen parameters (LoRA'd MLP weights
+ *    excepted: their LoRA's gradients come from theirs), stops below the
+ *    lowest layer that trains, and gives the
  *    trained ones bit for bit the gradients of the unfrozen model (native
  *    rows on a tokenformer too, grown in one layer only);
  *  - the loss and every gradient against the PyTorch reference
@@ -181,25 +182,38 @@ static int in_trained_qkv_group(Model *a, int i) {
     return 0;
 }
 
-/* Frozen as train --freeze-old freezes it (and, top_only, the newest
- * parameters of every layer but the last frozen too), first with every
- * gradient buffer, then (compact) with buffers only for what backward
- * writes (model_alloc_grads, as a frozen training run has them): every
- * parameter that needs a gradient (or shares a q, k, v group with one) gets
- * the unfrozen model's, bit for bit; every other one none (its buffer stays
- * zero where the unfrozen model's is not, or it has none when compact). */
-static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, int top_only, int compact) {
-    char err[512];
-    model_unfreeze(a);
-    float *full = grads_of(a, tok, tgt);
+/* How check_frozen_grads freezes the model: as train --freeze-old, the same
+ * with the newest parameters of every layer but the last frozen too, or as
+ * train --train last:1 (the last block and the final norm train). */
+enum { FROZEN_OLD = 0, FROZEN_OLD_TOP_ONLY = 1, TRAIN_LAST_BLOCK = 2 };
+
+static void freeze_as(Model *a, int how) {
+    if (how == TRAIN_LAST_BLOCK) {
+        model_train_last_blocks(a, 1);
+        return;
+    }
     model_freeze_old(a);
     int top = a->cfg.n_layer - 1, per = adapters_params_per_layer(&a->cfg), first = model_first_extra_param(&a->cfg);
-    for (int i = 0; top_only && i < a->n_params; i++) {
+    for (int i = 0; how == FROZEN_OLD_TOP_ONLY && i < a->n_params; i++) {
         Param *p = &a->params[i];
         int layer = i >= first ? (i - first) / per : i >= 1 ? (i - 1) / model_params_per_layer(&a->cfg) : -1;
         if (layer < top)
             for (int k = 0; k < p->n_seg; k++) p->seg[k].frozen = 1;
     }
+}
+
+/* Frozen as `how` says (above), first with every
+ * gradient buffer, then (compact) with buffers only for what backward
+ * writes (model_alloc_grads, as a frozen training run has them): every
+ * parameter that needs a gradient (or shares a q, k, v group with one) gets
+ * the unfrozen model's, bit for bit; every other one none (its buffer stays
+ * zero where the unfrozen model's is not, or it has none when compact). */
+static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, int how, int compact) {
+    static const char *how_name[] = {"", " (top layer only)", " (train last:1)"};
+    char err[512];
+    model_unfreeze(a);
+    float *full = grads_of(a, tok, tgt);
+    freeze_as(a, how);
     if (compact && model_alloc_grads(a, 1, err)) {
         check(0, label, "%s", err);
         free(full);
@@ -223,7 +237,7 @@ static void check_frozen_grads(const char *label, Model *a, int *tok, int *tgt, 
     }
     char what[400];
     snprintf(what, sizeof what, "frozen %s%s%s: %d tensors with the unfrozen model's gradients bit for bit, "
-             "%d frozen with none computed (%d wrong, first %s)%s", label, top_only ? " (top layer only)" : "",
+             "%d frozen with none computed (%d wrong, first %s)%s", label, how_name[how],
              compact ? " (compact gradients)" : "", trained, skipped, bad, worst,
              compact ? "; gradient floats " : "");
     if (compact)
@@ -361,8 +375,10 @@ static void run_native_case(void) {
         tok[i] = (int)rng_below(&g_rng, V_);
         tgt[i] = (int)rng_below(&g_rng, V_);
     }
-    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0, 0);
-    check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, 0, 1);
+    for (int compact = 0; compact < 2; compact++) {
+        check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, FROZEN_OLD, compact);
+        check_frozen_grads("tokenformer native rows in layer 1", &g, tok, tgt, TRAIN_LAST_BLOCK, compact);
+    }
     model_free(&g);
     model_free(&base);
 }
@@ -510,8 +526,9 @@ static void run_case(int arch, const Case *k) {
     check_gradients(label, &a, tok, tgt);
     if (k->lora_rank) check_lora_factor_grads(label, &a, tok, tgt);
     for (int compact = 0; compact < 2; compact++) {
-        check_frozen_grads(label, &a, tok, tgt, 0, compact);
-        check_frozen_grads(label, &a, tok, tgt, 1, compact);
+        check_frozen_grads(label, &a, tok, tgt, FROZEN_OLD, compact);
+        check_frozen_grads(label, &a, tok, tgt, FROZEN_OLD_TOP_ONLY, compact);
+        check_frozen_grads(label, &a, tok, tgt, TRAIN_LAST_BLOCK, compact);
     }
     if (g_torch) dump_for_torch(label, &a, tok, tgt);
     if (k->lora_rank) check_merge(label, &a, tok);
