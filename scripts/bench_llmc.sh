@@ -106,7 +106,8 @@ keep_log() { [[ -n ${LOG_DIR:-} ]] && cp "$1" "$LOG_DIR/" || true; }
 # One llm.c run at batch B: "tok_per_s params".
 run_llmc() {
     local B=$1 log="$work/llmc_b$1.log"
-    (cd "$work/llmc" && timeout "${LLMC_TIMEOUT:-180}" ./train_gpt2cu -i "$work/train.bin" -j "$work/val.bin" -e d12 -b "$B" -t $T \
+    # line-buffered, so that a run the timeout stops still shows where it was
+    (cd "$work/llmc" && timeout "${LLMC_TIMEOUT:-180}" stdbuf -oL ./train_gpt2cu -i "$work/train.bin" -j "$work/val.bin" -e d12 -b "$B" -t $T \
         -x "$STEPS" -v 1000000 -m 1 -s 0 -h 0 -n 0 -y 0) >"$log" 2>&1 ||
         { keep_log "$log"; tail -20 "$log" >&2; echo "bench_llmc: llm.c failed or timed out at B=$B" >&2; exit 1; }
     keep_log "$log"

@@ -198,10 +198,14 @@ const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "decod
 
 enum { MI_P, MI_G, MI_M, MI_V, MI_X, MI_Y, MI_A, MI_S };
 
+#define MIRROR_ROWS 48 /* the rows of the mirror cases' Pattention (Y's size) */
+
 static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) {
     for (int s = 0; s < SIDES; s++) {
         const Ops *o = op_ops(r, s);
         float *P = op_f(r, s, r->at[MI_P]), *S = op_f(r, s, r->at[MI_S]);
+        /* Y is compared whole: rows past N, which this call leaves, must agree too */
+        o->zero(o, op_f(r, s, r->at[MI_Y]), sizeof(float) * (size_t)MIRROR_ROWS * d);
         PattArgs a = {.X = {.x = op_f(r, s, r->at[MI_X])}, .K = P, .V = P + kn, .tau = tau,
                       .G = 1, .mode = PNORM_L2_GELU, .N = N, .d_in = d, .n = n, .d_out = d,
                       .A = op_f(r, s, r->at[MI_A]), .S = S, .dA = S, .Y = op_f(r, s, r->at[MI_Y])};
@@ -231,7 +235,7 @@ static void mirror_tensors(CaseRun *r, size_t total, int N, int d, int n) {
  * parameters and be dropped when a memory op writes them. */
 static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
     const Ops *T = h->side[SIDE_TGT];
-    const int N = 48, d = 64, n = 80;
+    const int N = MIRROR_ROWS, d = 64, n = 80;
     const size_t kn = (size_t)n * d, total = 2 * kn + 10;
     float tau = sqrtf((float)n);
     T->set_precision(T, MATMUL_BF16);
@@ -272,7 +276,7 @@ const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf
  * an upload of new weights drops it (results follow the new weights), and
  * AdamW's own mirror takes over after an update. */
 static void cache_weights_forwards(CaseRun *r, int kn, int d, int n, float *tau, const char *when) {
-    const int rows[2] = {1, 48};
+    const int rows[2] = {1, MIRROR_ROWS};
     char name[96];
     for (int i = 0; i < 2; i++) {
         mirror_forward(r, kn, rows[i], d, n, tau);
@@ -283,7 +287,7 @@ static void cache_weights_forwards(CaseRun *r, int kn, int d, int n, float *tau,
 
 static void cache_weights_case(OpHarness *h, const OpCase *c) {
     const Ops *T = h->side[SIDE_TGT];
-    const int N = 48, d = 64, n = 80;
+    const int N = MIRROR_ROWS, d = 64, n = 80;
     const size_t kn = (size_t)n * d, total = (size_t)1 << 22; /* 16 MB of fp32: a visible copy */
     float tau = sqrtf((float)n);
     T->set_precision(T, MATMUL_BF16);

@@ -42,7 +42,7 @@ for arch in tokenformer transformer transformerpp; do
     # bf16 (the same kernels); the cache and a batch of streams run
     s=(--ckpt "$ck" --device cuda --precision bf16 --max-new-tokens 60 --seed 5 --temperature 0)
     "$BIN" sample "${s[@]}" >"$tmp/s_graph_$arch" 2>"$tmp/s_graph_$arch.err" || fail "sample_${arch}_bf16" "$(tail -1 "$tmp/s_graph_$arch.err")"
-    "$BIN" sample "${s[@]}" --no-graph >"$tmp/s_eager_$arch" 2>&1 || fail "sample_${arch}_bf16_no_graph" "$(tail -1 "$tmp/s_eager_$arch")"
+    "$BIN" sample "${s[@]}" --no-graph >"$tmp/s_eager_$arch" 2>"$tmp/s_eager_$arch.err" || fail "sample_${arch}_bf16_no_graph" "$(tail -1 "$tmp/s_eager_$arch.err")"
     [[ $(wc -m <"$tmp/s_graph_$arch") -ge 61 ]] && cmp -s "$tmp/s_graph_$arch" "$tmp/s_eager_$arch" \
         && pass "sample_${arch}_bf16_recorded_same_as_op_by_op" \
         || fail "sample_${arch}_bf16_recorded_same_as_op_by_op" "$(head -c 200 "$tmp/s_graph_$arch" | tr '\n' ' ') | $(head -c 200 "$tmp/s_eager_$arch" | tr '\n' ' ')"

@@ -285,9 +285,11 @@ template <typename X> static void attention_token(OpsCtx *c, const DecodeAttnArg
 
 // Whether a chunk of new positions starts the cache (a prompt, a window
 // restart): then it attends to itself only, which the training kernels do
-// faster than attention_chunk_kernel. Chunks are never recorded (only
-// single-token steps are), so reading the position back is allowed here.
+// faster than attention_chunk_kernel. Only chunks of two or more positions
+// ask: a single-token step may be recording (a CUDA graph), where reading
+// the position back is not allowed, and attention_chunk serves any position.
 static bool chunk_at_start(const DecodeAttnArgs *a) {
+    if (a->T < 2) return false;
     int pos0 = -1;
     CUDA_CHECK(cudaMemcpy(&pos0, a->pos, sizeof pos0, cudaMemcpyDeviceToHost));
     return pos0 == 0;
