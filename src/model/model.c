@@ -1365,8 +1365,12 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     }
     /* rows of the latest grow (never the rows of the initial model) */
     int newest = model_latest_birth(m);
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
+    /* In memory order, so that the calls walk the block from its start, each
+     * range adjacent to the last: the CUDA backend's bf16 copy of the weights
+     * grows only over adjacent ranges (ops.h adamw), and a copy cut short
+     * leaves every later product converting its weights again. */
+    for (int k = 0; k < m->n_params; k++) {
+        Param *p = &m->params[memory_slot_param(m, k)];
         size_t re = model_param_row_elems(p);
         float wd = p->decay ? tc->weight_decay : 0.0f;
         for (int k = 0; k < p->n_seg; k++) {
