@@ -76,3 +76,29 @@ log_rows() {
                   next }
         $c["event"] == event { line = ""; for (j = 1; j <= n; j++) line = line (j > 1 ? " " : "") $c[want[j]]; print line }' "$1"
 }
+
+# run_bin NAME ARGS...: the binary with ARGS, its stdout in $WORK/NAME.log and
+# stderr in $WORK/NAME.err; a failure is reported (its last stderr line) and
+# returned.
+run_bin() {
+    local name=$1
+    shift
+    timeout 300 "$BIN" "$@" >"$WORK/$name.log" 2>"$WORK/$name.err" ||
+        { fail "$name" "$(tail -1 "$WORK/$name.err")"; return 1; }
+}
+
+# refused NAME WANT OUT ARGS...: the binary with ARGS --out OUT must fail with
+# one line on stderr that contains WANT, and leave OUT unwritten.
+refused() {
+    local name=$1 want=$2 out=$3
+    shift 3
+    if timeout 120 "$BIN" "$@" --out "$out" >"$WORK/$name.log" 2>"$WORK/$name.err"; then
+        fail "$name" "exited 0"
+    elif [[ -e $out ]]; then
+        fail "$name" "wrote $out"
+    elif [[ $(wc -l <"$WORK/$name.err") -ne 1 ]] || ! grep -q -- "$want" "$WORK/$name.err"; then
+        fail "$name" "stderr: $(tr '\n' '|' <"$WORK/$name.err")"
+    else
+        pass "$name ($(cat "$WORK/$name.err"))"
+    fi
+}

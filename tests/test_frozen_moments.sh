@@ -20,23 +20,11 @@ if [[ -z $PYTHON ]]; then
     exit 0
 fi
 
-run() { # run NAME CMD...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err; status
-    local name=$1
-    shift
-    timeout 300 "$BIN" "$@" >"$WORK/$name.log" 2>"$WORK/$name.err" ||
-        { fail "$name" "$(tail -1 "$WORK/$name.err")"; return 1; }
-}
-
 # st.py: reads safetensors files (header, tensors as bytes) for the checks below.
 cat >"$WORK/st.py" <<'EOF'
 import json, struct, sys, zlib
-def load(p):
-    raw = open(p, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    h = json.loads(raw[8:8 + n])
-    meta = h.pop("__metadata__")
-    d = raw[8 + n:]
-    return {k: (v["shape"], d[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}, meta
+sys.path.insert(0, "tests")  # the tests run from the repository's root (lib.sh)
+from st_tensors import load
 def save(p, tensors, meta):  # re-signed: crc32 over the sorted metadata, then the data
     h, body = {}, b""
     for k, (shape, blob) in tensors.items():
@@ -85,10 +73,10 @@ EOF
 st() { "$PYTHON" "$WORK/st.py" "$@"; }
 
 # ---------------------------------------------------------------- LoRA on a transformerpp
-run pp_base train "$TEXT" --arch transformerpp "${CFG[@]}" "${DEV[@]}" --max-iters 6 --out "$WORK/pp" || exit 1
+run_bin pp_base train "$TEXT" --arch transformerpp "${CFG[@]}" "${DEV[@]}" --max-iters 6 --out "$WORK/pp" || exit 1
 G=$WORK/pp_lora.safetensors
-run pp_grow grow --ckpt "$WORK/pp/latest.safetensors" --lora-rank 2 --lora-sites q,v --out "$G" --threads 1 || exit 1
-run pp_frozen train "$TEXT" --resume "$G" --new-stage --freeze-old --max-iters 4 --lr 1e-2 "${DEV[@]}" \
+run_bin pp_grow grow --ckpt "$WORK/pp/latest.safetensors" --lora-rank 2 --lora-sites q,v --out "$G" --threads 1 || exit 1
+run_bin pp_frozen train "$TEXT" --resume "$G" --new-stage --freeze-old --max-iters 4 --lr 1e-2 "${DEV[@]}" \
     --out "$WORK/t" || exit 1
 T=$WORK/t/latest.safetensors
 moments=$(st moments "$T")
@@ -104,12 +92,12 @@ gsize=$(stat -c %s "$G") tsize=$(stat -c %s "$T")
     fail lora_checkpoint_smaller "grown $gsize, frozen run $tsize bytes"
 
 # resumed frozen again: no moments needed for the base
-if run pp_refreeze train "$TEXT" --resume "$T" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/t2"; then
+if run_bin pp_refreeze train "$TEXT" --resume "$T" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/t2"; then
     ! grep -q "^unfreeze" "$WORK/pp_refreeze.log" && [[ $(st moments "$WORK/t2/latest.safetensors") == "$moments" ]] &&
         pass lora_resume_frozen || fail lora_resume_frozen "$(grep '^unfreeze' "$WORK/pp_refreeze.log")"
 fi
 # resumed without --freeze-old: everything trains, the base's moments from zero, said once
-if run pp_unfreeze train "$TEXT" --resume "$T" --max-iters 14 "${DEV[@]}" --out "$WORK/u"; then
+if run_bin pp_unfreeze train "$TEXT" --resume "$T" --max-iters 14 "${DEV[@]}" --out "$WORK/u"; then
     n_frozen=$("$BIN" info --ckpt "$T" | sed -n 's/^trainable parameters: .* (\([0-9]*\) frozen)$/\1/p')
     line=$(grep "^unfreeze" "$WORK/pp_unfreeze.log")
     [[ $(grep -c "^unfreeze" "$WORK/pp_unfreeze.log") == 1 && $line == "unfreeze: $n_frozen parameters frozen in "* &&
@@ -124,12 +112,12 @@ fi
 # still resumes either way, and with --freeze-old trains bit-identically
 O=$WORK/old_format.safetensors
 st old_format "$T" "$G" "$O"
-if run old_refreeze train "$TEXT" --resume "$O" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/o2"; then
+if run_bin old_refreeze train "$TEXT" --resume "$O" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/o2"; then
     # bit-identical on the CPU; a GPU's reductions may differ between runs: the same tensors there
     same=$(st same "$WORK/t2/latest.safetensors" "$WORK/o2/latest.safetensors" $([[ ${TF_DEVICE:-cpu} == cpu ]] || echo shapes))
     [[ $same == same ]] && pass old_format_frozen_moments_dropped || fail old_format_frozen_moments_dropped "$same"
 fi
-run old_unfreeze train "$TEXT" --resume "$O" --max-iters 14 "${DEV[@]}" --out "$WORK/o3" &&
+run_bin old_unfreeze train "$TEXT" --resume "$O" --max-iters 14 "${DEV[@]}" --out "$WORK/o3" &&
     { ! grep -q "^unfreeze" "$WORK/old_unfreeze.log" && pass old_format_unfreeze_keeps_moments ||
           fail old_format_unfreeze_keeps_moments "$(grep '^unfreeze' "$WORK/old_unfreeze.log")"; }
 # moments of other rows than the parameter's, or its trained ones, are refused
@@ -143,34 +131,34 @@ else
         fail bad_moment_rows "$(tr '\n' '|' <"$WORK/cut.err")"
 fi
 # merging folds LoRA into a model that has moments again for every tensor
-run pp_merge grow --ckpt "$T" --merge-lora --out "$WORK/merged.safetensors" --threads 1 &&
-    run merged_resume train "$TEXT" --resume "$WORK/merged.safetensors" --max-iters 14 "${DEV[@]}" --out "$WORK/m" &&
+run_bin pp_merge grow --ckpt "$T" --merge-lora --out "$WORK/merged.safetensors" --threads 1 &&
+    run_bin merged_resume train "$TEXT" --resume "$WORK/merged.safetensors" --max-iters 14 "${DEV[@]}" --out "$WORK/m" &&
     pass merge_frozen_run
 
 # ---------------------------------------------------------------- native rows on a tokenformer
-run tf_base train "$TEXT" "${CFG[@]}" "${DEV[@]}" --n-attn 8 --n-ffn 16 --max-iters 6 --out "$WORK/tf" || exit 1
+run_bin tf_base train "$TEXT" "${CFG[@]}" "${DEV[@]}" --n-attn 8 --n-ffn 16 --max-iters 6 --out "$WORK/tf" || exit 1
 NG=$WORK/tf_grown.safetensors
-run tf_grow grow --ckpt "$WORK/tf/latest.safetensors" --kv +2 --ffn-kv +4 --init zero-key --out "$NG" --threads 1 ||
+run_bin tf_grow grow --ckpt "$WORK/tf/latest.safetensors" --kv +2 --ffn-kv +4 --init zero-key --out "$NG" --threads 1 ||
     exit 1
-run tf_frozen train "$TEXT" --resume "$NG" --new-stage --freeze-old --max-iters 4 "${DEV[@]}" --out "$WORK/n" || exit 1
+run_bin tf_frozen train "$TEXT" --resume "$NG" --new-stage --freeze-old --max-iters 4 "${DEV[@]}" --out "$WORK/n" || exit 1
 N=$WORK/n/latest.safetensors
 moments=$(st moments "$N")
 bad=$(tr ' ' '\n' <<<"$moments" | grep -Ev '^h\.[01]\.(attn\.[qkvo]\.(key|value):2|ffn\.(key|value):4)$')
 [[ -n $moments && -z $bad && $(wc -w <<<"$moments") == 20 ]] && pass "native_moments_only_new_rows ($moments)" ||
     fail native_moments_only_new_rows "unexpected: $(tr "\n" " " <<<"${bad:-$moments}")"
-if run tf_unfreeze train "$TEXT" --resume "$N" --max-iters 14 "${DEV[@]}" --out "$WORK/nu"; then
+if run_bin tf_unfreeze train "$TEXT" --resume "$N" --max-iters 14 "${DEV[@]}" --out "$WORK/nu"; then
     grep -q "^unfreeze: [0-9]* parameters frozen in" "$WORK/tf_unfreeze.log" && pass native_unfreeze ||
         fail native_unfreeze "no unfreeze line"
 fi
-run tf_refreeze train "$TEXT" --resume "$N" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/nf" &&
+run_bin tf_refreeze train "$TEXT" --resume "$N" --freeze-old --max-iters 14 "${DEV[@]}" --out "$WORK/nf" &&
     pass native_resume_frozen
 # growing the frozen run's checkpoint: moments for every row again, zero for the rows it froze
-if run tf_regrow grow --ckpt "$N" --kv +2 --out "$WORK/regrown.safetensors" --threads 1; then
+if run_bin tf_regrow grow --ckpt "$N" --kv +2 --out "$WORK/regrown.safetensors" --threads 1; then
     R=$WORK/regrown.safetensors
     z=$(st rows "$R" opt.v.h.0.attn.q.key 0 8) nz=$(st rows "$R" opt.v.h.0.attn.q.key 8 10)
     [[ $(st moments "$R" | wc -w) == $(st moments "$NG" | wc -w) && $z == zero && $nz == nonzero ]] &&
         pass regrow_frozen_rows_zero_moments || fail regrow_frozen_rows_zero_moments "old rows $z, trained rows $nz"
-    run regrown_train train "$TEXT" --resume "$R" --freeze-old --max-iters 16 "${DEV[@]}" --out "$WORK/r" &&
+    run_bin regrown_train train "$TEXT" --resume "$R" --freeze-old --max-iters 16 "${DEV[@]}" --out "$WORK/r" &&
         pass regrown_trains
 fi
 

@@ -21,23 +21,11 @@ if [[ -z $PYTHON ]]; then
     exit 0
 fi
 
-run() { # run NAME CMD...: stdout in $WORK/NAME.log, stderr in $WORK/NAME.err; status
-    local name=$1
-    shift
-    timeout 300 "$BIN" "$@" >"$WORK/$name.log" 2>"$WORK/$name.err" ||
-        { fail "$name" "$(tail -1 "$WORK/$name.err")"; return 1; }
-}
-
 # st.py: what the checks below read from safetensors files.
 cat >"$WORK/st.py" <<'EOF'
 import json, re, struct, sys
-def load(p):
-    raw = open(p, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    h = json.loads(raw[8:8 + n])
-    meta = h.pop("__metadata__")
-    d = raw[8 + n:]
-    return {k: (v["shape"], d[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}, meta
+sys.path.insert(0, "tests")  # the tests run from the repository's root (lib.sh)
+from st_tensors import load
 def weights(t):  # the model's parameters: no moments, no Pattention scales
     return sorted(k for k in t if not k.startswith("opt.") and not k.endswith(".tau"))
 cmd, args = sys.argv[1], sys.argv[2:]
@@ -79,7 +67,7 @@ LAST='^(h\.1\.|ln_f\.|norm_f\.)' # a 2-layer model's last block and final norm (
 # what holds moments, what is recorded frozen and the counts.
 check_last1() {
     local name=$1 in=$2 out=$WORK/$1
-    run "$name" train "$TEXT" --resume "$in" "${ADAPT[@]}" --train last:1 "${DEV[@]}" --out "$out" || return
+    run_bin "$name" train "$TEXT" --resume "$in" "${ADAPT[@]}" --train last:1 "${DEV[@]}" --out "$out" || return
     local ck=$out/latest.safetensors
     local want changed all_names outside moments frozen
     want=$(st matching "$in" "$LAST")
@@ -103,50 +91,37 @@ check_last1() {
 }
 
 for arch in tokenformer transformer transformerpp; do
-    run "${arch}_base" train "$TEXT" --arch "$arch" "${CFG[@]}" "${DEV[@]}" --max-iters 6 --out "$WORK/$arch" || exit 1
+    run_bin "${arch}_base" train "$TEXT" --arch "$arch" "${CFG[@]}" "${DEV[@]}" --max-iters 6 --out "$WORK/$arch" || exit 1
     check_last1 "${arch}_last1" "$WORK/$arch/latest.safetensors"
 done
 PP=$WORK/transformerpp/latest.safetensors
 
 # an adapted checkpoint: the last block's LoRA factors train with its weights
 G=$WORK/pp_lora.safetensors
-run pp_grow grow --ckpt "$PP" --lora-rank 2 --lora-sites q,v --out "$G" --threads 1 || exit 1
+run_bin pp_grow grow --ckpt "$PP" --lora-rank 2 --lora-sites q,v --out "$G" --threads 1 || exit 1
 check_last1 lora_last1 "$G"
 
 # --train last:2 on two blocks: everything but wte
-if run pp_last2 train "$TEXT" --resume "$PP" "${ADAPT[@]}" --train last:2 "${DEV[@]}" --out "$WORK/l2"; then
+if run_bin pp_last2 train "$TEXT" --resume "$PP" "${ADAPT[@]}" --train last:2 "${DEV[@]}" --out "$WORK/l2"; then
     [[ $(st frozen "$WORK/l2/latest.safetensors") == wte && $(st changed "$PP" "$WORK/l2/latest.safetensors") != *wte* ]] &&
         pass last2_freezes_only_wte || fail last2_freezes_only_wte "frozen: $(st frozen "$WORK/l2/latest.safetensors")"
 fi
 
 # --train new is --freeze-old (bit-identical on the CPU; the same tensors on a GPU)
-if run new_train train "$TEXT" --resume "$G" "${ADAPT[@]}" --train new "${DEV[@]}" --out "$WORK/tn" &&
-    run new_freeze train "$TEXT" --resume "$G" "${ADAPT[@]}" --freeze-old "${DEV[@]}" --out "$WORK/tf"; then
+if run_bin new_train train "$TEXT" --resume "$G" "${ADAPT[@]}" --train new "${DEV[@]}" --out "$WORK/tn" &&
+    run_bin new_freeze train "$TEXT" --resume "$G" "${ADAPT[@]}" --freeze-old "${DEV[@]}" --out "$WORK/tf"; then
     same=$(st same "$WORK/tn/latest.safetensors" "$WORK/tf/latest.safetensors" $([[ ${TF_DEVICE:-cpu} == cpu ]] || echo shapes))
     [[ $same == same ]] && grep -q "^freeze-old: only rows added by the latest grow" "$WORK/new_train.log" &&
         pass train_new_is_freeze_old || fail train_new_is_freeze_old "$same"
 fi
 # --train all after a last:1 run: everything trains again, said by the unfreeze line
-if run all_after_last train "$TEXT" --resume "$WORK/transformerpp_last1/latest.safetensors" "${ADAPT[@]}" --train all \
+if run_bin all_after_last train "$TEXT" --resume "$WORK/transformerpp_last1/latest.safetensors" "${ADAPT[@]}" --train all \
     "${DEV[@]}" --out "$WORK/ta"; then
     [[ -z $(st frozen "$WORK/ta/latest.safetensors") ]] && grep -q "^unfreeze: [0-9]* parameters frozen" "$WORK/all_after_last.log" &&
         pass train_all_unfreezes || fail train_all_unfreezes "frozen: $(st frozen "$WORK/ta/latest.safetensors")"
 fi
 
-bad() { # bad NAME EXPECTED_TEXT ARGS...: fails, one line on stderr naming it, nothing in --out
-    local name=$1 want=$2
-    shift 2
-    local out=$WORK/bad_$name
-    if timeout 120 "$BIN" "$@" --out "$out" >"$WORK/bad_$name.log" 2>"$WORK/bad_$name.err"; then
-        fail "bad_$name" "exited 0"
-    elif [[ -e $out ]]; then
-        fail "bad_$name" "wrote $out"
-    elif [[ $(wc -l <"$WORK/bad_$name.err") -ne 1 ]] || ! grep -q -- "$want" "$WORK/bad_$name.err"; then
-        fail "bad_$name" "stderr: $(tr '\n' '|' <"$WORK/bad_$name.err")"
-    else
-        pass "bad_$name ($(cat "$WORK/bad_$name.err"))"
-    fi
-}
+bad() { refused "bad_$1" "$2" "$WORK/bad_$1" "${@:3}"; } # NAME WANT ARGS...: nothing in --out
 bad last_zero "N must be a whole number of blocks, at least 1" train "$TEXT" --resume "$PP" --train last:0 "${DEV[@]}"
 bad last_negative "N must be a whole number of blocks" train "$TEXT" --resume "$PP" --train last:-1 "${DEV[@]}"
 bad last_not_a_number "N must be a whole number of blocks" train "$TEXT" --resume "$PP" --train last:x "${DEV[@]}"
