@@ -45,6 +45,7 @@ step "adapters, LoRA and frozen weights on CUDA; growth inside a run"
 {
     TF_DEVICE=cuda timeout 120 bash tests/test_adapt_cli.sh
     TF_DEVICE=cuda timeout 60 bash tests/test_frozen_moments.sh
+    TF_DEVICE=cuda timeout 60 bash tests/test_train_last.sh
     # A frozen LoRA / adapter step against the same checkpoint trained whole.
     ./tokenformer train data/input.txt --preset shakespeare --arch transformerpp --device cuda \
         --max-iters 1 --out "$OUT/.fb" >/dev/null 2>&1
