@@ -353,13 +353,29 @@ def eval_curve(run_dir):
 
 
 def plot(studies, prefix):
-    """PREFIX-final.png: final loss vs FLOPs per configuration with each arch's frontier
-    drawn; PREFIX-curves.png: the eval curves (first seed) at the largest budget."""
+    """PREFIX-final.png: final loss vs FLOPs, one line per arm (its best lr at each budget)
+    with each arch's frontier drawn; PREFIX-curves.png: the eval curves (first seed) at
+    the largest budget, each arm at its best lr there."""
     if not shutil.which("gnuplot"):
         print("(no plots: gnuplot is not installed)\n")
         return
     with tempfile.TemporaryDirectory() as work:
         draw(studies, prefix, work)
+
+
+def best_lr_per_budget(configs):
+    """{arm: {budget: (mean final loss, lr)}}: at each budget the arm's lr with the lowest
+    mean, so that a plot has one line per arm (the tables list every lr)."""
+    best = {}
+    for (arm, lr), runs in configs.items():
+        per_b = {}
+        for r in runs:
+            per_b.setdefault(r["budget"], []).append(r["final_loss"])
+        for b, losses in per_b.items():
+            m = statistics.mean(losses)
+            if b not in best.setdefault(arm, {}) or m < best[arm][b][0]:
+                best[arm][b] = (m, lr)
+    return best
 
 
 def draw(studies, prefix, work):
@@ -369,26 +385,24 @@ def draw(studies, prefix, work):
         with open(path, "w") as f:
             f.writelines(f"{b} {l}\n" for b, l in st.curve)
         final_cmds.append(f"'{path}' using 1:2 with linespoints lw 3 title '{st.arch} frontier'")
-        for (arm, lr), runs in sorted(by_config([r for r in st.rows if r["kind"] in MAIN_KINDS]).items()):
-            path = os.path.join(work, f"final-{st.arch}-{arm}-{lr}.dat")
-            per_b = {}
-            for r in runs:
-                per_b.setdefault(r["budget"], []).append(r["final_loss"])
+        best = best_lr_per_budget(by_config([r for r in st.rows if r["kind"] in MAIN_KINDS]))
+        for arm, points in sorted(best.items()):
+            path = os.path.join(work, f"final-{st.arch}-{arm}.dat")
             with open(path, "w") as f:
-                f.writelines(f"{b} {statistics.mean(ls)}\n" for b, ls in sorted(per_b.items()))
-            final_cmds.append(f"'{path}' using 1:2 with linespoints title '{arm} lr {lr}'")
+                f.writelines(f"{b} {loss}\n" for b, (loss, _) in sorted(points.items()))
+            final_cmds.append(f"'{path}' using 1:2 with linespoints title '{arm}'")
         main = [r for r in st.rows if r["kind"] in MAIN_KINDS]
         if main:
             top = max(r["budget"] for r in main)
             first = min(st.seeds)
             for r in main:
-                if r["budget"] == top and r["seed"] == first:
+                if r["budget"] == top and r["seed"] == first and best[r["arm"]].get(top, (0, None))[1] == r["lr"]:
                     pts = eval_curve(r["dir"])
                     path = os.path.join(work, f"curve-{st.arch}-{r['arm']}-{r['lr']}.dat")
                     with open(path, "w") as f:
                         f.writelines(f"{x} {y}\n" for x, y in pts)
                     curve_cmds.append(f"'{path}' using 1:2 with lines title '{r['arm']} lr {r['lr']}'")
-    script = (f"set terminal pngcairo size 1000,650 noenhanced\nset logscale x\nset key outside right\n"
+    script = (f"set terminal pngcairo size 1100,700 noenhanced\nset logscale x\nset key outside right\n"
               f"set xlabel 'training FLOPs'\nset ylabel 'final full-val loss (nats)'\n"
               f"set output '{prefix}-final.png'\nplot " + ", ".join(final_cmds) + "\n")
     if curve_cmds:
