@@ -97,7 +97,7 @@ enum { EX_ADAPTER_KEY, EX_ADAPTER_VALUE, EX_LORA_A, EX_LORA_B };
 
 typedef struct {
     int kind;  /* EX_* */
-    int site;  /* AdapterSite of an adapter tensor */
+    int site;  /* AdapterSite of an adapter tensor; the PATT_* site of a LoRA tensor's base */
     int base;  /* the base parameter of a LoRA tensor */
 } Extra;
 
@@ -114,8 +114,8 @@ static int layer_extras(const ModelConfig *c, int l, Extra out[MAX_EXTRAS_PER_LA
         if (!(c->lora_sites & (1 << bit))) continue;
         for (int k = 0; k < model_config_site_count(c, w); k++) {
             int base = model_config_site_param(c, l, w) + k;
-            out[n++] = (Extra){EX_LORA_A, -1, base};
-            out[n++] = (Extra){EX_LORA_B, -1, base};
+            out[n++] = (Extra){EX_LORA_A, w, base};
+            out[n++] = (Extra){EX_LORA_B, w, base};
         }
     }
     return n;
@@ -157,16 +157,23 @@ int adapters_key_param(const ModelConfig *c, int l, int site) {
 }
 
 /* LoRA'd base parameters lie in one layer: the lookup stays within it. */
-int adapters_lora_param(const ModelConfig *c, int base) {
+/* The index of base's LoRA A (B follows it) and, in *site, the site of the
+ * base weight; -1: base has no LoRA. */
+static int lora_of(const ModelConfig *c, int base, int *site) {
     if (c->lora_rank <= 0 || base < 1 || base >= model_first_extra_param(c)) return -1;
     int l = (base - 1) / model_params_per_layer(c);
     if (l >= c->n_layer) return -1;
     Extra e[MAX_EXTRAS_PER_LAYER];
     int n = layer_extras(c, l, e), first = model_first_extra_param(c) + l * n;
     for (int k = 0; k < n; k++)
-        if (e[k].kind == EX_LORA_A && e[k].base == base) return first + k;
+        if (e[k].kind == EX_LORA_A && e[k].base == base) {
+            if (site) *site = e[k].site;
+            return first + k;
+        }
     return -1;
 }
+
+int adapters_lora_param(const ModelConfig *c, int base) { return lora_of(c, base, NULL); }
 
 void adapters_param_shape(const Model *m, int j, int64_t shape[2]) {
     int l;
@@ -260,18 +267,9 @@ void lora_refresh(Model *m) {
     m->lora_stale = 0;
 }
 
-/* The site (PATT_Q ..) whose weight base parameter `base` is, within its layer. */
-static int base_site(const ModelConfig *c, int base) {
-    int l = (base - 1) / model_params_per_layer(c);
-    for (int w = 0; w < PATT_PER_LAYER; w++) {
-        int first = model_config_site_param(c, l, w);
-        if (base >= first && base < first + model_config_site_count(c, w)) return w;
-    }
-    return -1;
-}
-
 int lora_low_rank(const Model *m, int base) {
-    return adapters_lora_param(&m->cfg, base) >= 0 && model_site_is_linear(m, base_site(&m->cfg, base));
+    int site;
+    return lora_of(&m->cfg, base, &site) >= 0 && model_site_is_linear(m, site);
 }
 
 void lora_linear_backward(Model *m, int base, PattInput rows, const float *dY, int y_attn, float *u,
