@@ -91,6 +91,8 @@ typedef struct Model {
     size_t n_moment_elems; /* in m_mem and in v_mem: n_param_elems unless rows are frozen */
     size_t n_grad_elems;   /* in grad_mem: n_param_elems, less after model_alloc_grads */
     int step;        /* optimizer steps taken */
+    AdamwRange *adam_ranges; /* model_update's plan for segmented rows (host) */
+    int adam_ranges_cap;
     /* adapters.h: the adapters' tau (sqrt of their rows), and under LoRA the
      * weights the passes use (W + (alpha/r) B A, same layout as param_mem),
      * recomputed by every forward and, decoding, after an update (stale) */
@@ -203,7 +205,8 @@ void model_backward(Model *m);
 /* The same for loss_scale times that mean loss: 1/K for each of K equal
  * micro-batches gives the gradient of the mean over all of them. */
 void model_backward_scaled(Model *m, float loss_scale);
-/* Global L2 norm of the gradients of the trainable parameters. */
+/* Global L2 norm of the gradients of the trainable parameters (it zeroes
+ * the gradients of frozen rows first). */
 float model_grad_norm(Model *m);
 /* The optimizer step at which the latest grow added rows (0: never grown). */
 int model_latest_birth(const Model *m);

@@ -145,6 +145,18 @@ typedef struct {
     int B, T, T_max, H, hd, rot;
 } DecodeAttnArgs;
 
+/* adamw_ranges: one AdamW range, with the settings that differ between the
+ * row segments of a grown model (its own step count for the bias
+ * correction, the new rows' lr, decay or none). */
+typedef struct {
+    float *p;
+    const float *g;
+    float *m, *v;
+    size_t n;
+    float lr, weight_decay;
+    int t;
+} AdamwRange;
+
 /* sample_tokens: one token per stream from the logits (row b at logits +
  * b * stride, V floats), drawn as ops_sample_row draws it with the uniform
  * u[b] (unused at temperature 0: the argmax), written to tokens[b]; then,
@@ -317,6 +329,13 @@ typedef struct {
  *   (clipping); bias correction uses step t (t >= 1); decoupled decay
  *   lr*wd*p.
  *
+ * adamw_ranges: adamw over each of n ranges (AdamwRange: its own p, g, m, v,
+ *   length, lr, decay and step), the shared settings once: what a grown
+ *   model's update is, in as few launches as the backend can (one per
+ *   group of ranges on the GPU instead of one per range). Ranges in
+ *   memory order, each adjacent to the last, keep the CUDA bf16 mirror
+ *   whole, as consecutive adamw calls do.
+ *
  * add, accumulate, scale: out = a + b (out may alias a or b); y += x; x *= s.
  *   Used by the tests and the profiler, not the model.
  *
@@ -431,6 +450,10 @@ typedef struct {
        (const Ops *ops, float *p, const float *g, float *m, float *v, size_t n, float lr,         \
         float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t),        \
        (p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t))                       \
+    OP(OP_COMPUTE, void, adamw_ranges,                                                             \
+       (const Ops *ops, const AdamwRange *ranges, int n, float beta1, float beta2, float eps,     \
+        float grad_scale),                                                                        \
+       (ranges, n, beta1, beta2, eps, grad_scale))                                                \
     OP(OP_COMPUTE, void, add, (const Ops *ops, float *out, const float *a, const float *b, size_t n), \
        (out, a, b, n))                                                                            \
     OP(OP_COMPUTE, void, accumulate, (const Ops *ops, float *y, const float *x, size_t n),         \

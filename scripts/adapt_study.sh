@@ -19,21 +19,28 @@
 # usage: scripts/adapt_study.sh [--preset P] [--device D] [--threads N]
 #          [--base-iters N] [--adapt-iters N] [--budgets "2 8"] [--seeds "1337"]
 #          [--b-bytes N] [--b-text FILE] [--a-text FILE] [--lr LR] [--eval-iters N]
-#          [--base-args "FLAGS"] [--out DIR]
+#          [--base-args "FLAGS"] [--out DIR] [--precision P] [--arm-lrs "ARM=LR ..."]
+#          [--base-seed S] [--jobs N]
 # --b-text: corpus B (default data/linux-docs.txt, fetched by make data);
 # --a-text: corpus A (default data/input.txt; tests pass a slice, since
 # every arm evaluates the whole of A); --eval-iters: batches per evaluation
 # while training (default: the preset's); --base-args: model flags over the
-# preset's for both base models (tests: "--n-layer 2 --d-model 32").
+# preset's for both base models (tests: "--n-layer 2 --d-model 32");
+# --arm-lrs: an lr per arm over --lr (e.g. "lora=1e-2 full=3e-3"); --base-seed:
+# one base model per arch, trained with that seed, shared by every seed (the
+# seeds then vary the adaptation only); --jobs: seeds side by side (a GPU). A
+# row already in OUT/results.csv is not run again (a study spread over calls).
 # Defaults are the CPU scale of docs/ADAPTATION.md (preset tiny, minutes on
 # two cores); a GPU run: --device cuda --preset shakespeare --base-iters 5000
-# --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B).
+# --adapt-iters 1000 --budgets "1 4 16" --seeds "1337 1338 1339" --b-bytes 0 (all of B)
+# --precision bf16 --base-seed 1337 --jobs 3 --eval-iters 20, with the arms' lrs of the
+# CPU sweep: --arm-lrs "full=3e-3 last1=3e-3 lora=1e-2 adapter=3e-3 native=1e-2 native_nf=3e-3".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PRESET=tiny DEVICE=cpu THREADS=2 BASE_ITERS=500 ADAPT_ITERS=200 BUDGETS="2 8" SEEDS=1337
 B_BYTES=2000000 LR=1e-3 OUT=out/adapt_study BIN=${TF_BIN:-./tokenformer} A=data/input.txt
-EVAL=() BASE_ARGS=()
+EVAL=() BASE_ARGS=() PREC=() ARM_LRS="" BASE_SEED="" JOBS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
     --preset) PRESET=$2 ;;
@@ -50,6 +57,10 @@ while [[ $# -gt 0 ]]; do
     --a-text) A=$2 ;;
     --eval-iters) EVAL=(--eval-iters "$2") ;;
     --base-args) read -ra BASE_ARGS <<<"$2" ;;
+    --precision) PREC=(--precision "$2") ;;
+    --arm-lrs) ARM_LRS=$2 ;;
+    --base-seed) BASE_SEED=$2 ;;
+    --jobs) JOBS=$2 ;;
     -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "adapt_study: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -65,10 +76,18 @@ B_TEXT=${B_TEXT:-data/linux-docs.txt}
 mkdir -p "$OUT"
 B=$OUT/corpus_b.txt
 if [[ $B_BYTES -gt 0 ]]; then head -c "$B_BYTES" "$B_TEXT" >"$B"; else cp "$B_TEXT" "$B"; fi
-DEV=(--device "$DEVICE" --threads "$THREADS")
+DEV=(--device "$DEVICE" --threads "$THREADS" "${PREC[@]}")
 RUN=(--preset "$PRESET" --tokenizer bytes "${DEV[@]}" --lr "$LR" "${EVAL[@]}")
 RES=$OUT/results.csv
-echo "seed,arm,budget,trainable,total,val_B_before,val_B_after,val_A_before,val_A_after,adapt_flops,wall_s" >"$RES"
+[[ -s $RES ]] ||
+    echo "seed,arm,budget,trainable,total,val_B_before,val_B_after,val_A_before,val_A_after,adapt_flops,wall_s" >"$RES"
+
+# The lr of ARM: its --arm-lrs entry, else --lr.
+arm_lr() {
+    local e
+    for e in $ARM_LRS; do [[ ${e%%=*} == "$1" ]] && { echo "${e#*=}"; return; }; done
+    echo "$LR"
+}
 
 # Evaluations and adaptation are on another text than a checkpoint's on purpose.
 full_loss() { "$BIN" eval --ckpt "$1" "$2" --full --allow-other-text "${DEV[@]}" | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2; }
@@ -80,11 +99,13 @@ info_num() { "$BIN" info --ckpt "$1" | grep "$2" | grep -o '[0-9][0-9]*' | head 
 # FREEZE: train's flags for what trains (--freeze-old, --train last:1)
 adapt() {
     local seed=$1 arm=$2 budget=$3 in=$4 before=$5 freeze=${6:-} dir=$OUT/s$1_$2_$3
-    local t0 t1
+    local t0 t1 lr
+    lr=$(arm_lr "$arm")
+    grep -q "^$seed,$arm,$budget," "$RES" && return # done in an earlier call
     t0=$(date +%s.%N)
     # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
     "$BIN" train "$B" --resume "$in" --allow-other-text --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
-        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$LR" "${EVAL[@]}" --log "$dir.csv" --out "$dir" \
+        --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$lr" "${EVAL[@]}" --log "$dir.csv" --out "$dir" \
         >"$dir.log" 2>&1
     t1=$(date +%s.%N)
     local ck=$dir/latest.safetensors
@@ -98,14 +119,18 @@ adapt() {
     echo "$row" | tee -a "$RES"
 }
 
-for seed in $SEEDS; do
-    for arch in transformerpp tokenformer; do
-        base=$OUT/s${seed}_base_$arch
-        [[ -s $base/latest.safetensors ]] ||
-            "$BIN" train "$A" --arch "$arch" "${RUN[@]}" "${BASE_ARGS[@]}" --max-iters "$BASE_ITERS" --seed "$seed" \
-                --out "$base" >"$base.log" 2>&1
-    done
-    PP=$OUT/s${seed}_base_transformerpp/latest.safetensors TF=$OUT/s${seed}_base_tokenformer/latest.safetensors
+train_base() { # ARCH SEED DIR
+    [[ -s $3/latest.safetensors ]] ||
+        "$BIN" train "$A" --arch "$1" "${RUN[@]}" "${BASE_ARGS[@]}" --max-iters "$BASE_ITERS" --seed "$2" \
+            --out "$3" >"$3.log" 2>&1
+}
+
+run_seed() {
+    local seed=$1 base_pp=$OUT/s$1_base_transformerpp base_tf=$OUT/s$1_base_tokenformer
+    if [[ -n $BASE_SEED ]]; then base_pp=$OUT/base_transformerpp base_tf=$OUT/base_tokenformer; fi
+    train_base transformerpp "${BASE_SEED:-$seed}" "$base_pp"
+    train_base tokenformer "${BASE_SEED:-$seed}" "$base_tf"
+    local PP=$base_pp/latest.safetensors TF=$base_tf/latest.safetensors
     L=$(info_num "$PP" '^arch' 1) d=$(info_num "$PP" '^arch' 2)
     h=$("$BIN" info --ckpt "$PP" | grep '^FFN width' | grep -o '[0-9][0-9]*' | head -1)
     PP_BEFORE="$(full_loss "$PP" "$B"),$(full_loss "$PP" "$A")"
@@ -118,16 +143,33 @@ for seed in $SEEDS; do
         u=$((P / (2 * d * L)))               # native: 4 attention Pattentions x N rows + M FFN rows
         n=$(((u + 9) / 10)) m=$((u - 4 * ((u + 9) / 10)))
         g=$OUT/s${seed}_grown_$k
-        "$BIN" grow --ckpt "$PP" --lora-rank "$k" --lora-sites q,k,v,o,mlp --seed "$seed" "${DEV[@]:2}" \
+        "$BIN" grow --ckpt "$PP" --lora-rank "$k" --lora-sites q,k,v,o,mlp --seed "$seed" --threads "$THREADS" \
             --out "${g}_lora.safetensors" >"${g}_lora.log"
-        "$BIN" grow --ckpt "$PP" --adapter-kv "$kv" --adapter-sites attn,mlp --seed "$seed" "${DEV[@]:2}" \
+        "$BIN" grow --ckpt "$PP" --adapter-kv "$kv" --adapter-sites attn,mlp --seed "$seed" --threads "$THREADS" \
             --out "${g}_adapter.safetensors" >"${g}_adapter.log"
-        "$BIN" grow --ckpt "$TF" --kv "+$n" --ffn-kv "+$m" --init zero-key --seed "$seed" "${DEV[@]:2}" \
+        "$BIN" grow --ckpt "$TF" --kv "+$n" --ffn-kv "+$m" --init zero-key --seed "$seed" --threads "$THREADS" \
             --out "${g}_native.safetensors" >"${g}_native.log"
         adapt "$seed" lora "$k" "${g}_lora.safetensors" "$PP_BEFORE" --freeze-old
         adapt "$seed" adapter "$k" "${g}_adapter.safetensors" "$PP_BEFORE" --freeze-old
         adapt "$seed" native "$k" "${g}_native.safetensors" "$TF_BEFORE" --freeze-old
         adapt "$seed" native_nf "$k" "${g}_native.safetensors" "$TF_BEFORE"
     done
+}
+
+if [[ -n $BASE_SEED ]]; then # the shared bases first, once
+    train_base transformerpp "$BASE_SEED" "$OUT/base_transformerpp" &
+    train_base tokenformer "$BASE_SEED" "$OUT/base_tokenformer" &
+    wait
+fi
+running=0
+for seed in $SEEDS; do
+    if ((JOBS > 1)); then
+        run_seed "$seed" >"$OUT/seed_$seed.out" 2>&1 &
+        running=$((running + 1))
+        ((running < JOBS)) || { wait -n; running=$((running - 1)); }
+    else
+        run_seed "$seed"
+    fi
 done
+wait
 echo "adapt_study: results in $RES (logs and --log CSVs beside it)"

@@ -13,7 +13,12 @@
 #   - its random-init path (-e d12) fixes GPT-2's 50257-token vocabulary: set
 #     to 65 (padded 128) so that both programs train the same model;
 #   - CUDA 13 dropped the cudaMemAdvise overload taking a device number: the
-#     one call (a managed-memory fallback) gets a cudaMemLocation instead.
+#     one call (a managed-memory fallback) gets a cudaMemLocation instead;
+#   - its fused classifier's tail loop (prepare_softmax_blockwide3) compares a
+#     signed index, negative for most threads when V < 8 x 1024, as unsigned
+#     against V: with V = 65 no thread leaves it (the first step never ended;
+#     cuda-gdb showed fused_classifier_kernel5 running). A guard `i >= 0`
+#     ends it for those threads, changing nothing for V >= 8192.
 # It is built without cuDNN, MPI or NCCL for the GPU's compute capability and
 # fed random tokens in its shard format (256 int32 header, magic 20240520,
 # version 1, token count; then uint16 tokens). Sampling, HellaSwag,
@@ -57,6 +62,10 @@ build_llmc() {
     sed -i 's/model->config.vocab_size = 50257;/model->config.vocab_size = 65;/;
             s/model->config.padded_vocab_size = 50304;/model->config.padded_vocab_size = 128;/' "$src"
     grep -q 'vocab_size = 65;' "$src" || { echo "bench_llmc: could not patch the vocabulary" >&2; exit 1; }
+    local cls="$work/llmc/llmc/fused_classifier.cuh"
+    sed -i 's/while ((i+1)\*x128::size > V) {/while (i >= 0 \&\& (i+1)*x128::size > V) {/' "$cls"
+    grep -q 'while (i >= 0 && (i+1)\*x128::size > V)' "$cls" ||
+        { echo "bench_llmc: could not patch the classifier's tail loop" >&2; exit 1; }
     local cuda_major
     cuda_major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
     if [[ ${cuda_major:-0} -ge 13 ]]; then

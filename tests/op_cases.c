@@ -875,7 +875,10 @@ static const OpKind K_SUM_SQUARES = {.name = "sum_squares", .entries = "sum_squa
 /* a: n steps: `steps` updates, each with a new gradient; p, m and v compared. */
 enum { AD_P, AD_M, AD_V, AD_G };
 
-static void adamw_label(const OpCase *c, char *b, size_t n) { snprintf(b, n, "n%d_steps%d", c->a[0], c->a[1]); }
+static void adamw_label(const OpCase *c, char *b, size_t n) {
+    if (c->a[2]) snprintf(b, n, "n%d_steps%d_ranges%d", c->a[0], c->a[1], c->a[2]);
+    else snprintf(b, n, "n%d_steps%d", c->a[0], c->a[1]);
+}
 
 static void adamw_declare(CaseRun *r) {
     const size_t n = (size_t)r->c->a[0];
@@ -896,6 +899,65 @@ static void adamw_forward(const Ops *o, CaseRun *r, int s) {
 
 static const OpKind K_ADAMW = {.name = "adamw", .entries = "adamw", .label = adamw_label,
                                .declare = adamw_declare, .forward = adamw_forward};
+
+/* adamw_ranges: the same block cut into R ranges (a: n, steps, R; R 3 by
+ * default: a grown model's row segments), each with its own lr, decay and
+ * step count; `steps` updates. R above 32 takes several CUDA launches. */
+static void adamw_ranges_forward(const Ops *o, CaseRun *r, int s) {
+    const size_t n = (size_t)r->c->a[0];
+    const int R = r->c->a[2] ? r->c->a[2] : 3;
+    AdamwRange *rg = op_xmalloc(sizeof *rg * (size_t)R);
+    for (int t = 1; t <= r->c->a[1]; t++) {
+        for (int k = 0; k < R; k++) {
+            size_t o0 = n * (size_t)k / (size_t)R, o1 = n * (size_t)(k + 1) / (size_t)R;
+            rg[k] = (AdamwRange){.p = F(s, AD_P) + o0, .g = F(s, AD_G) + (t - 1) * n + o0,
+                                 .m = F(s, AD_M) + o0, .v = F(s, AD_V) + o0, .n = o1 - o0,
+                                 .lr = 1e-3f * (1 + k % 3), .weight_decay = k % 3 == 1 ? 0.0f : 0.1f,
+                                 .t = t + 4 * (k % 3)};
+        }
+        o->adamw_ranges(o, rg, R, 0.9f, 0.95f, 1e-8f, 0.7f);
+    }
+    free(rg);
+}
+
+static const OpKind K_ADAMW_RANGES = {.name = "adamw_ranges", .entries = "adamw_ranges",
+                                      .label = adamw_label, .declare = adamw_declare,
+                                      .forward = adamw_ranges_forward};
+
+/* MODE_GRAD: adamw_ranges is adamw on each range, bit for bit, with as many
+ * ranges as one launch takes and more (the CUDA backend batches them). */
+static void adamw_ranges_vs_adamw(OpHarness *h, const OpCase *c) {
+    const Ops *O = h->side[SIDE_REF];
+    const int R = c->a[0];
+    const size_t per = 37, n = per * (size_t)R;
+    float *x[2][4];
+    for (int j = 0; j < 4; j++) {
+        x[0][j] = op_xmalloc(n * 4), x[1][j] = op_xmalloc(n * 4);
+        for (size_t i = 0; i < n; i++) x[0][j][i] = j == 3 ? fabsf(op_rand(h, 0.1f)) : op_rand(h, 1);
+        memcpy(x[1][j], x[0][j], n * 4);
+    }
+    AdamwRange *rg = op_xmalloc(sizeof *rg * (size_t)R);
+    for (int k = 0; k < R; k++) {
+        size_t o0 = per * (size_t)k;
+        rg[k] = (AdamwRange){.p = x[0][0] + o0, .g = x[0][1] + o0, .m = x[0][2] + o0, .v = x[0][3] + o0,
+                             .n = per - (size_t)(k % 3), .lr = 1e-3f * (1 + k % 4), .weight_decay = k % 2 ? 0.1f : 0.0f,
+                             .t = 1 + k % 5};
+        O->adamw(O, x[1][0] + o0, x[1][1] + o0, x[1][2] + o0, x[1][3] + o0, rg[k].n, rg[k].lr, 0.9f, 0.95f,
+                 1e-8f, rg[k].weight_decay, 0.6f, rg[k].t);
+    }
+    O->adamw_ranges(O, rg, R, 0.9f, 0.95f, 1e-8f, 0.6f);
+    int same = 1;
+    for (int j = 0; j < 4; j += j == 0 ? 2 : 1) /* p, m, v (g is read only) */
+        same &= memcmp(x[0][j], x[1][j], n * 4) == 0;
+    char name[64];
+    snprintf(name, sizeof name, "adamw_ranges_%d_equals_adamw_per_range", R);
+    check(same, name, "p, m or v differ");
+    for (int j = 0; j < 4; j++) free(x[0][j]), free(x[1][j]);
+    free(rg);
+}
+
+static const OpKind K_ADAMW_RANGES_VS_ADAMW = {.name = "adamw_ranges_vs_adamw", .entries = "adamw_ranges",
+                                               .custom = adamw_ranges_vs_adamw};
 
 /* MODE_GRAD: one step against the formula in double. */
 static void adamw_formula(OpHarness *h, const OpCase *c) {
@@ -1080,6 +1142,8 @@ const OpCase OP_CASES[] = {
     {.kind = &K_DROPOUT_ADD, .modes = G, .prec = FP32, .a = {4000, 91, 0}, .f = {0.3f}},
     {.kind = &K_SUM_SQUARES, .modes = G, .prec = FP32, .a = {1000}, .tol = 1e-5},
     {.kind = &K_ADAMW_FORMULA, .modes = G, .prec = FP32, .a = {50}, .tol = 1e-5},
+    {.kind = &K_ADAMW_RANGES_VS_ADAMW, .modes = G, .prec = FP32, .a = {3}},
+    {.kind = &K_ADAMW_RANGES_VS_ADAMW, .modes = G, .prec = FP32, .a = {70}},
     /* the whole model: arch, pnorm; f: dropout, rope fraction */
     {.kind = &K_MODEL, .modes = G, .prec = FP32, .a = {ARCH_TOKENFORMER, PNORM_L2_GELU}, .f = {0.0f, 0.25f}, .tol = 3e-2, .probes = 12},
     {.kind = &K_MODEL, .modes = G, .prec = FP32, .a = {ARCH_TOKENFORMER, PNORM_L2_GELU}, .f = {0.2f, 1.0f}, .tol = 3e-2, .probes = 12},
@@ -1154,6 +1218,8 @@ const OpCase OP_CASES[] = {
     {.kind = &K_SUM_SQUARES, .modes = BK, .prec = FP32, .a = {1000003}},
     {.kind = &K_SUM_SQUARES, .modes = BK, .prec = FP32, .a = {37}},
     {.kind = &K_ADAMW, .modes = BK, .prec = FP32, .a = {10007, 5}},
+    {.kind = &K_ADAMW_RANGES, .modes = BK, .prec = FP32, .a = {10007, 5}},
+    {.kind = &K_ADAMW_RANGES, .modes = BK, .prec = FP32, .a = {10007, 2, 70}},
     /* realistic sizes (the shakespeare preset's shapes): correctness at
      * scale; time per op is `tokenformer bench --profile` or --time here */
     {.kind = &K_PATTENTION, .modes = BK, .prec = FP32, .a = {PNORM_L2_GELU, 1, 4096, 384, 1152, 384, 0, 0, 0, 1, 0}, .f = {0.05f}, .large = 1},

@@ -40,4 +40,24 @@ if [[ -n $last1 && ${full%,*} == "${full#*,}" ]] && ((${last1%,*} > 0 && ${last1
 else
     fail adapt_study_last1_trainable "last1 '$last1', full '$full' (trainable,total)"
 fi
+# shared bases, seeds side by side, an lr per arm; run again, nothing is added
+study2=(--base-iters 4 --adapt-iters 2 --budgets 2 --seeds "1337 1338" --threads 1 --eval-iters 2
+    --base-args "--n-layer 2 --d-model 32 --n-head 2 --block-size 32" --a-text "$WORK/a.txt"
+    --b-text "$WORK/b.txt" --b-bytes 20000 --base-seed 7 --jobs 2 --arm-lrs "lora=1e-2 full=3e-3"
+    --out "$WORK/study2")
+if scripts/adapt_study.sh "${study2[@]}" >"$WORK/study2.log" 2>&1 &&
+    [[ $(tail -n +2 "$WORK/study2/results.csv" | wc -l) == 12 ]]; then
+    pass adapt_study_shared_bases_in_parallel
+else
+    fail adapt_study_shared_bases_in_parallel "$(tail -1 "$WORK/study2.log"); rows: $(wc -l <"$WORK/study2/results.csv")"
+fi
+lr_of() { sed -n 's/^train: lr \([0-9.e-]*\) .*/\1/p' "$WORK/study2/s1338_$1_2.log" 2>/dev/null | head -1; }
+[[ -d $WORK/study2/base_transformerpp && ! -d $WORK/study2/s1337_base_transformerpp &&
+    $(lr_of lora) == 0.01 && $(lr_of adapter) == 0.001 ]] &&
+    pass adapt_study_arm_lr_and_one_base ||
+    fail adapt_study_arm_lr_and_one_base "lr lora '$(lr_of lora)' adapter '$(lr_of adapter)'; $(ls "$WORK/study2" | grep base | tr '\n' ' ')"
+before=$(md5sum <"$WORK/study2/results.csv")
+scripts/adapt_study.sh "${study2[@]}" >"$WORK/study3.log" 2>&1
+[[ $(md5sum <"$WORK/study2/results.csv") == "$before" ]] && pass adapt_study_resumes_without_rerunning ||
+    fail adapt_study_resumes_without_rerunning "results changed on the second run"
 exit $((failures > 0))

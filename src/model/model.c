@@ -423,6 +423,7 @@ void model_free(Model *m) {
     free(m->params);
     free(m->tau);
     free(m->layers);
+    free(m->adam_ranges);
     memset(m, 0, sizeof *m);
 }
 
@@ -1213,23 +1214,37 @@ static int any_row_frozen(const Model *m) {
     return 0;
 }
 
-/* One reduction over the whole gradient block unless rows are frozen: a
- * sum per row segment returns to the host each time, which after a few
- * grows is hundreds of device syncs per step. */
-float model_grad_norm(Model *m) {
-    if (!any_row_frozen(m))
-        return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_grad_elems));
-    double total = 0.0;
-    for (int i = 0; i < m->n_params; i++) {
-        Param *p = &m->params[i];
+/* Frozen rows get gradients too (an op computes a tensor's whole gradient);
+ * zeroing them leaves one reduction over the block for the norm of what
+ * trains, where a sum per row segment returned to the host each time
+ * (hundreds of device syncs per step after a few grows). Adjacent frozen
+ * rows are zeroed together. */
+static void zero_frozen_grads(Model *m) {
+    float *start = NULL;
+    size_t len = 0;
+    for (int k = 0; k < m->n_params; k++) {
+        Param *p = &m->params[memory_slot_param(m, k)];
+        if (!p->grad) continue;
         size_t re = model_param_row_elems(p);
-        for (int k = 0; k < p->n_seg; k++) {
-            if (p->seg[k].frozen) continue;
-            size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
-            total += m->ops->sum_squares(m->ops, p->grad + r0 * re, (r1 - r0) * re);
+        for (int s = 0; s < p->n_seg; s++) {
+            if (!p->seg[s].frozen) continue;
+            size_t r0 = (size_t)p->seg[s].row_start, r1 = segment_rows_end(p, s);
+            float *g = p->grad + r0 * re;
+            if (start && g == start + len) {
+                len += (r1 - r0) * re;
+                continue;
+            }
+            if (start) m->ops->zero(m->ops, start, len * sizeof(float));
+            start = g, len = (r1 - r0) * re;
         }
     }
-    return (float)sqrt(total);
+    if (start) m->ops->zero(m->ops, start, len * sizeof(float));
+}
+
+/* The norm of the gradients of what trains. Zeroes frozen rows' gradients. */
+float model_grad_norm(Model *m) {
+    if (any_row_frozen(m)) zero_frozen_grads(m);
+    return sqrtf(m->ops->sum_squares(m->ops, m->grad_mem, m->n_grad_elems));
 }
 
 int model_latest_birth(const Model *m) {
@@ -1364,26 +1379,31 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
         return;
     }
     /* rows of the latest grow (never the rows of the initial model) */
-    int newest = model_latest_birth(m);
-    /* In memory order, so that the calls walk the block from its start, each
-     * range adjacent to the last: the CUDA backend's bf16 copy of the weights
+    int newest = model_latest_birth(m), n = 0;
+    /* In memory order, so that the ranges walk the block from its start, each
+     * adjacent to the last: the CUDA backend's bf16 copy of the weights
      * grows only over adjacent ranges (ops.h adamw), and a copy cut short
      * leaves every later product converting its weights again. */
     for (int k = 0; k < m->n_params; k++) {
         Param *p = &m->params[memory_slot_param(m, k)];
         size_t re = model_param_row_elems(p);
-        float wd = p->decay ? tc->weight_decay : 0.0f;
-        for (int k = 0; k < p->n_seg; k++) {
-            if (p->seg[k].frozen) continue;
-            size_t r0 = (size_t)p->seg[k].row_start, r1 = segment_rows_end(p, k);
-            size_t off = r0 * re, n = (r1 - r0) * re;
-            int t = m->step - p->seg[k].birth;
-            float seg_lr = newest > 0 && p->seg[k].birth == newest ? lr * tc->new_row_lr_mult : lr;
-            size_t moff = (r0 - (size_t)p->moment_row0) * re; /* trainable rows always have moments */
-            m->ops->adamw(m->ops, tensor_f32(&p->t) + off, p->grad + off, p->m + moff, p->v + moff, n,
-                          seg_lr, tc->beta1, tc->beta2, tc->adam_eps, wd, grad_scale, t);
+        for (int s = 0; s < p->n_seg; s++) {
+            if (p->seg[s].frozen) continue;
+            size_t r0 = (size_t)p->seg[s].row_start, r1 = segment_rows_end(p, s);
+            size_t off = r0 * re, moff = (r0 - (size_t)p->moment_row0) * re; /* trainable rows have moments */
+            if (n == m->adam_ranges_cap) {
+                m->adam_ranges_cap = m->adam_ranges_cap ? 2 * m->adam_ranges_cap : 64;
+                m->adam_ranges = tf_realloc(m->adam_ranges, sizeof(AdamwRange) * (size_t)m->adam_ranges_cap,
+                                            "update plan");
+            }
+            m->adam_ranges[n++] = (AdamwRange){
+                .p = tensor_f32(&p->t) + off, .g = p->grad + off, .m = p->m + moff, .v = p->v + moff,
+                .n = (r1 - r0) * re,
+                .lr = newest > 0 && p->seg[s].birth == newest ? lr * tc->new_row_lr_mult : lr,
+                .weight_decay = p->decay ? tc->weight_decay : 0.0f, .t = m->step - p->seg[s].birth};
         }
     }
+    m->ops->adamw_ranges(m->ops, m->adam_ranges, n, tc->beta1, tc->beta2, tc->adam_eps, grad_scale);
 }
 
 float model_train_step(Model *m, const int *tokens, const int *targets, float lr,

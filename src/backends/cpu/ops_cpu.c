@@ -312,6 +312,13 @@ static void cpu_adamw(const Ops *ops, float *p, const float *g, float *m, float 
                                 grad_scale, c);
 }
 
+static void cpu_adamw_ranges(const Ops *ops, const AdamwRange *r, int n, float beta1, float beta2,
+                             float eps, float grad_scale) {
+    for (int k = 0; k < n; k++)
+        cpu_adamw(ops, r[k].p, r[k].g, r[k].m, r[k].v, r[k].n, r[k].lr, beta1, beta2, eps,
+                  r[k].weight_decay, grad_scale, r[k].t);
+}
+
 static size_t cpu_memory_in_use(const Ops *ops) { return 0; }
 
 static DType cpu_attn_dtype(const Ops *ops) { return DTYPE_F32; }
@@ -385,6 +392,7 @@ static const Ops CPU_OPS = {
     .cross_entropy_backward = cpu_cross_entropy_backward,
     .sum_squares = cpu_sum_squares,
     .adamw = cpu_adamw,
+    .adamw_ranges = cpu_adamw_ranges,
     .decode_step = ops_decode_step_eager,
     .decode_step_free = ops_decode_step_free_none,
 };

@@ -25,3 +25,54 @@ void cu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size
                                                             eps, weight_decay, grad_scale, bc);
     KERNEL_CHECK(c);
 }
+
+// adamw_ranges: the ranges go to the kernel by value, ADAMW_BATCH at a time
+// (a parameter block of a few KB, recordable, no upload): blockIdx.y picks
+// the range, blockIdx.x strides over it.
+#define ADAMW_BATCH 32
+
+struct AdamwRangeDev {
+    float *p, *m, *v;
+    const float *g;
+    bf16 *mirror;
+    size_t n;
+    float lr, wd;
+    AdamwCorrections bc;
+};
+
+struct AdamwBatch {
+    AdamwRangeDev r[ADAMW_BATCH];
+};
+
+__global__ void adamw_ranges_kernel(AdamwBatch b, float beta1, float beta2, float eps,
+                                    float grad_scale) {
+    const AdamwRangeDev &r = b.r[blockIdx.y];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < r.n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float pn = tf_adamw_element(r.p[i], r.g[i], &r.m[i], &r.v[i], r.lr, beta1, beta2, eps,
+                                    r.wd, grad_scale, r.bc);
+        r.p[i] = pn;
+        if (r.mirror) r.mirror[i] = __float2bfloat16(pn);
+    }
+}
+
+void cu_adamw_ranges(const Ops *ops, const AdamwRange *ranges, int n, float beta1, float beta2,
+                     float eps, float grad_scale) {
+    OpsCtx *c = ops->ctx;
+    for (int k0 = 0; k0 < n; k0 += ADAMW_BATCH) {
+        AdamwBatch b;
+        int count = 0;
+        size_t longest = 0;
+        for (int k = k0; k < n && k < k0 + ADAMW_BATCH; k++) {
+            const AdamwRange *r = &ranges[k];
+            if (!r->n) continue;
+            b.r[count++] = {r->p, r->m, r->v, r->g, tfc_mirror_extend(c, r->p, r->n), r->n, r->lr,
+                            r->weight_decay, tf_adamw_corrections(beta1, beta2, r->t)};
+            longest = r->n > longest ? r->n : longest;
+        }
+        if (!count) continue;
+        dim3 grid(tfc_blocks(longest, 256, 2048), (unsigned)count);
+        adamw_ranges_kernel<<<grid, 256, 0, c->stream>>>(b, beta1, beta2, eps, grad_scale);
+        KERNEL_CHECK(c);
+    }
+}
