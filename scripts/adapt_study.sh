@@ -143,12 +143,16 @@ run_seed() {
         u=$((P / (2 * d * L)))               # native: 4 attention Pattentions x N rows + M FFN rows
         n=$(((u + 9) / 10)) m=$((u - 4 * ((u + 9) / 10)))
         g=$OUT/s${seed}_grown_$k
-        "$BIN" grow --ckpt "$PP" --lora-rank "$k" --lora-sites q,k,v,o,mlp --seed "$seed" --threads "$THREADS" \
-            --out "${g}_lora.safetensors" >"${g}_lora.log"
-        "$BIN" grow --ckpt "$PP" --adapter-kv "$kv" --adapter-sites attn,mlp --seed "$seed" --threads "$THREADS" \
-            --out "${g}_adapter.safetensors" >"${g}_adapter.log"
-        "$BIN" grow --ckpt "$TF" --kv "+$n" --ffn-kv "+$m" --init zero-key --seed "$seed" --threads "$THREADS" \
-            --out "${g}_native.safetensors" >"${g}_native.log"
+        # written atomically: one that exists is whole (an earlier call's)
+        [[ -s ${g}_lora.safetensors ]] ||
+            "$BIN" grow --ckpt "$PP" --lora-rank "$k" --lora-sites q,k,v,o,mlp --seed "$seed" --threads "$THREADS" \
+                --out "${g}_lora.safetensors" >"${g}_lora.log"
+        [[ -s ${g}_adapter.safetensors ]] ||
+            "$BIN" grow --ckpt "$PP" --adapter-kv "$kv" --adapter-sites attn,mlp --seed "$seed" --threads "$THREADS" \
+                --out "${g}_adapter.safetensors" >"${g}_adapter.log"
+        [[ -s ${g}_native.safetensors ]] ||
+            "$BIN" grow --ckpt "$TF" --kv "+$n" --ffn-kv "+$m" --init zero-key --seed "$seed" --threads "$THREADS" \
+                --out "${g}_native.safetensors" >"${g}_native.log"
         adapt "$seed" lora "$k" "${g}_lora.safetensors" "$PP_BEFORE" --freeze-old
         adapt "$seed" adapter "$k" "${g}_adapter.safetensors" "$PP_BEFORE" --freeze-old
         adapt "$seed" native "$k" "${g}_native.safetensors" "$TF_BEFORE" --freeze-old
@@ -161,15 +165,20 @@ if [[ -n $BASE_SEED ]]; then # the shared bases first, once
     train_base tokenformer "$BASE_SEED" "$OUT/base_tokenformer" &
     wait
 fi
-running=0
+pids=() failed=0
 for seed in $SEEDS; do
     if ((JOBS > 1)); then
+        while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
         run_seed "$seed" >"$OUT/seed_$seed.out" 2>&1 &
-        running=$((running + 1))
-        ((running < JOBS)) || { wait -n; running=$((running - 1)); }
+        pids+=("$!:$seed")
     else
         run_seed "$seed"
     fi
 done
-wait
+for p in "${pids[@]}"; do
+    wait "${p%%:*}" && continue
+    failed=1
+    echo "adapt_study: seed ${p#*:} failed: $(tail -1 "$OUT/seed_${p#*:}.out")" >&2
+done
+((failed == 0)) || exit 1
 echo "adapt_study: results in $RES (logs and --log CSVs beside it)"
