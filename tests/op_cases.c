@@ -987,7 +987,7 @@ static const OpKind K_ADAMW_FORMULA = {.name = "adamw_formula", .entries = "adam
 /* ---------------------------------------------------------------- custom cases */
 /* In tests/op_custom.c: memory ops, recorded decoding, the sampler's
  * recorded step, the bf16 weights mirror, the whole model's gradient. */
-extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_MODEL,
+extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_BF16_MIRROR_RANGES, K_MODEL,
     K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE;
 
 /* ---------------------------------------------------------------- the table */
@@ -1256,6 +1256,8 @@ const OpCase OP_CASES[] = {
     {.kind = &K_ROPE, .modes = BK, .prec = BF16, .a = {1, 300, 2, 16, 4}, .tol = 1e-2},
     {.kind = &K_BF16_MIRROR, .modes = BK, .prec = BF16},
     {.kind = &K_CACHE_WEIGHTS, .modes = BK, .prec = BF16},
+    /* after cache_weights, which measures the memory its copy takes: this one leaves the largest mirror */
+    {.kind = &K_BF16_MIRROR_RANGES, .modes = BK, .prec = BF16},
     /* the fused (flash) attention of bf16, q and k scaled up */
     {.kind = &K_ATTENTION, .modes = BK, .prec = BF16, .a = {2, 100, 3, 64, 1}, .f = {2.0f}}, /* T not a multiple of the 64-row tile */
     {.kind = &K_ATTENTION, .modes = BK, .prec = BF16, .a = {3, 257, 2, 64, 1}, .f = {2.0f}},

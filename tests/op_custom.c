@@ -200,10 +200,11 @@ enum { MI_P, MI_G, MI_M, MI_V, MI_X, MI_Y, MI_A, MI_S };
 
 #define MIRROR_ROWS 48 /* the rows of the mirror cases' Pattention (Y's size) */
 
-static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) {
+/* A Pattention whose keys and values are the weights from element `at` on. */
+static void mirror_forward_at(CaseRun *r, size_t at, int kn, int N, int d, int n, float *tau) {
     for (int s = 0; s < SIDES; s++) {
         const Ops *o = op_ops(r, s);
-        float *P = op_f(r, s, r->at[MI_P]), *S = op_f(r, s, r->at[MI_S]);
+        float *P = op_f(r, s, r->at[MI_P]) + at, *S = op_f(r, s, r->at[MI_S]);
         /* Y is compared whole: rows past N, which this call leaves, must agree too */
         o->zero(o, op_f(r, s, r->at[MI_Y]), sizeof(float) * (size_t)MIRROR_ROWS * d);
         PattArgs a = {.X = {.x = op_f(r, s, r->at[MI_X])}, .K = P, .V = P + kn, .tau = tau,
@@ -211,6 +212,10 @@ static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) 
                       .A = op_f(r, s, r->at[MI_A]), .S = S, .dA = S, .Y = op_f(r, s, r->at[MI_Y])};
         o->pattention_forward(o, &a);
     }
+}
+
+static void mirror_forward(CaseRun *r, int kn, int N, int d, int n, float *tau) {
+    mirror_forward_at(r, 0, kn, N, d, n, tau);
 }
 
 /* A weights block of `total` floats with AdamW's gradient and moments, and
@@ -265,6 +270,62 @@ static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
 }
 
 const OpKind K_BF16_MIRROR = {.name = "bf16_mirror", .entries = "", .custom = bf16_mirror_case};
+
+/* adamw_ranges under bf16 (a grown model's update): ranges in memory order
+ * extend the mirror as adjacent adamw calls do, also while it moves to a
+ * larger buffer in the middle of a batch of ranges (a block larger than any
+ * mirror before it), and a range after a gap (frozen rows) restarts it
+ * without the ranges before the gap writing into it. */
+static void update_ranges(CaseRun *r, size_t from, size_t to, int pieces, int step) {
+    AdamwRange rg[80];
+    for (int s = 0; s < SIDES; s++) {
+        for (int k = 0; k < pieces; k++) {
+            size_t o0 = from + (to - from) * (size_t)k / (size_t)pieces,
+                   o1 = from + (to - from) * (size_t)(k + 1) / (size_t)pieces;
+            rg[k] = (AdamwRange){.p = op_f(r, s, r->at[MI_P]) + o0, .g = op_f(r, s, r->at[MI_G]) + o0,
+                                 .m = op_f(r, s, r->at[MI_M]) + o0, .v = op_f(r, s, r->at[MI_V]) + o0,
+                                 .n = o1 - o0, .lr = 1e-2f, .weight_decay = k % 2 ? 0.0f : 0.1f, .t = step + k % 3};
+        }
+        op_ops(r, s)->adamw_ranges(op_ops(r, s), rg, pieces, 0.9f, 0.95f, 1e-8f, 1.0f);
+    }
+}
+
+static void bf16_mirror_ranges_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    const int N = MIRROR_ROWS, d = 64, n = 80;
+    const size_t kn = (size_t)n * d, total = ((size_t)1 << 23) + 2 * kn, gap0 = 1000, gap1 = 2000;
+    float tau = sqrtf((float)n);
+    T->set_precision(T, MATMUL_BF16);
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    mirror_tensors(&r, total, N, d, n);
+    char name[96];
+    for (int step = 1; step <= 2; step++) {
+        update_ranges(&r, 0, total, 70, step);
+        mirror_forward(&r, (int)kn, N, d, n, &tau);
+        snprintf(name, sizeof name, "bf16_mirror_ranges_step%d", step);
+        check_err(name, "rel err", op_err(&r, r.at[MI_Y]), OP_TOL_BF16);
+    }
+    for (int s = 0; s < SIDES; s++) { /* one range, frozen rows, then many: one call */
+        const Ops *o = op_ops(&r, s);
+        AdamwRange rg[41];
+        float *P = op_f(&r, s, r.at[MI_P]), *G = op_f(&r, s, r.at[MI_G]), *M = op_f(&r, s, r.at[MI_M]),
+              *V = op_f(&r, s, r.at[MI_V]);
+        rg[0] = (AdamwRange){.p = P, .g = G, .m = M, .v = V, .n = gap0, .lr = 1e-2f, .weight_decay = 0.1f, .t = 3};
+        for (int k = 0; k < 40; k++) {
+            size_t o0 = gap1 + 2 * kn * (size_t)k / 40, o1 = gap1 + 2 * kn * (size_t)(k + 1) / 40;
+            rg[k + 1] = (AdamwRange){.p = P + o0, .g = G + o0, .m = M + o0, .v = V + o0, .n = o1 - o0,
+                                     .lr = 1e-2f, .weight_decay = 0.1f, .t = 3};
+        }
+        o->adamw_ranges(o, rg, 41, 0.9f, 0.95f, 1e-8f, 1.0f);
+    }
+    mirror_forward_at(&r, gap1, (int)kn, N, d, n, &tau);
+    check_err("bf16_mirror_ranges_restarted_after_a_gap", "rel err", op_err(&r, r.at[MI_Y]), OP_TOL_BF16);
+    T->set_precision(T, MATMUL_FP32);
+    op_free(&r);
+}
+
+const OpKind K_BF16_MIRROR_RANGES = {.name = "bf16_mirror_ranges", .entries = "",
+                                     .custom = bf16_mirror_ranges_case};
 
 /* ---------------------------------------------------------------- cache_weights */
 

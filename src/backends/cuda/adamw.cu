@@ -56,6 +56,19 @@ __global__ void adamw_ranges_kernel(AdamwBatch b, float beta1, float beta2, floa
     }
 }
 
+// The mirror may move while it grows over a batch's ranges (mirror_reserve)
+// and restarts at a range not adjacent to the last: each range's place in it
+// is read after the whole batch has extended it, and a range the mirror no
+// longer covers writes none (two ranges would write the same place).
+static void resolve_mirrors(OpsCtx *c, AdamwBatch *b, int count) {
+    for (int k = 0; k < count; k++) {
+        AdamwRangeDev &r = b->r[k];
+        bool covered = c->mirror_base && r.p >= c->mirror_base &&
+                       r.p + r.n <= c->mirror_base + c->mirror_len;
+        r.mirror = covered ? c->mirror_buf + (r.p - c->mirror_base) : nullptr;
+    }
+}
+
 void cu_adamw_ranges(const Ops *ops, const AdamwRange *ranges, int n, float beta1, float beta2,
                      float eps, float grad_scale) {
     OpsCtx *c = ops->ctx;
@@ -63,14 +76,17 @@ void cu_adamw_ranges(const Ops *ops, const AdamwRange *ranges, int n, float beta
         AdamwBatch b;
         int count = 0;
         size_t longest = 0;
+        bool mirrored = false;
         for (int k = k0; k < n && k < k0 + ADAMW_BATCH; k++) {
             const AdamwRange *r = &ranges[k];
             if (!r->n) continue;
-            b.r[count++] = {r->p, r->m, r->v, r->g, tfc_mirror_extend(c, r->p, r->n), r->n, r->lr,
-                            r->weight_decay, tf_adamw_corrections(beta1, beta2, r->t)};
+            mirrored |= tfc_mirror_extend(c, r->p, r->n) != nullptr;
+            b.r[count++] = {r->p, r->m, r->v, r->g, nullptr, r->n, r->lr, r->weight_decay,
+                            tf_adamw_corrections(beta1, beta2, r->t)};
             longest = r->n > longest ? r->n : longest;
         }
         if (!count) continue;
+        if (mirrored) resolve_mirrors(c, &b, count);
         dim3 grid(tfc_blocks(longest, 256, 2048), (unsigned)count);
         adamw_ranges_kernel<<<grid, 256, 0, c->stream>>>(b, beta1, beta2, eps, grad_scale);
         KERNEL_CHECK(c);
