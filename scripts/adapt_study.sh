@@ -130,7 +130,10 @@ run_seed() {
     if [[ -n $BASE_SEED ]]; then base_pp=$OUT/base_transformerpp base_tf=$OUT/base_tokenformer; fi
     train_base transformerpp "${BASE_SEED:-$seed}" "$base_pp"
     train_base tokenformer "${BASE_SEED:-$seed}" "$base_tf"
-    local PP=$base_pp/latest.safetensors TF=$base_tf/latest.safetensors
+    # the base: its best checkpoint by val loss on A (the shakespeare recipe's
+    # last one overfits tiny shakespeare: val 2.53 after 5000 iterations, best
+    # 1.49 near 750, docs/ADAPTATION.md), so that "A after" measures forgetting
+    local PP=$base_pp/best.safetensors TF=$base_tf/best.safetensors
     L=$(info_num "$PP" '^arch' 1) d=$(info_num "$PP" '^arch' 2)
     h=$("$BIN" info --ckpt "$PP" | grep '^FFN width' | grep -o '[0-9][0-9]*' | head -1)
     PP_BEFORE="$(full_loss "$PP" "$B"),$(full_loss "$PP" "$A")"

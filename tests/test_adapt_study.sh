@@ -15,7 +15,7 @@ if [[ ! -s data/input.txt ]]; then
 fi
 sample_text 20000 300 >"$WORK/a.txt" # corpus A: a slice (every arm evaluates all of A)
 tr 'a-z' 'b-za' <"$WORK/a.txt" >"$WORK/b.txt" # corpus B: other text
-if scripts/adapt_study.sh --base-iters 4 --adapt-iters 2 --budgets 2 --seeds 1337 --threads 1 --eval-iters 2 \
+if scripts/adapt_study.sh --base-iters 20 --adapt-iters 2 --budgets 2 --seeds 1337 --threads 1 --eval-iters 2 \
     --base-args "--n-layer 2 --d-model 32 --n-head 2 --block-size 32" \
     --a-text "$WORK/a.txt" --b-text "$WORK/b.txt" --b-bytes 20000 --out "$WORK/study" >"$WORK/study.log" 2>&1; then
     pass adapt_study_runs
@@ -41,7 +41,7 @@ else
     fail adapt_study_last1_trainable "last1 '$last1', full '$full' (trainable,total)"
 fi
 # shared bases, seeds side by side, an lr per arm; run again, nothing is added
-study2=(--base-iters 4 --adapt-iters 2 --budgets 2 --seeds "1337 1338" --threads 1 --eval-iters 2
+study2=(--base-iters 20 --adapt-iters 2 --budgets 2 --seeds "1337 1338" --threads 1 --eval-iters 2
     --base-args "--n-layer 2 --d-model 32 --n-head 2 --block-size 32" --a-text "$WORK/a.txt"
     --b-text "$WORK/b.txt" --b-bytes 20000 --base-seed 7 --jobs 2 --arm-lrs "lora=1e-2 full=3e-3"
     --out "$WORK/study2")
