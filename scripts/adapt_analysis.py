@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Tables of the adaptation study (scripts/adapt_study.sh) from its results.csv.
+
+    scripts/adapt_analysis.py RESULTS.csv [--against lora]
+
+Per budget (LoRA rank k and the arms matched to it; "-" for the arms that
+have none): each arm's trainable share, B loss after adaptation (mean and
+sample std over seeds), A loss after (forgetting) and the paired difference
+of its B loss against the `--against` arm of the same budget and seed, with
+a 95% t interval. Losses in nats per byte. A CSV with an `lr` column (the
+lr sweeps) is grouped by lr too.
+"""
+import csv
+import math
+import statistics
+import sys
+from collections import defaultdict
+
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_std(xs):
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def paired(a, b):
+    """mean of a - b over the seeds both have, and its 95% t half-width"""
+    seeds = sorted(set(a) & set(b))
+    d = [a[s] - b[s] for s in seeds]
+    if not d:
+        return None
+    m, sd = mean_std(d)
+    half = T95.get(len(d) - 1, 1.96) * sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return m, half, len(d)
+
+
+def main():
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if args else 2
+    against = "lora"
+    if "--against" in args:
+        i = args.index("--against")
+        against = args[i + 1]
+        del args[i:i + 2]
+    rows = list(csv.DictReader(open(args[0])))
+    groups = defaultdict(dict)  # (lr, budget, arm) -> seed -> row
+    for r in rows:
+        groups[(r.get("lr", ""), r["budget"], r["arm"])][r["seed"]] = r
+    order = ["full", "native_nf", "last1", "lora", "adapter", "native"]
+    for lr in sorted({k[0] for k in groups}):
+        budgets = sorted({k[1] for k in groups if k[0] == lr}, key=lambda b: (b != "-", int(b) if b.isdigit() else 0))
+        for b in budgets:
+            print(f"\nbudget {b}" + (f", lr {lr}" if lr else ""))
+            print(f"\n| arm | trainable | seeds | B after | A after | B minus {against} [95% CI] |")
+            print("|---|---|---|---|---|---|")
+            base = groups.get((lr, b, against), {})
+            arms = sorted((k[2] for k in groups if k[0] == lr and k[1] == b),
+                          key=lambda a: order.index(a) if a in order else len(order))
+            for arm in arms:
+                g = groups[(lr, b, arm)]
+                any_row = next(iter(g.values()))
+                share = 100.0 * int(any_row["trainable"]) / int(any_row["total"])
+                bm, bs = mean_std([float(r["val_B_after"]) for r in g.values()])
+                am, _ = mean_std([float(r["val_A_after"]) for r in g.values()])
+                diff = "-"
+                if arm != against and base:
+                    p = paired({s: float(r["val_B_after"]) for s, r in g.items()},
+                               {s: float(r["val_B_after"]) for s, r in base.items()})
+                    if p:
+                        diff = f"{p[0]:+.4f} [{p[0] - p[1]:+.4f}, {p[0] + p[1]:+.4f}]"
+                print(f"| {arm} | {int(any_row['trainable']):,} ({share:.2f}%) | {len(g)} | "
+                      f"{bm:.4f} ± {bs:.4f} | {am:.4f} | {diff} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
