@@ -310,6 +310,36 @@ def table_row(arch, arm, lr, kind, budget, losses, gap, point, interval, runs, f
             "wall_s": f"{statistics.mean(r['wall_s'] for r in runs):.1f}", "verdict": ""}
 
 
+def lead_tables(path, seconds):
+    """--lead: one table per budget, every arch together, each arm at its best lr
+    there (lowest mean loss): the summary a reader sees first."""
+    rows = [r for r in TABLE if r["kind"] in MAIN_KINDS]
+    with open(path, "w") as f:
+        for b in sorted({float(r["budget"]) for r in rows}):
+            best = {}
+            for r in rows:
+                if float(r["budget"]) != b:
+                    continue
+                key = (r["arch"], r["arm"])
+                if key not in best or float(r["loss_mean"]) < float(best[key]["loss_mean"]):
+                    best[key] = r
+            f.write(f"Budget {b:.3g} FLOPs\n\n| arch | arm (lr) | kind | final loss | gap to the frontier [95% CI] "
+                    f"| compute multiplier [95% CI] | {seconds} | verdict (this lr, all budgets) |\n"
+                    "|---|---|---|---|---|---|---|---|\n")
+            for r in sorted(best.values(), key=lambda r: (r["arch"], float(r["loss_mean"]))):
+                loss = f"{float(r['loss_mean']):.4f}" + (f" ± {float(r['loss_std']):.4f}" if r["loss_std"] else "")
+                gap = (f"{float(r['gap']):+.4f} [{float(r['gap_lo']):+.4f}, {float(r['gap_hi']):+.4f}]"
+                       if r["gap_lo"] else "–")
+                mult = "–"
+                if r["multiplier"]:
+                    mult = f"{float(r['multiplier']):.2f}{'*' if r['extrapolated'] else ''}"
+                    if r["mult_lo"]:
+                        mult += f" [{float(r['mult_lo']):.2f}, {float(r['mult_hi']):.2f}]"
+                f.write(f"| {r['arch']} | {r['arm']} ({r['lr']}) | {r['kind']} | {loss} | {gap} | {mult} | "
+                        f"{float(r['wall_s']):.0f} | {r['verdict'] if r['kind'] != 'scratch' else ''} |\n")
+            f.write("\n")
+
+
 def verdict_of(kind, per_budget):
     if kind == "scratch":
         return "frontier", ""
@@ -420,6 +450,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--plot", metavar="PREFIX")
     ap.add_argument("--csv", metavar="FILE")
+    ap.add_argument("--lead", metavar="FILE", help="also write the per-budget summary tables (each arm at its best lr)")
+    ap.add_argument("--seconds", default="wall s", help="--lead's name for the wall-time column (e.g. GPU s)")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
@@ -447,6 +479,8 @@ def main():
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS, lineterminator="\n")
             w.writeheader()
             w.writerows(TABLE)
+    if a.lead:
+        lead_tables(a.lead, a.seconds)
     if a.plot:
         plot(studies, a.plot)
 
