@@ -33,7 +33,8 @@ for arm, kind, b, s, l in rows:
         f.write("arm,arch,kind,lr,budget,seed,stage_flops,cum_flops,final_loss,wall_s,base_budget,frac\n")
         f.write(f"{arm},tokenformer,{kind},1e-3,{b:g},{s},{b:g},{b:g},{l:.9f},1.0,{b:g},\n")
 PYEOF
-if "$PY" scripts/growth_analysis.py "$WORK/syn" --csv "$WORK/syn.csv" --boot 500 >"$WORK/syn.md" 2>&1; then
+if "$PY" scripts/growth_analysis.py "$WORK/syn" --csv "$WORK/syn.csv" --lead "$WORK/lead.md" --boot 500 \
+    >"$WORK/syn.md" 2>&1; then
     pass synthetic_runs
 else
     tail -3 "$WORK/syn.md"
@@ -66,6 +67,16 @@ if [[ $v_twice == pays && $v_same == not_shown && $v_full == frontier ]]; then
     pass "verdicts (tf_twice $v_twice, tf_same $v_same, tf_full $v_full)"
 else
     fail verdicts "tf_twice '$v_twice' (expected pays), tf_same '$v_same' (not_shown), tf_full '$v_full' (frontier)"
+fi
+
+# --lead: a table per budget, each arm once (its best lr), the twice-efficient arm first
+# among the grown with its verdict
+tables=$(grep -c '^Budget ' "$WORK/lead.md" 2>/dev/null)
+twice=$(grep -c '| tf_twice (1e-3) | grown |.*| 2\.00\*\{0,1\} \[.*| pays |$' "$WORK/lead.md" 2>/dev/null)
+if [[ $tables == 3 && $twice == 3 ]]; then
+    pass "lead_tables_per_budget"
+else
+    fail lead_tables_per_budget "$tables tables (3), $twice tf_twice rows reading 2.00 and pays (3)"
 fi
 
 # ---------------------------------------------------------------- micro study
