@@ -234,6 +234,15 @@ static void mirror_tensors(CaseRun *r, size_t total, int N, int d, int n) {
     op_alloc(r);
 }
 
+/* A bf16 mirror case's run: the target at bf16, the tensors of mirror_tensors
+ * for a weights block of `total` floats and the Pattention of N x d, n keys. */
+static CaseRun mirror_run(OpHarness *h, const OpCase *c, size_t total, int N, int d, int n) {
+    h->side[SIDE_TGT]->set_precision(h->side[SIDE_TGT], MATMUL_BF16);
+    CaseRun r = op_run_new(h, c, MODE_BACKEND);
+    mirror_tensors(&r, total, N, d, n);
+    return r;
+}
+
 /* Under bf16, AdamW leaves a bf16 mirror of the parameters it updated that
  * the Pattentions read K and V from; two adjacent AdamW calls (decayed and
  * not, as the model makes them) extend one mirror. It must match the fp32
@@ -243,9 +252,7 @@ static void bf16_mirror_case(OpHarness *h, const OpCase *c) {
     const int N = MIRROR_ROWS, d = 64, n = 80;
     const size_t kn = (size_t)n * d, total = 2 * kn + 10;
     float tau = sqrtf((float)n);
-    T->set_precision(T, MATMUL_BF16);
-    CaseRun r = op_run_new(h, c, MODE_BACKEND);
-    mirror_tensors(&r, total, N, d, n);
+    CaseRun r = mirror_run(h, c, total, N, d, n);
     char name[96];
     for (int step = 1; step <= 3; step++) {
         size_t split = kn + 7; /* two adjacent calls, as model_update makes */
@@ -295,9 +302,7 @@ static void bf16_mirror_ranges_case(OpHarness *h, const OpCase *c) {
     const int N = MIRROR_ROWS, d = 64, n = 80;
     const size_t kn = (size_t)n * d, total = ((size_t)1 << 23) + 2 * kn, gap0 = 1000, gap1 = 2000;
     float tau = sqrtf((float)n);
-    T->set_precision(T, MATMUL_BF16);
-    CaseRun r = op_run_new(h, c, MODE_BACKEND);
-    mirror_tensors(&r, total, N, d, n);
+    CaseRun r = mirror_run(h, c, total, N, d, n);
     char name[96];
     for (int step = 1; step <= 2; step++) {
         update_ranges(&r, 0, total, 70, step);
