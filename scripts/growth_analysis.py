@@ -310,31 +310,34 @@ def table_row(arch, arm, lr, kind, budget, losses, gap, point, interval, runs, f
             "wall_s": f"{statistics.mean(r['wall_s'] for r in runs):.1f}", "verdict": ""}
 
 
+def lowest_by(items, key, loss):
+    """{key(item): the item with the lowest loss(item)} (an arm's best lr, per budget)."""
+    best = {}
+    for it in items:
+        k = key(it)
+        if k not in best or loss(it) < loss(best[k]):
+            best[k] = it
+    return best
+
+
 def lead_tables(path, seconds):
     """--lead: one table per budget, every arch together, each arm at its best lr
     there (lowest mean loss): the summary a reader sees first."""
     rows = [r for r in TABLE if r["kind"] in MAIN_KINDS]
+    num = lambda r, k: float(r[k]) if r[k] != "" else None
     with open(path, "w") as f:
         for b in sorted({float(r["budget"]) for r in rows}):
-            best = {}
-            for r in rows:
-                if float(r["budget"]) != b:
-                    continue
-                key = (r["arch"], r["arm"])
-                if key not in best or float(r["loss_mean"]) < float(best[key]["loss_mean"]):
-                    best[key] = r
+            best = lowest_by([r for r in rows if float(r["budget"]) == b], lambda r: (r["arch"], r["arm"]),
+                             lambda r: float(r["loss_mean"]))
             f.write(f"Budget {b:.3g} FLOPs\n\n| arch | arm (lr) | kind | final loss | gap to the frontier [95% CI] "
                     f"| compute multiplier [95% CI] | {seconds} | verdict (this lr, all budgets) |\n"
                     "|---|---|---|---|---|---|---|---|\n")
             for r in sorted(best.values(), key=lambda r: (r["arch"], float(r["loss_mean"]))):
                 loss = f"{float(r['loss_mean']):.4f}" + (f" ± {float(r['loss_std']):.4f}" if r["loss_std"] else "")
-                gap = (f"{float(r['gap']):+.4f} [{float(r['gap_lo']):+.4f}, {float(r['gap_hi']):+.4f}]"
-                       if r["gap_lo"] else "–")
-                mult = "–"
-                if r["multiplier"]:
-                    mult = f"{float(r['multiplier']):.2f}{'*' if r['extrapolated'] else ''}"
-                    if r["mult_lo"]:
-                        mult += f" [{float(r['mult_lo']):.2f}, {float(r['mult_hi']):.2f}]"
+                g, hi = num(r, "gap"), num(r, "gap_hi")
+                gap = fmt_gap(None if g is None else (g, None if hi is None else hi - g))
+                lo_hi = (num(r, "mult_lo"), num(r, "mult_hi")) if r["mult_lo"] else None
+                mult = fmt_mult((num(r, "multiplier"), r["extrapolated"]), lo_hi)
                 f.write(f"| {r['arch']} | {r['arm']} ({r['lr']}) | {r['kind']} | {loss} | {gap} | {mult} | "
                         f"{float(r['wall_s']):.0f} | {r['verdict'] if r['kind'] != 'scratch' else ''} |\n")
             f.write("\n")
@@ -396,15 +399,15 @@ def plot(studies, prefix):
 def best_lr_per_budget(configs):
     """{arm: {budget: (mean final loss, lr)}}: at each budget the arm's lr with the lowest
     mean, so that a plot has one line per arm (the tables list every lr)."""
-    best = {}
+    points = []
     for (arm, lr), runs in configs.items():
         per_b = {}
         for r in runs:
             per_b.setdefault(r["budget"], []).append(r["final_loss"])
-        for b, losses in per_b.items():
-            m = statistics.mean(losses)
-            if b not in best.setdefault(arm, {}) or m < best[arm][b][0]:
-                best[arm][b] = (m, lr)
+        points += [(arm, b, statistics.mean(losses), lr) for b, losses in per_b.items()]
+    best = {}
+    for (arm, b), (_, _, mean, lr) in lowest_by(points, lambda p: p[:2], lambda p: p[2]).items():
+        best.setdefault(arm, {})[b] = (mean, lr)
     return best
 
 
