@@ -91,6 +91,18 @@ arm_lr() {
 
 # Evaluations and adaptation are on another text than a checkpoint's on purpose.
 full_loss() { "$BIN" eval --ckpt "$1" "$2" --full --allow-other-text "${DEV[@]}" | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2; }
+# "val_B,val_A" of a base checkpoint: evaluated once and kept beside it, so that
+# the seeds sharing a base (--base-seed) read one value instead of each
+# evaluating all of A and B again.
+before_of() {
+    local f=${1%.safetensors}.before b a
+    if [[ ! -s $f ]]; then
+        b=$(full_loss "$1" "$B") a=$(full_loss "$1" "$A")
+        [[ -n $b && -n $a ]] || { echo "adapt_study: could not evaluate $1" >&2; return 1; }
+        echo "$b,$a" >"$f.$$" && mv "$f.$$" "$f"
+    fi
+    cat "$f"
+}
 flops_of() { "$BIN" info --ckpt "$1" | grep -o '[0-9.e+]* FLOPs' | cut -d' ' -f1; }
 info_num() { "$BIN" info --ckpt "$1" | grep "$2" | grep -o '[0-9][0-9]*' | head -"$3" | tail -1; }
 
@@ -104,9 +116,11 @@ adapt() {
     grep -q "^$seed,$arm,$budget," "$RES" && return # done in an earlier call
     t0=$(date +%s.%N)
     # eight evaluations on B along the way: the curve of B-loss against adaptation tokens
+    # --force: a run an earlier call cut short (no row yet) is made again from its start
+    rm -f "$dir.csv"
     "$BIN" train "$B" --resume "$in" --allow-other-text --new-stage --max-iters "$ADAPT_ITERS" $freeze --seed "$seed" \
         --eval-interval $(((ADAPT_ITERS + 7) / 8)) "${DEV[@]}" --lr "$lr" "${EVAL[@]}" --log "$dir.csv" --out "$dir" \
-        >"$dir.log" 2>&1
+        --force >"$dir.log" 2>&1 || { echo "adapt_study: $arm (seed $seed, budget $budget) failed: $(tail -1 "$dir.log")" >&2; return 1; }
     t1=$(date +%s.%N)
     local ck=$dir/latest.safetensors
     local trainable total
@@ -136,8 +150,7 @@ run_seed() {
     local PP=$base_pp/best.safetensors TF=$base_tf/best.safetensors
     L=$(info_num "$PP" '^arch' 1) d=$(info_num "$PP" '^arch' 2)
     h=$("$BIN" info --ckpt "$PP" | grep '^FFN width' | grep -o '[0-9][0-9]*' | head -1)
-    PP_BEFORE="$(full_loss "$PP" "$B"),$(full_loss "$PP" "$A")"
-    TF_BEFORE="$(full_loss "$TF" "$B"),$(full_loss "$TF" "$A")"
+    PP_BEFORE=$(before_of "$PP") TF_BEFORE=$(before_of "$TF")
     adapt "$seed" full - "$PP" "$PP_BEFORE"
     adapt "$seed" last1 - "$PP" "$PP_BEFORE" "--train last:1"
     for k in $BUDGETS; do
@@ -167,6 +180,8 @@ if [[ -n $BASE_SEED ]]; then # the shared bases first, once
     train_base transformerpp "$BASE_SEED" "$OUT/base_transformerpp" &
     train_base tokenformer "$BASE_SEED" "$OUT/base_tokenformer" &
     wait
+    before_of "$OUT/base_transformerpp/best.safetensors" >/dev/null
+    before_of "$OUT/base_tokenformer/best.safetensors" >/dev/null
 fi
 pids=() failed=0
 for seed in $SEEDS; do
