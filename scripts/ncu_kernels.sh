@@ -12,7 +12,8 @@
 #      SAMPLE=N: decoding instead: N streams (`bench --sample --no-graph`, op by op
 #      so that every kernel is a launch ncu sees), LAUNCHES kernels (default 450)
 #      after the first SKIP (default 2000, past the prompt and the first steps); the
-#      time per decode step is the total over the embedding launches (one a step).
+#      time per decode step is the total over the draws (`sample_kernel`, one a step
+#      since the GPU draws the tokens; the embedding launches where no draw is seen).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/find_python.sh
@@ -47,8 +48,9 @@ if not rows:
 rows.sort(reverse=True)
 total = sum(r[0] for r in rows)
 launches = sum(r[1] for r in rows)
-if sys.argv[3]:  # decoding: one embedding launch a step
-    steps = sum(r[1] for r in rows if r[2].startswith("embedding_forward"))
+if sys.argv[3]:  # decoding: one draw (or, before GPU draws, one embedding launch) a step
+    steps = (sum(r[1] for r in rows if r[2].startswith("sample_kernel"))
+             or sum(r[1] for r in rows if r[2].startswith("embedding_forward")))
     per = f", {total / steps:.0f} us a step" if steps else ""
     print(f"{total:.0f} us of kernel time in {launches} launches over about {steps} decode steps{per}")
 else:
