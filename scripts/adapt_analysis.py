@@ -11,27 +11,19 @@ a 95% t interval. Losses in nats per byte. A CSV with an `lr` column (the
 lr sweeps) is grouped by lr too.
 """
 import csv
-import math
+import os
 import statistics
 import sys
 from collections import defaultdict
 
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def mean_std(xs):
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from growth_analysis import fmt_gap, fmt_mean_std, t_interval  # noqa: E402  (the same statistics)
 
 
 def paired(a, b):
-    """mean of a - b over the seeds both have, and its 95% t half-width"""
-    seeds = sorted(set(a) & set(b))
-    d = [a[s] - b[s] for s in seeds]
-    if not d:
-        return None
-    m, sd = mean_std(d)
-    half = T95.get(len(d) - 1, 1.96) * sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return m, half, len(d)
+    """fmt_gap of a - b over the seeds both have (mean and 95% t interval)"""
+    d = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    return fmt_gap(t_interval(d)) if d else "-"
 
 
 def main():
@@ -62,16 +54,14 @@ def main():
                 g = groups[(lr, b, arm)]
                 any_row = next(iter(g.values()))
                 share = 100.0 * int(any_row["trainable"]) / int(any_row["total"])
-                bm, bs = mean_std([float(r["val_B_after"]) for r in g.values()])
-                am, _ = mean_std([float(r["val_A_after"]) for r in g.values()])
+                b_after = [float(r["val_B_after"]) for r in g.values()]
+                am = statistics.mean(float(r["val_A_after"]) for r in g.values())
                 diff = "-"
                 if arm != against and base:
-                    p = paired({s: float(r["val_B_after"]) for s, r in g.items()},
-                               {s: float(r["val_B_after"]) for s, r in base.items()})
-                    if p:
-                        diff = f"{p[0]:+.4f} [{p[0] - p[1]:+.4f}, {p[0] + p[1]:+.4f}]"
+                    diff = paired({s: float(r["val_B_after"]) for s, r in g.items()},
+                                  {s: float(r["val_B_after"]) for s, r in base.items()})
                 print(f"| {arm} | {int(any_row['trainable']):,} ({share:.2f}%) | {len(g)} | "
-                      f"{bm:.4f} ± {bs:.4f} | {am:.4f} | {diff} |")
+                      f"{fmt_mean_std(b_after)} | {am:.4f} | {diff} |")
     return 0
 
 

@@ -69,4 +69,13 @@ if scripts/adapt_study.sh "${study2[@]}" >"$WORK/study4.log" 2>&1 &&
 else
     fail adapt_study_completes_a_cut_study "$(tail -1 "$WORK/study4.log"); rows: $(wc -l <"$WORK/study2/results.csv")"
 fi
+# the tables of docs/ADAPTATION.md: a row per arm, the adapters paired against LoRA
+# over the two seeds (a mean and an interval)
+if scripts/adapt_analysis.py "$WORK/study2/results.csv" >"$WORK/tables.md" 2>&1 &&
+    grep -q '^| adapter | .* | 2 | .* | [+-][0-9.]* \[[+-][0-9.]*, [+-][0-9.]*\] |$' "$WORK/tables.md" &&
+    [[ $(grep -c "^| " "$WORK/tables.md") == 8 ]]; then # a header and 2, a header and 4 arms
+    pass adapt_analysis_tables
+else
+    fail adapt_analysis_tables "$(head -c 300 "$WORK/tables.md")"
+fi
 exit $((failures > 0))
