@@ -132,8 +132,34 @@ static void check_update_order(int arch) {
     model_free(&m);
 }
 
+/* A model never grown: one call of two ranges (decayed, then not) over the whole block. */
+static void check_uniform_update(int arch) {
+    char name[128], err[TF_ERRLEN], why[160];
+    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+                       .block_size = 8, .vocab_size = 11, .rope_frac = 0.5f};
+    Model m;
+    snprintf(name, sizeof name, "%s_uniform_update_one_call_two_ranges", arch_name(arch));
+    if (model_create(&m, &cfg, NULL, ops_cpu(), err)) {
+        check(0, name, "%s", err);
+        return;
+    }
+    model_init_weights(&m, 1);
+    Ops recording = *ops_cpu();
+    recording.adamw_ranges = recording_adamw_ranges;
+    m.ops = &recording;
+    TrainConfig tc = preset_find("tiny")->train;
+    calls.count = calls.batches = 0;
+    model_update(&m, 1e-3f, &tc, 1.0f);
+    const char *e = walk_error(&m, why, sizeof why);
+    check(!e[0] && calls.batches == 1 && calls.count == 2 && steps_used() == 1u << 1, name,
+          "%s; %d calls of %d ranges, step set 0x%x", e, calls.batches, calls.count, steps_used());
+    m.ops = ops_cpu();
+    model_free(&m);
+}
+
 int main(void) {
     int archs[3] = {ARCH_TOKENFORMER, ARCH_TRANSFORMER, ARCH_TRANSFORMERPP};
     for (int i = 0; i < 3; i++) check_update_order(archs[i]);
+    for (int i = 0; i < 3; i++) check_uniform_update(archs[i]);
     return check_exit("test_update_order");
 }

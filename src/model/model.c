@@ -1365,17 +1365,16 @@ void model_update(Model *m, float lr, const TrainConfig *tc, float grad_scale) {
     m->step++;
     m->lora_stale = 1;
     if (all_rows_uniform(m)) {
-        /* Two launches: the decayed 2-D tensors are contiguous from wte on,
-         * the 1-D ones (no decay) close the block (memory_slot_param). */
+        /* Two ranges: the decayed 2-D tensors are contiguous from wte on, the
+         * 1-D ones (no decay) close the block (memory_slot_param). */
         size_t n_decay = 0;
         for (int i = 0; i < m->n_params; i++)
             if (m->params[i].decay) n_decay += tensor_numel(&m->params[i].t);
-        const Ops *o = m->ops;
-        o->adamw(o, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->beta1,
-                 tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, m->step);
-        o->adamw(o, m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay,
-                 m->v_mem + n_decay, m->n_param_elems - n_decay, lr, tc->beta1, tc->beta2,
-                 tc->adam_eps, 0.0f, grad_scale, m->step);
+        AdamwRange r[2] = {
+            {m->param_mem, m->grad_mem, m->m_mem, m->v_mem, n_decay, lr, tc->weight_decay, m->step},
+            {m->param_mem + n_decay, m->grad_mem + n_decay, m->m_mem + n_decay, m->v_mem + n_decay,
+             m->n_param_elems - n_decay, lr, 0.0f, m->step}};
+        m->ops->adamw_ranges(m->ops, r, 2, tc->beta1, tc->beta2, tc->adam_eps, grad_scale);
         return;
     }
     /* rows of the latest grow (never the rows of the initial model) */

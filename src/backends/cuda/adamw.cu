@@ -1,32 +1,9 @@
-// AdamW with decoupled weight decay (ops.h).
 #include "common.cuh"
 #include "op_math.h"
 
-// mirror (optional): the updated parameters again, in bf16.
-__global__ void adamw_kernel(float *p, bf16 *mirror, const float *g, float *m, float *v, size_t n,
-                             float lr, float beta1, float beta2, float eps, float wd,
-                             float grad_scale, AdamwCorrections bc) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float pn =
-            tf_adamw_element(p[i], g[i], &m[i], &v[i], lr, beta1, beta2, eps, wd, grad_scale, bc);
-        p[i] = pn;
-        if (mirror) mirror[i] = __float2bfloat16(pn);
-    }
-}
-
-void cu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n, float lr,
-              float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
-    OpsCtx *c = ops->ctx;
-    if (!n) return;
-    AdamwCorrections bc = tf_adamw_corrections(beta1, beta2, t);
-    bf16 *mirror = tfc_mirror_extend(c, p, n);
-    adamw_kernel<<<tfc_blocks(n, 256), 256, 0, c->stream>>>(p, mirror, g, m, v, n, lr, beta1, beta2,
-                                                            eps, weight_decay, grad_scale, bc);
-    KERNEL_CHECK(c);
-}
-
-// adamw_ranges: the ranges go to the kernel by value, ADAMW_BATCH at a time
+// AdamW with decoupled weight decay (ops.h adamw, adamw_ranges); the bf16
+// mirror (when the context keeps one) gets the updated parameters again.
+// The ranges go to the kernel by value, ADAMW_BATCH at a time
 // (a parameter block of a few KB, recordable, no upload): blockIdx.y picks
 // the range, blockIdx.x strides over it.
 #define ADAMW_BATCH 32
@@ -91,4 +68,11 @@ void cu_adamw_ranges(const Ops *ops, const AdamwRange *ranges, int n, float beta
         adamw_ranges_kernel<<<grid, 256, 0, c->stream>>>(b, beta1, beta2, eps, grad_scale);
         KERNEL_CHECK(c);
     }
+}
+
+// One range: the same kernel (a single launch either way).
+void cu_adamw(const Ops *ops, float *p, const float *g, float *m, float *v, size_t n, float lr,
+              float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
+    const AdamwRange r = {p, g, m, v, n, lr, weight_decay, t};
+    cu_adamw_ranges(ops, &r, 1, beta1, beta2, eps, grad_scale);
 }
