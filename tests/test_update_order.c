@@ -63,11 +63,28 @@ static const char *walk_error(const Model *m, char *buf, size_t len) {
     return "";
 }
 
+static ModelConfig small_config(int arch) {
+    return (ModelConfig){.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
+                         .block_size = 8, .vocab_size = 11, .rope_frac = 0.5f};
+}
+
+/* One model_update with adamw_ranges recorded (calls); "" when the ranges walk
+ * the parameter block in order, else what breaks the walk. */
+static const char *recorded_update(Model *m, char *why, size_t len) {
+    Ops recording = *ops_cpu();
+    recording.adamw_ranges = recording_adamw_ranges;
+    m->ops = &recording;
+    TrainConfig tc = preset_find("tiny")->train;
+    calls.count = calls.batches = 0;
+    model_update(m, 1e-3f, &tc, 1.0f);
+    m->ops = ops_cpu();
+    return walk_error(m, why, len);
+}
+
 /* The arch's small model grown twice (rows born at steps 0, 3 and 7): FFN rows
  * on every arch, the attention rows too on tokenformer. */
 static int grown_model(Model *out, int arch, char *err) {
-    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
-                       .block_size = 8, .vocab_size = 11, .rope_frac = 0.5f};
+    ModelConfig cfg = small_config(arch);
     Model a, b;
     if (model_create(&a, &cfg, NULL, ops_cpu(), err)) return -1;
     model_init_weights(&a, 1);
@@ -114,20 +131,13 @@ static void check_update_order(int arch) {
         check(0, name, "%s", err);
         return;
     }
-    Ops recording = *ops_cpu();
-    recording.adamw_ranges = recording_adamw_ranges;
-    m.ops = &recording;
-    TrainConfig tc = preset_find("tiny")->train;
-    calls.count = calls.batches = 0;
-    model_update(&m, 1e-3f, &tc, 1.0f);
-    const char *e = walk_error(&m, why, sizeof why);
+    const char *e = recorded_update(&m, why, sizeof why);
     check(!e[0], name, "%s", e);
     snprintf(name, sizeof name, "%s_grown_update_one_call_steps_8_5_1", arch_name(arch));
     /* model.step 8 after the update: rows born at 0, 3 and 7 take steps 8, 5 and 1 */
     unsigned want = 1u << 8 | 1u << 5 | 1u << 1;
     check(calls.batches == 1 && steps_used() == want, name, "%d adamw_ranges calls, step set 0x%x (want 0x%x)",
           calls.batches, steps_used(), want);
-    m.ops = ops_cpu();
     check_frozen_norm(&m, arch);
     model_free(&m);
 }
@@ -135,8 +145,7 @@ static void check_update_order(int arch) {
 /* A model never grown: one call of two ranges (decayed, then not) over the whole block. */
 static void check_uniform_update(int arch) {
     char name[128], err[TF_ERRLEN], why[160];
-    ModelConfig cfg = {.arch = arch, .n_layer = 2, .d_model = 16, .n_head = 2, .n_attn = 12, .n_ffn = 20,
-                       .block_size = 8, .vocab_size = 11, .rope_frac = 0.5f};
+    ModelConfig cfg = small_config(arch);
     Model m;
     snprintf(name, sizeof name, "%s_uniform_update_one_call_two_ranges", arch_name(arch));
     if (model_create(&m, &cfg, NULL, ops_cpu(), err)) {
@@ -144,16 +153,9 @@ static void check_uniform_update(int arch) {
         return;
     }
     model_init_weights(&m, 1);
-    Ops recording = *ops_cpu();
-    recording.adamw_ranges = recording_adamw_ranges;
-    m.ops = &recording;
-    TrainConfig tc = preset_find("tiny")->train;
-    calls.count = calls.batches = 0;
-    model_update(&m, 1e-3f, &tc, 1.0f);
-    const char *e = walk_error(&m, why, sizeof why);
+    const char *e = recorded_update(&m, why, sizeof why);
     check(!e[0] && calls.batches == 1 && calls.count == 2 && steps_used() == 1u << 1, name,
           "%s; %d calls of %d ranges, step set 0x%x", e, calls.batches, calls.count, steps_used());
-    m.ops = ops_cpu();
     model_free(&m);
 }
 
