@@ -21,6 +21,10 @@
 #   schedule control   tf_restarts pp_restarts: full size, lr re-warmed at GROW_AT
 #   noise floor        tf_full_rerun pp_full_rerun (any scratch arm + _rerun): the same
 #                      run again, same seed (on a GPU, reductions are not deterministic)
+#   schedule frontier  any scratch arm + _wsd (tf_full_wsd, pp_half_ffn_wsd, ...): the
+#                      same size under --lr-schedule wsd (warmup, constant lr, linear
+#                      decay over the last 20%) instead of one cosine; a scratch arm, so
+#                      it joins the frontier wherever it ends lower
 #   growth             tf_rows      1/4 rows, x2 at each GROW_AT (grow --kv, official init)
 #                      tf_depth     L/2 layers, + L/2 zero-output blocks at DEPTH_AT
 #                      pp_ffn       1/4 FFN width, x2 at each GROW_AT
@@ -116,7 +120,13 @@ arm_def() {
         KIND=rerun
         return
     fi
-    KIND=grown FRACS="" GROWS=""
+    if [[ $1 == *_wsd ]]; then # a scratch size under the WSD schedule
+        arm_def "${1%_wsd}"
+        [[ $KIND == scratch ]] || die "unknown arm '$1' (only scratch arms have a _wsd)"
+        SCHEDULE=(--lr-schedule wsd)
+        return
+    fi
+    KIND=grown FRACS="" GROWS="" SCHEDULE=()
     case $base in
     tf_full) KIND=scratch STAGES=$(tfm "$L" "$A" "$F") ;;
     tf_half_rows) KIND=scratch STAGES=$(tfm "$L" $((A / 2)) $((F / 2))) ;;
@@ -229,7 +239,7 @@ run_arm() {
     t0=$(now)
     # shellcheck disable=SC2086
     "$BIN" train "$DATA" ${stages[0]} "${COMMON[@]}" "${DEV[@]}" --precision "$PRECISION" --lr "$lr" \
-        --seed "$seed" --eval-every-flops "$grid" "${flags[@]}" --out "$sd/s0" --log "$dir/log.csv" \
+        --seed "$seed" --eval-every-flops "$grid" "${flags[@]}" "${SCHEDULE[@]}" --out "$sd/s0" --log "$dir/log.csv" \
         >"$sd/s0.log" 2>&1 || fail_run "$sd/s0.log" "$arm s0" || return 1
     local ck=$sd/s0/latest.safetensors
     for ((k = 0; k < ${#points[@]}; k++)); do

@@ -85,7 +85,7 @@ if [[ ! -f data/input.txt ]]; then
     exit $((failures > 0))
 fi
 OUT=$WORK/study
-ARMS="tf_full tf_half_rows tf_rows reuse_grow reuse_cont"
+ARMS="tf_full tf_half_rows tf_full_wsd tf_rows reuse_grow reuse_cont"
 if SCALE=micro BUDGETS=1e8 SEEDS=1 REUSE_FRACS=0.5 DEVICE=cpu THREADS=1 ARMS="$ARMS" CKPT_DIR="$WORK/ckpt" \
     TF_BIN="$BIN" scripts/growth_study2.sh "$OUT" >"$WORK/study.log" 2>&1; then
     pass micro_study_runs
@@ -98,12 +98,18 @@ fi
 result() {
     awk -F, -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { print $c[col] }' "$1"
 }
-for arm in tf_full tf_half_rows tf_rows; do
+for arm in tf_full tf_half_rows tf_full_wsd tf_rows; do
     r=$OUT/$arm/lr1e-3/b1e8/seed1/result.csv
     flops=$(result "$r" cum_flops)
     if within "$flops" 0.95e8 1.05e8; then pass "compute_matched_$arm ($flops FLOPs)"; else
         fail "compute_matched_$arm" "$flops FLOPs against a budget of 1e8"; fi
 done
+if grep -q '^train: lr .*wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" &&
+    ! grep -q '^train: lr .*wsd' "$WORK/ckpt/tf_full/lr1e-3/b1e8/seed1/s0.log"; then
+    pass "tf_full_wsd_trains_under_wsd"
+else
+    fail tf_full_wsd_trains_under_wsd "its train log does not name the wsd schedule (or tf_full's does)"
+fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi
 base=$(result "$OUT/tf_half_rows/lr1e-3/b1e8/seed1/result.csv" cum_flops)

@@ -802,9 +802,12 @@ static void print_run_header(const TrainRun *r) {
            r->data.n_val, test, r->vocab.bytes ? "bytes" : "characters", step_sequences(r), c->block_size,
            layout, r->a->tc.max_iters);
     const TrainConfig *t = &r->a->tc;
-    printf("train: lr %g (min %g, warmup %d), dropout %g, rope_frac %g, weight decay %g, "
+    char schedule[48] = "cosine";
+    if (t->lr_schedule == LR_WSD)
+        snprintf(schedule, sizeof schedule, "wsd, decay over the last %g", t->decay_frac);
+    printf("train: lr %g (min %g, warmup %d, %s), dropout %g, rope_frac %g, weight decay %g, "
            "grad clip %g, seed %llu; eval every %d iterations over %d batches\n",
-           t->lr, t->min_lr, t->warmup_iters, c->dropout, c->rope_frac, t->weight_decay,
+           t->lr, t->min_lr, t->warmup_iters, schedule, c->dropout, c->rope_frac, t->weight_decay,
            t->grad_clip, (unsigned long long)t->seed, t->eval_interval, t->eval_iters);
     flush_output();
 }
