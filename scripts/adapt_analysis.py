@@ -5,9 +5,10 @@
 
 Per budget (LoRA rank k and the arms matched to it; "-" for the arms that
 have none): each arm's trainable share, B loss after adaptation (mean and
-sample std over seeds), A loss after (forgetting) and the paired difference
-of its B loss against the `--against` arm of the same budget and seed, with
-a 95% t interval. Losses in nats per byte. A CSV with an `lr` column (the
+sample std over seeds), A loss after and its change from before adaptation
+(forgetting: > 0 lost A), mean wall seconds, and the paired difference of
+its B loss against the `--against` arm of the same budget and seed, with a
+95% t interval. Losses in nats per byte. A CSV with an `lr` column (the
 lr sweeps) is grouped by lr too.
 """
 import csv
@@ -45,8 +46,9 @@ def main():
         budgets = sorted({k[1] for k in groups if k[0] == lr}, key=lambda b: (b != "-", int(b) if b.isdigit() else 0))
         for b in budgets:
             print(f"\nbudget {b}" + (f", lr {lr}" if lr else ""))
-            print(f"\n| arm | trainable | seeds | B after | A after | B minus {against} [95% CI] |")
-            print("|---|---|---|---|---|---|")
+            print(f"\n| arm | trainable | seeds | B after | A after | A after minus before | "
+                  f"B minus {against} [95% CI] | wall s |")
+            print("|---|---|---|---|---|---|---|---|")
             base = groups.get((lr, b, against), {})
             arms = sorted((k[2] for k in groups if k[0] == lr and k[1] == b),
                           key=lambda a: order.index(a) if a in order else len(order))
@@ -56,12 +58,14 @@ def main():
                 share = 100.0 * int(any_row["trainable"]) / int(any_row["total"])
                 b_after = [float(r["val_B_after"]) for r in g.values()]
                 am = statistics.mean(float(r["val_A_after"]) for r in g.values())
+                forgot = statistics.mean(float(r["val_A_after"]) - float(r["val_A_before"]) for r in g.values())
+                wall = statistics.mean(float(r["wall_s"]) for r in g.values())
                 diff = "-"
                 if arm != against and base:
                     diff = paired({s: float(r["val_B_after"]) for s, r in g.items()},
                                   {s: float(r["val_B_after"]) for s, r in base.items()})
                 print(f"| {arm} | {int(any_row['trainable']):,} ({share:.2f}%) | {len(g)} | "
-                      f"{fmt_mean_std(b_after)} | {am:.4f} | {diff} |")
+                      f"{fmt_mean_std(b_after)} | {am:.4f} | {forgot:+.4f} | {diff} | {wall:.0f} |")
     return 0
 
 

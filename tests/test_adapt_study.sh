@@ -72,7 +72,7 @@ fi
 # the tables of docs/ADAPTATION.md: a row per arm, the adapters paired against LoRA
 # over the two seeds (a mean and an interval)
 if scripts/adapt_analysis.py "$WORK/study2/results.csv" >"$WORK/tables.md" 2>&1 &&
-    grep -q '^| adapter | .* | 2 | .* | [+-][0-9.]* \[[+-][0-9.]*, [+-][0-9.]*\] |$' "$WORK/tables.md" &&
+    grep -q '^| adapter | .* | 2 | .* | [+-][0-9.]* | [+-][0-9.]* \[[+-][0-9.]*, [+-][0-9.]*\] | [0-9]* |$' "$WORK/tables.md" &&
     [[ $(grep -c "^| " "$WORK/tables.md") == 8 ]]; then # a header and 2, a header and 4 arms
     pass adapt_analysis_tables
 else
