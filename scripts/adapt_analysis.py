@@ -2,6 +2,7 @@
 """Tables of the adaptation study (scripts/adapt_study.sh) from its results.csv.
 
     scripts/adapt_analysis.py RESULTS.csv [--against lora]
+    scripts/adapt_analysis.py --curves DIR     (the B-loss curves, one CSV)
 
 Per budget (LoRA rank k and the arms matched to it; "-" for the arms that
 have none): each arm's trainable share, B loss after adaptation (mean and
@@ -13,6 +14,7 @@ lr sweeps) is grouped by lr too.
 """
 import csv
 import os
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -27,11 +29,29 @@ def paired(a, b):
     return fmt_gap(t_interval(d)) if d else "-"
 
 
+def curves(folder):
+    """The eval rows of the arms' --log CSVs (not the bases'), as one CSV on stdout."""
+    out = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"s(\d+)_([a-z0-9_]+?)_(\d+|-)\.csv", name)
+        if not m:
+            continue
+        for r in csv.DictReader(open(os.path.join(folder, name))):
+            if r["event"] == "eval" and r["val_loss"]:
+                out.append((int(m[1]), m[2], m[3], int(r["iter"]), int(r["tokens"]), r["val_loss"]))
+    print("seed,arm,budget,iter,tokens,val_B")
+    for row in sorted(out):
+        print(",".join(str(x) for x in row))
+    return 0 if out else 1
+
+
 def main():
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if args else 2
+    if args[0] == "--curves":
+        return curves(args[1])
     against = "lora"
     if "--against" in args:
         i = args.index("--against")

@@ -78,4 +78,13 @@ if scripts/adapt_analysis.py "$WORK/study2/results.csv" >"$WORK/tables.md" 2>&1 
 else
     fail adapt_analysis_tables "$(head -c 300 "$WORK/tables.md")"
 fi
+# the B curves of every arm from their --log CSVs, the evaluation before adapting first
+arms=$(scripts/adapt_analysis.py --curves "$WORK/study2" 2>&1 | awk -F, 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
+first=$(scripts/adapt_analysis.py --curves "$WORK/study2" 2>/dev/null | awk -F, '$2 == "lora" { print $6; exit }')
+before=$(awk -F, 'NR > 1 && $2 == "lora" { print $6; exit }' "$WORK/study2/results.csv")
+if [[ $arms == "adapter full last1 lora native native_nf " ]] && awk -v a="$first" -v b="$before" 'BEGIN { exit !(a > b - 0.3 && a < b + 0.3) }'; then
+    pass "adapt_analysis_curves ($arms; lora starts at $first, B before $before)"
+else
+    fail adapt_analysis_curves "arms '$arms', lora's first B loss '$first' against B before '$before'"
+fi
 exit $((failures > 0))
