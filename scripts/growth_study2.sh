@@ -21,10 +21,12 @@
 #   schedule control   tf_restarts pp_restarts: full size, lr re-warmed at GROW_AT
 #   noise floor        tf_full_rerun pp_full_rerun (any scratch arm + _rerun): the same
 #                      run again, same seed (on a GPU, reductions are not deterministic)
-#   schedule frontier  any scratch arm + _wsd (tf_full_wsd, pp_half_ffn_wsd, ...): the
-#                      same size under --lr-schedule wsd (warmup, constant lr, linear
-#                      decay over the last 20%) instead of one cosine; a scratch arm, so
-#                      it joins the frontier wherever it ends lower
+#   WSD schedule       any arm + _wsd (tf_full_wsd, tf_rows_norewarm_wsd, ...): the same
+#                      under --lr-schedule wsd (warmup, constant lr, linear decay over
+#                      the last 20% of each stage) instead of cosine; a scratch arm so
+#                      trained joins the frontier wherever it ends lower; a grown arm
+#                      without re-warm grows in the constant phase and decays once, at
+#                      the end (a resumed stage keeps its checkpoint's schedule)
 #   growth             tf_rows      1/4 rows, x2 at each GROW_AT (grow --kv, official init)
 #                      tf_depth     L/2 layers, + L/2 zero-output blocks at DEPTH_AT
 #                      pp_ffn       1/4 FFN width, x2 at each GROW_AT
@@ -120,9 +122,8 @@ arm_def() {
         KIND=rerun
         return
     fi
-    if [[ $1 == *_wsd ]]; then # a scratch size under the WSD schedule
+    if [[ $1 == *_wsd ]]; then # any arm under the WSD schedule
         arm_def "${1%_wsd}"
-        [[ $KIND == scratch ]] || die "unknown arm '$1' (only scratch arms have a _wsd)"
         SCHEDULE=(--lr-schedule wsd)
         return
     fi

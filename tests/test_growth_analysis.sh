@@ -85,7 +85,7 @@ if [[ ! -f data/input.txt ]]; then
     exit $((failures > 0))
 fi
 OUT=$WORK/study
-ARMS="tf_full tf_half_rows tf_full_wsd tf_rows reuse_grow reuse_cont"
+ARMS="tf_full tf_half_rows tf_full_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont"
 if SCALE=micro BUDGETS=1e8 SEEDS=1 REUSE_FRACS=0.5 DEVICE=cpu THREADS=1 ARMS="$ARMS" CKPT_DIR="$WORK/ckpt" \
     TF_BIN="$BIN" scripts/growth_study2.sh "$OUT" >"$WORK/study.log" 2>&1; then
     pass micro_study_runs
@@ -109,6 +109,13 @@ if grep -q '^train: lr .*wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" 
     pass "tf_full_wsd_trains_under_wsd"
 else
     fail tf_full_wsd_trains_under_wsd "its train log does not name the wsd schedule (or tf_full's does)"
+fi
+# a grown arm under wsd: every stage after a grow keeps the schedule
+logs=("$WORK"/ckpt/tf_rows_norewarm_wsd/lr1e-3/b1e8/seed1/s[0-9].log)
+if [[ ${#logs[@]} == 3 && $(grep -l '^train: lr .*wsd' "${logs[@]}" | wc -l) == 3 ]]; then
+    pass "tf_rows_norewarm_wsd_every_stage_wsd"
+else
+    fail tf_rows_norewarm_wsd_every_stage_wsd "${#logs[@]} stage logs, $(grep -l '^train: lr .*wsd' "${logs[@]}" 2>/dev/null | wc -l) naming wsd"
 fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi
