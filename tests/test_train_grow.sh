@@ -127,6 +127,20 @@ same_as_stages inrun_layers_stack "${MODEL[*]}" "--add-layers 2 --at stack" "12:
 same_as_stages inrun_layers_copy_zero_out "${MODEL[*]}" "--add-layers 1 --init copy-zero-out --at interleave" \
     "12:layers+1:interleave:copy-zero-out"
 same_as_stages inrun_d_model "${MODEL[*]}" "--d-model 2x" "12:d*2"
+# under wsd the growth points keep the schedule (no re-warm), in-run and resumed alike:
+# the lr column after the growth is the lr of the same run without one
+same_as_stages inrun_kv_wsd "${MODEL[*]} --lr-schedule wsd" "--kv +16 --ffn-kv +64" "12:kv*2"
+train "${MODEL[@]}" --max-iters 30 --lr-schedule wsd --log-interval 1 --out "$WORK/wsd_plain" \
+    --log "$WORK/wsd_plain.csv" >/dev/null 2>&1
+train "${MODEL[@]}" --max-iters 30 --lr-schedule wsd --log-interval 1 --grow "12:kv*2" --out "$WORK/wsd_grown" \
+    --log "$WORK/wsd_grown.csv" >"$WORK/wsd_grown.log" 2>&1
+if [[ -n $(csv_col "$WORK/wsd_grown.csv" progress 4) &&
+    $(csv_col "$WORK/wsd_grown.csv" progress 4) == "$(csv_col "$WORK/wsd_plain.csv" progress 4)" ]] &&
+    grep -q "the wsd schedule continues" "$WORK/wsd_grown.log"; then
+    pass wsd_growth_keeps_schedule
+else
+    fail wsd_growth_keeps_schedule "the grown wsd run's lr column differs from the plain run's (or no message)"
+fi
 same_as_stages inrun_d_model_pp "--arch transformerpp --n-layer 1 --d-model 32 --n-head 4 --n-ffn 32 --block-size 32" \
     "--d-model 2x" "40%:d*2"
 

@@ -51,9 +51,9 @@ static void train_help(void) {
            "                         checkpoint's iteration over --max-iters more iterations;\n"
            "                         default continues the schedule, except after a grow\n"
            "  --continue-schedule    with --resume of a just-grown checkpoint: continue its\n"
-           "                         schedule; default re-warms (warmup + cosine restart at\n"
-           "                         the checkpoint's iteration and still end at max_iters:\n"
-           "                         the official grow recipe, docs/GROWTH.md 'Defaults')\n"
+           "                         schedule; default under cosine re-warms (warmup + cosine\n"
+           "                         restart at the checkpoint's iteration, still ending at\n"
+           "                         max_iters), under wsd continues (docs/GROWTH.md 'Defaults')\n"
            "  --stop-at I            stop (and save) at iteration I, leaving the schedule to\n"
            "                         end at --max-iters: train the first part of a run that\n"
            "                         `grow` continues (docs/GROWTH.md, schedules)\n"
@@ -89,8 +89,9 @@ static void train_help(void) {
            "                         blocks; then :end|:interleave|:stack and\n"
            "                         :zero-out|:copy|:copy-zero-out as grow --at/--init,\n"
            "                         e.g. layers*2:stack), d*2 (grow --d-model 2x). Each uses\n"
-           "                         grow's default recipe with --seed and re-warms as\n"
-           "                         --resume after a grow; e.g. --grow 25%%:kv*2,50%%:kv*2\n");
+           "                         grow's default recipe with --seed and re-warms (under\n"
+           "                         wsd: continues) as --resume after a grow; e.g.\n"
+           "                         --grow 25%%:kv*2,50%%:kv*2\n");
     common_print_help(TRAIN_COMMON_FLAGS, NULL);
     printf("\n"
            "Data parallel on several GPUs: start one process per GPU with torchrun\n"
@@ -416,6 +417,13 @@ static void print_what_trains(const TrainArgs *a, const Model *m) {
     }
 }
 
+/* Whether a growth point re-warms the lr (the default of a resume just after a
+ * grow, and of train --grow). Growth study II (docs/GROWTH.md): under cosine,
+ * growth pays only with a fresh warmup (the cosine would otherwise leave the new
+ * rows a low lr); under wsd, growing in the constant phase and keeping the
+ * schedule did as well or better than re-warming, at every budget. */
+static int growth_rewarms(const TrainConfig *tc) { return tc->lr_schedule != LR_WSD; }
+
 /* A resumed checkpoint whose newest rows (or blocks) were born at its current
  * optimizer step has been grown and not trained since: the log marks a growth
  * point and the schedule re-warms there by default. */
@@ -474,12 +482,15 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         printf("schedule: new stage from iteration %d: warmup %d + cosine to iteration %d\n",
                ts->iter, a->tc.warmup_iters, a->tc.max_iters);
     } else if (!a->continue_schedule && just_grown(m) && a->tc.max_iters > ts->iter) {
-        /* New rows start untrained (random ones raise the loss): the growth
-         * study found a fresh warmup best, with the run's end unchanged. */
-        ts->stage_start = ts->iter;
-        ts->best_val = INFINITY; /* as a new stage: the grown model keeps its own best */
-        printf("grown checkpoint: warmup restarts at iteration %d, cosine ends at %d "
-               "(--continue-schedule to keep the schedule)\n", ts->iter, a->tc.max_iters);
+        ts->best_val = INFINITY; /* the grown model keeps its own best */
+        if (growth_rewarms(&a->tc)) {
+            ts->stage_start = ts->iter;
+            printf("grown checkpoint: warmup restarts at iteration %d, cosine ends at %d "
+                   "(--continue-schedule to keep the schedule)\n", ts->iter, a->tc.max_iters);
+        } else {
+            printf("grown checkpoint: the wsd schedule continues (stage start %d) to iteration %d "
+                   "(--new-stage --max-iters N to re-warm for N more)\n", ts->stage_start, a->tc.max_iters);
+        }
     } else {
         printf("schedule: continuing the checkpoint's schedule (stage start %d) to iteration %d\n",
                ts->stage_start, a->tc.max_iters);
@@ -1073,14 +1084,15 @@ static void grow_in_run(TrainRun *r, int iter) {
     if (r->flops_per_token != p->flops_per_token) /* the plan would miss the budget */
         tf_warn("--grow: '%s' gave %.6e FLOPs per token where the plan expected %.6e; the run may not end at "
                 "its budget", p->text, r->flops_per_token, p->flops_per_token);
-    r->ts.stage_start = iter;
+    int rewarm = growth_rewarms(&r->a->tc);
+    if (rewarm) r->ts.stage_start = iter;
     r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
     record_grow_plan(r);
     float loss_after = estimate_loss(&r->m, &r->data, SPLIT_VAL, &r->a->tc, iter, r->tok, r->tgt);
     clear_bar(r);
-    printf("grow %s at iteration %d: %zu -> %zu parameters, val loss before %.6f, after %.6f; warmup restarts, "
+    printf("grow %s at iteration %d: %zu -> %zu parameters, val loss before %.6f, after %.6f; %s, "
            "the schedule ends at %d\n", p->text, iter, before, model_num_params(&r->m, 1), loss_before, loss_after,
-           r->a->tc.max_iters);
+           rewarm ? "warmup restarts" : "the wsd schedule continues", r->a->tc.max_iters);
     flush_output();
     log_row(r, iter, "grow", NAN, NAN, NAN, NAN);
 }
