@@ -22,11 +22,12 @@
 #   noise floor        tf_full_rerun pp_full_rerun (any scratch arm + _rerun): the same
 #                      run again, same seed (on a GPU, reductions are not deterministic)
 #   WSD schedule       any arm + _wsd (tf_full_wsd, tf_rows_norewarm_wsd, ...): the same
-#                      under --lr-schedule wsd (warmup, constant lr, linear decay over
-#                      the last 20% of each stage) instead of cosine; a scratch arm so
-#                      trained joins the frontier wherever it ends lower; a grown arm
-#                      without re-warm grows in the constant phase and decays once, at
-#                      the end (a resumed stage keeps its checkpoint's schedule)
+#                      under --lr-schedule wsd (warmup, constant lr, linear decay to
+#                      lr/10 over the last 20% of the stage) instead of cosine; a scratch
+#                      arm so trained joins the frontier wherever it ends lower; a grown
+#                      arm without re-warm grows in the constant phase and decays over
+#                      the last 20% of the run; with re-warm, each growth starts a stage
+#                      (warmup again) that runs to the end and decays over its last 20%
 #   growth             tf_rows      1/4 rows, x2 at each GROW_AT (grow --kv, official init)
 #                      tf_depth     L/2 layers, + L/2 zero-output blocks at DEPTH_AT
 #                      pp_ffn       1/4 FFN width, x2 at each GROW_AT
