@@ -104,18 +104,18 @@ for arm in tf_full tf_half_rows tf_full_wsd tf_rows; do
     if within "$flops" 0.95e8 1.05e8; then pass "compute_matched_$arm ($flops FLOPs)"; else
         fail "compute_matched_$arm" "$flops FLOPs against a budget of 1e8"; fi
 done
-if grep -q '^train: lr .*wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" &&
-    ! grep -q '^train: lr .*wsd' "$WORK/ckpt/tf_full/lr1e-3/b1e8/seed1/s0.log"; then
+if grep -q '^schedule: wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" &&
+    ! grep -q '^schedule: wsd' "$WORK/ckpt/tf_full/lr1e-3/b1e8/seed1/s0.log"; then
     pass "tf_full_wsd_trains_under_wsd"
 else
     fail tf_full_wsd_trains_under_wsd "its train log does not name the wsd schedule (or tf_full's does)"
 fi
 # a grown arm under wsd: every stage after a grow keeps the schedule
 logs=("$WORK"/ckpt/tf_rows_norewarm_wsd/lr1e-3/b1e8/seed1/s[0-9].log)
-if [[ ${#logs[@]} == 3 && $(grep -l '^train: lr .*wsd' "${logs[@]}" | wc -l) == 3 ]]; then
+if [[ ${#logs[@]} == 3 && $(grep -l '^schedule: wsd' "${logs[@]}" | wc -l) == 3 ]]; then
     pass "tf_rows_norewarm_wsd_every_stage_wsd"
 else
-    fail tf_rows_norewarm_wsd_every_stage_wsd "${#logs[@]} stage logs, $(grep -l '^train: lr .*wsd' "${logs[@]}" 2>/dev/null | wc -l) naming wsd"
+    fail tf_rows_norewarm_wsd_every_stage_wsd "${#logs[@]} stage logs, $(grep -l '^schedule: wsd' "${logs[@]}" 2>/dev/null | wc -l) naming wsd"
 fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi

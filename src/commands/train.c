@@ -417,16 +417,24 @@ static void print_what_trains(const TrainArgs *a, const Model *m) {
     }
 }
 
-/* Whether a growth point re-warms the lr (the default of a resume just after a
- * grow, and of train --grow). Growth study II (docs/GROWTH.md): under cosine,
+/* A growth point's schedule, the same for a resume just after a grow and for
+ * train --grow (which must equal stop / grow / resume): the grown model keeps
+ * its own best checkpoint, and a cosine schedule re-warms at iteration `iter`
+ * while a wsd one continues. Growth study II (docs/GROWTH.md): under cosine,
  * growth pays only with a fresh warmup (the cosine would otherwise leave the new
  * rows a low lr); under wsd, growing in the constant phase and keeping the
- * schedule did as well or better than re-warming, at every budget. */
-static int growth_rewarms(const TrainConfig *tc) { return tc->lr_schedule != LR_WSD; }
+ * schedule did as well or better than re-warming, at every budget. Returns
+ * whether it re-warmed. */
+static int start_grown_stage(TrainState *ts, const TrainConfig *tc, int iter) {
+    ts->best_val = INFINITY;
+    if (tc->lr_schedule == LR_WSD) return 0;
+    ts->stage_start = iter;
+    return 1;
+}
 
 /* A resumed checkpoint whose newest rows (or blocks) were born at its current
  * optimizer step has been grown and not trained since: the log marks a growth
- * point and the schedule re-warms there by default. */
+ * point and the schedule starts a grown stage there by default. */
 static int just_grown(const Model *m) { return m->step > 0 && model_latest_birth(m) == m->step; }
 
 /* Settings that the checkpoint fixes, refused by name when given with
@@ -482,9 +490,7 @@ static void setup_resume(TrainArgs *a, const Ops *ops, Model *m, Vocab *v, Train
         printf("schedule: new stage from iteration %d: warmup %d + cosine to iteration %d\n",
                ts->iter, a->tc.warmup_iters, a->tc.max_iters);
     } else if (!a->continue_schedule && just_grown(m) && a->tc.max_iters > ts->iter) {
-        ts->best_val = INFINITY; /* the grown model keeps its own best */
-        if (growth_rewarms(&a->tc)) {
-            ts->stage_start = ts->iter;
+        if (start_grown_stage(ts, &a->tc, ts->iter)) {
             printf("grown checkpoint: warmup restarts at iteration %d, cosine ends at %d "
                    "(--continue-schedule to keep the schedule)\n", ts->iter, a->tc.max_iters);
         } else {
@@ -813,12 +819,9 @@ static void print_run_header(const TrainRun *r) {
            r->data.n_val, test, r->vocab.bytes ? "bytes" : "characters", step_sequences(r), c->block_size,
            layout, r->a->tc.max_iters);
     const TrainConfig *t = &r->a->tc;
-    char schedule[48] = "cosine";
-    if (t->lr_schedule == LR_WSD)
-        snprintf(schedule, sizeof schedule, "wsd, decay over the last %g", t->decay_frac);
-    printf("train: lr %g (min %g, warmup %d, %s), dropout %g, rope_frac %g, weight decay %g, "
+    printf("train: lr %g (min %g, warmup %d), dropout %g, rope_frac %g, weight decay %g, "
            "grad clip %g, seed %llu; eval every %d iterations over %d batches\n",
-           t->lr, t->min_lr, t->warmup_iters, schedule, c->dropout, c->rope_frac, t->weight_decay,
+           t->lr, t->min_lr, t->warmup_iters, c->dropout, c->rope_frac, t->weight_decay,
            t->grad_clip, (unsigned long long)t->seed, t->eval_interval, t->eval_iters);
     flush_output();
 }
@@ -1069,7 +1072,7 @@ static void print_plan(const TrainRun *r) {
 }
 
 /* A growth point: the same functions and default recipe as `grow`, then
- * the re-warm that `train --resume` gives a just-grown checkpoint. The val
+ * the grown stage that `train --resume` gives a just-grown checkpoint. The val
  * loss just before and after (the same batches) says what the growth did. */
 static void grow_in_run(TrainRun *r, int iter) {
     const GrowPoint *p = &r->a->grow.p[r->next_grow++];
@@ -1084,9 +1087,7 @@ static void grow_in_run(TrainRun *r, int iter) {
     if (r->flops_per_token != p->flops_per_token) /* the plan would miss the budget */
         tf_warn("--grow: '%s' gave %.6e FLOPs per token where the plan expected %.6e; the run may not end at "
                 "its budget", p->text, r->flops_per_token, p->flops_per_token);
-    int rewarm = growth_rewarms(&r->a->tc);
-    if (rewarm) r->ts.stage_start = iter;
-    r->ts.best_val = INFINITY; /* as a resumed grown checkpoint: the grown model keeps its own best */
+    int rewarm = start_grown_stage(&r->ts, &r->a->tc, iter);
     record_grow_plan(r);
     float loss_after = estimate_loss(&r->m, &r->data, SPLIT_VAL, &r->a->tc, iter, r->tok, r->tgt);
     clear_bar(r);
