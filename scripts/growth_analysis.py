@@ -2,6 +2,7 @@
 """Growth study II analysis (scripts/growth_study2.sh, issue 27); python3 stdlib only.
 
     scripts/growth_analysis.py OUTDIR [--csv FILE] [--plot PREFIX] [--boot N] [--seed S]
+    scripts/growth_analysis.py OUTDIR --paired A B     (arm A against arm B, alone)
 
 Reads OUTDIR/**/result.csv (one row per run: arm, arch, kind, lr, budget, seed,
 stage_flops, cum_flops, final_loss, wall_s, base_budget, frac) and prints markdown:
@@ -18,6 +19,10 @@ stage_flops, cum_flops, final_loss, wall_s, base_budget, frac) and prints markdo
   lies above 1 at two or more budgets.
 --csv FILE writes the per-budget rows (and the reuse rows) machine-readably, with the
 verdict (pays | costs | not_shown | frontier) of each configuration.
+--paired A B prints only the difference of arm A minus arm B at each lr and budget
+both ran, paired by seed with a 95% t interval; a `*` in A stands for any text and
+the same text in B (--paired '*_wsd' '*': every arm under WSD against itself under
+cosine), with a count per kind of how many A ended below B.
 """
 import argparse
 import csv
@@ -25,6 +30,7 @@ import glob
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -448,6 +454,33 @@ def draw(studies, prefix, work):
         print(f"(plot failed: {e.stderr.strip().splitlines()[-1] if e.stderr.strip() else e})\n")
 
 
+def paired_table(rows, a_pat, b_pat):
+    """--paired: A minus B per (arm, lr, budget), paired by seed; the count per kind."""
+    a_rx = re.compile("^" + re.escape(a_pat).replace(r"\*", "(.*)") + "$")
+    loss, kind = {}, {}
+    for r in rows:
+        loss.setdefault((r["arm"], r["lr"], r["budget"]), {})[r["seed"]] = r["final_loss"]
+        kind[r["arm"]] = r["kind"]
+    print("| A | B | kind | lr | budget | seeds | A minus B [95% CI] |\n|---|---|---|---|---|---|---|")
+    count = {}  # kind -> [A below B, pairs]
+    for (arm, lr, b), la in sorted(loss.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        m = a_rx.match(arm)
+        if not m:
+            continue
+        other = b_pat.replace("*", m.group(1)) if m.groups() else b_pat
+        lb = loss.get((other, lr, b), {})
+        d = [la[s] - lb[s] for s in sorted(la) if s in lb]
+        if not d:
+            continue
+        g = t_interval(d)
+        c = count.setdefault(kind[arm], [0, 0])
+        c[0] += g[0] < 0
+        c[1] += 1
+        print(f"| {arm} | {other} | {kind[arm]} | {lr} | {b:.3g} | {len(d)} | {fmt_gap(g)} |")
+    print("\n" + "; ".join(f"{k}: A below B in {c[0]} of {c[1]}" for k, c in sorted(count.items())))
+    return 0 if count else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
@@ -455,12 +488,15 @@ def main():
     ap.add_argument("--csv", metavar="FILE")
     ap.add_argument("--lead", metavar="FILE", help="also write the per-budget summary tables (each arm at its best lr)")
     ap.add_argument("--seconds", default="wall s", help="--lead's name for the wall-time column (e.g. GPU s)")
+    ap.add_argument("--paired", nargs=2, metavar=("A", "B"), help="only A minus B per lr and budget, by seed")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rows = read_results(a.out)
     if not rows:
         sys.exit(f"growth_analysis: error: no result.csv under {a.out}")
+    if a.paired:
+        sys.exit(paired_table(rows, *a.paired))
     rng = random.Random(a.seed)
     studies = [Study(rows, arch, a.boot, rng) for arch in sorted({r["arch"] for r in rows})]
     print(f"# Growth study II: {len(rows)} runs from {a.out}\n")

@@ -79,6 +79,17 @@ else
     fail lead_tables_per_budget "$tables tables (3), $twice tf_twice rows reading 2.00 and pays (3)"
 fi
 
+# --paired: '*' in A carries over to B; the twice-efficient arm below the frontier at
+# every budget, the never-frontier arm above it at none
+"$PY" scripts/growth_analysis.py "$WORK/syn" --paired '*_twice' '*_full' >"$WORK/paired.md" 2>&1
+"$PY" scripts/growth_analysis.py "$WORK/syn" --paired tf_small tf_full >>"$WORK/paired.md" 2>&1
+if [[ $(grep -c '^| tf_twice | tf_full | grown | 1e-3 | .* | 3 | -0\.' "$WORK/paired.md") == 3 ]] &&
+    grep -q '^grown: A below B in 3 of 3$' "$WORK/paired.md" && grep -q '^scratch: A below B in 0 of 3$' "$WORK/paired.md"; then
+    pass paired_differences
+else
+    fail paired_differences "$(tr '\n' ' ' <"$WORK/paired.md" | head -c 300)"
+fi
+
 # ---------------------------------------------------------------- micro study
 if [[ ! -f data/input.txt ]]; then
     skip micro_study "data/input.txt is missing (run 'make data')"
