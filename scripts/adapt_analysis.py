@@ -36,9 +36,9 @@ def curves(folder):
         m = re.fullmatch(r"s(\d+)_([a-z0-9_]+?)_(\d+|-)\.csv", name)
         if not m:
             continue
-        for r in csv.DictReader(open(os.path.join(folder, name))):
-            if r["event"] == "eval" and r["val_loss"]:
-                out.append((int(m[1]), m[2], m[3], int(r["iter"]), int(r["tokens"]), r["val_loss"]))
+        with open(os.path.join(folder, name)) as f:
+            out += [(int(m[1]), m[2], m[3], int(r["iter"]), int(r["tokens"]), r["val_loss"])
+                    for r in csv.DictReader(f) if r["event"] == "eval" and r["val_loss"]]
     print("seed,arm,budget,iter,tokens,val_B")
     for row in sorted(out):
         print(",".join(str(x) for x in row))

@@ -79,8 +79,9 @@ else
     fail adapt_analysis_tables "$(head -c 300 "$WORK/tables.md")"
 fi
 # the B curves of every arm from their --log CSVs, the evaluation before adapting first
-arms=$(scripts/adapt_analysis.py --curves "$WORK/study2" 2>&1 | awk -F, 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
-first=$(scripts/adapt_analysis.py --curves "$WORK/study2" 2>/dev/null | awk -F, '$2 == "lora" { print $6; exit }')
+scripts/adapt_analysis.py --curves "$WORK/study2" >"$WORK/curves.csv" 2>&1
+arms=$(awk -F, 'NR > 1 { print $2 }' "$WORK/curves.csv" | sort -u | tr '\n' ' ')
+first=$(awk -F, '$2 == "lora" { print $6; exit }' "$WORK/curves.csv")
 before=$(awk -F, 'NR > 1 && $2 == "lora" { print $6; exit }' "$WORK/study2/results.csv")
 if [[ $arms == "adapter full last1 lora native native_nf " ]] && awk -v a="$first" -v b="$before" 'BEGIN { exit !(a > b - 0.3 && a < b + 0.3) }'; then
     pass "adapt_analysis_curves ($arms; lora starts at $first, B before $before)"
