@@ -43,6 +43,8 @@ typedef enum {
                         * is N x 2n; S = SiLU(A_gate) * A_up is N x n: SwiGLU */
 } PNormMode;
 
+#define OPS_COPIES_IN_FLIGHT 4 /* to_host_start calls not yet waited for */
+
 #define PNORM_EPS 1e-6f
 #define PATT_MAX_GROUP 4 /* members of a Pattention group (q, k, v: 3) */
 #define LAYERNORM_EPS 1e-5f
@@ -214,6 +216,14 @@ typedef struct {
  * ---- memory ----
  * alloc: zero-filled; NULL when out of memory. free, to_device, to_host,
  *   synchronize. zero and copy (device to device) are timed ops.
+ * to_host_start, to_host_wait: a copy to the host that does not wait for
+ *   the device: to_host_start queues a copy of bytes of backend memory into
+ *   host_dst after the ops called so far and returns a ticket; host_dst
+ *   holds them once to_host_wait(ticket) returns (and may not be read, or
+ *   freed, before). At most OPS_COPIES_IN_FLIGHT copies are started and not
+ *   waited for; tickets are waited for in the order they were given. The
+ *   sampler reads one step's tokens while the next step runs (CPU: the copy
+ *   is made at once).
  *
  * matmul: C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is
  *   K x N. trans_a: A is stored K x M; trans_b: B is stored N x K.
@@ -373,6 +383,9 @@ typedef struct {
        (dst, host_src, bytes))                                                                    \
     OP(OP_SERVICE, void, to_host, (const Ops *ops, void *host_dst, const void *src, size_t bytes), \
        (host_dst, src, bytes))                                                                    \
+    OP(OP_SERVICE, int, to_host_start, (const Ops *ops, void *host_dst, const void *src, size_t bytes), \
+       (host_dst, src, bytes))                                                                    \
+    OP(OP_SERVICE, void, to_host_wait, (const Ops *ops, int ticket), (ticket))                     \
     OP(OP_SERVICE, void, synchronize, (const Ops *ops), ())                                        \
     OP(OP_COMPUTE, void, zero, (const Ops *ops, void *p, size_t bytes), (p, bytes))                \
     OP(OP_COMPUTE, void, copy, (const Ops *ops, void *dst, const void *src, size_t bytes),         \

@@ -15,6 +15,9 @@ typedef struct {
     uint64_t seed;     /* stream i draws from its own generator, sampler_stream_seed */
     int use_cache;     /* 0: re-run the whole window for every token */
     int no_graph;      /* 1: decode op by op, never replaying a recorded step */
+    int lookahead;     /* 1: with the cache, start the next step before reading
+                        * this one's tokens (the device never waits for the
+                        * host); the model's logits are then the next step's */
 } SamplerConfig;
 
 typedef struct {
@@ -33,6 +36,10 @@ typedef struct {
     int *out_dev;   /* the ids of a draw without the cache (with it: kv.tokens_dev) */
     int u_steps, u_next; /* steps a chunk of draws holds; the next one's row */
     int resident;   /* the next single-token step's ids and position are in kv's block */
+    int n_flight;   /* steps started whose ids are not read yet (0, 1, or 2 with lookahead) */
+    int flight_head;          /* the oldest one's slot */
+    int flight_ticket[2];     /* each slot's to_host_start ticket */
+    int *flight_ids;          /* 2 x B: where each slot's ids land */
 } Sampler;
 
 /* Uniforms drawn and copied to the backend at a time (at least one step's). */
@@ -47,7 +54,8 @@ uint64_t sampler_stream_seed(uint64_t seed, int i);
 int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t n_prompt,
                  size_t max_new, const SamplerConfig *cfg, char *err);
 /* One new token for every stream, written to out[0 .. B-1]. The logits
- * of the step stay in the model (model_logits_last). */
+ * of the step stay in the model (model_logits_last), unless cfg.lookahead
+ * started the next step already. */
 void sampler_step(Sampler *s, int *out);
 /* Replace the tokens the last step drew (B ids): what the next step feeds
  * (tests: to give two samplers the same text). */

@@ -988,7 +988,7 @@ static const OpKind K_ADAMW_FORMULA = {.name = "adamw_formula", .entries = "adam
 /* In tests/op_custom.c: memory ops, recorded decoding, the sampler's
  * recorded step, the bf16 weights mirror, the whole model's gradient. */
 extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_BF16_MIRROR_RANGES, K_MODEL,
-    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE;
+    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE, K_SAMPLER_LOOKAHEAD;
 
 /* ---------------------------------------------------------------- the table */
 
@@ -1201,6 +1201,9 @@ const OpCase OP_CASES[] = {
     {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {5, 1000, 3000, 0}, .f = {1.0f}}, /* a chunk's last rows */
     {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 40}, .f = {0.8f}}, /* gpt2's vocabulary */
     {.kind = &K_SAMPLE, .modes = BK, .prec = FP32, .a = {3, 50257, 50257, 0}, .f = {0.0f}},
+    {.kind = &K_SAMPLER_LOOKAHEAD, .modes = BK, .prec = FP32, .a = {ARCH_TOKENFORMER}},
+    {.kind = &K_SAMPLER_LOOKAHEAD, .modes = BK, .prec = BF16, .a = {ARCH_TOKENFORMER}},
+    {.kind = &K_SAMPLER_LOOKAHEAD, .modes = BK, .prec = FP32, .a = {ARCH_TRANSFORMERPP}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {1}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = FP32, .a = {3}},
     {.kind = &K_SAMPLER_VS_CPU, .modes = BK, .prec = BF16, .a = {1}},
@@ -1328,6 +1331,8 @@ static const struct {
     {"free", G, "memory, no math"},
     {"to_device", G, "memory, no math"},
     {"to_host", G, "memory, no math"},
+    {"to_host_start", G, "memory, no math"},
+    {"to_host_wait", G, "memory, no math"},
     {"zero", G, "memory, no math"},
     {"synchronize", G, "memory, no math"},
     {"copy", G, "memory, no math (rope's cases copy with it)"},

@@ -40,9 +40,38 @@ static void memory_round_trips(const Ops *T, OpHarness *h) {
     free(src);
 }
 
+/* Copies started and waited for later: each holds the memory as it was
+ * when it was started (a zero queued after it does not reach it), the
+ * most that may be in flight at once, twice round the backend's slots,
+ * each a different size. */
+static void memory_started_copies(const Ops *T, OpHarness *h) {
+    enum { ROUNDS = 2 * OPS_COPIES_IN_FLIGHT, N = 300 };
+    float *g = T->alloc(T, N * sizeof(float));
+    float *src = op_xmalloc(N * sizeof(float)), *back = op_xmalloc(OPS_COPIES_IN_FLIGHT * N * sizeof(float));
+    for (int i = 0; i < N; i++) src[i] = op_rand(h, 3.0f);
+    int ok = 1, ticket[OPS_COPIES_IN_FLIGHT];
+    for (int r = 0; r < ROUNDS; r += OPS_COPIES_IN_FLIGHT) {
+        for (int k = 0; k < OPS_COPIES_IN_FLIGHT; k++) {
+            T->to_device(T, g, src, N * sizeof(float));
+            size_t n = (size_t)(N - 37 * k - r);
+            ticket[k] = T->to_host_start(T, back + (size_t)k * N, g, n * sizeof(float));
+            T->zero(T, g, N * sizeof(float));
+        }
+        for (int k = 0; k < OPS_COPIES_IN_FLIGHT; k++) {
+            T->to_host_wait(T, ticket[k]);
+            ok &= memcmp(back + (size_t)k * N, src, (size_t)(N - 37 * k - r) * sizeof(float)) == 0;
+        }
+    }
+    check(ok, "to_host_start_holds_the_memory_of_its_start", "a started copy saw later writes or lost data");
+    T->free(T, g);
+    free(back);
+    free(src);
+}
+
 static void memory_case(OpHarness *h, const OpCase *c) {
     const Ops *T = h->side[SIDE_TGT];
     memory_round_trips(T, h);
+    memory_started_copies(T, h);
     void *huge = T->alloc(T, (size_t)1 << 50); /* 1 PiB */
     check(huge == NULL, "alloc_oom_returns_null", "1 PiB allocation did not return NULL");
     if (huge) T->free(T, huge);
@@ -52,7 +81,7 @@ static void memory_case(OpHarness *h, const OpCase *c) {
 }
 
 const OpKind K_MEMORY = {.name = "memory",
-                         .entries = "alloc free to_device to_host copy zero synchronize",
+                         .entries = "alloc free to_device to_host to_host_start to_host_wait copy zero synchronize",
                          .custom = memory_case};
 
 /* ---------------------------------------------------------------- recorded decoding */
@@ -162,7 +191,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     if (model_create(&m, &mc, NULL, T, err) || model_set_precision(&m, c->prec, err)) tf_die("%s", err);
     model_init_weights(&m, 5);
     for (int i = 0; i < 2; i++) {
-        SamplerConfig sc = {1.0f, 0, 11, 1, i};
+        SamplerConfig sc = {1.0f, 0, 11, 1, i, 0};
         if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     }
     int V = mc.vocab_size, next[2][B], same_tokens = 1;
@@ -193,6 +222,52 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
 
 const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "decode_step decode_step_free",
                                    .custom = sampler_recorded_case};
+
+/* A sampler that starts each step before reading the last one's tokens
+ * (cfg.lookahead) against one that does not, on two copies of one model:
+ * the same tokens at every step, through two window restarts (where it
+ * may not run ahead), and ahead of the host in most steps. a[0]: the arch. */
+static void sampler_lookahead_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    char err[TF_ERRLEN], name[128];
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = c->a[0];
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    enum { B = 3, NEW = 30, L = 3 };
+    const int prompt[L] = {1, 5, 9};
+    Model m[2];
+    Sampler s[2];
+    for (int i = 0; i < 2; i++) {
+        if (model_create(&m[i], &mc, NULL, T, err) || model_set_precision(&m[i], c->prec, err))
+            tf_die("%s", err);
+        model_init_weights(&m[i], 5);
+        SamplerConfig sc = {1.0f, 0, 11, 1, 0, i};
+        if (sampler_init(&s[i], &m[i], B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
+    }
+    int next[2][B], same_tokens = 1, ahead = 0;
+    for (int step = 0; step < NEW; step++) {
+        for (int i = 0; i < 2; i++) sampler_step(&s[i], next[i]);
+        same_tokens &= memcmp(next[0], next[1], sizeof next[0]) == 0;
+        ahead += s[1].n_flight == 1;
+    }
+    snprintf(name, sizeof name, "sampler_lookahead_tokens_%s_%s", arch_name(c->a[0]),
+             matmul_precision_name(c->prec));
+    check(same_tokens && s[1].len == s[0].len, name, "the streams differ");
+    snprintf(name, sizeof name, "sampler_lookahead_runs_ahead_%s_%s", arch_name(c->a[0]),
+             matmul_precision_name(c->prec));
+    check(ahead >= NEW - 6 && s[1].n_flight == 0 && s[0].n_flight == 0, name,
+          "ahead in %d of %d steps, %d still in flight at the end", ahead, NEW, s[1].n_flight);
+    for (int i = 0; i < 2; i++) {
+        sampler_free(&s[i]);
+        model_free(&m[i]);
+    }
+    T->set_precision(T, MATMUL_FP32);
+}
+
+const OpKind K_SAMPLER_LOOKAHEAD = {.name = "sampler_lookahead", .entries = "",
+                                    .custom = sampler_lookahead_case};
 
 /* ---------------------------------------------------------------- the bf16 weights mirror */
 
@@ -445,7 +520,7 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
         model_init_weights(&m[i], 5);
     }
     for (int i = 0; i < 3; i++) {
-        SamplerConfig sc = {1.0f, 0, 11, i != WINDOW, 0};
+        SamplerConfig sc = {1.0f, 0, 11, i != WINDOW, 0, 0};
         if (sampler_init(&s[i], &m[i == REF ? 0 : 1], B, prompt, L, NEW, &sc, err))
             tf_die("%s", err);
     }

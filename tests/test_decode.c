@@ -104,7 +104,7 @@ static void test_sampler_window(int block_size) {
     enum { B = 2, NEW = 40, L = 3 };
     int prompt[L] = {1, 5, 9};
     Sampler s;
-    SamplerConfig sc = {1.0f, 0, 11, 1, 0};
+    SamplerConfig sc = {1.0f, 0, 11, 1, 0, 0};
     if (sampler_init(&s, &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     int block = mc.block_size, V = mc.vocab_size, keep = block / 2;
     float *ref = tf_malloc(sizeof(float) * B * V, "test");

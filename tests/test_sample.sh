@@ -121,4 +121,19 @@ if cmp -s "$WORK/m3.txt" "$WORK/m3n.txt"; then pass num_samples_no_cache; else
     fail num_samples_no_cache "batched streams differ with and without the cache"
 fi
 
+# the sampler's lookahead (sample starts each step before printing the last)
+# and the copies it reads through, on the CPU backend as tests/op_custom.c
+# runs them on a GPU: the same tokens as without it, through window restarts
+OPS_BIN=${BUILD:-build}/tests/test_ops
+if [[ -x $OPS_BIN ]]; then
+    for kind in sampler_lookahead memory; do
+        out=$("$OPS_BIN" --backend cpu --only $kind 2>&1)
+        grep -E '^(PASS|FAIL) ' <<<"$out"
+        grep -q '^FAIL ' <<<"$out" && failures=$((failures + 1))
+        grep -q '^PASS ' <<<"$out" || fail "ops_cpu_$kind" "no case ran: $(tail -1 <<<"$out")"
+    done
+else
+    skip ops_cpu_sampler_lookahead "$OPS_BIN not built"
+fi
+
 exit $((failures > 0))

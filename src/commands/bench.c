@@ -56,13 +56,15 @@ static void bench_help(void) {
            "  --max-new-tokens N     with --sample: characters per stream (default 500)\n"
            "  --no-cache             with --sample: without the KV cache (the old path)\n"
            "  --no-graph             with --sample: decode op by op, not by replaying the\n"
-           "                         recorded (CUDA graph) single-token step\n");
+           "                         recorded (CUDA graph) single-token step\n"
+           "  --no-lookahead         with --sample: read each step's characters before\n"
+           "                         starting the next (as the tests do)\n");
     common_print_help(BENCH_COMMON_FLAGS, NULL);
     printf("plus every model/training flag of 'tokenformer train --help' (e.g. --batch-size).\n");
 }
 
 typedef struct {
-    int enabled, streams, prompt_len, max_new, use_cache, no_graph;
+    int enabled, streams, prompt_len, max_new, use_cache, no_graph, no_lookahead;
 } DecodeBench;
 
 /* Sampling speed of a randomly initialized model: what a user of `sample`
@@ -80,7 +82,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     for (int i = 0; i < dc->prompt_len; i++) prompt[i] = (int)rng_below(&r, (uint64_t)mc->vocab_size);
     Sampler s;
     cli_threads_for_decoding(ops, &m);
-    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph};
+    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph, !dc->no_lookahead};
     if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
                      err))
         tf_die("%s", err);
@@ -97,11 +99,12 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     int later = dc->max_new > 1 ? dc->max_new - 1 : 1;
     double dt_later = dc->max_new > 1 ? dt - t_first : dt;
     printf("{\"impl\": \"tokenformer\", \"mode\": \"sample\", \"preset\": \"%s\", \"device\": \"%s\", "
-           "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"batch\": %d, \"prompt_len\": %d, "
+           "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"lookahead\": %s, \"batch\": %d, "
+           "\"prompt_len\": %d, "
            "\"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"chars_per_s_with_first\": %.1f, \"params\": %zu}\n",
            preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
-           s.kv.step.recording ? "true" : "false", dc->streams, dc->prompt_len, dc->max_new, mc->block_size,
+           s.kv.step.recording ? "true" : "false", sc.lookahead && dc->use_cache ? "true" : "false", dc->streams, dc->prompt_len, dc->max_new, mc->block_size,
            (double)dc->streams * later / dt_later, dt_later * 1e3 / later, t_first * 1e3,
            (double)dc->streams * dc->max_new / dt, model_num_params(&m, 1));
     free(next);
@@ -129,7 +132,7 @@ static void load_frozen(LoadedCheckpoint *lc, const char *path, const CommonArgs
 
 int cmd_bench(int argc, char **argv) {
     enum { O_PRESET = 1, O_CKPT, O_FREEZE, O_STEPS, O_WARMUP, O_PROFILE, O_SAMPLE, O_NUM, O_PROMPT_LEN,
-           O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_HELP };
+           O_MAX_NEW, O_NOCACHE, O_NOGRAPH, O_NOAHEAD, O_HELP };
     static const struct option own[] = {
         {"preset", required_argument, NULL, O_PRESET}, {"ckpt", required_argument, NULL, O_CKPT},
         {"freeze-old", no_argument, NULL, O_FREEZE},
@@ -139,7 +142,7 @@ int cmd_bench(int argc, char **argv) {
         {"prompt-len", required_argument, NULL, O_PROMPT_LEN},
         {"max-new-tokens", required_argument, NULL, O_MAX_NEW},
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"no-graph", no_argument, NULL, O_NOGRAPH},
-        {"help", no_argument, NULL, O_HELP}};
+        {"no-lookahead", no_argument, NULL, O_NOAHEAD}, {"help", no_argument, NULL, O_HELP}};
     struct option all[64];
     common_options(all, sizeof all / sizeof all[0], own, sizeof own / sizeof own[0], BENCH_COMMON_FLAGS, 1);
     CommonArgs c;
@@ -150,7 +153,7 @@ int cmd_bench(int argc, char **argv) {
     TrainConfig tc = preset->train;
     long steps = 20, warmup = 3;
     int profile = 0, freeze_old = 0, seen = 0, flag_seen[CLI_MAX_CONFIG_FLAGS] = {0};
-    DecodeBench dc = {0, 1, 1, 500, 1, 0};
+    DecodeBench dc = {0, 1, 1, 500, 1, 0, 0};
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", all, NULL)) != -1) {
@@ -167,6 +170,7 @@ int cmd_bench(int argc, char **argv) {
         case O_MAX_NEW: dc.max_new = (int)cli_int("--max-new-tokens", optarg, 1, 100000000); break;
         case O_NOCACHE: dc.use_cache = 0; break;
         case O_NOGRAPH: dc.no_graph = 1; break;
+        case O_NOAHEAD: dc.no_lookahead = 1; break;
         case 'h':
         case O_HELP: bench_help(); return 0;
         default:

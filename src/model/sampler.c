@@ -46,6 +46,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
     for (int b = 0; b < n_streams; b++) rng_seed(&s->rng[b], sampler_stream_seed(cfg->seed, b));
     s->feed = tf_malloc(sizeof(int) * (size_t)block * n_streams, "model input");
+    s->flight_ids = tf_malloc(sizeof(int) * 2 * (size_t)n_streams, "sampled tokens in flight");
     /* the uniforms of SAMPLER_DRAWS_AHEAD draws or one step, whichever is more */
     size_t steps = SAMPLER_DRAWS_AHEAD / (size_t)n_streams;
     steps = steps < max_new ? steps : max_new;
@@ -60,17 +61,22 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     return 0;
 }
 
+static void read_step(Sampler *s, int *out);
+
 void sampler_free(Sampler *s) {
+    while (s->n_flight > 0) read_step(s, NULL); /* the copies write flight_ids */
     if (s->kv.mem) model_kv_free(s->m, &s->kv);
     if (s->u_dev) s->m->ops->free(s->m->ops, s->u_dev);
     free(s->hist);
     free(s->rng);
     free(s->feed);
     free(s->u_host);
+    free(s->flight_ids);
     memset(s, 0, sizeof *s);
 }
 
 void sampler_set_last(Sampler *s, const int *tokens) {
+    if (s->n_flight) tf_die("internal: sampler_set_last with a step in flight");
     for (int b = 0; b < s->B; b++) s->hist[b * s->cap + s->len - 1] = tokens[b];
     s->resident = 0;
 }
@@ -130,11 +136,15 @@ static const double *step_draws(Sampler *s) {
     return s->u_dev + (size_t)s->u_next++ * s->B;
 }
 
-void sampler_step(Sampler *s, int *out) {
+/* Start the step that draws token len + n_flight of every stream: feed what
+ * the cache lacks, draw on the backend, and start copying the ids out.
+ * A step started while another is in flight feeds the ids that one left
+ * in backend memory (can_start_ahead). */
+static void start_step(Sampler *s) {
     Model *m = s->m;
     const Ops *o = m->ops;
     int V = m->cfg.vocab_size, cached = s->cfg.use_cache;
-    if (s->len >= s->cap) tf_die("internal: sampler past its %zu tokens", s->cap);
+    if (s->len + (size_t)s->n_flight >= s->cap) tf_die("internal: sampler past its %zu tokens", s->cap);
     if (cached)
         decode_new(s);
     else
@@ -152,9 +162,39 @@ void sampler_step(Sampler *s, int *out) {
                     .pos = cached ? s->kv.pos_dev : NULL,
                     .pos_value = s->kv.pos};
     o->sample_tokens(o, &a);
-    o->to_host(o, out, a.tokens, sizeof(int) * s->B);
-    for (int b = 0; b < s->B; b++) s->hist[b * s->cap + s->len] = out[b];
-    s->len++;
+    int slot = (s->flight_head + s->n_flight) % 2;
+    s->flight_ticket[slot] =
+        o->to_host_start(o, s->flight_ids + (size_t)slot * s->B, a.tokens, sizeof(int) * s->B);
+    s->n_flight++;
     s->n_unfed = 1;
     s->resident = cached;
+}
+
+/* The next step can start before the host has the last one's ids when it
+ * needs nothing but them: a single-token step from backend memory that does
+ * not restart the cache (a restart re-encodes tokens from the host). */
+static int can_start_ahead(const Sampler *s) {
+    return s->cfg.lookahead && s->n_flight == 1 && s->resident &&
+           s->kv.pos + 1 <= s->kv.T_max && s->len + 2 <= s->cap;
+}
+
+/* Wait for the oldest step in flight; its ids into out (NULL: dropped) and
+ * the streams' history. */
+static void read_step(Sampler *s, int *out) {
+    const Ops *o = s->m->ops;
+    int slot = s->flight_head;
+    const int *ids = s->flight_ids + (size_t)slot * s->B;
+    o->to_host_wait(o, s->flight_ticket[slot]);
+    s->flight_head = (slot + 1) % 2;
+    s->n_flight--;
+    if (!out) return;
+    memcpy(out, ids, sizeof(int) * s->B);
+    for (int b = 0; b < s->B; b++) s->hist[b * s->cap + s->len] = ids[b];
+    s->len++;
+}
+
+void sampler_step(Sampler *s, int *out) {
+    if (s->n_flight == 0) start_step(s);
+    if (can_start_ahead(s)) start_step(s);
+    read_step(s, out);
 }

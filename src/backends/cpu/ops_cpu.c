@@ -24,6 +24,13 @@ static void cpu_free(const Ops *ops, void *p) { free(p); }
 static void cpu_memcpy(const Ops *ops, void *dst, const void *src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
 }
+
+/* The CPU's memory is the host's: the copy is made when it is started. */
+static int cpu_to_host_start(const Ops *ops, void *host_dst, const void *src, size_t bytes) {
+    cpu_memcpy(ops, host_dst, src, bytes);
+    return 0;
+}
+static void cpu_to_host_wait(const Ops *ops, int ticket) {}
 static void cpu_zero(const Ops *ops, void *p, size_t bytes) {
     if (bytes) memset(p, 0, bytes);
 }
@@ -360,6 +367,8 @@ static const Ops CPU_OPS = {
     .free = cpu_free,
     .to_device = cpu_memcpy,
     .to_host = cpu_memcpy,
+    .to_host_start = cpu_to_host_start,
+    .to_host_wait = cpu_to_host_wait,
     .copy = cpu_memcpy,
     .zero = cpu_zero,
     .synchronize = cpu_synchronize,

@@ -135,6 +135,17 @@ struct TfcGemmPlans; // the tuned GEMMs' handle and plans (gemm_tuned.cu)
 // and ops_cuda_destroy frees, so that several contexts may live in one
 // process. The table is part of it (ops.ctx points back here); the host code
 // takes the context explicitly (`OpsCtx *c`) and launches on c->stream.
+// A copy to the host that the caller waits for later (cu_to_host_start): the
+// device writes pinned memory, which an asynchronous copy needs (into pageable
+// memory it would block), and the wait moves it to the caller's buffer.
+typedef struct {
+    void *pinned;
+    size_t cap;
+    void *dst;
+    size_t bytes;
+    cudaEvent_t done;
+} TfcHostCopy;
+
 struct OpsCtx {
     Ops ops;
     cudaStream_t stream; // where every kernel, copy and GEMM of this context runs
@@ -163,6 +174,8 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
+    TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's, ticket % OPS_COPIES_IN_FLIGHT
+    int copies_started, copies_waited;       // tickets given, tickets waited for
 };
 
 void *tfc_workspace(OpsCtx *c, int slot, size_t bytes);

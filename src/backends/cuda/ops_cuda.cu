@@ -174,6 +174,43 @@ void cu_to_host(const Ops *ops, void *dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+int cu_to_host_start(const Ops *ops, void *dst, const void *src, size_t bytes) {
+    OpsCtx *c = ops->ctx;
+    if (c->copies_started - c->copies_waited >= OPS_COPIES_IN_FLIGHT)
+        tfc_fail("to_host_start", "more copies in flight than OPS_COPIES_IN_FLIGHT", __FILE__, __LINE__);
+    const int ticket = c->copies_started++;
+    TfcHostCopy *h = &c->copies[ticket % OPS_COPIES_IN_FLIGHT];
+    if (!h->done) CUDA_CHECK(cudaEventCreateWithFlags(&h->done, cudaEventDisableTiming));
+    if (h->cap < bytes) {
+        if (h->pinned) CUDA_CHECK(cudaFreeHost(h->pinned));
+        h->pinned = nullptr;
+        CUDA_CHECK(cudaMallocHost(&h->pinned, bytes));
+        h->cap = bytes;
+    }
+    h->dst = dst;
+    h->bytes = bytes;
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(h->pinned, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaEventRecord(h->done, c->stream));
+    return ticket;
+}
+
+void cu_to_host_wait(const Ops *ops, int ticket) {
+    OpsCtx *c = ops->ctx;
+    if (ticket != c->copies_waited || ticket >= c->copies_started)
+        tfc_fail("to_host_wait", "a ticket waited for out of order", __FILE__, __LINE__);
+    TfcHostCopy *h = &c->copies[ticket % OPS_COPIES_IN_FLIGHT];
+    CUDA_CHECK(cudaEventSynchronize(h->done));
+    if (h->bytes) memcpy(h->dst, h->pinned, h->bytes);
+    c->copies_waited++;
+}
+
+static void free_host_copies(OpsCtx *c) {
+    for (int i = 0; i < OPS_COPIES_IN_FLIGHT; i++) {
+        if (c->copies[i].pinned) CUDA_CHECK(cudaFreeHost(c->copies[i].pinned));
+        if (c->copies[i].done) CUDA_CHECK(cudaEventDestroy(c->copies[i].done));
+    }
+}
+
 void cu_copy(const Ops *ops, void *dst, const void *src, size_t bytes) {
     tfc_mirror_forget(ops->ctx, dst, bytes);
     if (bytes && dst != src)
@@ -675,6 +712,7 @@ extern "C" void ops_cuda_destroy(const Ops *ops) {
     if (c->mirror_buf) CUDA_CHECK(cudaFree(c->mirror_buf));
     if (c->rope_table) CUDA_CHECK(cudaFree(c->rope_table));
     if (c->pd_counters) CUDA_CHECK(cudaFree(c->pd_counters));
+    free_host_copies(c);
     tfc_gemm_tuned_free(c);
     CUBLAS_CHECK(cublasDestroy(c->cublas));
     free(c);
