@@ -269,10 +269,10 @@ def reuse_table(st):
           "scratch arm's compute is dC either way). Gaps are paired by seed: reuse_grow minus the row.\n")
     print("| C | f | arm | seeds | final loss (mean ± std) | multiplier, stage [95% CI] | multiplier, cumulative [95% CI] | reuse_grow minus this [95% CI] | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    groups = {}
+    groups = {}  # the arms of one (C, f) and schedule: reuse_grow with reuse_cont, ... with _wsd
     for r in rows:
-        groups.setdefault((r["base_budget"], float(r["frac"])), []).append(r)
-    for (c, f), rs in sorted(groups.items()):
+        groups.setdefault((r["base_budget"], float(r["frac"]), r["arm"][len(r["kind"]):]), []).append(r)
+    for (c, f, _), rs in sorted(groups.items()):
         grown = {r["seed"]: r["final_loss"] for r in rs if r["kind"] == "reuse_grow"}
         for kind in REUSE_KINDS:
             runs = [r for r in rs if r["kind"] == kind]

@@ -41,6 +41,8 @@
 #                      model trained on for dC (reuse_cont) and the full size from
 #                      scratch at dC (reuse_scratch). The analysis reports both
 #                      accountings: the stage only (dC) and cumulative (C + dC).
+#                      With _wsd (reuse_grow_wsd, ...) they start from REUSE_FROM's
+#                      _wsd arm, and the stage after it (reuse_scratch: its run) is WSD.
 # Frontier sizes and growth arms are trained at every lr of LRS; the control and
 # reuse arms at LRS's first value.
 #
@@ -262,11 +264,15 @@ run_arm() {
     finish_run "$dir" "$ck" "$arm" "$arch" "$KIND" "$lr" "$budget" "$seed" cum "$budget" "$t0" ""
 }
 
+# The arm a reuse arm starts from: REUSE_FROM, or its _wsd arm for a _wsd reuse arm.
+reuse_from() { if [[ $1 == *_wsd ]]; then echo "${REUSE_FROM%_wsd}_wsd"; else echo "$REUSE_FROM"; fi; }
+
 # run_reuse ARM LR C SEED FRAC: from REUSE_FROM's final checkpoint at budget C (its
 # cost sunk), train FRAC x C more: grown (reuse_grow), as it is (reuse_cont), or the
 # full size from scratch at FRAC x C (reuse_scratch).
 run_reuse() {
-    local arm=$1 lr=$2 c=$3 seed=$4 f=$5 dc dir sd t0
+    local arm=$1 lr=$2 c=$3 seed=$4 f=$5 dc dir sd t0 kind=${1%_wsd} sched=()
+    [[ $kind != "$arm" ]] && sched=(--lr-schedule wsd)
     dc=$(awk -v c="$c" -v f="$f" 'BEGIN { printf "%.6e", c * f }')
     dir=$(run_dir "$arm" "$lr" "${c}_x$f" "$seed")
     [[ -f $dir/result.csv ]] && return 0
@@ -275,26 +281,26 @@ run_reuse() {
     mkdir -p "$dir" "$sd"
     local grid
     grid=$(awk -v c="$dc" -v n="$EVALS" 'BEGIN { printf "%.6e", c / n }')
-    if [[ $arm == reuse_scratch ]]; then
+    if [[ $kind == reuse_scratch ]]; then
         arm_def "${REUSE_FROM%%_*}_full"
         local E
         E=$(plan "$dc" "" "$STAGES" | awk '{ print $1 }')
         t0=$(now)
         # shellcheck disable=SC2086
-        "$BIN" train "$DATA" $STAGES "${COMMON[@]}" "${DEV[@]}" --precision "$PRECISION" --lr "$lr" --seed "$seed" \
-            --eval-every-flops "$grid" --max-iters "$E" --out "$sd/s0" --log "$dir/log.csv" >"$sd/s0.log" 2>&1 ||
+        "$BIN" train "$DATA" $STAGES "${COMMON[@]}" "${sched[@]}" "${DEV[@]}" --precision "$PRECISION" --lr "$lr" \
+            --seed "$seed" --eval-every-flops "$grid" --max-iters "$E" --out "$sd/s0" --log "$dir/log.csv" >"$sd/s0.log" 2>&1 ||
             fail_run "$sd/s0.log" "$arm" || return 1
         finish_run "$dir" "$sd/s0/latest.safetensors" "$arm" "$(awk '{ print $2 }' <<<"$STAGES")" reuse_scratch \
             "$lr" "$dc" "$seed" cum "$c" "$t0" "$f"
         return
     fi
     local base
-    base=$CKPT_DIR/$REUSE_FROM/lr$lr/b$c/seed$seed/s0/latest.safetensors
-    [[ -f $base ]] || { echo "growth_study2: error: $arm needs $base (run the arm $REUSE_FROM at budget $c first)" >&2; return 1; }
+    base=$CKPT_DIR/$(reuse_from "$arm")/lr$lr/b$c/seed$seed/s0/latest.safetensors
+    [[ -f $base ]] || { echo "growth_study2: error: $arm needs $base (run the arm $(reuse_from "$arm") at budget $c first)" >&2; return 1; }
     local ck=$base before fpt
     before=$("$BIN" info "$base" | sed -n 's/.*trained on [0-9]* tokens, \([0-9.e+]*\) FLOPs.*/\1/p')
     t0=$(now)
-    if [[ $arm == reuse_grow ]]; then
+    if [[ $kind == reuse_grow ]]; then
         # shellcheck disable=SC2086
         "$BIN" grow --ckpt "$base" $REUSE_GROW --data "$DATA" --batches 2 --seed "$seed" --threads "$THREADS" \
             --out "$sd/g.safetensors" >"$sd/g.log" 2>&1 || fail_run "$sd/g.log" "$arm grow" || return 1
@@ -303,12 +309,12 @@ run_reuse() {
     fpt=$("$BIN" info "$ck" | sed -n 's/^training FLOPs per token: \(.*\)/\1/p')
     local n
     n=$(awk -v dc="$dc" -v f="$fpt" -v bt=$((B * T)) 'BEGIN { n = int(dc / (f * bt) + 0.5); print (n < 1 ? 1 : n) }')
-    "$BIN" train "$DATA" --resume "$ck" --new-stage --max-iters "$n" "${DEV[@]}" --precision "$PRECISION" \
+    "$BIN" train "$DATA" --resume "$ck" --new-stage --max-iters "$n" "${sched[@]}" "${DEV[@]}" --precision "$PRECISION" \
         --eval-every-flops "$grid" --out "$sd/s1" --log "$dir/log.csv" >"$sd/s1.log" 2>&1 ||
         fail_run "$sd/s1.log" "$arm" || return 1
     local after
     after=$("$BIN" info "$sd/s1/latest.safetensors" | sed -n 's/.*trained on [0-9]* tokens, \([0-9.e+]*\) FLOPs.*/\1/p')
-    finish_run "$dir" "$sd/s1/latest.safetensors" "$arm" "$(awk '{ print $2 }' <<<"$STAGES")" "$arm" "$lr" "$dc" \
+    finish_run "$dir" "$sd/s1/latest.safetensors" "$arm" "$(awk '{ print $2 }' <<<"$STAGES")" "$kind" "$lr" "$dc" \
         "$seed" "$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.6e", a - b }')" "$c" "$t0" "$f"
 }
 
@@ -350,8 +356,8 @@ if [[ ${SUMMARY_ONLY:-0} != 1 ]]; then
         for seed in $SEEDS; do
             for a in $ARMS; do
                 [[ $a == reuse_* ]] || continue
-                if [[ $a != reuse_scratch && " $ARMS " != *" $REUSE_FROM "* ]]; then
-                    die "$a needs the arm REUSE_FROM=$REUSE_FROM in ARMS"
+                if [[ $a != reuse_scratch* && " $ARMS " != *" $(reuse_from "$a") "* ]]; then
+                    die "$a needs the arm $(reuse_from "$a") in ARMS (REUSE_FROM=$REUSE_FROM)"
                 fi
                 for f in $REUSE_FRACS; do launch run_reuse "$a" "$LR0" "$c" "$seed" "$f"; done
             done

@@ -96,7 +96,7 @@ if [[ ! -f data/input.txt ]]; then
     exit $((failures > 0))
 fi
 OUT=$WORK/study
-ARMS="tf_full tf_half_rows tf_full_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont"
+ARMS="tf_full tf_half_rows tf_full_wsd tf_half_rows_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont reuse_grow_wsd"
 if SCALE=micro BUDGETS=1e8 SEEDS=1 REUSE_FRACS=0.5 DEVICE=cpu THREADS=1 ARMS="$ARMS" CKPT_DIR="$WORK/ckpt" \
     TF_BIN="$BIN" scripts/growth_study2.sh "$OUT" >"$WORK/study.log" 2>&1; then
     pass micro_study_runs
@@ -121,6 +121,14 @@ if grep -q '^schedule: wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" &&
 else
     fail tf_full_wsd_trains_under_wsd "its train log does not name the wsd schedule (or tf_full's does)"
 fi
+# reuse under wsd: from tf_half_rows_wsd's checkpoint, its stage under wsd too
+if grep -q '^schedule: wsd' "$WORK/ckpt/reuse_grow_wsd/lr1e-3/b1e8_x0.5/seed1/s1.log" &&
+    ! grep -q '^schedule: wsd' "$WORK/ckpt/reuse_grow/lr1e-3/b1e8_x0.5/seed1/s1.log" &&
+    [[ $(result "$OUT/reuse_grow_wsd/lr1e-3/b1e8_x0.5/seed1/result.csv" kind) == reuse_grow ]]; then
+    pass "reuse_grow_wsd_stage_under_wsd"
+else
+    fail reuse_grow_wsd_stage_under_wsd "its stage log does not name wsd, reuse_grow's does, or its kind is not reuse_grow"
+fi
 # a grown arm under wsd: every stage after a grow keeps the schedule
 logs=("$WORK"/ckpt/tf_rows_norewarm_wsd/lr1e-3/b1e8/seed1/s[0-9].log)
 if [[ ${#logs[@]} == 3 && $(grep -l '^schedule: wsd' "${logs[@]}" | wc -l) == 3 ]]; then
@@ -130,8 +138,10 @@ else
 fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi
-base=$(result "$OUT/tf_half_rows/lr1e-3/b1e8/seed1/result.csv" cum_flops)
-for arm in reuse_grow reuse_cont; do
+for arm in reuse_grow reuse_cont reuse_grow_wsd; do
+    from=tf_half_rows
+    [[ $arm == *_wsd ]] && from=tf_half_rows_wsd
+    base=$(result "$OUT/$from/lr1e-3/b1e8/seed1/result.csv" cum_flops)
     r=$OUT/$arm/lr1e-3/b1e8_x0.5/seed1/result.csv
     stage=$(result "$r" stage_flops) cum=$(result "$r" cum_flops)
     if within "$stage" 0.45e8 0.55e8 && within "$(awk -v a="$cum" -v b="$base" 'BEGIN { print a - b }')" 0.45e8 0.55e8; then
