@@ -165,6 +165,17 @@ const OpKind K_DECODE_RECORDED = {.name = "decode_recorded",
 
 /* ---------------------------------------------------------------- the sampler's recorded step */
 
+/* The sampler cases' model: small, a window of 12 so that 30 new tokens
+ * restart the cache twice. */
+static ModelConfig sampler_case_config(int arch) {
+    ModelConfig mc = preset_find("tiny")->model;
+    mc.arch = arch;
+    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
+    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
+    model_config_apply_arch_defaults(&mc, 1, 0);
+    return mc;
+}
+
 /* The sampler on the target with its recorded single-token step against
  * the same sampler op by op (--no-graph): the same draws, so the same
  * tokens, and logits that agree at every step, through two window
@@ -179,11 +190,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
         check_skip(name, "the %s backend records nothing", T->name);
         return;
     }
-    ModelConfig mc = preset_find("tiny")->model;
-    mc.arch = c->a[0];
-    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
-    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
-    model_config_apply_arch_defaults(&mc, 1, 0);
+    ModelConfig mc = sampler_case_config(c->a[0]);
     enum { B = 3, NEW = 30, L = 3 };
     const int prompt[L] = {1, 5, 9};
     Model m;
@@ -230,11 +237,7 @@ const OpKind K_SAMPLER_RECORDED = {.name = "sampler_recorded", .entries = "decod
 static void sampler_lookahead_case(OpHarness *h, const OpCase *c) {
     const Ops *T = h->side[SIDE_TGT];
     char err[TF_ERRLEN], name[128];
-    ModelConfig mc = preset_find("tiny")->model;
-    mc.arch = c->a[0];
-    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
-    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
-    model_config_apply_arch_defaults(&mc, 1, 0);
+    ModelConfig mc = sampler_case_config(c->a[0]);
     enum { B = 3, NEW = 30, L = 3 };
     const int prompt[L] = {1, 5, 9};
     Model m[2];
@@ -503,11 +506,7 @@ static void sampler_vs_cpu_case(OpHarness *h, const OpCase *c) {
     g_counted_inner = T;
     g_cache_calls = 0;
     counted.cache_weights = counted_cache_weights;
-    ModelConfig mc = preset_find("tiny")->model;
-    mc.arch = ARCH_TOKENFORMER;
-    mc.n_layer = 2, mc.d_model = 64, mc.n_head = 2, mc.n_attn = 48, mc.n_ffn = 80;
-    mc.block_size = 12, mc.vocab_size = 17, mc.dropout = 0.0f;
-    model_config_apply_arch_defaults(&mc, 1, 0);
+    ModelConfig mc = sampler_case_config(ARCH_TOKENFORMER);
     enum { NEW = 30, L = 3, REF = 0, CACHED = 1, WINDOW = 2, MAX_B = 8 };
     const int prompt[L] = {1, 5, 9};
     if (B > MAX_B) tf_die("internal: sampler_vs_cpu takes up to %d streams", MAX_B);
