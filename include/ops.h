@@ -221,9 +221,9 @@ typedef struct {
  *   host_dst after the ops called so far and returns a ticket; host_dst
  *   holds them once to_host_wait(ticket) returns (and may not be read, or
  *   freed, before). At most OPS_COPIES_IN_FLIGHT copies are started and not
- *   waited for; tickets are waited for in the order they were given. The
- *   sampler reads one step's tokens while the next step runs (CPU: the copy
- *   is made at once).
+ *   waited for, in any order (samplers sharing a backend interleave them);
+ *   each ticket is waited for once. The sampler reads one step's tokens
+ *   while the next step runs (CPU: the copy is made at once).
  *
  * matmul: C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is
  *   K x N. trans_a: A is stored K x M; trans_b: B is stored N x K.

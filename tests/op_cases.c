@@ -1027,7 +1027,7 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     PATT(BF16, mode, 3, 64, 32, 72, 32, 0, 0, 0), \
     PATT_RES(FP32, mode, 37, 24, 56), PATT_RES(BF16, mode, 300, 96, 384)
 /* the few-rows (decoding) path of every mode: one row or a few, groups,
- * each input kind, value rows in one split or several (n > 32), a residual;
+ * each input kind, value rows in one split or several (n > 64), a residual;
  * past 4 rows, the GEMMs on the same shapes: 64 streams, 37 rows, 300 rows */
 #define PATT_FEW_ROWS(mode) \
     PATT(FP32, mode, 1, 1, 128, 96, 128, NORM_LAYER, 0, 0), \

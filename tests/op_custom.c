@@ -42,8 +42,8 @@ static void memory_round_trips(const Ops *T, OpHarness *h) {
 
 /* Copies started and waited for later: each holds the memory as it was
  * when it was started (a zero queued after it does not reach it), the
- * most that may be in flight at once, twice round the backend's slots,
- * each a different size. */
+ * most that may be in flight at once, twice round the backend's slots
+ * (waited for in order, then newest first), each a different size. */
 static void memory_started_copies(const Ops *T, OpHarness *h) {
     enum { ROUNDS = 2 * OPS_COPIES_IN_FLIGHT, N = 300 };
     float *g = T->alloc(T, N * sizeof(float));
@@ -57,7 +57,8 @@ static void memory_started_copies(const Ops *T, OpHarness *h) {
             ticket[k] = T->to_host_start(T, back + (size_t)k * N, g, n * sizeof(float));
             T->zero(T, g, N * sizeof(float));
         }
-        for (int k = 0; k < OPS_COPIES_IN_FLIGHT; k++) {
+        for (int j = 0; j < OPS_COPIES_IN_FLIGHT; j++) {
+            int k = r ? OPS_COPIES_IN_FLIGHT - 1 - j : j; /* the second round waits newest first */
             T->to_host_wait(T, ticket[k]);
             ok &= memcmp(back + (size_t)k * N, src, (size_t)(N - 37 * k - r) * sizeof(float)) == 0;
         }

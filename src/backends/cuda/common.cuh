@@ -144,6 +144,7 @@ typedef struct {
     void *dst;
     size_t bytes;
     cudaEvent_t done;
+    int ticket, pending; // pending: started, not yet waited for
 } TfcHostCopy;
 
 struct OpsCtx {
@@ -174,8 +175,8 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
-    TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's, ticket % OPS_COPIES_IN_FLIGHT
-    int copies_started, copies_waited;       // tickets given, tickets waited for
+    TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's copies, each in a free slot
+    int copies_started;                      // tickets given
 };
 
 void *tfc_workspace(OpsCtx *c, int slot, size_t bytes);

@@ -176,10 +176,10 @@ void cu_to_host(const Ops *ops, void *dst, const void *src, size_t bytes) {
 
 int cu_to_host_start(const Ops *ops, void *dst, const void *src, size_t bytes) {
     OpsCtx *c = ops->ctx;
-    if (c->copies_started - c->copies_waited >= OPS_COPIES_IN_FLIGHT)
-        tfc_fail("to_host_start", "more copies in flight than OPS_COPIES_IN_FLIGHT", __FILE__, __LINE__);
-    const int ticket = c->copies_started++;
-    TfcHostCopy *h = &c->copies[ticket % OPS_COPIES_IN_FLIGHT];
+    TfcHostCopy *h = nullptr;
+    for (int i = 0; i < OPS_COPIES_IN_FLIGHT && !h; i++)
+        if (!c->copies[i].pending) h = &c->copies[i];
+    if (!h) tfc_fail("to_host_start", "more copies in flight than OPS_COPIES_IN_FLIGHT", __FILE__, __LINE__);
     if (!h->done) CUDA_CHECK(cudaEventCreateWithFlags(&h->done, cudaEventDisableTiming));
     if (h->cap < bytes) {
         if (h->pinned) CUDA_CHECK(cudaFreeHost(h->pinned));
@@ -189,19 +189,22 @@ int cu_to_host_start(const Ops *ops, void *dst, const void *src, size_t bytes) {
     }
     h->dst = dst;
     h->bytes = bytes;
+    h->ticket = c->copies_started++ & 0x3fffffff;
+    h->pending = 1;
     if (bytes) CUDA_CHECK(cudaMemcpyAsync(h->pinned, src, bytes, cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaEventRecord(h->done, c->stream));
-    return ticket;
+    return h->ticket;
 }
 
 void cu_to_host_wait(const Ops *ops, int ticket) {
     OpsCtx *c = ops->ctx;
-    if (ticket != c->copies_waited || ticket >= c->copies_started)
-        tfc_fail("to_host_wait", "a ticket waited for out of order", __FILE__, __LINE__);
-    TfcHostCopy *h = &c->copies[ticket % OPS_COPIES_IN_FLIGHT];
+    TfcHostCopy *h = nullptr;
+    for (int i = 0; i < OPS_COPIES_IN_FLIGHT && !h; i++)
+        if (c->copies[i].pending && c->copies[i].ticket == ticket) h = &c->copies[i];
+    if (!h) tfc_fail("to_host_wait", "a ticket not in flight", __FILE__, __LINE__);
     CUDA_CHECK(cudaEventSynchronize(h->done));
     if (h->bytes) memcpy(h->dst, h->pinned, h->bytes);
-    c->copies_waited++;
+    h->pending = 0;
 }
 
 static void free_host_copies(OpsCtx *c) {

@@ -955,8 +955,9 @@ static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, floa
 //               its row's statistics from A (cheap: N G n floats), S for its
 //               split of the value rows (block column 0 saving S), and its
 //               partial S V over PD_CHUNK columns; the last block of a
-//               column chunk to finish adds the partials in split order
-//               (deterministic) and the residual, and writes Y.
+//               column chunk to finish adds the partials (its warps a share
+//               each, then the warps in order: deterministic) and the
+//               residual, and writes Y.
 // A lane takes four consecutive elements of a key or value row (one 16-byte
 // access in fp32, 8 bytes in bf16). In fp32 (or tf32) mode the products are
 // exact fp32. In bf16 mode (W = bf16) the keys and values are bf16 (the
@@ -970,7 +971,7 @@ static void pattention_backward(OpsCtx *c, float *dX, float *dK, float *dV, floa
 #define PD_MAX_ROWS 4
 #define PD_WARPS 8
 #define PD_KPW 2               // key rows per warp in pd_scores
-#define PD_VPW 4               // value rows per warp in pd_values
+#define PD_VPW 8               // value rows per warp in pd_values
 #define PD_CHUNK 128           // columns of a pd_values block: four per lane
 #define PD_SPLIT (PD_WARPS * PD_VPW)
 #define PD_MAX_COUNTERS 4096   // column chunks x members that can run at once
@@ -1207,10 +1208,27 @@ pd_values_kernel(YT *Y, float *S, const W *A, const W *V, PnTaus taus, const flo
     __syncthreads();
     if (!last) return;
     __threadfence();
+    // every warp reads its share of the splits at once (w, w + PD_WARPS, ...):
+    // one round of L2 latency instead of one per split; then thread (r, lane)
+    // adds the warps' sums in warp order (deterministic)
+    if (j4 < d4) {
+        float4 part[NR] = {};
+        for (int sp = warp; sp < splits; sp += PD_WARPS)
+#pragma unroll
+            for (int q = 0; q < NR; q++)
+                if (q < N) {
+                    const float4 v =
+                        __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)q * d4 + j4]);
+                    part[q].x += v.x, part[q].y += v.y, part[q].z += v.z, part[q].w += v.w;
+                }
+#pragma unroll
+        for (int q = 0; q < NR; q++) red[warp][q][lane] = part[q];
+    }
+    __syncthreads();
     if (mine) {
         float4 total = R4 ? R4[(size_t)r * d4 + j4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        for (int sp = 0; sp < splits; sp++) {
-            const float4 v = __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)r * d4 + j4]);
+        for (int w = 0; w < PD_WARPS; w++) {
+            const float4 v = red[w][r][lane];
             total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
         }
         pd_st4(Yr, total);
