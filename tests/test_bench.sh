@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench --ckpt: the model of a checkpoint (its shapes, its grown row segments)
-# is what gets timed; bad uses are one-line errors.
+# is what gets timed; bad uses are one-line errors; bench --sample's JSON line.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_bench
 
 sample_text 60000 800 >"$WORK/text.txt"
@@ -48,5 +48,23 @@ rc=$?
 err=$("$BIN" bench --ckpt "$WORK/grown.safetensors" --sample --device cpu 2>&1 >/dev/null)
 rc=$?
 [[ $rc -ne 0 && $err == *--ckpt* ]] && pass bench_ckpt_sample_refused || fail bench_ckpt_sample_refused "rc $rc: $err"
+
+# bench --sample: one JSON line whose fields say how it decoded (cache, one step
+# ahead or not) and rates that are positive and consistent
+sample_fields() { # ARGS...: "cache lookahead chars_per_s second_half new_tokens" of one run
+    "$BIN" bench --sample --device cpu --threads 1 --preset tiny --max-new-tokens 24 "$@" 2>/dev/null | tail -1 |
+        "$PYTHON" -c 'import json, sys; j = json.loads(sys.stdin.read())
+print(j["cache"], j["lookahead"], j["chars_per_s"] > 0 and j["chars_per_s_second_half"] > 0, j["new_tokens"])'
+}
+for args in "" "--no-lookahead" "--no-cache"; do
+    case $args in
+    "") want="True True True 24" ;;
+    --no-lookahead) want="True False True 24" ;;
+    --no-cache) want="False False True 24" ;; # nothing to run ahead of without the cache
+    esac
+    got=$(sample_fields $args)
+    [[ $got == "$want" ]] && pass "bench_sample_fields${args:+_${args#--}}" ||
+        fail "bench_sample_fields${args:+_${args#--}}" "bench --sample $args: '$got', want '$want'"
+done
 
 exit $((failures > 0))
