@@ -16,13 +16,16 @@ typedef struct {
     int use_cache;     /* 0: re-run the whole window for every token */
     int no_graph;      /* 1: decode op by op, never replaying a recorded step */
     int lookahead;     /* 1: with the cache, start the next step before reading
-                        * this one's tokens (the device never waits for the
-                        * host); the model's logits are then the next step's */
+                        * this one's tokens (the host's round trip overlaps
+                        * the next step); the model's logits are then the next step's */
 } SamplerConfig;
+
+/* Steps started and not read: the one being read and, with lookahead, the next. */
+#define SAMPLER_IN_FLIGHT 2
 
 typedef struct {
     Model *m;
-    SamplerConfig cfg;
+    SamplerConfig cfg; /* as given, except lookahead: 0 without the cache */
     int B;          /* streams */
     size_t cap;     /* tokens a stream can hold: prompt + new */
     size_t len;     /* tokens each stream has (all advance together) */
@@ -36,10 +39,10 @@ typedef struct {
     int *out_dev;   /* the ids of a draw without the cache (with it: kv.tokens_dev) */
     int u_steps, u_next; /* steps a chunk of draws holds; the next one's row */
     int resident;   /* the next single-token step's ids and position are in kv's block */
-    int n_flight;   /* steps started whose ids are not read yet (0, 1, or 2 with lookahead) */
-    int flight_head;          /* the oldest one's slot */
-    int flight_ticket[2];     /* each slot's to_host_start ticket */
-    int *flight_ids;          /* 2 x B: where each slot's ids land */
+    int n_flight;   /* steps started whose ids are not read yet (at most SAMPLER_IN_FLIGHT) */
+    int flight_head;                         /* the oldest one's slot */
+    int flight_ticket[SAMPLER_IN_FLIGHT];    /* each slot's to_host_start ticket */
+    int *flight_ids;                         /* SAMPLER_IN_FLIGHT x B: where each slot's ids land */
 } Sampler;
 
 /* Uniforms drawn and copied to the backend at a time (at least one step's). */

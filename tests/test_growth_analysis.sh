@@ -96,7 +96,8 @@ if [[ ! -f data/input.txt ]]; then
     exit $((failures > 0))
 fi
 OUT=$WORK/study
-ARMS="tf_full tf_half_rows tf_full_wsd tf_half_rows_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont reuse_grow_wsd"
+ARMS="tf_full tf_half_rows tf_full_wsd tf_half_rows_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont reuse_grow_wsd
+      reuse_scratch_wsd"
 if SCALE=micro BUDGETS=1e8 SEEDS=1 REUSE_FRACS=0.5 DEVICE=cpu THREADS=1 ARMS="$ARMS" CKPT_DIR="$WORK/ckpt" \
     TF_BIN="$BIN" scripts/growth_study2.sh "$OUT" >"$WORK/study.log" 2>&1; then
     pass micro_study_runs
@@ -121,13 +122,16 @@ if grep -q '^schedule: wsd' "$WORK/ckpt/tf_full_wsd/lr1e-3/b1e8/seed1/s0.log" &&
 else
     fail tf_full_wsd_trains_under_wsd "its train log does not name the wsd schedule (or tf_full's does)"
 fi
-# reuse under wsd: from tf_half_rows_wsd's checkpoint, its stage under wsd too
+# reuse under wsd: from tf_half_rows_wsd's checkpoint, its stage under wsd too; the
+# scratch reference, a new run that only the arm's schedule flag makes wsd, as well
 if grep -q '^schedule: wsd' "$WORK/ckpt/reuse_grow_wsd/lr1e-3/b1e8_x0.5/seed1/s1.log" &&
     ! grep -q '^schedule: wsd' "$WORK/ckpt/reuse_grow/lr1e-3/b1e8_x0.5/seed1/s1.log" &&
-    [[ $(result "$OUT/reuse_grow_wsd/lr1e-3/b1e8_x0.5/seed1/result.csv" kind) == reuse_grow ]]; then
-    pass "reuse_grow_wsd_stage_under_wsd"
+    grep -q '^schedule: wsd' "$WORK/ckpt/reuse_scratch_wsd/lr1e-3/b1e8_x0.5/seed1/s0.log" &&
+    [[ $(result "$OUT/reuse_grow_wsd/lr1e-3/b1e8_x0.5/seed1/result.csv" kind) == reuse_grow ]] &&
+    [[ $(result "$OUT/reuse_scratch_wsd/lr1e-3/b1e8_x0.5/seed1/result.csv" kind) == reuse_scratch ]]; then
+    pass "reuse_wsd_stages_under_wsd"
 else
-    fail reuse_grow_wsd_stage_under_wsd "its stage log does not name wsd, reuse_grow's does, or its kind is not reuse_grow"
+    fail reuse_wsd_stages_under_wsd "a stage log of reuse_grow_wsd / reuse_scratch_wsd does not name wsd, reuse_grow's does, or a kind is wrong"
 fi
 # a grown arm under wsd: every stage after a grow keeps the schedule
 logs=("$WORK"/ckpt/tf_rows_norewarm_wsd/lr1e-3/b1e8/seed1/s[0-9].log)

@@ -104,12 +104,12 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     double dt_later = dc->max_new > 1 ? dt - t_first : dt;
     printf("{\"impl\": \"tokenformer\", \"mode\": \"sample\", \"preset\": \"%s\", \"device\": \"%s\", "
            "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"lookahead\": %s, \"batch\": %d, "
-           "\"prompt_len\": %d, "
-           "\"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
+           "\"prompt_len\": %d, \"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"chars_per_s_with_first\": %.1f, \"chars_per_s_second_half\": %.1f, "
            "\"params\": %zu}\n",
            preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
-           s.kv.step.recording ? "true" : "false", sc.lookahead && dc->use_cache ? "true" : "false", dc->streams, dc->prompt_len, dc->max_new, mc->block_size,
+           s.kv.step.recording ? "true" : "false", s.cfg.lookahead ? "true" : "false", dc->streams,
+           dc->prompt_len, dc->max_new, mc->block_size,
            (double)dc->streams * later / dt_later, dt_later * 1e3 / later, t_first * 1e3,
            (double)dc->streams * dc->max_new / dt,
            half > 0 ? (double)dc->streams * (dc->max_new - half) / (dt - t_half) : 0.0,

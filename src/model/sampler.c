@@ -30,6 +30,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     if (n_prompt < 1) return tf_err(err, "internal: empty prompt");
     s->m = m;
     s->cfg = *cfg;
+    s->cfg.lookahead = cfg->lookahead && cfg->use_cache; /* ahead of what: no cache, no resident ids */
     s->B = n_streams;
     s->cap = n_prompt + max_new;
     s->len = n_prompt;
@@ -46,7 +47,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
     for (int b = 0; b < n_streams; b++) rng_seed(&s->rng[b], sampler_stream_seed(cfg->seed, b));
     s->feed = tf_malloc(sizeof(int) * (size_t)block * n_streams, "model input");
-    s->flight_ids = tf_malloc(sizeof(int) * 2 * (size_t)n_streams, "sampled tokens in flight");
+    s->flight_ids = tf_malloc(sizeof(int) * SAMPLER_IN_FLIGHT * (size_t)n_streams, "sampled tokens in flight");
     /* the uniforms of SAMPLER_DRAWS_AHEAD draws or one step, whichever is more */
     size_t steps = SAMPLER_DRAWS_AHEAD / (size_t)n_streams;
     steps = steps < max_new ? steps : max_new;
@@ -162,7 +163,7 @@ static void start_step(Sampler *s) {
                     .pos = cached ? s->kv.pos_dev : NULL,
                     .pos_value = s->kv.pos};
     o->sample_tokens(o, &a);
-    int slot = (s->flight_head + s->n_flight) % 2;
+    int slot = (s->flight_head + s->n_flight) % SAMPLER_IN_FLIGHT;
     s->flight_ticket[slot] =
         o->to_host_start(o, s->flight_ids + (size_t)slot * s->B, a.tokens, sizeof(int) * s->B);
     s->n_flight++;
@@ -185,7 +186,7 @@ static void read_step(Sampler *s, int *out) {
     int slot = s->flight_head;
     const int *ids = s->flight_ids + (size_t)slot * s->B;
     o->to_host_wait(o, s->flight_ticket[slot]);
-    s->flight_head = (slot + 1) % 2;
+    s->flight_head = (slot + 1) % SAMPLER_IN_FLIGHT;
     s->n_flight--;
     if (!out) return;
     memcpy(out, ids, sizeof(int) * s->B);
