@@ -1028,7 +1028,9 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     PATT_RES(FP32, mode, 37, 24, 56), PATT_RES(BF16, mode, 300, 96, 384)
 /* the few-rows (decoding) path of every mode: one row or a few, groups,
  * each input kind, value rows in one split or several (n > 64), a residual;
- * past 4 rows, the GEMMs on the same shapes: 64 streams, 37 rows, 300 rows */
+ * past 4 rows, the GEMMs on the same shapes: 64 streams, 37 rows, 300 rows.
+ * On sm_90 a Pattention of n >= 16 rows runs as one cluster kernel (the two
+ * kernels of other GPUs: test_cuda_fused_sites.sh) */
 #define PATT_FEW_ROWS(mode) \
     PATT(FP32, mode, 1, 1, 128, 96, 128, NORM_LAYER, 0, 0), \
     PATT(FP32, mode, 1, 3, 64, 24, 132, NORM_RMS, 0, 0), \
@@ -1038,7 +1040,8 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
     PATT(FP32, mode, 3, 64, 128, 72, 128, NORM_LAYER, 0, 1), \
     PATT(FP32, mode, 1, 37, 96, 130, 64, NORM_RMS, 0, 0), \
     PATT_RES(FP32, mode, 64, 128, 200), \
-    PATT(FP32, mode, 1, 300, 128, 96, 128, NORM_LAYER, 0, 0)
+    PATT(FP32, mode, 1, 300, 128, 96, 128, NORM_LAYER, 0, 0), \
+    PATT_RES(FP32, mode, 1, 384, 1152) /* shakespeare's FFN: on sm_90 its values stay in global memory */
 /* the same under bf16 (bf16 keys and values, attention tensors and scores),
  * backward included (it reads the bf16 scores and xn the forward left),
  * and an attention tensor both in and out; past 4 rows, the GEMMs */

@@ -130,6 +130,14 @@ struct TfcResident {
 
 struct TfcGemmPlans; // the tuned GEMMs' handle and plans (gemm_tuned.cu)
 
+// Whether a cluster of `cl` blocks of `kernel`, each with `smem` bytes of
+// dynamic shared memory, can run on the GPU: asked once (pattention.cu).
+#define TFC_CLUSTER_FITS 64
+struct TfcClusterFit {
+    const void *kernel;
+    int cl, smem, fits;
+};
+
 // The backend's state (ops.h OpsCtx): everything the CUDA backend keeps
 // between calls lives here, in the context that ops_cuda_create allocates
 // and ops_cuda_destroy frees, so that several contexts may live in one
@@ -175,8 +183,12 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
+    // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+;
+    // TF_CUDA_FUSED_SITES=0: the two kernels of every GPU)
+    int fused_sites;
+    TfcClusterFit cluster_fit[TFC_CLUSTER_FITS];
     TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's copies, each in a free slot
-    int copies_started;                      // tickets given
+    unsigned copies_started;                 // tickets given (wraps: tickets are 30 bits)
 };
 
 void *tfc_workspace(OpsCtx *c, int slot, size_t bytes);
@@ -323,18 +335,33 @@ static __device__ __forceinline__ void tfc_pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+// tfc_launch_cluster: the same, in clusters of `cluster` blocks along x.
 template <typename... KArgs, typename... Args>
-static void tfc_launch_pdl(const OpsCtx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                           size_t smem, Args... args) {
+static void tfc_launch_cluster(const OpsCtx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                               size_t smem, unsigned cluster, Args... args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = c->stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n = 0;
+    if (c->pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster;
+        attr[n].val.clusterDim.y = 1;
+        attr[n++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 1 : 0;
+    cfg.numAttrs = n;
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}
+template <typename... KArgs, typename... Args>
+static void tfc_launch_pdl(const OpsCtx *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                           size_t smem, Args... args) {
+    tfc_launch_cluster(c, kernel, grid, block, smem, 1, args...);
 }

@@ -189,7 +189,7 @@ int cu_to_host_start(const Ops *ops, void *dst, const void *src, size_t bytes) {
     }
     h->dst = dst;
     h->bytes = bytes;
-    h->ticket = c->copies_started++ & 0x3fffffff;
+    h->ticket = (int)(c->copies_started++ & 0x3fffffffu);
     h->pending = 1;
     if (bytes) CUDA_CHECK(cudaMemcpyAsync(h->pinned, src, bytes, cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaEventRecord(h->done, c->stream));
@@ -702,6 +702,8 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
              prop.minor);
     const char *pdl = getenv("TF_CUDA_PDL");
     c->pdl = prop.major >= 9 && !(pdl && strcmp(pdl, "0") == 0);
+    const char *fused = getenv("TF_CUDA_FUSED_SITES");
+    c->fused_sites = prop.major >= 9 && !(fused && strcmp(fused, "0") == 0);
     c->baseline_used = gpu_bytes_used();
     fill_table(&c->ops, c);
     return &c->ops;

@@ -12,6 +12,8 @@
 // S and dS/dA are then stored as bf16 in their buffers (the layout of the
 // saved state is the backend's business); dK and dV stay fp32, and so do Y
 // and dX unless they are attention tensors (ops.h), which are bf16 then.
+#include <cooperative_groups.h>
+#include <cuda_pipeline.h>
 #include <type_traits>
 
 #include "common.cuh"
@@ -1005,6 +1007,49 @@ template <typename W> static __device__ __forceinline__ float pd_operand(float v
     else return v;
 }
 
+// The N input rows into xs as floats, each normalized (LayerNorm / RMSNorm)
+// when the input says so, and rounded as the products of W take them; the
+// writer block also saves the statistics and xn, as the norm kernel would.
+template <typename W, typename XT>
+static __device__ __forceinline__ void pd_input_rows(float *xs, const PattInput &in, int N,
+                                                     int d_in, bool writer) {
+    __shared__ float stat[PD_MAX_ROWS][2];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const XT *x = (const XT *)in.x;
+    // a row normalized here is rounded after its normalization, below
+    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x)
+        xs[i] = in.norm == NORM_NONE ? pd_operand<W>(pd_ld(x + i)) : pd_ld(x + i);
+    __syncthreads();
+    if (in.norm == NORM_NONE) return;
+    if (warp < N) { // warp r: row r's statistics, two passes over shared memory
+        const float *xr = xs + (size_t)warp * d_in;
+        float mean = 0.0f, ss = 0.0f;
+        if (in.norm == NORM_LAYER) {
+            for (int i = lane; i < d_in; i += 32) mean += xr[i];
+            mean = tfc_warp_sum(mean) / (float)d_in;
+        }
+        for (int i = lane; i < d_in; i += 32) ss += (xr[i] - mean) * (xr[i] - mean);
+        ss = tfc_warp_sum(ss) / (float)d_in;
+        const float eps = in.norm == NORM_LAYER ? LAYERNORM_EPS : RMSNORM_EPS;
+        if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) {
+        const int r = i / d_in;
+        float v = (xs[i] - stat[r][0]) * stat[r][1];
+        if (in.norm == NORM_RMS && in.w) v *= in.w[i - r * d_in];
+        xs[i] = pd_operand<W>(v);
+    }
+    __syncthreads();
+    if (writer) {
+        for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) pd_st((W *)in.xn + i, xs[i]);
+        if (threadIdx.x < N) {
+            if (in.mean) in.mean[threadIdx.x] = stat[threadIdx.x][0];
+            in.rstd[threadIdx.x] = stat[threadIdx.x][1];
+        }
+    }
+}
+
 // W: the type of the keys, the scores A and xn; XT: the type of the input
 // rows (bf16 only for a bf16 attention tensor).
 template <int NR, int KV4, typename W, typename XT>
@@ -1012,7 +1057,6 @@ __global__ void __launch_bounds__(PD_WARPS * 32)
 pd_scores_kernel(W *A, PattInput in, const W *K, int N, int d_in, int cols) {
     extern __shared__ float4 pd_xs4[]; // NR x d_in
     float *xs = (float *)pd_xs4;
-    __shared__ float stat[PD_MAX_ROWS][2];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, d4 = d_in / 4;
     const int c0 = (blockIdx.x * PD_WARPS + warp) * PD_KPW;
     // the key rows first: they do not depend on earlier kernels
@@ -1027,40 +1071,7 @@ pd_scores_kernel(W *A, PattInput in, const W *K, int N, int d_in, int cols) {
         }
     tfc_pdl_wait();
     tfc_pdl_trigger();
-    const XT *x = (const XT *)in.x;
-    // a row normalized here is rounded after its normalization, below
-    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x)
-        xs[i] = in.norm == NORM_NONE ? pd_operand<W>(pd_ld(x + i)) : pd_ld(x + i);
-    __syncthreads();
-    if (in.norm != NORM_NONE) {
-        if (warp < N) { // warp r: row r's statistics, two passes over shared memory
-            const float *xr = xs + (size_t)warp * d_in;
-            float mean = 0.0f, ss = 0.0f;
-            if (in.norm == NORM_LAYER) {
-                for (int i = lane; i < d_in; i += 32) mean += xr[i];
-                mean = tfc_warp_sum(mean) / (float)d_in;
-            }
-            for (int i = lane; i < d_in; i += 32) ss += (xr[i] - mean) * (xr[i] - mean);
-            ss = tfc_warp_sum(ss) / (float)d_in;
-            const float eps = in.norm == NORM_LAYER ? LAYERNORM_EPS : RMSNORM_EPS;
-            if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) {
-            const int r = i / d_in;
-            float v = (xs[i] - stat[r][0]) * stat[r][1];
-            if (in.norm == NORM_RMS && in.w) v *= in.w[i - r * d_in];
-            xs[i] = pd_operand<W>(v);
-        }
-        __syncthreads();
-        if (blockIdx.x == 0) {
-            for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) pd_st((W *)in.xn + i, xs[i]);
-            if (threadIdx.x < N) {
-                if (in.mean) in.mean[threadIdx.x] = stat[threadIdx.x][0];
-                in.rstd[threadIdx.x] = stat[threadIdx.x][1];
-            }
-        }
-    }
+    pd_input_rows<W, XT>(xs, in, N, d_in, blockIdx.x == 0);
     float acc[NR][PD_KPW] = {};
 #pragma unroll
     for (int j = 0; j < KV4; j++) {
@@ -1084,19 +1095,26 @@ pd_scores_kernel(W *A, PattInput in, const W *K, int N, int d_in, int cols) {
         }
 }
 
-// S of score i of member g of row r (A's row holds cols = G n W scores).
-template <int MODE, typename W>
-static __device__ __forceinline__ float pd_s(const W *arow, int g, int i, int n, float2 st) {
+// S of a score a (and, for SwiGLU, its up score) given its row's statistics.
+template <int MODE>
+static __device__ __forceinline__ float pd_s_of(float a, float up, float2 st) {
     if constexpr (MODE == ACT_SWIGLU) {
-        const float gate = pd_ld(arow + g * 2 * n + i), up = pd_ld(arow + g * 2 * n + n + i);
-        return gate * act_sigmoid(gate) * up;
+        return a * act_sigmoid(a) * up;
     } else if constexpr (MODE == ACT_GELU) {
-        const float a = pd_ld(arow + g * n + i);
         return a * pn_cdf(a);
     } else {
         const PnRow r = {st.x, st.y, 0.0f};
-        return pn_value<MODE>(pd_ld(arow + g * n + i), r);
+        return pn_value<MODE>(a, r);
     }
+}
+
+// S of score i of member g of row r (A's row holds cols = G n W scores).
+template <int MODE, typename W>
+static __device__ __forceinline__ float pd_s(const W *arow, int g, int i, int n, float2 st) {
+    if constexpr (MODE == ACT_SWIGLU)
+        return pd_s_of<MODE>(pd_ld(arow + g * 2 * n + i), pd_ld(arow + g * 2 * n + n + i), st);
+    else
+        return pd_s_of<MODE>(pd_ld(arow + g * n + i), 0.0f, st);
 }
 
 // The statistics pn_value needs, (k, mx), of a row of n scores, by the block.
@@ -1300,6 +1318,286 @@ static void pd_launch_rows(OpsCtx *c, const PdCall<W, XT, YT> &p) {
         pd_launch<NR, 8>(c, p);
 }
 
+// ---- a few rows in one kernel (sm_90): a thread-block cluster per member ----
+// The two kernels above meet in global memory: the scores, the partial sums
+// of S V, a counter per column chunk and a last block that adds them (two
+// round trips to memory and two launches per Pattention). On sm_90 a
+// cluster of up to PF_MAX_CLUSTER blocks shares its shared memory, and one
+// kernel does it all: block `rank` of member g's cluster owns value rows
+// [rank rb, + rb) and their key rows (gate and up rows for SwiGLU), copies
+// them to its shared memory before it waits for the kernel before (the
+// weights do not depend on it), computes its scores, its rows' share of the
+// row statistics (the blocks read each other's and combine them in rank
+// order), S, and its partial S V over every column; then each block adds
+// the cluster's partials for its slice of the columns, in rank order
+// (deterministic), with the residual, and writes Y. The operands and
+// roundings are those of the two kernels; the sums run in another order.
+#define PF_MAX_CLUSTER 16
+#define PF_MIN_ROWS 8          // fewest value rows a block takes
+#define PF_SMEM (200 << 10)    // shared memory a block may use
+
+template <int MODE, int NR, typename W, typename XT, typename YT>
+__global__ void __launch_bounds__(PD_WARPS * 32)
+pf_site_kernel(YT *Y, W *A, float *S, PattInput in, const W *K, const W *V, PnTaus taus,
+               const float *residual, int N, int d_in, int n, int d_out, int rb, int rs,
+               int v_staged) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    constexpr int WIDTH = MODE == ACT_SWIGLU ? 2 : 1;
+    constexpr bool STATS = MODE == PNORM_SOFTMAX || MODE == PNORM_L2_GELU || MODE == PNORM_GELU_L2;
+    const int rank = (int)cluster.block_rank(), CL = (int)cluster.num_blocks();
+    const int g = blockIdx.y, G = taus.G, T = blockDim.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int d4 = d_in / 4, Q = d_out / 4, i0 = rank * rb;
+    const int nb = min(rb, n - i0), kb = nb * WIDTH; // nb >= 1: the plan's rb
+    const int kbp = (rb * WIDTH + 3) & ~3, cols = G * n * WIDTH;
+    extern __shared__ float4 pf_smem[];
+    float4 *ysum = pf_smem;               // NR x Q: this block's S V
+    float4 *part = ysum + NR * Q;         // rs x NR x Q: its row splits' sums
+    float *xs = (float *)(part + rs * NR * Q); // NR x d_in
+    float *sc = xs + NR * d_in;           // NR x kbp: the scores, then S
+    W *Ks = (W *)(sc + NR * kbp);         // kb x d_in
+    W *Vs = Ks + (size_t)rb * WIDTH * d_in; // nb x d_out when staged
+    __shared__ float2 pst[NR], st[NR];    // this block's share of the statistics, the row's
+    __shared__ float red1[32];
+    const W *Kg = K + (size_t)g * n * WIDTH * d_in;
+    const W *Vg = V + ((size_t)g * n + i0) * d_out;
+    for (int t = threadIdx.x; t < kb * d4; t += T) {
+        const int k = t / d4, q = t - k * d4;
+        const int row = k < nb ? i0 + k : n + i0 + (k - nb);
+        __pipeline_memcpy_async(Ks + (size_t)k * d_in + 4 * q, Kg + (size_t)row * d_in + 4 * q,
+                                4 * sizeof(W));
+    }
+    if (v_staged)
+        for (int t = threadIdx.x; t < nb * Q; t += T) {
+            const int k = t / Q, q = t - k * Q;
+            __pipeline_memcpy_async(Vs + (size_t)k * d_out + 4 * q,
+                                    Vg + (size_t)k * d_out + 4 * q, 4 * sizeof(W));
+        }
+    __pipeline_commit();
+    tfc_pdl_wait();
+    tfc_pdl_trigger();
+    pd_input_rows<W, XT>(xs, in, N, d_in, rank == 0 && g == 0);
+    __pipeline_wait_prior(0);
+    __syncthreads();
+
+    // the scores of the block's key rows, a warp per row
+    const float4 *xs4 = (const float4 *)xs;
+    for (int k = warp; k < kb; k += T / 32) {
+        float acc[NR] = {};
+        for (int q = lane; q < d4; q += 32) {
+            const float4 kv = pd_ld4(Ks + (size_t)k * d_in + 4 * q);
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                const float4 xv = r < N ? xs4[r * d4 + q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                acc[r] += xv.x * kv.x + xv.y * kv.y + xv.z * kv.z + xv.w * kv.w;
+            }
+        }
+        const int col = g * n * WIDTH + (k < nb ? i0 + k : n + i0 + (k - nb));
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const float a = tfc_warp_sum(acc[r]);
+            if (lane == 0 && r < N) {
+                sc[r * kbp + k] = pd_operand<W>(a);
+                pd_st(A + (size_t)r * cols + col, a);
+            }
+        }
+    }
+    __syncthreads();
+
+    if constexpr (STATS) {
+        for (int r = 0; r < N; r++) { // the block's share: (max, sum of exp) or (sum of squares)
+            const float *a = sc + r * kbp;
+            float2 p;
+            if constexpr (MODE == PNORM_SOFTMAX) {
+                float mx = -INFINITY;
+                for (int i = threadIdx.x; i < nb; i += T) mx = fmaxf(mx, a[i]);
+                mx = tfc_block_max(mx, red1);
+                float sum = 0.0f;
+                for (int i = threadIdx.x; i < nb; i += T) sum += expf(a[i] - mx);
+                p = make_float2(mx, tfc_block_sum(sum, red1));
+            } else {
+                float ss = 0.0f;
+                for (int i = threadIdx.x; i < nb; i += T) {
+                    float u = a[i];
+                    if (MODE == PNORM_GELU_L2) u *= pn_cdf(u);
+                    ss = fmaf(u, u, ss);
+                }
+                p = make_float2(tfc_block_sum(ss, red1), 0.0f);
+            }
+            if (threadIdx.x == 0) pst[r] = p;
+        }
+        cluster.sync();
+        if (threadIdx.x < N) { // every block combines the cluster's shares in rank order
+            const int r = threadIdx.x;
+            if constexpr (MODE == PNORM_SOFTMAX) {
+                float mx = -INFINITY, sum = 0.0f;
+                for (int q = 0; q < CL; q++) mx = fmaxf(mx, cluster.map_shared_rank(pst, q)[r].x);
+                for (int q = 0; q < CL; q++) {
+                    const float2 p = cluster.map_shared_rank(pst, q)[r];
+                    sum += p.y * expf(p.x - mx);
+                }
+                st[r] = make_float2((float)n / sum, mx);
+            } else {
+                float ss = 0.0f;
+                for (int q = 0; q < CL; q++) ss += cluster.map_shared_rank(pst, q)[r].x;
+                st[r] = make_float2(taus.t[g] / sqrtf(ss + PNORM_EPS), 0.0f);
+            }
+        }
+        __syncthreads();
+    }
+
+    // S, in place of the scores (S kept in fp32 when asked), rounded as V's
+    // product takes it
+    for (int t = threadIdx.x; t < N * nb; t += T) {
+        const int r = t / nb, i = t - r * nb;
+        float *a = sc + r * kbp;
+        const float s = pd_s_of<MODE>(a[i], WIDTH == 2 ? a[nb + i] : 0.0f, STATS ? st[r] : float2{});
+        if (S) S[(size_t)r * G * n + (size_t)g * n + i0 + i] = s;
+        a[i] = pd_operand<W>(s);
+    }
+    __syncthreads();
+
+    // the block's S V: rs splits of its rows, a thread per column quad each
+    const W *Vsrc = v_staged ? Vs : Vg;
+    const int per = (nb + rs - 1) / rs;
+    for (int t = threadIdx.x; t < rs * Q; t += T) {
+        const int sp = t / Q, j = t - sp * Q, ia = sp * per, ib = min(nb, ia + per);
+        float4 acc[NR] = {};
+        for (int i = ia; i < ib; i++) {
+            const float4 v = pd_ld4(Vsrc + (size_t)i * d_out + 4 * j);
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                const float s = r < N ? sc[r * kbp + i] : 0.0f;
+                acc[r].x = fmaf(s, v.x, acc[r].x);
+                acc[r].y = fmaf(s, v.y, acc[r].y);
+                acc[r].z = fmaf(s, v.z, acc[r].z);
+                acc[r].w = fmaf(s, v.w, acc[r].w);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < NR; r++) part[(sp * NR + r) * Q + j] = acc[r];
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < N * Q; t += T) {
+        const int r = t / Q, j = t - r * Q;
+        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int sp = 0; sp < rs; sp++) {
+            const float4 v = part[(sp * NR + r) * Q + j];
+            sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+        }
+        ysum[r * Q + j] = sum;
+    }
+    cluster.sync();
+
+    // this block's columns of Y: the cluster's partials in rank order, and the residual
+    const int qc = (Q + CL - 1) / CL, j0 = rank * qc, nj = min(Q, j0 + qc) - j0;
+    const float4 *R4 = reinterpret_cast<const float4 *>(residual);
+    for (int t = threadIdx.x; t < N * nj; t += T) {
+        const int r = t / nj, j = j0 + (t - r * nj);
+        float4 total = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+        for (int q = 0; q < CL; q++) {
+            const float4 v = cluster.map_shared_rank(ysum, q)[r * Q + j];
+            total.x += v.x, total.y += v.y, total.z += v.z, total.w += v.w;
+        }
+        if (R4) {
+            const float4 x = R4[(size_t)r * Q + j];
+            total.x += x.x, total.y += x.y, total.z += x.z, total.w += x.w;
+        }
+        pd_st4(Y + (size_t)g * N * d_out + (size_t)r * d_out + 4 * j, total);
+    }
+    cluster.sync(); // no block leaves while another reads its shared memory
+#endif
+}
+
+// A fused launch's shape: cl blocks a member, rb value rows each, rs row
+// splits for S V, the values staged in shared memory or read from global.
+struct PfPlan {
+    int cl, rb, rs, v_staged;
+    size_t smem;
+};
+
+// The plan for clusters of at most cl_max blocks; false when a block's key
+// rows do not fit its shared memory.
+static bool pf_plan(PfPlan *p, int cl_max, int NR, int width, size_t wbytes, int d_in, int n,
+                    int d_out) {
+    const int Q = d_out / 4, T = PD_WARPS * 32;
+    int cl = (n + PF_MIN_ROWS - 1) / PF_MIN_ROWS;
+    if (cl > cl_max) cl = cl_max;
+    if (cl < 1) cl = 1;
+    const int rb = (n + cl - 1) / cl;
+    p->cl = (n + rb - 1) / rb;
+    p->rb = rb;
+    p->rs = Q < T ? T / Q : 1;
+    const size_t fixed = 16 * (size_t)NR * Q * (1 + p->rs) + 4 * (size_t)NR * d_in +
+                         4 * (size_t)NR * ((rb * width + 3) & ~3);
+    const size_t keys = (size_t)rb * width * d_in * wbytes, values = (size_t)rb * d_out * wbytes;
+    p->v_staged = fixed + keys + values <= PF_SMEM;
+    p->smem = fixed + keys + (p->v_staged ? values : 0);
+    return p->smem <= PF_SMEM;
+}
+
+// Whether a cluster of cl blocks of `kernel` with smem bytes each can run
+// (asked once per context; the kernel's attributes are set then).
+static bool pf_fits(OpsCtx *c, const void *kernel, int cl, size_t smem) {
+    TfcClusterFit *free_slot = nullptr;
+    for (int i = 0; i < TFC_CLUSTER_FITS; i++) {
+        TfcClusterFit *f = &c->cluster_fit[i];
+        if (f->kernel == kernel && f->cl == cl && f->smem == (int)smem) return f->fits;
+        if (!f->kernel && !free_slot) free_slot = f;
+    }
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)cl);
+    cfg.blockDim = dim3(PD_WARPS * 32);
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = (unsigned)cl;
+    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    const bool fits = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess &&
+                      clusters > 0;
+    (void)cudaGetLastError(); // a refused query leaves no error behind
+    if (free_slot) *free_slot = TfcClusterFit{kernel, cl, (int)smem, fits};
+    return fits;
+}
+
+template <int M, int NR, typename W, typename XT, typename YT>
+static bool pf_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+    const auto kernel = pf_site_kernel<M, NR, W, XT, YT>;
+    const int width = M == ACT_SWIGLU ? 2 : 1;
+    PfPlan plan;
+    bool ok = false;
+    for (int cl_max = PF_MAX_CLUSTER; cl_max >= 2 && !ok; cl_max /= 2)
+        ok = pf_plan(&plan, cl_max, NR, width, sizeof(W), p.d_in, p.n, p.d_out) &&
+             pf_fits(c, (const void *)kernel, plan.cl, plan.smem);
+    if (!ok) return false;
+    tfc_launch_cluster(c, kernel, dim3((unsigned)plan.cl, (unsigned)p.taus.G),
+                       dim3(PD_WARPS * 32), plan.smem, (unsigned)plan.cl, p.Y, p.A, p.S, p.in,
+                       p.K, p.V, p.taus, p.residual, p.N, p.d_in, p.n, p.d_out, plan.rb, plan.rs,
+                       plan.v_staged);
+    return true;
+}
+
+// The fused path, when the GPU and the shapes take it (false: the two kernels).
+template <int NR, typename W, typename XT, typename YT>
+static bool pf_run(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+    if (!c->fused_sites || p.n < 2 * PF_MIN_ROWS) return false;
+    switch (p.mode) {
+    case PNORM_L2_GELU: return pf_launch<PNORM_L2_GELU, NR>(c, p);
+    case PNORM_GELU_L2: return pf_launch<PNORM_GELU_L2, NR>(c, p);
+    case PNORM_SOFTMAX: return pf_launch<PNORM_SOFTMAX, NR>(c, p);
+    case ACT_GELU: return pf_launch<ACT_GELU, NR>(c, p);
+    default: return pf_launch<ACT_SWIGLU, NR>(c, p);
+    }
+}
+
 // Whether p points to a whole number of `bytes`-byte vectors.
 static bool pd_aligned(const void *p, size_t bytes) { return (uintptr_t)p % bytes == 0; }
 
@@ -1313,10 +1611,11 @@ static bool pd_run(OpsCtx *c, const PdCall<W, XT, YT> &p) {
                          (p.in.norm == NORM_NONE || pd_aligned4((const W *)p.in.xn)) &&
                          pd_aligned4(p.residual);
     if (!aligned) return false;
-    if (p.N <= 1)
-        pd_launch_rows<1>(c, p);
-    else
+    if (p.N <= 1) {
+        if (!pf_run<1>(c, p)) pd_launch_rows<1>(c, p);
+    } else if (!pf_run<PD_MAX_ROWS>(c, p)) {
         pd_launch_rows<PD_MAX_ROWS>(c, p);
+    }
     return true;
 }
 
