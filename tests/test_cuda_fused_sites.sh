@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The few-rows (decoding) Pattention has two CUDA paths: on sm_90 one kernel
-# of a thread-block cluster per member, elsewhere (and with
-# TF_CUDA_FUSED_SITES=0) a scores kernel and a values kernel. test_cuda_ops
-# checks the path the GPU takes by default; this runs its Pattention cases
-# again on the two kernels, so that both stay checked on an sm_90 GPU.
+# The few-rows (decoding) Pattention has two CUDA paths: a scores kernel and a
+# values kernel, and on sm_90 with TF_CUDA_FUSED_SITES=1 one kernel of a
+# thread-block cluster per member. This runs test_cuda_ops's Pattention cases
+# on each, so that both stay checked whichever is the default.
 # Prints PASS/FAIL/SKIP lines; SKIP (exit 0) without a usable GPU.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_fused_sites
 BUILD=${BUILD:-build}
@@ -13,10 +12,13 @@ if ! "$BIN" bench --device cuda --steps 1 --warmup 0 --n-layer 1 --d-model 16 --
     skip test_cuda_fused_sites "no usable GPU ($(head -1 "$tmp/cuda_probe"))"
     exit 0
 fi
-if TF_CUDA_FUSED_SITES=0 "$BUILD/tests/test_cuda_ops" --only pattention >"$tmp/two.log" 2>&1; then
-    pass "pattention on the two-kernel path: $(grep -c '^PASS' "$tmp/two.log") cases against the cpu"
-else
-    grep '^FAIL' "$tmp/two.log" | head -5
-    fail two_kernel_pattention "see the lines above (TF_CUDA_FUSED_SITES=0 $BUILD/tests/test_cuda_ops --only pattention)"
-fi
+for fused in 0 1; do
+    what=$([[ $fused == 1 ]] && echo "one cluster kernel (sm_90; the two kernels elsewhere)" || echo "two kernels")
+    if TF_CUDA_FUSED_SITES=$fused "$BUILD/tests/test_cuda_ops" --only pattention >"$tmp/f$fused.log" 2>&1; then
+        pass "pattention, few rows on $what: $(grep -c '^PASS' "$tmp/f$fused.log") cases against the cpu"
+    else
+        grep '^FAIL' "$tmp/f$fused.log" | head -5
+        fail "pattention_fused_sites_$fused" "see the lines above (TF_CUDA_FUSED_SITES=$fused $BUILD/tests/test_cuda_ops --only pattention)"
+    fi
+done
 exit $((failures > 0))

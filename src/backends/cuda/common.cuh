@@ -183,8 +183,8 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
-    // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+;
-    // TF_CUDA_FUSED_SITES=0: the two kernels of every GPU)
+    // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+,
+    // TF_CUDA_FUSED_SITES=1; otherwise the two kernels of every GPU)
     int fused_sites;
     TfcClusterFit cluster_fit[TFC_CLUSTER_FITS];
     TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's copies, each in a free slot
