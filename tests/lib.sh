@@ -22,6 +22,16 @@ pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1${2+: $2}"; failures=$((failures + 1)); } # NAME [WHY]
 skip() { echo "SKIP $1: $2"; }
 
+# skip_without_gpu NAME: prints "SKIP NAME: no usable GPU (why)" and exits 0
+# when a one-step CUDA bench cannot run here (no GPU, no driver, a CPU build).
+skip_without_gpu() {
+    if ! "$BIN" bench --device cuda --steps 1 --warmup 0 --n-layer 1 --d-model 16 --n-head 2 --n-attn 8 \
+        --n-ffn 8 --block-size 8 --batch-size 2 >/dev/null 2>"$WORK/cuda_probe"; then
+        skip "$1" "no usable GPU ($(head -1 "$WORK/cuda_probe"))"
+        exit 0
+    fi
+}
+
 # PYTHON: the Python to run (with torch when one has it; PYTHON_HAS_TORCH,
 # PYTHON_HAS_NUMPY say what it has), found once: scripts/find_python.sh.
 source scripts/find_python.sh

@@ -8,10 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_fused_sites
 BUILD=${BUILD:-build}
 tmp=$WORK
 
-if ! "$BIN" bench --device cuda --steps 1 --warmup 0 --n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 8 --block-size 8 --batch-size 2 >/dev/null 2>"$tmp/cuda_probe"; then
-    skip test_cuda_fused_sites "no usable GPU ($(head -1 "$tmp/cuda_probe"))"
-    exit 0
-fi
+skip_without_gpu test_cuda_fused_sites
 for fused in 0 1; do
     what=$([[ $fused == 1 ]] && echo "one cluster kernel (sm_90; the two kernels elsewhere)" || echo "two kernels")
     if TF_CUDA_FUSED_SITES=$fused "$BUILD/tests/test_cuda_ops" --only pattention >"$tmp/f$fused.log" 2>&1; then

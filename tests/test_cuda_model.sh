@@ -7,10 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_model
 BUILD=${BUILD:-build}
 tmp=$WORK
 
-if ! "$BIN" bench --device cuda --steps 1 --warmup 0 --n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 8 --block-size 8 --batch-size 2 >/dev/null 2>"$tmp/cuda_probe"; then
-    skip test_cuda_model "no usable GPU ($(head -1 "$tmp/cuda_probe"))"
-    exit 0
-fi
+skip_without_gpu test_cuda_model
 [[ -f data/input.txt ]] || make -s data
 
 # 1. loss and every gradient against PyTorch (float64 reference), on cuda

@@ -6,10 +6,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_precision
 tmp=$WORK
 
-if ! "$BIN" bench --device cuda --steps 1 --warmup 0 --n-layer 1 --d-model 16 --n-head 2 --n-attn 8 --n-ffn 8 --block-size 8 --batch-size 2 >/dev/null 2>"$tmp/cuda_probe"; then
-    skip test_cuda_precision "no usable GPU ($(head -1 "$tmp/cuda_probe"))"
-    exit 0
-fi
+skip_without_gpu test_cuda_precision
 tiny_checkpoint "$tmp/ckpt"
 
 # val loss of the eval line (or the --full line's loss) on stdin
