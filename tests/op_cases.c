@@ -1029,8 +1029,8 @@ extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRR
 /* the few-rows (decoding) path of every mode: one row or a few, groups,
  * each input kind, value rows in one split or several (n > 64), a residual;
  * past 4 rows, the GEMMs on the same shapes: 64 streams, 37 rows, 300 rows.
- * With TF_CUDA_FUSED_SITES=1 on sm_90, a Pattention of n >= 16 rows runs as
- * one cluster kernel instead of two (test_cuda_fused_sites.sh runs both) */
+ * With TF_CUDA_FUSED_SITES on sm_90, a Pattention of n >= 16 rows runs as one
+ * cluster kernel instead of two (test_cuda_fused_sites.sh runs these on it) */
 #define PATT_FEW_ROWS(mode) \
     PATT(FP32, mode, 1, 1, 128, 96, 128, NORM_LAYER, 0, 0), \
     PATT(FP32, mode, 1, 3, 64, 24, 132, NORM_RMS, 0, 0), \

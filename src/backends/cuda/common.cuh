@@ -130,6 +130,9 @@ struct TfcResident {
 
 struct TfcGemmPlans; // the tuned GEMMs' handle and plans (gemm_tuned.cu)
 
+// OpsCtx.fused_sites (TF_CUDA_FUSED_SITES unset or 0, 1, strict).
+enum { TFC_FUSED_OFF, TFC_FUSED_ON, TFC_FUSED_STRICT };
+
 // Whether a cluster of `cl` blocks of `kernel`, each with `smem` bytes of
 // dynamic shared memory, can run on the GPU: asked once (pattention.cu).
 #define TFC_CLUSTER_FITS 64
@@ -183,8 +186,9 @@ struct OpsCtx {
     unsigned buffers_epoch; // bumped whenever a buffer that kernels read moves
     char device_desc[320];
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
-    // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+,
-    // TF_CUDA_FUSED_SITES=1; otherwise the two kernels of every GPU)
+    // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+;
+    // otherwise the two kernels of every GPU): TF_CUDA_FUSED_SITES=1 where its
+    // plan fits, =strict everywhere its shapes admit (TFC_FUSED_*)
     int fused_sites;
     TfcClusterFit cluster_fit[TFC_CLUSTER_FITS];
     TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's copies, each in a free slot

@@ -703,7 +703,10 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     const char *pdl = getenv("TF_CUDA_PDL");
     c->pdl = prop.major >= 9 && !(pdl && strcmp(pdl, "0") == 0);
     const char *fused = getenv("TF_CUDA_FUSED_SITES");
-    c->fused_sites = prop.major >= 9 && fused && strcmp(fused, "1") == 0; // opt-in until measured
+    c->fused_sites = prop.major < 9 || !fused          ? TFC_FUSED_OFF // opt-in: measured slower
+                     : strcmp(fused, "1") == 0      ? TFC_FUSED_ON
+                     : strcmp(fused, "strict") == 0 ? TFC_FUSED_STRICT
+                                                    : TFC_FUSED_OFF;
     c->baseline_used = gpu_bytes_used();
     fill_table(&c->ops, c);
     return &c->ops;

@@ -1277,6 +1277,18 @@ template <typename W, typename XT, typename YT> struct PdCall {
     const float *residual;
 };
 
+// f(std::integral_constant<int, MODE>()) for the Pattention mode `mode`: one
+// switch for every launcher that instantiates a kernel per mode.
+template <typename F> static auto pd_with_mode(int mode, F f) {
+    switch (mode) {
+    case PNORM_L2_GELU: return f(std::integral_constant<int, PNORM_L2_GELU>());
+    case PNORM_GELU_L2: return f(std::integral_constant<int, PNORM_GELU_L2>());
+    case PNORM_SOFTMAX: return f(std::integral_constant<int, PNORM_SOFTMAX>());
+    case ACT_GELU: return f(std::integral_constant<int, ACT_GELU>());
+    default: return f(std::integral_constant<int, ACT_SWIGLU>());
+    }
+}
+
 template <int NR, int KV4, typename W, typename XT, typename YT>
 static void pd_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
     const int G = p.taus.G, width = act_width(p.mode), cols = G * p.n * width;
@@ -1291,18 +1303,11 @@ static void pd_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
                                             (size_t)G * grid.y * p.N * p.d_out * sizeof(float))
                    : nullptr;
     unsigned *counters = pd_counters(c);
-#define PD_VALUES(M)                                                                               \
-    tfc_launch_pdl(c, pd_values_kernel<M, NR, W, YT>, grid, dim3(PD_WARPS * 32), 0, p.Y, p.S,     \
-                   (const W *)p.A, p.V, p.taus, p.residual, partials, counters, p.N, p.n, p.d_out, \
-                   width)
-    switch (p.mode) {
-    case PNORM_L2_GELU: PD_VALUES(PNORM_L2_GELU); break;
-    case PNORM_GELU_L2: PD_VALUES(PNORM_GELU_L2); break;
-    case PNORM_SOFTMAX: PD_VALUES(PNORM_SOFTMAX); break;
-    case ACT_GELU: PD_VALUES(ACT_GELU); break;
-    default: PD_VALUES(ACT_SWIGLU); break;
-    }
-#undef PD_VALUES
+    pd_with_mode(p.mode, [&](auto m) {
+        tfc_launch_pdl(c, pd_values_kernel<decltype(m)::value, NR, W, YT>, grid,
+                       dim3(PD_WARPS * 32), 0, p.Y, p.S, (const W *)p.A, p.V, p.taus, p.residual,
+                       partials, counters, p.N, p.n, p.d_out, width);
+    });
 }
 
 template <int NR, typename W, typename XT, typename YT>
@@ -1585,17 +1590,18 @@ static bool pf_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
     return true;
 }
 
-// The fused path, when the GPU and the shapes take it (false: the two kernels).
+// The fused path, when the GPU and the shapes take it (false: the two
+// kernels). Under TF_CUDA_FUSED_SITES=strict a call of n >= 2 PF_MIN_ROWS rows
+// that it cannot plan or fit stops the program, so that a test of the fused
+// path cannot pass on the two kernels.
 template <int NR, typename W, typename XT, typename YT>
 static bool pf_run(OpsCtx *c, const PdCall<W, XT, YT> &p) {
     if (!c->fused_sites || p.n < 2 * PF_MIN_ROWS) return false;
-    switch (p.mode) {
-    case PNORM_L2_GELU: return pf_launch<PNORM_L2_GELU, NR>(c, p);
-    case PNORM_GELU_L2: return pf_launch<PNORM_GELU_L2, NR>(c, p);
-    case PNORM_SOFTMAX: return pf_launch<PNORM_SOFTMAX, NR>(c, p);
-    case ACT_GELU: return pf_launch<ACT_GELU, NR>(c, p);
-    default: return pf_launch<ACT_SWIGLU, NR>(c, p);
-    }
+    const bool ran = pd_with_mode(p.mode, [&](auto m) { return pf_launch<decltype(m)::value, NR>(c, p); });
+    if (!ran && c->fused_sites == TFC_FUSED_STRICT)
+        tfc_fail("pattention", "TF_CUDA_FUSED_SITES=strict: the cluster kernel did not take a few-rows call",
+                 __FILE__, __LINE__);
+    return ran;
 }
 
 // Whether p points to a whole number of `bytes`-byte vectors.
