@@ -3,9 +3,11 @@
 # values kernel (the default, which test_cuda_ops checks), and on sm_90 with
 # TF_CUDA_FUSED_SITES one kernel of a thread-block cluster per member. This
 # runs test_cuda_ops's Pattention cases on the cluster kernel, under =strict:
-# a call it should take and cannot stops the run, so the cases cannot pass on
-# the two kernels instead. Prints PASS/FAIL/SKIP lines; SKIP (exit 0) without
-# a usable GPU or below sm_90.
+# a call its plan admits and the GPU refuses stops the run, and its first
+# launch says so on stderr (checked here), so the cases cannot pass on the two
+# kernels alone. Calls whose key rows exceed shared memory (an fp32 SwiGLU FFN
+# at d 384, 1152 rows) stay on the two kernels. Prints PASS/FAIL/SKIP lines;
+# SKIP (exit 0) without a usable GPU or below sm_90.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" test_cuda_fused_sites
 BUILD=${BUILD:-build}
 tmp=$WORK
@@ -17,6 +19,10 @@ if [[ ! $cc =~ ^[0-9]+ ]] || (( ${cc%%.*} < 9 )); then
     exit 0
 fi
 if TF_CUDA_FUSED_SITES=strict "$BUILD/tests/test_cuda_ops" --only pattention >"$tmp/fused.log" 2>&1; then
+    if ! grep -q '^TF_CUDA_FUSED_SITES=strict: few-rows Pattentions run on the cluster kernel' "$tmp/fused.log"; then
+        fail pattention_fused_sites "the cases passed but the cluster kernel never ran"
+        exit 1
+    fi
     pass "pattention, few rows on the cluster kernel: $(grep -c '^PASS' "$tmp/fused.log") cases against the cpu"
 else
     { grep '^FAIL' "$tmp/fused.log"; tail -2 "$tmp/fused.log"; } | head -7 # a stop under strict prints no FAIL line

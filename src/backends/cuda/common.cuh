@@ -188,8 +188,10 @@ struct OpsCtx {
     int pdl;   // the GPU overlaps dependent launches (sm_90+, see tfc_launch_pdl)
     // A few rows' Pattention as one kernel of a thread-block cluster (sm_90+;
     // otherwise the two kernels of every GPU): TF_CUDA_FUSED_SITES=1 where its
-    // plan fits, =strict everywhere its shapes admit (TFC_FUSED_*)
+    // plan fits, =strict likewise, stopping where the GPU refuses a plan
+    // (TFC_FUSED_*; pattention.cu, pf_run)
     int fused_sites;
+    int fused_announced; // =strict has said on stderr that the cluster kernel ran
     TfcClusterFit cluster_fit[TFC_CLUSTER_FITS];
     TfcHostCopy copies[OPS_COPIES_IN_FLIGHT]; // to_host_start's copies, each in a free slot
     unsigned copies_started;                 // tickets given (wraps: tickets are 30 bits)

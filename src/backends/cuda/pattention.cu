@@ -1573,35 +1573,54 @@ static bool pf_fits(OpsCtx *c, const void *kernel, int cl, size_t smem) {
     return fits;
 }
 
+// What became of a few-rows call offered to the cluster kernel.
+enum PfOutcome {
+    PF_RAN,       // launched
+    PF_NO_PLAN,   // its key rows do not fit a block's shared memory at any cluster size
+    PF_REFUSED,   // planned, but the GPU cannot run such a cluster
+};
+
 template <int M, int NR, typename W, typename XT, typename YT>
-static bool pf_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
+static PfOutcome pf_launch(OpsCtx *c, const PdCall<W, XT, YT> &p) {
     const auto kernel = pf_site_kernel<M, NR, W, XT, YT>;
     const int width = M == ACT_SWIGLU ? 2 : 1;
     PfPlan plan;
-    bool ok = false;
-    for (int cl_max = PF_MAX_CLUSTER; cl_max >= 2 && !ok; cl_max /= 2)
-        ok = pf_plan(&plan, cl_max, NR, width, sizeof(W), p.d_in, p.n, p.d_out) &&
-             pf_fits(c, (const void *)kernel, plan.cl, plan.smem);
-    if (!ok) return false;
-    tfc_launch_cluster(c, kernel, dim3((unsigned)plan.cl, (unsigned)p.taus.G),
-                       dim3(PD_WARPS * 32), plan.smem, (unsigned)plan.cl, p.Y, p.A, p.S, p.in,
-                       p.K, p.V, p.taus, p.residual, p.N, p.d_in, p.n, p.d_out, plan.rb, plan.rs,
-                       plan.v_staged);
-    return true;
+    bool planned = false;
+    for (int cl_max = PF_MAX_CLUSTER; cl_max >= 2; cl_max /= 2) {
+        if (!pf_plan(&plan, cl_max, NR, width, sizeof(W), p.d_in, p.n, p.d_out)) continue;
+        planned = true;
+        if (!pf_fits(c, (const void *)kernel, plan.cl, plan.smem)) continue;
+        tfc_launch_cluster(c, kernel, dim3((unsigned)plan.cl, (unsigned)p.taus.G),
+                           dim3(PD_WARPS * 32), plan.smem, (unsigned)plan.cl, p.Y, p.A, p.S,
+                           p.in, p.K, p.V, p.taus, p.residual, p.N, p.d_in, p.n, p.d_out, plan.rb,
+                           plan.rs, plan.v_staged);
+        return PF_RAN;
+    }
+    return planned ? PF_REFUSED : PF_NO_PLAN;
 }
 
 // The fused path, when the GPU and the shapes take it (false: the two
-// kernels). Under TF_CUDA_FUSED_SITES=strict a call of n >= 2 PF_MIN_ROWS rows
-// that it cannot plan or fit stops the program, so that a test of the fused
-// path cannot pass on the two kernels.
+// kernels). Under TF_CUDA_FUSED_SITES=strict a call the plan admits and the
+// GPU refuses stops the program, and the first launch says so on stderr, so
+// that a test of the fused path cannot pass on the two kernels; a call whose
+// key rows exceed shared memory (e.g. a SwiGLU FFN of fp32 keys at d 384,
+// 1152 rows) still goes to the two kernels.
 template <int NR, typename W, typename XT, typename YT>
 static bool pf_run(OpsCtx *c, const PdCall<W, XT, YT> &p) {
     if (!c->fused_sites || p.n < 2 * PF_MIN_ROWS) return false;
-    const bool ran = pd_with_mode(p.mode, [&](auto m) { return pf_launch<decltype(m)::value, NR>(c, p); });
-    if (!ran && c->fused_sites == TFC_FUSED_STRICT)
-        tfc_fail("pattention", "TF_CUDA_FUSED_SITES=strict: the cluster kernel did not take a few-rows call",
-                 __FILE__, __LINE__);
-    return ran;
+    const PfOutcome o =
+        pd_with_mode(p.mode, [&](auto m) { return pf_launch<decltype(m)::value, NR>(c, p); });
+    if (c->fused_sites == TFC_FUSED_STRICT) {
+        if (o == PF_REFUSED)
+            tfc_fail("pattention",
+                     "TF_CUDA_FUSED_SITES=strict: the GPU refused the cluster kernel's plan",
+                     __FILE__, __LINE__);
+        if (o == PF_RAN && !c->fused_announced) {
+            fprintf(stderr, "TF_CUDA_FUSED_SITES=strict: few-rows Pattentions run on the cluster kernel\n");
+            c->fused_announced = 1;
+        }
+    }
+    return o == PF_RAN;
 }
 
 // Whether p points to a whole number of `bytes`-byte vectors.
