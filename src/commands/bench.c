@@ -67,6 +67,28 @@ typedef struct {
     int enabled, streams, prompt_len, max_new, use_cache, no_graph, no_lookahead;
 } DecodeBench;
 
+/* The SLOWEST_STEPS longest steps after the first, as a JSON list of [step,
+ * ms] pairs, longest first: where a run's one-time costs (a cache restart's
+ * first prefill, a kernel's first load) fall. */
+#define SLOWEST_STEPS 3
+static void format_slowest_steps(char *out, size_t cap, const double *step_s, int n) {
+    int pick[SLOWEST_STEPS], k = 0;
+    for (; k < SLOWEST_STEPS && k < n - 1; k++) {
+        int best = -1;
+        for (int i = 1; i < n; i++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= pick[j] == i;
+            if (!taken && (best < 0 || step_s[i] > step_s[best])) best = i;
+        }
+        pick[k] = best;
+    }
+    size_t len = (size_t)snprintf(out, cap, "[");
+    for (int j = 0; j < k && len < cap; j++)
+        len += (size_t)snprintf(out + len, cap - len, "%s[%d, %.3f]", j ? ", " : "", pick[j],
+                                step_s[pick[j]] * 1e3);
+    if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
 /* Sampling speed of a randomly initialized model: what a user of `sample`
  * waits for, prompt encoding included, weights do not matter. */
 static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *ops, int precision,
@@ -91,13 +113,20 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     /* the second half's rate leaves out what the first steps do once (the
      * recording of the step, workspaces, kernel choices) */
     int half = dc->max_new / 2;
-    double t0 = tf_now_seconds(), t_first = 0.0, t_half = 0.0;
+    double *step_s = tf_malloc(sizeof(double) * dc->max_new, "step times");
+    double t0 = tf_now_seconds(), t_first = 0.0, t_half = 0.0, t_prev = t0;
     for (int i = 0; i < dc->max_new; i++) {
         sampler_step(&s, next); /* ends with the tokens on the host: synchronized */
-        if (i == 0) t_first = tf_now_seconds() - t0;
-        if (i == half - 1) t_half = tf_now_seconds() - t0;
+        double t = tf_now_seconds();
+        step_s[i] = t - t_prev;
+        t_prev = t;
+        if (i == 0) t_first = t - t0;
+        if (i == half - 1) t_half = t - t0;
     }
     double dt = tf_now_seconds() - t0;
+    char slowest[160];
+    format_slowest_steps(slowest, sizeof slowest, step_s, dc->max_new);
+    free(step_s);
     /* the decoding rate after the first character (its latency, the prompt's
      * encoding and the GPU's first launches, is first_char_ms), and over all */
     int later = dc->max_new > 1 ? dc->max_new - 1 : 1;
@@ -106,13 +135,13 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
            "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"lookahead\": %s, \"batch\": %d, "
            "\"prompt_len\": %d, \"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"chars_per_s_with_first\": %.1f, \"chars_per_s_second_half\": %.1f, "
-           "\"params\": %zu}\n",
+           "\"slowest_steps_ms\": %s, \"params\": %zu}\n",
            preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
            s.kv.step.recording ? "true" : "false", s.cfg.lookahead ? "true" : "false", dc->streams,
            dc->prompt_len, dc->max_new, mc->block_size,
            (double)dc->streams * later / dt_later, dt_later * 1e3 / later, t_first * 1e3,
            (double)dc->streams * dc->max_new / dt,
-           half > 0 ? (double)dc->streams * (dc->max_new - half) / (dt - t_half) : 0.0,
+           half > 0 ? (double)dc->streams * (dc->max_new - half) / (dt - t_half) : 0.0, slowest,
            model_num_params(&m, 1));
     free(next);
     free(prompt);
