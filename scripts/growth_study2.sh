@@ -29,6 +29,7 @@
 #                      the last 20% of the run; with re-warm, each growth starts a stage
 #                      (warmup again) that runs to the end and decays over its last 20%
 #   growth             tf_rows      1/4 rows, x2 at each GROW_AT (grow --kv, official init)
+#                      tf_rows_zerokey  the same with --init zero-key (the function kept)
 #                      tf_depth     L/2 layers, + L/2 zero-output blocks at DEPTH_AT
 #                      pp_ffn       1/4 FFN width, x2 at each GROW_AT
 #                      pp_stack     L/2 layers, G_stack (--at stack, copies) at DEPTH_AT
@@ -144,9 +145,11 @@ arm_def() {
         if [[ $base == tf_* ]]; then m=$(tfm "$L" "$A" "$F"); else m=$(ppm "$L" "$H"); fi
         KIND=control STAGES="$m$(for _ in $GROW_AT; do printf '|%s' "$m"; done)" FRACS=$GROW_AT
         GROWS=$(each_at "$GROW_AT" "") ;;
-    tf_rows)
+    tf_rows | tf_rows_zerokey)
+        local init=random
+        [[ $base == tf_rows_zerokey ]] && init=zero-key
         STAGES="$(tfm "$L" $((A / 4)) $((F / 4)))|$(tfm "$L" $((A / 2)) $((F / 2)))|$(tfm "$L" "$A" "$F")"
-        FRACS=$GROW_AT GROWS="--kv +$((A / 4)) --ffn-kv +$((F / 4)) --init random;--kv +$((A / 2)) --ffn-kv +$((F / 2)) --init random" ;;
+        FRACS=$GROW_AT GROWS="--kv +$((A / 4)) --ffn-kv +$((F / 4)) --init $init;--kv +$((A / 2)) --ffn-kv +$((F / 2)) --init $init" ;;
     tf_depth)
         STAGES="$(tfm "$HL" "$A" "$F")|$(tfm "$L" "$A" "$F")" FRACS=$DEPTH_AT
         GROWS="--add-layers $((L - HL)) --init zero-out --at interleave" ;;

@@ -96,8 +96,8 @@ if [[ ! -f data/input.txt ]]; then
     exit $((failures > 0))
 fi
 OUT=$WORK/study
-ARMS="tf_full tf_half_rows tf_full_wsd tf_half_rows_wsd tf_rows tf_rows_norewarm_wsd reuse_grow reuse_cont reuse_grow_wsd
-      reuse_scratch_wsd"
+ARMS="tf_full tf_half_rows tf_full_wsd tf_half_rows_wsd tf_rows tf_rows_norewarm_wsd tf_rows_zerokey_norewarm_wsd
+      reuse_grow reuse_cont reuse_grow_wsd reuse_scratch_wsd"
 if SCALE=micro BUDGETS=1e8 SEEDS=1 REUSE_FRACS=0.5 DEVICE=cpu THREADS=1 ARMS="$ARMS" CKPT_DIR="$WORK/ckpt" \
     TF_BIN="$BIN" scripts/growth_study2.sh "$OUT" >"$WORK/study.log" 2>&1; then
     pass micro_study_runs
@@ -139,6 +139,15 @@ if [[ ${#logs[@]} == 3 && $(grep -l '^schedule: wsd' "${logs[@]}" | wc -l) == 3 
     pass "tf_rows_norewarm_wsd_every_stage_wsd"
 else
     fail tf_rows_norewarm_wsd_every_stage_wsd "${#logs[@]} stage logs, $(grep -l '^schedule: wsd' "${logs[@]}" 2>/dev/null | wc -l) naming wsd"
+fi
+# zero-key rows: both grows keep the function (grow's loss change exactly 0); the
+# official rows change it
+zk=$WORK/ckpt/tf_rows_zerokey_norewarm_wsd/lr1e-3/b1e8/seed1
+if [[ $(cat "$zk"/g[01].log | grep -c 'new rows: zero keys.*\|(change +0.00e+00)') == 4 ]] &&
+    ! grep -q '(change +0.00e+00)' "$WORK/ckpt/tf_rows/lr1e-3/b1e8/seed1/g0.log"; then
+    pass "tf_rows_zerokey_keeps_the_function"
+else
+    fail tf_rows_zerokey_keeps_the_function "$(grep -h 'new rows\|change' "$zk"/g[01].log | tr '\n' ' ')"
 fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi
