@@ -212,6 +212,11 @@ typedef struct {
  *   attention tensors and scratch: types and sizes follow it.
  * attn_dtype: the element type of attention tensors (see above) at the
  *   current precision: matmul_precision_attn_dtype of it.
+ * set_gemm_tuning: whether the backend may time candidate kernels at a
+ *   GEMM shape's first call and keep the fastest (CUDA under bf16; on by
+ *   default, and TF_GEMM_TUNE in the environment, 0 or 1, overrides both).
+ *   It pays where each shape runs many times (training); the sampler turns
+ *   it off. No effect on the CPU.
  *
  * ---- memory ----
  * alloc: zero-filled; NULL when out of memory. free, to_device, to_host,
@@ -377,6 +382,7 @@ typedef struct {
     OP(OP_SERVICE, size_t, memory_in_use, (const Ops *ops), ())                                    \
     OP(OP_SERVICE, int, set_precision, (const Ops *ops, int precision), (precision))               \
     OP(OP_SERVICE, DType, attn_dtype, (const Ops *ops), ())                                        \
+    OP(OP_SERVICE, void, set_gemm_tuning, (const Ops *ops, int on), (on))                          \
     OP(OP_SERVICE, void *, alloc, (const Ops *ops, size_t bytes), (bytes))                         \
     OP(OP_SERVICE, void, free, (const Ops *ops, void *p), (p))                                     \
     OP(OP_SERVICE, void, to_device, (const Ops *ops, void *dst, const void *host_src, size_t bytes), \

@@ -988,7 +988,7 @@ static const OpKind K_ADAMW_FORMULA = {.name = "adamw_formula", .entries = "adam
 /* In tests/op_custom.c: memory ops, recorded decoding, the sampler's
  * recorded step, the bf16 weights mirror, the whole model's gradient. */
 extern const OpKind K_MEMORY, K_DECODE_RECORDED, K_SAMPLER_RECORDED, K_BF16_MIRROR, K_BF16_MIRROR_RANGES, K_MODEL,
-    K_CACHE_WEIGHTS, K_SAMPLER_VS_CPU, K_SAMPLE, K_SAMPLER_LOOKAHEAD;
+    K_CACHE_WEIGHTS, K_GEMM_TUNING, K_SAMPLER_VS_CPU, K_SAMPLE, K_SAMPLER_LOOKAHEAD;
 
 /* ---------------------------------------------------------------- the table */
 
@@ -1262,6 +1262,7 @@ const OpCase OP_CASES[] = {
     {.kind = &K_ROPE, .modes = BK, .prec = BF16, .a = {1, 300, 2, 16, 4}, .tol = 1e-2},
     {.kind = &K_BF16_MIRROR, .modes = BK, .prec = BF16},
     {.kind = &K_CACHE_WEIGHTS, .modes = BK, .prec = BF16},
+    {.kind = &K_GEMM_TUNING, .modes = BK, .prec = BF16},
     /* after cache_weights, which measures the memory its copy takes: this one leaves the largest mirror */
     {.kind = &K_BF16_MIRROR_RANGES, .modes = BK, .prec = BF16},
     /* the fused (flash) attention of bf16, q and k scaled up */
@@ -1330,6 +1331,7 @@ static const struct {
     {"set_precision", G, "the CPU computes in fp32 only"},
     {"set_precision", BK, "every reduced-precision case sets it"},
     {"attn_dtype", G | BK, "the harness types attention tensors by it"},
+    {"set_gemm_tuning", G, "the CPU chooses no GEMM kernels"},
     {"alloc", G, "memory, no math"},
     {"free", G, "memory, no math"},
     {"to_device", G, "memory, no math"},

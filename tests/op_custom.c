@@ -473,6 +473,30 @@ static void cache_weights_case(OpHarness *h, const OpCase *c) {
 const OpKind K_CACHE_WEIGHTS = {.name = "cache_weights", .entries = "cache_weights",
                                 .custom = cache_weights_case};
 
+/* ---------------------------------------------------------------- set_gemm_tuning */
+
+/* A bf16 Pattention (its GEMMs: rows past the decoding kernels') with the
+ * kernel choice by timing off, as the sampler runs, and on again: both
+ * match the CPU. On CUDA the first runs cublasGemmEx, the second the tuned
+ * kernel (TF_GEMM_TUNE in the environment overrides both). */
+static void gemm_tuning_case(OpHarness *h, const OpCase *c) {
+    const Ops *T = h->side[SIDE_TGT];
+    const int N = MIRROR_ROWS, d = 64, n = 80;
+    float tau = sqrtf((float)n);
+    CaseRun r = mirror_run(h, c, 2 * (size_t)n * d, N, d, n);
+    for (int on = 0; on <= 1; on++) {
+        T->set_gemm_tuning(T, on);
+        mirror_forward(&r, n * d, N, d, n, &tau);
+        check_err(on ? "gemm_tuning_on" : "gemm_tuning_off", "rel err", op_err(&r, r.at[MI_Y]),
+                  OP_TOL_BF16);
+    }
+    T->set_precision(T, MATMUL_FP32);
+    op_free(&r);
+}
+
+const OpKind K_GEMM_TUNING = {.name = "gemm_tuning", .entries = "set_gemm_tuning",
+                              .custom = gemm_tuning_case};
+
 /* ---------------------------------------------------------------- decoding against the CPU */
 
 /* The target's table with cache_weights counted: what the sampler asks for. */

@@ -40,6 +40,9 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
      * bf16), once for all tokens. Not lora_eff, which lora_refresh rewrites
      * through compute ops. */
     if (!m->lora_eff) m->ops->cache_weights(m->ops, m->param_mem, m->n_param_elems);
+    /* a sampler's GEMM shapes (the prefills at window restarts) recur too
+     * rarely for timing candidate kernels to pay back (docs/BENCHMARKS.md) */
+    m->ops->set_gemm_tuning(m->ops, 0);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");

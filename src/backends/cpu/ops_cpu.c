@@ -342,6 +342,7 @@ static void cpu_attention_sizes(const Ops *ops, int B, int T, int H, int hd, siz
 
 static int cpu_set_precision(const Ops *ops, int precision) { return MATMUL_FP32; } /* its only one */
 static void cpu_cache_weights(const Ops *ops, const float *p, size_t n) {} /* fp32 products */
+static void cpu_set_gemm_tuning(const Ops *ops, int on) {} /* OpenBLAS chooses its kernels */
 
 /* Rows in parallel from 16 streams (each row's draw is its own). */
 static void cpu_sample_tokens(const Ops *ops, const SampleArgs *a) {
@@ -363,6 +364,7 @@ static const Ops CPU_OPS = {
     .memory_in_use = cpu_memory_in_use,
     .set_precision = cpu_set_precision,
     .attn_dtype = cpu_attn_dtype,
+    .set_gemm_tuning = cpu_set_gemm_tuning,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_memcpy,

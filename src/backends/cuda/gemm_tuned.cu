@@ -5,7 +5,7 @@
 // shape times the heuristic's candidates on the call's operands (see
 // choose) and keeps the fastest; later calls of that shape reuse it.
 // TF_GEMM_TUNE=0 turns this off (every GEMM then goes through
-// cublasGemmEx), for comparisons. The heuristic is asked with cuBLAS's
+// cublasGemmEx), for comparisons; so does the sampler (set_gemm_tuning). The heuristic is asked with cuBLAS's
 // default alignment preference, not narrowed to the operands' own alignment
 // (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*): the CUDA tests pass operands
 // aligned to only 2-64 bytes.
@@ -169,15 +169,20 @@ Plan *plan_for(OpsCtx *c, const Shape &s, cudaDataType ab_type, void *C, const v
 
 } // namespace
 
+// TF_GEMM_TUNE, where set, decides; otherwise `fallback`.
+static int tuning_from_env(int fallback) {
+    const char *env = getenv("TF_GEMM_TUNE");
+    return env && *env ? strcmp(env, "0") != 0 : fallback;
+}
+
+void cu_set_gemm_tuning(const Ops *ops, int on) { ops->ctx->gemm_tune = tuning_from_env(on != 0); }
+
 bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long stride_c,
                     cudaDataType c_type, const void *A, int lda, long long stride_a, const void *B,
                     int ldb, long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
                     cublasOperation_t op_b, int m, int n, int k, float alpha, float beta, int batch,
                     cublasComputeType_t compute) {
-    if (c->gemm_tune < 0) {
-        const char *env = getenv("TF_GEMM_TUNE");
-        c->gemm_tune = !(env && strcmp(env, "0") == 0);
-    }
+    if (c->gemm_tune < 0) c->gemm_tune = tuning_from_env(1);
     if (!c->gemm_tune || ab_type != CUDA_R_16BF) return false;
     Shape s;
     s.m = m, s.n = n, s.k = k, s.op_a = op_a, s.op_b = op_b, s.lda = lda, s.ldb = ldb;
