@@ -329,6 +329,13 @@ if grow --ckpt "$base" --kv +8 --ffn-kv +4 --layers 1 --init zero-key --out "$tm
     rows=$(st rows "$tmp/l.safetensors")
     want="h.0.attn.q.key=16 h.0.attn.k.key=16 h.0.attn.v.key=16 h.0.attn.o.key=16 h.0.ffn.key=32 h.1.attn.q.key=24 h.1.attn.k.key=24 h.1.attn.v.key=24 h.1.attn.o.key=24 h.1.ffn.key=36"
     [[ $rows == "$want" ]] && pass "grow --layers 1 --kv +8 --ffn-kv +4: only layer 1 changes shape" || fail "grow --layers 1: rows $rows, expected $want"
+    # 36 FFN rows in layer 1: the GPU note on row counts, once; none for the +8 grow above
+    if [[ $(grep -c '^note: layer 1 has a Pattention of 36 rows, not a multiple of 8' "$tmp/l.log") == 1 ]] &&
+        ! grep -q '^note:' "$tmp/g.log"; then
+        pass "grow notes a row count that is not a multiple of 8 (and only then)"
+    else
+        fail grow_unaligned_rows_note "$(grep '^note' "$tmp/l.log" "$tmp/g.log")"
+    fi
     out=$(st grown "$base" "$tmp/l.safetensors" zero-key) && pass "grow --layers 1: layer 0 tensors untouched ($out)" \
         || fail "grow --layers 1 contents: $out"
     read -r b a <<<"$(before_after "$tmp/l.log")"

@@ -19,6 +19,21 @@
 
 #define GROW_COMMON_FLAGS (COMMON_THREADS | COMMON_SEED) /* on the CPU, in fp32: no --device, --precision */
 
+/* bf16 GEMMs over score rows of a row count that is not a multiple of 8
+ * (rows of 2n bytes, not whole 16-byte pieces) fall off cuBLAS's fast
+ * kernels: a grown model then trains up to 2.3x slower on a GPU
+ * (docs/BENCHMARKS.md, "Grown models against scratch"). Say so once. */
+static void note_unaligned_rows(const Model *g) {
+    for (int l = 0; l < g->cfg.n_layer; l++)
+        for (int w = 0; w < PATT_PER_LAYER; w++) {
+            int n = model_patt_rows(g, l, w);
+            if (n % 8 == 0) continue;
+            printf("note: layer %d has a Pattention of %d rows, not a multiple of 8: under bf16 on a GPU "
+                   "such row counts train slower (grow by multiples of 8)\n", l, n);
+            return;
+        }
+}
+
 static void grow_help(void) {
     printf("usage: tokenformer grow --ckpt IN --kv +N|-N [options] --out OUT\n"
            "       tokenformer grow --ckpt IN --add-layers N [--init copy|copy-zero-out|zero-out]\n"
@@ -614,6 +629,7 @@ int cmd_grow(int argc, char **argv) {
         if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     }
     printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
+    if (patt && !shrinking) note_unaligned_rows(&g);
     eval_after(&e, &g, before, data, (int)batches); /* data: the text read, if any */
     save_grown(in, out, &g, &v, &ts);
     print_resume_hint(out, &ts);
