@@ -4,7 +4,7 @@
 #   make asan       AddressSanitizer + UBSan build, then the test suite on it
 #   make test-cuda  CUDA tests (prints SKIP without a GPU)
 #   make deps       install missing Debian packages
-#   make data       fetch data/input.txt (tiny shakespeare; CORPUS=linux-docs|enwik8 for others)
+#   make data       fetch data/input.txt (tiny shakespeare; CORPUS=linux-docs|kjv|enwik8 for others)
 
 CC      ?= gcc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -104,8 +104,8 @@ test-asan-run: $(TEST_BIN)
 deps:
 	@./scripts/deps.sh
 
-# CORPUS: shakespeare (default, data/input.txt), linux-docs (data/linux-docs.txt)
-# or enwik8 (data/enwik8); see scripts/get_data.sh.
+# CORPUS: shakespeare (default, data/input.txt), linux-docs (data/linux-docs.txt),
+# kjv (data/kjv.txt) or enwik8 (data/enwik8); see scripts/get_data.sh.
 CORPUS ?= shakespeare
 data:
 	@./scripts/get_data.sh $(CORPUS)

@@ -10,6 +10,11 @@
 #                Debian package linux-doc-6.1 (fetched with apt-get download),
 #                concatenated in byte-sorted path order; deterministic for a
 #                given package version, md5 and size printed (docs/MODEL.md 4).
+#   kjv          data/kjv.txt: the King James Bible, Genesis 1:1 to Revelation
+#                22:21, printed by the Debian packages bible-kjv and bible-kjv-text
+#                (apt-get download; the program runs from the unpacked package, so
+#                an amd64 machine) in 80 columns, chapter headings and verse
+#                numbers included; deterministic, md5 and size printed.
 #   enwik8       data/enwik8: the first 10^8 bytes of an English Wikipedia dump,
 #                from mattmahoney.net (needs internet). Train it as bytes:
 #                --tokenizer bytes --split 90,5,5.
@@ -23,16 +28,17 @@ SHAKESPEARE_BYTES=1115394
 ENWIK8_URL="${TF_ENWIK8_URL:-http://mattmahoney.net/dc/enwik8.zip}"
 ENWIK8_BYTES=100000000
 LINUX_DOC_PACKAGE="linux-doc-6.1"
+KJV_PACKAGES="bible-kjv bible-kjv-text"
 
 usage() {
-    echo "usage: scripts/get_data.sh [shakespeare|linux-docs|enwik8]"
+    echo "usage: scripts/get_data.sh [shakespeare|linux-docs|kjv|enwik8]"
 }
 
 corpus="${1:-shakespeare}"
 case "$corpus" in
     -h|--help) usage; exit 0 ;;
-    shakespeare|linux-docs|enwik8) ;;
-    *) echo "get_data: error: unknown corpus '$corpus' (expected shakespeare, linux-docs or enwik8)" >&2; exit 2 ;;
+    shakespeare|linux-docs|kjv|enwik8) ;;
+    *) echo "get_data: error: unknown corpus '$corpus' (expected shakespeare, linux-docs, kjv or enwik8)" >&2; exit 2 ;;
 esac
 [[ $# -le 1 ]] || { echo "get_data: error: expected one corpus name, got $#: $*" >&2; exit 2; }
 
@@ -100,33 +106,57 @@ MSG
     finish_output "$dest"
 }
 
+# unpack_debs CORPUS PACKAGE...: apt-get download the packages into a fresh
+# $work and unpack them all into $work/root (nothing is installed).
+unpack_debs() {
+    local corpus=$1 deb
+    shift
+    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || {
+        echo "get_data: error: $corpus needs apt-get and dpkg-deb (a Debian-based system)" >&2; exit 1; }
+    work="$(mktemp -d)"
+    echo "get_data: apt-get download $*"
+    if ! (cd "$work" && apt-get download "$@" >/dev/null 2>&1); then
+        echo "get_data: download failed; running apt-get update first"
+        apt-get update >/dev/null 2>&1 || true
+        (cd "$work" && apt-get download "$@" >/dev/null 2>&1) || {
+            echo "get_data: error: could not download the Debian package(s) $* (no Debian mirror reachable?)" >&2
+            exit 1; }
+    fi
+    for deb in "$work"/*.deb; do
+        echo "get_data: $(basename "$deb")"
+        dpkg-deb -x "$deb" "$work/root"
+    done
+}
+
 get_linux_docs() {
     local dest="$data_dir/linux-docs.txt"
     if [[ -s "$dest" ]]; then echo "get_data: $dest already exists"; return 0; fi
-    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || {
-        echo "get_data: error: linux-docs needs apt-get and dpkg-deb (a Debian-based system)" >&2; exit 1; }
-    work="$(mktemp -d)"
-    echo "get_data: apt-get download $LINUX_DOC_PACKAGE"
-    if ! (cd "$work" && apt-get download "$LINUX_DOC_PACKAGE" >/dev/null 2>&1); then
-        echo "get_data: download failed; running apt-get update first"
-        apt-get update >/dev/null 2>&1 || true
-        (cd "$work" && apt-get download "$LINUX_DOC_PACKAGE" >/dev/null 2>&1) || {
-            echo "get_data: error: could not download the Debian package $LINUX_DOC_PACKAGE (no Debian mirror reachable?)" >&2
-            exit 1; }
-    fi
-    local deb
-    deb="$(ls "$work"/*.deb)"
-    echo "get_data: $(basename "$deb")"
-    dpkg-deb -x "$deb" "$work/root"
+    unpack_debs linux-docs "$LINUX_DOC_PACKAGE"
     local sources
     sources="$(find "$work/root" -type d -path '*/html/_sources' | head -n 1)"
-    [[ -n "$sources" ]] || { echo "get_data: error: no html/_sources folder in $(basename "$deb")" >&2; exit 1; }
+    [[ -n "$sources" ]] || { echo "get_data: error: no html/_sources folder in $LINUX_DOC_PACKAGE" >&2; exit 1; }
     start_output "$dest"
     # Byte order of the relative paths (LC_ALL=C), so that the text is the
     # same wherever it is built.
     (cd "$sources" && find . -type f -name '*.rst.txt' | LC_ALL=C sort | tr '\n' '\0' | xargs -0 cat) >"$tmp"
     [[ -s "$tmp" ]] || { echo "get_data: error: no .rst.txt files under html/_sources" >&2; exit 1; }
     echo "get_data: $(cd "$sources" && find . -type f -name '*.rst.txt' | wc -l) files"
+    finish_output "$dest"
+}
+
+get_kjv() {
+    local dest="$data_dir/kjv.txt"
+    if [[ -s "$dest" ]]; then echo "get_data: $dest already exists"; return 0; fi
+    # shellcheck disable=SC2086
+    unpack_debs kjv $KJV_PACKAGES
+    local bible="$work/root/usr/bin/bible"
+    [[ -x "$bible" && -s "$work/root/usr/lib/bible.data" ]] || {
+        echo "get_data: error: the bible packages hold no usr/bin/bible or usr/lib/bible.data" >&2; exit 1; }
+    start_output "$dest"
+    # -l80: the line width, else taken from the terminal's COLUMNS
+    "$bible" -p "$work/root/usr/lib" -l80 "gen1:1-rev22:21" </dev/null >"$tmp" || {
+        echo "get_data: error: the unpacked bible program failed (an amd64 machine is needed)" >&2; exit 1; }
+    [[ -s "$tmp" ]] || { echo "get_data: error: the bible program printed nothing" >&2; exit 1; }
     finish_output "$dest"
 }
 
@@ -157,5 +187,6 @@ get_enwik8() {
 case "$corpus" in
     shakespeare) get_shakespeare ;;
     linux-docs) get_linux_docs ;;
+    kjv) get_kjv ;;
     enwik8) get_enwik8 ;;
 esac

@@ -19,6 +19,21 @@ else
     fail get_data_unknown_corpus "status $rc, stderr: $out"
 fi
 
+# kjv: from two Debian packages, the text docs/MODEL.md's md5 names (SKIP
+# where no Debian mirror answers)
+if out=$(TF_DATA_DIR="$WORK/kjv" ./scripts/get_data.sh kjv 2>&1); then
+    sum=$(md5sum <"$WORK/kjv/kjv.txt" | cut -d' ' -f1)
+    if [[ $sum == f6da5ed3dff9e3ebfbb4fe1fcf5bd5ea ]] && grep -q "^get_data: wrote .*kjv.txt (4298239 bytes, md5 $sum)" <<<"$out"; then
+        pass "get_data_kjv (md5 $sum)"
+    else
+        fail get_data_kjv "md5 $sum, output: $(tail -1 <<<"$out")"
+    fi
+elif [[ $out == *"no Debian mirror reachable"* || $out == *"needs apt-get"* ]]; then
+    skip get_data_kjv "$(tail -1 <<<"$out")"
+else
+    fail get_data_kjv "$(tail -2 <<<"$out")"
+fi
+
 # A port nothing listens on stands in for a machine without internet.
 out=$(TF_DATA_DIR="$WORK/data" TF_ENWIK8_URL="http://127.0.0.1:9/enwik8.zip" ./scripts/get_data.sh enwik8 2>&1 >/dev/null)
 rc=$?
