@@ -215,8 +215,8 @@ typedef struct {
  * set_gemm_tuning: whether the backend may time candidate kernels at a
  *   GEMM shape's first call and keep the fastest (CUDA under bf16; on by
  *   default, and TF_GEMM_TUNE in the environment, 0 or 1, overrides both).
- *   It pays where each shape runs many times (training); the sampler turns
- *   it off. No effect on the CPU.
+ *   It pays where each shape runs many times (training); a sampler turns it
+ *   off while it lives (sampler_init to sampler_free). No effect on the CPU.
  *
  * ---- memory ----
  * alloc: zero-filled; NULL when out of memory. free, to_device, to_host,

@@ -41,7 +41,8 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
      * through compute ops. */
     if (!m->lora_eff) m->ops->cache_weights(m->ops, m->param_mem, m->n_param_elems);
     /* a sampler's GEMM shapes (the prefills at window restarts) recur too
-     * rarely for timing candidate kernels to pay back (docs/BENCHMARKS.md) */
+     * rarely for timing candidate kernels to pay back (docs/BENCHMARKS.md);
+     * sampler_free turns it back on for whoever uses the backend next */
     m->ops->set_gemm_tuning(m->ops, 0);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
@@ -71,6 +72,7 @@ void sampler_free(Sampler *s) {
     while (s->n_flight > 0) read_step(s, NULL); /* the copies write flight_ids */
     if (s->kv.mem) model_kv_free(s->m, &s->kv);
     if (s->u_dev) s->m->ops->free(s->m->ops, s->u_dev);
+    if (s->m) s->m->ops->set_gemm_tuning(s->m->ops, 1);
     free(s->hist);
     free(s->rng);
     free(s->feed);
