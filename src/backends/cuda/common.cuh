@@ -10,12 +10,20 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 
 // Print one line and exit(1): the backend has no way to recover from a
 // failed kernel or library call.
 [[noreturn]] void tfc_fail(const char *what, const char *detail, const char *file, int line);
+
+// A 0/1 switch from the environment (TF_CUDA_SYNC, TF_CUDA_PDL, TF_GEMM_TUNE):
+// set and not empty, anything but "0" is on; unset or empty, `fallback`.
+static inline int tfc_env_switch(const char *name, int fallback) {
+    const char *e = getenv(name);
+    return e && *e ? strcmp(e, "0") != 0 : fallback;
+}
 const char *tfc_cublas_status_string(cublasStatus_t s);
 
 #define CUDA_CHECK(call)                                                        \

@@ -169,20 +169,16 @@ Plan *plan_for(OpsCtx *c, const Shape &s, cudaDataType ab_type, void *C, const v
 
 } // namespace
 
-// TF_GEMM_TUNE, where set, decides; otherwise `fallback`.
-static int tuning_from_env(int fallback) {
-    const char *env = getenv("TF_GEMM_TUNE");
-    return env && *env ? strcmp(env, "0") != 0 : fallback;
+void cu_set_gemm_tuning(const Ops *ops, int on) {
+    ops->ctx->gemm_tune = tfc_env_switch("TF_GEMM_TUNE", on != 0);
 }
-
-void cu_set_gemm_tuning(const Ops *ops, int on) { ops->ctx->gemm_tune = tuning_from_env(on != 0); }
 
 bool tfc_gemm_tuned(OpsCtx *c, void *C, const void *C_in, int ldc, long long stride_c,
                     cudaDataType c_type, const void *A, int lda, long long stride_a, const void *B,
                     int ldb, long long stride_b, cudaDataType ab_type, cublasOperation_t op_a,
                     cublasOperation_t op_b, int m, int n, int k, float alpha, float beta, int batch,
                     cublasComputeType_t compute) {
-    if (c->gemm_tune < 0) c->gemm_tune = tuning_from_env(1);
+    if (c->gemm_tune < 0) c->gemm_tune = tfc_env_switch("TF_GEMM_TUNE", 1);
     if (!c->gemm_tune || ab_type != CUDA_R_16BF) return false;
     Shape s;
     s.m = m, s.n = n, s.k = k, s.op_a = op_a, s.op_b = op_b, s.lda = lda, s.ldb = ldb;

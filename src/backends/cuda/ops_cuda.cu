@@ -686,8 +686,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     // The per-thread default stream (see the Makefile), which the
     // synchronous copies use too: contexts on one thread run in call order.
     c->stream = cudaStreamPerThread;
-    const char *dbg = getenv("TF_CUDA_SYNC");
-    c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+    c->debug_sync = tfc_env_switch("TF_CUDA_SYNC", 0);
     c->gemm_tune = -1;
     cublasStatus_t s = cublasCreate(&c->cublas);
     // cuBLAS would take the legacy stream, which no graph records
@@ -700,8 +699,7 @@ extern "C" const Ops *ops_cuda_create(char *why, size_t why_len) {
     }
     snprintf(c->device_desc, sizeof c->device_desc, "%s, sm_%d%d", prop.name, prop.major,
              prop.minor);
-    const char *pdl = getenv("TF_CUDA_PDL");
-    c->pdl = prop.major >= 9 && !(pdl && strcmp(pdl, "0") == 0);
+    c->pdl = prop.major >= 9 && tfc_env_switch("TF_CUDA_PDL", 1);
     const char *fused = getenv("TF_CUDA_FUSED_SITES");
     c->fused_sites = prop.major < 9 || !fused          ? TFC_FUSED_OFF // opt-in: measured slower
                      : strcmp(fused, "1") == 0      ? TFC_FUSED_ON
