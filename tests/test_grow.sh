@@ -292,6 +292,8 @@ if grow --ckpt "$base" --kv -4 --out "$tmp/s.safetensors" >"$tmp/s.log" 2>&1; th
     rows=$(st rows "$tmp/s.safetensors")
     want="h.0.attn.q.key=12 h.0.attn.k.key=12 h.0.attn.v.key=12 h.0.attn.o.key=12 h.0.ffn.key=16 h.1.attn.q.key=12 h.1.attn.k.key=12 h.1.attn.v.key=12 h.1.attn.o.key=12 h.1.ffn.key=16"
     [[ $rows == "$want" ]] && pass "grow --kv -4: attention 16 -> 12 rows, ffn 32 -> 16" || fail "grow --kv -4: rows $rows, expected $want"
+    grep -q '^note: layer 0 has a Pattention of 12 rows, not a multiple of 8' "$tmp/s.log" &&
+        pass "grow --kv -4 notes the 12 rows" || fail grow_shrink_unaligned_note "$(grep '^note' "$tmp/s.log")"
     read -r b a <<<"$(before_after "$tmp/s.log")"
     [[ -n ${a:-} ]] && pass "grow --kv -4 reports the val loss before $b and after $a" \
         || fail "grow --kv -4: no 'val loss ... before X, after Y' line: $(cat "$tmp/s.log")"

@@ -19,7 +19,8 @@
 
 #define GROW_COMMON_FLAGS (COMMON_THREADS | COMMON_SEED) /* on the CPU, in fp32: no --device, --precision */
 
-/* bf16 GEMMs over score rows of a row count that is not a multiple of 8
+/* A tokenformer's row counts after grow --kv/--ffn-kv (either sign). bf16
+ * GEMMs over score rows of a row count that is not a multiple of 8
  * (rows of 2n bytes, not whole 16-byte pieces) fall off cuBLAS's fast
  * kernels: a grown model then trains up to 2.3x slower on a GPU
  * (docs/BENCHMARKS.md, "Grown models against scratch"). Say so once. */
@@ -29,7 +30,7 @@ static void note_unaligned_rows(const Model *g) {
             int n = model_patt_rows(g, l, w);
             if (n % 8 == 0) continue;
             printf("note: layer %d has a Pattention of %d rows, not a multiple of 8: under bf16 on a GPU "
-                   "such row counts train slower (grow by multiples of 8)\n", l, n);
+                   "such row counts train slower (add or remove rows by multiples of 8)\n", l, n);
             return;
         }
 }
@@ -629,7 +630,7 @@ int cmd_grow(int argc, char **argv) {
         if (train_state_add_growth(&ts, m.step, &ev, err)) tf_die("%s", err);
     }
     printf("%s: %zu parameters (%zu without the embedding)\n", out, model_num_params(&g, 1), model_num_params(&g, 0));
-    if (patt && !shrinking) note_unaligned_rows(&g);
+    if (patt) note_unaligned_rows(&g);
     eval_after(&e, &g, before, data, (int)batches); /* data: the text read, if any */
     save_grown(in, out, &g, &v, &ts);
     print_resume_hint(out, &ts);
