@@ -39,6 +39,7 @@ typedef struct {
     int *out_dev;   /* the ids of a draw without the cache (with it: kv.tokens_dev) */
     int u_steps, u_next; /* steps a chunk of draws holds; the next one's row */
     int resident;   /* the next single-token step's ids and position are in kv's block */
+    int warm_restart; /* the first step runs a window restart's chunk first (warm_restart_path) */
     int n_flight;   /* steps started whose ids are not read yet (at most SAMPLER_IN_FLIGHT) */
     int flight_head;                         /* the oldest one's slot */
     int flight_ticket[SAMPLER_IN_FLIGHT];    /* each slot's to_host_start ticket */

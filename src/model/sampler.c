@@ -23,6 +23,10 @@ uint64_t sampler_stream_seed(uint64_t seed, int i) {
     return i == 0 ? seed : tf_mix64(seed ^ tf_mix64((uint64_t)i * 0x9e3779b97f4a7c15ULL));
 }
 
+/* The tokens kept when the cache is full: half a window, re-encoded from
+ * position 0, so that the next block_size / 2 tokens cost one token each. */
+static int window_keep(int block) { return block / 2 > 0 ? block / 2 : 1; }
+
 int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t n_prompt,
                  size_t max_new, const SamplerConfig *cfg, char *err) {
     memset(s, 0, sizeof *s);
@@ -46,6 +50,7 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     m->ops->set_gemm_tuning(m->ops, 0);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
+    s->warm_restart = cfg->use_cache && s->cap > (size_t)s->kv.T_max && window_keep(block) > 1;
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");
     for (int b = 0; b < n_streams; b++) memcpy(s->hist + b * s->cap, prompt, sizeof(int) * n_prompt);
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
@@ -101,16 +106,29 @@ static void forward_window(Sampler *s) {
     model_forward(s->m, s->feed, NULL, s->B, ctx, 0, 0);
 }
 
-/* The tokens kept when the cache is full: half a window, re-encoded from
- * position 0, so that the next block_size / 2 tokens cost one token each. */
-static int window_keep(int block) { return block / 2 > 0 ? block / 2 : 1; }
-
 /* With the cache: feed what is not cached yet; when it does not fit, start
  * the cache again from the last tokens (a full window for the prompt, as
  * the no-cache path would see it; half a window later). */
+/* A window restart is the first chunk a stream encodes after its prompt: on
+ * a GPU, where libraries initialize and kernels load on first use, the first
+ * one stalled the stream for 0.05-0.3 s in its middle (docs/BENCHMARKS.md).
+ * A stream that will restart encodes one restart's chunk (its first token
+ * repeated) before its first token instead, and empties the cache again:
+ * the stall moves to the time to the first token, and no token changes. */
+static void warm_restart_path(Sampler *s) {
+    KVCache *kv = &s->kv;
+    int T = window_keep(kv->T_max);
+    for (int b = 0; b < s->B; b++)
+        for (int t = 0; t < T; t++) s->feed[(size_t)b * T + t] = s->hist[(size_t)b * s->cap];
+    model_decode(s->m, kv, s->feed, T);
+    model_kv_restart(kv);
+    s->warm_restart = 0;
+}
+
 static void decode_new(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = s->n_unfed;
+    if (s->warm_restart) warm_restart_path(s);
     if (kv->pos + T > kv->T_max) {
         T = kv->pos == 0 ? kv->T_max : window_keep(kv->T_max);
         if ((size_t)T > s->len) T = (int)s->len;
