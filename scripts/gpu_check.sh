@@ -89,15 +89,19 @@ for p in fp32 bf16; do
         echo "$p $b $($b bench --sample --preset shakespeare --device cuda --precision $p --max-new-tokens 1000 | tail -1)"
     done
 done >"$OUT/decode.jsonl" 2>&1
-# bf16's one-time cost after the first character (docs/BENCHMARKS.md): which
-# steps take it (slowest_steps_ms), and whether loading kernels up front moves it
-for env in "" CUDA_MODULE_LOADING=EAGER TF_GEMM_TUNE=0; do
-    echo "bf16-3000 ${env:-default} $(env $env ./tokenformer bench --sample --preset shakespeare --device cuda \
-        --precision bf16 --max-new-tokens 3000 | tail -1)"
+# bf16's one-time cost at the first window restart (docs/BENCHMARKS.md): which
+# steps take it (slowest_steps_ms), whether loading kernels up front moves it,
+# and where the sampler's warm-up before the first token puts it (first_char_ms;
+# against BASE_BIN when given)
+for b in "${bins[@]}"; do
+    for env in "X=1" CUDA_MODULE_LOADING=EAGER; do
+        echo "bf16-3000 $b ${env/X=1/default} $(env $env $b bench --sample --preset shakespeare --device cuda \
+            --precision bf16 --max-new-tokens 3000 | tail -1)"
+    done
 done >>"$OUT/decode.jsonl" 2>&1
 grep '^bf16-3000' "$OUT/decode.jsonl" |
-    grep -o '^bf16-3000 [^ ]*\|"chars_per_s": [0-9.]*\|"chars_per_s_second_half": [0-9.]*\|"slowest_steps_ms": [][0-9., ]*' |
-    paste - - - -
+    grep -o '^bf16-3000 [^ ]* [^ ]*\|"chars_per_s": [0-9.]*\|"first_char_ms": [0-9.]*\|"chars_per_s_with_first": [0-9.]*\|"chars_per_s_second_half": [0-9.]*\|"slowest_steps_ms": [][0-9., ]*' |
+    paste - - - - - -
 
 step "profile coverage"
 for a in tokenformer transformer transformerpp; do
