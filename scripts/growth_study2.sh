@@ -48,8 +48,9 @@
 # reuse arms at LRS's first value.
 #
 # Output: OUTDIR/ARM/lrLR/bBUDGET/seedS/{log.csv,result.csv} (small, to commit; wall_s
-# runs from the first train to the end of eval --full);
-# checkpoints and stdout logs under CKPT_DIR. A run with a result.csv is skipped,
+# runs from the first train to the end of eval --full), written when the run ends: while
+# it trains, its log.csv grows under CKPT_DIR with its checkpoints and stdout logs, so
+# that nothing under OUTDIR (a git checkout, say) changes under a running run. A run with a result.csv is skipped,
 # so the study can be spread over several device calls (ARMS, BUDGETS subsets).
 # At the end scripts/growth_analysis.py writes OUTDIR/analysis.md, OUTDIR/analysis.csv
 # and, with gnuplot, OUTDIR/plot-final.png and OUTDIR/plot-curves.png.
@@ -213,6 +214,8 @@ finish_run() {
     wall=$(awk -v a="${11}" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
     local stage=$9
     [[ $stage == cum ]] && stage=$cum
+    mkdir -p "$dir"
+    cp "$sd/log.csv" "$dir/log.csv.tmp" && mv "$dir/log.csv.tmp" "$dir/log.csv" || return 1
     printf 'arm,arch,kind,lr,budget,seed,stage_flops,cum_flops,final_loss,wall_s,base_budget,frac\n%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' \
         "$3" "$4" "$5" "$6" "$7" "$8" "$stage" "$cum" "$loss" "$wall" "${10}" "${12}" >"$dir/result.csv.tmp"
     mv "$dir/result.csv.tmp" "$dir/result.csv"
@@ -228,7 +231,7 @@ run_arm() {
     [[ -f $dir/result.csv ]] && return 0
     sd=$CKPT_DIR/${dir#"$OUT"/}
     rm -rf "$dir" "$sd"
-    mkdir -p "$dir" "$sd"
+    mkdir -p "$sd"
     arm_def "$arm"
     local stages grows plan_out
     IFS='|' read -r -a stages <<<"$STAGES"
@@ -246,7 +249,7 @@ run_arm() {
     t0=$(now)
     # shellcheck disable=SC2086
     "$BIN" train "$DATA" ${stages[0]} "${COMMON[@]}" "${DEV[@]}" --precision "$PRECISION" --lr "$lr" \
-        --seed "$seed" --eval-every-flops "$grid" "${flags[@]}" "${SCHEDULE[@]}" --out "$sd/s0" --log "$dir/log.csv" \
+        --seed "$seed" --eval-every-flops "$grid" "${flags[@]}" "${SCHEDULE[@]}" --out "$sd/s0" --log "$sd/log.csv" \
         >"$sd/s0.log" 2>&1 || fail_run "$sd/s0.log" "$arm s0" || return 1
     local ck=$sd/s0/latest.safetensors
     for ((k = 0; k < ${#points[@]}; k++)); do
@@ -260,7 +263,7 @@ run_arm() {
         if [[ $REWARM == 1 ]]; then flags+=(--new-stage --max-iters $((E - points[k]))); else flags+=(--continue-schedule); fi
         [[ $((k + 1)) -lt ${#points[@]} ]] && flags+=(--stop-at "${points[k + 1]}")
         "$BIN" train "$DATA" --resume "$ck" "${flags[@]}" "${DEV[@]}" --precision "$PRECISION" \
-            --eval-every-flops "$grid" --out "$sd/s$((k + 1))" --log "$dir/log.csv" \
+            --eval-every-flops "$grid" --out "$sd/s$((k + 1))" --log "$sd/log.csv" \
             >"$sd/s$((k + 1)).log" 2>&1 || fail_run "$sd/s$((k + 1)).log" "$arm s$((k + 1))" || return 1
         ck=$sd/s$((k + 1))/latest.safetensors
     done
@@ -281,7 +284,7 @@ run_reuse() {
     [[ -f $dir/result.csv ]] && return 0
     sd=$CKPT_DIR/${dir#"$OUT"/}
     rm -rf "$dir" "$sd"
-    mkdir -p "$dir" "$sd"
+    mkdir -p "$sd"
     local grid
     grid=$(awk -v c="$dc" -v n="$EVALS" 'BEGIN { printf "%.6e", c / n }')
     if [[ $kind == reuse_scratch ]]; then
@@ -291,7 +294,7 @@ run_reuse() {
         t0=$(now)
         # shellcheck disable=SC2086
         "$BIN" train "$DATA" $STAGES "${COMMON[@]}" "${sched[@]}" "${DEV[@]}" --precision "$PRECISION" --lr "$lr" \
-            --seed "$seed" --eval-every-flops "$grid" --max-iters "$E" --out "$sd/s0" --log "$dir/log.csv" >"$sd/s0.log" 2>&1 ||
+            --seed "$seed" --eval-every-flops "$grid" --max-iters "$E" --out "$sd/s0" --log "$sd/log.csv" >"$sd/s0.log" 2>&1 ||
             fail_run "$sd/s0.log" "$arm" || return 1
         finish_run "$dir" "$sd/s0/latest.safetensors" "$arm" "$(awk '{ print $2 }' <<<"$STAGES")" reuse_scratch \
             "$lr" "$dc" "$seed" cum "$c" "$t0" "$f"
@@ -313,7 +316,7 @@ run_reuse() {
     local n
     n=$(awk -v dc="$dc" -v f="$fpt" -v bt=$((B * T)) 'BEGIN { n = int(dc / (f * bt) + 0.5); print (n < 1 ? 1 : n) }')
     "$BIN" train "$DATA" --resume "$ck" --new-stage --max-iters "$n" "${sched[@]}" "${DEV[@]}" --precision "$PRECISION" \
-        --eval-every-flops "$grid" --out "$sd/s1" --log "$dir/log.csv" >"$sd/s1.log" 2>&1 ||
+        --eval-every-flops "$grid" --out "$sd/s1" --log "$sd/log.csv" >"$sd/s1.log" 2>&1 ||
         fail_run "$sd/s1.log" "$arm" || return 1
     local after
     after=$("$BIN" info "$sd/s1/latest.safetensors" | sed -n 's/.*trained on [0-9]* tokens, \([0-9.e+]*\) FLOPs.*/\1/p')

@@ -149,6 +149,14 @@ if [[ $(cat "$zk"/g[01].log | grep -c 'new rows: zero keys.*\|(change +0.00e+00)
 else
     fail tf_rows_zerokey_keeps_the_function "$(grep -h 'new rows\|change' "$zk"/g[01].log | tr '\n' ' ')"
 fi
+# a run's log grows beside its checkpoints and reaches the run folder (a git checkout,
+# say) when the run ends, so that nothing there changes under a running run
+if [[ -s $WORK/ckpt/tf_rows/lr1e-3/b1e8/seed1/log.csv ]] &&
+    cmp -s "$WORK/ckpt/tf_rows/lr1e-3/b1e8/seed1/log.csv" "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv"; then
+    pass "run_log_copied_at_the_end"
+else
+    fail run_log_copied_at_the_end "no log.csv beside tf_rows's checkpoints, or it differs from the run folder's"
+fi
 grows=$(grep -c ',grow,' "$OUT/tf_rows/lr1e-3/b1e8/seed1/log.csv")
 if [[ $grows == 2 ]]; then pass "tf_rows_grew_twice"; else fail tf_rows_grew_twice "$grows grow rows in its log"; fi
 for arm in reuse_grow reuse_cont reuse_grow_wsd; do
