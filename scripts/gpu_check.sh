@@ -94,8 +94,8 @@ done >"$OUT/decode.jsonl" 2>&1
 # and where the sampler's warm-up before the first token puts it (first_char_ms;
 # against BASE_BIN when given)
 for b in "${bins[@]}"; do
-    for env in "X=1" CUDA_MODULE_LOADING=EAGER; do
-        echo "bf16-3000 $b ${env/X=1/default} $(env $env $b bench --sample --preset shakespeare --device cuda \
+    for env in "" CUDA_MODULE_LOADING=EAGER; do
+        echo "bf16-3000 $b ${env:-default} $(env $env $b bench --sample --preset shakespeare --device cuda \
             --precision bf16 --max-new-tokens 3000 | tail -1)"
     done
 done >>"$OUT/decode.jsonl" 2>&1

@@ -50,8 +50,9 @@
 # Output: OUTDIR/ARM/lrLR/bBUDGET/seedS/{log.csv,result.csv} (small, to commit; wall_s
 # runs from the first train to the end of eval --full), written when the run ends: while
 # it trains, its log.csv grows under CKPT_DIR with its checkpoints and stdout logs, so
-# that nothing under OUTDIR (a git checkout, say) changes under a running run. A run with a result.csv is skipped,
-# so the study can be spread over several device calls (ARMS, BUDGETS subsets).
+# that nothing under OUTDIR (a git checkout, say) changes under a running run. A run
+# with a result.csv is skipped, so the study can be spread over several device calls
+# (ARMS, BUDGETS subsets).
 # At the end scripts/growth_analysis.py writes OUTDIR/analysis.md, OUTDIR/analysis.csv
 # and, with gnuplot, OUTDIR/plot-final.png and OUTDIR/plot-curves.png.
 #

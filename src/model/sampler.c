@@ -106,13 +106,10 @@ static void forward_window(Sampler *s) {
     model_forward(s->m, s->feed, NULL, s->B, ctx, 0, 0);
 }
 
-/* With the cache: feed what is not cached yet; when it does not fit, start
- * the cache again from the last tokens (a full window for the prompt, as
- * the no-cache path would see it; half a window later). */
 /* A window restart is the first chunk a stream encodes after its prompt: on
  * a GPU, where libraries initialize and kernels load on first use, the first
- * one stalled the stream for 0.05-0.3 s in its middle (docs/BENCHMARKS.md).
- * A stream that will restart encodes one restart's chunk (its first token
+ * one stalled the stream in its middle (docs/BENCHMARKS.md, decoding). A
+ * stream that will restart encodes one restart's chunk (its first token
  * repeated) before its first token instead, and empties the cache again:
  * the stall moves to the time to the first token, and no token changes. */
 static void warm_restart_path(Sampler *s) {
@@ -125,6 +122,9 @@ static void warm_restart_path(Sampler *s) {
     s->warm_restart = 0;
 }
 
+/* With the cache: feed what is not cached yet; when it does not fit, start
+ * the cache again from the last tokens (a full window for the prompt, as
+ * the no-cache path would see it; half a window later). */
 static void decode_new(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = s->n_unfed;
