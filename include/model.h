@@ -280,6 +280,10 @@ typedef struct {
     /* The single-token step, which the backend may record once and replay
      * for every later token (ops.h decode_step): its state, the backend's. */
     DecodeStep step;
+    /* A window restart's chunk, restart_T tokens from position 0 (set by
+     * the user of the cache; 0: none), repeats too: its recording. */
+    DecodeStep restart;
+    int restart_T;
 } KVCache;
 
 /* An empty cache (pos 0) for B streams. Returns 0 or -1 with err. */
@@ -294,8 +298,9 @@ void model_kv_never_record(KVCache *kv);
  * as model_forward, attending over the cache; leaves the logits of the new
  * positions (model_logits_last) and advances kv->pos. Needs activations
  * for (kv->B, T). model_kv_restart empties the cache. Single tokens
- * (T = 1) go through the backend's decode_step (a recorded step replayed
- * where the backend records). tokens NULL (T = 1): the tokens are in
+ * (T = 1), and chunks of kv->restart_T tokens at position 0, go through
+ * the backend's decode_step (a recorded step replayed where the backend
+ * records). tokens NULL (T = 1): the tokens are in
  * kv->tokens_dev and kv->pos in kv->pos_dev already (ops.h sample_tokens
  * wrote them there), so nothing is copied in. */
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T);

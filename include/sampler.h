@@ -18,6 +18,9 @@ typedef struct {
     int lookahead;     /* 1: with the cache, start the next step before reading
                         * this one's tokens (the host's round trip overlaps
                         * the next step); the model's logits are then the next step's */
+    int warm_up;       /* 1: a stream that will outgrow the window encodes a window
+                        * restart's chunk before its first token (warm_restart_path):
+                        * for backends that load lazily and record steps (CUDA) */
 } SamplerConfig;
 
 /* Steps started and not read: the one being read and, with lookahead, the next. */

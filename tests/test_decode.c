@@ -92,7 +92,7 @@ static void test_ops(void) {
  * keeping the last block_size / 2 tokens when the window is full (block 2:
  * one token, fed like any single token, from the position the restart
  * set, not the one the last draw left on the device). */
-static void test_sampler_window(int block_size) {
+static void test_sampler_window(int block_size, int warm_up) {
     const Ops *o = ops_cpu();
     ModelConfig mc = preset_find("tiny")->model;
     mc.n_layer = 2, mc.d_model = 32, mc.n_head = 2, mc.n_attn = 24, mc.n_ffn = 40;
@@ -104,7 +104,7 @@ static void test_sampler_window(int block_size) {
     enum { B = 2, NEW = 40, L = 3 };
     int prompt[L] = {1, 5, 9};
     Sampler s;
-    SamplerConfig sc = {1.0f, 0, 11, 1, 0, 0};
+    SamplerConfig sc = {1.0f, 0, 11, 1, 0, 0, warm_up};
     if (sampler_init(&s, &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     int block = mc.block_size, V = mc.vocab_size, keep = block / 2;
     float *ref = tf_malloc(sizeof(float) * B * V, "test");
@@ -134,8 +134,15 @@ static void test_sampler_window(int block_size) {
         for (int j = 0; j < B * V; j++) worst = worse(worst, ref[j], got[j]);
     }
     char name[64];
-    snprintf(name, sizeof name, "sampler_window_logits_block%d", block_size);
+    snprintf(name, sizeof name, "sampler_window_logits_block%d%s", block_size,
+             warm_up ? "_warm_up" : "");
     check_err(name, "max err", restarts >= 2 ? worst : INFINITY, 1e-4);
+    if (keep > 1) { /* every restart's chunk went through decode_step, the warm-up's two too */
+        snprintf(name, sizeof name, "sampler_restart_chunks_block%d%s", block_size,
+                 warm_up ? "_warm_up" : "");
+        check(s.kv.restart.eager_runs == restarts + 2 * warm_up, name,
+              "restart chunks through decode_step %d, restarts %d", s.kv.restart.eager_runs, restarts);
+    }
     free(ref);
     free(got);
     free(win);
@@ -145,7 +152,8 @@ static void test_sampler_window(int block_size) {
 
 int main(void) {
     test_ops();
-    test_sampler_window(12);
-    test_sampler_window(2);
+    test_sampler_window(12, 0);
+    test_sampler_window(12, 1);
+    test_sampler_window(2, 1);
     return check_exit("test_decode");
 }

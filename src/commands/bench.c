@@ -104,7 +104,8 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     for (int i = 0; i < dc->prompt_len; i++) prompt[i] = (int)rng_below(&r, (uint64_t)mc->vocab_size);
     Sampler s;
     cli_threads_for_decoding(ops, &m);
-    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph, !dc->no_lookahead};
+    SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph, !dc->no_lookahead,
+                        ops->kind == BACKEND_CUDA};
     if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
                      err))
         tf_die("%s", err);

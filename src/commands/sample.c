@@ -177,7 +177,8 @@ int cmd_sample(int argc, char **argv) {
     if (vocab_encode(vocab, cps, n_prompt, ids, err)) tf_die("--prompt: %s", err);
     free(cps);
     cli_threads_for_decoding(lc.ops, m);
-    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)c.seed, use_cache, no_graph, 1};
+    SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)c.seed, use_cache, no_graph, 1,
+                        lc.ops->kind == BACKEND_CUDA};
     if (n_samples > 1) sample_batches(m, vocab, (int)n_samples, ids, n_prompt, max_new, &sc, prompt);
     else sample_stream(m, vocab, ids, n_prompt, max_new, &sc, prompt);
     free(ids);

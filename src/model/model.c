@@ -993,6 +993,7 @@ int model_kv_alloc(Model *m, KVCache *kv, int B, char *err) {
 
 void model_kv_free(Model *m, KVCache *kv) {
     m->ops->decode_step_free(m->ops, &kv->step);
+    m->ops->decode_step_free(m->ops, &kv->restart);
     if (kv->mem) m->ops->free(m->ops, kv->mem);
     free(kv->k);
     free(kv->inputs);
@@ -1086,18 +1087,29 @@ static void decode_layers(void *arg) {
     forward_layers(d->m, d->kv);
 }
 
+/* The steps that repeat with the same shapes, which the backend may record
+ * and replay (ops.h decode_step): the single token, every time, and the
+ * window restart's chunk (restart_T tokens from position 0). Other chunks
+ * (a prompt's): NULL. */
+static DecodeStep *decode_recording_for(const KVCache *kv, int T) {
+    if (T == 1) return (DecodeStep *)&kv->step;
+    if (T == kv->restart_T && kv->pos == 0) return (DecodeStep *)&kv->restart;
+    return NULL;
+}
+
 void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
     if (T < 1 || kv->pos + T > kv->T_max || (!tokens && T != 1))
         tf_die("internal: decode of %d tokens at position %d beyond the cache (%d)", T, kv->pos,
                kv->T_max);
     require_attn_dtype(m, kv->dtype, "the KV cache");
-    if (T == 1) { /* the same step every token: the backend may record and replay it */
+    DecodeStep *recordable = decode_recording_for(kv, T);
+    if (recordable) {
         const Ops *o = m->ops;
         DecodeLayers d = {m, kv};
-        forward_begin(m, kv->B, 1, 0, 0);
+        forward_begin(m, kv->B, T, 0, 0);
         if (tokens) forward_inputs(m, tokens, kv);
         if (m->lora_eff && m->lora_stale) lora_refresh(m); /* outside the recorded step */
-        o->decode_step(o, &kv->step, decode_layers, &d);
+        o->decode_step(o, recordable, decode_layers, &d);
     } else {
         forward_pass(m, tokens, NULL, kv->B, T, 0, 0, kv);
     }
@@ -1106,7 +1118,7 @@ void model_decode(Model *m, KVCache *kv, const int *tokens, int T) {
 
 void model_kv_restart(KVCache *kv) { kv->pos = 0; }
 
-void model_kv_never_record(KVCache *kv) { kv->step.off = 1; }
+void model_kv_never_record(KVCache *kv) { kv->step.off = kv->restart.off = 1; }
 
 void model_zero_grad(Model *m) {
     if (m->n_grad_elems) m->ops->zero(m->ops, m->grad_mem, m->n_grad_elems * sizeof(float));

@@ -50,7 +50,8 @@ int sampler_init(Sampler *s, Model *m, int n_streams, const int *prompt, size_t 
     m->ops->set_gemm_tuning(m->ops, 0);
     if (cfg->use_cache && model_kv_alloc(m, &s->kv, n_streams, err)) return -1;
     if (cfg->no_graph) model_kv_never_record(&s->kv);
-    s->warm_restart = cfg->use_cache && s->cap > (size_t)s->kv.T_max && window_keep(block) > 1;
+    s->kv.restart_T = window_keep(block);
+    s->warm_restart = cfg->warm_up && cfg->use_cache && s->cap > (size_t)s->kv.T_max && window_keep(block) > 1;
     s->hist = tf_malloc(sizeof(int) * s->cap * n_streams, "sampled tokens");
     for (int b = 0; b < n_streams; b++) memcpy(s->hist + b * s->cap, prompt, sizeof(int) * n_prompt);
     s->rng = tf_malloc(sizeof(Rng) * n_streams, "stream generators");
@@ -108,17 +109,20 @@ static void forward_window(Sampler *s) {
 
 /* A window restart is the first chunk a stream encodes after its prompt: on
  * a GPU, where libraries initialize and kernels load on first use, the first
- * one stalled the stream in its middle (docs/BENCHMARKS.md, decoding). A
- * stream that will restart encodes one restart's chunk (its first token
- * repeated) before its first token instead, and empties the cache again:
- * the stall moves to the time to the first token, and no token changes. */
+ * one stalled the stream in its middle (docs/BENCHMARKS.md, decoding), and
+ * the second records the chunk (model_decode). A stream that will restart
+ * encodes one restart's chunk (its first token repeated) twice before its
+ * first token instead, emptying the cache after each: the stall and the
+ * recording move to the time to the first token, and no token changes. */
 static void warm_restart_path(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = window_keep(kv->T_max);
     for (int b = 0; b < s->B; b++)
         for (int t = 0; t < T; t++) s->feed[(size_t)b * T + t] = s->hist[(size_t)b * s->cap];
-    model_decode(s->m, kv, s->feed, T);
-    model_kv_restart(kv);
+    for (int run = 0; run < 2; run++) {
+        model_decode(s->m, kv, s->feed, T);
+        model_kv_restart(kv);
+    }
     s->warm_restart = 0;
 }
 
