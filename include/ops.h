@@ -145,6 +145,11 @@ typedef struct {
     float *k_cache, *v_cache;
     const int *pos; /* backend memory, one int */
     int B, T, T_max, H, hd, rot;
+    /* 1: pos0 is 0, which the caller knows (a chunk fed from the host: a
+     * prompt, a window restart), so the chunk attends to itself only and a
+     * backend may take its training attention without reading pos back;
+     * 0: pos0 is only in pos (any position) */
+    int at_start;
 } DecodeAttnArgs;
 
 /* adamw_ranges: one AdamW range, with the settings that differ between the

@@ -630,7 +630,8 @@ static const OpKind K_ATTENTION = {.name = "attention",
 /* a: B T pos0 T_max H hd rot. attention_decode on T new positions at pos0
  * over a cache of T_max rows (random history below pos0), attention
  * tensors: q and k rotated in place, k and v appended, the attention
- * output. T = 1 is the one-kernel path; T > 1 the chunk path. */
+ * output. T = 1 is the one-kernel path; T > 1 the chunk path, or at pos0
+ * 0 (at_start) the training attention. */
 enum { DE_Q, DE_K, DE_V, DE_KC, DE_VC, DE_OUT, DE_POS };
 
 static void decode_label(const OpCase *c, char *b, size_t n) {
@@ -657,7 +658,7 @@ static void decode_forward(const Ops *o, CaseRun *r, int s) {
     DecodeAttnArgs args = {.out = F(s, DE_OUT), .q = F(s, DE_Q), .k = F(s, DE_K), .v = F(s, DE_V),
                            .k_cache = F(s, DE_KC), .v_cache = F(s, DE_VC),
                            .pos = op_i(r, s, SLOT(DE_POS)), .B = a[0], .T = a[1], .T_max = a[3],
-                           .H = a[4], .hd = a[5], .rot = a[6]};
+                           .H = a[4], .hd = a[5], .rot = a[6], .at_start = a[1] > 1 && a[2] == 0};
     o->attention_decode(o, &args);
 }
 

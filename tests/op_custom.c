@@ -177,11 +177,12 @@ static ModelConfig sampler_case_config(int arch) {
     return mc;
 }
 
-/* The sampler on the target with its recorded single-token step against
- * the same sampler op by op (--no-graph): the same draws, so the same
- * tokens, and logits that agree at every step, through two window
- * restarts (a prefill between replays, which may move workspaces the
- * recording reads). a[0]: the arch. */
+/* The sampler on the target with its recorded single-token step and
+ * window restart chunk (recorded in the warm-up) against the same sampler
+ * op by op (--no-graph): the same draws, so the same tokens, and logits
+ * that agree at every step, through four window restarts (a prefill
+ * between replays, which may move workspaces the recordings read). a[0]:
+ * the arch. */
 static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     const Ops *T = h->side[SIDE_TGT];
     char err[TF_ERRLEN], tag[64], name[128];
@@ -199,7 +200,7 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     if (model_create(&m, &mc, NULL, T, err) || model_set_precision(&m, c->prec, err)) tf_die("%s", err);
     model_init_weights(&m, 5);
     for (int i = 0; i < 2; i++) {
-        SamplerConfig sc = {1.0f, 0, 11, 1, i, 0};
+        SamplerConfig sc = {1.0f, 0, 11, 1, i, 0, 1};
         if (sampler_init(&s[i], &m, B, prompt, L, NEW, &sc, err)) tf_die("%s", err);
     }
     int V = mc.vocab_size, next[2][B], same_tokens = 1;
@@ -218,6 +219,11 @@ static void sampler_recorded_case(OpHarness *h, const OpCase *c) {
     }
     snprintf(name, sizeof name, "sampler_recorded_step_used_%s", tag);
     check(s[0].kv.step.recording != NULL && s[1].kv.step.recording == NULL, name, "no recorded step");
+    snprintf(name, sizeof name, "sampler_recorded_restart_used_%s", tag);
+    check(s[0].kv.restart.recording != NULL && s[1].kv.restart.recording == NULL &&
+              s[0].kv.restart.eager_runs == 1,
+          name, "restart chunk: recording %p, %d op by op", s[0].kv.restart.recording,
+          s[0].kv.restart.eager_runs);
     snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_logits_%s", tag);
     check_err(name, "max abs err", worst, 1e-5);
     snprintf(name, sizeof name, "sampler_recorded_vs_op_by_op_tokens_%s", tag);

@@ -64,7 +64,7 @@ static void test_ops(void) {
             }
         DecodeAttnArgs a = {.out = out, .q = cq, .k = cq + B * n * D, .v = cv, .k_cache = kc,
                             .v_cache = vc, .pos = &pos, .B = B, .T = n, .T_max = TMAX, .H = H,
-                            .hd = HD, .rot = ROT};
+                            .hd = HD, .rot = ROT, .at_start = n > 1 && pos == 0};
         o->attention_decode(o, &a);
         for (int b = 0; b < B; b++) /* q rotated in place, k rotated into the cache */
             for (int t = 0; t < n; t++)

@@ -953,7 +953,8 @@ static void attention_step(Model *m, int l, LayerActs *a, int B, int T, KVCache 
     }
     DecodeAttnArgs args = {.out = a->y, .q = a->q, .k = a->k, .v = a->v, .k_cache = kv->k[l],
                            .v_cache = kv->v[l], .pos = kv->pos_dev, .B = B, .T = T,
-                           .T_max = kv->T_max, .H = H, .hd = hd, .rot = rot};
+                           .T_max = kv->T_max, .H = H, .hd = hd, .rot = rot,
+                           .at_start = T > 1 && kv->pos == 0};
     o->attention_decode(o, &args);
 }
 

@@ -285,15 +285,10 @@ template <typename X> static void attention_token(OpsCtx *c, const DecodeAttnArg
 
 // Whether a chunk of new positions starts the cache (a prompt, a window
 // restart): then it attends to itself only, which the training kernels do
-// faster than attention_chunk_kernel. Only chunks of two or more positions
-// ask: a single-token step may be recording (a CUDA graph), where reading
-// the position back is not allowed, and attention_chunk serves any position.
-static bool chunk_at_start(const DecodeAttnArgs *a) {
-    if (a->T < 2) return false;
-    int pos0 = -1;
-    CUDA_CHECK(cudaMemcpy(&pos0, a->pos, sizeof pos0, cudaMemcpyDeviceToHost));
-    return pos0 == 0;
-}
+// faster than attention_chunk_kernel. The caller says so (at_start): reading
+// the position back would stall the stream and is not allowed in a
+// recording (a CUDA graph), and attention_chunk serves any position.
+static bool chunk_at_start(const DecodeAttnArgs *a) { return a->T >= 2 && a->at_start; }
 
 void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     OpsCtx *c = ops->ctx;
@@ -305,6 +300,9 @@ void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     }
     const float scale = 1.0f / sqrtf((float)a->hd);
     const size_t e = tfc_attn_elem_bytes(c);
+    // the table for the whole window whatever the chunk: a table grown later
+    // moves, and a move makes every recorded step stale (tfc_buffers_moved)
+    if (a->rot >= 2) tfc_rope_table(c, a->T_max, a->rot);
     if (token_kernel_fits(a, e)) {
         if (e == 2)
             attention_token<bf16>(c, a, scale);
