@@ -112,14 +112,15 @@ static void forward_window(Sampler *s) {
  * one stalled the stream in its middle (docs/BENCHMARKS.md, decoding), and
  * the second records the chunk (model_decode). A stream that will restart
  * encodes one restart's chunk (its first token repeated) twice before its
- * first token instead, emptying the cache after each: the stall and the
- * recording move to the time to the first token, and no token changes. */
+ * first token instead (once where nothing is recorded), emptying the cache
+ * after each: the stall and the recording move to the time to the first
+ * token, and no token changes. */
 static void warm_restart_path(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = window_keep(kv->T_max);
     for (int b = 0; b < s->B; b++)
         for (int t = 0; t < T; t++) s->feed[(size_t)b * T + t] = s->hist[(size_t)b * s->cap];
-    for (int run = 0; run < 2; run++) {
+    for (int run = 0; run < (kv->restart.off ? 1 : 2); run++) { /* off: nothing to record */
         model_decode(s->m, kv, s->feed, T);
         model_kv_restart(kv);
     }
