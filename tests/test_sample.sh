@@ -2,8 +2,8 @@
 # Sampling with the KV cache: greedy output equal to the no-cache path over
 # the first block_size positions (every arch the binary knows), the window
 # policy once the context passes block_size (docs/DESIGN.md, Sampling), a
-# prompt longer than block_size, a prompt outside the vocabulary, and
-# --num-samples streams that do not depend on how many run.
+# prompt longer than block_size, a prompt outside the vocabulary, a prompt
+# from a file, and --num-samples streams that do not depend on how many run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" sample
 
 TEXT=$WORK/text.txt
@@ -101,6 +101,32 @@ if [[ $rc -ne 0 && ! -s $WORK/o.txt && $(wc -l <"$WORK/e.txt") -eq 1 ]] &&
 else
     fail prompt_outside_vocab "rc $rc, stderr: $(cat "$WORK/e.txt")"
 fi
+
+# --prompt-file: the file's text is the prompt, newlines included (what
+# --prompt with the same text writes); alone, not beside --prompt; a file
+# that cannot be read or holds a character outside the vocabulary: one line.
+pf_text=$(head -c $((BLOCK + 9)) "$TEXT")
+printf '%s' "$pf_text" >"$WORK/prompt.txt"
+from_file=$("$BIN" sample --ckpt "$CK" "${S[@]}" --seed 3 --prompt-file "$WORK/prompt.txt" --max-new-tokens 20 2>&1)
+from_flag=$("$BIN" sample --ckpt "$CK" "${S[@]}" --seed 3 --prompt "$pf_text" --max-new-tokens 20 2>&1)
+if [[ "$from_file" == "$from_flag" && "$from_file" == "$pf_text"* && $pf_text == *$'\n'* ]]; then
+    pass prompt_file
+else
+    fail prompt_file "'${from_file:0:60}' vs '${from_flag:0:60}'"
+fi
+printf 'R\xe2\x82\xacx' >"$WORK/euro.txt"
+pf_ok=1
+for args in "--prompt-file $WORK/missing.txt" "--prompt-file $WORK/euro.txt" \
+    "--prompt-file $WORK/prompt.txt --prompt R" "--prompt-file $WORK"; do
+    # shellcheck disable=SC2086 # args: flags and paths without spaces
+    "$BIN" sample --ckpt "$CK" "${S[@]}" $args --max-new-tokens 5 >"$WORK/o.txt" 2>"$WORK/e.txt"
+    rc=$?
+    if [[ $rc -eq 0 || -s $WORK/o.txt || $(wc -l <"$WORK/e.txt") -ne 1 ]]; then
+        pf_ok=0
+        echo "  $args: rc $rc, stderr: $(head -c 200 "$WORK/e.txt")"
+    fi
+done
+if ((pf_ok)); then pass prompt_file_errors; else fail prompt_file_errors "see above"; fi
 
 # --num-samples: stream i's text depends on (seed, i) only.
 run_n() { "$BIN" sample --ckpt "$CK" "${S[@]}" --prompt R --seed 7 --num-samples "$1" --max-new-tokens 50 "${@:2}"; }
