@@ -111,16 +111,21 @@ static void forward_window(Sampler *s) {
  * a GPU, where libraries initialize and kernels load on first use, the first
  * one stalled the stream in its middle (docs/BENCHMARKS.md, decoding), and
  * the second records the chunk (model_decode). A stream that will restart
- * encodes one restart's chunk (its first token repeated) twice before its
- * first token instead (once where nothing is recorded), emptying the cache
- * after each: the stall and the recording move to the time to the first
- * token, and no token changes. */
+ * runs all of that before its first token instead, on its first token
+ * repeated: the chunk, one single-token step after it (whose first use may
+ * grow a workspace, which would make a recording made before it stale), and
+ * the chunk again, recorded; the cache is emptied after each pass. The
+ * stall and the recording move to the time to the first token, the
+ * single-token step is recorded at the first real one, and no token changes. */
 static void warm_restart_path(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = window_keep(kv->T_max);
     for (int b = 0; b < s->B; b++)
         for (int t = 0; t < T; t++) s->feed[(size_t)b * T + t] = s->hist[(size_t)b * s->cap];
-    for (int run = 0; run < (kv->restart.off ? 1 : 2); run++) { /* off: nothing to record */
+    model_decode(s->m, kv, s->feed, T);
+    model_decode(s->m, kv, s->feed, 1); /* T + 1 <= T_max: window_keep is half of it */
+    model_kv_restart(kv);
+    if (!kv->restart.off) { /* off (--no-graph): nothing to record */
         model_decode(s->m, kv, s->feed, T);
         model_kv_restart(kv);
     }
