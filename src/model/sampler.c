@@ -116,7 +116,7 @@ static void forward_window(Sampler *s) {
  * grow a workspace, which would make a recording made before it stale), and
  * the chunk again, recorded; the cache is emptied after each pass. The
  * stall and the recording move to the time to the first token, the
- * single-token step is recorded at the first real one, and no token changes. */
+ * single-token step is recorded at its next use, and no token changes. */
 static void warm_restart_path(Sampler *s) {
     KVCache *kv = &s->kv;
     int T = window_keep(kv->T_max);
