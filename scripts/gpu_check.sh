@@ -99,9 +99,15 @@ for b in "${bins[@]}"; do
             --precision bf16 --max-new-tokens 3000 | tail -1)"
     done
 done >>"$OUT/decode.jsonl" 2>&1
-grep '^bf16-3000' "$OUT/decode.jsonl" |
-    grep -o '^bf16-3000 [^ ]* [^ ]*\|"chars_per_s": [0-9.]*\|"first_char_ms": [0-9.]*\|"chars_per_s_with_first": [0-9.]*\|"chars_per_s_second_half": [0-9.]*\|"slowest_steps_ms": [][0-9., ]*' |
-    paste - - - - - -
+# one line a run: what it measured, the fields an older binary lacks as '-'
+grep '^bf16-3000' "$OUT/decode.jsonl" | python3 -c '
+import json, sys
+keys = ("chars_per_s", "first_char_ms", "chars_per_s_with_first", "chars_per_s_second_half",
+        "step_ms_median", "restart_graph", "slowest_steps_ms")
+for line in sys.stdin:
+    head, _, js = line.partition("{")
+    j = json.loads("{" + js) if js else {}
+    print(head.strip(), " ".join("%s=%s" % (k, j.get(k, "-")) for k in keys))'
 
 step "profile coverage"
 for a in tokenformer transformer transformerpp; do

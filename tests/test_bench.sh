@@ -50,13 +50,15 @@ rc=$?
 [[ $rc -ne 0 && $err == *--ckpt* ]] && pass bench_ckpt_sample_refused || fail bench_ckpt_sample_refused "rc $rc: $err"
 
 # bench --sample: one JSON line whose fields say how it decoded (cache, one step
-# ahead or not), rates that are positive and the three slowest later steps
+# ahead or not), rates that are positive, the three slowest later steps and
+# the median step, no more than the slowest
 sample_fields() { # ARGS...: "cache lookahead chars_per_s second_half new_tokens" of one run
     "$BIN" bench --sample --device cpu --threads 1 --preset tiny --max-new-tokens 24 "$@" 2>/dev/null | tail -1 |
         "$PYTHON" -c 'import json, sys; j = json.loads(sys.stdin.read())
 slow = j["slowest_steps_ms"]  # [step, ms] pairs after the first step, longest first
 ok = len(slow) == 3 and all(0 < i < j["new_tokens"] and ms > 0 for i, ms in slow) and \
     [ms for _, ms in slow] == sorted((ms for _, ms in slow), reverse=True) and len({i for i, _ in slow}) == 3
+ok = ok and 0 < j["step_ms_median"] <= slow[0][1] and j["restart_graph"] is False  # the CPU records nothing
 print(j["cache"], j["lookahead"], j["chars_per_s"] > 0 and j["chars_per_s_second_half"] > 0 and ok, j["new_tokens"])'
 }
 for args in "" "--no-lookahead" "--no-cache"; do

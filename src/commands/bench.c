@@ -89,6 +89,19 @@ static void format_slowest_steps(char *out, size_t cap, const double *step_s, in
     if (len < cap) snprintf(out + len, cap - len, "]");
 }
 
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the steps after the first (the first when there is only
+ * one): the rate a stream holds between its window restarts. Sorts. */
+static double median_later_step(double *step_s, int n) {
+    if (n < 2) return n ? step_s[0] : 0.0;
+    qsort(step_s + 1, (size_t)n - 1, sizeof *step_s, compare_doubles);
+    return step_s[1 + (n - 1) / 2];
+}
+
 /* Sampling speed of a randomly initialized model: what a user of `sample`
  * waits for, prompt encoding included, weights do not matter. */
 static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *ops, int precision,
@@ -127,6 +140,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     double dt = tf_now_seconds() - t0;
     char slowest[160];
     format_slowest_steps(slowest, sizeof slowest, step_s, dc->max_new);
+    double median_s = median_later_step(step_s, dc->max_new);
     free(step_s);
     /* the decoding rate after the first character (its latency, the prompt's
      * encoding and the GPU's first launches, is first_char_ms), and over all */
@@ -136,14 +150,14 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
            "\"precision\": \"%s\", \"cache\": %s, \"graph\": %s, \"lookahead\": %s, \"batch\": %d, "
            "\"prompt_len\": %d, \"new_tokens\": %d, \"block\": %d, \"chars_per_s\": %.1f, \"ms_per_step\": %.3f, "
            "\"first_char_ms\": %.3f, \"chars_per_s_with_first\": %.1f, \"chars_per_s_second_half\": %.1f, "
-           "\"slowest_steps_ms\": %s, \"params\": %zu}\n",
+           "\"slowest_steps_ms\": %s, \"step_ms_median\": %.4f, \"restart_graph\": %s, \"params\": %zu}\n",
            preset, ops->name, prec_name, dc->use_cache ? "true" : "false",
            s.kv.step.recording ? "true" : "false", s.cfg.lookahead ? "true" : "false", dc->streams,
            dc->prompt_len, dc->max_new, mc->block_size,
            (double)dc->streams * later / dt_later, dt_later * 1e3 / later, t_first * 1e3,
            (double)dc->streams * dc->max_new / dt,
            half > 0 ? (double)dc->streams * (dc->max_new - half) / (dt - t_half) : 0.0, slowest,
-           model_num_params(&m, 1));
+           median_s * 1e3, s.kv.restart.recording ? "true" : "false", model_num_params(&m, 1));
     free(next);
     free(prompt);
     sampler_free(&s);
