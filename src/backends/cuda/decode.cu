@@ -22,12 +22,16 @@ static __device__ __forceinline__ float dec_f(bf16 v) { return __bfloat162float(
 static __device__ __forceinline__ void dec_set(float &d, float v) { d = v; }
 static __device__ __forceinline__ void dec_set(bf16 &d, float v) { d = __float2bfloat16(v); }
 
-// VEC elements (one 16-byte access) of X as floats, and back.
+// VEC elements (one 16-byte access) of X as floats: raw loads first and
+// their floats later, so that a loop can have several loads in flight.
 template <typename X> struct DecVec {
     static constexpr int n = 16 / sizeof(X);
-    static __device__ __forceinline__ void load(float (&f)[n], const X *p) {
+    static __device__ __forceinline__ uint4 raw(const X *p) {
+        return *reinterpret_cast<const uint4 *>(p);
+    }
+    static __device__ __forceinline__ void unpack(float (&f)[n], uint4 r) {
         alignas(16) X e[n];
-        *reinterpret_cast<uint4 *>(e) = *reinterpret_cast<const uint4 *>(p);
+        *reinterpret_cast<uint4 *>(e) = r;
 #pragma unroll
         for (int i = 0; i < n; i++) f[i] = dec_f(e[i]);
     }
@@ -148,6 +152,12 @@ template <typename X> static void attention_chunk(OpsCtx *c, const DecodeAttnArg
 #define TOK_THREADS 256
 #define TOK_LPP 4       // lanes per cached position for the scores
 #define TOK_MAX_VPL 8   // 16-byte vectors per lane of a q row: head sizes to 128 (fp32)
+// Loads in flight per thread: the cached positions of TOK_SPASS passes of the
+// scores, TOK_VROWS value rows. Each loop issues its loads before it uses
+// any, so that a pass over the cache waits for memory once, not once per
+// row; the sums keep their order (the same results as one row at a time).
+#define TOK_SPASS 2
+#define TOK_VROWS 8
 
 // Block (h, b). Dynamic shared memory: the scores of the n = pos0 + 1
 // cached positions, then TOK_THREADS x VEC floats for the value sums.
@@ -203,25 +213,36 @@ attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float
     float *sc = dec_smem;
     float mx = -INFINITY;
     const int per_pass = TOK_THREADS / TOK_LPP;
-    for (int s0 = 0; s0 < n; s0 += per_pass) {
-        const int s = s0 + threadIdx.x / TOK_LPP;
-        float part = 0.0f;
-        if (s < n) {
-            const X *ks = kb + (size_t)s * d;
+    for (int s0 = 0; s0 < n; s0 += TOK_SPASS * per_pass) { // trip count uniform: the shuffles
+        uint4 raw[TOK_SPASS][TOK_MAX_VPL];
 #pragma unroll
-            for (int j = 0; j < TOK_MAX_VPL; j++) {
-                if (j >= vpl) break;
-                float kv[VEC];
-                V::load(kv, ks + (sub + TOK_LPP * j) * VEC);
+        for (int k = 0; k < TOK_SPASS; k++) {
+            const int s = s0 + k * per_pass + threadIdx.x / TOK_LPP;
+            const X *ks = kb + (size_t)s * d + sub * VEC;
 #pragma unroll
-                for (int e = 0; e < VEC; e++) part = fmaf(qreg[j][e], kv[e], part);
-            }
+            for (int j = 0; j < TOK_MAX_VPL; j++)
+                raw[k][j] = s < n && j < vpl ? V::raw(ks + TOK_LPP * j * VEC) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
-        for (int o = TOK_LPP / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-        if (s < n && sub == 0) {
-            sc[s] = part;
-            mx = fmaxf(mx, part);
+        for (int k = 0; k < TOK_SPASS; k++) {
+            const int s = s0 + k * per_pass + threadIdx.x / TOK_LPP;
+            float part = 0.0f;
+            if (s < n) {
+#pragma unroll
+                for (int j = 0; j < TOK_MAX_VPL; j++) {
+                    if (j >= vpl) break;
+                    float kv[VEC];
+                    V::unpack(kv, raw[k][j]);
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) part = fmaf(qreg[j][e], kv[e], part);
+                }
+            }
+#pragma unroll
+            for (int o = TOK_LPP / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            if (s < n && sub == 0) {
+                sc[s] = part;
+                mx = fmaxf(mx, part);
+            }
         }
     }
     mx = tfc_block_max(mx, red);
@@ -236,12 +257,23 @@ attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float
     const int slices = TOK_THREADS / nv, c = threadIdx.x % nv, slice = threadIdx.x / nv;
     float acc[VEC] = {};
     if (slice < slices)
-        for (int s = slice; s < n; s += slices) {
-            float vv[VEC];
-            V::load(vv, vb + (size_t)s * d + c * VEC);
-            const float p = sc[s];
+        for (int s0 = slice; s0 < n; s0 += TOK_VROWS * slices) {
+            uint4 raw[TOK_VROWS];
 #pragma unroll
-            for (int e = 0; e < VEC; e++) acc[e] = fmaf(p, vv[e], acc[e]);
+            for (int r = 0; r < TOK_VROWS; r++) {
+                const int s = s0 + r * slices;
+                raw[r] = s < n ? V::raw(vb + (size_t)s * d + c * VEC) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int r = 0; r < TOK_VROWS; r++) {
+                const int s = s0 + r * slices;
+                if (s >= n) break;
+                float vv[VEC];
+                V::unpack(vv, raw[r]);
+                const float p = sc[s];
+#pragma unroll
+                for (int e = 0; e < VEC; e++) acc[e] = fmaf(p, vv[e], acc[e]);
+            }
         }
     float *part = dec_smem + T_max;
 #pragma unroll
@@ -252,6 +284,7 @@ attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         const int ci = i / VEC, e = i % VEC;
         float sum = 0.0f;
+#pragma unroll 8
         for (int sl = 0; sl < slices; sl++) sum += part[(sl * nv + ci) * VEC + e];
         dec_set(o[i], sum * inv);
     }

@@ -1007,6 +1007,24 @@ template <typename W> static __device__ __forceinline__ float pd_operand(float v
     else return v;
 }
 
+// f(i, a_i) for i = threadIdx.x, + blockDim.x, ... below n, in that order,
+// PD_ROW_LOADS loads in flight at a time: one memory latency per PD_ROW_LOADS
+// elements a thread takes, not one per element (a loop that uses each load
+// before the next waits for every one).
+#define PD_ROW_LOADS 4
+template <typename T, typename F>
+static __device__ __forceinline__ void pd_row_pass(const T *a, int n, F f) {
+    const int step = blockDim.x;
+    for (int i0 = threadIdx.x; i0 < n; i0 += PD_ROW_LOADS * step) {
+        float u[PD_ROW_LOADS];
+#pragma unroll
+        for (int b = 0; b < PD_ROW_LOADS; b++) u[b] = i0 + b * step < n ? pd_ld(a + i0 + b * step) : 0.0f;
+#pragma unroll
+        for (int b = 0; b < PD_ROW_LOADS; b++)
+            if (i0 + b * step < n) f(i0 + b * step, u[b]);
+    }
+}
+
 // The N input rows into xs as floats, each normalized (LayerNorm / RMSNorm)
 // when the input says so, and rounded as the products of W take them; the
 // writer block also saves the statistics and xn, as the norm kernel would.
@@ -1016,24 +1034,30 @@ static __device__ __forceinline__ void pd_input_rows(float *xs, const PattInput 
     __shared__ float stat[PD_MAX_ROWS][2];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const XT *x = (const XT *)in.x;
-    // a row normalized here is rounded after its normalization, below
-    for (int i = threadIdx.x; i < N * d_in; i += blockDim.x)
-        xs[i] = in.norm == NORM_NONE ? pd_operand<W>(pd_ld(x + i)) : pd_ld(x + i);
+    // a row normalized here is rounded after its normalization, below. The
+    // loops over shared memory are unrolled for the same reason as
+    // pd_row_pass (each thread's sums keep their order)
+    pd_row_pass(x, N * d_in, [&](int i, float v) {
+        xs[i] = in.norm == NORM_NONE ? pd_operand<W>(v) : v;
+    });
     __syncthreads();
     if (in.norm == NORM_NONE) return;
     if (warp < N) { // warp r: row r's statistics, two passes over shared memory
         const float *xr = xs + (size_t)warp * d_in;
         float mean = 0.0f, ss = 0.0f;
         if (in.norm == NORM_LAYER) {
+#pragma unroll 4
             for (int i = lane; i < d_in; i += 32) mean += xr[i];
             mean = tfc_warp_sum(mean) / (float)d_in;
         }
+#pragma unroll 4
         for (int i = lane; i < d_in; i += 32) ss += (xr[i] - mean) * (xr[i] - mean);
         ss = tfc_warp_sum(ss) / (float)d_in;
         const float eps = in.norm == NORM_LAYER ? LAYERNORM_EPS : RMSNORM_EPS;
         if (lane == 0) stat[warp][0] = mean, stat[warp][1] = rsqrtf(ss + eps);
     }
     __syncthreads();
+#pragma unroll 4
     for (int i = threadIdx.x; i < N * d_in; i += blockDim.x) {
         const int r = i / d_in;
         float v = (xs[i] - stat[r][0]) * stat[r][1];
@@ -1122,18 +1146,17 @@ template <int MODE, typename W>
 static __device__ __forceinline__ float2 pd_stats(const W *a, int n, float tau, float *red) {
     if constexpr (MODE == PNORM_SOFTMAX) {
         float mx = -INFINITY;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, pd_ld(a + i));
+        pd_row_pass(a, n, [&](int, float u) { mx = fmaxf(mx, u); });
         mx = tfc_block_max(mx, red);
         float sum = 0.0f;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) sum += expf(pd_ld(a + i) - mx);
+        pd_row_pass(a, n, [&](int, float u) { sum += expf(u - mx); });
         return make_float2((float)n / tfc_block_sum(sum, red), mx);
     } else if constexpr (MODE == PNORM_L2_GELU || MODE == PNORM_GELU_L2) {
         float ss = 0.0f;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) {
-            float u = pd_ld(a + i);
+        pd_row_pass(a, n, [&](int, float u) {
             if (MODE == PNORM_GELU_L2) u *= pn_cdf(u);
             ss = fmaf(u, u, ss);
-        }
+        });
         return make_float2(tau / sqrtf(tfc_block_sum(ss, red) + PNORM_EPS), 0.0f);
     } else {
         return make_float2(0.0f, 0.0f);

@@ -12,7 +12,9 @@
 #define SAMPLE_THREADS 128
 
 // Thread 0's ordered pass over the block's per-thread values (a few hundred
-// operations: nothing next to the row's reads).
+// operations, unrolled so that the shared-memory loads of several chunks are
+// in flight at once rather than one after another; the order of the sums is
+// kept).
 struct SampleShared {
     double p_sum[SAMPLE_THREADS]; // each chunk's sum of p (double), for the total
     double w_sum[SAMPLE_THREADS]; // each chunk's sum of w = (float)p, then its prefix
@@ -33,6 +35,7 @@ static __device__ int sample_argmax(const float *row, int lo, int hi, int chunks
     __syncthreads();
     if (threadIdx.x == 0) {
         int r = 0;
+#pragma unroll 8
         for (int t = 0; t < chunks; t++) {
             const int i = sh.pick[t];
             if (i >= 0 && row[i] > row[r]) r = i;
@@ -97,7 +100,9 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
     __syncthreads();
     if (t == 0) {
         double total = 0.0, prefix = 0.0;
+#pragma unroll 8
         for (int k = 0; k < chunks; k++) total += sh.p_sum[k];
+#pragma unroll 8
         for (int k = 0; k < chunks; k++) {
             const double w = sh.w_sum[k];
             sh.w_sum[k] = prefix;
@@ -120,6 +125,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
     if (t == 0) {
         int r = -1, fallback = 0;
         for (int k = 0; k < chunks && r < 0; k++) r = sh.pick[k];
+#pragma unroll 8
         for (int k = 0; k < chunks; k++)
             if (sh.last[k] >= 0) fallback = sh.last[k];
         a.tokens[b] = r >= 0 ? r : fallback;
