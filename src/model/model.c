@@ -1089,12 +1089,12 @@ static void decode_layers(void *arg) {
 }
 
 /* The steps that repeat with the same shapes, which the backend may record
- * and replay (ops.h decode_step): the single token, every time, and the
- * window restart's chunk (restart_T tokens from position 0). Other chunks
- * (a prompt's): NULL. */
-static DecodeStep *decode_recording_for(const KVCache *kv, int T) {
-    if (T == 1) return (DecodeStep *)&kv->step;
-    if (T == kv->restart_T && kv->pos == 0) return (DecodeStep *)&kv->restart;
+ * and replay (ops.h decode_step): the single token, every time, and a chunk
+ * of restart_T tokens from position 0 (every window restart's; a prompt of
+ * that length too). Other chunks (a prompt's): NULL. */
+static DecodeStep *decode_recording_for(KVCache *kv, int T) {
+    if (T == 1) return &kv->step;
+    if (T == kv->restart_T && kv->pos == 0) return &kv->restart;
     return NULL;
 }
 
