@@ -1249,19 +1249,34 @@ pd_values_kernel(YT *Y, float *S, const W *A, const W *V, PnTaus taus, const flo
     __syncthreads();
     if (!last) return;
     __threadfence();
-    // every warp reads its share of the splits at once (w, w + PD_WARPS, ...):
-    // one round of L2 latency instead of one per split; then thread (r, lane)
-    // adds the warps' sums in warp order (deterministic)
+    // every warp reads its share of the splits at once (w, w + PD_WARPS, ...,
+    // PD_ROW_LOADS of them loaded before any is added): one round of L2
+    // latency instead of one per split; then thread (r, lane) adds the warps'
+    // sums in warp order (deterministic)
     if (j4 < d4) {
         float4 part[NR] = {};
-        for (int sp = warp; sp < splits; sp += PD_WARPS)
+        for (int sp0 = warp; sp0 < splits; sp0 += PD_ROW_LOADS * PD_WARPS) {
+            float4 v[PD_ROW_LOADS][NR];
 #pragma unroll
-            for (int q = 0; q < NR; q++)
-                if (q < N) {
-                    const float4 v =
-                        __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)q * d4 + j4]);
-                    part[q].x += v.x, part[q].y += v.y, part[q].z += v.z, part[q].w += v.w;
+            for (int b = 0; b < PD_ROW_LOADS; b++)
+#pragma unroll
+                for (int q = 0; q < NR; q++) {
+                    const int sp = sp0 + b * PD_WARPS;
+                    v[b][q] = sp < splits && q < N
+                                  ? __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)q * d4 + j4])
+                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 }
+#pragma unroll
+            for (int b = 0; b < PD_ROW_LOADS; b++) {
+                if (sp0 + b * PD_WARPS >= splits) break;
+#pragma unroll
+                for (int q = 0; q < NR; q++)
+                    if (q < N) {
+                        const float4 w = v[b][q];
+                        part[q].x += w.x, part[q].y += w.y, part[q].z += w.z, part[q].w += w.w;
+                    }
+            }
+        }
 #pragma unroll
         for (int q = 0; q < NR; q++) red[warp][q][lane] = part[q];
     }
