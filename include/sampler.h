@@ -18,10 +18,14 @@ typedef struct {
     int lookahead;     /* 1: with the cache, start the next step before reading
                         * this one's tokens (the host's round trip overlaps
                         * the next step); the model's logits are then the next step's */
-    int warm_up;       /* 1: a stream that will outgrow the window encodes a window
-                        * restart's chunk before its first token (warm_restart_path):
-                        * for backends that load lazily and record steps (CUDA) */
+    int warm_up;       /* 1: a stream that will outgrow the window runs a window
+                        * restart's chunk before its first token (warm_restart_path);
+                        * sampler_warm_up_pays says for which backends */
 } SamplerConfig;
+
+/* Whether the warm-up pays on this backend: where steps are recorded (CUDA),
+ * whose libraries also load on first use; elsewhere it only adds work. */
+int sampler_warm_up_pays(const Ops *ops);
 
 /* Steps started and not read: the one being read and, with lookahead, the next. */
 #define SAMPLER_IN_FLIGHT 2

@@ -118,7 +118,7 @@ static int bench_decode(const ModelConfig *mc, const char *preset, const Ops *op
     Sampler s;
     cli_threads_for_decoding(ops, &m);
     SamplerConfig sc = {1.0f, 0, seed, dc->use_cache, dc->no_graph, !dc->no_lookahead,
-                        ops->kind == BACKEND_CUDA};
+                        sampler_warm_up_pays(ops)};
     if (sampler_init(&s, &m, dc->streams, prompt, (size_t)dc->prompt_len, (size_t)dc->max_new, &sc,
                      err))
         tf_die("%s", err);

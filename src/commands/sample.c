@@ -237,7 +237,7 @@ int cmd_sample(int argc, char **argv) {
     free(cps);
     cli_threads_for_decoding(lc.ops, m);
     SamplerConfig sc = {(float)temperature, (int)top_k, (uint64_t)c.seed, use_cache, no_graph, 1,
-                        lc.ops->kind == BACKEND_CUDA};
+                        sampler_warm_up_pays(lc.ops)};
     if (n_samples > 1) sample_batches(m, vocab, (int)n_samples, ids, n_prompt, max_new, &sc, &shown);
     else sample_stream(m, vocab, ids, n_prompt, max_new, &sc, &shown);
     free(ids);

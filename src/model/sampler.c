@@ -19,6 +19,8 @@ int sample_token(const float *logits, int V, float temperature, int top_k, Rng *
     return ops_sample_row(logits, V, temperature, top_k, u, work);
 }
 
+int sampler_warm_up_pays(const Ops *ops) { return ops->record_begin != NULL; }
+
 uint64_t sampler_stream_seed(uint64_t seed, int i) {
     return i == 0 ? seed : tf_mix64(seed ^ tf_mix64((uint64_t)i * 0x9e3779b97f4a7c15ULL));
 }

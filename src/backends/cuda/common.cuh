@@ -106,6 +106,28 @@ static __device__ __forceinline__ float tfc_block_max(float v, float *sh) {
     return tfc_warp_max(v);
 }
 
+// use(i, load(i)) for i = first, first + stride, ... below n, in that order,
+// with B loads issued before any is used: a strided loop that uses each load
+// before issuing the next waits a whole memory latency per element, which is
+// most of the time of the small decode kernels. The uses keep their order, so
+// a thread's sums are what the plain loop gives. (The loads are guarded, not
+// given a default past n: written that way the single-row pd_scores kernel
+// kept its registers, where a default made ptxas spill.)
+template <int B, typename Load, typename Use>
+static __device__ __forceinline__ void tfc_batched_pass(int first, int n, int stride, Load load,
+                                                         Use use) {
+    using T = decltype(load(first));
+    for (int i0 = first; i0 < n; i0 += B * stride) {
+        T v[B];
+#pragma unroll
+        for (int b = 0; b < B; b++)
+            if (i0 + b * stride < n) v[b] = load(i0 + b * stride);
+#pragma unroll
+        for (int b = 0; b < B; b++)
+            if (i0 + b * stride < n) use(i0 + b * stride, v[b]);
+    }
+}
+
 // ---- the backend's state (ops_cuda.cu) ----
 
 // Scratch buffers owned by the backend, grown on demand (never shrunk).

@@ -257,24 +257,15 @@ attention_token_kernel(X *out, X *q, X *k, const X *v, X *kc, X *vc, const float
     const int slices = TOK_THREADS / nv, c = threadIdx.x % nv, slice = threadIdx.x / nv;
     float acc[VEC] = {};
     if (slice < slices)
-        for (int s0 = slice; s0 < n; s0 += TOK_VROWS * slices) {
-            uint4 raw[TOK_VROWS];
-#pragma unroll
-            for (int r = 0; r < TOK_VROWS; r++) {
-                const int s = s0 + r * slices;
-                raw[r] = s < n ? V::raw(vb + (size_t)s * d + c * VEC) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int r = 0; r < TOK_VROWS; r++) {
-                const int s = s0 + r * slices;
-                if (s >= n) break;
+        tfc_batched_pass<TOK_VROWS>(
+            slice, n, slices, [&](int s) { return V::raw(vb + (size_t)s * d + c * VEC); },
+            [&](int s, uint4 r) {
                 float vv[VEC];
-                V::unpack(vv, raw[r]);
+                V::unpack(vv, r);
                 const float p = sc[s];
 #pragma unroll
                 for (int e = 0; e < VEC; e++) acc[e] = fmaf(p, vv[e], acc[e]);
-            }
-        }
+            });
     float *part = dec_smem + T_max;
 #pragma unroll
     for (int e = 0; e < VEC; e++) part[threadIdx.x * VEC + e] = acc[e];
@@ -300,9 +291,9 @@ static bool token_kernel_fits(const DecodeAttnArgs *a, size_t e) {
            (uintptr_t)a->v_cache % 16 == 0;
 }
 
-template <typename X> static void attention_token(OpsCtx *c, const DecodeAttnArgs *a, float scale) {
-    const float *rope = tfc_rope_table(c, a->T_max, a->rot >= 2 ? a->rot : 2);
-    const int rot = a->rot >= 2 ? a->rot : 0;
+template <typename X>
+static void attention_token(OpsCtx *c, const DecodeAttnArgs *a, const float *rope, float scale) {
+    const int rot = a->rot >= 2 ? a->rot : 0; // (rope is NULL then, and not read)
     size_t smem = ((size_t)a->T_max + (size_t)TOK_THREADS * DecVec<X>::n) * sizeof(float);
     size_t &allowed = c->token_smem_allowed[sizeof(X) == sizeof(bf16)];
     if (smem > (allowed ? allowed : 48 << 10)) { // 48 KB: the default
@@ -335,12 +326,12 @@ void cu_attention_decode(const Ops *ops, const DecodeAttnArgs *a) {
     const size_t e = tfc_attn_elem_bytes(c);
     // the table for the whole window whatever the chunk: a table grown later
     // moves, and a move makes every recorded step stale (tfc_buffers_moved)
-    if (a->rot >= 2) tfc_rope_table(c, a->T_max, a->rot);
+    const float *rope = a->rot >= 2 ? tfc_rope_table(c, a->T_max, a->rot) : nullptr;
     if (token_kernel_fits(a, e)) {
         if (e == 2)
-            attention_token<bf16>(c, a, scale);
+            attention_token<bf16>(c, a, rope, scale);
         else
-            attention_token<float>(c, a, scale);
+            attention_token<float>(c, a, rope, scale);
         return;
     }
     const int d = a->H * a->hd;

@@ -1008,21 +1008,12 @@ template <typename W> static __device__ __forceinline__ float pd_operand(float v
 }
 
 // f(i, a_i) for i = threadIdx.x, + blockDim.x, ... below n, in that order,
-// PD_ROW_LOADS loads in flight at a time: one memory latency per PD_ROW_LOADS
-// elements a thread takes, not one per element (a loop that uses each load
-// before the next waits for every one).
+// PD_ROW_LOADS loads in flight at a time (tfc_batched_pass).
 #define PD_ROW_LOADS 4
 template <typename T, typename F>
 static __device__ __forceinline__ void pd_row_pass(const T *a, int n, F f) {
-    const int step = blockDim.x;
-    for (int i0 = threadIdx.x; i0 < n; i0 += PD_ROW_LOADS * step) {
-        float u[PD_ROW_LOADS];
-#pragma unroll
-        for (int b = 0; b < PD_ROW_LOADS; b++) u[b] = i0 + b * step < n ? pd_ld(a + i0 + b * step) : 0.0f;
-#pragma unroll
-        for (int b = 0; b < PD_ROW_LOADS; b++)
-            if (i0 + b * step < n) f(i0 + b * step, u[b]);
-    }
+    tfc_batched_pass<PD_ROW_LOADS>((int)threadIdx.x, n, (int)blockDim.x,
+                                   [a](int i) { return pd_ld(a + i); }, f);
 }
 
 // The N input rows into xs as floats, each normalized (LayerNorm / RMSNorm)
@@ -1254,29 +1245,27 @@ pd_values_kernel(YT *Y, float *S, const W *A, const W *V, PnTaus taus, const flo
     // latency instead of one per split; then thread (r, lane) adds the warps'
     // sums in warp order (deterministic)
     if (j4 < d4) {
+        struct Rows {
+            float4 q[NR];
+        };
         float4 part[NR] = {};
-        for (int sp0 = warp; sp0 < splits; sp0 += PD_ROW_LOADS * PD_WARPS) {
-            float4 v[PD_ROW_LOADS][NR];
-#pragma unroll
-            for (int b = 0; b < PD_ROW_LOADS; b++)
-#pragma unroll
-                for (int q = 0; q < NR; q++) {
-                    const int sp = sp0 + b * PD_WARPS;
-                    v[b][q] = sp < splits && q < N
-                                  ? __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)q * d4 + j4])
-                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                }
-#pragma unroll
-            for (int b = 0; b < PD_ROW_LOADS; b++) {
-                if (sp0 + b * PD_WARPS >= splits) break;
+        tfc_batched_pass<PD_ROW_LOADS>(
+            warp, splits, PD_WARPS,
+            [&](int sp) {
+                Rows v;
 #pragma unroll
                 for (int q = 0; q < NR; q++)
-                    if (q < N) {
-                        const float4 w = v[b][q];
-                        part[q].x += w.x, part[q].y += w.y, part[q].z += w.z, part[q].w += w.w;
-                    }
-            }
-        }
+                    v.q[q] = q < N ? __ldcg(&P4[((size_t)g * splits + sp) * slab + (size_t)q * d4 + j4])
+                                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                return v;
+            },
+            [&](int, const Rows &v) {
+#pragma unroll
+                for (int q = 0; q < NR; q++) {
+                    part[q].x += v.q[q].x, part[q].y += v.q[q].y;
+                    part[q].z += v.q[q].z, part[q].w += v.q[q].w;
+                }
+            });
 #pragma unroll
         for (int q = 0; q < NR; q++) red[warp][q][lane] = part[q];
     }
